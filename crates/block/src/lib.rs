@@ -1,0 +1,1 @@
+//! Incremental, sparse-aware copies of raw block devices and image files.

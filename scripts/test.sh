@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs pvc-backup's whole test suite: formatting, lints, unit and integration tests, and a small
+# run of the benchmark scripts so they keep working.
+#
+# Run as root, it first installs the Debian packages the tests need when they are missing, and
+# the tests that need root (loop devices, mounts, other owners) run too. Run as an ordinary user,
+# those tests print why they skip. With CI=true a skip is a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests and the benchmark scripts call.
+PKGS=(rsync acl attr xfsprogs btrfs-progs e2fsprogs util-linux libcap2-bin time hyperfine restic)
+
+if [ "$(id -u)" = 0 ]; then
+  missing=()
+  for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "test.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+else
+  echo "test.sh: not root: missing Debian packages are not installed and root-only tests will skip"
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked

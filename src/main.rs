@@ -1,0 +1,46 @@
+//! `pvc-backup`: back up, clone and migrate Kubernetes PersistentVolumeClaims.
+//!
+//! The binary is thin: it parses the command line, calls into the library crates and prints.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod block_cmd;
+mod manifests;
+mod mover;
+mod webhook;
+
+/// Back up, clone and migrate Kubernetes PersistentVolumeClaims with full fidelity.
+#[derive(Debug, Parser)]
+#[command(name = "pvc-backup", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The copy engine that runs inside the mover pod (works on any two local folders).
+    Mover(mover::MoverArgs),
+    /// The validating admission webhook that guards the backup service account.
+    Webhook(webhook::WebhookArgs),
+    /// Print install manifests (YAML) for kubectl, GitOps and OpenShift.
+    Manifests(manifests::ManifestsArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Mover(args) => mover::run(args),
+        Command::Webhook(args) => webhook::run(args),
+        Command::Manifests(args) => manifests::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("pvc-backup: error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
