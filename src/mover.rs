@@ -1,8 +1,14 @@
 //! `pvc-backup mover ...`: the copy engine's commands.
 
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
+use mover::{Stats, Summary};
 
 use crate::block_cmd;
 
@@ -15,13 +21,246 @@ pub struct MoverArgs {
 
 #[derive(Debug, Subcommand)]
 enum MoverCommand {
+    /// Make DST an exact mirror of SRC: content, sparse files, owners, modes, times, xattrs,
+    /// ACLs, hard links, symlinks and special files. Entries only in DST are removed.
+    Sync(SyncArgs),
     /// Copy a raw block device or image file to another, writing only what differs.
     Block(block_cmd::BlockArgs),
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// A bar on a terminal, nothing otherwise.
+    Auto,
+    /// A progress bar on stderr.
+    Bar,
+    /// One JSON object a line on stdout, then the summary as JSON.
+    Json,
+    /// Nothing but the final line.
+    None,
+}
+
+/// Arguments of `pvc-backup mover sync`.
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    /// The source folder (in the mover pod: /source).
+    src: PathBuf,
+    /// The target folder (in the mover pod: /backup); created if missing.
+    dst: PathBuf,
+    /// Mirror only this folder of SRC (relative, no `..`, no symlinks), like BCK_FOLDER.
+    #[arg(long, value_name = "DIR")]
+    subdir: Option<PathBuf>,
+    /// Also compare the content of files whose size and mtime are equal.
+    #[arg(long, short = 'c')]
+    checksum: bool,
+    /// Mirror an empty source, deleting everything in DST (refused by default: exit 254).
+    #[arg(long)]
+    allow_empty: bool,
+    /// Worker threads (default: twice the CPUs this process may use, at least 4).
+    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+    threads: usize,
+    /// How to show progress.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    progress: ProgressMode,
+    /// Seconds between JSON progress lines.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    progress_interval: f64,
+    /// Log each entry as it is handled (-vv for more).
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Print only errors.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 /// Runs a mover subcommand and returns its exit code.
 pub fn run(args: MoverArgs) -> anyhow::Result<ExitCode> {
     match args.command {
+        MoverCommand::Sync(a) => sync(a),
         MoverCommand::Block(a) => block_cmd::run(a),
     }
+}
+
+/// Sets up logging on stderr: errors with `-q`, warnings by default, entries with `-v`.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PVC_BACKUP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
+    init_logging(a.verbose, a.quiet);
+    let mode = match a.progress {
+        ProgressMode::Auto if std::io::stderr().is_terminal() && !a.quiet => ProgressMode::Bar,
+        ProgressMode::Auto => ProgressMode::None,
+        m => m,
+    };
+    let opts = mover::Options {
+        subdir: a.subdir.clone(),
+        checksum: a.checksum,
+        allow_empty: a.allow_empty,
+        threads: a.threads,
+        count_ahead: matches!(mode, ProgressMode::Bar | ProgressMode::Json),
+    };
+    let job = match mover::Sync::prepare(&a.src, &a.dst, opts) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("pvc-backup mover sync: {e}");
+            return Ok(ExitCode::from(e.exit_code()));
+        }
+    };
+    let stats = job.stats();
+    let done = Arc::new(AtomicBool::new(false));
+    let interval = Duration::from_secs_f64(a.progress_interval.max(0.05));
+    let reporter = {
+        let (stats, done) = (stats.clone(), done.clone());
+        std::thread::spawn(move || report(mode, &stats, &done, interval))
+    };
+    let result = job.run();
+    done.store(true, Ordering::Relaxed);
+    let _ = reporter.join();
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pvc-backup mover sync: {e}");
+            return Ok(ExitCode::from(e.exit_code()));
+        }
+    };
+    if mode == ProgressMode::Json {
+        let mut out = std::io::stdout().lock();
+        let last = stats.event("done", Duration::from_millis(summary.duration_ms), 0);
+        writeln!(out, "{}", serde_json::to_string(&last)?)?;
+        writeln!(out, "{}", serde_json::to_string(&summary)?)?;
+    }
+    if !a.quiet || summary.exit_code != 0 {
+        eprintln!("{}", human_summary(&summary));
+    }
+    Ok(ExitCode::from(summary.exit_code))
+}
+
+fn human_summary(s: &Summary) -> String {
+    let e = &s.entries;
+    let mut line = format!(
+        "pvc-backup mover sync: {}: {} entries ({} copied, {} linked, {} updated, {} unchanged, \
+         {} deleted{}), {} of {} copied in {:.1}s",
+        s.result,
+        e.total,
+        e.copied,
+        e.linked,
+        e.updated,
+        e.unchanged,
+        e.deleted,
+        if e.skipped > 0 {
+            format!(", {} skipped", e.skipped)
+        } else {
+            String::new()
+        },
+        human_bytes(s.bytes.copied),
+        human_bytes(s.bytes.total),
+        s.duration_ms as f64 / 1000.0
+    );
+    if e.failed > 0 {
+        line.push_str(&format!(
+            "\n{} entries FAILED; the summary in the target's .pvc-backup/last-sync.json lists each:",
+            e.failed
+        ));
+        for err in s.errors.iter().take(20) {
+            line.push_str(&format!("\n  {}: {}: {}", err.path, err.op, err.error));
+        }
+    }
+    line
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn report(mode: ProgressMode, stats: &Stats, done: &AtomicBool, interval: Duration) {
+    let t0 = Instant::now();
+    match mode {
+        ProgressMode::Json => {
+            let mut last = (Instant::now(), 0u64);
+            while !sleep_until_done(done, interval) {
+                let now = Instant::now();
+                let bytes = stats.bytes_done.load(Ordering::Relaxed);
+                let secs = now.duration_since(last.0).as_secs_f64().max(1e-3);
+                let rate = ((bytes.saturating_sub(last.1)) as f64 / secs) as u64;
+                last = (now, bytes);
+                let ev = stats.event("sync", t0.elapsed(), rate);
+                if let Ok(line) = serde_json::to_string(&ev) {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{line}");
+                    let _ = out.flush();
+                }
+            }
+        }
+        ProgressMode::Bar => {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} \
+                     {binary_bytes_per_sec} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            while !sleep_until_done(done, Duration::from_millis(200)) {
+                let ev = stats.event("sync", t0.elapsed(), 0);
+                bar.set_length(ev.bytes_known);
+                bar.set_position(ev.bytes_done);
+                let eta = if ev.scan_complete {
+                    format!(" ETA {}", indicatif::HumanDuration(bar.eta()))
+                } else {
+                    " (counting)".to_string()
+                };
+                bar.set_message(format!(
+                    "{}/{} entries{}{}",
+                    ev.entries_done,
+                    ev.entries_known,
+                    if ev.errors > 0 {
+                        format!(", {} errors", ev.errors)
+                    } else {
+                        String::new()
+                    },
+                    eta
+                ));
+            }
+            bar.finish_and_clear();
+        }
+        ProgressMode::Auto | ProgressMode::None => while !sleep_until_done(done, interval) {},
+    }
+}
+
+/// Sleeps up to `d`, waking early when the run is done; returns whether it is.
+fn sleep_until_done(done: &AtomicBool, d: Duration) -> bool {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if done.load(Ordering::Relaxed) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20).min(d));
+    }
+    done.load(Ordering::Relaxed)
 }

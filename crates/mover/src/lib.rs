@@ -1,1 +1,48 @@
-//! x
+//! The copy engine of pvc-backup.
+//!
+//! [`sync`] makes a target directory an exact mirror of a source directory: content (sparse files
+//! stay sparse), every entry type, numeric owners, all mode bits, nanosecond times, extended
+//! attributes, POSIX ACLs and hard links. It works relative to directory descriptors, never follows
+//! a symlink in the target, writes each file under a temporary name before renaming it into place,
+//! and records a failing entry instead of stopping the run.
+//!
+//! It knows nothing of Kubernetes: in a cluster it runs in a pod with the source at `/source` and
+//! the target at `/backup`, and it runs the same way on any two local folders.
+//!
+//! Data flows one way: [`listing`] reads directories, [`sync`] compares and acts (with
+//! [`content`], [`attrs`], [`xattr`], [`remove`] and [`hardlink`]), and [`summary`] reports.
+
+pub mod attrs;
+pub mod content;
+mod error;
+pub mod hardlink;
+pub mod listing;
+pub mod meta;
+pub mod preflight;
+pub mod relpath;
+pub mod remove;
+pub mod summary;
+pub mod sync;
+pub mod xattr;
+
+pub use error::{Error, Result};
+pub use summary::{EntryError, ProgressEvent, Stats, Summary};
+pub use sync::{Options, Sync};
+
+/// Exit codes of the mover, shared by every mover command.
+pub mod exit {
+    /// Done: the target matches the source.
+    pub const OK: u8 = 0;
+    /// Fatal: nothing, or not everything, could be attempted.
+    pub const FATAL: u8 = 1;
+    /// Usage error: the command line or its paths are not acceptable.
+    pub const USAGE: u8 = 2;
+    /// Partial: some entries failed; the summary lists each with its error.
+    pub const PARTIAL: u8 = 23;
+    /// Refused: the source is empty or missing, so a mirror would wipe the target.
+    pub const REFUSED: u8 = 254;
+}
+
+/// Name of the folder at the target's root that holds the mover's own state (lock, summaries).
+/// It is never copied from the source nor deleted from the target.
+pub const STATE_DIR: &str = ".pvc-backup";

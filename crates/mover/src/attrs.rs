@@ -1,0 +1,160 @@
+//! Applying owner, mode bits, extended attributes and times to an entry of the target.
+//!
+//! The order matters: `chown` clears the setuid and setgid bits and `security.capability`, so
+//! the owner comes first, then extended attributes, then the mode, then the times (which every
+//! earlier change would otherwise disturb).
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use rustix::fs::{
+    AtFlags, Mode, OFlags, Timestamps, chmod, chownat, fchmod, fchown, futimens, openat, utimensat,
+};
+use rustix::process::{Gid, Uid};
+
+use crate::meta::{Kind, Meta, stat_fd};
+use crate::xattr::{self, Xattrs};
+
+/// How to reach the entry whose attributes are set.
+#[derive(Clone, Copy, Debug)]
+pub enum Handle<'a> {
+    /// An open descriptor of a regular file or directory.
+    Fd(BorrowedFd<'a>),
+    /// The entry `name` in directory `dir` (symlinks, fifos, device nodes): never followed.
+    At(BorrowedFd<'a>, &'a CStr),
+}
+
+/// A failed step of applying attributes.
+#[derive(Debug)]
+pub struct OpError {
+    /// The step: `chown`, `chmod`, `xattr`, `utimens`.
+    pub op: &'static str,
+    /// What the kernel said.
+    pub err: io::Error,
+}
+
+impl OpError {
+    pub(crate) fn new(op: &'static str, err: impl Into<io::Error>) -> Self {
+        OpError {
+            op,
+            err: err.into(),
+        }
+    }
+}
+
+/// What [`apply`] changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Changed {
+    /// Owner or group.
+    pub owner: bool,
+    /// Mode bits.
+    pub mode: bool,
+    /// Extended attributes or ACLs.
+    pub xattrs: bool,
+    /// Modification or access time.
+    pub times: bool,
+}
+
+impl Changed {
+    /// Whether anything changed.
+    pub fn any(&self) -> bool {
+        self.owner || self.mode || self.xattrs || self.times
+    }
+}
+
+/// Makes the attributes of the target entry equal to the source's.
+///
+/// `have` and `have_x` are the target's current attributes when known (`None`: a new entry, set
+/// everything). `want_x` are the source's extended attributes.
+pub fn apply(
+    h: Handle<'_>,
+    want: &Meta,
+    have: Option<&Meta>,
+    want_x: &Xattrs,
+    have_x: Option<&Xattrs>,
+) -> Result<Changed, OpError> {
+    let mut changed = Changed::default();
+    if have.is_none_or(|h| h.uid != want.uid || h.gid != want.gid) {
+        let (uid, gid) = (Uid::from_raw(want.uid), Gid::from_raw(want.gid));
+        match h {
+            Handle::Fd(fd) => fchown(fd, Some(uid), Some(gid)),
+            Handle::At(dir, name) => {
+                chownat(dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
+            }
+        }
+        .map_err(|e| OpError::new("chown", e))?;
+        changed.owner = true;
+    }
+    let xtarget = match h {
+        Handle::Fd(fd) => xattr::Target::Fd(fd),
+        Handle::At(dir, name) => xattr::Target::At(dir, name),
+    };
+    if have_x != Some(want_x) {
+        xattr::apply(xtarget, want_x, have_x).map_err(|e| OpError::new("xattr", e))?;
+        changed.xattrs = have_x.is_some() || !want_x.is_empty();
+    }
+    // chown cleared setuid/setgid, and an ACL written as an xattr rewrote the group bits.
+    if want.kind != Kind::Symlink
+        && (changed.owner || changed.xattrs || have.is_none_or(|h| h.perm != want.perm))
+    {
+        let mode = Mode::from_raw_mode(want.perm);
+        match h {
+            Handle::Fd(fd) => fchmod(fd, mode),
+            Handle::At(dir, name) => chmod_nofollow(dir, name, want.kind, mode),
+        }
+        .map_err(|e| OpError::new("chmod", e))?;
+        changed.mode = have.is_none_or(|h| h.perm != want.perm);
+    }
+    if have.is_none_or(|h| h.mtime != want.mtime) || changed.any() {
+        let times = Timestamps {
+            last_access: want.atime.timespec(),
+            last_modification: want.mtime.timespec(),
+        };
+        match h {
+            Handle::Fd(fd) => futimens(fd, &times),
+            Handle::At(dir, name) => utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW),
+        }
+        .map_err(|e| OpError::new("utimens", e))?;
+        changed.times = have.is_none_or(|h| h.mtime != want.mtime);
+    }
+    Ok(changed)
+}
+
+/// `chmod` of a fifo or device node without following a symlink: open it with `O_PATH`, check its
+/// type, and change the inode through `/proc/self/fd` (Linux has no `lchmod`).
+fn chmod_nofollow(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    kind: Kind,
+    mode: Mode,
+) -> rustix::io::Result<()> {
+    let fd = openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let meta = stat_fd(&fd)
+        .map_err(|e| rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO))?;
+    if meta.kind != kind {
+        return Err(rustix::io::Errno::STALE);
+    }
+    chmod(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str(), mode)
+}
+
+/// Whether owner, mode and mtime are equal (extended attributes are compared separately).
+pub fn same_basic(a: &Meta, b: &Meta) -> bool {
+    a.uid == b.uid
+        && a.gid == b.gid
+        && (a.kind == Kind::Symlink || a.perm == b.perm)
+        && a.mtime == b.mtime
+}
+
+/// Reads the current extended attributes the same way [`apply`] reaches the entry.
+pub fn read_xattrs(h: Handle<'_>) -> io::Result<Xattrs> {
+    xattr::read(match h {
+        Handle::Fd(fd) => xattr::Target::Fd(fd),
+        Handle::At(dir, name) => xattr::Target::At(dir, name),
+    })
+}

@@ -1,0 +1,79 @@
+//! Errors that stop a run before or instead of copying (per-entry failures are
+//! [`crate::EntryError`] records, not errors).
+
+use std::io;
+
+use crate::exit;
+
+/// A failure that ends a mover command; each maps to one of the mover's exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The source does not exist (a claim that failed to mount looks like this).
+    #[error(
+        "source {path} does not exist ({source}); check that the source volume is mounted there. \
+         The target was not touched"
+    )]
+    SourceMissing {
+        /// The source path as given.
+        path: String,
+        /// What the kernel said.
+        source: io::Error,
+    },
+    /// The source has no entries, so mirroring it would delete everything in the target.
+    #[error(
+        "source {path} is empty; mirroring it would delete everything in the target, so nothing \
+         was done. Check that the right volume is mounted, or pass --allow-empty to mirror an \
+         empty source on purpose"
+    )]
+    SourceEmpty {
+        /// The source path as given.
+        path: String,
+    },
+    /// Arguments or paths that cannot work (overlapping trees, an escaping `--subdir`, ...).
+    #[error("{0}")]
+    Usage(String),
+    /// Another mover holds the target's lock.
+    #[error(
+        "target {target} is in use by another pvc-backup mover (pid {holder}); wait for it to \
+         finish. A lock left by a mover that died is released by the kernel and taken over \
+         automatically"
+    )]
+    Locked {
+        /// The target path as given.
+        target: String,
+        /// What the lock file says about its holder.
+        holder: String,
+    },
+    /// An I/O failure on the roots themselves (the target root cannot be opened or written).
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// Which path.
+        path: String,
+        /// What the kernel said.
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The mover exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::SourceMissing { .. } | Error::SourceEmpty { .. } => exit::REFUSED,
+            Error::Usage(_) => exit::USAGE,
+            Error::Locked { .. } | Error::Io { .. } => exit::FATAL,
+        }
+    }
+
+    pub(crate) fn io(what: &'static str, path: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result of a mover operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,260 @@
+//! Everything checked before the first byte is written: the source exists and is not empty, the
+//! `--subdir` stays inside it, source and target do not overlap, and no other mover holds the
+//! target. A refusal here leaves the target untouched.
+
+use std::ffi::{CStr, CString};
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path};
+
+use rustix::fs::{FlockOperation, Mode, OFlags, flock, ftruncate, mkdirat, openat};
+use rustix::io::Errno;
+
+use crate::listing::Listing;
+use crate::meta::stat_fd;
+use crate::{Error, Result, STATE_DIR};
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::CLOEXEC);
+
+/// Names at a root that do not make a source "non-empty": a fresh ext4 volume has `lost+found`,
+/// and a former target has the mover's state folder.
+pub const IGNORED_FOR_EMPTINESS: [&[u8]; 2] = [b"lost+found", STATE_DIR.as_bytes()];
+
+fn show(p: &Path) -> String {
+    crate::relpath::display(p.as_os_str().as_bytes())
+}
+
+fn cpath(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| Error::Usage(format!("path {} contains a NUL byte", show(p))))
+}
+
+/// Opens the source root, and `subdir` inside it without following any symlink. A missing source
+/// (or subdir) is [`Error::SourceMissing`]; a subdir that is absolute, has `..`, or passes through
+/// a symlink is [`Error::Usage`].
+pub fn open_source(src: &Path, subdir: Option<&Path>) -> Result<OwnedFd> {
+    let root = match openat(
+        rustix::fs::CWD,
+        cpath(src)?.as_c_str(),
+        DIR_FLAGS,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => {
+            return Err(Error::SourceMissing {
+                path: show(src),
+                source: Errno::NOENT.into(),
+            });
+        }
+        Err(Errno::NOTDIR) => {
+            return Err(Error::Usage(format!(
+                "source {} is not a directory; give the folder where the volume is mounted",
+                show(src)
+            )));
+        }
+        Err(e) => return Err(Error::io("cannot open source", show(src), e.into())),
+    };
+    let Some(sub) = subdir else { return Ok(root) };
+    let mut cur = root;
+    let mut any = false;
+    for comp in sub.components() {
+        let name = match comp {
+            Component::Normal(n) => n,
+            Component::CurDir => continue,
+            _ => {
+                return Err(Error::Usage(format!(
+                    "--subdir {} must be a relative path inside the source without `..`",
+                    show(sub)
+                )));
+            }
+        };
+        any = true;
+        let cname = CString::new(name.as_bytes())
+            .map_err(|_| Error::Usage("--subdir contains a NUL byte".into()))?;
+        cur = match openat(
+            &cur,
+            cname.as_c_str(),
+            DIR_FLAGS | OFlags::NOFOLLOW,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => {
+                return Err(Error::SourceMissing {
+                    path: format!("{}/{}", show(src), show(sub)),
+                    source: Errno::NOENT.into(),
+                });
+            }
+            Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
+                return Err(Error::Usage(format!(
+                    "--subdir {} is not a plain directory inside the source (a symlink or a \
+                     file is on the way); symlinks are not followed so that the copy cannot \
+                     escape the source",
+                    show(sub)
+                )));
+            }
+            Err(e) => return Err(Error::io("cannot open subdir", show(sub), e.into())),
+        };
+    }
+    if !any {
+        return Err(Error::Usage(
+            "--subdir is empty; leave it out to copy the whole source".into(),
+        ));
+    }
+    Ok(cur)
+}
+
+/// Whether a source root has nothing worth copying (see [`IGNORED_FOR_EMPTINESS`]).
+pub fn is_empty_source(src: BorrowedFd<'_>) -> io::Result<bool> {
+    let l = Listing::read(src)?;
+    Ok((0..l.len()).all(|i| IGNORED_FOR_EMPTINESS.contains(&l.name_bytes(i))))
+}
+
+/// Opens the target root, creating it (not its parents) when missing.
+pub fn open_target(dst: &Path) -> Result<OwnedFd> {
+    let c = cpath(dst)?;
+    match openat(rustix::fs::CWD, c.as_c_str(), DIR_FLAGS, Mode::empty()) {
+        Ok(fd) => return Ok(fd),
+        Err(Errno::NOENT) => {}
+        Err(Errno::NOTDIR) => {
+            return Err(Error::Usage(format!(
+                "target {} is not a directory",
+                show(dst)
+            )));
+        }
+        Err(e) => return Err(Error::io("cannot open target", show(dst), e.into())),
+    }
+    match mkdirat(rustix::fs::CWD, c.as_c_str(), Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => {
+            return Err(Error::io(
+                "cannot create target (its parent must exist)",
+                show(dst),
+                e.into(),
+            ));
+        }
+    }
+    openat(rustix::fs::CWD, c.as_c_str(), DIR_FLAGS, Mode::empty())
+        .map_err(|e| Error::io("cannot open target", show(dst), e.into()))
+}
+
+/// Whether `inner` is `outer` or lies below it, found by walking up from `inner` through `..`
+/// (which follows bind mounts and symlinked paths the way the kernel resolved them).
+fn is_within(inner: BorrowedFd<'_>, outer: BorrowedFd<'_>) -> io::Result<bool> {
+    let target = stat_fd(outer)?;
+    let mut cur: OwnedFd = openat(inner, c".", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+    loop {
+        let here = stat_fd(&cur)?;
+        if (here.dev, here.ino) == (target.dev, target.ino) {
+            return Ok(true);
+        }
+        let up = openat(
+            &cur,
+            c"..",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let above = stat_fd(&up)?;
+        if (above.dev, above.ino) == (here.dev, here.ino) {
+            return Ok(false);
+        }
+        cur = up;
+    }
+}
+
+/// Refuses a source and target that are the same directory or nested in each other.
+pub fn check_disjoint(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, s: &Path, d: &Path) -> Result<()> {
+    let io_err = |e| Error::io("cannot compare source and target", show(d), e);
+    if is_within(dst, src).map_err(io_err)? {
+        return Err(Error::Usage(format!(
+            "target {} is the source {} or inside it; choose a target outside the source",
+            show(d),
+            show(s)
+        )));
+    }
+    if is_within(src, dst).map_err(io_err)? {
+        return Err(Error::Usage(format!(
+            "source {} is inside the target {}; mirroring would delete it. Choose a target \
+             outside the source",
+            show(s),
+            show(d)
+        )));
+    }
+    Ok(())
+}
+
+/// The mover's state folder in the target, held under an exclusive lock for the whole run.
+#[derive(Debug)]
+pub struct StateDir {
+    /// The open `.pvc-backup` folder.
+    pub dir: OwnedFd,
+    _lock: OwnedFd,
+}
+
+/// Opens (creating) the target's state folder and takes its lock. The lock is an `flock`, which
+/// the kernel releases when its holder dies, so a killed mover never blocks the next one.
+pub fn lock_target(dst: BorrowedFd<'_>, d: &Path) -> Result<StateDir> {
+    let name: &CStr = c".pvc-backup";
+    let open = || openat(dst, name, DIR_FLAGS | OFlags::NOFOLLOW, Mode::empty());
+    let dir = match open() {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => {
+            match mkdirat(dst, name, Mode::from_raw_mode(0o700)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => {
+                    return Err(Error::io(
+                        "cannot create state folder in",
+                        show(d),
+                        e.into(),
+                    ));
+                }
+            }
+            open().map_err(|e| Error::io("cannot open state folder in", show(d), e.into()))?
+        }
+        Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
+            return Err(Error::Usage(format!(
+                "{}/{STATE_DIR} is not a directory (a symlink or a file); it is reserved for \
+                 pvc-backup: move it away",
+                show(d)
+            )));
+        }
+        Err(e) => return Err(Error::io("cannot open state folder in", show(d), e.into())),
+    };
+    let lock = openat(
+        &dir,
+        c"lock",
+        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| Error::io("cannot open lock file in", show(d), e.into()))?;
+    match flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(Errno::WOULDBLOCK) => {
+            let holder = std::fs::read_to_string(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&lock)
+            ))
+            .unwrap_or_default();
+            return Err(Error::Locked {
+                target: show(d),
+                holder: holder.trim().to_string(),
+            });
+        }
+        Err(e) => return Err(Error::io("cannot lock", show(d), e.into())),
+    }
+    let me = format!(
+        "{} on {}",
+        std::process::id(),
+        rustix::system::uname().nodename().to_string_lossy()
+    );
+    let _ = ftruncate(&lock, 0);
+    let mut f = std::fs::File::from(
+        lock.as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::io("cannot write lock file in", show(d), e))?,
+    );
+    let _ = f.write_all(me.as_bytes());
+    Ok(StateDir { dir, _lock: lock })
+}

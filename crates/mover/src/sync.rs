@@ -1,0 +1,973 @@
+//! The mirror: make a target directory an exact copy of a source directory.
+//!
+//! Each directory is a task on a pool of worker threads: it lists both sides, removes what the
+//! source lacks, opens (or creates) its subdirectories and spawns a task for each, and hands its
+//! other entries to the pool in batches. A directory's own attributes (owner, mode, ACLs, mtime)
+//! are applied when the last task below it ends, so its mtime is set after its contents and a
+//! read-only directory is filled before it becomes read-only.
+
+use std::ffi::{CStr, CString};
+use std::io::Write as _;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Instant, SystemTime};
+
+use rustix::fs::{
+    AtFlags, FileType, Mode, OFlags, linkat, mkdirat, mknodat, openat, readlinkat, renameat,
+    symlinkat, unlinkat,
+};
+use rustix::io::Errno;
+
+use crate::attrs::{self, Handle, OpError};
+use crate::content::{Copier, same_content};
+use crate::hardlink::{Claim, HardLinks};
+use crate::listing::Listing;
+use crate::meta::{Kind, Meta, stat_at, stat_fd};
+use crate::preflight::{self, StateDir};
+use crate::relpath;
+use crate::summary::{Journal, Stats, Summary, rfc3339};
+use crate::xattr::{self, Xattrs};
+use crate::{Error, Result, STATE_DIR, exit};
+
+/// Settings of a sync.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Mirror only this folder of the source (relative, inside the source, no symlinks).
+    pub subdir: Option<PathBuf>,
+    /// Compare content of files whose size and mtime are equal too.
+    pub checksum: bool,
+    /// Mirror an empty source (deleting everything in the target) instead of refusing.
+    pub allow_empty: bool,
+    /// Worker threads; 0 picks a number from the CPUs this process may use.
+    pub threads: usize,
+    /// Count the source in a separate pass ahead of the copy, so progress knows totals early.
+    pub count_ahead: bool,
+}
+
+/// Default worker count: file copying waits on I/O as much as on CPU, so twice the CPUs this
+/// process may use (cgroup quota and affinity included), at least 4.
+pub fn default_threads() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus * 2).clamp(4, 64)
+}
+
+/// A prepared sync: roots opened, checks passed, target locked.
+#[derive(Debug)]
+pub struct Sync {
+    opts: Options,
+    src_path: PathBuf,
+    dst_path: PathBuf,
+    src: OwnedFd,
+    dst: OwnedFd,
+    state: StateDir,
+    stats: Arc<Stats>,
+}
+
+impl Sync {
+    /// Opens and checks source and target, and locks the target. Nothing in the target changes
+    /// when this fails, except that a missing target folder may have been created.
+    pub fn prepare(src: &Path, dst: &Path, opts: Options) -> Result<Sync> {
+        let src_fd = preflight::open_source(src, opts.subdir.as_deref())?;
+        if !opts.allow_empty
+            && preflight::is_empty_source(src_fd.as_fd())
+                .map_err(|e| Error::io("cannot read source", src.display().to_string(), e))?
+        {
+            return Err(Error::SourceEmpty {
+                path: src.display().to_string(),
+            });
+        }
+        let dst_fd = preflight::open_target(dst)?;
+        preflight::check_disjoint(src_fd.as_fd(), dst_fd.as_fd(), src, dst)?;
+        let state = preflight::lock_target(dst_fd.as_fd(), dst)?;
+        Ok(Sync {
+            opts,
+            src_path: src.to_path_buf(),
+            dst_path: dst.to_path_buf(),
+            src: src_fd,
+            dst: dst_fd,
+            state,
+            stats: Arc::new(Stats::default()),
+        })
+    }
+
+    /// The run's counters, for progress display while [`Sync::run`] works.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// Mirrors the source into the target and returns the summary (also written to
+    /// `TARGET/.pvc-backup/last-sync.json`).
+    pub fn run(self) -> Result<Summary> {
+        let started = SystemTime::now();
+        let t0 = Instant::now();
+        let threads = if self.opts.threads == 0 {
+            default_threads()
+        } else {
+            self.opts.threads
+        };
+        let stats = &*self.stats;
+        let root_meta = stat_fd(&self.src)
+            .map_err(|e| Error::io("cannot stat source", self.src_path.display().to_string(), e))?;
+        let root_x = xattr::read(xattr::Target::Fd(self.src.as_fd())).map_err(|e| {
+            Error::io(
+                "cannot read attributes of source",
+                self.src_path.display().to_string(),
+                e,
+            )
+        })?;
+        let dst_root = self
+            .dst
+            .try_clone()
+            .map_err(|e| Error::io("cannot use target", self.dst_path.display().to_string(), e))?;
+        let ctx = Ctx {
+            opts: &self.opts,
+            stats,
+            journal: Journal::default(),
+            links: HardLinks::default(),
+            copier: Copier::default(),
+            dst_root: self.dst.as_fd(),
+            tmp_seq: AtomicU64::new(0),
+            pid: std::process::id(),
+            noatime: AtomicBool::new(true),
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("mover-{i}"))
+            .build()
+            .map_err(|e| Error::io("cannot start worker threads", "", std::io::Error::other(e)))?;
+        let counting_done = AtomicBool::new(false);
+        std::thread::scope(|ts| {
+            if self.opts.count_ahead {
+                let src = self.src.as_fd();
+                let done = &counting_done;
+                ts.spawn(move || count_ahead(src, stats, done));
+            }
+            let src_root = self.src.try_clone();
+            pool.scope(|s| {
+                let root = Arc::new(DirNode {
+                    ctx: &ctx,
+                    _parent: None,
+                    rel: Vec::new(),
+                    dst: dst_root,
+                    want: root_meta,
+                    want_x: root_x,
+                });
+                match src_root {
+                    Ok(fd) => process_dir(s, &ctx, root, fd),
+                    Err(e) => ctx.journal.error(stats, b"", "open", e),
+                }
+            });
+            counting_done.store(true, Relaxed);
+        });
+        stats.scan_complete.store(true, Relaxed);
+
+        let (errors, notes) = ctx.journal.take();
+        let (entries, bytes) = Summary::counts(stats);
+        let partial = entries.failed > 0;
+        let summary = Summary {
+            schema: 1,
+            command: "sync".into(),
+            source: relpath::display(self.src_path.as_os_str().as_encoded_bytes()),
+            target: relpath::display(self.dst_path.as_os_str().as_encoded_bytes()),
+            started_at: rfc3339(started),
+            duration_ms: t0.elapsed().as_millis() as u64,
+            exit_code: if partial { exit::PARTIAL } else { exit::OK },
+            result: if partial { "partial" } else { "ok" }.into(),
+            entries,
+            bytes,
+            errors,
+            notes,
+        };
+        write_state_file(self.state.dir.as_fd(), c"last-sync.json", &summary).map_err(|e| {
+            Error::io(
+                "cannot write summary into",
+                self.dst_path.display().to_string(),
+                e,
+            )
+        })?;
+        Ok(summary)
+    }
+}
+
+/// Writes a JSON document into the state folder under a temporary name, then renames it.
+pub(crate) fn write_state_file(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    value: &impl serde::Serialize,
+) -> std::io::Result<()> {
+    let tmp = CString::new(format!("{}.tmp", name.to_string_lossy())).expect("no NUL");
+    let fd = openat(
+        dir,
+        tmp.as_c_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?;
+    let mut f = std::fs::File::from(fd);
+    serde_json::to_writer_pretty(&mut f, value)?;
+    f.write_all(b"\n")?;
+    renameat(dir, tmp.as_c_str(), dir, name)?;
+    Ok(())
+}
+
+/// What the workers share.
+struct Ctx<'a> {
+    opts: &'a Options,
+    stats: &'a Stats,
+    journal: Journal,
+    links: HardLinks,
+    copier: Copier,
+    dst_root: BorrowedFd<'a>,
+    tmp_seq: AtomicU64,
+    pid: u32,
+    noatime: AtomicBool,
+}
+
+/// A temporary name, unique in this run; created with O_EXCL (or its equivalent) and retried on
+/// collision. Left-overs of a killed run are extraneous entries the next run removes.
+struct TmpName([u8; 48]);
+
+impl TmpName {
+    fn as_cstr(&self) -> &CStr {
+        CStr::from_bytes_until_nul(&self.0).expect("NUL-terminated")
+    }
+}
+
+impl Ctx<'_> {
+    fn tmp_name(&self) -> TmpName {
+        let mut buf = [0u8; 48];
+        let seq = self.tmp_seq.fetch_add(1, Relaxed);
+        let mut w = &mut buf[..47];
+        let _ = write!(w, ".pvcb-tmp.{}.{}", self.pid, seq);
+        TmpName(buf)
+    }
+
+    fn fail(&self, dir: &[u8], name: &[u8], op: &str, err: impl std::fmt::Display) {
+        self.journal
+            .error(self.stats, &relpath::join(dir, name), op, err);
+    }
+
+    fn open_source_file(&self, dir: BorrowedFd<'_>, name: &CStr) -> rustix::io::Result<OwnedFd> {
+        let base = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if self.noatime.load(Relaxed) {
+            match openat(dir, name, base | OFlags::NOATIME, Mode::empty()) {
+                Err(Errno::PERM) => self.noatime.store(false, Relaxed),
+                r => return r,
+            }
+        }
+        openat(dir, name, base, Mode::empty())
+    }
+}
+
+/// A target directory being filled. When the last reference goes (its own task and every task
+/// below it are done), its attributes are applied.
+struct DirNode<'a> {
+    ctx: &'a Ctx<'a>,
+    // Keeps the parent alive, so a parent is finished only after all its children.
+    _parent: Option<Arc<DirNode<'a>>>,
+    rel: Vec<u8>,
+    dst: OwnedFd,
+    want: Meta,
+    want_x: Xattrs,
+}
+
+impl Drop for DirNode<'_> {
+    fn drop(&mut self) {
+        let ctx = self.ctx;
+        let result = (|| -> Result<(), OpError> {
+            let have = stat_fd(&self.dst).map_err(|e| OpError::new("stat", e))?;
+            let have_x = attrs::read_xattrs(Handle::Fd(self.dst.as_fd()))
+                .map_err(|e| OpError::new("xattr", e))?;
+            if attrs::same_basic(&self.want, &have) && have_x == self.want_x {
+                return Ok(());
+            }
+            attrs::apply(
+                Handle::Fd(self.dst.as_fd()),
+                &self.want,
+                Some(&have),
+                &self.want_x,
+                Some(&have_x),
+            )
+            .map(|_| ())
+        })();
+        if let Err(e) = result {
+            ctx.journal.error(ctx.stats, &self.rel, e.op, e.err);
+        }
+    }
+}
+
+/// One directory's source entries, shared by the batches that handle them.
+struct DirWork {
+    src: OwnedFd,
+    listing: Listing,
+    metas: Vec<Option<Meta>>,
+    /// The type of the target entry of the same name, when there is one.
+    present: Vec<Option<FileType>>,
+}
+
+const BATCH_ENTRIES: usize = 256;
+const BATCH_BYTES: u64 = 64 << 20;
+
+fn process_dir<'s, 'a: 's>(
+    s: &rayon::Scope<'s>,
+    ctx: &'a Ctx<'a>,
+    node: Arc<DirNode<'a>>,
+    src: OwnedFd,
+) {
+    let stats = ctx.stats;
+    let is_root = node.rel.is_empty();
+    let listing = match Listing::read(&src) {
+        Ok(l) => l,
+        Err(e) => {
+            // Without the source's list the target's entries cannot be judged: leave them.
+            ctx.journal.error(stats, &node.rel, "read directory", e);
+            return;
+        }
+    };
+    let dst_listing = match Listing::read(&node.dst) {
+        Ok(l) => l,
+        Err(e) => {
+            ctx.journal
+                .error(stats, &node.rel, "read target directory", e);
+            return;
+        }
+    };
+
+    // Stat the source entries; one that vanished or cannot be stat'ed is an error, and the
+    // target's entry of that name is kept.
+    let mut metas = Vec::with_capacity(listing.len());
+    let mut found = 0u64;
+    let mut found_bytes = 0u64;
+    for i in 0..listing.len() {
+        let name = listing.name(i);
+        if is_root && name.to_bytes() == STATE_DIR.as_bytes() {
+            metas.push(None);
+            continue;
+        }
+        found += 1;
+        match stat_at(&src, name) {
+            Ok(m) => {
+                if m.kind == Kind::File {
+                    found_bytes += m.size;
+                }
+                metas.push(Some(m));
+            }
+            Err(e) => {
+                let what = if e.kind() == std::io::ErrorKind::NotFound {
+                    "vanished during the run".to_string()
+                } else {
+                    e.to_string()
+                };
+                ctx.fail(&node.rel, name.to_bytes(), "stat", what);
+                stats.entries_done.fetch_add(1, Relaxed);
+                metas.push(None);
+            }
+        }
+    }
+    stats.entries_found.fetch_add(found, Relaxed);
+    stats.bytes_found.fetch_add(found_bytes, Relaxed);
+
+    // Merge the two sorted lists: remove what only the target has, note what both have.
+    let mut present = vec![None; listing.len()];
+    let mut j = 0;
+    for (i, slot) in present.iter_mut().enumerate() {
+        let name = listing.name_bytes(i);
+        while j < dst_listing.len() && dst_listing.name_bytes(j) < name {
+            remove_extraneous(ctx, &node, &dst_listing, j, is_root);
+            j += 1;
+        }
+        if j < dst_listing.len() && dst_listing.name_bytes(j) == name {
+            *slot = Some(dst_listing.dtype(j));
+            j += 1;
+        }
+    }
+    while j < dst_listing.len() {
+        remove_extraneous(ctx, &node, &dst_listing, j, is_root);
+        j += 1;
+    }
+    drop(dst_listing);
+
+    // Subdirectories each get a task, which opens them: descriptors are held only by
+    // directories being worked on, not by every directory waiting in the queue.
+    let work = Arc::new(DirWork {
+        src,
+        listing,
+        metas,
+        present,
+    });
+    let mut others: Vec<u32> = Vec::new();
+    for i in 0..work.listing.len() {
+        let Some(meta) = work.metas[i] else { continue };
+        if meta.kind != Kind::Dir {
+            others.push(i as u32);
+            continue;
+        }
+        let (work, node) = (work.clone(), node.clone());
+        s.spawn(move |s| enter_dir(s, ctx, node, work, i));
+    }
+
+    let mut start = 0;
+    let mut bytes = 0u64;
+    for k in 0..others.len() {
+        bytes += work.metas[others[k] as usize].map_or(0, |m| m.size);
+        let last = k + 1 == others.len();
+        if last || k + 1 - start >= BATCH_ENTRIES || bytes >= BATCH_BYTES {
+            let batch = others[start..=k].to_vec();
+            let (work, node) = (work.clone(), node.clone());
+            if last {
+                // This thread goes on with the last batch itself.
+                for &i in &batch {
+                    handle_entry(ctx, &node, &work, i as usize);
+                }
+            } else {
+                s.spawn(move |_| {
+                    for &i in &batch {
+                        handle_entry(ctx, &node, &work, i as usize);
+                    }
+                });
+            }
+            start = k + 1;
+            bytes = 0;
+        }
+    }
+}
+
+/// Opens the source subdirectory `i` of `work` and its target counterpart, then mirrors it.
+fn enter_dir<'s, 'a: 's>(
+    s: &rayon::Scope<'s>,
+    ctx: &'a Ctx<'a>,
+    node: Arc<DirNode<'a>>,
+    work: Arc<DirWork>,
+    i: usize,
+) {
+    ctx.stats.entries_done.fetch_add(1, Relaxed);
+    let Some(meta) = work.metas[i] else { return };
+    let name = work.listing.name(i);
+    let src_sub = match openat(
+        &work.src,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(e) => return ctx.fail(&node.rel, name.to_bytes(), "open directory", e),
+    };
+    let want_x = match xattr::read(xattr::Target::Fd(src_sub.as_fd())) {
+        Ok(x) => x,
+        Err(e) => {
+            ctx.fail(&node.rel, name.to_bytes(), "read xattrs", e);
+            Xattrs::default()
+        }
+    };
+    let dst_sub = match prepare_dir(ctx, node.dst.as_fd(), name, work.present[i]) {
+        Ok(fd) => fd,
+        Err((op, e)) => return ctx.fail(&node.rel, name.to_bytes(), op, e),
+    };
+    let rel = relpath::join(&node.rel, name.to_bytes());
+    drop(work);
+    let child = Arc::new(DirNode {
+        ctx,
+        _parent: Some(node),
+        rel,
+        dst: dst_sub,
+        want: meta,
+        want_x,
+    });
+    process_dir(s, ctx, child, src_sub);
+}
+
+fn remove_extraneous(ctx: &Ctx<'_>, node: &DirNode<'_>, dst: &Listing, j: usize, is_root: bool) {
+    let name = dst.name(j);
+    if is_root {
+        let n = name.to_bytes();
+        // The mover's own state, and the root lost+found of an ext4 target (fsck needs it).
+        if n == STATE_DIR.as_bytes() || (n == b"lost+found" && dst.dtype(j) == FileType::Directory)
+        {
+            return;
+        }
+    }
+    match crate::remove::remove(node.dst.as_fd(), name) {
+        Ok(n) => {
+            tracing::debug!(path = %relpath::display(&relpath::join(&node.rel, name.to_bytes())), "deleted");
+            ctx.stats.deleted.fetch_add(n, Relaxed);
+        }
+        Err(e) => ctx.fail(&node.rel, name.to_bytes(), "delete", e),
+    }
+}
+
+/// Opens the target subdirectory `name`, replacing a non-directory and creating it when missing
+/// (mode 0700 until its attributes are applied at the end).
+fn prepare_dir(
+    ctx: &Ctx<'_>,
+    dst: BorrowedFd<'_>,
+    name: &CStr,
+    present: Option<FileType>,
+) -> std::result::Result<OwnedFd, (&'static str, std::io::Error)> {
+    let open = || {
+        openat(
+            dst,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    if present.is_some() {
+        match open() {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::NOTDIR) | Err(Errno::LOOP) => {
+                let n = crate::remove::remove(dst, name).map_err(|e| ("delete", e))?;
+                ctx.stats.deleted.fetch_add(n, Relaxed);
+            }
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(("open target directory", e.into())),
+        }
+    }
+    match mkdirat(dst, name, Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(("mkdir", e.into())),
+    }
+    open().map_err(|e| ("open target directory", e.into()))
+}
+
+/// What happened to one non-directory entry.
+enum Outcome {
+    Copied { bytes: u64, ino: u64 },
+    Updated { ino: u64 },
+    Unchanged { ino: u64 },
+}
+
+impl Outcome {
+    fn ino(&self) -> u64 {
+        match *self {
+            Outcome::Copied { ino, .. } | Outcome::Updated { ino } | Outcome::Unchanged { ino } => {
+                ino
+            }
+        }
+    }
+}
+
+type Failure = (&'static str, std::io::Error);
+
+fn io_err(op: &'static str) -> impl Fn(Errno) -> Failure {
+    move |e| (op, e.into())
+}
+
+fn handle_entry(ctx: &Ctx<'_>, node: &DirNode<'_>, work: &DirWork, i: usize) {
+    let stats = ctx.stats;
+    let Some(meta) = work.metas[i] else { return };
+    let name = work.listing.name(i);
+    let dst = node.dst.as_fd();
+    stats.entries_done.fetch_add(1, Relaxed);
+    if meta.kind == Kind::File {
+        stats.bytes_done.fetch_add(meta.size, Relaxed);
+    }
+
+    // The target entry of the same name, if any; a directory there goes first.
+    let mut have = None;
+    if work.present[i].is_some() {
+        match stat_at(dst, name) {
+            Ok(m) if m.kind == Kind::Dir || meta.kind == Kind::Socket => {
+                match crate::remove::remove(dst, name) {
+                    Ok(n) => {
+                        stats.deleted.fetch_add(n, Relaxed);
+                    }
+                    Err(e) => return ctx.fail(&node.rel, name.to_bytes(), "delete", e),
+                }
+            }
+            Ok(m) => have = Some(m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return ctx.fail(&node.rel, name.to_bytes(), "stat target", e),
+        }
+    }
+    if meta.kind == Kind::Socket {
+        stats.skipped.fetch_add(1, Relaxed);
+        ctx.journal.note(
+            &relpath::join(&node.rel, name.to_bytes()),
+            "socket not copied: a socket exists only while a process listens on it",
+        );
+        return;
+    }
+
+    let result = if meta.nlink > 1 {
+        match ctx.links.claim((meta.dev, meta.ino), meta.nlink) {
+            Claim::First(first) => {
+                let r = sync_entry(ctx, node, work, i, &meta, have.as_ref());
+                if let Ok(out) = &r {
+                    first.done(relpath::join(&node.rel, name.to_bytes()), out.ino());
+                }
+                r
+            }
+            Claim::Copied { dst_rel, dst_ino } => {
+                if have.is_some_and(|h| h.ino == dst_ino) {
+                    stats.unchanged.fetch_add(1, Relaxed);
+                    return;
+                }
+                match link_to(ctx, &dst_rel, dst, name) {
+                    Ok(()) => {
+                        stats.linked.fetch_add(1, Relaxed);
+                        tracing::debug!(path = %relpath::display(&relpath::join(&node.rel, name.to_bytes())), "linked");
+                        return;
+                    }
+                    Err(e) => {
+                        ctx.journal.note(
+                            &relpath::join(&node.rel, name.to_bytes()),
+                            format!("copied on its own: cannot hard-link to its first name: {e}"),
+                        );
+                        sync_entry(ctx, node, work, i, &meta, have.as_ref())
+                    }
+                }
+            }
+        }
+    } else {
+        sync_entry(ctx, node, work, i, &meta, have.as_ref())
+    };
+    match result {
+        Ok(Outcome::Copied { bytes, .. }) => {
+            stats.copied.fetch_add(1, Relaxed);
+            stats.bytes_copied.fetch_add(bytes, Relaxed);
+            tracing::debug!(path = %relpath::display(&relpath::join(&node.rel, name.to_bytes())), bytes, "copied");
+        }
+        Ok(Outcome::Updated { .. }) => {
+            stats.updated.fetch_add(1, Relaxed);
+            tracing::debug!(path = %relpath::display(&relpath::join(&node.rel, name.to_bytes())), "attributes updated");
+        }
+        Ok(Outcome::Unchanged { .. }) => {
+            stats.unchanged.fetch_add(1, Relaxed);
+        }
+        Err((op, e)) => ctx.fail(&node.rel, name.to_bytes(), op, e),
+    }
+}
+
+/// Creates a hard link named `name` in `dir` to the target entry at `dst_rel`.
+fn link_to(ctx: &Ctx<'_>, dst_rel: &[u8], dir: BorrowedFd<'_>, name: &CStr) -> std::io::Result<()> {
+    let (parent_rel, base) = match dst_rel.iter().rposition(|&b| b == b'/') {
+        Some(p) => (&dst_rel[..p], &dst_rel[p + 1..]),
+        None => (&b""[..], dst_rel),
+    };
+    let mut parent: Option<OwnedFd> = None;
+    for comp in parent_rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        let c = CString::new(comp).map_err(std::io::Error::other)?;
+        let at = parent.as_ref().map_or(ctx.dst_root, |p| p.as_fd());
+        parent = Some(openat(
+            at,
+            c.as_c_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?);
+    }
+    let at = parent.as_ref().map_or(ctx.dst_root, |p| p.as_fd());
+    let base = CString::new(base).map_err(std::io::Error::other)?;
+    loop {
+        let tmp = ctx.tmp_name();
+        match linkat(at, base.as_c_str(), dir, tmp.as_cstr(), AtFlags::empty()) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        if let Err(e) = renameat(dir, tmp.as_cstr(), dir, name) {
+            let _ = unlinkat(dir, tmp.as_cstr(), AtFlags::empty());
+            return Err(e.into());
+        }
+        return Ok(());
+    }
+}
+
+fn sync_entry(
+    ctx: &Ctx<'_>,
+    node: &DirNode<'_>,
+    work: &DirWork,
+    i: usize,
+    meta: &Meta,
+    have: Option<&Meta>,
+) -> std::result::Result<Outcome, Failure> {
+    let src = work.src.as_fd();
+    let dst = node.dst.as_fd();
+    let name = work.listing.name(i);
+    match meta.kind {
+        Kind::File => sync_file(ctx, node, src, dst, name, meta, have),
+        Kind::Symlink => sync_symlink(ctx, node, src, dst, name, meta, have),
+        Kind::Fifo | Kind::CharDevice | Kind::BlockDevice => {
+            sync_special(ctx, node, src, dst, name, meta, have)
+        }
+        Kind::Dir | Kind::Socket => unreachable!("handled by the caller"),
+    }
+}
+
+/// Reports an attribute failure on an entry whose content is in place: the run goes on, the
+/// entry is listed as failed.
+fn attr_failure(ctx: &Ctx<'_>, node: &DirNode<'_>, name: &CStr, e: OpError) {
+    ctx.fail(&node.rel, name.to_bytes(), e.op, e.err);
+}
+
+/// Brings the attributes of an existing target entry whose content is equal in line with the
+/// source.
+fn update_in_place(
+    ctx: &Ctx<'_>,
+    node: &DirNode<'_>,
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    name: &CStr,
+    meta: &Meta,
+    have: &Meta,
+) -> std::result::Result<Outcome, Failure> {
+    let want_x = xattr::read(xattr::Target::At(src, name)).map_err(|e| ("read xattrs", e))?;
+    let have_x =
+        xattr::read(xattr::Target::At(dst, name)).map_err(|e| ("read target xattrs", e))?;
+    if attrs::same_basic(meta, have) && want_x == have_x {
+        return Ok(Outcome::Unchanged { ino: have.ino });
+    }
+    let r = if meta.kind == Kind::File {
+        let fd = openat(
+            dst,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_err("open target"))?;
+        attrs::apply(
+            Handle::Fd(fd.as_fd()),
+            meta,
+            Some(have),
+            &want_x,
+            Some(&have_x),
+        )
+    } else {
+        attrs::apply(
+            Handle::At(dst, name),
+            meta,
+            Some(have),
+            &want_x,
+            Some(&have_x),
+        )
+    };
+    if let Err(e) = r {
+        attr_failure(ctx, node, name, e);
+    }
+    Ok(Outcome::Updated { ino: have.ino })
+}
+
+fn sync_file(
+    ctx: &Ctx<'_>,
+    node: &DirNode<'_>,
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    name: &CStr,
+    meta: &Meta,
+    have: Option<&Meta>,
+) -> std::result::Result<Outcome, Failure> {
+    if let Some(h) = have.filter(|h| {
+        h.kind == Kind::File
+            && h.size == meta.size
+            && h.mtime == meta.mtime
+            // A target file linked to other names while the source is not: rewrite it apart.
+            && !(meta.nlink == 1 && h.nlink > 1)
+    }) {
+        let equal = if ctx.opts.checksum {
+            let a = ctx.open_source_file(src, name).map_err(io_err("open"))?;
+            let b = openat(
+                dst,
+                name,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(io_err("open target"))?;
+            same_content(&a, &b).map_err(|e| ("compare", e))?
+        } else {
+            true
+        };
+        if equal {
+            return update_in_place(ctx, node, src, dst, name, meta, h);
+        }
+    }
+
+    let sfd = ctx.open_source_file(src, name).map_err(io_err("open"))?;
+    let fresh = stat_fd(&sfd).map_err(|e| ("stat", e))?;
+    if fresh.kind != Kind::File {
+        return Err(("open", std::io::Error::other("changed type during the run")));
+    }
+    let want_x = xattr::read(xattr::Target::Fd(sfd.as_fd())).map_err(|e| ("read xattrs", e))?;
+    let (tmp, dfd) = loop {
+        let tmp = ctx.tmp_name();
+        match openat(
+            dst,
+            tmp.as_cstr(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => break (tmp, fd),
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(("create", e.into())),
+        }
+    };
+    let bytes = match ctx.copier.copy(sfd.as_fd(), dfd.as_fd(), &fresh) {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = unlinkat(dst, tmp.as_cstr(), AtFlags::empty());
+            return Err(("copy", e));
+        }
+    };
+    let applied = attrs::apply(Handle::Fd(dfd.as_fd()), &fresh, None, &want_x, None);
+    let ino = if meta.nlink > 1 {
+        stat_fd(&dfd).map(|m| m.ino).unwrap_or(0)
+    } else {
+        0
+    };
+    drop(dfd);
+    if let Err(e) = renameat(dst, tmp.as_cstr(), dst, name) {
+        let _ = unlinkat(dst, tmp.as_cstr(), AtFlags::empty());
+        return Err(("rename", e.into()));
+    }
+    if let Err(e) = applied {
+        attr_failure(ctx, node, name, e);
+    }
+    Ok(Outcome::Copied { bytes, ino })
+}
+
+fn sync_symlink(
+    ctx: &Ctx<'_>,
+    node: &DirNode<'_>,
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    name: &CStr,
+    meta: &Meta,
+    have: Option<&Meta>,
+) -> std::result::Result<Outcome, Failure> {
+    let target = readlinkat(src, name, Vec::new()).map_err(io_err("readlink"))?;
+    if let Some(h) = have.filter(|h| h.kind == Kind::Symlink) {
+        let current = readlinkat(dst, name, Vec::new()).map_err(io_err("readlink target"))?;
+        if current == target {
+            return update_in_place(ctx, node, src, dst, name, meta, h);
+        }
+    }
+    let want_x = xattr::read(xattr::Target::At(src, name)).map_err(|e| ("read xattrs", e))?;
+    let tmp = loop {
+        let tmp = ctx.tmp_name();
+        match symlinkat(target.as_c_str(), dst, tmp.as_cstr()) {
+            Ok(()) => break tmp,
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(("symlink", e.into())),
+        }
+    };
+    place_new(ctx, node, dst, tmp, name, meta, &want_x, 0)
+}
+
+fn sync_special(
+    ctx: &Ctx<'_>,
+    node: &DirNode<'_>,
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    name: &CStr,
+    meta: &Meta,
+    have: Option<&Meta>,
+) -> std::result::Result<Outcome, Failure> {
+    if let Some(h) =
+        have.filter(|h| h.kind == meta.kind && (meta.kind == Kind::Fifo || h.rdev == meta.rdev))
+    {
+        return update_in_place(ctx, node, src, dst, name, meta, h);
+    }
+    let want_x = xattr::read(xattr::Target::At(src, name)).map_err(|e| ("read xattrs", e))?;
+    let rdev = if meta.kind == Kind::Fifo {
+        0
+    } else {
+        meta.rdev
+    };
+    let tmp = loop {
+        let tmp = ctx.tmp_name();
+        match mknodat(
+            dst,
+            tmp.as_cstr(),
+            meta.kind.file_type(),
+            Mode::from_raw_mode(0o600),
+            rdev,
+        ) {
+            Ok(()) => break tmp,
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(("mknod", e.into())),
+        }
+    };
+    place_new(ctx, node, dst, tmp, name, meta, &want_x, 0)
+}
+
+/// Applies attributes to a freshly made symlink or special file under its temporary name, then
+/// renames it into place.
+#[allow(clippy::too_many_arguments)]
+fn place_new(
+    ctx: &Ctx<'_>,
+    node: &DirNode<'_>,
+    dst: BorrowedFd<'_>,
+    tmp: TmpName,
+    name: &CStr,
+    meta: &Meta,
+    want_x: &Xattrs,
+    bytes: u64,
+) -> std::result::Result<Outcome, Failure> {
+    let applied = attrs::apply(Handle::At(dst, tmp.as_cstr()), meta, None, want_x, None);
+    let ino = if meta.nlink > 1 {
+        stat_at(dst, tmp.as_cstr()).map(|m| m.ino).unwrap_or(0)
+    } else {
+        0
+    };
+    if let Err(e) = renameat(dst, tmp.as_cstr(), dst, name) {
+        let _ = unlinkat(dst, tmp.as_cstr(), AtFlags::empty());
+        return Err(("rename", e.into()));
+    }
+    if let Err(e) = applied {
+        attr_failure(ctx, node, name, e);
+    }
+    Ok(Outcome::Copied { bytes, ino })
+}
+
+/// Counts the source's entries and bytes ahead of the copy, so progress can show totals and an
+/// ETA early. Stops when the copy is done first. Subdirectories wait as names, not descriptors.
+fn count_ahead(src: BorrowedFd<'_>, stats: &Stats, stop: &AtomicBool) {
+    let Ok(root) = src.try_clone_to_owned() else {
+        return;
+    };
+    let mut stack: Vec<(Arc<OwnedFd>, Option<CString>)> = vec![(Arc::new(root), None)];
+    while let Some((parent, name)) = stack.pop() {
+        if stop.load(Relaxed) {
+            return;
+        }
+        let is_root = name.is_none();
+        let dir = match name {
+            None => parent,
+            Some(n) => match openat(
+                &*parent,
+                n.as_c_str(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => Arc::new(fd),
+                Err(_) => continue,
+            },
+        };
+        let Ok(listing) = Listing::read(&*dir) else {
+            continue;
+        };
+        let mut entries = 0;
+        let mut bytes = 0;
+        for i in 0..listing.len() {
+            let name = listing.name(i);
+            if is_root && name.to_bytes() == STATE_DIR.as_bytes() {
+                continue;
+            }
+            entries += 1;
+            let dtype = listing.dtype(i);
+            if dtype == FileType::Directory {
+                stack.push((dir.clone(), Some(name.to_owned())));
+            } else if dtype == FileType::RegularFile || dtype == FileType::Unknown {
+                match stat_at(&*dir, name) {
+                    Ok(m) if m.kind == Kind::File => bytes += m.size,
+                    Ok(m) if m.kind == Kind::Dir => {
+                        stack.push((dir.clone(), Some(name.to_owned())))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        stats.entries_counted.fetch_add(entries, Relaxed);
+        stats.bytes_counted.fetch_add(bytes, Relaxed);
+    }
+    stats.scan_complete.store(true, Relaxed);
+}

@@ -1,0 +1,237 @@
+//! Extended attributes, including POSIX ACLs (`system.posix_acl_access` and
+//! `system.posix_acl_default`, copied as the kernel stores them, with numeric ids).
+//!
+//! Copied namespaces: `user.`, `trusted.` (readable only with CAP_SYS_ADMIN), `security.` and the
+//! two POSIX ACL names. Not copied: `security.selinux` (on Kubernetes the volume's SELinux label
+//! comes from its mount and setting it fails on context-mounted volumes) and other `system.` names
+//! such as `system.nfs4_acl`, which describe the source filesystem rather than the file.
+//!
+//! An entry is reached either through an open descriptor or, for symlinks and entries the mover
+//! does not open, as `/proc/self/fd/DIRFD/NAME` with the `l*` calls, which never follow the last
+//! component: this keeps every call relative to a directory descriptor.
+
+use std::cell::RefCell;
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use rustix::fs::{
+    XattrFlags, fgetxattr, flistxattr, fremovexattr, fsetxattr, lgetxattr, llistxattr,
+    lremovexattr, lsetxattr,
+};
+use rustix::io::Errno;
+
+/// Where the attributes live.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// An open descriptor of the entry itself.
+    Fd(BorrowedFd<'a>),
+    /// The entry `name` in the directory `dir`, never followed if it is a symlink.
+    At(BorrowedFd<'a>, &'a CStr),
+}
+
+/// A set of extended attributes, sorted by name.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Xattrs(Vec<(CString, Vec<u8>)>);
+
+impl Xattrs {
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The attributes as (name, value) pairs, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&CStr, &[u8])> {
+        self.0.iter().map(|(n, v)| (n.as_c_str(), v.as_slice()))
+    }
+
+    fn names(&self) -> impl Iterator<Item = &CStr> {
+        self.0.iter().map(|(n, _)| n.as_c_str())
+    }
+
+    /// Builds a set from pairs (sorted here).
+    pub fn from_pairs(mut pairs: Vec<(CString, Vec<u8>)>) -> Self {
+        pairs.sort();
+        Xattrs(pairs)
+    }
+}
+
+/// Whether the mover copies an attribute of this name.
+pub fn is_copied(name: &[u8]) -> bool {
+    if name == b"security.selinux" {
+        return false;
+    }
+    name.starts_with(b"user.")
+        || name.starts_with(b"trusted.")
+        || name.starts_with(b"security.")
+        || name == b"system.posix_acl_access"
+        || name == b"system.posix_acl_default"
+}
+
+thread_local! {
+    static PROC_PATH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(300));
+    static LIST_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; 4096]);
+    static VALUE_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; 4096]);
+}
+
+fn with_proc_path<R>(dir: BorrowedFd<'_>, name: &CStr, f: impl FnOnce(&CStr) -> R) -> R {
+    PROC_PATH.with(|p| {
+        let mut p = p.borrow_mut();
+        p.clear();
+        p.extend_from_slice(b"/proc/self/fd/");
+        p.extend_from_slice(dir.as_raw_fd().to_string().as_bytes());
+        p.push(b'/');
+        p.extend_from_slice(name.to_bytes_with_nul());
+        f(CStr::from_bytes_with_nul(&p).expect("one NUL at the end"))
+    })
+}
+
+fn unsupported(e: Errno) -> bool {
+    e == Errno::NOTSUP || e == Errno::OPNOTSUPP
+}
+
+fn list_raw(target: Target<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
+    loop {
+        let r = match target {
+            Target::Fd(fd) => flistxattr(fd, &mut buf[..]),
+            Target::At(dir, name) => with_proc_path(dir, name, |p| llistxattr(p, &mut buf[..])),
+        };
+        match r {
+            Ok(n) => return Ok(n),
+            Err(e) if unsupported(e) => return Ok(0),
+            Err(Errno::RANGE) => {
+                let len = buf.len() * 4;
+                buf.resize(len, 0);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn get_raw(target: Target<'_>, name: &CStr, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    loop {
+        let r = match target {
+            Target::Fd(fd) => fgetxattr(fd, name, &mut buf[..]),
+            Target::At(dir, n) => with_proc_path(dir, n, |p| lgetxattr(p, name, &mut buf[..])),
+        };
+        match r {
+            Ok(n) => return Ok(Some(n)),
+            // Removed between list and get.
+            Err(Errno::NODATA) => return Ok(None),
+            Err(Errno::RANGE) => {
+                let len = buf.len() * 4;
+                buf.resize(len, 0);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Reads the copied attributes of an entry.
+pub fn read(target: Target<'_>) -> io::Result<Xattrs> {
+    LIST_BUF.with(|list| {
+        let mut list = list.borrow_mut();
+        let n = list_raw(target, &mut list)?;
+        if n == 0 {
+            return Ok(Xattrs::default());
+        }
+        let mut pairs = Vec::new();
+        VALUE_BUF.with(|value| -> io::Result<()> {
+            let mut value = value.borrow_mut();
+            for name in list[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+                if !is_copied(name) {
+                    continue;
+                }
+                let cname = CString::new(name).expect("split on NUL");
+                if let Some(len) = get_raw(target, &cname, &mut value)? {
+                    pairs.push((cname, value[..len].to_vec()));
+                }
+            }
+            Ok(())
+        })?;
+        Ok(Xattrs::from_pairs(pairs))
+    })
+}
+
+/// Whether an entry has any attribute the mover copies, without reading values.
+pub fn names_only(target: Target<'_>) -> io::Result<Vec<CString>> {
+    LIST_BUF.with(|list| {
+        let mut list = list.borrow_mut();
+        let n = list_raw(target, &mut list)?;
+        Ok(list[..n]
+            .split(|&b| b == 0)
+            .filter(|n| !n.is_empty() && is_copied(n))
+            .map(|n| CString::new(n).expect("split on NUL"))
+            .collect())
+    })
+}
+
+fn set(target: Target<'_>, name: &CStr, value: &[u8]) -> io::Result<()> {
+    match target {
+        Target::Fd(fd) => fsetxattr(fd, name, value, XattrFlags::empty()),
+        Target::At(dir, n) => {
+            with_proc_path(dir, n, |p| lsetxattr(p, name, value, XattrFlags::empty()))
+        }
+    }
+    .map_err(Into::into)
+}
+
+fn remove(target: Target<'_>, name: &CStr) -> io::Result<()> {
+    match target {
+        Target::Fd(fd) => fremovexattr(fd, name),
+        Target::At(dir, n) => with_proc_path(dir, n, |p| lremovexattr(p, name)),
+    }
+    .or_else(|e| if e == Errno::NODATA { Ok(()) } else { Err(e) })
+    .map_err(Into::into)
+}
+
+/// Makes the copied attributes of `target` equal to `want`: sets what differs and removes what
+/// `want` lacks (for example an ACL inherited from a default ACL of the target directory).
+/// `have` is the target's current set when known.
+pub fn apply(target: Target<'_>, want: &Xattrs, have: Option<&Xattrs>) -> io::Result<()> {
+    let read_have;
+    let have = match have {
+        Some(h) => h,
+        None => {
+            let names = names_only(target)?;
+            if names.is_empty() && want.is_empty() {
+                return Ok(());
+            }
+            read_have = if names.is_empty() {
+                Xattrs::default()
+            } else {
+                read(target)?
+            };
+            &read_have
+        }
+    };
+    for name in have.names() {
+        if !want.names().any(|w| w == name) {
+            remove(target, name)?;
+        }
+    }
+    for (name, value) in want.iter() {
+        let current = have.iter().find(|(n, _)| *n == name).map(|(_, v)| v);
+        if current != Some(value) {
+            set(target, name, value)
+                .map_err(|e| io::Error::new(e.kind(), format!("set {name:?}: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_user_trusted_security_and_acls_but_not_selinux_or_nfs4() {
+        assert!(is_copied(b"user.mime_type"));
+        assert!(is_copied(b"trusted.overlay.opaque"));
+        assert!(is_copied(b"security.capability"));
+        assert!(is_copied(b"system.posix_acl_access"));
+        assert!(is_copied(b"system.posix_acl_default"));
+        assert!(!is_copied(b"security.selinux"));
+        assert!(!is_copied(b"system.nfs4_acl"));
+    }
+}
