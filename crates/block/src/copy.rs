@@ -1,0 +1,503 @@
+//! The copy pass: read both sides chunk by chunk, write only what differs.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::buffer::{AlignedBuf, is_zero};
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, manifest_path, remove_stale};
+use crate::options::Options;
+use crate::pool::for_each_chunk;
+use crate::progress::{Phase, Progress};
+use crate::summary::{ChunkError, EXIT_OK, EXIT_PARTIAL, Summary};
+use crate::verify::verify_pass;
+use crate::volume::{Volume, VolumeKind, inspect};
+
+/// Granularity inside a chunk at which differences and zeros are found when writing: a page,
+/// the allocation unit of every common filesystem.
+const BLOCK: usize = 4096;
+
+/// A checked pair of volumes, ready to copy. Opening one writes nothing.
+pub struct Job {
+    pub(crate) src: Volume,
+    pub(crate) dst: Volume,
+    pub(crate) options: Options,
+    pub(crate) size: u64,
+    zero_hash_full: blake3::Hash,
+    zero_hash_tail: blake3::Hash,
+    pub(crate) zeros: Vec<u8>,
+}
+
+/// What happened to one chunk in the copy pass.
+struct Outcome {
+    index: u64,
+    offset: u64,
+    len: u64,
+    read_source: bool,
+    hole: bool,
+    zero: bool,
+    equal: bool,
+    bytes_read: u64,
+    written: u64,
+    zeroed: u64,
+    hash: Option<blake3::Hash>,
+    error: Option<String>,
+}
+
+/// Per-worker buffers.
+pub(crate) struct Buffers {
+    pub(crate) src: AlignedBuf,
+    pub(crate) dst: AlignedBuf,
+}
+
+impl Job {
+    /// Opens SRC and DST and checks everything that can be checked before writing: SRC exists and
+    /// is not empty, both are block devices or regular files, they are not the same volume, a
+    /// destination device is at least as large as SRC and not in use. A missing DST is created as
+    /// an empty image file (unless only verifying).
+    pub fn open(src: &Path, dst: &Path, options: &Options) -> Result<Job> {
+        options.validate()?;
+        let src_vol = Volume::open_source(src)?;
+        if src_vol.size == 0 {
+            return Err(Error::SourceEmpty {
+                path: src.to_path_buf(),
+            });
+        }
+        match inspect(dst)? {
+            Some((_, id)) if id == src_vol.identity()? => {
+                return Err(Error::SameVolume {
+                    src: src.to_path_buf(),
+                    dst: dst.to_path_buf(),
+                    what: match src_vol.kind {
+                        VolumeKind::Device => "block device",
+                        VolumeKind::File => "file",
+                    },
+                });
+            }
+            None if options.verify_only => {
+                return Err(Error::io(
+                    "cannot verify against destination",
+                    dst,
+                    std::io::ErrorKind::NotFound.into(),
+                ));
+            }
+            _ => {}
+        }
+        let (dst_vol, _created) = Volume::open_dest(dst)?;
+        if dst_vol.kind == VolumeKind::Device && dst_vol.size < src_vol.size {
+            return Err(Error::TooSmall {
+                src: src.to_path_buf(),
+                src_size: src_vol.size,
+                dst: dst.to_path_buf(),
+                dst_size: dst_vol.size,
+            });
+        }
+        let size = src_vol.size;
+        let cs = options.chunk_size;
+        let tail = match size % cs {
+            0 => cs,
+            t => t,
+        };
+        let zeros = vec![0u8; cs as usize];
+        Ok(Job {
+            zero_hash_full: blake3::hash(&zeros),
+            zero_hash_tail: blake3::hash(&zeros[..tail as usize]),
+            zeros,
+            src: src_vol,
+            dst: dst_vol,
+            options: options.clone(),
+            size,
+        })
+    }
+
+    /// Size of the source in bytes: what will be copied.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Number of chunks.
+    pub fn chunks(&self) -> u64 {
+        self.size.div_ceil(self.options.chunk_size)
+    }
+
+    /// What the source is.
+    pub fn source_kind(&self) -> VolumeKind {
+        self.src.kind
+    }
+
+    /// What the destination is.
+    pub fn destination_kind(&self) -> VolumeKind {
+        self.dst.kind
+    }
+
+    /// Whether both sides are read and written with `O_DIRECT` (bypassing the page cache).
+    pub fn is_direct(&self) -> (bool, bool) {
+        (self.src.is_direct(), self.dst.is_direct())
+    }
+
+    pub(crate) fn chunk_range(&self, index: u64) -> (u64, usize) {
+        let offset = index * self.options.chunk_size;
+        let len = self.options.chunk_size.min(self.size - offset) as usize;
+        (offset, len)
+    }
+
+    pub(crate) fn zero_hash(&self, len: usize) -> blake3::Hash {
+        if len as u64 == self.options.chunk_size {
+            self.zero_hash_full
+        } else {
+            self.zero_hash_tail
+        }
+    }
+
+    pub(crate) fn buffers(&self) -> Buffers {
+        Buffers {
+            src: AlignedBuf::new(self.options.chunk_size as usize),
+            dst: AlignedBuf::new(self.options.chunk_size as usize),
+        }
+    }
+
+    /// Copies (unless only verifying), verifies when asked, writes the manifest of an image-file
+    /// destination, and reports. Chunk failures do not stop the copy; they are listed in the
+    /// summary and make its exit code 23. Only failures that concern the whole destination (its
+    /// size cannot be set, its data cannot be synced) are returned as errors.
+    pub fn run(mut self, progress: &mut dyn FnMut(&Progress)) -> Result<Summary> {
+        let started = Instant::now();
+        let mut summary = Summary {
+            source: self.src.path.display().to_string(),
+            destination: self.dst.path.display().to_string(),
+            source_kind: self.src.kind.name(),
+            destination_kind: self.dst.kind.name(),
+            size: self.size,
+            chunk_size: self.options.chunk_size,
+            threads: self.options.threads,
+            chunks: self.chunks(),
+            ..Summary::default()
+        };
+        let with_manifest =
+            self.options.manifest && !self.options.verify_only && self.dst.kind == VolumeKind::File;
+        let manifest_file = manifest_path(&self.dst.path);
+        if !self.options.verify_only {
+            if with_manifest {
+                // A manifest from an earlier copy stops being true with the first write.
+                remove_stale(&manifest_file)?;
+            }
+            if self.dst.kind == VolumeKind::File && self.dst.size != self.size {
+                self.dst.set_len(self.size)?;
+            }
+            let hashes = self.copy_pass(&mut summary, with_manifest, progress);
+            self.dst
+                .sync()
+                .map_err(|e| Error::io("cannot flush the writes to", &self.dst.path, e))?;
+            self.src.forget();
+            if with_manifest && summary.errors.is_empty() {
+                let manifest = Manifest::new(self.size, self.options.chunk_size, &hashes);
+                manifest.write(&manifest_file)?;
+                summary.manifest = Some(manifest_file.display().to_string());
+            }
+        }
+        if self.options.verify || self.options.verify_only {
+            verify_pass(&self, &mut summary, progress);
+        }
+        summary.errors.sort_by_key(|e| (e.offset, e.phase));
+        summary.exit_code = if summary.errors.is_empty() {
+            EXIT_OK
+        } else {
+            EXIT_PARTIAL
+        };
+        summary.duration_ms = started.elapsed().as_millis() as u64;
+        progress(&Progress {
+            phase: Phase::Done,
+            entries_done: summary.chunks,
+            entries_known: summary.chunks,
+            bytes_done: self.size,
+            bytes_known: self.size,
+            rate_bytes_per_sec: rate(self.size, summary.duration_ms),
+            elapsed_ms: summary.duration_ms,
+        });
+        Ok(summary)
+    }
+
+    fn copy_pass(
+        &self,
+        summary: &mut Summary,
+        with_hashes: bool,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Vec<blake3::Hash> {
+        let chunks = self.chunks();
+        let mut hashes = if with_hashes {
+            vec![self.zero_hash_full; chunks as usize]
+        } else {
+            Vec::new()
+        };
+        let mut reporter = Reporter::new(Phase::Copy, chunks, self.size);
+        reporter.emit(progress);
+        for_each_chunk(
+            chunks,
+            self.options.threads,
+            || self.buffers(),
+            |bufs, index| self.copy_chunk(bufs, index, with_hashes),
+            |event| {
+                let Some(o) = event else {
+                    reporter.maybe_emit(progress);
+                    return;
+                };
+                summary.chunks_done += 1;
+                summary.bytes_read += o.bytes_read;
+                summary.chunks_read += u64::from(o.read_source);
+                summary.chunks_hole += u64::from(o.hole);
+                summary.chunks_zero += u64::from(o.zero);
+                summary.chunks_equal += u64::from(o.equal);
+                summary.bytes_written += o.written;
+                summary.bytes_zeroed += o.zeroed;
+                if o.written > 0 {
+                    summary.chunks_written += 1;
+                } else if o.zeroed > 0 {
+                    summary.chunks_zeroed += 1;
+                }
+                if let Some(h) = o.hash {
+                    hashes[o.index as usize] = h;
+                }
+                if let Some(reason) = o.error {
+                    summary.errors.push(ChunkError {
+                        phase: "copy",
+                        offset: o.offset,
+                        len: o.len,
+                        reason,
+                    });
+                }
+                reporter.advance(o.len);
+                reporter.maybe_emit(progress);
+            },
+        );
+        reporter.emit(progress);
+        hashes
+    }
+
+    fn copy_chunk(&self, bufs: &mut Buffers, index: u64, with_hash: bool) -> Outcome {
+        let (offset, len) = self.chunk_range(index);
+        let mut out = Outcome {
+            index,
+            offset,
+            len: len as u64,
+            read_source: false,
+            hole: false,
+            zero: false,
+            equal: false,
+            bytes_read: 0,
+            written: 0,
+            zeroed: 0,
+            hash: None,
+            error: None,
+        };
+        if let Err(reason) = self.copy_chunk_inner(bufs, &mut out, with_hash) {
+            out.error = Some(reason);
+        }
+        out
+    }
+
+    fn copy_chunk_inner(
+        &self,
+        bufs: &mut Buffers,
+        out: &mut Outcome,
+        with_hash: bool,
+    ) -> std::result::Result<(), String> {
+        let (offset, len) = (out.offset, out.len as usize);
+        out.hole = self.src.is_hole(offset, len as u64);
+        let src = if out.hole {
+            &self.zeros[..len]
+        } else {
+            self.src
+                .read_exact_at(bufs.src.slice_mut(len), offset)
+                .map_err(|e| format!("cannot read source {}: {e}", self.src.path.display()))?;
+            out.read_source = true;
+            out.bytes_read += len as u64;
+            bufs.src.slice(len)
+        };
+        out.zero = out.hole || is_zero(src);
+        if with_hash {
+            out.hash = Some(if out.zero {
+                self.zero_hash(len)
+            } else {
+                blake3::hash(src)
+            });
+        }
+        let dst_err = |what: &str, e: std::io::Error| {
+            format!("cannot {what} destination {}: {e}", self.dst.path.display())
+        };
+        if self.dst.is_hole(offset, len as u64) {
+            if out.zero {
+                out.equal = true;
+                return Ok(());
+            }
+            return self.write_changes(src, None, offset, out);
+        }
+        self.dst
+            .read_exact_at(bufs.dst.slice_mut(len), offset)
+            .map_err(|e| dst_err("read", e))?;
+        out.bytes_read += len as u64;
+        let dst = bufs.dst.slice(len);
+        if src == dst {
+            out.equal = true;
+        } else if out.zero {
+            self.dst
+                .zero_range(offset, len as u64, &self.zeros)
+                .map_err(|e| dst_err("zero a range of", e))?;
+            out.zeroed = len as u64;
+        } else {
+            self.write_changes(src, Some(dst), offset, out)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the blocks of `src` that differ from `dst` (`None`: the destination reads as zeros).
+    ///
+    /// A device gets one write spanning the first to the last differing block: one large request
+    /// beats many small ones. An image file gets the differing runs, data written and zero runs
+    /// punched, so it allocates no more than the source's non-zero data.
+    fn write_changes(
+        &self,
+        src: &[u8],
+        dst: Option<&[u8]>,
+        offset: u64,
+        out: &mut Outcome,
+    ) -> std::result::Result<(), String> {
+        let changed = |start: usize| {
+            let end = (start + BLOCK).min(src.len());
+            match dst {
+                Some(d) => src[start..end] != d[start..end],
+                None => !is_zero(&src[start..end]),
+            }
+        };
+        let write = |from: usize, to: usize, out: &mut Outcome| {
+            self.dst
+                .write_all_at(&src[from..to], offset + from as u64)
+                .map_err(|e| {
+                    format!(
+                        "cannot write destination {} at byte {}: {e}",
+                        self.dst.path.display(),
+                        offset + from as u64
+                    )
+                })?;
+            out.written += (to - from) as u64;
+            Ok::<(), String>(())
+        };
+        let starts = (0..src.len()).step_by(BLOCK);
+        match self.dst.kind {
+            VolumeKind::Device => {
+                let mut span: Option<(usize, usize)> = None;
+                for start in starts {
+                    if changed(start) {
+                        let end = (start + BLOCK).min(src.len());
+                        span = Some(span.map_or((start, end), |(s, _)| (s, end)));
+                    }
+                }
+                if let Some((from, to)) = span {
+                    write(from, to, out)?;
+                }
+            }
+            VolumeKind::File => {
+                // Runs of changed blocks of one class: (start, end, is_zero).
+                let mut run: Option<(usize, usize, bool)> = None;
+                let flush = |run: (usize, usize, bool), out: &mut Outcome| {
+                    let (from, to, zero) = run;
+                    if zero {
+                        self.dst
+                            .zero_range(offset + from as u64, (to - from) as u64, &self.zeros)
+                            .map_err(|e| {
+                                format!(
+                                    "cannot punch a hole in destination {} at byte {}: {e}",
+                                    self.dst.path.display(),
+                                    offset + from as u64
+                                )
+                            })?;
+                        out.zeroed += (to - from) as u64;
+                        Ok(())
+                    } else {
+                        write(from, to, out)
+                    }
+                };
+                for start in starts {
+                    let end = (start + BLOCK).min(src.len());
+                    if !changed(start) {
+                        if let Some(r) = run.take() {
+                            flush(r, out)?;
+                        }
+                        continue;
+                    }
+                    let zero = is_zero(&src[start..end]);
+                    run = match run {
+                        Some((s, _, z)) if z == zero => Some((s, end, z)),
+                        Some(r) => {
+                            flush(r, out)?;
+                            Some((start, end, zero))
+                        }
+                        None => Some((start, end, zero)),
+                    };
+                }
+                if let Some(r) = run {
+                    flush(r, out)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Keeps the counts of a phase and emits a progress report at most twice a second.
+pub(crate) struct Reporter {
+    phase: Phase,
+    started: Instant,
+    last: Instant,
+    done: u64,
+    bytes_done: u64,
+    known: u64,
+    bytes_known: u64,
+}
+
+impl Reporter {
+    pub(crate) fn new(phase: Phase, known: u64, bytes_known: u64) -> Self {
+        let now = Instant::now();
+        Reporter {
+            phase,
+            started: now,
+            last: now,
+            done: 0,
+            bytes_done: 0,
+            known,
+            bytes_known,
+        }
+    }
+
+    pub(crate) fn advance(&mut self, bytes: u64) {
+        self.done += 1;
+        self.bytes_done += bytes;
+    }
+
+    pub(crate) fn maybe_emit(&mut self, progress: &mut dyn FnMut(&Progress)) {
+        if self.last.elapsed().as_millis() >= 500 {
+            self.emit(progress);
+        }
+    }
+
+    pub(crate) fn emit(&mut self, progress: &mut dyn FnMut(&Progress)) {
+        self.last = Instant::now();
+        let elapsed_ms = self.started.elapsed().as_millis() as u64;
+        progress(&Progress {
+            phase: self.phase,
+            entries_done: self.done,
+            entries_known: self.known,
+            bytes_done: self.bytes_done,
+            bytes_known: self.bytes_known,
+            rate_bytes_per_sec: rate(self.bytes_done, elapsed_ms),
+            elapsed_ms,
+        });
+    }
+}
+
+fn rate(bytes: u64, ms: u64) -> u64 {
+    if ms == 0 {
+        0
+    } else {
+        (bytes as u128 * 1000 / ms as u128) as u64
+    }
+}

@@ -1,0 +1,119 @@
+//! What a block copy did, for the caller and for `--progress json`.
+
+use serde::Serialize;
+
+/// Exit code of a copy that finished with DST equal to SRC.
+pub const EXIT_OK: u8 = 0;
+/// Exit code of a copy where some chunks failed (rsync's code for the same).
+pub const EXIT_PARTIAL: u8 = 23;
+
+/// One chunk that could not be copied or did not verify.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChunkError {
+    /// "copy" or "verify".
+    pub phase: &'static str,
+    /// Byte offset of the chunk in the volume.
+    pub offset: u64,
+    /// Length of the chunk in bytes.
+    pub len: u64,
+    /// What went wrong, with the side (source or destination) it went wrong on.
+    pub reason: String,
+}
+
+/// Counts of the verification pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerifySummary {
+    /// Chunks compared.
+    pub chunks: u64,
+    /// Bytes read from both sides (holes of image files are known to be zero and not read).
+    pub bytes_read: u64,
+    /// Chunks whose BLAKE3 hashes differ (each is also in [`Summary::errors`]).
+    pub mismatches: u64,
+}
+
+/// What a block copy did. Printed as JSON at the end of `--progress json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// The source path.
+    pub source: String,
+    /// The destination path.
+    pub destination: String,
+    /// "device" or "file" for the source.
+    pub source_kind: &'static str,
+    /// "device" or "file" for the destination.
+    pub destination_kind: &'static str,
+    /// Bytes copied: the size of the source.
+    pub size: u64,
+    /// Bytes per chunk.
+    pub chunk_size: u64,
+    /// Workers used.
+    pub threads: usize,
+    /// Chunks in the volume.
+    pub chunks: u64,
+    /// Chunks the copy pass handled (0 with `verify_only`).
+    pub chunks_done: u64,
+    /// Chunks whose source was read (not known to be a hole).
+    pub chunks_read: u64,
+    /// Bytes read from both sides during the copy pass.
+    pub bytes_read: u64,
+    /// Chunks into which data was written.
+    pub chunks_written: u64,
+    /// Bytes of data written.
+    pub bytes_written: u64,
+    /// Chunks of zeros in the source that had to be zeroed on the destination (hole punched,
+    /// device zeroing command) rather than written.
+    pub chunks_zeroed: u64,
+    /// Bytes zeroed that way.
+    pub bytes_zeroed: u64,
+    /// Chunks already equal on both sides, skipped.
+    pub chunks_equal: u64,
+    /// Chunks of the source that are all zero (whether or not anything had to be done).
+    pub chunks_zero: u64,
+    /// Source chunks known to be holes of an image file, skipped without reading.
+    pub chunks_hole: u64,
+    /// The verification pass, when asked for.
+    pub verify: Option<VerifySummary>,
+    /// Path of the manifest of per-chunk hashes written next to an image-file destination.
+    pub manifest: Option<String>,
+    /// Chunks that failed, with offset and reason.
+    pub errors: Vec<ChunkError>,
+    /// Milliseconds from start to end.
+    pub duration_ms: u64,
+    /// The exit code: 0 when DST equals SRC, 23 when some chunks failed.
+    pub exit_code: u8,
+}
+
+impl Summary {
+    /// One line for people: what was read, written, skipped and how long it took.
+    pub fn human_line(&self) -> String {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let secs = self.duration_ms as f64 / 1000.0;
+        let mut line = format!(
+            "{} -> {}: {} chunks of {} MiB: {} written ({:.1} MiB), {} zeroed, {} equal, {} zero in source \
+             ({} holes not read), {:.1} MiB read, {:.2}s",
+            self.source,
+            self.destination,
+            self.chunks,
+            mib(self.chunk_size),
+            self.chunks_written,
+            mib(self.bytes_written),
+            self.chunks_zeroed,
+            self.chunks_equal,
+            self.chunks_zero,
+            self.chunks_hole,
+            mib(self.bytes_read),
+            secs,
+        );
+        if let Some(v) = &self.verify {
+            line.push_str(&format!(
+                ", verified {} chunks: {} mismatched",
+                v.chunks, v.mismatches
+            ));
+        }
+        if !self.errors.is_empty() {
+            line.push_str(&format!(", {} errors", self.errors.len()));
+        }
+        line.push_str(&format!(", exit {}", self.exit_code));
+        line
+    }
+}
