@@ -185,6 +185,9 @@ pub fn check_disjoint(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, s: &Path, d: &Pa
     Ok(())
 }
 
+/// How long a mover waits for a target's lock before refusing.
+pub const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The mover's state folder in the target, held under an exclusive lock for the whole run.
 #[derive(Debug)]
 pub struct StateDir {
@@ -229,7 +232,18 @@ pub fn lock_target(dst: BorrowedFd<'_>, d: &Path) -> Result<StateDir> {
         Mode::from_raw_mode(0o600),
     )
     .map_err(|e| Error::io("cannot open lock file in", show(d), e.into()))?;
-    match flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+    // A process that forks briefly holds a copy of every descriptor until it executes, so a
+    // lock that was just released can look held for a moment: allow a short grace period.
+    let deadline = std::time::Instant::now() + LOCK_GRACE;
+    let locked = loop {
+        match flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+            Err(Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            r => break r,
+        }
+    };
+    match locked {
         Ok(()) => {}
         Err(Errno::WOULDBLOCK) => {
             let holder = std::fs::read_to_string(format!(

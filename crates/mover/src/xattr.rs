@@ -3,8 +3,11 @@
 //!
 //! Copied namespaces: `user.`, `trusted.` (readable only with CAP_SYS_ADMIN), `security.` and the
 //! two POSIX ACL names. Not copied: `security.selinux` (on Kubernetes the volume's SELinux label
-//! comes from its mount and setting it fails on context-mounted volumes) and other `system.` names
-//! such as `system.nfs4_acl`, which describe the source filesystem rather than the file.
+//! comes from its mount and setting it fails on context-mounted volumes), other `system.` names
+//! such as `system.nfs4_acl`, which describe the source filesystem rather than the file, and
+//! `trusted.SGI_ACL_FILE` / `trusted.SGI_ACL_DEFAULT`, which are how XFS stores POSIX ACLs: the
+//! ACLs themselves travel as `system.posix_acl_*`, and removing those names from an XFS target
+//! would remove its ACLs.
 //!
 //! An entry is reached either through an open descriptor or, for symlinks and entries the mover
 //! does not open, as `/proc/self/fd/DIRFD/NAME` with the `l*` calls, which never follow the last
@@ -58,7 +61,7 @@ impl Xattrs {
 
 /// Whether the mover copies an attribute of this name.
 pub fn is_copied(name: &[u8]) -> bool {
-    if name == b"security.selinux" {
+    if name == b"security.selinux" || name.starts_with(b"trusted.SGI_ACL_") {
         return false;
     }
     name.starts_with(b"user.")
@@ -233,5 +236,7 @@ mod tests {
         assert!(is_copied(b"system.posix_acl_default"));
         assert!(!is_copied(b"security.selinux"));
         assert!(!is_copied(b"system.nfs4_acl"));
+        assert!(!is_copied(b"trusted.SGI_ACL_FILE"));
+        assert!(!is_copied(b"trusted.SGI_ACL_DEFAULT"));
     }
 }

@@ -1,0 +1,13 @@
+//! Integration tests of `mover::Sync`, checked with independent eyes (rsync, std's stat,
+//! getfacl, find).
+
+mod sync {
+    pub mod util;
+
+    mod fidelity;
+    mod filesystems;
+    mod mutations;
+    mod names;
+    mod property;
+    mod safety;
+}

@@ -1,0 +1,53 @@
+//! Deciding whether a test can run here.
+
+use std::process::Command;
+
+/// Whether this run is CI, where a skipped test is a failure.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Whether the process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Skips (returns `false` after printing why) or, under CI, panics.
+pub fn skip(test: &str, why: &str) -> bool {
+    if in_ci() {
+        panic!("{test}: cannot run here ({why}), and CI=true forbids skipping");
+    }
+    eprintln!("SKIP {test}: {why}");
+    false
+}
+
+/// Whether `tool` can be run (found on PATH).
+pub fn have_tool(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Returns whether the test may go on: root and every tool present.
+pub fn need_root_and(test: &str, tools: &[&str]) -> bool {
+    if !is_root() {
+        return skip(test, "needs root (mounts, loop devices or other owners)");
+    }
+    need_tools(test, tools)
+}
+
+/// Returns whether the test may go on: every tool present.
+pub fn need_tools(test: &str, tools: &[&str]) -> bool {
+    for t in tools {
+        if !have_tool(t) {
+            return skip(
+                test,
+                &format!("needs `{t}` (scripts/test.sh installs it as root)"),
+            );
+        }
+    }
+    true
+}
