@@ -112,11 +112,15 @@ pub fn is_empty_source(src: BorrowedFd<'_>) -> io::Result<bool> {
     Ok((0..l.len()).all(|i| IGNORED_FOR_EMPTINESS.contains(&l.name_bytes(i))))
 }
 
-/// Opens the target root, creating it (not its parents) when missing.
-pub fn open_target(dst: &Path) -> Result<OwnedFd> {
+/// Opens the target root, creating it (not its parents) when missing, after checking that it
+/// does not overlap `src` (see [`check_disjoint`]): a refused run creates nothing.
+pub fn open_target(dst: &Path, src: BorrowedFd<'_>, src_path: &Path) -> Result<OwnedFd> {
     let c = cpath(dst)?;
     match openat(rustix::fs::CWD, c.as_c_str(), DIR_FLAGS, Mode::empty()) {
-        Ok(fd) => return Ok(fd),
+        Ok(fd) => {
+            check_disjoint(src, fd.as_fd(), src_path, dst)?;
+            return Ok(fd);
+        }
         Err(Errno::NOENT) => {}
         Err(Errno::NOTDIR) => {
             return Err(Error::Usage(format!(
@@ -125,6 +129,29 @@ pub fn open_target(dst: &Path) -> Result<OwnedFd> {
             )));
         }
         Err(e) => return Err(Error::io("cannot open target", show(dst), e.into())),
+    }
+    // Not there yet: it would be created in its parent, which must not be inside the source.
+    let parent = match dst.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let parent_fd = openat(
+        rustix::fs::CWD,
+        cpath(parent)?.as_c_str(),
+        DIR_FLAGS,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        Error::io(
+            "cannot open the parent of the target (it must exist)",
+            show(dst),
+            e.into(),
+        )
+    })?;
+    if is_within(parent_fd.as_fd(), src)
+        .map_err(|e| Error::io("cannot compare source and target", show(dst), e))?
+    {
+        return Err(overlap_error(src_path, dst));
     }
     match mkdirat(rustix::fs::CWD, c.as_c_str(), Mode::from_raw_mode(0o700)) {
         Ok(()) | Err(Errno::EXIST) => {}
@@ -138,6 +165,14 @@ pub fn open_target(dst: &Path) -> Result<OwnedFd> {
     }
     openat(rustix::fs::CWD, c.as_c_str(), DIR_FLAGS, Mode::empty())
         .map_err(|e| Error::io("cannot open target", show(dst), e.into()))
+}
+
+fn overlap_error(s: &Path, d: &Path) -> Error {
+    Error::Usage(format!(
+        "target {} is the source {} or inside it; choose a target outside the source",
+        show(d),
+        show(s)
+    ))
 }
 
 /// Whether `inner` is `outer` or lies below it, found by walking up from `inner` through `..`
@@ -168,11 +203,7 @@ fn is_within(inner: BorrowedFd<'_>, outer: BorrowedFd<'_>) -> io::Result<bool> {
 pub fn check_disjoint(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, s: &Path, d: &Path) -> Result<()> {
     let io_err = |e| Error::io("cannot compare source and target", show(d), e);
     if is_within(dst, src).map_err(io_err)? {
-        return Err(Error::Usage(format!(
-            "target {} is the source {} or inside it; choose a target outside the source",
-            show(d),
-            show(s)
-        )));
+        return Err(overlap_error(s, d));
     }
     if is_within(src, dst).map_err(io_err)? {
         return Err(Error::Usage(format!(

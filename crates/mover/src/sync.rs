@@ -67,7 +67,7 @@ pub struct Sync {
 
 impl Sync {
     /// Opens and checks source and target, and locks the target. Nothing in the target changes
-    /// when this fails, except that a missing target folder may have been created.
+    /// when this fails (a missing target folder is created only once every check passed).
     pub fn prepare(src: &Path, dst: &Path, opts: Options) -> Result<Sync> {
         let src_fd = preflight::open_source(src, opts.subdir.as_deref())?;
         if !opts.allow_empty
@@ -78,8 +78,7 @@ impl Sync {
                 path: src.display().to_string(),
             });
         }
-        let dst_fd = preflight::open_target(dst)?;
-        preflight::check_disjoint(src_fd.as_fd(), dst_fd.as_fd(), src, dst)?;
+        let dst_fd = preflight::open_target(dst, src_fd.as_fd(), src)?;
         let state = preflight::lock_target(dst_fd.as_fd(), dst)?;
         Ok(Sync {
             opts,

@@ -146,9 +146,12 @@ fn overlapping_source_and_target_are_refused() {
         (s.join("inner"), s.clone()),
         (s.clone(), link.join("inner/new")),
     ];
+    assert!(!link.join("inner/new").exists());
     for (a, b) in cases {
+        let existed = b.exists();
         let err = Sync::prepare(&a, &b, Options::default()).unwrap_err();
         assert_eq!(err.exit_code(), exit::USAGE, "{a:?} -> {b:?}: {err}");
+        assert_eq!(b.exists(), existed, "a refused run created {b:?}");
     }
 }
 

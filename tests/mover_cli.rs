@@ -1,0 +1,276 @@
+//! `pvc-backup mover sync` as a user runs it: exit codes, output, and runs that are killed.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use mover::{ProgressEvent, Summary};
+use testkit::oracle::assert_mirror;
+use testkit::skip::{is_root, need_tools, skip};
+use testkit::tree::Tree;
+
+fn bin() -> Command {
+    Command::new(assert_cmd::cargo::cargo_bin!("pvc-backup"))
+}
+
+fn sync(src: &Path, dst: &Path, extra: &[&str]) -> std::process::Output {
+    bin()
+        .args(["mover", "sync"])
+        .args(extra)
+        .arg(src)
+        .arg(dst)
+        .output()
+        .expect("run pvc-backup")
+}
+
+fn code(o: &std::process::Output) -> i32 {
+    o.status.code().expect("exited")
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn exit_codes_follow_the_documented_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    let dst = dir.path().join("dst");
+    // Empty source: refused with 254, target not created.
+    let o = sync(&src.root, &dst, &[]);
+    assert_eq!(code(&o), 254, "{}", stderr(&o));
+    assert!(stderr(&o).contains("empty"));
+    assert!(!dst.exists());
+    // Missing source: 254.
+    let o = sync(&dir.path().join("nope"), &dst, &[]);
+    assert_eq!(code(&o), 254, "{}", stderr(&o));
+    // Usage: an unknown flag, an escaping subdir, a target inside the source.
+    assert_eq!(code(&sync(&src.root, &dst, &["--no-such-flag"])), 2);
+    src.file(b"f", b"1");
+    assert_eq!(code(&sync(&src.root, &dst, &["--subdir", "../x"])), 2);
+    assert_eq!(code(&sync(&src.root, &src.path(b"inner"), &[])), 2);
+    // Done.
+    let o = sync(&src.root, &dst, &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("ok: 1 entries (1 copied"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn json_progress_lines_and_the_summary_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    for i in 0..300 {
+        src.file(
+            format!("d{}/f{i}", i % 10).as_bytes(),
+            &vec![b'x'; 1000 + i],
+        );
+    }
+    let dst = dir.path().join("dst");
+    let o = sync(
+        &src.root,
+        &dst,
+        &["--progress", "json", "--progress-interval", "0.05"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 2);
+    let (events, summary) = lines.split_at(lines.len() - 1);
+    let events: Vec<ProgressEvent> = events
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let last = events.last().unwrap();
+    assert_eq!(last.phase, "done");
+    assert!(last.scan_complete);
+    assert_eq!((last.entries_done, last.entries_known), (310, 310));
+    let expected_bytes: u64 = (0..300u64).map(|i| 1000 + i).sum();
+    assert_eq!(
+        (last.bytes_done, last.bytes_known),
+        (expected_bytes, expected_bytes)
+    );
+    let summary: Summary = serde_json::from_str(summary[0]).unwrap();
+    assert_eq!(
+        (
+            summary.exit_code,
+            summary.entries.copied,
+            summary.bytes.copied
+        ),
+        (0, 300, expected_bytes)
+    );
+}
+
+/// Runs `cmd` as the unprivileged user `nobody` when root, as itself otherwise.
+fn as_unprivileged(mut cmd: Command) -> Command {
+    if !is_root() {
+        return cmd;
+    }
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--",
+    ]);
+    c.arg(cmd.get_program()).args(cmd.get_args());
+    cmd = c;
+    cmd
+}
+
+#[test]
+fn an_unreadable_file_is_listed_and_the_run_is_partial() {
+    if is_root()
+        && !need_tools(
+            "an_unreadable_file_is_listed_and_the_run_is_partial",
+            &["setpriv"],
+        )
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"readable", b"ok")
+        .file(b"secret", b"no")
+        .file(b"sub/more", b"ok")
+        .mode(b"secret", 0o000);
+    let dst = dir.path().join("dst");
+    if is_root() {
+        // Everything belongs to the user the mover runs as, so only the 0000 file is a problem.
+        for p in [
+            "src",
+            "src/readable",
+            "src/secret",
+            "src/sub",
+            "src/sub/more",
+        ] {
+            std::os::unix::fs::chown(dir.path().join(p), Some(65534), Some(65534)).unwrap();
+        }
+        std::fs::create_dir(&dst).unwrap();
+        std::os::unix::fs::chown(&dst, Some(65534), Some(65534)).unwrap();
+    }
+    let mut cmd = bin();
+    cmd.args(["mover", "sync", "--progress", "json"])
+        .arg(&src.root)
+        .arg(&dst);
+    let o = as_unprivileged(cmd).output().unwrap();
+    assert_eq!(code(&o), 23, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("FAILED") && stderr(&o).contains("secret"),
+        "{}",
+        stderr(&o)
+    );
+    let text = String::from_utf8(o.stdout).unwrap();
+    let summary: Summary = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(summary.result, "partial");
+    assert_eq!(summary.errors.len(), 1, "{:?}", summary.errors);
+    assert_eq!(
+        (
+            summary.errors[0].path.as_str(),
+            summary.errors[0].op.as_str()
+        ),
+        ("secret", "open")
+    );
+    assert_eq!(std::fs::read(dst.join("readable")).unwrap(), b"ok");
+    assert_eq!(std::fs::read(dst.join("sub/more")).unwrap(), b"ok");
+    assert!(!dst.join("secret").exists());
+}
+
+/// Every regular file under a real name in `dst` has exactly its source's content.
+fn no_half_written_file(src: &Path, dst: &Path) -> usize {
+    let mut checked = 0;
+    let mut stack = vec![std::path::PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(dst.join(&rel)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let r = rel.join(&name);
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                if r.as_os_str() != ".pvc-backup" {
+                    stack.push(r);
+                }
+            } else if ft.is_file() && !name.to_string_lossy().starts_with(".pvcb-tmp.") {
+                let a = std::fs::read(src.join(&r)).unwrap();
+                let b = std::fs::read(dst.join(&r)).unwrap();
+                assert!(
+                    a == b,
+                    "{r:?} is visible under its real name with {} of {} bytes",
+                    b.len(),
+                    a.len()
+                );
+                checked += 1;
+            }
+        }
+    }
+    checked
+}
+
+#[test]
+fn a_sync_killed_at_random_moments_never_shows_a_half_written_file_and_finishes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    let mut x: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("seed {x}");
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..12 {
+        let big: Vec<u8> = (0..(6 << 20))
+            .map(|j: u32| (j.wrapping_mul(2_654_435_761) >> (i % 7)) as u8)
+            .collect();
+        src.file(format!("big/{i}.bin").as_bytes(), &big);
+    }
+    for i in 0..3000 {
+        src.file(
+            format!("small/{}/{i}", i % 30).as_bytes(),
+            format!("{i}").repeat(i % 50 + 1).as_bytes(),
+        );
+    }
+    let dst = dir.path().join("dst");
+    let mut kills = 0;
+    for _ in 0..6 {
+        let mut child = bin()
+            .args(["mover", "sync", "-q", "--threads", "4"])
+            .arg(&src.root)
+            .arg(&dst)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20 + next() % 400));
+        if child.try_wait().unwrap().is_none() {
+            // SAFETY: sending a signal to our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            kills += 1;
+        }
+        let _ = child.wait();
+        no_half_written_file(&src.root, &dst);
+    }
+    if kills == 0 {
+        skip(
+            "killed_sync",
+            "every run finished before it could be killed: machine too fast for this tree",
+        );
+        return;
+    }
+    let o = sync(&src.root, &dst, &["-q"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(no_half_written_file(&src.root, &dst), 3012);
+    assert_mirror(&src.root, &dst, &[]);
+}
