@@ -241,7 +241,6 @@ pub fn rich_tree(t: &Tree, root: bool) -> Vec<&'static str> {
         .socket(b"sock")
         .xattr(b"plain", "user.comment", b"a value")
         .xattr(b"dir", "user.dir-attr", b"\x00binary\xff")
-        .xattr(b"link-rel", "trusted.on-a-link", b"x")
         .mode(b"plain", 0o640)
         .mode(b"empty-dir", 0o750)
         .mtime(b"plain", 1_600_000_000, 123_456_789)
@@ -276,6 +275,7 @@ pub fn rich_tree(t: &Tree, root: bool) -> Vec<&'static str> {
             .device(b"dev-null-copy", false, 1, 3)
             .device(b"dev-loop-like", true, 7, 200)
             .xattr(b"plain", "trusted.secret", b"t")
+            .xattr(b"link-rel", "trusted.on-a-link", b"x")
             .xattr(
                 b"plain",
                 "security.capability",

@@ -102,7 +102,14 @@ fn apply(t: &Tree, op: &Op) {
             let p = path_of(*path);
             // Directories stay traversable for the oracle's own walk.
             if let Some(m) = exists(&p).filter(|m| !m.file_type().is_symlink()) {
-                let mode = u32::from(*mode) | if m.is_dir() { 0o700 } else { 0o400 };
+                // The test itself must be able to go on changing what it chmods: directories
+                // stay traversable, and without root, files stay writable by their owner.
+                let keep = match (m.is_dir(), is_root()) {
+                    (true, _) => 0o700,
+                    (false, true) => 0o400,
+                    (false, false) => 0o600,
+                };
+                let mode = u32::from(*mode) | keep;
                 let mode = if is_root() { mode } else { mode & 0o777 };
                 t.mode(&p, mode);
             }
