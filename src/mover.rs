@@ -26,6 +26,46 @@ enum MoverCommand {
     Sync(SyncArgs),
     /// Copy a raw block device or image file to another, writing only what differs.
     Block(block_cmd::BlockArgs),
+    /// Walk SRC without copying: owners and groups found, entries this process cannot read, and
+    /// whether a copy with the current privileges would be complete (exit 0) or not (exit 23).
+    Check(CheckArgs),
+}
+
+/// When to act as each entry's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImpersonateArg {
+    /// After the mover itself was refused (EACCES/EPERM).
+    Auto,
+    /// Read every source entry as its owner.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl From<ImpersonateArg> for mover::Impersonate {
+    fn from(a: ImpersonateArg) -> Self {
+        match a {
+            ImpersonateArg::Auto => mover::Impersonate::Auto,
+            ImpersonateArg::Always => mover::Impersonate::Always,
+            ImpersonateArg::Never => mover::Impersonate::Never,
+        }
+    }
+}
+
+/// Arguments of `pvc-backup mover check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The source folder.
+    src: PathBuf,
+    /// Check only this folder of SRC.
+    #[arg(long, value_name = "DIR")]
+    subdir: Option<PathBuf>,
+    /// When to act as each entry's owner.
+    #[arg(long, value_enum, default_value_t = ImpersonateArg::Auto)]
+    impersonate: ImpersonateArg,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// How progress is shown.
@@ -57,6 +97,9 @@ pub struct SyncArgs {
     /// Mirror an empty source, deleting everything in DST (refused by default: exit 254).
     #[arg(long)]
     allow_empty: bool,
+    /// When to act as each entry's owner (root_squash NFS, no CAP_DAC_OVERRIDE).
+    #[arg(long, value_enum, default_value_t = ImpersonateArg::Auto)]
+    impersonate: ImpersonateArg,
     /// Worker threads (default: twice the CPUs this process may use, at least 4).
     #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
     threads: usize,
@@ -79,6 +122,7 @@ pub fn run(args: MoverArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         MoverCommand::Sync(a) => sync(a),
         MoverCommand::Block(a) => block_cmd::run(a),
+        MoverCommand::Check(a) => check(a),
     }
 }
 
@@ -113,6 +157,7 @@ fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
         allow_empty: a.allow_empty,
         threads: a.threads,
         count_ahead: matches!(mode, ProgressMode::Bar | ProgressMode::Json),
+        impersonate: a.impersonate.into(),
     };
     let job = match mover::Sync::prepare(&a.src, &a.dst, opts) {
         Ok(j) => j,
@@ -148,6 +193,58 @@ fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{}", human_summary(&summary));
     }
     Ok(ExitCode::from(summary.exit_code))
+}
+
+fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
+    init_logging(0, false);
+    let report = match mover::check::check(&a.src, a.subdir.as_deref(), a.impersonate.into()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pvc-backup mover check: {e}");
+            return Ok(ExitCode::from(e.exit_code()));
+        }
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(ExitCode::from(report.exit_code));
+    }
+    let p = &report.privileges;
+    println!(
+        "source {}: {} entries, {}",
+        report.source,
+        report.entries,
+        human_bytes(report.bytes)
+    );
+    println!(
+        "running as uid {} with capabilities [{}]{}",
+        p.euid,
+        p.capabilities.join(" "),
+        if p.can_act_as_owners {
+            ", can act as each owner"
+        } else {
+            ""
+        }
+    );
+    let ids = |v: &[mover::check::IdCount]| {
+        v.iter()
+            .map(|c| format!("{} ({} entries, {})", c.id, c.entries, human_bytes(c.bytes)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("owners (uid): {}", ids(&report.owners));
+    println!("groups (gid): {}", ids(&report.groups));
+    if report.complete {
+        println!("complete: a copy with these privileges would read everything");
+    } else {
+        println!(
+            "INCOMPLETE: {} entries cannot be read with these privileges:",
+            report.unreadable_total
+        );
+        for e in &report.unreadable {
+            println!("  {}: {}: {}", e.path, e.op, e.error);
+        }
+    }
+    Ok(ExitCode::from(report.exit_code))
 }
 
 fn human_summary(s: &Summary) -> String {

@@ -14,6 +14,7 @@ use rustix::fs::{
 use rustix::process::{Gid, Uid};
 
 use crate::meta::{Kind, Meta, stat_fd};
+use crate::owner::Owners;
 use crate::xattr::{self, Xattrs};
 
 /// How to reach the entry whose attributes are set.
@@ -66,24 +67,37 @@ impl Changed {
 /// Makes the attributes of the target entry equal to the source's.
 ///
 /// `have` and `have_x` are the target's current attributes when known (`None`: a new entry, set
-/// everything). `want_x` are the source's extended attributes.
+/// everything). `want_x` are the source's extended attributes. With `owners`, a step refused to
+/// the mover (no `CAP_DAC_OVERRIDE` or `CAP_FOWNER`, or a root-squashed target) is done again as
+/// the entry's owner, who may change its own file's mode, times and attributes.
 pub fn apply(
     h: Handle<'_>,
     want: &Meta,
     have: Option<&Meta>,
     want_x: &Xattrs,
     have_x: Option<&Xattrs>,
+    owners: Option<&Owners>,
 ) -> Result<Changed, OpError> {
+    let id = [(want.uid, want.gid)];
+    let step = |op: &'static str, f: &(dyn Fn() -> io::Result<()> + Sync)| -> Result<(), OpError> {
+        match owners {
+            Some(o) => o.retry(&id, f),
+            None => f(),
+        }
+        .map_err(|e| OpError::new(op, e))
+    };
     let mut changed = Changed::default();
     if have.is_none_or(|h| h.uid != want.uid || h.gid != want.gid) {
         let (uid, gid) = (Uid::from_raw(want.uid), Gid::from_raw(want.gid));
-        match h {
-            Handle::Fd(fd) => fchown(fd, Some(uid), Some(gid)),
-            Handle::At(dir, name) => {
-                chownat(dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
+        step("chown", &|| {
+            match h {
+                Handle::Fd(fd) => fchown(fd, Some(uid), Some(gid)),
+                Handle::At(dir, name) => {
+                    chownat(dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
+                }
             }
-        }
-        .map_err(|e| OpError::new("chown", e))?;
+            .map_err(Into::into)
+        })?;
         changed.owner = true;
     }
     let xtarget = match h {
@@ -91,7 +105,7 @@ pub fn apply(
         Handle::At(dir, name) => xattr::Target::At(dir, name),
     };
     if have_x != Some(want_x) {
-        xattr::apply(xtarget, want_x, have_x).map_err(|e| OpError::new("xattr", e))?;
+        step("xattr", &|| xattr::apply(xtarget, want_x, have_x))?;
         changed.xattrs = have_x.is_some() || !want_x.is_empty();
     }
     // chown cleared setuid/setgid, and an ACL written as an xattr rewrote the group bits.
@@ -99,11 +113,13 @@ pub fn apply(
         && (changed.owner || changed.xattrs || have.is_none_or(|h| h.perm != want.perm))
     {
         let mode = Mode::from_raw_mode(want.perm);
-        match h {
-            Handle::Fd(fd) => fchmod(fd, mode),
-            Handle::At(dir, name) => chmod_nofollow(dir, name, want.kind, mode),
-        }
-        .map_err(|e| OpError::new("chmod", e))?;
+        step("chmod", &|| {
+            match h {
+                Handle::Fd(fd) => fchmod(fd, mode),
+                Handle::At(dir, name) => chmod_nofollow(dir, name, want.kind, mode),
+            }
+            .map_err(Into::into)
+        })?;
         changed.mode = have.is_none_or(|h| h.perm != want.perm);
     }
     if have.is_none_or(|h| h.mtime != want.mtime) || changed.any() {
@@ -111,11 +127,13 @@ pub fn apply(
             last_access: want.atime.timespec(),
             last_modification: want.mtime.timespec(),
         };
-        match h {
-            Handle::Fd(fd) => futimens(fd, &times),
-            Handle::At(dir, name) => utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW),
-        }
-        .map_err(|e| OpError::new("utimens", e))?;
+        step("utimens", &|| {
+            match h {
+                Handle::Fd(fd) => futimens(fd, &times),
+                Handle::At(dir, name) => utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW),
+            }
+            .map_err(Into::into)
+        })?;
         changed.times = have.is_none_or(|h| h.mtime != want.mtime);
     }
     Ok(changed)

@@ -13,11 +13,13 @@
 //! [`content`], [`attrs`], [`xattr`], [`remove`] and [`hardlink`]), and [`summary`] reports.
 
 pub mod attrs;
+pub mod check;
 pub mod content;
 mod error;
 pub mod hardlink;
 pub mod listing;
 pub mod meta;
+pub mod owner;
 pub mod preflight;
 pub mod relpath;
 pub mod remove;
@@ -26,6 +28,7 @@ pub mod sync;
 pub mod xattr;
 
 pub use error::{Error, Result};
+pub use owner::Impersonate;
 pub use summary::{EntryError, ProgressEvent, Stats, Summary};
 pub use sync::{Options, Sync};
 

@@ -13,6 +13,7 @@ use rustix::io::Errno;
 
 use crate::listing::Listing;
 use crate::meta::stat_fd;
+use crate::owner::{Impersonate, Owners};
 use crate::{Error, Result, STATE_DIR};
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY
@@ -35,14 +36,24 @@ fn cpath(p: &Path) -> Result<CString> {
 /// Opens the source root, and `subdir` inside it without following any symlink. A missing source
 /// (or subdir) is [`Error::SourceMissing`]; a subdir that is absolute, has `..`, or passes through
 /// a symlink is [`Error::Usage`].
-pub fn open_source(src: &Path, subdir: Option<&Path>) -> Result<OwnedFd> {
-    let root = match openat(
-        rustix::fs::CWD,
-        cpath(src)?.as_c_str(),
-        DIR_FLAGS,
-        Mode::empty(),
-    ) {
+pub fn open_source(src: &Path, subdir: Option<&Path>, owners: &Owners) -> Result<OwnedFd> {
+    let csrc = cpath(src)?;
+    let root = match openat(rustix::fs::CWD, csrc.as_c_str(), DIR_FLAGS, Mode::empty()) {
         Ok(fd) => fd,
+        // A root folder only its owner may read (root_squash): reach it as its owner.
+        Err(Errno::ACCESS) | Err(Errno::PERM) if owners.mode() != Impersonate::Never => {
+            let path = openat(
+                rustix::fs::CWD,
+                csrc.as_c_str(),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| Error::io("cannot open source", show(src), e.into()))?;
+            let m = stat_fd(&path).map_err(|e| Error::io("cannot stat source", show(src), e))?;
+            owners
+                .reopen_as(&path, (m.uid, m.gid), DIR_FLAGS)
+                .map_err(|e| Error::io("cannot open source (even as its owner)", show(src), e))?
+        }
         Err(Errno::NOENT) => {
             return Err(Error::SourceMissing {
                 path: show(src),
@@ -74,12 +85,15 @@ pub fn open_source(src: &Path, subdir: Option<&Path>) -> Result<OwnedFd> {
         any = true;
         let cname = CString::new(name.as_bytes())
             .map_err(|_| Error::Usage("--subdir contains a NUL byte".into()))?;
-        cur = match openat(
-            &cur,
+        let cur_meta = stat_fd(&cur).map_err(|e| Error::io("cannot stat", show(sub), e))?;
+        let opened = owners.open_as(
+            cur.as_fd(),
+            (cur_meta.uid, cur_meta.gid),
             cname.as_c_str(),
+            None,
             DIR_FLAGS | OFlags::NOFOLLOW,
-            Mode::empty(),
-        ) {
+        );
+        cur = match opened.map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO)) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => {
                 return Err(Error::SourceMissing {

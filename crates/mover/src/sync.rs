@@ -25,6 +25,7 @@ use crate::content::{Copier, same_content};
 use crate::hardlink::{Claim, HardLinks};
 use crate::listing::Listing;
 use crate::meta::{Kind, Meta, stat_at, stat_fd};
+use crate::owner::{Id, Impersonate, Owners};
 use crate::preflight::{self, StateDir};
 use crate::relpath;
 use crate::summary::{Journal, Stats, Summary, rfc3339};
@@ -44,6 +45,8 @@ pub struct Options {
     pub threads: usize,
     /// Count the source in a separate pass ahead of the copy, so progress knows totals early.
     pub count_ahead: bool,
+    /// When to read source entries as their owners (see [`crate::owner`]).
+    pub impersonate: Impersonate,
 }
 
 /// Default worker count: file copying waits on I/O as much as on CPU, so twice the CPUs this
@@ -63,13 +66,15 @@ pub struct Sync {
     dst: OwnedFd,
     state: StateDir,
     stats: Arc<Stats>,
+    owners: Owners,
 }
 
 impl Sync {
     /// Opens and checks source and target, and locks the target. Nothing in the target changes
     /// when this fails (a missing target folder is created only once every check passed).
     pub fn prepare(src: &Path, dst: &Path, opts: Options) -> Result<Sync> {
-        let src_fd = preflight::open_source(src, opts.subdir.as_deref())?;
+        let owners = Owners::new(opts.impersonate);
+        let src_fd = preflight::open_source(src, opts.subdir.as_deref(), &owners)?;
         if !opts.allow_empty
             && preflight::is_empty_source(src_fd.as_fd())
                 .map_err(|e| Error::io("cannot read source", src.display().to_string(), e))?
@@ -88,6 +93,7 @@ impl Sync {
             dst: dst_fd,
             state,
             stats: Arc::new(Stats::default()),
+            owners,
         })
     }
 
@@ -109,13 +115,18 @@ impl Sync {
         let stats = &*self.stats;
         let root_meta = stat_fd(&self.src)
             .map_err(|e| Error::io("cannot stat source", self.src_path.display().to_string(), e))?;
-        let root_x = xattr::read(xattr::Target::Fd(self.src.as_fd())).map_err(|e| {
-            Error::io(
-                "cannot read attributes of source",
-                self.src_path.display().to_string(),
-                e,
-            )
-        })?;
+        let root_x = self
+            .owners
+            .retry(&[(root_meta.uid, root_meta.gid)], || {
+                xattr::read(xattr::Target::Fd(self.src.as_fd()))
+            })
+            .map_err(|e| {
+                Error::io(
+                    "cannot read attributes of source",
+                    self.src_path.display().to_string(),
+                    e,
+                )
+            })?;
         let dst_root = self
             .dst
             .try_clone()
@@ -130,6 +141,7 @@ impl Sync {
             tmp_seq: AtomicU64::new(0),
             pid: std::process::id(),
             noatime: AtomicBool::new(true),
+            owners: &self.owners,
         };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -221,6 +233,7 @@ struct Ctx<'a> {
     tmp_seq: AtomicU64,
     pid: u32,
     noatime: AtomicBool,
+    owners: &'a Owners,
 }
 
 /// A temporary name, unique in this run; created with O_EXCL (or its equivalent) and retried on
@@ -247,15 +260,43 @@ impl Ctx<'_> {
             .error(self.stats, &relpath::join(dir, name), op, err);
     }
 
-    fn open_source_file(&self, dir: BorrowedFd<'_>, name: &CStr) -> rustix::io::Result<OwnedFd> {
+    /// Opens a source file for reading, without changing its access time where allowed, as
+    /// the mover or else as its owner (`dir_id` owns the directory, `meta` is the file's).
+    fn open_source_file(
+        &self,
+        dir: BorrowedFd<'_>,
+        dir_id: Id,
+        name: &CStr,
+        meta: &Meta,
+    ) -> std::io::Result<OwnedFd> {
         let base = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        if self.noatime.load(Relaxed) {
-            match openat(dir, name, base | OFlags::NOATIME, Mode::empty()) {
-                Err(Errno::PERM) => self.noatime.store(false, Relaxed),
-                r => return r,
+        if self.owners.mode() != Impersonate::Always {
+            let own = if self.noatime.load(Relaxed) {
+                match openat(dir, name, base | OFlags::NOATIME, Mode::empty()) {
+                    Err(Errno::PERM) => {
+                        self.noatime.store(false, Relaxed);
+                        openat(dir, name, base, Mode::empty())
+                    }
+                    r => r,
+                }
+            } else {
+                openat(dir, name, base, Mode::empty())
+            };
+            match own {
+                Err(e)
+                    if (e == Errno::ACCESS || e == Errno::PERM)
+                        && self.owners.mode() == Impersonate::Auto => {}
+                r => return r.map_err(Into::into),
             }
         }
-        openat(dir, name, base, Mode::empty())
+        // As its owner, O_NOATIME is always allowed.
+        self.owners.open_as(
+            dir,
+            dir_id,
+            name,
+            Some((meta.uid, meta.gid)),
+            base | OFlags::NOATIME,
+        )
     }
 }
 
@@ -287,6 +328,7 @@ impl Drop for DirNode<'_> {
                 Some(&have),
                 &self.want_x,
                 Some(&have_x),
+                Some(ctx.owners),
             )
             .map(|_| ())
         })();
@@ -345,7 +387,8 @@ fn process_dir<'s, 'a: 's>(
             continue;
         }
         found += 1;
-        match stat_at(&src, name) {
+        let dir_id = (node.want.uid, node.want.gid);
+        match ctx.owners.retry(&[dir_id], || stat_at(&src, name)) {
             Ok(m) => {
                 if m.kind == Kind::File {
                     found_bytes += m.size;
@@ -443,16 +486,18 @@ fn enter_dir<'s, 'a: 's>(
     ctx.stats.entries_done.fetch_add(1, Relaxed);
     let Some(meta) = work.metas[i] else { return };
     let name = work.listing.name(i);
-    let src_sub = match openat(
-        &work.src,
+    let src_sub = match ctx.owners.open_as(
+        work.src.as_fd(),
+        (node.want.uid, node.want.gid),
         name,
+        Some((meta.uid, meta.gid)),
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
     ) {
         Ok(fd) => fd,
         Err(e) => return ctx.fail(&node.rel, name.to_bytes(), "open directory", e),
     };
-    let want_x = match xattr::read(xattr::Target::Fd(src_sub.as_fd())) {
+    let read_x = || xattr::read(xattr::Target::Fd(src_sub.as_fd()));
+    let want_x = match ctx.owners.retry(&[(meta.uid, meta.gid)], read_x) {
         Ok(x) => x,
         Err(e) => {
             ctx.fail(&node.rel, name.to_bytes(), "read xattrs", e);
@@ -710,7 +755,11 @@ fn update_in_place(
     meta: &Meta,
     have: &Meta,
 ) -> std::result::Result<Outcome, Failure> {
-    let want_x = xattr::read(xattr::Target::At(src, name)).map_err(|e| ("read xattrs", e))?;
+    let dir_id = (node.want.uid, node.want.gid);
+    let want_x = ctx
+        .owners
+        .source_xattrs(src, dir_id, name, meta)
+        .map_err(|e| ("read xattrs", e))?;
     let have_x =
         xattr::read(xattr::Target::At(dst, name)).map_err(|e| ("read target xattrs", e))?;
     if attrs::same_basic(meta, have) && want_x == have_x {
@@ -730,6 +779,7 @@ fn update_in_place(
             Some(have),
             &want_x,
             Some(&have_x),
+            Some(ctx.owners),
         )
     } else {
         attrs::apply(
@@ -738,6 +788,7 @@ fn update_in_place(
             Some(have),
             &want_x,
             Some(&have_x),
+            Some(ctx.owners),
         )
     };
     if let Err(e) = r {
@@ -763,7 +814,9 @@ fn sync_file(
             && !(meta.nlink == 1 && h.nlink > 1)
     }) {
         let equal = if ctx.opts.checksum {
-            let a = ctx.open_source_file(src, name).map_err(io_err("open"))?;
+            let a = ctx
+                .open_source_file(src, (node.want.uid, node.want.gid), name, meta)
+                .map_err(|e| ("open", e))?;
             let b = openat(
                 dst,
                 name,
@@ -780,12 +833,18 @@ fn sync_file(
         }
     }
 
-    let sfd = ctx.open_source_file(src, name).map_err(io_err("open"))?;
+    let sfd = ctx
+        .open_source_file(src, (node.want.uid, node.want.gid), name, meta)
+        .map_err(|e| ("open", e))?;
     let fresh = stat_fd(&sfd).map_err(|e| ("stat", e))?;
     if fresh.kind != Kind::File {
         return Err(("open", std::io::Error::other("changed type during the run")));
     }
-    let want_x = xattr::read(xattr::Target::Fd(sfd.as_fd())).map_err(|e| ("read xattrs", e))?;
+    let read_x = || xattr::read(xattr::Target::Fd(sfd.as_fd()));
+    let want_x = ctx
+        .owners
+        .retry(&[(fresh.uid, fresh.gid)], read_x)
+        .map_err(|e| ("read xattrs", e))?;
     let (tmp, dfd) = loop {
         let tmp = ctx.tmp_name();
         match openat(
@@ -806,7 +865,14 @@ fn sync_file(
             return Err(("copy", e));
         }
     };
-    let applied = attrs::apply(Handle::Fd(dfd.as_fd()), &fresh, None, &want_x, None);
+    let applied = attrs::apply(
+        Handle::Fd(dfd.as_fd()),
+        &fresh,
+        None,
+        &want_x,
+        None,
+        Some(ctx.owners),
+    );
     let ino = if meta.nlink > 1 {
         stat_fd(&dfd).map(|m| m.ino).unwrap_or(0)
     } else {
@@ -832,14 +898,23 @@ fn sync_symlink(
     meta: &Meta,
     have: Option<&Meta>,
 ) -> std::result::Result<Outcome, Failure> {
-    let target = readlinkat(src, name, Vec::new()).map_err(io_err("readlink"))?;
+    let dir_id = (node.want.uid, node.want.gid);
+    let target = ctx
+        .owners
+        .retry(&[dir_id], || {
+            readlinkat(src, name, Vec::new()).map_err(Into::into)
+        })
+        .map_err(|e| ("readlink", e))?;
     if let Some(h) = have.filter(|h| h.kind == Kind::Symlink) {
         let current = readlinkat(dst, name, Vec::new()).map_err(io_err("readlink target"))?;
         if current == target {
             return update_in_place(ctx, node, src, dst, name, meta, h);
         }
     }
-    let want_x = xattr::read(xattr::Target::At(src, name)).map_err(|e| ("read xattrs", e))?;
+    let want_x = ctx
+        .owners
+        .source_xattrs(src, dir_id, name, meta)
+        .map_err(|e| ("read xattrs", e))?;
     let tmp = loop {
         let tmp = ctx.tmp_name();
         match symlinkat(target.as_c_str(), dst, tmp.as_cstr()) {
@@ -865,7 +940,11 @@ fn sync_special(
     {
         return update_in_place(ctx, node, src, dst, name, meta, h);
     }
-    let want_x = xattr::read(xattr::Target::At(src, name)).map_err(|e| ("read xattrs", e))?;
+    let dir_id = (node.want.uid, node.want.gid);
+    let want_x = ctx
+        .owners
+        .source_xattrs(src, dir_id, name, meta)
+        .map_err(|e| ("read xattrs", e))?;
     let rdev = if meta.kind == Kind::Fifo {
         0
     } else {
@@ -901,7 +980,14 @@ fn place_new(
     want_x: &Xattrs,
     bytes: u64,
 ) -> std::result::Result<Outcome, Failure> {
-    let applied = attrs::apply(Handle::At(dst, tmp.as_cstr()), meta, None, want_x, None);
+    let applied = attrs::apply(
+        Handle::At(dst, tmp.as_cstr()),
+        meta,
+        None,
+        want_x,
+        None,
+        Some(ctx.owners),
+    );
     let ino = if meta.nlink > 1 {
         stat_at(dst, tmp.as_cstr()).map(|m| m.ino).unwrap_or(0)
     } else {

@@ -1,0 +1,251 @@
+//! `mover check`: a preflight that walks a source without copying and tells whether a copy with
+//! the current privileges would be complete, which owners and groups the source holds, and which
+//! entries cannot be read.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+
+use rustix::fs::{OFlags, readlinkat};
+use serde::{Deserialize, Serialize};
+
+use crate::listing::Listing;
+use crate::meta::{Kind, Meta, stat_at, stat_fd};
+use crate::owner::{Impersonate, Owners};
+use crate::summary::{EntryError, MAX_LISTED};
+use crate::{Result, STATE_DIR, exit, preflight, relpath, xattr};
+
+/// How many entries and bytes belong to one uid or gid.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IdCount {
+    /// The numeric id.
+    pub id: u32,
+    /// Entries it owns.
+    pub entries: u64,
+    /// Bytes of regular files it owns.
+    pub bytes: u64,
+}
+
+/// The capabilities that matter to the mover, as the kernel reports them for this process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Privileges {
+    /// Effective uid.
+    pub euid: u32,
+    /// Effective capabilities the mover uses, by name (`CHOWN`, `DAC_OVERRIDE`, ...).
+    pub capabilities: Vec<String>,
+    /// Whether the process can act as other owners (CAP_SETUID and CAP_SETGID).
+    pub can_act_as_owners: bool,
+}
+
+/// The result of a check.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CheckReport {
+    /// The source as given.
+    pub source: String,
+    /// Entries found.
+    pub entries: u64,
+    /// Bytes of regular files found.
+    pub bytes: u64,
+    /// Owners, by uid.
+    pub owners: Vec<IdCount>,
+    /// Groups, by gid.
+    pub groups: Vec<IdCount>,
+    /// Entries that cannot be read with the current privileges (at most 10,000 listed).
+    pub unreadable: Vec<EntryError>,
+    /// How many entries cannot be read.
+    pub unreadable_total: u64,
+    /// Whether a copy with the current privileges would be complete.
+    pub complete: bool,
+    /// What this process may do.
+    pub privileges: Privileges,
+    /// 0 when complete, 23 when not.
+    pub exit_code: u8,
+}
+
+const CAPS: [(u32, &str); 9] = [
+    (0, "CHOWN"),
+    (1, "DAC_OVERRIDE"),
+    (2, "DAC_READ_SEARCH"),
+    (3, "FOWNER"),
+    (4, "FSETID"),
+    (6, "SETGID"),
+    (7, "SETUID"),
+    (21, "SYS_ADMIN"),
+    (27, "MKNOD"),
+];
+
+/// What this process may do, from `/proc/self/status`.
+pub fn privileges() -> Privileges {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |bit: u32| eff & (1 << bit) != 0;
+    Privileges {
+        euid: rustix::process::geteuid().as_raw(),
+        capabilities: CAPS
+            .iter()
+            .filter(|(b, _)| has(*b))
+            .map(|(_, n)| n.to_string())
+            .collect(),
+        can_act_as_owners: has(6) && has(7),
+    }
+}
+
+struct Walk<'a> {
+    owners: &'a Owners,
+    by_uid: BTreeMap<u32, (u64, u64)>,
+    by_gid: BTreeMap<u32, (u64, u64)>,
+    entries: u64,
+    bytes: u64,
+    unreadable: Vec<EntryError>,
+    unreadable_total: u64,
+}
+
+impl Walk<'_> {
+    fn fail(&mut self, rel: &[u8], op: &str, e: impl std::fmt::Display) {
+        self.unreadable_total += 1;
+        if self.unreadable.len() < MAX_LISTED {
+            self.unreadable.push(EntryError {
+                path: relpath::display(rel),
+                op: op.into(),
+                error: e.to_string(),
+            });
+        }
+    }
+
+    fn count(&mut self, m: &Meta) {
+        let bytes = if m.kind == Kind::File { m.size } else { 0 };
+        self.entries += 1;
+        self.bytes += bytes;
+        let u = self.by_uid.entry(m.uid).or_default();
+        u.0 += 1;
+        u.1 += bytes;
+        let g = self.by_gid.entry(m.gid).or_default();
+        g.0 += 1;
+        g.1 += bytes;
+    }
+}
+
+/// Walks `src` (or `src/subdir`) as a copy would read it, without writing anything.
+pub fn check(src: &Path, subdir: Option<&Path>, impersonate: Impersonate) -> Result<CheckReport> {
+    let owners = Owners::new(impersonate);
+    let root = preflight::open_source(src, subdir, &owners)?;
+    let root_meta = stat_fd(&root)
+        .map_err(|e| crate::Error::io("cannot stat source", src.display().to_string(), e))?;
+    let mut w = Walk {
+        owners: &owners,
+        by_uid: BTreeMap::new(),
+        by_gid: BTreeMap::new(),
+        entries: 0,
+        bytes: 0,
+        unreadable: Vec::new(),
+        unreadable_total: 0,
+    };
+    let root_id = (root_meta.uid, root_meta.gid);
+    if let Err(e) = owners.retry(&[root_id], || xattr::read(xattr::Target::Fd(root.as_fd()))) {
+        w.fail(b"", "read xattrs", e);
+    }
+    let mut stack: Vec<(Arc<OwnedFd>, Meta, Vec<u8>)> =
+        vec![(Arc::new(root), root_meta, Vec::new())];
+    while let Some((dir, dmeta, rel)) = stack.pop() {
+        let dir_id = (dmeta.uid, dmeta.gid);
+        let listing = match Listing::read(&*dir) {
+            Ok(l) => l,
+            Err(e) => {
+                w.fail(&rel, "read directory", e);
+                continue;
+            }
+        };
+        for i in 0..listing.len() {
+            let name = listing.name(i);
+            if rel.is_empty() && name.to_bytes() == STATE_DIR.as_bytes() {
+                continue;
+            }
+            let path = relpath::join(&rel, name.to_bytes());
+            let meta = match w.owners.retry(&[dir_id], || stat_at(&*dir, name)) {
+                Ok(m) => m,
+                Err(e) => {
+                    w.fail(&path, "stat", e);
+                    continue;
+                }
+            };
+            w.count(&meta);
+            let id = (meta.uid, meta.gid);
+            match meta.kind {
+                Kind::Dir => {
+                    let flags =
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                    match w.owners.open_as(dir.as_fd(), dir_id, name, Some(id), flags) {
+                        Ok(fd) => {
+                            let fd = Arc::new(fd);
+                            let r = w
+                                .owners
+                                .retry(&[id], || xattr::read(xattr::Target::Fd(fd.as_fd())));
+                            if let Err(e) = r {
+                                w.fail(&path, "read xattrs", e);
+                            }
+                            stack.push((fd, meta, path));
+                        }
+                        Err(e) => w.fail(&path, "open directory", e),
+                    }
+                }
+                Kind::File => {
+                    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                    match w.owners.open_as(dir.as_fd(), dir_id, name, Some(id), flags) {
+                        Ok(fd) => {
+                            let r = w
+                                .owners
+                                .retry(&[id], || xattr::read(xattr::Target::Fd(fd.as_fd())));
+                            if let Err(e) = r {
+                                w.fail(&path, "read xattrs", e);
+                            }
+                        }
+                        Err(e) => w.fail(&path, "open", e),
+                    }
+                }
+                Kind::Symlink => {
+                    let r = w.owners.retry(&[dir_id], || {
+                        readlinkat(&*dir, name, Vec::<u8>::new())
+                            .map(|_: CString| ())
+                            .map_err(Into::into)
+                    });
+                    if let Err(e) = r {
+                        w.fail(&path, "readlink", e);
+                    } else if let Err(e) = w.owners.source_xattrs(dir.as_fd(), dir_id, name, &meta)
+                    {
+                        w.fail(&path, "read xattrs", e);
+                    }
+                }
+                Kind::Fifo | Kind::CharDevice | Kind::BlockDevice => {
+                    if let Err(e) = w.owners.source_xattrs(dir.as_fd(), dir_id, name, &meta) {
+                        w.fail(&path, "read xattrs", e);
+                    }
+                }
+                Kind::Socket => {}
+            }
+        }
+    }
+    let to_counts = |m: BTreeMap<u32, (u64, u64)>| {
+        m.into_iter()
+            .map(|(id, (entries, bytes))| IdCount { id, entries, bytes })
+            .collect()
+    };
+    let complete = w.unreadable_total == 0;
+    Ok(CheckReport {
+        source: relpath::display(src.as_os_str().as_encoded_bytes()),
+        entries: w.entries,
+        bytes: w.bytes,
+        owners: to_counts(std::mem::take(&mut w.by_uid)),
+        groups: to_counts(std::mem::take(&mut w.by_gid)),
+        unreadable: std::mem::take(&mut w.unreadable),
+        unreadable_total: w.unreadable_total,
+        complete,
+        privileges: privileges(),
+        exit_code: if complete { exit::OK } else { exit::PARTIAL },
+    })
+}

@@ -1,0 +1,198 @@
+//! Root-squashed sources: the mover runs as root without CAP_DAC_OVERRIDE and
+//! CAP_DAC_READ_SEARCH (what root_squash leaves root with, reproduced with setpriv), keeping
+//! CHOWN, FOWNER, SETUID and SETGID, and reads each entry as its owner.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+use mover::Summary;
+use mover::check::CheckReport;
+use testkit::oracle::assert_mirror;
+use testkit::skip::{have_tool, need_root_and};
+use testkit::tree::Tree;
+
+const SQUASH: [&str; 3] = [
+    "--bounding-set=-dac_override,-dac_read_search",
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--",
+];
+
+fn squashed(args: &[&str], paths: &[&Path]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(SQUASH)
+        .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"))
+        .args(args)
+        .args(paths)
+        .output()
+        .expect("run pvc-backup under setpriv")
+}
+
+/// Five owners, 0600 files, 0700 directories nested across owners, setgid directories, files
+/// whose group is not their owner's, ACLs and user xattrs on files only their owner can read.
+fn many_owners(t: &Tree) {
+    t.file(b"public.txt", b"anyone")
+        .file(b"a/own-a", b"secret of 1001")
+        .file(b"a/b/own-b", b"secret of 1002")
+        .file(b"a/b/c/own-c", b"secret of 1003")
+        .file(b"d/shared-group", b"1004 in group 3000")
+        .file(b"d/e/deep", b"1005")
+        .file(b"acl/with-acl", b"1001 lets 1002 read")
+        .hardlink(b"a/own-a", b"a/own-a-link")
+        .symlink(b"a/b/link-to-c", b"c/own-c")
+        .owner(b"public.txt", 1001, 1001)
+        .owner(b"a", 1001, 1001)
+        .owner(b"a/own-a", 1001, 1001)
+        .owner(b"a/b", 1002, 1002)
+        .owner(b"a/b/own-b", 1002, 1002)
+        .owner(b"a/b/link-to-c", 1002, 1002)
+        .owner(b"a/b/c", 1003, 1003)
+        .owner(b"a/b/c/own-c", 1003, 1003)
+        .owner(b"d", 1004, 3000)
+        .owner(b"d/shared-group", 1004, 3000)
+        .owner(b"d/e", 1005, 3000)
+        .owner(b"d/e/deep", 1005, 1005)
+        .owner(b"acl", 1001, 1001)
+        .owner(b"acl/with-acl", 1001, 1001)
+        .mode(b"a", 0o700)
+        .mode(b"a/own-a", 0o600)
+        .mode(b"a/b", 0o700)
+        .mode(b"a/b/own-b", 0o600)
+        .mode(b"a/b/c", 0o700)
+        .mode(b"a/b/c/own-c", 0o400)
+        .mode(b"d", 0o2770)
+        .mode(b"d/shared-group", 0o640)
+        .mode(b"d/e", 0o2700)
+        .mode(b"d/e/deep", 0o600)
+        .mode(b"acl", 0o750)
+        .mode(b"acl/with-acl", 0o640)
+        .xattr(b"a/b/own-b", "user.note", b"only 1002 can read this")
+        .xattr(b"d/e", "user.dir", b"on a 2700 dir");
+    if have_tool("setfacl") {
+        t.acl(b"acl/with-acl", &["-m", "u:1002:r"])
+            .acl(b"acl", &["-d", "-m", "u:1002:rx"]);
+    }
+    t.owner(b"", 1001, 1001).mode(b"", 0o755);
+}
+
+fn ready(test: &str) -> bool {
+    need_root_and(test, &["setpriv", "rsync"])
+}
+
+#[test]
+fn a_root_squashed_source_is_copied_exactly_as_each_owner() {
+    if !ready("a_root_squashed_source_is_copied_exactly_as_each_owner") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    many_owners(&src);
+    let dst = dir.path().join("dst");
+    let o = squashed(&["mover", "sync", "--progress", "json"], &[&src.root, &dst]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let out = String::from_utf8(o.stdout).unwrap();
+    let summary: Summary = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(summary.entries.failed, 0, "{:?}", summary.errors);
+    // Checked by full root, with rsync, std's stat and getfacl.
+    assert_mirror(&src.root, &dst, &[]);
+}
+
+#[test]
+fn without_acting_as_owners_the_unreadable_entries_are_listed_and_check_agrees() {
+    if !ready("without_acting_as_owners_the_unreadable_entries_are_listed_and_check_agrees") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    many_owners(&src);
+    let dst = dir.path().join("dst");
+    let o = squashed(
+        &[
+            "mover",
+            "sync",
+            "--impersonate",
+            "never",
+            "--progress",
+            "json",
+        ],
+        &[&src.root, &dst],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(23),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8(o.stdout).unwrap();
+    let summary: Summary = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let mut failed: Vec<String> = summary.errors.iter().map(|e| e.path.clone()).collect();
+    failed.sort();
+    assert!(!failed.is_empty(), "a partial run must list what failed");
+    assert!(failed.contains(&"a".to_string()), "{failed:?}");
+    let c = squashed(
+        &["mover", "check", "--impersonate", "never", "--json"],
+        &[&src.root],
+    );
+    let text = String::from_utf8(c.stdout).unwrap();
+    let report: CheckReport =
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let mut unreadable: Vec<String> = report.unreadable.iter().map(|e| e.path.clone()).collect();
+    unreadable.sort();
+    assert_eq!(c.status.code(), Some(23));
+    assert!(!report.complete);
+    assert_eq!(
+        unreadable, failed,
+        "check and sync disagree on what cannot be read"
+    );
+}
+
+#[test]
+fn check_counts_owners_and_groups_like_the_kernel_does() {
+    if !ready("check_counts_owners_and_groups_like_the_kernel_does") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    many_owners(&src);
+    let c = squashed(&["mover", "check", "--json"], &[&src.root]);
+    assert_eq!(
+        c.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&c.stderr)
+    );
+    let report: CheckReport = serde_json::from_slice(&c.stdout).unwrap();
+    assert!(report.complete && report.unreadable.is_empty());
+    assert!(report.privileges.can_act_as_owners);
+    assert!(
+        !report
+            .privileges
+            .capabilities
+            .iter()
+            .any(|c| c == "DAC_OVERRIDE")
+    );
+    // The same counts from std's lstat over the tree, walked by full root.
+    let (mut uids, mut gids) = (BTreeMap::new(), BTreeMap::new());
+    let mut stack = vec![src.root.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            *uids.entry(m.uid()).or_insert(0u64) += 1;
+            *gids.entry(m.gid()).or_insert(0u64) += 1;
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    let got = |v: &[mover::check::IdCount]| {
+        v.iter()
+            .map(|c| (c.id, c.entries))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(got(&report.owners), uids);
+    assert_eq!(got(&report.groups), gids);
+    assert_eq!(report.entries, uids.values().sum::<u64>());
+}
