@@ -1,0 +1,405 @@
+#!/usr/bin/env bash
+# File-mirror benchmark: `pvc-backup mover sync` against rsync, cp -a and tar | tar.
+#
+# Datasets (built with ../shared/bench/mkdata.sh, deterministic):
+#   D1  100,000 files of 1-16 KiB in 1,000 folders
+#   D2  8 files of 512 MiB
+#   D3  D1 after `mkdata.sh modify DIR 1` (1% of the files rewritten)
+# Each runs on tmpfs and on ext4 on a loop device, source and target on the same filesystem. The
+# ext4 image lives in RAM (its own tmpfs) unless --ext4-on-disk puts it under --dir: with the
+# page cache dropped, ext4 then reads through the block layer, and the figures do not depend on
+# a disk shared with other work. Cases:
+#   full copy into an empty target   D1, D2: all four tools
+#   re-run with nothing changed       D1, D2: pvc-backup and rsync --delete (cp -a and tar have
+#                                     no incremental mode)
+#   re-run after the 1% change (D3)   pvc-backup and rsync --delete, both starting from a target
+#                                     that mirrors D1
+# The page cache is dropped before every timed run (the tools' executables are read back in);
+# each figure is the median of --runs runs
+# (3 by default); wall time and peak RSS come from /usr/bin/time. After every pvc-backup run the
+# target is checked with `rsync -aHAXn --delete --itemize-changes`: any difference is a failure.
+# Last, the peak memory of pvc-backup on 1,000,000 small files (tmpfs, one run) is compared with
+# its peak on D1.
+#
+# Usage: bench/compare.sh [--small] [--runs N] [--dir DIR] [--ext4-on-disk]
+#   --small   a check that the script works: a few thousand files, one run; tmpfs only (a tmpfs
+#             folder such as /dev/shm) and no cache dropping when not root. No timing meaning.
+#   --dir     work folder for mount points, the ext4 image and results
+#             (default ${TMPDIR:-/var/tmp}/pvc-backup-bench-compare); removed at the end.
+# Env: PVC_BACKUP_BIN (the binary; default: `cargo build --release -p pvc-backup`, then
+#      ${CARGO_TARGET_DIR:-target}/release/pvc-backup), MKDATA (default ../shared/bench/mkdata.sh
+#      beside the repository).
+# Progress goes to stderr; the Markdown report to stdout.
+set -euo pipefail
+
+SMALL=0
+RUNS=""
+EXT4_ON_DISK=0
+DIR="${TMPDIR:-/var/tmp}/pvc-backup-bench-compare"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --small) SMALL=1 ;;
+    --runs) RUNS="$2"; shift ;;
+    --dir) DIR="$2"; shift ;;
+    --ext4-on-disk) EXT4_ON_DISK=1 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+MKDATA="${MKDATA:-$ROOT/../shared/bench/mkdata.sh}"
+log() { echo "compare.sh: [${SECONDS}s] $*" >&2; }
+die() { log "$*"; exit 1; }
+[ -f "$MKDATA" ] || die "dataset generator not found: $MKDATA (expected shared/ beside the repository)"
+
+IS_ROOT=0; [ "$(id -u)" = 0 ] && IS_ROOT=1
+
+# Dataset sizes. The peak-memory run on many files is the issue's 1,000,000, or 10,000 in small mode.
+if [ "$SMALL" = 1 ]; then
+  D1_ENV=(NFILES=3000 NDIRS=30 MINKIB=1 MAXKIB=16)
+  D2_ENV=(NBIG=2 BIGMIB=8)
+  MANY_ENV=(NFILES=10000 NDIRS=100 MINKIB=1 MAXKIB=1)
+  RUNS="${RUNS:-1}"
+  TMPFS_SIZE=1G; EXT4_MIB=512
+else
+  D1_ENV=(NFILES=100000 NDIRS=1000 MINKIB=1 MAXKIB=16)
+  D2_ENV=(NBIG=8 BIGMIB=512)
+  MANY_ENV=(NFILES=1000000 NDIRS=10000 MINKIB=1 MAXKIB=1)
+  RUNS="${RUNS:-3}"
+  TMPFS_SIZE=13G; EXT4_MIB=16384
+fi
+case "$RUNS" in ''|*[!0-9]*|0) die "--runs needs a positive number" ;; esac
+envval() { local k="$1" kv; shift; for kv in "$@"; do if [ "${kv%%=*}" = "$k" ]; then echo "${kv#*=}"; fi; done; }
+
+# Tools. As root, missing Debian packages are installed; otherwise they are named and we stop.
+need_cmds=(rsync:rsync /usr/bin/time:time python3:python3 tar:tar cp:coreutils)
+[ "$IS_ROOT" = 1 ] && need_cmds+=(mkfs.ext4:e2fsprogs losetup:mount mount:mount fstrim:util-linux)
+missing=()
+for cp in "${need_cmds[@]}"; do
+  command -v "${cp%%:*}" >/dev/null 2>&1 || missing+=("${cp#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  if [ "$IS_ROOT" = 1 ]; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  else
+    die "missing Debian packages: ${missing[*]} (install them as root: apt-get install ${missing[*]})"
+  fi
+fi
+
+if [ -n "${PVC_BACKUP_BIN:-}" ]; then
+  BIN="$PVC_BACKUP_BIN"
+else
+  log "building pvc-backup (release)"
+  (cd "$ROOT" && cargo build --release -p pvc-backup >&2)
+  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/pvc-backup"
+  case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
+fi
+[ -x "$BIN" ] || die "pvc-backup binary not found or not executable: $BIN"
+BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
+
+# Work area, mounts and loop devices; all removed on exit.
+MOUNTS=()
+LOOPS=()
+TD=""
+cleanup() {
+  local rc=$? i
+  for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
+    umount "${MOUNTS[$i]}" 2>/dev/null || umount -l "${MOUNTS[$i]}" 2>/dev/null || true
+  done
+  for i in "${LOOPS[@]}"; do losetup -d "$i" 2>/dev/null || true; done
+  rm -rf "$DIR" 2>/dev/null || true
+  [ -z "$TD" ] || rm -rf "$TD"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+rm -rf "$DIR"
+mkdir -p "$DIR/res"
+RES="$DIR/res"
+
+# Filesystems to run on: "label:mountpoint".
+FSLIST=()
+mount_tmpfs() { # mountpoint size
+  mkdir -p "$1"
+  mount -t tmpfs -o "size=$2,nr_inodes=0,mode=0755" pvcb-bench "$1"
+  MOUNTS+=("$1")
+}
+if [ "$IS_ROOT" = 1 ]; then
+  mount_tmpfs "$DIR/tmpfs" "$TMPFS_SIZE"
+  FSLIST+=("tmpfs:$DIR/tmpfs")
+  IMG="$DIR/ext4.img"
+  if [ "$EXT4_ON_DISK" = 0 ]; then
+    mount_tmpfs "$DIR/ext4-image" "$((EXT4_MIB + 256))M"
+    IMG="$DIR/ext4-image/ext4.img"
+  fi
+  truncate -s "${EXT4_MIB}M" "$IMG"
+  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$IMG"
+  LOOP=$(losetup --find --show --direct-io=on "$IMG" 2>/dev/null || losetup --find --show "$IMG")
+  LOOPS+=("$LOOP")
+  mkdir -p "$DIR/ext4"
+  mount -t ext4 "$LOOP" "$DIR/ext4"
+  MOUNTS+=("$DIR/ext4")
+  FSLIST+=("ext4:$DIR/ext4")
+else
+  [ "$SMALL" = 1 ] || die "the full benchmark needs root (tmpfs and loop mounts, dropping the page cache); --small runs without"
+  shm="${TMPFS_DIR:-/dev/shm}"
+  [ "$(stat -f -c %T "$shm" 2>/dev/null)" = tmpfs ] && [ -w "$shm" ] \
+    || die "not root and $shm is not a writable tmpfs (set TMPFS_DIR to one)"
+  TD="$(mktemp -d "$shm/pvc-backup-bench.XXXXXX")"
+  FSLIST+=("tmpfs:$TD")
+  log "not root: tmpfs folder $TD only, page cache not dropped"
+fi
+
+# Gives the space of deleted files back to the image's tmpfs (untimed; a no-op on tmpfs).
+trim() { if [ "$CUR_FS" = ext4 ]; then fstrim "$CUR_MNT" 2>/dev/null || true; fi; }
+# The programs themselves (and their libraries) are read back in right after the drop: the
+# figures are about the data, not about loading an executable from a busy disk.
+WARM=()
+for exe in "$BIN" "$(command -v rsync)" "$(command -v cp)" "$(command -v tar)" "$(command -v bash)" /usr/bin/time; do
+  WARM+=("$exe")
+  while read -r lib; do WARM+=("$lib"); done < <(ldd "$exe" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
+done
+drop_caches() {
+  if [ "$IS_ROOT" = 1 ]; then sync; echo 3 > /proc/sys/vm/drop_caches; fi
+  cat "${WARM[@]}" > /dev/null
+}
+
+# timed KEY CMD...: runs CMD once after dropping the page cache; appends "seconds peak_kib" to
+# $RES/KEY. A tool that fails stops the benchmark.
+timed() {
+  local key="$1"; shift
+  drop_caches
+  if ! /usr/bin/time -f '%e %M' -o "$RES/time.tmp" "$@" >/dev/null 2>"$RES/err.tmp"; then
+    log "$key failed: $*"; cat "$RES/err.tmp" >&2; cat "$RES/time.tmp" >&2 2>/dev/null || true
+    exit 1
+  fi
+  tail -n 1 "$RES/time.tmp" >> "$RES/$key"
+  log "  $key: $(tail -n 1 "$RES/time.tmp" | awk '{printf "%s s, %.1f MiB", $1, $2 / 1024}')"
+}
+# timed_tar KEY SRC DST: tar | tar. Wall time of the pipeline; peak RSS is the larger of the two
+# tar processes' peaks.
+TAR_OPTS=(--xattrs --xattrs-include='*' --acls --numeric-owner)
+timed_tar() {
+  local key="$1" src="$2" dst="$3" a b
+  drop_caches
+  if ! /usr/bin/time -f '%e %M' -o "$RES/time.tmp" bash -c '
+      set -euo pipefail
+      r="$1"; s="$2"; d="$3"; shift 3
+      /usr/bin/time -f %M -o "$r/tar1.tmp" tar "$@" -C "$s" -cf - . \
+        | /usr/bin/time -f %M -o "$r/tar2.tmp" tar "$@" -C "$d" -xpf -
+    ' tarpipe "$RES" "$src" "$dst" "${TAR_OPTS[@]}" >/dev/null 2>"$RES/err.tmp"; then
+    log "$key failed: tar | tar"; cat "$RES/err.tmp" >&2; exit 1
+  fi
+  a=$(tail -n 1 "$RES/tar1.tmp"); b=$(tail -n 1 "$RES/tar2.tmp")
+  echo "$(cut -d' ' -f1 < <(tail -n 1 "$RES/time.tmp")) $(( a > b ? a : b ))" >> "$RES/$key"
+  log "  $key: $(tail -n 1 "$RES/$key" | awk '{printf "%s s, %.1f MiB", $1, $2 / 1024}')"
+}
+
+# exact SRC DST WHAT: fails unless DST mirrors SRC exactly (pvc-backup's state folder aside).
+exact() {
+  local out
+  out=$(rsync -aHAXn --numeric-ids --delete --itemize-changes --exclude=/.pvc-backup "$1/" "$2/") \
+    || die "rsync check of $3 failed"
+  if [ -n "$out" ]; then
+    log "$3: the target differs from the source:"
+    printf '%s\n' "$out" | head -n 20 >&2
+    exit 1
+  fi
+}
+
+PVCB=("$BIN" mover sync -q)
+RSYNC=(rsync -aHAX --numeric-ids)
+
+run_tool() { # tool key src dst  (full copy: dst is an empty folder)
+  case "$1" in
+    pvcb)  timed "$2" "${PVCB[@]}" "$3" "$4" ;;
+    rsync) timed "$2" "${RSYNC[@]}" "$3/" "$4/" ;;
+    cp)    timed "$2" cp -a "$3/." "$4/" ;;
+    tar)   timed_tar "$2" "$3" "$4" ;;
+  esac
+}
+NOTES=()
+# full DS FS SRC BASE: the full-copy case; leaves BASE/dst-pvcb and BASE/dst-rsync as mirrors.
+full_case() {
+  local ds="$1" fs="$2" src="$3" base="$4" r t dst
+  log "$ds full copy on $fs"
+  for ((r = 1; r <= RUNS; r++)); do
+    # Only the last run's pvc-backup and rsync targets stay, for the re-run cases: at most two
+    # copies beside the source (D2 on tmpfs lives in RAM).
+    rm -rf "$base"/dst-*; trim
+    for t in cp tar rsync pvcb; do
+      dst="$base/dst-$t"
+      rm -rf "$dst"; mkdir "$dst"
+      run_tool "$t" "${ds}_full_${fs}_$t" "$src" "$dst"
+      if [ "$t" = pvcb ]; then
+        exact "$src" "$dst" "pvc-backup, $ds full copy on $fs"
+      elif [ "$r" = 1 ] && [ -n "$(rsync -aHAXn --numeric-ids --delete --itemize-changes "$src/" "$dst/")" ]; then
+        NOTES+=("$t's $ds full copy on $fs is not an exact mirror (rsync -n lists differences).")
+      fi
+      case "$t" in cp|tar) rm -rf "$dst"; trim ;; esac
+    done
+  done
+}
+# rerun DS FS SRC BASE: re-runs into the mirrors left by full_case, nothing changed.
+rerun_case() {
+  local ds="$1" fs="$2" src="$3" base="$4" r
+  log "$ds re-run with nothing changed on $fs"
+  for ((r = 1; r <= RUNS; r++)); do
+    timed "${ds}_rerun_${fs}_pvcb" "${PVCB[@]}" "$src" "$base/dst-pvcb"
+    exact "$src" "$base/dst-pvcb" "pvc-backup, $ds re-run on $fs"
+    timed "${ds}_rerun_${fs}_rsync" "${RSYNC[@]}" --delete "$src/" "$base/dst-rsync/"
+  done
+}
+# d3 FS D1SRC BASE: each run restores a copy of D1, brings both targets back to mirroring it
+# (untimed, each with its own tool), rewrites 1% of the source with the same seed, then times
+# both tools on the same changed source.
+d3_case() {
+  local fs="$1" d1="$2" base="$3" r s3="$3/src-d3"
+  log "D3 re-run after a 1% change on $fs"
+  for ((r = 1; r <= RUNS; r++)); do
+    rm -rf "$s3"; trim; cp -a "$d1" "$s3"
+    "${PVCB[@]}" "$s3" "$base/dst-pvcb" || die "pvc-backup failed restoring the D1 mirror"
+    "${RSYNC[@]}" --delete "$s3/" "$base/dst-rsync/" || die "rsync failed restoring the D1 mirror"
+    exact "$s3" "$base/dst-pvcb" "pvc-backup's D1 mirror before the D3 run"
+    exact "$s3" "$base/dst-rsync" "rsync's D1 mirror before the D3 run"
+    env "${D1_ENV[@]}" "$MKDATA" modify "$s3" 1 >&2
+    timed "d3_rerun_${fs}_pvcb" "${PVCB[@]}" "$s3" "$base/dst-pvcb"
+    exact "$s3" "$base/dst-pvcb" "pvc-backup, D3 re-run on $fs"
+    timed "d3_rerun_${fs}_rsync" "${RSYNC[@]}" --delete "$s3/" "$base/dst-rsync/"
+    exact "$s3" "$base/dst-rsync" "rsync, D3 re-run on $fs"
+  done
+  rm -rf "$s3"
+}
+
+LOAD_BEFORE="$(uptime)"
+STARTED="$(date -u '+%Y-%m-%d %H:%M UTC')"
+log "start: $LOAD_BEFORE"
+log "binary: $BIN"
+
+FS_LABELS=()
+for entry in "${FSLIST[@]}"; do
+  fs="${entry%%:*}"; mnt="${entry#*:}"
+  CUR_FS="$fs"; CUR_MNT="$mnt"
+  FS_LABELS+=("$fs")
+  base="$mnt/bench"
+  rm -rf "$base"; mkdir -p "$base"
+  log "generating D1 on $fs"
+  env "${D1_ENV[@]}" "$MKDATA" d1 "$base/src-d1" >&2
+  full_case d1 "$fs" "$base/src-d1" "$base"
+  rerun_case d1 "$fs" "$base/src-d1" "$base"
+  d3_case "$fs" "$base/src-d1" "$base"
+  rm -rf "$base"/*; trim
+  log "generating D2 on $fs"
+  env "${D2_ENV[@]}" "$MKDATA" d2 "$base/src-d2" >&2
+  full_case d2 "$fs" "$base/src-d2" "$base"
+  rerun_case d2 "$fs" "$base/src-d2" "$base"
+  rm -rf "$base"; trim
+done
+
+# Peak memory on many small files: tmpfs, one run, generated once and removed right after.
+MANY_N="$(envval NFILES "${MANY_ENV[@]}")"
+log "peak memory on $MANY_N small files (tmpfs)"
+if [ "$IS_ROOT" = 1 ]; then
+  mount_tmpfs "$DIR/many" "$([ "$SMALL" = 1 ] && echo 1G || echo 12G)"
+  many="$DIR/many"
+else
+  many="${FSLIST[0]#*:}/many"; mkdir -p "$many"
+fi
+env "${MANY_ENV[@]}" "$MKDATA" d1 "$many/src" >&2
+timed many_full_tmpfs_pvcb "${PVCB[@]}" "$many/src" "$many/dst"
+exact "$many/src" "$many/dst" "pvc-backup, $MANY_N files"
+if [ "$IS_ROOT" = 1 ]; then
+  umount "$many"; unset 'MOUNTS[${#MOUNTS[@]}-1]'
+else
+  rm -rf "$many"
+fi
+LOAD_AFTER="$(uptime)"
+log "end: $LOAD_AFTER"
+
+# ---- report ----
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) exit 1; if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+secs() { cut -d' ' -f1 < "$RES/$1" | median; }
+peak_mib() { cut -d' ' -f2 < "$RES/$1" | sort -n | tail -n 1 | awk '{ printf "%.1f", $1 / 1024 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
+toolname() { case "$1" in pvcb) echo pvc-backup ;; rsync) echo rsync ;; cp) echo "cp -a" ;; tar) echo "tar \| tar" ;; esac; }
+casename() {
+  case "$1" in
+    d1_full) echo "D1 full copy" ;; d2_full) echo "D2 full copy" ;;
+    d1_rerun) echo "D1 re-run, nothing changed" ;; d2_rerun) echo "D2 re-run, nothing changed" ;;
+    d3_rerun) echo "D3 re-run after 1% change" ;;
+  esac
+}
+
+echo
+echo "## Results"
+echo
+echo "- Started $STARTED; pvc-backup $("$BIN" --version 2>/dev/null || echo '(version unknown)') at commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo "- Machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r)"
+echo "- Filesystems: ${FS_LABELS[*]}$([ "$IS_ROOT" = 1 ] && echo " (ext4: ${EXT4_MIB} MiB image on a loop device, the image $([ "$EXT4_ON_DISK" = 1 ] && echo "in $DIR" || echo "in RAM (tmpfs)"), default mkfs.ext4 and mount options)"); source and target on the same filesystem"
+echo "- Median of $RUNS run(s); page cache $([ "$IS_ROOT" = 1 ] && echo "dropped before every timed run" || echo "NOT dropped (not root)"); peak MiB is the largest peak RSS over the runs; for tar | tar it is the larger of the two tar processes' peaks"
+echo "- Load average before: ${LOAD_BEFORE##*load average: }; after: ${LOAD_AFTER##*load average: }"
+[ "$SMALL" = 1 ] && echo "- **Small mode: a check that the script works, the figures mean nothing.**"
+echo
+echo "| case | filesystem | tool | median s | peak MiB | ratio to rsync | ratio to cp -a |"
+echo "|---|---|---|---|---|---|---|"
+for fs in "${FS_LABELS[@]}"; do
+  for c in d1_full d2_full d1_rerun d2_rerun d3_rerun; do
+    for t in pvcb rsync cp tar; do
+      key="${c}_${fs}_$t"
+      if [ -f "$RES/$key" ]; then
+        s=$(secs "$key")
+        rr="n/a"; rc="n/a"
+        [ -f "$RES/${c}_${fs}_rsync" ] && rr=$(ratio "$s" "$(secs "${c}_${fs}_rsync")")
+        [ -f "$RES/${c}_${fs}_cp" ] && rc=$(ratio "$s" "$(secs "${c}_${fs}_cp")")
+        echo "| $(casename "$c") | $fs | $(toolname "$t") | $s | $(peak_mib "$key") | $rr | $rc |"
+      elif [ "${c#*_}" = rerun ]; then
+        echo "| $(casename "$c") | $fs | $(toolname "$t") | n/a: no incremental mode (a re-run is a full copy) | | | |"
+      fi
+    done
+  done
+done
+echo "| $MANY_N files of 1 KiB, full copy (1 run) | tmpfs | pvc-backup | $(secs many_full_tmpfs_pvcb) | $(peak_mib many_full_tmpfs_pvcb) | | |"
+
+echo
+echo "### Targets"
+echo
+echo "| target | filesystem | measured | met? |"
+echo "|---|---|---|---|"
+verdict() { awk -v v="$1" -v lim="$2" 'BEGIN { if (v == "n/a") print "n/a"; else if (v + 0 <= lim + 0) print "met"; else print "not met" }'; }
+target_row() { # text fs measured limit
+  echo "| $1 | $2 | $3 | $(verdict "$3" "$4") |"
+}
+for fs in "${FS_LABELS[@]}"; do
+  p=$(secs "d1_full_${fs}_pvcb")
+  target_row "D1 full copy: at most 0.25 of rsync's time" "$fs" "$(ratio "$p" "$(secs "d1_full_${fs}_rsync")")" 0.25
+  target_row "D1 full copy: at most 0.8 of cp -a's time" "$fs" "$(ratio "$p" "$(secs "d1_full_${fs}_cp")")" 0.8
+  target_row "D2 full copy: at most 1.1 of cp -a's time" "$fs" \
+    "$(ratio "$(secs "d2_full_${fs}_pvcb")" "$(secs "d2_full_${fs}_cp")")" 1.1
+  target_row "D1 re-run, nothing changed: at most 0.25 of rsync's time" "$fs" \
+    "$(ratio "$(secs "d1_rerun_${fs}_pvcb")" "$(secs "d1_rerun_${fs}_rsync")")" 0.25
+  target_row "D3 re-run after 1% change: at most 0.3 of rsync's time" "$fs" \
+    "$(ratio "$(secs "d3_rerun_${fs}_pvcb")" "$(secs "d3_rerun_${fs}_rsync")")" 0.3
+done
+d1_peak=0
+for fs in "${FS_LABELS[@]}"; do
+  for c in d1_full d1_rerun d3_rerun; do
+    v=$(peak_mib "${c}_${fs}_pvcb")
+    d1_peak=$(awk -v a="$d1_peak" -v b="$v" 'BEGIN { print (b > a) ? b : a }')
+  done
+done
+target_row "peak memory on D1 (largest over all D1/D3 runs): at most 32 MiB" "${FS_LABELS[*]}" "$d1_peak MiB" 32
+many_peak=$(peak_mib many_full_tmpfs_pvcb)
+d1_tmpfs_peak=$(peak_mib d1_full_tmpfs_pvcb)
+echo "| peak memory on $MANY_N files: at most 1.5x D1's full copy ($d1_tmpfs_peak MiB) | tmpfs | $many_peak MiB = $(ratio "$many_peak" "$d1_tmpfs_peak")x | $(verdict "$(ratio "$many_peak" "$d1_tmpfs_peak")" 1.5) |"
+if [ ${#NOTES[@]} -gt 0 ]; then
+  echo
+  for n in "${NOTES[@]}"; do echo "- $n"; done
+fi
+log "done"
