@@ -196,3 +196,53 @@ fn check_counts_owners_and_groups_like_the_kernel_does() {
     assert_eq!(got(&report.groups), gids);
     assert_eq!(report.entries, uids.values().sum::<u64>());
 }
+
+#[test]
+fn a_protected_target_is_filled_and_updated_as_each_owner() {
+    if !ready("a_protected_target_is_filled_and_updated_as_each_owner") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    many_owners(&src);
+    // The target's top directory belongs to another uid and only it may enter.
+    let dst = Tree::new(dir.path().join("dst"));
+    dst.owner(b"", 4444, 4444).mode(b"", 0o700);
+    let run = |what: &str| {
+        let o = squashed(&["mover", "sync"], &[&src.root, &dst.root]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{what}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_mirror(&src.root, &dst.root, &[]);
+    };
+    run("first run");
+    // Both sides now hold 0700 directories of several owners: change things across them.
+    src.file(b"a/b/c/new-c", b"new file of 1003")
+        .owner(b"a/b/c/new-c", 1003, 1003)
+        .mode(b"a/b/c/new-c", 0o600)
+        .remove(b"a/own-a-link")
+        .file(b"a/b/own-b", b"rewritten by 1002")
+        .owner(b"a/b/own-b", 1002, 1002)
+        .mode(b"d/e/deep", 0o640)
+        .owner(b"d/shared-group", 1005, 3000)
+        .xattr(b"a/b/c/own-c", "user.added", b"later");
+    run("second run");
+    // Nothing left to do: the third run changes nothing.
+    let o = squashed(
+        &["mover", "sync", "--progress", "json"],
+        &[&src.root, &dst.root],
+    );
+    let out = String::from_utf8(o.stdout).unwrap();
+    let summary: Summary = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (
+            summary.exit_code,
+            summary.entries.copied,
+            summary.entries.updated
+        ),
+        (0, 0, 0)
+    );
+}

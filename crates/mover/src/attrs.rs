@@ -6,7 +6,7 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use rustix::fs::{
     AtFlags, Mode, OFlags, Timestamps, chmod, chownat, fchmod, fchown, futimens, openat, utimensat,
@@ -70,6 +70,11 @@ impl Changed {
 /// everything). `want_x` are the source's extended attributes. With `owners`, a step refused to
 /// the mover (no `CAP_DAC_OVERRIDE` or `CAP_FOWNER`, or a root-squashed target) is done again as
 /// the entry's owner, who may change its own file's mode, times and attributes.
+///
+/// An entry reached by name ([`Handle::At`]) is first opened with `O_PATH` (as the directory's
+/// owner if the mover may not search it), and every step then works on that descriptor: no step
+/// needs search permission on the directory, so the mover's `CAP_CHOWN` and `CAP_FOWNER` still
+/// apply to entries inside directories only their owners may enter.
 pub fn apply(
     h: Handle<'_>,
     want: &Meta,
@@ -78,6 +83,29 @@ pub fn apply(
     have_x: Option<&Xattrs>,
     owners: Option<&Owners>,
 ) -> Result<Changed, OpError> {
+    let path_fd;
+    let fd = match h {
+        Handle::Fd(fd) => Reach::Open(fd),
+        Handle::At(dir, name) => {
+            let open = || {
+                let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                openat(dir, name, flags, Mode::empty()).map_err(io::Error::from)
+            };
+            path_fd = match owners {
+                Some(o) => o.retry_target(&[], &[dir], open),
+                None => open(),
+            }
+            .map_err(|e| OpError::new("open", e))?;
+            let kind = stat_fd(&path_fd).map_err(|e| OpError::new("stat", e))?.kind;
+            if kind != want.kind {
+                return Err(OpError::new(
+                    "open",
+                    io::Error::other("changed type during the run"),
+                ));
+            }
+            Reach::Path(path_fd.as_fd())
+        }
+    };
     let id = [(want.uid, want.gid)];
     let step = |op: &'static str, f: &(dyn Fn() -> io::Result<()> + Sync)| -> Result<(), OpError> {
         match owners {
@@ -90,22 +118,44 @@ pub fn apply(
     if have.is_none_or(|h| h.uid != want.uid || h.gid != want.gid) {
         let (uid, gid) = (Uid::from_raw(want.uid), Gid::from_raw(want.gid));
         step("chown", &|| {
-            match h {
-                Handle::Fd(fd) => fchown(fd, Some(uid), Some(gid)),
-                Handle::At(dir, name) => {
-                    chownat(dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
-                }
+            match fd {
+                Reach::Open(fd) => fchown(fd, Some(uid), Some(gid)),
+                Reach::Path(fd) => chownat(
+                    fd,
+                    c"",
+                    Some(uid),
+                    Some(gid),
+                    AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+                ),
             }
             .map_err(Into::into)
         })?;
         changed.owner = true;
     }
-    let xtarget = match h {
-        Handle::Fd(fd) => xattr::Target::Fd(fd),
-        Handle::At(dir, name) => xattr::Target::At(dir, name),
+    let xtarget = match fd {
+        Reach::Open(fd) => xattr::Target::Fd(fd),
+        Reach::Path(fd) => xattr::Target::Path(fd),
     };
     if have_x != Some(want_x) {
-        step("xattr", &|| xattr::apply(xtarget, want_x, have_x))?;
+        let set = || xattr::apply(xtarget, want_x, have_x);
+        match step("xattr", &set) {
+            // A `user.` attribute needs write permission, which a read-only file denies even
+            // to its owner (and to root without CAP_DAC_OVERRIDE): add it for the moment; the
+            // mode is set again below.
+            Err(e) if crate::owner::denied(&e.err) && want.kind != Kind::Symlink => {
+                let perm = have.map_or(want.perm, |h| h.perm) | 0o600;
+                let writable = Mode::from_raw_mode(perm);
+                step("chmod", &|| {
+                    match fd {
+                        Reach::Open(fd) => fchmod(fd, writable),
+                        Reach::Path(fd) => chmod(proc_path(fd).as_str(), writable),
+                    }
+                    .map_err(Into::into)
+                })?;
+                step("xattr", &set)?;
+            }
+            r => r?,
+        }
         changed.xattrs = have_x.is_some() || !want_x.is_empty();
     }
     // chown cleared setuid/setgid, and an ACL written as an xattr rewrote the group bits.
@@ -114,9 +164,10 @@ pub fn apply(
     {
         let mode = Mode::from_raw_mode(want.perm);
         step("chmod", &|| {
-            match h {
-                Handle::Fd(fd) => fchmod(fd, mode),
-                Handle::At(dir, name) => chmod_nofollow(dir, name, want.kind, mode),
+            match fd {
+                Reach::Open(fd) => fchmod(fd, mode),
+                // Linux has no lchmod: change the inode the O_PATH descriptor holds.
+                Reach::Path(fd) => chmod(proc_path(fd).as_str(), mode),
             }
             .map_err(Into::into)
         })?;
@@ -128,9 +179,14 @@ pub fn apply(
             last_modification: want.mtime.timespec(),
         };
         step("utimens", &|| {
-            match h {
-                Handle::Fd(fd) => futimens(fd, &times),
-                Handle::At(dir, name) => utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW),
+            match fd {
+                Reach::Open(fd) => futimens(fd, &times),
+                Reach::Path(fd) => utimensat(
+                    fd,
+                    c"",
+                    &times,
+                    AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+                ),
             }
             .map_err(Into::into)
         })?;
@@ -139,26 +195,15 @@ pub fn apply(
     Ok(changed)
 }
 
-/// `chmod` of a fifo or device node without following a symlink: open it with `O_PATH`, check its
-/// type, and change the inode through `/proc/self/fd` (Linux has no `lchmod`).
-fn chmod_nofollow(
-    dir: BorrowedFd<'_>,
-    name: &CStr,
-    kind: Kind,
-    mode: Mode,
-) -> rustix::io::Result<()> {
-    let fd = openat(
-        dir,
-        name,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let meta = stat_fd(&fd)
-        .map_err(|e| rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO))?;
-    if meta.kind != kind {
-        return Err(rustix::io::Errno::STALE);
-    }
-    chmod(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str(), mode)
+/// How [`apply`] reaches the entry once it is open.
+#[derive(Clone, Copy)]
+enum Reach<'a> {
+    Open(BorrowedFd<'a>),
+    Path(BorrowedFd<'a>),
+}
+
+fn proc_path(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
 /// Whether owner, mode and mtime are equal (extended attributes are compared separately).

@@ -217,6 +217,74 @@ impl Owners {
 }
 
 impl Owners {
+    /// Runs a target-side operation as the mover; when refused (and unless the mode is `Never`),
+    /// again as each identity of `ids`, then as the owner of each directory of `dirs`, until one
+    /// succeeds. New entries are made as their own owner first, so they belong to the right
+    /// uid even where `chown` is impossible (a root-squashed target).
+    pub fn retry_target<R: Send>(
+        &self,
+        ids: &[Id],
+        dirs: &[BorrowedFd<'_>],
+        f: impl Fn() -> io::Result<R> + Send + Sync,
+    ) -> io::Result<R> {
+        let first = f();
+        match &first {
+            Err(e) if self.mode != Impersonate::Never && denied(e) => {}
+            _ => return first,
+        }
+        let mut last = first;
+        let mut tried: Vec<Id> = Vec::new();
+        let dir_ids = dirs
+            .iter()
+            .filter_map(|d| crate::meta::stat_fd(d).ok().map(|m| (m.uid, m.gid)));
+        for id in ids.iter().copied().chain(dir_ids) {
+            if tried.contains(&id) {
+                continue;
+            }
+            tried.push(id);
+            match self.run_as(id, &f)? {
+                Ok(r) => return Ok(r),
+                Err(e) => last = Err(e),
+            }
+        }
+        last
+    }
+
+    /// Opens `name` in the target directory `dir`: as the mover, or else looked up as the
+    /// directory's owner and opened as the entry's own owner.
+    pub fn open_in(&self, dir: BorrowedFd<'_>, name: &CStr, flags: OFlags) -> io::Result<OwnedFd> {
+        match openat(dir, name, flags, Mode::empty()) {
+            Err(e) if self.mode != Impersonate::Never && errno_denied(e) => {}
+            r => return r.map_err(Into::into),
+        }
+        let path_flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let path = self.retry_target(&[], &[dir], || {
+            openat(dir, name, path_flags, Mode::empty()).map_err(Into::into)
+        })?;
+        let m = crate::meta::stat_fd(&path)?;
+        self.reopen_as(&path, (m.uid, m.gid), flags)
+    }
+
+    /// Reads the extended attributes of the target entry `name` in `dir` (owned by `id`): as the
+    /// mover, else as the entry's or the directory's owner, else opened as its owner.
+    pub fn target_xattrs(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        kind: Kind,
+        id: Id,
+    ) -> io::Result<Xattrs> {
+        let at = || xattr::read(xattr::Target::At(dir, name));
+        match self.retry_target(&[id], &[dir], at) {
+            Err(e) if denied(&e) && matches!(kind, Kind::File | Kind::Dir) => {
+                let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let fd = self.open_in(dir, name, flags)?;
+                self.run_as(id, || xattr::read(xattr::Target::Fd(fd.as_fd())))?
+            }
+            r => r,
+        }
+    }
+
     /// Reads the extended attributes of a source entry (not followed if a symlink), as the mover
     /// or else as the owners of its directory (`dir_id`) and of the entry: the lookup needs search
     /// permission on the directory, a `user.` attribute needs read permission on the entry.

@@ -128,11 +128,30 @@ pub fn is_empty_source(src: BorrowedFd<'_>) -> io::Result<bool> {
 
 /// Opens the target root, creating it (not its parents) when missing, after checking that it
 /// does not overlap `src` (see [`check_disjoint`]): a refused run creates nothing.
-pub fn open_target(dst: &Path, src: BorrowedFd<'_>, src_path: &Path) -> Result<OwnedFd> {
+pub fn open_target(
+    dst: &Path,
+    src: BorrowedFd<'_>,
+    src_path: &Path,
+    owners: &Owners,
+) -> Result<OwnedFd> {
     let c = cpath(dst)?;
-    match openat(rustix::fs::CWD, c.as_c_str(), DIR_FLAGS, Mode::empty()) {
+    let opened = match openat(rustix::fs::CWD, c.as_c_str(), DIR_FLAGS, Mode::empty()) {
+        // A target root only its owner may open: open it as its owner.
+        Err(Errno::ACCESS) | Err(Errno::PERM) if owners.mode() != Impersonate::Never => {
+            let path_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+            openat(rustix::fs::CWD, c.as_c_str(), path_flags, Mode::empty())
+                .map_err(io::Error::from)
+                .and_then(|p| {
+                    let m = stat_fd(&p)?;
+                    owners.reopen_as(&p, (m.uid, m.gid), DIR_FLAGS)
+                })
+                .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::ACCESS))
+        }
+        r => r,
+    };
+    match opened {
         Ok(fd) => {
-            check_disjoint(src, fd.as_fd(), src_path, dst)?;
+            check_disjoint(src, fd.as_fd(), src_path, dst, owners)?;
             return Ok(fd);
         }
         Err(Errno::NOENT) => {}
@@ -162,7 +181,7 @@ pub fn open_target(dst: &Path, src: BorrowedFd<'_>, src_path: &Path) -> Result<O
             e.into(),
         )
     })?;
-    if is_within(parent_fd.as_fd(), src)
+    if is_within(parent_fd.as_fd(), src, owners)
         .map_err(|e| Error::io("cannot compare source and target", show(dst), e))?
     {
         return Err(overlap_error(src_path, dst));
@@ -191,20 +210,18 @@ fn overlap_error(s: &Path, d: &Path) -> Error {
 
 /// Whether `inner` is `outer` or lies below it, found by walking up from `inner` through `..`
 /// (which follows bind mounts and symlinked paths the way the kernel resolved them).
-fn is_within(inner: BorrowedFd<'_>, outer: BorrowedFd<'_>) -> io::Result<bool> {
+fn is_within(inner: BorrowedFd<'_>, outer: BorrowedFd<'_>, owners: &Owners) -> io::Result<bool> {
     let target = stat_fd(outer)?;
-    let mut cur: OwnedFd = openat(inner, c".", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+    let mut cur: OwnedFd = inner.try_clone_to_owned()?;
     loop {
         let here = stat_fd(&cur)?;
         if (here.dev, here.ino) == (target.dev, target.ino) {
             return Ok(true);
         }
-        let up = openat(
-            &cur,
-            c"..",
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let up = owners.retry_target(&[], &[cur.as_fd()], || {
+            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+            openat(&cur, c"..", flags, Mode::empty()).map_err(Into::into)
+        })?;
         let above = stat_fd(&up)?;
         if (above.dev, above.ino) == (here.dev, here.ino) {
             return Ok(false);
@@ -214,12 +231,18 @@ fn is_within(inner: BorrowedFd<'_>, outer: BorrowedFd<'_>) -> io::Result<bool> {
 }
 
 /// Refuses a source and target that are the same directory or nested in each other.
-pub fn check_disjoint(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, s: &Path, d: &Path) -> Result<()> {
+pub fn check_disjoint(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    s: &Path,
+    d: &Path,
+    owners: &Owners,
+) -> Result<()> {
     let io_err = |e| Error::io("cannot compare source and target", show(d), e);
-    if is_within(dst, src).map_err(io_err)? {
+    if is_within(dst, src, owners).map_err(io_err)? {
         return Err(overlap_error(s, d));
     }
-    if is_within(src, dst).map_err(io_err)? {
+    if is_within(src, dst, owners).map_err(io_err)? {
         return Err(Error::Usage(format!(
             "source {} is inside the target {}; mirroring would delete it. Choose a target \
              outside the source",
@@ -243,22 +266,23 @@ pub struct StateDir {
 
 /// Opens (creating) the target's state folder and takes its lock. The lock is an `flock`, which
 /// the kernel releases when its holder dies, so a killed mover never blocks the next one.
-pub fn lock_target(dst: BorrowedFd<'_>, d: &Path) -> Result<StateDir> {
+pub fn lock_target(dst: BorrowedFd<'_>, d: &Path, owners: &Owners) -> Result<StateDir> {
     let name: &CStr = c".pvc-backup";
-    let open = || openat(dst, name, DIR_FLAGS | OFlags::NOFOLLOW, Mode::empty());
+    let open = || {
+        owners
+            .open_in(dst, name, DIR_FLAGS | OFlags::NOFOLLOW)
+            .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+    };
     let dir = match open() {
         Ok(fd) => fd,
         Err(Errno::NOENT) => {
-            match mkdirat(dst, name, Mode::from_raw_mode(0o700)) {
-                Ok(()) | Err(Errno::EXIST) => {}
-                Err(e) => {
-                    return Err(Error::io(
-                        "cannot create state folder in",
-                        show(d),
-                        e.into(),
-                    ));
+            let made = owners.retry_target(&[], &[dst], || {
+                match mkdirat(dst, name, Mode::from_raw_mode(0o700)) {
+                    Ok(()) | Err(Errno::EXIST) => Ok(()),
+                    Err(e) => Err(e.into()),
                 }
-            }
+            });
+            made.map_err(|e| Error::io("cannot create state folder in", show(d), e))?;
             open().map_err(|e| Error::io("cannot open state folder in", show(d), e.into()))?
         }
         Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
@@ -270,13 +294,12 @@ pub fn lock_target(dst: BorrowedFd<'_>, d: &Path) -> Result<StateDir> {
         }
         Err(e) => return Err(Error::io("cannot open state folder in", show(d), e.into())),
     };
-    let lock = openat(
-        &dir,
-        c"lock",
-        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
-    .map_err(|e| Error::io("cannot open lock file in", show(d), e.into()))?;
+    let lock = owners
+        .retry_target(&[], &[dir.as_fd()], || {
+            let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            openat(&dir, c"lock", flags, Mode::from_raw_mode(0o600)).map_err(Into::into)
+        })
+        .map_err(|e| Error::io("cannot open lock file in", show(d), e))?;
     // A process that forks briefly holds a copy of every descriptor until it executes, so a
     // lock that was just released can look held for a moment: allow a short grace period.
     let deadline = std::time::Instant::now() + LOCK_GRACE;

@@ -19,6 +19,7 @@ use rustix::fs::{
     symlinkat, unlinkat,
 };
 use rustix::io::Errno;
+use rustix::process::{Gid, Uid};
 
 use crate::attrs::{self, Handle, OpError};
 use crate::content::{Copier, same_content};
@@ -83,8 +84,8 @@ impl Sync {
                 path: src.display().to_string(),
             });
         }
-        let dst_fd = preflight::open_target(dst, src_fd.as_fd(), src)?;
-        let state = preflight::lock_target(dst_fd.as_fd(), dst)?;
+        let dst_fd = preflight::open_target(dst, src_fd.as_fd(), src, &owners)?;
+        let state = preflight::lock_target(dst_fd.as_fd(), dst, &owners)?;
         Ok(Sync {
             opts,
             src_path: src.to_path_buf(),
@@ -191,7 +192,11 @@ impl Sync {
             errors,
             notes,
         };
-        write_state_file(self.state.dir.as_fd(), c"last-sync.json", &summary).map_err(|e| {
+        let state = self.state.dir.as_fd();
+        let written = self.owners.retry_target(&[], &[state], || {
+            write_state_file(state, c"last-sync.json", &summary)
+        });
+        written.map_err(|e| {
             Error::io(
                 "cannot write summary into",
                 self.dst_path.display().to_string(),
@@ -317,7 +322,11 @@ impl Drop for DirNode<'_> {
         let ctx = self.ctx;
         let result = (|| -> Result<(), OpError> {
             let have = stat_fd(&self.dst).map_err(|e| OpError::new("stat", e))?;
-            let have_x = attrs::read_xattrs(Handle::Fd(self.dst.as_fd()))
+            let have_x = ctx
+                .owners
+                .retry_target(&[], &[self.dst.as_fd()], || {
+                    attrs::read_xattrs(Handle::Fd(self.dst.as_fd()))
+                })
                 .map_err(|e| OpError::new("xattr", e))?;
             if attrs::same_basic(&self.want, &have) && have_x == self.want_x {
                 return Ok(());
@@ -504,7 +513,7 @@ fn enter_dir<'s, 'a: 's>(
             Xattrs::default()
         }
     };
-    let dst_sub = match prepare_dir(ctx, node.dst.as_fd(), name, work.present[i]) {
+    let dst_sub = match prepare_dir(ctx, node.dst.as_fd(), name, work.present[i], &meta) {
         Ok(fd) => fd,
         Err((op, e)) => return ctx.fail(&node.rel, name.to_bytes(), op, e),
     };
@@ -531,7 +540,11 @@ fn remove_extraneous(ctx: &Ctx<'_>, node: &DirNode<'_>, dst: &Listing, j: usize,
             return;
         }
     }
-    match crate::remove::remove(node.dst.as_fd(), name) {
+    let dst = node.dst.as_fd();
+    match ctx
+        .owners
+        .retry_target(&[], &[dst], || crate::remove::remove(dst, name))
+    {
         Ok(n) => {
             tracing::debug!(path = %relpath::display(&relpath::join(&node.rel, name.to_bytes())), "deleted");
             ctx.stats.deleted.fetch_add(n, Relaxed);
@@ -547,31 +560,44 @@ fn prepare_dir(
     dst: BorrowedFd<'_>,
     name: &CStr,
     present: Option<FileType>,
+    want: &Meta,
 ) -> std::result::Result<OwnedFd, (&'static str, std::io::Error)> {
-    let open = || {
-        openat(
-            dst,
-            name,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-    };
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let open = || ctx.owners.open_in(dst, name, flags);
     if present.is_some() {
         match open() {
             Ok(fd) => return Ok(fd),
-            Err(Errno::NOTDIR) | Err(Errno::LOOP) => {
-                let n = crate::remove::remove(dst, name).map_err(|e| ("delete", e))?;
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => {
+                let n = ctx
+                    .owners
+                    .retry_target(&[], &[dst], || crate::remove::remove(dst, name))
+                    .map_err(|e| ("delete", e))?;
                 ctx.stats.deleted.fetch_add(n, Relaxed);
             }
-            Err(Errno::NOENT) => {}
-            Err(e) => return Err(("open target directory", e.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(("open target directory", e)),
         }
     }
-    match mkdirat(dst, name, Mode::from_raw_mode(0o700)) {
-        Ok(()) | Err(Errno::EXIST) => {}
-        Err(e) => return Err(("mkdir", e.into())),
+    let made = ctx
+        .owners
+        .retry_target(&[(want.uid, want.gid)], &[dst], || {
+            match mkdirat(dst, name, Mode::from_raw_mode(0o700)) {
+                Ok(()) | Err(Errno::EXIST) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        });
+    made.map_err(|e| ("mkdir", e))?;
+    let fd = open().map_err(|e| ("open target directory", e))?;
+    // A directory that had to be made by another owner goes to its own owner at once (through
+    // its descriptor, so CAP_CHOWN applies without search permission), so that entries of that
+    // owner can be made inside it. The final attributes are applied when it is done.
+    if let Ok(m) = stat_fd(&fd) {
+        if (m.uid, m.gid) != (want.uid, want.gid) && m.uid != 0 {
+            let (uid, gid) = (Uid::from_raw(want.uid), Gid::from_raw(want.gid));
+            let _ = rustix::fs::fchown(&fd, Some(uid), Some(gid));
+        }
     }
-    open().map_err(|e| ("open target directory", e.into()))
+    Ok(fd)
 }
 
 /// What happened to one non-directory entry.
@@ -593,10 +619,6 @@ impl Outcome {
 
 type Failure = (&'static str, std::io::Error);
 
-fn io_err(op: &'static str) -> impl Fn(Errno) -> Failure {
-    move |e| (op, e.into())
-}
-
 fn handle_entry(ctx: &Ctx<'_>, node: &DirNode<'_>, work: &DirWork, i: usize) {
     let stats = ctx.stats;
     let Some(meta) = work.metas[i] else { return };
@@ -610,9 +632,12 @@ fn handle_entry(ctx: &Ctx<'_>, node: &DirNode<'_>, work: &DirWork, i: usize) {
     // The target entry of the same name, if any; a directory there goes first.
     let mut have = None;
     if work.present[i].is_some() {
-        match stat_at(dst, name) {
+        match ctx.owners.retry_target(&[], &[dst], || stat_at(dst, name)) {
             Ok(m) if m.kind == Kind::Dir || meta.kind == Kind::Socket => {
-                match crate::remove::remove(dst, name) {
+                match ctx
+                    .owners
+                    .retry_target(&[], &[dst], || crate::remove::remove(dst, name))
+                {
                     Ok(n) => {
                         stats.deleted.fetch_add(n, Relaxed);
                     }
@@ -647,7 +672,7 @@ fn handle_entry(ctx: &Ctx<'_>, node: &DirNode<'_>, work: &DirWork, i: usize) {
                     stats.unchanged.fetch_add(1, Relaxed);
                     return;
                 }
-                match link_to(ctx, &dst_rel, dst, name) {
+                match link_to(ctx, &dst_rel, dst, name, (meta.uid, meta.gid)) {
                     Ok(()) => {
                         stats.linked.fetch_add(1, Relaxed);
                         tracing::debug!(path = %relpath::display(&relpath::join(&node.rel, name.to_bytes())), "linked");
@@ -684,7 +709,13 @@ fn handle_entry(ctx: &Ctx<'_>, node: &DirNode<'_>, work: &DirWork, i: usize) {
 }
 
 /// Creates a hard link named `name` in `dir` to the target entry at `dst_rel`.
-fn link_to(ctx: &Ctx<'_>, dst_rel: &[u8], dir: BorrowedFd<'_>, name: &CStr) -> std::io::Result<()> {
+fn link_to(
+    ctx: &Ctx<'_>,
+    dst_rel: &[u8],
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    owner: Id,
+) -> std::io::Result<()> {
     let (parent_rel, base) = match dst_rel.iter().rposition(|&b| b == b'/') {
         Some(p) => (&dst_rel[..p], &dst_rel[p + 1..]),
         None => (&b""[..], dst_rel),
@@ -693,27 +724,30 @@ fn link_to(ctx: &Ctx<'_>, dst_rel: &[u8], dir: BorrowedFd<'_>, name: &CStr) -> s
     for comp in parent_rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
         let c = CString::new(comp).map_err(std::io::Error::other)?;
         let at = parent.as_ref().map_or(ctx.dst_root, |p| p.as_fd());
-        parent = Some(openat(
-            at,
-            c.as_c_str(),
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?);
+        parent = Some(ctx.owners.retry_target(&[], &[at], || {
+            openat(
+                at,
+                c.as_c_str(),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(Into::into)
+        })?);
     }
     let at = parent.as_ref().map_or(ctx.dst_root, |p| p.as_fd());
     let base = CString::new(base).map_err(std::io::Error::other)?;
     loop {
         let tmp = ctx.tmp_name();
-        match linkat(at, base.as_c_str(), dir, tmp.as_cstr(), AtFlags::empty()) {
+        // With protected_hardlinks, only the file's owner (or CAP_FOWNER) may link it.
+        let linked = ctx.owners.retry_target(&[owner], &[dir, at], || {
+            linkat(at, base.as_c_str(), dir, tmp.as_cstr(), AtFlags::empty()).map_err(Into::into)
+        });
+        match linked {
             Ok(()) => {}
-            Err(Errno::EXIST) => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+            Err(e) => return Err(e),
         }
-        if let Err(e) = renameat(dir, tmp.as_cstr(), dir, name) {
-            let _ = unlinkat(dir, tmp.as_cstr(), AtFlags::empty());
-            return Err(e.into());
-        }
-        return Ok(());
+        return place(ctx, dir, &tmp, name);
     }
 }
 
@@ -738,6 +772,27 @@ fn sync_entry(
     }
 }
 
+/// Renames a finished temporary entry into place (as the directory's owner if the mover may not
+/// write there); on failure the temporary entry is removed.
+fn place(ctx: &Ctx<'_>, dir: BorrowedFd<'_>, tmp: &TmpName, name: &CStr) -> std::io::Result<()> {
+    let t = tmp.as_cstr();
+    let r = ctx.owners.retry_target(&[], &[dir], || {
+        renameat(dir, t, dir, name).map_err(Into::into)
+    });
+    if r.is_err() {
+        discard(ctx, dir, tmp);
+    }
+    r
+}
+
+/// Removes a temporary entry that will not be used.
+fn discard(ctx: &Ctx<'_>, dir: BorrowedFd<'_>, tmp: &TmpName) {
+    let t = tmp.as_cstr();
+    let _ = ctx.owners.retry_target(&[], &[dir], || {
+        unlinkat(dir, t, AtFlags::empty()).map_err(Into::into)
+    });
+}
+
 /// Reports an attribute failure on an entry whose content is in place: the run goes on, the
 /// entry is listed as failed.
 fn attr_failure(ctx: &Ctx<'_>, node: &DirNode<'_>, name: &CStr, e: OpError) {
@@ -760,19 +815,19 @@ fn update_in_place(
         .owners
         .source_xattrs(src, dir_id, name, meta)
         .map_err(|e| ("read xattrs", e))?;
-    let have_x =
-        xattr::read(xattr::Target::At(dst, name)).map_err(|e| ("read target xattrs", e))?;
+    let have_x = ctx
+        .owners
+        .target_xattrs(dst, name, have.kind, (have.uid, have.gid))
+        .map_err(|e| ("read target xattrs", e))?;
     if attrs::same_basic(meta, have) && want_x == have_x {
         return Ok(Outcome::Unchanged { ino: have.ino });
     }
     let r = if meta.kind == Kind::File {
-        let fd = openat(
-            dst,
-            name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(io_err("open target"))?;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = ctx
+            .owners
+            .open_in(dst, name, flags)
+            .map_err(|e| ("open target", e))?;
         attrs::apply(
             Handle::Fd(fd.as_fd()),
             meta,
@@ -817,13 +872,11 @@ fn sync_file(
             let a = ctx
                 .open_source_file(src, (node.want.uid, node.want.gid), name, meta)
                 .map_err(|e| ("open", e))?;
-            let b = openat(
-                dst,
-                name,
-                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(io_err("open target"))?;
+            let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let b = ctx
+                .owners
+                .open_in(dst, name, flags)
+                .map_err(|e| ("open target", e))?;
             same_content(&a, &b).map_err(|e| ("compare", e))?
         } else {
             true
@@ -847,21 +900,31 @@ fn sync_file(
         .map_err(|e| ("read xattrs", e))?;
     let (tmp, dfd) = loop {
         let tmp = ctx.tmp_name();
-        match openat(
-            dst,
-            tmp.as_cstr(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        ) {
+        let created = ctx
+            .owners
+            .retry_target(&[(fresh.uid, fresh.gid)], &[dst], || {
+                openat(
+                    dst,
+                    tmp.as_cstr(),
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(Into::into)
+            });
+        match created {
             Ok(fd) => break (tmp, fd),
-            Err(Errno::EXIST) => continue,
-            Err(e) => return Err(("create", e.into())),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+            Err(e) => return Err(("create", e)),
         }
     };
     let bytes = match ctx.copier.copy(sfd.as_fd(), dfd.as_fd(), &fresh) {
         Ok(n) => n,
         Err(e) => {
-            let _ = unlinkat(dst, tmp.as_cstr(), AtFlags::empty());
+            discard(ctx, dst, &tmp);
             return Err(("copy", e));
         }
     };
@@ -879,9 +942,8 @@ fn sync_file(
         0
     };
     drop(dfd);
-    if let Err(e) = renameat(dst, tmp.as_cstr(), dst, name) {
-        let _ = unlinkat(dst, tmp.as_cstr(), AtFlags::empty());
-        return Err(("rename", e.into()));
+    if let Err(e) = place(ctx, dst, &tmp, name) {
+        return Err(("rename", e));
     }
     if let Err(e) = applied {
         attr_failure(ctx, node, name, e);
@@ -906,7 +968,12 @@ fn sync_symlink(
         })
         .map_err(|e| ("readlink", e))?;
     if let Some(h) = have.filter(|h| h.kind == Kind::Symlink) {
-        let current = readlinkat(dst, name, Vec::new()).map_err(io_err("readlink target"))?;
+        let current = ctx
+            .owners
+            .retry_target(&[], &[dst], || {
+                readlinkat(dst, name, Vec::new()).map_err(Into::into)
+            })
+            .map_err(|e| ("readlink target", e))?;
         if current == target {
             return update_in_place(ctx, node, src, dst, name, meta, h);
         }
@@ -917,10 +984,15 @@ fn sync_symlink(
         .map_err(|e| ("read xattrs", e))?;
     let tmp = loop {
         let tmp = ctx.tmp_name();
-        match symlinkat(target.as_c_str(), dst, tmp.as_cstr()) {
+        let made = ctx
+            .owners
+            .retry_target(&[(meta.uid, meta.gid)], &[dst], || {
+                symlinkat(target.as_c_str(), dst, tmp.as_cstr()).map_err(Into::into)
+            });
+        match made {
             Ok(()) => break tmp,
-            Err(Errno::EXIST) => continue,
-            Err(e) => return Err(("symlink", e.into())),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+            Err(e) => return Err(("symlink", e)),
         }
     };
     place_new(ctx, node, dst, tmp, name, meta, &want_x, 0)
@@ -952,16 +1024,17 @@ fn sync_special(
     };
     let tmp = loop {
         let tmp = ctx.tmp_name();
-        match mknodat(
-            dst,
-            tmp.as_cstr(),
-            meta.kind.file_type(),
-            Mode::from_raw_mode(0o600),
-            rdev,
-        ) {
+        let made = ctx
+            .owners
+            .retry_target(&[(meta.uid, meta.gid)], &[dst], || {
+                let kind = meta.kind.file_type();
+                mknodat(dst, tmp.as_cstr(), kind, Mode::from_raw_mode(0o600), rdev)
+                    .map_err(Into::into)
+            });
+        match made {
             Ok(()) => break tmp,
-            Err(Errno::EXIST) => continue,
-            Err(e) => return Err(("mknod", e.into())),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+            Err(e) => return Err(("mknod", e)),
         }
     };
     place_new(ctx, node, dst, tmp, name, meta, &want_x, 0)
@@ -989,13 +1062,16 @@ fn place_new(
         Some(ctx.owners),
     );
     let ino = if meta.nlink > 1 {
-        stat_at(dst, tmp.as_cstr()).map(|m| m.ino).unwrap_or(0)
+        let t = tmp.as_cstr();
+        ctx.owners
+            .retry_target(&[], &[dst], || stat_at(dst, t))
+            .map(|m| m.ino)
+            .unwrap_or(0)
     } else {
         0
     };
-    if let Err(e) = renameat(dst, tmp.as_cstr(), dst, name) {
-        let _ = unlinkat(dst, tmp.as_cstr(), AtFlags::empty());
-        return Err(("rename", e.into()));
+    if let Err(e) = place(ctx, dst, &tmp, name) {
+        return Err(("rename", e));
     }
     if let Err(e) = applied {
         attr_failure(ctx, node, name, e);

@@ -19,8 +19,8 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use rustix::fs::{
-    XattrFlags, fgetxattr, flistxattr, fremovexattr, fsetxattr, lgetxattr, llistxattr,
-    lremovexattr, lsetxattr,
+    XattrFlags, fgetxattr, flistxattr, fremovexattr, fsetxattr, getxattr, lgetxattr, listxattr,
+    llistxattr, lremovexattr, lsetxattr, removexattr, setxattr,
 };
 use rustix::io::Errno;
 
@@ -31,6 +31,9 @@ pub enum Target<'a> {
     Fd(BorrowedFd<'a>),
     /// The entry `name` in the directory `dir`, never followed if it is a symlink.
     At(BorrowedFd<'a>, &'a CStr),
+    /// The entry an `O_PATH` descriptor refers to (a symlink itself, when it is one), reached as
+    /// `/proc/self/fd/N` without any lookup in its directory.
+    Path(BorrowedFd<'a>),
 }
 
 /// A set of extended attributes, sorted by name.
@@ -89,6 +92,11 @@ fn with_proc_path<R>(dir: BorrowedFd<'_>, name: &CStr, f: impl FnOnce(&CStr) -> 
     })
 }
 
+fn with_fd_path<R>(fd: BorrowedFd<'_>, f: impl FnOnce(&CStr) -> R) -> R {
+    let p = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL");
+    f(&p)
+}
+
 fn unsupported(e: Errno) -> bool {
     e == Errno::NOTSUP || e == Errno::OPNOTSUPP
 }
@@ -98,6 +106,7 @@ fn list_raw(target: Target<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
         let r = match target {
             Target::Fd(fd) => flistxattr(fd, &mut buf[..]),
             Target::At(dir, name) => with_proc_path(dir, name, |p| llistxattr(p, &mut buf[..])),
+            Target::Path(fd) => with_fd_path(fd, |p| listxattr(p, &mut buf[..])),
         };
         match r {
             Ok(n) => return Ok(n),
@@ -116,6 +125,7 @@ fn get_raw(target: Target<'_>, name: &CStr, buf: &mut Vec<u8>) -> io::Result<Opt
         let r = match target {
             Target::Fd(fd) => fgetxattr(fd, name, &mut buf[..]),
             Target::At(dir, n) => with_proc_path(dir, n, |p| lgetxattr(p, name, &mut buf[..])),
+            Target::Path(fd) => with_fd_path(fd, |p| getxattr(p, name, &mut buf[..])),
         };
         match r {
             Ok(n) => return Ok(Some(n)),
@@ -175,6 +185,7 @@ fn set(target: Target<'_>, name: &CStr, value: &[u8]) -> io::Result<()> {
         Target::At(dir, n) => {
             with_proc_path(dir, n, |p| lsetxattr(p, name, value, XattrFlags::empty()))
         }
+        Target::Path(fd) => with_fd_path(fd, |p| setxattr(p, name, value, XattrFlags::empty())),
     }
     .map_err(Into::into)
 }
@@ -183,6 +194,7 @@ fn remove(target: Target<'_>, name: &CStr) -> io::Result<()> {
     match target {
         Target::Fd(fd) => fremovexattr(fd, name),
         Target::At(dir, n) => with_proc_path(dir, n, |p| lremovexattr(p, name)),
+        Target::Path(fd) => with_fd_path(fd, |p| removexattr(p, name)),
     }
     .or_else(|e| if e == Errno::NODATA { Ok(()) } else { Err(e) })
     .map_err(Into::into)
