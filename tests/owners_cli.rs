@@ -246,3 +246,105 @@ fn a_protected_target_is_filled_and_updated_as_each_owner() {
         (0, 0, 0)
     );
 }
+
+/// Runs pvc-backup as uid/gid 65534 with no capability at all.
+fn unprivileged(args: &[&str], paths: &[&Path]) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .args(["--bounding-set=-all", "--"])
+        .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"))
+        .args(args)
+        .args(paths)
+        .output()
+        .expect("run pvc-backup under setpriv")
+}
+
+#[test]
+fn an_unprivileged_copy_keeps_owners_in_its_manifest_and_a_restore_applies_them() {
+    if !ready("an_unprivileged_copy_keeps_owners_in_its_manifest_and_a_restore_applies_them") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"pub/readme", b"for everyone")
+        .owner(b"pub/readme", 1001, 1001)
+        .owner(b"pub", 1002, 3000)
+        .mode(b"pub", 0o2775)
+        .file(b"pub/tool", b"#!/bin/true\n")
+        .owner(b"pub/tool", 0, 0)
+        .mode(b"pub/tool", 0o4755)
+        .file(b"pub/sub/data", b"readable data of 1003")
+        .owner(b"pub/sub/data", 1003, 1004)
+        .owner(b"pub/sub", 1003, 1003)
+        .symlink(b"pub/sub/link", b"data")
+        .owner(b"pub/sub/link", 1005, 1005)
+        .file(b"secret.key", b"0600 of 1002")
+        .owner(b"secret.key", 1002, 1002)
+        .mode(b"secret.key", 0o600)
+        .file(b"private/inside", b"in a 0700 dir")
+        .owner(b"private/inside", 1003, 1003)
+        .owner(b"private", 1003, 1003)
+        .mode(b"private", 0o700)
+        .mode(b"", 0o755);
+    let backup = Tree::new(dir.path().join("backup"));
+    backup.owner(b"", 65534, 65534);
+
+    let o = unprivileged(
+        &["mover", "sync", "--progress", "json"],
+        &[&src.root, &backup.root],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(23),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8(o.stdout).unwrap();
+    let summary: Summary = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let mut failed: Vec<&str> = summary.errors.iter().map(|e| e.path.as_str()).collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        ["private", "secret.key"],
+        "exactly the unreadable entries"
+    );
+    // The copy belongs to the mover's uid and carries no setuid or setgid bit.
+    for p in [&b"pub/tool"[..], b"pub", b"pub/sub/data"] {
+        let m = std::fs::symlink_metadata(backup.path(p)).unwrap();
+        assert_eq!(m.uid(), 65534, "{:?}", String::from_utf8_lossy(p));
+        assert_eq!(
+            m.mode() & 0o6000,
+            0,
+            "{:?} kept a setuid/setgid bit",
+            String::from_utf8_lossy(p)
+        );
+    }
+    assert!(backup.path(b".pvc-backup/metadata.jsonl").exists());
+
+    // A privileged restore from the backup gives back the exact owners and modes.
+    let restored = dir.path().join("restored");
+    let o = Command::new(assert_cmd::cargo::cargo_bin!("pvc-backup"))
+        .args(["mover", "sync"])
+        .arg(&backup.root)
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_mirror(&src.root, &restored, &["private", "secret.key"]);
+    assert!(!restored.join(".pvc-backup/metadata.jsonl").exists());
+}

@@ -19,6 +19,7 @@ mod error;
 pub mod hardlink;
 pub mod listing;
 pub mod meta;
+pub mod metalog;
 pub mod owner;
 pub mod preflight;
 pub mod relpath;

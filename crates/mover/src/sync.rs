@@ -6,6 +6,7 @@
 //! are applied when the last task below it ends, so its mtime is set after its contents and a
 //! read-only directory is filled before it becomes read-only.
 
+use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::io::Write as _;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -26,6 +27,7 @@ use crate::content::{Copier, same_content};
 use crate::hardlink::{Claim, HardLinks};
 use crate::listing::Listing;
 use crate::meta::{Kind, Meta, stat_at, stat_fd};
+use crate::metalog;
 use crate::owner::{Id, Impersonate, Owners};
 use crate::preflight::{self, StateDir};
 use crate::relpath;
@@ -128,6 +130,41 @@ impl Sync {
                     e,
                 )
             })?;
+        // Without CAP_CHOWN, owners and setuid/setgid bits go to the metadata manifest.
+        let privileges = crate::check::privileges();
+        let unprivileged =
+            if privileges.euid != 0 && !privileges.capabilities.iter().any(|c| c == "CHOWN") {
+                let egid = rustix::process::getegid().as_raw();
+                Some(
+                    metalog::Writer::create(self.state.dir.as_fd(), privileges.euid, egid)
+                        .map_err(|e| {
+                            Error::io(
+                                "cannot write metadata manifest in",
+                                self.dst_path.display().to_string(),
+                                e,
+                            )
+                        })?,
+                )
+            } else {
+                None
+            };
+        // A source that is the target of an unprivileged run carries the real attributes in its
+        // manifest.
+        let recorded = if self.opts.subdir.is_none() {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            match openat(&self.src, c".pvc-backup", flags, Mode::empty()) {
+                Ok(state) => metalog::read(state.as_fd()).map_err(|e| {
+                    Error::io(
+                        "cannot read the metadata manifest of",
+                        self.src_path.display().to_string(),
+                        e,
+                    )
+                })?,
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
         let dst_root = self
             .dst
             .try_clone()
@@ -143,6 +180,8 @@ impl Sync {
             pid: std::process::id(),
             noatime: AtomicBool::new(true),
             owners: &self.owners,
+            unprivileged,
+            recorded,
         };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -163,7 +202,8 @@ impl Sync {
                     _parent: None,
                     rel: Vec::new(),
                     dst: dst_root,
-                    want: root_meta,
+                    src_id: (root_meta.uid, root_meta.gid),
+                    want: ctx.wanted(Vec::new, root_meta, true),
                     want_x: root_x,
                 });
                 match src_root {
@@ -176,6 +216,17 @@ impl Sync {
         stats.scan_complete.store(true, Relaxed);
 
         let (errors, notes) = ctx.journal.take();
+        let state = self.state.dir.as_fd();
+        match ctx.unprivileged {
+            Some(w) => w.finish(state).map_err(|e| {
+                Error::io(
+                    "cannot write metadata manifest in",
+                    self.dst_path.display().to_string(),
+                    e,
+                )
+            })?,
+            None => metalog::remove(state),
+        }
         let (entries, bytes) = Summary::counts(stats);
         let partial = entries.failed > 0;
         let summary = Summary {
@@ -192,7 +243,6 @@ impl Sync {
             errors,
             notes,
         };
-        let state = self.state.dir.as_fd();
         let written = self.owners.retry_target(&[], &[state], || {
             write_state_file(state, c"last-sync.json", &summary)
         });
@@ -239,6 +289,11 @@ struct Ctx<'a> {
     pid: u32,
     noatime: AtomicBool,
     owners: &'a Owners,
+    /// Unprivileged run: what cannot be applied is recorded here.
+    unprivileged: Option<metalog::Writer>,
+    /// Attributes recorded by an unprivileged run into the source, applied instead of the ones
+    /// on disk.
+    recorded: Option<HashMap<Vec<u8>, metalog::Recorded>>,
 }
 
 /// A temporary name, unique in this run; created with O_EXCL (or its equivalent) and retried on
@@ -252,6 +307,31 @@ impl TmpName {
 }
 
 impl Ctx<'_> {
+    /// The attributes the copy of a source entry gets: the ones recorded in the source's
+    /// metadata manifest where it has one, and in an unprivileged run only what this mover can
+    /// apply (the rest recorded, when `record`).
+    fn wanted(&self, rel: impl FnOnce() -> Vec<u8>, meta: Meta, record: bool) -> Meta {
+        if self.recorded.is_none() && self.unprivileged.is_none() {
+            return meta;
+        }
+        let rel = rel();
+        let mut meta = meta;
+        if let Some(r) = self.recorded.as_ref().and_then(|m| m.get(&rel)) {
+            (meta.uid, meta.gid, meta.perm) = (r.uid, r.gid, r.mode);
+        }
+        match &self.unprivileged {
+            Some(w) => {
+                if record {
+                    if let Err(e) = w.record(&rel, &meta) {
+                        self.journal.error(self.stats, &rel, "record metadata", e);
+                    }
+                }
+                w.applicable(&meta)
+            }
+            None => meta,
+        }
+    }
+
     fn tmp_name(&self) -> TmpName {
         let mut buf = [0u8; 48];
         let seq = self.tmp_seq.fetch_add(1, Relaxed);
@@ -313,6 +393,8 @@ struct DirNode<'a> {
     _parent: Option<Arc<DirNode<'a>>>,
     rel: Vec<u8>,
     dst: OwnedFd,
+    /// The source directory's owner on disk (whom to act as when reading it).
+    src_id: Id,
     want: Meta,
     want_x: Xattrs,
 }
@@ -396,7 +478,7 @@ fn process_dir<'s, 'a: 's>(
             continue;
         }
         found += 1;
-        let dir_id = (node.want.uid, node.want.gid);
+        let dir_id = node.src_id;
         match ctx.owners.retry(&[dir_id], || stat_at(&src, name)) {
             Ok(m) => {
                 if m.kind == Kind::File {
@@ -497,7 +579,7 @@ fn enter_dir<'s, 'a: 's>(
     let name = work.listing.name(i);
     let src_sub = match ctx.owners.open_as(
         work.src.as_fd(),
-        (node.want.uid, node.want.gid),
+        node.src_id,
         name,
         Some((meta.uid, meta.gid)),
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -519,12 +601,14 @@ fn enter_dir<'s, 'a: 's>(
     };
     let rel = relpath::join(&node.rel, name.to_bytes());
     drop(work);
+    let want = ctx.wanted(|| rel.clone(), meta, true);
     let child = Arc::new(DirNode {
         ctx,
         _parent: Some(node),
         rel,
         dst: dst_sub,
-        want: meta,
+        src_id: (meta.uid, meta.gid),
+        want,
         want_x,
     });
     process_dir(s, ctx, child, src_sub);
@@ -623,6 +707,11 @@ fn handle_entry(ctx: &Ctx<'_>, node: &DirNode<'_>, work: &DirWork, i: usize) {
     let stats = ctx.stats;
     let Some(meta) = work.metas[i] else { return };
     let name = work.listing.name(i);
+    let meta = ctx.wanted(
+        || relpath::join(&node.rel, name.to_bytes()),
+        meta,
+        meta.kind != Kind::Socket,
+    );
     let dst = node.dst.as_fd();
     stats.entries_done.fetch_add(1, Relaxed);
     if meta.kind == Kind::File {
@@ -810,7 +899,7 @@ fn update_in_place(
     meta: &Meta,
     have: &Meta,
 ) -> std::result::Result<Outcome, Failure> {
-    let dir_id = (node.want.uid, node.want.gid);
+    let dir_id = node.src_id;
     let want_x = ctx
         .owners
         .source_xattrs(src, dir_id, name, meta)
@@ -870,7 +959,7 @@ fn sync_file(
     }) {
         let equal = if ctx.opts.checksum {
             let a = ctx
-                .open_source_file(src, (node.want.uid, node.want.gid), name, meta)
+                .open_source_file(src, node.src_id, name, meta)
                 .map_err(|e| ("open", e))?;
             let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             let b = ctx
@@ -887,9 +976,10 @@ fn sync_file(
     }
 
     let sfd = ctx
-        .open_source_file(src, (node.want.uid, node.want.gid), name, meta)
+        .open_source_file(src, node.src_id, name, meta)
         .map_err(|e| ("open", e))?;
     let fresh = stat_fd(&sfd).map_err(|e| ("stat", e))?;
+    let fresh = ctx.wanted(|| relpath::join(&node.rel, name.to_bytes()), fresh, false);
     if fresh.kind != Kind::File {
         return Err(("open", std::io::Error::other("changed type during the run")));
     }
@@ -960,7 +1050,7 @@ fn sync_symlink(
     meta: &Meta,
     have: Option<&Meta>,
 ) -> std::result::Result<Outcome, Failure> {
-    let dir_id = (node.want.uid, node.want.gid);
+    let dir_id = node.src_id;
     let target = ctx
         .owners
         .retry(&[dir_id], || {
@@ -1012,7 +1102,7 @@ fn sync_special(
     {
         return update_in_place(ctx, node, src, dst, name, meta, h);
     }
-    let dir_id = (node.want.uid, node.want.gid);
+    let dir_id = node.src_id;
     let want_x = ctx
         .owners
         .source_xattrs(src, dir_id, name, meta)
