@@ -76,6 +76,16 @@ fn many_owners(t: &Tree) {
     t.owner(b"", 1001, 1001).mode(b"", 0o755);
 }
 
+/// The summary: the last line of `--progress json` output.
+fn summary_of(o: &std::process::Output) -> Summary {
+    let out = String::from_utf8_lossy(&o.stdout);
+    let last = out
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no output; stderr: {}", String::from_utf8_lossy(&o.stderr)));
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"))
+}
+
 fn ready(test: &str) -> bool {
     need_root_and(test, &["setpriv", "rsync"])
 }
@@ -92,8 +102,7 @@ fn a_root_squashed_source_is_copied_exactly_as_each_owner() {
     let o = squashed(&["mover", "sync", "--progress", "json"], &[&src.root, &dst]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{err}");
-    let out = String::from_utf8(o.stdout).unwrap();
-    let summary: Summary = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let summary = summary_of(&o);
     assert_eq!(summary.entries.failed, 0, "{:?}", summary.errors);
     // Checked by full root, with rsync, std's stat and getfacl.
     assert_mirror(&src.root, &dst, &[]);
@@ -125,8 +134,7 @@ fn without_acting_as_owners_the_unreadable_entries_are_listed_and_check_agrees()
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let out = String::from_utf8(o.stdout).unwrap();
-    let summary: Summary = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let summary = summary_of(&o);
     let mut failed: Vec<String> = summary.errors.iter().map(|e| e.path.clone()).collect();
     failed.sort();
     assert!(!failed.is_empty(), "a partial run must list what failed");
@@ -235,8 +243,7 @@ fn a_protected_target_is_filled_and_updated_as_each_owner() {
         &["mover", "sync", "--progress", "json"],
         &[&src.root, &dst.root],
     );
-    let out = String::from_utf8(o.stdout).unwrap();
-    let summary: Summary = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let summary = summary_of(&o);
     assert_eq!(
         (
             summary.exit_code,
@@ -309,8 +316,7 @@ fn an_unprivileged_copy_keeps_owners_in_its_manifest_and_a_restore_applies_them(
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let out = String::from_utf8(o.stdout).unwrap();
-    let summary: Summary = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let summary = summary_of(&o);
     let mut failed: Vec<&str> = summary.errors.iter().map(|e| e.path.as_str()).collect();
     failed.sort();
     assert_eq!(

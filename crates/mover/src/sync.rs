@@ -848,17 +848,34 @@ fn sync_entry(
     meta: &Meta,
     have: Option<&Meta>,
 ) -> std::result::Result<Outcome, Failure> {
-    let src = work.src.as_fd();
-    let dst = node.dst.as_fd();
-    let name = work.listing.name(i);
+    let e = Entry {
+        ctx,
+        node,
+        src: work.src.as_fd(),
+        dst: node.dst.as_fd(),
+        name: work.listing.name(i),
+        meta,
+        have,
+    };
     match meta.kind {
-        Kind::File => sync_file(ctx, node, src, dst, name, meta, have),
-        Kind::Symlink => sync_symlink(ctx, node, src, dst, name, meta, have),
-        Kind::Fifo | Kind::CharDevice | Kind::BlockDevice => {
-            sync_special(ctx, node, src, dst, name, meta, have)
-        }
+        Kind::File => sync_file(&e),
+        Kind::Symlink => sync_symlink(&e),
+        Kind::Fifo | Kind::CharDevice | Kind::BlockDevice => sync_special(&e),
         Kind::Dir | Kind::Socket => unreachable!("handled by the caller"),
     }
+}
+
+/// One non-directory source entry being mirrored: where it is, what it is, and what the target
+/// has under its name.
+#[derive(Clone, Copy)]
+struct Entry<'e, 'a> {
+    ctx: &'e Ctx<'a>,
+    node: &'e DirNode<'a>,
+    src: BorrowedFd<'e>,
+    dst: BorrowedFd<'e>,
+    name: &'e CStr,
+    meta: &'e Meta,
+    have: Option<&'e Meta>,
 }
 
 /// Renames a finished temporary entry into place (as the directory's owner if the mover may not
@@ -890,15 +907,16 @@ fn attr_failure(ctx: &Ctx<'_>, node: &DirNode<'_>, name: &CStr, e: OpError) {
 
 /// Brings the attributes of an existing target entry whose content is equal in line with the
 /// source.
-fn update_in_place(
-    ctx: &Ctx<'_>,
-    node: &DirNode<'_>,
-    src: BorrowedFd<'_>,
-    dst: BorrowedFd<'_>,
-    name: &CStr,
-    meta: &Meta,
-    have: &Meta,
-) -> std::result::Result<Outcome, Failure> {
+fn update_in_place(e: &Entry<'_, '_>, have: &Meta) -> std::result::Result<Outcome, Failure> {
+    let Entry {
+        ctx,
+        node,
+        src,
+        dst,
+        name,
+        meta,
+        ..
+    } = *e;
     let dir_id = node.src_id;
     let want_x = ctx
         .owners
@@ -941,15 +959,16 @@ fn update_in_place(
     Ok(Outcome::Updated { ino: have.ino })
 }
 
-fn sync_file(
-    ctx: &Ctx<'_>,
-    node: &DirNode<'_>,
-    src: BorrowedFd<'_>,
-    dst: BorrowedFd<'_>,
-    name: &CStr,
-    meta: &Meta,
-    have: Option<&Meta>,
-) -> std::result::Result<Outcome, Failure> {
+fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
+    let Entry {
+        ctx,
+        node,
+        src,
+        dst,
+        name,
+        meta,
+        have,
+    } = *e;
     if let Some(h) = have.filter(|h| {
         h.kind == Kind::File
             && h.size == meta.size
@@ -971,7 +990,7 @@ fn sync_file(
             true
         };
         if equal {
-            return update_in_place(ctx, node, src, dst, name, meta, h);
+            return update_in_place(e, h);
         }
     }
 
@@ -1041,15 +1060,16 @@ fn sync_file(
     Ok(Outcome::Copied { bytes, ino })
 }
 
-fn sync_symlink(
-    ctx: &Ctx<'_>,
-    node: &DirNode<'_>,
-    src: BorrowedFd<'_>,
-    dst: BorrowedFd<'_>,
-    name: &CStr,
-    meta: &Meta,
-    have: Option<&Meta>,
-) -> std::result::Result<Outcome, Failure> {
+fn sync_symlink(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
+    let Entry {
+        ctx,
+        node,
+        src,
+        dst,
+        name,
+        meta,
+        have,
+    } = *e;
     let dir_id = node.src_id;
     let target = ctx
         .owners
@@ -1065,7 +1085,7 @@ fn sync_symlink(
             })
             .map_err(|e| ("readlink target", e))?;
         if current == target {
-            return update_in_place(ctx, node, src, dst, name, meta, h);
+            return update_in_place(e, h);
         }
     }
     let want_x = ctx
@@ -1085,22 +1105,23 @@ fn sync_symlink(
             Err(e) => return Err(("symlink", e)),
         }
     };
-    place_new(ctx, node, dst, tmp, name, meta, &want_x, 0)
+    place_new(e, tmp, &want_x, 0)
 }
 
-fn sync_special(
-    ctx: &Ctx<'_>,
-    node: &DirNode<'_>,
-    src: BorrowedFd<'_>,
-    dst: BorrowedFd<'_>,
-    name: &CStr,
-    meta: &Meta,
-    have: Option<&Meta>,
-) -> std::result::Result<Outcome, Failure> {
+fn sync_special(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
+    let Entry {
+        ctx,
+        node,
+        src,
+        dst,
+        name,
+        meta,
+        have,
+    } = *e;
     if let Some(h) =
         have.filter(|h| h.kind == meta.kind && (meta.kind == Kind::Fifo || h.rdev == meta.rdev))
     {
-        return update_in_place(ctx, node, src, dst, name, meta, h);
+        return update_in_place(e, h);
     }
     let dir_id = node.src_id;
     let want_x = ctx
@@ -1127,22 +1148,25 @@ fn sync_special(
             Err(e) => return Err(("mknod", e)),
         }
     };
-    place_new(ctx, node, dst, tmp, name, meta, &want_x, 0)
+    place_new(e, tmp, &want_x, 0)
 }
 
 /// Applies attributes to a freshly made symlink or special file under its temporary name, then
 /// renames it into place.
-#[allow(clippy::too_many_arguments)]
 fn place_new(
-    ctx: &Ctx<'_>,
-    node: &DirNode<'_>,
-    dst: BorrowedFd<'_>,
+    e: &Entry<'_, '_>,
     tmp: TmpName,
-    name: &CStr,
-    meta: &Meta,
     want_x: &Xattrs,
     bytes: u64,
 ) -> std::result::Result<Outcome, Failure> {
+    let Entry {
+        ctx,
+        node,
+        dst,
+        name,
+        meta,
+        ..
+    } = *e;
     let applied = attrs::apply(
         Handle::At(dst, tmp.as_cstr()),
         meta,
