@@ -70,7 +70,9 @@ impl Copier {
             }
         }
         if !meta.looks_sparse() {
-            return self.copy_range(src, dst, 0, None);
+            // Up to the size the listing saw: a file that grew since then has a newer mtime, and
+            // the next run copies it again.
+            return self.copy_range(src, dst, 0, Some(meta.size));
         }
         let mut copied = 0;
         let mut off = 0u64;

@@ -203,6 +203,7 @@ impl Sync {
                     rel: Vec::new(),
                     dst: dst_root,
                     src_id: (root_meta.uid, root_meta.gid),
+                    default_acl: has_default_acl(&ctx, self.dst.as_fd()),
                     want: ctx.wanted(Vec::new, root_meta, true),
                     want_x: root_x,
                 });
@@ -395,8 +396,31 @@ struct DirNode<'a> {
     dst: OwnedFd,
     /// The source directory's owner on disk (whom to act as when reading it).
     src_id: Id,
+    /// Whether the target directory has a default ACL, which new entries inherit.
+    default_acl: bool,
     want: Meta,
     want_x: Xattrs,
+}
+
+impl DirNode<'_> {
+    /// The attributes a new entry starts with in this directory, when known: none, unless a
+    /// default ACL passes some on (then they are read from the entry).
+    fn inherited(&self) -> Option<&'static Xattrs> {
+        static NONE: Xattrs = Xattrs::new();
+        (!self.default_acl).then_some(&NONE)
+    }
+}
+
+/// Whether an open target directory has a default ACL.
+fn has_default_acl(ctx: &Ctx<'_>, dir: BorrowedFd<'_>) -> bool {
+    let names = ctx
+        .owners
+        .retry_target(&[], &[dir], || xattr::names_only(xattr::Target::Fd(dir)));
+    // When in doubt, read each new entry's attributes.
+    names.map_or(true, |n| {
+        n.iter()
+            .any(|n| n.as_bytes() == b"system.posix_acl_default")
+    })
 }
 
 impl Drop for DirNode<'_> {
@@ -600,6 +624,8 @@ fn enter_dir<'s, 'a: 's>(
         Err((op, e)) => return ctx.fail(&node.rel, name.to_bytes(), op, e),
     };
     let rel = relpath::join(&node.rel, name.to_bytes());
+    // A directory made in this run has no default ACL until its attributes are applied.
+    let default_acl = work.present[i].is_some() && has_default_acl(ctx, dst_sub.as_fd());
     drop(work);
     let want = ctx.wanted(|| rel.clone(), meta, true);
     let child = Arc::new(DirNode {
@@ -608,6 +634,7 @@ fn enter_dir<'s, 'a: 's>(
         rel,
         dst: dst_sub,
         src_id: (meta.uid, meta.gid),
+        default_acl,
         want,
         want_x,
     });
@@ -997,11 +1024,9 @@ fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
     let sfd = ctx
         .open_source_file(src, node.src_id, name, meta)
         .map_err(|e| ("open", e))?;
-    let fresh = stat_fd(&sfd).map_err(|e| ("stat", e))?;
-    let fresh = ctx.wanted(|| relpath::join(&node.rel, name.to_bytes()), fresh, false);
-    if fresh.kind != Kind::File {
-        return Err(("open", std::io::Error::other("changed type during the run")));
-    }
+    // The listing's attributes are used as they are: if the file changes during the copy, its
+    // target keeps the older mtime, and the next run sees the difference and copies it again.
+    let fresh = *meta;
     let read_x = || xattr::read(xattr::Target::Fd(sfd.as_fd()));
     let want_x = ctx
         .owners
@@ -1042,7 +1067,7 @@ fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
         &fresh,
         None,
         &want_x,
-        None,
+        node.inherited(),
         Some(ctx.owners),
     );
     let ino = if meta.nlink > 1 {
@@ -1172,7 +1197,7 @@ fn place_new(
         meta,
         None,
         want_x,
-        None,
+        node.inherited(),
         Some(ctx.owners),
     );
     let ino = if meta.nlink > 1 {

@@ -41,6 +41,11 @@ pub enum Target<'a> {
 pub struct Xattrs(Vec<(CString, Vec<u8>)>);
 
 impl Xattrs {
+    /// An empty set.
+    pub const fn new() -> Self {
+        Xattrs(Vec::new())
+    }
+
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

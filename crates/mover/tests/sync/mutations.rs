@@ -107,3 +107,32 @@ fn a_target_file_linked_elsewhere_is_split_when_the_source_is_not() {
     assert_ok(&p.sync());
     assert_mirror(&p.src.root, &p.dst.root, &[]);
 }
+
+#[test]
+fn a_new_file_does_not_keep_an_acl_inherited_from_the_target_directory() {
+    if !testkit::skip::need_tools(
+        "a_new_file_does_not_keep_an_acl_inherited_from_the_target_directory",
+        &["setfacl", "getfacl"],
+    ) {
+        return;
+    }
+    let p = Pair::new();
+    p.src
+        .file(b"d/old", b"1")
+        .acl(b"d", &["-d", "-m", "u:4321:rwx"]);
+    assert_ok(&p.sync());
+    // The source directory loses its default ACL and gets a file without ACL; the target
+    // directory still has the default ACL when the new file is made in it.
+    p.src.acl(b"d", &["-k"]).file(b"d/new", b"2");
+    assert_ok(&p.sync());
+    let acl = std::process::Command::new("getfacl")
+        .args(["-n", "-c"])
+        .arg(p.dst.path(b"d/new"))
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&acl.stdout).contains("4321"),
+        "inherited ACL kept"
+    );
+    assert_mirror(&p.src.root, &p.dst.root, &[]);
+}
