@@ -130,7 +130,7 @@ row() { # label pvcb_name dd_name_for_ratio
     "$(ratio "$p" "$s")" "$(ratio "$p" "$d")" "$(rss_mib "$2") / $(rss_mib "dd_sparse_$3") / $(rss_mib "dd_direct_$3")"
 }
 echo
-echo "Source: ${SIZE_MIB} MiB loop device, ${data_chunks} of ${CHUNKS} chunks (4 MiB) random, the rest zero; $(nproc) CPUs; median of $RUNS runs, page cache dropped before each."
+echo "Source: ${SIZE_MIB} MiB loop device, ${data_chunks} of ${CHUNKS} chunks (4 MiB) random, the rest zero; $(nproc) CPUs; median of $RUNS runs, page cache dropped before each; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
 echo
 echo '| case | pvc-backup s | dd conv=sparse s | dd oflag=direct s | ratio to dd sparse | ratio to dd direct | peak RSS MiB (pvc-backup / dd sparse / dd direct) |'
 echo '|---|---|---|---|---|---|---|'

@@ -204,10 +204,18 @@ impl Volume {
     /// Reads exactly `buf.len()` bytes at `offset`; a volume that ends early is an error.
     pub(crate) fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let via_cache = match self.pick(offset, buf.len(), buf.as_ptr()) {
-            Some(f) => {
-                read_full(f, buf, offset)?;
-                false
-            }
+            Some(f) => match read_full(f, buf, offset) {
+                // A device or filesystem that wants a larger alignment than ours: go through the
+                // page cache for this request rather than fail it.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    read_full(&self.buffered, buf, offset)?;
+                    true
+                }
+                other => {
+                    other?;
+                    false
+                }
+            },
             None => {
                 read_full(&self.buffered, buf, offset)?;
                 true
@@ -221,15 +229,20 @@ impl Volume {
 
     /// Writes all of `buf` at `offset`.
     pub(crate) fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        match self.pick(offset, buf.len(), buf.as_ptr()) {
+        let direct = match self.pick(offset, buf.len(), buf.as_ptr()) {
             Some(f) => f.write_all_at(buf, offset),
-            None => {
+            None => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        };
+        match direct {
+            // Unaligned, or an alignment larger than ours: through the page cache.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 self.buffered.write_all_at(buf, offset)?;
                 // Push the pages out now so that DONTNEED can drop them.
                 rustix::fs::fdatasync(&self.buffered)?;
                 self.drop_cache(offset, buf.len() as u64);
                 Ok(())
             }
+            other => other,
         }
     }
 

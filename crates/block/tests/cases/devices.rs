@@ -227,3 +227,52 @@ fn a_mounted_destination_is_refused() {
     let e = block::run(&sf, &dst.dev, &opts(MIB), &mut |_| {}).unwrap_err();
     assert!(matches!(e, block::Error::InUse { .. }), "{e}");
 }
+
+#[test]
+fn a_full_destination_filesystem_gives_a_partial_copy_with_offsets() {
+    if !root_or_skip("a_full_destination_filesystem_gives_a_partial_copy_with_offsets") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.img");
+    // 12 MiB of data in a 16 MiB image; the destination filesystem holds only 6 MiB.
+    let mut rng = Rng::new(71);
+    sparse_file(&src, 16 * MIB, &[(MIB, rng.bytes(12 * MIB as usize))]);
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "pvcb-test"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    struct Umount<'a>(&'a Path);
+    impl Drop for Umount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Umount(&mnt);
+    let dst = mnt.join("dst.img");
+    let s = block::run(&src, &dst, &opts(MIB), &mut |_| {}).unwrap();
+    assert_eq!(s.exit_code, 23, "{s:?}");
+    assert!(!s.errors.is_empty());
+    for e in &s.errors {
+        assert_eq!(e.phase, "copy");
+        assert_eq!(e.offset % MIB, 0);
+        assert!((MIB..13 * MIB).contains(&e.offset), "{e:?}");
+        assert!(e.reason.contains("dst.img"), "{e:?}");
+    }
+    // The chunks that did not fail are exact, and no manifest claims otherwise.
+    let failed: Vec<u64> = s.errors.iter().map(|e| e.offset / MIB).collect();
+    let a = std::fs::read(&src).unwrap();
+    let b = std::fs::read(&dst).unwrap();
+    for c in 0..16usize {
+        if !failed.contains(&(c as u64)) {
+            let r = c * MIB as usize..(c + 1) * MIB as usize;
+            assert!(a[r.clone()] == b[r], "chunk {c} differs");
+        }
+    }
+    assert!(!block::manifest_path(&dst).exists());
+    assert_eq!(apparent_size(&dst), 16 * MIB);
+}
