@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,11 +15,12 @@ pub fn root_or_skip(test: &str) -> bool {
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
-    let why = format!("{test}: skipped: needs root for loop devices");
+    let why = format!("{test}: skipped: needs root (loop devices, mounts)");
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{why} (CI=true forbids skipping)");
     }
-    eprintln!("{why}");
+    // Straight to stderr: the test harness captures eprintln! of passing tests.
+    let _ = writeln!(std::io::stderr(), "{why}");
     false
 }
 
