@@ -24,6 +24,11 @@ enum MoverCommand {
     /// Make DST an exact mirror of SRC: content, sparse files, owners, modes, times, xattrs,
     /// ACLs, hard links, symlinks and special files. Entries only in DST are removed.
     Sync(SyncArgs),
+    /// Add a snapshot of SRC to DST/snapshots/ (unchanged entries are hard links to the previous
+    /// snapshot), point DST/latest at it, and apply the --keep-* retention rules.
+    Backup(BackupArgs),
+    /// List the snapshots in DST.
+    Snapshots(SnapshotsArgs),
     /// Copy a raw block device or image file to another, writing only what differs.
     Block(block_cmd::BlockArgs),
     /// Walk SRC without copying: owners and groups found, entries this process cannot read, and
@@ -88,13 +93,57 @@ pub struct SyncArgs {
     src: PathBuf,
     /// The target folder (in the mover pod: /backup); created if missing.
     dst: PathBuf,
-    /// Mirror only this folder of SRC (relative, no `..`, no symlinks), like BCK_FOLDER.
+    #[command(flatten)]
+    copy: CopyArgs,
+}
+
+/// Arguments of `pvc-backup mover backup`.
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// The source folder (in the mover pod: /source).
+    src: PathBuf,
+    /// The backup folder (in the mover pod: /backup); created if missing.
+    dst: PathBuf,
+    /// Keep the N newest snapshots.
+    #[arg(long, value_name = "N")]
+    keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent hours.
+    #[arg(long, value_name = "N")]
+    keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent days (UTC).
+    #[arg(long, value_name = "N")]
+    keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent ISO weeks.
+    #[arg(long, value_name = "N")]
+    keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent months.
+    #[arg(long, value_name = "N")]
+    keep_monthly: Option<u32>,
+    #[command(flatten)]
+    copy: CopyArgs,
+}
+
+/// Arguments of `pvc-backup mover snapshots`.
+#[derive(Debug, clap::Args)]
+pub struct SnapshotsArgs {
+    /// The backup folder.
+    dst: PathBuf,
+    /// Print the list as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Options shared by the commands that copy a tree.
+#[derive(Debug, clap::Args)]
+pub struct CopyArgs {
+    /// Copy only this folder of SRC (relative, no `..`, no symlinks), like BCK_FOLDER.
     #[arg(long, value_name = "DIR")]
     subdir: Option<PathBuf>,
     /// Also compare the content of files whose size and mtime are equal.
     #[arg(long, short = 'c')]
     checksum: bool,
-    /// Mirror an empty source, deleting everything in DST (refused by default: exit 254).
+    /// Copy an empty source (a mirror then deletes everything in DST); refused by default with
+    /// exit code 254.
     #[arg(long)]
     allow_empty: bool,
     /// When to act as each entry's owner (root_squash NFS, no CAP_DAC_OVERRIDE).
@@ -121,6 +170,8 @@ pub struct SyncArgs {
 pub fn run(args: MoverArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         MoverCommand::Sync(a) => sync(a),
+        MoverCommand::Backup(a) => backup(a),
+        MoverCommand::Snapshots(a) => snapshots(a),
         MoverCommand::Block(a) => block_cmd::run(a),
         MoverCommand::Check(a) => check(a),
     }
@@ -145,41 +196,134 @@ pub fn init_logging(verbose: u8, quiet: bool) {
 }
 
 fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
-    init_logging(a.verbose, a.quiet);
-    let mode = match a.progress {
-        ProgressMode::Auto if std::io::stderr().is_terminal() && !a.quiet => ProgressMode::Bar,
+    copy_command(
+        "sync",
+        &a.copy,
+        |opts| mover::Sync::prepare(&a.src, &a.dst, opts),
+        mover::Sync::stats,
+        |job| job.run().map(|s| (s, None)),
+    )
+}
+
+fn backup(a: BackupArgs) -> anyhow::Result<ExitCode> {
+    let policy = mover::retention::Policy {
+        last: a.keep_last,
+        hourly: a.keep_hourly,
+        daily: a.keep_daily,
+        weekly: a.keep_weekly,
+        monthly: a.keep_monthly,
+    };
+    copy_command(
+        "backup",
+        &a.copy,
+        |opts| mover::snapshot::Backup::prepare(&a.src, &a.dst, opts, policy),
+        mover::snapshot::Backup::stats,
+        |job| {
+            job.run().map(|r| {
+                let line = format!(
+                    "snapshot {}{}{}{}",
+                    r.snapshot,
+                    r.previous.as_ref().map_or(String::new(), |p| format!(
+                        " (unchanged entries linked to {p})"
+                    )),
+                    if r.removed.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; removed by retention: {}", r.removed.join(", "))
+                    },
+                    if r.cleaned.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; removed left-overs of runs that died: {}",
+                            r.cleaned.join(", ")
+                        )
+                    },
+                );
+                let json = serde_json::to_value(&r).unwrap_or_default();
+                (r.summary, Some((json, line)))
+            })
+        },
+    )
+}
+
+fn snapshots(a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
+    init_logging(0, false);
+    let list = match mover::snapshot::list(&a.dst) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("pvc-backup mover snapshots: {e}");
+            return Ok(ExitCode::from(e.exit_code()));
+        }
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<22} {:>10} {:>10} {:>10} {:<8} {:<10}",
+        "SNAPSHOT", "ENTRIES", "SIZE", "UNIQUE", "RESULT", "VERIFIED"
+    );
+    for s in &list {
+        let opt = |v: Option<u64>, f: &dyn Fn(u64) -> String| v.map_or("?".to_string(), f);
+        println!(
+            "{:<22} {:>10} {:>10} {:>10} {:<8} {:<10}{}",
+            s.id,
+            opt(s.entries, &|n| n.to_string()),
+            opt(s.bytes, &human_bytes),
+            human_bytes(s.unique_bytes),
+            s.result.as_deref().unwrap_or("?"),
+            s.verified.as_deref().unwrap_or("never"),
+            if s.latest { "  <- latest" } else { "" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a copy (`sync` or `backup`): progress while it works, then the summary. `run` may give
+/// a JSON document to print instead of the summary and a line to add to the human summary.
+fn copy_command<J>(
+    cmd: &str,
+    c: &CopyArgs,
+    prepare: impl FnOnce(mover::Options) -> mover::Result<J>,
+    stats_of: impl Fn(&J) -> Arc<Stats>,
+    run: impl FnOnce(J) -> mover::Result<(Summary, Option<(serde_json::Value, String)>)>,
+) -> anyhow::Result<ExitCode> {
+    init_logging(c.verbose, c.quiet);
+    let mode = match c.progress {
+        ProgressMode::Auto if std::io::stderr().is_terminal() && !c.quiet => ProgressMode::Bar,
         ProgressMode::Auto => ProgressMode::None,
         m => m,
     };
     let opts = mover::Options {
-        subdir: a.subdir.clone(),
-        checksum: a.checksum,
-        allow_empty: a.allow_empty,
-        threads: a.threads,
+        subdir: c.subdir.clone(),
+        checksum: c.checksum,
+        allow_empty: c.allow_empty,
+        threads: c.threads,
         count_ahead: matches!(mode, ProgressMode::Bar | ProgressMode::Json),
-        impersonate: a.impersonate.into(),
+        impersonate: c.impersonate.into(),
     };
-    let job = match mover::Sync::prepare(&a.src, &a.dst, opts) {
+    let job = match prepare(opts) {
         Ok(j) => j,
         Err(e) => {
-            eprintln!("pvc-backup mover sync: {e}");
+            eprintln!("pvc-backup mover {cmd}: {e}");
             return Ok(ExitCode::from(e.exit_code()));
         }
     };
-    let stats = job.stats();
+    let stats = stats_of(&job);
     let done = Arc::new(AtomicBool::new(false));
-    let interval = Duration::from_secs_f64(a.progress_interval.max(0.05));
+    let interval = Duration::from_secs_f64(c.progress_interval.max(0.05));
     let reporter = {
         let (stats, done) = (stats.clone(), done.clone());
         std::thread::spawn(move || report(mode, &stats, &done, interval))
     };
-    let result = job.run();
+    let result = run(job);
     done.store(true, Ordering::Relaxed);
     let _ = reporter.join();
-    let summary = match result {
+    let (summary, extra) = match result {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("pvc-backup mover sync: {e}");
+            eprintln!("pvc-backup mover {cmd}: {e}");
             return Ok(ExitCode::from(e.exit_code()));
         }
     };
@@ -187,10 +331,17 @@ fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
         let mut out = std::io::stdout().lock();
         let last = stats.event("done", Duration::from_millis(summary.duration_ms), 0);
         writeln!(out, "{}", serde_json::to_string(&last)?)?;
-        writeln!(out, "{}", serde_json::to_string(&summary)?)?;
+        match &extra {
+            Some((json, _)) => writeln!(out, "{}", serde_json::to_string(json)?)?,
+            None => writeln!(out, "{}", serde_json::to_string(&summary)?)?,
+        }
     }
-    if !a.quiet || summary.exit_code != 0 {
-        eprintln!("{}", human_summary(&summary));
+    if !c.quiet || summary.exit_code != 0 {
+        let mut text = human_summary(cmd, &summary);
+        if let Some((_, line)) = extra {
+            text = format!("pvc-backup mover {cmd}: {line}\n{text}");
+        }
+        eprintln!("{text}");
     }
     Ok(ExitCode::from(summary.exit_code))
 }
@@ -247,10 +398,10 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(report.exit_code))
 }
 
-fn human_summary(s: &Summary) -> String {
+fn human_summary(cmd: &str, s: &Summary) -> String {
     let e = &s.entries;
     let mut line = format!(
-        "pvc-backup mover sync: {}: {} entries ({} copied, {} linked, {} updated, {} unchanged, \
+        "pvc-backup mover {cmd}: {}: {} entries ({} copied, {} linked, {} updated, {} unchanged, \
          {} deleted{}), {} of {} copied in {:.1}s",
         s.result,
         e.total,

@@ -183,6 +183,22 @@ fn an_unreadable_file_is_listed_and_the_run_is_partial() {
     assert!(!dst.join("secret").exists());
 }
 
+/// Twelve files of 6 MiB and 3,000 small ones: long enough a copy to be killed in the middle.
+fn big_tree(src: &Tree) {
+    for i in 0..12 {
+        let big: Vec<u8> = (0..(6 << 20))
+            .map(|j: u32| (j.wrapping_mul(2_654_435_761) >> (i % 7)) as u8)
+            .collect();
+        src.file(format!("big/{i}.bin").as_bytes(), &big);
+    }
+    for i in 0..3000 {
+        src.file(
+            format!("small/{}/{i}", i % 30).as_bytes(),
+            format!("{i}").repeat(i % 50 + 1).as_bytes(),
+        );
+    }
+}
+
 /// Every regular file under a real name in `dst` has exactly its source's content.
 fn no_half_written_file(src: &Path, dst: &Path) -> usize {
     let mut checked = 0;
@@ -230,18 +246,7 @@ fn a_sync_killed_at_random_moments_never_shows_a_half_written_file_and_finishes_
         x ^= x << 17;
         x
     };
-    for i in 0..12 {
-        let big: Vec<u8> = (0..(6 << 20))
-            .map(|j: u32| (j.wrapping_mul(2_654_435_761) >> (i % 7)) as u8)
-            .collect();
-        src.file(format!("big/{i}.bin").as_bytes(), &big);
-    }
-    for i in 0..3000 {
-        src.file(
-            format!("small/{}/{i}", i % 30).as_bytes(),
-            format!("{i}").repeat(i % 50 + 1).as_bytes(),
-        );
-    }
+    big_tree(&src);
     let dst = dir.path().join("dst");
     let mut kills = 0;
     for _ in 0..6 {
@@ -273,4 +278,76 @@ fn a_sync_killed_at_random_moments_never_shows_a_half_written_file_and_finishes_
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(no_half_written_file(&src.root, &dst), 3012);
     assert_mirror(&src.root, &dst, &[]);
+}
+
+#[test]
+fn a_backup_killed_midway_leaves_no_snapshot_and_the_next_run_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"first", b"in the first snapshot");
+    let dst = dir.path().join("dst");
+    let o = bin()
+        .args(["mover", "backup", "-q"])
+        .arg(&src.root)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let first = std::fs::read_link(dst.join("latest")).unwrap();
+    big_tree(&src);
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut child = bin()
+        .args(["mover", "backup", "-q", "--threads", "4"])
+        .arg(&src.root)
+        .arg(&dst)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = child.try_wait().unwrap().is_none();
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    if !killed {
+        skip(
+            "killed_backup",
+            "the backup finished before it could be killed",
+        );
+        return;
+    }
+    let names = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dst.join("snapshots"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let after_kill = names();
+    assert_eq!(
+        after_kill
+            .iter()
+            .filter(|n| !n.starts_with(".partial-"))
+            .count(),
+        1,
+        "{after_kill:?}"
+    );
+    assert_eq!(
+        std::fs::read_link(dst.join("latest")).unwrap(),
+        first,
+        "latest moved to an incomplete snapshot"
+    );
+    let o = bin()
+        .args(["mover", "backup", "-q"])
+        .arg(&src.root)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let after = names();
+    assert!(
+        after.iter().all(|n| !n.starts_with(".partial-")),
+        "{after:?}"
+    );
+    assert_eq!(after.len(), 2);
+    assert_mirror(&src.root, &dst.join("latest"), &[]);
 }

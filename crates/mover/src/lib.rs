@@ -24,6 +24,8 @@ pub mod owner;
 pub mod preflight;
 pub mod relpath;
 pub mod remove;
+pub mod retention;
+pub mod snapshot;
 pub mod summary;
 pub mod sync;
 pub mod xattr;

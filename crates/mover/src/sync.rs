@@ -70,9 +70,46 @@ pub struct Sync {
     state: StateDir,
     stats: Arc<Stats>,
     owners: Owners,
+    /// Where an unprivileged run's metadata manifest goes (the state folder when `None`).
+    meta_dir: Option<OwnedFd>,
+    /// A previous copy whose unchanged entries are hard-linked instead of copied.
+    reference: Option<OwnedFd>,
 }
 
 impl Sync {
+    /// Points a prepared sync at another target inside the locked one: `target` (a new, empty
+    /// folder) is filled, entries equal to those in `reference` are hard-linked to them, and an
+    /// unprivileged run's manifest goes to `meta_dir` (given only to unprivileged runs). Used
+    /// for versioned backups.
+    pub(crate) fn retarget(
+        mut self,
+        target: OwnedFd,
+        target_path: PathBuf,
+        meta_dir: Option<OwnedFd>,
+        reference: Option<OwnedFd>,
+    ) -> Sync {
+        self.dst = target;
+        self.dst_path = target_path;
+        self.meta_dir = meta_dir;
+        self.reference = reference;
+        self
+    }
+
+    /// The opened (and locked) target root.
+    pub(crate) fn target_fd(&self) -> BorrowedFd<'_> {
+        self.dst.as_fd()
+    }
+
+    /// The locked state folder of the target.
+    pub(crate) fn state_fd(&self) -> BorrowedFd<'_> {
+        self.state.dir.as_fd()
+    }
+
+    /// The acting-as-owner threads of this run.
+    pub(crate) fn owners(&self) -> &Owners {
+        &self.owners
+    }
+
     /// Opens and checks source and target, and locks the target. Nothing in the target changes
     /// when this fails (a missing target folder is created only once every check passed).
     pub fn prepare(src: &Path, dst: &Path, opts: Options) -> Result<Sync> {
@@ -97,7 +134,15 @@ impl Sync {
             state,
             stats: Arc::new(Stats::default()),
             owners,
+            meta_dir: None,
+            reference: None,
         })
+    }
+
+    fn manifest_dir(&self) -> BorrowedFd<'_> {
+        self.meta_dir
+            .as_ref()
+            .map_or(self.state.dir.as_fd(), |d| d.as_fd())
     }
 
     /// The run's counters, for progress display while [`Sync::run`] works.
@@ -108,6 +153,20 @@ impl Sync {
     /// Mirrors the source into the target and returns the summary (also written to
     /// `TARGET/.pvc-backup/last-sync.json`).
     pub fn run(self) -> Result<Summary> {
+        self.run_keep(|_, _| Ok(())).map(|(s, ())| s)
+    }
+
+    /// Runs, then calls `after` while the target is still locked.
+    pub(crate) fn run_keep<R>(
+        self,
+        after: impl FnOnce(&Summary, &Owners) -> Result<R>,
+    ) -> Result<(Summary, R)> {
+        let summary = self.mirror()?;
+        let r = after(&summary, &self.owners)?;
+        Ok((summary, r))
+    }
+
+    fn mirror(&self) -> Result<Summary> {
         let started = SystemTime::now();
         let t0 = Instant::now();
         let threads = if self.opts.threads == 0 {
@@ -136,14 +195,15 @@ impl Sync {
             if privileges.euid != 0 && !privileges.capabilities.iter().any(|c| c == "CHOWN") {
                 let egid = rustix::process::getegid().as_raw();
                 Some(
-                    metalog::Writer::create(self.state.dir.as_fd(), privileges.euid, egid)
-                        .map_err(|e| {
+                    metalog::Writer::create(self.manifest_dir(), privileges.euid, egid).map_err(
+                        |e| {
                             Error::io(
                                 "cannot write metadata manifest in",
                                 self.dst_path.display().to_string(),
                                 e,
                             )
-                        })?,
+                        },
+                    )?,
                 )
             } else {
                 None
@@ -204,6 +264,7 @@ impl Sync {
                     dst: dst_root,
                     src_id: (root_meta.uid, root_meta.gid),
                     default_acl: has_default_acl(&ctx, self.dst.as_fd()),
+                    link_ref: self.reference.as_ref().and_then(|r| r.try_clone().ok()),
                     want: ctx.wanted(Vec::new, root_meta, true),
                     want_x: root_x,
                 });
@@ -219,14 +280,14 @@ impl Sync {
         let (errors, notes) = ctx.journal.take();
         let state = self.state.dir.as_fd();
         match ctx.unprivileged {
-            Some(w) => w.finish(state).map_err(|e| {
+            Some(w) => w.finish(self.manifest_dir()).map_err(|e| {
                 Error::io(
                     "cannot write metadata manifest in",
                     self.dst_path.display().to_string(),
                     e,
                 )
             })?,
-            None => metalog::remove(state),
+            None => metalog::remove(self.manifest_dir()),
         }
         let (entries, bytes) = Summary::counts(stats);
         let partial = entries.failed > 0;
@@ -398,6 +459,8 @@ struct DirNode<'a> {
     src_id: Id,
     /// Whether the target directory has a default ACL, which new entries inherit.
     default_acl: bool,
+    /// The same directory in a previous copy, whose unchanged entries are hard-linked.
+    link_ref: Option<OwnedFd>,
     want: Meta,
     want_x: Xattrs,
 }
@@ -626,6 +689,10 @@ fn enter_dir<'s, 'a: 's>(
     let rel = relpath::join(&node.rel, name.to_bytes());
     // A directory made in this run has no default ACL until its attributes are applied.
     let default_acl = work.present[i].is_some() && has_default_acl(ctx, dst_sub.as_fd());
+    let link_ref = node.link_ref.as_ref().and_then(|r| {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        ctx.owners.open_in(r.as_fd(), name, flags).ok()
+    });
     drop(work);
     let want = ctx.wanted(|| rel.clone(), meta, true);
     let child = Arc::new(DirNode {
@@ -635,6 +702,7 @@ fn enter_dir<'s, 'a: 's>(
         dst: dst_sub,
         src_id: (meta.uid, meta.gid),
         default_acl,
+        link_ref,
         want,
         want_x,
     });
@@ -884,12 +952,87 @@ fn sync_entry(
         meta,
         have,
     };
+    if have.is_none() {
+        if let Some(r) = &node.link_ref {
+            if let Some(out) = reuse(&e, r.as_fd()) {
+                return Ok(out);
+            }
+        }
+    }
     match meta.kind {
         Kind::File => sync_file(&e),
         Kind::Symlink => sync_symlink(&e),
         Kind::Fifo | Kind::CharDevice | Kind::BlockDevice => sync_special(&e),
         Kind::Dir | Kind::Socket => unreachable!("handled by the caller"),
     }
+}
+
+/// Hard-links the entry from the previous copy `reference` when it is unchanged there: same type,
+/// size, mtime, owner, mode and extended attributes, and for a symlink the same target (with
+/// `--checksum`, the same content too). Returns `None` when it must be copied.
+fn reuse(e: &Entry<'_, '_>, reference: BorrowedFd<'_>) -> Option<Outcome> {
+    let Entry {
+        ctx,
+        node,
+        src,
+        dst,
+        name,
+        meta,
+        ..
+    } = *e;
+    if !matches!(meta.kind, Kind::File | Kind::Symlink) {
+        return None;
+    }
+    let old = ctx
+        .owners
+        .retry_target(&[], &[reference], || stat_at(reference, name))
+        .ok()?;
+    let same = old.kind == meta.kind
+        && old.size == meta.size
+        && old.mtime == meta.mtime
+        && old.uid == meta.uid
+        && old.gid == meta.gid
+        && (meta.kind == Kind::Symlink || old.perm == meta.perm);
+    if !same {
+        return None;
+    }
+    if meta.kind == Kind::Symlink {
+        let a = ctx.owners.retry(&[node.src_id], || {
+            readlinkat(src, name, Vec::new()).map_err(Into::into)
+        });
+        let b = ctx.owners.retry_target(&[], &[reference], || {
+            readlinkat(reference, name, Vec::new()).map_err(Into::into)
+        });
+        if a.ok()? != b.ok()? {
+            return None;
+        }
+    } else if ctx.opts.checksum {
+        let a = ctx.open_source_file(src, node.src_id, name, meta).ok()?;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let b = ctx.owners.open_in(reference, name, flags).ok()?;
+        if !same_content(&a, &b).ok()? {
+            return None;
+        }
+    }
+    let want_x = ctx
+        .owners
+        .source_xattrs(src, node.src_id, name, meta)
+        .ok()?;
+    let old_x = ctx
+        .owners
+        .target_xattrs(reference, name, old.kind, (old.uid, old.gid))
+        .ok()?;
+    if want_x != old_x {
+        return None;
+    }
+    let linked = ctx
+        .owners
+        .retry_target(&[(old.uid, old.gid)], &[dst, reference], || {
+            linkat(reference, name, dst, name, AtFlags::empty()).map_err(Into::into)
+        });
+    // Too many links (EMLINK) or a reference on another filesystem: copy instead.
+    linked.ok()?;
+    Some(Outcome::Unchanged { ino: old.ino })
 }
 
 /// One non-directory source entry being mirrored: where it is, what it is, and what the target

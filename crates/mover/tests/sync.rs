@@ -4,6 +4,7 @@
 mod sync {
     pub mod util;
 
+    mod backup;
     mod fidelity;
     mod filesystems;
     mod mutations;

@@ -1,0 +1,181 @@
+//! Versioned backups: snapshots, hard links to the previous one, retention, dead runs.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use mover::Options;
+use mover::retention::Policy;
+use mover::snapshot::{Backup, BackupReport, list};
+use testkit::oracle::assert_mirror;
+use testkit::skip::is_root;
+use testkit::tree::rich_tree;
+
+use super::util::{Pair, assert_ok};
+
+fn backup(p: &Pair, policy: Policy) -> BackupReport {
+    let b = Backup::prepare(&p.src.root, &p.dst.root, Options::default(), policy)
+        .unwrap_or_else(|e| panic!("prepare: {e}"));
+    let r = b.run().unwrap_or_else(|e| panic!("run: {e}"));
+    assert_ok(&r.summary);
+    r
+}
+
+/// Snapshot names are times to the second: a test that takes several waits for the next one.
+fn next_second() {
+    std::thread::sleep(std::time::Duration::from_millis(1050));
+}
+
+fn snapshot(p: &Pair, id: &str) -> std::path::PathBuf {
+    p.dst.root.join("snapshots").join(id)
+}
+
+/// A copy of the source as it is now, made by `cp -a`, to compare an old snapshot with later.
+fn freeze(src: &Path, to: &Path) {
+    let st = std::process::Command::new("cp").arg("-a").arg(src).arg(to).status().unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn each_run_adds_a_complete_snapshot_sharing_what_did_not_change() {
+    let p = Pair::new();
+    let sockets = rich_tree(&p.src, is_root());
+    let first = backup(&p, Policy::default());
+    assert_eq!(first.previous, None);
+    let before = p._dir.path().join("before");
+    freeze(&p.src.root, &before);
+
+    next_second();
+    p.src
+        .file(b"plain", b"changed content")
+        .file(b"added", b"new")
+        .remove(b"empty");
+    let second = backup(&p, Policy::default());
+    assert_eq!(second.previous.as_deref(), Some(first.snapshot.as_str()));
+    assert_eq!(
+        second.summary.bytes.copied,
+        "changed content".len() as u64 + 3
+    );
+
+    // `latest` is the new snapshot, an exact copy of the source now; the first is still exactly
+    // the source as it was.
+    let latest = std::fs::read_link(p.dst.root.join("latest")).unwrap();
+    assert_eq!(latest, Path::new("snapshots").join(&second.snapshot));
+    assert_mirror(&p.src.root, &p.dst.root.join("latest"), &sockets);
+    assert_mirror(&before, &snapshot(&p, &first.snapshot), &sockets);
+
+    // Unchanged entries are the same inode in both; changed ones are not.
+    let ino = |id: &str, f: &str| {
+        std::fs::symlink_metadata(snapshot(&p, id).join(f))
+            .unwrap()
+            .ino()
+    };
+    for f in [
+        "sparse.img",
+        "dir/nested/deep.txt",
+        "link-rel",
+        "hard-a",
+        "dir/hard-b",
+    ] {
+        assert_eq!(
+            ino(&first.snapshot, f),
+            ino(&second.snapshot, f),
+            "{f} was copied again"
+        );
+    }
+    assert_ne!(
+        ino(&first.snapshot, "plain"),
+        ino(&second.snapshot, "plain")
+    );
+    // The hard-link group is still one inode inside the new snapshot.
+    assert_eq!(
+        ino(&second.snapshot, "hard-a"),
+        ino(&second.snapshot, "dir/nested/hard-c")
+    );
+}
+
+#[test]
+fn a_dead_runs_partial_snapshot_is_removed_and_never_listed() {
+    let p = Pair::new();
+    p.src.file(b"f", b"1");
+    let first = backup(&p, Policy::default());
+    // What a run killed half-way leaves.
+    let partial = p.dst.root.join("snapshots/.partial-2026-01-01T00-00-00Z");
+    std::fs::create_dir_all(partial.join("half")).unwrap();
+    std::fs::write(partial.join("half/file"), b"half").unwrap();
+    assert_eq!(
+        list(&p.dst.root).unwrap().len(),
+        1,
+        "a partial snapshot is not a snapshot"
+    );
+    next_second();
+    let second = backup(&p, Policy::default());
+    assert_eq!(second.cleaned, [".partial-2026-01-01T00-00-00Z"]);
+    assert!(!partial.exists());
+    let ids: Vec<String> = list(&p.dst.root)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(ids, [second.snapshot.clone(), first.snapshot.clone()]);
+}
+
+#[test]
+fn retention_keeps_the_newest_and_removes_the_rest() {
+    let p = Pair::new();
+    p.src.file(b"f", b"0");
+    let mut made = Vec::new();
+    for i in 0..4 {
+        if i > 0 {
+            next_second();
+        }
+        p.src.file(b"f", format!("{i}").as_bytes());
+        made.push(backup(
+            &p,
+            Policy {
+                last: Some(2),
+                ..Policy::default()
+            },
+        ));
+    }
+    let ids: Vec<String> = list(&p.dst.root)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(ids, [made[3].snapshot.clone(), made[2].snapshot.clone()]);
+    assert_eq!(made[2].removed, [made[0].snapshot.clone()]);
+    assert_eq!(made[3].removed, [made[1].snapshot.clone()]);
+    assert_eq!(std::fs::read(p.dst.root.join("latest/f")).unwrap(), b"3");
+}
+
+#[test]
+fn snapshots_report_sizes_and_what_only_they_hold() {
+    let p = Pair::new();
+    p.src
+        .file(b"same", &vec![7u8; 64 * 1024])
+        .file(b"changes", &vec![1u8; 32 * 1024]);
+    let first = backup(&p, Policy::default());
+    next_second();
+    p.src.file(b"changes", &vec![2u8; 32 * 1024]);
+    let second = backup(&p, Policy::default());
+    let l = list(&p.dst.root).unwrap();
+    assert_eq!(
+        (l[0].id.as_str(), l[0].latest),
+        (second.snapshot.as_str(), true)
+    );
+    assert_eq!(
+        (l[1].id.as_str(), l[1].latest),
+        (first.snapshot.as_str(), false)
+    );
+    assert_eq!(l[0].entries, Some(2));
+    assert_eq!(l[0].bytes, Some(96 * 1024));
+    // Only the 32 KiB version of `changes` is unique to each; `same` is shared. The kernel's
+    // block count says how much space that is.
+    for (s, id) in [(&l[0], &second.snapshot), (&l[1], &first.snapshot)] {
+        let blocks = std::fs::metadata(snapshot(&p, id).join("changes"))
+            .unwrap()
+            .blocks();
+        assert_eq!(s.unique_bytes, blocks * 512, "{id}");
+    }
+    assert_eq!(l[0].result.as_deref(), Some("ok"));
+}
