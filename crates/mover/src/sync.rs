@@ -332,9 +332,10 @@ pub(crate) fn write_state_file(
         OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
     )?;
-    let mut f = std::fs::File::from(fd);
+    let mut f = std::io::BufWriter::new(std::fs::File::from(fd));
     serde_json::to_writer_pretty(&mut f, value)?;
     f.write_all(b"\n")?;
+    f.flush()?;
     renameat(dir, tmp.as_c_str(), dir, name)?;
     Ok(())
 }

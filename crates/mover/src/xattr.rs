@@ -10,13 +10,15 @@
 //! would remove its ACLs.
 //!
 //! An entry is reached either through an open descriptor or, for symlinks and entries the mover
-//! does not open, as `/proc/self/fd/DIRFD/NAME` with the `l*` calls, which never follow the last
-//! component: this keeps every call relative to a directory descriptor.
+//! does not open, relative to its directory's descriptor without following it: with
+//! `listxattrat`/`getxattrat` where the kernel has them (Linux 6.13), otherwise as
+//! `/proc/self/fd/DIRFD/NAME` with the `l*` calls, which never follow the last component.
 
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use rustix::fs::{
     XattrFlags, fgetxattr, flistxattr, fremovexattr, fsetxattr, getxattr, lgetxattr, listxattr,
@@ -97,6 +99,74 @@ fn with_proc_path<R>(dir: BorrowedFd<'_>, name: &CStr, f: impl FnOnce(&CStr) -> 
     })
 }
 
+/// Whether the kernel has `listxattrat`/`getxattrat` (Linux 6.13): 0 unknown, 1 yes, 2 no.
+static XATTRAT: AtomicU8 = AtomicU8::new(0);
+const SYS_GETXATTRAT: libc::c_long = 464;
+const SYS_LISTXATTRAT: libc::c_long = 465;
+
+#[repr(C)]
+struct XattrArgs {
+    value: u64,
+    size: u32,
+    flags: u32,
+}
+
+/// `listxattrat` or `getxattrat` relative to `dir`, without following `name`; `None` when the
+/// kernel (or a seccomp profile) does not offer them, so the caller uses `/proc` instead.
+fn xattrat(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    attr: Option<&CStr>,
+    buf: &mut [u8],
+) -> Option<Result<usize, Errno>> {
+    let state = XATTRAT.load(Ordering::Relaxed);
+    if state == 2 {
+        return None;
+    }
+    // SAFETY: system calls with valid descriptors, NUL-terminated strings and a buffer of the
+    // length passed.
+    let r = unsafe {
+        match attr {
+            None => libc::syscall(
+                SYS_LISTXATTRAT,
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+                buf.as_mut_ptr(),
+                buf.len(),
+            ),
+            Some(a) => {
+                let mut args = XattrArgs {
+                    value: buf.as_mut_ptr() as u64,
+                    size: buf.len() as u32,
+                    flags: 0,
+                };
+                libc::syscall(
+                    SYS_GETXATTRAT,
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::AT_SYMLINK_NOFOLLOW,
+                    a.as_ptr(),
+                    &mut args as *mut XattrArgs,
+                    std::mem::size_of::<XattrArgs>(),
+                )
+            }
+        }
+    };
+    if r >= 0 {
+        if state == 0 {
+            XATTRAT.store(1, Ordering::Relaxed);
+        }
+        return Some(Ok(r as usize));
+    }
+    let e = Errno::from_raw_os_error(io::Error::last_os_error().raw_os_error().unwrap_or(0));
+    if state == 0 && (e == Errno::NOSYS || e == Errno::PERM) {
+        XATTRAT.store(2, Ordering::Relaxed);
+        return None;
+    }
+    Some(Err(e))
+}
+
 fn with_fd_path<R>(fd: BorrowedFd<'_>, f: impl FnOnce(&CStr) -> R) -> R {
     let p = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL");
     f(&p)
@@ -110,7 +180,10 @@ fn list_raw(target: Target<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
     loop {
         let r = match target {
             Target::Fd(fd) => flistxattr(fd, &mut buf[..]),
-            Target::At(dir, name) => with_proc_path(dir, name, |p| llistxattr(p, &mut buf[..])),
+            Target::At(dir, name) => match xattrat(dir, name, None, &mut buf[..]) {
+                Some(r) => r,
+                None => with_proc_path(dir, name, |p| llistxattr(p, &mut buf[..])),
+            },
             Target::Path(fd) => with_fd_path(fd, |p| listxattr(p, &mut buf[..])),
         };
         match r {
@@ -129,7 +202,10 @@ fn get_raw(target: Target<'_>, name: &CStr, buf: &mut Vec<u8>) -> io::Result<Opt
     loop {
         let r = match target {
             Target::Fd(fd) => fgetxattr(fd, name, &mut buf[..]),
-            Target::At(dir, n) => with_proc_path(dir, n, |p| lgetxattr(p, name, &mut buf[..])),
+            Target::At(dir, n) => match xattrat(dir, n, Some(name), &mut buf[..]) {
+                Some(r) => r,
+                None => with_proc_path(dir, n, |p| lgetxattr(p, name, &mut buf[..])),
+            },
             Target::Path(fd) => with_fd_path(fd, |p| getxattr(p, name, &mut buf[..])),
         };
         match r {

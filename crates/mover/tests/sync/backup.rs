@@ -31,7 +31,12 @@ fn snapshot(p: &Pair, id: &str) -> std::path::PathBuf {
 
 /// A copy of the source as it is now, made by `cp -a`, to compare an old snapshot with later.
 fn freeze(src: &Path, to: &Path) {
-    let st = std::process::Command::new("cp").arg("-a").arg(src).arg(to).status().unwrap();
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(src)
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(st.success());
 }
 
