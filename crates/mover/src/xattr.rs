@@ -320,6 +320,49 @@ pub fn apply(target: Target<'_>, want: &Xattrs, have: Option<&Xattrs>) -> io::Re
 mod tests {
     use super::*;
 
+    /// Lists and reads every attribute of `name` in `dir` through `/proc` only.
+    fn read_via_proc(dir: BorrowedFd<'_>, name: &CStr) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut list = vec![0u8; 4096];
+        let n = with_proc_path(dir, name, |p| llistxattr(p, &mut list[..])).unwrap();
+        let mut out = Vec::new();
+        for a in list[..n].split(|&b| b == 0).filter(|a| !a.is_empty()) {
+            let c = CString::new(a).unwrap();
+            let mut v = vec![0u8; 4096];
+            let len =
+                with_proc_path(dir, name, |p| lgetxattr(p, c.as_c_str(), &mut v[..])).unwrap();
+            out.push((a.to_vec(), v[..len].to_vec()));
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn relative_calls_and_the_proc_fallback_see_the_same_attributes() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"x").unwrap();
+        let cf = CString::new(f.as_os_str().as_encoded_bytes()).unwrap();
+        for (k, v) in [("user.a", &b"1"[..]), ("user.b", b"\x00two\xff")] {
+            let k = CString::new(k).unwrap();
+            rustix::fs::setxattr(cf.as_c_str(), k.as_c_str(), v, XattrFlags::empty()).unwrap();
+        }
+        std::os::unix::fs::symlink("f", dir.path().join("l")).unwrap();
+        let d = std::fs::File::open(dir.path()).unwrap();
+        for name in [c"f", c"l"] {
+            let target = Target::At(std::os::fd::AsFd::as_fd(&d), name);
+            let got: Vec<(Vec<u8>, Vec<u8>)> = read(target)
+                .unwrap()
+                .iter()
+                .map(|(n, v)| (n.to_bytes().to_vec(), v.to_vec()))
+                .collect();
+            let via_proc: Vec<_> = read_via_proc(std::os::fd::AsFd::as_fd(&d), name)
+                .into_iter()
+                .filter(|(n, _)| is_copied(n))
+                .collect();
+            assert_eq!(got, via_proc, "{name:?}");
+        }
+    }
+
     #[test]
     fn copies_user_trusted_security_and_acls_but_not_selinux_or_nfs4() {
         assert!(is_copied(b"user.mime_type"));
