@@ -29,6 +29,9 @@ enum MoverCommand {
     Backup(BackupArgs),
     /// List the snapshots in DST.
     Snapshots(SnapshotsArgs),
+    /// Copy a snapshot of BACKUP (or one folder of it, --subdir) into TARGET with every
+    /// attribute, removing what the snapshot lacks unless --no-delete.
+    Restore(RestoreArgs),
     /// Copy a raw block device or image file to another, writing only what differs.
     Block(block_cmd::BlockArgs),
     /// Walk SRC without copying: owners and groups found, entries this process cannot read, and
@@ -123,6 +126,20 @@ pub struct BackupArgs {
     copy: CopyArgs,
 }
 
+/// Arguments of `pvc-backup mover restore`.
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The backup folder (the DST of `mover backup`).
+    backup: PathBuf,
+    /// Where to restore to; created if missing.
+    target: PathBuf,
+    /// Which snapshot: its name, or `latest`.
+    #[arg(long, value_name = "ID", default_value = "latest")]
+    snapshot: String,
+    #[command(flatten)]
+    copy: CopyArgs,
+}
+
 /// Arguments of `pvc-backup mover snapshots`.
 #[derive(Debug, clap::Args)]
 pub struct SnapshotsArgs {
@@ -142,6 +159,9 @@ pub struct CopyArgs {
     /// Also compare the content of files whose size and mtime are equal.
     #[arg(long, short = 'c')]
     checksum: bool,
+    /// Keep entries of the target that the source lacks, instead of removing them.
+    #[arg(long)]
+    no_delete: bool,
     /// Copy an empty source (a mirror then deletes everything in DST); refused by default with
     /// exit code 254.
     #[arg(long)]
@@ -172,6 +192,7 @@ pub fn run(args: MoverArgs) -> anyhow::Result<ExitCode> {
         MoverCommand::Sync(a) => sync(a),
         MoverCommand::Backup(a) => backup(a),
         MoverCommand::Snapshots(a) => snapshots(a),
+        MoverCommand::Restore(a) => restore(a),
         MoverCommand::Block(a) => block_cmd::run(a),
         MoverCommand::Check(a) => check(a),
     }
@@ -247,6 +268,23 @@ fn backup(a: BackupArgs) -> anyhow::Result<ExitCode> {
     )
 }
 
+fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let from = match mover::snapshot::resolve(&a.backup, &a.snapshot) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("pvc-backup mover restore: {e}");
+            return Ok(ExitCode::from(e.exit_code()));
+        }
+    };
+    copy_command(
+        "restore",
+        &a.copy,
+        |opts| mover::Sync::prepare(&from, &a.target, opts),
+        mover::Sync::stats,
+        |job| job.run().map(|s| (s, None)),
+    )
+}
+
 fn snapshots(a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     init_logging(0, false);
     let list = match mover::snapshot::list(&a.dst) {
@@ -302,6 +340,7 @@ fn copy_command<J>(
         threads: c.threads,
         count_ahead: matches!(mode, ProgressMode::Bar | ProgressMode::Json),
         impersonate: c.impersonate.into(),
+        no_delete: c.no_delete,
     };
     let job = match prepare(opts) {
         Ok(j) => j,

@@ -351,3 +351,35 @@ fn a_backup_killed_midway_leaves_no_snapshot_and_the_next_run_cleans_up() {
     assert_eq!(after.len(), 2);
     assert_mirror(&src.root, &dst.join("latest"), &[]);
 }
+
+#[test]
+fn restore_copies_a_snapshot_back_and_names_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"a/b", b"content").mode(b"a/b", 0o640);
+    let backup = dir.path().join("backup");
+    let o = bin()
+        .args(["mover", "backup", "-q"])
+        .arg(&src.root)
+        .arg(&backup)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let target = dir.path().join("target");
+    let o = bin()
+        .args(["mover", "restore", "-q"])
+        .arg(&backup)
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_mirror(&src.root, &target, &[]);
+    let o = bin()
+        .args(["mover", "restore", "--snapshot", "2001-01-01T00-00-00Z"])
+        .arg(&backup)
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("mover snapshots"), "{}", stderr(&o));
+}

@@ -353,4 +353,25 @@ fn an_unprivileged_copy_keeps_owners_in_its_manifest_and_a_restore_applies_them(
     );
     assert_mirror(&src.root, &restored, &["private", "secret.key"]);
     assert!(!restored.join(".pvc-backup/metadata.jsonl").exists());
+
+    // One folder of the backup, restored with --subdir, gets its recorded owners too.
+    let one = dir.path().join("restored-pub");
+    let o = Command::new(assert_cmd::cargo::cargo_bin!("pvc-backup"))
+        .args(["mover", "sync", "--subdir", "pub"])
+        .arg(&backup.root)
+        .arg(&one)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_mirror(&src.path(b"pub"), &one, &[]);
+    assert_eq!(
+        std::fs::metadata(&one).unwrap().uid(),
+        1002,
+        "the folder itself"
+    );
 }

@@ -384,3 +384,36 @@ fn unique_bytes(dir: OwnedFd) -> std::io::Result<u64> {
     }
     Ok(total)
 }
+
+/// Resolves a snapshot name, or `latest`, to its folder in `dst`.
+pub fn resolve(dst: &Path, which: &str) -> Result<PathBuf> {
+    if which == "latest" {
+        let link = std::fs::read_link(dst.join("latest")).map_err(|e| {
+            Error::Usage(format!(
+                "{} has no latest snapshot ({e}); is it a backup made by `pvc-backup mover backup`?",
+                dst.display()
+            ))
+        })?;
+        let id = link
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return resolve(dst, &id);
+    }
+    if parse_id(which).is_none() || which.contains('/') {
+        return Err(Error::Usage(format!(
+            "{which:?} is not a snapshot name (like 2026-11-25T02-00-00Z) nor `latest`; \
+             `pvc-backup mover snapshots {}` lists them",
+            dst.display()
+        )));
+    }
+    let path = dst.join("snapshots").join(which);
+    if !path.is_dir() {
+        return Err(Error::Usage(format!(
+            "no snapshot {which} in {}; `pvc-backup mover snapshots {}` lists them",
+            dst.display(),
+            dst.display()
+        )));
+    }
+    Ok(path)
+}

@@ -50,6 +50,8 @@ pub struct Options {
     pub count_ahead: bool,
     /// When to read source entries as their owners (see [`crate::owner`]).
     pub impersonate: Impersonate,
+    /// Keep target entries the source lacks (restore into a tree without removing anything).
+    pub no_delete: bool,
 }
 
 /// Default worker count: file copying waits on I/O as much as on CPU, so twice the CPUs this
@@ -210,20 +212,44 @@ impl Sync {
             };
         // A source that is the target of an unprivileged run carries the real attributes in its
         // manifest.
-        let recorded = if self.opts.subdir.is_none() {
+        // A source that is the target of an unprivileged run carries the real attributes in its
+        // manifest (at the root of the source, so with --subdir the keys get the subdir first).
+        let recorded = {
+            let root = match &self.opts.subdir {
+                None => self.src.try_clone().ok(),
+                Some(_) => preflight::open_source(&self.src_path, None, &self.owners).ok(),
+            };
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            match openat(&self.src, c".pvc-backup", flags, Mode::empty()) {
-                Ok(state) => metalog::read(state.as_fd()).map_err(|e| {
+            let state = root.and_then(|r| openat(&r, c".pvc-backup", flags, Mode::empty()).ok());
+            let read = match state {
+                Some(state) => metalog::read(state.as_fd()).map_err(|e| {
                     Error::io(
                         "cannot read the metadata manifest of",
                         self.src_path.display().to_string(),
                         e,
                     )
                 })?,
-                Err(_) => None,
+                None => None,
+            };
+            match (read, &self.opts.subdir) {
+                (Some(map), Some(sub)) => {
+                    let prefix = sub.as_os_str().as_encoded_bytes();
+                    let prefix: Vec<u8> = prefix.strip_suffix(b"/").unwrap_or(prefix).to_vec();
+                    Some(
+                        map.into_iter()
+                            .filter_map(|(k, v)| {
+                                let rest = k.strip_prefix(prefix.as_slice())?;
+                                match rest.first() {
+                                    None => Some((Vec::new(), v)),
+                                    Some(b'/') => Some((rest[1..].to_vec(), v)),
+                                    Some(_) => None,
+                                }
+                            })
+                            .collect(),
+                    )
+                }
+                (m, _) => m,
             }
-        } else {
-            None
         };
         let dst_root = self
             .dst
@@ -711,6 +737,9 @@ fn enter_dir<'s, 'a: 's>(
 }
 
 fn remove_extraneous(ctx: &Ctx<'_>, node: &DirNode<'_>, dst: &Listing, j: usize, is_root: bool) {
+    if ctx.opts.no_delete {
+        return;
+    }
     let name = dst.name(j);
     if is_root {
         let n = name.to_bytes();

@@ -184,3 +184,68 @@ fn snapshots_report_sizes_and_what_only_they_hold() {
     }
     assert_eq!(l[0].result.as_deref(), Some("ok"));
 }
+
+#[test]
+fn restoring_an_old_snapshot_over_a_changed_tree_gives_back_exactly_that_snapshot() {
+    let p = Pair::new();
+    let sockets = rich_tree(&p.src, is_root());
+    let first = backup(&p, Policy::default());
+    let before = p._dir.path().join("before");
+    freeze(&p.src.root, &before);
+    next_second();
+    p.src
+        .file(b"plain", b"changed")
+        .remove(b"dir")
+        .file(b"new/file", b"new")
+        .mode(b"empty", 0o600);
+    backup(&p, Policy::default());
+
+    // Restore the first snapshot over the changed tree itself.
+    let from = mover::snapshot::resolve(&p.dst.root, &first.snapshot).unwrap();
+    let s = super::util::sync_with(&from, &p.src.root, Options::default());
+    assert_ok(&s);
+    assert_mirror(&before, &p.src.root, &sockets);
+}
+
+#[test]
+fn one_folder_restores_with_subdir_and_no_delete_keeps_what_the_target_has() {
+    let p = Pair::new();
+    p.src
+        .file(b"app/data/a", b"1")
+        .file(b"app/data/sub/b", b"2")
+        .file(b"other/c", b"3");
+    backup(&p, Policy::default());
+    let latest = mover::snapshot::resolve(&p.dst.root, "latest").unwrap();
+    let target = p._dir.path().join("restored");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("kept"), b"mine").unwrap();
+    let opts = Options {
+        subdir: Some("app/data".into()),
+        no_delete: true,
+        ..Options::default()
+    };
+    assert_ok(&super::util::sync_with(&latest, &target, opts));
+    assert_eq!(std::fs::read(target.join("a")).unwrap(), b"1");
+    assert_eq!(std::fs::read(target.join("sub/b")).unwrap(), b"2");
+    assert_eq!(std::fs::read(target.join("kept")).unwrap(), b"mine");
+    assert!(!target.join("other").exists());
+    // Without --no-delete, the restore is an exact copy of the folder.
+    let opts = Options {
+        subdir: Some("app/data".into()),
+        ..Options::default()
+    };
+    assert_ok(&super::util::sync_with(&latest, &target, opts));
+    assert!(!target.join("kept").exists());
+    assert_mirror(&p.src.path(b"app/data"), &target, &[]);
+}
+
+#[test]
+fn a_snapshot_name_that_is_not_there_is_a_usage_error() {
+    let p = Pair::new();
+    p.src.file(b"f", b"1");
+    backup(&p, Policy::default());
+    for bad in ["2001-01-01T00-00-00Z", "../../etc", "yesterday"] {
+        let e = mover::snapshot::resolve(&p.dst.root, bad).unwrap_err();
+        assert_eq!(e.exit_code(), mover::exit::USAGE, "{bad}: {e}");
+    }
+}
