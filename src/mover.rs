@@ -29,6 +29,9 @@ enum MoverCommand {
     Backup(BackupArgs),
     /// List the snapshots in DST.
     Snapshots(SnapshotsArgs),
+    /// Re-read snapshots and check them against their manifests (or a copy against a live
+    /// source, --against): exit 0 only when nothing differs.
+    Verify(VerifyArgs),
     /// Copy a snapshot of BACKUP (or one folder of it, --subdir) into TARGET with every
     /// attribute, removing what the snapshot lacks unless --no-delete.
     Restore(RestoreArgs),
@@ -126,6 +129,22 @@ pub struct BackupArgs {
     copy: CopyArgs,
 }
 
+/// Arguments of `pvc-backup mover verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The backup folder (or a mirror, with --against).
+    dst: PathBuf,
+    /// Which snapshot: its name, `latest` or `all`.
+    #[arg(long, value_name = "ID", default_value = "latest")]
+    snapshot: String,
+    /// Compare with this live source instead of the manifest.
+    #[arg(long, value_name = "SRC")]
+    against: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 /// Arguments of `pvc-backup mover restore`.
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
@@ -193,6 +212,7 @@ pub fn run(args: MoverArgs) -> anyhow::Result<ExitCode> {
         MoverCommand::Backup(a) => backup(a),
         MoverCommand::Snapshots(a) => snapshots(a),
         MoverCommand::Restore(a) => restore(a),
+        MoverCommand::Verify(a) => verify(a),
         MoverCommand::Block(a) => block_cmd::run(a),
         MoverCommand::Check(a) => check(a),
     }
@@ -266,6 +286,43 @@ fn backup(a: BackupArgs) -> anyhow::Result<ExitCode> {
             })
         },
     )
+}
+
+fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    init_logging(0, false);
+    let results = match mover::verify::verify(&a.dst, &a.snapshot, a.against.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pvc-backup mover verify: {e}");
+            return Ok(ExitCode::from(e.exit_code()));
+        }
+    };
+    let ok = results.iter().all(|(_, o)| o.ok());
+    if a.json {
+        let list: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(id, o)| serde_json::json!({"snapshot": id, "ok": o.ok(), "outcome": o}))
+            .collect();
+        println!("{}", serde_json::to_string(&list)?);
+    } else {
+        for (id, o) in &results {
+            let head = if o.ok() { "ok" } else { "FAILED" };
+            println!(
+                "{id}: {head}: {} entries, {} read, {} differences",
+                o.entries,
+                human_bytes(o.bytes_read),
+                o.differences_total
+            );
+            for d in &o.differences {
+                println!("  {}: {}", d.path, d.what);
+            }
+        }
+    }
+    Ok(ExitCode::from(if ok {
+        mover::exit::OK
+    } else {
+        mover::exit::PARTIAL
+    }))
 }
 
 fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {

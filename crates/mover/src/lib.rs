@@ -18,6 +18,7 @@ pub mod content;
 mod error;
 pub mod hardlink;
 pub mod listing;
+pub mod manifest;
 pub mod meta;
 pub mod metalog;
 pub mod owner;
@@ -28,6 +29,7 @@ pub mod retention;
 pub mod snapshot;
 pub mod summary;
 pub mod sync;
+pub mod verify;
 pub mod xattr;
 
 pub use error::{Error, Result};

@@ -74,6 +74,9 @@ pub struct BackupReport {
     pub removed: Vec<String>,
     /// Partial snapshots of earlier runs that died, removed first.
     pub cleaned: Vec<String>,
+    /// Bytes read to hash content for the manifest (files linked from the previous snapshot
+    /// keep their hash and are not read).
+    pub hashed_bytes: u64,
 }
 
 /// A prepared backup run: source and target checked, target locked.
@@ -196,8 +199,51 @@ impl Backup {
             .map_err(io("cannot use state of"))?;
         let owners_state = state.as_fd();
         let summary = sync.retarget(target, target_path, meta_dir, reference);
+        let hashed = std::cell::Cell::new(0u64);
         // `retarget` keeps the lock: it lives in `summary` (the Sync) until the run ends.
         let summary = summary.run_keep(|s, owners| {
+            // The manifest, before the snapshot gets its name: a snapshot without one never
+            // appears. Files linked from the previous snapshot keep their hash.
+            let runs = open_or_make_raw(owners, owners_state, c"snapshots")
+                .map_err(io("cannot record the snapshot in"))?;
+            let previous_manifest = previous
+                .as_ref()
+                .and_then(|p| {
+                    let name = CString::new(format!("{p}.manifest")).ok()?;
+                    let fd = openat(
+                        &runs,
+                        name.as_c_str(),
+                        OFlags::RDONLY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .ok()?;
+                    let mut data = Vec::new();
+                    std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut data).ok()?;
+                    crate::manifest::parse(&data).ok()
+                })
+                .unwrap_or_default();
+            let known = crate::manifest::known(&previous_manifest);
+            drop(previous_manifest);
+            let mname = CString::new(format!("{id}.manifest")).expect("no NUL");
+            let mtmp = CString::new(format!("{id}.manifest.tmp")).expect("no NUL");
+            let part = openat(&snaps, partial.as_c_str(), DIR_FLAGS, Mode::empty())
+                .map_err(|e| io("cannot open")(e.into()))?;
+            owners
+                .retry_target(&[], &[runs.as_fd()], || {
+                    let f = openat(
+                        &runs,
+                        mtmp.as_c_str(),
+                        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )?;
+                    let (_, h) =
+                        crate::manifest::build(part.as_fd(), &known, std::fs::File::from(f))?;
+                    renameat(&runs, mtmp.as_c_str(), &runs, mname.as_c_str())?;
+                    Ok(h)
+                })
+                .map_err(io("cannot write the manifest of the snapshot in"))
+                .map(|h| hashed.set(h))?;
+
             // Complete: give the snapshot its final name and point `latest` at it.
             let final_name = CString::new(id.as_str()).expect("no NUL");
             owners
@@ -216,8 +262,6 @@ impl Backup {
                 })
                 .map_err(io("cannot point latest at the snapshot in"))?;
             let per_run = CString::new(format!("{id}.json")).expect("no NUL");
-            let runs = open_or_make_raw(owners, owners_state, c"snapshots")
-                .map_err(io("cannot record the snapshot in"))?;
             owners
                 .retry_target(&[], &[runs.as_fd()], || {
                     write_state_file(runs.as_fd(), &per_run, s)
@@ -240,13 +284,10 @@ impl Backup {
                             crate::remove::remove(snaps.as_fd(), &c)
                         })
                         .map_err(io("cannot remove an expired snapshot in"))?;
-                    let _ = unlinkat(
-                        runs.as_fd(),
-                        CString::new(format!("{name}.json"))
-                            .expect("no NUL")
-                            .as_c_str(),
-                        AtFlags::empty(),
-                    );
+                    for ext in ["json", "manifest", "verify.json"] {
+                        let f = CString::new(format!("{name}.{ext}")).expect("no NUL");
+                        let _ = unlinkat(runs.as_fd(), f.as_c_str(), AtFlags::empty());
+                    }
                     removed.push(name.clone());
                 }
             }
@@ -259,6 +300,7 @@ impl Backup {
             summary,
             removed,
             cleaned,
+            hashed_bytes: hashed.get(),
         })
     }
 }
@@ -354,7 +396,19 @@ pub fn list(dst: &Path) -> Result<Vec<SnapshotInfo>> {
             bytes: summary.as_ref().map(|s| s.bytes.total),
             unique_bytes: unique_bytes(dir).map_err(io("cannot read"))?,
             result: summary.map(|s| s.result),
-            verified: None,
+            verified: runs.as_ref().and_then(|r| {
+                let name = CString::new(format!("{id}.verify.json")).ok()?;
+                let fd = openat(
+                    r,
+                    name.as_c_str(),
+                    OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .ok()?;
+                let rec: crate::verify::Record =
+                    serde_json::from_reader(std::fs::File::from(fd)).ok()?;
+                Some(format!("{} at {}", rec.result, rec.verified_at))
+            }),
             id,
         });
     }
@@ -383,6 +437,20 @@ fn unique_bytes(dir: OwnedFd) -> std::io::Result<u64> {
         }
     }
     Ok(total)
+}
+
+/// The names of the complete snapshots of `dst`, newest first.
+pub fn list_ids(dst: &Path) -> Result<Vec<String>> {
+    let snaps = dst.join("snapshots");
+    let c = CString::new(snaps.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::Usage("NUL in path".into()))?;
+    let fd = openat(rustix::fs::CWD, c.as_c_str(), DIR_FLAGS, Mode::empty())
+        .map_err(|e| Error::io("cannot open", snaps.display().to_string(), e.into()))?;
+    Ok(complete_snapshots(fd.as_fd())
+        .map_err(|e| Error::io("cannot read", snaps.display().to_string(), e))?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect())
 }
 
 /// Resolves a snapshot name, or `latest`, to its folder in `dst`.

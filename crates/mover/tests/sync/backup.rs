@@ -249,3 +249,126 @@ fn a_snapshot_name_that_is_not_there_is_a_usage_error() {
         assert_eq!(e.exit_code(), mover::exit::USAGE, "{bad}: {e}");
     }
 }
+
+/// Sets a file's mtime back to what it was, as bit rot would leave it.
+fn keep_mtime(path: &Path, f: impl FnOnce()) {
+    let m = std::fs::metadata(path).unwrap();
+    f();
+    let t = std::fs::FileTimes::new()
+        .set_modified(m.modified().unwrap())
+        .set_accessed(m.accessed().unwrap());
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_times(t)
+        .unwrap();
+}
+
+#[test]
+fn verify_finds_a_flipped_byte_a_truncation_a_mode_and_a_missing_entry() {
+    let p = Pair::new();
+    p.src
+        .file(b"rot", &vec![5u8; 10_000])
+        .file(b"short", &vec![6u8; 10_000])
+        .file(b"mode", b"m")
+        .file(b"d/gone", b"g")
+        .file(b"fine", b"f");
+    let r = backup(&p, Policy::default());
+    let ok = mover::verify::verify(&p.dst.root, "latest", None).unwrap();
+    assert!(ok[0].1.ok(), "{:?}", ok[0].1.differences);
+    assert_eq!(ok[0].1.bytes_read, 20_003);
+
+    let snap = snapshot(&p, &r.snapshot);
+    keep_mtime(&snap.join("rot"), || {
+        use std::os::unix::fs::FileExt;
+        std::fs::File::options()
+            .write(true)
+            .open(snap.join("rot"))
+            .unwrap()
+            .write_all_at(&[4], 4321)
+            .unwrap();
+    });
+    keep_mtime(&snap.join("short"), || {
+        std::fs::File::options()
+            .write(true)
+            .open(snap.join("short"))
+            .unwrap()
+            .set_len(9_000)
+            .unwrap();
+    });
+    std::fs::set_permissions(
+        snap.join("mode"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::remove_file(snap.join("d/gone")).unwrap();
+
+    let bad = mover::verify::verify(&p.dst.root, "all", None).unwrap();
+    let found: Vec<(String, String)> = bad[0]
+        .1
+        .differences
+        .iter()
+        .map(|d| (d.path.clone(), d.what.clone()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            // Removing an entry changes its directory's mtime too.
+            ("d".into(), "mtime differs".into()),
+            ("d/gone".into(), "missing".into()),
+            ("mode".into(), "mode 600, should be 644".into()),
+            ("rot".into(), "content differs".into()),
+            ("short".into(), "size 9000, should be 10000".into()),
+            ("short".into(), "content differs".into()),
+        ]
+    );
+    let listed = list(&p.dst.root).unwrap();
+    assert!(
+        listed[0]
+            .verified
+            .as_deref()
+            .unwrap()
+            .starts_with("failed (6 differences)")
+    );
+}
+
+#[test]
+fn a_backup_with_nothing_changed_hashes_nothing_and_still_verifies() {
+    let p = Pair::new();
+    p.src
+        .file(b"a", &vec![1u8; 50_000])
+        .file(b"d/b", &vec![2u8; 70_000]);
+    let first = backup(&p, Policy::default());
+    assert_eq!(first.hashed_bytes, 120_000);
+    next_second();
+    let second = backup(&p, Policy::default());
+    assert_eq!(second.hashed_bytes, 0, "unchanged files keep their hashes");
+    next_second();
+    p.src.file(b"d/b", &vec![3u8; 1_000]);
+    let third = backup(&p, Policy::default());
+    assert_eq!(third.hashed_bytes, 1_000);
+    for (id, o) in mover::verify::verify(&p.dst.root, "all", None).unwrap() {
+        assert!(o.ok(), "{id}: {:?}", o.differences);
+    }
+}
+
+#[test]
+fn a_mirror_is_verified_against_its_live_source() {
+    let p = Pair::new();
+    let sockets = rich_tree(&p.src, is_root());
+    assert_ok(&p.sync());
+    let _ = sockets;
+    let good = mover::verify::verify(&p.dst.root, "latest", Some(&p.src.root)).unwrap();
+    assert!(good[0].1.ok(), "{:?}", good[0].1.differences);
+    std::fs::write(p.dst.path(b"plain"), b"tampered").unwrap();
+    let bad = mover::verify::verify(&p.dst.root, "latest", Some(&p.src.root)).unwrap();
+    assert!(
+        bad[0].1.differences.iter().any(|d| d.path == "plain"),
+        "{:?}",
+        bad[0].1.differences
+    );
+    // Without a source, a mirror has nothing to be checked against.
+    let e = mover::verify::verify(&p.dst.root, "latest", None).unwrap_err();
+    assert_eq!(e.exit_code(), mover::exit::USAGE);
+}
