@@ -3,7 +3,8 @@
 #
 # Builds a loop device (4 GiB, or 64 MiB with --small) whose 4 MiB chunks are 30% random data and
 # 70% zeros, laid out the same way on every run, then times:
-#   - a full copy to a second (all-zero) loop device and to a new image file,
+#   - a full copy to a second (all-zero) loop device (also with --no-compare) and to a new image
+#     file,
 #   - a re-run after 1% of the chunks changed (to the device and to the image),
 # for pvc-backup, `dd bs=4M conv=sparse,fsync` and `dd bs=4M oflag=direct`. The page cache is
 # dropped before every timed run; each figure is the median of 3 runs; peak memory comes from
@@ -102,6 +103,8 @@ PVCB=("$BIN" mover block --progress none -q)
 for ((r = 0; r < RUNS; r++)); do
   fresh_dst; timed pvcb_dev "${PVCB[@]}" "$SRC" "$DST"
   cmp -n $((SIZE_MIB << 20)) "$SRC" "$DST" || { echo "block.sh: pvc-backup copy differs" >&2; exit 1; }
+  fresh_dst; timed pvcb_dev_nc "${PVCB[@]}" --no-compare "$SRC" "$DST"
+  cmp -n $((SIZE_MIB << 20)) "$SRC" "$DST" || { echo "block.sh: pvc-backup --no-compare copy differs" >&2; exit 1; }
   fresh_dst; timed dd_sparse_dev dd if="$SRC" of="$DST" bs=4M conv=sparse,fsync status=none
   fresh_dst; timed dd_direct_dev dd if="$SRC" of="$DST" bs=4M oflag=direct status=none
   rm -f "$IMG" "$IMG".pvcb-manifest.json; timed pvcb_img "${PVCB[@]}" "$SRC" "$IMG"
@@ -135,6 +138,7 @@ echo
 echo '| case | pvc-backup s | dd conv=sparse s | dd oflag=direct s | ratio to dd sparse | ratio to dd direct | peak RSS MiB (pvc-backup / dd sparse / dd direct) |'
 echo '|---|---|---|---|---|---|---|'
 row "full copy to device" pvcb_dev dev
+row "full copy to device, --no-compare" pvcb_dev_nc dev
 row "full copy to image file" pvcb_img img
 row "1% changed, to device" pvcb_dev_rerun dev
 row "1% changed, to image file" pvcb_img_rerun img

@@ -36,6 +36,10 @@ pub struct BlockArgs {
     /// when not).
     #[arg(long, conflicts_with = "verify")]
     pub verify_only: bool,
+    /// Do not read DST to compare: write every data chunk and zero every zero chunk with the
+    /// device's zeroing command. The fastest first copy onto a new device; not incremental.
+    #[arg(long, conflicts_with = "verify_only")]
+    pub no_compare: bool,
     /// Bytes per chunk, a multiple of 4K (e.g. 1M, 4M, 16M).
     #[arg(long, default_value = "4M", value_parser = parse_chunk_size)]
     pub chunk_size: u64,
@@ -79,6 +83,7 @@ pub fn run(args: BlockArgs) -> anyhow::Result<ExitCode> {
         verify: args.verify,
         verify_only: args.verify_only,
         manifest: !args.no_manifest,
+        no_compare: args.no_compare,
     };
     let json = args.progress == ProgressMode::Json;
     let job = match block::Job::open(&args.src, &args.dst, &options) {

@@ -44,6 +44,17 @@ struct Outcome {
     error: Option<String>,
 }
 
+/// What the destination holds where a chunk is to be written.
+#[derive(Clone, Copy)]
+enum Dest<'a> {
+    /// These bytes (it was read).
+    Known(&'a [u8]),
+    /// Zeros (a hole of an image file).
+    Zero,
+    /// Not known (`--no-compare`): every block is written or zeroed.
+    Unknown,
+}
+
 /// Per-worker buffers.
 pub(crate) struct Buffers {
     pub(crate) src: AlignedBuf,
@@ -329,7 +340,18 @@ impl Job {
                 out.equal = true;
                 return Ok(());
             }
-            return self.write_changes(src, None, offset, out);
+            return self.write_changes(src, Dest::Zero, offset, out);
+        }
+        if self.options.no_compare {
+            // The destination is not read: every chunk is written, zero chunks by zeroing.
+            if out.zero {
+                self.dst
+                    .zero_range(offset, len as u64, &self.zeros)
+                    .map_err(|e| dst_err("zero a range of", e))?;
+                out.zeroed = len as u64;
+                return Ok(());
+            }
+            return self.write_changes(src, Dest::Unknown, offset, out);
         }
         self.dst
             .read_exact_at(bufs.dst.slice_mut(len), offset)
@@ -344,12 +366,12 @@ impl Job {
                 .map_err(|e| dst_err("zero a range of", e))?;
             out.zeroed = len as u64;
         } else {
-            self.write_changes(src, Some(dst), offset, out)?;
+            self.write_changes(src, Dest::Known(dst), offset, out)?;
         }
         Ok(())
     }
 
-    /// Writes the blocks of `src` that differ from `dst` (`None`: the destination reads as zeros).
+    /// Writes the blocks of `src` that differ from what the destination holds.
     ///
     /// A device gets one write spanning the first to the last differing block: one large request
     /// beats many small ones. An image file gets the differing runs, data written and zero runs
@@ -357,15 +379,16 @@ impl Job {
     fn write_changes(
         &self,
         src: &[u8],
-        dst: Option<&[u8]>,
+        dst: Dest<'_>,
         offset: u64,
         out: &mut Outcome,
     ) -> std::result::Result<(), String> {
         let changed = |start: usize| {
             let end = (start + BLOCK).min(src.len());
             match dst {
-                Some(d) => src[start..end] != d[start..end],
-                None => !is_zero(&src[start..end]),
+                Dest::Known(d) => src[start..end] != d[start..end],
+                Dest::Zero => !is_zero(&src[start..end]),
+                Dest::Unknown => true,
             }
         };
         let write = |from: usize, to: usize, out: &mut Outcome| {

@@ -25,6 +25,9 @@ pub struct Options {
     pub verify_only: bool,
     /// Write a manifest of per-chunk BLAKE3 hashes next to an image-file destination.
     pub manifest: bool,
+    /// Do not read the destination to compare: write every data chunk and zero every zero chunk
+    /// (the fastest first copy onto a new device; not incremental).
+    pub no_compare: bool,
 }
 
 impl Default for Options {
@@ -35,6 +38,7 @@ impl Default for Options {
             verify: false,
             verify_only: false,
             manifest: true,
+            no_compare: false,
         }
     }
 }
@@ -50,6 +54,11 @@ impl Options {
                 "chunk size {} is not a multiple of 4 KiB between 4 KiB and 1 GiB",
                 self.chunk_size
             )));
+        }
+        if self.no_compare && self.verify_only {
+            return Err(Error::Usage(
+                "--no-compare copies without comparing; it cannot go with --verify-only".into(),
+            ));
         }
         if self.threads == 0 {
             return Err(Error::Usage("threads must be at least 1".into()));

@@ -67,6 +67,28 @@ fn device_to_device_is_exact_and_rewrites_only_changed_chunks() {
 }
 
 #[test]
+fn no_compare_onto_an_old_device_is_exact() {
+    if !root_or_skip("no_compare_onto_an_old_device_is_exact") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (sf, df) = (dir.path().join("src"), dir.path().join("dst"));
+    let size = 24 * MIB;
+    volume_file(&sf, size, 15);
+    random_file(&df, size, 16);
+    let (src, dst) = (Loop::attach(&sf), Loop::attach(&df));
+    let o = block::Options {
+        no_compare: true,
+        ..opts(MIB)
+    };
+    let s = copy(&src.dev, &dst.dev, &o);
+    assert_eq!(s.exit_code, 0, "{s:?}");
+    assert_eq!(s.bytes_read, size, "only the source is read");
+    assert_eq!(s.chunks_written + s.chunks_zeroed, 24);
+    assert!(same_bytes(&src.dev, &dst.dev, size));
+}
+
+#[test]
 fn device_to_image_allocates_only_the_data() {
     if !root_or_skip("device_to_image_allocates_only_the_data") {
         return;

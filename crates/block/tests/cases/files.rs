@@ -247,3 +247,33 @@ fn progress_lines_are_json_with_every_field() {
         assert!(!v[field].is_null(), "{field} missing in summary");
     }
 }
+
+#[test]
+fn no_compare_overwrites_old_data_without_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src.img"), dir.path().join("dst.img"));
+    mixed_image(&src, 10);
+    random_file(&dst, 20 * MIB + 1000, 11);
+    let o = block::Options {
+        no_compare: true,
+        ..opts(MIB)
+    };
+    let s = copy(&src, &dst, &o);
+    assert_eq!(s.exit_code, 0, "{s:?}");
+    assert!(same_bytes(&src, &dst, apparent_size(&src)));
+    assert!(allocated(&dst) < 8 * MIB, "allocated {}", allocated(&dst));
+    // Only the source's data chunks were read (0, 3, 4, 7, 12 and the 1000-byte tail), not the
+    // destination's old data.
+    assert_eq!(s.bytes_read, 5 * MIB + 1000, "{s:?}");
+    let e = block::run(
+        &src,
+        &dst,
+        &block::Options {
+            verify_only: true,
+            ..o
+        },
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+}
