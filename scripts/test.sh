@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests and the benchmark scripts call.
-PKGS=(rsync acl attr xfsprogs btrfs-progs e2fsprogs util-linux libcap2-bin time hyperfine restic openssl wrk)
+PKGS=(rsync acl attr xfsprogs btrfs-progs e2fsprogs util-linux libcap2-bin time hyperfine restic openssl wrk b3sum)
 
 if [ "$(id -u)" = 0 ]; then
   missing=()
@@ -29,3 +29,17 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+# The benchmark scripts in their small mode, so that they keep working. They check that every
+# copy is exact; the times they print mean nothing at this size and are not checked.
+bin="$(pwd)/${CARGO_TARGET_DIR:-target}/debug/pvc-backup"
+cargo build --locked -q -p pvc-backup
+PVC_BACKUP_BIN="$bin" bench/compare.sh --small >/dev/null
+PVC_BACKUP_BIN="$bin" bench/backup.sh --small >/dev/null
+if [ "$(id -u)" = 0 ]; then
+  bench/block.sh --small --bin "$bin" >/dev/null
+else
+  echo "test.sh: SKIP bench/block.sh --small: needs root for loop devices"
+  if [ "${CI:-}" = true ]; then echo "test.sh: CI=true forbids skipping" >&2; exit 1; fi
+fi
+echo "test.sh: benchmark scripts ran in small mode"
