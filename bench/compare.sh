@@ -278,6 +278,9 @@ d3_case() {
   rm -rf "$s3"
 }
 
+# The tree can move while the benchmark runs: note the commit and the binary's age at the start.
+COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+BIN_DATE="$(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC')"
 LOAD_BEFORE="$(uptime)"
 STARTED="$(date -u '+%Y-%m-%d %H:%M UTC')"
 log "start: $LOAD_BEFORE"
@@ -340,7 +343,7 @@ casename() {
 echo
 echo "## Results"
 echo
-echo "- Started $STARTED; pvc-backup $("$BIN" --version 2>/dev/null || echo '(version unknown)') at commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo "- Started $STARTED at commit $COMMIT; binary $BIN ($("$BIN" --version 2>/dev/null || echo 'version unknown'), built $BIN_DATE)"
 echo "- Machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r)"
 echo "- Filesystems: ${FS_LABELS[*]}$([ "$IS_ROOT" = 1 ] && echo " (ext4: ${EXT4_MIB} MiB image on a loop device, the image $([ "$EXT4_ON_DISK" = 1 ] && echo "in $DIR" || echo "in RAM (tmpfs)"), default mkfs.ext4 and mount options)"); source and target on the same filesystem"
 echo "- Median of $RUNS run(s); page cache $([ "$IS_ROOT" = 1 ] && echo "dropped before every timed run" || echo "NOT dropped (not root)"); peak MiB is the largest peak RSS over the runs; for tar | tar it is the larger of the two tar processes' peaks"
