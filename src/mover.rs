@@ -181,6 +181,10 @@ pub struct CopyArgs {
     /// Keep entries of the target that the source lacks, instead of removing them.
     #[arg(long)]
     no_delete: bool,
+    /// Record a manifest with BLAKE3 hashes of what the target holds (always done for backups),
+    /// so that `mover verify` can check the copy later without its source.
+    #[arg(long)]
+    manifest: bool,
     /// Copy an empty source (a mirror then deletes everything in DST); refused by default with
     /// exit code 254.
     #[arg(long)]
@@ -398,6 +402,7 @@ fn copy_command<J>(
         count_ahead: matches!(mode, ProgressMode::Bar | ProgressMode::Json),
         impersonate: c.impersonate.into(),
         no_delete: c.no_delete,
+        manifest: c.manifest,
     };
     let job = match prepare(opts) {
         Ok(j) => j,

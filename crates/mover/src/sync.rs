@@ -52,6 +52,9 @@ pub struct Options {
     pub impersonate: Impersonate,
     /// Keep target entries the source lacks (restore into a tree without removing anything).
     pub no_delete: bool,
+    /// Record a manifest with content hashes of the mirror (`TARGET/.pvc-backup/manifest`),
+    /// for `verify` without the source.
+    pub manifest: bool,
 }
 
 /// Default worker count: file copying waits on I/O as much as on CPU, so twice the CPUs this
@@ -138,6 +141,37 @@ impl Sync {
             owners,
             meta_dir: None,
             reference: None,
+        })
+    }
+
+    /// Writes `TARGET/.pvc-backup/manifest` for the mirror, hashing only files whose inode,
+    /// size or mtime changed since the previous manifest.
+    fn write_manifest(&self, state: BorrowedFd<'_>) -> std::io::Result<()> {
+        let previous = openat(
+            state,
+            c"manifest",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()
+        .and_then(|fd| {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut data).ok()?;
+            crate::manifest::parse(&data).ok()
+        })
+        .unwrap_or_default();
+        let known = crate::manifest::known(&previous);
+        drop(previous);
+        self.owners.retry_target(&[], &[state], || {
+            let f = openat(
+                state,
+                c"manifest.tmp",
+                OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )?;
+            crate::manifest::build(self.dst.as_fd(), &known, std::fs::File::from(f))?;
+            renameat(state, c"manifest.tmp", state, c"manifest")?;
+            Ok(())
         })
     }
 
@@ -314,6 +348,15 @@ impl Sync {
                 )
             })?,
             None => metalog::remove(self.manifest_dir()),
+        }
+        if self.opts.manifest {
+            self.write_manifest(state).map_err(|e| {
+                Error::io(
+                    "cannot write the manifest of",
+                    self.dst_path.display().to_string(),
+                    e,
+                )
+            })?;
         }
         let (entries, bytes) = Summary::counts(stats);
         let partial = entries.failed > 0;

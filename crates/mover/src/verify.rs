@@ -303,18 +303,26 @@ pub fn verify(
     };
     let source = against.map(open).transpose()?;
     if !dst.join("snapshots").is_dir() {
-        let Some(src) = source else {
-            return Err(Error::Usage(format!(
-                "{} has no snapshots (is it a mirror?); give --against SOURCE to compare it \
-                 with its source",
-                dst.display()
-            )));
-        };
+        // A mirror: against its source, or against the manifest `sync --manifest` wrote.
         let copy = open(dst)?;
-        return Ok(vec![(
-            dst.display().to_string(),
-            against_source(copy.as_fd(), src.as_fd()),
-        )]);
+        let outcome = match source {
+            Some(src) => against_source(copy.as_fd(), src.as_fd()),
+            None => {
+                let mpath = dst.join(".pvc-backup/manifest");
+                let data = std::fs::read(&mpath).map_err(|_| {
+                    Error::Usage(format!(
+                        "{} has no snapshots and no manifest; give --against SOURCE to compare \
+                         it with its source, or make the mirror with `sync --manifest`",
+                        dst.display()
+                    ))
+                })?;
+                let entries = manifest::parse(&data).map_err(|e| {
+                    Error::io("cannot read the manifest", mpath.display().to_string(), e)
+                })?;
+                against_manifest(copy.as_fd(), &entries)
+            }
+        };
+        return Ok(vec![(dst.display().to_string(), outcome)]);
     }
     let ids: Vec<String> = if which == "all" {
         crate::snapshot::list_ids(dst)?

@@ -372,3 +372,41 @@ fn a_mirror_is_verified_against_its_live_source() {
     let e = mover::verify::verify(&p.dst.root, "latest", None).unwrap_err();
     assert_eq!(e.exit_code(), mover::exit::USAGE);
 }
+
+#[test]
+fn a_mirror_made_with_a_manifest_is_verified_without_its_source() {
+    let p = Pair::new();
+    p.src.file(b"a", b"alpha").file(b"d/b", &vec![9u8; 20_000]);
+    let opts = || Options {
+        manifest: true,
+        ..Options::default()
+    };
+    assert_ok(&super::util::sync_with(&p.src.root, &p.dst.root, opts()));
+    let ok = mover::verify::verify(&p.dst.root, "latest", None).unwrap();
+    assert!(ok[0].1.ok(), "{:?}", ok[0].1.differences);
+    // A change in the source, mirrored again: the new manifest follows it.
+    p.src.file(b"a", b"beta");
+    assert_ok(&super::util::sync_with(&p.src.root, &p.dst.root, opts()));
+    assert!(
+        mover::verify::verify(&p.dst.root, "latest", None).unwrap()[0]
+            .1
+            .ok()
+    );
+    keep_mtime(&p.dst.path(b"d/b"), || {
+        use std::os::unix::fs::FileExt;
+        std::fs::File::options()
+            .write(true)
+            .open(p.dst.path(b"d/b"))
+            .unwrap()
+            .write_all_at(b"X", 7)
+            .unwrap();
+    });
+    let bad = mover::verify::verify(&p.dst.root, "latest", None).unwrap();
+    let found: Vec<&str> = bad[0]
+        .1
+        .differences
+        .iter()
+        .map(|d| d.what.as_str())
+        .collect();
+    assert_eq!(found, ["content differs"]);
+}
