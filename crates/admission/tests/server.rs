@@ -302,6 +302,26 @@ async fn oversized_bodies_get_413() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+    // A chunked body declares no length: it is cut off at the limit all the same.
+    let mut stream = connect(fixture.running.local_addr(), &fixture.trusted)
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"POST /validate HTTP/1.1\r\nhost: 127.0.0.1\r\ntransfer-encoding: chunked\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 16 * 1024, "x".repeat(16 * 1024));
+    for _ in 0..8 {
+        if stream.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let _ = stream.flush().await;
+    let answer = String::from_utf8_lossy(&read_until_closed(&mut stream).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     use admission::metrics::ErrorKind;
     assert_eq!(
         fixture
@@ -309,7 +329,7 @@ async fn oversized_bodies_get_413() {
             .webhook()
             .metrics()
             .errors(ErrorKind::TooLarge),
-        1
+        2
     );
 }
 
@@ -331,7 +351,7 @@ async fn read_until_closed(stream: &mut TlsStream<TcpStream>) -> Vec<u8> {
 
 #[tokio::test]
 async fn slow_clients_are_cut_off() {
-    let fixture = serve(|o| o.request_timeout = Duration::from_millis(500)).await;
+    let fixture = serve(|o| o.request_timeout = Duration::from_secs(2)).await;
     // Headers that never end.
     let mut stream = connect(fixture.running.local_addr(), &fixture.trusted)
         .await
@@ -438,4 +458,80 @@ async fn bad_certificate_files_fail_at_start_with_the_path() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("nope.crt"), "{err}");
+}
+
+/// Set in the child process of [`sigterm_stops_the_server_gracefully`], which then serves until
+/// a signal comes.
+const CHILD: &str = "ADMISSION_TEST_SIGTERM_CHILD";
+
+#[test]
+fn sigterm_stops_the_server_gracefully() {
+    if let Ok(spec) = std::env::var(CHILD) {
+        let parts: Vec<&str> = spec.split('|').collect();
+        let options = ServerOptions::new(parts[0].parse().unwrap(), parts[1], parts[2]);
+        admission::server::run(own_policy(), options).unwrap();
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cert = make_cert();
+    write_pair(dir.path(), &cert.cert_pem, &cert.key_pem);
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let spec = format!(
+        "{addr}|{}|{}",
+        dir.path().join("tls.crt").display(),
+        dir.path().join("tls.key").display()
+    );
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "server::sigterm_stops_the_server_gracefully",
+            "--test-threads=1",
+        ])
+        .env(CHILD, spec)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let trusted = vec![cert.der];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    runtime.block_on(async {
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the server exited before serving: {status}");
+            }
+            if connect(addr, &trusted).await.is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the server never listened");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (status, _, _) = send_to(addr, &trusted, Method::GET, "/healthz", Vec::new()).await;
+        assert_eq!(status, StatusCode::OK);
+    });
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.success(),
+        "the server exited with {status} after SIGTERM"
+    );
 }
