@@ -11,9 +11,17 @@
 #   CONNECTIONS     concurrent connections (default 32)
 #   THREADS         wrk threads (default 1)
 #   PORT            loopback port (default 18443)
+# `--small` loads for 2 seconds with 4 connections: it only checks that the script and the server
+# work; its figures mean nothing.
 # Run as root, it installs wrk (Debian package) when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+case "${1:-}" in
+  --small) DURATION=2s; CONNECTIONS=4 ;;
+  "") ;;
+  *) echo "usage: bench/webhook.sh [--small]" >&2; exit 2 ;;
+esac
 
 DURATION=${DURATION:-20s}
 CONNECTIONS=${CONNECTIONS:-32}
