@@ -351,7 +351,7 @@ async fn read_until_closed(stream: &mut TlsStream<TcpStream>) -> Vec<u8> {
 
 #[tokio::test]
 async fn slow_clients_are_cut_off() {
-    let fixture = serve(|o| o.request_timeout = Duration::from_secs(2)).await;
+    let fixture = serve(|o| o.request_timeout = Duration::from_secs(3)).await;
     // Headers that never end.
     let mut stream = connect(fixture.running.local_addr(), &fixture.trusted)
         .await
