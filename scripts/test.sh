@@ -32,7 +32,9 @@ cargo test --workspace --locked
 
 # The benchmark scripts in their small mode, so that they keep working. They check that every
 # copy is exact; the times they print mean nothing at this size and are not checked.
-bin="$(pwd)/${CARGO_TARGET_DIR:-target}/debug/pvc-backup"
+tdir="${CARGO_TARGET_DIR:-target}"
+case "$tdir" in /*) ;; *) tdir="$(pwd)/$tdir" ;; esac
+bin="$tdir/debug/pvc-backup"
 cargo build --locked -q -p pvc-backup
 PVC_BACKUP_BIN="$bin" bench/compare.sh --small >/dev/null
 PVC_BACKUP_BIN="$bin" bench/backup.sh --small >/dev/null

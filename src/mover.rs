@@ -414,13 +414,16 @@ fn copy_command<J>(
     let stats = stats_of(&job);
     let done = Arc::new(AtomicBool::new(false));
     let interval = Duration::from_secs_f64(c.progress_interval.max(0.05));
-    let reporter = {
+    // Without progress output there is nothing to wake up for.
+    let reporter = (mode != ProgressMode::None).then(|| {
         let (stats, done) = (stats.clone(), done.clone());
         std::thread::spawn(move || report(mode, &stats, &done, interval))
-    };
+    });
     let result = run(job);
     done.store(true, Ordering::Relaxed);
-    let _ = reporter.join();
+    if let Some(r) = reporter {
+        let _ = r.join();
+    }
     let (summary, extra) = match result {
         Ok(s) => s,
         Err(e) => {
@@ -598,7 +601,7 @@ fn report(mode: ProgressMode, stats: &Stats, done: &AtomicBool, interval: Durati
             }
             bar.finish_and_clear();
         }
-        ProgressMode::Auto | ProgressMode::None => while !sleep_until_done(done, interval) {},
+        ProgressMode::Auto | ProgressMode::None => {}
     }
 }
 
