@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests and the benchmark scripts call.
-PKGS=(rsync acl attr xfsprogs btrfs-progs e2fsprogs util-linux libcap2-bin time hyperfine restic openssl wrk b3sum)
+PKGS=(rsync acl attr xfsprogs btrfs-progs e2fsprogs util-linux libcap2-bin time hyperfine restic openssl wrk b3sum curl)
 
 if [ "$(id -u)" = 0 ]; then
   missing=()
@@ -38,6 +38,7 @@ bin="$tdir/debug/pvc-backup"
 cargo build --locked -q -p pvc-backup
 PVC_BACKUP_BIN="$bin" bench/compare.sh --small >/dev/null
 PVC_BACKUP_BIN="$bin" bench/backup.sh --small >/dev/null
+PVC_BACKUP_BIN="$bin" bench/webhook.sh --small >/dev/null
 if [ "$(id -u)" = 0 ]; then
   bench/block.sh --small --bin "$bin" >/dev/null
 else
