@@ -48,7 +48,7 @@ impl Options {
     pub fn validate(&self) -> Result<()> {
         if self.chunk_size < MIN_CHUNK_SIZE
             || self.chunk_size > MAX_CHUNK_SIZE
-            || self.chunk_size % MIN_CHUNK_SIZE != 0
+            || !self.chunk_size.is_multiple_of(MIN_CHUNK_SIZE)
         {
             return Err(Error::Usage(format!(
                 "chunk size {} is not a multiple of 4 KiB between 4 KiB and 1 GiB",

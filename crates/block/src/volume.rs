@@ -195,9 +195,9 @@ impl Volume {
     }
 
     fn pick(&self, offset: u64, len: usize, ptr: *const u8) -> Option<&File> {
-        let aligned = offset % self.align == 0
-            && len as u64 % self.align == 0
-            && (ptr as usize) % crate::buffer::BUFFER_ALIGN == 0;
+        let aligned = offset.is_multiple_of(self.align)
+            && (len as u64).is_multiple_of(self.align)
+            && (ptr as usize).is_multiple_of(crate::buffer::BUFFER_ALIGN);
         if aligned { self.direct.as_ref() } else { None }
     }
 
