@@ -10,12 +10,12 @@
 # dropped before every timed run; each figure is the median of 3 runs; peak memory comes from
 # /usr/bin/time. dd has no incremental mode, so its re-run figure is its full copy.
 #
-# Usage: bench/block.sh [--small] [--bin PATH] [--dir DIR]
+# Usage: bench/block.sh [--small] [--bin PATH] [--dir DIR]   (PVC_BACKUP_BIN=PATH works like --bin)
 # Needs root (loop devices), losetup, blkdiscard, openssl, /usr/bin/time.
 set -euo pipefail
 
 SIZE_MIB=4096
-BIN=""
+BIN="${PVC_BACKUP_BIN:-}"
 DIR="${TMPDIR:-/var/tmp}/pvc-backup-bench-block"
 while [ $# -gt 0 ]; do
   case "$1" in
