@@ -62,18 +62,18 @@ impl ImageRef {
             Some(i) if !rest[i..].contains('/') => (&rest[..i], Some(&rest[i + 1..])),
             _ => (rest, None),
         };
-        if let Some(tag) = tag {
-            if !is_tag(tag) {
-                return Err(invalid(
-                    "the tag is not 1 to 128 of A-Z a-z 0-9 _ . - (not starting with . or -)",
-                ));
-            }
+        if let Some(tag) = tag
+            && !is_tag(tag)
+        {
+            return Err(invalid(
+                "the tag is not 1 to 128 of A-Z a-z 0-9 _ . - (not starting with . or -)",
+            ));
         }
         let (domain, remote) = split_domain(name);
-        if let Some(domain) = domain {
-            if !is_domain(domain) {
-                return Err(invalid("the registry is not HOST[:PORT]"));
-            }
+        if let Some(domain) = domain
+            && !is_domain(domain)
+        {
+            return Err(invalid("the registry is not HOST[:PORT]"));
         }
         let mut path: Vec<String> = Vec::new();
         for component in remote.split('/') {
@@ -471,10 +471,10 @@ fn is_domain(s: &str) -> bool {
         Some((host, port)) => (host, Some(port)),
         None => (s, None),
     };
-    if let Some(port) = port {
-        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-            return false;
-        }
+    if let Some(port) = port
+        && (port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return false;
     }
     host.split('.').all(|label| {
         let bytes = label.as_bytes();

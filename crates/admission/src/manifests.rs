@@ -77,10 +77,10 @@ pub fn namespace_selector(scope: &NamespaceScope, own_namespace: Option<&str>) -
         NamespaceScope::Labelled => json!({"matchLabels": {NAMESPACE_LABEL.0: NAMESPACE_LABEL.1}}),
         NamespaceScope::AllButSystem => {
             let mut excluded: Vec<&str> = SYSTEM_NAMESPACES.to_vec();
-            if let Some(own) = own_namespace {
-                if !excluded.contains(&own) {
-                    excluded.push(own);
-                }
+            if let Some(own) = own_namespace
+                && !excluded.contains(&own)
+            {
+                excluded.push(own);
             }
             json!({"matchExpressions": [{
                 "key": "kubernetes.io/metadata.name",

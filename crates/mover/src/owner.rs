@@ -120,10 +120,10 @@ impl Owners {
             w.last_used = *clock;
             return Ok(w.tx.clone());
         }
-        if map.len() >= MAX_WORKERS {
-            if let Some(oldest) = map.iter().min_by_key(|(_, w)| w.last_used).map(|(k, _)| *k) {
-                map.remove(&oldest);
-            }
+        if map.len() >= MAX_WORKERS
+            && let Some(oldest) = map.iter().min_by_key(|(_, w)| w.last_used).map(|(k, _)| *k)
+        {
+            map.remove(&oldest);
         }
         let mut groups = self.groups.get(&id.0).cloned().unwrap_or_default();
         if !groups.contains(&id.1) {
@@ -370,23 +370,23 @@ fn read_group_db() -> HashMap<u32, Vec<u32>> {
     let mut uid_of: HashMap<&str, u32> = HashMap::new();
     for line in passwd.lines() {
         let f: Vec<&str> = line.split(':').collect();
-        if f.len() >= 4 {
-            if let (Ok(uid), Ok(gid)) = (f[2].parse::<u32>(), f[3].parse::<u32>()) {
-                uid_of.insert(f[0], uid);
-                out.entry(uid).or_default().push(gid);
-            }
+        if f.len() >= 4
+            && let (Ok(uid), Ok(gid)) = (f[2].parse::<u32>(), f[3].parse::<u32>())
+        {
+            uid_of.insert(f[0], uid);
+            out.entry(uid).or_default().push(gid);
         }
     }
     for line in group.lines() {
         let f: Vec<&str> = line.split(':').collect();
-        if f.len() >= 4 {
-            if let Ok(gid) = f[2].parse::<u32>() {
-                for member in f[3].split(',').filter(|m| !m.is_empty()) {
-                    if let Some(&uid) = uid_of.get(member) {
-                        let v = out.entry(uid).or_default();
-                        if !v.contains(&gid) {
-                            v.push(gid);
-                        }
+        if f.len() >= 4
+            && let Ok(gid) = f[2].parse::<u32>()
+        {
+            for member in f[3].split(',').filter(|m| !m.is_empty()) {
+                if let Some(&uid) = uid_of.get(member) {
+                    let v = out.entry(uid).or_default();
+                    if !v.contains(&gid) {
+                        v.push(gid);
                     }
                 }
             }

@@ -453,10 +453,8 @@ impl Ctx<'_> {
         }
         match &self.unprivileged {
             Some(w) => {
-                if record {
-                    if let Err(e) = w.record(&rel, &meta) {
-                        self.journal.error(self.stats, &rel, "record metadata", e);
-                    }
+                if record && let Err(e) = w.record(&rel, &meta) {
+                    self.journal.error(self.stats, &rel, "record metadata", e);
                 }
                 w.applicable(&meta)
             }
@@ -843,11 +841,12 @@ fn prepare_dir(
     // A directory that had to be made by another owner goes to its own owner at once (through
     // its descriptor, so CAP_CHOWN applies without search permission), so that entries of that
     // owner can be made inside it. The final attributes are applied when it is done.
-    if let Ok(m) = stat_fd(&fd) {
-        if (m.uid, m.gid) != (want.uid, want.gid) && m.uid != 0 {
-            let (uid, gid) = (Uid::from_raw(want.uid), Gid::from_raw(want.gid));
-            let _ = rustix::fs::fchown(&fd, Some(uid), Some(gid));
-        }
+    if let Ok(m) = stat_fd(&fd)
+        && (m.uid, m.gid) != (want.uid, want.gid)
+        && m.uid != 0
+    {
+        let (uid, gid) = (Uid::from_raw(want.uid), Gid::from_raw(want.gid));
+        let _ = rustix::fs::fchown(&fd, Some(uid), Some(gid));
     }
     Ok(fd)
 }
@@ -1025,12 +1024,11 @@ fn sync_entry(
         meta,
         have,
     };
-    if have.is_none() {
-        if let Some(r) = &node.link_ref {
-            if let Some(out) = reuse(&e, r.as_fd()) {
-                return Ok(out);
-            }
-        }
+    if have.is_none()
+        && let Some(r) = &node.link_ref
+        && let Some(out) = reuse(&e, r.as_fd())
+    {
+        return Ok(out);
     }
     match meta.kind {
         Kind::File => sync_file(&e),

@@ -256,13 +256,14 @@ fn pair<'s>(s: &rayon::Scope<'s>, copy: OwnedFd, source: OwnedFd, rel: Vec<u8>, 
             (Err(e), _) => acc.diff(&path, format!("cannot read in the source: {e}")),
             (_, Err(e)) => acc.diff(&path, format!("cannot read in the copy: {e}")),
         }
-        if sm.kind == Kind::Dir && cm.kind == Kind::Dir {
-            if let (Ok(c), Ok(sd)) = (
+        if sm.kind == Kind::Dir
+            && cm.kind == Kind::Dir
+            && let (Ok(c), Ok(sd)) = (
                 openat(&copy, name, DIR_FLAGS, Mode::empty()),
                 openat(&source, name, DIR_FLAGS, Mode::empty()),
-            ) {
-                s.spawn(move |s| pair(s, c, sd, path, acc));
-            }
+            )
+        {
+            s.spawn(move |s| pair(s, c, sd, path, acc));
         }
     }
 }

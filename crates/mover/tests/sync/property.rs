@@ -27,7 +27,7 @@ enum Op {
 fn path_of(p: (u8, u8)) -> Vec<u8> {
     let d = NAMES[p.0 as usize % NAMES.len()];
     let f = NAMES[p.1 as usize % NAMES.len()];
-    if p.0 % 3 == 0 {
+    if p.0.is_multiple_of(3) {
         f.to_vec()
     } else {
         [d, b"/", f].concat()
