@@ -86,7 +86,9 @@ impl Civil {
     }
 }
 
-fn civil_from_days(days: i64) -> (i32, u32, u32) {
+/// The civil date (year, month, day) of a day counted from 1970-01-01 (Howard Hinnant's
+/// algorithm).
+pub(crate) fn civil_from_days(days: i64) -> (i32, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
