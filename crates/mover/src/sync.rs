@@ -1132,6 +1132,27 @@ fn place(ctx: &Ctx<'_>, dir: BorrowedFd<'_>, tmp: &TmpName, name: &CStr) -> std:
     r
 }
 
+/// Makes a new entry under a fresh temporary name in `dir` with `make` (as the mover, else as
+/// `owner` or the directory's owner), trying the next name when one is taken.
+fn make_tmp<R: Send>(
+    ctx: &Ctx<'_>,
+    dir: BorrowedFd<'_>,
+    owner: Id,
+    make: impl Fn(&CStr) -> std::io::Result<R> + Send + std::marker::Sync,
+) -> std::io::Result<(TmpName, R)> {
+    loop {
+        let tmp = ctx.tmp_name();
+        match ctx
+            .owners
+            .retry_target(&[owner], &[dir], || make(tmp.as_cstr()))
+        {
+            Ok(r) => return Ok((tmp, r)),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Removes a temporary entry that will not be used.
 fn discard(ctx: &Ctx<'_>, dir: BorrowedFd<'_>, tmp: &TmpName) {
     let t = tmp.as_cstr();
@@ -1246,29 +1267,11 @@ fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
         .owners
         .retry(&[(fresh.uid, fresh.gid)], read_x)
         .map_err(|e| ("read xattrs", e))?;
-    let (tmp, dfd) = loop {
-        let tmp = ctx.tmp_name();
-        let created = ctx
-            .owners
-            .retry_target(&[(fresh.uid, fresh.gid)], &[dst], || {
-                openat(
-                    dst,
-                    tmp.as_cstr(),
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(Into::into)
-            });
-        match created {
-            Ok(fd) => break (tmp, fd),
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
-            Err(e) => return Err(("create", e)),
-        }
-    };
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let (tmp, dfd) = make_tmp(ctx, dst, (fresh.uid, fresh.gid), |t| {
+        openat(dst, t, flags, Mode::from_raw_mode(0o600)).map_err(Into::into)
+    })
+    .map_err(|e| ("create", e))?;
     let bytes = match ctx.copier.copy(sfd.as_fd(), dfd.as_fd(), &fresh) {
         Ok(n) => n,
         Err(e) => {
@@ -1331,19 +1334,10 @@ fn sync_symlink(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
         .owners
         .source_xattrs(src, dir_id, name, meta)
         .map_err(|e| ("read xattrs", e))?;
-    let tmp = loop {
-        let tmp = ctx.tmp_name();
-        let made = ctx
-            .owners
-            .retry_target(&[(meta.uid, meta.gid)], &[dst], || {
-                symlinkat(target.as_c_str(), dst, tmp.as_cstr()).map_err(Into::into)
-            });
-        match made {
-            Ok(()) => break tmp,
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
-            Err(e) => return Err(("symlink", e)),
-        }
-    };
+    let (tmp, ()) = make_tmp(ctx, dst, (meta.uid, meta.gid), |t| {
+        symlinkat(target.as_c_str(), dst, t).map_err(Into::into)
+    })
+    .map_err(|e| ("symlink", e))?;
     place_new(e, tmp, &want_x, 0)
 }
 
@@ -1372,21 +1366,11 @@ fn sync_special(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
     } else {
         meta.rdev
     };
-    let tmp = loop {
-        let tmp = ctx.tmp_name();
-        let made = ctx
-            .owners
-            .retry_target(&[(meta.uid, meta.gid)], &[dst], || {
-                let kind = meta.kind.file_type();
-                mknodat(dst, tmp.as_cstr(), kind, Mode::from_raw_mode(0o600), rdev)
-                    .map_err(Into::into)
-            });
-        match made {
-            Ok(()) => break tmp,
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
-            Err(e) => return Err(("mknod", e)),
-        }
-    };
+    let kind = meta.kind.file_type();
+    let (tmp, ()) = make_tmp(ctx, dst, (meta.uid, meta.gid), |t| {
+        mknodat(dst, t, kind, Mode::from_raw_mode(0o600), rdev).map_err(Into::into)
+    })
+    .map_err(|e| ("mknod", e))?;
     place_new(e, tmp, &want_x, 0)
 }
 
