@@ -32,8 +32,10 @@ thread_local! {
 }
 
 impl Listing {
-    /// Reads every entry of the open directory `dir` except `.` and `..`, from the start
-    /// (descriptors duplicated from one another share their position).
+    /// Reads every entry of the open directory `dir` except `.` and `..`, from the start.
+    ///
+    /// Descriptors duplicated from one another share one position: two threads must never read
+    /// through such descriptors at the same time, or each sees only part of the directory.
     pub fn read(dir: impl AsFd) -> io::Result<Listing> {
         let mut listing = Listing::default();
         rustix::fs::seek(dir.as_fd(), rustix::fs::SeekFrom::Start(0))?;

@@ -1419,7 +1419,11 @@ fn place_new(
 /// Counts the source's entries and bytes ahead of the copy, so progress can show totals and an
 /// ETA early. Stops when the copy is done first. Subdirectories wait as names, not descriptors.
 fn count_ahead(src: BorrowedFd<'_>, stats: &Stats, stop: &AtomicBool) {
-    let Ok(root) = src.try_clone_to_owned() else {
+    // A description of its own: a duplicate of the copy's descriptor would share the directory
+    // offset, and two readers of one offset each see only part of the listing. When the root
+    // cannot be opened again (only its owner may search it), there is no count.
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let Ok(root) = openat(src, c".", flags, Mode::empty()) else {
         return;
     };
     let mut stack: Vec<(Arc<OwnedFd>, Option<CString>)> = vec![(Arc::new(root), None)];

@@ -103,3 +103,27 @@ fn the_summary_is_written_into_the_state_folder() {
     assert_eq!(on_disk, s);
     assert_eq!(on_disk.entries.copied, 1);
 }
+
+/// Regression: the counting pass (on with progress output) read the source root through a
+/// duplicate of the copy's descriptor; the two shared one directory offset, and the copy could
+/// see only part of the root, or none of it.
+#[test]
+fn the_counting_pass_never_hides_entries_from_the_copy() {
+    let p = Pair::new();
+    for i in 0..400 {
+        p.src.file(format!("f{i:03}").as_bytes(), b"x");
+    }
+    for round in 0..40 {
+        std::fs::remove_dir_all(&p.dst.root).ok();
+        let opts = mover::Options {
+            count_ahead: true,
+            ..mover::Options::default()
+        };
+        let s = super::util::sync_with(&p.src.root, &p.dst.root, opts);
+        assert_eq!(
+            (s.entries.total, s.entries.copied),
+            (400, 400),
+            "round {round}"
+        );
+    }
+}
