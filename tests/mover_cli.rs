@@ -199,6 +199,33 @@ fn big_tree(src: &Tree) {
     }
 }
 
+/// Polls `cond` until it holds or the child ends (at most 30 s).
+fn wait_until(child: &mut std::process::Child, cond: impl Fn() -> bool) {
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < end && child.try_wait().unwrap().is_none() && !cond() {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Whether any temporary file of the mover exists below `dir`.
+fn has_temp_file(dir: &Path) -> bool {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".pvcb-tmp.") {
+                return true;
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    false
+}
+
 /// Every regular file under a real name in `dst` has exactly its source's content.
 fn no_half_written_file(src: &Path, dst: &Path) -> usize {
     let mut checked = 0;
@@ -258,7 +285,13 @@ fn a_sync_killed_at_random_moments_never_shows_a_half_written_file_and_finishes_
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(20 + next() % 400));
+        // The first run is killed as soon as a file is being written (surely mid-copy, however
+        // fast the machine); later ones at random moments.
+        if kills == 0 {
+            wait_until(&mut child, || has_temp_file(&dst));
+        } else {
+            std::thread::sleep(Duration::from_millis(next() % 300));
+        }
         if child.try_wait().unwrap().is_none() {
             // SAFETY: sending a signal to our own child.
             unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
@@ -302,7 +335,13 @@ fn a_backup_killed_midway_leaves_no_snapshot_and_the_next_run_cleans_up() {
         .arg(&dst)
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Killed as soon as the snapshot is being built: surely before it is complete.
+    wait_until(&mut child, || {
+        std::fs::read_dir(dst.join("snapshots")).is_ok_and(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".partial-"))
+        })
+    });
     let killed = child.try_wait().unwrap().is_none();
     // SAFETY: sending a signal to our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
