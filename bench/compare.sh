@@ -56,7 +56,7 @@ die() { log "$*"; exit 1; }
 
 IS_ROOT=0; [ "$(id -u)" = 0 ] && IS_ROOT=1
 
-# Dataset sizes. The peak-memory run on many files is the 1,000,000, or 10,000 in small mode.
+# Dataset sizes. The peak-memory run on many files uses 1,000,000 files, or 10,000 in small mode.
 if [ "$SMALL" = 1 ]; then
   D1_ENV=(NFILES=3000 NDIRS=30 MINKIB=1 MAXKIB=16)
   D2_ENV=(NBIG=2 BIGMIB=8)
