@@ -1261,18 +1261,17 @@ fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
         .map_err(|e| ("open", e))?;
     // The listing's attributes are used as they are: if the file changes during the copy, its
     // target keeps the older mtime, and the next run sees the difference and copies it again.
-    let fresh = *meta;
     let read_x = || xattr::read(xattr::Target::Fd(sfd.as_fd()));
     let want_x = ctx
         .owners
-        .retry(&[(fresh.uid, fresh.gid)], read_x)
+        .retry(&[(meta.uid, meta.gid)], read_x)
         .map_err(|e| ("read xattrs", e))?;
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let (tmp, dfd) = make_tmp(ctx, dst, (fresh.uid, fresh.gid), |t| {
+    let (tmp, dfd) = make_tmp(ctx, dst, (meta.uid, meta.gid), |t| {
         openat(dst, t, flags, Mode::from_raw_mode(0o600)).map_err(Into::into)
     })
     .map_err(|e| ("create", e))?;
-    let bytes = match ctx.copier.copy(sfd.as_fd(), dfd.as_fd(), &fresh) {
+    let bytes = match ctx.copier.copy(sfd.as_fd(), dfd.as_fd(), meta) {
         Ok(n) => n,
         Err(e) => {
             discard(ctx, dst, &tmp);
@@ -1281,7 +1280,7 @@ fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
     };
     let applied = attrs::apply(
         Handle::Fd(dfd.as_fd()),
-        &fresh,
+        meta,
         None,
         &want_x,
         node.inherited(),
