@@ -1,0 +1,11 @@
+//! pvc-backup's Kubernetes side.
+//!
+//! Building objects is pure (no I/O): the functions here turn a request ("back up claim `data`")
+//! into the claims, Jobs and CronJobs that carry it out, so they can be tested without a cluster.
+//! Talking to the API server is a thin layer over them.
+
+pub mod error;
+pub mod names;
+pub mod security;
+
+pub use error::{Error, Result};

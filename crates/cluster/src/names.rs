@@ -1,0 +1,66 @@
+//! Names, labels and annotations pvc-backup puts on the objects it creates, so that `list` can
+//! find them again and a second run recognises the first one's work.
+
+/// The label every object made by pvc-backup carries (`app.kubernetes.io/managed-by`).
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "pvc-backup");
+
+/// Label on a backup or clone claim, a Job or a CronJob: the name of the source claim.
+pub const SOURCE_LABEL: &str = "pvc-backup.io/source";
+
+/// Label saying what an object is for: `backup`, `clone`, `migrate`, `restore`.
+pub const ROLE_LABEL: &str = "pvc-backup.io/role";
+
+/// The service account the mover runs under, kept from the original BackupEr.
+pub const SERVICE_ACCOUNT: &str = "pvc-backup-deployer";
+
+/// The ClusterRole that may use the mover's SecurityContextConstraints, kept from the original.
+pub const CLUSTER_ROLE: &str = "backuper";
+
+/// Where the mover pod mounts the source claim, kept from the original BackupEr.
+pub const SOURCE_MOUNT: &str = "/source";
+
+/// Where the mover pod mounts the target claim, kept from the original BackupEr.
+pub const TARGET_MOUNT: &str = "/backup";
+
+/// The mover image's entrypoint: the static binary at the image's root.
+pub const ENTRYPOINT: &str = "/pvc-backup";
+
+/// The image of this release, which runs the mover and the webhook.
+pub const DEFAULT_IMAGE: &str =
+    concat!("ghcr.io/pvc-backup/pvc-backup:", env!("CARGO_PKG_VERSION"));
+
+/// Checks `name` as a Kubernetes object name (an RFC 1123 subdomain, at most `max` bytes),
+/// naming `what` it is in the error.
+pub fn check_name(what: &str, name: &str, max: usize) -> crate::Result<()> {
+    let ok_char = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.';
+    let b = name.as_bytes();
+    let valid = !b.is_empty()
+        && b.len() <= max
+        && b.iter().all(|&c| ok_char(c))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric();
+    if valid {
+        Ok(())
+    } else {
+        Err(crate::Error::Invalid(format!(
+            "{what} {name:?} is not a valid Kubernetes name: use at most {max} lower-case \
+             letters, digits, '-' or '.', starting and ending with a letter or digit"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_rfc_1123() {
+        assert!(check_name("claim", "data-backup", 253).is_ok());
+        assert!(check_name("claim", "a", 253).is_ok());
+        for bad in ["", "Data", "-data", "data-", "da_ta", "dätä"] {
+            let err = check_name("claim", bad, 253).unwrap_err().to_string();
+            assert!(err.contains("claim"), "{err}");
+        }
+        assert!(check_name("job", &"a".repeat(64), 63).is_err());
+    }
+}
