@@ -4,8 +4,14 @@
 //! into the claims, Jobs and CronJobs that carry it out, so they can be tested without a cluster.
 //! Talking to the API server is a thin layer over them.
 
+pub mod connect;
 pub mod error;
 pub mod names;
+pub mod objects;
+pub mod placement;
+pub mod progress;
+pub mod quantity;
+pub mod run;
 pub mod security;
 
 pub use error::{Error, Result};

@@ -95,6 +95,9 @@ mod tests {
         assert!(sc.capabilities.unwrap().add.is_none());
         assert_eq!(sc.run_as_user, Some(1000));
         assert_eq!(sc.run_as_non_root, Some(true));
-        assert_eq!(pod(Privilege::Unprivileged { uid: 1000 }).run_as_non_root, Some(true));
+        assert_eq!(
+            pod(Privilege::Unprivileged { uid: 1000 }).run_as_non_root,
+            Some(true)
+        );
     }
 }

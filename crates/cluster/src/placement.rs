@@ -1,0 +1,143 @@
+//! Where the mover must run: a ReadWriteOnce claim attached to a running pod's node can only be
+//! mounted on that node, so the mover goes there (this replaces the original's NODE parameter).
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::Api;
+use kube::api::ListParams;
+
+use crate::connect::Kube;
+use crate::objects::mover::Placement;
+use crate::{Error, Result};
+
+/// A pod that has a claim mounted.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// The pod's name.
+    pub pod: String,
+    /// Its node, once scheduled.
+    pub node: Option<String>,
+    /// The pod itself.
+    pub object: Pod,
+}
+
+/// Whether `pod` mounts the claim `claim`.
+pub fn mounts(pod: &Pod, claim: &str) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .is_some_and(|vols| {
+            vols.iter().any(|v| {
+                v.persistent_volume_claim
+                    .as_ref()
+                    .is_some_and(|p| p.claim_name == claim)
+            })
+        })
+}
+
+/// Whether `pod` still holds its volumes (not finished; a terminating pod still does).
+pub fn holds_volumes(pod: &Pod) -> bool {
+    !matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// The pods of the namespace that hold `claim`.
+pub async fn users(kube: &Kube, claim: &str) -> Result<Vec<User>> {
+    let pods: Api<Pod> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    let list = pods
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::api(format!(
+            "list pods in namespace {}",
+            kube.namespace
+        )))?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|p| mounts(p, claim) && holds_volumes(p))
+        .map(|p| User {
+            pod: p.metadata.name.clone().unwrap_or_default(),
+            node: p.spec.as_ref().and_then(|s| s.node_name.clone()),
+            object: p,
+        })
+        .collect())
+}
+
+/// Decides where a mover that mounts `claims` must run, from the pods using them.
+///
+/// `ignore_pods` are left out (the pods of a workload the caller scales down first).
+pub fn decide(
+    claims: &[&PersistentVolumeClaim],
+    users: &[(String, Vec<User>)],
+    ignore_pods: &[String],
+) -> Result<Placement> {
+    let mut placement = Placement::Anywhere;
+    for claim in claims {
+        let name = claim.metadata.name.clone().unwrap_or_default();
+        let modes = claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.access_modes.clone())
+            .unwrap_or_default();
+        let its_users: Vec<&User> = users
+            .iter()
+            .filter(|(c, _)| *c == name)
+            .flat_map(|(_, u)| u.iter())
+            .filter(|u| !ignore_pods.contains(&u.pod))
+            .collect();
+        if its_users.is_empty() {
+            continue;
+        }
+        let many_nodes = modes
+            .iter()
+            .any(|m| m == "ReadWriteMany" || m == "ReadOnlyMany");
+        if modes.iter().any(|m| m == "ReadWriteOncePod") {
+            let pods: Vec<&str> = its_users.iter().map(|u| u.pod.as_str()).collect();
+            return Err(Error::Failed(format!(
+                "claim {name} is ReadWriteOncePod and in use by pod {}: no other pod may mount \
+                 it while that one runs. Add --scale-down to stop the workload for the copy and \
+                 start it again afterwards, or take a point-in-time copy with --from-snapshot",
+                pods.join(", ")
+            )));
+        }
+        if many_nodes {
+            continue;
+        }
+        let Some(user) = its_users.iter().find(|u| u.node.is_some()) else {
+            continue;
+        };
+        let node = user.node.clone().unwrap_or_default();
+        match &placement {
+            Placement::Node { node: other, .. } if *other != node => {
+                return Err(Error::Failed(format!(
+                    "the claims are attached to different nodes ({other} and {node}): one pod \
+                     cannot mount both; stop one of the workloads (--scale-down) and retry"
+                )));
+            }
+            _ => {}
+        }
+        let tolerations = user
+            .object
+            .spec
+            .as_ref()
+            .and_then(|s| s.tolerations.clone())
+            .unwrap_or_default();
+        placement = Placement::Node { node, tolerations };
+    }
+    Ok(placement)
+}
+
+/// Looks up the pods using `claims` and decides where the mover runs.
+pub async fn place(
+    kube: &Kube,
+    claims: &[&PersistentVolumeClaim],
+    ignore_pods: &[String],
+) -> Result<Placement> {
+    let mut all = Vec::new();
+    for claim in claims {
+        let name = claim.metadata.name.clone().unwrap_or_default();
+        all.push((name.clone(), users(kube, &name).await?));
+    }
+    decide(claims, &all, ignore_pods)
+}
