@@ -35,6 +35,7 @@ fn stand_in(dir: &Path) -> PathBuf {
         &p,
         "#!/bin/sh\nset -e\n[ -n \"$FAIL_WITH\" ] && { echo \"failing with $FAIL_WITH\" >&2; exit \"$FAIL_WITH\"; }\n\
          [ \"$1\" = sleep ] && { echo sleeping; exec sleep \"$2\"; }\n\
+         [ \"$1\" = copyfile ] && { cp \"$2\" \"$3\"; echo \"copied $2 to $3\"; exit 0; }\n\
          [ \"$1 $2\" = \"mover sync\" ] || { echo \"usage: mover sync SRC DST\" >&2; exit 2; }\n\
          cp -a \"$3/.\" \"$4/\"\necho \"copied $3 to $4\"\n",
     )
@@ -1115,4 +1116,547 @@ async fn snapshots_and_clones_copy_data_only_where_the_driver_can() {
             .as_deref(),
         Some("Pending")
     );
+}
+
+fn plain_pod(name: &str, claim: Option<&str>, extra_spec: Value) -> Pod {
+    let mut spec = json!({"containers": [{"name": "c", "image": "busybox:1.36"}]});
+    if let Some(c) = claim {
+        spec["containers"][0]["volumeMounts"] = json!([{"name": "d", "mountPath": "/d"}]);
+        spec["volumes"] = json!([{"name": "d", "persistentVolumeClaim": {"claimName": c}}]);
+    }
+    json_patch::merge(&mut spec, &extra_spec);
+    from(json!({"metadata": {"name": name}, "spec": spec}))
+}
+
+#[tokio::test]
+async fn wait_for_first_consumer_binds_where_the_pod_goes_and_local_volumes_pin_pods() {
+    let cluster = FakeCluster::start(Options {
+        local_drivers: vec!["rancher.io/local-path".into()],
+        ..Options::default()
+    });
+    cluster
+        .add_storage_class("local", "rancher.io/local-path", true, "Delete", false)
+        .unwrap();
+    let client = cluster.client();
+    let pvcs: Api<PersistentVolumeClaim> = Api::default_namespaced(client.clone());
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let events: Api<Event> = Api::default_namespaced(client.clone());
+    let mut c = claim("local", "1Gi", "ReadWriteOnce");
+    c.spec.as_mut().unwrap().storage_class_name = Some("local".into());
+    pvcs.create(&PostParams::default(), &c).await.unwrap();
+    wait_events(&events, "WaitForFirstConsumer", "local").await;
+    assert_eq!(
+        pvcs.get("local")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .phase
+            .as_deref(),
+        Some("Pending")
+    );
+
+    pods.create(
+        &PostParams::default(),
+        &plain_pod("first", Some("local"), json!({})),
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(
+        WAIT,
+        await_condition(pods.clone(), "first", conditions::is_pod_running()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let node = pods
+        .get("first")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .node_name
+        .unwrap();
+    let bound_claim = bound(&pvcs, "local").await;
+    assert_eq!(
+        bound_claim.metadata.annotations.unwrap()["volume.kubernetes.io/selected-node"],
+        node
+    );
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let pv = pvs
+        .get(&bound_claim.spec.unwrap().volume_name.unwrap())
+        .await
+        .unwrap();
+    let term = &pv
+        .spec
+        .unwrap()
+        .node_affinity
+        .unwrap()
+        .required
+        .unwrap()
+        .node_selector_terms[0];
+    assert_eq!(
+        term.match_expressions.as_ref().unwrap()[0].values,
+        Some(vec![node.clone()])
+    );
+
+    // A pod forced onto the other node cannot use the volume.
+    let other = if node == "node-a" { "node-b" } else { "node-a" };
+    let forced = plain_pod(
+        "second",
+        Some("local"),
+        json!({"nodeSelector": {"kubernetes.io/hostname": other}}),
+    );
+    pods.create(&PostParams::default(), &forced).await.unwrap();
+    let ev = wait_events(&events, "FailedScheduling", "second").await;
+    let msg = ev[0].message.clone().unwrap();
+    assert!(msg.starts_with("0/2 nodes are available: "), "{msg}");
+    assert!(
+        msg.contains("1 node(s) didn't match Pod's node affinity/selector"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("1 node(s) had volume node affinity conflict"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn cordoned_and_tainted_nodes_are_skipped_and_missing_claims_block_scheduling() {
+    let cluster = FakeCluster::start(Options::default());
+    cluster.set_unschedulable("node-a", true).unwrap();
+    cluster
+        .taint_node("node-b", "dedicated", "db", "NoSchedule")
+        .unwrap();
+    let client = cluster.client();
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let events: Api<Event> = Api::default_namespaced(client.clone());
+    pods.create(&PostParams::default(), &plain_pod("p", None, json!({})))
+        .await
+        .unwrap();
+    let ev = wait_events(&events, "FailedScheduling", "p").await;
+    assert_eq!(
+        ev[0].message.as_deref().unwrap(),
+        "0/2 nodes are available: 1 node(s) had untolerated taint {dedicated: db}, 1 node(s) were unschedulable. \
+         preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+    );
+    let tolerant = plain_pod(
+        "q",
+        None,
+        json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]}),
+    );
+    pods.create(&PostParams::default(), &tolerant)
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        WAIT,
+        await_condition(pods.clone(), "q", conditions::is_pod_running()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        pods.get("q")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .node_name
+            .as_deref(),
+        Some("node-b")
+    );
+
+    pods.create(
+        &PostParams::default(),
+        &plain_pod(
+            "r",
+            Some("nothing"),
+            json!({"tolerations": [{"operator": "Exists"}]}),
+        ),
+    )
+    .await
+    .unwrap();
+    let ev = wait_events(&events, "FailedScheduling", "r").await;
+    assert!(
+        ev[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("persistentvolumeclaim \"nothing\" not found")
+    );
+}
+
+#[tokio::test]
+async fn an_unpullable_image_keeps_the_pod_waiting_with_pull_events() {
+    let cluster = FakeCluster::start(Options::default());
+    cluster.set_unpullable("registry.invalid/pvc-backup:0");
+    let client = cluster.client();
+    let jobs: Api<Job> = Api::default_namespaced(client.clone());
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let j: Job = from(
+        json!({"metadata": {"name": "pull"}, "spec": {"template": {"spec": {"restartPolicy": "Never",
+        "containers": [{"name": "c", "image": "registry.invalid/pvc-backup:0"}]}}}}),
+    );
+    jobs.create(&PostParams::default(), &j).await.unwrap();
+    let pod_name = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(p) = pods_of(&pods, "job-name=pull").await.pop() {
+                return p.metadata.name.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let events: Api<Event> = Api::default_namespaced(client.clone());
+    let ev = wait_events(&events, "Failed", &pod_name).await;
+    assert!(ev.iter().any(|e| {
+        e.message
+            .as_deref()
+            .unwrap()
+            .starts_with("Failed to pull image \"registry.invalid/pvc-backup:0\"")
+    }));
+    let waiting = |o: Option<&Pod>| {
+        o.and_then(|p| {
+            p.status.as_ref()?.container_statuses.as_ref()?[0]
+                .state
+                .as_ref()?
+                .waiting
+                .as_ref()?
+                .reason
+                .clone()
+        })
+        .is_some_and(|r| r == "ImagePullBackOff")
+    };
+    tokio::time::timeout(WAIT, await_condition(pods.clone(), &pod_name, waiting))
+        .await
+        .unwrap()
+        .unwrap();
+    let e = api_err(pods.logs(&pod_name, &Default::default()).await.unwrap_err());
+    assert_eq!(e.code, 400);
+    assert_eq!(
+        e.message,
+        format!(
+            "container \"c\" in pod \"{pod_name}\" is waiting to start: trying and failing to pull image"
+        )
+    );
+    assert_eq!(
+        jobs.get("pull").await.unwrap().status.unwrap().active,
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn deleting_pods_jobs_and_namespaces_follows_the_api_servers_rules() {
+    let (cluster, _tmp) = cluster_with_mover();
+    let client = cluster.client();
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    // A running mover process gets SIGTERM; the pod goes once it ended.
+    let sleeper: Pod = from(
+        json!({"metadata": {"name": "sleeper"}, "spec": {"restartPolicy": "Never",
+        "containers": [{"name": "m", "image": "x:1", "command": ["/pvc-backup"], "args": ["sleep", "600"]}]}}),
+    );
+    pods.create(&PostParams::default(), &sleeper).await.unwrap();
+    tokio::time::timeout(
+        WAIT,
+        await_condition(pods.clone(), "sleeper", conditions::is_pod_running()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let uid = pods.get("sleeper").await.unwrap().metadata.uid.unwrap();
+    let deleted = pods
+        .delete("sleeper", &DeleteParams::default())
+        .await
+        .unwrap();
+    let pending = deleted.left().expect("a running pod is deleted gracefully");
+    assert!(pending.metadata.deletion_timestamp.is_some());
+    tokio::time::timeout(
+        WAIT,
+        await_condition(pods.clone(), "sleeper", conditions::is_deleted(&uid)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+
+    // A stale precondition is a conflict.
+    pods.create(&PostParams::default(), &plain_pod("keep", None, json!({})))
+        .await
+        .unwrap();
+    let e = api_err(
+        pods.delete(
+            "keep",
+            &DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: Some("other".into()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(e.code, 409);
+
+    // Background propagation takes a Job's pods along; ttlSecondsAfterFinished removes a finished Job.
+    let jobs: Api<Job> = Api::default_namespaced(client.clone());
+    let j: Job = from(
+        json!({"metadata": {"name": "bg"}, "spec": {"template": {"spec": {"restartPolicy": "Never",
+        "containers": [{"name": "c", "image": "busybox:1.36"}]}}}}),
+    );
+    jobs.create(&PostParams::default(), &j).await.unwrap();
+    let running = |o: Option<&Job>| o.and_then(|j| j.status.as_ref()?.ready) == Some(1);
+    tokio::time::timeout(WAIT, await_condition(jobs.clone(), "bg", running))
+        .await
+        .unwrap()
+        .unwrap();
+    jobs.delete("bg", &DeleteParams::background())
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, async {
+        while !pods_of(&pods, "job-name=bg").await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let quick: Job = from(
+        json!({"metadata": {"name": "quick"}, "spec": {"ttlSecondsAfterFinished": 0, "template": {"spec": {"restartPolicy": "Never",
+        "containers": [{"name": "c", "image": "x:1", "command": ["/pvc-backup"], "args": ["sleep", "0"]}]}}}}),
+    );
+    let quick = jobs.create(&PostParams::default(), &quick).await.unwrap();
+    tokio::time::timeout(
+        WAIT,
+        await_condition(
+            jobs.clone(),
+            "quick",
+            conditions::is_deleted(&quick.metadata.uid.unwrap()),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(pods_of(&pods, "job-name=quick").await.is_empty());
+
+    // A namespace empties before it goes, and takes no new objects meanwhile.
+    cluster.add_namespace("gone").unwrap();
+    let gone_pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "gone");
+    let gone_pods: Api<Pod> = Api::namespaced(client.clone(), "gone");
+    gone_pvcs
+        .create(
+            &PostParams::default(),
+            &claim("data", "1Gi", "ReadWriteOnce"),
+        )
+        .await
+        .unwrap();
+    let pv = bound(&gone_pvcs, "data")
+        .await
+        .spec
+        .unwrap()
+        .volume_name
+        .unwrap();
+    gone_pods
+        .create(
+            &PostParams::default(),
+            &plain_pod("user", Some("data"), json!({})),
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        WAIT,
+        await_condition(gone_pods.clone(), "user", conditions::is_pod_running()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns_uid = nss.get("gone").await.unwrap().metadata.uid.unwrap();
+    nss.delete("gone", &DeleteParams::default()).await.unwrap();
+    let e = api_err(
+        gone_pvcs
+            .create(
+                &PostParams::default(),
+                &claim("late", "1Gi", "ReadWriteOnce"),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (403, "Forbidden"));
+    assert!(
+        e.message.contains("because it is being terminated"),
+        "{}",
+        e.message
+    );
+    tokio::time::timeout(
+        WAIT,
+        await_condition(nss.clone(), "gone", conditions::is_deleted(&ns_uid)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    assert!(
+        tokio::time::timeout(WAIT, async {
+            while pvs.get_opt(&pv).await.unwrap().is_some() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn block_claims_map_device_paths_to_image_files() {
+    let (cluster, _tmp) = cluster_with_mover();
+    let client = cluster.client();
+    let block = ClaimOptions {
+        block: true,
+        size: "1Mi".into(),
+        ..ClaimOptions::default()
+    };
+    let src = cluster
+        .add_bound_claim("default", "disk", block.clone())
+        .unwrap();
+    let dst = cluster
+        .add_bound_claim("default", "disk-copy", block)
+        .unwrap();
+    assert_eq!(std::fs::metadata(&dst).unwrap().len(), 1 << 20);
+    std::fs::write(&src, vec![7u8; 4096]).unwrap();
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod: Pod = from(
+        json!({"metadata": {"name": "blk"}, "spec": {"restartPolicy": "Never",
+        "containers": [{"name": "m", "image": "x:1", "command": ["/pvc-backup", "copyfile"], "args": ["/dev/source", "/dev/target"],
+            "volumeDevices": [{"name": "s", "devicePath": "/dev/source"}, {"name": "t", "devicePath": "/dev/target"}]}],
+        "volumes": [{"name": "s", "persistentVolumeClaim": {"claimName": "disk"}}, {"name": "t", "persistentVolumeClaim": {"claimName": "disk-copy"}}]}}),
+    );
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let done =
+        |o: Option<&Pod>| o.and_then(|p| p.status.as_ref()?.phase.as_deref()) == Some("Succeeded");
+    tokio::time::timeout(WAIT, await_condition(pods.clone(), "blk", done))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(std::fs::read(&dst).unwrap(), vec![7u8; 4096]);
+    assert_eq!(cluster.volume_dir("default", "disk-copy").unwrap(), dst);
+}
+
+#[tokio::test]
+async fn deployment_configs_scale_and_redeploy_on_template_change() {
+    let cluster = FakeCluster::start(Options::default());
+    let client = cluster.client();
+    let ar = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+        "apps.openshift.io",
+        "v1",
+        "DeploymentConfig",
+    ));
+    let dcs: Api<kube::api::DynamicObject> = Api::default_namespaced_with(client.clone(), &ar);
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let dc: kube::api::DynamicObject = from(
+        json!({"apiVersion": "apps.openshift.io/v1", "kind": "DeploymentConfig",
+        "metadata": {"name": "shop"}, "spec": {"replicas": 1, "selector": {"app": "shop"},
+        "template": {"metadata": {"labels": {"app": "shop"}}, "spec": {"containers": [{"name": "c", "image": "shop:1"}]}}}}),
+    );
+    dcs.create(&PostParams::default(), &dc).await.unwrap();
+    let ready = |n: i64| {
+        let cluster = &cluster;
+        move || {
+            cluster
+                .get_value(
+                    "apps.openshift.io/v1",
+                    "DeploymentConfig",
+                    "default",
+                    "shop",
+                )
+                .is_some_and(|v| v["status"]["readyReplicas"] == n && v["status"]["replicas"] == n)
+        }
+    };
+    let wait = |f: &dyn Fn() -> bool| cluster.wait_for(WAIT, |_| f());
+    assert!(wait(&ready(1)));
+    let ps = pods_of(&pods, "deploymentconfig=shop").await;
+    assert_eq!(ps.len(), 1);
+    assert!(
+        ps[0]
+            .metadata
+            .name
+            .as_deref()
+            .unwrap()
+            .starts_with("shop-1-")
+    );
+    assert_eq!(
+        ps[0].metadata.owner_references.as_ref().unwrap()[0].kind,
+        "ReplicationController"
+    );
+
+    dcs.patch(
+        "shop",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 2}})),
+    )
+    .await
+    .unwrap();
+    assert!(wait(&ready(2)));
+    dcs.patch("shop", &PatchParams::default(), &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "shop:2"}]}}}})))
+        .await
+        .unwrap();
+    assert!(cluster.wait_for(WAIT, |c| {
+        c.get_value(
+            "apps.openshift.io/v1",
+            "DeploymentConfig",
+            "default",
+            "shop",
+        )
+        .is_some_and(|v| {
+            v["status"]["latestVersion"] == 2
+                && v["status"]["updatedReplicas"] == 2
+                && v["status"]["replicas"] == 2
+        })
+    }));
+    // The old version's pods go away (after their short termination).
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let ps = pods_of(&pods, "deploymentconfig=shop").await;
+            if ps.len() == 2
+                && ps
+                    .iter()
+                    .all(|p| p.metadata.name.as_deref().unwrap().starts_with("shop-2-"))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_kubeconfig_works_and_server_side_apply_creates_then_updates() {
+    let cluster = FakeCluster::start(Options::default());
+    let kc = kube::config::Kubeconfig::read_from(cluster.kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(config.default_namespace, "default");
+    let client = kube::Client::try_from(config).unwrap();
+    let v = client.apiserver_version().await.unwrap();
+    assert_eq!((v.major.as_str(), v.minor.as_str()), ("1", "33"));
+    let cms: Api<ConfigMap> = Api::default_namespaced(client);
+    let ssa = PatchParams::apply("pvc-backup");
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"k": "1"}});
+    cms.patch("applied", &ssa, &Patch::Apply(&body))
+        .await
+        .unwrap();
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"k": "2"}});
+    cms.patch("applied", &ssa, &Patch::Apply(&body))
+        .await
+        .unwrap();
+    assert_eq!(cms.get("applied").await.unwrap().data.unwrap()["k"], "2");
+    let e = api_err(
+        cms.patch("applied", &PatchParams::default(), &Patch::Apply(&body))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 400, "apply needs a field manager");
 }

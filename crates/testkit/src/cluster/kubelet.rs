@@ -121,10 +121,14 @@ fn terminal(pod: &Value) -> bool {
 /// One kubelet pass over every pod on a node.
 pub fn pass(st: &mut State) -> Vec<Action> {
     let mut actions = Vec::new();
+    // A pod bound to a node that does not exist has no kubelet: it stays Pending.
     let pods: Vec<Arc<Value>> = st
         .list(Res::Pod, None)
         .into_iter()
-        .filter(|p| !s(p, "/spec/nodeName").is_empty())
+        .filter(|p| {
+            let node = s(p, "/spec/nodeName");
+            !node.is_empty() && st.get(Res::Node, "", node).is_some()
+        })
         .collect();
     for pod in pods {
         let uid = uid_of(&pod).to_string();
