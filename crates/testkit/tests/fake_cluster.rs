@@ -179,6 +179,25 @@ async fn crud_answers_with_the_api_servers_status_codes() {
         e.message
     );
 
+    let long: ConfigMap = from(
+        json!({"metadata": {"name": "long", "labels": {"pvc-backup.io/source": "x".repeat(64)}}}),
+    );
+    let e = api_err(cms.create(&PostParams::default(), &long).await.unwrap_err());
+    assert_eq!(e.code, 422);
+    assert!(
+        e.message.contains("must be no more than 63 characters"),
+        "{}",
+        e.message
+    );
+    let e = api_err(cms.create(&PostParams::default(), &made).await.unwrap_err());
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (
+            400,
+            "resourceVersion should not be set on objects to be created"
+        )
+    );
+
     // Namespaces: unknown ones are 404; new ones work; cluster-scoped kinds list.
     let nowhere: Api<ConfigMap> = Api::namespaced(client.clone(), "nowhere");
     let e = api_err(
@@ -1659,4 +1678,169 @@ async fn the_kubeconfig_works_and_server_side_apply_creates_then_updates() {
             .unwrap_err(),
     );
     assert_eq!(e.code, 400, "apply needs a field manager");
+}
+
+#[tokio::test]
+async fn claims_and_volumes_in_use_are_protected_and_resize_needs_an_expandable_class() {
+    let cluster = FakeCluster::start(Options::default());
+    cluster
+        .add_storage_class("fixed", "example.com/fixed", false, "Delete", false)
+        .unwrap();
+    let client = cluster.client();
+    let pvcs: Api<PersistentVolumeClaim> = Api::default_namespaced(client.clone());
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let mut c = claim("data", "1Gi", "ReadWriteOnce");
+    c.spec.as_mut().unwrap().storage_class_name = Some("fixed".into());
+    pvcs.create(&PostParams::default(), &c).await.unwrap();
+    let pv = bound(&pvcs, "data")
+        .await
+        .spec
+        .unwrap()
+        .volume_name
+        .unwrap();
+    let e = api_err(
+        pvcs.patch(
+            "data",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"resources": {"requests": {"storage": "2Gi"}}}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (403, "Forbidden"));
+    assert!(
+        e.message
+            .contains("only dynamically provisioned pvc can be resized"),
+        "{}",
+        e.message
+    );
+
+    pods.create(
+        &PostParams::default(),
+        &plain_pod("user", Some("data"), json!({})),
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(
+        WAIT,
+        await_condition(pods.clone(), "user", conditions::is_pod_running()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // Both deletions wait: the claim for its pod, the volume for its claim.
+    pvcs.delete("data", &DeleteParams::default()).await.unwrap();
+    pvs.delete(&pv, &DeleteParams::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let left = pvcs.get("data").await.unwrap();
+    assert!(
+        left.metadata.deletion_timestamp.is_some(),
+        "{}",
+        cluster.dump()
+    );
+    assert_eq!(left.status.unwrap().phase.as_deref(), Some("Bound"));
+    assert!(
+        pvs.get(&pv)
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    // A new pod cannot use a claim that is being deleted.
+    pods.create(
+        &PostParams::default(),
+        &plain_pod("late", Some("data"), json!({})),
+    )
+    .await
+    .unwrap();
+    let events: Api<Event> = Api::default_namespaced(client.clone());
+    let ev = wait_events(&events, "FailedScheduling", "late").await;
+    assert!(
+        ev[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("persistentvolumeclaim \"data\" is being deleted")
+    );
+    pods.delete("late", &DeleteParams::default()).await.unwrap();
+    pods.delete("user", &DeleteParams::default()).await.unwrap();
+    let uid = left.metadata.uid.unwrap();
+    tokio::time::timeout(
+        WAIT,
+        await_condition(pvcs.clone(), "data", conditions::is_deleted(&uid)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    tokio::time::timeout(
+        WAIT,
+        await_condition(pvs.clone(), &pv, conditions::is_deleted("")),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_new_claim_in_the_pod_template_replaces_the_pods() {
+    let cluster = FakeCluster::start(Options::default());
+    let client = cluster.client();
+    let pvcs: Api<PersistentVolumeClaim> = Api::default_namespaced(client.clone());
+    let deps: Api<Deployment> = Api::default_namespaced(client.clone());
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    for n in ["old", "new"] {
+        pvcs.create(&PostParams::default(), &claim(n, "1Gi", "ReadWriteOnce"))
+            .await
+            .unwrap();
+        bound(&pvcs, n).await;
+    }
+    deps.create(&PostParams::default(), &web("web", "old", "node-a"))
+        .await
+        .unwrap();
+    let on_claim = |claim: &'static str| {
+        let pods = pods.clone();
+        async move {
+            loop {
+                let ps = pods_of(&pods, "app=web").await;
+                let uses = |p: &Pod| {
+                    p.spec.as_ref().unwrap().volumes.as_ref().unwrap()[0]
+                        .persistent_volume_claim
+                        .as_ref()
+                        .unwrap()
+                        .claim_name
+                        == claim
+                };
+                let running =
+                    |p: &Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                if ps.len() == 1 && uses(&ps[0]) && running(&ps[0]) {
+                    return ps[0].metadata.name.clone().unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let first = tokio::time::timeout(WAIT, on_claim("old")).await.unwrap();
+    // The strategic merge patch merges the volume by name.
+    let patch = json!({"spec": {"template": {"spec": {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "new"}}]}}}});
+    deps.patch("web", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .unwrap();
+    let second = tokio::time::timeout(WAIT, on_claim("new"))
+        .await
+        .unwrap_or_else(|_| panic!("{}", cluster.dump()));
+    assert_ne!(first, second);
+    let rolled = |o: Option<&Deployment>| {
+        o.and_then(|d| d.status.as_ref()).is_some_and(|s| {
+            s.observed_generation == Some(2)
+                && s.updated_replicas == Some(1)
+                && s.replicas == Some(1)
+        })
+    };
+    tokio::time::timeout(WAIT, await_condition(deps.clone(), "web", rolled))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(deps.get("web").await.unwrap().metadata.generation, Some(2));
 }

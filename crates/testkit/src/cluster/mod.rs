@@ -655,6 +655,60 @@ impl FakeCluster {
         }
     }
 
+    /// Every object (kind, namespace/name, phase, node, finalizers, deletion) and every event, one
+    /// per line: what to print when a test fails.
+    pub fn dump(&self) -> String {
+        let st = self.lock();
+        let mut out = String::new();
+        for (res, obj) in st.all() {
+            if matches!(res, Res::Event | Res::ServiceAccount | Res::Namespace) {
+                continue;
+            }
+            let mut line = format!(
+                "{} {}/{}",
+                res.info().kind,
+                util::ns_of(&obj),
+                util::name_of(&obj)
+            );
+            for (label, ptr) in [
+                ("phase", "/status/phase"),
+                ("node", "/spec/nodeName"),
+                ("volume", "/spec/volumeName"),
+                ("claim", "/spec/claimRef/name"),
+                ("deleting", "/metadata/deletionTimestamp"),
+            ] {
+                let v = util::s(&obj, ptr);
+                if !v.is_empty() {
+                    line.push_str(&format!(" {label}={v}"));
+                }
+            }
+            if let Some(r) = obj.pointer("/spec/replicas") {
+                line.push_str(&format!(
+                    " replicas={r} ready={}",
+                    obj.pointer("/status/readyReplicas").unwrap_or(&json!(0))
+                ));
+            }
+            let fins = store::finalizers(&obj);
+            if !fins.is_empty() {
+                line.push_str(&format!(" finalizers={}", fins.join(",")));
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+        for e in st.list(Res::Event, None) {
+            out.push_str(&format!(
+                "Event {} {}/{}: {} {} (x{})\n",
+                util::s(&e, "/involvedObject/kind"),
+                util::ns_of(&e),
+                util::s(&e, "/involvedObject/name"),
+                util::s(&e, "/reason"),
+                util::s(&e, "/message"),
+                e["count"]
+            ));
+        }
+        out
+    }
+
     /// The last resourceVersion handed out (each write raises it by one).
     pub fn resource_version(&self) -> u64 {
         self.lock().rv

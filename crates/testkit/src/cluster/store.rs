@@ -344,10 +344,22 @@ impl State {
                     )],
                 ));
             }
-            // Like the API server: a generated name that is taken is a conflict, not a retry.
+            // The API server retries a generated name that is taken (RetryGenerateName).
             let mut base = gen_name.clone();
             base.truncate(58);
-            obj["metadata"]["name"] = json!(format!("{base}{}", suffix(5)));
+            let mut name = format!("{base}{}", suffix(5));
+            for _ in 0..8 {
+                if self.get(res, ns, &name).is_none() {
+                    break;
+                }
+                name = format!("{base}{}", suffix(5));
+            }
+            obj["metadata"]["name"] = json!(name);
+        }
+        if actor == Actor::User && !util::s(&obj, "/metadata/resourceVersion").is_empty() {
+            return Err(ApiError::bad_request(
+                "resourceVersion should not be set on objects to be created",
+            ));
         }
         let name = name_of(&obj).to_string();
         self.check_namespace(res, ns, &name)?;
@@ -597,6 +609,11 @@ impl State {
                 .unwrap_or(30)
         });
         if res == Res::Namespace {
+            if matches!(name, "default" | "kube-system" | "kube-public") {
+                return Err(ApiError::forbidden(format!(
+                    "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+                )));
+            }
             if !already {
                 new["metadata"]["deletionTimestamp"] = json!(now());
                 new["status"]["phase"] = json!("Terminating");
