@@ -1844,3 +1844,41 @@ async fn a_new_claim_in_the_pod_template_replaces_the_pods() {
         .unwrap();
     assert_eq!(deps.get("web").await.unwrap().metadata.generation, Some(2));
 }
+
+#[tokio::test]
+async fn a_job_past_its_active_deadline_fails_and_its_running_pod_is_stopped() {
+    let (cluster, _tmp) = cluster_with_mover();
+    let client = cluster.client();
+    let jobs: Api<Job> = Api::default_namespaced(client.clone());
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let j: Job = from(
+        json!({"metadata": {"name": "slow"}, "spec": {"activeDeadlineSeconds": 1, "template": {"spec": {
+        "restartPolicy": "Never", "containers": [{"name": "m", "image": "x:1", "command": ["/pvc-backup"], "args": ["sleep", "600"]}]}}}}),
+    );
+    jobs.create(&PostParams::default(), &j).await.unwrap();
+    let failed = |o: Option<&Job>| {
+        o.and_then(|j| j.status.as_ref()?.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Failed" && c.reason.as_deref() == Some("DeadlineExceeded"))
+            })
+    };
+    tokio::time::timeout(WAIT, await_condition(jobs.clone(), "slow", failed))
+        .await
+        .unwrap()
+        .unwrap();
+    // The pod's process got SIGTERM and the pod went away well before its 600 s sleep.
+    tokio::time::timeout(WAIT, async {
+        while !pods_of(&pods, "job-name=slow").await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{}", cluster.dump()));
+    let events: Api<Event> = Api::default_namespaced(client.clone());
+    let ev = wait_events(&events, "DeadlineExceeded", "slow").await;
+    assert_eq!(
+        ev[0].message.as_deref(),
+        Some("Job was active longer than specified deadline")
+    );
+}

@@ -29,9 +29,9 @@ fn owner_uids(v: &Value) -> Vec<(String, bool)> {
 pub fn pass(st: &mut State) {
     let all = st.all();
     let uids: HashSet<String> = st.all_uids();
-    let by_uid: std::collections::HashMap<String, (Res, Value)> = all
+    let by_uid: std::collections::HashMap<String, &std::sync::Arc<Value>> = all
         .iter()
-        .map(|(r, v)| (uid_of(v).to_string(), (*r, (**v).clone())))
+        .map(|(_, v)| (uid_of(v).to_string(), v))
         .collect();
     let background = DeleteOpts {
         propagation: Some("Background".into()),
@@ -48,7 +48,7 @@ pub fn pass(st: &mut State) {
             .iter()
             .map(|(u, _)| u)
             .filter(|u| {
-                by_uid.get(*u).is_some_and(|(_, o)| {
+                by_uid.get(*u).is_some_and(|o| {
                     o.pointer("/metadata/deletionTimestamp").is_some()
                         && finalizers(o).iter().any(|f| f == "orphan")
                 })
@@ -70,7 +70,7 @@ pub fn pass(st: &mut State) {
             continue;
         }
         let foreground = owners.iter().any(|(u, _)| {
-            by_uid.get(u).is_some_and(|(_, o)| {
+            by_uid.get(u).is_some_and(|o| {
                 o.pointer("/metadata/deletionTimestamp").is_some()
                     && finalizers(o).iter().any(|f| f == "foregroundDeletion")
             })
