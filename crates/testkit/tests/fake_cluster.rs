@@ -264,13 +264,17 @@ async fn crud_answers_with_the_api_servers_status_codes() {
         "batch",
         "apps",
         "snapshot.storage.k8s.io",
-        "apps.openshift.io",
+        "storage.k8s.io",
     ] {
         assert!(
             groups.iter().any(|x| x == g),
             "group {g:?} missing from {groups:?}"
         );
     }
+    assert!(
+        !groups.iter().any(|x| x == "apps.openshift.io"),
+        "plain Kubernetes serves no OpenShift group"
+    );
 }
 
 #[tokio::test]
@@ -1563,7 +1567,23 @@ async fn block_claims_map_device_paths_to_image_files() {
 
 #[tokio::test]
 async fn deployment_configs_scale_and_redeploy_on_template_change() {
-    let cluster = FakeCluster::start(Options::default());
+    // A plain Kubernetes cluster has no DeploymentConfigs.
+    let plain = FakeCluster::start(Options::default());
+    let ar = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+        "apps.openshift.io",
+        "v1",
+        "DeploymentConfig",
+    ));
+    let none: Api<kube::api::DynamicObject> = Api::default_namespaced_with(plain.client(), &ar);
+    assert_eq!(
+        api_err(none.list(&ListParams::default()).await.unwrap_err()).code,
+        404
+    );
+
+    let cluster = FakeCluster::start(Options {
+        openshift: true,
+        ..Options::default()
+    });
     let client = cluster.client();
     let ar = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
         "apps.openshift.io",

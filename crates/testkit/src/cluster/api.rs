@@ -116,10 +116,10 @@ async fn handle(
                     "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": format!("127.0.0.1:{port}")}]}),
             );
         }
-        ["apis"] => return json_resp(200, &group_list()),
+        ["apis"] => return json_resp(200, &group_list(&sh.hidden_groups)),
         ["api", "v1"] => return json_resp(200, &resource_list("", "v1")),
         ["apis", g] => {
-            return match group_list()["groups"]
+            return match group_list(&sh.hidden_groups)["groups"]
                 .as_array()
                 .and_then(|gs| gs.iter().find(|x| x["name"] == *g))
             {
@@ -133,7 +133,7 @@ async fn handle(
             };
         }
         ["apis", g, v] => {
-            if Res::group_versions().contains(&(g, v)) {
+            if Res::group_versions().contains(&(g, v)) && !sh.hidden_groups.iter().any(|h| h == g) {
                 return json_resp(200, &resource_list(g, v));
             }
             return error_resp(&not_found_path());
@@ -142,7 +142,7 @@ async fn handle(
     }
     let (group, version, rest) = match segs.as_slice() {
         ["api", "v1", rest @ ..] => ("", "v1", rest),
-        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        ["apis", g, v, rest @ ..] if !sh.hidden_groups.iter().any(|h| h == g) => (*g, *v, rest),
         _ => return error_resp(&not_found_path()),
     };
     let target = match parse_target(group, version, rest) {
@@ -854,10 +854,10 @@ fn version() -> Value {
     })
 }
 
-fn group_list() -> Value {
+fn group_list(hidden: &[String]) -> Value {
     let groups: Vec<Value> = Res::group_versions()
         .into_iter()
-        .filter(|(g, _)| !g.is_empty())
+        .filter(|(g, _)| !g.is_empty() && !hidden.iter().any(|h| h == g))
         .map(|(g, v)| {
             let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
             json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})

@@ -15,6 +15,9 @@
 //!
 //! # What it imitates
 //!
+//! - **Groups**: core/v1, batch/v1, apps/v1, storage.k8s.io/v1, rbac.authorization.k8s.io/v1,
+//!   snapshot.storage.k8s.io/v1 (unless [`Options::snapshots`] is false) and apps.openshift.io/v1
+//!   (only with [`Options::openshift`]); a group not served is a 404, as on a cluster without it.
 //! - **API**: discovery (`/api`, `/apis`, APIResourceLists with subresources, `/version`);
 //!   get, list (label selectors `=`, `==`, `!=`, `in`, `notin`, exists, `!`; field selectors
 //!   on the fields the API server supports per kind, others are a 400; `limit`/`continue`), watch
@@ -136,6 +139,11 @@ pub struct Options {
     /// Create the StorageClass `standard` (default class, [`DEFAULT_DRIVER`], Immediate, Delete,
     /// expandable) and the VolumeSnapshotClass `csi-hostpath-snapclass` (default). Default: true.
     pub default_classes: bool,
+    /// Serve OpenShift's `apps.openshift.io` (DeploymentConfigs), as an OpenShift cluster does.
+    /// Default: false, as on plain Kubernetes, where that group is a 404.
+    pub openshift: bool,
+    /// Serve `snapshot.storage.k8s.io` (the snapshot CRDs are installed). Default: true.
+    pub snapshots: bool,
 }
 
 impl Default for Options {
@@ -149,6 +157,8 @@ impl Default for Options {
             retry_delay: Duration::ZERO,
             pod_termination: Duration::from_secs(2),
             default_classes: true,
+            openshift: false,
+            snapshots: true,
         }
     }
 }
@@ -157,6 +167,8 @@ impl Default for Options {
 pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     pub(crate) port: u16,
+    /// API groups the server does not serve (as on a cluster without them).
+    pub(crate) hidden_groups: Vec<String>,
 }
 
 /// A claim made by [`FakeCluster::add_bound_claim`].
@@ -233,9 +245,17 @@ impl FakeCluster {
             job_backoff: opts.retry_delay,
             pod_termination: opts.pod_termination,
         };
+        let mut hidden_groups = Vec::new();
+        if !opts.openshift {
+            hidden_groups.push("apps.openshift.io".to_string());
+        }
+        if !opts.snapshots {
+            hidden_groups.push("snapshot.storage.k8s.io".to_string());
+        }
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(rt, notify)),
             port,
+            hidden_groups,
         });
         {
             let mut st = shared.state.lock().expect("fresh lock");
@@ -253,15 +273,26 @@ impl FakeCluster {
                 add_node(&mut st, n, &[]).expect("node");
             }
             if opts.default_classes {
+                // The snapshot class exists only where the snapshot CRDs do.
                 st.create(Res::StorageClass, "", json!({
                     "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
                     "provisioner": DEFAULT_DRIVER, "reclaimPolicy": "Delete",
                     "volumeBindingMode": "Immediate", "allowVolumeExpansion": true,
                 }), Actor::Controller, false).expect("storage class");
-                st.create(Res::VolumeSnapshotClass, "", json!({
+                let snapclass = json!({
                     "metadata": {"name": "csi-hostpath-snapclass", "annotations": {"snapshot.storage.kubernetes.io/is-default-class": "true"}},
                     "driver": DEFAULT_DRIVER, "deletionPolicy": "Delete",
-                }), Actor::Controller, false).expect("snapshot class");
+                });
+                if opts.snapshots {
+                    st.create(
+                        Res::VolumeSnapshotClass,
+                        "",
+                        snapclass,
+                        Actor::Controller,
+                        false,
+                    )
+                    .expect("snapshot class");
+                }
             }
             gc::namespaces(&mut st);
         }
