@@ -6,12 +6,15 @@
 #   - a full copy to a second (all-zero) loop device (also with --no-compare) and to a new image
 #     file,
 #   - a re-run after 1% of the chunks changed (to the device and to the image),
+#   - versioned backups (`mover backup` of the device): a first version and a new version after 1%
+#     of the chunks changed, onto xfs (reflinks: each version a clone of the previous one plus the
+#     changed chunks) and onto ext4 (full images),
 # for pvc-backup, `dd bs=4M conv=sparse,fsync` and `dd bs=4M oflag=direct`. The page cache is
 # dropped before every timed run; each figure is the median of 3 runs; peak memory comes from
 # /usr/bin/time. dd has no incremental mode, so its re-run figure is its full copy.
 #
 # Usage: bench/block.sh [--small] [--bin PATH] [--dir DIR]   (PVC_BACKUP_BIN=PATH works like --bin)
-# Needs root (loop devices), losetup, blkdiscard, openssl, /usr/bin/time.
+# Needs root (loop devices), losetup, blkdiscard, mkfs.xfs, openssl, /usr/bin/time.
 set -euo pipefail
 
 SIZE_MIB=4096
@@ -48,6 +51,7 @@ CHUNKS=$((SIZE_MIB / 4))
 RUNS=3
 LOOPS=()
 cleanup() {
+  umount "$DIR/xfs" 2>/dev/null || true
   for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null || true; done
   rm -rf "$DIR"
 }
@@ -76,6 +80,12 @@ SRC=$(losetup --find --show "$DIR/src.raw"); LOOPS+=("$SRC")
 DST=$(losetup --find --show "$DIR/dst.raw"); LOOPS+=("$DST")
 IMG="$DIR/copy.img"
 DATA_BYTES=$((data_chunks * CHUNK))
+# An xfs filesystem (reflinks) on a loop device over a sparse file beside the others, for versions.
+truncate -s "$(( SIZE_MIB * 4 > 1024 ? SIZE_MIB * 4 : 1024 ))M" "$DIR/xfs.raw"
+XFSDEV=$(losetup --find --show "$DIR/xfs.raw"); LOOPS+=("$XFSDEV")
+mkfs.xfs -q -f -m reflink=1 "$XFSDEV"
+mkdir -p "$DIR/xfs"
+mount "$XFSDEV" "$DIR/xfs"
 
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 # timed NAME CMD...: runs CMD once after dropping caches; appends "seconds maxrss_kib" to $DIR/NAME.
@@ -125,6 +135,25 @@ for ((r = 0; r < RUNS; r++)); do
 done
 cmp -n $((SIZE_MIB << 20)) "$SRC" "$DST" && cmp "$SRC" "$IMG" || { echo "block.sh: re-run copy differs" >&2; exit 1; }
 
+# Versioned backups of the device: a first version (a new backup folder each run), then new
+# versions after 1% changed, on xfs (reflinked) and on ext4 (full images).
+BACKUP=("$BIN" mover backup --progress none -q)
+for fs in xfs ext4; do
+  if [ "$fs" = xfs ]; then VDIR="$DIR/xfs/versions"; else VDIR="$DIR/versions"; fi
+  for ((r = 0; r < RUNS; r++)); do
+    rm -rf "$VDIR"; timed "pvcb_backup_first_$fs" "${BACKUP[@]}" "$SRC" "$VDIR"
+  done
+  cmp "$SRC" "$VDIR/latest/volume.img" || { echo "block.sh: first version on $fs differs" >&2; exit 1; }
+  for ((r = 0; r < RUNS; r++)); do
+    change_one_percent "$((r + 11))"
+    timed "pvcb_backup_rerun_$fs" "${BACKUP[@]}" "$SRC" "$VDIR"
+  done
+  cmp "$SRC" "$VDIR/latest/volume.img" || { echo "block.sh: new version on $fs differs" >&2; exit 1; }
+  "$BIN" mover verify "$VDIR" --snapshot all >/dev/null || { echo "block.sh: versions on $fs do not verify" >&2; exit 1; }
+  snapshots_listing="$("$BIN" mover snapshots "$VDIR")"
+  if [ "$fs" = xfs ]; then xfs_listing="$snapshots_listing"; xfs_used=$(df -B1 --output=used "$DIR/xfs" | tail -n 1); fi
+done
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 row() { # label pvcb_name dd_name_for_ratio
   local p s d
@@ -142,5 +171,15 @@ row "full copy to device, --no-compare" pvcb_dev_nc dev
 row "full copy to image file" pvcb_img img
 row "1% changed, to device" pvcb_dev_rerun dev
 row "1% changed, to image file" pvcb_img_rerun img
+row "versioned backup, first version, xfs" pvcb_backup_first_xfs img
+row "versioned backup, 1% changed, xfs (reflink)" pvcb_backup_rerun_xfs img
+row "versioned backup, first version, ext4" pvcb_backup_first_ext4 img
+row "versioned backup, 1% changed, ext4 (full image)" pvcb_backup_rerun_ext4 img
 echo
 echo "Image file allocation (du -B1): pvc-backup $pvcb_alloc, dd conv=sparse $sparse_alloc, dd oflag=direct $direct_alloc; source non-zero data $DATA_BYTES bytes."
+echo
+echo "Versions on xfs after the runs above (xfs used: $xfs_used bytes):"
+echo
+echo '```text'
+echo "$xfs_listing"
+echo '```'

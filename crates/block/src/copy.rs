@@ -26,6 +26,8 @@ pub struct Job {
     zero_hash_full: blake3::Hash,
     zero_hash_tail: blake3::Hash,
     pub(crate) zeros: Vec<u8>,
+    /// What the destination's chunks are known to hash to, without reading them (empty: unknown).
+    known: Vec<Option<blake3::Hash>>,
 }
 
 /// What happened to one chunk in the copy pass.
@@ -118,7 +120,16 @@ impl Job {
             dst: dst_vol,
             options: options.clone(),
             size,
+            known: Vec::new(),
         })
+    }
+
+    /// Takes `hashes[i]` as the BLAKE3 hash of the destination's chunk `i` as it is now (`None`:
+    /// not known). A source chunk with the same hash is then left alone without reading the
+    /// destination, so a copy onto a clone of an image whose manifest is at hand reads only the
+    /// source.
+    pub(crate) fn assume_destination(&mut self, hashes: Vec<Option<blake3::Hash>>) {
+        self.known = hashes;
     }
 
     /// Size of the source in bytes: what will be copied.
@@ -325,12 +336,19 @@ impl Job {
             bufs.src.slice(len)
         };
         out.zero = out.hole || is_zero(src);
-        if with_hash {
-            out.hash = Some(if out.zero {
+        if with_hash || !self.known.is_empty() {
+            let hash = if out.zero {
                 self.zero_hash(len)
             } else {
                 blake3::hash(src)
-            });
+            };
+            if with_hash {
+                out.hash = Some(hash);
+            }
+            if self.known.get(out.index as usize) == Some(&Some(hash)) {
+                out.equal = true;
+                return Ok(());
+            }
         }
         let dst_err = |what: &str, e: std::io::Error| {
             format!("cannot {what} destination {}: {e}", self.dst.path.display())

@@ -70,6 +70,10 @@ pub enum Error {
     /// The options cannot work (a chunk size that is not a multiple of 4096, zero threads, ...).
     #[error("{0}")]
     Usage(String),
+    /// The backup folder's bookkeeping failed (lock held, bad version name, unreadable folder),
+    /// as it would for a file backup.
+    #[error("{0}")]
+    Backup(#[from] mover::Error),
     /// A system call on a whole volume failed (open, size, truncate, sync).
     #[error("{what} {path}: {source}")]
     Io {
@@ -90,6 +94,7 @@ impl Error {
         match self {
             Error::SourceMissing { .. } | Error::SourceEmpty { .. } => 254,
             Error::Usage(_) => 2,
+            Error::Backup(e) => e.exit_code(),
             _ => 1,
         }
     }

@@ -18,8 +18,10 @@ mod manifest;
 mod options;
 mod pool;
 mod progress;
+pub mod reflink;
 mod summary;
 mod verify;
+pub mod versions;
 mod volume;
 
 pub use error::{Error, Result};

@@ -6,3 +6,7 @@ mod devices;
 mod files;
 #[path = "cases/util.rs"]
 mod util;
+#[path = "cases/versions.rs"]
+mod versions;
+#[path = "cases/versions_fs.rs"]
+mod versions_fs;

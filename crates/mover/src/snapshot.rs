@@ -79,6 +79,15 @@ pub struct BackupReport {
     pub hashed_bytes: u64,
 }
 
+/// The file in a backup folder's state folder (`.pvc-backup/`) that marks it as holding versions
+/// of a block volume (sparse images, made by the block crate) rather than snapshots of a tree.
+pub const BLOCK_MARKER: &str = "block-volume";
+
+/// Whether the backup folder `dst` holds versions of a block volume.
+pub fn holds_block_versions(dst: &Path) -> bool {
+    dst.join(crate::STATE_DIR).join(BLOCK_MARKER).is_file()
+}
+
 /// A prepared backup run: source and target checked, target locked.
 #[derive(Debug)]
 pub struct Backup {
@@ -117,6 +126,13 @@ fn complete_snapshots(dir: BorrowedFd<'_>) -> std::io::Result<Vec<(String, Civil
 impl Backup {
     /// Checks source and target (as [`Sync::prepare`] does) and locks the target.
     pub fn prepare(src: &Path, dst: &Path, opts: Options, policy: Policy) -> Result<Backup> {
+        if holds_block_versions(dst) {
+            return Err(Error::Usage(format!(
+                "{} holds versions of a block volume, not snapshots of a folder: give the folder                  {} a backup folder of its own",
+                dst.display(),
+                src.display()
+            )));
+        }
         Ok(Backup {
             sync: Sync::prepare(src, dst, opts)?,
             dst: dst.to_path_buf(),
