@@ -5,6 +5,7 @@
 //! Talking to the API server is a thin layer over them.
 
 pub mod connect;
+pub mod cron;
 pub mod error;
 pub mod names;
 pub mod objects;
@@ -13,5 +14,6 @@ pub mod progress;
 pub mod quantity;
 pub mod run;
 pub mod security;
+pub mod workflow;
 
 pub use error::{Error, Result};

@@ -10,6 +10,12 @@ pub const SOURCE_LABEL: &str = "pvc-backup.io/source";
 /// Label saying what an object is for: `backup`, `clone`, `migrate`, `restore`.
 pub const ROLE_LABEL: &str = "pvc-backup.io/role";
 
+/// Annotation on a target claim: the last mover run into it (JSON: when, result, counts).
+pub const LAST_RUN_ANNOTATION: &str = "pvc-backup.io/last-run";
+
+/// Annotation on a target claim: the CronJob that backs up into it.
+pub const SCHEDULE_ANNOTATION: &str = "pvc-backup.io/schedule";
+
 /// The service account the mover runs under, kept from the original BackupEr.
 pub const SERVICE_ACCOUNT: &str = "pvc-backup-deployer";
 

@@ -41,13 +41,22 @@ pub enum Line {
     Text(String),
 }
 
+/// The counts of a summary line (the `summary` inside a backup's report, or the line itself).
+pub fn counts(summary: &Value) -> &Value {
+    match summary.get("summary") {
+        Some(inner) if inner.is_object() => inner,
+        _ => summary,
+    }
+}
+
 /// Classifies one log line.
 pub fn parse(line: &str) -> Line {
     let trimmed = line.trim();
     if trimmed.starts_with('{')
         && let Ok(value) = serde_json::from_str::<Value>(trimmed)
     {
-        if value.get("schema").is_some() {
+        // `mover sync` prints its summary; `mover backup` wraps it with the snapshot's name.
+        if value.get("schema").is_some() || value.get("summary").is_some_and(Value::is_object) {
             return Line::Summary(value);
         }
         if value.get("phase").is_some()

@@ -146,6 +146,9 @@ fn advice(problem: &StartProblem) -> &'static str {
          that pod's node when it is found running), or stop the workload with --scale-down"
     } else if m.contains("pull") || m.contains("Pull") || m.contains("InvalidImageName") {
         "check --image (or PVC_BACKUP_IMAGE) and that the nodes can pull it"
+    } else if m.contains("serviceaccount") || m.contains("service account") {
+        "the mover's service account is missing in this namespace: install it with \
+         `pvc-backup manifests | kubectl apply -n NAMESPACE -f -`"
     } else if m.contains("quota") || m.contains("forbidden") {
         "the namespace refuses the pod: check its ResourceQuota and LimitRange, or set \
          --requests/--limits to fit"

@@ -1,0 +1,465 @@
+//! `pvc-backup backup CLAIM`: versioned backups of a claim into another claim.
+//!
+//! Ensures the target claim (default `CLAIM-backup`, at least the source's size), runs the mover
+//! in a Job next to the workload (source read-only at /source, target at /backup), follows its
+//! progress and records the result on the target claim. With a CSI snapshot first, the copy is
+//! taken from a claim restored from the snapshot, so the workload keeps running undisturbed and
+//! the backup is of one moment.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
+use kube::api::{DeleteParams, DynamicObject, PostParams};
+use serde_json::Value;
+
+use crate::connect::Kube;
+use crate::names::{self, MANAGED_BY, SOURCE_MOUNT, TARGET_MOUNT};
+use crate::objects::claim::{self, ClaimRequest, Role};
+use crate::objects::mover::{Mount, MoverJob, Placement};
+use crate::objects::{self, snapshot};
+use crate::run::{self, Observer, Outcome};
+use crate::workflow::{self, MoverSettings};
+use crate::{Error, Result, placement};
+
+/// Retention of versioned backups (`--keep-*`), passed to the mover.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Keep the N newest snapshots.
+    pub last: Option<u32>,
+    /// One per hour for N hours.
+    pub hourly: Option<u32>,
+    /// One per day for N days.
+    pub daily: Option<u32>,
+    /// One per week for N weeks.
+    pub weekly: Option<u32>,
+    /// One per month for N months.
+    pub monthly: Option<u32>,
+}
+
+impl Retention {
+    /// The mover's flags for this retention.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for (flag, value) in [
+            ("--keep-last", self.last),
+            ("--keep-hourly", self.hourly),
+            ("--keep-daily", self.daily),
+            ("--keep-weekly", self.weekly),
+            ("--keep-monthly", self.monthly),
+        ] {
+            if let Some(v) = value {
+                args.push(flag.to_owned());
+                args.push(v.to_string());
+            }
+        }
+        args
+    }
+}
+
+/// What to back up, and where.
+#[derive(Debug, Clone, Default)]
+pub struct BackupRequest {
+    /// The source claim.
+    pub claim: String,
+    /// The target claim (default `CLAIM-backup`).
+    pub to: Option<String>,
+    /// Storage class of a target claim to create.
+    pub storage_class: Option<String>,
+    /// Size of a target claim to create (at least the source's capacity).
+    pub size: Option<String>,
+    /// Back up only this folder of the source (the original's BCK_FOLDER).
+    pub subdir: Option<String>,
+    /// Which snapshots to keep.
+    pub retention: Retention,
+    /// Copy from a CSI VolumeSnapshot of the source instead of the live claim.
+    pub from_snapshot: bool,
+    /// The VolumeSnapshotClass (the cluster's default if `None`).
+    pub snapshot_class: Option<String>,
+}
+
+impl BackupRequest {
+    /// The target claim's name.
+    pub fn target(&self) -> String {
+        self.to
+            .clone()
+            .unwrap_or_else(|| format!("{}-backup", self.claim))
+    }
+}
+
+/// The objects a backup creates, in order.
+#[derive(Debug, Clone)]
+pub struct BackupPlan {
+    /// The target claim, when it does not exist yet.
+    pub create_claim: Option<PersistentVolumeClaim>,
+    /// The VolumeSnapshot and the claim restored from it, with `--from-snapshot`.
+    pub snapshot: Option<(Value, PersistentVolumeClaim)>,
+    /// The mover Job.
+    pub job: MoverJob,
+}
+
+impl BackupPlan {
+    /// The plan's objects as JSON, in the order they are created.
+    pub fn objects(&self) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        if let Some(c) = &self.create_claim {
+            out.push(objects::to_value(c)?);
+        }
+        if let Some((snap, scratch)) = &self.snapshot {
+            out.push(snap.clone());
+            out.push(objects::to_value(scratch)?);
+        }
+        out.push(objects::to_value(&self.job.job())?);
+        Ok(out)
+    }
+}
+
+/// The mover's arguments for a backup.
+pub fn mover_args(request: &BackupRequest) -> Vec<String> {
+    let mut args: Vec<String> = ["mover", "backup", SOURCE_MOUNT, TARGET_MOUNT]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    args.extend(["--progress".to_owned(), "json".to_owned()]);
+    args.extend(request.retention.args());
+    if let Some(d) = &request.subdir {
+        args.extend(["--subdir".to_owned(), d.clone()]);
+    }
+    args
+}
+
+/// A stand-in for the source claim when planning without a cluster (`--dry-run=client`).
+pub fn offline_source(
+    request: &BackupRequest,
+    namespace: &str,
+    volume_mode: &str,
+) -> Result<PersistentVolumeClaim> {
+    let Some(size) = &request.size else {
+        return Err(Error::Invalid(
+            "--dry-run=client cannot read the source claim's size: give --size".to_owned(),
+        ));
+    };
+    Ok(PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(request.claim.clone()),
+            namespace: Some(namespace.to_owned()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            volume_mode: Some(volume_mode.to_owned()),
+            resources: Some(k8s_openapi::api::core::v1::VolumeResourceRequirements {
+                requests: Some([("storage".to_owned(), Quantity(size.clone()))].into()),
+                ..Default::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    })
+}
+
+/// Plans a backup from what is known: the source claim, the target claim if it exists, and
+/// where the mover must run.
+pub fn plan(
+    request: &BackupRequest,
+    settings: &MoverSettings,
+    source: &PersistentVolumeClaim,
+    existing_target: Option<&PersistentVolumeClaim>,
+    placement: Placement,
+    job_name: &str,
+) -> Result<BackupPlan> {
+    names::check_name("claim", &request.claim, 253)?;
+    let target = request.target();
+    if target == request.claim {
+        return Err(Error::Invalid(format!(
+            "the target claim {target} is the source claim: name another with --to"
+        )));
+    }
+    let namespace = source.metadata.namespace.clone().unwrap_or_default();
+    let source_block = source.spec.as_ref().and_then(|s| s.volume_mode.as_deref()) == Some("Block");
+    let create_claim = match existing_target {
+        Some(t) => {
+            if t.spec.as_ref().and_then(|s| s.volume_mode.as_deref()) == Some("Block") {
+                return Err(Error::Invalid(format!(
+                    "the target claim {target} is a Block claim: backups are stored as files; \
+                     name a Filesystem claim with --to, or a new name"
+                )));
+            }
+            None
+        }
+        None => {
+            let mut req = ClaimRequest::like(
+                source,
+                &target,
+                Role::Backup,
+                request.storage_class.as_deref(),
+                request.size.as_deref(),
+            )?;
+            // Versions of a block volume are image files: the backup claim is a filesystem,
+            // used by the mover alone.
+            req.volume_mode = "Filesystem".to_owned();
+            req.access_modes = vec!["ReadWriteOnce".to_owned()];
+            Some(claim::claim(&req))
+        }
+    };
+    let mut source_claim = request.claim.clone();
+    let mut snapshot = None;
+    let mut placement = placement;
+    if request.from_snapshot {
+        let snap_name = job_name.to_owned();
+        let labels = claim::labels(&request.claim, Role::Scratch);
+        let snap = snapshot::volume_snapshot(
+            &snap_name,
+            &namespace,
+            &request.claim,
+            request.snapshot_class.as_deref(),
+            &labels,
+        );
+        let mut req = ClaimRequest::like(source, &snap_name, Role::Scratch, None, None)?;
+        req.access_modes = vec!["ReadWriteOnce".to_owned()];
+        req.data_source = Some(snapshot::data_source(&snap_name));
+        snapshot = Some((snap, claim::claim(&req)));
+        source_claim = snap_name;
+        // A claim restored from a snapshot is attached nowhere yet.
+        placement = Placement::Anywhere;
+    }
+    let job = MoverJob {
+        name: job_name.to_owned(),
+        namespace,
+        source: request.claim.clone(),
+        role: Role::Backup,
+        image: settings.image.clone(),
+        privilege: settings.privilege,
+        args: mover_args(request),
+        mounts: vec![
+            Mount {
+                volume: "source".to_owned(),
+                claim: source_claim,
+                path: SOURCE_MOUNT.to_owned(),
+                read_only: true,
+                block: source_block,
+            },
+            Mount {
+                volume: "backup".to_owned(),
+                claim: target,
+                path: TARGET_MOUNT.to_owned(),
+                read_only: false,
+                block: false,
+            },
+        ],
+        placement,
+        resources: settings.resources.clone(),
+        limits: settings.limits,
+        extra_labels: Default::default(),
+    };
+    Ok(BackupPlan {
+        create_claim,
+        snapshot,
+        job,
+    })
+}
+
+/// How a backup ended.
+#[derive(Debug, Clone)]
+pub struct BackupReport {
+    /// The target claim.
+    pub target: String,
+    /// Whether this run created it.
+    pub created_claim: bool,
+    /// The Job.
+    pub job: String,
+    /// The mover's result; `None` when detached.
+    pub outcome: Option<Outcome>,
+}
+
+/// Reads what the plan needs from the cluster and plans (also for `--dry-run`).
+pub async fn plan_from_cluster(
+    kube: &Kube,
+    request: &BackupRequest,
+    settings: &MoverSettings,
+) -> Result<BackupPlan> {
+    let source = workflow::get_claim(kube, &request.claim).await?;
+    let target = workflow::find_claim(kube, &request.target()).await?;
+    let placement = if request.from_snapshot {
+        Placement::Anywhere
+    } else {
+        placement::place(kube, &[&source], &[]).await?
+    };
+    plan(
+        request,
+        settings,
+        &source,
+        target.as_ref(),
+        placement,
+        &workflow::job_name(&format!("{}-backup", request.claim)),
+    )
+}
+
+/// Runs a backup.
+pub async fn run(
+    kube: &Kube,
+    request: &BackupRequest,
+    settings: &MoverSettings,
+    observer: &mut dyn Observer,
+) -> Result<BackupReport> {
+    let plan = plan_from_cluster(kube, request, settings).await?;
+    let target = request.target();
+    let created_claim = plan.create_claim.is_some();
+    if let Some(claim) = &plan.create_claim {
+        observer.step(&format!("creating claim {target}"));
+        workflow::create_claim(kube, claim).await?;
+    }
+    let result = match &plan.snapshot {
+        None => run_mover(kube, &plan, settings, observer).await,
+        Some((snap, scratch)) => {
+            let r = async {
+                take_snapshot(kube, snap, settings, observer).await?;
+                observer.step(&format!(
+                    "restoring the snapshot into temporary claim {}",
+                    scratch.metadata.name.as_deref().unwrap_or_default()
+                ));
+                workflow::create_claim(kube, scratch).await?;
+                run_mover(kube, &plan, settings, observer).await
+            }
+            .await;
+            // The snapshot and its claim are temporary, whatever happened.
+            let cleaned = remove_snapshot(kube, snap, scratch, observer).await;
+            match (r, cleaned) {
+                (Ok(o), Ok(())) => Ok(o),
+                (Err(e), _) => Err(e),
+                (Ok(_), Err(e)) => Err(e),
+            }
+        }
+    };
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            // A claim this run made and never copied into is removed with the Job.
+            if created_claim && matches!(e, Error::Failed(_) | Error::Interrupted(_)) {
+                let _ = workflow::delete_claim(kube, &target).await;
+            }
+            return Err(e);
+        }
+    };
+    if let Some(o) = &outcome {
+        workflow::record_run(kube, &target, o).await?;
+    }
+    Ok(BackupReport {
+        target,
+        created_claim,
+        job: plan.job.name.clone(),
+        outcome,
+    })
+}
+
+async fn run_mover(
+    kube: &Kube,
+    plan: &BackupPlan,
+    settings: &MoverSettings,
+    observer: &mut dyn Observer,
+) -> Result<Option<Outcome>> {
+    let job = plan.job.job();
+    if settings.detach {
+        let jobs: Api<k8s_openapi::api::batch::v1::Job> =
+            Api::namespaced(kube.client.clone(), &kube.namespace);
+        observer.step(&format!("creating Job {}", plan.job.name));
+        jobs.create(&PostParams::default(), &job)
+            .await
+            .map_err(Error::api(format!("create Job {}", plan.job.name)))?;
+        return Ok(None);
+    }
+    run::run_job(kube, &job, &settings.run, observer)
+        .await
+        .map(Some)
+}
+
+async fn take_snapshot(
+    kube: &Kube,
+    snap: &Value,
+    settings: &MoverSettings,
+    observer: &mut dyn Observer,
+) -> Result<()> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        kube.client.clone(),
+        &kube.namespace,
+        &snapshot::api_resource(),
+    );
+    let name = snap["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    observer.step(&format!("taking VolumeSnapshot {name}"));
+    let object: DynamicObject =
+        serde_json::from_value(snap.clone()).map_err(|e| Error::Serialise {
+            what: "VolumeSnapshot".to_owned(),
+            message: e.to_string(),
+        })?;
+    api.create(&PostParams::default(), &object)
+        .await
+        .map_err(Error::api(format!(
+            "create VolumeSnapshot {name} (are CSI snapshots installed?)"
+        )))?;
+    let start = Instant::now();
+    loop {
+        let current = api
+            .get(&name)
+            .await
+            .map_err(Error::api(format!("read VolumeSnapshot {name}")))?;
+        let value = serde_json::to_value(&current).unwrap_or_default();
+        match snapshot::state(&value) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(message) => {
+                return Err(Error::Failed(format!(
+                    "VolumeSnapshot {name} failed: {message}; check --snapshot-class and that \
+                     the claim's CSI driver supports snapshots"
+                )));
+            }
+        }
+        if start.elapsed() >= settings.run.start_timeout {
+            return Err(Error::Failed(format!(
+                "VolumeSnapshot {name} was not ready within {} s; check that the claim's \
+                 storage class has a CSI driver with snapshots and a VolumeSnapshotClass \
+                 (--snapshot-class), or raise --start-timeout",
+                settings.run.start_timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn remove_snapshot(
+    kube: &Kube,
+    snap: &Value,
+    scratch: &PersistentVolumeClaim,
+    observer: &mut dyn Observer,
+) -> Result<()> {
+    let scratch_name = scratch.metadata.name.clone().unwrap_or_default();
+    observer.step(&format!(
+        "removing the temporary claim and VolumeSnapshot {scratch_name}"
+    ));
+    workflow::delete_claim(kube, &scratch_name).await?;
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        kube.client.clone(),
+        &kube.namespace,
+        &snapshot::api_resource(),
+    );
+    let name = snap["metadata"]["name"].as_str().unwrap_or_default();
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::api(format!("delete VolumeSnapshot {name}"))(e)),
+    }
+}
+
+/// Whether a claim was made by pvc-backup.
+pub fn managed(claim: &PersistentVolumeClaim) -> bool {
+    claim
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY.0))
+        .is_some_and(|v| v == MANAGED_BY.1)
+}

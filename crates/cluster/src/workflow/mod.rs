@@ -1,0 +1,230 @@
+//! Workflows: what a command does against the cluster, step by step, built on the pure object
+//! builders. Each command's workflow can also stop short and return its plan (the objects it
+//! would create), which is what `--dry-run` prints.
+
+pub mod backup;
+pub mod list;
+pub mod schedule;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ResourceRequirements};
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::connect::Kube;
+use crate::names::{self, LAST_RUN_ANNOTATION};
+use crate::objects::mover::JobLimits;
+use crate::run::{Outcome, RunOptions};
+use crate::security::Privilege;
+use crate::{Error, Result};
+
+/// Whether and how a command only shows what it would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DryRun {
+    /// Do it.
+    #[default]
+    No,
+    /// Read the cluster (claims, the pods using them) to plan exactly, change nothing.
+    Cluster,
+    /// Do not contact the cluster at all: plan from the command line alone.
+    Client,
+}
+
+/// How the mover pod is run.
+#[derive(Debug, Clone)]
+pub struct MoverSettings {
+    /// The pvc-backup image.
+    pub image: String,
+    /// Root with five capabilities, or unprivileged.
+    pub privilege: Privilege,
+    /// CPU and memory requests and limits of the mover.
+    pub resources: Option<ResourceRequirements>,
+    /// Retries, deadline and clean-up of the Job.
+    pub limits: JobLimits,
+    /// Waiting for the pod to start.
+    pub run: RunOptions,
+    /// Create the Job and return without following it.
+    pub detach: bool,
+}
+
+impl Default for MoverSettings {
+    fn default() -> Self {
+        MoverSettings {
+            image: names::DEFAULT_IMAGE.to_owned(),
+            privilege: Privilege::Mover,
+            resources: None,
+            limits: JobLimits::default(),
+            run: RunOptions::default(),
+            detach: false,
+        }
+    }
+}
+
+/// Reads a claim of the namespace; a missing claim is an error that says where it looked.
+pub async fn get_claim(kube: &Kube, name: &str) -> Result<PersistentVolumeClaim> {
+    match find_claim(kube, name).await? {
+        Some(claim) => Ok(claim),
+        None => Err(Error::Failed(format!(
+            "claim {name} not found in namespace {ns}; `kubectl get pvc -n {ns}` lists the \
+             claims there (use -n to choose another namespace)",
+            ns = kube.namespace
+        ))),
+    }
+}
+
+/// Reads a claim of the namespace, `None` when it does not exist.
+pub async fn find_claim(kube: &Kube, name: &str) -> Result<Option<PersistentVolumeClaim>> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    claims
+        .get_opt(name)
+        .await
+        .map_err(Error::api(format!("read claim {name}")))
+}
+
+/// Creates a claim.
+pub async fn create_claim(
+    kube: &Kube,
+    claim: &PersistentVolumeClaim,
+) -> Result<PersistentVolumeClaim> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    let name = claim.metadata.name.clone().unwrap_or_default();
+    claims
+        .create(&PostParams::default(), claim)
+        .await
+        .map_err(Error::api(format!("create claim {name}")))
+}
+
+/// Deletes a claim (used only for claims this run created and nothing was copied into).
+pub async fn delete_claim(kube: &Kube, name: &str) -> Result<()> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    match claims.delete(name, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::api(format!("delete claim {name}"))(e)),
+    }
+}
+
+/// Waits until a claim is Bound; claims of a `WaitForFirstConsumer` class bind only once a pod
+/// uses them, so callers wait only where binding must come first (CSI clones).
+pub async fn wait_bound(kube: &Kube, name: &str, timeout: Duration) -> Result<bool> {
+    let start = Instant::now();
+    loop {
+        let claim = get_claim(kube, name).await?;
+        if claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound") {
+            return Ok(true);
+        }
+        if start.elapsed() >= timeout {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A Job name: `prefix-xxxxx`, at most 63 characters (the name is also a label value).
+pub fn job_name(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut x = (nanos ^ (u128::from(std::process::id()) << 64)) as u64;
+    let mut suffix = String::new();
+    for _ in 0..5 {
+        // xorshift: enough to keep two runs started at once apart.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let c = b"bcdfghjklmnpqrstvwxz2456789"[(x % 27) as usize];
+        suffix.push(c as char);
+    }
+    let mut p: String = prefix.chars().take(57).collect();
+    while p.ends_with(['-', '.']) {
+        p.pop();
+    }
+    format!("{p}-{suffix}")
+}
+
+/// The summary of a run as recorded on its target claim (annotation `pvc-backup.io/last-run`).
+pub fn last_run(outcome: &Outcome, at: &str) -> Value {
+    let last = outcome.summaries.last();
+    let get = |path: &[&str]| -> Value {
+        let mut v = if path == ["snapshot"] {
+            last.cloned().unwrap_or(Value::Null)
+        } else {
+            last.map(crate::progress::counts)
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        for p in path {
+            v = v.get(p).cloned().unwrap_or(Value::Null);
+        }
+        v
+    };
+    let result = match outcome.exit_code {
+        0 => "ok",
+        23 => "partial",
+        254 => "refused-empty-source",
+        _ => "failed",
+    };
+    json!({
+        "at": at,
+        "job": outcome.job,
+        "exitCode": outcome.exit_code,
+        "result": result,
+        "snapshot": get(&["snapshot"]),
+        "entries": get(&["entries", "total"]),
+        "failed": get(&["entries", "failed"]),
+        "bytes": get(&["bytes", "total"]),
+        "bytesCopied": get(&["bytes", "copied"]),
+        "durationMs": get(&["duration_ms"]),
+    })
+}
+
+/// Records a run on its target claim, so `pvc-backup list` can show it.
+pub async fn record_run(kube: &Kube, claim: &str, outcome: &Outcome) -> Result<()> {
+    let at = crate::workflow::now_rfc3339();
+    let value = last_run(outcome, &at).to_string();
+    annotate_claim(
+        kube,
+        claim,
+        BTreeMap::from([(LAST_RUN_ANNOTATION.to_owned(), value)]),
+    )
+    .await
+}
+
+/// Sets annotations on a claim (a merge patch: other annotations are kept).
+pub async fn annotate_claim(
+    kube: &Kube,
+    claim: &str,
+    annotations: BTreeMap<String, String>,
+) -> Result<()> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    let patch = json!({"metadata": {"annotations": annotations}});
+    claims
+        .patch(claim, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::api(format!("annotate claim {claim}")))?;
+    Ok(())
+}
+
+/// The current time, RFC 3339 in UTC.
+pub fn now_rfc3339() -> String {
+    mover::summary::rfc3339(SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_names_fit_in_a_label_value() {
+        let long = "a".repeat(80);
+        let n = job_name(&long);
+        assert!(n.len() <= 63, "{n}");
+        names::check_name("job", &n, 63).unwrap();
+        let n = job_name("data-backup");
+        assert!(n.starts_with("data-backup-") && n.len() == "data-backup-".len() + 5);
+    }
+}
