@@ -10,6 +10,7 @@ mod block_cmd;
 mod manifests;
 mod mover;
 mod webhook;
+mod workflows;
 
 /// Back up, clone and migrate Kubernetes PersistentVolumeClaims with full fidelity.
 #[derive(Debug, Parser)]
@@ -21,6 +22,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Back up a claim into another claim: a new browsable snapshot each run, with retention.
+    Backup(workflows::backup::BackupArgs),
+    /// Back up a claim on a schedule (a CronJob).
+    Schedule(workflows::schedule::ScheduleArgs),
+    /// List scheduled backups.
+    Schedules(workflows::schedule::SchedulesArgs),
+    /// Remove the scheduled backups of a claim (the backups stay).
+    Unschedule(workflows::schedule::UnscheduleArgs),
+    /// List the claims pvc-backup made, their source, last run and schedule.
+    List(workflows::list::ListArgs),
     /// The copy engine that runs inside the mover pod (works on any two local folders).
     Mover(mover::MoverArgs),
     /// The validating admission webhook that guards the backup service account.
@@ -32,6 +43,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Backup(args) => workflows::backup::run(args),
+        Command::Schedule(args) => workflows::schedule::schedule(args),
+        Command::Schedules(args) => workflows::schedule::schedules(args),
+        Command::Unschedule(args) => workflows::schedule::unschedule(args),
+        Command::List(args) => workflows::list::run(args),
         Command::Mover(args) => mover::run(args),
         Command::Webhook(args) => webhook::run(args),
         Command::Manifests(args) => manifests::run(args),

@@ -1,0 +1,185 @@
+//! `pvc-backup backup CLAIM`: versioned backups of a claim into another claim.
+
+use std::process::ExitCode;
+
+use cluster::run::Outcome;
+use cluster::workflow::backup::{self as flow, BackupRequest, Retention};
+use cluster::workflow::{self, DryRun};
+use serde_json::{Value, json};
+
+use super::{Console, KubeArgs, MoverFlags, OutputArgs, runtime};
+
+/// Volume modes, for planning without a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VolumeMode {
+    /// A filesystem claim.
+    Filesystem,
+    /// A raw block claim.
+    Block,
+}
+
+/// Arguments of `pvc-backup backup`.
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// The claim to back up.
+    claim: String,
+    /// The claim to back up into; created when missing (default: CLAIM-backup).
+    #[arg(long, value_name = "NAME")]
+    to: Option<String>,
+    /// Storage class of the backup claim when it is created (default: the source's).
+    #[arg(long, value_name = "CLASS")]
+    storage_class: Option<String>,
+    /// Size of the backup claim when it is created (default and minimum: the source's capacity).
+    #[arg(long, value_name = "QUANTITY")]
+    size: Option<String>,
+    /// Back up only this folder of the claim (the original's BCK_FOLDER).
+    #[arg(long, value_name = "DIR")]
+    subdir: Option<String>,
+    /// Keep the N newest snapshots.
+    #[arg(long, value_name = "N")]
+    keep_last: Option<u32>,
+    /// Keep one snapshot for each of the last N hours.
+    #[arg(long, value_name = "N")]
+    keep_hourly: Option<u32>,
+    /// Keep one snapshot for each of the last N days.
+    #[arg(long, value_name = "N")]
+    keep_daily: Option<u32>,
+    /// Keep one snapshot for each of the last N weeks.
+    #[arg(long, value_name = "N")]
+    keep_weekly: Option<u32>,
+    /// Keep one snapshot for each of the last N months.
+    #[arg(long, value_name = "N")]
+    keep_monthly: Option<u32>,
+    /// Take a CSI VolumeSnapshot first and copy from a claim restored from it: a point-in-time
+    /// backup while the workload keeps running, with no node pinning.
+    #[arg(long)]
+    from_snapshot: bool,
+    /// The VolumeSnapshotClass for --from-snapshot (default: the cluster's default class).
+    #[arg(long, value_name = "CLASS", requires = "from_snapshot")]
+    snapshot_class: Option<String>,
+    /// With --dry-run=client: the source claim's volume mode (it cannot be read).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = VolumeMode::Filesystem)]
+    source_volume_mode: VolumeMode,
+    #[command(flatten)]
+    kube: KubeArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    mover: MoverFlags,
+}
+
+impl BackupArgs {
+    /// The workflow's request.
+    fn request(&self) -> BackupRequest {
+        BackupRequest {
+            claim: self.claim.clone(),
+            to: self.to.clone(),
+            storage_class: self.storage_class.clone(),
+            size: self.size.clone(),
+            subdir: self.subdir.clone(),
+            retention: Retention {
+                last: self.keep_last,
+                hourly: self.keep_hourly,
+                daily: self.keep_daily,
+                weekly: self.keep_weekly,
+                monthly: self.keep_monthly,
+            },
+            from_snapshot: self.from_snapshot,
+            snapshot_class: self.snapshot_class.clone(),
+        }
+    }
+}
+
+/// Runs `pvc-backup backup`.
+pub fn run(args: BackupArgs) -> anyhow::Result<ExitCode> {
+    let request = args.request();
+    let settings = args.mover.settings()?;
+    match args.output.dry_run() {
+        DryRun::Client => {
+            let namespace = args.kube.offline_namespace();
+            let mode = match args.source_volume_mode {
+                VolumeMode::Filesystem => "Filesystem",
+                VolumeMode::Block => "Block",
+            };
+            let source = flow::offline_source(&request, &namespace, mode)?;
+            let plan = flow::plan(
+                &request,
+                &settings,
+                &source,
+                None,
+                Default::default(),
+                &workflow::job_name(&format!("{}-backup", request.claim)),
+            )?;
+            args.output.print_objects(&plan.objects()?)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        DryRun::Cluster => {
+            let plan = runtime()?.block_on(async {
+                let kube = args.kube.connect().await?;
+                anyhow::Ok(flow::plan_from_cluster(&kube, &request, &settings).await?)
+            })?;
+            args.output.print_objects(&plan.objects()?)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        DryRun::No => {}
+    }
+    let mut console = Console::new(args.output.machine());
+    let result = runtime()?.block_on(async {
+        let kube = args.kube.connect().await?;
+        let report = flow::run(&kube, &request, &settings, &mut console).await?;
+        anyhow::Ok((kube, report))
+    });
+    console.finish();
+    let (kube, report) = result?;
+    let Some(outcome) = &report.outcome else {
+        let human = format!(
+            "Job {job} started; follow it with `kubectl logs -f job/{job} -n {ns}`",
+            job = report.job,
+            ns = kube.namespace
+        );
+        args.output.print_result(
+            &json!({"target": report.target, "job": report.job, "detached": true}),
+            &human,
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let value = json!({
+        "source": request.claim,
+        "target": report.target,
+        "createdClaim": report.created_claim,
+        "job": report.job,
+        "node": outcome.node,
+        "exitCode": outcome.exit_code,
+        "summary": outcome.summaries.last(),
+    });
+    let human = describe("backup", &request.claim, &report.target, outcome);
+    args.output.print_result(&value, &human)?;
+    Ok(ExitCode::from(u8::try_from(outcome.exit_code).unwrap_or(1)))
+}
+
+/// One line saying how a mover run into `target` ended.
+pub fn describe(what: &str, source: &str, target: &str, outcome: &Outcome) -> String {
+    let report = outcome.summaries.last().cloned().unwrap_or(Value::Null);
+    let s = cluster::progress::counts(&report);
+    let result = match outcome.exit_code {
+        0 => "done".to_owned(),
+        23 => "partial: some entries failed (listed above and in the summary)".to_owned(),
+        254 => "refused: the source is empty or missing, so nothing was changed".to_owned(),
+        c => format!("failed with exit code {c}"),
+    };
+    let mut line = format!("{what} of claim {source} into {target}: {result}");
+    if let Some(snapshot) = report["snapshot"].as_str() {
+        line.push_str(&format!("; snapshot {snapshot}"));
+    }
+    if let Some(total) = s["entries"]["total"].as_u64() {
+        line.push_str(&format!(
+            "; {total} entries, {} copied of {}",
+            cluster::quantity::human(u128::from(s["bytes"]["copied"].as_u64().unwrap_or(0))),
+            cluster::quantity::human(u128::from(s["bytes"]["total"].as_u64().unwrap_or(0))),
+        ));
+    }
+    if let Some(ms) = s["duration_ms"].as_u64() {
+        line.push_str(&format!(" in {:.1} s", ms as f64 / 1000.0));
+    }
+    line
+}

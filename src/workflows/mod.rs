@@ -1,0 +1,309 @@
+//! The commands that work on a cluster: the flags they share (how to reach the cluster, dry runs
+//! and machine output, how the mover pod runs) and how they show progress.
+
+pub mod backup;
+pub mod list;
+pub mod schedule;
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cluster::connect::{ConnectOptions, Kube};
+use cluster::objects::mover::JobLimits;
+use cluster::progress::Progress;
+use cluster::run::{Observer, RunOptions};
+use cluster::security::{DEFAULT_UNPRIVILEGED_UID, Privilege};
+use cluster::workflow::{DryRun, MoverSettings};
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde_json::Value;
+
+/// How to reach the cluster, as kubectl.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KubeArgs {
+    /// The kubeconfig file (default: KUBECONFIG, then ~/.kube/config, then the pod's service
+    /// account inside a cluster).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+    /// The namespace of the claims (default: the context's).
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    namespace: Option<String>,
+}
+
+impl KubeArgs {
+    /// Connects to the cluster (the client lives in the runtime this is awaited in).
+    pub async fn connect(&self) -> anyhow::Result<Kube> {
+        let options = ConnectOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            namespace: self.namespace.clone(),
+        };
+        Ok(cluster::connect::connect(&options).await?)
+    }
+
+    /// The namespace for planning without a cluster.
+    pub fn offline_namespace(&self) -> String {
+        self.namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned())
+    }
+}
+
+/// `--dry-run` forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DryRunArg {
+    /// Read the cluster to plan exactly (claims, the node the mover must run on); change nothing.
+    Cluster,
+    /// Do not contact the cluster: plan from the command line alone.
+    Client,
+}
+
+/// Machine-readable output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// YAML (several objects as several documents).
+    Yaml,
+    /// JSON (several objects as a `List`).
+    Json,
+}
+
+/// `--dry-run` and `-o`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutputArgs {
+    /// Print the objects that would be created, as YAML (or -o json), and change nothing.
+    /// `--dry-run=client` does not contact the cluster at all.
+    #[arg(long, value_enum, value_name = "WHERE", num_args = 0..=1, require_equals = true,
+          default_missing_value = "cluster")]
+    dry_run: Option<DryRunArg>,
+    /// Machine output: the result (or the dry run's objects) as yaml or json on stdout.
+    #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
+    output: Option<Format>,
+}
+
+impl OutputArgs {
+    /// The dry-run mode.
+    pub fn dry_run(&self) -> DryRun {
+        match self.dry_run {
+            None => DryRun::No,
+            Some(DryRunArg::Cluster) => DryRun::Cluster,
+            Some(DryRunArg::Client) => DryRun::Client,
+        }
+    }
+
+    /// Prints objects of a dry run (YAML unless -o json).
+    pub fn print_objects(&self, objects: &[Value]) -> anyhow::Result<()> {
+        let text = match self.output {
+            Some(Format::Json) => cluster::objects::to_json(objects)?,
+            _ => cluster::objects::to_yaml(objects)?,
+        };
+        write_stdout(&text)
+    }
+
+    /// Prints a result: as YAML/JSON with -o, else the human text.
+    pub fn print_result(&self, value: &Value, human: &str) -> anyhow::Result<()> {
+        match self.output {
+            Some(Format::Json) => write_stdout(&(serde_json::to_string_pretty(value)? + "\n")),
+            Some(Format::Yaml) => write_stdout(&serde_saphyr::to_string(value)?),
+            None => write_stdout(&format!("{human}\n")),
+        }
+    }
+
+    /// Whether machine output was asked for.
+    pub fn machine(&self) -> bool {
+        self.output.is_some()
+    }
+}
+
+/// How the mover pod runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MoverFlags {
+    /// The pvc-backup image the mover pod runs.
+    #[arg(long, value_name = "IMAGE", env = "PVC_BACKUP_IMAGE",
+          default_value = cluster::names::DEFAULT_IMAGE)]
+    image: String,
+    /// Run the mover without capabilities as a non-root user (namespaces under Pod Security
+    /// "restricted"): files that user cannot read are reported, owners are recorded rather than
+    /// applied.
+    #[arg(long)]
+    unprivileged: bool,
+    /// The user an --unprivileged mover runs as.
+    #[arg(long, value_name = "UID", default_value_t = DEFAULT_UNPRIVILEGED_UID, requires = "unprivileged")]
+    run_as_user: i64,
+    /// Resource requests of the mover, e.g. cpu=500m,memory=128Mi.
+    #[arg(long, value_name = "LIST")]
+    requests: Option<String>,
+    /// Resource limits of the mover, e.g. memory=1Gi.
+    #[arg(long, value_name = "LIST")]
+    limits: Option<String>,
+    /// Seconds the mover pod may take to start before the run fails (scheduling, attaching,
+    /// pulling the image).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    start_timeout: u64,
+    /// Seconds after which the Job is stopped (activeDeadlineSeconds).
+    #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
+    deadline: i64,
+    /// Retries of the mover pod after a failure (backoffLimit).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    retries: i32,
+    /// Create the Job and return at once, without following it (Ctrl-C then cannot stop it).
+    #[arg(long)]
+    detach: bool,
+}
+
+impl MoverFlags {
+    /// The settings the workflows use.
+    pub fn settings(&self) -> anyhow::Result<MoverSettings> {
+        let resources = if self.requests.is_some() || self.limits.is_some() {
+            Some(ResourceRequirements {
+                requests: self
+                    .requests
+                    .as_deref()
+                    .map(|s| resource_list("--requests", s))
+                    .transpose()?,
+                limits: self
+                    .limits
+                    .as_deref()
+                    .map(|s| resource_list("--limits", s))
+                    .transpose()?,
+                ..ResourceRequirements::default()
+            })
+        } else {
+            None
+        };
+        Ok(MoverSettings {
+            image: self.image.clone(),
+            privilege: if self.unprivileged {
+                Privilege::Unprivileged {
+                    uid: self.run_as_user,
+                }
+            } else {
+                Privilege::Mover
+            },
+            resources,
+            limits: JobLimits {
+                backoff_limit: self.retries,
+                active_deadline_seconds: self.deadline,
+                ..JobLimits::default()
+            },
+            run: RunOptions {
+                start_timeout: Duration::from_secs(self.start_timeout),
+                ..RunOptions::default()
+            },
+            detach: self.detach,
+        })
+    }
+}
+
+/// Parses `cpu=500m,memory=128Mi`.
+fn resource_list(
+    flag: &str,
+    s: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, Quantity>> {
+    let mut map = std::collections::BTreeMap::new();
+    for item in s.split(',').filter(|i| !i.is_empty()) {
+        let Some((k, v)) = item.split_once('=') else {
+            anyhow::bail!("{flag} {s:?}: write NAME=QUANTITY pairs, e.g. cpu=500m,memory=128Mi");
+        };
+        if !matches!(k, "cpu" | "memory" | "ephemeral-storage") {
+            anyhow::bail!("{flag}: unknown resource {k:?}; use cpu, memory or ephemeral-storage");
+        }
+        if k != "cpu" {
+            cluster::quantity::bytes(v).with_context(|| format!("{flag} {k}"))?;
+        }
+        map.insert(k.to_owned(), Quantity(v.to_owned()));
+    }
+    Ok(map)
+}
+
+/// A runtime for the cluster commands (the rest of the binary is synchronous).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("cannot write to stdout")
+}
+
+/// Shows a workflow's steps on stderr and the mover's progress as a bar (on a terminal).
+pub struct Console {
+    bar: Option<indicatif::ProgressBar>,
+    quiet: bool,
+}
+
+impl Console {
+    /// A console; `quiet` drops the step lines (machine output on stdout keeps stderr quiet too).
+    pub fn new(quiet: bool) -> Console {
+        Console { bar: None, quiet }
+    }
+
+    fn bar(&mut self) -> &indicatif::ProgressBar {
+        self.bar.get_or_insert_with(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} \
+                     {binary_bytes_per_sec} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        })
+    }
+
+    /// Removes the bar.
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Observer for Console {
+    fn step(&mut self, message: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.println(format!("pvc-backup: {message}")),
+            None => eprintln!("pvc-backup: {message}"),
+        }
+    }
+
+    fn progress(&mut self, p: &Progress) {
+        if self.quiet || !std::io::stderr().is_terminal() {
+            return;
+        }
+        let bar = self.bar();
+        bar.set_length(p.bytes_known);
+        bar.set_position(p.bytes_done);
+        bar.set_message(format!(
+            "{}/{} entries{}",
+            p.entries_done,
+            p.entries_known,
+            if p.errors > 0 {
+                format!(", {} errors", p.errors)
+            } else {
+                String::new()
+            }
+        ));
+    }
+
+    fn text(&mut self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(format!("mover: {line}")),
+            None => eprintln!("mover: {line}"),
+        }
+    }
+}
