@@ -1,0 +1,297 @@
+//! `pvc-backup backup`, `schedule`, `schedules`, `unschedule` and `list` against the fake cluster.
+
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use testkit::cluster::ClaimOptions;
+use testkit::oracle::rsync_itemize;
+
+use crate::util::{
+    IMAGE, claim_with_data, cluster, deployment_using, expect_code, latest_snapshot, run,
+};
+
+fn mover_pods(c: &testkit::cluster::FakeCluster) -> Vec<Pod> {
+    c.list::<Pod>(Some("default"))
+        .into_iter()
+        .filter(|p| {
+            p.metadata.labels.as_ref().is_some_and(|l| {
+                l.get("app.kubernetes.io/managed-by").map(String::as_str) == Some("pvc-backup")
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn backup_runs_next_to_the_workload_and_snapshots_the_claim() {
+    let c = cluster();
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    let node = deployment_using(&c, "web", "data");
+
+    let out = run(&c, &["backup", "data", "-n", "default", "--keep-last", "3"]);
+    expect_code(&out, 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("into data-backup: done"), "{stdout}");
+
+    // The target claim was made like the source and labelled as a backup of it.
+    let target: PersistentVolumeClaim = c.get("default", "data-backup").expect("data-backup");
+    let labels = target.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels["pvc-backup.io/source"], "data");
+    assert_eq!(labels["pvc-backup.io/role"], "backup");
+    let last: serde_json::Value = serde_json::from_str(
+        &target.metadata.annotations.clone().unwrap_or_default()["pvc-backup.io/last-run"],
+    )
+    .expect("last-run annotation is JSON");
+    assert_eq!(last["result"], "ok", "{last}");
+
+    // The mover ran on the node where the claim is attached, pinned by required affinity.
+    let pods = mover_pods(&c);
+    assert_eq!(pods.len(), 1, "one mover pod");
+    let spec = pods[0].spec.clone().unwrap();
+    assert_eq!(spec.node_name.as_deref(), Some(node.as_str()));
+    assert_eq!(
+        spec.service_account_name.as_deref(),
+        Some("pvc-backup-deployer")
+    );
+    assert_eq!(spec.containers[0].image.as_deref(), Some(IMAGE));
+
+    // The snapshot holds what the source holds (rsync as the judge).
+    let backup = c
+        .volume_dir("default", "data-backup")
+        .expect("backup volume");
+    let snap = latest_snapshot(&backup);
+    let diff = rsync_itemize(&src, &snap, &[]);
+    assert!(
+        diff.is_empty(),
+        "snapshot differs from the source: {diff:#?}"
+    );
+
+    // A second run adds a snapshot that shares unchanged files with the first.
+    std::fs::write(src.join("a.txt"), b"changed\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = run(&c, &["backup", "data", "-o", "json"]);
+    expect_code(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("-o json");
+    assert_eq!(report["exitCode"], 0);
+    let snap2 = latest_snapshot(&backup);
+    assert_ne!(snap, snap2);
+    assert!(rsync_itemize(&src, &snap2, &[]).is_empty());
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+    assert_eq!(ino(&snap.join("sub/b.bin")), ino(&snap2.join("sub/b.bin")));
+    assert_eq!(std::fs::read(snap.join("a.txt")).unwrap(), b"alpha\n");
+
+    // `list` shows it with its last run.
+    let out = run(&c, &["list", "-o", "json"]);
+    expect_code(&out, 0);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let item = &list["items"][0];
+    assert_eq!(item["name"], "data-backup");
+    assert_eq!(item["source"], "data");
+    assert_eq!(item["lastRun"]["result"], "ok");
+}
+
+#[test]
+fn dry_run_client_prints_objects_kubernetes_accepts_without_a_cluster() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pvc-backup"))
+        .args([
+            "backup",
+            "data",
+            "--size",
+            "2Gi",
+            "--dry-run=client",
+            "-n",
+            "shop",
+        ])
+        .args(["--subdir", "www", "--keep-daily", "7", "--image", IMAGE])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .output()
+        .unwrap();
+    expect_code(&out, 0);
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<&str> = yaml
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .collect();
+    assert_eq!(docs.len(), 2, "{yaml}");
+    let claim: PersistentVolumeClaim = serde_saphyr::from_str(docs[0]).expect("a claim");
+    assert_eq!(claim.metadata.name.as_deref(), Some("data-backup"));
+    assert_eq!(claim.metadata.namespace.as_deref(), Some("shop"));
+    let job: Job = serde_saphyr::from_str(docs[1]).expect("a Job");
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let ctr = &pod.containers[0];
+    assert_eq!(
+        ctr.command.as_deref(),
+        Some(&["/pvc-backup".to_owned()][..])
+    );
+    let args = ctr.args.clone().unwrap().join(" ");
+    assert_eq!(
+        args,
+        "mover backup /source /backup --progress json --keep-daily 7 --subdir www"
+    );
+    let sc = ctr.security_context.clone().unwrap();
+    let caps = sc.capabilities.unwrap();
+    assert_eq!(caps.drop.unwrap(), ["ALL"]);
+    assert_eq!(caps.add.unwrap().len(), 5);
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let mounts = ctr.volume_mounts.clone().unwrap();
+    assert_eq!(mounts[0].mount_path, "/source");
+    assert_eq!(mounts[0].read_only, Some(true));
+    assert_eq!(mounts[1].mount_path, "/backup");
+}
+
+#[test]
+fn a_missing_claim_is_named_and_nothing_is_created() {
+    let c = cluster();
+    let out = run(&c, &["backup", "nope"]);
+    expect_code(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("claim nope not found in namespace default"),
+        "{err}"
+    );
+    assert!(c.list::<Job>(Some("default")).is_empty());
+    assert!(c.list::<PersistentVolumeClaim>(Some("default")).is_empty());
+}
+
+#[test]
+fn an_image_that_cannot_be_pulled_fails_early_and_cleans_up() {
+    let c = cluster();
+    claim_with_data(&c, "data", ClaimOptions::default());
+    c.set_unpullable(IMAGE);
+    let out = run(&c, &["backup", "data", "--start-timeout", "60"]);
+    expect_code(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot start") && err.contains("--image"),
+        "{err}"
+    );
+    // The Job and the claim this run made are gone; the source is untouched.
+    let gone = c.wait_for(Duration::from_secs(20), |c| {
+        c.list::<Job>(Some("default")).is_empty() && mover_pods(c).is_empty()
+    });
+    assert!(gone, "the Job or its pod was left behind");
+    assert!(
+        c.get::<PersistentVolumeClaim>("default", "data-backup")
+            .is_none()
+    );
+    assert!(c.get::<PersistentVolumeClaim>("default", "data").is_some());
+}
+
+#[test]
+fn a_read_write_once_pod_claim_in_use_suggests_scaling_down() {
+    let c = cluster();
+    claim_with_data(
+        &c,
+        "data",
+        ClaimOptions {
+            access_mode: "ReadWriteOncePod".into(),
+            ..ClaimOptions::default()
+        },
+    );
+    deployment_using(&c, "db", "data");
+    let out = run(&c, &["backup", "data"]);
+    expect_code(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ReadWriteOncePod") && err.contains("--scale-down"),
+        "{err}"
+    );
+    assert!(c.list::<Job>(Some("default")).is_empty());
+}
+
+#[test]
+fn scheduled_backups_run_list_and_go() {
+    let c = cluster();
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+
+    // A schedule Kubernetes would refuse is refused before anything is made.
+    let out = run(&c, &["schedule", "data", "--cron", "0 2 * * * *"]);
+    expect_code(&out, 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("6 fields, not 5"));
+    assert!(c.list::<CronJob>(Some("default")).is_empty());
+    assert!(
+        c.get::<PersistentVolumeClaim>("default", "data-backup")
+            .is_none()
+    );
+
+    let out = run(
+        &c,
+        &[
+            "schedule",
+            "data",
+            "--cron",
+            "0 2 * * *",
+            "--keep-daily",
+            "7",
+        ],
+    );
+    expect_code(&out, 0);
+    let cron: CronJob = c
+        .get("default", "data-backup")
+        .expect("CronJob data-backup");
+    assert_eq!(cron.spec.as_ref().unwrap().schedule, "0 2 * * *");
+    assert_eq!(
+        cron.spec.as_ref().unwrap().concurrency_policy.as_deref(),
+        Some("Forbid")
+    );
+
+    // The controller fires it: the Job it makes backs the claim up.
+    let job = c.fire_cronjob("default", "data-backup").expect("fire");
+    let done = c.wait_for(Duration::from_secs(60), |c| {
+        c.get::<Job>("default", &job)
+            .and_then(|j| j.status)
+            .is_some_and(|s| s.succeeded == Some(1))
+    });
+    assert!(done, "the scheduled Job did not succeed");
+    let backup = c.volume_dir("default", "data-backup").unwrap();
+    assert!(rsync_itemize(&src, &latest_snapshot(&backup), &[]).is_empty());
+
+    let out = run(&c, &["schedules", "-o", "json"]);
+    expect_code(&out, 0);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["items"][0]["source"], "data");
+    assert_eq!(list["items"][0]["target"], "data-backup");
+
+    let out = run(&c, &["unschedule", "data"]);
+    expect_code(&out, 0);
+    assert!(c.list::<CronJob>(Some("default")).is_empty());
+    // The backups stay.
+    assert!(
+        c.get::<PersistentVolumeClaim>("default", "data-backup")
+            .is_some()
+    );
+    let out = run(&c, &["unschedule", "data"]);
+    expect_code(&out, 1);
+}
+
+#[test]
+fn from_snapshot_copies_a_moment_and_removes_what_it_made() {
+    let c = cluster();
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    let out = run(&c, &["backup", "data", "--from-snapshot"]);
+    expect_code(&out, 0);
+    let backup = c.volume_dir("default", "data-backup").unwrap();
+    assert!(rsync_itemize(&src, &latest_snapshot(&backup), &[]).is_empty());
+    // Only the source and the backup claim remain; no snapshot is left.
+    let mut claims: Vec<String> = c
+        .list::<PersistentVolumeClaim>(Some("default"))
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    claims.sort();
+    assert_eq!(claims, ["data", "data-backup"]);
+    let url = format!(
+        "{}/apis/snapshot.storage.k8s.io/v1/namespaces/default/volumesnapshots",
+        c.url()
+    );
+    let out = std::process::Command::new("curl")
+        .args(["-sf", &url])
+        .output()
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("snapshot list");
+    assert_eq!(list["kind"], "VolumeSnapshotList", "{list}");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "{list}");
+}
