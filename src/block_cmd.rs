@@ -4,7 +4,7 @@
 //! exit codes (0 equal, 1 fatal, 2 usage, 23 partial, 254 missing or empty source).
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -60,7 +60,8 @@ pub struct BlockArgs {
     pub verbose: u8,
 }
 
-fn parse_chunk_size(text: &str) -> Result<u64, String> {
+/// Parses a chunk size argument (a size, multiple of 4K, 4K to 1G).
+pub fn parse_chunk_size(text: &str) -> Result<u64, String> {
     let n = block::parse_size(text)?;
     let opts = block::Options {
         chunk_size: n,
@@ -105,63 +106,85 @@ pub fn run(args: BlockArgs) -> anyhow::Result<ExitCode> {
             options.threads,
         );
     }
-    let bar =
-        (args.progress == ProgressMode::Auto && !args.quiet && std::io::stderr().is_terminal())
-            .then(|| new_bar(job.size()));
-    let mut stdout = std::io::stdout().lock();
-    let mut on_progress = |p: &block::Progress| {
-        if json {
+    let mut display = Display::new(
+        json,
+        args.progress == ProgressMode::Auto && !args.quiet && std::io::stderr().is_terminal(),
+    );
+    let result = job.run(&mut |p| display.show(p));
+    display.finish();
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => return Ok(fatal(&e, json)),
+    };
+    if json {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    if !args.quiet {
+        print_errors(&summary.errors, args.verbose > 0);
+    }
+    eprintln!("pvc-backup: {}", summary.human_line());
+    Ok(ExitCode::from(summary.exit_code))
+}
+
+/// Prints chunk errors on stderr: the first [`ERRORS_SHOWN`], or all of them.
+fn print_errors(errors: &[block::ChunkError], all: bool) {
+    let shown = if all { errors.len() } else { ERRORS_SHOWN };
+    for e in errors.iter().take(shown) {
+        eprintln!(
+            "pvc-backup: {} error at byte {} (+{}): {}",
+            e.phase, e.offset, e.len, e.reason
+        );
+    }
+    if errors.len() > shown {
+        eprintln!(
+            "pvc-backup: {} more errors (all are in the JSON summary of --progress json)",
+            errors.len() - shown
+        );
+    }
+}
+
+/// Shows block progress reports: JSON lines on stdout, or a bar on stderr, or nothing.
+pub struct Display {
+    json: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl Display {
+    /// A display printing JSON lines (`json`) or a progress bar (`bar`).
+    pub fn new(json: bool, bar: bool) -> Self {
+        Display {
+            json,
+            bar: (bar && !json).then(|| new_bar(0)),
+        }
+    }
+
+    /// Shows one report.
+    pub fn show(&mut self, p: &block::Progress) {
+        if self.json {
             // A closed stdout must not stop the copy; the exit code still tells.
             if let Ok(line) = serde_json::to_string(p) {
-                let _ = writeln!(stdout, "{line}");
-                let _ = stdout.flush();
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
             }
-        } else if let Some(bar) = &bar {
+        } else if let Some(bar) = &self.bar {
             let prefix = match p.phase {
                 block::Phase::Copy => "copy",
                 block::Phase::Verify => "verify",
                 block::Phase::Done => "done",
             };
             bar.set_prefix(prefix);
+            bar.set_length(p.bytes_known);
             bar.set_position(p.bytes_done);
         }
-    };
-    let summary = match job.run(&mut on_progress) {
-        Ok(s) => s,
-        Err(e) => {
-            if let Some(bar) = &bar {
-                bar.finish_and_clear();
-            }
-            return Ok(fatal(&e, json));
-        }
-    };
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
     }
-    if json {
-        println!("{}", serde_json::to_string(&summary)?);
-    }
-    if !args.quiet {
-        let shown = if args.verbose > 0 {
-            summary.errors.len()
-        } else {
-            ERRORS_SHOWN
-        };
-        for e in summary.errors.iter().take(shown) {
-            eprintln!(
-                "pvc-backup: {} error at byte {} (+{}): {}",
-                e.phase, e.offset, e.len, e.reason
-            );
-        }
-        if summary.errors.len() > shown {
-            eprintln!(
-                "pvc-backup: {} more errors (all are in the JSON summary of --progress json)",
-                summary.errors.len() - shown
-            );
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
-    eprintln!("pvc-backup: {}", summary.human_line());
-    Ok(ExitCode::from(summary.exit_code))
 }
 
 fn io_mode(direct: bool) -> &'static str {
@@ -192,4 +215,198 @@ fn fatal(e: &block::Error, json: bool) -> ExitCode {
     }
     eprintln!("pvc-backup: error: {e}");
     ExitCode::from(code)
+}
+
+/// How a block command run from `mover backup`, `restore` or `verify` shows itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    /// JSON progress lines and a JSON result on stdout.
+    pub json: bool,
+    /// A progress bar on stderr.
+    pub bar: bool,
+    /// Only errors and the final line.
+    pub quiet: bool,
+    /// Every chunk error.
+    pub verbose: bool,
+}
+
+/// Reports an error of a versioned command (`backup`, `restore`, ...) and returns its exit code.
+fn fatal_in(cmd: &str, e: &block::Error, json: bool) -> ExitCode {
+    let code = e.exit_code();
+    if json {
+        let v = serde_json::json!({ "error": e.to_string(), "exit_code": code });
+        println!("{v}");
+    }
+    eprintln!("pvc-backup mover {cmd}: {e}");
+    ExitCode::from(code)
+}
+
+/// `mover backup` of a block volume: adds a version (a sparse image) to DST.
+pub fn backup(
+    src: &Path,
+    dst: &Path,
+    options: &block::versions::BackupOptions,
+    out: Output,
+) -> anyhow::Result<ExitCode> {
+    let mut display = Display::new(out.json, out.bar);
+    let result = block::versions::backup(src, dst, options, &mut |p| display.show(p));
+    display.finish();
+    let r = match result {
+        Ok(r) => r,
+        Err(e) => return Ok(fatal_in("backup", &e, out.json)),
+    };
+    if out.json {
+        println!("{}", serde_json::to_string(&r)?);
+    }
+    if !out.quiet || r.summary.exit_code != 0 {
+        print_errors(&r.summary.errors, out.verbose);
+        if r.result == "ok" {
+            let how = match (&r.previous, r.method) {
+                (Some(p), block::versions::method::REFLINK) => {
+                    format!(
+                        "cloned from {p} (reflink), {} chunks changed",
+                        r.changed_chunks
+                    )
+                }
+                (Some(p), _) => format!(
+                    "full image: {}; {} chunks changed since {p}",
+                    r.reflink_error.as_deref().unwrap_or("no reflinks"),
+                    r.changed_chunks
+                ),
+                (None, _) => format!("first version, {} chunks of data", r.changed_chunks),
+            };
+            eprintln!(
+                "pvc-backup mover backup: version {} ({how}){}{}",
+                r.snapshot,
+                if r.removed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; removed by retention: {}", r.removed.join(", "))
+                },
+                if r.cleaned.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; removed left-overs of runs that died: {}",
+                        r.cleaned.join(", ")
+                    )
+                },
+            );
+        } else {
+            eprintln!(
+                "pvc-backup mover backup: FAILED: {} chunks could not be copied; no version was made",
+                r.summary.errors.len()
+            );
+        }
+        eprintln!("pvc-backup mover backup: {}", r.summary.human_line());
+    }
+    Ok(ExitCode::from(r.summary.exit_code))
+}
+
+/// `mover snapshots` of a folder of block versions.
+pub fn snapshots(dst: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let list = match block::versions::list(dst) {
+        Ok(l) => l,
+        Err(e) => return Ok(fatal_in("snapshots", &e, false)),
+    };
+    if json {
+        println!("{}", serde_json::to_string(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<22} {:>10} {:>10} {:>10} {:>8} {:<8} {:<8} {:<10}",
+        "VERSION", "SIZE", "ALLOCATED", "UNIQUE", "CHANGED", "IMAGE", "RESULT", "VERIFIED"
+    );
+    let hb = crate::mover::human_bytes;
+    for v in &list {
+        println!(
+            "{:<22} {:>10} {:>10} {:>10} {:>8} {:<8} {:<8} {:<10}{}",
+            v.id,
+            hb(v.size),
+            hb(v.allocated_bytes),
+            hb(v.unique_bytes),
+            v.changed_chunks.map_or("?".to_string(), |n| n.to_string()),
+            v.method.as_deref().unwrap_or("?"),
+            v.result.as_deref().unwrap_or("?"),
+            v.verified.as_deref().unwrap_or("never"),
+            if v.latest { "  <- latest" } else { "" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mover verify` of block versions (`dst` a backup folder) or of one image file with its
+/// manifest (`dst` an image file).
+pub fn verify(
+    dst: &Path,
+    which: &str,
+    against: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let threads = block::default_threads();
+    let result = if dst.is_file() {
+        match against {
+            None => block::versions::check_image(dst, threads, &mut |_| {}),
+            Some(src) => block::versions::against_source(src, dst, threads, &mut |_| {}),
+        }
+        .map(|c| vec![(dst.display().to_string(), c)])
+    } else {
+        block::versions::verify(dst, which, against, threads, &mut |_| {})
+    };
+    let results = match result {
+        Ok(r) => r,
+        Err(e) => return Ok(fatal_in("verify", &e, false)),
+    };
+    let ok = results.iter().all(|(_, c)| c.ok());
+    if json {
+        let list: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(id, c)| serde_json::json!({"snapshot": id, "ok": c.ok(), "outcome": c}))
+            .collect();
+        println!("{}", serde_json::to_string(&list)?);
+    } else {
+        for (id, c) in &results {
+            println!(
+                "{id}: {}: {} chunks against {}, {} read, {} bad chunks",
+                if c.ok() { "ok" } else { "FAILED" },
+                c.chunks,
+                c.against,
+                crate::mover::human_bytes(c.bytes_read),
+                c.errors.len()
+            );
+            for e in &c.errors {
+                println!("  byte {} (+{}): {}", e.offset, e.len, e.reason);
+            }
+        }
+    }
+    Ok(ExitCode::from(if ok {
+        block::EXIT_OK
+    } else {
+        block::EXIT_PARTIAL
+    }))
+}
+
+/// `mover restore` of a block version onto a device or image file.
+pub fn restore(
+    dst: &Path,
+    which: &str,
+    target: &Path,
+    options: &block::Options,
+    out: Output,
+) -> anyhow::Result<ExitCode> {
+    let mut display = Display::new(out.json, out.bar);
+    let result = block::versions::restore(dst, which, target, options, &mut |p| display.show(p));
+    display.finish();
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => return Ok(fatal_in("restore", &e, out.json)),
+    };
+    if out.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    if !out.quiet || summary.exit_code != 0 {
+        print_errors(&summary.errors, out.verbose);
+        eprintln!("pvc-backup mover restore: {}", summary.human_line());
+    }
+    Ok(ExitCode::from(summary.exit_code))
 }

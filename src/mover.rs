@@ -125,6 +125,13 @@ pub struct BackupArgs {
     /// Keep the newest snapshot of each of the N most recent months.
     #[arg(long, value_name = "N")]
     keep_monthly: Option<u32>,
+    /// Back up SRC as a block volume even though it is a regular file (a raw disk image); a block
+    /// device always is one. Each snapshot is then a sparse image of the volume.
+    #[arg(long)]
+    block: bool,
+    /// Bytes per chunk of a block volume's snapshots, a multiple of 4K [default: 4M].
+    #[arg(long, value_name = "SIZE", value_parser = block_cmd::parse_chunk_size)]
+    chunk_size: Option<u64>,
     #[command(flatten)]
     copy: CopyArgs,
 }
@@ -155,6 +162,9 @@ pub struct RestoreArgs {
     /// Which snapshot: its name, or `latest`.
     #[arg(long, value_name = "ID", default_value = "latest")]
     snapshot: String,
+    /// Block volumes: after restoring, read both sides again and compare BLAKE3 per chunk.
+    #[arg(long)]
+    verify: bool,
     #[command(flatten)]
     copy: CopyArgs,
 }
@@ -258,6 +268,30 @@ fn backup(a: BackupArgs) -> anyhow::Result<ExitCode> {
         weekly: a.keep_weekly,
         monthly: a.keep_monthly,
     };
+    let is_device = std::fs::metadata(&a.src)
+        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
+    if a.block || is_device {
+        if let Some(code) = not_for_block("backup", &a.copy) {
+            return Ok(code);
+        }
+        let options = block::versions::BackupOptions {
+            copy: block::Options {
+                chunk_size: a.chunk_size.unwrap_or(block::DEFAULT_CHUNK_SIZE),
+                threads: block_threads(&a.copy),
+                ..block::Options::default()
+            },
+            policy,
+        };
+        return block_cmd::backup(&a.src, &a.dst, &options, block_output(&a.copy));
+    }
+    if a.chunk_size.is_some() {
+        eprintln!(
+            "pvc-backup mover backup: --chunk-size applies to block volumes only ({} is not a \
+             block device; add --block to back up an image file as a volume)",
+            a.src.display()
+        );
+        return Ok(ExitCode::from(mover::exit::USAGE));
+    }
     copy_command(
         "backup",
         &a.copy,
@@ -294,6 +328,9 @@ fn backup(a: BackupArgs) -> anyhow::Result<ExitCode> {
 
 fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     init_logging(0, false);
+    if block::versions::is_block_backup(&a.dst) || a.dst.is_file() {
+        return block_cmd::verify(&a.dst, &a.snapshot, a.against.as_deref(), a.json);
+    }
     let results = match mover::verify::verify(&a.dst, &a.snapshot, a.against.as_deref()) {
         Ok(r) => r,
         Err(e) => {
@@ -330,6 +367,32 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
+    if block::versions::is_block_backup(&a.backup) {
+        if let Some(code) = not_for_block("restore", &a.copy) {
+            return Ok(code);
+        }
+        let options = block::Options {
+            threads: block_threads(&a.copy),
+            verify: a.verify,
+            ..block::Options::default()
+        };
+        return block_cmd::restore(
+            &a.backup,
+            &a.snapshot,
+            &a.target,
+            &options,
+            block_output(&a.copy),
+        );
+    }
+    if a.verify {
+        eprintln!(
+            "pvc-backup mover restore: --verify applies to block volumes; check a restored folder \
+             with `pvc-backup mover verify {} --against {}`",
+            a.target.display(),
+            a.backup.display()
+        );
+        return Ok(ExitCode::from(mover::exit::USAGE));
+    }
     let from = match mover::snapshot::resolve(&a.backup, &a.snapshot) {
         Ok(p) => p,
         Err(e) => {
@@ -348,6 +411,9 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
 
 fn snapshots(a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     init_logging(0, false);
+    if block::versions::is_block_backup(&a.dst) {
+        return block_cmd::snapshots(&a.dst, a.json);
+    }
     let list = match mover::snapshot::list(&a.dst) {
         Ok(l) => l,
         Err(e) => {
@@ -377,6 +443,43 @@ fn snapshots(a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses the options of tree copies that mean nothing for a block volume; `Some(exit code)`
+/// when one was given.
+fn not_for_block(cmd: &str, c: &CopyArgs) -> Option<ExitCode> {
+    let given = [
+        (c.subdir.is_some(), "--subdir"),
+        (c.checksum, "--checksum"),
+        (c.no_delete, "--no-delete"),
+        (c.manifest, "--manifest"),
+        (c.allow_empty, "--allow-empty"),
+        (c.impersonate != ImpersonateArg::Auto, "--impersonate"),
+    ];
+    let (_, flag) = given.iter().find(|(on, _)| *on)?;
+    eprintln!(
+        "pvc-backup mover {cmd}: {flag} applies to folders, not to block volumes; leave it out"
+    );
+    Some(ExitCode::from(mover::exit::USAGE))
+}
+
+fn block_threads(c: &CopyArgs) -> usize {
+    if c.threads == 0 {
+        block::default_threads()
+    } else {
+        c.threads
+    }
+}
+
+fn block_output(c: &CopyArgs) -> block_cmd::Output {
+    let terminal = std::io::stderr().is_terminal();
+    block_cmd::Output {
+        json: c.progress == ProgressMode::Json,
+        bar: c.progress == ProgressMode::Bar
+            || (c.progress == ProgressMode::Auto && terminal && !c.quiet),
+        quiet: c.quiet,
+        verbose: c.verbose > 0,
+    }
 }
 
 /// Runs a copy (`sync` or `backup`): progress while it works, then the summary. `run` may give
@@ -535,7 +638,7 @@ fn human_summary(cmd: &str, s: &Summary) -> String {
     line
 }
 
-fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;
