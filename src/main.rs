@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 mod block_cmd;
 mod manifests;
@@ -40,8 +40,27 @@ enum Command {
     Manifests(manifests::ManifestsArgs),
 }
 
+/// Parses the command line; installed as `kubectl-pvc_backup`, usage and help speak of
+/// `kubectl pvc-backup`, the name kubectl runs it under.
+fn parse() -> Cli {
+    let plugin = std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().starts_with("kubectl-"))
+        })
+        .unwrap_or(false);
+    let mut command = Cli::command();
+    if plugin {
+        command = command.bin_name("kubectl pvc-backup");
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     let result = match cli.command {
         Command::Backup(args) => workflows::backup::run(args),
         Command::Schedule(args) => workflows::schedule::schedule(args),

@@ -295,3 +295,17 @@ fn from_snapshot_copies_a_moment_and_removes_what_it_made() {
     assert_eq!(list["kind"], "VolumeSnapshotList", "{list}");
     assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "{list}");
 }
+
+#[test]
+fn installed_as_a_kubectl_plugin_it_speaks_of_kubectl_pvc_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("kubectl-pvc_backup");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_pvc-backup"), &plugin).unwrap();
+    let out = std::process::Command::new(&plugin)
+        .args(["backup", "--help"])
+        .output()
+        .unwrap();
+    expect_code(&out, 0);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("Usage: kubectl pvc-backup backup"), "{help}");
+}
