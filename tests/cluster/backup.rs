@@ -309,3 +309,117 @@ fn installed_as_a_kubectl_plugin_it_speaks_of_kubectl_pvc_backup() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("Usage: kubectl pvc-backup backup"), "{help}");
 }
+
+#[test]
+fn ctrl_c_while_waiting_deletes_the_job_and_the_claim_it_made() {
+    let c = cluster();
+    claim_with_data(&c, "data", ClaimOptions::default());
+    // A node nobody can use keeps the pod Pending, without a reason to give up early.
+    for node in ["node-a", "node-b"] {
+        c.set_unschedulable(node, true).unwrap();
+    }
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_pvc-backup"))
+        .args(["backup", "data", "--start-timeout", "600", "--kubeconfig"])
+        .arg(c.kubeconfig())
+        .env("PVC_BACKUP_IMAGE", IMAGE)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = c.wait_for(Duration::from_secs(30), |c| {
+        !c.list::<Job>(Some("default")).is_empty()
+    });
+    assert!(started, "no Job was created");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("interrupted"), "{err}");
+    // The claim goes once the pod that would have used it is gone (pvc-protection).
+    let gone = c.wait_for(Duration::from_secs(30), |c| {
+        c.list::<Job>(Some("default")).is_empty()
+            && c.get::<PersistentVolumeClaim>("default", "data-backup")
+                .is_none()
+    });
+    assert!(gone, "the Job or the claim it made was left behind");
+}
+
+#[test]
+fn detach_creates_the_job_and_returns() {
+    let c = cluster();
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    let out = run(&c, &["backup", "data", "--detach", "-o", "json"]);
+    expect_code(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["detached"], true);
+    let job = report["job"].as_str().unwrap().to_owned();
+    let done = c.wait_for(Duration::from_secs(60), |c| {
+        c.get::<Job>("default", &job)
+            .and_then(|j| j.status)
+            .is_some_and(|s| s.succeeded == Some(1))
+    });
+    assert!(done, "the detached Job did not complete");
+    let backup = c.volume_dir("default", "data-backup").unwrap();
+    assert!(rsync_itemize(&src, &latest_snapshot(&backup), &[]).is_empty());
+}
+
+/// Records what a workflow reports.
+#[derive(Default)]
+struct Recorder {
+    steps: Vec<String>,
+    progress: Vec<cluster::progress::Progress>,
+}
+
+impl cluster::run::Observer for Recorder {
+    fn step(&mut self, message: &str) {
+        self.steps.push(message.to_owned());
+    }
+    fn progress(&mut self, p: &cluster::progress::Progress) {
+        self.progress.push(p.clone());
+    }
+    fn text(&mut self, _: &str) {}
+}
+
+#[test]
+fn the_workflow_follows_the_movers_progress_from_the_pod_log() {
+    let c = cluster();
+    claim_with_data(&c, "data", ClaimOptions::default());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut rec = Recorder::default();
+    let report = rt
+        .block_on(async {
+            let kube = cluster::connect::Kube {
+                client: c.client(),
+                namespace: "default".into(),
+            };
+            let settings = cluster::workflow::MoverSettings {
+                image: IMAGE.into(),
+                ..Default::default()
+            };
+            let request = cluster::workflow::backup::BackupRequest {
+                claim: "data".into(),
+                ..Default::default()
+            };
+            cluster::workflow::backup::run(&kube, &request, &settings, &mut rec).await
+        })
+        .expect("backup");
+    let outcome = report.outcome.expect("followed");
+    assert_eq!(outcome.exit_code, 0);
+    let last = rec
+        .progress
+        .last()
+        .expect("progress lines were read from the log");
+    assert_eq!(last.phase, "done");
+    // a.txt and its hard link (6 bytes each), 100,000 bytes and the sparse file's 5 MiB: the
+    // mover counts the bytes of every regular file entry.
+    assert_eq!(last.bytes_known, 2 * 6 + 100_000 + (5 << 20));
+    assert!(
+        rec.steps
+            .iter()
+            .any(|s| s.starts_with("mover running in pod")),
+        "{:?}",
+        rec.steps
+    );
+    let summary = cluster::progress::counts(outcome.summaries.last().unwrap());
+    assert_eq!(summary["entries"]["failed"], 0);
+}
