@@ -1,7 +1,7 @@
 //! `pvc-backup mover ...`: the copy engine's commands.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -99,6 +99,9 @@ pub struct SyncArgs {
     src: PathBuf,
     /// The target folder (in the mover pod: /backup); created if missing.
     dst: PathBuf,
+    /// Once DST is done, make DIR a mirror of DST too (repeatable): N copies read SRC once.
+    #[arg(long, value_name = "DIR")]
+    also: Vec<PathBuf>,
     #[command(flatten)]
     copy: CopyArgs,
 }
@@ -251,13 +254,72 @@ pub fn init_logging(verbose: u8, quiet: bool) {
 }
 
 fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
-    copy_command(
+    if let Some(bad) = overlapping_also(&a.src, &a.dst, &a.also) {
+        eprintln!("pvc-backup mover sync: {bad}");
+        return Ok(ExitCode::from(mover::exit::USAGE));
+    }
+    let first = copy_code(
         "sync",
         &a.copy,
         |opts| mover::Sync::prepare(&a.src, &a.dst, opts),
         mover::Sync::stats,
         |job| job.run().map(|s| (s, None)),
-    )
+    )?;
+    // The extra copies mirror what DST now holds, so they are only worth making from a DST
+    // that was written (done or partial), never after a refusal or a fatal error.
+    if ![mover::exit::OK, mover::exit::PARTIAL].contains(&first) {
+        return Ok(ExitCode::from(first));
+    }
+    let mut worst = first;
+    for extra in &a.also {
+        let code = copy_code(
+            &format!("sync (also {})", extra.display()),
+            &a.copy,
+            // DST already is the --subdir, and an empty one was accepted by the first copy.
+            |opts| {
+                let opts = mover::Options {
+                    subdir: None,
+                    allow_empty: true,
+                    ..opts
+                };
+                mover::Sync::prepare(&a.dst, extra, opts)
+            },
+            mover::Sync::stats,
+            |job| job.run().map(|s| (s, None)),
+        )?;
+        if code != mover::exit::OK && (worst == mover::exit::OK || code != mover::exit::PARTIAL) {
+            worst = code;
+        }
+    }
+    Ok(ExitCode::from(worst))
+}
+
+/// Refuses an `--also` folder that is SRC, DST or another one, or lies inside or around one of
+/// them: the mirror would copy into its own source or delete another copy's files.
+fn overlapping_also(src: &Path, dst: &Path, also: &[PathBuf]) -> Option<String> {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let nested = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);
+    let (src, dst) = (abs(src), abs(dst));
+    for (i, extra) in also.iter().enumerate() {
+        let e = abs(extra);
+        for (what, other) in [("SRC", &src), ("DST", &dst)] {
+            if nested(&e, other) {
+                return Some(format!(
+                    "--also {} overlaps {what} {}: give a folder outside both",
+                    extra.display(),
+                    other.display()
+                ));
+            }
+        }
+        if let Some(prev) = also[..i].iter().find(|p| nested(&e, &abs(p))) {
+            return Some(format!(
+                "--also {} overlaps --also {}: give each copy its own folder",
+                extra.display(),
+                prev.display()
+            ));
+        }
+    }
+    None
 }
 
 fn backup(a: BackupArgs) -> anyhow::Result<ExitCode> {
@@ -491,6 +553,17 @@ fn copy_command<J>(
     stats_of: impl Fn(&J) -> Arc<Stats>,
     run: impl FnOnce(J) -> mover::Result<(Summary, Option<(serde_json::Value, String)>)>,
 ) -> anyhow::Result<ExitCode> {
+    copy_code(cmd, c, prepare, stats_of, run).map(ExitCode::from)
+}
+
+/// [`copy_command`], returning the exit code as a number.
+fn copy_code<J>(
+    cmd: &str,
+    c: &CopyArgs,
+    prepare: impl FnOnce(mover::Options) -> mover::Result<J>,
+    stats_of: impl Fn(&J) -> Arc<Stats>,
+    run: impl FnOnce(J) -> mover::Result<(Summary, Option<(serde_json::Value, String)>)>,
+) -> anyhow::Result<u8> {
     init_logging(c.verbose, c.quiet);
     let mode = match c.progress {
         ProgressMode::Auto if std::io::stderr().is_terminal() && !c.quiet => ProgressMode::Bar,
@@ -511,7 +584,7 @@ fn copy_command<J>(
         Ok(j) => j,
         Err(e) => {
             eprintln!("pvc-backup mover {cmd}: {e}");
-            return Ok(ExitCode::from(e.exit_code()));
+            return Ok(e.exit_code());
         }
     };
     let stats = stats_of(&job);
@@ -531,7 +604,7 @@ fn copy_command<J>(
         Ok(s) => s,
         Err(e) => {
             eprintln!("pvc-backup mover {cmd}: {e}");
-            return Ok(ExitCode::from(e.exit_code()));
+            return Ok(e.exit_code());
         }
     };
     if mode == ProgressMode::Json {
@@ -550,7 +623,7 @@ fn copy_command<J>(
         }
         eprintln!("{text}");
     }
-    Ok(ExitCode::from(summary.exit_code))
+    Ok(summary.exit_code)
 }
 
 fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {

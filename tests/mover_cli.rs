@@ -422,3 +422,87 @@ fn restore_copies_a_snapshot_back_and_names_a_missing_one() {
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("mover snapshots"), "{}", stderr(&o));
 }
+
+#[test]
+fn also_makes_every_extra_target_a_mirror_from_one_read_of_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"data/a", b"alpha")
+        .file(b"data/b", &vec![7u8; 200_000])
+        .hardlink(b"data/a", b"data/a-link")
+        .symlink(b"data/to-b", b"b")
+        .file(b"other/c", b"kept out by --subdir")
+        .mtime(b"data/a", 1_000_000_000, 5);
+    let (dst, two, three) = (
+        dir.path().join("dst"),
+        dir.path().join("two"),
+        dir.path().join("three"),
+    );
+    // A stale file in an extra target must go: each extra copy is a mirror too.
+    Tree::new(&three).file(b"stale", b"x");
+    let o = sync(
+        &src.root,
+        &dst,
+        &[
+            "--subdir",
+            "data",
+            "--progress",
+            "json",
+            "--also",
+            two.to_str().unwrap(),
+            "--also",
+            three.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    for target in [&dst, &two, &three] {
+        assert_mirror(&src.path(b"data"), target, &[]);
+    }
+    // One summary line per copy, each naming its own source and target.
+    let text = String::from_utf8(o.stdout).unwrap();
+    let summaries: Vec<Summary> = text
+        .lines()
+        .filter(|l| l.contains("\"schema\""))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert_eq!(summaries.len(), 3, "{text}");
+    let first = &summaries[0].entries;
+    assert_eq!((first.copied, first.linked), (3, 1), "{first:?}");
+    assert_eq!(
+        summaries[2].entries.deleted, 1,
+        "{:?}",
+        summaries[2].entries
+    );
+    assert!(summaries[1].target.ends_with("two") && summaries[1].source.ends_with("dst"));
+}
+
+#[test]
+fn also_refuses_a_folder_that_overlaps_another_copy_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"f", b"1");
+    let dst = dir.path().join("dst");
+    for bad in [
+        dst.join("inner"),
+        src.path(b"inside"),
+        dir.path().to_path_buf(),
+    ] {
+        let o = sync(&src.root, &dst, &["--also", bad.to_str().unwrap()]);
+        assert_eq!(code(&o), 2, "{}", stderr(&o));
+        assert!(stderr(&o).contains("--also"), "{}", stderr(&o));
+        assert!(!dst.exists() && !src.path(b"inside").exists());
+    }
+    let two = dir.path().join("two");
+    let o = sync(
+        &src.root,
+        &dst,
+        &[
+            "--also",
+            two.to_str().unwrap(),
+            "--also",
+            two.join("x").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(!dst.exists() && !two.exists());
+}

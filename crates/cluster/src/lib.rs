@@ -15,5 +15,6 @@ pub mod quantity;
 pub mod run;
 pub mod security;
 pub mod workflow;
+pub mod workload;
 
 pub use error::{Error, Result};

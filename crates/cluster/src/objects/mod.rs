@@ -3,6 +3,7 @@
 pub mod claim;
 pub mod mover;
 pub mod snapshot;
+pub mod volume;
 
 use serde_json::Value;
 

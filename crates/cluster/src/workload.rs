@@ -1,0 +1,679 @@
+//! The workloads that use a claim: Deployments, StatefulSets and OpenShift DeploymentConfigs.
+//!
+//! Workflows scale them to zero so nothing writes while the last changes are copied, scale them
+//! back to the count they had, and point a pod template's volume at another claim (recording the
+//! previous claim in an annotation so that `rollback` can point it back). All three kinds are
+//! handled through the dynamic API, so a DeploymentConfig (which k8s-openapi does not know) goes
+//! through the same code as the built-in kinds.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::connect::Kube;
+use crate::placement;
+use crate::{Error, Result};
+
+/// Annotation on a workload: the claims its volumes used before pvc-backup pointed them
+/// elsewhere, as a JSON object from volume name to claim name. `rollback` reads it.
+pub const PREVIOUS_CLAIMS: &str = "pvc-backup.io/previous-claims";
+
+/// Annotation on a workload that pvc-backup scaled down: the replica count to return to. It
+/// is set before scaling down and removed after scaling up, so a run that dies in between
+/// leaves the count where the next run (or the user) finds it.
+pub const SCALED_DOWN_FROM: &str = "pvc-backup.io/scaled-down-from";
+
+/// How long scaling down may take before pvc-backup gives up and scales back up.
+pub const DEFAULT_SCALE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The kinds of workload pvc-backup can scale and repoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// `apps/v1` Deployment.
+    Deployment,
+    /// `apps/v1` StatefulSet.
+    StatefulSet,
+    /// `apps.openshift.io/v1` DeploymentConfig (OpenShift).
+    DeploymentConfig,
+}
+
+impl Kind {
+    /// The name kubectl prints (`deployment`, `statefulset`, `deploymentconfig`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Deployment => "deployment",
+            Kind::StatefulSet => "statefulset",
+            Kind::DeploymentConfig => "deploymentconfig",
+        }
+    }
+
+    /// The API resource, for the dynamic API.
+    pub fn api_resource(self) -> ApiResource {
+        let (group, version, kind, plural) = match self {
+            Kind::Deployment => ("apps", "v1", "Deployment", "deployments"),
+            Kind::StatefulSet => ("apps", "v1", "StatefulSet", "statefulsets"),
+            Kind::DeploymentConfig => (
+                "apps.openshift.io",
+                "v1",
+                "DeploymentConfig",
+                "deploymentconfigs",
+            ),
+        };
+        ApiResource {
+            group: group.to_owned(),
+            version: version.to_owned(),
+            api_version: format!("{group}/{version}"),
+            kind: kind.to_owned(),
+            plural: plural.to_owned(),
+        }
+    }
+}
+
+/// A workload named on the command line (`KIND/NAME`) or found from its pods.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Workload {
+    /// Its kind.
+    pub kind: Kind,
+    /// Its name.
+    pub name: String,
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind.as_str(), self.name)
+    }
+}
+
+impl FromStr for Workload {
+    type Err = Error;
+
+    /// Parses `KIND/NAME` as kubectl spells kinds: `deployment`, `deploy`, `deployments`,
+    /// `deployment.apps`, `statefulset`, `sts`, `deploymentconfig`, `dc`, any case.
+    fn from_str(s: &str) -> Result<Workload> {
+        let bad = |why: &str| {
+            Error::Invalid(format!(
+                "workload {s:?} {why}: write KIND/NAME, with KIND deployment (deploy), \
+                 statefulset (sts) or deploymentconfig (dc), e.g. deployment/web"
+            ))
+        };
+        let (kind, name) = s.split_once('/').ok_or_else(|| bad("has no KIND/"))?;
+        let kind = kind.to_ascii_lowercase();
+        let kind =
+            match kind.as_str() {
+                "deployment" | "deploy" | "deployments" | "deployment.apps"
+                | "deployments.apps" => Kind::Deployment,
+                "statefulset" | "sts" | "statefulsets" | "statefulset.apps"
+                | "statefulsets.apps" => Kind::StatefulSet,
+                "deploymentconfig"
+                | "dc"
+                | "deploymentconfigs"
+                | "deploymentconfig.apps.openshift.io"
+                | "deploymentconfigs.apps.openshift.io" => Kind::DeploymentConfig,
+                _ => return Err(bad("is not a kind pvc-backup can scale")),
+            };
+        crate::names::check_name("workload name", name, 253)?;
+        Ok(Workload {
+            kind,
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl Workload {
+    fn api(&self, kube: &Kube) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            kube.client.clone(),
+            &kube.namespace,
+            &self.kind.api_resource(),
+        )
+    }
+
+    /// Reads the workload; a missing one is a clear error.
+    pub async fn get(&self, kube: &Kube) -> Result<DynamicObject> {
+        match self.api(kube).get_opt(&self.name).await {
+            Ok(Some(o)) => Ok(o),
+            Ok(None) => Err(Error::Invalid(format!(
+                "{self} does not exist in namespace {}: check the name (kubectl get {} -n {})",
+                kube.namespace,
+                self.kind.as_str(),
+                kube.namespace
+            ))),
+            Err(e) => Err(Error::api(format!("read {self}"))(e)),
+        }
+    }
+
+    /// Its wanted replica count (`spec.replicas`; 1 when unset, as the API server defaults it).
+    pub async fn replicas(&self, kube: &Kube) -> Result<i32> {
+        Ok(spec_replicas(&self.get(kube).await?))
+    }
+
+    /// Sets `spec.replicas` (every kind accepts a merge patch of it).
+    pub async fn scale(&self, kube: &Kube, replicas: i32) -> Result<()> {
+        self.patch(kube, json!({"spec": {"replicas": replicas}}))
+            .await
+            .map(|_| ())
+    }
+
+    async fn patch(&self, kube: &Kube, patch: Value) -> Result<DynamicObject> {
+        self.api(kube)
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(Error::api(format!("update {self}")))
+    }
+}
+
+/// `spec.replicas` of a workload object.
+pub fn spec_replicas(obj: &DynamicObject) -> i32 {
+    obj.data
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .map_or(1, |n| n as i32)
+}
+
+/// The pod template of a workload object.
+pub fn pod_template(obj: &DynamicObject) -> Result<PodTemplateSpec> {
+    let t = obj
+        .data
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or(Value::Null);
+    serde_json::from_value(t).map_err(|e| {
+        Error::Failed(format!(
+            "the pod template of {} cannot be read: {e}",
+            obj.metadata.name.clone().unwrap_or_default()
+        ))
+    })
+}
+
+fn controller_of(owners: Option<&Vec<OwnerReference>>) -> Option<&OwnerReference> {
+    owners?.iter().find(|o| o.controller == Some(true))
+}
+
+/// The workload that owns `pod`, following the owner chain as the controllers set it up:
+/// pod → ReplicaSet → Deployment, pod → StatefulSet, pod → ReplicationController →
+/// DeploymentConfig. `None` for a pod no scalable workload owns (a bare pod, a Job's pod, a
+/// ReplicaSet of its own).
+pub async fn owner_of(kube: &Kube, pod: &Pod) -> Result<Option<Workload>> {
+    let Some(owner) = controller_of(pod.metadata.owner_references.as_ref()) else {
+        return Ok(None);
+    };
+    let workload = |kind, name: &str| {
+        Some(Workload {
+            kind,
+            name: name.to_owned(),
+        })
+    };
+    match owner.kind.as_str() {
+        "StatefulSet" => Ok(workload(Kind::StatefulSet, &owner.name)),
+        "ReplicaSet" => {
+            let api: Api<ReplicaSet> = Api::namespaced(kube.client.clone(), &kube.namespace);
+            let rs = api
+                .get_opt(&owner.name)
+                .await
+                .map_err(Error::api(format!("read ReplicaSet {}", owner.name)))?;
+            Ok(rs.and_then(|rs| {
+                let o = controller_of(rs.metadata.owner_references.as_ref())?;
+                (o.kind == "Deployment").then(|| workload(Kind::Deployment, &o.name))?
+            }))
+        }
+        "ReplicationController" => {
+            let api: Api<ReplicationController> =
+                Api::namespaced(kube.client.clone(), &kube.namespace);
+            let rc = api.get_opt(&owner.name).await.map_err(Error::api(format!(
+                "read ReplicationController {}",
+                owner.name
+            )))?;
+            Ok(rc.and_then(|rc| {
+                let o = controller_of(rc.metadata.owner_references.as_ref())?;
+                (o.kind == "DeploymentConfig").then(|| workload(Kind::DeploymentConfig, &o.name))?
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The workloads whose running pods mount `claim`. A pod that no Deployment, StatefulSet or
+/// DeploymentConfig owns cannot be stopped and started again by pvc-backup: that is an error
+/// naming it.
+pub async fn users_of(kube: &Kube, claim: &str) -> Result<Vec<Workload>> {
+    let mut found = Vec::new();
+    for user in placement::users(kube, claim).await? {
+        match owner_of(kube, &user.object).await? {
+            Some(w) => {
+                if !found.contains(&w) {
+                    found.push(w);
+                }
+            }
+            None => {
+                return Err(Error::Failed(format!(
+                    "pod {} uses claim {claim} but no Deployment, StatefulSet or \
+                     DeploymentConfig owns it, so pvc-backup cannot stop and restart it: delete \
+                     the pod (or stop what runs it) and retry",
+                    user.pod
+                )));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The one workload a command acts on: the one named with `--workload`, or else the one found
+/// using `claim` (`None` when no pod uses it). Several users are an error asking for
+/// `--workload`.
+pub async fn resolve(
+    kube: &Kube,
+    named: Option<&Workload>,
+    claim: &str,
+) -> Result<Option<Workload>> {
+    if let Some(w) = named {
+        w.get(kube).await?;
+        return Ok(Some(w.clone()));
+    }
+    let mut users = users_of(kube, claim).await?;
+    match users.len() {
+        0 => Ok(None),
+        1 => Ok(users.pop()),
+        _ => Err(Error::Invalid(format!(
+            "claim {claim} is used by {}: name the one to act on with --workload KIND/NAME",
+            users
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ))),
+    }
+}
+
+/// Workloads pvc-backup scaled to zero, with the counts to give back.
+///
+/// Dropping it does nothing: call [`ScaledDown::restore`] on every path, failures included, so
+/// the workload runs again. The count is also kept in the [`SCALED_DOWN_FROM`] annotation on
+/// each workload, where a later `scale_down` finds it if this process dies first.
+#[derive(Debug, Default)]
+#[must_use = "restore() scales the workloads back up"]
+pub struct ScaledDown {
+    workloads: Vec<(Workload, i32)>,
+}
+
+impl ScaledDown {
+    /// The workloads and the replica counts they will get back.
+    pub fn workloads(&self) -> &[(Workload, i32)] {
+        &self.workloads
+    }
+
+    /// Whether nothing was scaled down.
+    pub fn is_empty(&self) -> bool {
+        self.workloads.is_empty()
+    }
+
+    /// Scales every workload back to its count and removes the annotation. Tries all of them
+    /// even when one fails, and reports every failure with the command that finishes the job.
+    pub async fn restore(self, kube: &Kube) -> Result<()> {
+        let mut failures = Vec::new();
+        for (w, n) in &self.workloads {
+            let patch = json!({
+                "metadata": {"annotations": {SCALED_DOWN_FROM: null}},
+                "spec": {"replicas": n},
+            });
+            if let Err(e) = w.patch(kube, patch).await {
+                failures.push(format!(
+                    "{e} (run: kubectl scale {w} --replicas={n} -n {})",
+                    kube.namespace
+                ));
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Failed(format!(
+                "could not scale back up: {}",
+                failures.join("; ")
+            )))
+        }
+    }
+}
+
+/// Scales `workloads` to zero and waits until no pod holds any of `claims` any more.
+///
+/// The previous replica count is written to each workload's [`SCALED_DOWN_FROM`] annotation
+/// first. A workload already at zero with that annotation (left by a run that died) keeps the
+/// annotated count as the one to return to. If the pods are not gone within `timeout`, the
+/// workloads are scaled back up and the error names the pods still running.
+pub async fn scale_down(
+    kube: &Kube,
+    workloads: &[Workload],
+    claims: &[&str],
+    timeout: Duration,
+) -> Result<ScaledDown> {
+    let mut done = ScaledDown::default();
+    for w in workloads {
+        let obj = w.get(kube).await?;
+        let current = spec_replicas(&obj);
+        let annotated = obj
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SCALED_DOWN_FROM))
+            .and_then(|v| v.parse::<i32>().ok());
+        let back_to = match annotated {
+            Some(n) if current == 0 => n,
+            _ => current,
+        };
+        let patch = json!({
+            "metadata": {"annotations": {SCALED_DOWN_FROM: back_to.to_string()}},
+            "spec": {"replicas": 0},
+        });
+        if let Err(e) = w.patch(kube, patch).await {
+            let _ = done.restore(kube).await;
+            return Err(e);
+        }
+        done.workloads.push((w.clone(), back_to));
+    }
+    if let Err(e) = wait_unused(kube, claims, timeout).await {
+        let back = done.restore(kube).await;
+        return Err(match back {
+            Ok(()) => Error::Failed(format!("{e}; the workloads were scaled back up")),
+            Err(b) => Error::Failed(format!("{e}; {b}")),
+        });
+    }
+    Ok(done)
+}
+
+/// Scales down the workloads that use `claim` (found from its pods) and waits for their pods
+/// to be gone: what `--scale-down` does. Nothing using the claim gives an empty guard.
+pub async fn scale_down_users(kube: &Kube, claim: &str, timeout: Duration) -> Result<ScaledDown> {
+    let users = users_of(kube, claim).await?;
+    scale_down(kube, &users, &[claim], timeout).await
+}
+
+/// Waits until no pod holds any of `claims`.
+pub async fn wait_unused(kube: &Kube, claims: &[&str], timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let mut holding = Vec::new();
+        for claim in claims {
+            for u in placement::users(kube, claim).await? {
+                holding.push(u.pod);
+            }
+        }
+        if holding.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            holding.sort();
+            holding.dedup();
+            return Err(Error::Failed(format!(
+                "pods {} still use claim {} after {} s of waiting for them to stop",
+                holding.join(", "),
+                claims.join(", "),
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Where a claim appears in a workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimUse {
+    /// A volume of the pod template, which can be pointed at another claim.
+    Volume(String),
+    /// A StatefulSet's `volumeClaimTemplates` entry: each pod gets its own claim
+    /// `TEMPLATE-STATEFULSET-ORDINAL`, which the template cannot be told to replace.
+    Template(String),
+}
+
+/// How `claim` appears in `obj` (a workload), if it does.
+pub fn claim_use(obj: &DynamicObject, claim: &str) -> Result<Option<ClaimUse>> {
+    let template = pod_template(obj)?;
+    let volumes = template.spec.and_then(|s| s.volumes).unwrap_or_default();
+    if let Some(v) = volumes.iter().find(|v| {
+        v.persistent_volume_claim
+            .as_ref()
+            .is_some_and(|p| p.claim_name == claim)
+    }) {
+        return Ok(Some(ClaimUse::Volume(v.name.clone())));
+    }
+    let sts = obj.metadata.name.clone().unwrap_or_default();
+    let templates = obj
+        .data
+        .pointer("/spec/volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for t in templates {
+        let Some(tname) = t.pointer("/metadata/name").and_then(Value::as_str) else {
+            continue;
+        };
+        // TEMPLATE-STS-ORDINAL, with a numeric ordinal.
+        if let Some(rest) = claim.strip_prefix(&format!("{tname}-{sts}-"))
+            && !rest.is_empty()
+            && rest.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Ok(Some(ClaimUse::Template(tname.to_owned())));
+        }
+    }
+    Ok(None)
+}
+
+/// The claims recorded in a workload's [`PREVIOUS_CLAIMS`] annotation (volume → claim).
+pub fn previous_claims(obj: &DynamicObject) -> Result<BTreeMap<String, String>> {
+    let Some(text) = obj
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PREVIOUS_CLAIMS))
+    else {
+        return Ok(BTreeMap::new());
+    };
+    serde_json::from_str(text).map_err(|e| {
+        Error::Failed(format!(
+            "annotation {PREVIOUS_CLAIMS} of {} is not a JSON object of volume to claim ({e}): \
+             fix or remove it by hand",
+            obj.metadata.name.clone().unwrap_or_default()
+        ))
+    })
+}
+
+/// What [`point_volume`] changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repointed {
+    /// The pod template volume.
+    pub volume: String,
+    /// The claim it used.
+    pub from: String,
+    /// The claim it uses now.
+    pub to: String,
+}
+
+/// Points the pod template volume of `workload` that uses claim `from` at claim `to`, and
+/// records `from` in the [`PREVIOUS_CLAIMS`] annotation (unless `record` is false: a rollback
+/// removes the entry instead). A volume that already has a recorded previous claim keeps it, so
+/// `rollback` returns to the claim used before pvc-backup first changed it.
+///
+/// A StatefulSet claim that comes from its `volumeClaimTemplates` cannot be pointed elsewhere;
+/// the error says to keep the claim's name (`migrate --keep-name`) instead.
+pub async fn point_volume(
+    kube: &Kube,
+    workload: &Workload,
+    from: &str,
+    to: &str,
+    record: bool,
+) -> Result<Repointed> {
+    // Read, change, replace: the resourceVersion makes a concurrent edit a conflict to retry
+    // rather than a lost update.
+    for _ in 0..5 {
+        let mut obj = workload.get(kube).await?;
+        let volume = match claim_use(&obj, from)? {
+            Some(ClaimUse::Volume(v)) => v,
+            Some(ClaimUse::Template(t)) => {
+                return Err(Error::Invalid(format!(
+                    "claim {from} comes from the volumeClaimTemplates entry {t:?} of {workload}; \
+                     a StatefulSet's pods always use the claims their template names, so the \
+                     new data must take over the claim's name: use --keep-name"
+                )));
+            }
+            None => {
+                return Err(Error::Invalid(format!(
+                    "{workload} has no volume that uses claim {from}; name the workload that \
+                     does with --workload KIND/NAME"
+                )));
+            }
+        };
+        let mut previous = previous_claims(&obj)?;
+        if record {
+            previous
+                .entry(volume.clone())
+                .or_insert_with(|| from.to_owned());
+        } else {
+            previous.remove(&volume);
+        }
+        let mut template = pod_template(&obj)?;
+        if let Some(vols) = template.spec.as_mut().and_then(|s| s.volumes.as_mut()) {
+            for v in vols.iter_mut().filter(|v| v.name == volume) {
+                if let Some(p) = v.persistent_volume_claim.as_mut() {
+                    p.claim_name = to.to_owned();
+                }
+            }
+        }
+        let annotations = obj.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        if previous.is_empty() {
+            annotations.remove(PREVIOUS_CLAIMS);
+        } else {
+            annotations.insert(
+                PREVIOUS_CLAIMS.to_owned(),
+                serde_json::to_string(&previous).unwrap_or_default(),
+            );
+        }
+        if let Some(spec) = obj.data.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.insert(
+                "template".to_owned(),
+                serde_json::to_value(&template).map_err(|e| Error::Serialise {
+                    what: format!("the pod template of {workload}"),
+                    message: e.to_string(),
+                })?,
+            );
+        }
+        match workload
+            .api(kube)
+            .replace(&workload.name, &PostParams::default(), &obj)
+            .await
+        {
+            Ok(_) => {
+                return Ok(Repointed {
+                    volume,
+                    from: from.to_owned(),
+                    to: to.to_owned(),
+                });
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => return Err(Error::api(format!("update {workload}"))(e)),
+        }
+    }
+    Err(Error::Failed(format!(
+        "{workload} kept changing while pvc-backup tried to update it; retry"
+    )))
+}
+
+/// Points every volume recorded in the workload's [`PREVIOUS_CLAIMS`] annotation back at its
+/// previous claim and removes the annotation. Returns what changed; an error when nothing is
+/// recorded.
+pub async fn rollback(kube: &Kube, workload: &Workload) -> Result<Vec<Repointed>> {
+    let obj = workload.get(kube).await?;
+    let previous = previous_claims(&obj)?;
+    if previous.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{workload} has no {PREVIOUS_CLAIMS} annotation: pvc-backup did not point any of its \
+             volumes at another claim, so there is nothing to switch back"
+        )));
+    }
+    let template = pod_template(&obj)?;
+    let volumes = template.spec.and_then(|s| s.volumes).unwrap_or_default();
+    let mut done = Vec::new();
+    for (volume, claim) in &previous {
+        let current = volumes
+            .iter()
+            .find(|v| &v.name == volume)
+            .and_then(|v| v.persistent_volume_claim.as_ref())
+            .map(|p| p.claim_name.clone())
+            .ok_or_else(|| {
+                Error::Failed(format!(
+                    "{workload} no longer has a claim volume {volume:?}, recorded in \
+                     {PREVIOUS_CLAIMS}; fix the annotation by hand"
+                ))
+            })?;
+        done.push(point_volume(kube, workload, &current, claim, false).await?);
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_as_kubectl_spells_them() {
+        for (text, kind) in [
+            ("deployment/web", Kind::Deployment),
+            ("deploy/web", Kind::Deployment),
+            ("Deployment.apps/web", Kind::Deployment),
+            ("sts/web", Kind::StatefulSet),
+            ("statefulset/web", Kind::StatefulSet),
+            ("dc/web", Kind::DeploymentConfig),
+            ("deploymentconfig/web", Kind::DeploymentConfig),
+        ] {
+            let w: Workload = text.parse().unwrap();
+            assert_eq!((w.kind, w.name.as_str()), (kind, "web"), "{text}");
+        }
+        let w: Workload = "sts/db".parse().unwrap();
+        assert_eq!(w.to_string(), "statefulset/db");
+        for bad in ["web", "pod/web", "deployment/", "deployment/Web"] {
+            let err = bad.parse::<Workload>().unwrap_err().to_string();
+            assert!(err.contains("workload") || err.contains("name"), "{err}");
+        }
+    }
+
+    fn sts(json: Value) -> DynamicObject {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_claim_is_a_template_volume_or_a_volume_claim_template() {
+        let obj = sts(json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "annotations": {PREVIOUS_CLAIMS: "{\"conf\":\"conf-old\"}"}},
+            "spec": {
+                "replicas": 3,
+                "template": {"spec": {
+                    "containers": [{"name": "db"}],
+                    "volumes": [{"name": "conf", "persistentVolumeClaim": {"claimName": "conf"}}]
+                }},
+                "volumeClaimTemplates": [{"metadata": {"name": "data"}}]
+            }
+        }));
+        assert_eq!(spec_replicas(&obj), 3);
+        assert_eq!(
+            claim_use(&obj, "conf").unwrap(),
+            Some(ClaimUse::Volume("conf".into()))
+        );
+        assert_eq!(
+            claim_use(&obj, "data-db-2").unwrap(),
+            Some(ClaimUse::Template("data".into()))
+        );
+        assert_eq!(claim_use(&obj, "data-db-x").unwrap(), None);
+        assert_eq!(claim_use(&obj, "data-other-0").unwrap(), None);
+        assert_eq!(
+            previous_claims(&obj).unwrap(),
+            BTreeMap::from([("conf".to_owned(), "conf-old".to_owned())])
+        );
+    }
+}
