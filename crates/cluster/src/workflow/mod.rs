@@ -3,8 +3,10 @@
 //! would create), which is what `--dry-run` prints.
 
 pub mod backup;
+pub mod clone;
 pub mod list;
 pub mod schedule;
+pub mod steps;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -1,0 +1,275 @@
+//! Steps that clone, migrate and restore share: run a mover Job (or leave it running), read why
+//! a claim does not bind, wait for a claim to be gone, and change PersistentVolumes.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use serde_json::Value;
+
+use crate::connect::Kube;
+use crate::objects::claim::Role;
+use crate::objects::mover::{Mount, MoverJob, Placement};
+use crate::run::{self, Observer, Outcome};
+use crate::workflow::MoverSettings;
+use crate::{Error, Result};
+
+/// A mover Job with the settings of the command line; the caller fills in its arguments,
+/// mounts and placement.
+pub fn mover_job(
+    settings: &MoverSettings,
+    name: &str,
+    namespace: &str,
+    source: &str,
+    role: Role,
+) -> MoverJob {
+    MoverJob {
+        name: name.to_owned(),
+        namespace: namespace.to_owned(),
+        source: source.to_owned(),
+        role,
+        image: settings.image.clone(),
+        privilege: settings.privilege,
+        args: Vec::new(),
+        mounts: Vec::new(),
+        placement: Placement::Anywhere,
+        resources: settings.resources.clone(),
+        limits: settings.limits,
+        extra_labels: Default::default(),
+    }
+}
+
+/// A mount of a claim in the mover pod.
+pub fn mount(volume: &str, claim: &str, path: &str, read_only: bool, block: bool) -> Mount {
+    Mount {
+        volume: volume.to_owned(),
+        claim: claim.to_owned(),
+        path: path.to_owned(),
+        read_only,
+        block,
+    }
+}
+
+/// Whether a claim is a raw block claim.
+pub fn is_block(claim: &PersistentVolumeClaim) -> bool {
+    claim.spec.as_ref().and_then(|s| s.volume_mode.as_deref()) == Some("Block")
+}
+
+/// Strings from string slices, for mover arguments.
+pub fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Runs a mover Job to its end; with `detach`, creates it and returns `None`.
+pub async fn run_mover(
+    kube: &Kube,
+    job: &MoverJob,
+    settings: &MoverSettings,
+    detach: bool,
+    observer: &mut dyn Observer,
+) -> Result<Option<Outcome>> {
+    let job = job.job();
+    if detach {
+        let name = job.metadata.name.clone().unwrap_or_default();
+        let jobs: Api<Job> = Api::namespaced(kube.client.clone(), &kube.namespace);
+        observer.step(&format!("creating Job {name}"));
+        jobs.create(&PostParams::default(), &job)
+            .await
+            .map_err(Error::api(format!("create Job {name}")))?;
+        return Ok(None);
+    }
+    run::run_job(kube, &job, &settings.run, observer)
+        .await
+        .map(Some)
+}
+
+/// Runs a mover Job that must succeed (exit 0): anything else is an error carrying the
+/// mover's last messages. `what` names the step ("the final copy").
+pub async fn run_mover_ok(
+    kube: &Kube,
+    job: &MoverJob,
+    settings: &MoverSettings,
+    what: &str,
+    observer: &mut dyn Observer,
+) -> Result<Outcome> {
+    let outcome = run_mover(kube, job, settings, false, observer)
+        .await?
+        .ok_or_else(|| Error::Failed(format!("{what} did not run")))?;
+    if outcome.exit_code != 0 {
+        return Err(Error::Failed(format!(
+            "{what} (Job {}) ended with exit code {}{}",
+            outcome.job,
+            outcome.exit_code,
+            failure_text(&outcome)
+        )));
+    }
+    Ok(outcome)
+}
+
+/// The failed entries of a run, or its last messages, to put in an error.
+pub fn failure_text(outcome: &Outcome) -> String {
+    let mut parts = Vec::new();
+    for s in &outcome.summaries {
+        let s = crate::progress::counts(s);
+        for e in s["errors"].as_array().into_iter().flatten().take(10) {
+            parts.push(format!(
+                "{}: {}: {}",
+                e["path"].as_str().unwrap_or_default(),
+                e["op"].as_str().unwrap_or_default(),
+                e["error"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    if parts.is_empty() {
+        parts = outcome
+            .messages
+            .iter()
+            .rev()
+            .take(5)
+            .rev()
+            .cloned()
+            .collect();
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", parts.join("; "))
+    }
+}
+
+/// The last warning event about an object (its reason and message), if any.
+pub async fn last_warning(kube: &Kube, name: &str) -> Result<Option<String>> {
+    let events: Api<Event> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    let lp = ListParams::default().fields(&format!("involvedObject.name={name}"));
+    let mut list = events
+        .list(&lp)
+        .await
+        .map_err(Error::api(format!("list events of {name}")))?
+        .items;
+    list.retain(|e| e.type_.as_deref() == Some("Warning"));
+    list.sort_by_key(|e| {
+        e.last_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .or_else(|| e.event_time.as_ref().map(|t| t.0))
+    });
+    Ok(list.last().map(|e| {
+        format!(
+            "{}: {}",
+            e.reason.as_deref().unwrap_or_default(),
+            e.message.as_deref().unwrap_or_default()
+        )
+    }))
+}
+
+/// Waits until claim `name` no longer exists (its protection finalizer is released once no
+/// pod uses it).
+pub async fn wait_claim_gone(kube: &Kube, name: &str, timeout: Duration) -> Result<()> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    let started = Instant::now();
+    loop {
+        let gone = claims
+            .get_opt(name)
+            .await
+            .map_err(Error::api(format!("read claim {name}")))?
+            .is_none();
+        if gone {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            return Err(Error::Failed(format!(
+                "claim {name} was not removed within {} s (a pod may still use it: `kubectl \
+                 describe pvc {name} -n {}`)",
+                timeout.as_secs(),
+                kube.namespace
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Deletes claim `name` and waits until it is gone.
+pub async fn delete_claim_and_wait(kube: &Kube, name: &str, timeout: Duration) -> Result<()> {
+    super::delete_claim(kube, name).await?;
+    wait_claim_gone(kube, name, timeout).await
+}
+
+/// Reads a PersistentVolume.
+pub async fn get_volume(kube: &Kube, name: &str) -> Result<PersistentVolume> {
+    let pvs: Api<PersistentVolume> = Api::all(kube.client.clone());
+    pvs.get(name)
+        .await
+        .map_err(Error::api(format!("read PersistentVolume {name}")))
+}
+
+/// Applies a merge patch to a PersistentVolume.
+pub async fn patch_volume(kube: &Kube, name: &str, patch: &Value) -> Result<PersistentVolume> {
+    let pvs: Api<PersistentVolume> = Api::all(kube.client.clone());
+    pvs.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(Error::api(format!("update PersistentVolume {name}")))
+}
+
+/// The volume a claim is bound to; an error naming the claim when it is not bound.
+pub fn bound_volume(claim: &PersistentVolumeClaim) -> Result<String> {
+    let name = claim.metadata.name.clone().unwrap_or_default();
+    let phase = claim.status.as_ref().and_then(|s| s.phase.as_deref());
+    match claim.spec.as_ref().and_then(|s| s.volume_name.clone()) {
+        Some(v) if phase == Some("Bound") => Ok(v),
+        _ => Err(Error::Failed(format!(
+            "claim {name} is not bound to a volume ({}); wait until it is Bound",
+            phase.unwrap_or("no status")
+        ))),
+    }
+}
+
+/// Waits until a claim is bound to volume `volume`.
+pub async fn wait_bound_to(
+    kube: &Kube,
+    claim: &str,
+    volume: &str,
+    timeout: Duration,
+) -> Result<()> {
+    if super::wait_bound(kube, claim, timeout).await? {
+        let c = super::get_claim(kube, claim).await?;
+        if c.spec.as_ref().and_then(|s| s.volume_name.as_deref()) == Some(volume) {
+            return Ok(());
+        }
+    }
+    let why = last_warning(kube, claim).await?.unwrap_or_default();
+    Err(Error::Failed(format!(
+        "claim {claim} did not bind to PersistentVolume {volume} within {} s{}",
+        timeout.as_secs(),
+        if why.is_empty() {
+            String::new()
+        } else {
+            format!(" ({why})")
+        }
+    )))
+}
+
+/// A storage class, `None` when it does not exist or none is named.
+pub async fn storage_class(kube: &Kube, name: Option<&str>) -> Result<Option<StorageClass>> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    let classes: Api<StorageClass> = Api::all(kube.client.clone());
+    classes
+        .get_opt(name)
+        .await
+        .map_err(Error::api(format!("read StorageClass {name}")))
+}
+
+/// Whether a storage class provisions through a CSI driver (which can clone a claim); in-tree
+/// provisioners are named `kubernetes.io/...`.
+pub fn is_csi(class: &StorageClass) -> bool {
+    !class.provisioner.starts_with("kubernetes.io/") && class.provisioner.contains('.')
+}
+
+/// Whether a storage class binds only once a pod uses the claim.
+pub fn waits_for_consumer(class: Option<&StorageClass>) -> bool {
+    class.and_then(|c| c.volume_binding_mode.as_deref()) == Some("WaitForFirstConsumer")
+}
