@@ -30,6 +30,8 @@ enum Command {
     Schedules(workflows::schedule::SchedulesArgs),
     /// Remove the scheduled backups of a claim (the backups stay).
     Unschedule(workflows::schedule::UnscheduleArgs),
+    /// Copy a claim into one or N new claims (CSI clone or the mover).
+    Clone(workflows::clone::CloneArgs),
     /// List the claims pvc-backup made, their source, last run and schedule.
     List(workflows::list::ListArgs),
     /// The copy engine that runs inside the mover pod (works on any two local folders).
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Schedules(args) => workflows::schedule::schedules(args),
         Command::Unschedule(args) => workflows::schedule::unschedule(args),
         Command::List(args) => workflows::list::run(args),
+        Command::Clone(args) => workflows::clone::run(args),
         Command::Mover(args) => mover::run(args),
         Command::Webhook(args) => webhook::run(args),
         Command::Manifests(args) => manifests::run(args),

@@ -2,6 +2,7 @@
 //! and machine output, how the mover pod runs) and how they show progress.
 
 pub mod backup;
+pub mod clone;
 pub mod list;
 pub mod schedule;
 

@@ -3,4 +3,5 @@
 //! with rsync and the standard library, objects through the k8s-openapi types.
 
 mod backup;
+mod clone;
 mod util;

@@ -1,0 +1,190 @@
+//! `pvc-backup clone CLAIM --to NAME`: one or N copies of a claim.
+
+use std::process::ExitCode;
+
+use cluster::workflow::clone::{self as flow, CloneRequest, Method};
+use cluster::workflow::{self, DryRun};
+use serde_json::json;
+
+use super::backup::{VolumeMode, describe};
+use super::{Console, KubeArgs, MoverFlags, OutputArgs, runtime};
+
+/// `--method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    /// A CSI clone when source and copies share a CSI storage class (a copy if the clone does
+    /// not bind in time); a copy otherwise.
+    Auto,
+    /// A CSI clone only (a claim whose dataSource is the source).
+    Csi,
+    /// The mover copies the files (or the device).
+    Copy,
+}
+
+/// Arguments of `pvc-backup clone`.
+#[derive(Debug, clap::Args)]
+pub struct CloneArgs {
+    /// The claim to copy.
+    claim: String,
+    /// The copy's name; with --count N the copies are NAME-1 ... NAME-N.
+    #[arg(long, value_name = "NAME")]
+    to: String,
+    /// How many copies.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    count: u32,
+    /// Storage class of the copies (default: the source's).
+    #[arg(long, value_name = "CLASS")]
+    storage_class: Option<String>,
+    /// Size of the copies (default and minimum: the source's capacity).
+    #[arg(long, value_name = "QUANTITY")]
+    size: Option<String>,
+    /// How the copies are made.
+    #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
+    method: MethodArg,
+    /// Scale the workloads that use the claim to zero for the copy and back up afterwards
+    /// (needed for a ReadWriteOncePod claim in use, and for a copy of one moment).
+    #[arg(long)]
+    scale_down: bool,
+    /// With --dry-run=client: the source claim's volume mode (it cannot be read).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = VolumeMode::Filesystem)]
+    source_volume_mode: VolumeMode,
+    #[command(flatten)]
+    kube: KubeArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    mover: MoverFlags,
+}
+
+impl CloneArgs {
+    fn request(&self) -> CloneRequest {
+        CloneRequest {
+            claim: self.claim.clone(),
+            to: self.to.clone(),
+            count: self.count,
+            storage_class: self.storage_class.clone(),
+            size: self.size.clone(),
+            method: match self.method {
+                MethodArg::Auto => Method::Auto,
+                MethodArg::Csi => Method::Csi,
+                MethodArg::Copy => Method::Copy,
+            },
+            scale_down: self.scale_down,
+        }
+    }
+}
+
+/// Runs `pvc-backup clone`.
+pub fn run(args: CloneArgs) -> anyhow::Result<ExitCode> {
+    let request = args.request();
+    let settings = args.mover.settings()?;
+    let job_name = workflow::job_name(&format!("{}-clone", request.claim));
+    match args.output.dry_run() {
+        DryRun::Client => {
+            let mode = match args.source_volume_mode {
+                VolumeMode::Filesystem => "Filesystem",
+                VolumeMode::Block => "Block",
+            };
+            let backup_like = workflow::backup::BackupRequest {
+                claim: request.claim.clone(),
+                size: request.size.clone(),
+                ..Default::default()
+            };
+            let mut source = workflow::backup::offline_source(
+                &backup_like,
+                &args.kube.offline_namespace(),
+                mode,
+            )?;
+            // Without a cluster the class is unknown: a CSI clone is planned only when asked
+            // for, and then in the class named (or the cluster's default).
+            if let Some(spec) = source.spec.as_mut() {
+                spec.storage_class_name = request.storage_class.clone();
+            }
+            let existing = vec![None; request.targets().len()];
+            let plan = flow::plan(
+                &request,
+                &settings,
+                &source,
+                &existing,
+                None,
+                Default::default(),
+                &job_name,
+            )?;
+            args.output.print_objects(&plan.objects()?)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        DryRun::Cluster => {
+            let plan = runtime()?.block_on(async {
+                let kube = args.kube.connect().await?;
+                anyhow::Ok(flow::plan_from_cluster(&kube, &request, &settings, &job_name).await?)
+            })?;
+            args.output.print_objects(&plan.0.objects()?)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        DryRun::No => {}
+    }
+    let mut console = Console::new(args.output.machine());
+    let result = runtime()?.block_on(async {
+        let kube = args.kube.connect().await?;
+        let report = flow::run(&kube, &request, &settings, &mut console).await?;
+        anyhow::Ok((kube, report))
+    });
+    console.finish();
+    let (kube, report) = result?;
+    let mut lines = Vec::new();
+    if let Some(why) = &report.fell_back {
+        lines.push(format!("CSI clone given up ({why}); copied instead"));
+    }
+    match report.method {
+        Method::Csi => lines.push(format!(
+            "CSI clone{} of claim {}: {} (bound)",
+            if report.targets.len() > 1 { "s" } else { "" },
+            request.claim,
+            report.targets.join(", ")
+        )),
+        _ => {
+            for job in &report.detached {
+                lines.push(format!(
+                    "Job {job} started; follow it with `kubectl logs -f job/{job} -n {}`",
+                    kube.namespace
+                ));
+            }
+            for (i, target) in report.targets.iter().enumerate() {
+                // One Job wrote every copy (a summary each), or one Job per copy (block).
+                let outcome = match report.outcomes.len() {
+                    1 => report.outcomes.first().map(|o| {
+                        let mut one = o.clone();
+                        one.summaries = o.summaries.get(i).cloned().into_iter().collect();
+                        one
+                    }),
+                    _ => report.outcomes.get(i).cloned(),
+                };
+                if let Some(o) = outcome {
+                    lines.push(describe("copy", &request.claim, target, &o));
+                }
+            }
+        }
+    }
+    if !report.scaled.is_empty() {
+        lines.push(format!(
+            "scaled down and back up: {}",
+            report.scaled.join(", ")
+        ));
+    }
+    let value = json!({
+        "source": request.claim,
+        "targets": report.targets,
+        "method": report.method.as_str(),
+        "fellBack": report.fell_back,
+        "createdClaims": report.created,
+        "scaled": report.scaled,
+        "jobs": report.outcomes.iter().map(|o| o.job.clone()).chain(report.detached.clone()).collect::<Vec<_>>(),
+        "detached": !report.detached.is_empty(),
+        "exitCode": report.exit_code(),
+        "summaries": report.outcomes.iter().flat_map(|o| o.summaries.clone()).collect::<Vec<_>>(),
+    });
+    args.output.print_result(&value, &lines.join("\n"))?;
+    Ok(ExitCode::from(
+        u8::try_from(report.exit_code()).unwrap_or(1),
+    ))
+}

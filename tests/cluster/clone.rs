@@ -1,0 +1,266 @@
+//! `pvc-backup clone` against the fake cluster: copies by the mover (read once for N copies),
+//! CSI clones, the fall-back from one to the other, and clean-up when the mover cannot start.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use testkit::cluster::{ClaimOptions, FakeCluster};
+use testkit::oracle::rsync_itemize;
+
+use crate::util::{IMAGE, claim_with_data, cluster, deployment_using, expect_code, run};
+
+fn mover_pods(c: &FakeCluster) -> Vec<Pod> {
+    c.list::<Pod>(Some("default"))
+        .into_iter()
+        .filter(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.get("pvc-backup.io/role").map(String::as_str) == Some("clone"))
+        })
+        .collect()
+}
+
+/// Asserts that claim `copy`'s volume holds what `src` holds, judged by rsync.
+fn assert_same(c: &FakeCluster, src: &std::path::Path, copy: &str) {
+    let dir = c
+        .volume_dir("default", copy)
+        .unwrap_or_else(|| panic!("claim {copy} has no volume"));
+    let diff = rsync_itemize(src, &dir, &[]);
+    assert!(diff.is_empty(), "{copy} differs from the source: {diff:#?}");
+}
+
+#[test]
+fn three_copies_next_to_the_workload_from_one_mover_run() {
+    let c = cluster();
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    let node = deployment_using(&c, "web", "data");
+
+    let out = run(
+        &c,
+        &[
+            "clone", "data", "--to", "copy", "--count", "3", "--method", "copy", "-o", "json",
+        ],
+    );
+    expect_code(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("-o json");
+    assert_eq!(report["method"], "copy");
+    assert_eq!(
+        report["targets"],
+        serde_json::json!(["copy-1", "copy-2", "copy-3"])
+    );
+    assert_eq!(
+        report["summaries"].as_array().map(Vec::len),
+        Some(3),
+        "{report}"
+    );
+
+    for copy in ["copy-1", "copy-2", "copy-3"] {
+        assert_same(&c, &src, copy);
+        let claim: PersistentVolumeClaim = c.get("default", copy).unwrap();
+        let labels = claim.metadata.labels.unwrap_or_default();
+        assert_eq!(labels["pvc-backup.io/source"], "data");
+        assert_eq!(labels["pvc-backup.io/role"], "clone");
+        let last: serde_json::Value = serde_json::from_str(
+            &claim.metadata.annotations.unwrap_or_default()["pvc-backup.io/last-run"],
+        )
+        .unwrap();
+        assert_eq!(last["result"], "ok", "{last}");
+    }
+    // One mover pod, on the workload's node, read the source; the other copies came from the
+    // first one.
+    let pods = mover_pods(&c);
+    assert_eq!(pods.len(), 1);
+    let spec = pods[0].spec.clone().unwrap();
+    assert_eq!(spec.node_name.as_deref(), Some(node.as_str()));
+    let args = spec.containers[0].args.clone().unwrap().join(" ");
+    assert!(args.contains("--also /backup-2 --also /backup-3"), "{args}");
+    // The workload was not touched.
+    let web: Deployment = c.get("default", "web").unwrap();
+    assert_eq!(web.spec.unwrap().replicas, Some(1));
+
+    // A second run brings the copies up to date instead of refusing them.
+    std::fs::write(src.join("a.txt"), b"changed\n").unwrap();
+    let out = run(
+        &c,
+        &[
+            "clone", "data", "--to", "copy", "--count", "3", "--method", "copy",
+        ],
+    );
+    expect_code(&out, 0);
+    assert_same(&c, &src, "copy-3");
+}
+
+#[test]
+fn csi_clone_is_a_claim_with_a_data_source_and_no_mover() {
+    let c = cluster();
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    let out = run(&c, &["clone", "data", "--to", "twin", "--method", "csi"]);
+    expect_code(&out, 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("CSI clone of claim data: twin"), "{stdout}");
+    let twin: PersistentVolumeClaim = c.get("default", "twin").unwrap();
+    let ds = twin.spec.unwrap().data_source.expect("a dataSource");
+    assert_eq!(
+        (ds.kind.as_str(), ds.name.as_str()),
+        ("PersistentVolumeClaim", "data")
+    );
+    assert_same(&c, &src, "twin");
+    assert!(c.list::<Job>(Some("default")).is_empty());
+
+    // `auto` in the same CSI class clones too.
+    let out = run(&c, &["clone", "data", "--to", "twin2", "-o", "json"]);
+    expect_code(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["method"], "csi", "{report}");
+    assert_same(&c, &src, "twin2");
+}
+
+#[test]
+fn auto_falls_back_to_a_copy_when_the_driver_cannot_clone() {
+    let c = cluster();
+    c.add_storage_class("plain", "plain.csi.example.com", false, "Delete", true)
+        .unwrap();
+    let src = claim_with_data(
+        &c,
+        "data",
+        ClaimOptions {
+            storage_class: Some("plain".into()),
+            ..ClaimOptions::default()
+        },
+    );
+    let out = run(
+        &c,
+        &[
+            "clone",
+            "data",
+            "--to",
+            "copy",
+            "--count",
+            "2",
+            "--start-timeout",
+            "3",
+            "-o",
+            "json",
+        ],
+    );
+    expect_code(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["method"], "copy", "{report}");
+    let why = report["fellBack"].as_str().unwrap_or_default();
+    assert!(why.contains("did not bind"), "{report}");
+    for copy in ["copy-1", "copy-2"] {
+        assert_same(&c, &src, copy);
+        let claim: PersistentVolumeClaim = c.get("default", copy).unwrap();
+        assert!(claim.spec.unwrap().data_source.is_none());
+    }
+
+    // --method csi says why and leaves nothing behind.
+    let out = run(
+        &c,
+        &[
+            "clone",
+            "data",
+            "--to",
+            "csi-only",
+            "--method",
+            "csi",
+            "--start-timeout",
+            "3",
+        ],
+    );
+    expect_code(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("did not bind") && err.contains("--method copy"),
+        "{err}"
+    );
+    let gone = c.wait_for(Duration::from_secs(20), |c| {
+        c.get::<PersistentVolumeClaim>("default", "csi-only")
+            .is_none()
+    });
+    assert!(gone, "the failed clone claim was left behind");
+}
+
+#[test]
+fn a_mover_that_cannot_start_leaves_no_claim_and_no_job() {
+    let c = cluster();
+    claim_with_data(&c, "data", ClaimOptions::default());
+    c.set_unpullable(IMAGE);
+    let out = run(
+        &c,
+        &[
+            "clone", "data", "--to", "copy", "--count", "2", "--method", "copy",
+        ],
+    );
+    expect_code(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot start") && err.contains("--image"),
+        "{err}"
+    );
+    let gone = c.wait_for(Duration::from_secs(30), |c| {
+        c.list::<Job>(Some("default")).is_empty()
+            && mover_pods(c).is_empty()
+            && c.get::<PersistentVolumeClaim>("default", "copy-1")
+                .is_none()
+            && c.get::<PersistentVolumeClaim>("default", "copy-2")
+                .is_none()
+    });
+    assert!(gone, "the Job, its pod or a claim was left behind");
+    assert!(c.get::<PersistentVolumeClaim>("default", "data").is_some());
+}
+
+#[test]
+fn a_read_write_once_pod_claim_is_copied_with_scale_down_and_the_workload_returns() {
+    let c = cluster();
+    let src = claim_with_data(
+        &c,
+        "data",
+        ClaimOptions {
+            access_mode: "ReadWriteOncePod".into(),
+            ..ClaimOptions::default()
+        },
+    );
+    deployment_using(&c, "db", "data");
+    let out = run(&c, &["clone", "data", "--to", "copy", "--method", "copy"]);
+    expect_code(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ReadWriteOncePod") && err.contains("--scale-down"),
+        "{err}"
+    );
+    assert!(c.get::<PersistentVolumeClaim>("default", "copy").is_none());
+
+    let out = run(
+        &c,
+        &[
+            "clone",
+            "data",
+            "--to",
+            "copy",
+            "--method",
+            "copy",
+            "--scale-down",
+        ],
+    );
+    expect_code(&out, 0);
+    assert_same(&c, &src, "copy");
+    let db: Deployment = c.get("default", "db").unwrap();
+    assert_eq!(db.spec.unwrap().replicas, Some(1));
+    let annotations = db.metadata.annotations.unwrap_or_default();
+    assert!(!annotations.contains_key("pvc-backup.io/scaled-down-from"));
+    let back = c.wait_for(Duration::from_secs(30), |c| {
+        c.list::<Pod>(Some("default")).iter().any(|p| {
+            p.metadata
+                .name
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("db-")
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        })
+    });
+    assert!(back, "the workload did not run again");
+}
