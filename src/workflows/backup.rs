@@ -57,6 +57,11 @@ pub struct BackupArgs {
     /// The VolumeSnapshotClass for --from-snapshot (default: the cluster's default class).
     #[arg(long, value_name = "CLASS", requires = "from_snapshot")]
     snapshot_class: Option<String>,
+    /// Scale the workloads that use the claim to zero for the copy and back up afterwards
+    /// (needed for a ReadWriteOncePod claim in use, and for a backup of one moment without CSI
+    /// snapshots).
+    #[arg(long, conflicts_with = "from_snapshot")]
+    scale_down: bool,
     /// With --dry-run=client: the source claim's volume mode (it cannot be read).
     #[arg(long, value_enum, value_name = "MODE", default_value_t = VolumeMode::Filesystem)]
     source_volume_mode: VolumeMode,
@@ -86,6 +91,7 @@ impl BackupArgs {
             },
             from_snapshot: self.from_snapshot,
             snapshot_class: self.snapshot_class.clone(),
+            scale_down: self.scale_down,
         }
     }
 }

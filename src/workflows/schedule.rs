@@ -103,6 +103,7 @@ pub fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
             },
             from_snapshot: false,
             snapshot_class: None,
+            scale_down: false,
         },
         cron: args.cron.clone(),
         time_zone: args.time_zone.clone(),

@@ -22,7 +22,7 @@ use crate::objects::mover::{Mount, MoverJob, Placement};
 use crate::objects::{self, snapshot};
 use crate::run::{self, Observer, Outcome};
 use crate::workflow::{self, MoverSettings};
-use crate::{Error, Result, placement};
+use crate::{Error, Result, placement, workload};
 
 /// Retention of versioned backups (`--keep-*`), passed to the mover.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -78,6 +78,8 @@ pub struct BackupRequest {
     pub from_snapshot: bool,
     /// The VolumeSnapshotClass (the cluster's default if `None`).
     pub snapshot_class: Option<String>,
+    /// Scale the workloads using the claim to zero for the copy, and back up afterwards.
+    pub scale_down: bool,
 }
 
 impl BackupRequest {
@@ -285,7 +287,17 @@ pub async fn plan_from_cluster(
     let placement = if request.from_snapshot {
         Placement::Anywhere
     } else {
-        placement::place(kube, &[&source], &[]).await?
+        // Pods of workloads that --scale-down stops do not pin the mover.
+        let ignore: Vec<String> = if request.scale_down {
+            placement::users(kube, &request.claim)
+                .await?
+                .into_iter()
+                .map(|u| u.pod)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        placement::place(kube, &[&source], &ignore).await?
     };
     plan(
         request,
@@ -297,8 +309,36 @@ pub async fn plan_from_cluster(
     )
 }
 
-/// Runs a backup.
+/// Runs a backup; with `scale_down`, the workloads using the claim are stopped for the copy and
+/// scaled back up afterwards, whatever happened.
 pub async fn run(
+    kube: &Kube,
+    request: &BackupRequest,
+    settings: &MoverSettings,
+    observer: &mut dyn Observer,
+) -> Result<BackupReport> {
+    if !request.scale_down {
+        return backup(kube, request, settings, observer).await;
+    }
+    // The source must exist before anything is scaled.
+    workflow::get_claim(kube, &request.claim).await?;
+    observer.step(&format!(
+        "scaling down the workloads that use claim {}",
+        request.claim
+    ));
+    let guard =
+        workload::scale_down_users(kube, &request.claim, workload::DEFAULT_SCALE_TIMEOUT).await?;
+    let result = backup(kube, request, settings, observer).await;
+    if !guard.is_empty() {
+        observer.step("scaling the workloads back up");
+    }
+    let restored = guard.restore(kube).await;
+    let report = result?;
+    restored?;
+    Ok(report)
+}
+
+async fn backup(
     kube: &Kube,
     request: &BackupRequest,
     settings: &MoverSettings,
