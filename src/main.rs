@@ -32,6 +32,9 @@ enum Command {
     Unschedule(workflows::schedule::UnscheduleArgs),
     /// Copy a claim into one or N new claims (CSI clone or the mover).
     Clone(workflows::clone::CloneArgs),
+    /// Move a claim to another storage class: copy live, stop the workload, copy the rest,
+    /// verify, cut over, start it again (--rollback goes back).
+    Migrate(workflows::migrate::MigrateArgs),
     /// List the claims pvc-backup made, their source, last run and schedule.
     List(workflows::list::ListArgs),
     /// The copy engine that runs inside the mover pod (works on any two local folders).
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Unschedule(args) => workflows::schedule::unschedule(args),
         Command::List(args) => workflows::list::run(args),
         Command::Clone(args) => workflows::clone::run(args),
+        Command::Migrate(args) => workflows::migrate::run(args),
         Command::Mover(args) => mover::run(args),
         Command::Webhook(args) => webhook::run(args),
         Command::Manifests(args) => manifests::run(args),

@@ -4,4 +4,5 @@
 
 mod backup;
 mod clone;
+mod migrate;
 mod util;

@@ -239,7 +239,7 @@ pub fn plan(
             .map(|(i, t)| {
                 let mut job = steps::mover_job(
                     settings,
-                    &format!("{job_name}-{}", i + 1),
+                    &steps::suffixed(job_name, &(i + 1).to_string()),
                     &namespace,
                     &request.claim,
                     Role::Clone,

@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod clone;
 pub mod list;
+pub mod migrate;
 pub mod schedule;
 pub mod steps;
 

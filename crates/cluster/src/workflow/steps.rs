@@ -58,6 +58,16 @@ pub fn is_block(claim: &PersistentVolumeClaim) -> bool {
     claim.spec.as_ref().and_then(|s| s.volume_mode.as_deref()) == Some("Block")
 }
 
+/// `name-suffix`, shortened so that it stays a valid Job name (63 characters at most).
+pub fn suffixed(name: &str, suffix: &str) -> String {
+    let room = 63usize.saturating_sub(suffix.len() + 1);
+    let mut head: String = name.chars().take(room).collect();
+    while head.ends_with(['-', '.']) {
+        head.pop();
+    }
+    format!("{head}-{suffix}")
+}
+
 /// Strings from string slices, for mover arguments.
 pub fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()

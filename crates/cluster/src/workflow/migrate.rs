@@ -1,0 +1,720 @@
+//! `pvc-backup migrate CLAIM --storage-class SC`: move a claim's data to another storage class
+//! with the workload stopped only for the last changes.
+//!
+//! 1. Copy into a new claim `CLAIM-SC` while the workload runs (most of the data).
+//! 2. Scale the workload to zero, copy what changed since, and verify the copy against the
+//!    source (`mover verify --against`): every entry, attribute and byte.
+//! 3. Cut over: point the workload's volume at the new claim (recording the old one), or with
+//!    `--keep-name` give the new volume the claim's name (old volume set to `Retain` first and
+//!    kept, `Released`, as the way back).
+//! 4. Scale the workload back up.
+//!
+//! Nothing of the source is deleted before the verification succeeded; a failure at any step
+//! leaves the workload on its original data and scales it back up. `rollback` undoes a
+//! migration.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use serde_json::{Value, json};
+
+use crate::connect::Kube;
+use crate::names::{self, ROLE_LABEL, SOURCE_LABEL, SOURCE_MOUNT, TARGET_MOUNT};
+use crate::objects::claim::{self, ClaimRequest, Role};
+use crate::objects::mover::{MoverJob, Placement};
+use crate::objects::{self, volume};
+use crate::run::{Observer, Outcome};
+use crate::workflow::steps::{self, args, mount};
+use crate::workflow::{self, MoverSettings};
+use crate::workload::{self, ClaimUse, ScaledDown, Workload};
+use crate::{Error, Result, placement};
+
+/// Annotation on the new claim of a migration: the claim it was migrated from.
+pub const MIGRATED_FROM: &str = "pvc-backup.io/migrated-from";
+
+/// How long deleting and rebinding a claim may take.
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What to migrate, where to.
+#[derive(Debug, Clone)]
+pub struct MigrateRequest {
+    /// The claim.
+    pub claim: String,
+    /// The storage class to move to.
+    pub storage_class: String,
+    /// The workload to stop and repoint (default: the one whose pods use the claim).
+    pub workload: Option<Workload>,
+    /// Keep the claim's name: rebind it to the new volume instead of repointing the workload.
+    pub keep_name: bool,
+    /// Size of the new claim (default and minimum: the source's capacity).
+    pub size: Option<String>,
+    /// How long the workload's pods may take to stop.
+    pub scale_timeout: Duration,
+}
+
+impl MigrateRequest {
+    /// The new claim's name: `CLAIM-SC` (with `--keep-name`, a temporary name until the cut-over).
+    pub fn target(&self) -> String {
+        format!("{}-{}", self.claim, self.storage_class)
+    }
+}
+
+/// The objects a migration creates, in order.
+#[derive(Debug, Clone)]
+pub struct MigratePlan {
+    /// The new claim, when it does not exist yet.
+    pub create_claim: Option<PersistentVolumeClaim>,
+    /// The copy (run twice: with the workload running, then stopped).
+    pub copy: MoverJob,
+    /// The verification of the copy against the source.
+    pub verify: MoverJob,
+}
+
+impl MigratePlan {
+    /// The plan's objects as JSON, in the order they are created.
+    pub fn objects(&self) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        if let Some(c) = &self.create_claim {
+            out.push(objects::to_value(c)?);
+        }
+        out.push(objects::to_value(&self.copy.job())?);
+        out.push(objects::to_value(&self.verify.job())?);
+        Ok(out)
+    }
+}
+
+fn is_our_target(existing: &PersistentVolumeClaim, source: &str) -> bool {
+    let labels = existing.metadata.labels.clone().unwrap_or_default();
+    workflow::backup::managed(existing)
+        && labels.get(SOURCE_LABEL).map(String::as_str) == Some(source)
+        && labels.get(ROLE_LABEL).map(String::as_str) == Some(Role::Migrate.as_str())
+}
+
+/// Plans a migration from the source claim and the new claim if it exists.
+pub fn plan(
+    request: &MigrateRequest,
+    settings: &MoverSettings,
+    source: &PersistentVolumeClaim,
+    existing_target: Option<&PersistentVolumeClaim>,
+    placement: Placement,
+    job_name: &str,
+) -> Result<MigratePlan> {
+    names::check_name("claim", &request.claim, 253)?;
+    let target = request.target();
+    names::check_name("new claim", &target, 253)?;
+    let class = source
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.clone());
+    if class.as_deref() == Some(request.storage_class.as_str()) {
+        return Err(Error::Invalid(format!(
+            "claim {} is on storage class {} already",
+            request.claim, request.storage_class
+        )));
+    }
+    let create_claim = match existing_target {
+        Some(t) if !is_our_target(t, &request.claim) => {
+            return Err(Error::Invalid(format!(
+                "claim {target} exists and was not made by pvc-backup to migrate {}: delete or \
+                 rename it first",
+                request.claim
+            )));
+        }
+        Some(t) => {
+            let its_class = t
+                .spec
+                .as_ref()
+                .and_then(|s| s.storage_class_name.as_deref());
+            if its_class != Some(request.storage_class.as_str()) {
+                return Err(Error::Invalid(format!(
+                    "claim {target} (left by an earlier migration) is on storage class {}, not \
+                     {}: delete it and retry",
+                    its_class.unwrap_or("(none)"),
+                    request.storage_class
+                )));
+            }
+            None
+        }
+        None => Some(claim::claim(&ClaimRequest::like(
+            source,
+            &target,
+            Role::Migrate,
+            Some(&request.storage_class),
+            request.size.as_deref(),
+        )?)),
+    };
+    let namespace = source.metadata.namespace.clone().unwrap_or_default();
+    let block = steps::is_block(source);
+    let mounts = vec![
+        mount("source", &request.claim, SOURCE_MOUNT, true, block),
+        mount("backup", &target, TARGET_MOUNT, false, block),
+    ];
+    let mut copy = steps::mover_job(
+        settings,
+        job_name,
+        &namespace,
+        &request.claim,
+        Role::Migrate,
+    );
+    copy.mounts = mounts.clone();
+    copy.placement = placement.clone();
+    let mut verify = steps::mover_job(
+        settings,
+        &steps::suffixed(job_name, "verify"),
+        &namespace,
+        &request.claim,
+        Role::Migrate,
+    );
+    verify.mounts = mounts;
+    verify.placement = placement;
+    if block {
+        copy.args = args(&[
+            "mover",
+            "block",
+            SOURCE_MOUNT,
+            TARGET_MOUNT,
+            "--progress",
+            "json",
+        ]);
+        verify.args = args(&[
+            "mover",
+            "block",
+            SOURCE_MOUNT,
+            TARGET_MOUNT,
+            "--verify-only",
+        ]);
+    } else {
+        copy.args = args(&[
+            "mover",
+            "sync",
+            SOURCE_MOUNT,
+            TARGET_MOUNT,
+            "--progress",
+            "json",
+        ]);
+        verify.args = args(&["mover", "verify", TARGET_MOUNT, "--against", SOURCE_MOUNT]);
+    }
+    Ok(MigratePlan {
+        create_claim,
+        copy,
+        verify,
+    })
+}
+
+/// Reads what the plan needs and plans (also for `--dry-run`).
+pub async fn plan_from_cluster(
+    kube: &Kube,
+    request: &MigrateRequest,
+    settings: &MoverSettings,
+    job_name: &str,
+) -> Result<MigratePlan> {
+    let source = workflow::get_claim(kube, &request.claim).await?;
+    let target = workflow::find_claim(kube, &request.target()).await?;
+    let mut claims = vec![&source];
+    claims.extend(target.as_ref());
+    let placement = placement::place(kube, &claims, &[]).await?;
+    plan(
+        request,
+        settings,
+        &source,
+        target.as_ref(),
+        placement,
+        job_name,
+    )
+}
+
+/// How a migration ended.
+#[derive(Debug, Clone, Default)]
+pub struct MigrateReport {
+    /// The claim migrated.
+    pub claim: String,
+    /// The claim the workload uses now (the same name with `--keep-name`).
+    pub now_used: String,
+    /// The workload stopped and started again.
+    pub workload: Option<String>,
+    /// The volume the data was on (kept).
+    pub old_volume: String,
+    /// The volume the data is on now.
+    pub new_volume: String,
+    /// The copy with the workload running, the final copy and the verification.
+    pub outcomes: Vec<Outcome>,
+    /// Things the user should know (files that changed during the first copy, ...).
+    pub notes: Vec<String>,
+}
+
+/// Runs a migration.
+pub async fn run(
+    kube: &Kube,
+    request: &MigrateRequest,
+    settings: &MoverSettings,
+    observer: &mut dyn Observer,
+) -> Result<MigrateReport> {
+    let source = workflow::get_claim(kube, &request.claim).await?;
+    let old_volume = steps::bound_volume(&source)?;
+    if steps::storage_class(kube, Some(&request.storage_class))
+        .await?
+        .is_none()
+    {
+        return Err(Error::Invalid(format!(
+            "storage class {} does not exist: `kubectl get storageclass` lists them",
+            request.storage_class
+        )));
+    }
+    let workload = workload::resolve(kube, request.workload.as_ref(), &request.claim).await?;
+    if let Some(w) = &workload {
+        match workload::claim_use(&w.get(kube).await?, &request.claim)? {
+            Some(ClaimUse::Template(t)) if !request.keep_name => {
+                return Err(Error::Invalid(format!(
+                    "claim {} comes from the volumeClaimTemplates entry {t:?} of {w}: its pods \
+                     always use claims of that name, so only --keep-name can migrate it",
+                    request.claim
+                )));
+            }
+            None if !request.keep_name => {
+                return Err(Error::Invalid(format!(
+                    "{w} has no volume that uses claim {}: name the workload that does with \
+                     --workload, or use --keep-name",
+                    request.claim
+                )));
+            }
+            _ => {}
+        }
+    }
+    // Another workload's pods would keep writing while the last changes are copied.
+    for user in placement::users(kube, &request.claim).await? {
+        let owner = workload::owner_of(kube, &user.object).await?;
+        if owner.is_none() || owner != workload {
+            return Err(Error::Invalid(format!(
+                "pod {} ({}) uses claim {} too and would keep writing to it while the last                  changes are copied: stop it first, or migrate with that workload named in                  --workload",
+                user.pod,
+                owner.map_or("no workload".to_owned(), |o| o.to_string()),
+                request.claim
+            )));
+        }
+    }
+    let job_name = workflow::job_name(&format!("{}-migrate", request.claim));
+    let plan = plan_from_cluster(kube, request, settings, &job_name).await?;
+    let target = request.target();
+    let mut report = MigrateReport {
+        claim: request.claim.clone(),
+        now_used: request.claim.clone(),
+        workload: workload.as_ref().map(ToString::to_string),
+        old_volume,
+        ..MigrateReport::default()
+    };
+
+    // 1. The bulk of the data, with the workload running.
+    let created = plan.create_claim.is_some();
+    if let Some(c) = &plan.create_claim {
+        observer.step(&format!(
+            "creating claim {target} on storage class {}",
+            request.storage_class
+        ));
+        workflow::create_claim(kube, c).await?;
+    }
+    observer.step("copying while the workload runs");
+    let warm = steps::run_mover(kube, &plan.copy, settings, false, observer).await;
+    let warm = match warm {
+        Ok(Some(o)) if o.exit_code == 0 || o.exit_code == 23 => o,
+        other => {
+            if created {
+                let _ = workflow::delete_claim(kube, &target).await;
+            }
+            return Err(match other {
+                Err(e) => e,
+                Ok(Some(o)) => Error::Failed(format!(
+                    "the first copy (Job {}) ended with exit code {}{}; nothing was changed{}",
+                    o.job,
+                    o.exit_code,
+                    steps::failure_text(&o),
+                    if created {
+                        format!(" and claim {target} was deleted")
+                    } else {
+                        String::new()
+                    }
+                )),
+                Ok(None) => Error::Failed("the first copy did not run".to_owned()),
+            });
+        }
+    };
+    if warm.exit_code == 23 {
+        report.notes.push(
+            "some files changed or could not be read while the workload ran; the final copy \
+             with the workload stopped took them"
+                .to_owned(),
+        );
+    }
+    report.outcomes.push(warm);
+
+    // 2. The rest, with the workload stopped; then the proof.
+    let guard = match &workload {
+        Some(w) => {
+            observer.step(&format!("scaling {w} to zero"));
+            workload::scale_down(
+                kube,
+                std::slice::from_ref(w),
+                &[&request.claim],
+                request.scale_timeout,
+            )
+            .await
+            .map_err(|e| {
+                Error::Failed(format!(
+                    "{e}. The workload runs on its original data (claim {})",
+                    request.claim
+                ))
+            })?
+        }
+        None => ScaledDown::default(),
+    };
+    let result = finish(kube, request, settings, &mut report, observer).await;
+    if let Some(w) = &workload {
+        observer.step(&format!("scaling {w} back up"));
+    }
+    let restored = guard.restore(kube).await;
+    match (result, restored) {
+        (Ok(()), Ok(())) => Ok(report),
+        (Ok(()), Err(e)) => Err(Error::Failed(format!(
+            "the migration is done (the workload now uses claim {}), but {e}",
+            report.now_used
+        ))),
+        (Err(e), Ok(())) => Err(Error::Failed(format!(
+            "{e}. The workload runs on its original data (claim {}){}",
+            request.claim,
+            if workload.is_some() {
+                " and was scaled back up"
+            } else {
+                ""
+            }
+        ))),
+        (Err(e), Err(r)) => Err(Error::Failed(format!("{e}; also {r}"))),
+    }
+}
+
+/// Final copy, verification and cut-over, with the workload stopped.
+async fn finish(
+    kube: &Kube,
+    request: &MigrateRequest,
+    settings: &MoverSettings,
+    report: &mut MigrateReport,
+    observer: &mut dyn Observer,
+) -> Result<()> {
+    // Nothing may write to the claim from here on: a pod of another workload would.
+    let users = placement::users(kube, &request.claim).await?;
+    if let Some(u) = users.first() {
+        return Err(Error::Failed(format!(
+            "pod {} still uses claim {}: stop what runs it (or name its workload with \
+             --workload) and retry",
+            u.pod, request.claim
+        )));
+    }
+    // The same Jobs, now free to run anywhere.
+    let final_name = workflow::job_name(&format!("{}-final", request.claim));
+    let plan = plan_from_cluster(kube, request, settings, &final_name).await?;
+    observer.step("copying the last changes with the workload stopped");
+    let last = steps::run_mover_ok(kube, &plan.copy, settings, "the final copy", observer).await?;
+    report.outcomes.push(last);
+    observer.step("verifying the copy against the source");
+    let verified = steps::run_mover_ok(
+        kube,
+        &plan.verify,
+        settings,
+        "the verification of the copy against the source",
+        observer,
+    )
+    .await?;
+    report.outcomes.push(verified);
+    let target = request.target();
+    let target_claim = workflow::get_claim(kube, &target).await?;
+    report.new_volume = steps::bound_volume(&target_claim)?;
+    if request.keep_name {
+        let source = workflow::get_claim(kube, &request.claim).await?;
+        rebind(kube, &source, &target_claim, observer).await?;
+    } else {
+        if let Some(w) = report.workload.as_ref() {
+            let w: Workload = w.parse()?;
+            observer.step(&format!("pointing {w} at claim {target}"));
+            workload::point_volume(kube, &w, &request.claim, &target, true).await?;
+        } else {
+            report.notes.push(format!(
+                "no workload used claim {}; claim {target} holds the data now",
+                request.claim
+            ));
+        }
+        workflow::annotate_claim(
+            kube,
+            &target,
+            BTreeMap::from([(MIGRATED_FROM.to_owned(), request.claim.clone())]),
+        )
+        .await?;
+        workflow::annotate_claim(
+            kube,
+            &request.claim,
+            BTreeMap::from([(volume::MIGRATED_TO.to_owned(), target.clone())]),
+        )
+        .await?;
+        report.now_used = target;
+    }
+    Ok(())
+}
+
+/// `--keep-name`: the claim's name moves to the new volume; the old volume stays, `Released`,
+/// with reclaim policy `Retain`.
+async fn rebind(
+    kube: &Kube,
+    source: &PersistentVolumeClaim,
+    target: &PersistentVolumeClaim,
+    observer: &mut dyn Observer,
+) -> Result<()> {
+    let claim = source.metadata.name.clone().unwrap_or_default();
+    let target_name = target.metadata.name.clone().unwrap_or_default();
+    let old_pv = steps::bound_volume(source)?;
+    let new_pv = steps::bound_volume(target)?;
+    // Both volumes must survive their claims being deleted.
+    observer.step(&format!(
+        "setting reclaim policy Retain on PersistentVolumes {old_pv} and {new_pv}"
+    ));
+    for pv in [&old_pv, &new_pv] {
+        let obj = steps::get_volume(kube, pv).await?;
+        steps::patch_volume(kube, pv, &volume::retain_patch(&obj)).await?;
+    }
+    observer.step(&format!("removing the temporary claim {target_name}"));
+    steps::delete_claim_and_wait(kube, &target_name, CLAIM_TIMEOUT).await?;
+    observer.step(&format!(
+        "removing claim {claim} (its volume {old_pv} is kept)"
+    ));
+    steps::delete_claim_and_wait(kube, &claim, CLAIM_TIMEOUT).await?;
+    let new_class = target
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.clone());
+    let result = bind_claim_to(
+        kube,
+        source,
+        &new_pv,
+        new_class.as_deref(),
+        &[(volume::MIGRATED_FROM_VOLUME, &old_pv)],
+        observer,
+    )
+    .await;
+    if let Err(e) = result {
+        // Give the claim back its old volume, with everything on it as it was.
+        observer.step(&format!(
+            "{e}; giving claim {claim} back its volume {old_pv}"
+        ));
+        let _ = steps::delete_claim_and_wait(kube, &claim, CLAIM_TIMEOUT).await;
+        let old_class = source
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.clone());
+        bind_claim_to(kube, source, &old_pv, old_class.as_deref(), &[], observer)
+            .await
+            .map_err(|e2| {
+                Error::Failed(format!(
+                    "{e}; giving claim {claim} back its volume {old_pv} failed too: {e2}. \
+                     Both volumes are kept (Retain): recreate claim {claim} with \
+                     spec.volumeName {old_pv}"
+                ))
+            })?;
+        return Err(Error::Failed(format!(
+            "{e}; claim {claim} is bound to its old volume {old_pv} again, the copy stays on \
+             volume {new_pv} (Released, Retain)"
+        )));
+    }
+    let patch = json!({"metadata": {"annotations": {
+        volume::MIGRATED_TO: format!("{}/{claim}@{new_pv}", kube.namespace),
+    }}});
+    steps::patch_volume(kube, &old_pv, &patch).await?;
+    Ok(())
+}
+
+/// Reserves volume `pv` for `original`'s name and recreates the claim on it, waiting until it
+/// is bound.
+async fn bind_claim_to(
+    kube: &Kube,
+    original: &PersistentVolumeClaim,
+    pv: &str,
+    storage_class: Option<&str>,
+    annotations: &[(&str, &str)],
+    observer: &mut dyn Observer,
+) -> Result<()> {
+    let claim = original.metadata.name.clone().unwrap_or_default();
+    observer.step(&format!("binding claim {claim} to PersistentVolume {pv}"));
+    steps::patch_volume(kube, pv, &volume::claim_ref_patch(&kube.namespace, &claim)).await?;
+    // A volume without a class must be claimed with the empty class, or the default class
+    // would be filled in and the claim would never bind.
+    let class = storage_class.unwrap_or("");
+    let mut recreated = volume::rebound_claim(original, pv, Some(class), annotations);
+    if let Some(a) = recreated.metadata.annotations.as_mut() {
+        a.remove(volume::MIGRATED_FROM_VOLUME);
+        a.remove(volume::MIGRATED_TO);
+        for (k, v) in annotations {
+            a.insert((*k).to_owned(), (*v).to_owned());
+        }
+    }
+    workflow::create_claim(kube, &recreated).await?;
+    steps::wait_bound_to(kube, &claim, pv, CLAIM_TIMEOUT).await
+}
+
+/// What `migrate --rollback` did.
+#[derive(Debug, Clone, Default)]
+pub struct RollbackReport {
+    /// The claim.
+    pub claim: String,
+    /// The workload pointed back (default migrations) or stopped and started (`--keep-name`).
+    pub workload: Option<String>,
+    /// The volume the claim is bound to again (`--keep-name`).
+    pub volume: Option<String>,
+    /// Where the data written since the migration is (a claim).
+    pub newer_data: String,
+}
+
+/// Undoes a migration of `claim`: the workload uses the original claim (or, after
+/// `--keep-name`, the claim is bound to its original volume) again. The new claim and its data
+/// are kept.
+pub async fn rollback(
+    kube: &Kube,
+    claim: &str,
+    storage_class: Option<&str>,
+    named: Option<&Workload>,
+    scale_timeout: Duration,
+    observer: &mut dyn Observer,
+) -> Result<RollbackReport> {
+    let current = workflow::get_claim(kube, claim).await?;
+    let annotations = current.metadata.annotations.clone().unwrap_or_default();
+    if let Some(old_pv) = annotations.get(volume::MIGRATED_FROM_VOLUME) {
+        return rollback_keep_name(kube, &current, old_pv, named, scale_timeout, observer).await;
+    }
+    let Some(target) = annotations.get(volume::MIGRATED_TO).cloned() else {
+        return Err(Error::Invalid(format!(
+            "claim {claim} shows no migration by pvc-backup (neither annotation {} nor {}): \
+             there is nothing to roll back",
+            volume::MIGRATED_TO,
+            volume::MIGRATED_FROM_VOLUME
+        )));
+    };
+    if let Some(sc) = storage_class {
+        let expected = format!("{claim}-{sc}");
+        if expected != target {
+            return Err(Error::Invalid(format!(
+                "claim {claim} was migrated to {target}, not {expected}"
+            )));
+        }
+    }
+    let w = match named {
+        Some(w) => w.clone(),
+        None => {
+            let users = workload::users_of(kube, &target).await?;
+            match users.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    return Err(Error::Invalid(format!(
+                        "no running workload uses claim {target}: name the one to point back at \
+                         {claim} with --workload KIND/NAME"
+                    )));
+                }
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "several workloads use claim {target}: name one with --workload"
+                    )));
+                }
+            }
+        }
+    };
+    observer.step(&format!("pointing {w} back at claim {claim}"));
+    workload::point_volume(kube, &w, &target, claim, false).await?;
+    remove_claim_annotation(kube, claim, volume::MIGRATED_TO).await?;
+    Ok(RollbackReport {
+        claim: claim.to_owned(),
+        workload: Some(w.to_string()),
+        volume: None,
+        newer_data: target,
+    })
+}
+
+async fn remove_claim_annotation(kube: &Kube, claim: &str, key: &str) -> Result<()> {
+    use kube::Api;
+    use kube::api::{Patch, PatchParams};
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    let patch = json!({"metadata": {"annotations": {key: null}}});
+    claims
+        .patch(claim, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::api(format!("update claim {claim}")))?;
+    Ok(())
+}
+
+async fn rollback_keep_name(
+    kube: &Kube,
+    current: &PersistentVolumeClaim,
+    old_pv: &str,
+    named: Option<&Workload>,
+    scale_timeout: Duration,
+    observer: &mut dyn Observer,
+) -> Result<RollbackReport> {
+    let claim = current.metadata.name.clone().unwrap_or_default();
+    let new_pv = steps::bound_volume(current)?;
+    let old = steps::get_volume(kube, old_pv).await.map_err(|e| {
+        Error::Failed(format!(
+            "the volume {old_pv} claim {claim} was migrated from cannot be read ({e}); it may \
+             have been deleted, and then there is no way back"
+        ))
+    })?;
+    let new_class = current
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.clone())
+        .unwrap_or_default();
+    let old_class = old.spec.as_ref().and_then(|s| s.storage_class_name.clone());
+    let workloads = match named {
+        Some(w) => vec![w.clone()],
+        None => workload::users_of(kube, &claim).await?,
+    };
+    observer.step(&format!("stopping the workloads that use claim {claim}"));
+    let guard = workload::scale_down(kube, &workloads, &[&claim], scale_timeout).await?;
+    let result = async {
+        let pv = steps::get_volume(kube, &new_pv).await?;
+        steps::patch_volume(kube, &new_pv, &volume::retain_patch(&pv)).await?;
+        observer.step(&format!(
+            "removing claim {claim} (its volume {new_pv} is kept)"
+        ));
+        steps::delete_claim_and_wait(kube, &claim, CLAIM_TIMEOUT).await?;
+        bind_claim_to(kube, current, old_pv, old_class.as_deref(), &[], observer).await?;
+        if let Some(p) = volume::restore_policy_patch(&steps::get_volume(kube, old_pv).await?) {
+            steps::patch_volume(kube, old_pv, &p).await?;
+        }
+        let patch = json!({"metadata": {"annotations": {volume::MIGRATED_TO: null}}});
+        steps::patch_volume(kube, old_pv, &patch).await?;
+        // The newer data stays reachable under the migration's claim name.
+        let keeper = format!("{claim}-{new_class}");
+        let mut like = current.clone();
+        like.metadata.name = Some(keeper.clone());
+        let mut labels = like.metadata.labels.clone().unwrap_or_default();
+        labels.extend(claim::labels(&claim, Role::Migrate));
+        like.metadata.labels = Some(labels);
+        bind_claim_to(kube, &like, &new_pv, Some(&new_class), &[], observer).await?;
+        workflow::annotate_claim(
+            kube,
+            &keeper,
+            BTreeMap::from([(MIGRATED_FROM.to_owned(), claim.clone())]),
+        )
+        .await?;
+        Ok::<_, Error>(keeper)
+    }
+    .await;
+    let restored = guard.restore(kube).await;
+    let keeper = result?;
+    restored?;
+    Ok(RollbackReport {
+        claim,
+        workload: (!workloads.is_empty()).then(|| {
+            workloads
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }),
+        volume: Some(old_pv.to_owned()),
+        newer_data: keeper,
+    })
+}

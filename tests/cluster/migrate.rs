@@ -1,0 +1,358 @@
+//! `pvc-backup migrate` and `migrate --rollback` against the fake cluster: the data on the new
+//! class is checked with rsync against a copy taken before, the objects through k8s-openapi.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use serde_json::json;
+use testkit::cluster::{ClaimOptions, FakeCluster};
+use testkit::oracle::rsync_itemize;
+
+use crate::util::{claim_with_data, cluster, deployment_using, expect_code, run};
+
+/// A copy of `dir` made by rsync, to compare with later (the claim's own folder may change).
+pub fn reference_copy(dir: &Path) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("ref");
+    let status = std::process::Command::new("rsync")
+        .args(["-aHAX", "--numeric-ids"])
+        .arg(format!("{}/", dir.display()))
+        .arg(format!("{}/", copy.display()))
+        .status()
+        .expect("run rsync");
+    assert!(status.success());
+    (tmp, copy)
+}
+
+/// Asserts that claim `claim`'s volume holds what `reference` holds.
+pub fn assert_holds(c: &FakeCluster, claim: &str, reference: &Path) {
+    let dir = c
+        .volume_dir("default", claim)
+        .unwrap_or_else(|| panic!("claim {claim} has no volume"));
+    let diff = rsync_itemize(reference, &dir, &[]);
+    assert!(diff.is_empty(), "claim {claim} differs: {diff:#?}");
+}
+
+fn class_of(c: &FakeCluster, claim: &str) -> Option<String> {
+    c.get::<PersistentVolumeClaim>("default", claim)?
+        .spec?
+        .storage_class_name
+}
+
+fn volume_of(c: &FakeCluster, claim: &str) -> String {
+    let claim: PersistentVolumeClaim = c.get("default", claim).expect("claim");
+    claim.spec.and_then(|s| s.volume_name).expect("bound")
+}
+
+fn template_claims(c: &FakeCluster, deployment: &str) -> Vec<String> {
+    let d: Deployment = c.get("default", deployment).unwrap();
+    d.spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| v.persistent_volume_claim.map(|p| p.claim_name))
+        .collect()
+}
+
+/// Waits until a running pod whose name starts with `prefix` mounts `claim`.
+fn wait_running_with(c: &FakeCluster, prefix: &str, claim: &str) -> bool {
+    c.wait_for(Duration::from_secs(30), |c| {
+        c.list::<Pod>(Some("default")).iter().any(|p| {
+            p.metadata
+                .name
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with(prefix)
+                && p.metadata.deletion_timestamp.is_none()
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                && p.spec
+                    .as_ref()
+                    .and_then(|s| s.volumes.as_ref())
+                    .is_some_and(|vs| {
+                        vs.iter().any(|v| {
+                            v.persistent_volume_claim
+                                .as_ref()
+                                .is_some_and(|p| p.claim_name == claim)
+                        })
+                    })
+        })
+    })
+}
+
+fn add_fast_class(c: &FakeCluster) {
+    c.add_storage_class("fast", "fast.csi.example.com", false, "Delete", true)
+        .unwrap();
+}
+
+#[test]
+fn migrate_repoints_the_deployment_and_rollback_points_it_back() {
+    let c = cluster();
+    add_fast_class(&c);
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    deployment_using(&c, "web", "data");
+    let (_keep, before) = reference_copy(&src);
+
+    let out = run(
+        &c,
+        &["migrate", "data", "--storage-class", "fast", "-o", "json"],
+    );
+    expect_code(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["nowUsed"], "data-fast", "{report}");
+    assert_eq!(report["workload"], "deployment/web");
+    // Copy with the workload running, final copy, verification.
+    assert_eq!(report["jobs"].as_array().map(Vec::len), Some(3), "{report}");
+
+    assert_eq!(class_of(&c, "data-fast").as_deref(), Some("fast"));
+    assert_holds(&c, "data-fast", &before);
+    // The workload uses the new claim and runs again; the old claim is untouched.
+    assert_eq!(template_claims(&c, "web"), ["data-fast"]);
+    let web: Deployment = c.get("default", "web").unwrap();
+    assert_eq!(web.spec.as_ref().unwrap().replicas, Some(1));
+    let annotations = web.metadata.annotations.clone().unwrap_or_default();
+    let previous: serde_json::Value =
+        serde_json::from_str(&annotations["pvc-backup.io/previous-claims"]).unwrap();
+    assert_eq!(previous, json!({"data": "data"}));
+    assert!(!annotations.contains_key("pvc-backup.io/scaled-down-from"));
+    assert!(wait_running_with(&c, "web-", "data-fast"));
+    assert_holds(&c, "data", &before);
+
+    // The application writes on the new claim; rollback goes back to the old one and keeps
+    // what was written in the new one.
+    let new_dir = c.volume_dir("default", "data-fast").unwrap();
+    std::fs::write(new_dir.join("written-after"), b"new\n").unwrap();
+    let out = run(&c, &["migrate", "--rollback", "data"]);
+    expect_code(&out, 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("uses claim data again"), "{stdout}");
+    assert_eq!(template_claims(&c, "web"), ["data"]);
+    let web: Deployment = c.get("default", "web").unwrap();
+    let annotations = web.metadata.annotations.unwrap_or_default();
+    assert!(!annotations.contains_key("pvc-backup.io/previous-claims"));
+    assert!(wait_running_with(&c, "web-", "data"));
+    assert_holds(&c, "data", &before);
+    assert_eq!(
+        std::fs::read(new_dir.join("written-after")).unwrap(),
+        b"new\n"
+    );
+
+    // Nothing more to roll back.
+    let out = run(&c, &["migrate", "--rollback", "data"]);
+    expect_code(&out, 1);
+}
+
+fn statefulset_db(c: &FakeCluster) -> PathBuf {
+    c.create_value(json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "db", "namespace": "default"},
+        "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [
+                {"name": "db", "image": "registry.test/db:1",
+                 "volumeMounts": [{"name": "data", "mountPath": "/var/lib/db"}]}]}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}}))
+        .expect("create the StatefulSet");
+    assert!(wait_running_with(c, "db-0", "data-db-0"));
+    let dir = c
+        .volume_dir("default", "data-db-0")
+        .expect("data-db-0 bound");
+    testkit::tree::Tree::new(&dir)
+        .file(b"base/1", b"one\n")
+        .file(b"base/2", &[9u8; 70_000])
+        .hardlink(b"base/1", b"base/1-again")
+        .symlink(b"current", b"base")
+        .mode(b"base/2", 0o600);
+    dir
+}
+
+#[test]
+fn keep_name_moves_a_statefulset_claim_and_rollback_rebinds_the_old_volume() {
+    let c = cluster();
+    add_fast_class(&c);
+    let dir = statefulset_db(&c);
+    let (_keep, before) = reference_copy(&dir);
+    let old_pv = volume_of(&c, "data-db-0");
+
+    // A template's claim cannot be repointed: the error says what works.
+    let out = run(&c, &["migrate", "data-db-0", "--storage-class", "fast"]);
+    expect_code(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--keep-name"), "{err}");
+    assert!(
+        c.get::<PersistentVolumeClaim>("default", "data-db-0-fast")
+            .is_none()
+    );
+
+    let out = run(
+        &c,
+        &[
+            "migrate",
+            "data-db-0",
+            "--storage-class",
+            "fast",
+            "--keep-name",
+            "-o",
+            "json",
+        ],
+    );
+    expect_code(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["workload"], "statefulset/db", "{report}");
+    assert_eq!(report["oldVolume"], old_pv.as_str());
+
+    // Same name, new class, new volume, same data; the temporary claim is gone.
+    assert_eq!(class_of(&c, "data-db-0").as_deref(), Some("fast"));
+    let new_pv = volume_of(&c, "data-db-0");
+    assert_ne!(new_pv, old_pv);
+    assert_eq!(report["newVolume"], new_pv.as_str());
+    assert_holds(&c, "data-db-0", &before);
+    assert!(
+        c.get::<PersistentVolumeClaim>("default", "data-db-0-fast")
+            .is_none()
+    );
+    // The old volume is kept as the way back, with its data.
+    let old: PersistentVolume = c.get("", &old_pv).expect("the old volume is kept");
+    let spec = old.spec.clone().unwrap();
+    assert_eq!(
+        spec.persistent_volume_reclaim_policy.as_deref(),
+        Some("Retain")
+    );
+    let old_annotations = old.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(old_annotations["pvc-backup.io/reclaim-policy"], "Delete");
+    let old_dir = c.pv_path(&old_pv).expect("old volume folder");
+    assert!(rsync_itemize(&before, &old_dir, &[]).is_empty());
+    // The StatefulSet runs again on the claim of the same name.
+    let sts: StatefulSet = c.get("default", "db").unwrap();
+    assert_eq!(sts.spec.unwrap().replicas, Some(1));
+    assert!(wait_running_with(&c, "db-0", "data-db-0"));
+
+    // Rollback: the claim is bound to its old volume again, whose policy is given back; the
+    // newer data stays reachable in claim data-db-0-fast.
+    let new_dir = c.volume_dir("default", "data-db-0").unwrap();
+    std::fs::write(new_dir.join("written-after"), b"new\n").unwrap();
+    let out = run(&c, &["migrate", "--rollback", "data-db-0", "-o", "json"]);
+    expect_code(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["newerData"], "data-db-0-fast", "{report}");
+    assert_eq!(volume_of(&c, "data-db-0"), old_pv);
+    assert_ne!(class_of(&c, "data-db-0").as_deref(), Some("fast"));
+    assert_holds(&c, "data-db-0", &before);
+    let old: PersistentVolume = c.get("", &old_pv).unwrap();
+    assert_eq!(
+        old.spec
+            .unwrap()
+            .persistent_volume_reclaim_policy
+            .as_deref(),
+        Some("Delete")
+    );
+    assert_eq!(volume_of(&c, "data-db-0-fast"), new_pv);
+    let newer = c.volume_dir("default", "data-db-0-fast").unwrap();
+    assert_eq!(
+        std::fs::read(newer.join("written-after")).unwrap(),
+        b"new\n"
+    );
+    assert!(wait_running_with(&c, "db-0", "data-db-0"));
+}
+
+#[test]
+fn another_workload_on_the_claim_is_refused_before_anything_is_made() {
+    let c = cluster();
+    add_fast_class(&c);
+    claim_with_data(
+        &c,
+        "shared",
+        ClaimOptions {
+            access_mode: "ReadWriteMany".into(),
+            ..ClaimOptions::default()
+        },
+    );
+    deployment_using(&c, "web", "shared");
+    deployment_using(&c, "worker", "shared");
+    let out = run(
+        &c,
+        &[
+            "migrate",
+            "shared",
+            "--storage-class",
+            "fast",
+            "--workload",
+            "deploy/web",
+        ],
+    );
+    expect_code(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("deployment/worker") && err.contains("--workload"),
+        "{err}"
+    );
+    assert!(
+        c.get::<PersistentVolumeClaim>("default", "shared-fast")
+            .is_none()
+    );
+    let web: Deployment = c.get("default", "web").unwrap();
+    assert_eq!(web.spec.unwrap().replicas, Some(1));
+}
+
+#[test]
+fn a_failed_verification_leaves_the_workload_on_its_data_and_running() {
+    let c = cluster();
+    add_fast_class(&c);
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    std::fs::create_dir(src.join("log")).unwrap();
+    let (_keep, before) = reference_copy(&src);
+    deployment_using(&c, "web", "data");
+    let old_pv = volume_of(&c, "data");
+    // Something pvc-backup does not know of keeps changing a file of the claim, so the copy
+    // made with the workload stopped never matches the source.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, file) = (stop.clone(), src.join("log/unknown-writer"));
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                std::fs::write(&file, n.to_string().repeat(1 + (n % 7) as usize)).unwrap();
+                std::thread::sleep(Duration::from_millis(3));
+            }
+        })
+    };
+    let mut errors = Vec::new();
+    for extra in [&[][..], &["--keep-name"][..]] {
+        let mut args = vec!["migrate", "data", "--storage-class", "fast"];
+        args.extend_from_slice(extra);
+        let out = run(&c, &args);
+        expect_code(&out, 1);
+        errors.push(String::from_utf8_lossy(&out.stderr).into_owned());
+        // Nothing of the source changed; the workload points where it did and runs again.
+        let dir = c.volume_dir("default", "data").unwrap();
+        let diff = rsync_itemize(&before, &dir, &["/log"]);
+        assert!(diff.is_empty(), "{diff:#?}");
+        assert_eq!(volume_of(&c, "data"), old_pv);
+        assert_eq!(class_of(&c, "data").as_deref(), Some("standard"));
+        assert_eq!(template_claims(&c, "web"), ["data"]);
+        let web: Deployment = c.get("default", "web").unwrap();
+        assert_eq!(web.spec.unwrap().replicas, Some(1));
+        let annotations = web.metadata.annotations.unwrap_or_default();
+        assert!(!annotations.contains_key("pvc-backup.io/previous-claims"));
+        assert!(!annotations.contains_key("pvc-backup.io/scaled-down-from"));
+        assert!(wait_running_with(&c, "web-", "data"));
+        let pv: PersistentVolume = c.get("", &old_pv).unwrap();
+        let pv_annotations = pv.metadata.annotations.unwrap_or_default();
+        assert!(!pv_annotations.contains_key("pvc-backup.io/migrated-to"));
+        assert!(!pv_annotations.contains_key("pvc-backup.io/reclaim-policy"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    for err in errors {
+        assert!(
+            (err.contains("the final copy") || err.contains("verification"))
+                && err.contains("original data"),
+            "{err}"
+        );
+    }
+}
