@@ -43,7 +43,7 @@ pub struct BlockArgs {
     /// Bytes per chunk, a multiple of 4K (e.g. 1M, 4M, 16M).
     #[arg(long, default_value = "4M", value_parser = parse_chunk_size)]
     pub chunk_size: u64,
-    /// Workers reading and writing at once [default: twice the usable CPUs, 2 to 16].
+    /// Workers reading and writing at once [default: four times the usable CPUs, 4 to 16].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
     /// Progress display.
