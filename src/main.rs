@@ -35,6 +35,12 @@ enum Command {
     /// Move a claim to another storage class: copy live, stop the workload, copy the rest,
     /// verify, cut over, start it again (--rollback goes back).
     Migrate(workflows::migrate::MigrateArgs),
+    /// Bring a backup's snapshot back into a claim (the workload stopped meanwhile), or with
+    /// --swap point the workload at the snapshot in the backup claim.
+    Restore(workflows::restore::RestoreArgs),
+    /// Point a workload back at the claims pvc-backup recorded before restore --swap (or
+    /// migrate) changed them.
+    Rollback(workflows::restore::RollbackArgs),
     /// List the claims pvc-backup made, their source, last run and schedule.
     List(workflows::list::ListArgs),
     /// The copy engine that runs inside the mover pod (works on any two local folders).
@@ -74,6 +80,8 @@ fn main() -> ExitCode {
         Command::List(args) => workflows::list::run(args),
         Command::Clone(args) => workflows::clone::run(args),
         Command::Migrate(args) => workflows::migrate::run(args),
+        Command::Restore(args) => workflows::restore::run(args),
+        Command::Rollback(args) => workflows::restore::rollback(args),
         Command::Mover(args) => mover::run(args),
         Command::Webhook(args) => webhook::run(args),
         Command::Manifests(args) => manifests::run(args),

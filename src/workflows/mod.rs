@@ -5,6 +5,7 @@ pub mod backup;
 pub mod clone;
 pub mod list;
 pub mod migrate;
+pub mod restore;
 pub mod schedule;
 
 use std::io::{IsTerminal as _, Write as _};

@@ -5,4 +5,5 @@
 mod backup;
 mod clone;
 mod migrate;
+mod restore;
 mod util;

@@ -467,21 +467,7 @@ pub fn claim_use(obj: &DynamicObject, claim: &str) -> Result<Option<ClaimUse>> {
 
 /// The claims recorded in a workload's [`PREVIOUS_CLAIMS`] annotation (volume → claim).
 pub fn previous_claims(obj: &DynamicObject) -> Result<BTreeMap<String, String>> {
-    let Some(text) = obj
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(PREVIOUS_CLAIMS))
-    else {
-        return Ok(BTreeMap::new());
-    };
-    serde_json::from_str(text).map_err(|e| {
-        Error::Failed(format!(
-            "annotation {PREVIOUS_CLAIMS} of {} is not a JSON object of volume to claim ({e}): \
-             fix or remove it by hand",
-            obj.metadata.name.clone().unwrap_or_default()
-        ))
-    })
+    annotation_map(obj, PREVIOUS_CLAIMS)
 }
 
 /// What [`point_volume`] changed.
@@ -495,10 +481,97 @@ pub struct Repointed {
     pub to: String,
 }
 
-/// Points the pod template volume of `workload` that uses claim `from` at claim `to`, and
-/// records `from` in the [`PREVIOUS_CLAIMS`] annotation (unless `record` is false: a rollback
-/// removes the entry instead). A volume that already has a recorded previous claim keeps it, so
-/// `rollback` returns to the claim used before pvc-backup first changed it.
+/// How the container mounts of a repointed volume change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubPath<'a> {
+    /// They stay as they are.
+    Keep,
+    /// They show this folder of the new claim (`subPath` prefixed with it), as a swap onto a
+    /// backup claim shows one of its snapshots. Recorded in [`SWAPPED_SUB_PATHS`].
+    Under(&'a str),
+}
+
+/// Annotation on a workload: for each volume pvc-backup pointed at a folder of another claim,
+/// the folder put in front of its mounts' `subPath` (JSON object, volume to folder).
+pub const SWAPPED_SUB_PATHS: &str = "pvc-backup.io/swapped-sub-paths";
+
+fn annotation_map(obj: &DynamicObject, key: &str) -> Result<BTreeMap<String, String>> {
+    let Some(text) = obj.metadata.annotations.as_ref().and_then(|a| a.get(key)) else {
+        return Ok(BTreeMap::new());
+    };
+    serde_json::from_str(text).map_err(|e| {
+        Error::Failed(format!(
+            "annotation {key} of {} is not a JSON object of volume names ({e}): fix or remove \
+             it by hand",
+            obj.metadata.name.clone().unwrap_or_default()
+        ))
+    })
+}
+
+fn set_annotation_map(obj: &mut DynamicObject, key: &str, map: &BTreeMap<String, String>) {
+    let annotations = obj.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    if map.is_empty() {
+        annotations.remove(key);
+    } else {
+        annotations.insert(
+            key.to_owned(),
+            serde_json::to_string(map).unwrap_or_default(),
+        );
+    }
+}
+
+/// `sub` without the folder `prefix` in front (`None` for the folder itself).
+fn strip_prefix(sub: Option<&str>, prefix: &str) -> Option<String> {
+    let sub = sub?;
+    match sub.strip_prefix(prefix) {
+        Some("") => None,
+        Some(rest) if rest.starts_with('/') => Some(rest.trim_start_matches('/').to_owned()),
+        _ => Some(sub.to_owned()),
+    }
+}
+
+/// Changes the `subPath` of every container mount of `volume` in `template`: the folder
+/// `remove` taken away, then `add` put in front.
+pub fn change_sub_paths(
+    template: &mut PodTemplateSpec,
+    volume: &str,
+    remove: Option<&str>,
+    add: Option<&str>,
+) {
+    let Some(spec) = template.spec.as_mut() else {
+        return;
+    };
+    let containers = spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten());
+    for c in containers {
+        for m in c.volume_mounts.iter_mut().flatten() {
+            if m.name != volume {
+                continue;
+            }
+            let mut sub = m.sub_path.clone().filter(|s| !s.is_empty());
+            if let Some(r) = remove {
+                sub = strip_prefix(sub.as_deref(), r);
+            }
+            if let Some(a) = add {
+                sub = Some(match sub {
+                    Some(rest) => format!("{a}/{rest}"),
+                    None => a.to_owned(),
+                });
+            }
+            m.sub_path = sub;
+        }
+    }
+}
+
+/// Points the pod template volume of `workload` that uses claim `from` at claim `to`.
+///
+/// With `record`, `from` is recorded in the [`PREVIOUS_CLAIMS`] annotation; a volume that
+/// already has a recorded previous claim keeps it, so `rollback` returns to the claim used
+/// before pvc-backup first changed it. Without `record` (a rollback), the volume's entry is
+/// removed, and so is a folder recorded in [`SWAPPED_SUB_PATHS`]. `sub_path` says how the
+/// volume's mounts change.
 ///
 /// A StatefulSet claim that comes from its `volumeClaimTemplates` cannot be pointed elsewhere;
 /// the error says to keep the claim's name (`migrate --keep-name`) instead.
@@ -508,6 +581,7 @@ pub async fn point_volume(
     from: &str,
     to: &str,
     record: bool,
+    sub_path: SubPath<'_>,
 ) -> Result<Repointed> {
     // Read, change, replace: the resourceVersion makes a concurrent edit a conflict to retry
     // rather than a lost update.
@@ -519,7 +593,8 @@ pub async fn point_volume(
                 return Err(Error::Invalid(format!(
                     "claim {from} comes from the volumeClaimTemplates entry {t:?} of {workload}; \
                      a StatefulSet's pods always use the claims their template names, so the \
-                     new data must take over the claim's name: use --keep-name"
+                     new data must take over the claim's name: use migrate --keep-name, or \
+                     restore by copying (without --swap)"
                 )));
             }
             None => {
@@ -530,13 +605,24 @@ pub async fn point_volume(
             }
         };
         let mut previous = previous_claims(&obj)?;
-        if record {
+        let mut folders = annotation_map(&obj, SWAPPED_SUB_PATHS)?;
+        let recorded_folder = folders.get(&volume).cloned();
+        let (remove, add) = if record {
             previous
                 .entry(volume.clone())
                 .or_insert_with(|| from.to_owned());
+            match sub_path {
+                SubPath::Keep => (None, None),
+                SubPath::Under(folder) => {
+                    folders.insert(volume.clone(), folder.to_owned());
+                    (recorded_folder.clone(), Some(folder.to_owned()))
+                }
+            }
         } else {
             previous.remove(&volume);
-        }
+            folders.remove(&volume);
+            (recorded_folder.clone(), None)
+        };
         let mut template = pod_template(&obj)?;
         if let Some(vols) = template.spec.as_mut().and_then(|s| s.volumes.as_mut()) {
             for v in vols.iter_mut().filter(|v| v.name == volume) {
@@ -545,15 +631,9 @@ pub async fn point_volume(
                 }
             }
         }
-        let annotations = obj.metadata.annotations.get_or_insert_with(BTreeMap::new);
-        if previous.is_empty() {
-            annotations.remove(PREVIOUS_CLAIMS);
-        } else {
-            annotations.insert(
-                PREVIOUS_CLAIMS.to_owned(),
-                serde_json::to_string(&previous).unwrap_or_default(),
-            );
-        }
+        change_sub_paths(&mut template, &volume, remove.as_deref(), add.as_deref());
+        set_annotation_map(&mut obj, PREVIOUS_CLAIMS, &previous);
+        set_annotation_map(&mut obj, SWAPPED_SUB_PATHS, &folders);
         if let Some(spec) = obj.data.get_mut("spec").and_then(Value::as_object_mut) {
             spec.insert(
                 "template".to_owned(),
@@ -611,7 +691,7 @@ pub async fn rollback(kube: &Kube, workload: &Workload) -> Result<Vec<Repointed>
                      {PREVIOUS_CLAIMS}; fix the annotation by hand"
                 ))
             })?;
-        done.push(point_volume(kube, workload, &current, claim, false).await?);
+        done.push(point_volume(kube, workload, &current, claim, false, SubPath::Keep).await?);
     }
     Ok(done)
 }

@@ -21,6 +21,8 @@ pub enum Role {
     Clone,
     /// The source's successor on another storage class.
     Migrate,
+    /// A restore into the source from its backup (Jobs only; no claim is made).
+    Restore,
     /// Temporary: a claim restored from a VolumeSnapshot, removed after the copy.
     Scratch,
 }
@@ -32,6 +34,7 @@ impl Role {
             Role::Backup => "backup",
             Role::Clone => "clone",
             Role::Migrate => "migrate",
+            Role::Restore => "restore",
             Role::Scratch => "scratch",
         }
     }

@@ -434,7 +434,15 @@ async fn finish(
         if let Some(w) = report.workload.as_ref() {
             let w: Workload = w.parse()?;
             observer.step(&format!("pointing {w} at claim {target}"));
-            workload::point_volume(kube, &w, &request.claim, &target, true).await?;
+            workload::point_volume(
+                kube,
+                &w,
+                &request.claim,
+                &target,
+                true,
+                workload::SubPath::Keep,
+            )
+            .await?;
         } else {
             report.notes.push(format!(
                 "no workload used claim {}; claim {target} holds the data now",
@@ -622,7 +630,7 @@ pub async fn rollback(
         }
     };
     observer.step(&format!("pointing {w} back at claim {claim}"));
-    workload::point_volume(kube, &w, &target, claim, false).await?;
+    workload::point_volume(kube, &w, &target, claim, false, workload::SubPath::Keep).await?;
     remove_claim_annotation(kube, claim, volume::MIGRATED_TO).await?;
     Ok(RollbackReport {
         claim: claim.to_owned(),

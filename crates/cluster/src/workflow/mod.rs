@@ -6,6 +6,7 @@ pub mod backup;
 pub mod clone;
 pub mod list;
 pub mod migrate;
+pub mod restore;
 pub mod schedule;
 pub mod steps;
 

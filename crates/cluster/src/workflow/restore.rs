@@ -1,0 +1,519 @@
+//! `pvc-backup restore CLAIM --from BACKUP`: bring a backup's snapshot back, by copying it into
+//! the claim (the workload stopped meanwhile) or, with `--swap`, by pointing the workload's
+//! volume at the snapshot inside the backup claim; and `pvc-backup rollback KIND/NAME`, which
+//! points a workload back at the claims recorded before pvc-backup changed them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+
+use crate::connect::Kube;
+use crate::names::{self, SOURCE_MOUNT, TARGET_MOUNT};
+use crate::objects;
+use crate::objects::claim::Role;
+use crate::objects::mover::{MoverJob, Placement};
+use crate::run::{Observer, Outcome};
+use crate::workflow::steps::{self, args, mount};
+use crate::workflow::{self, MoverSettings};
+use crate::workload::{self, ClaimUse, ScaledDown, SubPath, Workload};
+use crate::{Error, Result, placement};
+
+/// Annotation on a backup claim that a workload runs on after `restore --swap`: the workload
+/// and the snapshot (`deployment/web snapshots/ID`). Backups into that claim would change what
+/// the workload uses; `rollback` removes the annotation.
+pub const SWAPPED_INTO: &str = "pvc-backup.io/swapped-into";
+
+/// What to restore, from where.
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    /// The claim to restore (the workload's).
+    pub claim: String,
+    /// The backup claim.
+    pub from: String,
+    /// The snapshot: its name or `latest`.
+    pub snapshot: String,
+    /// The workload to stop (copy) or repoint (swap); default: the one whose pods use the claim.
+    pub workload: Option<Workload>,
+    /// Point the workload at the snapshot in the backup claim instead of copying it.
+    pub swap: bool,
+    /// How long the workload's pods may take to stop.
+    pub scale_timeout: Duration,
+}
+
+impl RestoreRequest {
+    fn check(&self) -> Result<()> {
+        names::check_name("claim", &self.claim, 253)?;
+        names::check_name("backup claim", &self.from, 253)?;
+        if self.claim == self.from {
+            return Err(Error::Invalid(format!(
+                "claim {} cannot be restored from itself: give the backup claim with --from",
+                self.claim
+            )));
+        }
+        let id_ok = self.snapshot == "latest"
+            || (!self.snapshot.is_empty()
+                && self
+                    .snapshot
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+                && !self.snapshot.starts_with('.'));
+        if !id_ok {
+            return Err(Error::Invalid(format!(
+                "--snapshot {:?} is not a snapshot name: give one listed by `pvc-backup mover \
+                 snapshots`, or latest",
+                self.snapshot
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The mover Job that copies the snapshot back into the claim.
+pub fn restore_job(
+    request: &RestoreRequest,
+    settings: &MoverSettings,
+    target: &PersistentVolumeClaim,
+    placement: Placement,
+    job_name: &str,
+) -> Result<MoverJob> {
+    request.check()?;
+    let namespace = target.metadata.namespace.clone().unwrap_or_default();
+    let mut job = steps::mover_job(
+        settings,
+        job_name,
+        &namespace,
+        &request.claim,
+        Role::Restore,
+    );
+    // The claims keep their usual places: the workload's claim at /source, the backup at
+    // /backup; only the direction of the copy changes.
+    job.args = args(&[
+        "mover",
+        "restore",
+        TARGET_MOUNT,
+        SOURCE_MOUNT,
+        "--snapshot",
+        &request.snapshot,
+        "--progress",
+        "json",
+    ]);
+    job.mounts = vec![
+        mount("backup", &request.from, TARGET_MOUNT, true, false),
+        mount(
+            "source",
+            &request.claim,
+            SOURCE_MOUNT,
+            false,
+            steps::is_block(target),
+        ),
+    ];
+    job.placement = placement;
+    Ok(job)
+}
+
+/// The mover Job that lists the backup claim's snapshots (for `--swap`, which needs a name).
+pub fn listing_job(
+    request: &RestoreRequest,
+    settings: &MoverSettings,
+    namespace: &str,
+    placement: Placement,
+    job_name: &str,
+) -> MoverJob {
+    let mut job = steps::mover_job(settings, job_name, namespace, &request.claim, Role::Restore);
+    job.args = args(&["mover", "snapshots", TARGET_MOUNT, "--json"]);
+    job.mounts = vec![mount("backup", &request.from, TARGET_MOUNT, true, false)];
+    job.placement = placement;
+    job
+}
+
+/// The snapshot `wanted` (a name or `latest`) in the listing printed by `mover snapshots
+/// --json`, checked to exist and to be complete.
+pub fn pick_snapshot(listing: &Value, wanted: &str, backup: &str) -> Result<String> {
+    let list = listing.as_array().cloned().unwrap_or_default();
+    let found = list.iter().find(|s| {
+        if wanted == "latest" {
+            s["latest"].as_bool() == Some(true)
+        } else {
+            s["id"].as_str() == Some(wanted)
+        }
+    });
+    let Some(found) = found else {
+        let names: Vec<&str> = list.iter().filter_map(|s| s["id"].as_str()).collect();
+        return Err(Error::Invalid(if names.is_empty() {
+            format!("backup claim {backup} holds no snapshot: run pvc-backup backup first")
+        } else {
+            format!(
+                "backup claim {backup} has no snapshot {wanted}; it has: {}",
+                names.join(", ")
+            )
+        }));
+    };
+    if found.get("size").is_some_and(|v| !v.is_null()) {
+        return Err(Error::Invalid(format!(
+            "backup claim {backup} holds versions of a block volume (image files): a workload \
+             cannot run on an image file; restore by copying (without --swap)"
+        )));
+    }
+    Ok(found["id"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The objects a restore creates (for `--dry-run`).
+#[derive(Debug, Clone)]
+pub struct RestorePlan {
+    /// The Job: the copy, or for `--swap` the listing of snapshots.
+    pub job: MoverJob,
+}
+
+impl RestorePlan {
+    /// The plan's objects as JSON.
+    pub fn objects(&self) -> Result<Vec<Value>> {
+        Ok(vec![objects::to_value(&self.job.job())?])
+    }
+}
+
+/// Reads what the plan needs and plans (also for `--dry-run`). Pods of `stopping` (the
+/// workload a copy scales down) do not pin the mover.
+pub async fn plan_from_cluster(
+    kube: &Kube,
+    request: &RestoreRequest,
+    settings: &MoverSettings,
+    stopping: bool,
+) -> Result<RestorePlan> {
+    request.check()?;
+    let target = workflow::get_claim(kube, &request.claim).await?;
+    let backup = workflow::get_claim(kube, &request.from).await?;
+    let job_name = workflow::job_name(&format!("{}-restore", request.claim));
+    if request.swap {
+        let placement = placement::place(kube, &[&backup], &[]).await?;
+        return Ok(RestorePlan {
+            job: listing_job(request, settings, &kube.namespace, placement, &job_name),
+        });
+    }
+    let ignore: Vec<String> = if stopping {
+        placement::users(kube, &request.claim)
+            .await?
+            .into_iter()
+            .map(|u| u.pod)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let placement = placement::place(kube, &[&backup, &target], &ignore).await?;
+    Ok(RestorePlan {
+        job: restore_job(request, settings, &target, placement, &job_name)?,
+    })
+}
+
+/// How a restore ended.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreReport {
+    /// The claim restored.
+    pub claim: String,
+    /// The backup claim.
+    pub from: String,
+    /// The snapshot (its name after a swap; as asked for a copy).
+    pub snapshot: String,
+    /// The workload stopped and started (copy) or repointed (swap).
+    pub workload: Option<String>,
+    /// The volume of the workload that now uses the backup claim (swap).
+    pub volume: Option<String>,
+    /// The copy's result (copy, unless detached).
+    pub outcome: Option<Outcome>,
+    /// The Job left running (`--detach`).
+    pub detached: Option<String>,
+}
+
+/// Restores a snapshot: by copying it into the claim with the workload stopped, or with
+/// `swap` by pointing the workload's volume at it.
+pub async fn run(
+    kube: &Kube,
+    request: &RestoreRequest,
+    settings: &MoverSettings,
+    observer: &mut dyn Observer,
+) -> Result<RestoreReport> {
+    request.check()?;
+    let target = workflow::get_claim(kube, &request.claim).await?;
+    workflow::get_claim(kube, &request.from).await?;
+    let workload = workload::resolve(kube, request.workload.as_ref(), &request.claim).await?;
+    let mut report = RestoreReport {
+        claim: request.claim.clone(),
+        from: request.from.clone(),
+        snapshot: request.snapshot.clone(),
+        workload: workload.as_ref().map(ToString::to_string),
+        ..RestoreReport::default()
+    };
+    if request.swap {
+        let Some(w) = workload else {
+            return Err(Error::Invalid(format!(
+                "no workload uses claim {}: name the one to point at the backup with --workload \
+                 KIND/NAME",
+                request.claim
+            )));
+        };
+        if steps::is_block(&target) {
+            return Err(Error::Invalid(format!(
+                "claim {} is a Block claim; its backups are image files a workload cannot run \
+                 on: restore by copying (without --swap)",
+                request.claim
+            )));
+        }
+        swap(kube, request, settings, &w, &mut report, observer).await?;
+        return Ok(report);
+    }
+    // Any pod left writing would mix its writes with the restored files.
+    for user in placement::users(kube, &request.claim).await? {
+        let owner = workload::owner_of(kube, &user.object).await?;
+        if owner.is_none() || owner != workload {
+            return Err(Error::Invalid(format!(
+                "pod {} ({}) uses claim {} too and would keep writing to it during the \
+                 restore: stop it first, or name its workload with --workload",
+                user.pod,
+                owner.map_or("no workload".to_owned(), |o| o.to_string()),
+                request.claim
+            )));
+        }
+    }
+    let guard = match &workload {
+        Some(w) => {
+            observer.step(&format!("scaling {w} to zero"));
+            workload::scale_down(
+                kube,
+                std::slice::from_ref(w),
+                &[&request.claim],
+                request.scale_timeout,
+            )
+            .await?
+        }
+        None => ScaledDown::default(),
+    };
+    let result = async {
+        let plan = plan_from_cluster(kube, request, settings, false).await?;
+        observer.step(&format!(
+            "restoring snapshot {} of {} into claim {}",
+            request.snapshot, request.from, request.claim
+        ));
+        steps::run_mover(kube, &plan.job, settings, settings.detach, observer)
+            .await
+            .map(|o| (o, plan.job.name.clone()))
+    }
+    .await;
+    // A detached copy still runs: the workload must stay stopped until it is done.
+    let detached = matches!(result, Ok((None, _)));
+    let restored = if detached {
+        Ok(())
+    } else {
+        if let Some(w) = &workload {
+            observer.step(&format!("scaling {w} back up"));
+        }
+        guard.restore(kube).await
+    };
+    let (outcome, job) = result?;
+    restored?;
+    match outcome {
+        Some(o) => report.outcome = Some(o),
+        None => report.detached = Some(job),
+    }
+    Ok(report)
+}
+
+async fn swap(
+    kube: &Kube,
+    request: &RestoreRequest,
+    settings: &MoverSettings,
+    w: &Workload,
+    report: &mut RestoreReport,
+    observer: &mut dyn Observer,
+) -> Result<()> {
+    match workload::claim_use(&w.get(kube).await?, &request.claim)? {
+        Some(ClaimUse::Volume(_)) => {}
+        Some(ClaimUse::Template(t)) => {
+            return Err(Error::Invalid(format!(
+                "claim {} comes from the volumeClaimTemplates entry {t:?} of {w}, which cannot \
+                 point elsewhere: restore by copying (without --swap)",
+                request.claim
+            )));
+        }
+        None => {
+            return Err(Error::Invalid(format!(
+                "{w} has no volume that uses claim {}: name the workload that does with \
+                 --workload",
+                request.claim
+            )));
+        }
+    }
+    observer.step(&format!("reading the snapshots of {}", request.from));
+    let plan = plan_from_cluster(kube, request, settings, false).await?;
+    let outcome =
+        steps::run_mover_ok(kube, &plan.job, settings, "listing the snapshots", observer).await?;
+    let listing = outcome
+        .messages
+        .iter()
+        .rev()
+        .find_map(|l| {
+            let l = l.trim();
+            l.starts_with('[')
+                .then(|| serde_json::from_str::<Value>(l).ok())
+                .flatten()
+        })
+        .ok_or_else(|| {
+            Error::Failed(format!(
+                "the snapshot listing of {} (Job {}) printed no list",
+                request.from, outcome.job
+            ))
+        })?;
+    let id = pick_snapshot(&listing, &request.snapshot, &request.from)?;
+    let folder = format!("snapshots/{id}");
+    observer.step(&format!(
+        "pointing {w} at {folder} of claim {}",
+        request.from
+    ));
+    let repointed = workload::point_volume(
+        kube,
+        w,
+        &request.claim,
+        &request.from,
+        true,
+        SubPath::Under(&folder),
+    )
+    .await?;
+    workflow::annotate_claim(
+        kube,
+        &request.from,
+        BTreeMap::from([(SWAPPED_INTO.to_owned(), format!("{w} {folder}"))]),
+    )
+    .await?;
+    report.snapshot = id;
+    report.volume = Some(repointed.volume);
+    Ok(())
+}
+
+/// What `rollback` did.
+#[derive(Debug, Clone)]
+pub struct RollbackReport {
+    /// The workload.
+    pub workload: String,
+    /// Each volume pointed back: (volume, claim it left, claim it uses again).
+    pub volumes: Vec<(String, String, String)>,
+}
+
+/// Points the volumes of `w` back at the claims recorded before pvc-backup changed them
+/// (`restore --swap`, `migrate`), removes the recorded sub-paths, and clears the marks left on
+/// the claims it leaves.
+pub async fn rollback(
+    kube: &Kube,
+    w: &Workload,
+    observer: &mut dyn Observer,
+) -> Result<RollbackReport> {
+    observer.step(&format!("pointing {w} back at its previous claims"));
+    let done = workload::rollback(kube, w).await?;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    for r in &done {
+        let Some(left) = workflow::find_claim(kube, &r.from).await? else {
+            continue;
+        };
+        let annotations = left.metadata.annotations.unwrap_or_default();
+        let mut patch = serde_json::Map::new();
+        if annotations
+            .get(SWAPPED_INTO)
+            .is_some_and(|v| v.starts_with(&format!("{w} ")))
+        {
+            patch.insert(SWAPPED_INTO.to_owned(), Value::Null);
+        }
+        if !patch.is_empty() {
+            claims
+                .patch(
+                    &r.from,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"metadata": {"annotations": patch}})),
+                )
+                .await
+                .map_err(Error::api(format!("update claim {}", r.from)))?;
+        }
+        // A migration's old claim no longer has a successor in use.
+        if let Some(back) = workflow::find_claim(kube, &r.to).await?
+            && back
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::objects::volume::MIGRATED_TO))
+                == Some(&r.from)
+        {
+            claims
+                .patch(
+                    &r.to,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"metadata": {"annotations": {
+                        crate::objects::volume::MIGRATED_TO: null
+                    }}})),
+                )
+                .await
+                .map_err(Error::api(format!("update claim {}", r.to)))?;
+        }
+    }
+    Ok(RollbackReport {
+        workload: w.to_string(),
+        volumes: done.into_iter().map(|r| (r.volume, r.from, r.to)).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_snapshot_is_picked_by_name_or_as_the_latest() {
+        let listing = json!([
+            {"id": "2026-11-25T02-00-00Z", "latest": false, "result": "ok"},
+            {"id": "2026-11-26T02-00-00Z", "latest": true, "result": "ok"}
+        ]);
+        assert_eq!(
+            pick_snapshot(&listing, "latest", "b").unwrap(),
+            "2026-11-26T02-00-00Z"
+        );
+        assert_eq!(
+            pick_snapshot(&listing, "2026-11-25T02-00-00Z", "b").unwrap(),
+            "2026-11-25T02-00-00Z"
+        );
+        let err = pick_snapshot(&listing, "2020-01-01T00-00-00Z", "b")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("2026-11-25T02-00-00Z, 2026-11-26T02-00-00Z"),
+            "{err}"
+        );
+        assert!(
+            pick_snapshot(&json!([]), "latest", "b")
+                .unwrap_err()
+                .to_string()
+                .contains("no snapshot")
+        );
+        let block = json!([{"id": "x", "latest": true, "size": 4096}]);
+        assert!(
+            pick_snapshot(&block, "latest", "b")
+                .unwrap_err()
+                .to_string()
+                .contains("block volume")
+        );
+    }
+
+    #[test]
+    fn snapshot_names_that_could_leave_the_folder_are_refused() {
+        let req = |snapshot: &str| RestoreRequest {
+            claim: "data".into(),
+            from: "data-backup".into(),
+            snapshot: snapshot.into(),
+            workload: None,
+            swap: true,
+            scale_timeout: Duration::from_secs(1),
+        };
+        assert!(req("latest").check().is_ok());
+        assert!(req("2026-11-26T02-00-00Z").check().is_ok());
+        for bad in ["../x", "a/b", "", ".partial-x"] {
+            assert!(req(bad).check().is_err(), "{bad}");
+        }
+    }
+}

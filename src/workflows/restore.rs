@@ -1,0 +1,173 @@
+//! `pvc-backup restore CLAIM --from BACKUP` and `pvc-backup rollback KIND/NAME`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cluster::workflow::DryRun;
+use cluster::workflow::restore::{self as flow, RestoreRequest};
+use cluster::workload::Workload;
+use serde_json::json;
+
+use super::backup::describe;
+use super::{Console, KubeArgs, MoverFlags, OutputArgs, runtime};
+
+/// Arguments of `pvc-backup restore`.
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The claim to restore (the one the workload uses).
+    claim: String,
+    /// The backup claim (made by pvc-backup backup).
+    #[arg(long, value_name = "BACKUP")]
+    from: String,
+    /// Which snapshot: its name (see `pvc-backup mover snapshots`), or latest.
+    #[arg(long, value_name = "ID", default_value = "latest")]
+    snapshot: String,
+    /// The workload to stop (or, with --swap, to repoint), as KIND/NAME; default: the one whose
+    /// pods use the claim.
+    #[arg(long, value_name = "KIND/NAME")]
+    workload: Option<Workload>,
+    /// Copy nothing: point the workload's volume at the snapshot inside the backup claim,
+    /// recording the claim it used (`pvc-backup rollback KIND/NAME` switches back).
+    #[arg(long)]
+    swap: bool,
+    /// Seconds the workload's pods may take to stop.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    scale_timeout: u64,
+    #[command(flatten)]
+    kube: KubeArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    mover: MoverFlags,
+}
+
+/// Runs `pvc-backup restore`.
+pub fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let request = RestoreRequest {
+        claim: args.claim.clone(),
+        from: args.from.clone(),
+        snapshot: args.snapshot.clone(),
+        workload: args.workload.clone(),
+        swap: args.swap,
+        scale_timeout: Duration::from_secs(args.scale_timeout),
+    };
+    let settings = args.mover.settings()?;
+    if settings.detach && args.swap {
+        anyhow::bail!("--detach cannot be used with --swap: the swap needs the snapshot's name");
+    }
+    match args.output.dry_run() {
+        DryRun::Client => {
+            anyhow::bail!(
+                "restore needs the claims and the workload: use --dry-run (which reads the \
+                 cluster and changes nothing) instead of --dry-run=client"
+            );
+        }
+        DryRun::Cluster => {
+            let plan = runtime()?.block_on(async {
+                let kube = args.kube.connect().await?;
+                anyhow::Ok(flow::plan_from_cluster(&kube, &request, &settings, true).await?)
+            })?;
+            args.output.print_objects(&plan.objects()?)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        DryRun::No => {}
+    }
+    let mut console = Console::new(args.output.machine());
+    let result = runtime()?.block_on(async {
+        let kube = args.kube.connect().await?;
+        let report = flow::run(&kube, &request, &settings, &mut console).await?;
+        anyhow::Ok((kube, report))
+    });
+    console.finish();
+    let (kube, report) = result?;
+    let workload = report.workload.clone().unwrap_or_default();
+    let (human, code) = if args.swap {
+        (
+            format!(
+                "{workload} now uses snapshot {} of claim {} (volume {}) instead of claim {}; \
+                 `pvc-backup rollback {workload} -n {}` switches back",
+                report.snapshot,
+                report.from,
+                report.volume.as_deref().unwrap_or_default(),
+                report.claim,
+                kube.namespace
+            ),
+            0,
+        )
+    } else if let Some(job) = &report.detached {
+        (
+            format!(
+                "Job {job} started; the workload stays scaled down: follow the Job with \
+                 `kubectl logs -f job/{job} -n {ns}`, then scale {workload} back up (its count \
+                 is in the annotation pvc-backup.io/scaled-down-from)",
+                ns = kube.namespace
+            ),
+            0,
+        )
+    } else {
+        let outcome = report.outcome.as_ref();
+        let mut line = outcome
+            .map(|o| describe("restore", &report.from, &report.claim, o))
+            .unwrap_or_default();
+        if report.workload.is_some() {
+            line.push_str(&format!("; {workload} was stopped and started again"));
+        }
+        (line, outcome.map_or(0, |o| o.exit_code))
+    };
+    let value = json!({
+        "claim": report.claim,
+        "from": report.from,
+        "snapshot": report.snapshot,
+        "swap": args.swap,
+        "workload": report.workload,
+        "volume": report.volume,
+        "job": report.outcome.as_ref().map(|o| o.job.clone()).or(report.detached.clone()),
+        "detached": report.detached.is_some(),
+        "exitCode": code,
+        "summary": report.outcome.as_ref().and_then(|o| o.summaries.last().cloned()),
+    });
+    args.output.print_result(&value, &human)?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// Arguments of `pvc-backup rollback`.
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// The workload, as KIND/NAME (deployment/web, sts/db, dc/app).
+    workload: Workload,
+    #[command(flatten)]
+    kube: KubeArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// Runs `pvc-backup rollback`.
+pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
+    if args.output.dry_run() != DryRun::No {
+        anyhow::bail!("rollback creates no objects; run it without --dry-run");
+    }
+    let mut console = Console::new(args.output.machine());
+    let result = runtime()?.block_on(async {
+        let kube = args.kube.connect().await?;
+        anyhow::Ok(flow::rollback(&kube, &args.workload, &mut console).await?)
+    });
+    console.finish();
+    let report = result?;
+    let human = report
+        .volumes
+        .iter()
+        .map(|(volume, from, to)| {
+            format!(
+                "{}: volume {volume} uses claim {to} again (instead of {from})",
+                report.workload
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let value = json!({
+        "workload": report.workload,
+        "volumes": report.volumes.iter().map(|(v, from, to)| json!({"volume": v, "from": from, "to": to})).collect::<Vec<_>>(),
+    });
+    args.output.print_result(&value, &human)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,311 @@
+//! `pvc-backup restore` (by copy and by `--swap`) and `pvc-backup rollback` against the fake
+//! cluster, with Deployments and OpenShift DeploymentConfigs; data judged by rsync against
+//! copies taken when the backups were made.
+
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PodTemplateSpec};
+use serde_json::{Value, json};
+use testkit::cluster::{ClaimOptions, FakeCluster, Options};
+use testkit::oracle::rsync_itemize;
+
+use crate::migrate::{assert_holds, reference_copy};
+use crate::util::{claim_with_data, cluster, deployment_using, expect_code, run};
+
+fn backup(c: &FakeCluster) -> String {
+    let out = run(c, &["backup", "data", "-o", "json"]);
+    expect_code(&out, 0);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["summary"]["snapshot"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no snapshot in {report}"))
+        .to_owned()
+}
+
+/// Damages the claim's folder: a file removed, one changed, one added.
+fn damage(dir: &Path) {
+    std::fs::remove_file(dir.join("sub/b.bin")).unwrap();
+    std::fs::write(dir.join("a.txt"), b"garbage\n").unwrap();
+    std::fs::write(dir.join("junk"), b"junk\n").unwrap();
+}
+
+fn replicas(c: &FakeCluster, name: &str) -> Option<i32> {
+    c.get::<Deployment>("default", name)?.spec?.replicas
+}
+
+#[test]
+fn restore_by_copy_stops_the_workload_and_brings_the_snapshot_back() {
+    let c = cluster();
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    deployment_using(&c, "web", "data");
+    let (_k1, first) = reference_copy(&src);
+    let first_id = backup(&c);
+    std::fs::write(src.join("second"), b"2\n").unwrap();
+    let (_k2, second) = reference_copy(&src);
+    std::thread::sleep(Duration::from_millis(1100));
+    backup(&c);
+
+    damage(&src);
+    let out = run(
+        &c,
+        &["restore", "data", "--from", "data-backup", "-o", "json"],
+    );
+    expect_code(&out, 0);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["workload"], "deployment/web", "{report}");
+    assert_holds(&c, "data", &second);
+    assert_eq!(replicas(&c, "web"), Some(1));
+    let web: Deployment = c.get("default", "web").unwrap();
+    let annotations = web.metadata.annotations.unwrap_or_default();
+    assert!(!annotations.contains_key("pvc-backup.io/scaled-down-from"));
+
+    // An older snapshot by name.
+    let out = run(
+        &c,
+        &[
+            "restore",
+            "data",
+            "--from",
+            "data-backup",
+            "--snapshot",
+            &first_id,
+        ],
+    );
+    expect_code(&out, 0);
+    assert_holds(&c, "data", &first);
+
+    // A snapshot that does not exist: the mover says so, nothing is changed, the workload runs.
+    let out = run(
+        &c,
+        &[
+            "restore",
+            "data",
+            "--from",
+            "data-backup",
+            "--snapshot",
+            "2001-01-01T00-00-00Z",
+        ],
+    );
+    expect_code(&out, 2);
+    assert_holds(&c, "data", &first);
+    assert_eq!(replicas(&c, "web"), Some(1));
+}
+
+/// A Deployment whose container mounts the claim twice: whole, and one folder of it.
+fn web_with_mounts(c: &FakeCluster) {
+    c.create_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.test/app:1",
+                    "volumeMounts": [{"name": "data", "mountPath": "/srv"},
+                                     {"name": "data", "mountPath": "/etc/app", "subPath": "sub"}]}],
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}}}))
+        .expect("create deployment");
+}
+
+fn template_of(
+    c: &FakeCluster,
+    api_version: &str,
+    kind: &str,
+    name: &str,
+) -> (Value, PodTemplateSpec) {
+    let obj = c
+        .get_value(api_version, kind, "default", name)
+        .expect("workload");
+    let template: PodTemplateSpec =
+        serde_json::from_value(obj["spec"]["template"].clone()).expect("a pod template");
+    (obj, template)
+}
+
+/// (claim of volume `data`, the subPaths of its mounts).
+fn data_volume(template: &PodTemplateSpec) -> (String, Vec<Option<String>>) {
+    let spec = template.spec.clone().unwrap();
+    let claim = spec
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .find(|v| v.name == "data")
+        .and_then(|v| v.persistent_volume_claim)
+        .map(|p| p.claim_name)
+        .unwrap_or_default();
+    let subs = spec.containers[0]
+        .volume_mounts
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.name == "data")
+        .map(|m| m.sub_path)
+        .collect();
+    (claim, subs)
+}
+
+#[test]
+fn swap_points_the_deployment_at_the_snapshot_and_rollback_switches_back() {
+    let c = cluster();
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    web_with_mounts(&c);
+    let (_keep, at_backup) = reference_copy(&src);
+    let id = backup(&c);
+    damage(&src);
+
+    let out = run(
+        &c,
+        &[
+            "restore",
+            "data",
+            "--from",
+            "data-backup",
+            "--swap",
+            "-o",
+            "json",
+        ],
+    );
+    expect_code(&out, 0);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["snapshot"], id.as_str(), "{report}");
+
+    let folder = format!("snapshots/{id}");
+    let (obj, template) = template_of(&c, "apps/v1", "Deployment", "web");
+    assert_eq!(
+        data_volume(&template),
+        (
+            "data-backup".to_owned(),
+            vec![Some(folder.clone()), Some(format!("{folder}/sub"))]
+        )
+    );
+    let annotations = &obj["metadata"]["annotations"];
+    assert_eq!(
+        annotations["pvc-backup.io/previous-claims"],
+        r#"{"data":"data"}"#
+    );
+    // What the workload now sees is the data as it was at the backup.
+    let seen = c
+        .volume_dir("default", "data-backup")
+        .unwrap()
+        .join(&folder);
+    let diff = rsync_itemize(&at_backup, &seen, &[]);
+    assert!(diff.is_empty(), "{diff:#?}");
+    let backup_claim: PersistentVolumeClaim = c.get("default", "data-backup").unwrap();
+    assert_eq!(
+        backup_claim.metadata.annotations.unwrap_or_default()["pvc-backup.io/swapped-into"],
+        format!("deployment/web {folder}")
+    );
+    // The claim it used is untouched (damaged as it was).
+    assert_eq!(std::fs::read(src.join("junk")).unwrap(), b"junk\n");
+
+    let out = run(&c, &["rollback", "deploy/web"]);
+    expect_code(&out, 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("uses claim data again"), "{stdout}");
+    let (obj, template) = template_of(&c, "apps/v1", "Deployment", "web");
+    assert_eq!(
+        data_volume(&template),
+        ("data".to_owned(), vec![None, Some("sub".to_owned())])
+    );
+    let annotations = obj["metadata"]["annotations"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!annotations.contains_key("pvc-backup.io/previous-claims"));
+    assert!(!annotations.contains_key("pvc-backup.io/swapped-sub-paths"));
+    let backup_claim: PersistentVolumeClaim = c.get("default", "data-backup").unwrap();
+    let annotations = backup_claim.metadata.annotations.unwrap_or_default();
+    assert!(!annotations.contains_key("pvc-backup.io/swapped-into"));
+
+    // Nothing recorded any more: a clear refusal.
+    let out = run(&c, &["rollback", "deploy/web"]);
+    expect_code(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing to switch back"), "{err}");
+}
+
+fn openshift_cluster() -> FakeCluster {
+    let c = FakeCluster::start(Options {
+        mover: Some(env!("CARGO_BIN_EXE_pvc-backup").into()),
+        openshift: true,
+        ..Options::default()
+    });
+    c.create_value(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "pvc-backup-deployer", "namespace": "default"}}))
+        .expect("create the service account");
+    c
+}
+
+fn dc_ready(c: &FakeCluster, n: i64) -> bool {
+    c.wait_for(Duration::from_secs(30), |c| {
+        c.get_value(
+            "apps.openshift.io/v1",
+            "DeploymentConfig",
+            "default",
+            "shop",
+        )
+        .is_some_and(|v| v["status"]["readyReplicas"] == n)
+    })
+}
+
+#[test]
+fn a_deployment_config_is_found_from_its_pods_stopped_for_a_copy_and_swapped() {
+    let c = openshift_cluster();
+    let src = claim_with_data(
+        &c,
+        "data",
+        ClaimOptions {
+            access_mode: "ReadWriteMany".into(),
+            ..ClaimOptions::default()
+        },
+    );
+    c.create_value(
+        json!({"apiVersion": "apps.openshift.io/v1", "kind": "DeploymentConfig",
+        "metadata": {"name": "shop", "namespace": "default"},
+        "spec": {"replicas": 2, "selector": {"app": "shop"}, "triggers": [{"type": "ConfigChange"}],
+            "template": {"metadata": {"labels": {"app": "shop"}}, "spec": {
+                "containers": [{"name": "c", "image": "registry.test/shop:1",
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}}}),
+    )
+    .expect("create the DeploymentConfig");
+    assert!(dc_ready(&c, 2));
+    let (_keep, at_backup) = reference_copy(&src);
+    let id = backup(&c);
+
+    // By copy: the DeploymentConfig (found through its ReplicationController) is stopped and
+    // gets its two replicas back.
+    damage(&src);
+    let out = run(
+        &c,
+        &["restore", "data", "--from", "data-backup", "-o", "json"],
+    );
+    expect_code(&out, 0);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["workload"], "deploymentconfig/shop", "{report}");
+    assert_holds(&c, "data", &at_backup);
+    let (obj, _) = template_of(&c, "apps.openshift.io/v1", "DeploymentConfig", "shop");
+    assert_eq!(obj["spec"]["replicas"], 2);
+    assert!(dc_ready(&c, 2));
+
+    // By swap, and back.
+    let out = run(&c, &["restore", "data", "--from", "data-backup", "--swap"]);
+    expect_code(&out, 0);
+    let (_, template) = template_of(&c, "apps.openshift.io/v1", "DeploymentConfig", "shop");
+    assert_eq!(
+        data_volume(&template),
+        (
+            "data-backup".to_owned(),
+            vec![Some(format!("snapshots/{id}"))]
+        )
+    );
+    let out = run(&c, &["rollback", "dc/shop"]);
+    expect_code(&out, 0);
+    let (_, template) = template_of(&c, "apps.openshift.io/v1", "DeploymentConfig", "shop");
+    assert_eq!(data_volume(&template), ("data".to_owned(), vec![None]));
+    // Without a workload using it, a swap has nothing to repoint.
+    let out = run(
+        &c,
+        &["restore", "nothing", "--from", "data-backup", "--swap"],
+    );
+    expect_code(&out, 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("claim nothing not found"));
+}
