@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 mod block_cmd;
+mod completions;
 mod manifests;
 mod mover;
 mod webhook;
@@ -49,6 +50,10 @@ enum Command {
     Webhook(webhook::WebhookArgs),
     /// Print install manifests (YAML) for kubectl, GitOps and OpenShift.
     Manifests(manifests::ManifestsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page, or write one for every command into a folder.
+    Man(completions::ManArgs),
 }
 
 /// Parses the command line; installed as `kubectl-pvc_backup`, usage and help speak of
@@ -85,6 +90,8 @@ fn main() -> ExitCode {
         Command::Mover(args) => mover::run(args),
         Command::Webhook(args) => webhook::run(args),
         Command::Manifests(args) => manifests::run(args),
+        Command::Completions(args) => completions::completions(args, Cli::command()),
+        Command::Man(args) => completions::man(args, Cli::command()),
     };
     match result {
         Ok(code) => code,

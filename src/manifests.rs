@@ -1,4 +1,7 @@
 //! `pvc-backup manifests`: install YAML for kubectl, GitOps and OpenShift.
+//!
+//! Always the install objects (the mover's service account and RoleBinding, the ClusterRoles,
+//! with `--openshift` the SCC); `--webhook` and `--admission-policy` add the guard.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -8,10 +11,8 @@ use admission::Policy;
 use admission::manifests::{self, NamespaceScope, WebhookInstall, WebhookTls};
 use admission::policy::{DEFAULT_ENTRYPOINT, DEFAULT_SERVICE_ACCOUNT};
 use anyhow::Context as _;
-
-/// The image of this release, which runs the mover and the webhook.
-pub const DEFAULT_IMAGE: &str =
-    concat!("ghcr.io/pvc-backup/pvc-backup:", env!("CARGO_PKG_VERSION"));
+use cluster::install::{self, Install};
+use cluster::names::DEFAULT_IMAGE;
 
 /// Where the webhook's certificate comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -25,11 +26,20 @@ pub enum TlsSource {
 /// Arguments of `pvc-backup manifests`.
 #[derive(Debug, clap::Args)]
 pub struct ManifestsArgs {
-    /// Print the admission webhook: Deployment (2 replicas), PodDisruptionBudget, Service and
+    /// A namespace whose claims are backed up: it gets the mover's service account and its
+    /// RoleBinding. Repeatable. Without it they carry no namespace and land in the one
+    /// `kubectl apply` uses.
+    #[arg(long = "backup-namespace", value_name = "NAMESPACE")]
+    backup_namespaces: Vec<String>,
+    /// For OpenShift: add the SecurityContextConstraints the mover needs, and take the webhook's
+    /// certificate from the service CA unless --webhook-tls or --ca-bundle says otherwise.
+    #[arg(long)]
+    openshift: bool,
+    /// Add the admission webhook: its Namespace, Deployment (2 replicas), PodDisruptionBudget,: Deployment (2 replicas), PodDisruptionBudget, Service and
     /// ValidatingWebhookConfiguration.
     #[arg(long)]
     webhook: bool,
-    /// Print the ValidatingAdmissionPolicy and its binding: the same guard with no server
+    /// Add the ValidatingAdmissionPolicy and its binding: the same guard with no server
     /// (Kubernetes 1.30 and later).
     #[arg(long)]
     admission_policy: bool,
@@ -53,9 +63,10 @@ pub struct ManifestsArgs {
     /// The mover image's entrypoint, the only command a guarded container may set. Repeatable.
     #[arg(long = "mover-entrypoint", value_name = "PATH", default_value = DEFAULT_ENTRYPOINT)]
     mover_entrypoints: Vec<String>,
-    /// Where the webhook's certificate comes from.
-    #[arg(long, value_enum, default_value_t = TlsSource::CertManager, conflicts_with = "ca_bundle")]
-    webhook_tls: TlsSource,
+    /// Where the webhook's certificate comes from [default: cert-manager; with --openshift:
+    /// openshift].
+    #[arg(long, value_enum, conflicts_with = "ca_bundle")]
+    webhook_tls: Option<TlsSource>,
     /// Use a certificate made by hand (secret pvc-backup-webhook-tls) signed by this PEM CA.
     #[arg(long, value_name = "FILE")]
     ca_bundle: Option<PathBuf>,
@@ -66,9 +77,11 @@ pub struct ManifestsArgs {
 
 /// Prints the requested manifests as YAML on stdout.
 pub fn run(args: ManifestsArgs) -> anyhow::Result<ExitCode> {
-    if !args.webhook && !args.admission_policy {
-        anyhow::bail!("say what to print: --webhook, --admission-policy, or both");
-    }
+    let mut objects = install::objects(&Install {
+        namespaces: args.backup_namespaces.clone(),
+        openshift: args.openshift,
+    })
+    .context("invalid --backup-namespace")?;
     let allowed = if args.allowed_images.is_empty() {
         vec![args.image.clone()]
     } else {
@@ -82,16 +95,20 @@ pub fn run(args: ManifestsArgs) -> anyhow::Result<ExitCode> {
     } else {
         NamespaceScope::Labelled
     };
-    let mut objects = Vec::new();
     if args.webhook {
         let tls = match (&args.ca_bundle, args.webhook_tls) {
             (Some(path), _) => WebhookTls::CaBundle(
                 std::fs::read(path)
                     .with_context(|| format!("cannot read the CA bundle {}", path.display()))?,
             ),
-            (None, TlsSource::CertManager) => WebhookTls::CertManager,
-            (None, TlsSource::Openshift) => WebhookTls::OpenShift,
+            (None, Some(TlsSource::CertManager)) => WebhookTls::CertManager,
+            (None, Some(TlsSource::Openshift)) => WebhookTls::OpenShift,
+            (None, None) if args.openshift => WebhookTls::OpenShift,
+            (None, None) => WebhookTls::CertManager,
         };
+        let namespace = install::webhook_namespace(&args.namespace)
+            .context("invalid --namespace for the webhook")?;
+        objects.push(serde_json::to_value(namespace).context("cannot serialise the Namespace")?);
         objects.extend(manifests::webhook_objects(&WebhookInstall {
             namespace: args.namespace.clone(),
             image: args.image.clone(),

@@ -7,6 +7,7 @@
 pub mod connect;
 pub mod cron;
 pub mod error;
+pub mod install;
 pub mod names;
 pub mod objects;
 pub mod placement;

@@ -22,6 +22,24 @@ pub const SERVICE_ACCOUNT: &str = "pvc-backup-deployer";
 /// The ClusterRole that may use the mover's SecurityContextConstraints, kept from the original.
 pub const CLUSTER_ROLE: &str = "backuper";
 
+/// The SecurityContextConstraints that admit the mover pod on OpenShift.
+pub const SCC: &str = "pvc-backup-mover";
+
+/// The RoleBinding of [`CLUSTER_ROLE`] to [`SERVICE_ACCOUNT`] in each namespace, named as
+/// `oc adm policy add-role-to-user backuper -z pvc-backup-deployer` names it.
+pub const MOVER_ROLE_BINDING: &str = "backuper";
+
+/// The ClusterRole for the people and pipelines that run backups, clones, migrations and
+/// restores in a namespace (namespaced resources only).
+pub const OPERATOR_CLUSTER_ROLE: &str = "pvc-backup-operator";
+
+/// The ClusterRole for migrations that rebind volumes (cluster-scoped resources only).
+pub const VOLUMES_CLUSTER_ROLE: &str = "pvc-backup-volumes";
+
+/// The pod annotation that makes OpenShift (4.14 and later) admit a pod with this SCC or not at
+/// all, instead of trying every SCC the pod's account may use.
+pub const REQUIRED_SCC_ANNOTATION: &str = "openshift.io/required-scc";
+
 /// Where the mover pod mounts the source claim, kept from the original BackupEr.
 pub const SOURCE_MOUNT: &str = "/source";
 
@@ -55,6 +73,18 @@ pub fn check_name(what: &str, name: &str, max: usize) -> crate::Result<()> {
     }
 }
 
+/// Checks `name` as a namespace name (an RFC 1123 label: at most 63 bytes, no dots).
+pub fn check_namespace(name: &str) -> crate::Result<()> {
+    check_name("namespace", name, 63)?;
+    if name.contains('.') {
+        return Err(crate::Error::Invalid(format!(
+            "namespace {name:?} is not a valid Kubernetes namespace name: use lower-case \
+             letters, digits and '-' only (no '.')"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +98,10 @@ mod tests {
             assert!(err.contains("claim"), "{err}");
         }
         assert!(check_name("job", &"a".repeat(64), 63).is_err());
+        assert!(check_namespace("shop-1").is_ok());
+        for bad in ["a.b", "", "Shop", &"a".repeat(64)] {
+            let err = check_namespace(bad).unwrap_err().to_string();
+            assert!(err.contains("namespace"), "{err}");
+        }
     }
 }

@@ -12,6 +12,10 @@ use k8s_openapi::api::core::v1::{
 /// owners and modes; nothing that reaches outside its volumes.
 pub const CAPABILITIES: [&str; 5] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"];
 
+/// The seccomp profile of [`container`] and [`pod`] (`RuntimeDefault`) as OpenShift's
+/// SecurityContextConstraints name it.
+pub const OPENSHIFT_SECCOMP_PROFILE: &str = "runtime/default";
+
 /// The user an unprivileged mover runs as when none is given (the "nonroot" user of
 /// distroless images).
 pub const DEFAULT_UNPRIVILEGED_UID: i64 = 65532;
