@@ -1,0 +1,267 @@
+//! The files users apply agree with what the binary prints: the Kustomize directories in
+//! `deploy/kustomize` hold the objects of `pvc-backup manifests`, read as files and as
+//! `kubectl kustomize` builds them, and every object reads back through the k8s-openapi types.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use testkit::skip::need_tools;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn parse_stream(what: &str, yaml: &str) -> Vec<Value> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(yaml)
+        .unwrap_or_else(|e| panic!("{what} is not valid YAML: {e}"));
+    docs.into_iter().filter(|d| !d.is_null()).collect()
+}
+
+/// What `pvc-backup manifests ARGS` prints, as objects.
+fn manifests(args: &[&str]) -> Vec<Value> {
+    let out = Command::new(assert_cmd::cargo::cargo_bin!("pvc-backup"))
+        .arg("manifests")
+        .args(args)
+        .env_remove("PVC_BACKUP_IMAGE")
+        .output()
+        .expect("run pvc-backup manifests");
+    assert!(
+        out.status.success(),
+        "pvc-backup manifests {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_stream("pvc-backup manifests", &String::from_utf8(out.stdout).unwrap())
+}
+
+/// The objects a kustomization lists under `resources` (files and directories, recursively),
+/// without its patches: what a Kustomize build starts from.
+fn kustomization_resources(dir: &Path) -> Vec<Value> {
+    let file = dir.join("kustomization.yaml");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file:?}: {e}"));
+    let k: Value = serde_saphyr::from_str(&text).unwrap();
+    let mut objects = Vec::new();
+    for r in k["resources"].as_array().expect("resources") {
+        let path = dir.join(r.as_str().unwrap());
+        if path.is_dir() {
+            objects.extend(kustomization_resources(&path));
+        } else {
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            objects.extend(parse_stream(&path.display().to_string(), &text));
+        }
+    }
+    objects
+}
+
+fn key(o: &Value) -> String {
+    format!(
+        "{} {} {}/{}",
+        o["apiVersion"].as_str().unwrap_or("?"),
+        o["kind"].as_str().unwrap_or("?"),
+        o["metadata"]["namespace"].as_str().unwrap_or(""),
+        o["metadata"]["name"].as_str().unwrap_or("?"),
+    )
+}
+
+/// Both lists hold the same objects, in any order; the message names each difference.
+fn assert_same_objects(what: &str, got: &[Value], want: &[Value]) {
+    let index = |objects: &[Value]| -> BTreeMap<String, Value> {
+        let mut map = BTreeMap::new();
+        for o in objects {
+            assert!(
+                map.insert(key(o), o.clone()).is_none(),
+                "{what}: {} twice",
+                key(o)
+            );
+        }
+        map
+    };
+    let (got, want) = (index(got), index(want));
+    let mut problems = Vec::new();
+    for (k, w) in &want {
+        match got.get(k) {
+            None => problems.push(format!("missing {k}")),
+            Some(g) if g != w => problems.push(format!(
+                "{k} differs:\n  file/build: {}\n  manifests:  {}",
+                serde_json::to_string(g).unwrap(),
+                serde_json::to_string(w).unwrap()
+            )),
+            Some(_) => {}
+        }
+    }
+    for k in got.keys().filter(|k| !want.contains_key(*k)) {
+        problems.push(format!("extra {k}"));
+    }
+    assert!(
+        problems.is_empty(),
+        "{what} disagrees with `pvc-backup manifests` (rewrite the files from its output):\n{}",
+        problems.join("\n")
+    );
+}
+
+/// Reads `object` as `T` and writes it back: nothing may be lost or changed.
+fn round_trip<T: DeserializeOwned + serde::Serialize>(object: &Value) {
+    let typed: T = serde_json::from_value(object.clone())
+        .unwrap_or_else(|e| panic!("{} is not a valid {}: {e}", key(object), object["kind"]));
+    assert_eq!(
+        &serde_json::to_value(&typed).unwrap(),
+        object,
+        "a field of {} did not survive the k8s-openapi types",
+        key(object)
+    );
+}
+
+fn check_types(objects: &[Value]) {
+    for o in objects {
+        match o["kind"].as_str().unwrap() {
+            "ServiceAccount" => round_trip::<ServiceAccount>(o),
+            "RoleBinding" => round_trip::<RoleBinding>(o),
+            "ClusterRole" => round_trip::<ClusterRole>(o),
+            "Namespace" => round_trip::<Namespace>(o),
+            "Deployment" => round_trip::<Deployment>(o),
+            "Service" => round_trip::<Service>(o),
+            "PodDisruptionBudget" => round_trip::<PodDisruptionBudget>(o),
+            "ValidatingWebhookConfiguration" => round_trip::<ValidatingWebhookConfiguration>(o),
+            // Not Kubernetes types: cert-manager's and OpenShift's.
+            "Issuer" | "Certificate" | "SecurityContextConstraints" => {}
+            other => panic!("unexpected kind {other} in {}", key(o)),
+        }
+    }
+}
+
+fn namespaced_part(objects: Vec<Value>) -> Vec<Value> {
+    objects
+        .into_iter()
+        .filter(|o| o["kind"] == "ServiceAccount" || o["kind"] == "RoleBinding")
+        .collect()
+}
+
+#[test]
+fn kustomize_files_hold_what_manifests_prints() {
+    let base = kustomization_resources(&repo().join("deploy/kustomize/base"));
+    check_types(&base);
+    assert_same_objects("deploy/kustomize/base", &base, &manifests(&["--webhook"]));
+    let mover = kustomization_resources(&repo().join("deploy/kustomize/mover"));
+    assert_same_objects(
+        "deploy/kustomize/mover",
+        &mover,
+        &namespaced_part(manifests(&[])),
+    );
+    // The overlay's own resource is the SCC; its patches are checked by the build below.
+    let scc_file = repo().join("deploy/kustomize/openshift/scc.yaml");
+    let scc = parse_stream("scc.yaml", &std::fs::read_to_string(scc_file).unwrap());
+    let printed: Vec<Value> = manifests(&["--openshift"])
+        .into_iter()
+        .filter(|o| o["kind"] == "SecurityContextConstraints")
+        .collect();
+    assert_eq!(printed.len(), 1);
+    assert_same_objects("deploy/kustomize/openshift/scc.yaml", &scc, &printed);
+}
+
+fn kustomize(dir: &str) -> Vec<Value> {
+    let out = Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(repo().join(dir))
+        .output()
+        .expect("run kubectl kustomize");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_stream(dir, &String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn kustomize_builds_what_manifests_prints() {
+    if !need_tools("kustomize_builds_what_manifests_prints", &["kubectl"]) {
+        return;
+    }
+    let base = kustomize("deploy/kustomize/base");
+    check_types(&base);
+    assert_same_objects("kubectl kustomize base", &base, &manifests(&["--webhook"]));
+    let openshift = kustomize("deploy/kustomize/openshift");
+    check_types(&openshift);
+    assert_same_objects(
+        "kubectl kustomize openshift",
+        &openshift,
+        &manifests(&["--openshift", "--webhook"]),
+    );
+    assert_same_objects(
+        "kubectl kustomize mover",
+        &kustomize("deploy/kustomize/mover"),
+        &namespaced_part(manifests(&[])),
+    );
+}
+
+#[test]
+fn manifests_names_each_backup_namespace_and_refuses_bad_ones() {
+    let objects = manifests(&["--backup-namespace", "shop", "--backup-namespace", "db"]);
+    let placed: Vec<String> = namespaced_part(objects).iter().map(key).collect();
+    assert_eq!(
+        placed,
+        [
+            "v1 ServiceAccount shop/pvc-backup-deployer",
+            "rbac.authorization.k8s.io/v1 RoleBinding shop/backuper",
+            "v1 ServiceAccount db/pvc-backup-deployer",
+            "rbac.authorization.k8s.io/v1 RoleBinding db/backuper",
+        ]
+    );
+    let out = Command::new(assert_cmd::cargo::cargo_bin!("pvc-backup"))
+        .args(["manifests", "--backup-namespace", "Shop"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"Shop\"") && err.contains("--backup-namespace"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing is printed on an error");
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli() {
+    let run = |args: &[&str]| {
+        let out = Command::new(assert_cmd::cargo::cargo_bin!("pvc-backup"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let bash = run(&["completions", "bash"]);
+    for word in ["manifests", "--backup-namespace", "mover", "sync", "--subdir"] {
+        assert!(bash.contains(word), "bash completion lacks {word}");
+    }
+    assert!(run(&["completions", "zsh"]).contains("#compdef pvc-backup"));
+    let page = run(&["man"]);
+    assert!(page.contains(".TH pvc-backup 1"), "{page}");
+    let dir = tempfile::tempdir().unwrap();
+    run(&["man", "--dir", dir.path().to_str().unwrap()]);
+    for page in [
+        "pvc-backup.1",
+        "pvc-backup-mover.1",
+        "pvc-backup-mover-sync.1",
+        "pvc-backup-manifests.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page))
+            .unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.starts_with(".ie") || text.contains(".TH"), "{page}");
+    }
+    // man(1) itself reads the page when it is installed: an independent check of the roff.
+    if testkit::skip::have_tool("man") {
+        let out = Command::new("man")
+            .arg(dir.path().join("pvc-backup-mover-sync.1"))
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("--subdir"), "{text}");
+    }
+}
