@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests and the benchmark scripts call.
-PKGS=(rsync acl attr xfsprogs btrfs-progs e2fsprogs util-linux libcap2-bin time hyperfine restic openssl wrk b3sum curl)
+PKGS=(rsync acl attr xfsprogs btrfs-progs e2fsprogs util-linux libcap2-bin time hyperfine restic openssl wrk b3sum curl
+      podman buildah runc conmon catatonit yq jq binutils ca-certificates)
 
 if [ "$(id -u)" = 0 ]; then
   missing=()
@@ -46,3 +47,4 @@ else
   if [ "${CI:-}" = true ]; then echo "test.sh: CI=true forbids skipping" >&2; exit 1; fi
 fi
 echo "test.sh: benchmark scripts ran in small mode"
+

@@ -19,7 +19,7 @@ write() {
   shift 3
   {
     printf '%s\n' "$header" | sed 's/^/# /'
-    echo "# Written by scripts/update-deploy.sh from \`pvc-backup manifests $*\`; do not edit."
+    echo "# Written by scripts/update-deploy.sh from \`pvc-backup manifests${*:+ $*}\`; do not edit."
     env -u PVC_BACKUP_IMAGE "$bin" manifests "$@" | yq -y --explicit-start "select($filter)"
   } >"$file"
   echo "update-deploy.sh: wrote $file"
@@ -37,3 +37,12 @@ write deploy/kustomize/base/webhook.yaml \
 write deploy/kustomize/openshift/scc.yaml \
   "The SecurityContextConstraints that admit the mover pod: exactly its five capabilities." \
   '.kind == "SecurityContextConstraints"' --openshift
+write deploy/openshift/scc.yaml \
+  "The SecurityContextConstraints that admit the mover pod: exactly its five capabilities." \
+  '.kind == "SecurityContextConstraints"' --openshift
+write deploy/openshift/cluster-roles.yaml \
+  "backuper (use of the SCC pvc-backup-mover, for the mover), pvc-backup-operator and pvc-backup-volumes (for people)." \
+  '.kind == "ClusterRole"'
+write deploy/openshift/namespace.yaml \
+  "The mover's service account and its RoleBinding to backuper; apply in each namespace: oc apply -n NS -f namespace.yaml" \
+  '.kind == "ServiceAccount" or .kind == "RoleBinding"'

@@ -38,7 +38,10 @@ fn manifests(args: &[&str]) -> Vec<Value> {
         "pvc-backup manifests {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    parse_stream("pvc-backup manifests", &String::from_utf8(out.stdout).unwrap())
+    parse_stream(
+        "pvc-backup manifests",
+        &String::from_utf8(out.stdout).unwrap(),
+    )
 }
 
 /// The objects a kustomization lists under `resources` (files and directories, recursively),
@@ -220,7 +223,10 @@ fn manifests_names_each_backup_namespace_and_refuses_bad_ones() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("\"Shop\"") && err.contains("--backup-namespace"), "{err}");
+    assert!(
+        err.contains("\"Shop\"") && err.contains("--backup-namespace"),
+        "{err}"
+    );
     assert!(out.stdout.is_empty(), "nothing is printed on an error");
 }
 
@@ -231,11 +237,21 @@ fn completions_and_man_pages_come_from_the_cli() {
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let bash = run(&["completions", "bash"]);
-    for word in ["manifests", "--backup-namespace", "mover", "sync", "--subdir"] {
+    for word in [
+        "manifests",
+        "--backup-namespace",
+        "mover",
+        "sync",
+        "--subdir",
+    ] {
         assert!(bash.contains(word), "bash completion lacks {word}");
     }
     assert!(run(&["completions", "zsh"]).contains("#compdef pvc-backup"));
@@ -264,4 +280,262 @@ fn completions_and_man_pages_come_from_the_cli() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("--subdir"), "{text}");
     }
+}
+
+/// The objects of an OpenShift template processed as `oc process` does: `${NAME}` in every
+/// string becomes the parameter's value (given, else its default). A required parameter with no
+/// value, or a reference to an undeclared one, fails the test.
+fn process(path: &str, given: &[(&str, &str)]) -> Vec<Value> {
+    let text = std::fs::read_to_string(repo().join(path)).unwrap();
+    let template: Value = serde_saphyr::from_str(&text).unwrap();
+    assert_eq!(template["apiVersion"], "template.openshift.io/v1", "{path}");
+    assert_eq!(template["kind"], "Template", "{path}");
+    let mut values = BTreeMap::new();
+    for p in template["parameters"].as_array().unwrap() {
+        let name = p["name"].as_str().unwrap();
+        let value = given
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+            .or_else(|| p["value"].as_str().map(str::to_owned));
+        match value {
+            Some(v) => {
+                values.insert(name.to_owned(), v);
+            }
+            None if p["required"] == true => panic!("{path}: required parameter {name} not given"),
+            None => {
+                values.insert(name.to_owned(), String::new());
+            }
+        }
+    }
+    for (k, _) in given {
+        assert!(values.contains_key(*k), "{path} has no parameter {k}");
+    }
+    fn substitute(v: &mut Value, values: &BTreeMap<String, String>, path: &str) {
+        match v {
+            Value::String(s) => {
+                while let Some(start) = s.find("${") {
+                    let end = start + s[start..].find('}').unwrap();
+                    let name = &s[start + 2..end];
+                    let value = values
+                        .get(name)
+                        .unwrap_or_else(|| panic!("{path}: ${{{name}}} is not a parameter"));
+                    s.replace_range(start..=end, value);
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| substitute(x, values, path)),
+            Value::Object(o) => o.values_mut().for_each(|x| substitute(x, values, path)),
+            _ => {}
+        }
+    }
+    let mut objects = template["objects"].as_array().unwrap().clone();
+    for o in &mut objects {
+        substitute(o, &values, path);
+    }
+    // Every parameter is used somewhere.
+    let all = serde_json::to_string(&template["objects"]).unwrap()
+        + template["message"].as_str().unwrap_or("");
+    for name in values.keys() {
+        assert!(
+            all.contains(&format!("${{{name}}}")),
+            "{path}: {name} is never used"
+        );
+    }
+    objects
+}
+
+/// What the CLI would create, planned offline.
+fn cli(args: &[&str]) -> Vec<Value> {
+    let out = Command::new(assert_cmd::cargo::cargo_bin!("pvc-backup"))
+        .args(args)
+        .args([
+            "--dry-run=client",
+            "-o",
+            "yaml",
+            "-n",
+            "shop",
+            "--size",
+            "1Gi",
+        ])
+        .env_remove("PVC_BACKUP_IMAGE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_stream(
+        "pvc-backup --dry-run=client",
+        &String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+/// Where a processed template may differ from the CLI's object, made equal: an empty `nodeName`
+/// is no node (as the API server reads it), the template asks OpenShift for the mover's SCC by
+/// name, the folder is part of the source path (a template cannot leave out `--subdir`), and
+/// the namespace is the one `oc create` uses.
+fn as_the_cli_would(mut o: Value, pod: &str, namespace: &str) -> Value {
+    o["metadata"]["namespace"] = Value::from(namespace);
+    let pod = o.pointer_mut(pod).unwrap();
+    let meta = pod["metadata"].as_object_mut().unwrap();
+    let annotations = meta.remove("annotations").unwrap();
+    assert_eq!(
+        annotations,
+        serde_json::json!({"openshift.io/required-scc": "pvc-backup-mover"})
+    );
+    let spec = pod["spec"].as_object_mut().unwrap();
+    assert_eq!(spec.remove("nodeName"), Some(Value::from("")));
+    let args = &mut spec["containers"][0]["args"];
+    assert_eq!(args[2], "/source/");
+    args[2] = Value::from("/source");
+    o
+}
+
+const RETENTION: [&str; 6] = [
+    "--keep-daily",
+    "7",
+    "--keep-weekly",
+    "4",
+    "--keep-monthly",
+    "6",
+];
+
+#[test]
+fn openshift_job_templates_make_the_clis_job() {
+    let mut cli_args = vec!["backup", "data", "--to", "data-backup"];
+    cli_args.extend(RETENTION);
+    let planned = cli(&cli_args);
+    let job = planned.iter().find(|o| o["kind"] == "Job").unwrap();
+    let name = job["metadata"]["name"].as_str().unwrap();
+    let suffix = name.strip_prefix("data-backup-").unwrap();
+    let params = [
+        ("PVC_NAME", "data"),
+        ("PVC_BCK", "data-backup"),
+        ("SUFFIX", suffix),
+    ];
+    let block = process("deploy/openshift/backup-block.yaml", &params);
+    let shared = process("deploy/openshift/backup-shared.yaml", &params);
+    // The two differ in their descriptions, for the kinds of storage they are for.
+    assert_eq!(block, shared);
+    assert_eq!(
+        block.len(),
+        1,
+        "a template makes nothing with a fixed name but the Job"
+    );
+    round_trip::<k8s_openapi::api::batch::v1::Job>(&block[0]);
+    assert_eq!(
+        as_the_cli_would(block[0].clone(), "/spec/template", "shop"),
+        *job
+    );
+    // NODE pins the pod; BCK_FOLDER narrows the source.
+    let pinned = process(
+        "deploy/openshift/backup-block.yaml",
+        &[
+            ("PVC_NAME", "data"),
+            ("PVC_BCK", "data-backup"),
+            ("NODE", "worker-2"),
+            ("BCK_FOLDER", "www/uploads"),
+        ],
+    );
+    let spec = &pinned[0]["spec"]["template"]["spec"];
+    assert_eq!(spec["nodeName"], "worker-2");
+    assert_eq!(spec["containers"][0]["args"][2], "/source/www/uploads");
+    assert_eq!(
+        spec["containers"][0]["image"],
+        cluster::names::DEFAULT_IMAGE
+    );
+}
+
+#[test]
+fn openshift_scheduled_templates_make_the_clis_cronjob() {
+    let mut cli_args = vec![
+        "schedule",
+        "data",
+        "--to",
+        "data-backup",
+        "--cron",
+        "30 1 * * *",
+    ];
+    cli_args.extend(RETENTION);
+    let planned = cli(&cli_args);
+    let cron = planned.iter().find(|o| o["kind"] == "CronJob").unwrap();
+    let params = [
+        ("PVC_NAME", "data"),
+        ("PVC_BCK", "data-backup"),
+        ("SCHEDULE", "30 1 * * *"),
+    ];
+    let block = process("deploy/openshift/backup-block-scheduled.yaml", &params);
+    let shared = process("deploy/openshift/backup-shared-scheduled.yaml", &params);
+    assert_eq!(block, shared);
+    assert_eq!(block.len(), 1);
+    round_trip::<k8s_openapi::api::batch::v1::CronJob>(&block[0]);
+    assert_eq!(
+        as_the_cli_would(block[0].clone(), "/spec/jobTemplate/spec/template", "shop"),
+        *cron
+    );
+}
+
+#[test]
+fn openshift_files_hold_what_manifests_prints() {
+    let read = |f: &str| {
+        let path = repo().join("deploy/openshift").join(f);
+        parse_stream(f, &std::fs::read_to_string(path).unwrap())
+    };
+    let printed = manifests(&["--openshift"]);
+    let of = |kinds: &[&str]| -> Vec<Value> {
+        printed
+            .iter()
+            .filter(|o| kinds.contains(&o["kind"].as_str().unwrap()))
+            .cloned()
+            .collect()
+    };
+    assert_same_objects(
+        "deploy/openshift/scc.yaml",
+        &read("scc.yaml"),
+        &of(&["SecurityContextConstraints"]),
+    );
+    assert_same_objects(
+        "deploy/openshift/cluster-roles.yaml",
+        &read("cluster-roles.yaml"),
+        &of(&["ClusterRole"]),
+    );
+    assert_same_objects(
+        "deploy/openshift/namespace.yaml",
+        &read("namespace.yaml"),
+        &of(&["ServiceAccount", "RoleBinding"]),
+    );
+}
+
+#[test]
+fn openshift_verify_template_runs_the_movers_pod_on_the_backup_claim() {
+    let verify = process(
+        "deploy/openshift/verify-backup.yaml",
+        &[("PVC_BCK", "data-backup"), ("SNAPSHOT", "all")],
+    );
+    assert_eq!(verify.len(), 1);
+    round_trip::<k8s_openapi::api::batch::v1::Job>(&verify[0]);
+    let backup = process(
+        "deploy/openshift/backup-shared.yaml",
+        &[("PVC_NAME", "data"), ("PVC_BCK", "data-backup")],
+    );
+    let mut v = verify[0]["spec"]["template"]["spec"].clone();
+    let mut b = backup[0]["spec"]["template"]["spec"].clone();
+    assert_eq!(
+        v["containers"][0]["args"],
+        serde_json::json!(["mover", "verify", "/backup", "--snapshot", "all", "--json"])
+    );
+    // The same pod but for its arguments and the source claim it does not mount.
+    for spec in [&mut v, &mut b] {
+        spec["containers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("args");
+    }
+    b["volumes"].as_array_mut().unwrap().remove(0);
+    b["containers"][0]["volumeMounts"]
+        .as_array_mut()
+        .unwrap()
+        .remove(0);
+    assert_eq!(v, b);
 }

@@ -214,7 +214,13 @@ fn operator_role_covers_the_workflows_and_stays_in_the_namespace() {
     }
     let volumes = install::volumes_cluster_role();
     assert!(allows(&volumes, "", "persistentvolumes", "patch", None));
-    assert!(allows(&volumes, "storage.k8s.io", "storageclasses", "list", None));
+    assert!(allows(
+        &volumes,
+        "storage.k8s.io",
+        "storageclasses",
+        "list",
+        None
+    ));
     assert!(!allows(&volumes, "", "persistentvolumes", "delete", None));
     assert!(!allows(&volumes, "", "persistentvolumeclaims", "get", None));
 }
@@ -296,9 +302,7 @@ fn scc_refuses(scc: &Value, pod: &PodSpec) -> Option<String> {
             _ => "",
         };
         let profiles = strings(&scc["seccompProfiles"]);
-        if !profiles.is_empty()
-            && !profiles.iter().any(|p| p == "*" || p == as_scc)
-        {
+        if !profiles.is_empty() && !profiles.iter().any(|p| p == "*" || p == as_scc) {
             return Some(format!("seccomp {seccomp:?}"));
         }
     }
@@ -343,9 +347,21 @@ fn scc_refuses_anything_beyond_the_mover() {
         f(pod.containers[0].security_context.as_mut().unwrap());
         scc_refuses(&scc, &pod)
     };
-    for extra in ["SYS_ADMIN", "NET_ADMIN", "DAC_READ_SEARCH", "SYS_PTRACE", "MKNOD"] {
+    for extra in [
+        "SYS_ADMIN",
+        "NET_ADMIN",
+        "DAC_READ_SEARCH",
+        "SYS_PTRACE",
+        "MKNOD",
+    ] {
         let refused = with_container(&|sc| {
-            sc.capabilities.as_mut().unwrap().add.as_mut().unwrap().push(extra.into())
+            sc.capabilities
+                .as_mut()
+                .unwrap()
+                .add
+                .as_mut()
+                .unwrap()
+                .push(extra.into())
         });
         assert_eq!(refused, Some(format!("capability {extra}")));
     }
@@ -357,9 +373,10 @@ fn scc_refuses_anything_beyond_the_mover() {
     pod.host_pid = Some(true);
     assert!(scc_refuses(&scc, &pod).is_some());
     let mut pod = mover_pod(Privilege::Mover);
-    pod.volumes.as_mut().unwrap().push(
-        serde_json::from_value(json!({"name": "host", "hostPath": {"path": "/"}})).unwrap(),
-    );
+    pod.volumes
+        .as_mut()
+        .unwrap()
+        .push(serde_json::from_value(json!({"name": "host", "hostPath": {"path": "/"}})).unwrap());
     assert_eq!(scc_refuses(&scc, &pod), Some("volume type hostPath".into()));
 }
 
