@@ -756,4 +756,56 @@ mod tests {
             BTreeMap::from([("conf".to_owned(), "conf-old".to_owned())])
         );
     }
+
+    #[test]
+    fn a_swap_puts_its_folder_in_front_of_each_mount_and_takes_exactly_that_away() {
+        let mut t: PodTemplateSpec = serde_json::from_value(json!({"spec": {
+            "initContainers": [{"name": "init", "volumeMounts": [{"name": "data", "mountPath": "/i"}]}],
+            "containers": [{"name": "app", "volumeMounts": [
+                {"name": "data", "mountPath": "/srv"},
+                {"name": "data", "mountPath": "/etc/app", "subPath": "conf"},
+                {"name": "other", "mountPath": "/o", "subPath": "x"}
+            ]}]
+        }}))
+        .unwrap();
+        let subs = |t: &PodTemplateSpec| -> Vec<Option<String>> {
+            let s = t.spec.clone().unwrap();
+            s.init_containers
+                .unwrap()
+                .into_iter()
+                .chain(s.containers)
+                .flat_map(|c| c.volume_mounts.unwrap_or_default())
+                .map(|m| m.sub_path)
+                .collect()
+        };
+        let some = |s: &str| Some(s.to_owned());
+        change_sub_paths(&mut t, "data", None, Some("snapshots/A"));
+        assert_eq!(
+            subs(&t),
+            [
+                some("snapshots/A"),
+                some("snapshots/A"),
+                some("snapshots/A/conf"),
+                some("x")
+            ]
+        );
+        // A second swap replaces the folder instead of nesting it.
+        change_sub_paths(&mut t, "data", Some("snapshots/A"), Some("snapshots/B"));
+        assert_eq!(
+            subs(&t),
+            [
+                some("snapshots/B"),
+                some("snapshots/B"),
+                some("snapshots/B/conf"),
+                some("x")
+            ]
+        );
+        change_sub_paths(&mut t, "data", Some("snapshots/B"), None);
+        assert_eq!(subs(&t), [None, None, some("conf"), some("x")]);
+        // A folder that only starts like the recorded one is the user's own.
+        assert_eq!(
+            strip_prefix(Some("snapshots/Bee"), "snapshots/B"),
+            some("snapshots/Bee")
+        );
+    }
 }

@@ -1,0 +1,278 @@
+//! The objects clone, migrate and restore create or change: YAML snapshots (what `--dry-run`
+//! shows, reviewed when it changes), round trips through the k8s-openapi types (a field the API
+//! would not know cannot pass), and the PersistentVolume patches applied by an independent merge
+//! patch implementation.
+
+use std::time::Duration;
+
+use cluster::objects::mover::Placement;
+use cluster::objects::volume;
+use cluster::workflow::MoverSettings;
+use cluster::workflow::clone::{self, ClassInfo, CloneRequest, Method};
+use cluster::workflow::migrate::{self, MigrateRequest};
+use cluster::workflow::restore::{self, RestoreRequest};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Toleration};
+use serde_json::{Value, json};
+
+fn source(class: &str, mode: &str) -> PersistentVolumeClaim {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": "shop", "labels": {"app": "shop"},
+            "annotations": {
+                "pv.kubernetes.io/bind-completed": "yes",
+                "pv.kubernetes.io/bound-by-controller": "yes",
+                "volume.kubernetes.io/storage-provisioner": "nfs.csi.k8s.io",
+                "team": "payments"
+            }},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": class, "volumeMode": mode,
+                 "resources": {"requests": {"storage": "10Gi"}}, "volumeName": "pvc-0ld"},
+        "status": {"phase": "Bound", "capacity": {"storage": "10Gi"}}
+    }))
+    .unwrap()
+}
+
+fn settings() -> MoverSettings {
+    MoverSettings {
+        image: "registry.example/pvc-backup:1.0.0".into(),
+        ..MoverSettings::default()
+    }
+}
+
+fn pinned() -> Placement {
+    Placement::Node {
+        node: "worker-2".into(),
+        tolerations: vec![Toleration {
+            key: Some("dedicated".into()),
+            operator: Some("Equal".into()),
+            value: Some("db".into()),
+            effect: Some("NoSchedule".into()),
+            ..Toleration::default()
+        }],
+    }
+}
+
+/// The YAML of `objects`, after checking that each document reads back (from the YAML) as its
+/// k8s-openapi type and serialises to the same value.
+fn checked_yaml(objects: &[Value]) -> String {
+    let text = cluster::objects::to_yaml(objects).unwrap();
+    let docs: Vec<&str> = text
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .collect();
+    assert_eq!(docs.len(), objects.len());
+    for (doc, value) in docs.iter().zip(objects) {
+        let back = match value["kind"].as_str() {
+            Some("PersistentVolumeClaim") => serde_json::to_value(
+                serde_saphyr::from_str::<PersistentVolumeClaim>(doc).expect("a claim"),
+            ),
+            Some("Job") => serde_json::to_value(serde_saphyr::from_str::<Job>(doc).expect("a Job")),
+            other => panic!("unexpected kind {other:?}"),
+        }
+        .unwrap();
+        assert_eq!(&back, value, "{doc}");
+    }
+    text
+}
+
+#[test]
+fn three_copies_of_a_claim_in_use() {
+    let request = CloneRequest {
+        claim: "data".into(),
+        to: "test-data".into(),
+        count: 3,
+        storage_class: Some("fast".into()),
+        size: Some("20Gi".into()),
+        method: Method::Auto,
+        scale_down: false,
+    };
+    let plan = clone::plan(
+        &request,
+        &settings(),
+        &source("nfs", "Filesystem"),
+        &[None, None, None],
+        Some(ClassInfo {
+            csi: true,
+            wait_for_consumer: false,
+        }),
+        pinned(),
+        "data-clone-abcde",
+    )
+    .unwrap();
+    insta::assert_snapshot!(checked_yaml(&plan.objects().unwrap()));
+}
+
+#[test]
+fn csi_clones() {
+    let request = CloneRequest {
+        claim: "data".into(),
+        to: "twin".into(),
+        count: 2,
+        storage_class: None,
+        size: None,
+        method: Method::Csi,
+        scale_down: false,
+    };
+    let plan = clone::plan(
+        &request,
+        &settings(),
+        &source("ceph-rbd", "Block"),
+        &[None, None],
+        Some(ClassInfo {
+            csi: true,
+            wait_for_consumer: true,
+        }),
+        Placement::Anywhere,
+        "data-clone-abcde",
+    )
+    .unwrap();
+    insta::assert_snapshot!(checked_yaml(&plan.objects().unwrap()));
+}
+
+#[test]
+fn migration_to_another_class() {
+    let request = MigrateRequest {
+        claim: "data".into(),
+        storage_class: "fast".into(),
+        workload: None,
+        keep_name: true,
+        size: None,
+        scale_timeout: Duration::from_secs(300),
+    };
+    let plan = migrate::plan(
+        &request,
+        &settings(),
+        &source("nfs", "Filesystem"),
+        None,
+        pinned(),
+        "data-migrate-abcde",
+    )
+    .unwrap();
+    insta::assert_snapshot!(checked_yaml(&plan.objects().unwrap()));
+}
+
+#[test]
+fn restore_and_the_snapshot_listing_of_a_swap() {
+    let request = RestoreRequest {
+        claim: "data".into(),
+        from: "data-backup".into(),
+        snapshot: "2026-11-26T02-00-00Z".into(),
+        workload: None,
+        swap: false,
+        scale_timeout: Duration::from_secs(300),
+    };
+    let job = restore::restore_job(
+        &request,
+        &settings(),
+        &source("nfs", "Filesystem"),
+        Placement::Anywhere,
+        "data-restore-abcde",
+    )
+    .unwrap();
+    let listing = restore::listing_job(
+        &request,
+        &settings(),
+        "shop",
+        Placement::Anywhere,
+        "data-restore-fghij",
+    );
+    let objects = vec![
+        serde_json::to_value(job.job()).unwrap(),
+        serde_json::to_value(listing.job()).unwrap(),
+    ];
+    insta::assert_snapshot!(checked_yaml(&objects));
+}
+
+#[test]
+fn the_claim_recreated_on_the_new_volume_keeps_its_name_and_drops_the_old_binding() {
+    let original = source("nfs", "Filesystem");
+    let claim = volume::rebound_claim(
+        &original,
+        "pvc-n3w",
+        Some("fast"),
+        &[(volume::MIGRATED_FROM_VOLUME, "pvc-0ld")],
+    );
+    let value = serde_json::to_value(&claim).unwrap();
+    insta::assert_snapshot!(checked_yaml(&[value]));
+}
+
+/// A volume released by its claim, as the API server shows it.
+fn released_volume() -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": "pvc-n3w"},
+        "spec": {
+            "capacity": {"storage": "10Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Delete",
+            "storageClassName": "fast",
+            "csi": {"driver": "fast.csi.example.com", "volumeHandle": "h-1"},
+            "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "namespace": "shop", "name": "data-fast", "uid": "1111-2222",
+                "resourceVersion": "4242"}
+        },
+        "status": {"phase": "Released"}
+    })
+}
+
+#[test]
+fn volume_patches_keep_the_volume_and_reserve_it_for_the_claims_name() {
+    let mut pv = released_volume();
+    let typed: PersistentVolume = serde_json::from_value(pv.clone()).unwrap();
+    json_patch::merge(&mut pv, &volume::retain_patch(&typed));
+    json_patch::merge(&mut pv, &volume::claim_ref_patch("shop", "data"));
+    let after: PersistentVolume = serde_json::from_value(pv.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&after).unwrap(), pv);
+    let spec = after.spec.clone().unwrap();
+    assert_eq!(
+        spec.persistent_volume_reclaim_policy.as_deref(),
+        Some("Retain")
+    );
+    let r = spec.claim_ref.unwrap();
+    assert_eq!(
+        (r.namespace.as_deref(), r.name.as_deref(), r.kind.as_deref()),
+        (Some("shop"), Some("data"), Some("PersistentVolumeClaim"))
+    );
+    // Without the old claim's uid the volume turns Available for the new claim only.
+    assert_eq!((r.uid, r.resource_version), (None, None));
+    let annotations = after.metadata.annotations.clone().unwrap();
+    assert_eq!(annotations[volume::RECLAIM_POLICY], "Delete");
+
+    // Setting Retain twice keeps the first recorded policy; restoring gives it back.
+    json_patch::merge(&mut pv, &volume::retain_patch(&after));
+    let again: PersistentVolume = serde_json::from_value(pv.clone()).unwrap();
+    assert_eq!(
+        again.metadata.annotations.clone().unwrap()[volume::RECLAIM_POLICY],
+        "Delete"
+    );
+    json_patch::merge(&mut pv, &volume::restore_policy_patch(&again).unwrap());
+    let restored: PersistentVolume = serde_json::from_value(pv).unwrap();
+    assert_eq!(
+        restored
+            .spec
+            .unwrap()
+            .persistent_volume_reclaim_policy
+            .as_deref(),
+        Some("Delete")
+    );
+    let annotations = restored.metadata.annotations.unwrap_or_default();
+    assert!(!annotations.contains_key(volume::RECLAIM_POLICY));
+    assert!(
+        volume::restore_policy_patch(&serde_json::from_value(released_volume()).unwrap()).is_none()
+    );
+}
+
+#[test]
+fn a_csi_clone_across_classes_is_refused_with_the_way_out() {
+    let src = source("nfs", "Filesystem");
+    let req = cluster::objects::claim::ClaimRequest::like(
+        &src,
+        "twin",
+        cluster::objects::claim::Role::Clone,
+        Some("fast"),
+        None,
+    )
+    .unwrap();
+    let err = volume::csi_clone(&src, &req).unwrap_err().to_string();
+    assert!(err.contains("--method copy"), "{err}");
+}
