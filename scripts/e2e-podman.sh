@@ -112,9 +112,8 @@ podman rmi -f "$cf_image" >/dev/null
 step "deploy/Containerfile's image stage makes the same image"
 
 # --- A mover pod on file claims ----------------------------------------------------------------
-volume() { # NAME: creates a podman volume and prints its folder
+volume() { # NAME: creates a podman volume and prints its folder (the caller records NAME)
   podman volume create "$1" >/dev/null
-  volumes+=("$1")
   podman volume inspect -f '{{.Mountpoint}}' "$1"
 }
 
@@ -184,6 +183,7 @@ run_pod() {
 
 step "file claim: seeding the source volume"
 src_claim="$run_id-data"
+volumes+=("$src_claim")
 src_dir="$(volume "$src_claim")"
 seed "$src_dir"
 dst_claim="$run_id-data-backup"
