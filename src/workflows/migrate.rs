@@ -75,7 +75,9 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         DryRun::Cluster => {
             let plan = runtime()?.block_on(async {
                 let kube = args.kube.connect().await?;
-                anyhow::Ok(flow::plan_from_cluster(&kube, &request, &settings, &job_name).await?)
+                anyhow::Ok(
+                    flow::plan_from_cluster(&kube, &request, &settings, &job_name, None).await?,
+                )
             })?;
             args.output.print_objects(&plan.objects()?)?;
             return Ok(ExitCode::SUCCESS);

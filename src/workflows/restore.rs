@@ -65,7 +65,7 @@ pub fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         DryRun::Cluster => {
             let plan = runtime()?.block_on(async {
                 let kube = args.kube.connect().await?;
-                anyhow::Ok(flow::plan_from_cluster(&kube, &request, &settings, true).await?)
+                anyhow::Ok(flow::plan_from_cluster(&kube, &request, &settings).await?)
             })?;
             args.output.print_objects(&plan.objects()?)?;
             return Ok(ExitCode::SUCCESS);

@@ -356,3 +356,49 @@ fn a_failed_verification_leaves_the_workload_on_its_data_and_running() {
         );
     }
 }
+
+#[test]
+fn a_read_write_once_pod_claim_in_use_is_copied_once_with_the_workload_stopped_on_its_node() {
+    let c = cluster();
+    add_fast_class(&c);
+    let src = claim_with_data(
+        &c,
+        "data",
+        ClaimOptions {
+            access_mode: "ReadWriteOncePod".into(),
+            ..ClaimOptions::default()
+        },
+    );
+    let (_keep, before) = reference_copy(&src);
+    let node = deployment_using(&c, "web", "data");
+    let out = run(
+        &c,
+        &["migrate", "data", "--storage-class", "fast", "-o", "json"],
+    );
+    expect_code(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["jobs"].as_array().map(Vec::len), Some(2), "{report}");
+    assert!(
+        report["notes"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ReadWriteOncePod")
+    );
+    assert_holds(&c, "data-fast", &before);
+    assert_eq!(template_claims(&c, "web"), ["data-fast"]);
+    // The copy and the verification ran where the workload had the volume attached.
+    let movers: Vec<Pod> =
+        c.list::<Pod>(Some("default"))
+            .into_iter()
+            .filter(|p| {
+                p.metadata.labels.as_ref().is_some_and(|l| {
+                    l.get("pvc-backup.io/role").map(String::as_str) == Some("migrate")
+                })
+            })
+            .collect();
+    assert_eq!(movers.len(), 2);
+    for p in movers {
+        assert_eq!(p.spec.unwrap().node_name.as_deref(), Some(node.as_str()));
+    }
+    assert!(wait_running_with(&c, "web-", "data-fast"));
+}

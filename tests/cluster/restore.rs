@@ -195,6 +195,15 @@ fn swap_points_the_deployment_at_the_snapshot_and_rollback_switches_back() {
     );
     // The claim it used is untouched (damaged as it was).
     assert_eq!(std::fs::read(src.join("junk")).unwrap(), b"junk\n");
+    // No backup may go into the claim the workload now runs on.
+    let out = run(&c, &["backup", "data"]);
+    expect_code(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in use by deployment/web") && err.contains("--to"),
+        "{err}"
+    );
+    assert!(rsync_itemize(&at_backup, &seen, &[]).is_empty());
 
     let out = run(&c, &["rollback", "deploy/web"]);
     expect_code(&out, 0);

@@ -173,13 +173,17 @@ pub async fn run_job(
 ) -> Result<Outcome> {
     let jobs: Api<Job> = Api::namespaced(kube.client.clone(), &kube.namespace);
     let name = job.metadata.name.clone().unwrap_or_default();
+    // Watch for Ctrl-C before the Job exists: a handler registered later would leave a window
+    // in which Ctrl-C kills the process and the Job runs on unwatched.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| Error::Failed(format!("cannot watch for Ctrl-C: {e}")))?;
     observer.step(&format!("creating Job {name}"));
     jobs.create(&PostParams::default(), job)
         .await
         .map_err(Error::api(format!("create Job {name}")))?;
     let result = tokio::select! {
         r = follow(kube, &name, options, observer) => r,
-        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted(format!("Job {name} deleted"))),
+        _ = interrupt.recv() => Err(Error::Interrupted(format!("Job {name} deleted"))),
     };
     match &result {
         Ok(_) => {}

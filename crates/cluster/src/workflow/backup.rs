@@ -189,6 +189,20 @@ pub fn plan(
                      name a Filesystem claim with --to, or a new name"
                 )));
             }
+            // A workload runs on one of its snapshots since `restore --swap`: a new snapshot's
+            // retention could remove that one.
+            if let Some(user) = t
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::workflow::restore::SWAPPED_INTO))
+            {
+                return Err(Error::Invalid(format!(
+                    "the target claim {target} is in use by {user} since restore --swap: back \
+                     up into another claim with --to, or switch the workload back first \
+                     (pvc-backup rollback)"
+                )));
+            }
             None
         }
         None => {

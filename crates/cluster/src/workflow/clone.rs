@@ -340,6 +340,7 @@ pub async fn plan_from_cluster(
     request: &CloneRequest,
     settings: &MoverSettings,
     job_name: &str,
+    pinned: Option<Placement>,
 ) -> Result<(ClonePlan, Option<ClassInfo>)> {
     let source = workflow::get_claim(kube, &request.claim).await?;
     let mut existing = Vec::new();
@@ -356,19 +357,17 @@ pub async fn plan_from_cluster(
             csi: steps::is_csi(&c),
             wait_for_consumer: steps::waits_for_consumer(Some(&c)),
         });
-    // Pods of workloads that --scale-down stops do not pin the mover.
-    let ignore: Vec<String> = if request.scale_down {
-        placement::users(kube, &request.claim)
-            .await?
-            .into_iter()
-            .map(|u| u.pod)
-            .collect()
-    } else {
-        Vec::new()
+    // With --scale-down the mover goes where the stopped pods ran (their node still has the
+    // volume attached); `pinned` is that place, found before they were stopped.
+    let placement = match pinned {
+        Some(p) => p,
+        None if request.scale_down => steps::pin_to_users(kube, &[&source]).await?,
+        None => {
+            let mut claims: Vec<&PersistentVolumeClaim> = vec![&source];
+            claims.extend(existing.iter().flatten());
+            placement::place(kube, &claims, &[]).await?
+        }
     };
-    let mut claims: Vec<&PersistentVolumeClaim> = vec![&source];
-    claims.extend(existing.iter().flatten());
-    let placement = placement::place(kube, &claims, &ignore).await?;
     let plan = plan(
         request, settings, &source, &existing, class, placement, job_name,
     )?;
@@ -387,7 +386,12 @@ pub async fn run(
 ) -> Result<CloneReport> {
     request.check()?;
     // The source must exist before anything is scaled.
-    workflow::get_claim(kube, &request.claim).await?;
+    let source = workflow::get_claim(kube, &request.claim).await?;
+    let pinned = if request.scale_down {
+        Some(steps::pin_to_users(kube, &[&source]).await?)
+    } else {
+        None
+    };
     let guard = if request.scale_down {
         observer.step(&format!(
             "scaling down the workloads that use claim {}",
@@ -402,7 +406,7 @@ pub async fn run(
         .iter()
         .map(|(w, _)| w.to_string())
         .collect();
-    let result = make_copies(kube, request, settings, observer).await;
+    let result = make_copies(kube, request, settings, pinned, observer).await;
     if !guard.is_empty() {
         observer.step("scaling the workloads back up");
     }
@@ -417,10 +421,12 @@ async fn make_copies(
     kube: &Kube,
     request: &CloneRequest,
     settings: &MoverSettings,
+    pinned: Option<Placement>,
     observer: &mut dyn Observer,
 ) -> Result<CloneReport> {
     let job_name = workflow::job_name(&format!("{}-clone", request.claim));
-    let (plan, class) = plan_from_cluster(kube, request, settings, &job_name).await?;
+    let (plan, class) =
+        plan_from_cluster(kube, request, settings, &job_name, pinned.clone()).await?;
     let mut report = CloneReport {
         targets: plan.targets.clone(),
         method: plan.method,
@@ -447,7 +453,7 @@ async fn make_copies(
             method: Method::Copy,
             ..request.clone()
         };
-        let (plan, _) = plan_from_cluster(kube, &copy, settings, &job_name).await?;
+        let (plan, _) = plan_from_cluster(kube, &copy, settings, &job_name, pinned).await?;
         copy_with_mover(kube, &plan, settings, observer, &mut report).await?;
     } else {
         copy_with_mover(kube, &plan, settings, observer, &mut report).await?;

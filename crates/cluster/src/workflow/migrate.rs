@@ -203,17 +203,30 @@ pub fn plan(
 }
 
 /// Reads what the plan needs and plans (also for `--dry-run`).
+///
+/// `pinned` is where the Jobs run once the workload is stopped (found before stopping it);
+/// otherwise they go next to the pods using the claim.
 pub async fn plan_from_cluster(
     kube: &Kube,
     request: &MigrateRequest,
     settings: &MoverSettings,
     job_name: &str,
+    pinned: Option<Placement>,
 ) -> Result<MigratePlan> {
     let source = workflow::get_claim(kube, &request.claim).await?;
     let target = workflow::find_claim(kube, &request.target()).await?;
-    let mut claims = vec![&source];
-    claims.extend(target.as_ref());
-    let placement = placement::place(kube, &claims, &[]).await?;
+    let placement = match pinned {
+        Some(p) => p,
+        // No second pod may mount it while the workload runs: the copy waits for the stop.
+        None if steps::is_read_write_once_pod(&source) => {
+            steps::pin_to_users(kube, &[&source]).await?
+        }
+        None => {
+            let mut claims = vec![&source];
+            claims.extend(target.as_ref());
+            placement::place(kube, &claims, &[]).await?
+        }
+    };
     plan(
         request,
         settings,
@@ -286,7 +299,9 @@ pub async fn run(
         let owner = workload::owner_of(kube, &user.object).await?;
         if owner.is_none() || owner != workload {
             return Err(Error::Invalid(format!(
-                "pod {} ({}) uses claim {} too and would keep writing to it while the last                  changes are copied: stop it first, or migrate with that workload named in                  --workload",
+                "pod {} ({}) uses claim {} too and would keep writing to it while the last \
+                 changes are copied: stop it first, or migrate with that workload named in \
+                 --workload",
                 user.pod,
                 owner.map_or("no workload".to_owned(), |o| o.to_string()),
                 request.claim
@@ -294,7 +309,10 @@ pub async fn run(
         }
     }
     let job_name = workflow::job_name(&format!("{}-migrate", request.claim));
-    let plan = plan_from_cluster(kube, request, settings, &job_name).await?;
+    let plan = plan_from_cluster(kube, request, settings, &job_name, None).await?;
+    let pinned = steps::pin_to_users(kube, &[&source]).await?;
+    let exclusive_in_use = steps::is_read_write_once_pod(&source)
+        && !placement::users(kube, &request.claim).await?.is_empty();
     let target = request.target();
     let mut report = MigrateReport {
         claim: request.claim.clone(),
@@ -313,6 +331,80 @@ pub async fn run(
         ));
         workflow::create_claim(kube, c).await?;
     }
+    if exclusive_in_use {
+        report.notes.push(format!(
+            "claim {} is ReadWriteOncePod and in use, so nothing could read it while the \
+             workload ran: it was copied once, with the workload stopped",
+            request.claim
+        ));
+    } else {
+        warm_copy(
+            kube,
+            request,
+            settings,
+            &plan,
+            created,
+            &mut report,
+            observer,
+        )
+        .await?;
+    }
+
+    // 2. The rest, with the workload stopped; then the proof.
+    let guard = match &workload {
+        Some(w) => {
+            observer.step(&format!("scaling {w} to zero"));
+            workload::scale_down(
+                kube,
+                std::slice::from_ref(w),
+                &[&request.claim],
+                request.scale_timeout,
+            )
+            .await
+            .map_err(|e| {
+                Error::Failed(format!(
+                    "{e}. The workload runs on its original data (claim {})",
+                    request.claim
+                ))
+            })?
+        }
+        None => ScaledDown::default(),
+    };
+    let result = finish(kube, request, settings, pinned, &mut report, observer).await;
+    if let Some(w) = &workload {
+        observer.step(&format!("scaling {w} back up"));
+    }
+    let restored = guard.restore(kube).await;
+    match (result, restored) {
+        (Ok(()), Ok(())) => Ok(report),
+        (Ok(()), Err(e)) => Err(Error::Failed(format!(
+            "the migration is done (the workload now uses claim {}), but {e}",
+            report.now_used
+        ))),
+        (Err(e), Ok(())) => Err(Error::Failed(format!(
+            "{e}. The workload runs on its original data (claim {}){}",
+            request.claim,
+            if workload.is_some() {
+                " and was scaled back up"
+            } else {
+                ""
+            }
+        ))),
+        (Err(e), Err(r)) => Err(Error::Failed(format!("{e}; also {r}"))),
+    }
+}
+
+/// The first copy, with the workload running: most of the data moves while it still serves.
+async fn warm_copy(
+    kube: &Kube,
+    request: &MigrateRequest,
+    settings: &MoverSettings,
+    plan: &MigratePlan,
+    created: bool,
+    report: &mut MigrateReport,
+    observer: &mut dyn Observer,
+) -> Result<()> {
+    let target = request.target();
     observer.step("copying while the workload runs");
     let warm = steps::run_mover(kube, &plan.copy, settings, false, observer).await;
     let warm = match warm {
@@ -347,48 +439,7 @@ pub async fn run(
     }
     report.outcomes.push(warm);
 
-    // 2. The rest, with the workload stopped; then the proof.
-    let guard = match &workload {
-        Some(w) => {
-            observer.step(&format!("scaling {w} to zero"));
-            workload::scale_down(
-                kube,
-                std::slice::from_ref(w),
-                &[&request.claim],
-                request.scale_timeout,
-            )
-            .await
-            .map_err(|e| {
-                Error::Failed(format!(
-                    "{e}. The workload runs on its original data (claim {})",
-                    request.claim
-                ))
-            })?
-        }
-        None => ScaledDown::default(),
-    };
-    let result = finish(kube, request, settings, &mut report, observer).await;
-    if let Some(w) = &workload {
-        observer.step(&format!("scaling {w} back up"));
-    }
-    let restored = guard.restore(kube).await;
-    match (result, restored) {
-        (Ok(()), Ok(())) => Ok(report),
-        (Ok(()), Err(e)) => Err(Error::Failed(format!(
-            "the migration is done (the workload now uses claim {}), but {e}",
-            report.now_used
-        ))),
-        (Err(e), Ok(())) => Err(Error::Failed(format!(
-            "{e}. The workload runs on its original data (claim {}){}",
-            request.claim,
-            if workload.is_some() {
-                " and was scaled back up"
-            } else {
-                ""
-            }
-        ))),
-        (Err(e), Err(r)) => Err(Error::Failed(format!("{e}; also {r}"))),
-    }
+    Ok(())
 }
 
 /// Final copy, verification and cut-over, with the workload stopped.
@@ -396,6 +447,7 @@ async fn finish(
     kube: &Kube,
     request: &MigrateRequest,
     settings: &MoverSettings,
+    pinned: Placement,
     report: &mut MigrateReport,
     observer: &mut dyn Observer,
 ) -> Result<()> {
@@ -408,9 +460,9 @@ async fn finish(
             u.pod, request.claim
         )));
     }
-    // The same Jobs, now free to run anywhere.
+    // The same Jobs, on the node where the workload ran: its volume may still be attached there.
     let final_name = workflow::job_name(&format!("{}-final", request.claim));
-    let plan = plan_from_cluster(kube, request, settings, &final_name).await?;
+    let plan = plan_from_cluster(kube, request, settings, &final_name, Some(pinned)).await?;
     observer.step("copying the last changes with the workload stopped");
     let last = steps::run_mover_ok(kube, &plan.copy, settings, "the final copy", observer).await?;
     report.outcomes.push(last);

@@ -175,13 +175,12 @@ impl RestorePlan {
     }
 }
 
-/// Reads what the plan needs and plans (also for `--dry-run`). Pods of `stopping` (the
-/// workload a copy scales down) do not pin the mover.
+/// Reads what the plan needs and plans (also for `--dry-run`). Call it before the workload is
+/// stopped: the copy runs on the node its pods run on, where the volume stays attached.
 pub async fn plan_from_cluster(
     kube: &Kube,
     request: &RestoreRequest,
     settings: &MoverSettings,
-    stopping: bool,
 ) -> Result<RestorePlan> {
     request.check()?;
     let target = workflow::get_claim(kube, &request.claim).await?;
@@ -193,16 +192,7 @@ pub async fn plan_from_cluster(
             job: listing_job(request, settings, &kube.namespace, placement, &job_name),
         });
     }
-    let ignore: Vec<String> = if stopping {
-        placement::users(kube, &request.claim)
-            .await?
-            .into_iter()
-            .map(|u| u.pod)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let placement = placement::place(kube, &[&backup, &target], &ignore).await?;
+    let placement = steps::pin_to_users(kube, &[&target, &backup]).await?;
     Ok(RestorePlan {
         job: restore_job(request, settings, &target, placement, &job_name)?,
     })
@@ -277,6 +267,7 @@ pub async fn run(
             )));
         }
     }
+    let plan = plan_from_cluster(kube, request, settings).await?;
     let guard = match &workload {
         Some(w) => {
             observer.step(&format!("scaling {w} to zero"));
@@ -291,7 +282,6 @@ pub async fn run(
         None => ScaledDown::default(),
     };
     let result = async {
-        let plan = plan_from_cluster(kube, request, settings, false).await?;
         observer.step(&format!(
             "restoring snapshot {} of {} into claim {}",
             request.snapshot, request.from, request.claim
@@ -346,7 +336,7 @@ async fn swap(
         }
     }
     observer.step(&format!("reading the snapshots of {}", request.from));
-    let plan = plan_from_cluster(kube, request, settings, false).await?;
+    let plan = plan_from_cluster(kube, request, settings).await?;
     let outcome =
         steps::run_mover_ok(kube, &plan.job, settings, "listing the snapshots", observer).await?;
     let listing = outcome

@@ -53,6 +53,49 @@ pub fn mount(volume: &str, claim: &str, path: &str, read_only: bool, block: bool
     }
 }
 
+/// Where a mover must run once the pods using `claims` stop: on the node they run on, for a
+/// claim attached to one node (ReadWriteOnce, ReadWriteOncePod). Its volume stays attached
+/// there for a while after the pods are gone, and a mover on another node would meet a
+/// Multi-Attach error; the pods' tolerations let the mover onto that node. Call it before
+/// stopping them.
+pub async fn pin_to_users(kube: &Kube, claims: &[&PersistentVolumeClaim]) -> Result<Placement> {
+    for claim in claims {
+        let modes = claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.access_modes.clone())
+            .unwrap_or_default();
+        if modes
+            .iter()
+            .any(|m| m == "ReadWriteMany" || m == "ReadOnlyMany")
+        {
+            continue;
+        }
+        let name = claim.metadata.name.clone().unwrap_or_default();
+        let users = crate::placement::users(kube, &name).await?;
+        if let Some(u) = users.into_iter().find(|u| u.node.is_some()) {
+            return Ok(Placement::Node {
+                node: u.node.unwrap_or_default(),
+                tolerations: u
+                    .object
+                    .spec
+                    .and_then(|s| s.tolerations)
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    Ok(Placement::Anywhere)
+}
+
+/// Whether a claim is ReadWriteOncePod (no second pod may mount it while one runs).
+pub fn is_read_write_once_pod(claim: &PersistentVolumeClaim) -> bool {
+    claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.access_modes.as_ref())
+        .is_some_and(|m| m.iter().any(|m| m == "ReadWriteOncePod"))
+}
+
 /// Whether a claim is a raw block claim.
 pub fn is_block(claim: &PersistentVolumeClaim) -> bool {
     claim.spec.as_ref().and_then(|s| s.volume_mode.as_deref()) == Some("Block")
