@@ -264,3 +264,87 @@ fn a_read_write_once_pod_claim_is_copied_with_scale_down_and_the_workload_return
     });
     assert!(back, "the workload did not run again");
 }
+
+#[test]
+fn dry_runs_print_objects_kubernetes_accepts_and_create_nothing() {
+    use k8s_openapi::api::batch::v1::Job;
+    // Without a cluster at all.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pvc-backup"))
+        .args([
+            "clone", "data", "--to", "copy", "--count", "2", "--method", "copy",
+        ])
+        .args([
+            "--size",
+            "2Gi",
+            "--dry-run=client",
+            "-n",
+            "shop",
+            "--image",
+            IMAGE,
+        ])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .output()
+        .unwrap();
+    expect_code(&out, 0);
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<&str> = yaml
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .collect();
+    assert_eq!(docs.len(), 3, "{yaml}");
+    for (doc, name) in docs[..2].iter().zip(["copy-1", "copy-2"]) {
+        let claim: PersistentVolumeClaim = serde_saphyr::from_str(doc).expect("a claim");
+        assert_eq!(claim.metadata.name.as_deref(), Some(name));
+        assert_eq!(claim.metadata.namespace.as_deref(), Some("shop"));
+    }
+    let job: Job = serde_saphyr::from_str(docs[2]).expect("a Job");
+    let args = job.spec.unwrap().template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert!(args.join(" ").ends_with("--also /backup-2"), "{args:?}");
+
+    // Reading the cluster, changing nothing.
+    let c = cluster();
+    c.add_storage_class("fast", "fast.csi.example.com", false, "Delete", true)
+        .unwrap();
+    claim_with_data(&c, "data", ClaimOptions::default());
+    let out = run(
+        &c,
+        &["migrate", "data", "--storage-class", "fast", "--dry-run"],
+    );
+    expect_code(&out, 0);
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<&str> = yaml
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .collect();
+    assert_eq!(docs.len(), 3, "{yaml}");
+    let claim: PersistentVolumeClaim = serde_saphyr::from_str(docs[0]).expect("a claim");
+    assert_eq!(
+        claim.spec.unwrap().storage_class_name.as_deref(),
+        Some("fast")
+    );
+    let verify: Job = serde_saphyr::from_str(docs[2]).expect("a Job");
+    let args = verify.spec.unwrap().template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert_eq!(args.join(" "), "mover verify /backup --against /source");
+    let out = run(&c, &["restore", "data", "--from", "data", "--dry-run"]);
+    expect_code(&out, 1);
+    let out = run(
+        &c,
+        &["clone", "data", "--to", "copy", "--dry-run", "-o", "json"],
+    );
+    expect_code(&out, 0);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["kind"], "List");
+    let claims: Vec<String> = c
+        .list::<PersistentVolumeClaim>(Some("default"))
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert_eq!(claims, ["data"], "a dry run created claims");
+    assert!(c.list::<Job>(Some("default")).is_empty());
+}
