@@ -131,8 +131,28 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn rollback(args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    if args.output.dry_run() != DryRun::No {
-        anyhow::bail!("migrate --rollback creates no new objects; run it without --dry-run");
+    match args.output.dry_run() {
+        DryRun::Client => anyhow::bail!(
+            "migrate --rollback reads what the migration recorded: use --dry-run (which reads \
+             the cluster and changes nothing) instead of --dry-run=client"
+        ),
+        DryRun::Cluster => {
+            let objects = runtime()?.block_on(async {
+                let kube = args.kube.connect().await?;
+                anyhow::Ok(
+                    flow::rollback_plan(
+                        &kube,
+                        &args.claim,
+                        args.storage_class.as_deref(),
+                        args.workload.as_ref(),
+                    )
+                    .await?,
+                )
+            })?;
+            args.output.print_objects(&objects)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        DryRun::No => {}
     }
     let mut console = Console::new(args.output.machine());
     let result = runtime()?.block_on(async {

@@ -143,8 +143,20 @@ pub struct RollbackArgs {
 
 /// Runs `pvc-backup rollback`.
 pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
-    if args.output.dry_run() != DryRun::No {
-        anyhow::bail!("rollback creates no objects; run it without --dry-run");
+    match args.output.dry_run() {
+        DryRun::Client => anyhow::bail!(
+            "rollback changes the workload as it is in the cluster: use --dry-run (which reads \
+             it and changes nothing) instead of --dry-run=client"
+        ),
+        DryRun::Cluster => {
+            let objects = runtime()?.block_on(async {
+                let kube = args.kube.connect().await?;
+                anyhow::Ok(flow::rollback_plan(&kube, &args.workload).await?)
+            })?;
+            args.output.print_objects(&objects)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        DryRun::No => {}
     }
     let mut console = Console::new(args.output.machine());
     let result = runtime()?.block_on(async {

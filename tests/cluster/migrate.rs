@@ -127,6 +127,24 @@ fn migrate_repoints_the_deployment_and_rollback_points_it_back() {
     // what was written in the new one.
     let new_dir = c.volume_dir("default", "data-fast").unwrap();
     std::fs::write(new_dir.join("written-after"), b"new\n").unwrap();
+    // A dry run shows the workload as it would be, and changes nothing.
+    let out = run(
+        &c,
+        &["migrate", "--rollback", "data", "--dry-run", "-o", "json"],
+    );
+    expect_code(&out, 0);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown: Deployment = serde_json::from_value(list["items"][0].clone()).unwrap();
+    let volumes = shown.spec.unwrap().template.spec.unwrap().volumes.unwrap();
+    assert_eq!(
+        volumes[0]
+            .persistent_volume_claim
+            .as_ref()
+            .unwrap()
+            .claim_name,
+        "data"
+    );
+    assert_eq!(template_claims(&c, "web"), ["data-fast"]);
     let out = run(&c, &["migrate", "--rollback", "data"]);
     expect_code(&out, 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -235,6 +253,26 @@ fn keep_name_moves_a_statefulset_claim_and_rollback_rebinds_the_old_volume() {
     // newer data stays reachable in claim data-db-0-fast.
     let new_dir = c.volume_dir("default", "data-db-0").unwrap();
     std::fs::write(new_dir.join("written-after"), b"new\n").unwrap();
+    let out = run(&c, &["migrate", "--rollback", "data-db-0", "--dry-run"]);
+    expect_code(&out, 0);
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<PersistentVolumeClaim> = yaml
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_saphyr::from_str(d).expect("a claim"))
+        .collect();
+    let shown: Vec<(Option<String>, Option<String>)> = docs
+        .into_iter()
+        .map(|c| (c.metadata.name, c.spec.and_then(|s| s.volume_name)))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (Some("data-db-0".into()), Some(old_pv.clone())),
+            (Some("data-db-0-fast".into()), Some(new_pv.clone()))
+        ]
+    );
+    assert_eq!(volume_of(&c, "data-db-0"), new_pv);
     let out = run(&c, &["migrate", "--rollback", "data-db-0", "-o", "json"]);
     expect_code(&out, 0);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

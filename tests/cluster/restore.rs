@@ -205,6 +205,21 @@ fn swap_points_the_deployment_at_the_snapshot_and_rollback_switches_back() {
     );
     assert!(rsync_itemize(&at_backup, &seen, &[]).is_empty());
 
+    let out = run(&c, &["rollback", "deploy/web", "--dry-run"]);
+    expect_code(&out, 0);
+    let shown: Deployment = serde_saphyr::from_str(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim_start_matches("---\n"),
+    )
+    .expect("a Deployment");
+    assert_eq!(
+        data_volume(&shown.spec.unwrap().template),
+        ("data".to_owned(), vec![None, Some("sub".to_owned())])
+    );
+    let (_, template) = template_of(&c, "apps/v1", "Deployment", "web");
+    assert_eq!(data_volume(&template).0, "data-backup");
+
     let out = run(&c, &["rollback", "deploy/web"]);
     expect_code(&out, 0);
     let stdout = String::from_utf8_lossy(&out.stdout);

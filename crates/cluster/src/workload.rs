@@ -583,78 +583,28 @@ pub async fn point_volume(
     record: bool,
     sub_path: SubPath<'_>,
 ) -> Result<Repointed> {
-    // Read, change, replace: the resourceVersion makes a concurrent edit a conflict to retry
-    // rather than a lost update.
+    update(kube, workload, |obj| {
+        repoint(obj, workload, from, to, record, sub_path)
+    })
+    .await
+}
+
+/// Reads the workload, changes it with `change` and writes it back. The resourceVersion makes
+/// a concurrent edit a conflict, retried from a fresh read, rather than a lost update.
+async fn update<R>(
+    kube: &Kube,
+    workload: &Workload,
+    mut change: impl FnMut(&mut DynamicObject) -> Result<R>,
+) -> Result<R> {
     for _ in 0..5 {
         let mut obj = workload.get(kube).await?;
-        let volume = match claim_use(&obj, from)? {
-            Some(ClaimUse::Volume(v)) => v,
-            Some(ClaimUse::Template(t)) => {
-                return Err(Error::Invalid(format!(
-                    "claim {from} comes from the volumeClaimTemplates entry {t:?} of {workload}; \
-                     a StatefulSet's pods always use the claims their template names, so the \
-                     new data must take over the claim's name: use migrate --keep-name, or \
-                     restore by copying (without --swap)"
-                )));
-            }
-            None => {
-                return Err(Error::Invalid(format!(
-                    "{workload} has no volume that uses claim {from}; name the workload that \
-                     does with --workload KIND/NAME"
-                )));
-            }
-        };
-        let mut previous = previous_claims(&obj)?;
-        let mut folders = annotation_map(&obj, SWAPPED_SUB_PATHS)?;
-        let recorded_folder = folders.get(&volume).cloned();
-        let (remove, add) = if record {
-            previous
-                .entry(volume.clone())
-                .or_insert_with(|| from.to_owned());
-            match sub_path {
-                SubPath::Keep => (None, None),
-                SubPath::Under(folder) => {
-                    folders.insert(volume.clone(), folder.to_owned());
-                    (recorded_folder.clone(), Some(folder.to_owned()))
-                }
-            }
-        } else {
-            previous.remove(&volume);
-            folders.remove(&volume);
-            (recorded_folder.clone(), None)
-        };
-        let mut template = pod_template(&obj)?;
-        if let Some(vols) = template.spec.as_mut().and_then(|s| s.volumes.as_mut()) {
-            for v in vols.iter_mut().filter(|v| v.name == volume) {
-                if let Some(p) = v.persistent_volume_claim.as_mut() {
-                    p.claim_name = to.to_owned();
-                }
-            }
-        }
-        change_sub_paths(&mut template, &volume, remove.as_deref(), add.as_deref());
-        set_annotation_map(&mut obj, PREVIOUS_CLAIMS, &previous);
-        set_annotation_map(&mut obj, SWAPPED_SUB_PATHS, &folders);
-        if let Some(spec) = obj.data.get_mut("spec").and_then(Value::as_object_mut) {
-            spec.insert(
-                "template".to_owned(),
-                serde_json::to_value(&template).map_err(|e| Error::Serialise {
-                    what: format!("the pod template of {workload}"),
-                    message: e.to_string(),
-                })?,
-            );
-        }
+        let result = change(&mut obj)?;
         match workload
             .api(kube)
             .replace(&workload.name, &PostParams::default(), &obj)
             .await
         {
-            Ok(_) => {
-                return Ok(Repointed {
-                    volume,
-                    from: from.to_owned(),
-                    to: to.to_owned(),
-                });
-            }
+            Ok(_) => return Ok(result),
             Err(kube::Error::Api(s)) if s.code == 409 => continue,
             Err(e) => return Err(Error::api(format!("update {workload}"))(e)),
         }
@@ -664,22 +614,114 @@ pub async fn point_volume(
     )))
 }
 
+/// [`point_volume`] on a workload object in memory (what `--dry-run` shows).
+pub fn repoint(
+    obj: &mut DynamicObject,
+    workload: &Workload,
+    from: &str,
+    to: &str,
+    record: bool,
+    sub_path: SubPath<'_>,
+) -> Result<Repointed> {
+    let volume = match claim_use(obj, from)? {
+        Some(ClaimUse::Volume(v)) => v,
+        Some(ClaimUse::Template(t)) => {
+            return Err(Error::Invalid(format!(
+                "claim {from} comes from the volumeClaimTemplates entry {t:?} of {workload}; a \
+                 StatefulSet's pods always use the claims their template names, so the new data \
+                 must take over the claim's name: use migrate --keep-name, or restore by \
+                 copying (without --swap)"
+            )));
+        }
+        None => {
+            return Err(Error::Invalid(format!(
+                "{workload} has no volume that uses claim {from}; name the workload that does \
+                 with --workload KIND/NAME"
+            )));
+        }
+    };
+    repoint_volume(obj, workload, &volume, from, to, record, sub_path)
+}
+
+/// [`repoint`] of the volume named `volume` (which uses claim `from`).
+fn repoint_volume(
+    obj: &mut DynamicObject,
+    workload: &Workload,
+    volume: &str,
+    from: &str,
+    to: &str,
+    record: bool,
+    sub_path: SubPath<'_>,
+) -> Result<Repointed> {
+    let volume = volume.to_owned();
+    let mut previous = previous_claims(obj)?;
+    let mut folders = annotation_map(obj, SWAPPED_SUB_PATHS)?;
+    let recorded_folder = folders.get(&volume).cloned();
+    let (remove, add) = if record {
+        previous
+            .entry(volume.clone())
+            .or_insert_with(|| from.to_owned());
+        match sub_path {
+            SubPath::Keep => (None, None),
+            SubPath::Under(folder) => {
+                folders.insert(volume.clone(), folder.to_owned());
+                (recorded_folder, Some(folder.to_owned()))
+            }
+        }
+    } else {
+        previous.remove(&volume);
+        folders.remove(&volume);
+        (recorded_folder, None)
+    };
+    let mut template = pod_template(obj)?;
+    if let Some(vols) = template.spec.as_mut().and_then(|s| s.volumes.as_mut()) {
+        for v in vols.iter_mut().filter(|v| v.name == volume) {
+            if let Some(p) = v.persistent_volume_claim.as_mut() {
+                p.claim_name = to.to_owned();
+            }
+        }
+    }
+    change_sub_paths(&mut template, &volume, remove.as_deref(), add.as_deref());
+    set_annotation_map(obj, PREVIOUS_CLAIMS, &previous);
+    set_annotation_map(obj, SWAPPED_SUB_PATHS, &folders);
+    if let Some(spec) = obj.data.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.insert(
+            "template".to_owned(),
+            serde_json::to_value(&template).map_err(|e| Error::Serialise {
+                what: format!("the pod template of {workload}"),
+                message: e.to_string(),
+            })?,
+        );
+    }
+    Ok(Repointed {
+        volume,
+        from: from.to_owned(),
+        to: to.to_owned(),
+    })
+}
+
 /// Points every volume recorded in the workload's [`PREVIOUS_CLAIMS`] annotation back at its
-/// previous claim and removes the annotation. Returns what changed; an error when nothing is
-/// recorded.
+/// previous claim and removes the annotation, in one update. Returns what changed; an error
+/// when nothing is recorded.
 pub async fn rollback(kube: &Kube, workload: &Workload) -> Result<Vec<Repointed>> {
-    let obj = workload.get(kube).await?;
-    let previous = previous_claims(&obj)?;
+    update(kube, workload, |obj| roll_back(obj, workload)).await
+}
+
+/// [`rollback`] on a workload object in memory (what `--dry-run` shows).
+pub fn roll_back(obj: &mut DynamicObject, workload: &Workload) -> Result<Vec<Repointed>> {
+    let previous = previous_claims(obj)?;
     if previous.is_empty() {
         return Err(Error::Invalid(format!(
             "{workload} has no {PREVIOUS_CLAIMS} annotation: pvc-backup did not point any of its \
              volumes at another claim, so there is nothing to switch back"
         )));
     }
-    let template = pod_template(&obj)?;
-    let volumes = template.spec.and_then(|s| s.volumes).unwrap_or_default();
     let mut done = Vec::new();
     for (volume, claim) in &previous {
+        let volumes = pod_template(obj)?
+            .spec
+            .and_then(|s| s.volumes)
+            .unwrap_or_default();
         let current = volumes
             .iter()
             .find(|v| &v.name == volume)
@@ -691,7 +733,15 @@ pub async fn rollback(kube: &Kube, workload: &Workload) -> Result<Vec<Repointed>
                      {PREVIOUS_CLAIMS}; fix the annotation by hand"
                 ))
             })?;
-        done.push(point_volume(kube, workload, &current, claim, false, SubPath::Keep).await?);
+        done.push(repoint_volume(
+            obj,
+            workload,
+            volume,
+            &current,
+            claim,
+            false,
+            SubPath::Keep,
+        )?);
     }
     Ok(done)
 }

@@ -601,19 +601,41 @@ async fn bind_claim_to(
     let claim = original.metadata.name.clone().unwrap_or_default();
     observer.step(&format!("binding claim {claim} to PersistentVolume {pv}"));
     steps::patch_volume(kube, pv, &volume::claim_ref_patch(&kube.namespace, &claim)).await?;
+    workflow::create_claim(kube, &recreated(original, pv, storage_class, annotations)).await?;
+    steps::wait_bound_to(kube, &claim, pv, CLAIM_TIMEOUT).await
+}
+
+/// `original` as recreated on volume `pv`, without the marks of an earlier migration.
+fn recreated(
+    original: &PersistentVolumeClaim,
+    pv: &str,
+    storage_class: Option<&str>,
+    annotations: &[(&str, &str)],
+) -> PersistentVolumeClaim {
     // A volume without a class must be claimed with the empty class, or the default class
     // would be filled in and the claim would never bind.
     let class = storage_class.unwrap_or("");
-    let mut recreated = volume::rebound_claim(original, pv, Some(class), annotations);
-    if let Some(a) = recreated.metadata.annotations.as_mut() {
+    let mut claim = volume::rebound_claim(original, pv, Some(class), annotations);
+    if let Some(a) = claim.metadata.annotations.as_mut() {
         a.remove(volume::MIGRATED_FROM_VOLUME);
         a.remove(volume::MIGRATED_TO);
         for (k, v) in annotations {
             a.insert((*k).to_owned(), (*v).to_owned());
         }
     }
-    workflow::create_claim(kube, &recreated).await?;
-    steps::wait_bound_to(kube, &claim, pv, CLAIM_TIMEOUT).await
+    claim
+}
+
+/// The claim that keeps the newer data reachable after `--rollback` of a `--keep-name`
+/// migration: the migration's own name, `CLAIM-SC`.
+fn keeper(current: &PersistentVolumeClaim, new_class: &str) -> PersistentVolumeClaim {
+    let claim = current.metadata.name.clone().unwrap_or_default();
+    let mut like = current.clone();
+    like.metadata.name = Some(format!("{claim}-{new_class}"));
+    let mut labels = like.metadata.labels.clone().unwrap_or_default();
+    labels.extend(claim::labels(&claim, Role::Migrate));
+    like.metadata.labels = Some(labels);
+    like
 }
 
 /// What `migrate --rollback` did.
@@ -641,9 +663,40 @@ pub async fn rollback(
     observer: &mut dyn Observer,
 ) -> Result<RollbackReport> {
     let current = workflow::get_claim(kube, claim).await?;
+    let target = match migration_of(&current, storage_class)? {
+        Migration::KeptName { old_volume } => {
+            return rollback_keep_name(kube, &current, &old_volume, named, scale_timeout, observer)
+                .await;
+        }
+        Migration::Repointed { target } => target,
+    };
+    let w = workload_on(kube, claim, &target, named).await?;
+    observer.step(&format!("pointing {w} back at claim {claim}"));
+    workload::point_volume(kube, &w, &target, claim, false, workload::SubPath::Keep).await?;
+    remove_claim_annotation(kube, claim, volume::MIGRATED_TO).await?;
+    Ok(RollbackReport {
+        claim: claim.to_owned(),
+        workload: Some(w.to_string()),
+        volume: None,
+        newer_data: target,
+    })
+}
+
+/// What a claim's annotations say about its migration.
+enum Migration {
+    /// `--keep-name`: the claim was recreated; its old volume is kept.
+    KeptName { old_volume: String },
+    /// The workload was pointed at claim `target`.
+    Repointed { target: String },
+}
+
+fn migration_of(current: &PersistentVolumeClaim, storage_class: Option<&str>) -> Result<Migration> {
+    let claim = current.metadata.name.clone().unwrap_or_default();
     let annotations = current.metadata.annotations.clone().unwrap_or_default();
     if let Some(old_pv) = annotations.get(volume::MIGRATED_FROM_VOLUME) {
-        return rollback_keep_name(kube, &current, old_pv, named, scale_timeout, observer).await;
+        return Ok(Migration::KeptName {
+            old_volume: old_pv.clone(),
+        });
     }
     let Some(target) = annotations.get(volume::MIGRATED_TO).cloned() else {
         return Err(Error::Invalid(format!(
@@ -661,35 +714,68 @@ pub async fn rollback(
             )));
         }
     }
-    let w = match named {
-        Some(w) => w.clone(),
-        None => {
-            let users = workload::users_of(kube, &target).await?;
-            match users.as_slice() {
-                [one] => one.clone(),
-                [] => {
-                    return Err(Error::Invalid(format!(
-                        "no running workload uses claim {target}: name the one to point back at \
-                         {claim} with --workload KIND/NAME"
-                    )));
-                }
-                _ => {
-                    return Err(Error::Invalid(format!(
-                        "several workloads use claim {target}: name one with --workload"
-                    )));
-                }
-            }
+    Ok(Migration::Repointed { target })
+}
+
+/// The workload to point back from `target` to `claim`: `named`, or the one using `target`.
+async fn workload_on(
+    kube: &Kube,
+    claim: &str,
+    target: &str,
+    named: Option<&Workload>,
+) -> Result<Workload> {
+    if let Some(w) = named {
+        return Ok(w.clone());
+    }
+    let users = workload::users_of(kube, target).await?;
+    match users.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(Error::Invalid(format!(
+            "no running workload uses claim {target}: name the one to point back at {claim} \
+             with --workload KIND/NAME"
+        ))),
+        _ => Err(Error::Invalid(format!(
+            "several workloads use claim {target}: name one with --workload"
+        ))),
+    }
+}
+
+/// The objects `migrate --rollback` would write (for `--dry-run`): the workload pointed back,
+/// or the claim recreated on its old volume and the claim that keeps the newer data.
+pub async fn rollback_plan(
+    kube: &Kube,
+    claim: &str,
+    storage_class: Option<&str>,
+    named: Option<&Workload>,
+) -> Result<Vec<Value>> {
+    let current = workflow::get_claim(kube, claim).await?;
+    match migration_of(&current, storage_class)? {
+        Migration::KeptName { old_volume } => {
+            let new_pv = steps::bound_volume(&current)?;
+            let old = steps::get_volume(kube, &old_volume).await?;
+            let old_class = old.spec.as_ref().and_then(|s| s.storage_class_name.clone());
+            let new_class = current
+                .spec
+                .as_ref()
+                .and_then(|s| s.storage_class_name.clone())
+                .unwrap_or_default();
+            Ok(vec![
+                objects::to_value(&recreated(&current, &old_volume, old_class.as_deref(), &[]))?,
+                objects::to_value(&recreated(
+                    &keeper(&current, &new_class),
+                    &new_pv,
+                    Some(&new_class),
+                    &[],
+                ))?,
+            ])
         }
-    };
-    observer.step(&format!("pointing {w} back at claim {claim}"));
-    workload::point_volume(kube, &w, &target, claim, false, workload::SubPath::Keep).await?;
-    remove_claim_annotation(kube, claim, volume::MIGRATED_TO).await?;
-    Ok(RollbackReport {
-        claim: claim.to_owned(),
-        workload: Some(w.to_string()),
-        volume: None,
-        newer_data: target,
-    })
+        Migration::Repointed { target } => {
+            let w = workload_on(kube, claim, &target, named).await?;
+            let mut obj = w.get(kube).await?;
+            workload::repoint(&mut obj, &w, &target, claim, false, workload::SubPath::Keep)?;
+            Ok(vec![objects::to_value(&obj)?])
+        }
+    }
 }
 
 async fn remove_claim_annotation(kube: &Kube, claim: &str, key: &str) -> Result<()> {
@@ -739,19 +825,40 @@ async fn rollback_keep_name(
             "removing claim {claim} (its volume {new_pv} is kept)"
         ));
         steps::delete_claim_and_wait(kube, &claim, CLAIM_TIMEOUT).await?;
-        bind_claim_to(kube, current, old_pv, old_class.as_deref(), &[], observer).await?;
+        if let Err(e) =
+            bind_claim_to(kube, current, old_pv, old_class.as_deref(), &[], observer).await
+        {
+            // Back onto the volume it had a moment ago, so the workload finds its data.
+            let _ = steps::delete_claim_and_wait(kube, &claim, CLAIM_TIMEOUT).await;
+            let annotations = [(volume::MIGRATED_FROM_VOLUME, old_pv)];
+            bind_claim_to(
+                kube,
+                current,
+                &new_pv,
+                Some(&new_class),
+                &annotations,
+                observer,
+            )
+            .await
+            .map_err(|e2| {
+                Error::Failed(format!(
+                    "{e}; binding claim {claim} back to {new_pv} failed too: {e2}. Both \
+                         volumes are kept (Retain): recreate claim {claim} with \
+                         spec.volumeName {new_pv}"
+                ))
+            })?;
+            return Err(Error::Failed(format!(
+                "{e}; claim {claim} is bound to {new_pv} again, as before the rollback"
+            )));
+        }
         if let Some(p) = volume::restore_policy_patch(&steps::get_volume(kube, old_pv).await?) {
             steps::patch_volume(kube, old_pv, &p).await?;
         }
         let patch = json!({"metadata": {"annotations": {volume::MIGRATED_TO: null}}});
         steps::patch_volume(kube, old_pv, &patch).await?;
         // The newer data stays reachable under the migration's claim name.
-        let keeper = format!("{claim}-{new_class}");
-        let mut like = current.clone();
-        like.metadata.name = Some(keeper.clone());
-        let mut labels = like.metadata.labels.clone().unwrap_or_default();
-        labels.extend(claim::labels(&claim, Role::Migrate));
-        like.metadata.labels = Some(labels);
+        let like = keeper(current, &new_class);
+        let keeper = like.metadata.name.clone().unwrap_or_default();
         bind_claim_to(kube, &like, &new_pv, Some(&new_class), &[], observer).await?;
         workflow::annotate_claim(
             kube,

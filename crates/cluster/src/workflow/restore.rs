@@ -381,6 +381,13 @@ async fn swap(
     Ok(())
 }
 
+/// The workload as `rollback` would write it (for `--dry-run`).
+pub async fn rollback_plan(kube: &Kube, w: &Workload) -> Result<Vec<Value>> {
+    let mut obj = w.get(kube).await?;
+    workload::roll_back(&mut obj, w)?;
+    Ok(vec![objects::to_value(&obj)?])
+}
+
 /// What `rollback` did.
 #[derive(Debug, Clone)]
 pub struct RollbackReport {
