@@ -440,3 +440,37 @@ fn a_read_write_once_pod_claim_in_use_is_copied_once_with_the_workload_stopped_o
     }
     assert!(wait_running_with(&c, "web-", "data-fast"));
 }
+
+#[test]
+fn a_mover_that_cannot_start_stops_the_migration_before_the_workload_is_touched() {
+    let c = cluster();
+    add_fast_class(&c);
+    claim_with_data(&c, "data", ClaimOptions::default());
+    deployment_using(&c, "web", "data");
+    c.set_unpullable(crate::util::IMAGE);
+    let out = run(&c, &["migrate", "data", "--storage-class", "fast"]);
+    expect_code(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot start") && err.contains("--image"),
+        "{err}"
+    );
+    let gone = c.wait_for(Duration::from_secs(30), |c| {
+        c.get::<PersistentVolumeClaim>("default", "data-fast")
+            .is_none()
+            && c.list::<k8s_openapi::api::batch::v1::Job>(Some("default"))
+                .is_empty()
+    });
+    assert!(gone, "the new claim or the Job was left behind");
+    assert_eq!(template_claims(&c, "web"), ["data"]);
+    let web: Deployment = c.get("default", "web").unwrap();
+    assert_eq!(web.spec.unwrap().replicas, Some(1));
+    let ours: Vec<String> = web
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .into_keys()
+        .filter(|k| k.starts_with("pvc-backup.io/"))
+        .collect();
+    assert!(ours.is_empty(), "{ours:?}");
+}
