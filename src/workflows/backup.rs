@@ -3,11 +3,11 @@
 use std::process::ExitCode;
 
 use cluster::run::Outcome;
-use cluster::workflow::backup::{self as flow, BackupRequest, Retention};
+use cluster::workflow::backup::{self as flow, BackupRequest};
 use cluster::workflow::{self, DryRun};
 use serde_json::{Value, json};
 
-use super::{Console, KubeArgs, MoverFlags, OutputArgs, runtime};
+use super::{Console, KubeArgs, MoverFlags, OutputArgs, RetentionArgs, runtime};
 
 /// Volume modes, for planning without a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,21 +35,8 @@ pub struct BackupArgs {
     /// Back up only this folder of the claim (the original's BCK_FOLDER).
     #[arg(long, value_name = "DIR")]
     subdir: Option<String>,
-    /// Keep the N newest snapshots.
-    #[arg(long, value_name = "N")]
-    keep_last: Option<u32>,
-    /// Keep one snapshot for each of the last N hours.
-    #[arg(long, value_name = "N")]
-    keep_hourly: Option<u32>,
-    /// Keep one snapshot for each of the last N days.
-    #[arg(long, value_name = "N")]
-    keep_daily: Option<u32>,
-    /// Keep one snapshot for each of the last N weeks.
-    #[arg(long, value_name = "N")]
-    keep_weekly: Option<u32>,
-    /// Keep one snapshot for each of the last N months.
-    #[arg(long, value_name = "N")]
-    keep_monthly: Option<u32>,
+    #[command(flatten)]
+    keep: RetentionArgs,
     /// Take a CSI VolumeSnapshot first and copy from a claim restored from it: a point-in-time
     /// backup while the workload keeps running, with no node pinning.
     #[arg(long)]
@@ -82,13 +69,7 @@ impl BackupArgs {
             storage_class: self.storage_class.clone(),
             size: self.size.clone(),
             subdir: self.subdir.clone(),
-            retention: Retention {
-                last: self.keep_last,
-                hourly: self.keep_hourly,
-                daily: self.keep_daily,
-                weekly: self.keep_weekly,
-                monthly: self.keep_monthly,
-            },
+            retention: self.keep.retention(),
             from_snapshot: self.from_snapshot,
             snapshot_class: self.snapshot_class.clone(),
             scale_down: self.scale_down,

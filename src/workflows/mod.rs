@@ -122,6 +122,39 @@ impl OutputArgs {
     }
 }
 
+/// Which snapshots a backup keeps (`--keep-*`), shared by `backup` and `schedule`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetentionArgs {
+    /// Keep the N newest snapshots.
+    #[arg(long, value_name = "N")]
+    keep_last: Option<u32>,
+    /// Keep one snapshot for each of the last N hours.
+    #[arg(long, value_name = "N")]
+    keep_hourly: Option<u32>,
+    /// Keep one snapshot for each of the last N days.
+    #[arg(long, value_name = "N")]
+    keep_daily: Option<u32>,
+    /// Keep one snapshot for each of the last N weeks.
+    #[arg(long, value_name = "N")]
+    keep_weekly: Option<u32>,
+    /// Keep one snapshot for each of the last N months.
+    #[arg(long, value_name = "N")]
+    keep_monthly: Option<u32>,
+}
+
+impl RetentionArgs {
+    /// The retention the workflows pass to the mover.
+    pub fn retention(&self) -> cluster::workflow::backup::Retention {
+        cluster::workflow::backup::Retention {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+        }
+    }
+}
+
 /// How the mover pod runs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MoverFlags {

@@ -3,11 +3,11 @@
 use std::process::ExitCode;
 
 use cluster::workflow::DryRun;
-use cluster::workflow::backup::{BackupRequest, Retention};
+use cluster::workflow::backup::BackupRequest;
 use cluster::workflow::schedule::{self as flow, ScheduleRequest};
 use serde_json::json;
 
-use super::{Console, KubeArgs, MoverFlags, OutputArgs, runtime};
+use super::{Console, KubeArgs, MoverFlags, OutputArgs, RetentionArgs, runtime};
 
 /// Arguments of `pvc-backup schedule`.
 #[derive(Debug, clap::Args)]
@@ -36,21 +36,8 @@ pub struct ScheduleArgs {
     /// Back up only this folder of the claim.
     #[arg(long, value_name = "DIR")]
     subdir: Option<String>,
-    /// Keep the N newest snapshots.
-    #[arg(long, value_name = "N")]
-    keep_last: Option<u32>,
-    /// Keep one snapshot for each of the last N hours.
-    #[arg(long, value_name = "N")]
-    keep_hourly: Option<u32>,
-    /// Keep one snapshot for each of the last N days.
-    #[arg(long, value_name = "N")]
-    keep_daily: Option<u32>,
-    /// Keep one snapshot for each of the last N weeks.
-    #[arg(long, value_name = "N")]
-    keep_weekly: Option<u32>,
-    /// Keep one snapshot for each of the last N months.
-    #[arg(long, value_name = "N")]
-    keep_monthly: Option<u32>,
+    #[command(flatten)]
+    keep: RetentionArgs,
     #[command(flatten)]
     kube: KubeArgs,
     #[command(flatten)]
@@ -94,13 +81,7 @@ pub fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
             storage_class: args.storage_class.clone(),
             size: args.size.clone(),
             subdir: args.subdir.clone(),
-            retention: Retention {
-                last: args.keep_last,
-                hourly: args.keep_hourly,
-                daily: args.keep_daily,
-                weekly: args.keep_weekly,
-                monthly: args.keep_monthly,
-            },
+            retention: args.keep.retention(),
             from_snapshot: false,
             snapshot_class: None,
             scale_down: false,
