@@ -20,6 +20,10 @@ pub enum ReviewError {
     /// Not JSON, or not shaped like an AdmissionReview.
     #[error("the body is not an AdmissionReview: {0}")]
     Json(#[from] serde_json::Error),
+    /// JSON is UTF-8 (RFC 8259); a body that is not cannot be an API server's request, even
+    /// where the bad bytes sit in a field the policy never reads.
+    #[error("the body is not UTF-8 at byte {0}: send the AdmissionReview as UTF-8 JSON")]
+    Utf8(usize),
     /// An apiVersion or kind this webhook does not speak.
     #[error(
         "unsupported AdmissionReview type {api_version:?} {kind:?}: send kind AdmissionReview, apiVersion admission.k8s.io/v1 or admission.k8s.io/v1beta1"
@@ -51,7 +55,8 @@ pub struct Reviewed {
 
 /// Reviews one AdmissionReview (the raw HTTP body) under `policy`.
 pub fn review(policy: &Policy, body: &[u8]) -> Result<Reviewed, ReviewError> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)?;
+    let body = std::str::from_utf8(body).map_err(|e| ReviewError::Utf8(e.valid_up_to()))?;
+    let review: AdmissionReview<DynamicObject> = serde_json::from_str(body)?;
     if review.types.kind != "AdmissionReview"
         || !REVIEW_VERSIONS.contains(&review.types.api_version.as_str())
     {

@@ -309,10 +309,15 @@ proptest! {
             }
         }
         // Either an error (HTTP 400) or an answer for the uid the damaged body carries.
+        // Like the API server's Go decoder, the webhook does not judge escapes such as a lone
+        // surrogate in fields it never reads, which serde_json's Value refuses; such a body is
+        // still UTF-8 and its answer still well formed.
         if let Ok(reviewed) = review(&own_policy(), &body) {
-            let request: Value = serde_json::from_slice(&body).unwrap();
+            prop_assert!(std::str::from_utf8(&body).is_ok());
             let response: Value = serde_json::from_slice(&reviewed.body).unwrap();
-            prop_assert_eq!(&response["response"]["uid"], &request["request"]["uid"]);
+            if let Ok(request) = serde_json::from_slice::<Value>(&body) {
+                prop_assert_eq!(&response["response"]["uid"], &request["request"]["uid"]);
+            }
             prop_assert_eq!(&response["response"]["allowed"], &json!(reviewed.allowed));
         }
     }

@@ -108,7 +108,7 @@ fn malformed_reviews_are_errors_never_answers() {
     no_request.as_object_mut().unwrap().remove("request");
     let mut bad_operation = good.clone();
     bad_operation["request"]["operation"] = json!("EXPLODE");
-    let mut bad_object = good;
+    let mut bad_object = good.clone();
     bad_object["request"]["object"] = json!("a pod");
     for (what, body) in [
         ("no uid", no_uid),
@@ -122,11 +122,25 @@ fn malformed_reviews_are_errors_never_answers() {
         let result = review(&fixture_policy(), &serde_json::to_vec(&body).unwrap());
         assert!(result.is_err(), "{what}: {:?}", result.map(|r| r.allowed));
     }
-    for raw in [&b""[..], b"{", b"null", b"42", b"\"x\"", b"[]", b"\xff\xfe"] {
+    for raw in [&b""[..], b"{", b"null", b"42", b"\"x\"", b"[]"] {
         assert!(
             matches!(review(&fixture_policy(), raw), Err(ReviewError::Json(_))),
             "{raw:?}"
         );
+    }
+    // A byte that is not UTF-8, even in a field the policy never reads, makes the body not JSON.
+    let mut marked = good;
+    marked["request"]["object"]["metadata"]["annotations"] = json!({"note": "MARK"});
+    let text = serde_json::to_vec(&marked).unwrap();
+    let at = text.windows(4).position(|w| w == b"MARK").unwrap();
+    let mut latin1 = text.clone();
+    latin1[at] = 0xe9;
+    assert!(review(&fixture_policy(), &text).is_ok());
+    for (raw, bad_at) in [(&b"\xff\xfe"[..], 0), (&latin1[..], at)] {
+        match review(&fixture_policy(), raw) {
+            Err(ReviewError::Utf8(n)) => assert_eq!(n, bad_at),
+            other => panic!("{raw:?}: {:?}", other.map(|r| r.allowed)),
+        }
     }
 }
 
