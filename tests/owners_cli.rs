@@ -375,3 +375,45 @@ fn an_unprivileged_copy_keeps_owners_in_its_manifest_and_a_restore_applies_them(
         "the folder itself"
     );
 }
+
+/// Runs pvc-backup as root with exactly the mover pod's five capabilities (no CAP_FSETID).
+fn five_capabilities(args: &[&str], paths: &[&Path]) -> std::process::Output {
+    let caps = "-all,+chown,+dac_override,+fowner,+setuid,+setgid";
+    Command::new("setpriv")
+        .arg(format!("--bounding-set={caps}"))
+        .args(["--inh-caps=-all", "--"])
+        .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"))
+        .args(args)
+        .args(paths)
+        .output()
+        .expect("run pvc-backup under setpriv")
+}
+
+#[test]
+fn the_five_capabilities_keep_setgid_bits_of_groups_the_mover_is_not_in() {
+    if !ready("the_five_capabilities_keep_setgid_bits_of_groups_the_mover_is_not_in") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    many_owners(&src);
+    // Without CAP_FSETID the kernel drops these bits from a chmod and says nothing.
+    src.file(b"d/setgid-tool", b"#!/bin/true\n")
+        .owner(b"d/setgid-tool", 1004, 3000)
+        .mode(b"d/setgid-tool", 0o2755)
+        .file(b"root-group-dir/x", b"x")
+        .owner(b"root-group-dir", 0, 3001)
+        .mode(b"root-group-dir", 0o2775);
+    let dst = dir.path().join("dst");
+    for round in ["first copy", "re-run on an equal target"] {
+        let o = five_capabilities(&["mover", "sync", "--progress", "json"], &[&src.root, &dst]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{round}: {err}");
+        assert_eq!(summary_of(&o).entries.failed, 0, "{round}");
+        assert_mirror(&src.root, &dst, &[]);
+    }
+    for p in [&b"d"[..], b"d/e", b"d/setgid-tool", b"root-group-dir"] {
+        let m = std::fs::symlink_metadata(dst.join(String::from_utf8_lossy(p).as_ref())).unwrap();
+        assert_eq!(m.mode() & 0o2000, 0o2000, "{:?}", String::from_utf8_lossy(p));
+    }
+}

@@ -163,14 +163,18 @@ pub fn apply(
         && (changed.owner || changed.xattrs || have.is_none_or(|h| h.perm != want.perm))
     {
         let mode = Mode::from_raw_mode(want.perm);
-        step("chmod", &|| {
+        let set_mode = || -> io::Result<()> {
             match fd {
                 Reach::Open(fd) => fchmod(fd, mode),
                 // Linux has no lchmod: change the inode the O_PATH descriptor holds.
                 Reach::Path(fd) => chmod(proc_path(fd).as_str(), mode),
             }
             .map_err(Into::into)
-        })?;
+        };
+        step("chmod", &set_mode)?;
+        if want.perm & SETGID != 0 {
+            keep_setgid(fd, want, owners, &set_mode)?;
+        }
         changed.mode = have.is_none_or(|h| h.perm != want.perm);
     }
     if have.is_none_or(|h| h.mtime != want.mtime) || changed.any() {
@@ -193,6 +197,52 @@ pub fn apply(
         changed.times = have.is_none_or(|h| h.mtime != want.mtime);
     }
     Ok(changed)
+}
+
+/// The set-group-ID bit.
+const SETGID: u32 = 0o2000;
+
+/// Makes sure a wanted setgid bit is set.
+///
+/// Without `CAP_FSETID` the kernel silently drops the setgid bit from a `chmod` when the file's
+/// group is not one of the caller's groups, and reports success. The mode is read back; when the
+/// bit is missing, the `chmod` is done again as the entry's owner, whose filesystem group is then
+/// the entry's group, so the kernel keeps the bit. If even that fails the step fails: a copy never
+/// loses a setgid bit without saying so.
+fn keep_setgid(
+    fd: Reach<'_>,
+    want: &Meta,
+    owners: Option<&Owners>,
+    set_mode: &(dyn Fn() -> io::Result<()> + Sync),
+) -> Result<(), OpError> {
+    let check = || -> io::Result<bool> {
+        let fd = match fd {
+            Reach::Open(fd) | Reach::Path(fd) => fd,
+        };
+        Ok(stat_fd(fd)?.perm & SETGID != 0)
+    };
+    if check().map_err(|e| OpError::new("stat", e))? {
+        return Ok(());
+    }
+    if let Some(o) = owners {
+        o.run_as((want.uid, want.gid), set_mode)
+            .and_then(|r| r)
+            .map_err(|e| OpError::new("chmod", e))?;
+        if check().map_err(|e| OpError::new("stat", e))? {
+            return Ok(());
+        }
+    }
+    Err(OpError::new(
+        "chmod",
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "the kernel dropped the setgid bit of mode {:o}: setting it needs CAP_FSETID, or \
+                 acting as the owner (CAP_SETUID and CAP_SETGID)",
+                want.perm
+            ),
+        ),
+    ))
 }
 
 /// How [`apply`] reaches the entry once it is open.
