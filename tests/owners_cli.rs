@@ -414,6 +414,11 @@ fn the_five_capabilities_keep_setgid_bits_of_groups_the_mover_is_not_in() {
     }
     for p in [&b"d"[..], b"d/e", b"d/setgid-tool", b"root-group-dir"] {
         let m = std::fs::symlink_metadata(dst.join(String::from_utf8_lossy(p).as_ref())).unwrap();
-        assert_eq!(m.mode() & 0o2000, 0o2000, "{:?}", String::from_utf8_lossy(p));
+        assert_eq!(
+            m.mode() & 0o2000,
+            0o2000,
+            "{:?}",
+            String::from_utf8_lossy(p)
+        );
     }
 }
