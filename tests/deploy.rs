@@ -372,18 +372,11 @@ fn cli(args: &[&str]) -> Vec<Value> {
 }
 
 /// Where a processed template may differ from the CLI's object, made equal: an empty `nodeName`
-/// is no node (as the API server reads it), the template asks OpenShift for the mover's SCC by
-/// name, the folder is part of the source path (a template cannot leave out `--subdir`), and
-/// the namespace is the one `oc create` uses.
+/// is no node (as the API server reads it), the folder is part of the source path (a template
+/// cannot leave out `--subdir`), and the namespace is the one `oc create` uses.
 fn as_the_cli_would(mut o: Value, pod: &str, namespace: &str) -> Value {
     o["metadata"]["namespace"] = Value::from(namespace);
     let pod = o.pointer_mut(pod).unwrap();
-    let meta = pod["metadata"].as_object_mut().unwrap();
-    let annotations = meta.remove("annotations").unwrap();
-    assert_eq!(
-        annotations,
-        serde_json::json!({"openshift.io/required-scc": "pvc-backup-mover"})
-    );
     let spec = pod["spec"].as_object_mut().unwrap();
     assert_eq!(spec.remove("nodeName"), Some(Value::from("")));
     let args = &mut spec["containers"][0]["args"];

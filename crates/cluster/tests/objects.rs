@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use cluster::objects::mover::Placement;
+use cluster::security::Privilege;
 use cluster::workflow::MoverSettings;
 use cluster::workflow::backup::{self, BackupRequest, Retention};
 use cluster::workflow::schedule::{self, ScheduleRequest};
@@ -76,6 +77,37 @@ fn backup_of_a_claim_in_use() {
     assert_eq!(serde_json::to_value(&claim).unwrap(), objects[0]);
     let job: Job = serde_json::from_value(objects[1].clone()).unwrap();
     assert_eq!(serde_json::to_value(&job).unwrap(), objects[1]);
+}
+
+/// OpenShift admits the root mover with its own SCC or not at all; an unprivileged mover is left
+/// to the namespace's default SCC, which a required SCC would override.
+#[test]
+fn only_the_root_mover_asks_for_its_scc() {
+    let annotations = |privilege| {
+        let settings = MoverSettings {
+            privilege,
+            ..settings()
+        };
+        let plan = backup::plan(
+            &request(),
+            &settings,
+            &source("Filesystem", "ReadWriteOnce"),
+            None,
+            pinned(),
+            "data-backup-abcde",
+        )
+        .unwrap();
+        let job: Job = serde_json::from_value(plan.objects().unwrap()[1].clone()).unwrap();
+        job.spec.unwrap().template.metadata.unwrap().annotations
+    };
+    assert_eq!(
+        annotations(Privilege::Mover),
+        Some(BTreeMap::from([(
+            "openshift.io/required-scc".to_owned(),
+            "pvc-backup-mover".to_owned()
+        )]))
+    );
+    assert_eq!(annotations(Privilege::Unprivileged { uid: 65532 }), None);
 }
 
 #[test]

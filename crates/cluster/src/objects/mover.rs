@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
-use crate::names::{ENTRYPOINT, SERVICE_ACCOUNT};
+use crate::names::{ENTRYPOINT, REQUIRED_SCC_ANNOTATION, SCC, SERVICE_ACCOUNT};
 use crate::objects::claim::{Role, labels};
 use crate::security::{self, Privilege};
 
@@ -198,9 +198,15 @@ impl MoverJob {
                 Some(tolerations.clone()).filter(|t| !t.is_empty()),
             ),
         };
+        // On OpenShift the privileged mover is admitted with its own SCC or not at all (the
+        // failure event then names the SCC to install); other clusters ignore the annotation.
+        // An unprivileged mover is left to the namespace's default SCC.
+        let annotations = (self.privilege == Privilege::Mover)
+            .then(|| BTreeMap::from([(REQUIRED_SCC_ANNOTATION.to_owned(), SCC.to_owned())]));
         PodTemplateSpec {
             metadata: Some(ObjectMeta {
                 labels: Some(self.labels()),
+                annotations,
                 ..ObjectMeta::default()
             }),
             spec: Some(PodSpec {
