@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs pvc-backup's whole test suite: formatting, lints, unit and integration tests, and a small
-# run of the benchmark scripts so they keep working.
+# Runs pvc-backup's whole test suite: formatting, lints, unit and integration tests, a small run
+# of the benchmark scripts so they keep working, and (as root) the end-to-end run in podman.
 #
 # Run as root, it first installs the Debian packages the tests need when they are missing, and
 # the tests that need root (loop devices, mounts, other owners) run too. Run as an ordinary user,
