@@ -122,24 +122,7 @@ fn template_of(
 
 /// (claim of volume `data`, the subPaths of its mounts).
 fn data_volume(template: &PodTemplateSpec) -> (String, Vec<Option<String>>) {
-    let spec = template.spec.clone().unwrap();
-    let claim = spec
-        .volumes
-        .unwrap_or_default()
-        .into_iter()
-        .find(|v| v.name == "data")
-        .and_then(|v| v.persistent_volume_claim)
-        .map(|p| p.claim_name)
-        .unwrap_or_default();
-    let subs = spec.containers[0]
-        .volume_mounts
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|m| m.name == "data")
-        .map(|m| m.sub_path)
-        .collect();
-    (claim, subs)
+    testkit::objects::claim_and_sub_paths(template, "data")
 }
 
 #[test]

@@ -49,16 +49,7 @@ pub fn run(c: &FakeCluster, args: &[&str]) -> Output {
         .expect("run pvc-backup")
 }
 
-/// Panics with the output when the command did not exit with `code`.
-pub fn expect_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+pub use testkit::cmd::expect_code;
 
 /// A Deployment `name` with one pod that mounts `claim`; waits until the pod runs and returns
 /// its node.
