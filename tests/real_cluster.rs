@@ -32,7 +32,7 @@ fn latest(tree: &str) -> String {
     format!("latest/{tree}")
 }
 
-/// The names of the claims `pvc-backup list -o json` shows with `role`.
+/// The entries of `pvc-backup list -o json` with `role`.
 fn listed(ns: &TestNamespace, role: &str) -> Vec<Value> {
     let list = ns.run_json(&["list"]);
     list["items"]

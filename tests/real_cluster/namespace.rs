@@ -267,8 +267,24 @@ impl TestNamespace {
         self.block_on(pods.create(&PostParams::default(), &pod))
             .unwrap_or_else(|e| panic!("create pod {name}: {e}"));
         let phase = self.wait(&format!("pod {name} to finish"), || {
-            let p = self.block_on(pods.get(name)).ok()?;
-            let phase = p.status?.phase?;
+            let status = self.block_on(pods.get(name)).ok()?.status?;
+            // Waiting cannot mend an image that cannot be pulled: say so at once.
+            let stuck = status.container_statuses.iter().flatten().find_map(|c| {
+                let reason = c.state.as_ref()?.waiting.as_ref()?.reason.clone()?;
+                matches!(
+                    reason.as_str(),
+                    "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName"
+                )
+                .then_some(reason)
+            });
+            if let Some(reason) = stuck {
+                panic!(
+                    "pod {name} cannot start ({reason}): set PVC_BACKUP_TEST_TOOLS_IMAGE to an \
+                     image the cluster can pull\n{}",
+                    self.diagnose()
+                );
+            }
+            let phase = status.phase?;
             matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
         });
         let logs = self.logs(name);
