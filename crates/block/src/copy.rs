@@ -1,6 +1,7 @@
 //! The copy pass: read both sides chunk by chunk, write only what differs.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use crate::buffer::{AlignedBuf, is_zero};
@@ -17,6 +18,16 @@ use crate::volume::{Volume, VolumeKind, inspect};
 /// the allocation unit of every common filesystem.
 const BLOCK: usize = 4096;
 
+/// After this many data chunks in a row differed from the destination, data chunks are written
+/// without reading the destination first: a copy onto a fresh or unrelated device would otherwise
+/// read the whole destination only to learn that everything differs.
+const DIFFERING_STREAK: u32 = 8;
+
+/// While writing without comparing, one data chunk in this many is still compared; when one is
+/// found equal, comparing resumes for all chunks. A destination that holds an older copy with a
+/// burst of changes thus costs at most this many needless chunk writes after the burst.
+const PROBE_EVERY: u64 = 16;
+
 /// A checked pair of volumes, ready to copy. Opening one writes nothing.
 pub struct Job {
     pub(crate) src: Volume,
@@ -28,6 +39,8 @@ pub struct Job {
     pub(crate) zeros: Vec<u8>,
     /// What the destination's chunks are known to hash to, without reading them (empty: unknown).
     known: Vec<Option<blake3::Hash>>,
+    /// Data chunks in a row (as the workers finish them) that differed from the destination.
+    differing: AtomicU32,
 }
 
 /// What happened to one chunk in the copy pass.
@@ -39,6 +52,7 @@ struct Outcome {
     hole: bool,
     zero: bool,
     equal: bool,
+    uncompared: bool,
     bytes_read: u64,
     written: u64,
     zeroed: u64,
@@ -121,6 +135,7 @@ impl Job {
             options: options.clone(),
             size,
             known: Vec::new(),
+            differing: AtomicU32::new(0),
         })
     }
 
@@ -269,6 +284,7 @@ impl Job {
                 summary.chunks_hole += u64::from(o.hole);
                 summary.chunks_zero += u64::from(o.zero);
                 summary.chunks_equal += u64::from(o.equal);
+                summary.chunks_uncompared += u64::from(o.uncompared);
                 summary.bytes_written += o.written;
                 summary.bytes_zeroed += o.zeroed;
                 if o.written > 0 {
@@ -305,6 +321,7 @@ impl Job {
             hole: false,
             zero: false,
             equal: false,
+            uncompared: false,
             bytes_read: 0,
             written: 0,
             zeroed: 0,
@@ -371,11 +388,25 @@ impl Job {
             }
             return self.write_changes(src, Dest::Unknown, offset, out);
         }
+        if !out.zero
+            && self.differing.load(Ordering::Relaxed) >= DIFFERING_STREAK
+            && !out.index.is_multiple_of(PROBE_EVERY)
+        {
+            out.uncompared = true;
+            return self.write_changes(src, Dest::Unknown, offset, out);
+        }
         self.dst
             .read_exact_at(bufs.dst.slice_mut(len), offset)
             .map_err(|e| dst_err("read", e))?;
         out.bytes_read += len as u64;
         let dst = bufs.dst.slice(len);
+        if !out.zero {
+            if src == dst {
+                self.differing.store(0, Ordering::Relaxed);
+            } else {
+                self.differing.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         if src == dst {
             out.equal = true;
         } else if out.zero {

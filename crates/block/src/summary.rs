@@ -67,6 +67,9 @@ pub struct Summary {
     pub bytes_zeroed: u64,
     /// Chunks already equal on both sides, skipped.
     pub chunks_equal: u64,
+    /// Data chunks written without reading the destination first, because the chunks before
+    /// them all differed from it (a fresh or unrelated destination).
+    pub chunks_uncompared: u64,
     /// Chunks of the source that are all zero (whether or not anything had to be done).
     pub chunks_zero: u64,
     /// Source chunks known to be holes of an image file, skipped without reading.
@@ -104,6 +107,12 @@ impl Summary {
             mib(self.bytes_read),
             secs,
         );
+        if self.chunks_uncompared > 0 {
+            line.push_str(&format!(
+                ", {} written without reading the destination",
+                self.chunks_uncompared
+            ));
+        }
         if let Some(v) = &self.verify {
             line.push_str(&format!(
                 ", verified {} chunks: {} mismatched",

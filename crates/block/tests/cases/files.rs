@@ -277,3 +277,46 @@ fn no_compare_overwrites_old_data_without_reading_it() {
     .unwrap_err();
     assert_eq!(e.exit_code(), 2);
 }
+
+#[test]
+fn an_unrelated_destination_is_overwritten_without_being_read_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src.img"), dir.path().join("dst.img"));
+    let size = 64 * MIB;
+    random_file(&src, size, 21);
+    random_file(&dst, size, 22);
+    let first = copy(&src, &dst, &opts(MIB));
+    assert_eq!(first.exit_code, 0, "{first:?}");
+    assert!(same_bytes(&src, &dst, size));
+    assert_eq!(first.chunks_written, 64, "{first:?}");
+    // After a run of differing chunks the destination stops being read, except for probes.
+    assert!(first.chunks_uncompared >= 40, "{first:?}");
+    assert!(first.bytes_read <= size + 24 * MIB, "{first:?}");
+
+    // An equal destination is compared chunk by chunk and nothing is written.
+    let again = copy(&src, &dst, &opts(MIB));
+    assert_eq!(
+        (
+            again.chunks_equal,
+            again.chunks_uncompared,
+            again.bytes_written
+        ),
+        (64, 0, 0),
+        "{again:?}"
+    );
+
+    // A burst of 20 changed chunks: comparing stops within it and resumes after it at the first
+    // probe found equal, so few equal chunks are written again.
+    let mut rng = Rng::new(23);
+    write_at(&src, 10 * MIB, &rng.bytes(20 * MIB as usize));
+    let burst = copy(&src, &dst, &opts(MIB));
+    assert!(same_bytes(&src, &dst, size));
+    assert!(burst.chunks_uncompared > 0, "{burst:?}");
+    let threads = opts(MIB).threads as u64;
+    assert!(
+        burst.chunks_written <= 20 + 16 + threads,
+        "{} chunks written for 20 changed: {burst:?}",
+        burst.chunks_written
+    );
+    assert!(burst.chunks_equal >= 64 - 20 - 16 - threads, "{burst:?}");
+}
