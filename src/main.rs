@@ -40,7 +40,7 @@ enum Command {
     /// --swap point the workload at the snapshot in the backup claim.
     Restore(workflows::restore::RestoreArgs),
     /// Point a workload back at the claims pvc-backup recorded before restore --swap (or
-    /// migrate) changed them.
+    /// migrate) changed them; scale it back up if a --scale-down run died and left it at zero.
     Rollback(workflows::restore::RollbackArgs),
     /// List the claims pvc-backup made, their source, last run and schedule.
     List(workflows::list::ListArgs),

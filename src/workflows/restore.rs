@@ -98,8 +98,8 @@ pub fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         (
             format!(
                 "Job {job} started; the workload stays scaled down: follow the Job with \
-                 `kubectl logs -f job/{job} -n {ns}`, then scale {workload} back up (its count \
-                 is in the annotation pvc-backup.io/scaled-down-from)",
+                 `kubectl logs -f job/{job} -n {ns}`, then scale {workload} back up with \
+                 `pvc-backup rollback {workload} -n {ns}`",
                 ns = kube.namespace
             ),
             0,
@@ -165,7 +165,7 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     });
     console.finish();
     let report = result?;
-    let human = report
+    let mut lines: Vec<String> = report
         .volumes
         .iter()
         .map(|(volume, from, to)| {
@@ -174,11 +174,21 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
                 report.workload
             )
         })
-        .collect::<Vec<_>>()
-        .join("\n");
+        .collect();
+    if let Some(n) = report.replicas {
+        lines.push(format!(
+            "{}: scaled back to {n} replicas (a --scale-down run had left it at zero)",
+            report.workload
+        ));
+    }
+    if lines.is_empty() {
+        lines.push(format!("{}: nothing to change", report.workload));
+    }
+    let human = lines.join("\n");
     let value = json!({
         "workload": report.workload,
         "volumes": report.volumes.iter().map(|(v, from, to)| json!({"volume": v, "from": from, "to": to})).collect::<Vec<_>>(),
+        "replicas": report.replicas,
     });
     args.output.print_result(&value, &human)?;
     Ok(ExitCode::SUCCESS)

@@ -229,6 +229,62 @@ fn swap_points_the_deployment_at_the_snapshot_and_rollback_switches_back() {
     assert!(err.contains("nothing to switch back"), "{err}");
 }
 
+/// A `--scale-down` run killed before its Job started leaves the workload at zero with the
+/// count in an annotation; `rollback` gives the count back (what the docs tell users to run).
+#[test]
+fn rollback_scales_up_a_workload_a_dead_scale_down_left_at_zero() {
+    let c = cluster();
+    claim_with_data(&c, "data", ClaimOptions::default());
+    c.create_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default",
+            "annotations": {"pvc-backup.io/scaled-down-from": "2"}},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.test/app:1"}],
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}}}))
+        .expect("create deployment");
+
+    let out = run(&c, &["rollback", "deploy/web", "--dry-run"]);
+    expect_code(&out, 0);
+    let shown: Deployment = serde_saphyr::from_str(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim_start_matches("---\n"),
+    )
+    .expect("a Deployment");
+    assert_eq!(shown.spec.unwrap().replicas, Some(2));
+    assert_eq!(
+        replicas(&c, "web"),
+        Some(0),
+        "a dry run changed the workload"
+    );
+
+    let out = run(&c, &["rollback", "deploy/web", "-o", "json"]);
+    expect_code(&out, 0);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["replicas"], 2, "{report}");
+    assert_eq!(replicas(&c, "web"), Some(2));
+    let web: Deployment = c.get("default", "web").unwrap();
+    let annotations = web.metadata.annotations.unwrap_or_default();
+    assert!(!annotations.contains_key("pvc-backup.io/scaled-down-from"));
+    let ran = c.wait_for(Duration::from_secs(30), |c| {
+        c.list::<k8s_openapi::api::core::v1::Pod>(Some("default"))
+            .iter()
+            .filter(|p| {
+                p.metadata.labels.as_ref().and_then(|l| l.get("app")) == Some(&"web".to_owned())
+            })
+            .count()
+            == 2
+    });
+    assert!(ran, "the workload's pods did not come back:\n{}", c.dump());
+
+    // Nothing recorded any more: a clear refusal.
+    let out = run(&c, &["rollback", "deploy/web"]);
+    expect_code(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing to switch back"), "{err}");
+}
+
 fn openshift_cluster() -> FakeCluster {
     let c = FakeCluster::start(Options {
         mover: Some(env!("CARGO_BIN_EXE_pvc-backup").into()),

@@ -703,20 +703,49 @@ fn repoint_volume(
 /// Points every volume recorded in the workload's [`PREVIOUS_CLAIMS`] annotation back at its
 /// previous claim and removes the annotation, in one update. Returns what changed; an error
 /// when nothing is recorded.
-pub async fn rollback(kube: &Kube, workload: &Workload) -> Result<Vec<Repointed>> {
+pub async fn rollback(kube: &Kube, workload: &Workload) -> Result<RolledBack> {
     update(kube, workload, |obj| roll_back(obj, workload)).await
 }
 
+/// What [`rollback`] changed.
+#[derive(Debug, Clone, Default)]
+pub struct RolledBack {
+    /// The volumes pointed back at their previous claims.
+    pub volumes: Vec<Repointed>,
+    /// The replica count given back to a workload a `--scale-down` run left at zero (found in
+    /// its [`SCALED_DOWN_FROM`] annotation).
+    pub replicas: Option<i32>,
+}
+
 /// [`rollback`] on a workload object in memory (what `--dry-run` shows).
-pub fn roll_back(obj: &mut DynamicObject, workload: &Workload) -> Result<Vec<Repointed>> {
+///
+/// Points the volumes recorded in [`PREVIOUS_CLAIMS`] back at their claims, and gives a workload
+/// left at zero replicas by a `--scale-down` run that died (its [`SCALED_DOWN_FROM`] annotation)
+/// its count back. A workload someone scaled up since only loses the annotation.
+pub fn roll_back(obj: &mut DynamicObject, workload: &Workload) -> Result<RolledBack> {
     let previous = previous_claims(obj)?;
-    if previous.is_empty() {
+    let annotations = obj.metadata.annotations.get_or_insert_default();
+    let scaled_down = annotations.remove(SCALED_DOWN_FROM);
+    if previous.is_empty() && scaled_down.is_none() {
         return Err(Error::Invalid(format!(
-            "{workload} has no {PREVIOUS_CLAIMS} annotation: pvc-backup did not point any of its \
-             volumes at another claim, so there is nothing to switch back"
+            "{workload} has neither a {PREVIOUS_CLAIMS} nor a {SCALED_DOWN_FROM} annotation: \
+             pvc-backup did not point any of its volumes at another claim nor leave it scaled \
+             down, so there is nothing to switch back"
         )));
     }
-    let mut done = Vec::new();
+    let mut done = RolledBack::default();
+    if let Some(count) = scaled_down {
+        let count: i32 = count.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            Error::Failed(format!(
+                "{workload} has {SCALED_DOWN_FROM}: {count:?}, not a replica count; scale it \
+                 with kubectl and remove the annotation"
+            ))
+        })?;
+        if spec_replicas(obj) == 0 {
+            obj.data["spec"]["replicas"] = json!(count);
+            done.replicas = Some(count);
+        }
+    }
     for (volume, claim) in &previous {
         let volumes = pod_template(obj)?
             .spec
@@ -733,7 +762,7 @@ pub fn roll_back(obj: &mut DynamicObject, workload: &Workload) -> Result<Vec<Rep
                      {PREVIOUS_CLAIMS}; fix the annotation by hand"
                 ))
             })?;
-        done.push(repoint_volume(
+        done.volumes.push(repoint_volume(
             obj,
             workload,
             volume,

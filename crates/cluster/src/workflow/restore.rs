@@ -395,11 +395,13 @@ pub struct RollbackReport {
     pub workload: String,
     /// Each volume pointed back: (volume, claim it left, claim it uses again).
     pub volumes: Vec<(String, String, String)>,
+    /// The replica count given back to a workload a `--scale-down` run left at zero.
+    pub replicas: Option<i32>,
 }
 
 /// Points the volumes of `w` back at the claims recorded before pvc-backup changed them
 /// (`restore --swap`, `migrate`), removes the recorded sub-paths, and clears the marks left on
-/// the claims it leaves.
+/// the claims it leaves; scales a workload a dead `--scale-down` run left at zero back up.
 pub async fn rollback(
     kube: &Kube,
     w: &Workload,
@@ -408,7 +410,7 @@ pub async fn rollback(
     observer.step(&format!("pointing {w} back at its previous claims"));
     let done = workload::rollback(kube, w).await?;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(kube.client.clone(), &kube.namespace);
-    for r in &done {
+    for r in &done.volumes {
         let Some(left) = workflow::find_claim(kube, &r.from).await? else {
             continue;
         };
@@ -453,7 +455,12 @@ pub async fn rollback(
     }
     Ok(RollbackReport {
         workload: w.to_string(),
-        volumes: done.into_iter().map(|r| (r.volume, r.from, r.to)).collect(),
+        volumes: done
+            .volumes
+            .into_iter()
+            .map(|r| (r.volume, r.from, r.to))
+            .collect(),
+        replicas: done.replicas,
     })
 }
 
