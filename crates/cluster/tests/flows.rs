@@ -152,6 +152,63 @@ fn migration_to_another_class() {
 }
 
 #[test]
+fn migration_of_a_block_claim() {
+    let request = MigrateRequest {
+        claim: "data".into(),
+        storage_class: "fast".into(),
+        workload: None,
+        keep_name: false,
+        size: None,
+        scale_timeout: Duration::from_secs(300),
+    };
+    let plan = migrate::plan(
+        &request,
+        &settings(),
+        &source("ceph-rbd", "Block"),
+        None,
+        pinned(),
+        "data-migrate-abcde",
+    )
+    .unwrap();
+    let objects = plan.objects().unwrap();
+    insta::assert_snapshot!(checked_yaml(&objects));
+    // Read back through the k8s-openapi types: a Block claim on the new class, and two Jobs
+    // that see both claims as devices (never as mounted filesystems) and run the block mover.
+    let claim: PersistentVolumeClaim = serde_json::from_value(objects[0].clone()).unwrap();
+    let spec = claim.spec.unwrap();
+    assert_eq!(spec.volume_mode.as_deref(), Some("Block"));
+    assert_eq!(spec.storage_class_name.as_deref(), Some("fast"));
+    let mut verbs = Vec::new();
+    for job in &objects[1..] {
+        let job: Job = serde_json::from_value(job.clone()).unwrap();
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let c = &pod.containers[0];
+        assert_eq!(
+            c.volume_mounts, None,
+            "a block claim mounted as a filesystem"
+        );
+        let devices: Vec<(String, String)> = c
+            .volume_devices
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.name, d.device_path))
+            .collect();
+        assert_eq!(
+            devices,
+            [
+                ("source".to_owned(), "/source".to_owned()),
+                ("backup".to_owned(), "/backup".to_owned())
+            ]
+        );
+        let args = c.args.clone().unwrap();
+        assert_eq!(args[..4], ["mover", "block", "/source", "/backup"]);
+        verbs.push(args[4..].join(" "));
+    }
+    assert_eq!(verbs, ["--progress json", "--verify-only"]);
+}
+
+#[test]
 fn restore_and_the_snapshot_listing_of_a_swap() {
     let request = RestoreRequest {
         claim: "data".into(),
