@@ -111,14 +111,7 @@ fn as_unprivileged(mut cmd: Command) -> Command {
         return cmd;
     }
     let mut c = Command::new("setpriv");
-    c.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--inh-caps=-all",
-        "--bounding-set=-all",
-        "--",
-    ]);
+    c.args(testkit::skip::AS_NOBODY);
     c.arg(cmd.get_program()).args(cmd.get_args());
     cmd = c;
     cmd

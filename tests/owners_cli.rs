@@ -20,8 +20,13 @@ const SQUASH: [&str; 3] = [
 ];
 
 fn squashed(args: &[&str], paths: &[&Path]) -> std::process::Output {
+    under_setpriv(&SQUASH, args, paths)
+}
+
+/// Runs pvc-backup under `setpriv` with `setpriv_args` (which end with `--`).
+fn under_setpriv(setpriv_args: &[&str], args: &[&str], paths: &[&Path]) -> std::process::Output {
     Command::new("setpriv")
-        .args(SQUASH)
+        .args(setpriv_args)
         .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"))
         .args(args)
         .args(paths)
@@ -256,19 +261,7 @@ fn a_protected_target_is_filled_and_updated_as_each_owner() {
 
 /// Runs pvc-backup as uid/gid 65534 with no capability at all.
 fn unprivileged(args: &[&str], paths: &[&Path]) -> std::process::Output {
-    Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .args(["--bounding-set=-all", "--"])
-        .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"))
-        .args(args)
-        .args(paths)
-        .output()
-        .expect("run pvc-backup under setpriv")
+    under_setpriv(&testkit::skip::AS_NOBODY, args, paths)
 }
 
 #[test]
@@ -378,15 +371,12 @@ fn an_unprivileged_copy_keeps_owners_in_its_manifest_and_a_restore_applies_them(
 
 /// Runs pvc-backup as root with exactly the mover pod's five capabilities (no CAP_FSETID).
 fn five_capabilities(args: &[&str], paths: &[&Path]) -> std::process::Output {
-    let caps = "-all,+chown,+dac_override,+fowner,+setuid,+setgid";
-    Command::new("setpriv")
-        .arg(format!("--bounding-set={caps}"))
-        .args(["--inh-caps=-all", "--"])
-        .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"))
-        .args(args)
-        .args(paths)
-        .output()
-        .expect("run pvc-backup under setpriv")
+    let setpriv = [
+        "--bounding-set=-all,+chown,+dac_override,+fowner,+setuid,+setgid",
+        "--inh-caps=-all",
+        "--",
+    ];
+    under_setpriv(&setpriv, args, paths)
 }
 
 #[test]

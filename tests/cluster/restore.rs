@@ -31,6 +31,12 @@ fn damage(dir: &Path) {
     std::fs::write(dir.join("junk"), b"junk\n").unwrap();
 }
 
+/// The Deployment a `--dry-run` printed as YAML.
+fn shown_deployment(out: &std::process::Output) -> Deployment {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_saphyr::from_str(text.trim_start_matches("---\n")).expect("a Deployment")
+}
+
 fn replicas(c: &FakeCluster, name: &str) -> Option<i32> {
     c.get::<Deployment>("default", name)?.spec?.replicas
 }
@@ -190,12 +196,7 @@ fn swap_points_the_deployment_at_the_snapshot_and_rollback_switches_back() {
 
     let out = run(&c, &["rollback", "deploy/web", "--dry-run"]);
     expect_code(&out, 0);
-    let shown: Deployment = serde_saphyr::from_str(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim_start_matches("---\n"),
-    )
-    .expect("a Deployment");
+    let shown = shown_deployment(&out);
     assert_eq!(
         data_volume(&shown.spec.unwrap().template),
         ("data".to_owned(), vec![None, Some("sub".to_owned())])
@@ -246,12 +247,7 @@ fn rollback_scales_up_a_workload_a_dead_scale_down_left_at_zero() {
 
     let out = run(&c, &["rollback", "deploy/web", "--dry-run"]);
     expect_code(&out, 0);
-    let shown: Deployment = serde_saphyr::from_str(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim_start_matches("---\n"),
-    )
-    .expect("a Deployment");
+    let shown = shown_deployment(&out);
     assert_eq!(shown.spec.unwrap().replicas, Some(2));
     assert_eq!(
         replicas(&c, "web"),

@@ -51,3 +51,14 @@ pub fn need_tools(test: &str, tools: &[&str]) -> bool {
     }
     true
 }
+
+/// `setpriv` arguments (ending with `--`) that run a command as uid and gid 65534 with no
+/// supplementary group and no capability at all: an unprivileged container's user.
+pub const AS_NOBODY: [&str; 6] = [
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--inh-caps=-all",
+    "--bounding-set=-all",
+    "--",
+];
