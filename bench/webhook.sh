@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Loads `pvc-backup webhook` on loopback with wrk and prints requests per second and the p50 and
-# p99 latency.
+# Loads `pvc-backup webhook` on loopback with wrk and prints requests per second, the p50 and p99
+# latency, and the CPU time per request of the server and of wrk (which, unlike the first three,
+# hardly depends on what else runs on the machine).
 #
 # The requests are real AdmissionReviews over TLS with keep-alive, half of them allowed (the mover
 # image) and half denied (a foreign image), as the API server sends them.
@@ -99,7 +100,15 @@ curl -ks -H 'Content-Type: application/json' --data-binary @"$work/deny.json" "h
 echo "machine: $(nproc) cores, $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "load average before the run (other processes): $(cut -d" " -f1-3 /proc/loadavg)"
 echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, TLS keep-alive, POST /validate, 50% allowed / 50% denied"
-wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/mix.lua" "https://127.0.0.1:$PORT" | tee "$work/wrk.out"
+# CPU time per request does not depend on how busy the machine is, unlike requests/s: read the
+# server's utime and stime (clock ticks, fields 14 and 15 of /proc/PID/stat) around the run, and
+# wrk's from bash's `time`.
+cpu_ticks() { awk '{print $14, $15}' "/proc/$server_pid/stat"; }
+ticks_before=$(cpu_ticks)
+TIMEFORMAT='%3U %3S'
+{ time wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/mix.lua" "https://127.0.0.1:$PORT" > "$work/wrk.out" ; } 2> "$work/wrk.time"
+ticks_after=$(cpu_ticks)
+cat "$work/wrk.out"
 
 rps=$(awk '/^Requests\/sec:/ {print $2}' "$work/wrk.out")
 p50=$(awk '$1 == "50%" {print $2}' "$work/wrk.out")
@@ -107,5 +116,13 @@ p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.out")
 errors=$(grep -E 'Non-2xx|Socket errors' "$work/wrk.out" || true)
 echo
 echo "requests/s: $rps  p50: $p50  p99: $p99"
+requests=$(awk '/requests in/ {print $1}' "$work/wrk.out")
+awk -v req="$requests" -v before="$ticks_before" -v after="$ticks_after" -v hz="$(getconf CLK_TCK)" \
+    -v wrk="$(cat "$work/wrk.time")" 'BEGIN {
+  split(before, b, " "); split(after, a, " "); split(wrk, w, " ")
+  user = (a[1] - b[1]) / hz / req * 1e6; sys = (a[2] - b[2]) / hz / req * 1e6
+  printf "CPU per request: server %.1f us (user %.1f, system %.1f), wrk %.1f us (%d requests)\n",
+    user + sys, user, sys, (w[1] + w[2]) / req * 1e6, req
+}'
 [ -z "$errors" ] || { echo "webhook.sh: errors during the load: $errors" >&2; exit 1; }
 curl -ks "https://127.0.0.1:$PORT/metrics" | grep '^pvc_backup_admission_requests_total'

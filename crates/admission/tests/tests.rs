@@ -3,6 +3,7 @@
 //! and property tests.
 
 mod cel;
+mod cost;
 mod manifests;
 mod props;
 mod server;

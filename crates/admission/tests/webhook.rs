@@ -3,7 +3,7 @@
 use admission::review::{ReviewError, review};
 use serde_json::{Value, json};
 
-use crate::util::{all_cases, fixture_cases, fixture_policy, fixtures_dir};
+use crate::util::{SA, all_cases, fixture_cases, fixture_policy, fixtures_dir};
 
 #[test]
 fn public_fixtures_get_their_verdicts() {
@@ -150,4 +150,186 @@ fn a_create_without_an_object_is_denied() {
     r["request"]["name"] = json!("p");
     let reviewed = review(&fixture_policy(), &serde_json::to_vec(&r).unwrap()).unwrap();
     assert!(!reviewed.allowed);
+}
+
+/// Reads a response as kube-rs does: an independent reader of what the webhook writes.
+fn kube_response(body: &[u8]) -> (String, kube_core::admission::AdmissionResponse) {
+    let review: kube_core::admission::AdmissionReview<kube_core::DynamicObject> =
+        serde_json::from_slice(body).unwrap();
+    (review.types.api_version, review.response.unwrap())
+}
+
+#[test]
+fn every_answer_reads_as_kube_rs_reads_it() {
+    for case in all_cases() {
+        let reviewed = review(&case.policy(), &serde_json::to_vec(&case.review).unwrap()).unwrap();
+        let (api_version, response) = kube_response(&reviewed.body);
+        assert_eq!(api_version, case.review["apiVersion"].as_str().unwrap());
+        assert_eq!(
+            response.uid,
+            case.review["request"]["uid"].as_str().unwrap()
+        );
+        assert_eq!(response.allowed, case.allowed, "{}", case.name);
+        if case.allowed {
+            assert_eq!(response.result.code, 0, "{}", case.name);
+            assert!(response.result.message.is_empty(), "{}", case.name);
+        } else {
+            assert_eq!(response.result.code, 403, "{}", case.name);
+            assert_eq!(response.result.reason, "Forbidden", "{}", case.name);
+            assert_eq!(Some(response.result.message), reviewed.message);
+        }
+    }
+}
+
+#[test]
+fn a_uid_with_escapes_comes_back_as_sent() {
+    let bad = json!([{"name": "c\"1\\", "image": "busybox"}]);
+    for uid in [
+        "quote\" backslash\\ slash/ tab\t newline\n",
+        "\u{1}\u{1f} control",
+        "é ü 名前 😀",
+        "</script>&<'",
+    ] {
+        let mut r = crate::util::review(
+            "v1",
+            "",
+            "Pod",
+            "pods",
+            "CREATE",
+            crate::util::pod(bad.clone()),
+        );
+        r["request"]["uid"] = json!(uid);
+        // Also as \u escapes, which the body may use for any character.
+        let plain = serde_json::to_string(&r).unwrap();
+        let escaped: String = plain
+            .chars()
+            .map(|c| {
+                if c.is_ascii() {
+                    c.to_string()
+                } else {
+                    let mut units = [0u16; 2];
+                    c.encode_utf16(&mut units)
+                        .iter()
+                        .map(|u| format!("\\u{u:04x}"))
+                        .collect()
+                }
+            })
+            .collect();
+        for body in [plain, escaped] {
+            let reviewed = review(&fixture_policy(), body.as_bytes()).unwrap();
+            let (_, response) = kube_response(&reviewed.body);
+            assert_eq!(response.uid, uid);
+            assert!(!response.allowed);
+            assert!(
+                response.result.message.contains("container \"c\"1\\\""),
+                "{}",
+                response.result.message
+            );
+        }
+    }
+}
+
+#[test]
+fn thousands_of_containers_are_all_judged() {
+    let judge = |containers: &[Value]| {
+        let r = crate::util::review(
+            "v1",
+            "",
+            "Pod",
+            "pods",
+            "CREATE",
+            crate::util::pod(json!(containers)),
+        );
+        review(&fixture_policy(), &serde_json::to_vec(&r).unwrap()).unwrap()
+    };
+    let mut containers: Vec<Value> = (0..5000)
+        .map(|i| crate::util::mover(&format!("m{i}")))
+        .collect();
+    let reviewed = judge(&containers);
+    assert!(reviewed.allowed);
+    for i in [0, 2500, 4999] {
+        containers[i] = json!({"name": format!("bad{i}"), "image": "busybox"});
+    }
+    let reviewed = judge(&containers);
+    let message = reviewed.message.unwrap();
+    for i in [0, 2500, 4999] {
+        assert!(
+            message.contains(&format!(
+                "container \"bad{i}\": image \"busybox\" is not allowed"
+            )),
+            "{message}"
+        );
+    }
+    assert_eq!(message.matches("is not allowed").count(), 3, "{message}");
+}
+
+#[test]
+fn optional_fields_may_be_missing_and_required_ones_may_not() {
+    let bad = json!([{"name": "shell", "image": "busybox"}]);
+    let good = crate::util::review("v1", "", "Pod", "pods", "CREATE", crate::util::pod(bad));
+    let answer = |r: &Value| review(&fixture_policy(), &serde_json::to_vec(r).unwrap());
+    // Optional: what the API server leaves out on some requests.
+    for field in [
+        "namespace",
+        "oldObject",
+        "subResource",
+        "name",
+        "dryRun",
+        "options",
+    ] {
+        let mut r = good.clone();
+        r["request"].as_object_mut().unwrap().remove(field);
+        assert!(!answer(&r).unwrap().allowed, "without {field}");
+    }
+    let mut no_metadata = good.clone();
+    no_metadata["request"]["object"]
+        .as_object_mut()
+        .unwrap()
+        .remove("metadata");
+    let message = answer(&no_metadata).unwrap().message.unwrap();
+    assert!(message.starts_with("Pod \"\" uses"), "{message}");
+    let mut generated = good.clone();
+    generated["request"]["object"]["metadata"] = json!({"generateName": "p-"});
+    let message = answer(&generated).unwrap().message.unwrap();
+    assert!(message.starts_with("Pod \"p-\" uses"), "{message}");
+    let mut no_spec = good.clone();
+    no_spec["request"]["object"]
+        .as_object_mut()
+        .unwrap()
+        .remove("spec");
+    assert!(answer(&no_spec).unwrap().allowed);
+    let mut delete = good.clone();
+    delete["request"]["operation"] = json!("DELETE");
+    delete["request"].as_object_mut().unwrap().remove("object");
+    assert!(answer(&delete).unwrap().allowed);
+    // Required: every AdmissionRequest has them, so a body without one is not an AdmissionReview.
+    for path in [
+        &["request", "kind"][..],
+        &["request", "resource"],
+        &["request", "userInfo"],
+        &["request", "operation"],
+        &["request", "kind", "version"],
+        &["apiVersion"],
+        &["kind"],
+    ] {
+        let mut r = good.clone();
+        let (last, parents) = path.split_last().unwrap();
+        let mut at = &mut r;
+        for p in parents {
+            at = &mut at[*p];
+        }
+        at.as_object_mut().unwrap().remove(*last);
+        assert!(answer(&r).is_err(), "without {path:?}");
+    }
+    // A JSON array is not an object, even with the fields in order.
+    let mut listed = good.clone();
+    listed["request"]["object"] = json!([{"name": "p"}, {"serviceAccountName": SA}]);
+    assert!(answer(&listed).is_err());
+    assert!(
+        review(
+            &fixture_policy(),
+            br#"["admission.k8s.io/v1","AdmissionReview",null]"#
+        )
+        .is_err()
+    );
 }
