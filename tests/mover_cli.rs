@@ -381,6 +381,13 @@ fn a_backup_killed_midway_leaves_no_snapshot_and_the_next_run_cleans_up() {
         "{after:?}"
     );
     assert_eq!(after.len(), 2);
+    // The manifest the killed run had begun is gone with its partial snapshot.
+    let half_written: Vec<String> = std::fs::read_dir(dst.join(".pvc-backup/snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(half_written.is_empty(), "{half_written:?}");
     assert_mirror(&src.root, &dst.join("latest"), &[]);
 }
 

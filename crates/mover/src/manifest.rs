@@ -15,12 +15,18 @@
 //!
 //! A name is stored once, so an entry takes about 60 bytes plus its name: a million entries fit
 //! in tens of MiB.
+//!
+//! Order: directory records come in no particular order (they are written as parallel workers
+//! finish), and one directory may have several records, each followed by some of its entries;
+//! readers group entries by directory and never rely on order.
 
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::io::{self, BufWriter, Write};
+use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use rustix::fs::{Mode, OFlags, openat, readlinkat};
 
@@ -142,19 +148,38 @@ fn encode_entry(out: &mut Vec<u8>, name: &[u8], e: &Entry) {
     }
 }
 
-/// Reads a manifest.
-pub fn parse(data: &[u8]) -> io::Result<Vec<Entry>> {
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("manifest: {what}"));
-    if data.get(..8) != Some(MAGIC.as_slice()) {
-        return Err(bad("not a pvc-backup manifest"));
+fn bad(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("manifest: {what}"))
+}
+
+/// One record of a manifest.
+enum Record<'a> {
+    /// The directory the following entries are in.
+    Dir(&'a [u8]),
+    /// An entry of the current directory: its name and attributes (with an empty path).
+    Entry(&'a [u8], Entry),
+}
+
+/// Reads the records of a manifest one by one.
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(data: &'a [u8]) -> io::Result<Reader<'a>> {
+        if data.get(..8) != Some(MAGIC.as_slice()) {
+            return Err(bad("not a pvc-backup manifest"));
+        }
+        Ok(Reader { data, pos: 8 })
     }
-    let mut pos = 8;
-    let get = |pos: &mut usize| -> io::Result<u64> {
+
+    fn get(&mut self) -> io::Result<u64> {
         let mut v = 0u64;
         let mut shift = 0;
         loop {
-            let b = *data.get(*pos).ok_or_else(|| bad("truncated"))?;
-            *pos += 1;
+            let b = *self.data.get(self.pos).ok_or_else(|| bad("truncated"))?;
+            self.pos += 1;
             v |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
                 return Ok(v);
@@ -164,43 +189,49 @@ pub fn parse(data: &[u8]) -> io::Result<Vec<Entry>> {
                 return Err(bad("varint too long"));
             }
         }
-    };
-    let take = |pos: &mut usize, n: usize| -> io::Result<&[u8]> {
-        let s = data.get(*pos..*pos + n).ok_or_else(|| bad("truncated"))?;
-        *pos += n;
+    }
+
+    fn take(&mut self, n: usize) -> io::Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).ok_or_else(|| bad("truncated"))?;
+        let s = self
+            .data
+            .get(self.pos..end)
+            .ok_or_else(|| bad("truncated"))?;
+        self.pos = end;
         Ok(s)
-    };
-    let mut dir: Vec<u8> = Vec::new();
-    let mut out = Vec::new();
-    while pos < data.len() {
-        let tag = data[pos];
-        pos += 1;
+    }
+
+    fn next(&mut self) -> io::Result<Option<Record<'a>>> {
+        let Some(&tag) = self.data.get(self.pos) else {
+            return Ok(None);
+        };
+        self.pos += 1;
         match tag {
             1 => {
-                let n = get(&mut pos)? as usize;
-                dir = take(&mut pos, n)?.to_vec();
+                let n = self.get()? as usize;
+                Ok(Some(Record::Dir(self.take(n)?)))
             }
             2 => {
-                let n = get(&mut pos)? as usize;
-                let name = take(&mut pos, n)?.to_vec();
-                let kind = code_kind(take(&mut pos, 1)?[0]).ok_or_else(|| bad("unknown type"))?;
-                let mode = get(&mut pos)? as u32;
-                let uid = get(&mut pos)? as u32;
-                let gid = get(&mut pos)? as u32;
-                let size = get(&mut pos)?;
-                let z = get(&mut pos)?;
+                let n = self.get()? as usize;
+                let name = self.take(n)?;
+                let kind = code_kind(self.take(1)?[0]).ok_or_else(|| bad("unknown type"))?;
+                let mode = self.get()? as u32;
+                let uid = self.get()? as u32;
+                let gid = self.get()? as u32;
+                let size = self.get()?;
+                let z = self.get()?;
                 let sec = ((z >> 1) as i64) ^ -((z & 1) as i64);
-                let nsec = get(&mut pos)? as u32;
-                let ino = get(&mut pos)?;
-                let rdev = get(&mut pos)?;
+                let nsec = self.get()? as u32;
+                let ino = self.get()?;
+                let rdev = self.get()?;
                 let mut xattrs = [0; 16];
-                xattrs.copy_from_slice(take(&mut pos, 16)?);
+                xattrs.copy_from_slice(self.take(16)?);
                 let mut hash = [0; 32];
                 if matches!(kind, Kind::File | Kind::Symlink) {
-                    hash.copy_from_slice(take(&mut pos, 32)?);
+                    hash.copy_from_slice(self.take(32)?);
                 }
-                out.push(Entry {
-                    path: crate::relpath::join(&dir, &name),
+                let e = Entry {
+                    path: Vec::new(),
                     kind,
                     mode,
                     uid,
@@ -211,9 +242,26 @@ pub fn parse(data: &[u8]) -> io::Result<Vec<Entry>> {
                     rdev,
                     xattrs,
                     hash,
-                });
+                };
+                Ok(Some(Record::Entry(name, e)))
             }
-            _ => return Err(bad("unknown record")),
+            _ => Err(bad("unknown record")),
+        }
+    }
+}
+
+/// Reads a manifest.
+pub fn parse(data: &[u8]) -> io::Result<Vec<Entry>> {
+    let mut r = Reader::new(data)?;
+    let mut dir: &[u8] = b"";
+    let mut out = Vec::new();
+    while let Some(rec) = r.next()? {
+        match rec {
+            Record::Dir(d) => dir = d,
+            Record::Entry(name, mut e) => {
+                e.path = crate::relpath::join(dir, name);
+                out.push(e);
+            }
         }
     }
     Ok(out)
@@ -244,19 +292,27 @@ pub fn describe(
         }
         _ => [0; 32],
     };
-    Ok(Entry {
-        path,
-        kind: m.kind,
-        mode: m.perm,
-        uid: m.uid,
-        gid: m.gid,
-        size: if m.kind == Kind::Dir { 0 } else { m.size },
-        mtime: m.mtime,
-        ino: m.ino,
-        rdev: m.rdev,
-        xattrs,
-        hash,
-    })
+    Ok(Entry::from_meta(m, path, xattrs, hash))
+}
+
+impl Entry {
+    /// The entry for attributes already read: `xattrs` is their [`xattr_digest`], `hash` the
+    /// content hash (zero for entries without content).
+    pub fn from_meta(m: &Meta, path: Vec<u8>, xattrs: [u8; 16], hash: [u8; 32]) -> Entry {
+        Entry {
+            path,
+            kind: m.kind,
+            mode: m.perm,
+            uid: m.uid,
+            gid: m.gid,
+            size: if m.kind == Kind::Dir { 0 } else { m.size },
+            mtime: m.mtime,
+            ino: m.ino,
+            rdev: m.rdev,
+            xattrs,
+            hash,
+        }
+    }
 }
 
 /// Hashes known from a previous manifest, by inode: a file hard-linked from the previous
@@ -314,9 +370,7 @@ fn walk<'s>(
         Ok(l) => l,
         Err(e) => return fail(e),
     };
-    let mut chunk = Vec::with_capacity(64 * listing.len() + rel.len() + 8);
-    chunk.push(1);
-    put_bytes(&mut chunk, &rel);
+    let mut chunk = Chunk::new(&rel, listing.len());
     let (mut n, mut hashed) = (0u64, 0u64);
     for i in 0..listing.len() {
         let name = listing.name(i);
@@ -343,7 +397,7 @@ fn walk<'s>(
         }
         let path = crate::relpath::join(&rel, name.to_bytes());
         match describe(dir.as_fd(), name, &m, Vec::new(), reuse) {
-            Ok(e) => encode_entry(&mut chunk, name.to_bytes(), &e),
+            Ok(e) => chunk.push(name.to_bytes(), &e),
             Err(e) => {
                 return fail(io::Error::new(
                     e.kind(),
@@ -363,13 +417,195 @@ fn walk<'s>(
     if let Err(e) = w
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .write_all(&chunk)
+        .write_all(&chunk.buf)
     {
         return fail(e);
     }
     let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
     c.0 += n;
     c.1 += hashed;
+}
+
+/// A previous snapshot's manifest, indexed by directory: a new snapshot looks up the hashes of
+/// the files it shares with it one directory at a time, so only the encoded manifest and the
+/// directory being worked on are held in memory.
+#[derive(Debug, Default)]
+pub struct Previous {
+    data: Vec<u8>,
+    dirs: HashMap<Vec<u8>, Vec<Range<usize>>>,
+}
+
+impl Previous {
+    /// Indexes an encoded manifest; an error when it is not one (or is damaged).
+    pub fn load(data: Vec<u8>) -> io::Result<Previous> {
+        let mut dirs: HashMap<Vec<u8>, Vec<Range<usize>>> = HashMap::new();
+        let mut r = Reader::new(&data)?;
+        let mut open: Option<(&[u8], usize)> = None;
+        let mut close = |open: Option<(&[u8], usize)>, end: usize| {
+            if let Some((d, start)) = open
+                && start < end
+            {
+                dirs.entry(d.to_vec()).or_default().push(start..end);
+            }
+        };
+        loop {
+            let at = r.pos;
+            match r.next()? {
+                None => {
+                    close(open.take(), at);
+                    break;
+                }
+                Some(Record::Dir(d)) => {
+                    close(open.take(), at);
+                    open = Some((d, r.pos));
+                }
+                Some(Record::Entry(..)) if open.is_none() => open = Some((b"", at)),
+                Some(Record::Entry(..)) => {}
+            }
+        }
+        Ok(Previous { data, dirs })
+    }
+
+    /// The regular files the previous manifest lists in the directory `rel`.
+    pub fn files_in(&self, rel: &[u8]) -> PreviousFiles {
+        let mut v: Vec<(Box<[u8]>, _)> = Vec::new();
+        for range in self.dirs.get(rel).into_iter().flatten() {
+            let mut r = Reader {
+                data: &self.data[..range.end],
+                pos: range.start,
+            };
+            // Ranges were read once already: they decode.
+            while let Ok(Some(rec)) = r.next() {
+                if let Record::Entry(name, e) = rec
+                    && e.kind == Kind::File
+                {
+                    v.push((name.into(), (e.ino, e.size, e.mtime, e.hash)));
+                }
+            }
+        }
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        PreviousFiles(v)
+    }
+}
+
+/// The files of one directory of a previous manifest, by name.
+#[derive(Debug, Default)]
+pub struct PreviousFiles(Vec<(Box<[u8]>, (u64, u64, Ts, [u8; 32]))>);
+
+impl PreviousFiles {
+    /// The recorded hash of the file `name`, when the file on disk (`m`) is the one recorded:
+    /// same inode, size and mtime (a hard link to it keeps all three).
+    pub fn hash(&self, name: &[u8], m: &Meta) -> Option<[u8; 32]> {
+        let i = self.0.binary_search_by(|e| (*e.0).cmp(name)).ok()?;
+        let (ino, size, mtime, hash) = self.0[i].1;
+        (m.kind == Kind::File && ino == m.ino && size == m.size && mtime == m.mtime).then_some(hash)
+    }
+}
+
+/// Entries of one directory, encoded, to be added to a manifest in one piece.
+#[derive(Debug)]
+pub struct Chunk {
+    buf: Vec<u8>,
+    entries: u64,
+}
+
+impl Chunk {
+    /// A chunk of entries in the directory `rel` (relative to the root, empty for the root).
+    pub fn new(rel: &[u8], capacity: usize) -> Chunk {
+        let mut buf = Vec::with_capacity(64 * capacity + rel.len() + 8);
+        buf.push(1);
+        put_bytes(&mut buf, rel);
+        Chunk { buf, entries: 0 }
+    }
+
+    /// Adds the entry `name` of the chunk's directory (the entry's own path is not used).
+    pub fn push(&mut self, name: &[u8], e: &Entry) {
+        encode_entry(&mut self.buf, name, e);
+        self.entries += 1;
+    }
+}
+
+/// A manifest written while a tree is being made, by the workers that make it: each adds the
+/// entries it placed, in chunks, as it goes. The first error is kept and makes [`finish`] fail,
+/// since a manifest that misses an entry would make a good snapshot look damaged.
+///
+/// [`finish`]: Recorder::finish
+#[derive(Debug)]
+pub struct Recorder {
+    out: Mutex<Option<BufWriter<std::fs::File>>>,
+    previous: Option<Previous>,
+    entries: AtomicU64,
+    hashed: AtomicU64,
+    error: Mutex<Option<io::Error>>,
+}
+
+impl Recorder {
+    /// Starts a manifest in `out`; `previous` is the manifest of the tree the new one shares
+    /// files with, whose hashes are reused.
+    pub fn new(out: std::fs::File, previous: Option<Previous>) -> io::Result<Recorder> {
+        let mut w = BufWriter::with_capacity(1 << 20, out);
+        w.write_all(MAGIC)?;
+        Ok(Recorder {
+            out: Mutex::new(Some(w)),
+            previous,
+            entries: AtomicU64::new(0),
+            hashed: AtomicU64::new(0),
+            error: Mutex::new(None),
+        })
+    }
+
+    /// The files the previous manifest lists in the directory `rel` (none without one).
+    pub fn previous_files(&self, rel: &[u8]) -> PreviousFiles {
+        self.previous
+            .as_ref()
+            .map(|p| p.files_in(rel))
+            .unwrap_or_default()
+    }
+
+    /// Counts bytes read to hash content.
+    pub fn hashed(&self, bytes: u64) {
+        self.hashed.fetch_add(bytes, Relaxed);
+    }
+
+    /// Adds a chunk of entries.
+    pub fn add(&self, chunk: Chunk) {
+        if chunk.entries == 0 {
+            return;
+        }
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let written = match out.as_mut() {
+            Some(w) => w.write_all(&chunk.buf),
+            None => Err(io::Error::other("manifest already finished")),
+        };
+        drop(out);
+        match written {
+            Ok(()) => {
+                self.entries.fetch_add(chunk.entries, Relaxed);
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Records that an entry could not be described: the manifest is not written.
+    pub fn fail(&self, e: io::Error) {
+        self.error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(e);
+    }
+
+    /// Writes out what is buffered and syncs it. Returns the number of entries and of bytes
+    /// hashed, or the first error of any worker.
+    pub fn finish(&self) -> io::Result<(u64, u64)> {
+        if let Some(e) = self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(e);
+        }
+        let w = self.out.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut w = w.ok_or_else(|| io::Error::other("manifest already finished"))?;
+        w.flush()?;
+        w.get_ref().sync_data()?;
+        Ok((self.entries.load(Relaxed), self.hashed.load(Relaxed)))
+    }
 }
 
 #[cfg(test)]

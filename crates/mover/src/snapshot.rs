@@ -213,52 +213,59 @@ impl Backup {
             .state_fd()
             .try_clone_to_owned()
             .map_err(io("cannot use state of"))?;
-        let owners_state = state.as_fd();
-        let summary = sync.retarget(target, target_path, meta_dir, reference);
+        let runs = open_or_make_raw(sync.owners(), state.as_fd(), c"snapshots")
+            .map_err(io("cannot record the snapshot in"))?;
+        // The copy pass writes the manifest as it places entries; files linked from the previous
+        // snapshot keep the hash its manifest recorded. A manifest left by a run that died is
+        // removed, and a damaged previous one only means those files are read again.
+        let mname = CString::new(format!("{id}.manifest")).expect("no NUL");
+        let mtmp = CString::new(format!("{id}.manifest.tmp")).expect("no NUL");
+        remove_dead_manifests(runs.as_fd());
+        let previous_manifest = previous.as_ref().and_then(|p| {
+            let name = CString::new(format!("{p}.manifest")).ok()?;
+            let fd = openat(
+                &runs,
+                name.as_c_str(),
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()?;
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut data).ok()?;
+            crate::manifest::Previous::load(data).ok()
+        });
+        let recorder = sync
+            .owners()
+            .retry_target(&[], &[runs.as_fd()], || {
+                let f = openat(
+                    &runs,
+                    mtmp.as_c_str(),
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )?;
+                Ok(std::fs::File::from(f))
+            })
+            .and_then(|f| crate::manifest::Recorder::new(f, previous_manifest))
+            .map_err(io("cannot write the manifest of the snapshot in"))?;
+        let recorder = Arc::new(recorder);
+        let summary = sync
+            .retarget(target, target_path, meta_dir, reference)
+            .record_into(recorder.clone());
         let hashed = std::cell::Cell::new(0u64);
         // `retarget` keeps the lock: it lives in `summary` (the Sync) until the run ends.
         let summary = summary.run_keep(|s, owners| {
             // The manifest, before the snapshot gets its name: a snapshot without one never
-            // appears. Files linked from the previous snapshot keep their hash.
-            let runs = open_or_make_raw(owners, owners_state, c"snapshots")
-                .map_err(io("cannot record the snapshot in"))?;
-            let previous_manifest = previous
-                .as_ref()
-                .and_then(|p| {
-                    let name = CString::new(format!("{p}.manifest")).ok()?;
-                    let fd = openat(
-                        &runs,
-                        name.as_c_str(),
-                        OFlags::RDONLY | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .ok()?;
-                    let mut data = Vec::new();
-                    std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut data).ok()?;
-                    crate::manifest::parse(&data).ok()
+            // appears.
+            let (_, h) = recorder
+                .finish()
+                .and_then(|h| {
+                    owners.retry_target(&[], &[runs.as_fd()], || {
+                        renameat(&runs, mtmp.as_c_str(), &runs, mname.as_c_str())?;
+                        Ok(h)
+                    })
                 })
-                .unwrap_or_default();
-            let known = crate::manifest::known(&previous_manifest);
-            drop(previous_manifest);
-            let mname = CString::new(format!("{id}.manifest")).expect("no NUL");
-            let mtmp = CString::new(format!("{id}.manifest.tmp")).expect("no NUL");
-            let part = openat(&snaps, partial.as_c_str(), DIR_FLAGS, Mode::empty())
-                .map_err(|e| io("cannot open")(e.into()))?;
-            owners
-                .retry_target(&[], &[runs.as_fd()], || {
-                    let f = openat(
-                        &runs,
-                        mtmp.as_c_str(),
-                        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
-                        Mode::from_raw_mode(0o600),
-                    )?;
-                    let (_, h) =
-                        crate::manifest::build(part.as_fd(), &known, std::fs::File::from(f))?;
-                    renameat(&runs, mtmp.as_c_str(), &runs, mname.as_c_str())?;
-                    Ok(h)
-                })
-                .map_err(io("cannot write the manifest of the snapshot in"))
-                .map(|h| hashed.set(h))?;
+                .map_err(io("cannot write the manifest of the snapshot in"))?;
+            hashed.set(h);
 
             // Complete: give the snapshot its final name and point `latest` at it.
             let final_name = CString::new(id.as_str()).expect("no NUL");
@@ -318,6 +325,17 @@ impl Backup {
             cleaned,
             hashed_bytes: hashed.get(),
         })
+    }
+}
+
+/// Removes manifests that runs which died left half written (`ID.manifest.tmp`); the lock says
+/// none is being written now.
+fn remove_dead_manifests(runs: BorrowedFd<'_>) {
+    let Ok(l) = Listing::read(runs) else { return };
+    for i in 0..l.len() {
+        if l.name_bytes(i).ends_with(b".manifest.tmp") {
+            let _ = unlinkat(runs, l.name(i), AtFlags::empty());
+        }
     }
 }
 

@@ -26,6 +26,7 @@ use crate::attrs::{self, Handle, OpError};
 use crate::content::{Copier, same_content};
 use crate::hardlink::{Claim, HardLinks};
 use crate::listing::Listing;
+use crate::manifest::{self, Chunk, PreviousFiles, Recorder};
 use crate::meta::{Kind, Meta, stat_at, stat_fd};
 use crate::metalog;
 use crate::owner::{Id, Impersonate, Owners};
@@ -79,6 +80,8 @@ pub struct Sync {
     meta_dir: Option<OwnedFd>,
     /// A previous copy whose unchanged entries are hard-linked instead of copied.
     reference: Option<OwnedFd>,
+    /// Where the copy pass records the manifest of what it places (versioned backups).
+    record: Option<Arc<Recorder>>,
 }
 
 impl Sync {
@@ -97,6 +100,13 @@ impl Sync {
         self.dst_path = target_path;
         self.meta_dir = meta_dir;
         self.reference = reference;
+        self
+    }
+
+    /// Has the copy pass record every entry it places in `recorder`, so the new tree needs no
+    /// second walk for its manifest. Used for versioned backups, whose target starts empty.
+    pub(crate) fn record_into(mut self, recorder: Arc<Recorder>) -> Sync {
+        self.record = Some(recorder);
         self
     }
 
@@ -141,6 +151,7 @@ impl Sync {
             owners,
             meta_dir: None,
             reference: None,
+            record: None,
         })
     }
 
@@ -302,6 +313,7 @@ impl Sync {
             owners: &self.owners,
             unprivileged,
             recorded,
+            record: self.record.as_deref(),
         };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -426,6 +438,8 @@ struct Ctx<'a> {
     /// Attributes recorded by an unprivileged run into the source, applied instead of the ones
     /// on disk.
     recorded: Option<HashMap<Vec<u8>, metalog::Recorded>>,
+    /// The manifest this pass writes, if any.
+    record: Option<&'a Recorder>,
 }
 
 /// A temporary name, unique in this run; created with O_EXCL (or its equivalent) and retried on
@@ -468,6 +482,42 @@ impl Ctx<'_> {
         let mut w = &mut buf[..47];
         let _ = write!(w, ".pvcb-tmp.{}.{}", self.pid, seq);
         TmpName(buf)
+    }
+
+    /// Adds the target entry `name` of `dir` (in the directory `rel`) to the manifest as it is
+    /// on disk now; a file's content is read and hashed unless `previous` holds its hash.
+    fn record_on_disk(
+        &self,
+        chunk: &mut Option<Chunk>,
+        dir: BorrowedFd<'_>,
+        rel: &[u8],
+        name: &CStr,
+        previous: &PreviousFiles,
+    ) {
+        let (Some(rec), Some(chunk)) = (self.record, chunk.as_mut()) else {
+            return;
+        };
+        let described = self.owners.retry_target(&[], &[dir], || {
+            let m = stat_at(dir, name)?;
+            let known = previous.hash(name.to_bytes(), &m);
+            let e = manifest::describe(dir, name, &m, Vec::new(), known)?;
+            Ok((e, m.kind == Kind::File && known.is_none()))
+        });
+        match described {
+            Ok((e, read)) => {
+                if read {
+                    rec.hashed(e.size);
+                }
+                chunk.push(name.to_bytes(), &e);
+            }
+            Err(e) => rec.fail(std::io::Error::new(
+                e.kind(),
+                format!(
+                    "{}: {e}",
+                    relpath::display(&relpath::join(rel, name.to_bytes()))
+                ),
+            )),
+        }
     }
 
     fn fail(&self, dir: &[u8], name: &[u8], op: &str, err: impl std::fmt::Display) {
@@ -581,6 +631,38 @@ impl Drop for DirNode<'_> {
         if let Err(e) = result {
             ctx.journal.error(ctx.stats, &self.rel, e.op, e.err);
         }
+        // The directory's entry, now that its attributes are final (the root has none).
+        if let Some(rec) = ctx.record
+            && !self.rel.is_empty()
+        {
+            let dst = self.dst.as_fd();
+            let described = stat_fd(dst).and_then(|m| {
+                let x = ctx
+                    .owners
+                    .retry_target(&[], &[dst], || xattr::read(xattr::Target::Fd(dst)))?;
+                Ok(manifest::Entry::from_meta(
+                    &m,
+                    Vec::new(),
+                    manifest::xattr_digest(&x),
+                    [0; 32],
+                ))
+            });
+            let (parent, name) = match self.rel.iter().rposition(|&b| b == b'/') {
+                Some(p) => (&self.rel[..p], &self.rel[p + 1..]),
+                None => (&b""[..], &self.rel[..]),
+            };
+            match described {
+                Ok(e) => {
+                    let mut chunk = Chunk::new(parent, 1);
+                    chunk.push(name, &e);
+                    rec.add(chunk);
+                }
+                Err(e) => rec.fail(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", relpath::display(&self.rel)),
+                )),
+            }
+        }
     }
 }
 
@@ -591,6 +673,8 @@ struct DirWork {
     metas: Vec<Option<Meta>>,
     /// The type of the target entry of the same name, when there is one.
     present: Vec<Option<FileType>>,
+    /// What the previous manifest says about the files of this directory, when recording one.
+    previous: PreviousFiles,
 }
 
 const BATCH_ENTRIES: usize = 256;
@@ -678,11 +762,16 @@ fn process_dir<'s, 'a: 's>(
 
     // Subdirectories each get a task, which opens them: descriptors are held only by
     // directories being worked on, not by every directory waiting in the queue.
+    let previous = ctx
+        .record
+        .map(|r| r.previous_files(&node.rel))
+        .unwrap_or_default();
     let work = Arc::new(DirWork {
         src,
         listing,
         metas,
         present,
+        previous,
     });
     let mut others: Vec<u32> = Vec::new();
     for i in 0..work.listing.len() {
@@ -705,19 +794,25 @@ fn process_dir<'s, 'a: 's>(
             let (work, node) = (work.clone(), node.clone());
             if last {
                 // This thread goes on with the last batch itself.
-                for &i in &batch {
-                    handle_entry(ctx, &node, &work, i as usize);
-                }
+                handle_batch(ctx, &node, &work, &batch);
             } else {
-                s.spawn(move |_| {
-                    for &i in &batch {
-                        handle_entry(ctx, &node, &work, i as usize);
-                    }
-                });
+                s.spawn(move |_| handle_batch(ctx, &node, &work, &batch));
             }
             start = k + 1;
             bytes = 0;
         }
+    }
+}
+
+/// Mirrors the entries `batch` of `work`, recording what was placed as one chunk of the
+/// manifest.
+fn handle_batch(ctx: &Ctx<'_>, node: &DirNode<'_>, work: &DirWork, batch: &[u32]) {
+    let mut chunk = ctx.record.map(|_| Chunk::new(&node.rel, batch.len()));
+    for &i in batch {
+        handle_entry(ctx, node, work, i as usize, &mut chunk);
+    }
+    if let (Some(rec), Some(chunk)) = (ctx.record, chunk) {
+        rec.add(chunk);
     }
 }
 
@@ -853,24 +948,44 @@ fn prepare_dir(
 
 /// What happened to one non-directory entry.
 enum Outcome {
-    Copied { bytes: u64, ino: u64 },
-    Updated { ino: u64 },
-    Unchanged { ino: u64 },
+    Copied {
+        bytes: u64,
+        ino: u64,
+    },
+    Updated {
+        ino: u64,
+    },
+    Unchanged {
+        ino: u64,
+    },
+    /// Hard-linked from the previous copy; its manifest entry when recording one and its hash
+    /// is known without reading it.
+    Linked {
+        ino: u64,
+        entry: Option<manifest::Entry>,
+    },
 }
 
 impl Outcome {
     fn ino(&self) -> u64 {
         match *self {
-            Outcome::Copied { ino, .. } | Outcome::Updated { ino } | Outcome::Unchanged { ino } => {
-                ino
-            }
+            Outcome::Copied { ino, .. }
+            | Outcome::Updated { ino }
+            | Outcome::Unchanged { ino }
+            | Outcome::Linked { ino, .. } => ino,
         }
     }
 }
 
 type Failure = (&'static str, std::io::Error);
 
-fn handle_entry(ctx: &Ctx<'_>, node: &DirNode<'_>, work: &DirWork, i: usize) {
+fn handle_entry(
+    ctx: &Ctx<'_>,
+    node: &DirNode<'_>,
+    work: &DirWork,
+    i: usize,
+    chunk: &mut Option<Chunk>,
+) {
     let stats = ctx.stats;
     let Some(meta) = work.metas[i] else { return };
     let name = work.listing.name(i);
@@ -926,11 +1041,13 @@ fn handle_entry(ctx: &Ctx<'_>, node: &DirNode<'_>, work: &DirWork, i: usize) {
             Claim::Copied { dst_rel, dst_ino } => {
                 if have.is_some_and(|h| h.ino == dst_ino) {
                     stats.unchanged.fetch_add(1, Relaxed);
+                    ctx.record_on_disk(chunk, dst, &node.rel, name, &work.previous);
                     return;
                 }
                 match link_to(ctx, &dst_rel, dst, name, (meta.uid, meta.gid)) {
                     Ok(()) => {
                         stats.linked.fetch_add(1, Relaxed);
+                        ctx.record_on_disk(chunk, dst, &node.rel, name, &work.previous);
                         tracing::debug!(path = %relpath::display(&relpath::join(&node.rel, name.to_bytes())), "linked");
                         return;
                     }
@@ -960,8 +1077,16 @@ fn handle_entry(ctx: &Ctx<'_>, node: &DirNode<'_>, work: &DirWork, i: usize) {
         Ok(Outcome::Unchanged { .. }) => {
             stats.unchanged.fetch_add(1, Relaxed);
         }
-        Err((op, e)) => ctx.fail(&node.rel, name.to_bytes(), op, e),
+        Ok(Outcome::Linked { entry, .. }) => {
+            stats.unchanged.fetch_add(1, Relaxed);
+            if let (Some(e), Some(c)) = (entry, chunk.as_mut()) {
+                c.push(name.to_bytes(), &e);
+                return;
+            }
+        }
+        Err((op, e)) => return ctx.fail(&node.rel, name.to_bytes(), op, e),
     }
+    ctx.record_on_disk(chunk, dst, &node.rel, name, &work.previous);
 }
 
 /// Creates a hard link named `name` in `dir` to the target entry at `dst_rel`.
@@ -1023,6 +1148,7 @@ fn sync_entry(
         name: work.listing.name(i),
         meta,
         have,
+        previous: &work.previous,
     };
     if have.is_none()
         && let Some(r) = &node.link_ref
@@ -1067,6 +1193,7 @@ fn reuse(e: &Entry<'_, '_>, reference: BorrowedFd<'_>) -> Option<Outcome> {
     if !same {
         return None;
     }
+    let mut hash = None;
     if meta.kind == Kind::Symlink {
         let a = ctx.owners.retry(&[node.src_id], || {
             readlinkat(src, name, Vec::new()).map_err(Into::into)
@@ -1074,9 +1201,11 @@ fn reuse(e: &Entry<'_, '_>, reference: BorrowedFd<'_>) -> Option<Outcome> {
         let b = ctx.owners.retry_target(&[], &[reference], || {
             readlinkat(reference, name, Vec::new()).map_err(Into::into)
         });
-        if a.ok()? != b.ok()? {
+        let a = a.ok()?;
+        if a != b.ok()? {
             return None;
         }
+        hash = Some(*blake3::hash(a.as_bytes()).as_bytes());
     } else if ctx.opts.checksum {
         let a = ctx.open_source_file(src, node.src_id, name, meta).ok()?;
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -1103,7 +1232,17 @@ fn reuse(e: &Entry<'_, '_>, reference: BorrowedFd<'_>) -> Option<Outcome> {
         });
     // Too many links (EMLINK) or a reference on another filesystem: copy instead.
     linked.ok()?;
-    Some(Outcome::Unchanged { ino: old.ino })
+    // The link is the reference's inode: its manifest entry is the reference's attributes, and
+    // a file keeps the hash the previous manifest recorded for it (read again when none did).
+    let entry = ctx.record.and_then(|_| {
+        let hash = hash.or_else(|| e.previous.hash(name.to_bytes(), &old))?;
+        let xattrs = manifest::xattr_digest(&old_x);
+        Some(manifest::Entry::from_meta(&old, Vec::new(), xattrs, hash))
+    });
+    Some(Outcome::Linked {
+        ino: old.ino,
+        entry,
+    })
 }
 
 /// One non-directory source entry being mirrored: where it is, what it is, and what the target
@@ -1117,6 +1256,8 @@ struct Entry<'e, 'a> {
     name: &'e CStr,
     meta: &'e Meta,
     have: Option<&'e Meta>,
+    /// What the previous manifest says about this directory's files.
+    previous: &'e PreviousFiles,
 }
 
 /// Renames a finished temporary entry into place (as the directory's owner if the mover may not
@@ -1230,6 +1371,7 @@ fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
         name,
         meta,
         have,
+        ..
     } = *e;
     if let Some(h) = have.filter(|h| {
         h.kind == Kind::File
@@ -1310,6 +1452,7 @@ fn sync_symlink(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
         name,
         meta,
         have,
+        ..
     } = *e;
     let dir_id = node.src_id;
     let target = ctx
@@ -1349,6 +1492,7 @@ fn sync_special(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
         name,
         meta,
         have,
+        ..
     } = *e;
     if let Some(h) =
         have.filter(|h| h.kind == meta.kind && (meta.kind == Kind::Fifo || h.rdev == meta.rdev))
