@@ -468,7 +468,7 @@ impl Previous {
 
     /// The regular files the previous manifest lists in the directory `rel`.
     pub fn files_in(&self, rel: &[u8]) -> PreviousFiles {
-        let mut v: Vec<(Box<[u8]>, _)> = Vec::new();
+        let mut v: Vec<(Box<[u8]>, Hashed)> = Vec::new();
         for range in self.dirs.get(rel).into_iter().flatten() {
             let mut r = Reader {
                 data: &self.data[..range.end],
@@ -479,7 +479,13 @@ impl Previous {
                 if let Record::Entry(name, e) = rec
                     && e.kind == Kind::File
                 {
-                    v.push((name.into(), (e.ino, e.size, e.mtime, e.hash)));
+                    let h = Hashed {
+                        ino: e.ino,
+                        size: e.size,
+                        mtime: e.mtime,
+                        hash: e.hash,
+                    };
+                    v.push((name.into(), h));
                 }
             }
         }
@@ -490,15 +496,25 @@ impl Previous {
 
 /// The files of one directory of a previous manifest, by name.
 #[derive(Debug, Default)]
-pub struct PreviousFiles(Vec<(Box<[u8]>, (u64, u64, Ts, [u8; 32]))>);
+pub struct PreviousFiles(Vec<(Box<[u8]>, Hashed)>);
+
+/// What a manifest says about one file, enough to tell whether a file on disk is that one.
+#[derive(Debug, Clone, Copy)]
+struct Hashed {
+    ino: u64,
+    size: u64,
+    mtime: Ts,
+    hash: [u8; 32],
+}
 
 impl PreviousFiles {
     /// The recorded hash of the file `name`, when the file on disk (`m`) is the one recorded:
     /// same inode, size and mtime (a hard link to it keeps all three).
     pub fn hash(&self, name: &[u8], m: &Meta) -> Option<[u8; 32]> {
         let i = self.0.binary_search_by(|e| (*e.0).cmp(name)).ok()?;
-        let (ino, size, mtime, hash) = self.0[i].1;
-        (m.kind == Kind::File && ino == m.ino && size == m.size && mtime == m.mtime).then_some(hash)
+        let h = self.0[i].1;
+        (m.kind == Kind::File && h.ino == m.ino && h.size == m.size && h.mtime == m.mtime)
+            .then_some(h.hash)
     }
 }
 

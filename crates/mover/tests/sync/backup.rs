@@ -425,12 +425,14 @@ fn manifest_of(p: &Pair, id: &str) -> std::collections::BTreeMap<Vec<u8>, mover:
         .collect()
 }
 
+/// Mode, owner, group, size, mtime seconds and nanoseconds, inode, device number and content
+/// hash of an entry.
+type Fields = (u32, u32, u32, u64, i64, i64, u64, u64, [u8; 32]);
+
 /// What the kernel and BLAKE3 say about every entry of a snapshot (sockets and the state
 /// folder left out, as a manifest leaves them out): the fields a manifest records, except the
 /// attribute digest, which `verify` checks.
-fn walk_snapshot(
-    root: &Path,
-) -> std::collections::BTreeMap<Vec<u8>, (u32, u32, u32, u64, i64, i64, u64, u64, [u8; 32])> {
+fn walk_snapshot(root: &Path) -> std::collections::BTreeMap<Vec<u8>, Fields> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::FileTypeExt;
     let mut out = std::collections::BTreeMap::new();
