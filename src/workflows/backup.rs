@@ -3,11 +3,11 @@
 use std::process::ExitCode;
 
 use cluster::run::Outcome;
+use cluster::workflow;
 use cluster::workflow::backup::{self as flow, BackupRequest};
-use cluster::workflow::{self, DryRun};
 use serde_json::{Value, json};
 
-use super::{Console, KubeArgs, MoverFlags, OutputArgs, RetentionArgs, runtime};
+use super::{KubeArgs, MoverFlags, OutputArgs, RetentionArgs, plan_or_run};
 
 /// Volume modes, for planning without a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -16,6 +16,16 @@ pub enum VolumeMode {
     Filesystem,
     /// A raw block claim.
     Block,
+}
+
+impl VolumeMode {
+    /// The claim's `spec.volumeMode`.
+    pub fn name(self) -> &'static str {
+        match self {
+            VolumeMode::Filesystem => "Filesystem",
+            VolumeMode::Block => "Block",
+        }
+    }
 }
 
 /// Arguments of `pvc-backup backup`.
@@ -81,14 +91,13 @@ impl BackupArgs {
 pub fn run(args: BackupArgs) -> anyhow::Result<ExitCode> {
     let request = args.request();
     let settings = args.mover.settings()?;
-    match args.output.dry_run() {
-        DryRun::Client => {
+    let ran = plan_or_run(
+        &args.kube,
+        &args.output,
+        || {
             let namespace = args.kube.offline_namespace();
-            let mode = match args.source_volume_mode {
-                VolumeMode::Filesystem => "Filesystem",
-                VolumeMode::Block => "Block",
-            };
-            let source = flow::offline_source(&request, &namespace, mode)?;
+            let source =
+                flow::offline_source(&request, &namespace, args.source_volume_mode.name())?;
             let plan = flow::plan(
                 &request,
                 &settings,
@@ -97,27 +106,18 @@ pub fn run(args: BackupArgs) -> anyhow::Result<ExitCode> {
                 Default::default(),
                 &workflow::job_name(&format!("{}-backup", request.claim)),
             )?;
-            args.output.print_objects(&plan.objects()?)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        DryRun::Cluster => {
-            let plan = runtime()?.block_on(async {
-                let kube = args.kube.connect().await?;
-                anyhow::Ok(flow::plan_from_cluster(&kube, &request, &settings).await?)
-            })?;
-            args.output.print_objects(&plan.objects()?)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        DryRun::No => {}
-    }
-    let mut console = Console::new(args.output.machine());
-    let result = runtime()?.block_on(async {
-        let kube = args.kube.connect().await?;
-        let report = flow::run(&kube, &request, &settings, &mut console).await?;
-        anyhow::Ok((kube, report))
-    });
-    console.finish();
-    let (kube, report) = result?;
+            Ok(plan.objects()?)
+        },
+        async |kube| {
+            Ok(flow::plan_from_cluster(kube, &request, &settings)
+                .await?
+                .objects()?)
+        },
+        async |kube, console| Ok(flow::run(kube, &request, &settings, console).await?),
+    )?;
+    let Some((kube, report)) = ran else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let Some(outcome) = &report.outcome else {
         let human = format!(
             "Job {job} started; follow it with `kubectl logs -f job/{job} -n {ns}`",

@@ -2,12 +2,12 @@
 
 use std::process::ExitCode;
 
+use cluster::workflow;
 use cluster::workflow::clone::{self as flow, CloneRequest, Method};
-use cluster::workflow::{self, DryRun};
 use serde_json::json;
 
 use super::backup::{VolumeMode, describe};
-use super::{Console, KubeArgs, MoverFlags, OutputArgs, runtime};
+use super::{KubeArgs, MoverFlags, OutputArgs, plan_or_run};
 
 /// `--method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -79,12 +79,10 @@ pub fn run(args: CloneArgs) -> anyhow::Result<ExitCode> {
     let request = args.request();
     let settings = args.mover.settings()?;
     let job_name = workflow::job_name(&format!("{}-clone", request.claim));
-    match args.output.dry_run() {
-        DryRun::Client => {
-            let mode = match args.source_volume_mode {
-                VolumeMode::Filesystem => "Filesystem",
-                VolumeMode::Block => "Block",
-            };
+    let ran = plan_or_run(
+        &args.kube,
+        &args.output,
+        || {
             let backup_like = workflow::backup::BackupRequest {
                 claim: request.claim.clone(),
                 size: request.size.clone(),
@@ -93,7 +91,7 @@ pub fn run(args: CloneArgs) -> anyhow::Result<ExitCode> {
             let mut source = workflow::backup::offline_source(
                 &backup_like,
                 &args.kube.offline_namespace(),
-                mode,
+                args.source_volume_mode.name(),
             )?;
             // Without a cluster the class is unknown: a CSI clone is planned only when asked
             // for, and then in the class named (or the cluster's default).
@@ -110,29 +108,18 @@ pub fn run(args: CloneArgs) -> anyhow::Result<ExitCode> {
                 Default::default(),
                 &job_name,
             )?;
-            args.output.print_objects(&plan.objects()?)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        DryRun::Cluster => {
-            let plan = runtime()?.block_on(async {
-                let kube = args.kube.connect().await?;
-                anyhow::Ok(
-                    flow::plan_from_cluster(&kube, &request, &settings, &job_name, None).await?,
-                )
-            })?;
-            args.output.print_objects(&plan.0.objects()?)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        DryRun::No => {}
-    }
-    let mut console = Console::new(args.output.machine());
-    let result = runtime()?.block_on(async {
-        let kube = args.kube.connect().await?;
-        let report = flow::run(&kube, &request, &settings, &mut console).await?;
-        anyhow::Ok((kube, report))
-    });
-    console.finish();
-    let (kube, report) = result?;
+            Ok(plan.objects()?)
+        },
+        async |kube| {
+            let (plan, _) =
+                flow::plan_from_cluster(kube, &request, &settings, &job_name, None).await?;
+            Ok(plan.objects()?)
+        },
+        async |kube, console| Ok(flow::run(kube, &request, &settings, console).await?),
+    )?;
+    let Some((kube, report)) = ran else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let mut lines = Vec::new();
     if let Some(why) = &report.fell_back {
         lines.push(format!("CSI clone given up ({why}); copied instead"));

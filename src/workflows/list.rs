@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::{KubeArgs, OutputArgs, runtime};
+use super::{KubeArgs, OutputArgs, with_cluster};
 
 /// Arguments of `pvc-backup list`.
 #[derive(Debug, clap::Args)]
@@ -20,9 +20,8 @@ pub struct ListArgs {
 
 /// Runs `pvc-backup list`.
 pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let entries = runtime()?.block_on(async {
-        let kube = args.kube.connect().await?;
-        anyhow::Ok(cluster::workflow::list::list(&kube, args.all_namespaces).await?)
+    let entries = with_cluster(&args.kube, async |kube| {
+        Ok(cluster::workflow::list::list(kube, args.all_namespaces).await?)
     })?;
     let mut human = format!(
         "{:<16} {:<24} {:<8} {:<20} {:<8} {:<21} {:<8} {:<10} {:<22} {}",

@@ -3,12 +3,12 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use cluster::workflow;
 use cluster::workflow::migrate::{self as flow, MigrateRequest};
-use cluster::workflow::{self, DryRun};
 use cluster::workload::Workload;
 use serde_json::json;
 
-use super::{Console, KubeArgs, MoverFlags, OutputArgs, runtime};
+use super::{KubeArgs, MoverFlags, OutputArgs, plan_or_run};
 
 /// Arguments of `pvc-backup migrate`.
 #[derive(Debug, clap::Args)]
@@ -65,32 +65,24 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let job_name = workflow::job_name(&format!("{}-migrate", request.claim));
-    match args.output.dry_run() {
-        DryRun::Client => {
+    let ran = plan_or_run(
+        &args.kube,
+        &args.output,
+        || {
             anyhow::bail!(
                 "migrate needs the source claim's size, class and users: use --dry-run (which \
                  reads the cluster and changes nothing) instead of --dry-run=client"
-            );
-        }
-        DryRun::Cluster => {
-            let plan = runtime()?.block_on(async {
-                let kube = args.kube.connect().await?;
-                anyhow::Ok(
-                    flow::plan_from_cluster(&kube, &request, &settings, &job_name, None).await?,
-                )
-            })?;
-            args.output.print_objects(&plan.objects()?)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        DryRun::No => {}
-    }
-    let mut console = Console::new(args.output.machine());
-    let result = runtime()?.block_on(async {
-        let kube = args.kube.connect().await?;
-        anyhow::Ok(flow::run(&kube, &request, &settings, &mut console).await?)
-    });
-    console.finish();
-    let report = result?;
+            )
+        },
+        async |kube| {
+            let plan = flow::plan_from_cluster(kube, &request, &settings, &job_name, None).await?;
+            Ok(plan.objects()?)
+        },
+        async |kube, console| Ok(flow::run(kube, &request, &settings, console).await?),
+    )?;
+    let Some((_, report)) = ran else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let mut human = if args.keep_name {
         format!(
             "migrated claim {} to storage class {}: it is now bound to volume {}; the old volume \
@@ -131,46 +123,26 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn rollback(args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    match args.output.dry_run() {
-        DryRun::Client => anyhow::bail!(
-            "migrate --rollback reads what the migration recorded: use --dry-run (which reads \
-             the cluster and changes nothing) instead of --dry-run=client"
-        ),
-        DryRun::Cluster => {
-            let objects = runtime()?.block_on(async {
-                let kube = args.kube.connect().await?;
-                anyhow::Ok(
-                    flow::rollback_plan(
-                        &kube,
-                        &args.claim,
-                        args.storage_class.as_deref(),
-                        args.workload.as_ref(),
-                    )
-                    .await?,
-                )
-            })?;
-            args.output.print_objects(&objects)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        DryRun::No => {}
-    }
-    let mut console = Console::new(args.output.machine());
-    let result = runtime()?.block_on(async {
-        let kube = args.kube.connect().await?;
-        anyhow::Ok(
-            flow::rollback(
-                &kube,
-                &args.claim,
-                args.storage_class.as_deref(),
-                args.workload.as_ref(),
-                Duration::from_secs(args.scale_timeout),
-                &mut console,
+    let class = args.storage_class.as_deref();
+    let workload = args.workload.as_ref();
+    let ran = plan_or_run(
+        &args.kube,
+        &args.output,
+        || {
+            anyhow::bail!(
+                "migrate --rollback reads what the migration recorded: use --dry-run (which \
+                 reads the cluster and changes nothing) instead of --dry-run=client"
             )
-            .await?,
-        )
-    });
-    console.finish();
-    let report = result?;
+        },
+        async |kube| Ok(flow::rollback_plan(kube, &args.claim, class, workload).await?),
+        async |kube, console| {
+            let timeout = Duration::from_secs(args.scale_timeout);
+            Ok(flow::rollback(kube, &args.claim, class, workload, timeout, console).await?)
+        },
+    )?;
+    let Some((_, report)) = ran else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let human = match &report.volume {
         Some(v) => format!(
             "claim {} is bound to its original volume {v} again; the data written since the \

@@ -256,8 +256,49 @@ fn resource_list(
     Ok(map)
 }
 
+/// Runs a cluster command's workflow as `--dry-run` asks: with a dry run prints the objects the
+/// workflow would create (from `client` without a cluster, from `plan` after reading it) and
+/// returns `None`; otherwise runs `run` with a console for its steps and returns the connection
+/// (for the namespace the messages name) with the report.
+pub fn plan_or_run<R>(
+    kube: &KubeArgs,
+    output: &OutputArgs,
+    client: impl FnOnce() -> anyhow::Result<Vec<Value>>,
+    plan: impl AsyncFnOnce(&Kube) -> anyhow::Result<Vec<Value>>,
+    run: impl AsyncFnOnce(&Kube, &mut Console) -> anyhow::Result<R>,
+) -> anyhow::Result<Option<(Kube, R)>> {
+    let objects = match output.dry_run() {
+        DryRun::Client => client()?,
+        DryRun::Cluster => with_cluster(kube, plan)?,
+        DryRun::No => {
+            let mut console = Console::new(output.machine());
+            let result = runtime()?.block_on(async {
+                let kube = kube.connect().await?;
+                let report = run(&kube, &mut console).await?;
+                anyhow::Ok((kube, report))
+            });
+            // The bar goes before any error or result is printed.
+            console.finish();
+            return result.map(Some);
+        }
+    };
+    output.print_objects(&objects)?;
+    Ok(None)
+}
+
+/// Connects to the cluster and runs `work` with the connection, in a runtime of its own.
+pub fn with_cluster<T>(
+    kube: &KubeArgs,
+    work: impl AsyncFnOnce(&Kube) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    runtime()?.block_on(async {
+        let kube = kube.connect().await?;
+        work(&kube).await
+    })
+}
+
 /// A runtime for the cluster commands (the rest of the binary is synchronous).
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

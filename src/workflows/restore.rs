@@ -3,13 +3,12 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cluster::workflow::DryRun;
 use cluster::workflow::restore::{self as flow, RestoreRequest};
 use cluster::workload::Workload;
 use serde_json::json;
 
 use super::backup::describe;
-use super::{Console, KubeArgs, MoverFlags, OutputArgs, runtime};
+use super::{KubeArgs, MoverFlags, OutputArgs, plan_or_run};
 
 /// Arguments of `pvc-backup restore`.
 #[derive(Debug, clap::Args)]
@@ -55,31 +54,25 @@ pub fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     if settings.detach && args.swap {
         anyhow::bail!("--detach cannot be used with --swap: the swap needs the snapshot's name");
     }
-    match args.output.dry_run() {
-        DryRun::Client => {
+    let ran = plan_or_run(
+        &args.kube,
+        &args.output,
+        || {
             anyhow::bail!(
                 "restore needs the claims and the workload: use --dry-run (which reads the \
                  cluster and changes nothing) instead of --dry-run=client"
-            );
-        }
-        DryRun::Cluster => {
-            let plan = runtime()?.block_on(async {
-                let kube = args.kube.connect().await?;
-                anyhow::Ok(flow::plan_from_cluster(&kube, &request, &settings).await?)
-            })?;
-            args.output.print_objects(&plan.objects()?)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        DryRun::No => {}
-    }
-    let mut console = Console::new(args.output.machine());
-    let result = runtime()?.block_on(async {
-        let kube = args.kube.connect().await?;
-        let report = flow::run(&kube, &request, &settings, &mut console).await?;
-        anyhow::Ok((kube, report))
-    });
-    console.finish();
-    let (kube, report) = result?;
+            )
+        },
+        async |kube| {
+            Ok(flow::plan_from_cluster(kube, &request, &settings)
+                .await?
+                .objects()?)
+        },
+        async |kube, console| Ok(flow::run(kube, &request, &settings, console).await?),
+    )?;
+    let Some((kube, report)) = ran else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let workload = report.workload.clone().unwrap_or_default();
     let (human, code) = if args.swap {
         (
@@ -143,28 +136,21 @@ pub struct RollbackArgs {
 
 /// Runs `pvc-backup rollback`.
 pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
-    match args.output.dry_run() {
-        DryRun::Client => anyhow::bail!(
-            "rollback changes the workload as it is in the cluster: use --dry-run (which reads \
-             it and changes nothing) instead of --dry-run=client"
-        ),
-        DryRun::Cluster => {
-            let objects = runtime()?.block_on(async {
-                let kube = args.kube.connect().await?;
-                anyhow::Ok(flow::rollback_plan(&kube, &args.workload).await?)
-            })?;
-            args.output.print_objects(&objects)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        DryRun::No => {}
-    }
-    let mut console = Console::new(args.output.machine());
-    let result = runtime()?.block_on(async {
-        let kube = args.kube.connect().await?;
-        anyhow::Ok(flow::rollback(&kube, &args.workload, &mut console).await?)
-    });
-    console.finish();
-    let report = result?;
+    let ran = plan_or_run(
+        &args.kube,
+        &args.output,
+        || {
+            anyhow::bail!(
+                "rollback changes the workload as it is in the cluster: use --dry-run (which \
+                 reads it and changes nothing) instead of --dry-run=client"
+            )
+        },
+        async |kube| Ok(flow::rollback_plan(kube, &args.workload).await?),
+        async |kube, console| Ok(flow::rollback(kube, &args.workload, console).await?),
+    )?;
+    let Some((_, report)) = ran else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let mut lines: Vec<String> = report
         .volumes
         .iter()

@@ -2,12 +2,11 @@
 
 use std::process::ExitCode;
 
-use cluster::workflow::DryRun;
 use cluster::workflow::backup::BackupRequest;
 use cluster::workflow::schedule::{self as flow, ScheduleRequest};
 use serde_json::json;
 
-use super::{Console, KubeArgs, MoverFlags, OutputArgs, RetentionArgs, runtime};
+use super::{KubeArgs, MoverFlags, OutputArgs, RetentionArgs, plan_or_run, with_cluster};
 
 /// Arguments of `pvc-backup schedule`.
 #[derive(Debug, clap::Args)]
@@ -93,32 +92,28 @@ pub fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
     // Refuse a bad expression before anything else, even before contacting the cluster.
     cluster::cron::check(&request.cron)?;
     let settings = args.mover.settings()?;
-    match args.output.dry_run() {
-        DryRun::Client => {
+    let ran = plan_or_run(
+        &args.kube,
+        &args.output,
+        || {
             let source = cluster::workflow::backup::offline_source(
                 &request.backup,
                 &args.kube.offline_namespace(),
                 "Filesystem",
             )?;
             let plan = flow::plan(&request, &settings, &source, None, Default::default())?;
-            args.output.print_objects(&plan.objects()?)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        DryRun::Cluster => {
-            let plan = runtime()?.block_on(async {
-                let kube = args.kube.connect().await?;
-                anyhow::Ok(flow::plan_from_cluster(&kube, &request, &settings).await?)
-            })?;
-            args.output.print_objects(&plan.objects()?)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        DryRun::No => {}
-    }
-    let mut console = Console::new(args.output.machine());
-    let report = runtime()?.block_on(async {
-        let kube = args.kube.connect().await?;
-        anyhow::Ok(flow::run(&kube, &request, &settings, &mut console).await?)
-    })?;
+            Ok(plan.objects()?)
+        },
+        async |kube| {
+            Ok(flow::plan_from_cluster(kube, &request, &settings)
+                .await?
+                .objects()?)
+        },
+        async |kube, console| Ok(flow::run(kube, &request, &settings, console).await?),
+    )?;
+    let Some((_, report)) = ran else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let human = format!(
         "{} CronJob {}: backs up claim {} into {} on \"{}\"",
         if report.replaced {
@@ -138,9 +133,8 @@ pub fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `pvc-backup schedules`.
 pub fn schedules(args: SchedulesArgs) -> anyhow::Result<ExitCode> {
-    let list = runtime()?.block_on(async {
-        let kube = args.kube.connect().await?;
-        anyhow::Ok(flow::list(&kube, args.all_namespaces).await?)
+    let list = with_cluster(&args.kube, async |kube| {
+        Ok(flow::list(kube, args.all_namespaces).await?)
     })?;
     let mut human = format!(
         "{:<20} {:<28} {:<24} {:<24} {:<16} {}",
@@ -166,9 +160,8 @@ pub fn schedules(args: SchedulesArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `pvc-backup unschedule`.
 pub fn unschedule(args: UnscheduleArgs) -> anyhow::Result<ExitCode> {
-    let removed = runtime()?.block_on(async {
-        let kube = args.kube.connect().await?;
-        anyhow::Ok(flow::unschedule(&kube, &args.claim, args.to.as_deref()).await?)
+    let removed = with_cluster(&args.kube, async |kube| {
+        Ok(flow::unschedule(kube, &args.claim, args.to.as_deref()).await?)
     })?;
     let human = format!(
         "removed CronJob {} (the backup claims and their snapshots are kept)",
