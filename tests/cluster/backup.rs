@@ -8,24 +8,18 @@ use testkit::cluster::ClaimOptions;
 use testkit::oracle::rsync_itemize;
 
 use crate::util::{
-    IMAGE, claim_with_data, cluster, deployment_using, expect_code, latest_snapshot, run,
+    IMAGE, access_mode, assert_latest_snapshot_holds, cluster, cluster_with_data, deployment_using,
+    expect_code, job_succeeds, latest_snapshot, pods_labelled, run, run_failing, run_json,
+    run_offline, yaml_docs,
 };
 
 fn mover_pods(c: &testkit::cluster::FakeCluster) -> Vec<Pod> {
-    c.list::<Pod>(Some("default"))
-        .into_iter()
-        .filter(|p| {
-            p.metadata.labels.as_ref().is_some_and(|l| {
-                l.get("app.kubernetes.io/managed-by").map(String::as_str) == Some("pvc-backup")
-            })
-        })
-        .collect()
+    pods_labelled(c, "app.kubernetes.io/managed-by", "pvc-backup")
 }
 
 #[test]
 fn backup_runs_next_to_the_workload_and_snapshots_the_claim() {
-    let c = cluster();
-    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    let (c, src) = cluster_with_data(ClaimOptions::default());
     let node = deployment_using(&c, "web", "data");
 
     let out = run(&c, &["backup", "data", "-n", "default", "--keep-last", "3"]);
@@ -69,9 +63,7 @@ fn backup_runs_next_to_the_workload_and_snapshots_the_claim() {
     // A second run adds a snapshot that shares unchanged files with the first.
     std::fs::write(src.join("a.txt"), b"changed\n").unwrap();
     std::thread::sleep(Duration::from_millis(1100));
-    let out = run(&c, &["backup", "data", "-o", "json"]);
-    expect_code(&out, 0);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("-o json");
+    let report = run_json(&c, &["backup", "data", "-o", "json"]);
     assert_eq!(report["exitCode"], 0);
     let snap2 = latest_snapshot(&backup);
     assert_ne!(snap, snap2);
@@ -82,9 +74,7 @@ fn backup_runs_next_to_the_workload_and_snapshots_the_claim() {
     assert_eq!(std::fs::read(snap.join("a.txt")).unwrap(), b"alpha\n");
 
     // `list` shows it with its last run.
-    let out = run(&c, &["list", "-o", "json"]);
-    expect_code(&out, 0);
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = run_json(&c, &["list", "-o", "json"]);
     let item = &list["items"][0];
     assert_eq!(item["name"], "data-backup");
     assert_eq!(item["source"], "data");
@@ -93,26 +83,24 @@ fn backup_runs_next_to_the_workload_and_snapshots_the_claim() {
 
 #[test]
 fn dry_run_client_prints_objects_kubernetes_accepts_without_a_cluster() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pvc-backup"))
-        .args([
-            "backup",
-            "data",
-            "--size",
-            "2Gi",
-            "--dry-run=client",
-            "-n",
-            "shop",
-        ])
-        .args(["--subdir", "www", "--keep-daily", "7", "--image", IMAGE])
-        .env("KUBECONFIG", "/nonexistent/kubeconfig")
-        .output()
-        .unwrap();
+    let out = run_offline(&[
+        "backup",
+        "data",
+        "--size",
+        "2Gi",
+        "--dry-run=client",
+        "-n",
+        "shop",
+        "--subdir",
+        "www",
+        "--keep-daily",
+        "7",
+        "--image",
+        IMAGE,
+    ]);
     expect_code(&out, 0);
     let yaml = String::from_utf8(out.stdout).unwrap();
-    let docs: Vec<&str> = yaml
-        .split("---\n")
-        .filter(|d| !d.trim().is_empty())
-        .collect();
+    let docs = yaml_docs(&yaml);
     assert_eq!(docs.len(), 2, "{yaml}");
     let claim: PersistentVolumeClaim = serde_saphyr::from_str(docs[0]).expect("a claim");
     assert_eq!(claim.metadata.name.as_deref(), Some("data-backup"));
@@ -144,9 +132,7 @@ fn dry_run_client_prints_objects_kubernetes_accepts_without_a_cluster() {
 #[test]
 fn a_missing_claim_is_named_and_nothing_is_created() {
     let c = cluster();
-    let out = run(&c, &["backup", "nope"]);
-    expect_code(&out, 1);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = run_failing(&c, &["backup", "nope"]);
     assert!(
         err.contains("claim nope not found in namespace default"),
         "{err}"
@@ -157,12 +143,9 @@ fn a_missing_claim_is_named_and_nothing_is_created() {
 
 #[test]
 fn an_image_that_cannot_be_pulled_fails_early_and_cleans_up() {
-    let c = cluster();
-    claim_with_data(&c, "data", ClaimOptions::default());
+    let (c, _) = cluster_with_data(ClaimOptions::default());
     c.set_unpullable(IMAGE);
-    let out = run(&c, &["backup", "data", "--start-timeout", "60"]);
-    expect_code(&out, 1);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = run_failing(&c, &["backup", "data", "--start-timeout", "60"]);
     assert!(
         err.contains("cannot start") && err.contains("--image"),
         "{err}"
@@ -181,19 +164,9 @@ fn an_image_that_cannot_be_pulled_fails_early_and_cleans_up() {
 
 #[test]
 fn a_read_write_once_pod_claim_in_use_suggests_scaling_down() {
-    let c = cluster();
-    claim_with_data(
-        &c,
-        "data",
-        ClaimOptions {
-            access_mode: "ReadWriteOncePod".into(),
-            ..ClaimOptions::default()
-        },
-    );
+    let (c, _) = cluster_with_data(access_mode("ReadWriteOncePod"));
     deployment_using(&c, "db", "data");
-    let out = run(&c, &["backup", "data"]);
-    expect_code(&out, 1);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = run_failing(&c, &["backup", "data"]);
     assert!(
         err.contains("ReadWriteOncePod") && err.contains("--scale-down"),
         "{err}"
@@ -203,13 +176,11 @@ fn a_read_write_once_pod_claim_in_use_suggests_scaling_down() {
 
 #[test]
 fn scheduled_backups_run_list_and_go() {
-    let c = cluster();
-    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    let (c, src) = cluster_with_data(ClaimOptions::default());
 
     // A schedule Kubernetes would refuse is refused before anything is made.
-    let out = run(&c, &["schedule", "data", "--cron", "0 2 * * * *"]);
-    expect_code(&out, 1);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("6 fields, not 5"));
+    let err = run_failing(&c, &["schedule", "data", "--cron", "0 2 * * * *"]);
+    assert!(err.contains("6 fields, not 5"), "{err}");
     assert!(c.list::<CronJob>(Some("default")).is_empty());
     assert!(
         c.get::<PersistentVolumeClaim>("default", "data-backup")
@@ -239,18 +210,10 @@ fn scheduled_backups_run_list_and_go() {
 
     // The controller fires it: the Job it makes backs the claim up.
     let job = c.fire_cronjob("default", "data-backup").expect("fire");
-    let done = c.wait_for(Duration::from_secs(60), |c| {
-        c.get::<Job>("default", &job)
-            .and_then(|j| j.status)
-            .is_some_and(|s| s.succeeded == Some(1))
-    });
-    assert!(done, "the scheduled Job did not succeed");
-    let backup = c.volume_dir("default", "data-backup").unwrap();
-    assert!(rsync_itemize(&src, &latest_snapshot(&backup), &[]).is_empty());
+    assert!(job_succeeds(&c, &job), "the scheduled Job did not succeed");
+    assert_latest_snapshot_holds(&c, "data-backup", &src);
 
-    let out = run(&c, &["schedules", "-o", "json"]);
-    expect_code(&out, 0);
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = run_json(&c, &["schedules", "-o", "json"]);
     assert_eq!(list["items"][0]["source"], "data");
     assert_eq!(list["items"][0]["target"], "data-backup");
 
@@ -268,12 +231,10 @@ fn scheduled_backups_run_list_and_go() {
 
 #[test]
 fn from_snapshot_copies_a_moment_and_removes_what_it_made() {
-    let c = cluster();
-    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    let (c, src) = cluster_with_data(ClaimOptions::default());
     let out = run(&c, &["backup", "data", "--from-snapshot"]);
     expect_code(&out, 0);
-    let backup = c.volume_dir("default", "data-backup").unwrap();
-    assert!(rsync_itemize(&src, &latest_snapshot(&backup), &[]).is_empty());
+    assert_latest_snapshot_holds(&c, "data-backup", &src);
     // Only the source and the backup claim remain; no snapshot is left.
     let mut claims: Vec<String> = c
         .list::<PersistentVolumeClaim>(Some("default"))
@@ -312,8 +273,7 @@ fn installed_as_a_kubectl_plugin_it_speaks_of_kubectl_pvc_backup() {
 
 #[test]
 fn ctrl_c_while_waiting_deletes_the_job_and_the_claim_it_made() {
-    let c = cluster();
-    claim_with_data(&c, "data", ClaimOptions::default());
+    let (c, _) = cluster_with_data(ClaimOptions::default());
     // A node nobody can use keeps the pod Pending, without a reason to give up early.
     for node in ["node-a", "node-b"] {
         c.set_unschedulable(node, true).unwrap();
@@ -346,21 +306,12 @@ fn ctrl_c_while_waiting_deletes_the_job_and_the_claim_it_made() {
 
 #[test]
 fn detach_creates_the_job_and_returns() {
-    let c = cluster();
-    let src = claim_with_data(&c, "data", ClaimOptions::default());
-    let out = run(&c, &["backup", "data", "--detach", "-o", "json"]);
-    expect_code(&out, 0);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (c, src) = cluster_with_data(ClaimOptions::default());
+    let report = run_json(&c, &["backup", "data", "--detach", "-o", "json"]);
     assert_eq!(report["detached"], true);
-    let job = report["job"].as_str().unwrap().to_owned();
-    let done = c.wait_for(Duration::from_secs(60), |c| {
-        c.get::<Job>("default", &job)
-            .and_then(|j| j.status)
-            .is_some_and(|s| s.succeeded == Some(1))
-    });
-    assert!(done, "the detached Job did not complete");
-    let backup = c.volume_dir("default", "data-backup").unwrap();
-    assert!(rsync_itemize(&src, &latest_snapshot(&backup), &[]).is_empty());
+    let job = report["job"].as_str().unwrap();
+    assert!(job_succeeds(&c, job), "the detached Job did not complete");
+    assert_latest_snapshot_holds(&c, "data-backup", &src);
 }
 
 /// Records what a workflow reports.
@@ -382,8 +333,7 @@ impl cluster::run::Observer for Recorder {
 
 #[test]
 fn the_workflow_follows_the_movers_progress_from_the_pod_log() {
-    let c = cluster();
-    claim_with_data(&c, "data", ClaimOptions::default());
+    let (c, _) = cluster_with_data(ClaimOptions::default());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut rec = Recorder::default();
     let report = rt

@@ -7,45 +7,28 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use testkit::cluster::{ClaimOptions, FakeCluster};
-use testkit::oracle::rsync_itemize;
 
-use crate::util::{IMAGE, claim_with_data, cluster, deployment_using, expect_code, run};
+use crate::util::{
+    IMAGE, access_mode, add_fast_class, assert_holds, claim_with_data, cluster, cluster_with_data,
+    deployment_using, expect_code, pods_labelled, run, run_failing, run_json, run_offline,
+    yaml_docs,
+};
 
 fn mover_pods(c: &FakeCluster) -> Vec<Pod> {
-    c.list::<Pod>(Some("default"))
-        .into_iter()
-        .filter(|p| {
-            p.metadata
-                .labels
-                .as_ref()
-                .is_some_and(|l| l.get("pvc-backup.io/role").map(String::as_str) == Some("clone"))
-        })
-        .collect()
-}
-
-/// Asserts that claim `copy`'s volume holds what `src` holds, judged by rsync.
-fn assert_same(c: &FakeCluster, src: &std::path::Path, copy: &str) {
-    let dir = c
-        .volume_dir("default", copy)
-        .unwrap_or_else(|| panic!("claim {copy} has no volume"));
-    let diff = rsync_itemize(src, &dir, &[]);
-    assert!(diff.is_empty(), "{copy} differs from the source: {diff:#?}");
+    pods_labelled(c, "pvc-backup.io/role", "clone")
 }
 
 #[test]
 fn three_copies_next_to_the_workload_from_one_mover_run() {
-    let c = cluster();
-    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    let (c, src) = cluster_with_data(ClaimOptions::default());
     let node = deployment_using(&c, "web", "data");
 
-    let out = run(
+    let report = run_json(
         &c,
         &[
             "clone", "data", "--to", "copy", "--count", "3", "--method", "copy", "-o", "json",
         ],
     );
-    expect_code(&out, 0);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("-o json");
     assert_eq!(report["method"], "copy");
     assert_eq!(
         report["targets"],
@@ -58,7 +41,7 @@ fn three_copies_next_to_the_workload_from_one_mover_run() {
     );
 
     for copy in ["copy-1", "copy-2", "copy-3"] {
-        assert_same(&c, &src, copy);
+        assert_holds(&c, copy, &src);
         let claim: PersistentVolumeClaim = c.get("default", copy).unwrap();
         let labels = claim.metadata.labels.unwrap_or_default();
         assert_eq!(labels["pvc-backup.io/source"], "data");
@@ -90,13 +73,12 @@ fn three_copies_next_to_the_workload_from_one_mover_run() {
         ],
     );
     expect_code(&out, 0);
-    assert_same(&c, &src, "copy-3");
+    assert_holds(&c, "copy-3", &src);
 }
 
 #[test]
 fn csi_clone_is_a_claim_with_a_data_source_and_no_mover() {
-    let c = cluster();
-    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    let (c, src) = cluster_with_data(ClaimOptions::default());
     let out = run(&c, &["clone", "data", "--to", "twin", "--method", "csi"]);
     expect_code(&out, 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -107,15 +89,13 @@ fn csi_clone_is_a_claim_with_a_data_source_and_no_mover() {
         (ds.kind.as_str(), ds.name.as_str()),
         ("PersistentVolumeClaim", "data")
     );
-    assert_same(&c, &src, "twin");
+    assert_holds(&c, "twin", &src);
     assert!(c.list::<Job>(Some("default")).is_empty());
 
     // `auto` in the same CSI class clones too.
-    let out = run(&c, &["clone", "data", "--to", "twin2", "-o", "json"]);
-    expect_code(&out, 0);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = run_json(&c, &["clone", "data", "--to", "twin2", "-o", "json"]);
     assert_eq!(report["method"], "csi", "{report}");
-    assert_same(&c, &src, "twin2");
+    assert_holds(&c, "twin2", &src);
 }
 
 #[test]
@@ -131,7 +111,7 @@ fn auto_falls_back_to_a_copy_when_the_driver_cannot_clone() {
             ..ClaimOptions::default()
         },
     );
-    let out = run(
+    let report = run_json(
         &c,
         &[
             "clone",
@@ -146,19 +126,17 @@ fn auto_falls_back_to_a_copy_when_the_driver_cannot_clone() {
             "json",
         ],
     );
-    expect_code(&out, 0);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["method"], "copy", "{report}");
     let why = report["fellBack"].as_str().unwrap_or_default();
     assert!(why.contains("did not bind"), "{report}");
     for copy in ["copy-1", "copy-2"] {
-        assert_same(&c, &src, copy);
+        assert_holds(&c, copy, &src);
         let claim: PersistentVolumeClaim = c.get("default", copy).unwrap();
         assert!(claim.spec.unwrap().data_source.is_none());
     }
 
     // --method csi says why and leaves nothing behind.
-    let out = run(
+    let err = run_failing(
         &c,
         &[
             "clone",
@@ -171,8 +149,6 @@ fn auto_falls_back_to_a_copy_when_the_driver_cannot_clone() {
             "3",
         ],
     );
-    expect_code(&out, 1);
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("did not bind") && err.contains("--method copy"),
         "{err}"
@@ -186,17 +162,14 @@ fn auto_falls_back_to_a_copy_when_the_driver_cannot_clone() {
 
 #[test]
 fn a_mover_that_cannot_start_leaves_no_claim_and_no_job() {
-    let c = cluster();
-    claim_with_data(&c, "data", ClaimOptions::default());
+    let (c, _) = cluster_with_data(ClaimOptions::default());
     c.set_unpullable(IMAGE);
-    let out = run(
+    let err = run_failing(
         &c,
         &[
             "clone", "data", "--to", "copy", "--count", "2", "--method", "copy",
         ],
     );
-    expect_code(&out, 1);
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("cannot start") && err.contains("--image"),
         "{err}"
@@ -215,19 +188,9 @@ fn a_mover_that_cannot_start_leaves_no_claim_and_no_job() {
 
 #[test]
 fn a_read_write_once_pod_claim_is_copied_with_scale_down_and_the_workload_returns() {
-    let c = cluster();
-    let src = claim_with_data(
-        &c,
-        "data",
-        ClaimOptions {
-            access_mode: "ReadWriteOncePod".into(),
-            ..ClaimOptions::default()
-        },
-    );
+    let (c, src) = cluster_with_data(access_mode("ReadWriteOncePod"));
     deployment_using(&c, "db", "data");
-    let out = run(&c, &["clone", "data", "--to", "copy", "--method", "copy"]);
-    expect_code(&out, 1);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = run_failing(&c, &["clone", "data", "--to", "copy", "--method", "copy"]);
     assert!(
         err.contains("ReadWriteOncePod") && err.contains("--scale-down"),
         "{err}"
@@ -247,7 +210,7 @@ fn a_read_write_once_pod_claim_is_copied_with_scale_down_and_the_workload_return
         ],
     );
     expect_code(&out, 0);
-    assert_same(&c, &src, "copy");
+    assert_holds(&c, "copy", &src);
     let db: Deployment = c.get("default", "db").unwrap();
     assert_eq!(db.spec.unwrap().replicas, Some(1));
     let annotations = db.metadata.annotations.unwrap_or_default();
@@ -269,28 +232,26 @@ fn a_read_write_once_pod_claim_is_copied_with_scale_down_and_the_workload_return
 fn dry_runs_print_objects_kubernetes_accepts_and_create_nothing() {
     use k8s_openapi::api::batch::v1::Job;
     // Without a cluster at all.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pvc-backup"))
-        .args([
-            "clone", "data", "--to", "copy", "--count", "2", "--method", "copy",
-        ])
-        .args([
-            "--size",
-            "2Gi",
-            "--dry-run=client",
-            "-n",
-            "shop",
-            "--image",
-            IMAGE,
-        ])
-        .env("KUBECONFIG", "/nonexistent/kubeconfig")
-        .output()
-        .unwrap();
+    let out = run_offline(&[
+        "clone",
+        "data",
+        "--to",
+        "copy",
+        "--count",
+        "2",
+        "--method",
+        "copy",
+        "--size",
+        "2Gi",
+        "--dry-run=client",
+        "-n",
+        "shop",
+        "--image",
+        IMAGE,
+    ]);
     expect_code(&out, 0);
     let yaml = String::from_utf8(out.stdout).unwrap();
-    let docs: Vec<&str> = yaml
-        .split("---\n")
-        .filter(|d| !d.trim().is_empty())
-        .collect();
+    let docs = yaml_docs(&yaml);
     assert_eq!(docs.len(), 3, "{yaml}");
     for (doc, name) in docs[..2].iter().zip(["copy-1", "copy-2"]) {
         let claim: PersistentVolumeClaim = serde_saphyr::from_str(doc).expect("a claim");
@@ -306,8 +267,7 @@ fn dry_runs_print_objects_kubernetes_accepts_and_create_nothing() {
 
     // Reading the cluster, changing nothing.
     let c = cluster();
-    c.add_storage_class("fast", "fast.csi.example.com", false, "Delete", true)
-        .unwrap();
+    add_fast_class(&c);
     claim_with_data(&c, "data", ClaimOptions::default());
     let out = run(
         &c,
@@ -315,10 +275,7 @@ fn dry_runs_print_objects_kubernetes_accepts_and_create_nothing() {
     );
     expect_code(&out, 0);
     let yaml = String::from_utf8(out.stdout).unwrap();
-    let docs: Vec<&str> = yaml
-        .split("---\n")
-        .filter(|d| !d.trim().is_empty())
-        .collect();
+    let docs = yaml_docs(&yaml);
     assert_eq!(docs.len(), 3, "{yaml}");
     let claim: PersistentVolumeClaim = serde_saphyr::from_str(docs[0]).expect("a claim");
     assert_eq!(
@@ -333,12 +290,10 @@ fn dry_runs_print_objects_kubernetes_accepts_and_create_nothing() {
     assert_eq!(args.join(" "), "mover verify /backup --against /source");
     let out = run(&c, &["restore", "data", "--from", "data", "--dry-run"]);
     expect_code(&out, 1);
-    let out = run(
+    let list = run_json(
         &c,
         &["clone", "data", "--to", "copy", "--dry-run", "-o", "json"],
     );
-    expect_code(&out, 0);
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list["kind"], "List");
     let claims: Vec<String> = c
         .list::<PersistentVolumeClaim>(Some("default"))

@@ -1,7 +1,7 @@
 //! `pvc-backup migrate` and `migrate --rollback` against the fake cluster: the data on the new
 //! class is checked with rsync against a copy taken before, the objects through k8s-openapi.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -10,30 +10,10 @@ use serde_json::json;
 use testkit::cluster::{ClaimOptions, FakeCluster};
 use testkit::oracle::rsync_itemize;
 
-use crate::util::{claim_with_data, cluster, deployment_using, expect_code, run};
-
-/// A copy of `dir` made by rsync, to compare with later (the claim's own folder may change).
-pub fn reference_copy(dir: &Path) -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let copy = tmp.path().join("ref");
-    let status = std::process::Command::new("rsync")
-        .args(["-aHAX", "--numeric-ids"])
-        .arg(format!("{}/", dir.display()))
-        .arg(format!("{}/", copy.display()))
-        .status()
-        .expect("run rsync");
-    assert!(status.success());
-    (tmp, copy)
-}
-
-/// Asserts that claim `claim`'s volume holds what `reference` holds.
-pub fn assert_holds(c: &FakeCluster, claim: &str, reference: &Path) {
-    let dir = c
-        .volume_dir("default", claim)
-        .unwrap_or_else(|| panic!("claim {claim} has no volume"));
-    let diff = rsync_itemize(reference, &dir, &[]);
-    assert!(diff.is_empty(), "claim {claim} differs: {diff:#?}");
-}
+use crate::util::{
+    access_mode, add_fast_class, assert_holds, claim_with_data, cluster, deployment_using,
+    expect_code, pods_labelled, reference_copy, run, run_failing, run_json, yaml_docs,
+};
 
 fn class_of(c: &FakeCluster, claim: &str) -> Option<String> {
     c.get::<PersistentVolumeClaim>("default", claim)?
@@ -85,11 +65,6 @@ fn wait_running_with(c: &FakeCluster, prefix: &str, claim: &str) -> bool {
     })
 }
 
-fn add_fast_class(c: &FakeCluster) {
-    c.add_storage_class("fast", "fast.csi.example.com", false, "Delete", true)
-        .unwrap();
-}
-
 #[test]
 fn migrate_repoints_the_deployment_and_rollback_points_it_back() {
     let c = cluster();
@@ -98,12 +73,10 @@ fn migrate_repoints_the_deployment_and_rollback_points_it_back() {
     deployment_using(&c, "web", "data");
     let (_keep, before) = reference_copy(&src);
 
-    let out = run(
+    let report = run_json(
         &c,
         &["migrate", "data", "--storage-class", "fast", "-o", "json"],
     );
-    expect_code(&out, 0);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["nowUsed"], "data-fast", "{report}");
     assert_eq!(report["workload"], "deployment/web");
     // Copy with the workload running, final copy, verification.
@@ -128,12 +101,10 @@ fn migrate_repoints_the_deployment_and_rollback_points_it_back() {
     let new_dir = c.volume_dir("default", "data-fast").unwrap();
     std::fs::write(new_dir.join("written-after"), b"new\n").unwrap();
     // A dry run shows the workload as it would be, and changes nothing.
-    let out = run(
+    let list = run_json(
         &c,
         &["migrate", "--rollback", "data", "--dry-run", "-o", "json"],
     );
-    expect_code(&out, 0);
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let shown: Deployment = serde_json::from_value(list["items"][0].clone()).unwrap();
     let volumes = shown.spec.unwrap().template.spec.unwrap().volumes.unwrap();
     assert_eq!(
@@ -197,16 +168,14 @@ fn keep_name_moves_a_statefulset_claim_and_rollback_rebinds_the_old_volume() {
     let old_pv = volume_of(&c, "data-db-0");
 
     // A template's claim cannot be repointed: the error says what works.
-    let out = run(&c, &["migrate", "data-db-0", "--storage-class", "fast"]);
-    expect_code(&out, 1);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = run_failing(&c, &["migrate", "data-db-0", "--storage-class", "fast"]);
     assert!(err.contains("--keep-name"), "{err}");
     assert!(
         c.get::<PersistentVolumeClaim>("default", "data-db-0-fast")
             .is_none()
     );
 
-    let out = run(
+    let report = run_json(
         &c,
         &[
             "migrate",
@@ -218,8 +187,6 @@ fn keep_name_moves_a_statefulset_claim_and_rollback_rebinds_the_old_volume() {
             "json",
         ],
     );
-    expect_code(&out, 0);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["workload"], "statefulset/db", "{report}");
     assert_eq!(report["oldVolume"], old_pv.as_str());
 
@@ -256,9 +223,8 @@ fn keep_name_moves_a_statefulset_claim_and_rollback_rebinds_the_old_volume() {
     let out = run(&c, &["migrate", "--rollback", "data-db-0", "--dry-run"]);
     expect_code(&out, 0);
     let yaml = String::from_utf8(out.stdout).unwrap();
-    let docs: Vec<PersistentVolumeClaim> = yaml
-        .split("---\n")
-        .filter(|d| !d.trim().is_empty())
+    let docs: Vec<PersistentVolumeClaim> = yaml_docs(&yaml)
+        .into_iter()
         .map(|d| serde_saphyr::from_str(d).expect("a claim"))
         .collect();
     let shown: Vec<(Option<String>, Option<String>)> = docs
@@ -273,9 +239,7 @@ fn keep_name_moves_a_statefulset_claim_and_rollback_rebinds_the_old_volume() {
         ]
     );
     assert_eq!(volume_of(&c, "data-db-0"), new_pv);
-    let out = run(&c, &["migrate", "--rollback", "data-db-0", "-o", "json"]);
-    expect_code(&out, 0);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = run_json(&c, &["migrate", "--rollback", "data-db-0", "-o", "json"]);
     assert_eq!(report["newerData"], "data-db-0-fast", "{report}");
     assert_eq!(volume_of(&c, "data-db-0"), old_pv);
     assert_ne!(class_of(&c, "data-db-0").as_deref(), Some("fast"));
@@ -301,17 +265,10 @@ fn keep_name_moves_a_statefulset_claim_and_rollback_rebinds_the_old_volume() {
 fn another_workload_on_the_claim_is_refused_before_anything_is_made() {
     let c = cluster();
     add_fast_class(&c);
-    claim_with_data(
-        &c,
-        "shared",
-        ClaimOptions {
-            access_mode: "ReadWriteMany".into(),
-            ..ClaimOptions::default()
-        },
-    );
+    claim_with_data(&c, "shared", access_mode("ReadWriteMany"));
     deployment_using(&c, "web", "shared");
     deployment_using(&c, "worker", "shared");
-    let out = run(
+    let err = run_failing(
         &c,
         &[
             "migrate",
@@ -322,8 +279,6 @@ fn another_workload_on_the_claim_is_refused_before_anything_is_made() {
             "deploy/web",
         ],
     );
-    expect_code(&out, 1);
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("deployment/worker") && err.contains("--workload"),
         "{err}"
@@ -363,9 +318,7 @@ fn a_failed_verification_leaves_the_workload_on_its_data_and_running() {
     for extra in [&[][..], &["--keep-name"][..]] {
         let mut args = vec!["migrate", "data", "--storage-class", "fast"];
         args.extend_from_slice(extra);
-        let out = run(&c, &args);
-        expect_code(&out, 1);
-        errors.push(String::from_utf8_lossy(&out.stderr).into_owned());
+        errors.push(run_failing(&c, &args));
         // Nothing of the source changed; the workload points where it did and runs again.
         let dir = c.volume_dir("default", "data").unwrap();
         let diff = rsync_itemize(&before, &dir, &["/log"]);
@@ -399,22 +352,13 @@ fn a_failed_verification_leaves_the_workload_on_its_data_and_running() {
 fn a_read_write_once_pod_claim_in_use_is_copied_once_with_the_workload_stopped_on_its_node() {
     let c = cluster();
     add_fast_class(&c);
-    let src = claim_with_data(
-        &c,
-        "data",
-        ClaimOptions {
-            access_mode: "ReadWriteOncePod".into(),
-            ..ClaimOptions::default()
-        },
-    );
+    let src = claim_with_data(&c, "data", access_mode("ReadWriteOncePod"));
     let (_keep, before) = reference_copy(&src);
     let node = deployment_using(&c, "web", "data");
-    let out = run(
+    let report = run_json(
         &c,
         &["migrate", "data", "--storage-class", "fast", "-o", "json"],
     );
-    expect_code(&out, 0);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["jobs"].as_array().map(Vec::len), Some(2), "{report}");
     assert!(
         report["notes"][0]
@@ -425,15 +369,7 @@ fn a_read_write_once_pod_claim_in_use_is_copied_once_with_the_workload_stopped_o
     assert_holds(&c, "data-fast", &before);
     assert_eq!(template_claims(&c, "web"), ["data-fast"]);
     // The copy and the verification ran where the workload had the volume attached.
-    let movers: Vec<Pod> =
-        c.list::<Pod>(Some("default"))
-            .into_iter()
-            .filter(|p| {
-                p.metadata.labels.as_ref().is_some_and(|l| {
-                    l.get("pvc-backup.io/role").map(String::as_str) == Some("migrate")
-                })
-            })
-            .collect();
+    let movers = pods_labelled(&c, "pvc-backup.io/role", "migrate");
     assert_eq!(movers.len(), 2);
     for p in movers {
         assert_eq!(p.spec.unwrap().node_name.as_deref(), Some(node.as_str()));
@@ -448,9 +384,7 @@ fn a_mover_that_cannot_start_stops_the_migration_before_the_workload_is_touched(
     claim_with_data(&c, "data", ClaimOptions::default());
     deployment_using(&c, "web", "data");
     c.set_unpullable(crate::util::IMAGE);
-    let out = run(&c, &["migrate", "data", "--storage-class", "fast"]);
-    expect_code(&out, 1);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = run_failing(&c, &["migrate", "data", "--storage-class", "fast"]);
     assert!(
         err.contains("cannot start") && err.contains("--image"),
         "{err}"

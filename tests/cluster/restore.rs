@@ -11,13 +11,13 @@ use serde_json::{Value, json};
 use testkit::cluster::{ClaimOptions, FakeCluster, Options};
 use testkit::oracle::rsync_itemize;
 
-use crate::migrate::{assert_holds, reference_copy};
-use crate::util::{claim_with_data, cluster, deployment_using, expect_code, run};
+use crate::util::{
+    access_mode, assert_holds, claim_with_data, cluster, cluster_with, cluster_with_data,
+    deployment_using, expect_code, reference_copy, run, run_failing, run_json,
+};
 
 fn backup(c: &FakeCluster) -> String {
-    let out = run(c, &["backup", "data", "-o", "json"]);
-    expect_code(&out, 0);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = run_json(c, &["backup", "data", "-o", "json"]);
     report["summary"]["snapshot"]
         .as_str()
         .unwrap_or_else(|| panic!("no snapshot in {report}"))
@@ -43,8 +43,7 @@ fn replicas(c: &FakeCluster, name: &str) -> Option<i32> {
 
 #[test]
 fn restore_by_copy_stops_the_workload_and_brings_the_snapshot_back() {
-    let c = cluster();
-    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    let (c, src) = cluster_with_data(ClaimOptions::default());
     deployment_using(&c, "web", "data");
     let (_k1, first) = reference_copy(&src);
     let first_id = backup(&c);
@@ -54,12 +53,10 @@ fn restore_by_copy_stops_the_workload_and_brings_the_snapshot_back() {
     backup(&c);
 
     damage(&src);
-    let out = run(
+    let report = run_json(
         &c,
         &["restore", "data", "--from", "data-backup", "-o", "json"],
     );
-    expect_code(&out, 0);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["workload"], "deployment/web", "{report}");
     assert_holds(&c, "data", &second);
     assert_eq!(replicas(&c, "web"), Some(1));
@@ -133,14 +130,13 @@ fn data_volume(template: &PodTemplateSpec) -> (String, Vec<Option<String>>) {
 
 #[test]
 fn swap_points_the_deployment_at_the_snapshot_and_rollback_switches_back() {
-    let c = cluster();
-    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    let (c, src) = cluster_with_data(ClaimOptions::default());
     web_with_mounts(&c);
     let (_keep, at_backup) = reference_copy(&src);
     let id = backup(&c);
     damage(&src);
 
-    let out = run(
+    let report = run_json(
         &c,
         &[
             "restore",
@@ -152,8 +148,6 @@ fn swap_points_the_deployment_at_the_snapshot_and_rollback_switches_back() {
             "json",
         ],
     );
-    expect_code(&out, 0);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["snapshot"], id.as_str(), "{report}");
 
     let folder = format!("snapshots/{id}");
@@ -185,9 +179,7 @@ fn swap_points_the_deployment_at_the_snapshot_and_rollback_switches_back() {
     // The claim it used is untouched (damaged as it was).
     assert_eq!(std::fs::read(src.join("junk")).unwrap(), b"junk\n");
     // No backup may go into the claim the workload now runs on.
-    let out = run(&c, &["backup", "data"]);
-    expect_code(&out, 1);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = run_failing(&c, &["backup", "data"]);
     assert!(
         err.contains("in use by deployment/web") && err.contains("--to"),
         "{err}"
@@ -224,9 +216,7 @@ fn swap_points_the_deployment_at_the_snapshot_and_rollback_switches_back() {
     assert!(!annotations.contains_key("pvc-backup.io/swapped-into"));
 
     // Nothing recorded any more: a clear refusal.
-    let out = run(&c, &["rollback", "deploy/web"]);
-    expect_code(&out, 1);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = run_failing(&c, &["rollback", "deploy/web"]);
     assert!(err.contains("nothing to switch back"), "{err}");
 }
 
@@ -255,9 +245,7 @@ fn rollback_scales_up_a_workload_a_dead_scale_down_left_at_zero() {
         "a dry run changed the workload"
     );
 
-    let out = run(&c, &["rollback", "deploy/web", "-o", "json"]);
-    expect_code(&out, 0);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = run_json(&c, &["rollback", "deploy/web", "-o", "json"]);
     assert_eq!(report["replicas"], 2, "{report}");
     assert_eq!(replicas(&c, "web"), Some(2));
     let web: Deployment = c.get("default", "web").unwrap();
@@ -275,22 +263,8 @@ fn rollback_scales_up_a_workload_a_dead_scale_down_left_at_zero() {
     assert!(ran, "the workload's pods did not come back:\n{}", c.dump());
 
     // Nothing recorded any more: a clear refusal.
-    let out = run(&c, &["rollback", "deploy/web"]);
-    expect_code(&out, 1);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = run_failing(&c, &["rollback", "deploy/web"]);
     assert!(err.contains("nothing to switch back"), "{err}");
-}
-
-fn openshift_cluster() -> FakeCluster {
-    let c = FakeCluster::start(Options {
-        mover: Some(env!("CARGO_BIN_EXE_pvc-backup").into()),
-        openshift: true,
-        ..Options::default()
-    });
-    c.create_value(json!({"apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": "pvc-backup-deployer", "namespace": "default"}}))
-        .expect("create the service account");
-    c
 }
 
 fn dc_ready(c: &FakeCluster, n: i64) -> bool {
@@ -307,15 +281,11 @@ fn dc_ready(c: &FakeCluster, n: i64) -> bool {
 
 #[test]
 fn a_deployment_config_is_found_from_its_pods_stopped_for_a_copy_and_swapped() {
-    let c = openshift_cluster();
-    let src = claim_with_data(
-        &c,
-        "data",
-        ClaimOptions {
-            access_mode: "ReadWriteMany".into(),
-            ..ClaimOptions::default()
-        },
-    );
+    let c = cluster_with(Options {
+        openshift: true,
+        ..Options::default()
+    });
+    let src = claim_with_data(&c, "data", access_mode("ReadWriteMany"));
     c.create_value(
         json!({"apiVersion": "apps.openshift.io/v1", "kind": "DeploymentConfig",
         "metadata": {"name": "shop", "namespace": "default"},
@@ -333,12 +303,10 @@ fn a_deployment_config_is_found_from_its_pods_stopped_for_a_copy_and_swapped() {
     // By copy: the DeploymentConfig (found through its ReplicationController) is stopped and
     // gets its two replicas back.
     damage(&src);
-    let out = run(
+    let report = run_json(
         &c,
         &["restore", "data", "--from", "data-backup", "-o", "json"],
     );
-    expect_code(&out, 0);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["workload"], "deploymentconfig/shop", "{report}");
     assert_holds(&c, "data", &at_backup);
     let (obj, _) = template_of(&c, "apps.openshift.io/v1", "DeploymentConfig", "shop");
@@ -361,10 +329,9 @@ fn a_deployment_config_is_found_from_its_pods_stopped_for_a_copy_and_swapped() {
     let (_, template) = template_of(&c, "apps.openshift.io/v1", "DeploymentConfig", "shop");
     assert_eq!(data_volume(&template), ("data".to_owned(), vec![None]));
     // Without a workload using it, a swap has nothing to repoint.
-    let out = run(
+    let err = run_failing(
         &c,
         &["restore", "nothing", "--from", "data-backup", "--swap"],
     );
-    expect_code(&out, 1);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("claim nothing not found"));
+    assert!(err.contains("claim nothing not found"), "{err}");
 }
