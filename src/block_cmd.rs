@@ -276,21 +276,9 @@ pub fn backup(
                 (None, _) => format!("first version, {} chunks of data", r.changed_chunks),
             };
             eprintln!(
-                "pvc-backup mover backup: version {} ({how}){}{}",
+                "pvc-backup mover backup: version {} ({how}){}",
                 r.snapshot,
-                if r.removed.is_empty() {
-                    String::new()
-                } else {
-                    format!("; removed by retention: {}", r.removed.join(", "))
-                },
-                if r.cleaned.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        "; removed left-overs of runs that died: {}",
-                        r.cleaned.join(", ")
-                    )
-                },
+                crate::mover::removed_note(&r.removed, &r.cleaned),
             );
         } else {
             eprintln!(

@@ -362,24 +362,12 @@ fn backup(a: BackupArgs) -> anyhow::Result<ExitCode> {
         |job| {
             job.run().map(|r| {
                 let line = format!(
-                    "snapshot {}{}{}{}",
+                    "snapshot {}{}{}",
                     r.snapshot,
                     r.previous.as_ref().map_or(String::new(), |p| format!(
                         " (unchanged entries linked to {p})"
                     )),
-                    if r.removed.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; removed by retention: {}", r.removed.join(", "))
-                    },
-                    if r.cleaned.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            "; removed left-overs of runs that died: {}",
-                            r.cleaned.join(", ")
-                        )
-                    },
+                    removed_note(&r.removed, &r.cleaned),
                 );
                 let json = serde_json::to_value(&r).unwrap_or_default();
                 (r.summary, Some((json, line)))
@@ -709,6 +697,22 @@ fn human_summary(cmd: &str, s: &Summary) -> String {
         }
     }
     line
+}
+
+/// What a backup run removed besides making its snapshot (empty when nothing), for the line that
+/// reports the snapshot: file and block backups say it alike.
+pub(crate) fn removed_note(removed: &[String], cleaned: &[String]) -> String {
+    let mut note = String::new();
+    if !removed.is_empty() {
+        note.push_str(&format!("; removed by retention: {}", removed.join(", ")));
+    }
+    if !cleaned.is_empty() {
+        note.push_str(&format!(
+            "; removed left-overs of runs that died: {}",
+            cleaned.join(", ")
+        ));
+    }
+    note
 }
 
 pub(crate) fn human_bytes(n: u64) -> String {
