@@ -25,23 +25,27 @@ fn parse_stream(what: &str, yaml: &str) -> Vec<Value> {
     docs.into_iter().filter(|d| !d.is_null()).collect()
 }
 
-/// What `pvc-backup manifests ARGS` prints, as objects.
-fn manifests(args: &[&str]) -> Vec<Value> {
+/// The objects `pvc-backup ARGS` prints as YAML (with the default image); the run must succeed.
+fn printed_objects(args: &[&str]) -> Vec<Value> {
     let out = Command::new(assert_cmd::cargo::cargo_bin!("pvc-backup"))
-        .arg("manifests")
         .args(args)
         .env_remove("PVC_BACKUP_IMAGE")
         .output()
-        .expect("run pvc-backup manifests");
+        .expect("run pvc-backup");
     assert!(
         out.status.success(),
-        "pvc-backup manifests {args:?}: {}",
+        "pvc-backup {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     parse_stream(
-        "pvc-backup manifests",
+        &format!("the output of pvc-backup {args:?}"),
         &String::from_utf8(out.stdout).unwrap(),
     )
+}
+
+/// What `pvc-backup manifests ARGS` prints, as objects.
+fn manifests(args: &[&str]) -> Vec<Value> {
+    printed_objects(&[&["manifests"], args].concat())
 }
 
 /// The objects a kustomization lists under `resources` (files and directories, recursively),
@@ -346,29 +350,16 @@ fn process(path: &str, given: &[(&str, &str)]) -> Vec<Value> {
 
 /// What the CLI would create, planned offline.
 fn cli(args: &[&str]) -> Vec<Value> {
-    let out = Command::new(assert_cmd::cargo::cargo_bin!("pvc-backup"))
-        .args(args)
-        .args([
-            "--dry-run=client",
-            "-o",
-            "yaml",
-            "-n",
-            "shop",
-            "--size",
-            "1Gi",
-        ])
-        .env_remove("PVC_BACKUP_IMAGE")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    parse_stream(
-        "pvc-backup --dry-run=client",
-        &String::from_utf8(out.stdout).unwrap(),
-    )
+    let offline = [
+        "--dry-run=client",
+        "-o",
+        "yaml",
+        "-n",
+        "shop",
+        "--size",
+        "1Gi",
+    ];
+    printed_objects(&[args, &offline].concat())
 }
 
 /// Where a processed template may differ from the CLI's object, made equal: an empty `nodeName`

@@ -14,14 +14,19 @@ fn bin() -> Command {
     Command::new(assert_cmd::cargo::cargo_bin!("pvc-backup"))
 }
 
-fn sync(src: &Path, dst: &Path, extra: &[&str]) -> std::process::Output {
+/// Runs `pvc-backup mover ARGS FROM TO`.
+fn mover(args: &[&str], from: &Path, to: &Path) -> std::process::Output {
     bin()
-        .args(["mover", "sync"])
-        .args(extra)
-        .arg(src)
-        .arg(dst)
+        .arg("mover")
+        .args(args)
+        .arg(from)
+        .arg(to)
         .output()
         .expect("run pvc-backup")
+}
+
+fn sync(src: &Path, dst: &Path, extra: &[&str]) -> std::process::Output {
+    mover(&[&["sync"], extra].concat(), src, dst)
 }
 
 fn code(o: &std::process::Output) -> i32 {
@@ -312,12 +317,7 @@ fn a_backup_killed_midway_leaves_no_snapshot_and_the_next_run_cleans_up() {
     let src = Tree::new(dir.path().join("src"));
     src.file(b"first", b"in the first snapshot");
     let dst = dir.path().join("dst");
-    let o = bin()
-        .args(["mover", "backup", "-q"])
-        .arg(&src.root)
-        .arg(&dst)
-        .output()
-        .unwrap();
+    let o = mover(&["backup", "-q"], &src.root, &dst);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let first = std::fs::read_link(dst.join("latest")).unwrap();
     big_tree(&src);
@@ -368,12 +368,7 @@ fn a_backup_killed_midway_leaves_no_snapshot_and_the_next_run_cleans_up() {
         first,
         "latest moved to an incomplete snapshot"
     );
-    let o = bin()
-        .args(["mover", "backup", "-q"])
-        .arg(&src.root)
-        .arg(&dst)
-        .output()
-        .unwrap();
+    let o = mover(&["backup", "-q"], &src.root, &dst);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let after = names();
     assert!(
@@ -397,28 +392,17 @@ fn restore_copies_a_snapshot_back_and_names_a_missing_one() {
     let src = Tree::new(dir.path().join("src"));
     src.file(b"a/b", b"content").mode(b"a/b", 0o640);
     let backup = dir.path().join("backup");
-    let o = bin()
-        .args(["mover", "backup", "-q"])
-        .arg(&src.root)
-        .arg(&backup)
-        .output()
-        .unwrap();
+    let o = mover(&["backup", "-q"], &src.root, &backup);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let target = dir.path().join("target");
-    let o = bin()
-        .args(["mover", "restore", "-q"])
-        .arg(&backup)
-        .arg(&target)
-        .output()
-        .unwrap();
+    let o = mover(&["restore", "-q"], &backup, &target);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_mirror(&src.root, &target, &[]);
-    let o = bin()
-        .args(["mover", "restore", "--snapshot", "2001-01-01T00-00-00Z"])
-        .arg(&backup)
-        .arg(&target)
-        .output()
-        .unwrap();
+    let o = mover(
+        &["restore", "--snapshot", "2001-01-01T00-00-00Z"],
+        &backup,
+        &target,
+    );
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("mover snapshots"), "{}", stderr(&o));
 }

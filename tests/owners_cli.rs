@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mover::Summary;
@@ -36,7 +36,8 @@ fn under_setpriv(setpriv_args: &[&str], args: &[&str], paths: &[&Path]) -> std::
 
 /// Five owners, 0600 files, 0700 directories nested across owners, setgid directories, files
 /// whose group is not their owner's, ACLs and user xattrs on files only their owner can read.
-fn many_owners(t: &Tree) {
+fn many_owners(root: PathBuf) -> Tree {
+    let t = Tree::new(root);
     t.file(b"public.txt", b"anyone")
         .file(b"a/own-a", b"secret of 1001")
         .file(b"a/b/own-b", b"secret of 1002")
@@ -79,6 +80,7 @@ fn many_owners(t: &Tree) {
             .acl(b"acl", &["-d", "-m", "u:1002:rx"]);
     }
     t.owner(b"", 1001, 1001).mode(b"", 0o755);
+    t
 }
 
 /// The summary: the last line of `--progress json` output.
@@ -101,8 +103,7 @@ fn a_root_squashed_source_is_copied_exactly_as_each_owner() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let src = Tree::new(dir.path().join("src"));
-    many_owners(&src);
+    let src = many_owners(dir.path().join("src"));
     let dst = dir.path().join("dst");
     let o = squashed(&["mover", "sync", "--progress", "json"], &[&src.root, &dst]);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -119,8 +120,7 @@ fn without_acting_as_owners_the_unreadable_entries_are_listed_and_check_agrees()
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let src = Tree::new(dir.path().join("src"));
-    many_owners(&src);
+    let src = many_owners(dir.path().join("src"));
     let dst = dir.path().join("dst");
     let o = squashed(
         &[
@@ -167,8 +167,7 @@ fn check_counts_owners_and_groups_like_the_kernel_does() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let src = Tree::new(dir.path().join("src"));
-    many_owners(&src);
+    let src = many_owners(dir.path().join("src"));
     let c = squashed(&["mover", "check", "--json"], &[&src.root]);
     assert_eq!(
         c.status.code(),
@@ -216,8 +215,7 @@ fn a_protected_target_is_filled_and_updated_as_each_owner() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let src = Tree::new(dir.path().join("src"));
-    many_owners(&src);
+    let src = many_owners(dir.path().join("src"));
     // The target's top directory belongs to another uid and only it may enter.
     let dst = Tree::new(dir.path().join("dst"));
     dst.owner(b"", 4444, 4444).mode(b"", 0o700);
@@ -385,8 +383,7 @@ fn the_five_capabilities_keep_setgid_bits_of_groups_the_mover_is_not_in() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let src = Tree::new(dir.path().join("src"));
-    many_owners(&src);
+    let src = many_owners(dir.path().join("src"));
     // Without CAP_FSETID the kernel drops these bits from a chmod and says nothing.
     src.file(b"d/setgid-tool", b"#!/bin/true\n")
         .owner(b"d/setgid-tool", 1004, 3000)
