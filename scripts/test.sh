@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests and the benchmark scripts call.
-PKGS=(rsync acl attr xfsprogs btrfs-progs e2fsprogs util-linux libcap2-bin time hyperfine restic openssl wrk b3sum curl
+PKGS=(rsync acl attr strace xfsprogs btrfs-progs e2fsprogs util-linux libcap2-bin time hyperfine restic openssl wrk b3sum curl
       podman buildah runc conmon catatonit yq jq binutils ca-certificates)
 
 if [ "$(id -u)" = 0 ]; then

@@ -490,3 +490,83 @@ fn also_refuses_a_folder_that_overlaps_another_copy_and_touches_nothing() {
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(!dst.exists() && !two.exists());
 }
+
+/// Renames the mover made, as strace saw them: (old name, new name) of each
+/// rename/renameat/renameat2 call that succeeded.
+fn traced_renames(args: &[&std::ffi::OsStr]) -> Vec<(String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("strace.log");
+    let o = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=rename,renameat,renameat2", "-o"])
+        .arg(&log)
+        .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let quoted =
+        |s: &str| -> Vec<String> { s.split('"').skip(1).step_by(2).map(String::from).collect() };
+    text.lines()
+        .filter(|l| l.contains("rename") && l.trim_end().ends_with("= 0"))
+        .map(|l| {
+            let q = quoted(l);
+            assert_eq!(q.len(), 2, "unexpected strace line: {l}");
+            (q[0].clone(), q[1].clone())
+        })
+        .collect()
+}
+
+#[test]
+fn a_snapshot_is_built_without_temporary_names_and_a_mirror_with_them() {
+    if !need_tools(
+        "a_snapshot_is_built_without_temporary_names_and_a_mirror_with_them",
+        &["strace"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    let sockets = testkit::tree::rich_tree(&src, is_root());
+    for i in 0..200 {
+        src.file(format!("many/{i}").as_bytes(), format!("{i}").as_bytes());
+    }
+    let backup = dir.path().join("backup");
+    let mirror = dir.path().join("mirror");
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    let backup_renames = traced_renames(&[
+        os("mover"),
+        os("backup"),
+        os("-q"),
+        src.root.as_os_str(),
+        backup.as_os_str(),
+    ]);
+    // A snapshot folder is published whole: its own entries go straight to their names, so the
+    // run renames only its bookkeeping (the snapshot folder, its manifest, `latest`), however
+    // many entries the tree has.
+    let tmp_named: Vec<_> = backup_renames
+        .iter()
+        .filter(|(from, _)| from.contains(".pvcb-tmp."))
+        .collect();
+    assert!(tmp_named.is_empty(), "{tmp_named:?}");
+    assert!(backup_renames.len() < 10, "{backup_renames:?}");
+    assert_mirror(&src.root, &backup.join("latest"), &sockets);
+    // A mirror keeps every file whole under its real name: each new file, symlink and special
+    // file is made under a temporary name and renamed into place.
+    let mirror_renames = traced_renames(&[
+        os("mover"),
+        os("sync"),
+        os("-q"),
+        src.root.as_os_str(),
+        mirror.as_os_str(),
+    ]);
+    let placed = mirror_renames
+        .iter()
+        .filter(|(from, _)| from.contains(".pvcb-tmp."))
+        .count();
+    assert!(
+        placed >= 200,
+        "{placed} entries renamed into place: {mirror_renames:?}"
+    );
+    assert_mirror(&src.root, &mirror, &sockets);
+}

@@ -82,6 +82,9 @@ pub struct Sync {
     reference: Option<OwnedFd>,
     /// Where the copy pass records the manifest of what it places (versioned backups).
     record: Option<Arc<Recorder>>,
+    /// The target is a new folder that becomes visible only as a whole, once complete (a
+    /// snapshot being made): its entries need no temporary names of their own.
+    staged: bool,
 }
 
 impl Sync {
@@ -100,6 +103,7 @@ impl Sync {
         self.dst_path = target_path;
         self.meta_dir = meta_dir;
         self.reference = reference;
+        self.staged = true;
         self
     }
 
@@ -152,6 +156,7 @@ impl Sync {
             meta_dir: None,
             reference: None,
             record: None,
+            staged: false,
         })
     }
 
@@ -314,6 +319,7 @@ impl Sync {
             unprivileged,
             recorded,
             record: self.record.as_deref(),
+            staged: self.staged,
         };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -440,6 +446,8 @@ struct Ctx<'a> {
     recorded: Option<HashMap<Vec<u8>, metalog::Recorded>>,
     /// The manifest this pass writes, if any.
     record: Option<&'a Recorder>,
+    /// New entries are made under their own names (see [`make_entry`]).
+    staged: bool,
 }
 
 /// A temporary name, unique in this run; created with O_EXCL (or its equivalent) and retried on
@@ -1044,7 +1052,14 @@ fn handle_entry(
                     ctx.record_on_disk(chunk, dst, &node.rel, name, &work.previous);
                     return;
                 }
-                match link_to(ctx, &dst_rel, dst, name, (meta.uid, meta.gid)) {
+                match link_to(
+                    ctx,
+                    &dst_rel,
+                    dst,
+                    name,
+                    (meta.uid, meta.gid),
+                    ctx.staged && have.is_none(),
+                ) {
                     Ok(()) => {
                         stats.linked.fetch_add(1, Relaxed);
                         ctx.record_on_disk(chunk, dst, &node.rel, name, &work.previous);
@@ -1089,13 +1104,15 @@ fn handle_entry(
     ctx.record_on_disk(chunk, dst, &node.rel, name, &work.previous);
 }
 
-/// Creates a hard link named `name` in `dir` to the target entry at `dst_rel`.
+/// Creates a hard link named `name` in `dir` to the target entry at `dst_rel` (`fresh`: `dir`
+/// has no entry of that name, see [`make_entry`]).
 fn link_to(
     ctx: &Ctx<'_>,
     dst_rel: &[u8],
     dir: BorrowedFd<'_>,
     name: &CStr,
     owner: Id,
+    fresh: bool,
 ) -> std::io::Result<()> {
     let (parent_rel, base) = match dst_rel.iter().rposition(|&b| b == b'/') {
         Some(p) => (&dst_rel[..p], &dst_rel[p + 1..]),
@@ -1117,19 +1134,11 @@ fn link_to(
     }
     let at = parent.as_ref().map_or(ctx.dst_root, |p| p.as_fd());
     let base = CString::new(base).map_err(std::io::Error::other)?;
-    loop {
-        let tmp = ctx.tmp_name();
-        // With protected_hardlinks, only the file's owner (or CAP_FOWNER) may link it.
-        let linked = ctx.owners.retry_target(&[owner], &[dir, at], || {
-            linkat(at, base.as_c_str(), dir, tmp.as_cstr(), AtFlags::empty()).map_err(Into::into)
-        });
-        match linked {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
-            Err(e) => return Err(e),
-        }
-        return place(ctx, dir, &tmp, name);
-    }
+    // With protected_hardlinks, only the file's owner (or CAP_FOWNER) may link it.
+    let (made, ()) = make_entry(ctx, dir, owner, &[at], name, fresh, |n| {
+        linkat(at, base.as_c_str(), dir, n, AtFlags::empty()).map_err(Into::into)
+    })?;
+    place(ctx, dir, &made, name)
 }
 
 fn sync_entry(
@@ -1260,45 +1269,86 @@ struct Entry<'e, 'a> {
     previous: &'e PreviousFiles,
 }
 
-/// Renames a finished temporary entry into place (as the directory's owner if the mover may not
-/// write there); on failure the temporary entry is removed.
-fn place(ctx: &Ctx<'_>, dir: BorrowedFd<'_>, tmp: &TmpName, name: &CStr) -> std::io::Result<()> {
+/// The name a new entry was made under by [`make_entry`].
+enum Made {
+    /// Its own name: the target had no entry of that name.
+    Final,
+    /// A temporary name, renamed over the existing entry by [`place`] once complete.
+    Tmp(TmpName),
+}
+
+impl Made {
+    /// The name the entry has now, given the name it is made for.
+    fn current<'n>(&'n self, name: &'n CStr) -> &'n CStr {
+        match self {
+            Made::Final => name,
+            Made::Tmp(t) => t.as_cstr(),
+        }
+    }
+}
+
+/// Puts a finished entry in place: renames a temporary one over the existing entry (as the
+/// directory's owner if the mover may not write there); on failure it is removed.
+fn place(ctx: &Ctx<'_>, dir: BorrowedFd<'_>, made: &Made, name: &CStr) -> std::io::Result<()> {
+    let Made::Tmp(tmp) = made else {
+        return Ok(());
+    };
     let t = tmp.as_cstr();
     let r = ctx.owners.retry_target(&[], &[dir], || {
         renameat(dir, t, dir, name).map_err(Into::into)
     });
     if r.is_err() {
-        discard(ctx, dir, tmp);
+        discard(ctx, dir, made, name);
     }
     r
 }
 
-/// Makes a new entry under a fresh temporary name in `dir` with `make` (as the mover, else as
-/// `owner` or the directory's owner), trying the next name when one is taken.
-fn make_tmp<R: Send>(
+/// Makes a new entry for `name` in `dir` with `make` (as the mover, else as `owner` or the owner
+/// of a directory in `dirs`, which `dir` leads).
+///
+/// A mirror shows no half-written file under a real name, even after a run that was killed: an
+/// entry is made under a fresh temporary name (the next one when one is taken) and renamed into
+/// place by [`place`] once complete. In a staged target (a snapshot being made, published whole
+/// by a rename once complete) an entry that has no name there yet (`fresh`) is made under its
+/// own name instead: nobody sees the folder before it is complete, the next run removes a killed
+/// run's folder, and the rename it spares is, after the copy itself, the most costly step of
+/// placing a small file. A fresh name that turns out to be taken falls back to a temporary one.
+fn make_entry<R: Send>(
     ctx: &Ctx<'_>,
     dir: BorrowedFd<'_>,
     owner: Id,
+    dirs: &[BorrowedFd<'_>],
+    name: &CStr,
+    fresh: bool,
     make: impl Fn(&CStr) -> std::io::Result<R> + Send + std::marker::Sync,
-) -> std::io::Result<(TmpName, R)> {
+) -> std::io::Result<(Made, R)> {
+    let mut within = vec![dir];
+    within.extend_from_slice(dirs);
+    if fresh {
+        match ctx.owners.retry_target(&[owner], &within, || make(name)) {
+            Ok(r) => return Ok((Made::Final, r)),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+    }
     loop {
         let tmp = ctx.tmp_name();
         match ctx
             .owners
-            .retry_target(&[owner], &[dir], || make(tmp.as_cstr()))
+            .retry_target(&[owner], &within, || make(tmp.as_cstr()))
         {
-            Ok(r) => return Ok((tmp, r)),
+            Ok(r) => return Ok((Made::Tmp(tmp), r)),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
             Err(e) => return Err(e),
         }
     }
 }
 
-/// Removes a temporary entry that will not be used.
-fn discard(ctx: &Ctx<'_>, dir: BorrowedFd<'_>, tmp: &TmpName) {
-    let t = tmp.as_cstr();
+/// Removes a new entry that will not be used.
+fn discard(ctx: &Ctx<'_>, dir: BorrowedFd<'_>, made: &Made, name: &CStr) {
+    let n = made.current(name);
     let _ = ctx.owners.retry_target(&[], &[dir], || {
-        unlinkat(dir, t, AtFlags::empty()).map_err(Into::into)
+        unlinkat(dir, n, AtFlags::empty()).map_err(Into::into)
     });
 }
 
@@ -1409,14 +1459,21 @@ fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
         .retry(&[(meta.uid, meta.gid)], read_x)
         .map_err(|e| ("read xattrs", e))?;
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let (tmp, dfd) = make_tmp(ctx, dst, (meta.uid, meta.gid), |t| {
-        openat(dst, t, flags, Mode::from_raw_mode(0o600)).map_err(Into::into)
-    })
+    let owner = (meta.uid, meta.gid);
+    let (made, dfd) = make_entry(
+        ctx,
+        dst,
+        owner,
+        &[],
+        name,
+        ctx.staged && have.is_none(),
+        |t| openat(dst, t, flags, Mode::from_raw_mode(0o600)).map_err(Into::into),
+    )
     .map_err(|e| ("create", e))?;
     let bytes = match ctx.copier.copy(sfd.as_fd(), dfd.as_fd(), meta) {
         Ok(n) => n,
         Err(e) => {
-            discard(ctx, dst, &tmp);
+            discard(ctx, dst, &made, name);
             return Err(("copy", e));
         }
     };
@@ -1434,7 +1491,7 @@ fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
         0
     };
     drop(dfd);
-    if let Err(e) = place(ctx, dst, &tmp, name) {
+    if let Err(e) = place(ctx, dst, &made, name) {
         return Err(("rename", e));
     }
     if let Err(e) = applied {
@@ -1476,11 +1533,18 @@ fn sync_symlink(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
         .owners
         .source_xattrs(src, dir_id, name, meta)
         .map_err(|e| ("read xattrs", e))?;
-    let (tmp, ()) = make_tmp(ctx, dst, (meta.uid, meta.gid), |t| {
-        symlinkat(target.as_c_str(), dst, t).map_err(Into::into)
-    })
+    let owner = (meta.uid, meta.gid);
+    let (made, ()) = make_entry(
+        ctx,
+        dst,
+        owner,
+        &[],
+        name,
+        ctx.staged && have.is_none(),
+        |t| symlinkat(target.as_c_str(), dst, t).map_err(Into::into),
+    )
     .map_err(|e| ("symlink", e))?;
-    place_new(e, tmp, &want_x, 0)
+    place_new(e, made, &want_x, 0)
 }
 
 fn sync_special(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
@@ -1510,18 +1574,24 @@ fn sync_special(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
         meta.rdev
     };
     let kind = meta.kind.file_type();
-    let (tmp, ()) = make_tmp(ctx, dst, (meta.uid, meta.gid), |t| {
-        mknodat(dst, t, kind, Mode::from_raw_mode(0o600), rdev).map_err(Into::into)
-    })
+    let owner = (meta.uid, meta.gid);
+    let (made, ()) = make_entry(
+        ctx,
+        dst,
+        owner,
+        &[],
+        name,
+        ctx.staged && have.is_none(),
+        |t| mknodat(dst, t, kind, Mode::from_raw_mode(0o600), rdev).map_err(Into::into),
+    )
     .map_err(|e| ("mknod", e))?;
-    place_new(e, tmp, &want_x, 0)
+    place_new(e, made, &want_x, 0)
 }
 
-/// Applies attributes to a freshly made symlink or special file under its temporary name, then
-/// renames it into place.
+/// Applies attributes to a freshly made symlink or special file, then puts it in place.
 fn place_new(
     e: &Entry<'_, '_>,
-    tmp: TmpName,
+    made: Made,
     want_x: &Xattrs,
     bytes: u64,
 ) -> std::result::Result<Outcome, Failure> {
@@ -1534,7 +1604,7 @@ fn place_new(
         ..
     } = *e;
     let applied = attrs::apply(
-        Handle::At(dst, tmp.as_cstr()),
+        Handle::At(dst, made.current(name)),
         meta,
         None,
         want_x,
@@ -1542,7 +1612,7 @@ fn place_new(
         Some(ctx.owners),
     );
     let ino = if meta.nlink > 1 {
-        let t = tmp.as_cstr();
+        let t = made.current(name);
         ctx.owners
             .retry_target(&[], &[dst], || stat_at(dst, t))
             .map(|m| m.ino)
@@ -1550,7 +1620,7 @@ fn place_new(
     } else {
         0
     };
-    if let Err(e) = place(ctx, dst, &tmp, name) {
+    if let Err(e) = place(ctx, dst, &made, name) {
         return Err(("rename", e));
     }
     if let Err(e) = applied {
