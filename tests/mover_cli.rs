@@ -495,16 +495,20 @@ fn also_refuses_a_folder_that_overlaps_another_copy_and_touches_nothing() {
 /// rename/renameat/renameat2 call that succeeded.
 fn traced_renames(args: &[&std::ffi::OsStr]) -> Vec<(String, String)> {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("strace.log");
+    // One log per thread (-ff): no call is split into "unfinished" and "resumed" lines.
+    let log = dir.path().join("strace");
     let o = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=rename,renameat,renameat2", "-o"])
+        .args(["-ff", "-qq", "-e", "trace=rename,renameat,renameat2", "-o"])
         .arg(&log)
         .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"))
         .args(args)
         .output()
         .unwrap();
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text: String = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
     let quoted =
         |s: &str| -> Vec<String> { s.split('"').skip(1).step_by(2).map(String::from).collect() };
     text.lines()
