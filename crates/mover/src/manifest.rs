@@ -3,15 +3,21 @@
 //! that the copy is still what was written.
 //!
 //! Format (all integers LEB128 varints, signed ones zigzag-encoded), after the 8-byte magic
-//! `PVCBMAN1`: a sequence of records, each starting with a tag byte.
+//! `PVCBMAN2`: the time the run that wrote it started (a `0`, or a `1` followed by seconds
+//! (signed) and nanoseconds), then a sequence of records, each starting with a tag byte.
 //!
 //! - tag 1, directory: the path of a directory relative to the root (`len`, bytes; empty for the
 //!   root). The entries that follow are in it.
 //! - tag 2, entry: `name` (`len`, bytes), kind (u8: 0 file, 1 dir, 2 symlink, 3 fifo, 4 char
 //!   device, 5 block device), mode, uid, gid, size, mtime seconds (signed), mtime nanoseconds,
-//!   inode, rdev, a 16-byte digest of the extended attributes (all zero when there are none),
-//!   and for files and symlinks a 32-byte BLAKE3 hash of the content (of the target, for a
-//!   symlink).
+//!   inode, rdev, the source's change time when the entry was placed (`0` when not recorded,
+//!   else `1 +` its seconds minus the mtime's seconds (signed), then its nanoseconds minus the
+//!   mtime's (signed): usually two bytes), a 16-byte digest of the extended attributes (all zero
+//!   when there are none), and for files and symlinks a 32-byte BLAKE3 hash of the content (of
+//!   the target, for a symlink).
+//!
+//! Manifests with the magic `PVCBMAN1` (older versions) have no start time and no change times;
+//! they are read as such.
 //!
 //! A name is stored once, so an entry takes about 60 bytes plus its name: a million entries fit
 //! in tens of MiB.
@@ -34,7 +40,17 @@ use crate::listing::Listing;
 use crate::meta::{Kind, Meta, Ts, stat_at};
 use crate::xattr::{self, Xattrs};
 
-const MAGIC: &[u8; 8] = b"PVCBMAN1";
+const MAGIC: &[u8; 8] = b"PVCBMAN2";
+/// The first format, without start time and change times.
+const MAGIC_V1: &[u8; 8] = b"PVCBMAN1";
+
+/// How much older than the start of the run that recorded it a source's change time must be for
+/// a later run to trust that the source entry is still what that run saw. Change times are
+/// taken from a coarse clock (a tick of up to 10 ms, whole seconds on some filesystems, the
+/// server's clock on network filesystems): a change made during the run, in the same tick as an
+/// earlier change, leaves the change time as it was. Two seconds cover all of these, and a clock
+/// skew of the source's filesystem of up to about a second.
+pub const CHANGE_MARGIN: Ts = Ts { sec: 2, nsec: 0 };
 
 /// One entry of a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +73,10 @@ pub struct Entry {
     pub ino: u64,
     /// Device number of device nodes.
     pub rdev: u64,
+    /// The source entry's change time (ctime) as seen when this entry was placed, when the run
+    /// that placed it knows the entry's extended attributes were then the source's; `None` in
+    /// manifests of older versions and for entries placed otherwise.
+    pub ctime: Option<Ts>,
     /// Digest of the extended attributes (zero when none).
     pub xattrs: [u8; 16],
     /// BLAKE3 of the content (files) or the target (symlinks); zero otherwise.
@@ -100,6 +120,14 @@ fn put(out: &mut Vec<u8>, mut v: u64) {
     }
 }
 
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(z: u64) -> i64 {
+    ((z >> 1) as i64) ^ -((z & 1) as i64)
+}
+
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put(out, b.len() as u64);
     out.extend_from_slice(b);
@@ -138,10 +166,22 @@ fn encode_entry(out: &mut Vec<u8>, name: &[u8], e: &Entry) {
     put(out, u64::from(e.uid));
     put(out, u64::from(e.gid));
     put(out, e.size);
-    put(out, ((e.mtime.sec << 1) ^ (e.mtime.sec >> 63)) as u64);
+    put(out, zigzag(e.mtime.sec));
     put(out, u64::from(e.mtime.nsec));
     put(out, e.ino);
     put(out, e.rdev);
+    match e.ctime {
+        None => put(out, 0),
+        // Relative to the mtime, which it usually equals or follows closely (a difference too
+        // large to encode is left unrecorded).
+        Some(c) => match zigzag(c.sec.wrapping_sub(e.mtime.sec)).checked_add(1) {
+            Some(d) => {
+                put(out, d);
+                put(out, zigzag(i64::from(c.nsec) - i64::from(e.mtime.nsec)));
+            }
+            None => put(out, 0),
+        },
+    }
     out.extend_from_slice(&e.xattrs);
     if matches!(e.kind, Kind::File | Kind::Symlink) {
         out.extend_from_slice(&e.hash);
@@ -160,18 +200,59 @@ enum Record<'a> {
     Entry(&'a [u8], Entry),
 }
 
+/// The header of a manifest: the time the run that wrote it started.
+fn encode_header(out: &mut Vec<u8>, started: Option<Ts>) {
+    out.extend_from_slice(MAGIC);
+    match started {
+        None => put(out, 0),
+        Some(t) => {
+            put(out, 1);
+            put(out, zigzag(t.sec));
+            put(out, u64::from(t.nsec));
+        }
+    }
+}
+
 /// Reads the records of a manifest one by one.
 struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
+    /// Whether entries carry a change time (the second format).
+    v2: bool,
 }
 
 impl<'a> Reader<'a> {
-    fn new(data: &'a [u8]) -> io::Result<Reader<'a>> {
-        if data.get(..8) != Some(MAGIC.as_slice()) {
+    /// A reader positioned at the first record, and the start time the header holds.
+    fn new(data: &'a [u8]) -> io::Result<(Reader<'a>, Option<Ts>)> {
+        let magic = data.get(..8);
+        if magic == Some(MAGIC_V1.as_slice()) {
+            return Ok((
+                Reader {
+                    data,
+                    pos: 8,
+                    v2: false,
+                },
+                None,
+            ));
+        }
+        if magic != Some(MAGIC.as_slice()) {
             return Err(bad("not a pvc-backup manifest"));
         }
-        Ok(Reader { data, pos: 8 })
+        let mut r = Reader {
+            data,
+            pos: 8,
+            v2: true,
+        };
+        let started = match r.get()? {
+            0 => None,
+            1 => {
+                let sec = unzigzag(r.get()?);
+                let nsec = u32::try_from(r.get()?).map_err(|_| bad("bad start time"))?;
+                Some(Ts { sec, nsec })
+            }
+            _ => return Err(bad("bad header")),
+        };
+        Ok((r, started))
     }
 
     fn get(&mut self) -> io::Result<u64> {
@@ -219,11 +300,28 @@ impl<'a> Reader<'a> {
                 let uid = self.get()? as u32;
                 let gid = self.get()? as u32;
                 let size = self.get()?;
-                let z = self.get()?;
-                let sec = ((z >> 1) as i64) ^ -((z & 1) as i64);
+                let sec = unzigzag(self.get()?);
                 let nsec = self.get()? as u32;
                 let ino = self.get()?;
                 let rdev = self.get()?;
+                let ctime = match self.v2 {
+                    false => None,
+                    true => match self.get()? {
+                        0 => None,
+                        d => {
+                            let csec = sec.wrapping_add(unzigzag(d - 1));
+                            let cnsec = i64::from(nsec) + unzigzag(self.get()?);
+                            let cnsec = u32::try_from(cnsec)
+                                .ok()
+                                .filter(|n| *n < 1_000_000_000)
+                                .ok_or_else(|| bad("bad change time"))?;
+                            Some(Ts {
+                                sec: csec,
+                                nsec: cnsec,
+                            })
+                        }
+                    },
+                };
                 let mut xattrs = [0; 16];
                 xattrs.copy_from_slice(self.take(16)?);
                 let mut hash = [0; 32];
@@ -240,6 +338,7 @@ impl<'a> Reader<'a> {
                     mtime: Ts { sec, nsec },
                     ino,
                     rdev,
+                    ctime,
                     xattrs,
                     hash,
                 };
@@ -252,7 +351,7 @@ impl<'a> Reader<'a> {
 
 /// Reads a manifest.
 pub fn parse(data: &[u8]) -> io::Result<Vec<Entry>> {
-    let mut r = Reader::new(data)?;
+    let (mut r, _) = Reader::new(data)?;
     let mut dir: &[u8] = b"";
     let mut out = Vec::new();
     while let Some(rec) = r.next()? {
@@ -309,8 +408,18 @@ impl Entry {
             mtime: m.mtime,
             ino: m.ino,
             rdev: m.rdev,
+            ctime: None,
             xattrs,
             hash,
+        }
+    }
+
+    /// The entry with the source's change time `ctime` recorded: the source entry had it when
+    /// its attributes were read, and the entry's extended attributes are the ones read then.
+    pub fn with_ctime(self, ctime: Ts) -> Entry {
+        Entry {
+            ctime: Some(ctime),
+            ..self
         }
     }
 }
@@ -333,9 +442,11 @@ pub fn known(entries: &[Entry]) -> Known {
 /// bytes hashed.
 pub fn build(root: BorrowedFd<'_>, known: &Known, out: std::fs::File) -> io::Result<(u64, u64)> {
     let w = Mutex::new(BufWriter::new(out));
+    let mut header = Vec::new();
+    encode_header(&mut header, None);
     w.lock()
         .unwrap_or_else(|p| p.into_inner())
-        .write_all(MAGIC)?;
+        .write_all(&header)?;
     let counts = Mutex::new((0u64, 0u64));
     let first_err: Mutex<Option<io::Error>> = Mutex::new(None);
     let fail = |e: io::Error| {
@@ -432,6 +543,8 @@ fn walk<'s>(
 #[derive(Debug, Default)]
 pub struct Previous {
     data: Vec<u8>,
+    v2: bool,
+    started: Option<Ts>,
     dirs: HashMap<Vec<u8>, Vec<Range<usize>>>,
 }
 
@@ -439,7 +552,8 @@ impl Previous {
     /// Indexes an encoded manifest; an error when it is not one (or is damaged).
     pub fn load(data: Vec<u8>) -> io::Result<Previous> {
         let mut dirs: HashMap<Vec<u8>, Vec<Range<usize>>> = HashMap::new();
-        let mut r = Reader::new(&data)?;
+        let (mut r, started) = Reader::new(&data)?;
+        let v2 = r.v2;
         let mut open: Option<(&[u8], usize)> = None;
         let mut close = |open: Option<(&[u8], usize)>, end: usize| {
             if let Some((d, start)) = open
@@ -463,58 +577,90 @@ impl Previous {
                 Some(Record::Entry(..)) => {}
             }
         }
-        Ok(Previous { data, dirs })
+        Ok(Previous {
+            data,
+            v2,
+            started,
+            dirs,
+        })
     }
 
-    /// The regular files the previous manifest lists in the directory `rel`.
+    /// When the run that wrote the manifest started (`None` for manifests of older versions).
+    pub fn started(&self) -> Option<Ts> {
+        self.started
+    }
+
+    /// The regular files and symlinks the previous manifest lists in the directory `rel`.
     pub fn files_in(&self, rel: &[u8]) -> PreviousFiles {
-        let mut v: Vec<(Box<[u8]>, Hashed)> = Vec::new();
+        let mut v: Vec<(Box<[u8]>, Entry)> = Vec::new();
         for range in self.dirs.get(rel).into_iter().flatten() {
             let mut r = Reader {
                 data: &self.data[..range.end],
                 pos: range.start,
+                v2: self.v2,
             };
             // Ranges were read once already: they decode.
             while let Ok(Some(rec)) = r.next() {
                 if let Record::Entry(name, e) = rec
-                    && e.kind == Kind::File
+                    && matches!(e.kind, Kind::File | Kind::Symlink)
                 {
-                    let h = Hashed {
-                        ino: e.ino,
-                        size: e.size,
-                        mtime: e.mtime,
-                        hash: e.hash,
-                    };
-                    v.push((name.into(), h));
+                    v.push((name.into(), e));
                 }
             }
         }
         v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        PreviousFiles(v)
+        PreviousFiles {
+            entries: v,
+            trusted_before: self.started.map(|s| s.minus(CHANGE_MARGIN)),
+        }
     }
 }
 
-/// The files of one directory of a previous manifest, by name.
+/// The files and symlinks of one directory of a previous manifest, by name.
 #[derive(Debug, Default)]
-pub struct PreviousFiles(Vec<(Box<[u8]>, Hashed)>);
-
-/// What a manifest says about one file, enough to tell whether a file on disk is that one.
-#[derive(Debug, Clone, Copy)]
-struct Hashed {
-    ino: u64,
-    size: u64,
-    mtime: Ts,
-    hash: [u8; 32],
+pub struct PreviousFiles {
+    entries: Vec<(Box<[u8]>, Entry)>,
+    /// Change times before this one are older than the previous run by [`CHANGE_MARGIN`].
+    trusted_before: Option<Ts>,
 }
 
 impl PreviousFiles {
+    fn get(&self, name: &[u8]) -> Option<&Entry> {
+        let i = self.entries.binary_search_by(|e| (*e.0).cmp(name)).ok()?;
+        Some(&self.entries[i].1)
+    }
+
     /// The recorded hash of the file `name`, when the file on disk (`m`) is the one recorded:
     /// same inode, size and mtime (a hard link to it keeps all three).
     pub fn hash(&self, name: &[u8], m: &Meta) -> Option<[u8; 32]> {
-        let i = self.0.binary_search_by(|e| (*e.0).cmp(name)).ok()?;
-        let h = self.0[i].1;
-        (m.kind == Kind::File && h.ino == m.ino && h.size == m.size && h.mtime == m.mtime)
+        let h = self.get(name)?;
+        (m.kind == Kind::File
+            && h.kind == Kind::File
+            && h.ino == m.ino
+            && h.size == m.size
+            && h.mtime == m.mtime)
             .then_some(h.hash)
+    }
+
+    /// The recorded entry `name`, when the source entry `m` (as the copy wants it: owner and
+    /// mode may come from a metadata manifest) is still what the previous run placed: same type,
+    /// size, mtime, mode, owner, and the same change time as the one recorded, which is older
+    /// than the previous run's start by [`CHANGE_MARGIN`]. Setting an extended attribute or an
+    /// ACL, writing, chmod and chown all set the change time to the current time, and nothing
+    /// lets a process set it to an older one, so the source's extended attributes are still the
+    /// ones recorded. `None` when anything differs or is not recorded.
+    pub fn unchanged(&self, name: &[u8], m: &Meta) -> Option<&Entry> {
+        let trusted_before = self.trusted_before?;
+        let e = self.get(name)?;
+        let ctime = e.ctime?;
+        (e.kind == m.kind
+            && e.size == m.size
+            && e.mtime == m.mtime
+            && (m.kind == Kind::Symlink || e.mode == m.perm)
+            && (e.uid, e.gid) == (m.uid, m.gid)
+            && ctime == m.ctime
+            && ctime < trusted_before)
+            .then_some(e)
     }
 }
 
@@ -556,11 +702,18 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Starts a manifest in `out`; `previous` is the manifest of the tree the new one shares
-    /// files with, whose hashes are reused.
-    pub fn new(out: std::fs::File, previous: Option<Previous>) -> io::Result<Recorder> {
+    /// Starts a manifest in `out` for a run that started at `started` (before it read anything
+    /// of the source); `previous` is the manifest of the tree the new one shares files with,
+    /// whose hashes are reused.
+    pub fn new(
+        out: std::fs::File,
+        started: Ts,
+        previous: Option<Previous>,
+    ) -> io::Result<Recorder> {
         let mut w = BufWriter::with_capacity(1 << 20, out);
-        w.write_all(MAGIC)?;
+        let mut header = Vec::new();
+        encode_header(&mut header, Some(started));
+        w.write_all(&header)?;
         Ok(Recorder {
             out: Mutex::new(Some(w)),
             previous,
@@ -628,9 +781,8 @@ impl Recorder {
 mod tests {
     use super::*;
 
-    #[test]
-    fn entries_round_trip_through_the_encoding() {
-        let e = Entry {
+    fn sample() -> Entry {
+        Entry {
             path: b"d/\xffname".to_vec(),
             kind: Kind::File,
             mode: 0o4755,
@@ -643,12 +795,22 @@ mod tests {
             },
             ino: u64::MAX,
             rdev: 0,
+            ctime: Some(Ts {
+                sec: 1_764_000_000,
+                nsec: 3,
+            }),
             xattrs: [7; 16],
             hash: [9; 32],
-        };
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_through_the_encoding() {
+        let e = sample();
         let link = Entry {
             path: b"d/l".to_vec(),
             kind: Kind::Symlink,
+            ctime: None,
             hash: [1; 32],
             ..e.clone()
         };
@@ -656,10 +818,12 @@ mod tests {
             path: b"d/dev".to_vec(),
             kind: Kind::CharDevice,
             rdev: 259,
+            ctime: Some(e.mtime),
             hash: [0; 32],
             ..e.clone()
         };
-        let mut data = MAGIC.to_vec();
+        let mut data = Vec::new();
+        encode_header(&mut data, None);
         data.push(1);
         put_bytes(&mut data, b"d");
         for x in [&e, &link, &dev] {
@@ -671,5 +835,129 @@ mod tests {
             "a truncated manifest is an error"
         );
         assert!(parse(b"something else").is_err());
+    }
+
+    /// An entry as the first format wrote it (no change time).
+    fn encode_v1(out: &mut Vec<u8>, name: &[u8], e: &Entry) {
+        out.push(2);
+        put_bytes(out, name);
+        out.push(kind_code(e.kind));
+        for v in [
+            u64::from(e.mode),
+            u64::from(e.uid),
+            u64::from(e.gid),
+            e.size,
+        ] {
+            put(out, v);
+        }
+        put(out, zigzag(e.mtime.sec));
+        put(out, u64::from(e.mtime.nsec));
+        put(out, e.ino);
+        put(out, e.rdev);
+        out.extend_from_slice(&e.xattrs);
+        out.extend_from_slice(&e.hash);
+    }
+
+    #[test]
+    fn manifests_of_the_first_format_are_read_without_change_times() {
+        let e = Entry {
+            ctime: None,
+            ..sample()
+        };
+        let mut data = MAGIC_V1.to_vec();
+        data.push(1);
+        put_bytes(&mut data, b"d");
+        encode_v1(&mut data, b"\xffname", &e);
+        assert_eq!(parse(&data).unwrap(), vec![e.clone()]);
+        let p = Previous::load(data).unwrap();
+        assert_eq!(p.started(), None);
+        let files = p.files_in(b"d");
+        assert_eq!(
+            files.get(b"\xffname"),
+            Some(&Entry {
+                path: Vec::new(),
+                ..e
+            })
+        );
+    }
+
+    #[test]
+    fn a_recorded_entry_is_trusted_only_with_an_old_enough_equal_change_time() {
+        let started = Ts {
+            sec: 1_764_000_010,
+            nsec: 500,
+        };
+        let ctime = started.minus(CHANGE_MARGIN).minus(Ts { sec: 0, nsec: 1 });
+        let e = Entry {
+            ctime: Some(ctime),
+            ..sample()
+        };
+        let encode = |started: Option<Ts>, e: &Entry| {
+            let mut data = Vec::new();
+            encode_header(&mut data, started);
+            data.push(1);
+            put_bytes(&mut data, b"d");
+            encode_entry(&mut data, b"f", e);
+            Previous::load(data).unwrap()
+        };
+        let m = Meta {
+            kind: Kind::File,
+            perm: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            size: e.size,
+            blocks: 0,
+            mtime: e.mtime,
+            ctime,
+            atime: e.mtime,
+            ino: 1,
+            dev: 1,
+            nlink: 1,
+            rdev: 0,
+        };
+        let p = encode(Some(started), &e);
+        assert_eq!(p.started(), Some(started));
+        assert!(p.files_in(b"d").unchanged(b"f", &m).is_some());
+        assert!(p.files_in(b"d").unchanged(b"g", &m).is_none());
+        assert!(p.files_in(b"e").unchanged(b"f", &m).is_none());
+        // Any attribute that differs, a later change time, or a change time within the margin.
+        let later = Ts {
+            nsec: ctime.nsec + 1,
+            ..ctime
+        };
+        for m in [
+            Meta { size: 1, ..m },
+            Meta { perm: 0o644, ..m },
+            Meta { uid: 0, ..m },
+            Meta { gid: 0, ..m },
+            Meta { mtime: later, ..m },
+            Meta { ctime: later, ..m },
+            Meta {
+                kind: Kind::Symlink,
+                ..m
+            },
+        ] {
+            assert!(p.files_in(b"d").unchanged(b"f", &m).is_none(), "{m:?}");
+        }
+        let recent = Entry {
+            ctime: Some(later),
+            ..e.clone()
+        };
+        let m_later = Meta { ctime: later, ..m };
+        let p = encode(Some(started), &recent);
+        assert!(p.files_in(b"d").unchanged(b"f", &m_later).is_none());
+        // Without a start time or a change time, nothing is trusted.
+        assert!(
+            encode(None, &e)
+                .files_in(b"d")
+                .unchanged(b"f", &m)
+                .is_none()
+        );
+        let unrecorded = Entry {
+            ctime: None,
+            ..e.clone()
+        };
+        let p = encode(Some(started), &unrecorded);
+        assert!(p.files_in(b"d").unchanged(b"f", &m).is_none());
     }
 }

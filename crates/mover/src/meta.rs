@@ -67,8 +67,8 @@ impl Kind {
     }
 }
 
-/// A timestamp with nanoseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// A timestamp with nanoseconds (ordered by time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Ts {
     /// Seconds since the epoch.
     pub sec: i64,
@@ -86,6 +86,31 @@ impl From<StatxTimestamp> for Ts {
 }
 
 impl Ts {
+    /// The time now.
+    pub fn now() -> Ts {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Ts {
+            sec: d.as_secs() as i64,
+            nsec: d.subsec_nanos(),
+        }
+    }
+
+    /// This time less the duration `d` (given as a `Ts` with `nsec` below a second).
+    pub fn minus(self, d: Ts) -> Ts {
+        let mut sec = self.sec.saturating_sub(d.sec);
+        let mut nsec = i64::from(self.nsec) - i64::from(d.nsec);
+        if nsec < 0 {
+            nsec += 1_000_000_000;
+            sec = sec.saturating_sub(1);
+        }
+        Ts {
+            sec,
+            nsec: nsec as u32,
+        }
+    }
+
     /// As a kernel timespec.
     pub fn timespec(self) -> rustix::fs::Timespec {
         rustix::fs::Timespec {
@@ -112,6 +137,9 @@ pub struct Meta {
     pub blocks: u64,
     /// Modification time.
     pub mtime: Ts,
+    /// Change time: when the inode last changed (content, owner, mode, links, extended
+    /// attributes); set by the kernel only, to the current time.
+    pub ctime: Ts,
     /// Access time.
     pub atime: Ts,
     /// Inode number.
@@ -138,6 +166,7 @@ const MASK: StatxFlags = StatxFlags::TYPE
     .union(StatxFlags::GID)
     .union(StatxFlags::ATIME)
     .union(StatxFlags::MTIME)
+    .union(StatxFlags::CTIME)
     .union(StatxFlags::INO)
     .union(StatxFlags::SIZE)
     .union(StatxFlags::BLOCKS);
@@ -154,6 +183,7 @@ fn from_statx(st: rustix::fs::Statx) -> io::Result<Meta> {
         size: st.stx_size,
         blocks: st.stx_blocks,
         mtime: st.stx_mtime.into(),
+        ctime: st.stx_ctime.into(),
         atime: st.stx_atime.into(),
         ino: st.stx_ino,
         dev: makedev(st.stx_dev_major, st.stx_dev_minor),

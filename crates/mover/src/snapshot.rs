@@ -148,6 +148,9 @@ impl Backup {
     /// Makes the new snapshot, points `latest` at it and applies retention.
     pub fn run(self) -> Result<BackupReport> {
         let Backup { sync, dst, policy } = self;
+        // Before anything of the source is read: the manifest records it, and the next run
+        // trusts only change times older than it (see `manifest::CHANGE_MARGIN`).
+        let started = crate::meta::Ts::now();
         let root = sync
             .target_fd()
             .try_clone_to_owned()
@@ -245,7 +248,7 @@ impl Backup {
                 )?;
                 Ok(std::fs::File::from(f))
             })
-            .and_then(|f| crate::manifest::Recorder::new(f, previous_manifest))
+            .and_then(|f| crate::manifest::Recorder::new(f, started, previous_manifest))
             .map_err(io("cannot write the manifest of the snapshot in"))?;
         let recorder = Arc::new(recorder);
         let summary = sync

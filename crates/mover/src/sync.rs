@@ -27,7 +27,7 @@ use crate::content::{Copier, same_content};
 use crate::hardlink::{Claim, HardLinks};
 use crate::listing::Listing;
 use crate::manifest::{self, Chunk, PreviousFiles, Recorder};
-use crate::meta::{Kind, Meta, stat_at, stat_fd};
+use crate::meta::{Kind, Meta, Ts, stat_at, stat_fd};
 use crate::metalog;
 use crate::owner::{Id, Impersonate, Owners};
 use crate::preflight::{self, StateDir};
@@ -494,6 +494,8 @@ impl Ctx<'_> {
 
     /// Adds the target entry `name` of `dir` (in the directory `rel`) to the manifest as it is
     /// on disk now; a file's content is read and hashed unless `previous` holds its hash.
+    /// `ctime` is the source's change time, given when the entry was placed with the extended
+    /// attributes the source had then.
     fn record_on_disk(
         &self,
         chunk: &mut Option<Chunk>,
@@ -501,6 +503,7 @@ impl Ctx<'_> {
         rel: &[u8],
         name: &CStr,
         previous: &PreviousFiles,
+        ctime: Option<Ts>,
     ) {
         let (Some(rec), Some(chunk)) = (self.record, chunk.as_mut()) else {
             return;
@@ -512,10 +515,11 @@ impl Ctx<'_> {
             Ok((e, m.kind == Kind::File && known.is_none()))
         });
         match described {
-            Ok((e, read)) => {
+            Ok((mut e, read)) => {
                 if read {
                     rec.hashed(e.size);
                 }
+                e.ctime = ctime;
                 chunk.push(name.to_bytes(), &e);
             }
             Err(e) => rec.fail(std::io::Error::new(
@@ -1037,6 +1041,7 @@ fn handle_entry(
         return;
     }
 
+    let errors_before = Journal::errors_on_this_thread();
     let result = if meta.nlink > 1 {
         match ctx.links.claim((meta.dev, meta.ino), meta.nlink) {
             Claim::First(first) => {
@@ -1049,7 +1054,7 @@ fn handle_entry(
             Claim::Copied { dst_rel, dst_ino } => {
                 if have.is_some_and(|h| h.ino == dst_ino) {
                     stats.unchanged.fetch_add(1, Relaxed);
-                    ctx.record_on_disk(chunk, dst, &node.rel, name, &work.previous);
+                    ctx.record_on_disk(chunk, dst, &node.rel, name, &work.previous, None);
                     return;
                 }
                 match link_to(
@@ -1062,7 +1067,7 @@ fn handle_entry(
                 ) {
                     Ok(()) => {
                         stats.linked.fetch_add(1, Relaxed);
-                        ctx.record_on_disk(chunk, dst, &node.rel, name, &work.previous);
+                        ctx.record_on_disk(chunk, dst, &node.rel, name, &work.previous, None);
                         tracing::debug!(path = %relpath::display(&relpath::join(&node.rel, name.to_bytes())), "linked");
                         return;
                     }
@@ -1079,8 +1084,15 @@ fn handle_entry(
     } else {
         sync_entry(ctx, node, work, i, &meta, have.as_ref())
     };
+    // The source's change time goes into the manifest where the placed entry has the extended
+    // attributes the source had after that change time was read. A new copy has them unless
+    // applying some failed (an error this thread recorded for the entry).
+    let mut ctime = None;
     match result {
         Ok(Outcome::Copied { bytes, .. }) => {
+            if Journal::errors_on_this_thread() == errors_before {
+                ctime = Some(meta.ctime);
+            }
             stats.copied.fetch_add(1, Relaxed);
             stats.bytes_copied.fetch_add(bytes, Relaxed);
             tracing::debug!(path = %relpath::display(&relpath::join(&node.rel, name.to_bytes())), bytes, "copied");
@@ -1093,6 +1105,8 @@ fn handle_entry(
             stats.unchanged.fetch_add(1, Relaxed);
         }
         Ok(Outcome::Linked { entry, .. }) => {
+            // Linked only when its extended attributes were found (or known) to be the source's.
+            ctime = Some(meta.ctime);
             stats.unchanged.fetch_add(1, Relaxed);
             if let (Some(e), Some(c)) = (entry, chunk.as_mut()) {
                 c.push(name.to_bytes(), &e);
@@ -1101,7 +1115,7 @@ fn handle_entry(
         }
         Err((op, e)) => return ctx.fail(&node.rel, name.to_bytes(), op, e),
     }
-    ctx.record_on_disk(chunk, dst, &node.rel, name, &work.previous);
+    ctx.record_on_disk(chunk, dst, &node.rel, name, &work.previous, ctime);
 }
 
 /// Creates a hard link named `name` in `dir` to the target entry at `dst_rel` (`fresh`: `dir`
@@ -1176,11 +1190,15 @@ fn sync_entry(
 /// Hard-links the entry from the previous copy `reference` when it is unchanged there: same type,
 /// size, mtime, owner, mode and extended attributes, and for a symlink the same target (with
 /// `--checksum`, the same content too). Returns `None` when it must be copied.
+///
+/// When the previous manifest shows the source entry is still the one the previous run placed
+/// (same change time, old enough: see [`PreviousFiles::unchanged`]) and the previous copy's
+/// entry is still the one that manifest lists (same inode, type, size, mtime, mode, owner), the
+/// extended attributes of neither are read and a symlink's target is not read: the manifest
+/// holds them.
 fn reuse(e: &Entry<'_, '_>, reference: BorrowedFd<'_>) -> Option<Outcome> {
     let Entry {
         ctx,
-        node,
-        src,
         dst,
         name,
         meta,
@@ -1202,6 +1220,60 @@ fn reuse(e: &Entry<'_, '_>, reference: BorrowedFd<'_>) -> Option<Outcome> {
     if !same {
         return None;
     }
+    let recorded = if ctx.opts.checksum {
+        None
+    } else {
+        e.previous.unchanged(name.to_bytes(), meta).filter(|p| {
+            p.ino == old.ino
+                && p.kind == old.kind
+                && p.size == old.size
+                && p.mtime == old.mtime
+                && (old.kind == Kind::Symlink || p.mode == old.perm)
+                && (p.uid, p.gid) == (old.uid, old.gid)
+        })
+    };
+    let (hash, xattrs) = match recorded {
+        Some(p) => (Some(p.hash), p.xattrs),
+        None => compare_in_full(e, reference, &old)?,
+    };
+    let linked = ctx
+        .owners
+        .retry_target(&[(old.uid, old.gid)], &[dst, reference], || {
+            linkat(reference, name, dst, name, AtFlags::empty()).map_err(Into::into)
+        });
+    // Too many links (EMLINK), a reference gone or on another filesystem: copy instead.
+    linked.ok()?;
+    // The link is the reference's inode: its manifest entry is the reference's attributes, and
+    // a file keeps the hash the previous manifest recorded for it (read again when none did).
+    // The source's change time is recorded: its extended attributes were found (or known) to be
+    // the reference's after it was read.
+    let entry = ctx.record.and_then(|_| {
+        let hash = hash.or_else(|| e.previous.hash(name.to_bytes(), &old))?;
+        Some(manifest::Entry::from_meta(&old, Vec::new(), xattrs, hash).with_ctime(meta.ctime))
+    });
+    Some(Outcome::Linked {
+        ino: old.ino,
+        entry,
+    })
+}
+
+/// Compares a source entry with the previous copy's entry `old` whose basic attributes are
+/// equal: a symlink's target, the content with `--checksum`, and the extended attributes of
+/// both. Returns the symlink target's hash (for the manifest) and the digest of the extended
+/// attributes when equal, `None` when the entry must be copied.
+fn compare_in_full(
+    e: &Entry<'_, '_>,
+    reference: BorrowedFd<'_>,
+    old: &Meta,
+) -> Option<(Option<[u8; 32]>, [u8; 16])> {
+    let Entry {
+        ctx,
+        node,
+        src,
+        name,
+        meta,
+        ..
+    } = *e;
     let mut hash = None;
     if meta.kind == Kind::Symlink {
         let a = ctx.owners.retry(&[node.src_id], || {
@@ -1231,27 +1303,7 @@ fn reuse(e: &Entry<'_, '_>, reference: BorrowedFd<'_>) -> Option<Outcome> {
         .owners
         .target_xattrs(reference, name, old.kind, (old.uid, old.gid))
         .ok()?;
-    if want_x != old_x {
-        return None;
-    }
-    let linked = ctx
-        .owners
-        .retry_target(&[(old.uid, old.gid)], &[dst, reference], || {
-            linkat(reference, name, dst, name, AtFlags::empty()).map_err(Into::into)
-        });
-    // Too many links (EMLINK) or a reference on another filesystem: copy instead.
-    linked.ok()?;
-    // The link is the reference's inode: its manifest entry is the reference's attributes, and
-    // a file keeps the hash the previous manifest recorded for it (read again when none did).
-    let entry = ctx.record.and_then(|_| {
-        let hash = hash.or_else(|| e.previous.hash(name.to_bytes(), &old))?;
-        let xattrs = manifest::xattr_digest(&old_x);
-        Some(manifest::Entry::from_meta(&old, Vec::new(), xattrs, hash))
-    });
-    Some(Outcome::Linked {
-        ino: old.ino,
-        entry,
-    })
+    (want_x == old_x).then(|| (hash, manifest::xattr_digest(&old_x)))
 }
 
 /// One non-directory source entry being mirrored: where it is, what it is, and what the target
