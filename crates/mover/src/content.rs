@@ -99,6 +99,33 @@ impl Copier {
         Ok(copied)
     }
 
+    /// Copies a small file through this thread's buffer and hashes it on the way: returns the
+    /// bytes copied and their BLAKE3 hash, or `None` for a file this does not suit (the caller
+    /// then copies it with [`Copier::copy`] and hashes the copy apart).
+    ///
+    /// For a file of up to one buffer, one `pread` and one `pwrite` cost no more than a
+    /// `copy_file_range`, and reading the copy back to hash it (open, read, close) is saved.
+    /// Larger files keep `copy_file_range` (done in the kernel, or by the server on NFS 4.2),
+    /// sparse ones their holes, and where reflinks work the clone is cheaper than any copy.
+    pub fn copy_small_hashed(
+        &self,
+        src: BorrowedFd<'_>,
+        dst: BorrowedFd<'_>,
+        meta: &Meta,
+    ) -> io::Result<Option<(u64, [u8; 32])>> {
+        if meta.size > CHUNK as u64 || meta.looks_sparse() || self.try_clone.load(Ordering::Relaxed)
+        {
+            return Ok(None);
+        }
+        BUF_A.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            // Up to the size the listing saw, as `copy` does.
+            let n = read_full_at(src, &mut buf[..meta.size as usize], 0)?;
+            write_all_at(dst, &buf[..n], 0)?;
+            Ok(Some((n as u64, *blake3::hash(&buf[..n]).as_bytes())))
+        })
+    }
+
     /// Copies `len` bytes (or up to the end of `src` when `None`) at offset `off` of `src` to the
     /// same offset of `dst`.
     fn copy_range(

@@ -505,20 +505,56 @@ impl Ctx<'_> {
         previous: &PreviousFiles,
         ctime: Option<Ts>,
     ) {
+        self.record_entry(chunk, dir, rel, name, ctime, |m| {
+            previous.hash(name.to_bytes(), m).map(|h| (h, 0))
+        });
+    }
+
+    /// Adds the file `name` the copy just placed in `dir` to the manifest with the hash of the
+    /// `bytes` it copied (the attributes are read from disk: they are what was applied).
+    fn record_placed(
+        &self,
+        chunk: &mut Option<Chunk>,
+        dir: BorrowedFd<'_>,
+        rel: &[u8],
+        name: &CStr,
+        (hash, bytes): ([u8; 32], u64),
+        ctime: Option<Ts>,
+    ) {
+        self.record_entry(chunk, dir, rel, name, ctime, |m| {
+            (m.size == bytes).then_some((hash, bytes))
+        });
+    }
+
+    /// Adds `name` of `dir` to the manifest as it is on disk now, with the source's change time
+    /// `ctime` and the hash `known` gives (and the bytes hashed to get it), reading and hashing
+    /// a file's content when it gives none.
+    fn record_entry(
+        &self,
+        chunk: &mut Option<Chunk>,
+        dir: BorrowedFd<'_>,
+        rel: &[u8],
+        name: &CStr,
+        ctime: Option<Ts>,
+        known: impl Fn(&Meta) -> Option<([u8; 32], u64)> + std::marker::Sync,
+    ) {
         let (Some(rec), Some(chunk)) = (self.record, chunk.as_mut()) else {
             return;
         };
         let described = self.owners.retry_target(&[], &[dir], || {
             let m = stat_at(dir, name)?;
-            let known = previous.hash(name.to_bytes(), &m);
-            let e = manifest::describe(dir, name, &m, Vec::new(), known)?;
-            Ok((e, m.kind == Kind::File && known.is_none()))
+            let known = known(&m);
+            let e = manifest::describe(dir, name, &m, Vec::new(), known.map(|(h, _)| h))?;
+            let hashed = match known {
+                Some((_, bytes)) => bytes,
+                None if m.kind == Kind::File => e.size,
+                None => 0,
+            };
+            Ok((e, hashed))
         });
         match described {
-            Ok((mut e, read)) => {
-                if read {
-                    rec.hashed(e.size);
-                }
+            Ok((mut e, hashed)) => {
+                rec.hashed(hashed);
                 e.ctime = ctime;
                 chunk.push(name.to_bytes(), &e);
             }
@@ -960,9 +996,11 @@ fn prepare_dir(
 
 /// What happened to one non-directory entry.
 enum Outcome {
+    /// Made anew; a file copied through the mover's buffer comes with its content hash.
     Copied {
         bytes: u64,
         ino: u64,
+        hash: Option<[u8; 32]>,
     },
     Updated {
         ino: u64,
@@ -1089,13 +1127,17 @@ fn handle_entry(
     // applying some failed (an error this thread recorded for the entry).
     let mut ctime = None;
     match result {
-        Ok(Outcome::Copied { bytes, .. }) => {
+        Ok(Outcome::Copied { bytes, hash, .. }) => {
             if Journal::errors_on_this_thread() == errors_before {
                 ctime = Some(meta.ctime);
             }
             stats.copied.fetch_add(1, Relaxed);
             stats.bytes_copied.fetch_add(bytes, Relaxed);
             tracing::debug!(path = %relpath::display(&relpath::join(&node.rel, name.to_bytes())), bytes, "copied");
+            if let Some(h) = hash {
+                ctx.record_placed(chunk, dst, &node.rel, name, (h, bytes), ctime);
+                return;
+            }
         }
         Ok(Outcome::Updated { .. }) => {
             stats.updated.fetch_add(1, Relaxed);
@@ -1522,8 +1564,17 @@ fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
         |t| openat(dst, t, flags, Mode::from_raw_mode(0o600)).map_err(Into::into),
     )
     .map_err(|e| ("create", e))?;
-    let bytes = match ctx.copier.copy(sfd.as_fd(), dfd.as_fd(), meta) {
-        Ok(n) => n,
+    // A manifest being recorded wants the content's hash: a small file gets it on the way.
+    let copied = match ctx.record {
+        Some(_) => ctx.copier.copy_small_hashed(sfd.as_fd(), dfd.as_fd(), meta),
+        None => Ok(None),
+    }
+    .and_then(|done| match done {
+        Some((n, h)) => Ok((n, Some(h))),
+        None => Ok((ctx.copier.copy(sfd.as_fd(), dfd.as_fd(), meta)?, None)),
+    });
+    let (bytes, hash) = match copied {
+        Ok(c) => c,
         Err(e) => {
             discard(ctx, dst, &made, name);
             return Err(("copy", e));
@@ -1549,7 +1600,7 @@ fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
     if let Err(e) = applied {
         attr_failure(ctx, node, name, e);
     }
-    Ok(Outcome::Copied { bytes, ino })
+    Ok(Outcome::Copied { bytes, ino, hash })
 }
 
 fn sync_symlink(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
@@ -1678,7 +1729,11 @@ fn place_new(
     if let Err(e) = applied {
         attr_failure(ctx, node, name, e);
     }
-    Ok(Outcome::Copied { bytes, ino })
+    Ok(Outcome::Copied {
+        bytes,
+        ino,
+        hash: None,
+    })
 }
 
 /// Counts the source's entries and bytes ahead of the copy, so progress can show totals and an
