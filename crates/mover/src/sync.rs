@@ -1610,7 +1610,6 @@ fn sync_symlink(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
         src,
         dst,
         name,
-        meta,
         have,
         ..
     } = *e;
@@ -1632,25 +1631,38 @@ fn sync_symlink(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
             return update_in_place(e, h);
         }
     }
-    let want_x = ctx
-        .owners
-        .source_xattrs(src, dir_id, name, meta)
-        .map_err(|e| ("read xattrs", e))?;
-    let owner = (meta.uid, meta.gid);
-    let (made, ()) = make_entry(
-        ctx,
-        dst,
-        owner,
-        &[],
-        name,
-        ctx.staged && have.is_none(),
-        |t| symlinkat(target.as_c_str(), dst, t).map_err(Into::into),
-    )
-    .map_err(|e| ("symlink", e))?;
-    place_new(e, made, &want_x, 0)
+    make_new(e, "symlink", |t| {
+        symlinkat(target.as_c_str(), dst, t).map_err(Into::into)
+    })
 }
 
 fn sync_special(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
+    let Entry {
+        dst, meta, have, ..
+    } = *e;
+    if let Some(h) =
+        have.filter(|h| h.kind == meta.kind && (meta.kind == Kind::Fifo || h.rdev == meta.rdev))
+    {
+        return update_in_place(e, h);
+    }
+    let rdev = if meta.kind == Kind::Fifo {
+        0
+    } else {
+        meta.rdev
+    };
+    let kind = meta.kind.file_type();
+    make_new(e, "mknod", |t| {
+        mknodat(dst, t, kind, Mode::from_raw_mode(0o600), rdev).map_err(Into::into)
+    })
+}
+
+/// Makes a new symlink or special file for the source entry with `make` (`op` names it in
+/// errors), gives it the source's attributes and puts it in place.
+fn make_new(
+    e: &Entry<'_, '_>,
+    op: &'static str,
+    make: impl Fn(&CStr) -> std::io::Result<()> + Send + std::marker::Sync,
+) -> std::result::Result<Outcome, Failure> {
     let Entry {
         ctx,
         node,
@@ -1661,33 +1673,13 @@ fn sync_special(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
         have,
         ..
     } = *e;
-    if let Some(h) =
-        have.filter(|h| h.kind == meta.kind && (meta.kind == Kind::Fifo || h.rdev == meta.rdev))
-    {
-        return update_in_place(e, h);
-    }
-    let dir_id = node.src_id;
     let want_x = ctx
         .owners
-        .source_xattrs(src, dir_id, name, meta)
+        .source_xattrs(src, node.src_id, name, meta)
         .map_err(|e| ("read xattrs", e))?;
-    let rdev = if meta.kind == Kind::Fifo {
-        0
-    } else {
-        meta.rdev
-    };
-    let kind = meta.kind.file_type();
-    let owner = (meta.uid, meta.gid);
-    let (made, ()) = make_entry(
-        ctx,
-        dst,
-        owner,
-        &[],
-        name,
-        ctx.staged && have.is_none(),
-        |t| mknodat(dst, t, kind, Mode::from_raw_mode(0o600), rdev).map_err(Into::into),
-    )
-    .map_err(|e| ("mknod", e))?;
+    let fresh = ctx.staged && have.is_none();
+    let (made, ()) =
+        make_entry(ctx, dst, (meta.uid, meta.gid), &[], name, fresh, make).map_err(|e| (op, e))?;
     place_new(e, made, &want_x, 0)
 }
 
