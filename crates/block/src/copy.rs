@@ -1,7 +1,7 @@
 //! The copy pass: read both sides chunk by chunk, write only what differs.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::buffer::{AlignedBuf, is_zero};
@@ -18,13 +18,16 @@ use crate::volume::{Volume, VolumeKind, inspect};
 /// the allocation unit of every common filesystem.
 const BLOCK: usize = 4096;
 
-/// After this many data chunks in a row differed from the destination, data chunks are written
-/// without reading the destination first: a copy onto a fresh or unrelated device would otherwise
-/// read the whole destination only to learn that everything differs.
+/// After this many chunks in a row needed a write (a data chunk that differed from the destination,
+/// or a zero chunk where the destination was not zero), chunks are written without reading the
+/// destination first: a copy onto a fresh or unrelated device would otherwise read the whole
+/// destination only to learn that everything differs. A zero chunk whose destination already reads
+/// as zero neither counts nor breaks the run: a blank device reads as zero there too, so it says
+/// nothing about whether the destination holds an earlier copy.
 const DIFFERING_STREAK: u32 = 8;
 
-/// While writing without comparing, one data chunk in this many is still compared; when one is
-/// found equal, comparing resumes for all chunks. A destination that holds an older copy with a
+/// While writing without comparing, one chunk in this many is still compared; when a data chunk
+/// is found equal, comparing resumes for all chunks. A destination that holds an older copy with a
 /// burst of changes thus costs at most this many needless chunk writes after the burst.
 const PROBE_EVERY: u64 = 16;
 
@@ -39,8 +42,72 @@ pub struct Job {
     pub(crate) zeros: Vec<u8>,
     /// What the destination's chunks are known to hash to, without reading them (empty: unknown).
     known: Vec<Option<blake3::Hash>>,
-    /// Data chunks in a row (as the workers finish them) that differed from the destination.
+    /// Chunks in a row (as the workers finish them) that needed a write (see [`DIFFERING_STREAK`]).
     differing: AtomicU32,
+    /// What reading and zeroing the destination have cost so far in this run.
+    costs: Costs,
+}
+
+/// Measured cost of the two ways to handle a zero chunk once the destination stopped being
+/// compared: read it and zero it only where it is not zero, or zero it without reading.
+///
+/// Which is cheaper depends on the device and cannot be known beforehand. On a loop device over a
+/// sparse file, reading a blank 4 MiB range costs about 8 ms (the loop driver copies zero pages),
+/// while zeroing it (`fallocate(PUNCH_HOLE)`, passed on as a hole punched in the backing file) is
+/// a metadata update of some microseconds; thin volumes and SSDs with write-zeroes are alike. A
+/// device whose zeroing falls back to writing zero pages (`BLKZEROOUT` without write-zeroes
+/// support, or plain writes) is the other way round. So both are timed during the run (wall time
+/// per byte of every destination read and every zeroing) and the cheaper one is taken, weighing
+/// reading by how often a read zero chunk turned out not to be zero (it then has to be zeroed
+/// anyway).
+#[derive(Default)]
+struct Costs {
+    read_ns: AtomicU64,
+    read_bytes: AtomicU64,
+    zero_ns: AtomicU64,
+    zero_bytes: AtomicU64,
+    /// Zero chunks whose destination was read, and how many of them were not zero there.
+    zero_chunks_read: AtomicU64,
+    zero_chunks_dirty: AtomicU64,
+}
+
+impl Costs {
+    fn add_read(&self, started: Instant, bytes: u64) {
+        self.read_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.read_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn add_zero(&self, started: Instant, bytes: u64) {
+        self.zero_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.zero_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn add_zero_chunk_read(&self, dirty: bool) {
+        self.zero_chunks_read.fetch_add(1, Ordering::Relaxed);
+        self.zero_chunks_dirty
+            .fetch_add(u64::from(dirty), Ordering::Relaxed);
+    }
+
+    /// Whether zeroing without reading is expected to cost less than reading first. Zeroing that
+    /// has not been timed yet is tried, so that both costs get known.
+    fn zeroing_is_cheaper(&self) -> bool {
+        let load = |a: &AtomicU64| u128::from(a.load(Ordering::Relaxed));
+        let (read_ns, read_bytes) = (load(&self.read_ns), load(&self.read_bytes));
+        let (zero_ns, zero_bytes) = (load(&self.zero_ns), load(&self.zero_bytes));
+        if zero_bytes == 0 || read_bytes == 0 {
+            return true;
+        }
+        let (reads, dirty) = (load(&self.zero_chunks_read), load(&self.zero_chunks_dirty));
+        // Reading costs R per byte, plus zeroing Z for the share p of chunks found not zero:
+        // zeroing directly wins when Z < R + p Z, that is Z (1 - p) < R; per byte, p = dirty/reads.
+        let clean = reads.saturating_sub(dirty);
+        if reads == 0 {
+            return zero_ns * read_bytes < read_ns * zero_bytes;
+        }
+        zero_ns * read_bytes * clean < read_ns * zero_bytes * reads
+    }
 }
 
 /// What happened to one chunk in the copy pass.
@@ -136,6 +203,7 @@ impl Job {
             size,
             known: Vec::new(),
             differing: AtomicU32::new(0),
+            costs: Costs::default(),
         })
     }
 
@@ -380,43 +448,74 @@ impl Job {
         if self.options.no_compare {
             // The destination is not read: every chunk is written, zero chunks by zeroing.
             if out.zero {
-                self.dst
-                    .zero_range(offset, len as u64, &self.zeros)
-                    .map_err(|e| dst_err("zero a range of", e))?;
-                out.zeroed = len as u64;
-                return Ok(());
+                return self.zero_dest(offset, len, out);
             }
             return self.write_changes(src, Dest::Unknown, offset, out);
         }
-        if !out.zero
-            && self.differing.load(Ordering::Relaxed) >= DIFFERING_STREAK
-            && !out.index.is_multiple_of(PROBE_EVERY)
-        {
-            out.uncompared = true;
-            return self.write_changes(src, Dest::Unknown, offset, out);
+        if self.differing.load(Ordering::Relaxed) >= DIFFERING_STREAK {
+            let slot = out.index % PROBE_EVERY;
+            if out.zero {
+                // Slot 0 reads, to keep learning whether the destination is dirty and what reading
+                // costs; the middle slot zeroes, to keep the cost of zeroing current.
+                let zero =
+                    slot == PROBE_EVERY / 2 || (slot != 0 && self.costs.zeroing_is_cheaper());
+                if zero {
+                    out.uncompared = true;
+                    return self.zero_dest(offset, len, out);
+                }
+            } else if slot != 0 {
+                out.uncompared = true;
+                return self.write_changes(src, Dest::Unknown, offset, out);
+            }
         }
+        let started = Instant::now();
         self.dst
             .read_exact_at(bufs.dst.slice_mut(len), offset)
             .map_err(|e| dst_err("read", e))?;
+        self.costs.add_read(started, len as u64);
         out.bytes_read += len as u64;
         let dst = bufs.dst.slice(len);
-        if !out.zero {
-            if src == dst {
-                self.differing.store(0, Ordering::Relaxed);
-            } else {
+        let equal = src == dst;
+        if out.zero {
+            self.costs.add_zero_chunk_read(!equal);
+            // A destination that reads as zero where the source is zero is no sign of an earlier
+            // copy (a blank device does too): the run is left as it is.
+            if !equal {
                 self.differing.fetch_add(1, Ordering::Relaxed);
             }
+        } else if equal {
+            self.differing.store(0, Ordering::Relaxed);
+        } else {
+            self.differing.fetch_add(1, Ordering::Relaxed);
         }
-        if src == dst {
+        if equal {
             out.equal = true;
         } else if out.zero {
-            self.dst
-                .zero_range(offset, len as u64, &self.zeros)
-                .map_err(|e| dst_err("zero a range of", e))?;
-            out.zeroed = len as u64;
+            self.zero_dest(offset, len, out)?;
         } else {
             self.write_changes(src, Dest::Known(dst), offset, out)?;
         }
+        Ok(())
+    }
+
+    /// Zeroes a whole chunk of the destination, timing it for [`Costs`].
+    fn zero_dest(
+        &self,
+        offset: u64,
+        len: usize,
+        out: &mut Outcome,
+    ) -> std::result::Result<(), String> {
+        let started = Instant::now();
+        self.dst
+            .zero_range(offset, len as u64, &self.zeros)
+            .map_err(|e| {
+                format!(
+                    "cannot zero a range of destination {}: {e}",
+                    self.dst.path.display()
+                )
+            })?;
+        self.costs.add_zero(started, len as u64);
+        out.zeroed = len as u64;
         Ok(())
     }
 

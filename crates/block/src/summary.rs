@@ -67,7 +67,7 @@ pub struct Summary {
     pub bytes_zeroed: u64,
     /// Chunks already equal on both sides, skipped.
     pub chunks_equal: u64,
-    /// Data chunks written without reading the destination first, because the chunks before
+    /// Chunks written or zeroed without reading the destination first, because the chunks before
     /// them all differed from it (a fresh or unrelated destination).
     pub chunks_uncompared: u64,
     /// Chunks of the source that are all zero (whether or not anything had to be done).

@@ -67,6 +67,81 @@ fn device_to_device_is_exact_and_rewrites_only_changed_chunks() {
 }
 
 #[test]
+fn old_data_on_a_device_under_a_mostly_zero_source_is_zeroed_without_being_read_to_the_end() {
+    if !root_or_skip(
+        "old_data_on_a_device_under_a_mostly_zero_source_is_zeroed_without_being_read_to_the_end",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (sf, df) = (dir.path().join("src"), dir.path().join("dst"));
+    let size = 64 * MIB;
+    let mut rng = Rng::new(41);
+    sparse_file(&sf, size, &[(40 * MIB, rng.bytes(MIB as usize))]);
+    random_file(&df, size, 42);
+    let (src, dst) = (Loop::attach(&sf), Loop::attach(&df));
+    let s = copy(&src.dev, &dst.dev, &opts(MIB));
+    assert_eq!(s.exit_code, 0, "{s:?}");
+    assert!(same_bytes(&src.dev, &dst.dev, size));
+    assert_eq!((s.chunks_zero, s.chunks_written), (63, 1), "{s:?}");
+    // The whole source is read (a device has no holes to skip); of the destination, the 8 chunks
+    // that start the run of differing ones, those the 3 workers had under way, and one probe in
+    // 16 after that.
+    let dst_read = s.bytes_read - size;
+    assert!(dst_read <= (8 + 3 + 64 / 16 + 1) * MIB, "{s:?}");
+    assert!(s.chunks_uncompared >= 40, "{s:?}");
+
+    let before = dst.sectors_written();
+    let again = copy(&src.dev, &dst.dev, &opts(MIB));
+    assert_eq!(
+        (
+            again.chunks_equal,
+            again.chunks_written,
+            again.chunks_zeroed
+        ),
+        (64, 0, 0),
+        "{again:?}"
+    );
+    assert_eq!(dst.sectors_written(), before, "the block layer saw writes");
+}
+
+#[test]
+fn a_blank_device_gets_an_exact_copy_and_a_rerun_writes_nothing() {
+    if !root_or_skip("a_blank_device_gets_an_exact_copy_and_a_rerun_writes_nothing") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (sf, df) = (dir.path().join("src"), dir.path().join("dst"));
+    let size = 64 * MIB;
+    volume_file(&sf, size, 43);
+    sparse_file(&df, size, &[]);
+    let (src, dst) = (Loop::attach(&sf), Loop::attach(&df));
+    // Whether the blank zero chunks are read or zeroed depends on which the device does faster;
+    // either way the copy is exact.
+    let s = copy(&src.dev, &dst.dev, &opts(MIB));
+    assert_eq!(s.exit_code, 0, "{s:?}");
+    assert!(same_bytes(&src.dev, &dst.dev, size));
+    assert!(s.chunks_uncompared > 0, "{s:?}");
+
+    // A re-run onto the copy compares every chunk: the zero chunks read as zero and the data
+    // chunks as equal, so the run of differing chunks never starts and nothing is written.
+    let before = dst.sectors_written();
+    let again = copy(&src.dev, &dst.dev, &opts(MIB));
+    assert_eq!(
+        (
+            again.chunks_equal,
+            again.chunks_written,
+            again.chunks_zeroed,
+            again.chunks_uncompared,
+            again.bytes_read
+        ),
+        (64, 0, 0, 0, 2 * size),
+        "{again:?}"
+    );
+    assert_eq!(dst.sectors_written(), before, "the block layer saw writes");
+}
+
+#[test]
 fn no_compare_onto_an_old_device_is_exact() {
     if !root_or_skip("no_compare_onto_an_old_device_is_exact") {
         return;

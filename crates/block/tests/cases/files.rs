@@ -320,3 +320,49 @@ fn an_unrelated_destination_is_overwritten_without_being_read_to_the_end() {
     );
     assert!(burst.chunks_equal >= 64 - 20 - 16 - threads, "{burst:?}");
 }
+
+#[test]
+fn old_data_under_a_mostly_zero_source_is_zeroed_without_being_read_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src.img"), dir.path().join("dst.img"));
+    let size = 64 * MIB;
+    let mut rng = Rng::new(31);
+    // Zeros everywhere but two chunks in the middle; the destination holds other data throughout.
+    sparse_file(
+        &src,
+        size,
+        &[
+            (30 * MIB, rng.bytes(MIB as usize)),
+            (31 * MIB, rng.bytes(MIB as usize)),
+        ],
+    );
+    random_file(&dst, size, 32);
+    let s = copy(&src, &dst, &opts(MIB));
+    assert_eq!(s.exit_code, 0, "{s:?}");
+    assert!(same_bytes(&src, &dst, size));
+    assert_eq!((s.chunks_zero, s.chunks_written), (62, 2), "{s:?}");
+    // Only the two data chunks of the source are read (the rest are holes); of the destination,
+    // the 8 chunks that start the run of differing ones, those the 3 workers had under way, and
+    // one probe in 16 after that.
+    let dst_read = s.bytes_read - 2 * MIB;
+    assert!(dst_read <= (8 + 3 + 64 / 16 + 1) * MIB, "{s:?}");
+    assert!(s.chunks_uncompared >= 40, "{s:?}");
+    assert!(
+        allocated(&dst) <= 2 * MIB + 4096,
+        "allocated {}",
+        allocated(&dst)
+    );
+
+    // The destination now equals the source: nothing is written or zeroed again.
+    let again = copy(&src, &dst, &opts(MIB));
+    assert_eq!(
+        (
+            again.chunks_equal,
+            again.chunks_written,
+            again.chunks_zeroed,
+            again.chunks_uncompared
+        ),
+        (64, 0, 0, 0),
+        "{again:?}"
+    );
+}
