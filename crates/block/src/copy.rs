@@ -46,6 +46,8 @@ pub struct Job {
     differing: AtomicU32,
     /// What reading and zeroing the destination have cost so far in this run.
     costs: Costs,
+    /// Which destination chunks were holes when the copy pass began (see [`Volume::hole_map`]).
+    dst_holes: Vec<bool>,
 }
 
 /// Measured cost of the two ways to handle a zero chunk once the destination stopped being
@@ -204,6 +206,7 @@ impl Job {
             known: Vec::new(),
             differing: AtomicU32::new(0),
             costs: Costs::default(),
+            dst_holes: Vec::new(),
         })
     }
 
@@ -289,6 +292,7 @@ impl Job {
             if self.dst.kind == VolumeKind::File && self.dst.size != self.size {
                 self.dst.set_len(self.size)?;
             }
+            self.dst_holes = self.dst.hole_map(self.options.chunk_size, self.size);
             let hashes = self.copy_pass(&mut summary, with_manifest, progress);
             self.dst
                 .sync()
@@ -438,7 +442,8 @@ impl Job {
         let dst_err = |what: &str, e: std::io::Error| {
             format!("cannot {what} destination {}: {e}", self.dst.path.display())
         };
-        if self.dst.is_hole(offset, len as u64) {
+        // Each chunk is written by one worker only, so the map taken before the first write holds.
+        if self.dst_holes.get(out.index as usize) == Some(&true) {
             if out.zero {
                 out.equal = true;
                 return Ok(());
