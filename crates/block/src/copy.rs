@@ -1,6 +1,7 @@
 //! The copy pass: read both sides chunk by chunk, write only what differs.
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -59,31 +60,54 @@ pub struct Job {
 /// a metadata update of some microseconds; thin volumes and SSDs with write-zeroes are alike. A
 /// device whose zeroing falls back to writing zero pages (`BLKZEROOUT` without write-zeroes
 /// support, or plain writes) is the other way round. So both are timed during the run (wall time
-/// per byte of every destination read and every zeroing) and the cheaper one is taken, weighing
+/// per byte of the latest destination reads and zeroings) and the cheaper one is taken, weighing
 /// reading by how often a read zero chunk turned out not to be zero (it then has to be zeroed
 /// anyway).
 #[derive(Default)]
 struct Costs {
-    read_ns: AtomicU64,
-    read_bytes: AtomicU64,
-    zero_ns: AtomicU64,
-    zero_bytes: AtomicU64,
+    read: Mutex<Samples>,
+    zero: Mutex<Samples>,
     /// Zero chunks whose destination was read, and how many of them were not zero there.
     zero_chunks_read: AtomicU64,
     zero_chunks_dirty: AtomicU64,
 }
 
+/// The latest timings of one kind of request, in nanoseconds per MiB. Their median is the
+/// estimate: on a shared machine a request now and then waits behind others (a journal commit, a
+/// busy queue) many times as long as usual, which would sway a mean for the rest of the run.
+#[derive(Default)]
+struct Samples {
+    ring: [u64; 15],
+    len: usize,
+    next: usize,
+}
+
+impl Samples {
+    fn add(&mut self, started: Instant, bytes: u64) {
+        let ns = started.elapsed().as_nanos() as u64;
+        self.ring[self.next] = ns.saturating_mul(1 << 20) / bytes.max(1);
+        self.next = (self.next + 1) % self.ring.len();
+        self.len = (self.len + 1).min(self.ring.len());
+    }
+
+    fn median(&self) -> Option<u128> {
+        if self.len == 0 {
+            return None;
+        }
+        let mut v = self.ring;
+        let v = &mut v[..self.len];
+        v.sort_unstable();
+        Some(u128::from(v[self.len / 2]))
+    }
+}
+
 impl Costs {
     fn add_read(&self, started: Instant, bytes: u64) {
-        self.read_ns
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        self.read_bytes.fetch_add(bytes, Ordering::Relaxed);
+        lock(&self.read).add(started, bytes);
     }
 
     fn add_zero(&self, started: Instant, bytes: u64) {
-        self.zero_ns
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        self.zero_bytes.fetch_add(bytes, Ordering::Relaxed);
+        lock(&self.zero).add(started, bytes);
     }
 
     fn add_zero_chunk_read(&self, dirty: bool) {
@@ -95,21 +119,24 @@ impl Costs {
     /// Whether zeroing without reading is expected to cost less than reading first. Zeroing that
     /// has not been timed yet is tried, so that both costs get known.
     fn zeroing_is_cheaper(&self) -> bool {
-        let load = |a: &AtomicU64| u128::from(a.load(Ordering::Relaxed));
-        let (read_ns, read_bytes) = (load(&self.read_ns), load(&self.read_bytes));
-        let (zero_ns, zero_bytes) = (load(&self.zero_ns), load(&self.zero_bytes));
-        if zero_bytes == 0 || read_bytes == 0 {
+        let (Some(read), Some(zero)) = (lock(&self.read).median(), lock(&self.zero).median())
+        else {
             return true;
-        }
+        };
+        let load = |a: &AtomicU64| u128::from(a.load(Ordering::Relaxed));
         let (reads, dirty) = (load(&self.zero_chunks_read), load(&self.zero_chunks_dirty));
-        // Reading costs R per byte, plus zeroing Z for the share p of chunks found not zero:
-        // zeroing directly wins when Z < R + p Z, that is Z (1 - p) < R; per byte, p = dirty/reads.
-        let clean = reads.saturating_sub(dirty);
         if reads == 0 {
-            return zero_ns * read_bytes < read_ns * zero_bytes;
+            return zero < read;
         }
-        zero_ns * read_bytes * clean < read_ns * zero_bytes * reads
+        // Reading costs R, plus zeroing Z for the share p of chunks found not zero: zeroing
+        // directly wins when Z < R + p Z, that is Z (1 - p) < R, with p = dirty / reads.
+        zero * reads.saturating_sub(dirty) < read * reads
     }
+}
+
+/// Timings are plain numbers: one left half-written by a panicking worker is still usable.
+fn lock(m: &Mutex<Samples>) -> std::sync::MutexGuard<'_, Samples> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What happened to one chunk in the copy pass.
