@@ -229,15 +229,14 @@ NOTES=()
 # full DS FS SRC BASE: the full-copy case; leaves BASE/dst-pvcb and BASE/dst-rsync as mirrors.
 full_case() {
   local ds="$1" fs="$2" src="$3" base="$4" r t dst
-  log "$ds full copy on $fs"
   local order=(cp tar rsync pvcb)
+  log "$ds full copy on $fs"
+  rm -rf "$base"/dst-*; trim
   for ((r = 1; r <= RUNS; r++)); do
-    # Only the last run's pvc-backup and rsync targets stay, for the re-run cases: at most two
-    # copies beside the source (D2 on tmpfs lives in RAM).
-    rm -rf "$base"/dst-*; trim
-    # Each run starts with the next tool: the tool that runs while the most memory is taken gets
-    # memory this virtual machine has not used for a while, and its first touch costs up to three
-    # times the kernel time (D2 on tmpfs), so no tool should always be the one that pays it.
+    # Every tool copies beside the source alone (its target is removed after the run), and each
+    # run starts with the next tool: in this virtual machine, memory not used for a while costs
+    # up to three times the kernel time on first touch (D2 on tmpfs), so no tool should be the
+    # one that always gets it.
     for t in "${order[@]:$(( (r - 1) % 4 ))}" "${order[@]:0:$(( (r - 1) % 4 ))}"; do
       dst="$base/dst-$t"
       rm -rf "$dst"; mkdir "$dst"
@@ -247,9 +246,14 @@ full_case() {
       elif [ "$r" = 1 ] && [ -n "$(rsync -aHAXn --numeric-ids --delete --itemize-changes "$src/" "$dst/")" ]; then
         NOTES+=("$t's $ds full copy on $fs is not an exact mirror (rsync -n lists differences).")
       fi
-      case "$t" in cp|tar) rm -rf "$dst"; trim ;; esac
+      rm -rf "$dst"; trim
     done
   done
+  # The re-run cases start from a mirror each tool made itself (untimed).
+  mkdir "$base/dst-pvcb" "$base/dst-rsync"
+  "${PVCB[@]}" "$src" "$base/dst-pvcb"
+  exact "$src" "$base/dst-pvcb" "pvc-backup, $ds full copy on $fs"
+  "${RSYNC[@]}" "$src/" "$base/dst-rsync/"
 }
 # rerun DS FS SRC BASE: re-runs into the mirrors left by full_case, nothing changed.
 rerun_case() {
