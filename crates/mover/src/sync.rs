@@ -1191,7 +1191,7 @@ fn link_to(
     let at = parent.as_ref().map_or(ctx.dst_root, |p| p.as_fd());
     let base = CString::new(base).map_err(std::io::Error::other)?;
     // With protected_hardlinks, only the file's owner (or CAP_FOWNER) may link it.
-    let (made, ()) = make_entry(ctx, dir, owner, &[at], name, fresh, |n| {
+    let (made, ()) = make_entry(ctx, owner, &[dir, at], name, fresh, |n| {
         linkat(at, base.as_c_str(), dir, n, AtFlags::empty()).map_err(Into::into)
     })?;
     place(ctx, dir, &made, name)
@@ -1397,8 +1397,8 @@ fn place(ctx: &Ctx<'_>, dir: BorrowedFd<'_>, made: &Made, name: &CStr) -> std::i
     r
 }
 
-/// Makes a new entry for `name` in `dir` with `make` (as the mover, else as `owner` or the owner
-/// of a directory in `dirs`, which `dir` leads).
+/// Makes a new entry for `name` in the directory `within[0]` with `make` (as the mover, else as
+/// `owner` or the owner of a directory in `within`).
 ///
 /// A mirror shows no half-written file under a real name, even after a run that was killed: an
 /// entry is made under a fresh temporary name (the next one when one is taken) and renamed into
@@ -1409,17 +1409,14 @@ fn place(ctx: &Ctx<'_>, dir: BorrowedFd<'_>, made: &Made, name: &CStr) -> std::i
 /// placing a small file. A fresh name that turns out to be taken falls back to a temporary one.
 fn make_entry<R: Send>(
     ctx: &Ctx<'_>,
-    dir: BorrowedFd<'_>,
     owner: Id,
-    dirs: &[BorrowedFd<'_>],
+    within: &[BorrowedFd<'_>],
     name: &CStr,
     fresh: bool,
     make: impl Fn(&CStr) -> std::io::Result<R> + Send + std::marker::Sync,
 ) -> std::io::Result<(Made, R)> {
-    let mut within = vec![dir];
-    within.extend_from_slice(dirs);
     if fresh {
-        match ctx.owners.retry_target(&[owner], &within, || make(name)) {
+        match ctx.owners.retry_target(&[owner], within, || make(name)) {
             Ok(r) => return Ok((Made::Final, r)),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
             Err(e) => return Err(e),
@@ -1429,7 +1426,7 @@ fn make_entry<R: Send>(
         let tmp = ctx.tmp_name();
         match ctx
             .owners
-            .retry_target(&[owner], &within, || make(tmp.as_cstr()))
+            .retry_target(&[owner], within, || make(tmp.as_cstr()))
         {
             Ok(r) => return Ok((Made::Tmp(tmp), r)),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
@@ -1556,9 +1553,8 @@ fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
     let owner = (meta.uid, meta.gid);
     let (made, dfd) = make_entry(
         ctx,
-        dst,
         owner,
-        &[],
+        &[dst],
         name,
         ctx.staged && have.is_none(),
         |t| openat(dst, t, flags, Mode::from_raw_mode(0o600)).map_err(Into::into),
@@ -1679,7 +1675,7 @@ fn make_new(
         .map_err(|e| ("read xattrs", e))?;
     let fresh = ctx.staged && have.is_none();
     let (made, ()) =
-        make_entry(ctx, dst, (meta.uid, meta.gid), &[], name, fresh, make).map_err(|e| (op, e))?;
+        make_entry(ctx, (meta.uid, meta.gid), &[dst], name, fresh, make).map_err(|e| (op, e))?;
     place_new(e, made, &want_x, 0)
 }
 
