@@ -3,7 +3,7 @@
 //! that the copy is still what was written.
 //!
 //! Format (all integers LEB128 varints, signed ones zigzag-encoded), after the 8-byte magic
-//! `PVCBMAN2`: the time the run that wrote it started (a `0`, or a `1` followed by seconds
+//! `PVCBMAN3`: the time the run that wrote it started (a `0`, or a `1` followed by seconds
 //! (signed) and nanoseconds), then a sequence of records, each starting with a tag byte.
 //!
 //! - tag 1, directory: the path of a directory relative to the root (`len`, bytes; empty for the
@@ -15,9 +15,16 @@
 //!   mtime's (signed): usually two bytes), a 16-byte digest of the extended attributes (all zero
 //!   when there are none), and for files and symlinks a 32-byte BLAKE3 hash of the content (of
 //!   the target, for a symlink).
+//! - tag 3, index (last, optional): where each directory's files and symlinks are, so that a
+//!   later run can read those of one directory without reading the whole manifest: the number of
+//!   directories, then for each its path (`len`, bytes), the number of ranges and each range
+//!   (offset of its first entry from the start of the file, length in bytes). A range holds
+//!   entries of that directory only, among them every file and symlink of it; ranges of other
+//!   entries only may be left out. After the index come the offset of its tag byte (8 bytes,
+//!   little-endian) and the 8 bytes `PVCBIDX1`. Readers of all entries stop at the tag.
 //!
-//! Manifests with the magic `PVCBMAN1` (older versions) have no start time and no change times;
-//! they are read as such.
+//! Manifests with the magic `PVCBMAN2` are the same without an index; those with `PVCBMAN1`
+//! (older versions) have no start time and no change times either. Both are read as such.
 //!
 //! A name is stored once, so an entry takes about 60 bytes plus its name: a million entries fit
 //! in tens of MiB.
@@ -40,9 +47,15 @@ use crate::listing::Listing;
 use crate::meta::{Kind, Meta, Ts, stat_at};
 use crate::xattr::{self, Xattrs};
 
-const MAGIC: &[u8; 8] = b"PVCBMAN2";
+const MAGIC: &[u8; 8] = b"PVCBMAN3";
+/// The second format: no directory index.
+const MAGIC_V2: &[u8; 8] = b"PVCBMAN2";
 /// The first format, without start time and change times.
 const MAGIC_V1: &[u8; 8] = b"PVCBMAN1";
+/// The last 8 bytes of a manifest that ends with a directory index.
+const INDEX_MARK: &[u8; 8] = b"PVCBIDX1";
+/// The bytes after the index: its offset and [`INDEX_MARK`].
+const TRAILER: u64 = 16;
 
 /// How much older than the start of the run that recorded it a source's change time must be for
 /// a later run to trust that the source entry is still what that run saw. Change times are
@@ -217,8 +230,10 @@ fn encode_header(out: &mut Vec<u8>, started: Option<Ts>) {
 struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
-    /// Whether entries carry a change time (the second format).
+    /// Whether entries carry a change time (the second format and later).
     v2: bool,
+    /// Whether an index may end the records (the third format).
+    v3: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -231,17 +246,20 @@ impl<'a> Reader<'a> {
                     data,
                     pos: 8,
                     v2: false,
+                    v3: false,
                 },
                 None,
             ));
         }
-        if magic != Some(MAGIC.as_slice()) {
+        let v3 = magic == Some(MAGIC.as_slice());
+        if !v3 && magic != Some(MAGIC_V2.as_slice()) {
             return Err(bad("not a pvc-backup manifest"));
         }
         let mut r = Reader {
             data,
             pos: 8,
             v2: true,
+            v3,
         };
         let started = match r.get()? {
             0 => None,
@@ -344,6 +362,8 @@ impl<'a> Reader<'a> {
                 };
                 Ok(Some(Record::Entry(name, e)))
             }
+            // The index comes last: the records end here.
+            3 if self.v3 => Ok(None),
             _ => Err(bad("unknown record")),
         }
     }
@@ -538,20 +558,29 @@ fn walk<'s>(
 }
 
 /// A previous snapshot's manifest, indexed by directory: a new snapshot looks up the hashes of
-/// the files it shares with it one directory at a time, so only the encoded manifest and the
-/// directory being worked on are held in memory.
-#[derive(Debug, Default)]
+/// the files it shares with it one directory at a time. A manifest that ends with an index is
+/// read one directory at a time, as workers need it; an older one is read whole and indexed.
+#[derive(Debug)]
 pub struct Previous {
-    data: Vec<u8>,
+    data: Data,
     v2: bool,
     started: Option<Ts>,
-    dirs: HashMap<Vec<u8>, Vec<Range<usize>>>,
+    dirs: HashMap<Vec<u8>, Vec<Range<u64>>>,
+}
+
+/// Where the entries of a previous manifest are read from.
+#[derive(Debug)]
+enum Data {
+    /// The whole manifest, read at once.
+    Memory(Vec<u8>),
+    /// The open manifest, whose index gave the ranges.
+    File(std::fs::File),
 }
 
 impl Previous {
     /// Indexes an encoded manifest; an error when it is not one (or is damaged).
     pub fn load(data: Vec<u8>) -> io::Result<Previous> {
-        let mut dirs: HashMap<Vec<u8>, Vec<Range<usize>>> = HashMap::new();
+        let mut dirs: HashMap<Vec<u8>, Vec<Range<u64>>> = HashMap::new();
         let (mut r, started) = Reader::new(&data)?;
         let v2 = r.v2;
         let mut open: Option<(&[u8], usize)> = None;
@@ -559,7 +588,9 @@ impl Previous {
             if let Some((d, start)) = open
                 && start < end
             {
-                dirs.entry(d.to_vec()).or_default().push(start..end);
+                dirs.entry(d.to_vec())
+                    .or_default()
+                    .push(start as u64..end as u64);
             }
         };
         loop {
@@ -578,11 +609,88 @@ impl Previous {
             }
         }
         Ok(Previous {
-            data,
+            data: Data::Memory(data),
             v2,
             started,
             dirs,
         })
+    }
+
+    /// Opens the manifest in `file`: through its index when it ends with one (only the header
+    /// and the index are read now), else read whole as by [`load`](Previous::load).
+    pub fn open(file: std::fs::File) -> io::Result<Previous> {
+        match Previous::indexed(&file) {
+            Some((v2, started, dirs)) => Ok(Previous {
+                data: Data::File(file),
+                v2,
+                started,
+                dirs,
+            }),
+            None => {
+                let mut data = Vec::new();
+                let mut f = &file;
+                io::Seek::seek(&mut f, io::SeekFrom::Start(0))?;
+                io::Read::read_to_end(&mut f, &mut data)?;
+                Previous::load(data)
+            }
+        }
+    }
+
+    /// The header and the index of a manifest of the third format; `None` when it has no
+    /// index or the index does not hold together (then the manifest is read whole).
+    #[allow(clippy::type_complexity)]
+    fn indexed(
+        file: &std::fs::File,
+    ) -> Option<(bool, Option<Ts>, HashMap<Vec<u8>, Vec<Range<u64>>>)> {
+        use std::os::unix::fs::FileExt;
+        let size = file.metadata().ok()?.len();
+        let mut head = [0u8; 40];
+        let n = usize::try_from(size.min(head.len() as u64)).ok()?;
+        file.read_exact_at(&mut head[..n], 0).ok()?;
+        let (r, started) = Reader::new(&head[..n]).ok()?;
+        let header_end = r.pos as u64;
+        if !r.v3 || size < header_end + TRAILER {
+            return None;
+        }
+        let mut trailer = [0u8; TRAILER as usize];
+        file.read_exact_at(&mut trailer, size - TRAILER).ok()?;
+        if &trailer[8..] != INDEX_MARK {
+            return None;
+        }
+        let at = u64::from_le_bytes(trailer[..8].try_into().ok()?);
+        if at < header_end || at >= size - TRAILER {
+            return None;
+        }
+        let mut index = vec![0u8; usize::try_from(size - TRAILER - at).ok()?];
+        file.read_exact_at(&mut index, at).ok()?;
+        let mut r = Reader {
+            data: &index,
+            pos: 0,
+            v2: true,
+            v3: true,
+        };
+        if r.take(1).ok()? != [3] {
+            return None;
+        }
+        let ndirs = r.get().ok()?;
+        let mut dirs = HashMap::new();
+        for _ in 0..ndirs {
+            let n = usize::try_from(r.get().ok()?).ok()?;
+            let dir = r.take(n).ok()?.to_vec();
+            let nranges = r.get().ok()?;
+            let mut ranges = Vec::new();
+            for _ in 0..nranges {
+                let start = r.get().ok()?;
+                let end = start.checked_add(r.get().ok()?)?;
+                // Entries lie between the header and the index.
+                if start < header_end || end > at {
+                    return None;
+                }
+                ranges.push(start..end);
+            }
+            dirs.insert(dir, ranges);
+        }
+        (r.pos == index.len()).then_some((true, started, dirs))
     }
 
     /// When the run that wrote the manifest started (`None` for manifests of older versions).
@@ -590,16 +698,40 @@ impl Previous {
         self.started
     }
 
-    /// The regular files and symlinks the previous manifest lists in the directory `rel`.
+    /// The regular files and symlinks the previous manifest lists in the directory `rel`. A
+    /// range that cannot be read or decoded gives what it held up to there: files not found
+    /// are only read again.
     pub fn files_in(&self, rel: &[u8]) -> PreviousFiles {
         let mut v: Vec<(Box<[u8]>, Entry)> = Vec::new();
+        let mut buf = Vec::new();
         for range in self.dirs.get(rel).into_iter().flatten() {
-            let mut r = Reader {
-                data: &self.data[..range.end],
-                pos: range.start,
-                v2: self.v2,
+            let data: &[u8] = match &self.data {
+                Data::Memory(d) => {
+                    let (Ok(start), Ok(end)) =
+                        (usize::try_from(range.start), usize::try_from(range.end))
+                    else {
+                        continue;
+                    };
+                    &d[..end][start..]
+                }
+                Data::File(f) => {
+                    use std::os::unix::fs::FileExt;
+                    let Ok(len) = usize::try_from(range.end - range.start) else {
+                        continue;
+                    };
+                    buf.resize(len, 0);
+                    if f.read_exact_at(&mut buf, range.start).is_err() {
+                        continue;
+                    }
+                    &buf
+                }
             };
-            // Ranges were read once already: they decode.
+            let mut r = Reader {
+                data,
+                pos: 0,
+                v2: self.v2,
+                v3: false,
+            };
             while let Ok(Some(rec)) = r.next() {
                 if let Record::Entry(name, e) = rec
                     && matches!(e.kind, Kind::File | Kind::Symlink)
@@ -668,7 +800,11 @@ impl PreviousFiles {
 #[derive(Debug)]
 pub struct Chunk {
     buf: Vec<u8>,
+    /// Where in `buf` the directory's path is; the entries follow it.
+    rel: Range<usize>,
     entries: u64,
+    /// Whether a file or a symlink is among the entries (only those are looked up later).
+    files: bool,
 }
 
 impl Chunk {
@@ -677,13 +813,20 @@ impl Chunk {
         let mut buf = Vec::with_capacity(64 * capacity + rel.len() + 8);
         buf.push(1);
         put_bytes(&mut buf, rel);
-        Chunk { buf, entries: 0 }
+        let end = buf.len();
+        Chunk {
+            buf,
+            rel: end - rel.len()..end,
+            entries: 0,
+            files: false,
+        }
     }
 
     /// Adds the entry `name` of the chunk's directory (the entry's own path is not used).
     pub fn push(&mut self, name: &[u8], e: &Entry) {
         encode_entry(&mut self.buf, name, e);
         self.entries += 1;
+        self.files |= matches!(e.kind, Kind::File | Kind::Symlink);
     }
 }
 
@@ -694,11 +837,20 @@ impl Chunk {
 /// [`finish`]: Recorder::finish
 #[derive(Debug)]
 pub struct Recorder {
-    out: Mutex<Option<BufWriter<std::fs::File>>>,
+    out: Mutex<Option<Out>>,
     previous: Option<Previous>,
     entries: AtomicU64,
     hashed: AtomicU64,
     error: Mutex<Option<io::Error>>,
+}
+
+/// The manifest being written, and where each directory's entries went in it.
+#[derive(Debug)]
+struct Out {
+    w: BufWriter<std::fs::File>,
+    /// Bytes written so far.
+    pos: u64,
+    index: HashMap<Vec<u8>, Vec<Range<u64>>>,
 }
 
 impl Recorder {
@@ -715,7 +867,11 @@ impl Recorder {
         encode_header(&mut header, Some(started));
         w.write_all(&header)?;
         Ok(Recorder {
-            out: Mutex::new(Some(w)),
+            out: Mutex::new(Some(Out {
+                w,
+                pos: header.len() as u64,
+                index: HashMap::new(),
+            })),
             previous,
             entries: AtomicU64::new(0),
             hashed: AtomicU64::new(0),
@@ -743,7 +899,21 @@ impl Recorder {
         }
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         let written = match out.as_mut() {
-            Some(w) => w.write_all(&chunk.buf),
+            Some(o) => o.w.write_all(&chunk.buf).map(|()| {
+                let len = chunk.buf.len() as u64;
+                let entries = o.pos + chunk.rel.end as u64..o.pos + len;
+                o.pos += len;
+                let rel = &chunk.buf[chunk.rel.clone()];
+                if !chunk.files {
+                    return;
+                }
+                match o.index.get_mut(rel) {
+                    Some(v) => v.push(entries),
+                    None => {
+                        o.index.insert(rel.to_vec(), vec![entries]);
+                    }
+                }
+            }),
             None => Err(io::Error::other("manifest already finished")),
         };
         drop(out);
@@ -763,18 +933,37 @@ impl Recorder {
             .get_or_insert(e);
     }
 
-    /// Writes out what is buffered and syncs it. Returns the number of entries and of bytes
-    /// hashed, or the first error of any worker.
+    /// Writes out what is buffered and the index, and syncs it. Returns the number of entries
+    /// and of bytes hashed, or the first error of any worker.
     pub fn finish(&self) -> io::Result<(u64, u64)> {
         if let Some(e) = self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
             return Err(e);
         }
-        let w = self.out.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let mut w = w.ok_or_else(|| io::Error::other("manifest already finished"))?;
+        let o = self.out.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Out { mut w, pos, index } =
+            o.ok_or_else(|| io::Error::other("manifest already finished"))?;
+        w.write_all(&encode_index(&index, pos))?;
         w.flush()?;
         w.get_ref().sync_data()?;
         Ok((self.entries.load(Relaxed), self.hashed.load(Relaxed)))
     }
+}
+
+/// The index of a manifest whose records end at `at`, with the trailer that locates it.
+fn encode_index(index: &HashMap<Vec<u8>, Vec<Range<u64>>>, at: u64) -> Vec<u8> {
+    let mut out = vec![3];
+    put(&mut out, index.len() as u64);
+    for (dir, ranges) in index {
+        put_bytes(&mut out, dir);
+        put(&mut out, ranges.len() as u64);
+        for r in ranges {
+            put(&mut out, r.start);
+            put(&mut out, r.end - r.start);
+        }
+    }
+    out.extend_from_slice(&at.to_le_bytes());
+    out.extend_from_slice(INDEX_MARK);
+    out
 }
 
 #[cfg(test)]
@@ -959,5 +1148,133 @@ mod tests {
         };
         let p = encode(Some(started), &unrecorded);
         assert!(p.files_in(b"d").unchanged(b"f", &m).is_none());
+    }
+
+    /// A manifest as a run writes it: several directories, one of them in several chunks.
+    fn recorded() -> (std::fs::File, Vec<Entry>) {
+        let file = tempfile::tempfile().unwrap();
+        let started = Ts {
+            sec: 1_764_000_000,
+            nsec: 0,
+        };
+        let r = Recorder::new(file.try_clone().unwrap(), started, None).unwrap();
+        let mut all = Vec::new();
+        for (dir, names) in [
+            (&b""[..], &[&b"top"[..]][..]),
+            (b"a", &[b"x", b"y"]),
+            (b"a/b", &[b"z"]),
+            (b"a", &[b"w"]),
+        ] {
+            let mut chunk = Chunk::new(dir, names.len());
+            for (i, name) in names.iter().enumerate() {
+                let e = Entry {
+                    path: crate::relpath::join(dir, name),
+                    size: i as u64,
+                    ..sample()
+                };
+                chunk.push(name, &e);
+                all.push(e);
+            }
+            r.add(chunk);
+            if dir == b"a" && all.len() == 3 {
+                // A subdirectory's own entry comes in a chunk of its own.
+                let mut chunk = Chunk::new(dir, 1);
+                let e = Entry {
+                    path: b"a/b".to_vec(),
+                    kind: Kind::Dir,
+                    hash: [0; 32],
+                    ..sample()
+                };
+                chunk.push(b"b", &e);
+                all.push(e);
+                r.add(chunk);
+            }
+        }
+        assert_eq!(r.finish().unwrap().0, 6);
+        (file, all)
+    }
+
+    fn whole(mut f: &std::fs::File) -> Vec<u8> {
+        let mut data = Vec::new();
+        io::Seek::seek(&mut f, io::SeekFrom::Start(0)).unwrap();
+        io::Read::read_to_end(&mut f, &mut data).unwrap();
+        data
+    }
+
+    fn names(p: &Previous, dir: &[u8]) -> Vec<(Vec<u8>, u64)> {
+        p.files_in(dir)
+            .entries
+            .iter()
+            .map(|(n, e)| (n.to_vec(), e.size))
+            .collect()
+    }
+
+    #[test]
+    fn a_recorded_manifest_is_read_one_directory_at_a_time_through_its_index() {
+        let (file, all) = recorded();
+        let data = whole(&file);
+        assert!(data.starts_with(MAGIC) && data.ends_with(INDEX_MARK));
+        // Readers of every entry stop at the index.
+        assert_eq!(parse(&data).unwrap(), all);
+        let indexed = Previous::open(file).unwrap();
+        assert!(
+            matches!(indexed.data, Data::File(_)),
+            "read through its index"
+        );
+        let whole = Previous::load(data).unwrap();
+        // The chunk of the subdirectory's entry holds no file: it is not indexed.
+        assert_eq!(indexed.dirs[&b"a"[..]].len(), 2);
+        assert_eq!(whole.dirs[&b"a"[..]].len(), 3);
+        for dir in [&b""[..], b"a", b"a/b", b"c"] {
+            assert_eq!(names(&indexed, dir), names(&whole, dir), "{dir:?}");
+        }
+        assert_eq!(
+            names(&indexed, b"a"),
+            vec![(b"w".to_vec(), 0), (b"x".to_vec(), 0), (b"y".to_vec(), 1)]
+        );
+        assert_eq!(indexed.started(), whole.started());
+    }
+
+    #[test]
+    fn a_manifest_whose_index_does_not_hold_together_is_read_whole() {
+        let (file, _) = recorded();
+        let good = whole(&file);
+        let expect = names(&Previous::load(good.clone()).unwrap(), b"a");
+        let n = good.len();
+        let at = u64::from_le_bytes(good[n - 16..n - 8].try_into().unwrap()) as usize;
+        let damaged: Vec<(&str, Vec<u8>)> = vec![
+            ("mark", {
+                let mut d = good.clone();
+                d[n - 1] ^= 1;
+                d
+            }),
+            ("offset past the end", {
+                let mut d = good.clone();
+                d[n - 16..n - 8].copy_from_slice(&(n as u64).to_le_bytes());
+                d
+            }),
+            ("offset not at the index", {
+                let mut d = good.clone();
+                d[n - 16..n - 8].copy_from_slice(&(at as u64 - 1).to_le_bytes());
+                d
+            }),
+            ("index cut short", {
+                let mut d = good[..at + 2].to_vec();
+                d.extend_from_slice(&good[n - 16..]);
+                d
+            }),
+            ("second format", {
+                let mut d = good[..at].to_vec();
+                d[..8].copy_from_slice(MAGIC_V2);
+                d
+            }),
+        ];
+        for (what, d) in damaged {
+            let mut f = tempfile::tempfile().unwrap();
+            f.write_all(&d).unwrap();
+            let p = Previous::open(f).unwrap();
+            assert!(matches!(p.data, Data::Memory(_)), "{what}: read whole");
+            assert_eq!(names(&p, b"a"), expect, "{what}");
+        }
     }
 }

@@ -233,9 +233,7 @@ impl Backup {
                 Mode::empty(),
             )
             .ok()?;
-            let mut data = Vec::new();
-            std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut data).ok()?;
-            crate::manifest::Previous::load(data).ok()
+            crate::manifest::Previous::open(std::fs::File::from(fd)).ok()
         });
         let recorder = sync
             .owners()
