@@ -343,6 +343,7 @@ impl Sync {
                     src_id: (root_meta.uid, root_meta.gid),
                     default_acl: has_default_acl(&ctx, self.dst.as_fd()),
                     link_ref: self.reference.as_ref().and_then(|r| r.try_clone().ok()),
+                    made: false,
                     want: ctx.wanted(Vec::new, root_meta, true),
                     want_x: root_x,
                 });
@@ -627,6 +628,8 @@ struct DirNode<'a> {
     default_acl: bool,
     /// The same directory in a previous copy, whose unchanged entries are hard-linked.
     link_ref: Option<OwnedFd>,
+    /// Made by this run, so empty when it is entered: there is nothing in it to read.
+    made: bool,
     want: Meta,
     want_x: Xattrs,
 }
@@ -744,7 +747,11 @@ fn process_dir<'s, 'a: 's>(
             return;
         }
     };
-    let dst_listing = match Listing::read(&node.dst) {
+    let dst_listing = match node.made {
+        true => Ok(Listing::default()),
+        false => Listing::read(&node.dst),
+    };
+    let dst_listing = match dst_listing {
         Ok(l) => l,
         Err(e) => {
             ctx.journal
@@ -893,8 +900,8 @@ fn enter_dir<'s, 'a: 's>(
             Xattrs::default()
         }
     };
-    let dst_sub = match prepare_dir(ctx, node.dst.as_fd(), name, work.present[i], &meta) {
-        Ok(fd) => fd,
+    let (dst_sub, made) = match prepare_dir(ctx, node.dst.as_fd(), name, work.present[i], &meta) {
+        Ok(made) => made,
         Err((op, e)) => return ctx.fail(&node.rel, name.to_bytes(), op, e),
     };
     let rel = relpath::join(&node.rel, name.to_bytes());
@@ -914,6 +921,7 @@ fn enter_dir<'s, 'a: 's>(
         src_id: (meta.uid, meta.gid),
         default_acl,
         link_ref,
+        made,
         want,
         want_x,
     });
@@ -947,19 +955,19 @@ fn remove_extraneous(ctx: &Ctx<'_>, node: &DirNode<'_>, dst: &Listing, j: usize,
 }
 
 /// Opens the target subdirectory `name`, replacing a non-directory and creating it when missing
-/// (mode 0700 until its attributes are applied at the end).
+/// (mode 0700 until its attributes are applied at the end); with whether this call made it.
 fn prepare_dir(
     ctx: &Ctx<'_>,
     dst: BorrowedFd<'_>,
     name: &CStr,
     present: Option<FileType>,
     want: &Meta,
-) -> std::result::Result<OwnedFd, (&'static str, std::io::Error)> {
+) -> std::result::Result<(OwnedFd, bool), (&'static str, std::io::Error)> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let open = || ctx.owners.open_in(dst, name, flags);
     if present.is_some() {
         match open() {
-            Ok(fd) => return Ok(fd),
+            Ok(fd) => return Ok((fd, false)),
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => {
                 let n = ctx
                     .owners
@@ -975,11 +983,13 @@ fn prepare_dir(
         .owners
         .retry_target(&[(want.uid, want.gid)], &[dst], || {
             match mkdirat(dst, name, Mode::from_raw_mode(0o700)) {
-                Ok(()) | Err(Errno::EXIST) => Ok(()),
+                Ok(()) => Ok(true),
+                // Not made here: it may hold entries.
+                Err(Errno::EXIST) => Ok(false),
                 Err(e) => Err(e.into()),
             }
         });
-    made.map_err(|e| ("mkdir", e))?;
+    let made = made.map_err(|e| ("mkdir", e))?;
     let fd = open().map_err(|e| ("open target directory", e))?;
     // A directory that had to be made by another owner goes to its own owner at once (through
     // its descriptor, so CAP_CHOWN applies without search permission), so that entries of that
@@ -991,7 +1001,7 @@ fn prepare_dir(
         let (uid, gid) = (Uid::from_raw(want.uid), Gid::from_raw(want.gid));
         let _ = rustix::fs::fchown(&fd, Some(uid), Some(gid));
     }
-    Ok(fd)
+    Ok((fd, made))
 }
 
 /// What happened to one non-directory entry.
