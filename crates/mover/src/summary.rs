@@ -74,20 +74,9 @@ pub struct Journal {
     notes: Mutex<Vec<Note>>,
 }
 
-thread_local! {
-    static ERRORS_HERE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
 impl Journal {
-    /// How many errors the current thread has recorded so far (in any journal): a worker
-    /// compares the counts before and after an entry to learn whether part of it failed.
-    pub fn errors_on_this_thread() -> u64 {
-        ERRORS_HERE.with(|c| c.get())
-    }
-
     /// Records a failed entry.
     pub fn error(&self, stats: &Stats, path: &[u8], op: &str, error: impl std::fmt::Display) {
-        ERRORS_HERE.with(|c| c.set(c.get() + 1));
         stats.failed.fetch_add(1, Relaxed);
         let e = EntryError {
             path: crate::relpath::display(path),

@@ -1007,10 +1007,12 @@ fn prepare_dir(
 /// What happened to one non-directory entry.
 enum Outcome {
     /// Made anew; a file copied through the mover's buffer comes with its content hash.
+    /// `attrs_applied` is false when applying some attribute failed (an error already reported).
     Copied {
         bytes: u64,
         ino: u64,
         hash: Option<[u8; 32]>,
+        attrs_applied: bool,
     },
     Updated {
         ino: u64,
@@ -1089,7 +1091,6 @@ fn handle_entry(
         return;
     }
 
-    let errors_before = Journal::errors_on_this_thread();
     let result = if meta.nlink > 1 {
         match ctx.links.claim((meta.dev, meta.ino), meta.nlink) {
             Claim::First(first) => {
@@ -1134,11 +1135,16 @@ fn handle_entry(
     };
     // The source's change time goes into the manifest where the placed entry has the extended
     // attributes the source had after that change time was read. A new copy has them unless
-    // applying some failed (an error this thread recorded for the entry).
+    // applying some failed.
     let mut ctime = None;
     match result {
-        Ok(Outcome::Copied { bytes, hash, .. }) => {
-            if Journal::errors_on_this_thread() == errors_before {
+        Ok(Outcome::Copied {
+            bytes,
+            hash,
+            attrs_applied,
+            ..
+        }) => {
+            if attrs_applied {
                 ctime = Some(meta.ctime);
             }
             stats.copied.fetch_add(1, Relaxed);
@@ -1603,10 +1609,16 @@ fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
     if let Err(e) = place(ctx, dst, &made, name) {
         return Err(("rename", e));
     }
+    let attrs_applied = applied.is_ok();
     if let Err(e) = applied {
         attr_failure(ctx, node, name, e);
     }
-    Ok(Outcome::Copied { bytes, ino, hash })
+    Ok(Outcome::Copied {
+        bytes,
+        ino,
+        hash,
+        attrs_applied,
+    })
 }
 
 fn sync_symlink(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
@@ -1724,6 +1736,7 @@ fn place_new(
     if let Err(e) = place(ctx, dst, &made, name) {
         return Err(("rename", e));
     }
+    let attrs_applied = applied.is_ok();
     if let Err(e) = applied {
         attr_failure(ctx, node, name, e);
     }
@@ -1731,6 +1744,7 @@ fn place_new(
         bytes,
         ino,
         hash: None,
+        attrs_applied,
     })
 }
 
