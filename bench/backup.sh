@@ -128,7 +128,7 @@ row() { # label pvcb-name other-name
   local a b
   a=$(median "$DIR/res/$2" 1); b=$(median "$DIR/res/$3" 1)
   printf '| %s | %s | %s | %s | %s MiB / %s MiB |\n' "$1" "$a" "$b" \
-    "$(awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')" \
+    "$(awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }')" \
     "$(( $(median "$DIR/res/$2" 2) / 1024 ))" "$(( $(median "$DIR/res/$3" 2) / 1024 ))"
 }
 read -r space_pvcb space_restic <"$DIR/res/space"
