@@ -565,8 +565,11 @@ pub struct Previous {
     data: Data,
     v2: bool,
     started: Option<Ts>,
-    dirs: HashMap<Vec<u8>, Vec<Range<u64>>>,
+    dirs: Dirs,
 }
+
+/// Where each directory's entries are in a manifest: byte ranges, by directory path.
+type Dirs = HashMap<Vec<u8>, Vec<Range<u64>>>;
 
 /// Where the entries of a previous manifest are read from.
 #[derive(Debug)]
@@ -580,7 +583,7 @@ enum Data {
 impl Previous {
     /// Indexes an encoded manifest; an error when it is not one (or is damaged).
     pub fn load(data: Vec<u8>) -> io::Result<Previous> {
-        let mut dirs: HashMap<Vec<u8>, Vec<Range<u64>>> = HashMap::new();
+        let mut dirs = Dirs::new();
         let (mut r, started) = Reader::new(&data)?;
         let v2 = r.v2;
         let mut open: Option<(&[u8], usize)> = None;
@@ -620,9 +623,9 @@ impl Previous {
     /// and the index are read now), else read whole as by [`load`](Previous::load).
     pub fn open(file: std::fs::File) -> io::Result<Previous> {
         match Previous::indexed(&file) {
-            Some((v2, started, dirs)) => Ok(Previous {
+            Some((started, dirs)) => Ok(Previous {
                 data: Data::File(file),
-                v2,
+                v2: true,
                 started,
                 dirs,
             }),
@@ -636,12 +639,9 @@ impl Previous {
         }
     }
 
-    /// The header and the index of a manifest of the third format; `None` when it has no
+    /// The start time and the index of a manifest of the third format; `None` when it has no
     /// index or the index does not hold together (then the manifest is read whole).
-    #[allow(clippy::type_complexity)]
-    fn indexed(
-        file: &std::fs::File,
-    ) -> Option<(bool, Option<Ts>, HashMap<Vec<u8>, Vec<Range<u64>>>)> {
+    fn indexed(file: &std::fs::File) -> Option<(Option<Ts>, Dirs)> {
         use std::os::unix::fs::FileExt;
         let size = file.metadata().ok()?.len();
         let mut head = [0u8; 40];
@@ -690,7 +690,7 @@ impl Previous {
             }
             dirs.insert(dir, ranges);
         }
-        (r.pos == index.len()).then_some((true, started, dirs))
+        (r.pos == index.len()).then_some((started, dirs))
     }
 
     /// When the run that wrote the manifest started (`None` for manifests of older versions).
@@ -850,7 +850,7 @@ struct Out {
     w: BufWriter<std::fs::File>,
     /// Bytes written so far.
     pos: u64,
-    index: HashMap<Vec<u8>, Vec<Range<u64>>>,
+    index: Dirs,
 }
 
 impl Recorder {
@@ -870,7 +870,7 @@ impl Recorder {
             out: Mutex::new(Some(Out {
                 w,
                 pos: header.len() as u64,
-                index: HashMap::new(),
+                index: Dirs::new(),
             })),
             previous,
             entries: AtomicU64::new(0),
@@ -950,7 +950,7 @@ impl Recorder {
 }
 
 /// The index of a manifest whose records end at `at`, with the trailer that locates it.
-fn encode_index(index: &HashMap<Vec<u8>, Vec<Range<u64>>>, at: u64) -> Vec<u8> {
+fn encode_index(index: &Dirs, at: u64) -> Vec<u8> {
     let mut out = vec![3];
     put(&mut out, index.len() as u64);
     for (dir, ranges) in index {
