@@ -747,9 +747,10 @@ fn process_dir<'s, 'a: 's>(
             return;
         }
     };
-    let dst_listing = match node.made {
-        true => Ok(Listing::default()),
-        false => Listing::read(&node.dst),
+    let dst_listing = if node.made {
+        Ok(Listing::default())
+    } else {
+        Listing::read(&node.dst)
     };
     let dst_listing = match dst_listing {
         Ok(l) => l,
