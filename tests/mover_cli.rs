@@ -205,7 +205,7 @@ fn wait_until(child: &mut std::process::Child, cond: impl Fn() -> bool) {
     }
 }
 
-/// Whether any temporary file of the mover exists below `dir`.
+/// Whether any temporary file or folder of the mover exists below `dir`.
 fn has_temp_file(dir: &Path) -> bool {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -213,7 +213,9 @@ fn has_temp_file(dir: &Path) -> bool {
             continue;
         };
         for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".pvcb-tmp.") {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".pvcb-tmp.") || name.starts_with(".pvcb-new.") {
                 return true;
             }
             if e.file_type().is_ok_and(|t| t.is_dir()) {
@@ -224,7 +226,8 @@ fn has_temp_file(dir: &Path) -> bool {
     false
 }
 
-/// Every regular file under a real name in `dst` has exactly its source's content.
+/// Every regular file under a real name in `dst` has exactly its source's content (a new folder
+/// keeps a temporary name until it is complete: what is in it is not looked at).
 fn no_half_written_file(src: &Path, dst: &Path) -> usize {
     let mut checked = 0;
     let mut stack = vec![std::path::PathBuf::new()];
@@ -237,7 +240,9 @@ fn no_half_written_file(src: &Path, dst: &Path) -> usize {
             let r = rel.join(&name);
             let ft = e.file_type().unwrap();
             if ft.is_dir() {
-                if r.as_os_str() != ".pvc-backup" {
+                if r.as_os_str() != ".pvc-backup"
+                    && !name.to_string_lossy().starts_with(".pvcb-new.")
+                {
                     stack.push(r);
                 }
             } else if ft.is_file() && !name.to_string_lossy().starts_with(".pvcb-tmp.") {
@@ -555,22 +560,38 @@ fn a_snapshot_is_built_without_temporary_names_and_a_mirror_with_them() {
     assert!(tmp_named.is_empty(), "{tmp_named:?}");
     assert!(backup_renames.len() < 10, "{backup_renames:?}");
     assert_mirror(&src.root, &backup.join("latest"), &sockets);
-    // A mirror keeps every file whole under its real name: each new file, symlink and special
-    // file is made under a temporary name and renamed into place.
-    let mirror_renames = traced_renames(&[
+    // A mirror shows every file whole under its real name. A new folder is filled under a
+    // temporary name and gets its own once complete: one rename for the 200 files of `many`.
+    let sync_args = [
         os("mover"),
         os("sync"),
         os("-q"),
         src.root.as_os_str(),
         mirror.as_os_str(),
-    ]);
-    let placed = mirror_renames
-        .iter()
-        .filter(|(from, _)| from.contains(".pvcb-tmp."))
-        .count();
+    ];
+    let mirror_renames = traced_renames(&sync_args);
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
     assert!(
-        placed >= 200,
-        "{placed} entries renamed into place: {mirror_renames:?}"
+        mirror_renames.contains(&pair(".pvcb-new.many", "many")),
+        "{mirror_renames:?}"
     );
+    let placed = |renames: &[(String, String)]| {
+        renames
+            .iter()
+            .filter(|(from, _)| from.starts_with(".pvcb-tmp."))
+            .count()
+    };
+    assert!(placed(&mirror_renames) < 100, "{mirror_renames:?}");
+    assert_mirror(&src.root, &mirror, &sockets);
+    // In a folder that exists, each new file is made under a temporary name and renamed over
+    // the old one.
+    for i in 0..200 {
+        src.file(
+            format!("many/{i}").as_bytes(),
+            format!("new {i}").as_bytes(),
+        );
+    }
+    let rerun_renames = traced_renames(&sync_args);
+    assert!(placed(&rerun_renames) >= 200, "{rerun_renames:?}");
     assert_mirror(&src.root, &mirror, &sockets);
 }

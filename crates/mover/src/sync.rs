@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Instant, SystemTime};
 
 use rustix::fs::{
-    AtFlags, FileType, Mode, OFlags, linkat, mkdirat, mknodat, openat, readlinkat, renameat,
-    symlinkat, unlinkat,
+    AtFlags, FileType, Mode, OFlags, RenameFlags, linkat, mkdirat, mknodat, openat, readlinkat,
+    renameat, renameat_with, symlinkat, unlinkat,
 };
 use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
@@ -337,13 +337,15 @@ impl Sync {
             pool.scope(|s| {
                 let root = Arc::new(DirNode {
                     ctx: &ctx,
-                    _parent: None,
+                    parent: None,
                     rel: Vec::new(),
                     dst: dst_root,
                     src_id: (root_meta.uid, root_meta.gid),
                     default_acl: has_default_acl(&ctx, self.dst.as_fd()),
                     link_ref: self.reference.as_ref().and_then(|r| r.try_clone().ok()),
                     made: false,
+                    hidden: ctx.staged,
+                    pending: None,
                     want: ctx.wanted(Vec::new, root_meta, true),
                     want_x: root_x,
                 });
@@ -447,8 +449,24 @@ struct Ctx<'a> {
     recorded: Option<HashMap<Vec<u8>, metalog::Recorded>>,
     /// The manifest this pass writes, if any.
     record: Option<&'a Recorder>,
-    /// New entries are made under their own names (see [`make_entry`]).
+    /// The whole target is hidden until the run ends (a snapshot being made), so every new
+    /// entry is made under its own name (see [`make_entry`]).
     staged: bool,
+}
+
+/// What a directory that a mirror makes is called until everything in it is complete: this
+/// prefix before its own name. Entries inside such a directory go straight to their names.
+const NEW_DIR_PREFIX: &[u8] = b".pvcb-new.";
+
+/// The temporary name of the new directory `name`, if it fits in a file name.
+fn new_dir_name(name: &[u8]) -> Option<CString> {
+    if NEW_DIR_PREFIX.len() + name.len() > 255 {
+        return None;
+    }
+    let mut n = Vec::with_capacity(NEW_DIR_PREFIX.len() + name.len() + 1);
+    n.extend_from_slice(NEW_DIR_PREFIX);
+    n.extend_from_slice(name);
+    CString::new(n).ok()
 }
 
 /// A temporary name, unique in this run; created with O_EXCL (or its equivalent) and retried on
@@ -619,7 +637,7 @@ impl Ctx<'_> {
 struct DirNode<'a> {
     ctx: &'a Ctx<'a>,
     // Keeps the parent alive, so a parent is finished only after all its children.
-    _parent: Option<Arc<DirNode<'a>>>,
+    parent: Option<Arc<DirNode<'a>>>,
     rel: Vec<u8>,
     dst: OwnedFd,
     /// The source directory's owner on disk (whom to act as when reading it).
@@ -630,6 +648,12 @@ struct DirNode<'a> {
     link_ref: Option<OwnedFd>,
     /// Made by this run, so empty when it is entered: there is nothing in it to read.
     made: bool,
+    /// Nobody sees what is made in it before the run is done with it: it or a directory above
+    /// it has a temporary name, or the whole target is staged. New entries go straight to
+    /// their names.
+    hidden: bool,
+    /// The temporary name it has in its parent, replaced by its own name once it is complete.
+    pending: Option<CString>,
     want: Meta,
     want_x: Xattrs,
 }
@@ -714,7 +738,33 @@ impl Drop for DirNode<'_> {
                 )),
             }
         }
+        // Complete, attributes included: it gets its own name. Its parent's times are applied
+        // after this (the parent outlives its children), so the rename leaves no trace there.
+        if let (Some(tmp), Some(parent)) = (&self.pending, &self.parent) {
+            let name = self.rel.rsplit(|&b| b == b'/').next().unwrap_or(&self.rel);
+            let renamed = CString::new(name)
+                .map_err(std::io::Error::other)
+                .and_then(|name| {
+                    let pd = parent.dst.as_fd();
+                    ctx.owners
+                        .retry_target(&[], &[pd], || rename_new(pd, tmp, &name))
+                });
+            if let Err(e) = renamed {
+                ctx.journal.error(ctx.stats, &self.rel, "rename", e);
+            }
+        }
     }
+}
+
+/// Renames `tmp` to `name` in `dir`, never over an entry that appeared under that name meanwhile
+/// (plainly where the filesystem has no `RENAME_NOREPLACE`, as NFS: a directory still replaces
+/// only an empty directory then).
+fn rename_new(dir: BorrowedFd<'_>, tmp: &CStr, name: &CStr) -> std::io::Result<()> {
+    match renameat_with(dir, tmp, dir, name, RenameFlags::NOREPLACE) {
+        Err(Errno::INVAL) | Err(Errno::NOSYS) => renameat(dir, tmp, dir, name),
+        r => r,
+    }
+    .map_err(Into::into)
 }
 
 /// One directory's source entries, shared by the batches that handle them.
@@ -724,6 +774,9 @@ struct DirWork {
     metas: Vec<Option<Meta>>,
     /// The type of the target entry of the same name, when there is one.
     present: Vec<Option<FileType>>,
+    /// Source directories missing in the target that a killed run left under their temporary
+    /// names, in order: they are taken up where that run stopped.
+    adopt: Vec<u32>,
     /// What the previous manifest says about the files of this directory, when recording one.
     previous: PreviousFiles,
 }
@@ -796,13 +849,14 @@ fn process_dir<'s, 'a: 's>(
     stats.entries_found.fetch_add(found, Relaxed);
     stats.bytes_found.fetch_add(found_bytes, Relaxed);
 
-    // Merge the two sorted lists: remove what only the target has, note what both have.
+    // Merge the two sorted lists: note what both have and what only the target has.
     let mut present = vec![None; listing.len()];
+    let mut extraneous = Vec::new();
     let mut j = 0;
     for (i, slot) in present.iter_mut().enumerate() {
         let name = listing.name_bytes(i);
         while j < dst_listing.len() && dst_listing.name_bytes(j) < name {
-            remove_extraneous(ctx, &node, &dst_listing, j, is_root);
+            extraneous.push(j);
             j += 1;
         }
         if j < dst_listing.len() && dst_listing.name_bytes(j) == name {
@@ -810,9 +864,34 @@ fn process_dir<'s, 'a: 's>(
             j += 1;
         }
     }
-    while j < dst_listing.len() {
+    extraneous.extend(j..dst_listing.len());
+    // A new directory a killed run left under its temporary name is kept and filled on.
+    let mut adopt = Vec::new();
+    if !node.hidden {
+        extraneous.retain(|&j| {
+            let Some(own) = dst_listing.name_bytes(j).strip_prefix(NEW_DIR_PREFIX) else {
+                return true;
+            };
+            let dir_like = matches!(
+                dst_listing.dtype(j),
+                FileType::Directory | FileType::Unknown
+            );
+            match listing.find(own) {
+                Some(i)
+                    if dir_like
+                        && present[i].is_none()
+                        && metas[i].is_some_and(|m| m.kind == Kind::Dir) =>
+                {
+                    adopt.push(i as u32);
+                    false
+                }
+                _ => true,
+            }
+        });
+        adopt.sort_unstable();
+    }
+    for j in extraneous {
         remove_extraneous(ctx, &node, &dst_listing, j, is_root);
-        j += 1;
     }
     drop(dst_listing);
 
@@ -827,6 +906,7 @@ fn process_dir<'s, 'a: 's>(
         listing,
         metas,
         present,
+        adopt,
         previous,
     });
     let mut others: Vec<u32> = Vec::new();
@@ -901,13 +981,25 @@ fn enter_dir<'s, 'a: 's>(
             Xattrs::default()
         }
     };
-    let (dst_sub, made) = match prepare_dir(ctx, node.dst.as_fd(), name, work.present[i], &meta) {
-        Ok(made) => made,
-        Err((op, e)) => return ctx.fail(&node.rel, name.to_bytes(), op, e),
+    // A new directory gets its own name once complete, unless nobody sees it meanwhile anyway
+    // (or the source has an entry of its temporary name).
+    let tmp = if work.adopt.binary_search(&(i as u32)).is_ok() {
+        new_dir_name(name.to_bytes())
+    } else if node.hidden || work.present[i].is_some() {
+        None
+    } else {
+        new_dir_name(name.to_bytes()).filter(|t| work.listing.find(t.to_bytes()).is_none())
     };
+    let present = work.present[i];
+    let (dst_sub, made) =
+        match prepare_dir(ctx, node.dst.as_fd(), name, present, tmp.as_deref(), &meta) {
+            Ok(made) => made,
+            Err((op, e)) => return ctx.fail(&node.rel, name.to_bytes(), op, e),
+        };
     let rel = relpath::join(&node.rel, name.to_bytes());
-    // A directory made in this run has no default ACL until its attributes are applied.
-    let default_acl = work.present[i].is_some() && has_default_acl(ctx, dst_sub.as_fd());
+    // A directory made in this run has no default ACL until its attributes are applied; one a
+    // killed run left may have its final ones already.
+    let default_acl = !made && has_default_acl(ctx, dst_sub.as_fd());
     let link_ref = node.link_ref.as_ref().and_then(|r| {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         ctx.owners.open_in(r.as_fd(), name, flags).ok()
@@ -916,13 +1008,15 @@ fn enter_dir<'s, 'a: 's>(
     let want = ctx.wanted(|| rel.clone(), meta, true);
     let child = Arc::new(DirNode {
         ctx,
-        _parent: Some(node),
+        hidden: node.hidden || tmp.is_some(),
+        parent: Some(node),
         rel,
         dst: dst_sub,
         src_id: (meta.uid, meta.gid),
         default_acl,
         link_ref,
         made,
+        pending: tmp,
         want,
         want_x,
     });
@@ -957,16 +1051,20 @@ fn remove_extraneous(ctx: &Ctx<'_>, node: &DirNode<'_>, dst: &Listing, j: usize,
 
 /// Opens the target subdirectory `name`, replacing a non-directory and creating it when missing
 /// (mode 0700 until its attributes are applied at the end); with whether this call made it.
+/// With `tmp`, the directory is the one of that temporary name instead: taken up if a killed run
+/// left it, else made.
 fn prepare_dir(
     ctx: &Ctx<'_>,
     dst: BorrowedFd<'_>,
     name: &CStr,
     present: Option<FileType>,
+    tmp: Option<&CStr>,
     want: &Meta,
 ) -> std::result::Result<(OwnedFd, bool), (&'static str, std::io::Error)> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let name = tmp.unwrap_or(name);
     let open = || ctx.owners.open_in(dst, name, flags);
-    if present.is_some() {
+    if present.is_some() || tmp.is_some() {
         match open() {
             Ok(fd) => return Ok((fd, false)),
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => {
@@ -1113,7 +1211,7 @@ fn handle_entry(
                     dst,
                     name,
                     (meta.uid, meta.gid),
-                    ctx.staged && have.is_none(),
+                    node.hidden && have.is_none(),
                 ) {
                     Ok(()) => {
                         stats.linked.fetch_add(1, Relaxed);
@@ -1195,15 +1293,31 @@ fn link_to(
     for comp in parent_rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
         let c = CString::new(comp).map_err(std::io::Error::other)?;
         let at = parent.as_ref().map_or(ctx.dst_root, |p| p.as_fd());
-        parent = Some(ctx.owners.retry_target(&[], &[at], || {
-            openat(
-                at,
-                c.as_c_str(),
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(Into::into)
-        })?);
+        let open = |n: &CStr| {
+            ctx.owners.retry_target(&[], &[at], || {
+                openat(
+                    at,
+                    n,
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(Into::into)
+            })
+        };
+        let missing = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        // A new directory still being filled has its temporary name, and gets its own name
+        // once complete, maybe between two of these calls: one of the three finds it.
+        let fd = match open(&c) {
+            Err(e) if missing(&e) => match new_dir_name(comp) {
+                Some(t) => match open(&t) {
+                    Err(e) if missing(&e) => open(&c),
+                    r => r,
+                },
+                None => Err(e),
+            },
+            r => r,
+        };
+        parent = Some(fd?);
     }
     let at = parent.as_ref().map_or(ctx.dst_root, |p| p.as_fd());
     let base = CString::new(base).map_err(std::io::Error::other)?;
@@ -1419,11 +1533,12 @@ fn place(ctx: &Ctx<'_>, dir: BorrowedFd<'_>, made: &Made, name: &CStr) -> std::i
 ///
 /// A mirror shows no half-written file under a real name, even after a run that was killed: an
 /// entry is made under a fresh temporary name (the next one when one is taken) and renamed into
-/// place by [`place`] once complete. In a staged target (a snapshot being made, published whole
-/// by a rename once complete) an entry that has no name there yet (`fresh`) is made under its
-/// own name instead: nobody sees the folder before it is complete, the next run removes a killed
-/// run's folder, and the rename it spares is, after the copy itself, the most costly step of
-/// placing a small file. A fresh name that turns out to be taken falls back to a temporary one.
+/// place by [`place`] once complete. In a hidden directory (a snapshot being made, or a new
+/// directory of a mirror, each given its own name by a rename once complete) an entry that has
+/// no name there yet (`fresh`) is made under its own name instead: nobody sees the folder before
+/// it is complete, the next run removes or takes up a killed run's folder, and the rename it
+/// spares is, after the copy itself, the most costly step of placing a small file. A fresh name
+/// that turns out to be taken falls back to a temporary one.
 fn make_entry<R: Send>(
     ctx: &Ctx<'_>,
     owner: Id,
@@ -1573,7 +1688,7 @@ fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
         owner,
         &[dst],
         name,
-        ctx.staged && have.is_none(),
+        node.hidden && have.is_none(),
         |t| openat(dst, t, flags, Mode::from_raw_mode(0o600)).map_err(Into::into),
     )
     .map_err(|e| ("create", e))?;
@@ -1696,7 +1811,7 @@ fn make_new(
         .owners
         .source_xattrs(src, node.src_id, name, meta)
         .map_err(|e| ("read xattrs", e))?;
-    let fresh = ctx.staged && have.is_none();
+    let fresh = node.hidden && have.is_none();
     let (made, ()) =
         make_entry(ctx, (meta.uid, meta.gid), &[dst], name, fresh, make).map_err(|e| (op, e))?;
     place_new(e, made, &want_x, 0)

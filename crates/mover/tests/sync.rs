@@ -9,6 +9,7 @@ mod sync {
     mod filesystems;
     mod mutations;
     mod names;
+    mod new_dirs;
     mod property;
     mod safety;
 }
