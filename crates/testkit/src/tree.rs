@@ -198,7 +198,8 @@ impl Tree {
 }
 
 /// Hostile but valid names: a newline, invalid UTF-8, a leading dash, a backslash, shell
-/// metacharacters, a 255-byte name, and one that looks like the mover's temporary files.
+/// metacharacters, a 255-byte name, and ones that look like the mover's temporary files and
+/// folders.
 pub fn hostile_names() -> Vec<Vec<u8>> {
     vec![
         b"new\nline".to_vec(),
@@ -208,6 +209,7 @@ pub fn hostile_names() -> Vec<Vec<u8>> {
         b"$(touch pwned); `id` *?[]".to_vec(),
         vec![b'n'; 255],
         b".pvcb-tmp.1.1".to_vec(),
+        b".pvcb-new.1".to_vec(),
         " spaces and tabs\t".as_bytes().to_vec(),
         "\u{e9}t\u{e9} \u{2603}".as_bytes().to_vec(),
     ]
