@@ -1215,10 +1215,7 @@ mod tests {
             .iter()
             .filter(|e| matches!(e.kind, Kind::File | Kind::Symlink))
             .filter_map(|e| {
-                let (d, name) = match e.path.iter().rposition(|&b| b == b'/') {
-                    Some(i) => (&e.path[..i], &e.path[i + 1..]),
-                    None => (&b""[..], &e.path[..]),
-                };
+                let (d, name) = crate::relpath::split(&e.path);
                 (d == dir).then(|| (name.to_vec(), e.size))
             })
             .collect();

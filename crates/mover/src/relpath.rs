@@ -15,6 +15,15 @@ pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
+/// Splits a relative path into its directory's path and its last name (the inverse of
+/// [`join`]); a name at the root has an empty directory path.
+pub fn split(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&b""[..], path),
+    }
+}
+
 /// Shows a byte path as text, escaping invalid UTF-8, control characters and backslashes.
 pub fn display(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
@@ -68,6 +77,13 @@ pub fn parse_display(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_splits_at_its_last_slash() {
+        assert_eq!(split(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
+        assert_eq!(split(b"top"), (&b""[..], &b"top"[..]));
+        assert_eq!(split(b"d/\xff\n"), (&b"d"[..], &b"\xff\n"[..]));
+    }
 
     #[test]
     fn plain_names_are_shown_as_they_are() {

@@ -722,10 +722,7 @@ impl Drop for DirNode<'_> {
                     [0; 32],
                 ))
             });
-            let (parent, name) = match self.rel.iter().rposition(|&b| b == b'/') {
-                Some(p) => (&self.rel[..p], &self.rel[p + 1..]),
-                None => (&b""[..], &self.rel[..]),
-            };
+            let (parent, name) = relpath::split(&self.rel);
             match described {
                 Ok(e) => {
                     let mut chunk = Chunk::new(parent, 1);
@@ -741,8 +738,7 @@ impl Drop for DirNode<'_> {
         // Complete, attributes included: it gets its own name. Its parent's times are applied
         // after this (the parent outlives its children), so the rename leaves no trace there.
         if let (Some(tmp), Some(parent)) = (&self.pending, &self.parent) {
-            let name = self.rel.rsplit(|&b| b == b'/').next().unwrap_or(&self.rel);
-            let renamed = CString::new(name)
+            let renamed = CString::new(relpath::split(&self.rel).1)
                 .map_err(std::io::Error::other)
                 .and_then(|name| {
                     let pd = parent.dst.as_fd();
@@ -982,15 +978,21 @@ fn enter_dir<'s, 'a: 's>(
         }
     };
     // A new directory gets its own name once complete, unless nobody sees it meanwhile anyway
-    // (or the source has an entry of its temporary name).
-    let tmp = if work.adopt.binary_search(&(i as u32)).is_ok() {
+    // (or the source has an entry of its temporary name). One a killed run left under that name
+    // is there already: opened, not made.
+    let adopted = work.adopt.binary_search(&(i as u32)).is_ok();
+    let tmp = if adopted {
         new_dir_name(name.to_bytes())
     } else if node.hidden || work.present[i].is_some() {
         None
     } else {
         new_dir_name(name.to_bytes()).filter(|t| work.listing.find(t.to_bytes()).is_none())
     };
-    let present = work.present[i];
+    let present = if adopted {
+        Some(FileType::Unknown)
+    } else {
+        work.present[i]
+    };
     let (dst_sub, made) =
         match prepare_dir(ctx, node.dst.as_fd(), name, present, tmp.as_deref(), &meta) {
             Ok(made) => made,
@@ -1051,8 +1053,7 @@ fn remove_extraneous(ctx: &Ctx<'_>, node: &DirNode<'_>, dst: &Listing, j: usize,
 
 /// Opens the target subdirectory `name`, replacing a non-directory and creating it when missing
 /// (mode 0700 until its attributes are applied at the end); with whether this call made it.
-/// With `tmp`, the directory is the one of that temporary name instead: taken up if a killed run
-/// left it, else made.
+/// With `tmp`, the directory is the one of that temporary name instead.
 fn prepare_dir(
     ctx: &Ctx<'_>,
     dst: BorrowedFd<'_>,
@@ -1064,7 +1065,7 @@ fn prepare_dir(
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let name = tmp.unwrap_or(name);
     let open = || ctx.owners.open_in(dst, name, flags);
-    if present.is_some() || tmp.is_some() {
+    if present.is_some() {
         match open() {
             Ok(fd) => return Ok((fd, false)),
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => {
@@ -1285,10 +1286,7 @@ fn link_to(
     owner: Id,
     fresh: bool,
 ) -> std::io::Result<()> {
-    let (parent_rel, base) = match dst_rel.iter().rposition(|&b| b == b'/') {
-        Some(p) => (&dst_rel[..p], &dst_rel[p + 1..]),
-        None => (&b""[..], dst_rel),
-    };
+    let (parent_rel, base) = relpath::split(dst_rel);
     let mut parent: Option<OwnedFd> = None;
     for comp in parent_rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
         let c = CString::new(comp).map_err(std::io::Error::other)?;

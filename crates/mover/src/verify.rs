@@ -130,19 +130,12 @@ fn open_rel(root: BorrowedFd<'_>, rel: &[u8]) -> std::io::Result<OwnedFd> {
     Ok(cur)
 }
 
-fn parent_and_name(path: &[u8]) -> (&[u8], &[u8]) {
-    match path.iter().rposition(|&b| b == b'/') {
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => (&b""[..], path),
-    }
-}
-
 /// Checks the tree at `root` against its manifest.
 pub fn against_manifest(root: BorrowedFd<'_>, entries: &[Entry]) -> Outcome {
     let mut by_dir: BTreeMap<&[u8], Vec<&Entry>> = BTreeMap::new();
     by_dir.insert(b"", Vec::new());
     for e in entries {
-        let (dir, _) = parent_and_name(&e.path);
+        let (dir, _) = relpath::split(&e.path);
         by_dir.entry(dir).or_default().push(e);
         if e.kind == Kind::Dir {
             by_dir.entry(&e.path).or_default();
@@ -159,7 +152,7 @@ pub fn against_manifest(root: BorrowedFd<'_>, entries: &[Entry]) -> Outcome {
             Ok(l) => l,
             Err(e) => return acc.diff(dir, format!("cannot read directory: {e}")),
         };
-        let expected: BTreeSet<&[u8]> = want.iter().map(|e| parent_and_name(&e.path).1).collect();
+        let expected: BTreeSet<&[u8]> = want.iter().map(|e| relpath::split(&e.path).1).collect();
         for i in 0..listing.len() {
             let name = listing.name_bytes(i);
             if dir.is_empty() && name == crate::STATE_DIR.as_bytes() {
@@ -177,7 +170,7 @@ pub fn against_manifest(root: BorrowedFd<'_>, entries: &[Entry]) -> Outcome {
             }
         }
         for e in want {
-            let name = parent_and_name(&e.path).1;
+            let name = relpath::split(&e.path).1;
             let Ok(c) = CString::new(name) else { continue };
             let m = match stat_at(&fd, &c) {
                 Ok(m) => m,
