@@ -496,28 +496,48 @@ fn also_refuses_a_folder_that_overlaps_another_copy_and_touches_nothing() {
     assert!(!dst.exists() && !two.exists());
 }
 
-/// Renames the mover made, as strace saw them: (old name, new name) of each
-/// rename/renameat/renameat2 call that succeeded.
-fn traced_renames(args: &[&std::ffi::OsStr]) -> Vec<(String, String)> {
+/// The calls of `calls` (strace's `-e trace=` list) that the mover made and that succeeded, as
+/// strace printed them, one line each.
+/// With `umask`, the mover runs with that file mode creation mask.
+fn traced_calls(calls: &str, args: &[&std::ffi::OsStr], umask: Option<u32>) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     // One log per thread (-ff): no call is split into "unfinished" and "resumed" lines.
     let log = dir.path().join("strace");
-    let o = Command::new("strace")
-        .args(["-ff", "-qq", "-e", "trace=rename,renameat,renameat2", "-o"])
+    let mut cmd = Command::new("strace");
+    cmd.args(["-ff", "-qq", "-e", &format!("trace={calls}"), "-o"])
         .arg(&log)
         .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"))
-        .args(args)
-        .output()
-        .unwrap();
+        .args(args);
+    if let Some(mask) = umask {
+        // SAFETY: umask is async-signal-safe and touches nothing but the child's mask.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                libc::umask(mask as libc::mode_t);
+                Ok(())
+            });
+        }
+    }
+    let o = cmd.output().unwrap();
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let text: String = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
         .collect();
+    // strace prints the calls it has no name for whatever the filter.
+    let names: Vec<String> = calls.split(',').map(|c| format!("{c}(")).collect();
+    text.lines()
+        .filter(|l| l.trim_end().ends_with("= 0") && names.iter().any(|n| l.starts_with(n)))
+        .map(String::from)
+        .collect()
+}
+
+/// Renames the mover made, as strace saw them: (old name, new name) of each
+/// rename/renameat/renameat2 call that succeeded.
+fn traced_renames(args: &[&std::ffi::OsStr]) -> Vec<(String, String)> {
     let quoted =
         |s: &str| -> Vec<String> { s.split('"').skip(1).step_by(2).map(String::from).collect() };
-    text.lines()
-        .filter(|l| l.contains("rename") && l.trim_end().ends_with("= 0"))
+    traced_calls("rename,renameat,renameat2", args, None)
+        .iter()
         .map(|l| {
             let q = quoted(l);
             assert_eq!(q.len(), 2, "unexpected strace line: {l}");
@@ -594,4 +614,66 @@ fn a_snapshot_is_built_without_temporary_names_and_a_mirror_with_them() {
     let rerun_renames = traced_renames(&sync_args);
     assert!(placed(&rerun_renames) >= 200, "{rerun_renames:?}");
     assert_mirror(&src.root, &mirror, &sockets);
+}
+
+#[test]
+fn a_file_that_belongs_to_the_mover_is_made_with_its_mode_and_others_are_chowned() {
+    let test = "a_file_that_belongs_to_the_mover_is_made_with_its_mode_and_others_are_chowned";
+    if !testkit::skip::need_root_and(test, &["strace", "rsync"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    let modes = [
+        0o644, 0o600, 0o755, 0o666, 0o444, 0o000, 0o4755, 0o2755, 0o1777,
+    ];
+    let mut special = 0;
+    for i in 0..100 {
+        let mode = modes[i % modes.len()];
+        special += usize::from(mode & 0o7000 != 0);
+        let mine = format!("mine/{i}");
+        src.file(mine.as_bytes(), b"x").mode(mine.as_bytes(), mode);
+        let other = format!("other/{i}");
+        src.file(other.as_bytes(), b"y")
+            .mode(other.as_bytes(), 0o640)
+            .owner(other.as_bytes(), 1234, 1234);
+    }
+    for i in 0..20 {
+        let rel = format!("grp/{i}");
+        src.file(rel.as_bytes(), b"z").mode(rel.as_bytes(), 0o664);
+    }
+    // A folder of the target that exists already and is setgid: what is made in it gets the
+    // folder's group, not the mover's, so its files start as 0600 and are given their owner.
+    let mirror = dir.path().join("mirror");
+    std::fs::create_dir_all(mirror.join("grp")).unwrap();
+    std::os::unix::fs::chown(mirror.join("grp"), None, Some(4321)).unwrap();
+    std::fs::set_permissions(mirror.join("grp"), PermissionsExt::from_mode(0o2775)).unwrap();
+    let os = std::ffi::OsStr::new;
+    let args = [
+        os("mover"),
+        os("sync"),
+        os("-q"),
+        src.root.as_os_str(),
+        mirror.as_os_str(),
+    ];
+    // Under umask 077 a file made with its mode lacks the bits the umask takes: the mover reads
+    // the mode back and sets it (the itemized rsync comparison below checks every mode).
+    let calls = traced_calls("fchown,fchmod", &args, Some(0o077));
+    let chowns_to = |owner: &str| {
+        calls
+            .iter()
+            .filter(|l| l.starts_with("fchown(") && l.contains(owner))
+            .count()
+    };
+    assert_eq!(chowns_to(", 1234, 1234)"), 100, "{calls:#?}");
+    // The mover's own files with plain modes need no chown; those with setuid, setgid or
+    // sticky bits, and those made in the setgid folder, do (and a few folders).
+    let to_root = chowns_to(", 0, 0)");
+    assert!(
+        (special + 20..special + 20 + 10).contains(&to_root),
+        "{to_root} chowns to root for {special} special files: {calls:#?}"
+    );
+    assert_mirror(&src.root, &mirror, &[]);
+    let grp = std::fs::metadata(mirror.join("grp/0")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&grp), 0);
 }

@@ -83,6 +83,32 @@ pub fn apply(
     have_x: Option<&Xattrs>,
     owners: Option<&Owners>,
 ) -> Result<Changed, OpError> {
+    apply_with(h, want, have, want_x, have_x, owners, false)
+}
+
+/// [`apply`] for an entry this run has just made, whose owner and mode bits `made` were read
+/// back from it: those equal to the wanted ones are not set again. Its times are always set
+/// (the ones it got when made and written are not the source's, even when they look equal).
+pub fn apply_new(
+    h: Handle<'_>,
+    want: &Meta,
+    made: &Meta,
+    want_x: &Xattrs,
+    have_x: Option<&Xattrs>,
+    owners: Option<&Owners>,
+) -> Result<Changed, OpError> {
+    apply_with(h, want, Some(made), want_x, have_x, owners, true)
+}
+
+fn apply_with(
+    h: Handle<'_>,
+    want: &Meta,
+    have: Option<&Meta>,
+    want_x: &Xattrs,
+    have_x: Option<&Xattrs>,
+    owners: Option<&Owners>,
+    set_times: bool,
+) -> Result<Changed, OpError> {
     let path_fd;
     let fd = match h {
         Handle::Fd(fd) => Reach::Open(fd),
@@ -177,7 +203,7 @@ pub fn apply(
         }
         changed.mode = have.is_none_or(|h| h.perm != want.perm);
     }
-    if have.is_none_or(|h| h.mtime != want.mtime) || changed.any() {
+    if set_times || have.is_none_or(|h| h.mtime != want.mtime) || changed.any() {
         let times = Timestamps {
             last_access: want.atime.timespec(),
             last_modification: want.mtime.timespec(),

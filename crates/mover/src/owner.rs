@@ -16,6 +16,7 @@
 //!   looked up with `O_PATH` as the directory's owner, then reopened through `/proc/self/fd` as
 //!   its own owner. Descriptors belong to the process, so the worker that asked can use it.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::io;
@@ -44,6 +45,17 @@ pub enum Impersonate {
 
 /// A numeric identity: uid and gid.
 pub type Id = (u32, u32);
+
+thread_local! {
+    /// Set on an owner thread once it has taken its identity.
+    static ACTING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread acts as an entry's owner (a thread of [`Owners`]) rather than as
+/// the mover: what it creates belongs to that owner.
+pub fn acting_as_owner() -> bool {
+    ACTING.with(Cell::get)
+}
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -320,7 +332,9 @@ fn spawn_worker(id: Id, groups: Vec<u32>) -> io::Result<SyncSender<Job>> {
         .name(format!("owner-{}-{}", id.0, id.1))
         .stack_size(512 * 1024)
         .spawn(move || {
-            let _ = ready_tx.send(become_identity(id, &groups));
+            let became = become_identity(id, &groups);
+            ACTING.with(|a| a.set(became.is_ok()));
+            let _ = ready_tx.send(became);
             for job in rx {
                 job();
             }

@@ -320,6 +320,10 @@ impl Sync {
             recorded,
             record: self.record.as_deref(),
             staged: self.staged,
+            creator: (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            ),
         };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -342,6 +346,9 @@ impl Sync {
                     dst: dst_root,
                     src_id: (root_meta.uid, root_meta.gid),
                     default_acl: has_default_acl(&ctx, self.dst.as_fd()),
+                    new_owner: stat_fd(self.dst.as_fd())
+                        .ok()
+                        .map(|m| new_owner(ctx.creator, &m)),
                     link_ref: self.reference.as_ref().and_then(|r| r.try_clone().ok()),
                     made: false,
                     hidden: ctx.staged,
@@ -452,6 +459,8 @@ struct Ctx<'a> {
     /// The whole target is hidden until the run ends (a snapshot being made), so every new
     /// entry is made under its own name (see [`make_entry`]).
     staged: bool,
+    /// Whom the mover's own new entries belong to: its effective uid and gid.
+    creator: Id,
 }
 
 /// What a directory that a mirror makes is called until everything in it is complete: this
@@ -530,7 +539,9 @@ impl Ctx<'_> {
     }
 
     /// Adds the file `name` the copy just placed in `dir` to the manifest with the hash of the
-    /// `bytes` it copied (the attributes are read from disk: they are what was applied).
+    /// `bytes` it copied. The attributes are the ones read from disk, as applied: `placed` when
+    /// the copy read them through its descriptor, else read here.
+    #[allow(clippy::too_many_arguments)]
     fn record_placed(
         &self,
         chunk: &mut Option<Chunk>,
@@ -539,7 +550,17 @@ impl Ctx<'_> {
         name: &CStr,
         (hash, bytes): ([u8; 32], u64),
         ctime: Option<Ts>,
+        placed: Option<(Meta, [u8; 16])>,
     ) {
+        if let (Some(rec), Some(c), Some((m, x))) = (self.record, chunk.as_mut(), placed)
+            && m.size == bytes
+        {
+            rec.hashed(bytes);
+            let mut e = manifest::Entry::from_meta(&m, Vec::new(), x, hash);
+            e.ctime = ctime;
+            c.push(name.to_bytes(), &e);
+            return;
+        }
         self.record_entry(chunk, dir, rel, name, ctime, |m| {
             (m.size == bytes).then_some((hash, bytes))
         });
@@ -654,6 +675,9 @@ struct DirNode<'a> {
     hidden: bool,
     /// The temporary name it has in its parent, replaced by its own name once it is complete.
     pending: Option<CString>,
+    /// Whom a file the mover makes in it belongs to from the start, when known (see
+    /// [`new_owner`]).
+    new_owner: Option<Id>,
     want: Meta,
     want_x: Xattrs,
 }
@@ -665,6 +689,17 @@ impl DirNode<'_> {
         static NONE: Xattrs = Xattrs::new();
         (!self.default_acl).then_some(&NONE)
     }
+}
+
+/// Whom a file the mover makes in a target directory with attributes `dir` belongs to: the
+/// mover's uid, and its gid or, in a setgid directory, the directory's.
+fn new_owner(creator: Id, dir: &Meta) -> Id {
+    let gid = if dir.perm & 0o2000 != 0 {
+        dir.gid
+    } else {
+        creator.1
+    };
+    (creator.0, gid)
 }
 
 /// Whether an open target directory has a default ACL.
@@ -993,7 +1028,7 @@ fn enter_dir<'s, 'a: 's>(
     } else {
         work.present[i]
     };
-    let (dst_sub, made) =
+    let (dst_sub, made, new_owner) =
         match prepare_dir(ctx, node.dst.as_fd(), name, present, tmp.as_deref(), &meta) {
             Ok(made) => made,
             Err((op, e)) => return ctx.fail(&node.rel, name.to_bytes(), op, e),
@@ -1019,6 +1054,7 @@ fn enter_dir<'s, 'a: 's>(
         link_ref,
         made,
         pending: tmp,
+        new_owner,
         want,
         want_x,
     });
@@ -1052,7 +1088,8 @@ fn remove_extraneous(ctx: &Ctx<'_>, node: &DirNode<'_>, dst: &Listing, j: usize,
 }
 
 /// Opens the target subdirectory `name`, replacing a non-directory and creating it when missing
-/// (mode 0700 until its attributes are applied at the end); with whether this call made it.
+/// (mode 0700 until its attributes are applied at the end); with whether this call made it, and
+/// whom a file the mover makes in it belongs to when known (see [`new_owner`]).
 /// With `tmp`, the directory is the one of that temporary name instead.
 fn prepare_dir(
     ctx: &Ctx<'_>,
@@ -1061,13 +1098,17 @@ fn prepare_dir(
     present: Option<FileType>,
     tmp: Option<&CStr>,
     want: &Meta,
-) -> std::result::Result<(OwnedFd, bool), (&'static str, std::io::Error)> {
+) -> std::result::Result<(OwnedFd, bool, Option<Id>), (&'static str, std::io::Error)> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let name = tmp.unwrap_or(name);
     let open = || ctx.owners.open_in(dst, name, flags);
+    let owner_in = |fd: &OwnedFd| stat_fd(fd).ok().map(|m| new_owner(ctx.creator, &m));
     if present.is_some() {
         match open() {
-            Ok(fd) => return Ok((fd, false)),
+            Ok(fd) => {
+                let o = owner_in(&fd);
+                return Ok((fd, false, o));
+            }
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => {
                 let n = ctx
                     .owners
@@ -1094,14 +1135,17 @@ fn prepare_dir(
     // A directory that had to be made by another owner goes to its own owner at once (through
     // its descriptor, so CAP_CHOWN applies without search permission), so that entries of that
     // owner can be made inside it. The final attributes are applied when it is done.
-    if let Ok(m) = stat_fd(&fd)
+    let m = stat_fd(&fd).ok();
+    if let Some(m) = &m
         && (m.uid, m.gid) != (want.uid, want.gid)
         && m.uid != 0
     {
         let (uid, gid) = (Uid::from_raw(want.uid), Gid::from_raw(want.gid));
         let _ = rustix::fs::fchown(&fd, Some(uid), Some(gid));
+        // Its group may have changed: leave what new files get unknown.
+        return Ok((fd, made, None));
     }
-    Ok((fd, made))
+    Ok((fd, made, m.map(|m| new_owner(ctx.creator, &m))))
 }
 
 /// What happened to one non-directory entry.
@@ -1113,6 +1157,9 @@ enum Outcome {
         ino: u64,
         hash: Option<[u8; 32]>,
         attrs_applied: bool,
+        /// With a hash, when recording: the copy's attributes and extended attributes' digest
+        /// as on disk once placed.
+        placed: Option<(Meta, [u8; 16])>,
     },
     Updated {
         ino: u64,
@@ -1242,6 +1289,7 @@ fn handle_entry(
             bytes,
             hash,
             attrs_applied,
+            placed,
             ..
         }) => {
             if attrs_applied {
@@ -1251,7 +1299,7 @@ fn handle_entry(
             stats.bytes_copied.fetch_add(bytes, Relaxed);
             tracing::debug!(path = %relpath::display(&relpath::join(&node.rel, name.to_bytes())), bytes, "copied");
             if let Some(h) = hash {
-                ctx.record_placed(chunk, dst, &node.rel, name, (h, bytes), ctime);
+                ctx.record_placed(chunk, dst, &node.rel, name, (h, bytes), ctime, placed);
                 return;
             }
         }
@@ -1681,15 +1729,30 @@ fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
         .map_err(|e| ("read xattrs", e))?;
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let owner = (meta.uid, meta.gid);
+    // A file that belongs to its final owner from the start is made with its final mode bits
+    // (less the umask), so that neither chown nor chmod follows: nobody can open it who may
+    // not open the copy once complete. Any other starts as 0600 until its attributes are
+    // applied: one made as another identity, one with setuid, setgid or sticky bits, and one in
+    // a directory with a default ACL (which would give named users the bits too).
+    let final_mode = node.new_owner == Some(owner) && meta.perm & 0o7000 == 0 && !node.default_acl;
     let (made, dfd) = make_entry(
         ctx,
         owner,
         &[dst],
         name,
         node.hidden && have.is_none(),
-        |t| openat(dst, t, flags, Mode::from_raw_mode(0o600)).map_err(Into::into),
+        |t| {
+            let mode = if final_mode && !crate::owner::acting_as_owner() {
+                meta.perm
+            } else {
+                0o600
+            };
+            openat(dst, t, flags, Mode::from_raw_mode(mode)).map_err(Into::into)
+        },
     )
     .map_err(|e| ("create", e))?;
+    // What it got, read back rather than assumed (the umask, a file made under another identity).
+    let start = if final_mode { stat_fd(&dfd).ok() } else { None };
     // A manifest being recorded wants the content's hash: a small file gets it on the way.
     let copied = match ctx.record {
         Some(_) => ctx.copier.copy_small_hashed(sfd.as_fd(), dfd.as_fd(), meta),
@@ -1706,18 +1769,42 @@ fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
             return Err(("copy", e));
         }
     };
-    let applied = attrs::apply(
-        Handle::Fd(dfd.as_fd()),
-        meta,
-        None,
-        &want_x,
-        node.inherited(),
-        Some(ctx.owners),
-    );
-    let ino = if meta.nlink > 1 {
-        stat_fd(&dfd).map(|m| m.ino).unwrap_or(0)
-    } else {
-        0
+    let applied = match &start {
+        Some(m) => attrs::apply_new(
+            Handle::Fd(dfd.as_fd()),
+            meta,
+            m,
+            &want_x,
+            node.inherited(),
+            Some(ctx.owners),
+        ),
+        None => attrs::apply(
+            Handle::Fd(dfd.as_fd()),
+            meta,
+            None,
+            &want_x,
+            node.inherited(),
+            Some(ctx.owners),
+        ),
+    };
+    let ino = match &start {
+        Some(m) => m.ino,
+        None if meta.nlink > 1 => stat_fd(&dfd).map(|m| m.ino).unwrap_or(0),
+        None => 0,
+    };
+    // The manifest describes the copy as it is on disk, read through the descriptor: no lookup
+    // by name. A new file in a directory without a default ACL has no extended attribute the
+    // mover copies unless it set one.
+    let placed = match (ctx.record, hash) {
+        (Some(_), Some(_)) => stat_fd(&dfd).ok().and_then(|m| {
+            let x = if want_x.is_empty() && node.inherited().is_some() {
+                want_x.clone()
+            } else {
+                xattr::read(xattr::Target::Fd(dfd.as_fd())).ok()?
+            };
+            Some((m, manifest::xattr_digest(&x)))
+        }),
+        _ => None,
     };
     drop(dfd);
     if let Err(e) = place(ctx, dst, &made, name) {
@@ -1732,6 +1819,7 @@ fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
         ino,
         hash,
         attrs_applied,
+        placed,
     })
 }
 
@@ -1859,6 +1947,7 @@ fn place_new(
         ino,
         hash: None,
         attrs_applied,
+        placed: None,
     })
 }
 
