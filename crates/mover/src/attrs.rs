@@ -86,18 +86,19 @@ pub fn apply(
     apply_with(h, want, have, want_x, have_x, owners, false)
 }
 
-/// [`apply`] for an entry this run has just made, whose owner and mode bits `made` were read
-/// back from it: those equal to the wanted ones are not set again. Its times are always set
-/// (the ones it got when made and written are not the source's, even when they look equal).
+/// [`apply`] for an entry this run has just made. When its owner and mode bits were read back
+/// from it (`made`), those equal to the wanted ones are not set again; without them everything
+/// is set. Its times are always set (the ones it got when made and written are not the
+/// source's, even when they look equal).
 pub fn apply_new(
     h: Handle<'_>,
     want: &Meta,
-    made: &Meta,
+    made: Option<&Meta>,
     want_x: &Xattrs,
     have_x: Option<&Xattrs>,
     owners: Option<&Owners>,
 ) -> Result<Changed, OpError> {
-    apply_with(h, want, Some(made), want_x, have_x, owners, true)
+    apply_with(h, want, made, want_x, have_x, owners, true)
 }
 
 fn apply_with(

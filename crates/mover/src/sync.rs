@@ -1102,11 +1102,10 @@ fn prepare_dir(
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let name = tmp.unwrap_or(name);
     let open = || ctx.owners.open_in(dst, name, flags);
-    let owner_in = |fd: &OwnedFd| stat_fd(fd).ok().map(|m| new_owner(ctx.creator, &m));
     if present.is_some() {
         match open() {
             Ok(fd) => {
-                let o = owner_in(&fd);
+                let o = stat_fd(&fd).ok().map(|m| new_owner(ctx.creator, &m));
                 return Ok((fd, false, o));
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => {
@@ -1769,24 +1768,14 @@ fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
             return Err(("copy", e));
         }
     };
-    let applied = match &start {
-        Some(m) => attrs::apply_new(
-            Handle::Fd(dfd.as_fd()),
-            meta,
-            m,
-            &want_x,
-            node.inherited(),
-            Some(ctx.owners),
-        ),
-        None => attrs::apply(
-            Handle::Fd(dfd.as_fd()),
-            meta,
-            None,
-            &want_x,
-            node.inherited(),
-            Some(ctx.owners),
-        ),
-    };
+    let applied = attrs::apply_new(
+        Handle::Fd(dfd.as_fd()),
+        meta,
+        start.as_ref(),
+        &want_x,
+        node.inherited(),
+        Some(ctx.owners),
+    );
     let ino = match &start {
         Some(m) => m.ino,
         None if meta.nlink > 1 => stat_fd(&dfd).map(|m| m.ino).unwrap_or(0),
@@ -1798,11 +1787,11 @@ fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
     let placed = match (ctx.record, hash) {
         (Some(_), Some(_)) => stat_fd(&dfd).ok().and_then(|m| {
             let x = if want_x.is_empty() && node.inherited().is_some() {
-                want_x.clone()
+                manifest::xattr_digest(&want_x)
             } else {
-                xattr::read(xattr::Target::Fd(dfd.as_fd())).ok()?
+                manifest::xattr_digest(&xattr::read(xattr::Target::Fd(dfd.as_fd())).ok()?)
             };
-            Some((m, manifest::xattr_digest(&x)))
+            Some((m, x))
         }),
         _ => None,
     };
