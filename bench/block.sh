@@ -110,20 +110,37 @@ change_one_percent() { # seed: rewrite 1% of the chunks (at least one) with new 
 }
 
 PVCB=("$BIN" mover block --progress none -q)
-for ((r = 0; r < RUNS; r++)); do
+# The full-copy cases, one function each. A run right after one that wrote gigabytes can find the
+# disk still busy with them (the page cache is dropped, but a virtual disk's host may still be
+# writing), so the cases take turns to go first from run to run, as in compare.sh.
+case_pvcb_dev() {
   fresh_dst; timed pvcb_dev "${PVCB[@]}" "$SRC" "$DST"
   cmp -n $((SIZE_MIB << 20)) "$SRC" "$DST" || { echo "block.sh: pvc-backup copy differs" >&2; exit 1; }
+}
+case_pvcb_dev_nc() {
   fresh_dst; timed pvcb_dev_nc "${PVCB[@]}" --no-compare "$SRC" "$DST"
   cmp -n $((SIZE_MIB << 20)) "$SRC" "$DST" || { echo "block.sh: pvc-backup --no-compare copy differs" >&2; exit 1; }
-  fresh_dst; timed dd_sparse_dev dd if="$SRC" of="$DST" bs=4M conv=sparse,fsync status=none
-  fresh_dst; timed dd_direct_dev dd if="$SRC" of="$DST" bs=4M oflag=direct status=none
+}
+case_dd_sparse_dev() { fresh_dst; timed dd_sparse_dev dd if="$SRC" of="$DST" bs=4M conv=sparse,fsync status=none; }
+case_dd_direct_dev() { fresh_dst; timed dd_direct_dev dd if="$SRC" of="$DST" bs=4M oflag=direct status=none; }
+case_pvcb_img() {
   rm -f "$IMG" "$IMG".pvcb-manifest.json; timed pvcb_img "${PVCB[@]}" "$SRC" "$IMG"
   cmp "$SRC" "$IMG" || { echo "block.sh: pvc-backup image differs" >&2; exit 1; }
   pvcb_alloc=$(allocated)
+}
+case_dd_sparse_img() {
   rm -f "$IMG"; timed dd_sparse_img dd if="$SRC" of="$IMG" bs=4M conv=sparse,fsync status=none
   sparse_alloc=$(allocated)
+}
+case_dd_direct_img() {
   rm -f "$IMG"; timed dd_direct_img dd if="$SRC" of="$IMG" bs=4M oflag=direct status=none
   direct_alloc=$(allocated)
+}
+CASES=(pvcb_dev pvcb_dev_nc dd_sparse_dev dd_direct_dev pvcb_img dd_sparse_img dd_direct_img)
+for ((r = 0; r < RUNS; r++)); do
+  for ((k = 0; k < ${#CASES[@]}; k++)); do
+    "case_${CASES[(k + r * 3) % ${#CASES[@]}]}"
+  done
 done
 # Re-runs: both targets hold a full copy; each run changes 1% of the chunks first.
 "${PVCB[@]}" "$SRC" "$DST" 2>/dev/null
