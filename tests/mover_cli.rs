@@ -496,15 +496,18 @@ fn also_refuses_a_folder_that_overlaps_another_copy_and_touches_nothing() {
     assert!(!dst.exists() && !two.exists());
 }
 
-/// The calls of `calls` (strace's `-e trace=` list) that the mover made and that succeeded, as
-/// strace printed them, one line each.
-/// With `umask`, the mover runs with that file mode creation mask.
-fn traced_calls(calls: &str, args: &[&std::ffi::OsStr], umask: Option<u32>) -> Vec<String> {
+/// What strace printed of the calls of `calls` (its `-e trace=` list) that the mover made, all
+/// threads' logs together; `-ttt` puts the time of each call at the start of its line.
+fn strace_log(calls: &str, args: &[&std::ffi::OsStr], umask: Option<u32>, timed: bool) -> String {
     let dir = tempfile::tempdir().unwrap();
     // One log per thread (-ff): no call is split into "unfinished" and "resumed" lines.
     let log = dir.path().join("strace");
     let mut cmd = Command::new("strace");
-    cmd.args(["-ff", "-qq", "-e", &format!("trace={calls}"), "-o"])
+    cmd.args(["-ff", "-qq", "-e", &format!("trace={calls}")]);
+    if timed {
+        cmd.arg("-ttt");
+    }
+    cmd.arg("-o")
         .arg(&log)
         .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"))
         .args(args);
@@ -519,16 +522,43 @@ fn traced_calls(calls: &str, args: &[&std::ffi::OsStr], umask: Option<u32>) -> V
     }
     let o = cmd.output().unwrap();
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let text: String = std::fs::read_dir(dir.path())
+    std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-        .collect();
-    // strace prints the calls it has no name for whatever the filter.
-    let names: Vec<String> = calls.split(',').map(|c| format!("{c}(")).collect();
-    text.lines()
-        .filter(|l| l.trim_end().ends_with("= 0") && names.iter().any(|n| l.starts_with(n)))
+        .collect()
+}
+
+/// Whether an strace line is a call named in `calls` (comma-separated) that succeeded; strace
+/// prints the calls it has no name for whatever the filter.
+fn succeeded(line: &str, calls: &str) -> bool {
+    line.trim_end().ends_with("= 0")
+        && calls
+            .split(',')
+            .any(|c| line.strip_prefix(c).is_some_and(|r| r.starts_with('(')))
+}
+
+/// The calls of `calls` (strace's `-e trace=` list) that the mover made and that succeeded, as
+/// strace printed them, one line each.
+fn traced_calls(calls: &str, args: &[&std::ffi::OsStr], umask: Option<u32>) -> Vec<String> {
+    strace_log(calls, args, umask, false)
+        .lines()
+        .filter(|l| succeeded(l, calls))
         .map(String::from)
         .collect()
+}
+
+/// Like [`traced_calls`], in the order the calls were made (across threads), without the times.
+fn traced_in_order(calls: &str, args: &[&std::ffi::OsStr]) -> Vec<String> {
+    let text = strace_log(calls, args, None, true);
+    let mut timed: Vec<(f64, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let (time, call) = l.split_once(' ')?;
+            succeeded(call, calls).then(|| (time.parse().unwrap(), call.to_string()))
+        })
+        .collect();
+    timed.sort_by(|a, b| a.0.total_cmp(&b.0));
+    timed.into_iter().map(|(_, call)| call).collect()
 }
 
 /// Renames the mover made, as strace saw them: (old name, new name) of each
@@ -544,6 +574,83 @@ fn traced_renames(args: &[&std::ffi::OsStr]) -> Vec<(String, String)> {
             (q[0].clone(), q[1].clone())
         })
         .collect()
+}
+
+#[test]
+fn a_snapshot_is_on_the_disk_before_it_is_named_and_before_retention_removes_any() {
+    if !need_tools(
+        "a_snapshot_is_on_the_disk_before_it_is_named_and_before_retention_removes_any",
+        &["strace"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    for i in 0..50 {
+        src.file(format!("d/{i}").as_bytes(), format!("{i}").as_bytes());
+    }
+    let backup = dir.path().join("backup");
+    let snapshot = |b: &Path| {
+        let latest = std::fs::read_link(b.join("latest")).unwrap();
+        latest.file_name().unwrap().to_str().unwrap().to_string()
+    };
+    let o = mover(&["backup", "-q", "--keep-last", "1"], &src.root, &backup);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let old = snapshot(&backup);
+    src.file(b"d/new", b"new");
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    let calls = traced_in_order(
+        "syncfs,fsync,rename,renameat,renameat2,unlinkat",
+        &[
+            os("mover"),
+            os("backup"),
+            os("-q"),
+            os("--keep-last"),
+            os("1"),
+            src.root.as_os_str(),
+            backup.as_os_str(),
+        ],
+    );
+    let new = snapshot(&backup);
+    assert_ne!(new, old);
+    assert!(!backup.join("snapshots").join(&old).exists());
+    let first = |from: usize, what: &str, f: &dyn Fn(&str) -> bool| {
+        from + calls[from..]
+            .iter()
+            .position(|c| f(c))
+            .unwrap_or_else(|| panic!("no {what} after call {from} in {calls:#?}"))
+    };
+    let manifest = first(0, "rename of the manifest", &|c| {
+        c.starts_with("rename") && c.contains(&format!("\"{new}.manifest\""))
+    });
+    let named = first(0, "rename of the snapshot", &|c| {
+        c.starts_with("rename")
+            && c.contains(&format!("\".partial-{new}\""))
+            && c.contains(&format!("\"{new}\""))
+    });
+    let latest = first(named, "rename of latest", &|c| {
+        c.starts_with("rename") && c.contains("\"latest\"")
+    });
+    let removed = first(latest, "removal of the old snapshot", &|c| {
+        c.starts_with("unlinkat") && !c.contains(".latest.tmp")
+    });
+    // Every entry and the manifest are written when the manifest gets its name; one `syncfs`
+    // between that and the snapshot's name puts them on the disk first.
+    let flushed = first(manifest, "syncfs", &|c| c.starts_with("syncfs("));
+    assert!(flushed < named, "{calls:#?}");
+    // The new names (manifest, snapshot, latest: three folders) reach the disk before retention
+    // unlinks anything of the old snapshot.
+    let synced = calls[latest..removed]
+        .iter()
+        .filter(|c| c.starts_with("fsync("))
+        .count();
+    assert!(synced >= 3, "{calls:#?}");
+    assert!(
+        calls[removed..]
+            .iter()
+            .any(|c| c.starts_with("unlinkat") && c.contains(&format!("\"{old}\""))),
+        "{calls:#?}"
+    );
 }
 
 #[test]

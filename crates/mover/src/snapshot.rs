@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use rustix::fs::{AtFlags, Mode, OFlags, mkdirat, openat, renameat, symlinkat, unlinkat};
+use rustix::fs::{
+    AtFlags, Mode, OFlags, fsync, mkdirat, openat, renameat, symlinkat, syncfs, unlinkat,
+};
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
@@ -267,6 +269,12 @@ impl Backup {
                 })
                 .map_err(io("cannot write the manifest of the snapshot in"))?;
             hashed.set(h);
+            // On the disk before it is named: after a crash of the node, a snapshot under its
+            // final name must not hold files whose data never left the page cache. `syncfs`
+            // also reports a write that failed in the background (it would otherwise go unseen).
+            syncfs(&snaps)
+                .and_then(|()| syncfs(&runs))
+                .map_err(|e| io("cannot flush the snapshot to the disk in")(e.into()))?;
 
             // Complete: give the snapshot its final name and point `latest` at it.
             let final_name = CString::new(id.as_str()).expect("no NUL");
@@ -285,6 +293,12 @@ impl Backup {
                     Ok(())
                 })
                 .map_err(io("cannot point latest at the snapshot in"))?;
+            // The new names on the disk before retention removes anything: a crash must not
+            // leave the older snapshots gone and the new one unnamed.
+            fsync(&runs)
+                .and_then(|()| fsync(&snaps))
+                .and_then(|()| fsync(&root))
+                .map_err(|e| io("cannot flush the names of the snapshot in")(e.into()))?;
             let per_run = CString::new(format!("{id}.json")).expect("no NUL");
             owners
                 .retry_target(&[], &[runs.as_fd()], || {
