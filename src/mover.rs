@@ -202,6 +202,10 @@ pub struct CopyArgs {
     /// exit code 254.
     #[arg(long)]
     allow_empty: bool,
+    /// At the end, flush DST's filesystem to the disk (one `syncfs`) and fail with exit code 1
+    /// when a write did not reach it. Backups always do.
+    #[arg(long)]
+    fsync: bool,
     /// When to act as each entry's owner (root_squash NFS, no CAP_DAC_OVERRIDE).
     #[arg(long, value_enum, default_value_t = ImpersonateArg::Auto)]
     impersonate: ImpersonateArg,
@@ -567,6 +571,7 @@ fn copy_code<J>(
         impersonate: c.impersonate.into(),
         no_delete: c.no_delete,
         manifest: c.manifest,
+        fsync: c.fsync,
     };
     let job = match prepare(opts) {
         Ok(j) => j,

@@ -654,6 +654,61 @@ fn a_snapshot_is_on_the_disk_before_it_is_named_and_before_retention_removes_any
 }
 
 #[test]
+fn a_mirror_with_fsync_flushes_its_filesystem_after_the_last_entry_is_placed() {
+    if !need_tools(
+        "a_mirror_with_fsync_flushes_its_filesystem_after_the_last_entry_is_placed",
+        &["strace"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    for i in 0..20 {
+        src.file(format!("many/{i}").as_bytes(), b"x");
+    }
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    let calls = "syncfs,rename,renameat,renameat2";
+    let plain = dir.path().join("plain");
+    let without = traced_in_order(
+        calls,
+        &[
+            os("mover"),
+            os("sync"),
+            os("-q"),
+            src.root.as_os_str(),
+            plain.as_os_str(),
+        ],
+    );
+    assert!(
+        !without.iter().any(|c| c.starts_with("syncfs(")),
+        "{without:#?}"
+    );
+    let flushed = dir.path().join("flushed");
+    let with = traced_in_order(
+        calls,
+        &[
+            os("mover"),
+            os("sync"),
+            os("-q"),
+            os("--fsync"),
+            src.root.as_os_str(),
+            flushed.as_os_str(),
+        ],
+    );
+    // The new folder gets its name once everything in it is complete: the flush comes after.
+    let placed = with
+        .iter()
+        .position(|c| c.starts_with("rename") && c.contains("\"many\""))
+        .unwrap_or_else(|| panic!("no rename of many in {with:#?}"));
+    let synced = with
+        .iter()
+        .position(|c| c.starts_with("syncfs("))
+        .unwrap_or_else(|| panic!("no syncfs in {with:#?}"));
+    assert!(placed < synced, "{with:#?}");
+    assert_mirror(&src.root, &flushed, &[]);
+}
+
+#[test]
 fn a_snapshot_is_built_without_temporary_names_and_a_mirror_with_them() {
     if !need_tools(
         "a_snapshot_is_built_without_temporary_names_and_a_mirror_with_them",

@@ -56,6 +56,9 @@ pub struct Options {
     /// Record a manifest with content hashes of the mirror (`TARGET/.pvc-backup/manifest`),
     /// for `verify` without the source.
     pub manifest: bool,
+    /// Flush the target's filesystem to the disk at the end of the run (`syncfs`), and fail when
+    /// a write did not reach it.
+    pub fsync: bool,
 }
 
 /// Default worker count: file copying waits on I/O as much as on CPU, so twice the CPUs this
@@ -383,6 +386,16 @@ impl Sync {
                     "cannot write the manifest of",
                     self.dst_path.display().to_string(),
                     e,
+                )
+            })?;
+        }
+        if self.opts.fsync {
+            // Also reports a write that failed in the background since the target was opened.
+            rustix::fs::syncfs(&self.dst).map_err(|e| {
+                Error::io(
+                    "cannot flush to the disk the writes into",
+                    self.dst_path.display().to_string(),
+                    e.into(),
                 )
             })?;
         }

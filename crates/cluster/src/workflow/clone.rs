@@ -262,11 +262,14 @@ pub fn plan(
             .collect()
     } else {
         let mut job = steps::mover_job(settings, job_name, &namespace, &request.claim, Role::Clone);
+        // The copies are on the disk before the job reports success (`--fsync`): the claims may
+        // stay mounted on the node after the pod ends, their writes still in its page cache.
         job.args = args(&[
             "mover",
             "sync",
             SOURCE_MOUNT,
             TARGET_MOUNT,
+            "--fsync",
             "--progress",
             "json",
         ]);
@@ -647,7 +650,7 @@ mod tests {
         let args = &p.jobs[0].args;
         assert_eq!(
             args.join(" "),
-            "mover sync /source /backup --progress json --also /backup-2 --also /backup-3"
+            "mover sync /source /backup --fsync --progress json --also /backup-2 --also /backup-3"
         );
         let claims: Vec<&str> = p.jobs[0].mounts.iter().map(|m| m.claim.as_str()).collect();
         assert_eq!(claims, ["data", "copy-1", "copy-2", "copy-3"]);

@@ -185,11 +185,14 @@ pub fn plan(
             "--verify-only",
         ]);
     } else {
+        // On the disk before it is verified and the source is let go (`--fsync`): the new claim
+        // may stay mounted on the node after the pod ends, its writes still in the page cache.
         copy.args = args(&[
             "mover",
             "sync",
             SOURCE_MOUNT,
             TARGET_MOUNT,
+            "--fsync",
             "--progress",
             "json",
         ]);

@@ -98,6 +98,7 @@ pub fn restore_job(
         SOURCE_MOUNT,
         "--snapshot",
         &request.snapshot,
+        "--fsync",
         "--progress",
         "json",
     ]);
