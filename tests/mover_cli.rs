@@ -497,7 +497,8 @@ fn also_refuses_a_folder_that_overlaps_another_copy_and_touches_nothing() {
 }
 
 /// What strace printed of the calls of `calls` (its `-e trace=` list) that the mover made, all
-/// threads' logs together; `-ttt` puts the time of each call at the start of its line.
+/// threads' logs together; `-ttt` puts the time of each call at the start of its line. With
+/// `umask`, the mover runs with that file mode creation mask.
 fn strace_log(calls: &str, args: &[&std::ffi::OsStr], umask: Option<u32>, timed: bool) -> String {
     let dir = tempfile::tempdir().unwrap();
     // One log per thread (-ff): no call is split into "unfinished" and "resumed" lines.
