@@ -5,7 +5,9 @@
 # 70% zeros, laid out the same way on every run, then times:
 #   - a full copy to a second (all-zero) loop device (also with --no-compare) and to a new image
 #     file,
-#   - a re-run after 1% of the chunks changed (to the device and to the image),
+#   - a re-run after 1% of the chunks changed (to the device and to the image), and beside it the
+#     least any re-run without changed-block tracking reads: the whole source once (dd
+#     of=/dev/null, timed right after the full copies), as a ratio to dd's full copy,
 #   - versioned backups (`mover backup` of the device): a first version and a new version after 1%
 #     of the chunks changed, onto xfs (reflinks: each version a clone of the previous one plus the
 #     changed chunks) and onto ext4 (full images),
@@ -25,7 +27,7 @@ while [ $# -gt 0 ]; do
     --small) SIZE_MIB=64 ;;
     --bin) BIN="$2"; shift ;;
     --dir) DIR="$2"; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "block.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -112,7 +114,11 @@ change_one_percent() { # seed: rewrite 1% of the chunks (at least one) with new 
 PVCB=("$BIN" mover block --progress none -q)
 # The full-copy cases, one function each. A run right after one that wrote gigabytes can find the
 # disk still busy with them (the page cache is dropped, but a virtual disk's host may still be
-# writing), so the cases take turns to go first from run to run, as in compare.sh.
+# writing), so the order changes from run to run, and not only where it starts: shifting one
+# order round would leave every case behind the same one each time (the comparing copy onto the
+# device always behind dd's 4 GiB direct write into an image). Run r (from 0) takes the cases
+# with a step of r % 6 + 1 from a start of 3r; as their count (7) is prime, each run is a whole
+# permutation, and in the 3 runs no case follows the same case twice.
 case_pvcb_dev() {
   fresh_dst; timed pvcb_dev "${PVCB[@]}" "$SRC" "$DST"
   cmp -n $((SIZE_MIB << 20)) "$SRC" "$DST" || { echo "block.sh: pvc-backup copy differs" >&2; exit 1; }
@@ -139,9 +145,13 @@ case_dd_direct_img() {
 CASES=(pvcb_dev pvcb_dev_nc dd_sparse_dev dd_direct_dev pvcb_img dd_sparse_img dd_direct_img)
 for ((r = 0; r < RUNS; r++)); do
   for ((k = 0; k < ${#CASES[@]}; k++)); do
-    "case_${CASES[(k + r * 3) % ${#CASES[@]}]}"
+    "case_${CASES[(r * 3 + k * (r % 6 + 1)) % ${#CASES[@]}]}"
   done
 done
+# The least a re-run reads: without changed-block tracking from the storage, every byte of the
+# source, to learn what changed. dd does only that here, right after the full copies it is
+# compared with (and after them, so that it warms nothing for them).
+for ((r = 0; r < RUNS; r++)); do timed read_src dd if="$SRC" of=/dev/null bs=4M status=none; done
 # Re-runs: both targets hold a full copy; each run changes 1% of the chunks first.
 "${PVCB[@]}" "$SRC" "$DST" 2>/dev/null
 rm -f "$IMG"; "${PVCB[@]}" "$SRC" "$IMG" 2>/dev/null
@@ -188,6 +198,10 @@ row "full copy to device, --no-compare" pvcb_dev_nc dev
 row "full copy to image file" pvcb_img img
 row "1% changed, to device" pvcb_dev_rerun dev
 row "1% changed, to image file" pvcb_img_rerun img
+rs=$(secs read_src)
+printf '| %s | %s | %s | %s | %s | %s | %s |\n' "reference: only read the whole source, as any re-run must (dd of=/dev/null)" \
+  "$rs (dd)" "$(secs dd_sparse_dev)" "$(secs dd_direct_dev)" "$(ratio "$rs" "$(secs dd_sparse_dev)")" \
+  "$(ratio "$rs" "$(secs dd_direct_dev)")" "$(rss_mib read_src)"
 row "versioned backup, first version, xfs" pvcb_backup_first_xfs img
 row "versioned backup, 1% changed, xfs (reflink)" pvcb_backup_rerun_xfs img
 row "versioned backup, first version, ext4" pvcb_backup_first_ext4 img
