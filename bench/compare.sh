@@ -236,8 +236,10 @@ run_tool() { # tool key src dst  (full copy: dst is an empty folder)
 # once. A re-run looks at the attributes of every entry on both sides (without a change journal
 # it cannot know otherwise that nothing changed): STAT_BOTH does only that, one find per side,
 # both at once.
-READ_ALL='find "$1" -type f -print0 | xargs -0 -r -P 8 -n 1000 cat > /dev/null'
-STAT_BOTH='find "$1" -printf "%i %s %T@ %C@ %m %U %G\n" > /dev/null & find "$2" -printf "%i %s %T@ %C@ %m %U %G\n" > /dev/null; wait'
+# Either fails the step when any of its programs fails, so that a reference never times less work.
+READ_ALL='set -o pipefail; find "$1" -type f -print0 | xargs -0 -r -P 8 -n 1000 cat > /dev/null'
+STAT_BOTH='f="%i %s %T@ %C@ %m %U %G\n"; find "$1" -printf "$f" > /dev/null & p=$!
+  find "$2" -printf "$f" > /dev/null; s=$?; wait "$p" && [ "$s" = 0 ]'
 stat_both() { timed "$1" bash -c "$STAT_BOTH" stat-both "$2" "$3"; }
 NOTES=()
 # full DS FS SRC BASE: the full-copy case; leaves BASE/dst-pvcb and BASE/dst-rsync as mirrors.
