@@ -107,8 +107,8 @@ env "${D2_ENV[@]}" "$MKDATA" d2 "$W/d2" >&2
 export RESTIC_PASSWORD=pvc-backup-bench
 
 # One untimed first backup by each tool: in a virtual machine, memory the guest has not touched
-# before costs several times the kernel time on first use (see docs/benchmarks.md), so without
-# this whichever tool runs first would pay for it.
+# before, or has handed back to its host, costs several times the kernel time on first use (see
+# docs/benchmarks.md), so without this whichever tool runs first would pay for it.
 log "warm-up: an untimed first backup of D1 by each tool"
 "$BIN" mover backup -q "$W/d1" "$W/pvcb" >/dev/null || die "pvc-backup's warm-up backup failed"
 restic init -q --repo "$W/restic" >/dev/null
@@ -134,7 +134,7 @@ done
 # The reference runs after all the backups: what it frees (a tree of links) would otherwise be
 # warm memory for the backup after it. It fails the step when any cp fails, and its tree must
 # hold as many entries as D1, so that it never times less work.
-LINK_ALL='src=$1 dst=$2 n=$(nproc); mkdir "$dst"
+LINK_ALL='src=$1 dst=$2 n=$(nproc); mkdir "$dst" || exit 1
   mapfile -d "" names < <(find "$src" -mindepth 1 -maxdepth 1 -printf "%f\0")
   [ ${#names[@]} -gt 0 ] || exit 1
   pids=()
@@ -160,12 +160,12 @@ for run in $(seq "$RUNS"); do
   timed verify_sha256 sh -c "cd '$W/pvcb2/latest' && sha256sum *"
 done
 
+ratio_of() { # pvcb-name other-name: the ratio of their medians
+  awk -v a="$(median "$DIR/res/$1" 1)" -v b="$(median "$DIR/res/$2" 1)" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }'
+}
 row() { # label pvcb-name other-name
-  local a b
-  a=$(median "$DIR/res/$2" 1); b=$(median "$DIR/res/$3" 1)
-  printf '| %s | %s | %s | %s | %s MiB / %s MiB |\n' "$1" "$a" "$b" \
-    "$(awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }')" \
-    "$(( $(median "$DIR/res/$2" 2) / 1024 ))" "$(( $(median "$DIR/res/$3" 2) / 1024 ))"
+  printf '| %s | %s | %s | %s | %s MiB / %s MiB |\n' "$1" "$(median "$DIR/res/$2" 1)" "$(median "$DIR/res/$3" 1)" \
+    "$(ratio_of "$2" "$3")" "$(( $(median "$DIR/res/$2" 2) / 1024 ))" "$(( $(median "$DIR/res/$3" 2) / 1024 ))"
 }
 read -r space_pvcb space_restic <"$DIR/res/space"
 echo "| case | pvc-backup s | other s | ratio | peak RSS (pvc-backup / other) |"
@@ -177,7 +177,6 @@ row "verify D2 vs b3sum (all cores)" verify_pvcb verify_b3sum
 row "verify D2 vs sha256sum" verify_pvcb verify_sha256
 echo
 echo "Space after both D1 backups: pvc-backup $((space_pvcb / 1024)) MiB, restic $((space_restic / 1024)) MiB (du -sk)."
-ratio_of() { awk -v a="$(median "$DIR/res/$1" 1)" -v b="$(median "$DIR/res/$2" 1)" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }'; }
 judge() { awk -v v="$1" -v lim="$2" -v a="$3" -v b="$4" 'BEGIN { print (v != "-" && v + 0 <= lim + 0) ? a : b }'; }
 first=$(ratio_of first_pvcb first_restic); second=$(ratio_of second_pvcb second_restic); ref=$(ratio_of link_ref second_restic)
 echo
