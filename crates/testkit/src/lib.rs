@@ -9,11 +9,14 @@
 //! - [`oracle`]: independent eyes: rsync's itemized dry run, and the kernel's `stat` through std.
 //! - [`cluster`]: a fake Kubernetes cluster (API server, controllers, a kubelet that runs the
 //!   mover binary) for end-to-end tests without a real cluster.
+//! - [`real`]: one test's namespace on a real cluster (`scripts/local-cluster.sh`), with the
+//!   same methods, its volumes judged on the host.
 
 pub mod cluster;
 pub mod cmd;
 pub mod fs;
 pub mod objects;
 pub mod oracle;
+pub mod real;
 pub mod skip;
 pub mod tree;

@@ -106,6 +106,21 @@ async fn handle(
     let port = sh.port;
     match segs.as_slice() {
         ["version"] => return json_resp(200, &version()),
+        // Without RBAC everything is allowed; a SelfSubjectAccessReview says so.
+        [
+            "apis",
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectaccessreviews",
+        ] if method == Method::POST => {
+            let mut review: Value = match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(e) => return error_resp(&ApiError::bad_request(e.to_string())),
+            };
+            review["status"] =
+                json!({"allowed": true, "reason": "the fake cluster allows everything"});
+            return json_resp(201, &review);
+        }
         ["healthz"] | ["readyz"] | ["livez"] => {
             return (StatusCode::OK, "ok").into_response();
         }

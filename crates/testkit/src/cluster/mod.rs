@@ -71,7 +71,8 @@
 //!
 //! # What it does not imitate
 //!
-//! Authentication and RBAC (everything is allowed; RBAC objects are only stored), admission
+//! Authentication and RBAC (everything is allowed; RBAC objects are only stored, and a
+//! SelfSubjectAccessReview is always answered `allowed`), admission
 //! webhooks and ValidatingAdmissionPolicies, Services/networking, resource requests and node
 //! capacity, readiness/liveness probes, init containers (they are skipped), read-only mounts and
 //! the security context (the mover runs as the test's user, with read-only mounts writable),
@@ -96,7 +97,7 @@ mod validate;
 mod volumes;
 mod workloads;
 
-pub use util::ApiError;
+pub use util::{ApiError, quantity};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
