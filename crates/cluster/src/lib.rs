@@ -4,6 +4,7 @@
 //! into the claims, Jobs and CronJobs that carry it out, so they can be tested without a cluster.
 //! Talking to the API server is a thin layer over them.
 
+pub mod access;
 pub mod connect;
 pub mod cron;
 pub mod error;

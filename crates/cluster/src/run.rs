@@ -149,6 +149,18 @@ fn advice(problem: &StartProblem) -> &'static str {
     } else if m.contains("serviceaccount") || m.contains("service account") {
         "the mover's service account is missing in this namespace: install it with \
          `pvc-backup manifests | kubectl apply -n NAMESPACE -f -`"
+    } else if m.contains("violates PodSecurity \"restricted") {
+        "the namespace enforces Pod Security \"restricted\" (its label \
+         pod-security.kubernetes.io/enforce=restricted), which a mover with capabilities does not \
+         meet: run with --unprivileged (owners the mover cannot set are kept in a manifest), or \
+         back up from a namespace that enforces \"baseline\""
+    } else if m.contains("violates PodSecurity") {
+        "the namespace's Pod Security level (its label pod-security.kubernetes.io/enforce) \
+         refuses the mover pod: the default mover needs \"baseline\", --unprivileged needs \
+         \"restricted\""
+    } else if m.contains("admission webhook") || m.contains("ValidatingAdmissionPolicy") {
+        "an admission policy refused the mover pod: check --image against the images the \
+         guard allows (`pvc-backup manifests --allowed-image`)"
     } else if m.contains("quota") || m.contains("forbidden") {
         "the namespace refuses the pod: check its ResourceQuota and LimitRange, or set \
          --requests/--limits to fit"
@@ -433,6 +445,26 @@ mod tests {
         let p = start_problem(None, &[sched]).unwrap();
         assert!(!p.fatal && p.message.contains("0/2 nodes"));
         assert!(start_problem(None, &[event("Normal", "Scheduled", "ok")]).is_none());
+    }
+
+    #[test]
+    fn pod_security_refusals_name_the_label_and_the_way_out() {
+        // The Job controller's event, as the API server words a Pod Security refusal.
+        let e = event(
+            "Warning",
+            "FailedCreate",
+            "Error creating: pods \"data-backup-x\" is forbidden: violates PodSecurity \
+             \"restricted:latest\": unrestricted capabilities (container \"mover\" must set \
+             securityContext.capabilities.drop=[\"ALL\"])",
+        );
+        let p = start_problem(None, &[e]).expect("a problem");
+        assert!(p.fatal);
+        let a = advice(&p);
+        assert!(
+            a.contains("pod-security.kubernetes.io/enforce=restricted")
+                && a.contains("--unprivileged"),
+            "{a}"
+        );
     }
 
     #[test]

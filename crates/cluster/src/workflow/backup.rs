@@ -15,6 +15,7 @@ use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, PostParams};
 use serde_json::Value;
 
+use crate::access;
 use crate::connect::Kube;
 use crate::names::{self, MANAGED_BY, SOURCE_MOUNT, TARGET_MOUNT};
 use crate::objects::claim::{self, ClaimRequest, Role};
@@ -331,6 +332,12 @@ pub async fn run(
     settings: &MoverSettings,
     observer: &mut dyn Observer,
 ) -> Result<BackupReport> {
+    let scale: &[access::Permission] = if request.scale_down {
+        access::SCALE
+    } else {
+        &[]
+    };
+    access::check(kube, &[access::MOVER_RUN, scale]).await?;
     if !request.scale_down {
         return backup(kube, request, settings, observer).await;
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::Value;
 
+use crate::access;
 use crate::connect::Kube;
 use crate::names::{self, SOURCE_LABEL, SOURCE_MOUNT, TARGET_MOUNT};
 use crate::objects::claim::{self, ClaimRequest, Role};
@@ -388,6 +389,12 @@ pub async fn run(
     observer: &mut dyn Observer,
 ) -> Result<CloneReport> {
     request.check()?;
+    let scale: &[access::Permission] = if request.scale_down {
+        access::SCALE
+    } else {
+        &[]
+    };
+    access::check(kube, &[access::MOVER_RUN, scale]).await?;
     // The source must exist before anything is scaled.
     let source = workflow::get_claim(kube, &request.claim).await?;
     let pinned = if request.scale_down {

@@ -19,6 +19,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::{Value, json};
 
+use crate::access;
 use crate::connect::Kube;
 use crate::names::{self, ROLE_LABEL, SOURCE_LABEL, SOURCE_MOUNT, TARGET_MOUNT};
 use crate::objects::claim::{self, ClaimRequest, Role};
@@ -266,6 +267,16 @@ pub async fn run(
     settings: &MoverSettings,
     observer: &mut dyn Observer,
 ) -> Result<MigrateReport> {
+    let rebind: &[access::Permission] = if request.keep_name {
+        access::REBIND
+    } else {
+        &[]
+    };
+    access::check(
+        kube,
+        &[access::MOVER_RUN, access::SCALE, access::MIGRATE, rebind],
+    )
+    .await?;
     let source = workflow::get_claim(kube, &request.claim).await?;
     let old_volume = steps::bound_volume(&source)?;
     if steps::storage_class(kube, Some(&request.storage_class))

@@ -11,6 +11,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
+use crate::access;
 use crate::connect::Kube;
 use crate::names::{self, SOURCE_MOUNT, TARGET_MOUNT};
 use crate::objects;
@@ -227,6 +228,7 @@ pub async fn run(
     observer: &mut dyn Observer,
 ) -> Result<RestoreReport> {
     request.check()?;
+    access::check(kube, &[access::MOVER_RUN, access::SCALE]).await?;
     let target = workflow::get_claim(kube, &request.claim).await?;
     workflow::get_claim(kube, &request.from).await?;
     let workload = workload::resolve(kube, request.workload.as_ref(), &request.claim).await?;

@@ -10,6 +10,7 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use serde::Serialize;
 
+use crate::access;
 use crate::connect::Kube;
 use crate::names::{self, MANAGED_BY, ROLE_LABEL, SCHEDULE_ANNOTATION, SOURCE_LABEL};
 use crate::objects::claim::Role;
@@ -174,6 +175,7 @@ pub async fn run(
     settings: &MoverSettings,
     observer: &mut dyn Observer,
 ) -> Result<ScheduleReport> {
+    access::check(kube, &[access::SCHEDULE]).await?;
     let plan = plan_from_cluster(kube, request, settings).await?;
     let target = request.backup.target();
     let name = request.name();

@@ -1,0 +1,206 @@
+//! Before a workflow changes anything: may the caller do all it will do? Each verb on each
+//! resource is asked of the API server with a SelfSubjectAccessReview (which every
+//! authenticated user may create), so that a missing permission stops the command at once with
+//! a message that names it, instead of half-way through with a claim made and a workload
+//! stopped.
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use kube::Api;
+use kube::api::PostParams;
+
+use crate::connect::Kube;
+use crate::names::{OPERATOR_CLUSTER_ROLE, VOLUMES_CLUSTER_ROLE};
+use crate::{Error, Result};
+
+/// One verb on one resource (`group` empty for the core group; `subresource` like `log`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permission {
+    /// get, list, create, patch, delete, ...
+    pub verb: &'static str,
+    /// The API group ("" for core).
+    pub group: &'static str,
+    /// The resource, plural.
+    pub resource: &'static str,
+    /// A subresource ("log", "scale"), or "".
+    pub subresource: &'static str,
+    /// Whether the resource is cluster-scoped (PersistentVolumes, StorageClasses).
+    pub cluster: bool,
+}
+
+const fn ns(verb: &'static str, group: &'static str, resource: &'static str) -> Permission {
+    Permission {
+        verb,
+        group,
+        resource,
+        subresource: "",
+        cluster: false,
+    }
+}
+
+impl Permission {
+    /// `VERB RESOURCE[/SUB][.GROUP]`, as kubectl names it.
+    pub fn describe(&self) -> String {
+        let mut r = self.resource.to_owned();
+        if !self.subresource.is_empty() {
+            r = format!("{r}/{}", self.subresource);
+        }
+        if !self.group.is_empty() {
+            r = format!("{r}.{}", self.group);
+        }
+        format!("{} {r}", self.verb)
+    }
+
+    /// The ClusterRole pvc-backup ships that grants it.
+    fn granted_by(&self) -> &'static str {
+        if self.cluster {
+            VOLUMES_CLUSTER_ROLE
+        } else {
+            OPERATOR_CLUSTER_ROLE
+        }
+    }
+}
+
+/// What every workflow that runs the mover does: read the claim, make the target claim, run
+/// the Job and follow its pod, log and events.
+pub const MOVER_RUN: &[Permission] = &[
+    ns("get", "", "persistentvolumeclaims"),
+    ns("create", "", "persistentvolumeclaims"),
+    ns("patch", "", "persistentvolumeclaims"),
+    ns("list", "", "pods"),
+    Permission {
+        subresource: "log",
+        ..ns("get", "", "pods")
+    },
+    ns("list", "", "events"),
+    ns("get", "", "serviceaccounts"),
+    ns("create", "batch", "jobs"),
+    ns("get", "batch", "jobs"),
+    ns("delete", "batch", "jobs"),
+];
+
+/// What stopping and starting a workload (`--scale-down`, restore, migrate) adds.
+pub const SCALE: &[Permission] = &[
+    ns("list", "apps", "deployments"),
+    ns("list", "apps", "statefulsets"),
+    ns("list", "apps", "replicasets"),
+    ns("patch", "apps", "deployments"),
+    ns("patch", "apps", "statefulsets"),
+    Permission {
+        subresource: "scale",
+        ..ns("patch", "apps", "deployments")
+    },
+    Permission {
+        subresource: "scale",
+        ..ns("patch", "apps", "statefulsets")
+    },
+];
+
+/// What a migration that keeps the claim's name, or a swap, adds: the volume is kept and
+/// rebound (cluster-scoped).
+pub const REBIND: &[Permission] = &[
+    ns("delete", "", "persistentvolumeclaims"),
+    Permission {
+        cluster: true,
+        ..ns("get", "", "persistentvolumes")
+    },
+    Permission {
+        cluster: true,
+        ..ns("patch", "", "persistentvolumes")
+    },
+];
+
+/// What a migration adds: it checks the target StorageClass (cluster-scoped).
+pub const MIGRATE: &[Permission] = &[Permission {
+    cluster: true,
+    ..ns("get", "storage.k8s.io", "storageclasses")
+}];
+
+/// What a schedule needs.
+pub const SCHEDULE: &[Permission] = &[
+    ns("get", "", "persistentvolumeclaims"),
+    ns("create", "", "persistentvolumeclaims"),
+    ns("get", "", "serviceaccounts"),
+    ns("create", "batch", "cronjobs"),
+    ns("get", "batch", "cronjobs"),
+];
+
+/// Asks the API server about each permission; the first one refused stops the command with a
+/// message that names the verb, the resource, the namespace and the ClusterRole that grants it.
+pub async fn check(kube: &Kube, needs: &[&[Permission]]) -> Result<()> {
+    let api: Api<SelfSubjectAccessReview> = Api::all(kube.client.clone());
+    let mut seen = Vec::new();
+    for p in needs.iter().flat_map(|n| n.iter()) {
+        if seen.contains(p) {
+            continue;
+        }
+        seen.push(*p);
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(p.verb.to_owned()),
+                    group: Some(p.group.to_owned()),
+                    resource: Some(p.resource.to_owned()),
+                    subresource: (!p.subresource.is_empty()).then(|| p.subresource.to_owned()),
+                    namespace: (!p.cluster).then(|| kube.namespace.clone()),
+                    ..ResourceAttributes::default()
+                }),
+                ..SelfSubjectAccessReviewSpec::default()
+            },
+            ..SelfSubjectAccessReview::default()
+        };
+        let answer = api
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(Error::api(format!(
+                "ask the API server whether you may {}",
+                p.describe()
+            )))?;
+        let allowed = answer.status.as_ref().is_some_and(|s| s.allowed);
+        if !allowed {
+            let place = if p.cluster {
+                "(cluster-wide)".to_owned()
+            } else {
+                format!("in namespace {}", kube.namespace)
+            };
+            let binding = if p.cluster {
+                format!("a ClusterRoleBinding to the ClusterRole {}", p.granted_by())
+            } else {
+                format!(
+                    "a RoleBinding in {} to the ClusterRole {}",
+                    kube.namespace,
+                    p.granted_by()
+                )
+            };
+            return Err(Error::Failed(format!(
+                "you may not {} {place}: the API server's RBAC refuses it, so nothing was \
+                 changed. Ask for {binding} (see docs/install.md), or check with \
+                 `kubectl auth can-i {} {}{}`",
+                p.describe(),
+                p.verb,
+                p.resource,
+                if p.cluster {
+                    String::new()
+                } else {
+                    format!(" -n {}", kube.namespace)
+                }
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_are_named_as_kubectl_names_them() {
+        assert_eq!(MOVER_RUN[4].describe(), "get pods/log");
+        assert_eq!(SCALE[5].describe(), "patch deployments/scale.apps");
+        assert_eq!(REBIND[2].describe(), "patch persistentvolumes");
+        assert_eq!(REBIND[2].granted_by(), VOLUMES_CLUSTER_ROLE);
+        assert_eq!(MOVER_RUN[7].describe(), "create jobs.batch");
+    }
+}
