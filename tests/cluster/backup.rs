@@ -13,7 +13,7 @@ use crate::util::{
     run_offline, yaml_docs,
 };
 
-fn mover_pods(c: &testkit::cluster::FakeCluster) -> Vec<Pod> {
+fn mover_pods(c: &crate::util::Cluster) -> Vec<Pod> {
     pods_labelled(c, "app.kubernetes.io/managed-by", "pvc-backup")
 }
 
@@ -22,13 +22,13 @@ fn backup_runs_next_to_the_workload_and_snapshots_the_claim() {
     let (c, src) = cluster_with_data(ClaimOptions::default());
     let node = deployment_using(&c, "web", "data");
 
-    let out = run(&c, &["backup", "data", "-n", "default", "--keep-last", "3"]);
+    let out = run(&c, &["backup", "data", "-n", c.ns(), "--keep-last", "3"]);
     expect_code(&out, 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("into data-backup: done"), "{stdout}");
 
     // The target claim was made like the source and labelled as a backup of it.
-    let target: PersistentVolumeClaim = c.get("default", "data-backup").expect("data-backup");
+    let target: PersistentVolumeClaim = c.get(c.ns(), "data-backup").expect("data-backup");
     let labels = target.metadata.labels.clone().unwrap_or_default();
     assert_eq!(labels["pvc-backup.io/source"], "data");
     assert_eq!(labels["pvc-backup.io/role"], "backup");
@@ -47,12 +47,10 @@ fn backup_runs_next_to_the_workload_and_snapshots_the_claim() {
         spec.service_account_name.as_deref(),
         Some("pvc-backup-deployer")
     );
-    assert_eq!(spec.containers[0].image.as_deref(), Some(IMAGE));
+    assert_eq!(spec.containers[0].image, Some(c.image()));
 
     // The snapshot holds what the source holds (rsync as the judge).
-    let backup = c
-        .volume_dir("default", "data-backup")
-        .expect("backup volume");
+    let backup = c.volume_dir(c.ns(), "data-backup").expect("backup volume");
     let snap = latest_snapshot(&backup);
     let diff = rsync_itemize(&src, &snap, &[]);
     assert!(
@@ -137,14 +135,14 @@ fn a_missing_claim_is_named_and_nothing_is_created() {
         err.contains("claim nope not found in namespace default"),
         "{err}"
     );
-    assert!(c.list::<Job>(Some("default")).is_empty());
-    assert!(c.list::<PersistentVolumeClaim>(Some("default")).is_empty());
+    assert!(c.list::<Job>(Some(c.ns())).is_empty());
+    assert!(c.list::<PersistentVolumeClaim>(Some(c.ns())).is_empty());
 }
 
 #[test]
 fn an_image_that_cannot_be_pulled_fails_early_and_cleans_up() {
     let (c, _) = cluster_with_data(ClaimOptions::default());
-    c.set_unpullable(IMAGE);
+    c.make_mover_unpullable();
     let err = run_failing(&c, &["backup", "data", "--start-timeout", "60"]);
     assert!(
         err.contains("cannot start") && err.contains("--image"),
@@ -152,14 +150,14 @@ fn an_image_that_cannot_be_pulled_fails_early_and_cleans_up() {
     );
     // The Job and the claim this run made are gone; the source is untouched.
     let gone = c.wait_for(Duration::from_secs(20), |c| {
-        c.list::<Job>(Some("default")).is_empty() && mover_pods(c).is_empty()
+        c.list::<Job>(Some(c.ns())).is_empty() && mover_pods(c).is_empty()
     });
     assert!(gone, "the Job or its pod was left behind");
     assert!(
-        c.get::<PersistentVolumeClaim>("default", "data-backup")
+        c.get::<PersistentVolumeClaim>(c.ns(), "data-backup")
             .is_none()
     );
-    assert!(c.get::<PersistentVolumeClaim>("default", "data").is_some());
+    assert!(c.get::<PersistentVolumeClaim>(c.ns(), "data").is_some());
 }
 
 #[test]
@@ -171,7 +169,7 @@ fn a_read_write_once_pod_claim_in_use_suggests_scaling_down() {
         err.contains("ReadWriteOncePod") && err.contains("--scale-down"),
         "{err}"
     );
-    assert!(c.list::<Job>(Some("default")).is_empty());
+    assert!(c.list::<Job>(Some(c.ns())).is_empty());
 }
 
 #[test]
@@ -181,9 +179,9 @@ fn scheduled_backups_run_list_and_go() {
     // A schedule Kubernetes would refuse is refused before anything is made.
     let err = run_failing(&c, &["schedule", "data", "--cron", "0 2 * * * *"]);
     assert!(err.contains("6 fields, not 5"), "{err}");
-    assert!(c.list::<CronJob>(Some("default")).is_empty());
+    assert!(c.list::<CronJob>(Some(c.ns())).is_empty());
     assert!(
-        c.get::<PersistentVolumeClaim>("default", "data-backup")
+        c.get::<PersistentVolumeClaim>(c.ns(), "data-backup")
             .is_none()
     );
 
@@ -199,9 +197,7 @@ fn scheduled_backups_run_list_and_go() {
         ],
     );
     expect_code(&out, 0);
-    let cron: CronJob = c
-        .get("default", "data-backup")
-        .expect("CronJob data-backup");
+    let cron: CronJob = c.get(c.ns(), "data-backup").expect("CronJob data-backup");
     assert_eq!(cron.spec.as_ref().unwrap().schedule, "0 2 * * *");
     assert_eq!(
         cron.spec.as_ref().unwrap().concurrency_policy.as_deref(),
@@ -209,7 +205,7 @@ fn scheduled_backups_run_list_and_go() {
     );
 
     // The controller fires it: the Job it makes backs the claim up.
-    let job = c.fire_cronjob("default", "data-backup").expect("fire");
+    let job = c.fire_cronjob(c.ns(), "data-backup").expect("fire");
     assert!(job_succeeds(&c, &job), "the scheduled Job did not succeed");
     assert_latest_snapshot_holds(&c, "data-backup", &src);
 
@@ -219,42 +215,14 @@ fn scheduled_backups_run_list_and_go() {
 
     let out = run(&c, &["unschedule", "data"]);
     expect_code(&out, 0);
-    assert!(c.list::<CronJob>(Some("default")).is_empty());
+    assert!(c.list::<CronJob>(Some(c.ns())).is_empty());
     // The backups stay.
     assert!(
-        c.get::<PersistentVolumeClaim>("default", "data-backup")
+        c.get::<PersistentVolumeClaim>(c.ns(), "data-backup")
             .is_some()
     );
     let out = run(&c, &["unschedule", "data"]);
     expect_code(&out, 1);
-}
-
-#[test]
-fn from_snapshot_copies_a_moment_and_removes_what_it_made() {
-    let (c, src) = cluster_with_data(ClaimOptions::default());
-    let out = run(&c, &["backup", "data", "--from-snapshot"]);
-    expect_code(&out, 0);
-    assert_latest_snapshot_holds(&c, "data-backup", &src);
-    // Only the source and the backup claim remain; no snapshot is left.
-    let mut claims: Vec<String> = c
-        .list::<PersistentVolumeClaim>(Some("default"))
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter_map(|p| p.metadata.name)
-        .collect();
-    claims.sort();
-    assert_eq!(claims, ["data", "data-backup"]);
-    let url = format!(
-        "{}/apis/snapshot.storage.k8s.io/v1/namespaces/default/volumesnapshots",
-        c.url()
-    );
-    let out = std::process::Command::new("curl")
-        .args(["-sf", &url])
-        .output()
-        .unwrap();
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("snapshot list");
-    assert_eq!(list["kind"], "VolumeSnapshotList", "{list}");
-    assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "{list}");
 }
 
 #[test]
@@ -275,18 +243,18 @@ fn installed_as_a_kubectl_plugin_it_speaks_of_kubectl_pvc_backup() {
 fn ctrl_c_while_waiting_deletes_the_job_and_the_claim_it_made() {
     let (c, _) = cluster_with_data(ClaimOptions::default());
     // A node nobody can use keeps the pod Pending, without a reason to give up early.
-    for node in ["node-a", "node-b"] {
-        c.set_unschedulable(node, true).unwrap();
+    for node in c.nodes() {
+        c.set_unschedulable(&node, true).unwrap();
     }
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_pvc-backup"))
         .args(["backup", "data", "--start-timeout", "600", "--kubeconfig"])
         .arg(c.kubeconfig())
-        .env("PVC_BACKUP_IMAGE", IMAGE)
+        .env("PVC_BACKUP_IMAGE", c.image())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let started = c.wait_for(Duration::from_secs(30), |c| {
-        !c.list::<Job>(Some("default")).is_empty()
+        !c.list::<Job>(Some(c.ns())).is_empty()
     });
     assert!(started, "no Job was created");
     // SAFETY: kill(2) on our own child's pid.
@@ -297,8 +265,8 @@ fn ctrl_c_while_waiting_deletes_the_job_and_the_claim_it_made() {
     assert!(err.contains("interrupted"), "{err}");
     // The claim goes once the pod that would have used it is gone (pvc-protection).
     let gone = c.wait_for(Duration::from_secs(30), |c| {
-        c.list::<Job>(Some("default")).is_empty()
-            && c.get::<PersistentVolumeClaim>("default", "data-backup")
+        c.list::<Job>(Some(c.ns())).is_empty()
+            && c.get::<PersistentVolumeClaim>(c.ns(), "data-backup")
                 .is_none()
     });
     assert!(gone, "the Job or the claim it made was left behind");
@@ -340,10 +308,10 @@ fn the_workflow_follows_the_movers_progress_from_the_pod_log() {
         .block_on(async {
             let kube = cluster::connect::Kube {
                 client: c.client(),
-                namespace: "default".into(),
+                namespace: c.ns().into(),
             };
             let settings = cluster::workflow::MoverSettings {
-                image: IMAGE.into(),
+                image: c.image(),
                 ..Default::default()
             };
             let request = cluster::workflow::backup::BackupRequest {
@@ -372,4 +340,44 @@ fn the_workflow_follows_the_movers_progress_from_the_pod_log() {
     );
     let summary = cluster::progress::counts(outcome.summaries.last().unwrap());
     assert_eq!(summary["entries"]["failed"], 0);
+}
+
+/// Tests only the fake cluster can run.
+mod fake_only {
+    use super::*;
+    use testkit::cluster::Options;
+
+    #[test]
+    fn from_snapshot_copies_a_moment_and_removes_what_it_made() {
+        // The local cluster has no CSI driver that takes snapshots (its volumes come from the
+        // in-tree hostpath provisioner).
+        let c = crate::util::fake_only(
+            Options::default(),
+            "needs a CSI driver that takes VolumeSnapshots",
+        );
+        let src = crate::util::claim_with_data(&c, "data", ClaimOptions::default());
+        let out = run(&c, &["backup", "data", "--from-snapshot"]);
+        expect_code(&out, 0);
+        assert_latest_snapshot_holds(&c, "data-backup", &src);
+        // Only the source and the backup claim remain; no snapshot is left.
+        let mut claims: Vec<String> = c
+            .list::<PersistentVolumeClaim>(Some(c.ns()))
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        claims.sort();
+        assert_eq!(claims, ["data", "data-backup"]);
+        let url = format!(
+            "{}/apis/snapshot.storage.k8s.io/v1/namespaces/default/volumesnapshots",
+            c.url()
+        );
+        let out = std::process::Command::new("curl")
+            .args(["-sf", &url])
+            .output()
+            .unwrap();
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("snapshot list");
+        assert_eq!(list["kind"], "VolumeSnapshotList", "{list}");
+        assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "{list}");
+    }
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use testkit::cluster::{ClaimOptions, FakeCluster};
+use testkit::cluster::ClaimOptions;
+
+use crate::util::Cluster;
 
 use crate::util::{
     IMAGE, access_mode, add_fast_class, assert_holds, claim_with_data, cluster, cluster_with_data,
@@ -14,7 +16,7 @@ use crate::util::{
     yaml_docs,
 };
 
-fn mover_pods(c: &FakeCluster) -> Vec<Pod> {
+fn mover_pods(c: &Cluster) -> Vec<Pod> {
     pods_labelled(c, "pvc-backup.io/role", "clone")
 }
 
@@ -42,7 +44,7 @@ fn three_copies_next_to_the_workload_from_one_mover_run() {
 
     for copy in ["copy-1", "copy-2", "copy-3"] {
         assert_holds(&c, copy, &src);
-        let claim: PersistentVolumeClaim = c.get("default", copy).unwrap();
+        let claim: PersistentVolumeClaim = c.get(c.ns(), copy).unwrap();
         let labels = claim.metadata.labels.unwrap_or_default();
         assert_eq!(labels["pvc-backup.io/source"], "data");
         assert_eq!(labels["pvc-backup.io/role"], "clone");
@@ -61,7 +63,7 @@ fn three_copies_next_to_the_workload_from_one_mover_run() {
     let args = spec.containers[0].args.clone().unwrap().join(" ");
     assert!(args.contains("--also /backup-2 --also /backup-3"), "{args}");
     // The workload was not touched.
-    let web: Deployment = c.get("default", "web").unwrap();
+    let web: Deployment = c.get(c.ns(), "web").unwrap();
     assert_eq!(web.spec.unwrap().replicas, Some(1));
 
     // A second run brings the copies up to date instead of refusing them.
@@ -74,28 +76,6 @@ fn three_copies_next_to_the_workload_from_one_mover_run() {
     );
     expect_code(&out, 0);
     assert_holds(&c, "copy-3", &src);
-}
-
-#[test]
-fn csi_clone_is_a_claim_with_a_data_source_and_no_mover() {
-    let (c, src) = cluster_with_data(ClaimOptions::default());
-    let out = run(&c, &["clone", "data", "--to", "twin", "--method", "csi"]);
-    expect_code(&out, 0);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("CSI clone of claim data: twin"), "{stdout}");
-    let twin: PersistentVolumeClaim = c.get("default", "twin").unwrap();
-    let ds = twin.spec.unwrap().data_source.expect("a dataSource");
-    assert_eq!(
-        (ds.kind.as_str(), ds.name.as_str()),
-        ("PersistentVolumeClaim", "data")
-    );
-    assert_holds(&c, "twin", &src);
-    assert!(c.list::<Job>(Some("default")).is_empty());
-
-    // `auto` in the same CSI class clones too.
-    let report = run_json(&c, &["clone", "data", "--to", "twin2", "-o", "json"]);
-    assert_eq!(report["method"], "csi", "{report}");
-    assert_holds(&c, "twin2", &src);
 }
 
 #[test]
@@ -131,7 +111,7 @@ fn auto_falls_back_to_a_copy_when_the_driver_cannot_clone() {
     assert!(why.contains("did not bind"), "{report}");
     for copy in ["copy-1", "copy-2"] {
         assert_holds(&c, copy, &src);
-        let claim: PersistentVolumeClaim = c.get("default", copy).unwrap();
+        let claim: PersistentVolumeClaim = c.get(c.ns(), copy).unwrap();
         assert!(claim.spec.unwrap().data_source.is_none());
     }
 
@@ -154,8 +134,7 @@ fn auto_falls_back_to_a_copy_when_the_driver_cannot_clone() {
         "{err}"
     );
     let gone = c.wait_for(Duration::from_secs(20), |c| {
-        c.get::<PersistentVolumeClaim>("default", "csi-only")
-            .is_none()
+        c.get::<PersistentVolumeClaim>(c.ns(), "csi-only").is_none()
     });
     assert!(gone, "the failed clone claim was left behind");
 }
@@ -163,7 +142,7 @@ fn auto_falls_back_to_a_copy_when_the_driver_cannot_clone() {
 #[test]
 fn a_mover_that_cannot_start_leaves_no_claim_and_no_job() {
     let (c, _) = cluster_with_data(ClaimOptions::default());
-    c.set_unpullable(IMAGE);
+    c.make_mover_unpullable();
     let err = run_failing(
         &c,
         &[
@@ -175,15 +154,13 @@ fn a_mover_that_cannot_start_leaves_no_claim_and_no_job() {
         "{err}"
     );
     let gone = c.wait_for(Duration::from_secs(30), |c| {
-        c.list::<Job>(Some("default")).is_empty()
+        c.list::<Job>(Some(c.ns())).is_empty()
             && mover_pods(c).is_empty()
-            && c.get::<PersistentVolumeClaim>("default", "copy-1")
-                .is_none()
-            && c.get::<PersistentVolumeClaim>("default", "copy-2")
-                .is_none()
+            && c.get::<PersistentVolumeClaim>(c.ns(), "copy-1").is_none()
+            && c.get::<PersistentVolumeClaim>(c.ns(), "copy-2").is_none()
     });
     assert!(gone, "the Job, its pod or a claim was left behind");
-    assert!(c.get::<PersistentVolumeClaim>("default", "data").is_some());
+    assert!(c.get::<PersistentVolumeClaim>(c.ns(), "data").is_some());
 }
 
 #[test]
@@ -195,7 +172,7 @@ fn a_read_write_once_pod_claim_is_copied_with_scale_down_and_the_workload_return
         err.contains("ReadWriteOncePod") && err.contains("--scale-down"),
         "{err}"
     );
-    assert!(c.get::<PersistentVolumeClaim>("default", "copy").is_none());
+    assert!(c.get::<PersistentVolumeClaim>(c.ns(), "copy").is_none());
 
     let out = run(
         &c,
@@ -211,12 +188,12 @@ fn a_read_write_once_pod_claim_is_copied_with_scale_down_and_the_workload_return
     );
     expect_code(&out, 0);
     assert_holds(&c, "copy", &src);
-    let db: Deployment = c.get("default", "db").unwrap();
+    let db: Deployment = c.get(c.ns(), "db").unwrap();
     assert_eq!(db.spec.unwrap().replicas, Some(1));
     let annotations = db.metadata.annotations.unwrap_or_default();
     assert!(!annotations.contains_key("pvc-backup.io/scaled-down-from"));
     let back = c.wait_for(Duration::from_secs(30), |c| {
-        c.list::<Pod>(Some("default")).iter().any(|p| {
+        c.list::<Pod>(Some(c.ns())).iter().any(|p| {
             p.metadata
                 .name
                 .as_deref()
@@ -296,10 +273,40 @@ fn dry_runs_print_objects_kubernetes_accepts_and_create_nothing() {
     );
     assert_eq!(list["kind"], "List");
     let claims: Vec<String> = c
-        .list::<PersistentVolumeClaim>(Some("default"))
+        .list::<PersistentVolumeClaim>(Some(c.ns()))
         .into_iter()
         .filter_map(|p| p.metadata.name)
         .collect();
     assert_eq!(claims, ["data"], "a dry run created claims");
-    assert!(c.list::<Job>(Some("default")).is_empty());
+    assert!(c.list::<Job>(Some(c.ns())).is_empty());
+}
+
+/// Tests only the fake cluster can run.
+mod fake_only {
+    use super::*;
+    use testkit::cluster::Options;
+
+    #[test]
+    fn csi_clone_is_a_claim_with_a_data_source_and_no_mover() {
+        // The local cluster's in-tree hostpath provisioner cannot clone.
+        let c = crate::util::fake_only(Options::default(), "needs a CSI driver that clones claims");
+        let src = crate::util::claim_with_data(&c, "data", ClaimOptions::default());
+        let out = run(&c, &["clone", "data", "--to", "twin", "--method", "csi"]);
+        expect_code(&out, 0);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("CSI clone of claim data: twin"), "{stdout}");
+        let twin: PersistentVolumeClaim = c.get(c.ns(), "twin").unwrap();
+        let ds = twin.spec.unwrap().data_source.expect("a dataSource");
+        assert_eq!(
+            (ds.kind.as_str(), ds.name.as_str()),
+            ("PersistentVolumeClaim", "data")
+        );
+        assert_holds(&c, "twin", &src);
+        assert!(c.list::<Job>(Some(c.ns())).is_empty());
+
+        // `auto` in the same CSI class clones too.
+        let report = run_json(&c, &["clone", "data", "--to", "twin2", "-o", "json"]);
+        assert_eq!(report["method"], "csi", "{report}");
+        assert_holds(&c, "twin2", &src);
+    }
 }

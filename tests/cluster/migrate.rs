@@ -7,7 +7,9 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use serde_json::json;
-use testkit::cluster::{ClaimOptions, FakeCluster};
+use testkit::cluster::ClaimOptions;
+
+use crate::util::Cluster;
 use testkit::oracle::rsync_itemize;
 
 use crate::util::{
@@ -15,19 +17,19 @@ use crate::util::{
     expect_code, pods_labelled, reference_copy, run, run_failing, run_json, yaml_docs,
 };
 
-fn class_of(c: &FakeCluster, claim: &str) -> Option<String> {
-    c.get::<PersistentVolumeClaim>("default", claim)?
+fn class_of(c: &Cluster, claim: &str) -> Option<String> {
+    c.get::<PersistentVolumeClaim>(c.ns(), claim)?
         .spec?
         .storage_class_name
 }
 
-fn volume_of(c: &FakeCluster, claim: &str) -> String {
-    let claim: PersistentVolumeClaim = c.get("default", claim).expect("claim");
+fn volume_of(c: &Cluster, claim: &str) -> String {
+    let claim: PersistentVolumeClaim = c.get(c.ns(), claim).expect("claim");
     claim.spec.and_then(|s| s.volume_name).expect("bound")
 }
 
-fn template_claims(c: &FakeCluster, deployment: &str) -> Vec<String> {
-    let d: Deployment = c.get("default", deployment).unwrap();
+fn template_claims(c: &Cluster, deployment: &str) -> Vec<String> {
+    let d: Deployment = c.get(c.ns(), deployment).unwrap();
     d.spec
         .unwrap()
         .template
@@ -41,9 +43,9 @@ fn template_claims(c: &FakeCluster, deployment: &str) -> Vec<String> {
 }
 
 /// Waits until a running pod whose name starts with `prefix` mounts `claim`.
-fn wait_running_with(c: &FakeCluster, prefix: &str, claim: &str) -> bool {
+fn wait_running_with(c: &Cluster, prefix: &str, claim: &str) -> bool {
     c.wait_for(Duration::from_secs(30), |c| {
-        c.list::<Pod>(Some("default")).iter().any(|p| {
+        c.list::<Pod>(Some(c.ns())).iter().any(|p| {
             p.metadata
                 .name
                 .as_deref()
@@ -86,7 +88,7 @@ fn migrate_repoints_the_deployment_and_rollback_points_it_back() {
     assert_holds(&c, "data-fast", &before);
     // The workload uses the new claim and runs again; the old claim is untouched.
     assert_eq!(template_claims(&c, "web"), ["data-fast"]);
-    let web: Deployment = c.get("default", "web").unwrap();
+    let web: Deployment = c.get(c.ns(), "web").unwrap();
     assert_eq!(web.spec.as_ref().unwrap().replicas, Some(1));
     let annotations = web.metadata.annotations.clone().unwrap_or_default();
     let previous: serde_json::Value =
@@ -98,7 +100,7 @@ fn migrate_repoints_the_deployment_and_rollback_points_it_back() {
 
     // The application writes on the new claim; rollback goes back to the old one and keeps
     // what was written in the new one.
-    let new_dir = c.volume_dir("default", "data-fast").unwrap();
+    let new_dir = c.volume_dir(c.ns(), "data-fast").unwrap();
     std::fs::write(new_dir.join("written-after"), b"new\n").unwrap();
     // A dry run shows the workload as it would be, and changes nothing.
     let list = run_json(
@@ -121,7 +123,7 @@ fn migrate_repoints_the_deployment_and_rollback_points_it_back() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("uses claim data again"), "{stdout}");
     assert_eq!(template_claims(&c, "web"), ["data"]);
-    let web: Deployment = c.get("default", "web").unwrap();
+    let web: Deployment = c.get(c.ns(), "web").unwrap();
     let annotations = web.metadata.annotations.unwrap_or_default();
     assert!(!annotations.contains_key("pvc-backup.io/previous-claims"));
     assert!(wait_running_with(&c, "web-", "data"));
@@ -136,20 +138,18 @@ fn migrate_repoints_the_deployment_and_rollback_points_it_back() {
     expect_code(&out, 1);
 }
 
-fn statefulset_db(c: &FakeCluster) -> PathBuf {
+fn statefulset_db(c: &Cluster) -> PathBuf {
     c.create_value(json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": "db", "namespace": "default"},
+        "metadata": {"name": "db", "namespace": c.ns()},
         "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
             "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [
-                {"name": "db", "image": "registry.test/db:1",
+                {"name": "db", "image": c.app_image(), "command": ["sleep", "86400"],
                  "volumeMounts": [{"name": "data", "mountPath": "/var/lib/db"}]}]}},
             "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
                 "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}}))
         .expect("create the StatefulSet");
     assert!(wait_running_with(c, "db-0", "data-db-0"));
-    let dir = c
-        .volume_dir("default", "data-db-0")
-        .expect("data-db-0 bound");
+    let dir = c.volume_dir(c.ns(), "data-db-0").expect("data-db-0 bound");
     testkit::tree::Tree::new(&dir)
         .file(b"base/1", b"one\n")
         .file(b"base/2", &[9u8; 70_000])
@@ -171,7 +171,7 @@ fn keep_name_moves_a_statefulset_claim_and_rollback_rebinds_the_old_volume() {
     let err = run_failing(&c, &["migrate", "data-db-0", "--storage-class", "fast"]);
     assert!(err.contains("--keep-name"), "{err}");
     assert!(
-        c.get::<PersistentVolumeClaim>("default", "data-db-0-fast")
+        c.get::<PersistentVolumeClaim>(c.ns(), "data-db-0-fast")
             .is_none()
     );
 
@@ -197,7 +197,7 @@ fn keep_name_moves_a_statefulset_claim_and_rollback_rebinds_the_old_volume() {
     assert_eq!(report["newVolume"], new_pv.as_str());
     assert_holds(&c, "data-db-0", &before);
     assert!(
-        c.get::<PersistentVolumeClaim>("default", "data-db-0-fast")
+        c.get::<PersistentVolumeClaim>(c.ns(), "data-db-0-fast")
             .is_none()
     );
     // The old volume is kept as the way back, with its data.
@@ -212,13 +212,13 @@ fn keep_name_moves_a_statefulset_claim_and_rollback_rebinds_the_old_volume() {
     let old_dir = c.pv_path(&old_pv).expect("old volume folder");
     assert!(rsync_itemize(&before, &old_dir, &[]).is_empty());
     // The StatefulSet runs again on the claim of the same name.
-    let sts: StatefulSet = c.get("default", "db").unwrap();
+    let sts: StatefulSet = c.get(c.ns(), "db").unwrap();
     assert_eq!(sts.spec.unwrap().replicas, Some(1));
     assert!(wait_running_with(&c, "db-0", "data-db-0"));
 
     // Rollback: the claim is bound to its old volume again, whose policy is given back; the
     // newer data stays reachable in claim data-db-0-fast.
-    let new_dir = c.volume_dir("default", "data-db-0").unwrap();
+    let new_dir = c.volume_dir(c.ns(), "data-db-0").unwrap();
     std::fs::write(new_dir.join("written-after"), b"new\n").unwrap();
     let out = run(&c, &["migrate", "--rollback", "data-db-0", "--dry-run"]);
     expect_code(&out, 0);
@@ -253,7 +253,7 @@ fn keep_name_moves_a_statefulset_claim_and_rollback_rebinds_the_old_volume() {
         Some("Delete")
     );
     assert_eq!(volume_of(&c, "data-db-0-fast"), new_pv);
-    let newer = c.volume_dir("default", "data-db-0-fast").unwrap();
+    let newer = c.volume_dir(c.ns(), "data-db-0-fast").unwrap();
     assert_eq!(
         std::fs::read(newer.join("written-after")).unwrap(),
         b"new\n"
@@ -284,10 +284,10 @@ fn another_workload_on_the_claim_is_refused_before_anything_is_made() {
         "{err}"
     );
     assert!(
-        c.get::<PersistentVolumeClaim>("default", "shared-fast")
+        c.get::<PersistentVolumeClaim>(c.ns(), "shared-fast")
             .is_none()
     );
-    let web: Deployment = c.get("default", "web").unwrap();
+    let web: Deployment = c.get(c.ns(), "web").unwrap();
     assert_eq!(web.spec.unwrap().replicas, Some(1));
 }
 
@@ -320,13 +320,13 @@ fn a_failed_verification_leaves_the_workload_on_its_data_and_running() {
         args.extend_from_slice(extra);
         errors.push(run_failing(&c, &args));
         // Nothing of the source changed; the workload points where it did and runs again.
-        let dir = c.volume_dir("default", "data").unwrap();
+        let dir = c.volume_dir(c.ns(), "data").unwrap();
         let diff = rsync_itemize(&before, &dir, &["/log"]);
         assert!(diff.is_empty(), "{diff:#?}");
         assert_eq!(volume_of(&c, "data"), old_pv);
         assert_eq!(class_of(&c, "data").as_deref(), Some("standard"));
         assert_eq!(template_claims(&c, "web"), ["data"]);
-        let web: Deployment = c.get("default", "web").unwrap();
+        let web: Deployment = c.get(c.ns(), "web").unwrap();
         assert_eq!(web.spec.unwrap().replicas, Some(1));
         let annotations = web.metadata.annotations.unwrap_or_default();
         assert!(!annotations.contains_key("pvc-backup.io/previous-claims"));
@@ -383,21 +383,21 @@ fn a_mover_that_cannot_start_stops_the_migration_before_the_workload_is_touched(
     add_fast_class(&c);
     claim_with_data(&c, "data", ClaimOptions::default());
     deployment_using(&c, "web", "data");
-    c.set_unpullable(crate::util::IMAGE);
+    c.make_mover_unpullable();
     let err = run_failing(&c, &["migrate", "data", "--storage-class", "fast"]);
     assert!(
         err.contains("cannot start") && err.contains("--image"),
         "{err}"
     );
     let gone = c.wait_for(Duration::from_secs(30), |c| {
-        c.get::<PersistentVolumeClaim>("default", "data-fast")
+        c.get::<PersistentVolumeClaim>(c.ns(), "data-fast")
             .is_none()
-            && c.list::<k8s_openapi::api::batch::v1::Job>(Some("default"))
+            && c.list::<k8s_openapi::api::batch::v1::Job>(Some(c.ns()))
                 .is_empty()
     });
     assert!(gone, "the new claim or the Job was left behind");
     assert_eq!(template_claims(&c, "web"), ["data"]);
-    let web: Deployment = c.get("default", "web").unwrap();
+    let web: Deployment = c.get(c.ns(), "web").unwrap();
     assert_eq!(web.spec.unwrap().replicas, Some(1));
     let ours: Vec<String> = web
         .metadata

@@ -8,15 +8,17 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PodTemplateSpec};
 use serde_json::{Value, json};
-use testkit::cluster::{ClaimOptions, FakeCluster, Options};
+use testkit::cluster::{ClaimOptions, Options};
+
+use crate::util::Cluster;
 use testkit::oracle::rsync_itemize;
 
 use crate::util::{
-    access_mode, assert_holds, claim_with_data, cluster, cluster_with, cluster_with_data,
-    deployment_using, expect_code, reference_copy, run, run_failing, run_json,
+    access_mode, assert_holds, claim_with_data, cluster, cluster_with_data, deployment_using,
+    expect_code, reference_copy, run, run_failing, run_json,
 };
 
-fn backup(c: &FakeCluster) -> String {
+fn backup(c: &Cluster) -> String {
     let report = run_json(c, &["backup", "data", "-o", "json"]);
     report["summary"]["snapshot"]
         .as_str()
@@ -37,8 +39,8 @@ fn shown_deployment(out: &std::process::Output) -> Deployment {
     serde_saphyr::from_str(text.trim_start_matches("---\n")).expect("a Deployment")
 }
 
-fn replicas(c: &FakeCluster, name: &str) -> Option<i32> {
-    c.get::<Deployment>("default", name)?.spec?.replicas
+fn replicas(c: &Cluster, name: &str) -> Option<i32> {
+    c.get::<Deployment>(c.ns(), name)?.spec?.replicas
 }
 
 #[test]
@@ -60,7 +62,7 @@ fn restore_by_copy_stops_the_workload_and_brings_the_snapshot_back() {
     assert_eq!(report["workload"], "deployment/web", "{report}");
     assert_holds(&c, "data", &second);
     assert_eq!(replicas(&c, "web"), Some(1));
-    let web: Deployment = c.get("default", "web").unwrap();
+    let web: Deployment = c.get(c.ns(), "web").unwrap();
     let annotations = web.metadata.annotations.unwrap_or_default();
     assert!(!annotations.contains_key("pvc-backup.io/scaled-down-from"));
 
@@ -97,26 +99,21 @@ fn restore_by_copy_stops_the_workload_and_brings_the_snapshot_back() {
 }
 
 /// A Deployment whose container mounts the claim twice: whole, and one folder of it.
-fn web_with_mounts(c: &FakeCluster) {
+fn web_with_mounts(c: &Cluster) {
     c.create_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "default"},
+        "metadata": {"name": "web", "namespace": c.ns()},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
             "template": {"metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "app", "image": "registry.test/app:1",
+                "spec": {"containers": [{"name": "app", "image": c.app_image(), "command": ["sleep", "86400"],
                     "volumeMounts": [{"name": "data", "mountPath": "/srv"},
                                      {"name": "data", "mountPath": "/etc/app", "subPath": "sub"}]}],
                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}}}))
         .expect("create deployment");
 }
 
-fn template_of(
-    c: &FakeCluster,
-    api_version: &str,
-    kind: &str,
-    name: &str,
-) -> (Value, PodTemplateSpec) {
+fn template_of(c: &Cluster, api_version: &str, kind: &str, name: &str) -> (Value, PodTemplateSpec) {
     let obj = c
-        .get_value(api_version, kind, "default", name)
+        .get_value(api_version, kind, c.ns(), name)
         .expect("workload");
     let template: PodTemplateSpec =
         serde_json::from_value(obj["spec"]["template"].clone()).expect("a pod template");
@@ -165,13 +162,10 @@ fn swap_points_the_deployment_at_the_snapshot_and_rollback_switches_back() {
         r#"{"data":"data"}"#
     );
     // What the workload now sees is the data as it was at the backup.
-    let seen = c
-        .volume_dir("default", "data-backup")
-        .unwrap()
-        .join(&folder);
+    let seen = c.volume_dir(c.ns(), "data-backup").unwrap().join(&folder);
     let diff = rsync_itemize(&at_backup, &seen, &[]);
     assert!(diff.is_empty(), "{diff:#?}");
-    let backup_claim: PersistentVolumeClaim = c.get("default", "data-backup").unwrap();
+    let backup_claim: PersistentVolumeClaim = c.get(c.ns(), "data-backup").unwrap();
     assert_eq!(
         backup_claim.metadata.annotations.unwrap_or_default()["pvc-backup.io/swapped-into"],
         format!("deployment/web {folder}")
@@ -211,7 +205,7 @@ fn swap_points_the_deployment_at_the_snapshot_and_rollback_switches_back() {
         .unwrap_or_default();
     assert!(!annotations.contains_key("pvc-backup.io/previous-claims"));
     assert!(!annotations.contains_key("pvc-backup.io/swapped-sub-paths"));
-    let backup_claim: PersistentVolumeClaim = c.get("default", "data-backup").unwrap();
+    let backup_claim: PersistentVolumeClaim = c.get(c.ns(), "data-backup").unwrap();
     let annotations = backup_claim.metadata.annotations.unwrap_or_default();
     assert!(!annotations.contains_key("pvc-backup.io/swapped-into"));
 
@@ -227,11 +221,11 @@ fn rollback_scales_up_a_workload_a_dead_scale_down_left_at_zero() {
     let c = cluster();
     claim_with_data(&c, "data", ClaimOptions::default());
     c.create_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "default",
+        "metadata": {"name": "web", "namespace": c.ns(),
             "annotations": {"pvc-backup.io/scaled-down-from": "2"}},
         "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
             "template": {"metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "app", "image": "registry.test/app:1"}],
+                "spec": {"containers": [{"name": "app", "image": c.app_image(), "command": ["sleep", "86400"]}],
                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}}}))
         .expect("create deployment");
 
@@ -248,11 +242,11 @@ fn rollback_scales_up_a_workload_a_dead_scale_down_left_at_zero() {
     let report = run_json(&c, &["rollback", "deploy/web", "-o", "json"]);
     assert_eq!(report["replicas"], 2, "{report}");
     assert_eq!(replicas(&c, "web"), Some(2));
-    let web: Deployment = c.get("default", "web").unwrap();
+    let web: Deployment = c.get(c.ns(), "web").unwrap();
     let annotations = web.metadata.annotations.unwrap_or_default();
     assert!(!annotations.contains_key("pvc-backup.io/scaled-down-from"));
     let ran = c.wait_for(Duration::from_secs(30), |c| {
-        c.list::<k8s_openapi::api::core::v1::Pod>(Some("default"))
+        c.list::<k8s_openapi::api::core::v1::Pod>(Some(c.ns()))
             .iter()
             .filter(|p| {
                 p.metadata.labels.as_ref().and_then(|l| l.get("app")) == Some(&"web".to_owned())
@@ -267,71 +261,74 @@ fn rollback_scales_up_a_workload_a_dead_scale_down_left_at_zero() {
     assert!(err.contains("nothing to switch back"), "{err}");
 }
 
-fn dc_ready(c: &FakeCluster, n: i64) -> bool {
+fn dc_ready(c: &Cluster, n: i64) -> bool {
     c.wait_for(Duration::from_secs(30), |c| {
-        c.get_value(
-            "apps.openshift.io/v1",
-            "DeploymentConfig",
-            "default",
-            "shop",
-        )
-        .is_some_and(|v| v["status"]["readyReplicas"] == n)
+        c.get_value("apps.openshift.io/v1", "DeploymentConfig", c.ns(), "shop")
+            .is_some_and(|v| v["status"]["readyReplicas"] == n)
     })
 }
 
-#[test]
-fn a_deployment_config_is_found_from_its_pods_stopped_for_a_copy_and_swapped() {
-    let c = cluster_with(Options {
-        openshift: true,
-        ..Options::default()
-    });
-    let src = claim_with_data(&c, "data", access_mode("ReadWriteMany"));
-    c.create_value(
-        json!({"apiVersion": "apps.openshift.io/v1", "kind": "DeploymentConfig",
-        "metadata": {"name": "shop", "namespace": "default"},
-        "spec": {"replicas": 2, "selector": {"app": "shop"}, "triggers": [{"type": "ConfigChange"}],
-            "template": {"metadata": {"labels": {"app": "shop"}}, "spec": {
-                "containers": [{"name": "c", "image": "registry.test/shop:1",
-                    "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
-                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}}}),
-    )
-    .expect("create the DeploymentConfig");
-    assert!(dc_ready(&c, 2));
-    let (_keep, at_backup) = reference_copy(&src);
-    let id = backup(&c);
+/// Tests only the fake cluster can run.
+mod fake_only {
+    use super::*;
 
-    // By copy: the DeploymentConfig (found through its ReplicationController) is stopped and
-    // gets its two replicas back.
-    damage(&src);
-    let report = run_json(
-        &c,
-        &["restore", "data", "--from", "data-backup", "-o", "json"],
-    );
-    assert_eq!(report["workload"], "deploymentconfig/shop", "{report}");
-    assert_holds(&c, "data", &at_backup);
-    let (obj, _) = template_of(&c, "apps.openshift.io/v1", "DeploymentConfig", "shop");
-    assert_eq!(obj["spec"]["replicas"], 2);
-    assert!(dc_ready(&c, 2));
-
-    // By swap, and back.
-    let out = run(&c, &["restore", "data", "--from", "data-backup", "--swap"]);
-    expect_code(&out, 0);
-    let (_, template) = template_of(&c, "apps.openshift.io/v1", "DeploymentConfig", "shop");
-    assert_eq!(
-        data_volume(&template),
-        (
-            "data-backup".to_owned(),
-            vec![Some(format!("snapshots/{id}"))]
+    #[test]
+    fn a_deployment_config_is_found_from_its_pods_stopped_for_a_copy_and_swapped() {
+        let c = crate::util::fake_only(
+            Options {
+                openshift: true,
+                ..Options::default()
+            },
+            "needs OpenShift's apps.openshift.io API (DeploymentConfigs)",
+        );
+        let src = claim_with_data(&c, "data", access_mode("ReadWriteMany"));
+        c.create_value(
+            json!({"apiVersion": "apps.openshift.io/v1", "kind": "DeploymentConfig",
+            "metadata": {"name": "shop", "namespace": c.ns()},
+            "spec": {"replicas": 2, "selector": {"app": "shop"}, "triggers": [{"type": "ConfigChange"}],
+                "template": {"metadata": {"labels": {"app": "shop"}}, "spec": {
+                    "containers": [{"name": "c", "image": "registry.test/shop:1",
+                        "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}}}),
         )
-    );
-    let out = run(&c, &["rollback", "dc/shop"]);
-    expect_code(&out, 0);
-    let (_, template) = template_of(&c, "apps.openshift.io/v1", "DeploymentConfig", "shop");
-    assert_eq!(data_volume(&template), ("data".to_owned(), vec![None]));
-    // Without a workload using it, a swap has nothing to repoint.
-    let err = run_failing(
-        &c,
-        &["restore", "nothing", "--from", "data-backup", "--swap"],
-    );
-    assert!(err.contains("claim nothing not found"), "{err}");
+        .expect("create the DeploymentConfig");
+        assert!(dc_ready(&c, 2));
+        let (_keep, at_backup) = reference_copy(&src);
+        let id = backup(&c);
+
+        // By copy: the DeploymentConfig (found through its ReplicationController) is stopped and
+        // gets its two replicas back.
+        damage(&src);
+        let report = run_json(
+            &c,
+            &["restore", "data", "--from", "data-backup", "-o", "json"],
+        );
+        assert_eq!(report["workload"], "deploymentconfig/shop", "{report}");
+        assert_holds(&c, "data", &at_backup);
+        let (obj, _) = template_of(&c, "apps.openshift.io/v1", "DeploymentConfig", "shop");
+        assert_eq!(obj["spec"]["replicas"], 2);
+        assert!(dc_ready(&c, 2));
+
+        // By swap, and back.
+        let out = run(&c, &["restore", "data", "--from", "data-backup", "--swap"]);
+        expect_code(&out, 0);
+        let (_, template) = template_of(&c, "apps.openshift.io/v1", "DeploymentConfig", "shop");
+        assert_eq!(
+            data_volume(&template),
+            (
+                "data-backup".to_owned(),
+                vec![Some(format!("snapshots/{id}"))]
+            )
+        );
+        let out = run(&c, &["rollback", "dc/shop"]);
+        expect_code(&out, 0);
+        let (_, template) = template_of(&c, "apps.openshift.io/v1", "DeploymentConfig", "shop");
+        assert_eq!(data_volume(&template), ("data".to_owned(), vec![None]));
+        // Without a workload using it, a swap has nothing to repoint.
+        let err = run_failing(
+            &c,
+            &["restore", "nothing", "--from", "data-backup", "--swap"],
+        );
+        assert!(err.contains("claim nothing not found"), "{err}");
+    }
 }
