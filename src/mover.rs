@@ -226,8 +226,48 @@ pub struct CopyArgs {
     quiet: bool,
 }
 
+/// In a pod the mover is process 1, for which the kernel ignores a signal without a handler: a
+/// deleted pod (or Job) would wait its whole grace period for a SIGKILL. SIGTERM and SIGINT are
+/// blocked here, before any other thread starts (threads inherit the mask), and one thread waits
+/// for them and ends the process with 128 + the signal's number. What was being written stays a
+/// temporary file that the next run removes; the target's lock is an flock, released on exit.
+fn stop_on_sigterm() {
+    // SAFETY: sigset operations on a local set; pthread_sigmask on the calling thread.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return;
+        }
+        set
+    };
+    let waiter = std::thread::Builder::new()
+        .name("sigterm".into())
+        .spawn(move || {
+            let mut sig: libc::c_int = 0;
+            // SAFETY: sigwait on a set of blocked signals, writing into a local.
+            if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+                let name = if sig == libc::SIGTERM {
+                    "SIGTERM"
+                } else {
+                    "SIGINT"
+                };
+                eprintln!("pvc-backup: stopped by {name}; the next run completes the copy");
+                std::process::exit(128 + sig);
+            }
+        });
+    if waiter.is_err() {
+        // Without the waiter the signals must not stay blocked.
+        // SAFETY: as above.
+        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+    }
+}
+
 /// Runs a mover subcommand and returns its exit code.
 pub fn run(args: MoverArgs) -> anyhow::Result<ExitCode> {
+    stop_on_sigterm();
     match args.command {
         MoverCommand::Sync(a) => sync(a),
         MoverCommand::Backup(a) => backup(a),

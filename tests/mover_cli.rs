@@ -316,6 +316,48 @@ fn a_sync_killed_at_random_moments_never_shows_a_half_written_file_and_finishes_
     assert_mirror(&src.root, &dst, &[]);
 }
 
+/// In a pod the mover is process 1, which the kernel does not end on a signal it has no handler
+/// for: a deleted pod would wait out its grace period. The mover stops at SIGTERM itself.
+#[test]
+fn sigterm_mid_copy_stops_the_mover_with_143_and_the_next_run_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    big_tree(&src);
+    let dst = dir.path().join("dst");
+    let mut child = bin()
+        .args(["mover", "sync", "-q", "--threads", "2"])
+        .arg(&src.root)
+        .arg(&dst)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(&mut child, || has_temp_file(&dst));
+    if child.try_wait().unwrap().is_some() {
+        skip(
+            "sigterm_mid_copy",
+            "the copy finished before a file was seen being written",
+        );
+        return;
+    }
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stopped by SIGTERM"), "{err}");
+    no_half_written_file(&src.root, &dst);
+    let o = sync(&src.root, &dst, &["-q"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!has_temp_file(&dst));
+    assert_mirror(&src.root, &dst, &[]);
+}
+
 #[test]
 fn a_backup_killed_midway_leaves_no_snapshot_and_the_next_run_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
