@@ -132,7 +132,7 @@ fn a_missing_claim_is_named_and_nothing_is_created() {
     let c = cluster();
     let err = run_failing(&c, &["backup", "nope"]);
     assert!(
-        err.contains("claim nope not found in namespace default"),
+        err.contains(&format!("claim nope not found in namespace {}", c.ns())),
         "{err}"
     );
     assert!(c.list::<Job>(Some(c.ns())).is_empty());
