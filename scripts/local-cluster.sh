@@ -235,6 +235,16 @@ images() {
 
 BINDIR=""
 binaries() { BINDIR="$("$here/local-cluster/build.sh")/bin"; }
+# openshift/api, pinned, from the Go module proxy (into the cache's module folder).
+OPENSHIFT_API_VERSION="v0.0.0-20260116192047-6fb7fdae95fd"
+openshift_api() {
+  local dir="${PVC_BACKUP_CACHE:-/var/cache/pvc-backup}/go/mod/github.com/openshift/api@$OPENSHIFT_API_VERSION"
+  if [ ! -d "$dir" ]; then
+    (cd "$(mktemp -d)" && GOMODCACHE="$(dirname "$(dirname "$(dirname "$dir")")")" GOFLAGS=-mod=mod \
+      go mod download "github.com/openshift/api@$OPENSHIFT_API_VERSION") >&2
+  fi
+  echo "$dir"
+}
 kube_src() { echo "${PVC_BACKUP_CACHE:-/var/cache/pvc-backup}/go/mod/k8s.io/kubernetes@${KUBE_VERSION:-v1.34.4}"; }
 
 control_plane() {
@@ -392,6 +402,10 @@ reclaimPolicy: Retain
 volumeBindingMode: WaitForFirstConsumer
 EOF
   kc apply -f "$(kube_src)/cluster/addons/volumesnapshots/crd/" >/dev/null
+  # OpenShift's SecurityContextConstraints, so that the SCC and the RBAC around it that
+  # `manifests --openshift` and deploy/openshift ship are checked by this API server too (it
+  # stores SCCs; only OpenShift enforces them).
+  kc apply --server-side -f "$(openshift_api)/security/v1/zz_generated.crd-manifests/0000_03_config-operator_01_securitycontextconstraints.crd.yaml" >/dev/null
   wait_for "the default service account" 60 kc -n default get serviceaccount default
 }
 
@@ -410,6 +424,7 @@ up() {
 }
 
 env_lines() {
+  echo "export PATH=$("$here/local-cluster/build.sh" --path)/bin:\$PATH"
   echo "export KUBECONFIG=$DIR/admin.kubeconfig"
   echo "export PVC_BACKUP_IMAGE=$IMAGE"
   echo "export PVC_BACKUP_TEST_TOOLS_IMAGE=$TOOLS_IMAGE"

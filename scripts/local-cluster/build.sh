@@ -3,7 +3,8 @@
 # modules of one pinned release, into a cache folder outside the repository keyed by version.
 # A second run finds the binaries there and builds nothing.
 #
-#   build.sh            prints the folder that holds the binaries
+#   build.sh            builds what is missing, then prints the folder that holds the binaries
+#   build.sh --path     prints that folder only
 #
 # Environment: PVC_BACKUP_CACHE (default /var/cache/pvc-backup) holds GOMODCACHE, GOCACHE and the
 # binaries; KUBE_VERSION and ETCD_VERSION pin the releases.
@@ -15,6 +16,8 @@ CACHE="${PVC_BACKUP_CACHE:-/var/cache/pvc-backup}"
 OUT="$CACHE/kubernetes-$KUBE_VERSION-etcd-$ETCD_VERSION"
 export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOFLAGS="-buildvcs=false -mod=mod"
 export GOTOOLCHAIN=local CGO_ENABLED=0
+
+if [ "${1:-}" = --path ]; then echo "$OUT"; exit 0; fi
 
 BINS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd)
 have_all() { for b in "${BINS[@]}"; do [ -x "$OUT/bin/$b" ] || return 1; done; }

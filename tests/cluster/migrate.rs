@@ -142,7 +142,7 @@ fn statefulset_db(c: &Cluster) -> PathBuf {
     c.create_value(json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": {"name": "db", "namespace": c.ns()},
         "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
-            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [
+            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"terminationGracePeriodSeconds": 1, "containers": [
                 {"name": "db", "image": c.app_image(), "command": ["sleep", "86400"],
                  "volumeMounts": [{"name": "data", "mountPath": "/var/lib/db"}]}]}},
             "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {

@@ -104,7 +104,7 @@ fn web_with_mounts(c: &Cluster) {
         "metadata": {"name": "web", "namespace": c.ns()},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
             "template": {"metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "app", "image": c.app_image(), "command": ["sleep", "86400"],
+                "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "app", "image": c.app_image(), "command": ["sleep", "86400"],
                     "volumeMounts": [{"name": "data", "mountPath": "/srv"},
                                      {"name": "data", "mountPath": "/etc/app", "subPath": "sub"}]}],
                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}}}))
@@ -225,7 +225,7 @@ fn rollback_scales_up_a_workload_a_dead_scale_down_left_at_zero() {
             "annotations": {"pvc-backup.io/scaled-down-from": "2"}},
         "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
             "template": {"metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "app", "image": c.app_image(), "command": ["sleep", "86400"]}],
+                "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "app", "image": c.app_image(), "command": ["sleep", "86400"]}],
                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}}}))
         .expect("create deployment");
 

@@ -53,11 +53,6 @@ impl Cluster {
         }
     }
 
-    /// Whether this is a real cluster.
-    pub fn is_real(&self) -> bool {
-        matches!(self.backend, Backend::Real(_))
-    }
-
     /// The pvc-backup image the binary runs the mover with.
     pub fn image(&self) -> String {
         self.image.borrow().clone()
@@ -364,13 +359,14 @@ pub fn job_succeeds(c: &Cluster, name: &str) -> bool {
 }
 
 /// A Deployment `name` with one pod that mounts `claim`; waits until the pod runs and returns
-/// its node.
+/// its node. (`sleep` as process 1 ignores SIGTERM: one second of grace, not thirty, on a real
+/// node.)
 pub fn deployment_using(c: &Cluster, name: &str, claim: &str) -> String {
     c.create_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": c.ns()},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
             "template": {"metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "app", "image": c.app_image(), "command": ["sleep", "86400"]}],
+                "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "app", "image": c.app_image(), "command": ["sleep", "86400"]}],
                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]}}}}))
         .expect("create deployment");
     let mut node = String::new();
