@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs pvc-backup's whole test suite: formatting, lints, unit and integration tests, a small run
-# of the benchmark scripts so they keep working, and (as root) the end-to-end run in podman.
+# of the benchmark scripts so they keep working, and (as root) the end-to-end run in podman and
+# the cluster tests against a real Kubernetes control plane (scripts/local-cluster.sh).
 #
 # Run as root, it first installs the Debian packages the tests need when they are missing, and
 # the tests that need root (loop devices, mounts, other owners) run too. Run as an ordinary user,
@@ -29,7 +30,8 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+# Against the fake cluster; the tests that need a real API server run further down.
+cargo test --workspace --locked -- --skip real_only
 
 # The benchmark scripts in their small mode, so that they keep working. They check that every
 # copy is exact; the times they print mean nothing at this size and are not checked.
@@ -56,3 +58,20 @@ else
   if [ "${CI:-}" = true ]; then echo "test.sh: CI=true forbids skipping" >&2; exit 1; fi
 fi
 
+# The cluster tests against Kubernetes' own control plane and a real kubelet running the image.
+# The first run builds Kubernetes from the Go modules into a cache outside the repository
+# (about 12 minutes on 2 cores); later runs start the cluster in seconds.
+if [ "$(id -u)" = 0 ]; then
+  if ! scripts/local-cluster.sh up; then
+    echo "test.sh: the local cluster did not come up; its logs:" >&2
+    tail -n 20 "${PVC_BACKUP_CLUSTER_DIR:-/var/tmp/pvc-backup-cluster}"/log/*.log >&2 || true
+    scripts/local-cluster.sh down || true
+    exit 1
+  fi
+  trap 'scripts/local-cluster.sh down' EXIT
+  eval "$(scripts/local-cluster.sh env)"
+  PVC_BACKUP_TEST_CLUSTER=real cargo test --locked --test cluster -- --test-threads=1 --skip fake_only
+else
+  echo "test.sh: SKIP the real-cluster tests: scripts/local-cluster.sh needs root"
+  if [ "${CI:-}" = true ]; then echo "test.sh: CI=true forbids skipping" >&2; exit 1; fi
+fi
