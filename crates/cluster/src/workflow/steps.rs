@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -245,9 +245,55 @@ pub async fn wait_claim_gone(kube: &Kube, name: &str, timeout: Duration) -> Resu
 }
 
 /// Deletes claim `name` and waits until it is gone.
+///
+/// A finished pod still holds the claims it mounted: the API server's pvc-protection keeps a
+/// claim while any pod names it, whatever the pod's phase. So the finished Jobs of pvc-backup
+/// whose pods mount the claim are deleted first (their pods with them), or the claim would stay
+/// Terminating until the Jobs' time to live runs out.
 pub async fn delete_claim_and_wait(kube: &Kube, name: &str, timeout: Duration) -> Result<()> {
     super::delete_claim(kube, name).await?;
+    for job in finished_jobs_using(kube, name).await? {
+        crate::run::delete_job(kube, &job).await?;
+    }
     wait_claim_gone(kube, name, timeout).await
+}
+
+/// The Jobs of pvc-backup whose finished pods (Succeeded or Failed) mount claim `claim`.
+async fn finished_jobs_using(kube: &Kube, claim: &str) -> Result<Vec<String>> {
+    let pods: Api<Pod> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    let (key, value) = crate::names::MANAGED_BY;
+    let lp = ListParams::default().labels(&format!("{key}={value}"));
+    let list = pods.list(&lp).await.map_err(Error::api(format!(
+        "list the pods of pvc-backup's Jobs using claim {claim}"
+    )))?;
+    let mut jobs = Vec::new();
+    for pod in list.items {
+        let finished = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Succeeded" || p == "Failed");
+        let mounts = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .is_some_and(|vs| {
+                vs.iter().any(|v| {
+                    v.persistent_volume_claim
+                        .as_ref()
+                        .is_some_and(|c| c.claim_name == claim)
+                })
+            });
+        if !(finished && mounts) {
+            continue;
+        }
+        for owner in pod.metadata.owner_references.unwrap_or_default() {
+            if owner.kind == "Job" && !jobs.contains(&owner.name) {
+                jobs.push(owner.name);
+            }
+        }
+    }
+    Ok(jobs)
 }
 
 /// Reads a PersistentVolume.

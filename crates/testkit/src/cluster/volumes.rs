@@ -42,10 +42,12 @@ fn size(v: &Value, ptr: &str) -> u128 {
         .unwrap_or(0)
 }
 
+/// Whether a pod holds the claim, as the pvc-protection controller decides: any pod scheduled to
+/// a node that names it, whatever its phase (a Job's finished pod holds its claims until it is
+/// deleted).
 fn pod_uses_claim(st: &State, ns: &str, claim: &str) -> bool {
     st.list(Res::Pod, Some(ns)).iter().any(|p| {
-        !matches!(s(p, "/status/phase"), "Succeeded" | "Failed")
-            && pod_claims(p).iter().any(|(_, c)| c == claim)
+        !s(p, "/spec/nodeName").is_empty() && pod_claims(p).iter().any(|(_, c)| c == claim)
     })
 }
 
