@@ -17,7 +17,7 @@ use cluster::connect::{ConnectOptions, Kube};
 use cluster::objects::mover::JobLimits;
 use cluster::progress::Progress;
 use cluster::run::{Observer, RunOptions};
-use cluster::security::{DEFAULT_UNPRIVILEGED_UID, Privilege};
+use cluster::security::Privilege;
 use cluster::workflow::{DryRun, MoverSettings};
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -167,9 +167,10 @@ pub struct MoverFlags {
     /// applied.
     #[arg(long)]
     unprivileged: bool,
-    /// The user an --unprivileged mover runs as.
-    #[arg(long, value_name = "UID", default_value_t = DEFAULT_UNPRIVILEGED_UID, requires = "unprivileged")]
-    run_as_user: i64,
+    /// The user an --unprivileged mover runs as. Without it the pod names no user: the image's
+    /// user (65532) runs it, or on OpenShift a user from the project's range.
+    #[arg(long, value_name = "UID", requires = "unprivileged")]
+    run_as_user: Option<i64>,
     /// Resource requests of the mover, e.g. cpu=500m,memory=128Mi.
     #[arg(long, value_name = "LIST")]
     requests: Option<String>,

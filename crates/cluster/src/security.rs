@@ -16,8 +16,9 @@ pub const CAPABILITIES: [&str; 5] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID"
 /// SecurityContextConstraints name it.
 pub const OPENSHIFT_SECCOMP_PROFILE: &str = "runtime/default";
 
-/// The user an unprivileged mover runs as when none is given (the "nonroot" user of
-/// distroless images).
+/// The user the image runs as when the pod names none (the "nonroot" user of distroless
+/// images): an unprivileged mover without `--run-as-user` is this user on Kubernetes, while
+/// OpenShift's restricted-v2 SCC gives it a user from the namespace's range instead.
 pub const DEFAULT_UNPRIVILEGED_UID: i64 = 65532;
 
 /// How much the mover may do.
@@ -28,8 +29,10 @@ pub enum Privilege {
     /// No capabilities, a non-root user: files the user cannot read are reported, owners are
     /// recorded in the backup's owner manifest instead of applied.
     Unprivileged {
-        /// The user (and group) to run as.
-        uid: i64,
+        /// The user (and group) to run as; `None` leaves it to the image (user
+        /// [`DEFAULT_UNPRIVILEGED_UID`]) or, on OpenShift, to the namespace's user range, which
+        /// restricted-v2 only admits when the pod does not name a user outside it.
+        uid: Option<i64>,
     },
 }
 
@@ -40,15 +43,15 @@ pub fn container(privilege: Privilege) -> SecurityContext {
         Privilege::Unprivileged { .. } => None,
     };
     let (run_as_user, run_as_non_root) = match privilege {
-        Privilege::Mover => (0, false),
+        Privilege::Mover => (Some(0), false),
         Privilege::Unprivileged { uid } => (uid, true),
     };
     SecurityContext {
         allow_privilege_escalation: Some(false),
         privileged: Some(false),
         read_only_root_filesystem: Some(true),
-        run_as_user: Some(run_as_user),
-        run_as_group: Some(run_as_user),
+        run_as_user,
+        run_as_group: run_as_user,
         run_as_non_root: Some(run_as_non_root),
         capabilities: Some(Capabilities {
             add,
@@ -95,13 +98,22 @@ mod tests {
 
     #[test]
     fn unprivileged_adds_nothing_and_is_not_root() {
-        let sc = container(Privilege::Unprivileged { uid: 1000 });
+        let sc = container(Privilege::Unprivileged { uid: Some(1000) });
         assert!(sc.capabilities.unwrap().add.is_none());
         assert_eq!(sc.run_as_user, Some(1000));
+        assert_eq!(sc.run_as_group, Some(1000));
         assert_eq!(sc.run_as_non_root, Some(true));
         assert_eq!(
-            pod(Privilege::Unprivileged { uid: 1000 }).run_as_non_root,
+            pod(Privilege::Unprivileged { uid: Some(1000) }).run_as_non_root,
             Some(true)
         );
+    }
+
+    #[test]
+    fn unprivileged_without_a_user_leaves_it_to_the_image_or_the_scc() {
+        let sc = container(Privilege::Unprivileged { uid: None });
+        assert_eq!(sc.run_as_user, None);
+        assert_eq!(sc.run_as_group, None);
+        assert_eq!(sc.run_as_non_root, Some(true));
     }
 }

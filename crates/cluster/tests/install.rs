@@ -334,7 +334,7 @@ fn scc_admits_the_mover_in_both_modes() {
     let scc = install::security_context_constraints();
     assert_eq!(scc_refuses(&scc, &mover_pod(Privilege::Mover)), None);
     assert_eq!(
-        scc_refuses(&scc, &mover_pod(Privilege::Unprivileged { uid: 65532 })),
+        scc_refuses(&scc, &mover_pod(Privilege::Unprivileged { uid: None })),
         None
     );
 }

@@ -107,7 +107,7 @@ fn only_the_root_mover_asks_for_its_scc() {
             "pvc-backup-mover".to_owned()
         )]))
     );
-    assert_eq!(annotations(Privilege::Unprivileged { uid: 65532 }), None);
+    assert_eq!(annotations(Privilege::Unprivileged { uid: None }), None);
 }
 
 #[test]
