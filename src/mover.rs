@@ -697,6 +697,21 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     println!("owners (uid): {}", ids(&report.owners));
     println!("groups (gid): {}", ids(&report.groups));
+    if report.identities_total > 0 {
+        println!(
+            "{} entries refuse their owner and are read as another identity:",
+            report.identities_total
+        );
+        for u in &report.identities {
+            println!(
+                "  {}: as uid {} gid {} ({})",
+                u.path,
+                u.uid,
+                u.gid,
+                u.via.describe()
+            );
+        }
+    }
     if report.complete {
         println!("complete: a copy with these privileges would read everything");
     } else {

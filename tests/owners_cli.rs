@@ -409,3 +409,152 @@ fn the_five_capabilities_keep_setgid_bits_of_groups_the_mover_is_not_in() {
         );
     }
 }
+
+/// Runs pvc-backup with the mover pod's capabilities less the two that root_squash takes away:
+/// CHOWN, FOWNER, SETUID and SETGID, without DAC_OVERRIDE and DAC_READ_SEARCH.
+fn squashed_pod(args: &[&str], paths: &[&Path]) -> std::process::Output {
+    let setpriv = [
+        "--bounding-set=-all,+chown,+fowner,+setuid,+setgid",
+        "--inh-caps=-all",
+        "--",
+    ];
+    under_setpriv(&setpriv, args, paths)
+}
+
+/// Entries whose owner bits refuse what their group bits or a named ACL entry allow: only an
+/// identity that is not their owner may read them, or write into them.
+fn refused_owners(root: PathBuf) -> Tree {
+    let t = Tree::new(root);
+    t.file(b"grp/only-group", b"1001's file that only group 3003 may read")
+        .owner(b"grp/only-group", 1001, 3003)
+        .mode(b"grp/only-group", 0o040)
+        .xattr(b"grp/only-group", "user.note", b"read as a member of 3003")
+        .file(b"team/report", b"in a folder only group 3003 may enter")
+        .owner(b"team/report", 1002, 3003)
+        .mode(b"team/report", 0o040)
+        .file(b"team/other-group", b"1003's, group 1003, in 3003's folder")
+        .owner(b"team/other-group", 1003, 1003)
+        .mode(b"team/other-group", 0o604)
+        .owner(b"team", 1001, 3003)
+        .mode(b"team", 0o2070)
+        .owner(b"grp", 1001, 1001)
+        .mode(b"grp", 0o755)
+        .file(b"acl/named-user", b"owner 1001 may not read it, 1002 may")
+        .owner(b"acl/named-user", 1001, 1001)
+        .mode(b"acl/named-user", 0o000)
+        .acl(b"acl/named-user", &["-m", "u:1002:r"])
+        .file(b"acl/named-group", b"group 4004 may read it")
+        .owner(b"acl/named-group", 1001, 1001)
+        .mode(b"acl/named-group", 0o000)
+        .acl(b"acl/named-group", &["-m", "g:4004:r"])
+        .file(b"acl/closed/inside", b"in a folder group 4005 may enter and write to")
+        .owner(b"acl/closed/inside", 1001, 4005)
+        .mode(b"acl/closed/inside", 0o040)
+        .owner(b"acl/closed", 1001, 1001)
+        .mode(b"acl/closed", 0o000)
+        .acl(b"acl/closed", &["-m", "g:4005:rwx"])
+        .owner(b"acl", 1001, 1001)
+        .mode(b"acl", 0o755);
+    t.owner(b"", 1001, 1001).mode(b"", 0o755);
+    t
+}
+
+#[test]
+fn entries_their_owner_may_not_read_are_read_as_a_member_the_permissions_allow() {
+    let test = "entries_their_owner_may_not_read_are_read_as_a_member_the_permissions_allow";
+    if !need_root_and(test, &["setpriv", "rsync", "setfacl", "getfacl"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = refused_owners(dir.path().join("src"));
+    let dst = dir.path().join("dst");
+
+    // check says which identity a copy takes for each such entry.
+    let c = squashed_pod(&["mover", "check", "--json"], &[&src.root]);
+    let text = String::from_utf8_lossy(&c.stdout);
+    assert_eq!(
+        c.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&c.stderr)
+    );
+    let report: CheckReport = serde_json::from_str(text.trim()).unwrap();
+    assert!(report.complete, "{:?}", report.unreadable);
+    let used: BTreeMap<&str, (u32, u32, &str)> = report
+        .identities
+        .iter()
+        .map(|u| {
+            let via = match u.via {
+                mover::access::Via::Group => "group",
+                mover::access::Via::AclUser => "acl-user",
+                mover::access::Via::AclGroup => "acl-group",
+                mover::access::Via::Other => "other",
+            };
+            (u.path.as_str(), (u.uid, u.gid, via))
+        })
+        .collect();
+    let want: BTreeMap<&str, (u32, u32, &str)> = [
+        ("grp/only-group", (65534, 3003, "group")),
+        ("team", (65534, 3003, "group")),
+        ("team/report", (65534, 3003, "group")),
+        ("acl/named-user", (1002, 1001, "acl-user")),
+        ("acl/named-group", (65534, 4004, "acl-group")),
+        ("acl/closed", (65534, 4005, "acl-group")),
+        ("acl/closed/inside", (65534, 4005, "group")),
+    ]
+    .into();
+    assert_eq!(used, want);
+    assert_eq!(report.identities_total, 7);
+    let human = squashed_pod(&["mover", "check"], &[&src.root]);
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        human.contains("grp/only-group: as uid 65534 gid 3003 (a member of its group)"),
+        "{human}"
+    );
+
+    // The copy is complete and exact, checked by full root with rsync, std's stat and getfacl.
+    let o = squashed_pod(&["mover", "sync", "--progress", "json"], &[&src.root, &dst]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(summary_of(&o).entries.failed, 0);
+    assert_mirror(&src.root, &dst, &[]);
+    let note = Command::new("getfattr")
+        .args(["--only-values", "-n", "user.note"])
+        .arg(dst.join("grp/only-group"))
+        .output();
+    if let Ok(note) = note
+        && note.status.success()
+    {
+        assert_eq!(note.stdout, b"read as a member of 3003");
+    }
+
+    // Writing into the target's folders that only group 3003 (or ACL group 4005) may enter: a
+    // new file of another owner and group, a changed one, and one removed.
+    src.file(b"team/new", b"made by 1004, group 1004")
+        .owner(b"team/new", 1004, 1004)
+        .mode(b"team/new", 0o640)
+        .file(b"team/report", b"rewritten")
+        .owner(b"team/report", 1002, 3003)
+        .mode(b"team/report", 0o040)
+        .remove(b"team/other-group")
+        .file(b"acl/closed/second", b"another one")
+        .owner(b"acl/closed/second", 1001, 4005)
+        .mode(b"acl/closed/second", 0o040)
+        .mode(b"team", 0o2070)
+        .acl(b"acl/closed", &["-m", "g:4005:rwx"]);
+    let o = squashed_pod(&["mover", "sync", "--progress", "json"], &[&src.root, &dst]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_mirror(&src.root, &dst, &[]);
+    let o = squashed_pod(&["mover", "sync", "--progress", "json"], &[&src.root, &dst]);
+    let s = summary_of(&o);
+    assert_eq!((s.exit_code, s.entries.copied, s.entries.updated), (0, 0, 0));
+}

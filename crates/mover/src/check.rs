@@ -11,6 +11,7 @@ use std::sync::Arc;
 use rustix::fs::{OFlags, readlinkat};
 use serde::{Deserialize, Serialize};
 
+use crate::access::{Alternate, Via};
 use crate::listing::Listing;
 use crate::meta::{Kind, Meta, stat_at, stat_fd};
 use crate::owner::{Impersonate, Owners};
@@ -26,6 +27,21 @@ pub struct IdCount {
     pub entries: u64,
     /// Bytes of regular files it owns.
     pub bytes: u64,
+}
+
+/// An entry that its owner's bits do not let the mover read, and the identity a copy reads it as
+/// instead (under `root_squash`, or without `CAP_DAC_OVERRIDE`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IdentityUse {
+    /// Path relative to the source root (escaped, see [`crate::relpath::display`]).
+    pub path: String,
+    /// The fsuid a copy acts as.
+    pub uid: u32,
+    /// The fsgid a copy acts as.
+    pub gid: u32,
+    /// Why the entry's permissions let that identity in: `group` (a member of its group that is
+    /// not its owner), `acl-user`, `acl-group` or `other`.
+    pub via: Via,
 }
 
 /// The capabilities that matter to the mover, as the kernel reports them for this process.
@@ -56,6 +72,13 @@ pub struct CheckReport {
     pub unreadable: Vec<EntryError>,
     /// How many entries cannot be read.
     pub unreadable_total: u64,
+    /// Entries read as an identity other than their owner because their owner's bits refuse
+    /// it (at most 10,000 listed).
+    #[serde(default)]
+    pub identities: Vec<IdentityUse>,
+    /// How many entries are read as an identity other than their owner.
+    #[serde(default)]
+    pub identities_total: u64,
     /// Whether a copy with the current privileges would be complete.
     pub complete: bool,
     /// What this process may do.
@@ -104,6 +127,8 @@ struct Walk<'a> {
     bytes: u64,
     unreadable: Vec<EntryError>,
     unreadable_total: u64,
+    identities: Vec<IdentityUse>,
+    identities_total: u64,
 }
 
 impl Walk<'_> {
@@ -114,6 +139,19 @@ impl Walk<'_> {
                 path: relpath::display(rel),
                 op: op.into(),
                 error: e.to_string(),
+            });
+        }
+    }
+
+    fn acted(&mut self, rel: &[u8], alt: Option<Alternate>) {
+        let Some(alt) = alt else { return };
+        self.identities_total += 1;
+        if self.identities.len() < MAX_LISTED {
+            self.identities.push(IdentityUse {
+                path: relpath::display(rel),
+                uid: alt.id.0,
+                gid: alt.id.1,
+                via: alt.via,
             });
         }
     }
@@ -145,15 +183,19 @@ pub fn check(src: &Path, subdir: Option<&Path>, impersonate: Impersonate) -> Res
         bytes: 0,
         unreadable: Vec::new(),
         unreadable_total: 0,
+        identities: Vec::new(),
+        identities_total: 0,
     };
     let root_id = (root_meta.uid, root_meta.gid);
-    if let Err(e) = owners.retry(&[root_id], || xattr::read(xattr::Target::Fd(root.as_fd()))) {
+    if let Err(e) = owners.retry_entry(root.as_fd(), root_id, || {
+        xattr::read(xattr::Target::Fd(root.as_fd()))
+    }) {
         w.fail(b"", "read xattrs", e);
     }
-    let mut stack: Vec<(Arc<OwnedFd>, Meta, Vec<u8>)> =
-        vec![(Arc::new(root), root_meta, Vec::new())];
-    while let Some((dir, dmeta, rel)) = stack.pop() {
-        let dir_id = (dmeta.uid, dmeta.gid);
+    // Each directory with the identity that searches it: its owner, or the one that opened it.
+    let mut stack: Vec<(Arc<OwnedFd>, crate::owner::Id, Vec<u8>)> =
+        vec![(Arc::new(root), root_id, Vec::new())];
+    while let Some((dir, dir_id, rel)) = stack.pop() {
         let listing = match Listing::read(&*dir) {
             Ok(l) => l,
             Err(e) => {
@@ -180,29 +222,38 @@ pub fn check(src: &Path, subdir: Option<&Path>, impersonate: Impersonate) -> Res
                 Kind::Dir => {
                     let flags =
                         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                    match w.owners.open_as(dir.as_fd(), dir_id, name, Some(id), flags) {
-                        Ok(fd) => {
+                    match w.owners.open_as_via(dir.as_fd(), dir_id, name, Some(id), flags) {
+                        Ok((fd, via)) => {
                             let fd = Arc::new(fd);
-                            let r = w
-                                .owners
-                                .retry(&[id], || xattr::read(xattr::Target::Fd(fd.as_fd())));
-                            if let Err(e) = r {
-                                w.fail(&path, "read xattrs", e);
-                            }
-                            stack.push((fd, meta, path));
+                            let r = w.owners.retry_entry_via(fd.as_fd(), id, || {
+                                xattr::read(xattr::Target::Fd(fd.as_fd()))
+                            });
+                            let via = match r {
+                                Err(e) => {
+                                    w.fail(&path, "read xattrs", e);
+                                    via
+                                }
+                                Ok((_, later)) => via.or(later),
+                            };
+                            w.acted(&path, via);
+                            stack.push((fd, via.map_or(id, |a| a.id), path));
                         }
                         Err(e) => w.fail(&path, "open directory", e),
                     }
                 }
                 Kind::File => {
                     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                    match w.owners.open_as(dir.as_fd(), dir_id, name, Some(id), flags) {
-                        Ok(fd) => {
-                            let r = w
-                                .owners
-                                .retry(&[id], || xattr::read(xattr::Target::Fd(fd.as_fd())));
-                            if let Err(e) = r {
-                                w.fail(&path, "read xattrs", e);
+                    match w.owners.open_as_via(dir.as_fd(), dir_id, name, Some(id), flags) {
+                        Ok((fd, via)) => {
+                            let r = w.owners.retry_entry_via(fd.as_fd(), id, || {
+                                xattr::read(xattr::Target::Fd(fd.as_fd()))
+                            });
+                            match r {
+                                Err(e) => {
+                                    w.fail(&path, "read xattrs", e);
+                                    w.acted(&path, via);
+                                }
+                                Ok((_, later)) => w.acted(&path, via.or(later)),
                             }
                         }
                         Err(e) => w.fail(&path, "open", e),
@@ -244,6 +295,8 @@ pub fn check(src: &Path, subdir: Option<&Path>, impersonate: Impersonate) -> Res
         groups: to_counts(std::mem::take(&mut w.by_gid)),
         unreadable: std::mem::take(&mut w.unreadable),
         unreadable_total: w.unreadable_total,
+        identities: std::mem::take(&mut w.identities),
+        identities_total: w.identities_total,
         complete,
         privileges: privileges(),
         exit_code: if complete { exit::OK } else { exit::PARTIAL },

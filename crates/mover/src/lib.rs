@@ -12,6 +12,7 @@
 //! Data flows one way: [`listing`] reads directories, [`sync`] compares and acts (with
 //! [`content`], [`attrs`], [`xattr`], [`remove`] and [`hardlink`]), and [`summary`] reports.
 
+pub mod access;
 pub mod attrs;
 pub mod check;
 pub mod content;

@@ -28,6 +28,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use rustix::fs::{Mode, OFlags, openat};
 use rustix::io::Errno;
 
+use crate::access::{self, Acl, Alternate};
 use crate::meta::{Kind, Meta};
 use crate::xattr::{self, Xattrs};
 
@@ -153,8 +154,9 @@ impl Owners {
     }
 
     /// Opens `name` in `dir` with `flags`: as the mover first (unless the mode is `Always`),
-    /// then, when refused, looked up as the directory's owner `dir_id` and opened as the entry's
-    /// owner (`id`, or the owner the lookup finds when `None`).
+    /// then, when refused, looked up as `dir_id` (an identity that may search the directory)
+    /// and opened as the entry's owner (`id`, or the owner the lookup finds when `None`), or as
+    /// another identity its permissions let in (see [`Owners::reopen_via`]).
     pub fn open_as(
         &self,
         dir: BorrowedFd<'_>,
@@ -163,9 +165,23 @@ impl Owners {
         id: Option<Id>,
         flags: OFlags,
     ) -> io::Result<OwnedFd> {
+        self.open_as_via(dir, dir_id, name, id, flags)
+            .map(|(fd, _)| fd)
+    }
+
+    /// [`Owners::open_as`], telling which identity other than the owner opened the entry, when
+    /// one did.
+    pub fn open_as_via(
+        &self,
+        dir: BorrowedFd<'_>,
+        dir_id: Id,
+        name: &CStr,
+        id: Option<Id>,
+        flags: OFlags,
+    ) -> io::Result<(OwnedFd, Option<Alternate>)> {
         if self.mode != Impersonate::Always {
             match openat(dir, name, flags, Mode::empty()) {
-                Ok(fd) => return Ok(fd),
+                Ok(fd) => return Ok((fd, None)),
                 Err(e) if self.mode == Impersonate::Never || !errno_denied(e) => {
                     return Err(e.into());
                 }
@@ -187,18 +203,83 @@ impl Owners {
                 (m.uid, m.gid)
             }
         };
-        self.reopen_as(&path, id, flags)
+        self.reopen_via(&path, id, flags)
     }
 
-    /// Reopens an `O_PATH` descriptor with `flags` as identity `id`.
+    /// Reopens an `O_PATH` descriptor with `flags` as identity `id`, or, when its permission
+    /// bits refuse `id`, as another identity they (or its ACL) let in.
     pub fn reopen_as(&self, path: &OwnedFd, id: Id, flags: OFlags) -> io::Result<OwnedFd> {
+        self.reopen_via(path, id, flags).map(|(fd, _)| fd)
+    }
+
+    /// [`Owners::reopen_as`], telling which identity other than `id` opened the entry, when one
+    /// did: a member of its group that is not its owner (mode 0040), or a user or group its ACL
+    /// names.
+    pub fn reopen_via(
+        &self,
+        path: &OwnedFd,
+        id: Id,
+        flags: OFlags,
+    ) -> io::Result<(OwnedFd, Option<Alternate>)> {
         let proc = format!("/proc/self/fd/{}", path.as_raw_fd());
         // The entry was reached without following a symlink; reopening follows only the
         // /proc magic link to that same inode.
         let flags = flags & !OFlags::NOFOLLOW;
-        Ok(self.run_as(id, || {
-            openat(rustix::fs::CWD, proc.as_str(), flags, Mode::empty())
-        })??)
+        let open = || openat(rustix::fs::CWD, proc.as_str(), flags, Mode::empty());
+        match self.run_as(id, open)? {
+            Err(e) if errno_denied(e) && self.mode != Impersonate::Never => {
+                // Only the owner may open with O_NOATIME (CAP_FOWNER is gone while the fsuid is
+                // not 0): another identity's read may update the access time.
+                let flags = flags & !OFlags::NOATIME;
+                let open = || openat(rustix::fs::CWD, proc.as_str(), flags, Mode::empty());
+                for alt in alternates_of(path.as_fd(), need_of(flags), None) {
+                    if alt.id == id {
+                        continue;
+                    }
+                    if let Ok(fd) = self.run_as(alt.id, open)? {
+                        return Ok((fd, Some(alt)));
+                    }
+                }
+                Err(e.into())
+            }
+            r => Ok((r?, None)),
+        }
+    }
+
+    /// Runs `f`, an operation on the open entry `fd` (reading its extended attributes, say), as
+    /// the mover, then as its owner `id`, then as each other identity its permissions let read
+    /// it, until one succeeds.
+    pub fn retry_entry<R: Send>(
+        &self,
+        fd: BorrowedFd<'_>,
+        id: Id,
+        f: impl Fn() -> io::Result<R> + Send + Sync,
+    ) -> io::Result<R> {
+        self.retry_entry_via(fd, id, f).map(|(r, _)| r)
+    }
+
+    /// [`Owners::retry_entry`], telling which identity other than the owner succeeded, when
+    /// one did.
+    pub fn retry_entry_via<R: Send>(
+        &self,
+        fd: BorrowedFd<'_>,
+        id: Id,
+        f: impl Fn() -> io::Result<R> + Send + Sync,
+    ) -> io::Result<(R, Option<Alternate>)> {
+        match self.retry(&[id], &f) {
+            Err(e) if self.mode != Impersonate::Never && denied(&e) => {
+                for alt in alternates_of(fd, access::READ, None) {
+                    if alt.id == id {
+                        continue;
+                    }
+                    if let Ok(r) = self.run_as(alt.id, &f)? {
+                        return Ok((r, Some(alt)));
+                    }
+                }
+                Err(e)
+            }
+            r => r.map(|r| (r, None)),
+        }
     }
 
     /// Runs `f` as the mover; when refused (or always, in `Always` mode), runs it again as each
@@ -259,6 +340,24 @@ impl Owners {
                 Err(e) => last = Err(e),
             }
         }
+        // A directory whose owner bits refuse what its group bits (or its ACL) allow: act as a
+        // member, with the new entry's owner as fsuid where that works (so what is made belongs
+        // to it). Those that may write come first, then those that may only search.
+        let prefer = ids.first().map(|i| i.0);
+        for dir in dirs {
+            let writers = alternates_of(*dir, access::WRITE | access::EXEC, prefer);
+            let searchers = alternates_of(*dir, access::EXEC, prefer);
+            for alt in writers.into_iter().chain(searchers) {
+                if tried.contains(&alt.id) {
+                    continue;
+                }
+                tried.push(alt.id);
+                match self.run_as(alt.id, &f)? {
+                    Ok(r) => return Ok(r),
+                    Err(e) => last = Err(e),
+                }
+            }
+        }
         last
     }
 
@@ -291,7 +390,7 @@ impl Owners {
             Err(e) if denied(&e) && matches!(kind, Kind::File | Kind::Dir) => {
                 let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 let fd = self.open_in(dir, name, flags)?;
-                self.run_as(id, || xattr::read(xattr::Target::Fd(fd.as_fd())))?
+                self.retry_entry(fd.as_fd(), id, || xattr::read(xattr::Target::Fd(fd.as_fd())))
             }
             r => r,
         }
@@ -318,10 +417,38 @@ impl Owners {
                     Some(id),
                     OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 )?;
-                self.run_as(id, || xattr::read(xattr::Target::Fd(fd.as_fd())))?
+                self.retry_entry(fd.as_fd(), id, || xattr::read(xattr::Target::Fd(fd.as_fd())))
             }
             r => r,
         }
+    }
+}
+
+/// The identities other than its owner that the permissions of the entry `fd` refers to let do
+/// `need` (see [`access::alternates`]); none when it cannot be stat'ed.
+pub fn alternates_of(fd: BorrowedFd<'_>, need: u32, prefer_uid: Option<u32>) -> Vec<Alternate> {
+    let Ok(m) = crate::meta::stat_fd(fd) else {
+        return Vec::new();
+    };
+    // Reading an ACL needs no permission on the entry itself.
+    let acl = xattr::get(xattr::Target::Path(fd), c"system.posix_acl_access")
+        .ok()
+        .flatten()
+        .and_then(|v| Acl::parse(&v));
+    access::alternates((m.uid, m.gid), m.perm, acl.as_ref(), need, prefer_uid)
+}
+
+/// What opening with `flags` needs: read and search for a directory, else what the access mode
+/// asks for.
+fn need_of(flags: OFlags) -> u32 {
+    if flags.contains(OFlags::DIRECTORY) {
+        access::READ | access::EXEC
+    } else if flags.contains(OFlags::RDWR) {
+        access::READ | access::WRITE
+    } else if flags.contains(OFlags::WRONLY) {
+        access::WRITE
+    } else {
+        access::READ
     }
 }
 

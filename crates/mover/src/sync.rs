@@ -234,7 +234,7 @@ impl Sync {
             .map_err(|e| Error::io("cannot stat source", self.src_path.display().to_string(), e))?;
         let root_x = self
             .owners
-            .retry(&[(root_meta.uid, root_meta.gid)], || {
+            .retry_entry(self.src.as_fd(), (root_meta.uid, root_meta.gid), || {
                 xattr::read(xattr::Target::Fd(self.src.as_fd()))
             })
             .map_err(|e| {
@@ -674,7 +674,8 @@ struct DirNode<'a> {
     parent: Option<Arc<DirNode<'a>>>,
     rel: Vec<u8>,
     dst: OwnedFd,
-    /// The source directory's owner on disk (whom to act as when reading it).
+    /// Whom to act as when looking up entries in the source directory: its owner on disk, or
+    /// the identity that opened it when its owner bits refuse (see [`crate::access`]).
     src_id: Id,
     /// Whether the target directory has a default ACL, which new entries inherit.
     default_acl: bool,
@@ -1007,18 +1008,21 @@ fn enter_dir<'s, 'a: 's>(
     ctx.stats.entries_done.fetch_add(1, Relaxed);
     let Some(meta) = work.metas[i] else { return };
     let name = work.listing.name(i);
-    let src_sub = match ctx.owners.open_as(
+    let owner = (meta.uid, meta.gid);
+    let (src_sub, via) = match ctx.owners.open_as_via(
         work.src.as_fd(),
         node.src_id,
         name,
-        Some((meta.uid, meta.gid)),
+        Some(owner),
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
     ) {
-        Ok(fd) => fd,
+        Ok(opened) => opened,
         Err(e) => return ctx.fail(&node.rel, name.to_bytes(), "open directory", e),
     };
+    // Whoever could open it searches it: its owner, or a member its owner bits do not let in.
+    let src_id = via.map_or(owner, |a| a.id);
     let read_x = || xattr::read(xattr::Target::Fd(src_sub.as_fd()));
-    let want_x = match ctx.owners.retry(&[(meta.uid, meta.gid)], read_x) {
+    let want_x = match ctx.owners.retry_entry(src_sub.as_fd(), owner, read_x) {
         Ok(x) => x,
         Err(e) => {
             ctx.fail(&node.rel, name.to_bytes(), "read xattrs", e);
@@ -1062,7 +1066,7 @@ fn enter_dir<'s, 'a: 's>(
         parent: Some(node),
         rel,
         dst: dst_sub,
-        src_id: (meta.uid, meta.gid),
+        src_id,
         default_acl,
         link_ref,
         made,
@@ -1737,7 +1741,7 @@ fn sync_file(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
     let read_x = || xattr::read(xattr::Target::Fd(sfd.as_fd()));
     let want_x = ctx
         .owners
-        .retry(&[(meta.uid, meta.gid)], read_x)
+        .retry_entry(sfd.as_fd(), (meta.uid, meta.gid), read_x)
         .map_err(|e| ("read xattrs", e))?;
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let owner = (meta.uid, meta.gid);

@@ -247,6 +247,23 @@ pub fn read(target: Target<'_>) -> io::Result<Xattrs> {
     })
 }
 
+/// Reads one attribute, or `None` when the entry has no attribute of that name (or its
+/// filesystem has no extended attributes at all).
+pub fn get(target: Target<'_>, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 256];
+    match get_raw(target, name, &mut buf) {
+        Ok(Some(n)) => {
+            buf.truncate(n);
+            Ok(Some(buf))
+        }
+        Ok(None) => Ok(None),
+        Err(e) if e.raw_os_error().is_some_and(|c| unsupported(Errno::from_raw_os_error(c))) => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether an entry has any attribute the mover copies, without reading values.
 pub fn names_only(target: Target<'_>) -> io::Result<Vec<CString>> {
     LIST_BUF.with(|list| {
