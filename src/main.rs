@@ -8,6 +8,7 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 mod block_cmd;
 mod completions;
+mod logging;
 mod manifests;
 mod mover;
 mod webhook;

@@ -292,6 +292,7 @@ pub fn init_logging(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(crate::logging::colour())
         .with_target(false)
         .without_time()
         .try_init();

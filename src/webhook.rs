@@ -1,6 +1,5 @@
 //! `pvc-backup webhook`: the validating admission webhook server.
 
-use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,7 +54,7 @@ pub fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(crate::logging::colour())
         .try_init();
     let policy = Policy::from_strings(&args.service_account, &args.allowed_images)
         .and_then(|p| p.with_entrypoints(args.mover_entrypoints.clone()))

@@ -882,3 +882,69 @@ fn a_file_that_belongs_to_the_mover_is_made_with_its_mode_and_others_are_chowned
     let grp = std::fs::metadata(mirror.join("grp/0")).unwrap();
     assert_eq!(std::os::unix::fs::MetadataExt::gid(&grp), 0);
 }
+
+/// A source with a socket: the mover logs a warning about it (a log line on stderr).
+fn source_that_logs(root: &Path) -> Tree {
+    let src = Tree::new(root);
+    src.file(b"data", b"kept").socket(b"listening.sock");
+    src
+}
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source_that_logs(&dir.path().join("src"));
+    let o = sync(&src.root, &dir.path().join("dst"), &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("socket not copied"), "{}", stderr(&o));
+    assert!(
+        !o.stderr.contains(&0x1b),
+        "an escape byte in piped stderr: {:?}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn logs_on_a_terminal_are_coloured_unless_no_color_is_set() {
+    if !need_tools(
+        "logs_on_a_terminal_are_coloured_unless_no_color_is_set",
+        &["script"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = source_that_logs(&dir.path().join("src"));
+    let bin = assert_cmd::cargo::cargo_bin!("pvc-backup");
+    // script(1) gives the command a pseudo-terminal and copies what it prints to our pipe.
+    let on_terminal = |no_color: Option<&str>, dst: &str| {
+        let line = format!(
+            "{} mover sync --progress none {} {}",
+            bin.display(),
+            src.root.display(),
+            dir.path().join(dst).display()
+        );
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &line, "/dev/null"]).stdin(Stdio::null());
+        cmd.env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            cmd.env("NO_COLOR", v);
+        }
+        let o = cmd.output().expect("run script");
+        assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stdout));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let coloured = on_terminal(None, "a");
+    assert!(coloured.contains("socket not copied"), "{coloured:?}");
+    assert!(
+        coloured.contains("\x1b["),
+        "no colour on a terminal: {coloured:?}"
+    );
+    let empty = on_terminal(Some(""), "b");
+    assert!(empty.contains("\x1b["), "an empty NO_COLOR is unset: {empty:?}");
+    let plain = on_terminal(Some("1"), "c");
+    assert!(plain.contains("socket not copied"), "{plain:?}");
+    assert!(
+        !plain.contains('\x1b'),
+        "colour despite NO_COLOR: {plain:?}"
+    );
+}
