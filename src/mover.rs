@@ -209,6 +209,8 @@ pub struct CopyArgs {
     /// When to act as each entry's owner (root_squash NFS, no CAP_DAC_OVERRIDE).
     #[arg(long, value_enum, default_value_t = ImpersonateArg::Auto)]
     impersonate: ImpersonateArg,
+    #[command(flatten)]
+    excludes: ExcludeArgs,
     /// Worker threads (default: twice the CPUs this process may use, at least 4).
     #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
     threads: usize,
@@ -262,6 +264,57 @@ fn stop_on_sigterm() {
         // Without the waiter the signals must not stay blocked.
         // SAFETY: as above.
         unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+    }
+}
+
+/// What a copy leaves out; the same flags on the cluster commands are passed on to the mover.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ExcludeArgs {
+    /// Leave out entries matching this gitignore-style pattern, relative to SRC (or --subdir):
+    /// `*.tmp` at any depth, `/cache` at the top only, `logs/` folders only, `!keep.tmp`
+    /// re-includes. Repeatable; the last matching pattern wins.
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Read exclude patterns from FILE, one a line as in a .gitignore (`#` comments); they come
+    /// before the --exclude patterns. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub exclude_from: Vec<PathBuf>,
+    /// Leave out folders that hold a CACHEDIR.TAG file with the standard signature.
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Also delete the target's entries that an exclude matches (they are left alone
+    /// otherwise).
+    #[arg(long, conflicts_with = "no_delete")]
+    pub delete_excluded: bool,
+}
+
+impl ExcludeArgs {
+    /// All patterns in order: those of the --exclude-from files first, then the --exclude
+    /// ones. A file that cannot be read is a usage error that names it.
+    pub fn patterns(&self) -> mover::Result<Vec<String>> {
+        let mut all = Vec::new();
+        for f in &self.exclude_from {
+            all.extend(mover::exclude::Excludes::read_file(f)?);
+        }
+        all.extend(self.exclude.iter().cloned());
+        Ok(all)
+    }
+
+    /// The mover's excludes, checked.
+    pub fn excludes(&self) -> mover::Result<mover::exclude::Excludes> {
+        mover::exclude::Excludes::new(
+            &self.patterns()?,
+            self.exclude_caches,
+            self.delete_excluded,
+        )
+    }
+
+    /// Whether any exclude flag was given.
+    pub fn given(&self) -> bool {
+        !self.exclude.is_empty()
+            || !self.exclude_from.is_empty()
+            || self.exclude_caches
+            || self.delete_excluded
     }
 }
 
@@ -550,6 +603,7 @@ fn not_for_block(cmd: &str, c: &CopyArgs) -> Option<ExitCode> {
         (c.manifest, "--manifest"),
         (c.allow_empty, "--allow-empty"),
         (c.impersonate != ImpersonateArg::Auto, "--impersonate"),
+        (c.excludes.given(), "--exclude"),
     ];
     let (_, flag) = given.iter().find(|(on, _)| *on)?;
     eprintln!(
@@ -598,6 +652,13 @@ fn copy_code<J>(
     run: impl FnOnce(J) -> mover::Result<(Summary, Option<(serde_json::Value, String)>)>,
 ) -> anyhow::Result<u8> {
     init_logging(c.verbose, c.quiet);
+    let excludes = match c.excludes.excludes() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("pvc-backup mover {cmd}: {e}");
+            return Ok(e.exit_code());
+        }
+    };
     let mode = match c.progress {
         ProgressMode::Auto if std::io::stderr().is_terminal() && !c.quiet => ProgressMode::Bar,
         ProgressMode::Auto => ProgressMode::None,
@@ -613,6 +674,7 @@ fn copy_code<J>(
         no_delete: c.no_delete,
         manifest: c.manifest,
         fsync: c.fsync,
+        excludes,
     };
     let job = match prepare(opts) {
         Ok(j) => j,
@@ -731,7 +793,7 @@ fn human_summary(cmd: &str, s: &Summary) -> String {
     let e = &s.entries;
     let mut line = format!(
         "pvc-backup mover {cmd}: {}: {} entries ({} copied, {} linked, {} updated, {} unchanged, \
-         {} deleted{}), {} of {} copied in {:.1}s",
+         {} deleted{}{}), {} of {} copied in {:.1}s",
         s.result,
         e.total,
         e.copied,
@@ -741,6 +803,11 @@ fn human_summary(cmd: &str, s: &Summary) -> String {
         e.deleted,
         if e.skipped > 0 {
             format!(", {} skipped", e.skipped)
+        } else {
+            String::new()
+        },
+        if e.excluded > 0 {
+            format!(", {} excluded", e.excluded)
         } else {
             String::new()
         },

@@ -66,6 +66,58 @@ fn exit_codes_follow_the_documented_table() {
 }
 
 #[test]
+fn excludes_come_from_the_command_line_and_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"a.tmp", b"1")
+        .file(b"b.bak", b"2")
+        .file(b"cache/x", b"3")
+        .file(b"keep.txt", b"4");
+    let list = dir.path().join("excludes");
+    std::fs::write(&list, "# left out by the file\n*.bak\n\n/cache/\n").unwrap();
+    let dst = dir.path().join("dst");
+    let o = sync(
+        &src.root,
+        &dst,
+        &[
+            "--exclude",
+            "*.tmp",
+            "--exclude-from",
+            list.to_str().unwrap(),
+            "--progress",
+            "json",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let mut names: Vec<String> = std::fs::read_dir(&dst)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".pvc-backup")
+        .collect();
+    names.sort();
+    assert_eq!(names, ["keep.txt"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let summary: Summary = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(summary.entries.excluded, 3);
+
+    // A file that cannot be read and a bad pattern are usage errors that name them.
+    let missing = dir.path().join("no-such-list");
+    let o = sync(
+        &src.root,
+        &dst,
+        &["--exclude-from", missing.to_str().unwrap()],
+    );
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("no-such-list"), "{}", stderr(&o));
+    let o = sync(&src.root, &dst, &["--exclude", "a[z-a]"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("a[z-a]"), "{}", stderr(&o));
+    // --delete-excluded with --no-delete says nothing sensible.
+    let o = sync(&src.root, &dst, &["--delete-excluded", "--no-delete"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+}
+
+#[test]
 fn json_progress_lines_and_the_summary_parse() {
     let dir = tempfile::tempdir().unwrap();
     let src = Tree::new(dir.path().join("src"));

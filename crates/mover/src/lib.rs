@@ -17,6 +17,7 @@ pub mod attrs;
 pub mod check;
 pub mod content;
 mod error;
+pub mod exclude;
 pub mod hardlink;
 pub mod listing;
 pub mod manifest;

@@ -41,6 +41,8 @@ pub struct Stats {
     pub deleted: AtomicU64,
     /// Source entries that cannot be copied by design (sockets).
     pub skipped: AtomicU64,
+    /// Source entries left out by an exclude (a folder counts once, its content not at all).
+    pub excluded: AtomicU64,
     /// Entries that failed.
     pub failed: AtomicU64,
     /// Set when the counting pass (or, without one, the copy pass) has seen every directory.
@@ -172,6 +174,9 @@ pub struct EntryCounts {
     pub deleted: u64,
     /// Source entries not copied by design (sockets).
     pub skipped: u64,
+    /// Source entries left out by `--exclude` or `--exclude-caches` (a folder counts once).
+    #[serde(default)]
+    pub excluded: u64,
     /// Entries that failed.
     pub failed: u64,
 }
@@ -226,6 +231,7 @@ impl Summary {
                 unchanged: g(&stats.unchanged),
                 deleted: g(&stats.deleted),
                 skipped: g(&stats.skipped),
+                excluded: g(&stats.excluded),
                 failed: g(&stats.failed),
             },
             ByteCounts {

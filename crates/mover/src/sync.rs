@@ -24,6 +24,7 @@ use rustix::process::{Gid, Uid};
 
 use crate::attrs::{self, Handle, OpError};
 use crate::content::{Copier, same_content};
+use crate::exclude::{self, Excludes};
 use crate::hardlink::{Claim, HardLinks};
 use crate::listing::Listing;
 use crate::manifest::{self, Chunk, PreviousFiles, Recorder};
@@ -59,6 +60,8 @@ pub struct Options {
     /// Flush the target's filesystem to the disk at the end of the run (`syncfs`), and fail when
     /// a write did not reach it.
     pub fsync: bool,
+    /// What to leave out of the copy (see [`crate::exclude`]).
+    pub excludes: Excludes,
 }
 
 /// Default worker count: file copying waits on I/O as much as on CPU, so twice the CPUs this
@@ -338,7 +341,8 @@ impl Sync {
             if self.opts.count_ahead {
                 let src = self.src.as_fd();
                 let done = &counting_done;
-                ts.spawn(move || count_ahead(src, stats, done));
+                let excludes = &self.opts.excludes;
+                ts.spawn(move || count_ahead(src, stats, excludes, done));
             }
             let src_root = self.src.try_clone();
             pool.scope(|s| {
@@ -626,6 +630,34 @@ impl Ctx<'_> {
             .error(self.stats, &relpath::join(dir, name), op, err);
     }
 
+    /// Whether the source entry `name` of `dir` (looked up as `dir_id`), at `rel`, is left out
+    /// of the copy: matched by an exclude pattern, or a folder tagged as a cache.
+    fn left_out(
+        &self,
+        dir: BorrowedFd<'_>,
+        dir_id: Id,
+        rel: &[u8],
+        name: &CStr,
+        meta: &Meta,
+    ) -> bool {
+        let ex = &self.opts.excludes;
+        let is_dir = meta.kind == Kind::Dir;
+        if ex.matches(&relpath::join(rel, name.to_bytes()), is_dir) {
+            return true;
+        }
+        if !(is_dir && ex.caches()) {
+            return false;
+        }
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let owner = (meta.uid, meta.gid);
+        let Ok(fd) = self.owners.open_as(dir, dir_id, name, Some(owner), flags) else {
+            return false;
+        };
+        self.owners
+            .retry_entry(fd.as_fd(), owner, || exclude::is_cache_dir(fd.as_fd()))
+            .unwrap_or(false)
+    }
+
     /// Opens a source file for reading, without changing its access time where allowed, as
     /// the mover or else as its owner (`dir_id` owns the directory, `meta` is the file's).
     fn open_source_file(
@@ -864,15 +896,34 @@ fn process_dir<'s, 'a: 's>(
     let mut metas = Vec::with_capacity(listing.len());
     let mut found = 0u64;
     let mut found_bytes = 0u64;
+    // Source entries left out by an exclude: the target's entry of the same name is kept.
+    let mut left_out: Vec<usize> = Vec::new();
+    let excludes = !ctx.opts.excludes.is_empty();
     for i in 0..listing.len() {
         let name = listing.name(i);
         if is_root && name.to_bytes() == STATE_DIR.as_bytes() {
             metas.push(None);
             continue;
         }
-        found += 1;
         let dir_id = node.src_id;
-        match ctx.owners.retry(&[dir_id], || stat_at(&src, name)) {
+        let stat = ctx.owners.retry(&[dir_id], || stat_at(&src, name));
+        let excluded = excludes
+            && match &stat {
+                Ok(m) => ctx.left_out(src.as_fd(), dir_id, &node.rel, name, m),
+                // An entry that cannot even be stat'ed may still be left out by name.
+                Err(_) => ctx.opts.excludes.matches(
+                    &relpath::join(&node.rel, name.to_bytes()),
+                    listing.dtype(i) == FileType::Directory,
+                ),
+            };
+        if excluded {
+            stats.excluded.fetch_add(1, Relaxed);
+            left_out.push(i);
+            metas.push(None);
+            continue;
+        }
+        found += 1;
+        match stat {
             Ok(m) => {
                 if m.kind == Kind::File {
                     found_bytes += m.size;
@@ -905,7 +956,14 @@ fn process_dir<'s, 'a: 's>(
             j += 1;
         }
         if j < dst_listing.len() && dst_listing.name_bytes(j) == name {
-            *slot = Some(dst_listing.dtype(j));
+            if left_out.binary_search(&i).is_ok() {
+                // Left out of the copy: the target's entry stays unless --delete-excluded.
+                if ctx.opts.excludes.delete_excluded() {
+                    extraneous.push(j);
+                }
+            } else {
+                *slot = Some(dst_listing.dtype(j));
+            }
             j += 1;
         }
     }
@@ -1083,6 +1141,32 @@ fn remove_extraneous(ctx: &Ctx<'_>, node: &DirNode<'_>, dst: &Listing, j: usize,
         return;
     }
     let name = dst.name(j);
+    let ex = &ctx.opts.excludes;
+    if !ex.is_empty() && !ex.delete_excluded() {
+        // What an exclude matches in the target is left alone, as is a cache folder there.
+        let d = node.dst.as_fd();
+        let is_dir = match dst.dtype(j) {
+            FileType::Unknown => ctx
+                .owners
+                .retry_target(&[], &[d], || stat_at(d, name))
+                .is_ok_and(|m| m.kind == Kind::Dir),
+            t => t == FileType::Directory,
+        };
+        if ex.matches(&relpath::join(&node.rel, name.to_bytes()), is_dir) {
+            return;
+        }
+        if is_dir && ex.caches() {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let tagged = ctx.owners.open_in(d, name, flags).is_ok_and(|fd| {
+                ctx.owners
+                    .retry_target(&[], &[fd.as_fd()], || exclude::is_cache_dir(fd.as_fd()))
+                    .unwrap_or(false)
+            });
+            if tagged {
+                return;
+            }
+        }
+    }
     if is_root {
         let n = name.to_bytes();
         // The mover's own state, and the root lost+found of an ext4 target (fsck needs it).
@@ -1959,7 +2043,7 @@ fn place_new(
 
 /// Counts the source's entries and bytes ahead of the copy, so progress can show totals and an
 /// ETA early. Stops when the copy is done first. Subdirectories wait as names, not descriptors.
-fn count_ahead(src: BorrowedFd<'_>, stats: &Stats, stop: &AtomicBool) {
+fn count_ahead(src: BorrowedFd<'_>, stats: &Stats, excludes: &Excludes, stop: &AtomicBool) {
     // A description of its own: a duplicate of the copy's descriptor would share the directory
     // offset, and two readers of one offset each see only part of the listing. When the root
     // cannot be opened again (only its owner may search it), there is no count.
@@ -1967,8 +2051,9 @@ fn count_ahead(src: BorrowedFd<'_>, stats: &Stats, stop: &AtomicBool) {
     let Ok(root) = openat(src, c".", flags, Mode::empty()) else {
         return;
     };
-    let mut stack: Vec<(Arc<OwnedFd>, Option<CString>)> = vec![(Arc::new(root), None)];
-    while let Some((parent, name)) = stack.pop() {
+    let mut stack: Vec<(Arc<OwnedFd>, Option<CString>, Vec<u8>)> =
+        vec![(Arc::new(root), None, Vec::new())];
+    while let Some((parent, name, rel)) = stack.pop() {
         if stop.load(Relaxed) {
             return;
         }
@@ -1995,15 +2080,24 @@ fn count_ahead(src: BorrowedFd<'_>, stats: &Stats, stop: &AtomicBool) {
             if is_root && name.to_bytes() == STATE_DIR.as_bytes() {
                 continue;
             }
-            entries += 1;
             let dtype = listing.dtype(i);
+            let path = || relpath::join(&rel, name.to_bytes());
+            // Cache folders are found by the copy itself: counting them here only makes an
+            // early total a little high.
+            if !excludes.is_empty()
+                && dtype != FileType::Unknown
+                && excludes.matches(&path(), dtype == FileType::Directory)
+            {
+                continue;
+            }
+            entries += 1;
             if dtype == FileType::Directory {
-                stack.push((dir.clone(), Some(name.to_owned())));
+                stack.push((dir.clone(), Some(name.to_owned()), path()));
             } else if dtype == FileType::RegularFile || dtype == FileType::Unknown {
                 match stat_at(&*dir, name) {
                     Ok(m) if m.kind == Kind::File => bytes += m.size,
                     Ok(m) if m.kind == Kind::Dir => {
-                        stack.push((dir.clone(), Some(name.to_owned())))
+                        stack.push((dir.clone(), Some(name.to_owned()), path()))
                     }
                     _ => {}
                 }

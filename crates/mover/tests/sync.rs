@@ -5,6 +5,7 @@ mod sync {
     pub mod util;
 
     mod backup;
+    mod excludes;
     mod fidelity;
     mod filesystems;
     mod mutations;
