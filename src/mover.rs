@@ -211,6 +211,10 @@ pub struct CopyArgs {
     impersonate: ImpersonateArg,
     #[command(flatten)]
     excludes: ExcludeArgs,
+    /// Copy without first checking that the target's free space and inodes hold what the copy
+    /// adds (the copy still stops at the first write that finds no room).
+    #[arg(long)]
+    no_space_check: bool,
     /// Worker threads (default: twice the CPUs this process may use, at least 4).
     #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
     threads: usize,
@@ -675,6 +679,7 @@ fn copy_code<J>(
         manifest: c.manifest,
         fsync: c.fsync,
         excludes,
+        no_space_check: c.no_space_check,
     };
     let job = match prepare(opts) {
         Ok(j) => j,

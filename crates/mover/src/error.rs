@@ -44,6 +44,45 @@ pub enum Error {
         /// What the lock file says about its holder.
         holder: String,
     },
+    /// The target's filesystem has less free room than the copy needs (checked before writing).
+    #[error(
+        "target {target} is too small for this copy: it needs {} and {} more, and its \
+         filesystem has {} and {} free. Nothing was written. Make room there or give the volume \
+         more space; --no-space-check copies anyway, and stops at the first write that finds \
+         no room",
+        crate::space::show_bytes(need.bytes),
+        crate::space::show_inodes(Some(need.inodes)),
+        crate::space::show_bytes(free.bytes),
+        crate::space::show_inodes(free.inodes)
+    )]
+    NoSpace {
+        /// The target path as given.
+        target: String,
+        /// What the copy adds to the target.
+        need: crate::space::Need,
+        /// What its filesystem has free.
+        free: crate::space::Room,
+    },
+    /// The target's filesystem ran out of room (or the owner's quota) during the copy, which
+    /// stopped there.
+    #[error(
+        "target {target} is full: {path}: {op}: {error}. The copy stopped there; what was copied \
+         is kept. {advice}"
+    )]
+    TargetFull {
+        /// The target path as given.
+        target: String,
+        /// The entry whose write found no room.
+        path: String,
+        /// What was being done.
+        op: String,
+        /// What the kernel said.
+        error: String,
+        /// How much more room the rest of the copy needs, and what to do.
+        advice: String,
+        /// What the rest of the copy needs beyond the free room.
+        more: crate::space::Need,
+    },
     /// An I/O failure on the roots themselves (the target root cannot be opened or written).
     #[error("{what} {path}: {source}")]
     Io {
@@ -62,7 +101,10 @@ impl Error {
         match self {
             Error::SourceMissing { .. } | Error::SourceEmpty { .. } => exit::REFUSED,
             Error::Usage(_) => exit::USAGE,
-            Error::Locked { .. } | Error::Io { .. } => exit::FATAL,
+            Error::Locked { .. }
+            | Error::Io { .. }
+            | Error::NoSpace { .. }
+            | Error::TargetFull { .. } => exit::FATAL,
         }
     }
 

@@ -29,6 +29,7 @@ pub mod relpath;
 pub mod remove;
 pub mod retention;
 pub mod snapshot;
+pub mod space;
 pub mod summary;
 pub mod sync;
 pub mod verify;

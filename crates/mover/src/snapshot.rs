@@ -136,7 +136,9 @@ impl Backup {
             )));
         }
         Ok(Backup {
-            sync: Sync::prepare(src, dst, opts)?,
+            // Free room is checked once the previous snapshot, whose unchanged files the new
+            // one links, is known.
+            sync: Sync::prepare_with(src, dst, opts, false)?,
             dst: dst.to_path_buf(),
             policy,
         })
@@ -180,6 +182,21 @@ impl Backup {
 
         let existing = complete_snapshots(snaps.as_fd()).map_err(io("cannot read"))?;
         let previous = existing.first().map(|(id, _)| id.clone());
+        // Room for the new snapshot: its folders, and what differs from the previous one.
+        if !sync.options().no_space_check {
+            let prev = previous.as_ref().and_then(|p| {
+                let c = CString::new(p.as_str()).ok()?;
+                sync.owners().open_in(snaps.as_fd(), &c, DIR_FLAGS).ok()
+            });
+            crate::space::check(
+                sync.source_fd(),
+                sync.target_fd(),
+                prev.as_ref().map(|r| r.as_fd()),
+                &dst,
+                &sync.options().excludes,
+                true,
+            )?;
+        }
         let mut id = snapshot_id(SystemTime::now());
         if existing.iter().any(|(e, _)| *e == id) {
             // Two runs within one second: wait for the next one, names stay times.

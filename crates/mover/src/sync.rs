@@ -33,7 +33,7 @@ use crate::metalog;
 use crate::owner::{Id, Impersonate, Owners};
 use crate::preflight::{self, StateDir};
 use crate::relpath;
-use crate::summary::{Journal, Stats, Summary, rfc3339};
+use crate::summary::{EntryError, Journal, Stats, Summary, rfc3339};
 use crate::xattr::{self, Xattrs};
 use crate::{Error, Result, STATE_DIR, exit};
 
@@ -62,6 +62,9 @@ pub struct Options {
     pub fsync: bool,
     /// What to leave out of the copy (see [`crate::exclude`]).
     pub excludes: Excludes,
+    /// Do not compare the target's free space and inodes with what the copy needs before
+    /// writing (see [`crate::space`]).
+    pub no_space_check: bool,
 }
 
 /// Default worker count: file copying waits on I/O as much as on CPU, so twice the CPUs this
@@ -120,6 +123,16 @@ impl Sync {
         self
     }
 
+    /// The opened source root (or `--subdir`).
+    pub(crate) fn source_fd(&self) -> BorrowedFd<'_> {
+        self.src.as_fd()
+    }
+
+    /// The settings of this run.
+    pub(crate) fn options(&self) -> &Options {
+        &self.opts
+    }
+
     /// The opened (and locked) target root.
     pub(crate) fn target_fd(&self) -> BorrowedFd<'_> {
         self.dst.as_fd()
@@ -135,9 +148,21 @@ impl Sync {
         &self.owners
     }
 
-    /// Opens and checks source and target, and locks the target. Nothing in the target changes
-    /// when this fails (a missing target folder is created only once every check passed).
+    /// Opens and checks source and target (free room included, unless `no_space_check`), and
+    /// locks the target. Nothing in the target changes when this fails (a missing target folder
+    /// is created only once every check passed).
     pub fn prepare(src: &Path, dst: &Path, opts: Options) -> Result<Sync> {
+        Sync::prepare_with(src, dst, opts, true)
+    }
+
+    /// [`Sync::prepare`], checking the target's free room against a mirror only when
+    /// `mirror_space` (a versioned backup checks it against its previous snapshot instead).
+    pub(crate) fn prepare_with(
+        src: &Path,
+        dst: &Path,
+        opts: Options,
+        mirror_space: bool,
+    ) -> Result<Sync> {
         let owners = Owners::new(opts.impersonate);
         let src_fd = preflight::open_source(src, opts.subdir.as_deref(), &owners)?;
         if !opts.allow_empty
@@ -149,6 +174,10 @@ impl Sync {
             });
         }
         let dst_fd = preflight::open_target(dst, src_fd.as_fd(), src, &owners)?;
+        if mirror_space && !opts.no_space_check {
+            let (s, d) = (src_fd.as_fd(), dst_fd.as_fd());
+            crate::space::check(s, d, Some(d), dst, &opts.excludes, false)?;
+        }
         let state = preflight::lock_target(dst_fd.as_fd(), dst, &owners)?;
         Ok(Sync {
             opts,
@@ -330,6 +359,8 @@ impl Sync {
                 rustix::process::geteuid().as_raw(),
                 rustix::process::getegid().as_raw(),
             ),
+            full: AtomicBool::new(false),
+            first_full: std::sync::Mutex::new(None),
         };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -371,6 +402,9 @@ impl Sync {
             counting_done.store(true, Relaxed);
         });
         stats.scan_complete.store(true, Relaxed);
+        if ctx.full.load(Relaxed) {
+            return Err(self.target_full(&ctx));
+        }
 
         let (errors, notes) = ctx.journal.take();
         let state = self.state.dir.as_fd();
@@ -433,6 +467,89 @@ impl Sync {
     }
 }
 
+impl Sync {
+    /// The error of a run that stopped when the target was full, with how much more room the
+    /// rest of the copy needs than its filesystem has free now.
+    fn target_full(&self, ctx: &Ctx<'_>) -> Error {
+        let first = ctx
+            .first_full
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_else(|| EntryError {
+                path: String::new(),
+                op: "write".into(),
+                error: "No space left on device".into(),
+            });
+        let target = relpath::display(self.dst_path.as_os_str().as_encoded_bytes());
+        let free = crate::space::free(self.dst.as_fd());
+        // A versioned backup compares with its previous snapshot, a mirror with itself.
+        let reference = if self.staged {
+            self.reference.as_ref().map(|r| r.as_fd())
+        } else {
+            Some(self.dst.as_fd())
+        };
+        let need = crate::space::need(
+            self.src.as_fd(),
+            reference,
+            &self.opts.excludes,
+            self.staged,
+        );
+        let (advice, more) = match free {
+            Ok(free) if !need.fits(&free) => {
+                let more = need.beyond(&free);
+                let what = match (more.bytes, more.inodes) {
+                    (b, 0) => crate::space::show_bytes(b),
+                    (0, i) => crate::space::show_inodes(Some(i)),
+                    (b, i) => format!(
+                        "{} and {}",
+                        crate::space::show_bytes(b),
+                        crate::space::show_inodes(Some(i))
+                    ),
+                };
+                (
+                    format!(
+                        "The rest of the copy needs about {what} more than the {} and {} free \
+                         now: make room there or give the volume more space, then run again",
+                        crate::space::show_bytes(free.bytes),
+                        crate::space::show_inodes(free.inodes)
+                    ),
+                    more,
+                )
+            }
+            Ok(free) => (
+                format!(
+                    "The filesystem says {} and {} are free, about what the rest needs ({} and \
+                     {}): a quota, or another writer, may be taking the room. Make room there, \
+                     then run again",
+                    crate::space::show_bytes(free.bytes),
+                    crate::space::show_inodes(free.inodes),
+                    crate::space::show_bytes(need.bytes),
+                    crate::space::show_inodes(Some(need.inodes))
+                ),
+                crate::space::Need::default(),
+            ),
+            Err(e) => (
+                format!("Its free space cannot be read ({e}): make room there, then run again"),
+                crate::space::Need::default(),
+            ),
+        };
+        Error::TargetFull {
+            target,
+            path: first.path,
+            op: first.op,
+            error: first.error,
+            advice,
+            more,
+        }
+    }
+}
+
+/// Whether an error means the target has no room left: no space, or the owner's quota spent.
+fn out_of_room(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
 /// Writes a JSON document into the state folder under a temporary name, then renames it.
 pub(crate) fn write_state_file(
     dir: BorrowedFd<'_>,
@@ -478,6 +595,10 @@ struct Ctx<'a> {
     staged: bool,
     /// Whom the mover's own new entries belong to: its effective uid and gid.
     creator: Id,
+    /// Set when a write found the target full: the workers stop taking up entries.
+    full: AtomicBool,
+    /// The failure that found the target full.
+    first_full: std::sync::Mutex<Option<EntryError>>,
 }
 
 /// What a directory that a mirror makes is called until everything in it is complete: this
@@ -485,7 +606,7 @@ struct Ctx<'a> {
 const NEW_DIR_PREFIX: &[u8] = b".pvcb-new.";
 
 /// The temporary name of the new directory `name`, if it fits in a file name.
-fn new_dir_name(name: &[u8]) -> Option<CString> {
+pub(crate) fn new_dir_name(name: &[u8]) -> Option<CString> {
     if NEW_DIR_PREFIX.len() + name.len() > 255 {
         return None;
     }
@@ -521,7 +642,7 @@ impl Ctx<'_> {
         match &self.unprivileged {
             Some(w) => {
                 if record && let Err(e) = w.record(&rel, &meta) {
-                    self.journal.error(self.stats, &rel, "record metadata", e);
+                    self.fail(&rel, b"", "record metadata", e);
                 }
                 w.applicable(&meta)
             }
@@ -625,9 +746,33 @@ impl Ctx<'_> {
         }
     }
 
-    fn fail(&self, dir: &[u8], name: &[u8], op: &str, err: impl std::fmt::Display) {
-        self.journal
-            .error(self.stats, &relpath::join(dir, name), op, err);
+    /// Records a failed entry. A failure for lack of room stops the run: the first is recorded
+    /// and the workers take up nothing more; those of writes already under way are not listed.
+    fn fail(&self, dir: &[u8], name: &[u8], op: &str, err: impl std::fmt::Display + 'static) {
+        let path = if name.is_empty() {
+            dir.to_vec()
+        } else {
+            relpath::join(dir, name)
+        };
+        let any: &dyn std::any::Any = &err;
+        if let Some(e) = any.downcast_ref::<std::io::Error>()
+            && out_of_room(e)
+        {
+            if self.full.swap(true, Relaxed) {
+                return;
+            }
+            *self.first_full.lock().unwrap_or_else(|p| p.into_inner()) = Some(EntryError {
+                path: relpath::display(&path),
+                op: op.to_string(),
+                error: e.to_string(),
+            });
+        }
+        self.journal.error(self.stats, &path, op, err);
+    }
+
+    /// Whether the run stops because the target is full.
+    fn stopping(&self) -> bool {
+        self.full.load(Relaxed)
     }
 
     /// Whether the source entry `name` of `dir` (looked up as `dir_id`), at `rel`, is left out
@@ -763,6 +908,11 @@ fn has_default_acl(ctx: &Ctx<'_>, dir: BorrowedFd<'_>) -> bool {
 impl Drop for DirNode<'_> {
     fn drop(&mut self) {
         let ctx = self.ctx;
+        // A run that stopped leaves an unfinished folder under its temporary name, to be taken
+        // up by the next run.
+        if ctx.stopping() {
+            return;
+        }
         let result = (|| -> Result<(), OpError> {
             let have = stat_fd(&self.dst).map_err(|e| OpError::new("stat", e))?;
             let have_x = ctx
@@ -785,7 +935,7 @@ impl Drop for DirNode<'_> {
             .map(|_| ())
         })();
         if let Err(e) = result {
-            ctx.journal.error(ctx.stats, &self.rel, e.op, e.err);
+            ctx.fail(&self.rel, b"", e.op, e.err);
         }
         // The directory's entry, now that its attributes are final (the root has none).
         if let Some(rec) = ctx.record
@@ -827,7 +977,7 @@ impl Drop for DirNode<'_> {
                         .retry_target(&[], &[pd], || rename_new(pd, tmp, &name))
                 });
             if let Err(e) = renamed {
-                ctx.journal.error(ctx.stats, &self.rel, "rename", e);
+                ctx.fail(&self.rel, b"", "rename", e);
             }
         }
     }
@@ -868,6 +1018,9 @@ fn process_dir<'s, 'a: 's>(
     src: OwnedFd,
 ) {
     let stats = ctx.stats;
+    if ctx.stopping() {
+        return;
+    }
     let is_root = node.rel.is_empty();
     let listing = match Listing::read(&src) {
         Ok(l) => l,
@@ -1063,6 +1216,9 @@ fn enter_dir<'s, 'a: 's>(
     work: Arc<DirWork>,
     i: usize,
 ) {
+    if ctx.stopping() {
+        return;
+    }
     ctx.stats.entries_done.fetch_add(1, Relaxed);
     let Some(meta) = work.metas[i] else { return };
     let name = work.listing.name(i);
@@ -1296,6 +1452,9 @@ fn handle_entry(
     chunk: &mut Option<Chunk>,
 ) {
     let stats = ctx.stats;
+    if ctx.stopping() {
+        return;
+    }
     let Some(meta) = work.metas[i] else { return };
     let name = work.listing.name(i);
     let meta = ctx.wanted(

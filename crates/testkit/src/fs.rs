@@ -62,25 +62,40 @@ pub struct Mounted {
 }
 
 impl Mounted {
-    /// Makes and mounts a filesystem of `size_mib` MiB. Needs root.
-    pub fn new(kind: Kind, size_mib: u64) -> Result<Mounted, String> {
+    /// Mounts a tmpfs of `size_mib` MiB that holds at most `inodes` inodes. Needs root.
+    pub fn tmpfs_with_inodes(size_mib: u64, inodes: u64) -> Result<Mounted, String> {
+        Mounted::mount_tmpfs(&format!("size={size_mib}m,nr_inodes={inodes}"))
+    }
+
+    fn mount_tmpfs(options: &str) -> Result<Mounted, String> {
         let dir = tempfile::Builder::new()
             .prefix("pvcb-fs-")
             .tempdir()
             .map_err(|e| e.to_string())?;
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).map_err(|e| e.to_string())?;
+        run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options])
+            .arg("tmpfs")
+            .arg(&mnt))?;
+        Ok(Mounted {
+            path: mnt,
+            loopdev: None,
+            _dir: dir,
+        })
+    }
+
+    /// Makes and mounts a filesystem of `size_mib` MiB. Needs root.
+    pub fn new(kind: Kind, size_mib: u64) -> Result<Mounted, String> {
         if kind == Kind::Tmpfs {
-            run(Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m")])
-                .arg("tmpfs")
-                .arg(&mnt))?;
-            return Ok(Mounted {
-                path: mnt,
-                loopdev: None,
-                _dir: dir,
-            });
+            return Mounted::mount_tmpfs(&format!("size={size_mib}m"));
         }
+        let dir = tempfile::Builder::new()
+            .prefix("pvcb-fs-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).map_err(|e| e.to_string())?;
         let img = dir.path().join("fs.img");
         let f = std::fs::File::create(&img).map_err(|e| e.to_string())?;
         f.set_len(size_mib << 20).map_err(|e| e.to_string())?;
