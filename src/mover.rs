@@ -150,6 +150,10 @@ pub struct VerifyArgs {
     /// Compare with this live source instead of the manifest.
     #[arg(long, value_name = "SRC")]
     against: Option<PathBuf>,
+    /// With --against: leave out what the copy left out (the same --exclude, --exclude-from
+    /// and --exclude-caches flags).
+    #[command(flatten)]
+    excludes: ExcludeArgs,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -288,7 +292,7 @@ pub struct ExcludeArgs {
     pub exclude_caches: bool,
     /// Also delete the target's entries that an exclude matches (they are left alone
     /// otherwise).
-    #[arg(long, conflicts_with = "no_delete")]
+    #[arg(long)]
     pub delete_excluded: bool,
 }
 
@@ -483,7 +487,27 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     if block::versions::is_block_backup(&a.dst) || a.dst.is_file() {
         return block_cmd::verify(&a.dst, &a.snapshot, a.against.as_deref(), a.json);
     }
-    let results = match mover::verify::verify(&a.dst, &a.snapshot, a.against.as_deref()) {
+    if a.excludes.given() && (a.against.is_none() || a.excludes.delete_excluded) {
+        eprintln!(
+            "pvc-backup mover verify: --exclude, --exclude-from and --exclude-caches apply to a \
+             comparison with a live source (--against SRC), and --delete-excluded to copies; \
+             leave them out"
+        );
+        return Ok(ExitCode::from(mover::exit::USAGE));
+    }
+    let excludes = match a.excludes.excludes() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("pvc-backup mover verify: {e}");
+            return Ok(ExitCode::from(e.exit_code()));
+        }
+    };
+    let results = match mover::verify::verify_excluding(
+        &a.dst,
+        &a.snapshot,
+        a.against.as_deref(),
+        &excludes,
+    ) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pvc-backup mover verify: {e}");
@@ -656,6 +680,13 @@ fn copy_code<J>(
     run: impl FnOnce(J) -> mover::Result<(Summary, Option<(serde_json::Value, String)>)>,
 ) -> anyhow::Result<u8> {
     init_logging(c.verbose, c.quiet);
+    if c.excludes.delete_excluded && c.no_delete {
+        eprintln!(
+            "pvc-backup mover {cmd}: --delete-excluded deletes what --no-delete keeps; give one \
+             of them"
+        );
+        return Ok(mover::exit::USAGE);
+    }
     let excludes = match c.excludes.excludes() {
         Ok(e) => e,
         Err(e) => {

@@ -523,3 +523,74 @@ fn openshift_verify_template_runs_the_movers_pod_on_the_backup_claim() {
         .remove(0);
     assert_eq!(v, b);
 }
+
+#[test]
+fn the_exclude_flags_of_backup_reach_the_mover_pod_and_the_mover_takes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("excludes");
+    std::fs::write(&list, "# from a file, read where the command runs\n/cache/\n").unwrap();
+    let planned = cli(&[
+        "backup",
+        "data",
+        "--exclude",
+        "*.log",
+        "--exclude-from",
+        list.to_str().unwrap(),
+        "--exclude-caches",
+    ]);
+    let job = planned.iter().find(|o| o["kind"] == "Job").unwrap();
+    let args: Vec<String> = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    let tail: Vec<&str> = args[4..].iter().map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        [
+            "--progress",
+            "json",
+            "--exclude=/cache/",
+            "--exclude=*.log",
+            "--exclude-caches"
+        ]
+    );
+    // The mover, given those arguments with two local folders as the claims, leaves out what
+    // they say.
+    let src = dir.path().join("source");
+    std::fs::create_dir_all(src.join("cache")).unwrap();
+    std::fs::write(src.join("cache/blob"), b"left out").unwrap();
+    std::fs::write(src.join("app.log"), b"left out").unwrap();
+    std::fs::write(src.join("data"), b"kept").unwrap();
+    let backup = dir.path().join("backup");
+    let mut run: Vec<String> = args.clone();
+    run[2] = src.to_str().unwrap().to_owned();
+    run[3] = backup.to_str().unwrap().to_owned();
+    let out = Command::new(assert_cmd::cargo::cargo_bin!("pvc-backup"))
+        .args(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{run:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let latest = backup.join("latest");
+    assert!(latest.join("data").exists());
+    assert!(!latest.join("app.log").exists());
+    assert!(!latest.join("cache").exists());
+
+    // A pattern the mover would refuse fails here, before anything is made.
+    let out = Command::new(assert_cmd::cargo::cargo_bin!("pvc-backup"))
+        .args(["backup", "data", "--dry-run=client", "-n", "shop", "--size", "1Gi"])
+        .args(["--exclude", "a[z-a]"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("a[z-a]"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -190,6 +190,8 @@ pub struct MoverFlags {
     /// Create the Job and return at once, without following it (Ctrl-C then cannot stop it).
     #[arg(long)]
     detach: bool,
+    #[command(flatten)]
+    excludes: crate::mover::ExcludeArgs,
 }
 
 impl MoverFlags {
@@ -232,6 +234,22 @@ impl MoverFlags {
                 ..RunOptions::default()
             },
             detach: self.detach,
+            excludes: self.excludes()?,
+        })
+    }
+}
+
+impl MoverFlags {
+    /// The excludes passed to the mover pod: the patterns of the --exclude-from files (read
+    /// here, where the command runs) and of --exclude, checked here so that a bad one fails
+    /// before anything is made.
+    fn excludes(&self) -> anyhow::Result<cluster::workflow::Excludes> {
+        let patterns = self.excludes.patterns()?;
+        self.excludes.excludes()?;
+        Ok(cluster::workflow::Excludes {
+            patterns,
+            caches: self.excludes.exclude_caches,
+            delete_excluded: self.excludes.delete_excluded,
         })
     }
 }

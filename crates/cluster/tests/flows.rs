@@ -333,3 +333,116 @@ fn a_csi_clone_across_classes_is_refused_with_the_way_out() {
     let err = volume::csi_clone(&src, &req).unwrap_err().to_string();
     assert!(err.contains("--method copy"), "{err}");
 }
+
+fn excluding() -> MoverSettings {
+    MoverSettings {
+        excludes: cluster::workflow::Excludes {
+            patterns: vec!["*.tmp".into(), "/cache/".into(), "-odd".into()],
+            caches: true,
+            delete_excluded: true,
+        },
+        ..settings()
+    }
+}
+
+/// The mover's arguments in a rendered Job, as the pod gets them.
+fn pod_args(job: &Value) -> Value {
+    let job: Job = serde_json::from_value(job.clone()).unwrap();
+    let args = job.spec.unwrap().template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    json!(args)
+}
+
+#[test]
+fn excludes_reach_the_copy_jobs_of_clone_migrate_and_restore() {
+    let clone = CloneRequest {
+        claim: "data".into(),
+        to: "test-data".into(),
+        count: 2,
+        storage_class: None,
+        size: None,
+        method: Method::Copy,
+        scale_down: false,
+    };
+    let clone = clone::plan(
+        &clone,
+        &excluding(),
+        &source("nfs", "Filesystem"),
+        &[None, None],
+        None,
+        pinned(),
+        "data-clone-abcde",
+    )
+    .unwrap();
+    let migrate = MigrateRequest {
+        claim: "data".into(),
+        storage_class: "fast".into(),
+        workload: None,
+        keep_name: false,
+        size: None,
+        scale_timeout: Duration::from_secs(300),
+    };
+    let migrate = migrate::plan(
+        &migrate,
+        &excluding(),
+        &source("nfs", "Filesystem"),
+        None,
+        pinned(),
+        "data-migrate-abcde",
+    )
+    .unwrap();
+    let restore = RestoreRequest {
+        claim: "data".into(),
+        from: "data-backup".into(),
+        snapshot: "latest".into(),
+        workload: None,
+        swap: false,
+        scale_timeout: Duration::from_secs(300),
+    };
+    let restore = restore::restore_job(
+        &restore,
+        &excluding(),
+        &source("nfs", "Filesystem"),
+        Placement::Anywhere,
+        "data-restore-abcde",
+    )
+    .unwrap();
+    let jobs = |objects: Vec<Value>| -> Vec<Value> {
+        objects
+            .iter()
+            .filter(|o| o["kind"] == "Job")
+            .map(pod_args)
+            .collect()
+    };
+    let rendered = json!({
+        "clone": jobs(clone.objects().unwrap()),
+        "migrate": jobs(migrate.objects().unwrap()),
+        "restore": [pod_args(&serde_json::to_value(restore.job()).unwrap())],
+    });
+    insta::assert_snapshot!(cluster::objects::to_yaml(&[rendered]).unwrap());
+}
+
+#[test]
+fn excludes_for_a_block_claim_are_refused_with_the_reason() {
+    let migrate = MigrateRequest {
+        claim: "data".into(),
+        storage_class: "fast".into(),
+        workload: None,
+        keep_name: false,
+        size: None,
+        scale_timeout: Duration::from_secs(300),
+    };
+    let err = migrate::plan(
+        &migrate,
+        &excluding(),
+        &source("ceph-rbd", "Block"),
+        None,
+        pinned(),
+        "data-migrate-abcde",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("Block claim") && err.contains("--exclude"), "{err}");
+}

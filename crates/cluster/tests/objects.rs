@@ -183,3 +183,70 @@ fn a_size_below_the_source_is_refused_before_anything_is_made() {
         "{err}"
     );
 }
+
+#[test]
+fn excludes_reach_the_backup_and_the_scheduled_backup() {
+    let settings = MoverSettings {
+        excludes: cluster::workflow::Excludes {
+            patterns: vec!["*.log".into(), "/tmp/".into()],
+            caches: true,
+            delete_excluded: false,
+        },
+        ..settings()
+    };
+    let plan = backup::plan(
+        &request(),
+        &settings,
+        &source("Filesystem", "ReadWriteOnce"),
+        None,
+        pinned(),
+        "data-backup-abcde",
+    )
+    .unwrap();
+    let job: Job = serde_json::from_value(plan.objects().unwrap()[1].clone()).unwrap();
+    let backup_args = job.spec.unwrap().template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    let r = ScheduleRequest {
+        backup: request(),
+        cron: "0 2 * * *".into(),
+        time_zone: None,
+        name: None,
+    };
+    let plan = schedule::plan(
+        &r,
+        &settings,
+        &source("Filesystem", "ReadWriteOnce"),
+        Some(&source("Filesystem", "ReadWriteOnce")),
+        Placement::Anywhere,
+    )
+    .unwrap();
+    let cron: CronJob = serde_json::from_value(plan.objects().unwrap()[0].clone()).unwrap();
+    let scheduled_args = cron
+        .spec
+        .unwrap()
+        .job_template
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap();
+    let rendered = serde_json::json!({"backup": backup_args, "schedule": scheduled_args});
+    insta::assert_snapshot!(yaml(&[rendered]));
+    // A block claim is copied as a device: excludes make no sense there.
+    let err = backup::plan(
+        &request(),
+        &settings,
+        &source("Block", "ReadWriteOnce"),
+        None,
+        pinned(),
+        "data-backup-abcde",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("Block claim"), "{err}");
+}

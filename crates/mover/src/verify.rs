@@ -3,7 +3,7 @@
 //! with a live source. Directories are checked in parallel and each byte is read once.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 
@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use rustix::fs::{Mode, OFlags, openat};
 use serde::{Deserialize, Serialize};
 
+use crate::exclude::Excludes;
 use crate::listing::Listing;
 use crate::manifest::{self, Entry};
 use crate::meta::{Kind, stat_at};
@@ -194,16 +195,44 @@ pub fn against_manifest(root: BorrowedFd<'_>, entries: &[Entry]) -> Outcome {
 /// Compares the copy at `copy` with the live tree at `source`: the same entries with the same
 /// attributes and content.
 pub fn against_source(copy: BorrowedFd<'_>, source: BorrowedFd<'_>) -> Outcome {
+    against_source_excluding(copy, source, &Excludes::default())
+}
+
+/// [`against_source`], leaving out what `excludes` left out of the copy: source entries it
+/// matches are not looked for in the copy, and entries of the copy it matches are not extra.
+pub fn against_source_excluding(
+    copy: BorrowedFd<'_>,
+    source: BorrowedFd<'_>,
+    excludes: &Excludes,
+) -> Outcome {
     let acc = Acc::default();
     let (Ok(a), Ok(b)) = (copy.try_clone_to_owned(), source.try_clone_to_owned()) else {
         acc.diff(b"", "cannot open");
         return acc.finish();
     };
-    rayon::scope(|s| pair(s, a, b, Vec::new(), &acc));
+    rayon::scope(|s| pair(s, a, b, Vec::new(), &acc, excludes));
     acc.finish()
 }
 
-fn pair<'s>(s: &rayon::Scope<'s>, copy: OwnedFd, source: OwnedFd, rel: Vec<u8>, acc: &'s Acc) {
+/// Whether `excludes` leaves out the entry `name` of `dir` (at `path`, a folder when `is_dir`).
+fn left_out(excludes: &Excludes, dir: &OwnedFd, name: &CStr, path: &[u8], is_dir: bool) -> bool {
+    if excludes.matches(path, is_dir) {
+        return true;
+    }
+    is_dir
+        && excludes.caches()
+        && openat(dir, name, DIR_FLAGS, Mode::empty())
+            .is_ok_and(|d| crate::exclude::is_cache_dir(d.as_fd()).unwrap_or(false))
+}
+
+fn pair<'s>(
+    s: &rayon::Scope<'s>,
+    copy: OwnedFd,
+    source: OwnedFd,
+    rel: Vec<u8>,
+    acc: &'s Acc,
+    excludes: &'s Excludes,
+) {
     let (lc, ls) = match (Listing::read(&copy), Listing::read(&source)) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return acc.diff(&rel, format!("cannot read directory: {e}")),
@@ -212,7 +241,14 @@ fn pair<'s>(s: &rayon::Scope<'s>, copy: OwnedFd, source: OwnedFd, rel: Vec<u8>, 
     for i in 0..lc.len() {
         let n = lc.name_bytes(i);
         if !skip(n) && ls.find(n).is_none() {
-            acc.diff(&relpath::join(&rel, n), "not in the source");
+            let path = relpath::join(&rel, n);
+            if !excludes.is_empty() {
+                let is_dir = stat_at(&copy, lc.name(i)).is_ok_and(|m| m.kind == Kind::Dir);
+                if left_out(excludes, &copy, lc.name(i), &path, is_dir) {
+                    continue;
+                }
+            }
+            acc.diff(&path, "not in the source");
         }
     }
     for i in 0..ls.len() {
@@ -225,7 +261,10 @@ fn pair<'s>(s: &rayon::Scope<'s>, copy: OwnedFd, source: OwnedFd, rel: Vec<u8>, 
         let Ok(sm) = stat_at(&source, name) else {
             continue;
         };
-        if sm.kind == Kind::Socket {
+        if sm.kind == Kind::Socket
+            || (!excludes.is_empty()
+                && left_out(excludes, &source, name, &path, sm.kind == Kind::Dir))
+        {
             continue;
         }
         let Ok(cm) = stat_at(&copy, name) else {
@@ -256,7 +295,7 @@ fn pair<'s>(s: &rayon::Scope<'s>, copy: OwnedFd, source: OwnedFd, rel: Vec<u8>, 
                 openat(&source, name, DIR_FLAGS, Mode::empty()),
             )
         {
-            s.spawn(move |s| pair(s, c, sd, path, acc));
+            s.spawn(move |s| pair(s, c, sd, path, acc, excludes));
         }
     }
 }
@@ -283,6 +322,17 @@ pub fn verify(
     which: &str,
     against: Option<&std::path::Path>,
 ) -> crate::Result<Vec<(String, Outcome)>> {
+    verify_excluding(dst, which, against, &Excludes::default())
+}
+
+/// [`verify`], leaving out of a comparison with the live tree what `excludes` left out of the
+/// copy (see [`against_source_excluding`]).
+pub fn verify_excluding(
+    dst: &std::path::Path,
+    which: &str,
+    against: Option<&std::path::Path>,
+    excludes: &Excludes,
+) -> crate::Result<Vec<(String, Outcome)>> {
     use crate::Error;
     let open = |p: &std::path::Path| -> crate::Result<OwnedFd> {
         let c = CString::new(p.as_os_str().as_encoded_bytes())
@@ -300,7 +350,7 @@ pub fn verify(
         // A mirror: against its source, or against the manifest `sync --manifest` wrote.
         let copy = open(dst)?;
         let outcome = match source {
-            Some(src) => against_source(copy.as_fd(), src.as_fd()),
+            Some(src) => against_source_excluding(copy.as_fd(), src.as_fd(), excludes),
             None => {
                 let mpath = dst.join(".pvc-backup/manifest");
                 let data = std::fs::read(&mpath).map_err(|_| {
@@ -332,7 +382,7 @@ pub fn verify(
     for id in ids {
         let root = open(&dst.join("snapshots").join(&id))?;
         let outcome = match &source {
-            Some(src) => against_source(root.as_fd(), src.as_fd()),
+            Some(src) => against_source_excluding(root.as_fd(), src.as_fd(), excludes),
             None => {
                 let mpath = dst
                     .join(".pvc-backup/snapshots")

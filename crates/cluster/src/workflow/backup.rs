@@ -182,6 +182,9 @@ pub fn plan(
     }
     let namespace = source.metadata.namespace.clone().unwrap_or_default();
     let source_block = source.spec.as_ref().and_then(|s| s.volume_mode.as_deref()) == Some("Block");
+    if source_block {
+        settings.excludes.check_for_block(&request.claim)?;
+    }
     let create_claim = match existing_target {
         Some(t) => {
             if t.spec.as_ref().and_then(|s| s.volume_mode.as_deref()) == Some("Block") {
@@ -249,7 +252,11 @@ pub fn plan(
         role: Role::Backup,
         image: settings.image.clone(),
         privilege: settings.privilege,
-        args: mover_args(request),
+        args: {
+            let mut args = mover_args(request);
+            args.extend(settings.excludes.copy_args());
+            args
+        },
         mounts: vec![
             Mount {
                 volume: "source".to_owned(),

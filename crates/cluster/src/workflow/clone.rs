@@ -234,6 +234,7 @@ pub fn plan(
         Vec::new()
     } else if block {
         // A raw device is copied device to device: one Job per copy.
+        settings.excludes.check_for_block(&request.claim)?;
         targets
             .iter()
             .enumerate()
@@ -274,6 +275,7 @@ pub fn plan(
             "--progress",
             "json",
         ]);
+        job.args.extend(settings.excludes.copy_args());
         job.mounts = vec![mount("source", &request.claim, SOURCE_MOUNT, true, false)];
         for (i, t) in targets.iter().enumerate() {
             let (volume, path) = target_mount(i);

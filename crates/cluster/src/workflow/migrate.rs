@@ -170,6 +170,7 @@ pub fn plan(
     verify.mounts = mounts;
     verify.placement = placement;
     if block {
+        settings.excludes.check_for_block(&request.claim)?;
         copy.args = args(&[
             "mover",
             "block",
@@ -197,7 +198,10 @@ pub fn plan(
             "--progress",
             "json",
         ]);
+        copy.args.extend(settings.excludes.copy_args());
+        // What the copy left out is left out of the comparison too.
         verify.args = args(&["mover", "verify", TARGET_MOUNT, "--against", SOURCE_MOUNT]);
+        verify.args.extend(settings.excludes.verify_args());
     }
     Ok(MigratePlan {
         create_claim,

@@ -37,6 +37,61 @@ pub enum DryRun {
     Client,
 }
 
+/// What the mover leaves out of a copy: its `--exclude`, `--exclude-caches` and
+/// `--delete-excluded` flags, passed on to the mover pod as they are (patterns of an
+/// `--exclude-from` file are read where the command runs and passed as `--exclude` flags).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Excludes {
+    /// Gitignore-style patterns, in order.
+    pub patterns: Vec<String>,
+    /// Leave out folders tagged with a `CACHEDIR.TAG`.
+    pub caches: bool,
+    /// Delete the target's entries that an exclude matches.
+    pub delete_excluded: bool,
+}
+
+impl Excludes {
+    /// Whether nothing is left out.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty() && !self.caches
+    }
+
+    /// The flags of a copy (`mover sync`, `backup`, `restore`).
+    pub fn copy_args(&self) -> Vec<String> {
+        let mut args = self.verify_args();
+        if self.delete_excluded {
+            args.push("--delete-excluded".to_owned());
+        }
+        args
+    }
+
+    /// The flags of a comparison with the source (`mover verify --against`), which must leave
+    /// out what the copy did.
+    pub fn verify_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for p in &self.patterns {
+            // `--exclude=PATTERN`: a pattern that starts with `-` stays a value.
+            args.push(format!("--exclude={p}"));
+        }
+        if self.caches {
+            args.push("--exclude-caches".to_owned());
+        }
+        args
+    }
+
+    /// Refuses excludes for a block claim, which is copied as a whole device.
+    pub fn check_for_block(&self, claim: &str) -> Result<()> {
+        if self.is_empty() && !self.delete_excluded {
+            return Ok(());
+        }
+        Err(Error::Invalid(format!(
+            "claim {claim} is a Block claim, copied as a whole device: --exclude, \
+             --exclude-from, --exclude-caches and --delete-excluded apply to Filesystem claims; \
+             leave them out"
+        )))
+    }
+}
+
 /// How the mover pod is run.
 #[derive(Debug, Clone)]
 pub struct MoverSettings {
@@ -52,6 +107,8 @@ pub struct MoverSettings {
     pub run: RunOptions,
     /// Create the Job and return without following it.
     pub detach: bool,
+    /// What the copies leave out.
+    pub excludes: Excludes,
 }
 
 impl Default for MoverSettings {
@@ -63,6 +120,7 @@ impl Default for MoverSettings {
             limits: JobLimits::default(),
             run: RunOptions::default(),
             detach: false,
+            excludes: Excludes::default(),
         }
     }
 }

@@ -103,6 +103,10 @@ pub fn restore_job(
         "--progress",
         "json",
     ]);
+    if steps::is_block(target) {
+        settings.excludes.check_for_block(&request.claim)?;
+    }
+    job.args.extend(settings.excludes.copy_args());
     job.mounts = vec![
         mount("backup", &request.from, TARGET_MOUNT, true, false),
         mount(

@@ -87,6 +87,15 @@ fn excluded_entries_are_not_copied_and_the_rest_mirrors() {
     }
     let left = rsync_left(&pair, &PATTERNS, false);
     assert!(left.is_empty(), "rsync would still change:\n{}", left.join("\n"));
+
+    // Verifying against the source leaves out what the copy left out, and only that.
+    let ex = opts(&PATTERNS, false, false).excludes;
+    let verified =
+        mover::verify::verify_excluding(&pair.dst.root, "latest", Some(&pair.src.root), &ex)
+            .unwrap();
+    assert!(verified.iter().all(|(_, o)| o.ok()), "{verified:?}");
+    let plain = mover::verify::verify(&pair.dst.root, "latest", Some(&pair.src.root)).unwrap();
+    assert_eq!(plain[0].1.differences_total, 4, "{plain:?}");
 }
 
 #[test]
