@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use tokio::task::JoinHandle;
 
 use crate::metrics::{ErrorKind, Metrics, Verdict};
@@ -123,29 +123,92 @@ async fn validate(State(shared): State<Arc<Shared>>, request: Request) -> Respon
     response
 }
 
+/// How much of an oversized HTTP/2 request body is read and thrown away after the 413, as a
+/// multiple of the body limit (see [`drain_after_answer`]).
+const DRAIN_FACTOR: usize = 4;
+
+/// What reading a request body came to.
+enum Read {
+    /// The whole body, within the limit.
+    Whole(Vec<u8>),
+    /// More than the limit: the rest is still to come.
+    TooLarge,
+}
+
+/// Reads `body` up to `limit` bytes; stops at the first byte over it, leaving the rest unread.
+async fn read_limited(body: &mut Body, limit: usize) -> std::result::Result<Read, axum::Error> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if out.len() + data.len() > limit {
+                return Ok(Read::TooLarge);
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(Read::Whole(out))
+}
+
+/// Keeps reading an HTTP/2 request's body after the answer was given, and throws it away.
+///
+/// A server may answer before the request body is complete, but dropping the body then resets
+/// the stream (`RST_STREAM`), and clients still sending (curl 7.88, for one) take the reset
+/// for a failure and lose the 413 they were given: the request "closes with no status". So the
+/// rest is read, up to `DRAIN_FACTOR` times the limit and within the request timeout; a client
+/// that sends more than that, or too slowly, has its stream reset after all.
+fn drain_after_answer(mut body: Body, budget: usize, timeout: Duration) {
+    tokio::spawn(async move {
+        let drained = tokio::time::timeout(timeout, async {
+            let mut left = budget;
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Some(data) = frame.data_ref() {
+                    if data.len() > left {
+                        return;
+                    }
+                    left -= data.len();
+                }
+            }
+        });
+        let _ = drained.await;
+    });
+}
+
 async fn answer(shared: &Shared, request: Request) -> (Verdict, Response) {
     let error = |kind: ErrorKind, status: StatusCode, message: String| {
         shared.metrics.error(kind);
         tracing::warn!(%status, "{message}");
         (Verdict::Error, plain(status, message))
     };
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > shared.body_limit as u64) {
-        return error(
+    let too_large = |body: Body, version: Version| {
+        if version == Version::HTTP_2 {
+            let budget = shared.body_limit.saturating_mul(DRAIN_FACTOR);
+            drain_after_answer(body, budget, shared.request_timeout);
+        }
+        error(
             ErrorKind::TooLarge,
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "request body is larger than the limit of {} bytes",
                 shared.body_limit
             ),
-        );
+        )
+    };
+    let version = request.version();
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut body = request.into_body();
+    if declared.is_some_and(|len| len > shared.body_limit as u64) {
+        return too_large(body, version);
     }
-    let limited = Limited::new(request.into_body(), shared.body_limit);
-    let body = match tokio::time::timeout(shared.request_timeout, limited.collect()).await {
+    let read = tokio::time::timeout(
+        shared.request_timeout,
+        read_limited(&mut body, shared.body_limit),
+    )
+    .await;
+    let body = match read {
         Err(_) => {
             return error(
                 ErrorKind::Timeout,
@@ -156,16 +219,7 @@ async fn answer(shared: &Shared, request: Request) -> (Verdict, Response) {
                 ),
             );
         }
-        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            return error(
-                ErrorKind::TooLarge,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "request body is larger than the limit of {} bytes",
-                    shared.body_limit
-                ),
-            );
-        }
+        Ok(Ok(Read::TooLarge)) => return too_large(body, version),
         Ok(Err(err)) => {
             return error(
                 ErrorKind::Malformed,
@@ -173,7 +227,7 @@ async fn answer(shared: &Shared, request: Request) -> (Verdict, Response) {
                 format!("cannot read the request body: {err}"),
             );
         }
-        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Ok(Read::Whole(bytes))) => bytes,
     };
     match review(&shared.policy, &body) {
         Ok(reviewed) => {

@@ -535,3 +535,249 @@ fn sigterm_stops_the_server_gracefully() {
         "the server exited with {status} after SIGTERM"
     );
 }
+
+/// A request body sent in `count` chunks of `size` bytes with no length declared.
+struct Chunks {
+    left: usize,
+    size: usize,
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        self.left -= 1;
+        let chunk = Bytes::from(vec![b'x'; self.size]);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))))
+    }
+}
+
+/// Sends one request over HTTP/2 (ALPN `h2`, as the API server speaks to webhooks); returns the
+/// status, or the error that ended the stream without one.
+async fn send_h2<B>(fixture: &Fixture, body: B) -> Result<StatusCode, hyper::Error>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in &fixture.trusted {
+        roots.add(cert.clone()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(fixture.running.local_addr())
+        .await
+        .unwrap();
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "the server did not agree to HTTP/2"
+    );
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("https://127.0.0.1/validate")
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(30), sender.send_request(request))
+        .await
+        .expect("no answer within 30 s")?;
+    let status = response.status();
+    // The answer is complete: its body is read to its end, not cut off by a reset stream.
+    let body = response.into_body().collect().await?.to_bytes();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("larger than the limit"), "{text}");
+    }
+    Ok(status)
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_over_http2_too() {
+    let fixture = serve(|o| o.body_limit = 64 * 1024).await;
+    // A declared length over the limit, and more than the stream's flow-control window: the
+    // client is still sending when the answer comes.
+    let big = Full::new(Bytes::from(vec![b'x'; 8 << 20]));
+    let status = send_h2(&fixture, big).await;
+    assert_eq!(
+        status.as_ref().ok(),
+        Some(&StatusCode::PAYLOAD_TOO_LARGE),
+        "{status:?}"
+    );
+    // No length declared: cut off at the limit all the same.
+    let status = send_h2(
+        &fixture,
+        Chunks {
+            left: 512,
+            size: 16 * 1024,
+        },
+    )
+    .await;
+    assert_eq!(
+        status.as_ref().ok(),
+        Some(&StatusCode::PAYLOAD_TOO_LARGE),
+        "{status:?}"
+    );
+    // Under the limit, the same connection kind gets an answer (400: not an AdmissionReview).
+    let small = Full::new(Bytes::from(vec![b'x'; 1024]));
+    let status = send_h2(&fixture, small).await;
+    assert_eq!(status.as_ref().ok(), Some(&StatusCode::BAD_REQUEST), "{status:?}");
+    use admission::metrics::ErrorKind;
+    let metrics = fixture.running.webhook().metrics();
+    assert_eq!(metrics.errors(ErrorKind::TooLarge), 2);
+}
+
+/// A TLS connection that offers only HTTP/2 (ALPN `h2`), as the API server's client does.
+async fn connect_h2(fixture: &Fixture) -> TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in &fixture.trusted {
+        roots.add(cert.clone()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(fixture.running.local_addr())
+        .await
+        .unwrap();
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "the server did not agree to HTTP/2"
+    );
+    tls
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_still_sending_an_oversized_body_over_http2_finishes_and_gets_413() {
+    // More than the limit plus the server's flow-control windows: the client can send it all
+    // only if the server goes on reading after its answer instead of resetting the stream.
+    const LIMIT: usize = 1 << 20;
+    const TOTAL: usize = 3 << 20;
+    let fixture = serve(|o| o.body_limit = LIMIT).await;
+    let (client, conn) = h2::client::handshake(connect_h2(&fixture).await)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    for declared in [true, false] {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri("https://127.0.0.1/validate")
+            .header("content-type", "application/json");
+        if declared {
+            request = request.header("content-length", TOTAL.to_string());
+        }
+        let (response, mut stream) = client
+            .send_request(request.body(()).unwrap(), false)
+            .unwrap();
+        let upload = tokio::spawn(async move {
+            let mut sent = 0;
+            while sent < TOTAL {
+                stream.reserve_capacity((TOTAL - sent).min(64 * 1024));
+                let n = match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
+                    Some(Ok(n)) => n.min(TOTAL - sent),
+                    Some(Err(e)) => return Err(format!("reset after {sent} bytes: {e}")),
+                    None => return Err(format!("stream closed after {sent} bytes")),
+                };
+                let last = sent + n == TOTAL;
+                stream
+                    .send_data(Bytes::from(vec![b'x'; n]), last)
+                    .map_err(|e| format!("reset after {sent} bytes: {e}"))?;
+                sent += n;
+            }
+            Ok(sent)
+        });
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let mut body = response.into_body();
+        let mut text = Vec::new();
+        while let Some(chunk) = body.data().await {
+            text.extend_from_slice(&chunk.unwrap());
+        }
+        let text = String::from_utf8_lossy(&text);
+        assert!(text.contains("larger than the limit"), "{text}");
+        assert_eq!(upload.await.unwrap(), Ok(TOTAL), "declared length: {declared}");
+        client = client.ready().await.unwrap();
+    }
+    let metrics = fixture.running.webhook().metrics();
+    assert_eq!(metrics.errors(admission::metrics::ErrorKind::TooLarge), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_over_http2_gets_the_413() {
+    if !have_curl() {
+        return;
+    }
+    let fixture = serve(|o| o.body_limit = 1 << 20).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, std::fs::read(fixture.dir.join("tls.crt")).unwrap()).unwrap();
+    let big = dir.path().join("big.json");
+    std::fs::write(&big, vec![b'x'; 3 << 20]).unwrap();
+    let url = format!("https://127.0.0.1:{}/validate", fixture.running.local_addr().port());
+    let mut curl = std::process::Command::new("curl");
+    curl.args(["-sS", "--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}"])
+        .arg("--cacert")
+        .arg(&ca)
+        .args(["-H", "content-type: application/json", "--data-binary"])
+        .arg(format!("@{}", big.display()))
+        .arg(&url);
+    // The server runs on this runtime: wait for curl off its threads.
+    let out = tokio::task::spawn_blocking(move || curl.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        said,
+        "2 413",
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether curl can be run; a skip says why (and fails under CI=true).
+fn have_curl() -> bool {
+    let found = std::process::Command::new("sh")
+        .args(["-c", "command -v curl"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return true;
+    }
+    crate::util::skip("needs `curl` (scripts/test.sh installs it as root)");
+    false
+}
