@@ -80,8 +80,6 @@ pub enum Error {
         error: String,
         /// How much more room the rest of the copy needs, and what to do.
         advice: String,
-        /// What the rest of the copy needs beyond the free room.
-        more: crate::space::Need,
     },
     /// An I/O failure on the roots themselves (the target root cannot be opened or written).
     #[error("{what} {path}: {source}")]

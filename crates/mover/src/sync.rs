@@ -495,7 +495,7 @@ impl Sync {
             &self.opts.excludes,
             self.staged,
         );
-        let (advice, more) = match free {
+        let advice = match free {
             Ok(free) if !need.fits(&free) => {
                 let more = need.beyond(&free);
                 let what = match (more.bytes, more.inodes) {
@@ -507,32 +507,25 @@ impl Sync {
                         crate::space::show_inodes(Some(i))
                     ),
                 };
-                (
-                    format!(
-                        "The rest of the copy needs about {what} more than the {} and {} free \
-                         now: make room there or give the volume more space, then run again",
-                        crate::space::show_bytes(free.bytes),
-                        crate::space::show_inodes(free.inodes)
-                    ),
-                    more,
+                format!(
+                    "The rest of the copy needs about {what} more than the {} and {} free now: \
+                     make room there or give the volume more space, then run again",
+                    crate::space::show_bytes(free.bytes),
+                    crate::space::show_inodes(free.inodes)
                 )
             }
-            Ok(free) => (
-                format!(
-                    "The filesystem says {} and {} are free, about what the rest needs ({} and \
-                     {}): a quota, or another writer, may be taking the room. Make room there, \
-                     then run again",
-                    crate::space::show_bytes(free.bytes),
-                    crate::space::show_inodes(free.inodes),
-                    crate::space::show_bytes(need.bytes),
-                    crate::space::show_inodes(Some(need.inodes))
-                ),
-                crate::space::Need::default(),
+            Ok(free) => format!(
+                "The filesystem says {} and {} are free, about what the rest needs ({} and {}): \
+                 a quota, or another writer, may be taking the room. Make room there, then run \
+                 again",
+                crate::space::show_bytes(free.bytes),
+                crate::space::show_inodes(free.inodes),
+                crate::space::show_bytes(need.bytes),
+                crate::space::show_inodes(Some(need.inodes))
             ),
-            Err(e) => (
-                format!("Its free space cannot be read ({e}): make room there, then run again"),
-                crate::space::Need::default(),
-            ),
+            Err(e) => {
+                format!("Its free space cannot be read ({e}): make room there, then run again")
+            }
         };
         Error::TargetFull {
             target,
@@ -540,7 +533,6 @@ impl Sync {
             op: first.op,
             error: first.error,
             advice,
-            more,
         }
     }
 }
