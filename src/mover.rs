@@ -310,11 +310,7 @@ impl ExcludeArgs {
 
     /// The mover's excludes, checked.
     pub fn excludes(&self) -> mover::Result<mover::exclude::Excludes> {
-        mover::exclude::Excludes::new(
-            &self.patterns()?,
-            self.exclude_caches,
-            self.delete_excluded,
-        )
+        mover::exclude::Excludes::new(&self.patterns()?, self.exclude_caches, self.delete_excluded)
     }
 
     /// Whether any exclude flag was given.
@@ -502,18 +498,15 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(e.exit_code()));
         }
     };
-    let results = match mover::verify::verify_excluding(
-        &a.dst,
-        &a.snapshot,
-        a.against.as_deref(),
-        &excludes,
-    ) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("pvc-backup mover verify: {e}");
-            return Ok(ExitCode::from(e.exit_code()));
-        }
-    };
+    let results =
+        match mover::verify::verify_excluding(&a.dst, &a.snapshot, a.against.as_deref(), &excludes)
+        {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("pvc-backup mover verify: {e}");
+                return Ok(ExitCode::from(e.exit_code()));
+            }
+        };
     let ok = results.iter().all(|(_, o)| o.ok());
     if a.json {
         let list: Vec<serde_json::Value> = results

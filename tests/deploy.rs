@@ -528,7 +528,11 @@ fn openshift_verify_template_runs_the_movers_pod_on_the_backup_claim() {
 fn the_exclude_flags_of_backup_reach_the_mover_pod_and_the_mover_takes_them() {
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("excludes");
-    std::fs::write(&list, "# from a file, read where the command runs\n/cache/\n").unwrap();
+    std::fs::write(
+        &list,
+        "# from a file, read where the command runs\n/cache/\n",
+    )
+    .unwrap();
     let planned = cli(&[
         "backup",
         "data",
@@ -583,7 +587,15 @@ fn the_exclude_flags_of_backup_reach_the_mover_pod_and_the_mover_takes_them() {
 
     // A pattern the mover would refuse fails here, before anything is made.
     let out = Command::new(assert_cmd::cargo::cargo_bin!("pvc-backup"))
-        .args(["backup", "data", "--dry-run=client", "-n", "shop", "--size", "1Gi"])
+        .args([
+            "backup",
+            "data",
+            "--dry-run=client",
+            "-n",
+            "shop",
+            "--size",
+            "1Gi",
+        ])
         .args(["--exclude", "a[z-a]"])
         .output()
         .unwrap();

@@ -992,7 +992,10 @@ fn logs_on_a_terminal_are_coloured_unless_no_color_is_set() {
         "no colour on a terminal: {coloured:?}"
     );
     let empty = on_terminal(Some(""), "b");
-    assert!(empty.contains("\x1b["), "an empty NO_COLOR is unset: {empty:?}");
+    assert!(
+        empty.contains("\x1b["),
+        "an empty NO_COLOR is unset: {empty:?}"
+    );
     let plain = on_terminal(Some("1"), "c");
     assert!(plain.contains("socket not copied"), "{plain:?}");
     assert!(
@@ -1068,7 +1071,10 @@ fn a_target_too_small_is_refused_before_anything_is_written() {
     assert_eq!(code(&o), 1, "{err}");
     // 40 files in 3 folders.
     assert!(err.contains("and 43 inodes more"), "{err}");
-    assert!(err.contains(&format!("and {free_inodes} inodes free")), "{err}");
+    assert!(
+        err.contains(&format!("and {free_inodes} inodes free")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -1120,7 +1126,9 @@ fn a_copy_that_fills_the_target_stops_at_the_first_write_without_room() {
         // What is left to copy, less what is free now, by std's and stat -f's count.
         let copied = allocated(&small.path);
         let (free, _) = df(&small.path);
-        let more = allocated(&src.root).saturating_sub(copied).saturating_sub(free);
+        let more = allocated(&src.root)
+            .saturating_sub(copied)
+            .saturating_sub(free);
         let said: u64 = err
             .split("needs about ")
             .nth(1)

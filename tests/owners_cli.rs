@@ -425,36 +425,42 @@ fn squashed_pod(args: &[&str], paths: &[&Path]) -> std::process::Output {
 /// identity that is not their owner may read them, or write into them.
 fn refused_owners(root: PathBuf) -> Tree {
     let t = Tree::new(root);
-    t.file(b"grp/only-group", b"1001's file that only group 3003 may read")
-        .owner(b"grp/only-group", 1001, 3003)
-        .mode(b"grp/only-group", 0o040)
-        .xattr(b"grp/only-group", "user.note", b"read as a member of 3003")
-        .file(b"team/report", b"in a folder only group 3003 may enter")
-        .owner(b"team/report", 1002, 3003)
-        .mode(b"team/report", 0o040)
-        .file(b"team/other-group", b"1003's, group 1003, in 3003's folder")
-        .owner(b"team/other-group", 1003, 1003)
-        .mode(b"team/other-group", 0o604)
-        .owner(b"team", 1001, 3003)
-        .mode(b"team", 0o2070)
-        .owner(b"grp", 1001, 1001)
-        .mode(b"grp", 0o755)
-        .file(b"acl/named-user", b"owner 1001 may not read it, 1002 may")
-        .owner(b"acl/named-user", 1001, 1001)
-        .mode(b"acl/named-user", 0o000)
-        .acl(b"acl/named-user", &["-m", "u:1002:r"])
-        .file(b"acl/named-group", b"group 4004 may read it")
-        .owner(b"acl/named-group", 1001, 1001)
-        .mode(b"acl/named-group", 0o000)
-        .acl(b"acl/named-group", &["-m", "g:4004:r"])
-        .file(b"acl/closed/inside", b"in a folder group 4005 may enter and write to")
-        .owner(b"acl/closed/inside", 1001, 4005)
-        .mode(b"acl/closed/inside", 0o040)
-        .owner(b"acl/closed", 1001, 1001)
-        .mode(b"acl/closed", 0o000)
-        .acl(b"acl/closed", &["-m", "g:4005:rwx"])
-        .owner(b"acl", 1001, 1001)
-        .mode(b"acl", 0o755);
+    t.file(
+        b"grp/only-group",
+        b"1001's file that only group 3003 may read",
+    )
+    .owner(b"grp/only-group", 1001, 3003)
+    .mode(b"grp/only-group", 0o040)
+    .xattr(b"grp/only-group", "user.note", b"read as a member of 3003")
+    .file(b"team/report", b"in a folder only group 3003 may enter")
+    .owner(b"team/report", 1002, 3003)
+    .mode(b"team/report", 0o040)
+    .file(b"team/other-group", b"1003's, group 1003, in 3003's folder")
+    .owner(b"team/other-group", 1003, 1003)
+    .mode(b"team/other-group", 0o604)
+    .owner(b"team", 1001, 3003)
+    .mode(b"team", 0o2070)
+    .owner(b"grp", 1001, 1001)
+    .mode(b"grp", 0o755)
+    .file(b"acl/named-user", b"owner 1001 may not read it, 1002 may")
+    .owner(b"acl/named-user", 1001, 1001)
+    .mode(b"acl/named-user", 0o000)
+    .acl(b"acl/named-user", &["-m", "u:1002:r"])
+    .file(b"acl/named-group", b"group 4004 may read it")
+    .owner(b"acl/named-group", 1001, 1001)
+    .mode(b"acl/named-group", 0o000)
+    .acl(b"acl/named-group", &["-m", "g:4004:r"])
+    .file(
+        b"acl/closed/inside",
+        b"in a folder group 4005 may enter and write to",
+    )
+    .owner(b"acl/closed/inside", 1001, 4005)
+    .mode(b"acl/closed/inside", 0o040)
+    .owner(b"acl/closed", 1001, 1001)
+    .mode(b"acl/closed", 0o000)
+    .acl(b"acl/closed", &["-m", "g:4005:rwx"])
+    .owner(b"acl", 1001, 1001)
+    .mode(b"acl", 0o755);
     t.owner(b"", 1001, 1001).mode(b"", 0o755);
     t
 }
@@ -556,5 +562,8 @@ fn entries_their_owner_may_not_read_are_read_as_a_member_the_permissions_allow()
     assert_mirror(&src.root, &dst, &[]);
     let o = squashed_pod(&["mover", "sync", "--progress", "json"], &[&src.root, &dst]);
     let s = summary_of(&o);
-    assert_eq!((s.exit_code, s.entries.copied, s.entries.updated), (0, 0, 0));
+    assert_eq!(
+        (s.exit_code, s.entries.copied, s.entries.updated),
+        (0, 0, 0)
+    );
 }

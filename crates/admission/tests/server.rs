@@ -645,7 +645,11 @@ async fn oversized_bodies_get_413_over_http2_too() {
     // Under the limit, the same connection kind gets an answer (400: not an AdmissionReview).
     let small = Full::new(Bytes::from(vec![b'x'; 1024]));
     let status = send_h2(&fixture, small).await;
-    assert_eq!(status.as_ref().ok(), Some(&StatusCode::BAD_REQUEST), "{status:?}");
+    assert_eq!(
+        status.as_ref().ok(),
+        Some(&StatusCode::BAD_REQUEST),
+        "{status:?}"
+    );
     use admission::metrics::ErrorKind;
     let metrics = fixture.running.webhook().metrics();
     assert_eq!(metrics.errors(ErrorKind::TooLarge), 2);
@@ -729,7 +733,11 @@ async fn a_client_still_sending_an_oversized_body_over_http2_finishes_and_gets_4
         }
         let text = String::from_utf8_lossy(&text);
         assert!(text.contains("larger than the limit"), "{text}");
-        assert_eq!(upload.await.unwrap(), Ok(TOTAL), "declared length: {declared}");
+        assert_eq!(
+            upload.await.unwrap(),
+            Ok(TOTAL),
+            "declared length: {declared}"
+        );
         client = client.ready().await.unwrap();
     }
     let metrics = fixture.running.webhook().metrics();
@@ -747,14 +755,24 @@ async fn curl_over_http2_gets_the_413() {
     std::fs::write(&ca, std::fs::read(fixture.dir.join("tls.crt")).unwrap()).unwrap();
     let big = dir.path().join("big.json");
     std::fs::write(&big, vec![b'x'; 3 << 20]).unwrap();
-    let url = format!("https://127.0.0.1:{}/validate", fixture.running.local_addr().port());
+    let url = format!(
+        "https://127.0.0.1:{}/validate",
+        fixture.running.local_addr().port()
+    );
     let mut curl = std::process::Command::new("curl");
-    curl.args(["-sS", "--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}"])
-        .arg("--cacert")
-        .arg(&ca)
-        .args(["-H", "content-type: application/json", "--data-binary"])
-        .arg(format!("@{}", big.display()))
-        .arg(&url);
+    curl.args([
+        "-sS",
+        "--http2",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{http_code}",
+    ])
+    .arg("--cacert")
+    .arg(&ca)
+    .args(["-H", "content-type: application/json", "--data-binary"])
+    .arg(format!("@{}", big.display()))
+    .arg(&url);
     // The server runs on this runtime: wait for curl off its threads.
     let out = tokio::task::spawn_blocking(move || curl.output())
         .await

@@ -444,5 +444,8 @@ fn excludes_for_a_block_claim_are_refused_with_the_reason() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("Block claim") && err.contains("--exclude"), "{err}");
+    assert!(
+        err.contains("Block claim") && err.contains("--exclude"),
+        "{err}"
+    );
 }

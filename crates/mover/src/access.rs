@@ -117,7 +117,14 @@ pub struct Alternate {
 /// Whether fsuid `uid` with the groups `groups` may do `need` (a mask of [`READ`], [`WRITE`],
 /// [`EXEC`]) on an entry of `owner` with permission bits `perm` and access ACL `acl`, by the
 /// permission bits alone (no capability).
-pub fn allows(owner: Id, perm: u32, acl: Option<&Acl>, uid: u32, groups: &[u32], need: u32) -> bool {
+pub fn allows(
+    owner: Id,
+    perm: u32,
+    acl: Option<&Acl>,
+    uid: u32,
+    groups: &[u32],
+    need: u32,
+) -> bool {
     let grants = |bits: u32| bits & need == need;
     if uid == owner.0 {
         return grants((perm >> 6) & 7);
@@ -201,8 +208,7 @@ pub fn alternates(
     });
     let mut out: Vec<Alternate> = Vec::new();
     for c in candidates {
-        if allows(owner, perm, acl, c.id.0, &[c.id.1], need) && !out.iter().any(|o| o.id == c.id)
-        {
+        if allows(owner, perm, acl, c.id.0, &[c.id.1], need) && !out.iter().any(|o| o.id == c.id) {
             out.push(c);
         }
     }

@@ -222,7 +222,10 @@ pub fn check(src: &Path, subdir: Option<&Path>, impersonate: Impersonate) -> Res
                 Kind::Dir => {
                     let flags =
                         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                    match w.owners.open_as_via(dir.as_fd(), dir_id, name, Some(id), flags) {
+                    match w
+                        .owners
+                        .open_as_via(dir.as_fd(), dir_id, name, Some(id), flags)
+                    {
                         Ok((fd, via)) => {
                             let fd = Arc::new(fd);
                             let r = w.owners.retry_entry_via(fd.as_fd(), id, || {
@@ -243,7 +246,10 @@ pub fn check(src: &Path, subdir: Option<&Path>, impersonate: Impersonate) -> Res
                 }
                 Kind::File => {
                     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                    match w.owners.open_as_via(dir.as_fd(), dir_id, name, Some(id), flags) {
+                    match w
+                        .owners
+                        .open_as_via(dir.as_fd(), dir_id, name, Some(id), flags)
+                    {
                         Ok((fd, via)) => {
                             let r = w.owners.retry_entry_via(fd.as_fd(), id, || {
                                 xattr::read(xattr::Target::Fd(fd.as_fd()))

@@ -57,9 +57,9 @@ impl Excludes {
                     ))
                 })?;
             }
-            let built = b.build().map_err(|e| {
-                Error::Usage(format!("the --exclude patterns cannot be used: {e}"))
-            })?;
+            let built = b
+                .build()
+                .map_err(|e| Error::Usage(format!("the --exclude patterns cannot be used: {e}")))?;
             Some(Arc::new(built))
         };
         Ok(Excludes {
@@ -159,12 +159,21 @@ mod tests {
         assert!(e.matches(b"deep/down/a.log", false));
         assert!(!e.matches(b"keep.log", false), "re-included by the later !");
         assert!(e.matches(b"top", true));
-        assert!(!e.matches(b"sub/top", true), "a leading / anchors at the root");
+        assert!(
+            !e.matches(b"sub/top", true),
+            "a leading / anchors at the root"
+        );
         assert!(e.matches(b"cache", true));
         assert!(e.matches(b"x/cache", true));
-        assert!(!e.matches(b"cache", false), "a trailing / matches folders only");
+        assert!(
+            !e.matches(b"cache", false),
+            "a trailing / matches folders only"
+        );
         assert!(e.matches(b"logs/a/b/c.gz", false));
-        assert!(!e.matches(b"other/logs/c.gz", false), "a / inside anchors too");
+        assert!(
+            !e.matches(b"other/logs/c.gz", false),
+            "a / inside anchors too"
+        );
         assert!(!e.matches(b"a.txt", false));
     }
 

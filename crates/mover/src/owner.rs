@@ -390,7 +390,9 @@ impl Owners {
             Err(e) if denied(&e) && matches!(kind, Kind::File | Kind::Dir) => {
                 let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 let fd = self.open_in(dir, name, flags)?;
-                self.retry_entry(fd.as_fd(), id, || xattr::read(xattr::Target::Fd(fd.as_fd())))
+                self.retry_entry(fd.as_fd(), id, || {
+                    xattr::read(xattr::Target::Fd(fd.as_fd()))
+                })
             }
             r => r,
         }
@@ -417,7 +419,9 @@ impl Owners {
                     Some(id),
                     OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 )?;
-                self.retry_entry(fd.as_fd(), id, || xattr::read(xattr::Target::Fd(fd.as_fd())))
+                self.retry_entry(fd.as_fd(), id, || {
+                    xattr::read(xattr::Target::Fd(fd.as_fd()))
+                })
             }
             r => r,
         }

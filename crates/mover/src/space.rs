@@ -75,7 +75,10 @@ fn used(fd: BorrowedFd<'_>) -> Option<Need> {
         return None;
     }
     Some(Need {
-        bytes: s.f_blocks.saturating_sub(s.f_bfree).saturating_mul(s.f_frsize),
+        bytes: s
+            .f_blocks
+            .saturating_sub(s.f_bfree)
+            .saturating_mul(s.f_frsize),
         inodes: s.f_files.saturating_sub(s.f_ffree),
     })
 }
@@ -206,8 +209,7 @@ pub fn check(
     dirs_new: bool,
 ) -> Result<()> {
     let show = || relpath::display(dst_path.as_os_str().as_encoded_bytes());
-    let room =
-        free(dst).map_err(|e| Error::io("cannot read the free space of", show(), e))?;
+    let room = free(dst).map_err(|e| Error::io("cannot read the free space of", show(), e))?;
     if used(src).is_some_and(|u| u.fits(&room)) {
         return Ok(());
     }
@@ -295,7 +297,12 @@ mod tests {
             .unwrap()
             .run()
             .unwrap();
-        let again = need(dir_fd(&src).as_fd(), Some(dir_fd(&dst).as_fd()), &empty, false);
+        let again = need(
+            dir_fd(&src).as_fd(),
+            Some(dir_fd(&dst).as_fd()),
+            &empty,
+            false,
+        );
         assert_eq!(again, Need::default(), "nothing changed, nothing needed");
 
         // Left out by an exclude: not needed.
@@ -310,17 +317,48 @@ mod tests {
             bytes: 100,
             inodes: Some(10),
         };
-        assert!(Need { bytes: 100, inodes: 10 }.fits(&free));
-        assert!(!Need { bytes: 101, inodes: 1 }.fits(&free));
-        assert!(!Need { bytes: 1, inodes: 11 }.fits(&free));
+        assert!(
+            Need {
+                bytes: 100,
+                inodes: 10
+            }
+            .fits(&free)
+        );
+        assert!(
+            !Need {
+                bytes: 101,
+                inodes: 1
+            }
+            .fits(&free)
+        );
+        assert!(
+            !Need {
+                bytes: 1,
+                inodes: 11
+            }
+            .fits(&free)
+        );
         let unlimited = Room {
             bytes: 100,
             inodes: None,
         };
-        assert!(Need { bytes: 1, inodes: 1 << 40 }.fits(&unlimited));
+        assert!(
+            Need {
+                bytes: 1,
+                inodes: 1 << 40
+            }
+            .fits(&unlimited)
+        );
         assert_eq!(
-            Need { bytes: 150, inodes: 12 }.beyond(&free),
-            Need { bytes: 50, inodes: 2 }
+            Need {
+                bytes: 150,
+                inodes: 12
+            }
+            .beyond(&free),
+            Need {
+                bytes: 50,
+                inodes: 2
+            }
         );
     }
 }

@@ -257,7 +257,10 @@ pub fn get(target: Target<'_>, name: &CStr) -> io::Result<Option<Vec<u8>>> {
             Ok(Some(buf))
         }
         Ok(None) => Ok(None),
-        Err(e) if e.raw_os_error().is_some_and(|c| unsupported(Errno::from_raw_os_error(c))) => {
+        Err(e)
+            if e.raw_os_error()
+                .is_some_and(|c| unsupported(Errno::from_raw_os_error(c))) =>
+        {
             Ok(None)
         }
         Err(e) => Err(e),

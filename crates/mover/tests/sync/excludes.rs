@@ -41,7 +41,11 @@ fn rsync_left(pair: &Pair, filters: &[&str], delete_excluded: bool) -> Vec<Strin
         .arg(format!("{}/", pair.dst.root.display()))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.is_empty())
@@ -55,7 +59,10 @@ fn tree(pair: &Pair) {
         .file(b"debug.log", b"left out at the top")
         .file(b"deep/inner/trace.log", b"left out at any depth")
         .file(b"build/out.o", b"left out: anchored folder")
-        .file(b"src/build/kept.rs", b"a build folder below the top is copied")
+        .file(
+            b"src/build/kept.rs",
+            b"a build folder below the top is copied",
+        )
         .file(b"logs/a/b/old.gz", b"left out by logs/**/*.gz")
         .file(b"logs/a/b/new.txt", b"copied")
         .file(b"other/logs/x.gz", b"copied: logs/ anchored at the top");
@@ -65,12 +72,19 @@ const PATTERNS: [&str; 3] = ["*.log", "/build/", "logs/**/*.gz"];
 
 #[test]
 fn excluded_entries_are_not_copied_and_the_rest_mirrors() {
-    if !need_tools("excluded_entries_are_not_copied_and_the_rest_mirrors", &["rsync"]) {
+    if !need_tools(
+        "excluded_entries_are_not_copied_and_the_rest_mirrors",
+        &["rsync"],
+    ) {
         return;
     }
     let pair = Pair::new();
     tree(&pair);
-    let s = sync_with(&pair.src.root, &pair.dst.root, opts(&PATTERNS, false, false));
+    let s = sync_with(
+        &pair.src.root,
+        &pair.dst.root,
+        opts(&PATTERNS, false, false),
+    );
     assert_ok(&s);
     assert_eq!(s.entries.excluded, 4, "debug.log, trace.log, build, old.gz");
     let seen = Snapshot::take(&pair.dst.root, &[]);
@@ -79,14 +93,34 @@ fn excluded_entries_are_not_copied_and_the_rest_mirrors() {
         .keys()
         .map(|k| String::from_utf8_lossy(k).into_owned())
         .collect();
-    for gone in ["debug.log", "deep/inner/trace.log", "build", "logs/a/b/old.gz"] {
-        assert!(!names.contains(&gone.to_string()), "{gone} copied: {names:?}");
+    for gone in [
+        "debug.log",
+        "deep/inner/trace.log",
+        "build",
+        "logs/a/b/old.gz",
+    ] {
+        assert!(
+            !names.contains(&gone.to_string()),
+            "{gone} copied: {names:?}"
+        );
     }
-    for kept in ["keep.txt", "src/build/kept.rs", "logs/a/b/new.txt", "other/logs/x.gz"] {
-        assert!(names.contains(&kept.to_string()), "{kept} missing: {names:?}");
+    for kept in [
+        "keep.txt",
+        "src/build/kept.rs",
+        "logs/a/b/new.txt",
+        "other/logs/x.gz",
+    ] {
+        assert!(
+            names.contains(&kept.to_string()),
+            "{kept} missing: {names:?}"
+        );
     }
     let left = rsync_left(&pair, &PATTERNS, false);
-    assert!(left.is_empty(), "rsync would still change:\n{}", left.join("\n"));
+    assert!(
+        left.is_empty(),
+        "rsync would still change:\n{}",
+        left.join("\n")
+    );
 
     // Verifying against the source leaves out what the copy left out, and only that.
     let ex = opts(&PATTERNS, false, false).excludes;
@@ -100,17 +134,27 @@ fn excluded_entries_are_not_copied_and_the_rest_mirrors() {
 
 #[test]
 fn target_entries_an_exclude_matches_stay_unless_delete_excluded() {
-    if !need_tools("target_entries_an_exclude_matches_stay_unless_delete_excluded", &["rsync"]) {
+    if !need_tools(
+        "target_entries_an_exclude_matches_stay_unless_delete_excluded",
+        &["rsync"],
+    ) {
         return;
     }
     let pair = Pair::new();
     tree(&pair);
     // A first full copy, then the excludes: the target holds what they match.
     assert_ok(&pair.sync());
-    pair.src.file(b"extra.log", b"only in the source, never copied");
-    pair.dst.file(b"only-in-target.log", b"kept: an exclude matches it");
-    pair.dst.file(b"only-in-target.txt", b"removed: no exclude matches it");
-    let s = sync_with(&pair.src.root, &pair.dst.root, opts(&PATTERNS, false, false));
+    pair.src
+        .file(b"extra.log", b"only in the source, never copied");
+    pair.dst
+        .file(b"only-in-target.log", b"kept: an exclude matches it");
+    pair.dst
+        .file(b"only-in-target.txt", b"removed: no exclude matches it");
+    let s = sync_with(
+        &pair.src.root,
+        &pair.dst.root,
+        opts(&PATTERNS, false, false),
+    );
     assert_ok(&s);
     assert!(pair.dst.path(b"debug.log").exists());
     assert!(pair.dst.path(b"build/out.o").exists());
@@ -118,11 +162,20 @@ fn target_entries_an_exclude_matches_stay_unless_delete_excluded() {
     assert!(!pair.dst.path(b"only-in-target.txt").exists());
     assert!(!pair.dst.path(b"extra.log").exists());
     let left = rsync_left(&pair, &PATTERNS, false);
-    assert!(left.is_empty(), "rsync would still change:\n{}", left.join("\n"));
+    assert!(
+        left.is_empty(),
+        "rsync would still change:\n{}",
+        left.join("\n")
+    );
 
     let s = sync_with(&pair.src.root, &pair.dst.root, opts(&PATTERNS, false, true));
     assert_ok(&s);
-    for gone in [&b"debug.log"[..], b"build", b"only-in-target.log", b"logs/a/b/old.gz"] {
+    for gone in [
+        &b"debug.log"[..],
+        b"build",
+        b"only-in-target.log",
+        b"logs/a/b/old.gz",
+    ] {
         assert!(
             !pair.dst.path(gone).exists(),
             "{} kept despite --delete-excluded",
@@ -130,12 +183,19 @@ fn target_entries_an_exclude_matches_stay_unless_delete_excluded() {
         );
     }
     let left = rsync_left(&pair, &PATTERNS, true);
-    assert!(left.is_empty(), "rsync would still change:\n{}", left.join("\n"));
+    assert!(
+        left.is_empty(),
+        "rsync would still change:\n{}",
+        left.join("\n")
+    );
 }
 
 #[test]
 fn folders_tagged_as_caches_are_skipped_with_exclude_caches() {
-    if !need_tools("folders_tagged_as_caches_are_skipped_with_exclude_caches", &["rsync"]) {
+    if !need_tools(
+        "folders_tagged_as_caches_are_skipped_with_exclude_caches",
+        &["rsync"],
+    ) {
         return;
     }
     let pair = Pair::new();
@@ -154,7 +214,11 @@ fn folders_tagged_as_caches_are_skipped_with_exclude_caches() {
     assert!(pair.dst.path(b"fake/blob").exists());
     assert!(pair.dst.path(b"data/file").exists());
     let left = rsync_left(&pair, &["/data/.cache/"], false);
-    assert!(left.is_empty(), "rsync would still change:\n{}", left.join("\n"));
+    assert!(
+        left.is_empty(),
+        "rsync would still change:\n{}",
+        left.join("\n")
+    );
     // Without the option, the cache is copied like anything else.
     let s = sync_with(&pair.src.root, &pair.dst.root, Options::default());
     assert_ok(&s);
