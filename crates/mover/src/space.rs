@@ -11,11 +11,12 @@
 //! blocks of the source (`st_blocks`), so sparse files count what they hold, not their length.
 
 use std::collections::HashSet;
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use rustix::fs::{Mode, OFlags, openat};
 
@@ -94,31 +95,60 @@ pub fn need(
     dirs_new: bool,
 ) -> Need {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let reopen = |fd: BorrowedFd<'_>| openat(fd, c".", flags, Mode::empty()).ok().map(Arc::new);
+    let reopen = |fd: BorrowedFd<'_>| openat(fd, c".", flags, Mode::empty()).ok();
     let Some(root) = reopen(src) else {
         return Need::default();
     };
-    let mut total = Need::default();
-    let mut freed = 0u64;
-    let mut largest = 0u64;
-    let mut links: HashSet<(u64, u64)> = HashSet::new();
-    // Folders wait as names, not descriptors: (source parent, target parent, name, path).
-    type Pending = (Arc<OwnedFd>, Option<Arc<OwnedFd>>, Option<CString>, Vec<u8>);
-    let mut stack: Vec<Pending> = vec![(root, dst.and_then(reopen), None, Vec::new())];
-    while let Some((sparent, dparent, name, rel)) = stack.pop() {
-        let (sdir, ddir) = match &name {
-            None => (sparent, dparent),
-            Some(n) => {
-                let Ok(s) = openat(&*sparent, n.as_c_str(), flags, Mode::empty()) else {
-                    continue;
-                };
-                let d = dparent.and_then(|d| open_target_dir(d.as_fd(), n).map(Arc::new));
-                (Arc::new(s), d)
-            }
+    let count = Count {
+        excludes,
+        dirs_new,
+        bytes: AtomicU64::new(0),
+        inodes: AtomicU64::new(0),
+        freed: AtomicU64::new(0),
+        largest: AtomicU64::new(0),
+        links: Mutex::new(HashSet::new()),
+    };
+    // Folders are counted in parallel, as the copy works on them.
+    let target = dst.and_then(reopen).map(Arc::new);
+    rayon::scope(|s| count.dir(s, Arc::new(root), target, Vec::new()));
+    let bytes = count.bytes.load(Relaxed);
+    let largest = count.largest.load(Relaxed);
+    Need {
+        bytes: bytes.saturating_sub(count.freed.load(Relaxed)).max(largest),
+        inodes: count.inodes.load(Relaxed),
+    }
+}
+
+/// What [`need`] adds up, shared by the folders being counted.
+struct Count<'a> {
+    excludes: &'a Excludes,
+    dirs_new: bool,
+    bytes: AtomicU64,
+    inodes: AtomicU64,
+    freed: AtomicU64,
+    largest: AtomicU64,
+    /// Hard-link groups already counted.
+    links: Mutex<HashSet<(u64, u64)>>,
+}
+
+impl<'a> Count<'a> {
+    /// Counts the source folder `sdir` at `rel` against the target folder `ddir`, if any, and
+    /// starts a task for each of its subfolders, which opens it: waiting folders hold no
+    /// descriptor of their own.
+    fn dir<'s>(
+        &'s self,
+        s: &rayon::Scope<'s>,
+        sdir: Arc<OwnedFd>,
+        ddir: Option<Arc<OwnedFd>>,
+        rel: Vec<u8>,
+    ) where
+        'a: 's,
+    {
+        let Ok(listing) = Listing::read(&sdir) else {
+            return;
         };
-        let Ok(listing) = Listing::read(&*sdir) else {
-            continue;
-        };
+        let (mut bytes, mut inodes, mut freed, mut largest) = (0u64, 0u64, 0u64, 0u64);
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         for i in 0..listing.len() {
             let name = listing.name(i);
             if rel.is_empty() && name.to_bytes() == STATE_DIR.as_bytes() {
@@ -128,47 +158,64 @@ pub fn need(
                 continue;
             };
             let path = relpath::join(&rel, name.to_bytes());
-            if !excludes.is_empty() && left_out(excludes, &sdir, name, &path, &m) {
+            if !self.excludes.is_empty() && left_out(self.excludes, &sdir, name, &path, &m) {
                 continue;
             }
             let have = ddir.as_ref().and_then(|d| stat_at(&**d, name).ok());
             let alloc = m.blocks.saturating_mul(512);
             match (m.kind, have) {
                 (Kind::Dir, have) => {
-                    let have = have.is_some_and(|h| h.kind == Kind::Dir);
-                    if dirs_new || !have {
-                        total.bytes += alloc;
-                        total.inodes += 1;
+                    if self.dirs_new || !have.is_some_and(|h| h.kind == Kind::Dir) {
+                        bytes += alloc;
+                        inodes += 1;
                     }
-                    stack.push((sdir.clone(), ddir.clone(), Some(name.to_owned()), path));
+                    let (sparent, dparent) = (sdir.clone(), ddir.clone());
+                    let name = name.to_owned();
+                    s.spawn(move |s| {
+                        let Ok(sub) = openat(&*sparent, name.as_c_str(), flags, Mode::empty())
+                        else {
+                            return;
+                        };
+                        let dsub = dparent
+                            .and_then(|d| open_target_dir(d.as_fd(), &name))
+                            .map(Arc::new);
+                        drop(sparent);
+                        self.dir(s, Arc::new(sub), dsub, path)
+                    });
                 }
                 (Kind::File, Some(h)) if h.kind == Kind::File => {
                     if h.size == m.size && h.mtime == m.mtime {
                         continue;
                     }
-                    total.bytes += alloc;
+                    bytes += alloc;
                     largest = largest.max(alloc);
-                    if !dirs_new {
-                        freed += h.blocks.saturating_mul(512);
+                    if self.dirs_new {
+                        inodes += 1;
                     } else {
-                        total.inodes += 1;
+                        freed += h.blocks.saturating_mul(512);
                     }
                 }
-                (_, Some(h)) if h.kind == m.kind && !dirs_new => {}
+                (_, Some(h)) if h.kind == m.kind && !self.dirs_new => {}
                 (_, _) => {
-                    if m.nlink > 1 && !links.insert((m.dev, m.ino)) {
+                    if m.nlink > 1
+                        && !self
+                            .links
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert((m.dev, m.ino))
+                    {
                         continue;
                     }
-                    total.bytes += alloc;
-                    total.inodes += 1;
+                    bytes += alloc;
+                    inodes += 1;
                     largest = largest.max(alloc);
                 }
             }
         }
-    }
-    Need {
-        bytes: total.bytes.saturating_sub(freed).max(largest),
-        inodes: total.inodes,
+        self.bytes.fetch_add(bytes, Relaxed);
+        self.inodes.fetch_add(inodes, Relaxed);
+        self.freed.fetch_add(freed, Relaxed);
+        self.largest.fetch_max(largest, Relaxed);
     }
 }
 
