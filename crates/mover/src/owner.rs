@@ -91,7 +91,14 @@ fn errno_denied(e: Errno) -> bool {
 impl Owners {
     /// Owner threads for a run. Supplementary groups come from `/etc/passwd` and `/etc/group`
     /// where they exist; otherwise an owner acts with its file's group only.
+    ///
+    /// `Auto` without CAP_SETUID and CAP_SETGID (an unprivileged mover) is `Never`: there is no
+    /// identity to fall back to, and the mover's own refusal is the error worth reporting.
     pub fn new(mode: Impersonate) -> Owners {
+        let mode = match mode {
+            Impersonate::Auto if !can_switch_identity() => Impersonate::Never,
+            m => m,
+        };
         Owners {
             mode,
             workers: Mutex::new((HashMap::new(), 0)),
@@ -474,6 +481,21 @@ fn spawn_worker(id: Id, groups: Vec<u32>) -> io::Result<SyncSender<Job>> {
         .recv()
         .map_err(|_| io::Error::other("owner thread ended"))??;
     Ok(tx)
+}
+
+/// Whether the process holds CAP_SETUID and CAP_SETGID in its effective set (read from
+/// `/proc/self/status`; where that cannot be read, it is assumed to).
+fn can_switch_identity() -> bool {
+    // CAP_SETGID is 6 and CAP_SETUID 7 (linux/capability.h).
+    const NEEDED: u64 = (1 << 6) | (1 << 7);
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return true;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_none_or(|eff| eff & NEEDED == NEEDED)
 }
 
 /// Switches the calling thread's filesystem identity (and only this thread's).
