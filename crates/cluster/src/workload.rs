@@ -15,7 +15,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::connect::Kube;
@@ -589,8 +589,10 @@ pub async fn point_volume(
     .await
 }
 
-/// Reads the workload, changes it with `change` and writes it back. The resourceVersion makes
-/// a concurrent edit a conflict, retried from a fresh read, rather than a lost update.
+/// Reads the workload, changes it with `change` and writes its spec and annotations back as a
+/// JSON patch (the documented role grants `patch`, not `update`). The patch carries the
+/// resourceVersion that was read, so a concurrent edit is a conflict, retried from a fresh
+/// read, rather than a lost update.
 async fn update<R>(
     kube: &Kube,
     workload: &Workload,
@@ -598,10 +600,16 @@ async fn update<R>(
 ) -> Result<R> {
     for _ in 0..5 {
         let mut obj = workload.get(kube).await?;
+        let had_annotations = obj.metadata.annotations.is_some();
         let result = change(&mut obj)?;
+        let patch = write_back(&obj, had_annotations)?;
         match workload
             .api(kube)
-            .replace(&workload.name, &PostParams::default(), &obj)
+            .patch(
+                &workload.name,
+                &PatchParams::default(),
+                &Patch::<()>::Json(patch),
+            )
             .await
         {
             Ok(_) => return Ok(result),
@@ -612,6 +620,25 @@ async fn update<R>(
     Err(Error::Failed(format!(
         "{workload} kept changing while pvc-backup tried to update it; retry"
     )))
+}
+
+/// The JSON patch that writes `obj`'s spec and annotations over the stored object, on
+/// condition that it is still at `obj`'s resourceVersion.
+fn write_back(obj: &DynamicObject, had_annotations: bool) -> Result<json_patch::Patch> {
+    let mut ops = vec![
+        json!({"op": "add", "path": "/metadata/resourceVersion",
+               "value": obj.metadata.resource_version}),
+        json!({"op": "add", "path": "/spec", "value": obj.data.get("spec")}),
+    ];
+    match &obj.metadata.annotations {
+        Some(a) => ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": a})),
+        None if had_annotations => {
+            ops.push(json!({"op": "remove", "path": "/metadata/annotations"}))
+        }
+        None => {}
+    }
+    serde_json::from_value(Value::Array(ops))
+        .map_err(|e| Error::Failed(format!("cannot write a JSON patch: {e}")))
 }
 
 /// [`point_volume`] on a workload object in memory (what `--dry-run` shows).
