@@ -241,7 +241,9 @@ pub fn security_context_constraints() -> Value {
         "allowPrivilegeEscalation": false,
         "allowPrivilegedContainer": false,
         "allowedCapabilities": CAPABILITIES,
-        "defaultAddCapabilities": null,
+        // Empty rather than null: the CRD requires both fields, and `kubectl apply` drops a null
+        // field before the API server sees it. Priority 0 sorts as no priority does.
+        "defaultAddCapabilities": [],
         "requiredDropCapabilities": ["ALL"],
         "readOnlyRootFilesystem": true,
         "runAsUser": {"type": "RunAsAny"},
@@ -259,7 +261,7 @@ pub fn security_context_constraints() -> Value {
             "projected",
             "secret",
         ],
-        "priority": null,
+        "priority": 0,
         "users": [],
         "groups": [],
     })
