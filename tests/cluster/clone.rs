@@ -79,64 +79,37 @@ fn three_copies_next_to_the_workload_from_one_mover_run() {
 }
 
 #[test]
-fn auto_falls_back_to_a_copy_when_the_driver_cannot_clone() {
+fn auto_copies_at_once_where_the_class_is_not_csi_and_method_csi_says_why() {
+    // An in-tree provisioner (the local cluster's hostpath one) cannot clone: auto copies
+    // without trying, and --method csi is refused before anything is made.
     let c = cluster();
-    c.add_storage_class("plain", "plain.csi.example.com", false, "Delete", true)
+    c.add_storage_class("intree", "kubernetes.io/host-path", false, "Delete", true)
         .unwrap();
     let src = claim_with_data(
         &c,
         "data",
         ClaimOptions {
-            storage_class: Some("plain".into()),
+            storage_class: Some("intree".into()),
             ..ClaimOptions::default()
         },
     );
-    let report = run_json(
-        &c,
-        &[
-            "clone",
-            "data",
-            "--to",
-            "copy",
-            "--count",
-            "2",
-            "--start-timeout",
-            "3",
-            "-o",
-            "json",
-        ],
-    );
+    let report = run_json(&c, &["clone", "data", "--to", "copy", "-o", "json"]);
     assert_eq!(report["method"], "copy", "{report}");
-    let why = report["fellBack"].as_str().unwrap_or_default();
-    assert!(why.contains("did not bind"), "{report}");
-    for copy in ["copy-1", "copy-2"] {
-        assert_holds(&c, copy, &src);
-        let claim: PersistentVolumeClaim = c.get(c.ns(), copy).unwrap();
-        assert!(claim.spec.unwrap().data_source.is_none());
-    }
+    assert!(report["fellBack"].is_null(), "{report}");
+    assert_holds(&c, "copy", &src);
 
-    // --method csi says why and leaves nothing behind.
     let err = run_failing(
         &c,
-        &[
-            "clone",
-            "data",
-            "--to",
-            "csi-only",
-            "--method",
-            "csi",
-            "--start-timeout",
-            "3",
-        ],
+        &["clone", "data", "--to", "csi-only", "--method", "csi"],
     );
     assert!(
-        err.contains("did not bind") && err.contains("--method copy"),
+        err.contains("not provisioned by a CSI driver") && err.contains("--method copy"),
         "{err}"
     );
-    let gone = c.wait_for(Duration::from_secs(20), |c| {
-        c.get::<PersistentVolumeClaim>(c.ns(), "csi-only").is_none()
-    });
-    assert!(gone, "the failed clone claim was left behind");
+    assert!(
+        c.get::<PersistentVolumeClaim>(c.ns(), "csi-only").is_none(),
+        "a refused clone made a claim"
+    );
 }
 
 #[test]
@@ -285,6 +258,70 @@ fn dry_runs_print_objects_kubernetes_accepts_and_create_nothing() {
 mod fake_only {
     use super::*;
     use testkit::cluster::Options;
+
+    #[test]
+    fn auto_falls_back_to_a_copy_when_the_driver_cannot_clone() {
+        let c = crate::util::fake_only(
+            Options::default(),
+            "needs a CSI driver that cannot clone; the local cluster runs no CSI driver",
+        );
+        c.add_storage_class("plain", "plain.csi.example.com", false, "Delete", true)
+            .unwrap();
+        let src = claim_with_data(
+            &c,
+            "data",
+            ClaimOptions {
+                storage_class: Some("plain".into()),
+                ..ClaimOptions::default()
+            },
+        );
+        let report = run_json(
+            &c,
+            &[
+                "clone",
+                "data",
+                "--to",
+                "copy",
+                "--count",
+                "2",
+                "--start-timeout",
+                "3",
+                "-o",
+                "json",
+            ],
+        );
+        assert_eq!(report["method"], "copy", "{report}");
+        let why = report["fellBack"].as_str().unwrap_or_default();
+        assert!(why.contains("did not bind"), "{report}");
+        for copy in ["copy-1", "copy-2"] {
+            assert_holds(&c, copy, &src);
+            let claim: PersistentVolumeClaim = c.get(c.ns(), copy).unwrap();
+            assert!(claim.spec.unwrap().data_source.is_none());
+        }
+
+        // --method csi says why and leaves nothing behind.
+        let err = run_failing(
+            &c,
+            &[
+                "clone",
+                "data",
+                "--to",
+                "csi-only",
+                "--method",
+                "csi",
+                "--start-timeout",
+                "3",
+            ],
+        );
+        assert!(
+            err.contains("did not bind") && err.contains("--method copy"),
+            "{err}"
+        );
+        let gone = c.wait_for(Duration::from_secs(20), |c| {
+            c.get::<PersistentVolumeClaim>(c.ns(), "csi-only").is_none()
+        });
+        assert!(gone, "the failed clone claim was left behind");
+    }
 
     #[test]
     fn csi_clone_is_a_claim_with_a_data_source_and_no_mover() {
