@@ -291,7 +291,7 @@ fn the_movers_service_account_may_do_nothing_in_the_api() {
 /// Sets the namespace's Pod Security `enforce` level.
 fn enforce(c: &Cluster, level: &str) {
     let out = kubectl(
-        &c,
+        c,
         &[
             "label",
             "--overwrite",
@@ -334,6 +334,24 @@ fn pod_security_admits_the_mover_under_baseline_and_the_unprivileged_one_under_r
         .file(b"readme", b"for everyone\n")
         .file(b"docs/a", &[3u8; 10_000])
         .mode(b"docs/a", 0o644);
+    // Without capabilities the mover writes only where its user may: a freshly provisioned
+    // volume's root is root's, and the mover says so and stops.
+    let out = run(
+        &c,
+        &["backup", "open", "--unprivileged", "--to", "open-denied"],
+    );
+    expect_code(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/backup") && err.contains("Permission denied"),
+        "{err}"
+    );
+    // A target whose root belongs to the image's user (as an administrator or the volume's
+    // fsGroup hands it over) takes the copy.
+    let target = c
+        .add_bound_claim(c.ns(), "open-backup", ClaimOptions::default())
+        .unwrap();
+    std::os::unix::fs::chown(&target, Some(65532), Some(65532)).unwrap();
     let out = run(&c, &["backup", "open", "--unprivileged"]);
     expect_code(&out, 0);
     let dir = c.volume_dir(c.ns(), "open-backup").unwrap();
@@ -621,16 +639,42 @@ fn every_object_pvc_backup_ships_is_accepted_by_the_api_servers_dry_run() {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    let ca = tempfile::NamedTempFile::new().unwrap();
-    std::fs::copy("/etc/ssl/certs/ca-certificates.crt", ca.path()).unwrap();
-    let ca = ca.path().to_str().unwrap().to_owned();
+    // One CA certificate, as a person would pass (a whole system bundle would not fit the
+    // annotation `kubectl apply` keeps).
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.crt");
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=dry-run-ca", "-keyout"])
+        .arg(dir.path().join("ca.key"))
+        .arg("-out")
+        .arg(&ca)
+        .output()
+        .unwrap();
+    expect_code(&out, 0);
+    let ca = ca.to_str().unwrap().to_owned();
+    // The webhook's namespace comes in the same stream, and a dry run does not create it: the
+    // objects in it are judged with it existing.
+    let webhook_ns = format!("{}-webhook", c.ns());
+    let _objects = ClusterScoped {
+        c: &c,
+        objects: vec![format!("namespace/{webhook_ns}")],
+    };
+    expect_code(&kubectl(&c, &["create", "namespace", &webhook_ns], None), 0);
     for args in [
         vec![],
         vec!["--openshift"],
         vec!["--admission-policy"],
         vec!["--admission-policy", "--all-namespaces"],
-        vec!["--webhook", "--ca-bundle", &ca],
-        vec!["--openshift", "--webhook"],
+        vec!["--webhook", "--namespace", &webhook_ns, "--ca-bundle", &ca],
+        vec!["--openshift", "--webhook", "--namespace", &webhook_ns],
         vec!["--openshift", "--admission-policy"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_pvc-backup"))
@@ -639,15 +683,19 @@ fn every_object_pvc_backup_ships_is_accepted_by_the_api_servers_dry_run() {
             .output()
             .unwrap();
         expect_code(&out, 0);
-        // The webhook's namespace is created by the same stream: a dry run cannot create it,
-        // so the stream is checked with it existing.
         dry(&format!("manifests {}", args.join(" ")), &out.stdout);
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for base in ["deploy/kustomize/mover", "deploy/kustomize/openshift"] {
         let out = kubectl(&c, &["kustomize", root.join(base).to_str().unwrap()], None);
         expect_code(&out, 0);
-        dry(base, &out.stdout);
+        // The OpenShift base's objects live in `pvc-backup`; here they go to the test's
+        // webhook namespace, as `kustomize edit set namespace` would put them.
+        let yaml = String::from_utf8(out.stdout).unwrap().replace(
+            "namespace: pvc-backup\n",
+            &format!("namespace: {webhook_ns}\n"),
+        );
+        dry(base, yaml.as_bytes());
     }
     // The OpenShift templates' objects, with their parameters filled in as `oc process` would.
     for t in [
