@@ -93,8 +93,8 @@ kubectl -n "$NS" rollout status deployment/web --timeout=180s >/dev/null
     echo "$(now) $line"; done >"$WORK/steps" ) &
 mig=$!
 
-# 1% of the files change while the live copy runs.
-until grep -q 'copying while the workload runs' "$WORK/steps" 2>/dev/null; do
+# 1% of the files change while the live copy runs (once its mover has started).
+until grep -q 'mover running in pod' "$WORK/steps" 2>/dev/null; do
   kill -0 $mig 2>/dev/null || break
   sleep 0.05
 done
