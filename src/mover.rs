@@ -872,20 +872,7 @@ pub(crate) fn removed_note(removed: &[String], cleaned: &[String]) -> String {
     note
 }
 
-pub(crate) fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub(crate) use mover::space::human_bytes;
 
 fn report(mode: ProgressMode, stats: &Stats, done: &AtomicBool, interval: Duration) {
     let t0 = Instant::now();

@@ -273,6 +273,15 @@ pub fn check(
 
 /// A number of bytes for people: exact, and in binary units.
 pub fn show_bytes(n: u64) -> String {
+    if n < 1024 {
+        format!("{n} bytes")
+    } else {
+        format!("{n} bytes ({})", human_bytes(n))
+    }
+}
+
+/// A number of bytes in binary units with one decimal (`830.5 MiB`), or `N B` below 1 KiB.
+pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;
@@ -281,9 +290,9 @@ pub fn show_bytes(n: u64) -> String {
         u += 1;
     }
     if u == 0 {
-        format!("{n} bytes")
+        format!("{n} B")
     } else {
-        format!("{n} bytes ({v:.1} {})", UNITS[u])
+        format!("{v:.1} {}", UNITS[u])
     }
 }
 

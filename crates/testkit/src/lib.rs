@@ -20,3 +20,21 @@ pub mod oracle;
 pub mod real;
 pub mod skip;
 pub mod tree;
+
+/// Calls `done` every `every` until it returns true or `timeout` passes; returns whether it did.
+pub fn poll_until(
+    timeout: std::time::Duration,
+    every: std::time::Duration,
+    mut done: impl FnMut() -> bool,
+) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if done() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(every);
+    }
+}

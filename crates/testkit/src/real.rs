@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -550,16 +550,7 @@ impl RealCluster {
 
     /// Polls `done` every 200 ms until it holds or `timeout` passes; returns whether it held.
     pub fn wait_for(&self, timeout: Duration, mut done: impl FnMut(&RealCluster) -> bool) -> bool {
-        let start = Instant::now();
-        loop {
-            if done(self) {
-                return true;
-            }
-            if start.elapsed() > timeout {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        crate::poll_until(timeout, Duration::from_millis(200), || done(self))
     }
 
     /// The namespace's objects and events, one per line: what to print when a test fails.

@@ -104,7 +104,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use resources::Res;
 use store::{Actor, DeleteOpts, Runtime, State};
@@ -675,16 +675,7 @@ impl FakeCluster {
 
     /// Polls `done` every 20 ms until it holds or `timeout` passes; returns whether it held.
     pub fn wait_for(&self, timeout: Duration, mut done: impl FnMut(&FakeCluster) -> bool) -> bool {
-        let start = Instant::now();
-        loop {
-            if done(self) {
-                return true;
-            }
-            if start.elapsed() > timeout {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::poll_until(timeout, Duration::from_millis(20), || done(self))
     }
 
     /// Every object (kind, namespace/name, phase, node, finalizers, deletion) and every event, one
