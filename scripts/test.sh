@@ -74,7 +74,7 @@ fi
 
 # The cluster tests against Kubernetes' own control plane and a real kubelet running the image.
 # The first run builds Kubernetes from the Go modules into a cache outside the repository
-# (about 12 minutes on 2 cores); later runs start the cluster in seconds.
+# (4 to 10 minutes on 2 cores); later runs start the cluster in seconds.
 if [ "$(id -u)" = 0 ]; then
   if ! scripts/local-cluster.sh up; then
     echo "test.sh: the local cluster did not come up; its logs:" >&2

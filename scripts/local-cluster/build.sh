@@ -67,7 +67,7 @@ for v in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
 done
 
 start=$(date +%s)
-log "building Kubernetes $KUBE_VERSION (cold: about half an hour on 2 cores) into $OUT"
+log "building Kubernetes $KUBE_VERSION (cold: 4 to 10 minutes on 2 cores) into $OUT"
 (
   cd "$OUT/src/kube"
   go mod tidy -e >/dev/null 2>&1 || true
