@@ -2,7 +2,7 @@
 # Versioned-backup benchmark: `pvc-backup mover backup` against restic, and `mover verify`
 # against b3sum and sha256sum over the same files.
 #
-# Cases (datasets from ../shared/bench/mkdata.sh, on tmpfs):
+# Cases (datasets from bench/mkdata.sh, on tmpfs):
 #   first backup of D1 into an empty repository      pvc-backup backup vs restic backup
 #   second backup of D1 with nothing changed          pvc-backup backup vs restic backup
 #   space used after both backups                     du of the target vs du of the repository
@@ -20,7 +20,7 @@
 # Usage: bench/backup.sh [--small] [--runs N] [--dir DIR]
 #   --small  a few thousand files and 2 x 8 MiB, one run: checks that the script works.
 # Env: PVC_BACKUP_BIN (default: cargo build --release, then target/release/pvc-backup),
-#      MKDATA (default ../shared/bench/mkdata.sh beside the repository).
+#      MKDATA (default bench/mkdata.sh).
 # Progress goes to stderr, the Markdown table to stdout.
 set -euo pipefail
 
@@ -36,10 +36,10 @@ while [ $# -gt 0 ]; do
   shift
 done
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-MKDATA="${MKDATA:-$ROOT/../shared/bench/mkdata.sh}"
+MKDATA="${MKDATA:-$ROOT/bench/mkdata.sh}"
 log() { echo "backup.sh: [${SECONDS}s] $*" >&2; }
 die() { log "$*"; exit 1; }
-[ -f "$MKDATA" ] || die "dataset generator not found: $MKDATA (expected shared/ beside the repository)"
+[ -f "$MKDATA" ] || die "dataset generator not found: $MKDATA"
 IS_ROOT=0; [ "$(id -u)" = 0 ] && IS_ROOT=1
 
 if [ "$SMALL" = 1 ]; then

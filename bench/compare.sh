@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # File-mirror benchmark: `pvc-backup mover sync` against rsync, cp -a and tar | tar.
 #
-# Datasets (built with ../shared/bench/mkdata.sh, deterministic):
+# Datasets (built with bench/mkdata.sh, deterministic):
 #   D1  100,000 files of 1-16 KiB in 1,000 folders
 #   D2  8 files of 512 MiB
 #   D3  D1 after `mkdata.sh modify DIR 1` (1% of the files rewritten)
@@ -31,7 +31,7 @@
 #   --dir     work folder for mount points, the ext4 image and results
 #             (default ${TMPDIR:-/var/tmp}/pvc-backup-bench-compare); removed at the end.
 # Env: PVC_BACKUP_BIN (the binary; default: `cargo build --release -p pvc-backup`, then
-#      ${CARGO_TARGET_DIR:-target}/release/pvc-backup), MKDATA (default ../shared/bench/mkdata.sh
+#      ${CARGO_TARGET_DIR:-target}/release/pvc-backup), MKDATA (default bench/mkdata.sh
 #      beside the repository).
 # Progress goes to stderr; the Markdown report to stdout.
 set -euo pipefail
@@ -53,10 +53,10 @@ while [ $# -gt 0 ]; do
 done
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-MKDATA="${MKDATA:-$ROOT/../shared/bench/mkdata.sh}"
+MKDATA="${MKDATA:-$ROOT/bench/mkdata.sh}"
 log() { echo "compare.sh: [${SECONDS}s] $*" >&2; }
 die() { log "$*"; exit 1; }
-[ -f "$MKDATA" ] || die "dataset generator not found: $MKDATA (expected shared/ beside the repository)"
+[ -f "$MKDATA" ] || die "dataset generator not found: $MKDATA"
 
 IS_ROOT=0; [ "$(id -u)" = 0 ] && IS_ROOT=1
 

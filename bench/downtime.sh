@@ -10,7 +10,7 @@
 # timed from its stderr: the final copy (workload stopped) and the verification.
 #
 # Environment: PVC_BACKUP_BIN (default ${CARGO_TARGET_DIR:-target}/release/pvc-backup),
-# MKDATA (default ../shared/bench/mkdata.sh), KUBECONFIG etc. as `scripts/local-cluster.sh env`
+# MKDATA (default bench/mkdata.sh), KUBECONFIG etc. as `scripts/local-cluster.sh env`
 # prints them (this script evaluates it).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -20,7 +20,7 @@ small=false
 eval "$("$ROOT/scripts/local-cluster.sh" env)"
 tdir="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="${PVC_BACKUP_BIN:-$tdir/release/pvc-backup}"
-MKDATA="${MKDATA:-$ROOT/../shared/bench/mkdata.sh}"
+MKDATA="${MKDATA:-$ROOT/bench/mkdata.sh}"
 [ -x "$BIN" ] || { echo "downtime.sh: $BIN is missing: cargo build --release, or set PVC_BACKUP_BIN" >&2; exit 1; }
 [ -f "$MKDATA" ] || { echo "downtime.sh: the dataset generator $MKDATA is missing; set MKDATA" >&2; exit 1; }
 kubectl get --raw /readyz >/dev/null || { echo "downtime.sh: the local cluster is not up: scripts/local-cluster.sh up" >&2; exit 1; }

@@ -746,7 +746,7 @@ async fn a_client_still_sending_an_oversized_body_over_http2_finishes_and_gets_4
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_over_http2_gets_the_413() {
-    if !have_curl() {
+    if !testkit::skip::need_tools("curl_over_http2_gets_the_413", &["curl"]) {
         return;
     }
     let fixture = serve(|o| o.body_limit = 1 << 20).await;
@@ -785,17 +785,4 @@ async fn curl_over_http2_gets_the_413() {
         "curl: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Whether curl can be run; a skip says why (and fails under CI=true).
-fn have_curl() -> bool {
-    let found = std::process::Command::new("sh")
-        .args(["-c", "command -v curl"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found {
-        return true;
-    }
-    crate::util::skip("needs `curl` (scripts/test.sh installs it as root)");
-    false
 }

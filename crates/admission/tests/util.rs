@@ -32,26 +32,9 @@ pub fn own_policy() -> Policy {
     .unwrap()
 }
 
-/// Where the shared fixtures live: `shared/` beside the repository root.
-pub fn fixtures_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/admission");
-    if dir.join("cases.json").is_file() {
-        Some(dir)
-    } else {
-        skip(&format!(
-            "the shared admission fixtures are not at {}",
-            dir.display()
-        ));
-        None
-    }
-}
-
-/// Says why a test skips; with CI=true a skip is a failure.
-pub fn skip(why: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true and a test would skip: {why}");
-    }
-    eprintln!("skipping: {why}");
+/// The admission fixtures: `tests/fixtures/admission` of the repository.
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/admission")
 }
 
 /// One situation: an AdmissionReview, the policy it is judged under, and the right verdict.
@@ -82,9 +65,7 @@ impl Case {
 
 /// The public fixtures, with their verdicts from `cases.json`.
 pub fn fixture_cases() -> Vec<Case> {
-    let Some(dir) = fixtures_dir() else {
-        return Vec::new();
-    };
+    let dir = fixtures_dir();
     let table: Value =
         serde_json::from_slice(&std::fs::read(dir.join("cases.json")).unwrap()).unwrap();
     assert_eq!(table["policy"]["service_account"], SA);

@@ -580,13 +580,10 @@ mod tests {
 
     #[test]
     fn an_owner_thread_runs_with_that_fsuid_and_leaves_the_caller_alone() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIP owner thread identity: needs root (CAP_SETUID)");
-            assert!(
-                std::env::var("CI").map_or(true, |v| v != "true"),
-                "CI=true forbids skipping"
-            );
+        if !testkit::skip::need_root_and(
+            "an_owner_thread_runs_with_that_fsuid_and_leaves_the_caller_alone",
+            &[],
+        ) {
             return;
         }
         let owners = Owners::new(Impersonate::Auto);

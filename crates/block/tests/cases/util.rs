@@ -4,24 +4,13 @@
 #![allow(dead_code)]
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Whether root-only tests can run; prints why not, and panics under CI=true.
 pub fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    let why = format!("{test}: skipped: needs root (loop devices, mounts)");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{why} (CI=true forbids skipping)");
-    }
-    // Straight to stderr: the test harness captures eprintln! of passing tests.
-    let _ = writeln!(std::io::stderr(), "{why}");
-    false
+    testkit::skip::need_root_and(test, &[])
 }
 
 /// A deterministic xorshift generator: the same seed gives the same bytes on every run.
