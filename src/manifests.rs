@@ -35,8 +35,8 @@ pub struct ManifestsArgs {
     /// certificate from the service CA unless --webhook-tls or --ca-bundle says otherwise.
     #[arg(long)]
     openshift: bool,
-    /// Add the admission webhook: its Namespace, Deployment (2 replicas), PodDisruptionBudget,: Deployment (2 replicas), PodDisruptionBudget, Service and
-    /// ValidatingWebhookConfiguration.
+    /// Add the admission webhook: its Namespace, Deployment (2 replicas), PodDisruptionBudget,
+    /// Service and ValidatingWebhookConfiguration.
     #[arg(long)]
     webhook: bool,
     /// Add the ValidatingAdmissionPolicy and its binding: the same guard with no server

@@ -87,26 +87,45 @@ pub struct CheckReport {
     pub exit_code: u8,
 }
 
+/// CAP_CHOWN's bit in the capability sets (linux/capability.h).
+pub const CAP_CHOWN: u32 = 0;
+/// CAP_SETGID's bit.
+pub const CAP_SETGID: u32 = 6;
+/// CAP_SETUID's bit.
+pub const CAP_SETUID: u32 = 7;
+
 const CAPS: [(u32, &str); 9] = [
-    (0, "CHOWN"),
+    (CAP_CHOWN, "CHOWN"),
     (1, "DAC_OVERRIDE"),
     (2, "DAC_READ_SEARCH"),
     (3, "FOWNER"),
     (4, "FSETID"),
-    (6, "SETGID"),
-    (7, "SETUID"),
+    (CAP_SETGID, "SETGID"),
+    (CAP_SETUID, "SETUID"),
     (21, "SYS_ADMIN"),
     (27, "MKNOD"),
 ];
 
-/// What this process may do, from `/proc/self/status`.
-pub fn privileges() -> Privileges {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let eff = status
+/// This process's effective capability set as a bit mask, from `/proc/self/status`; `None`
+/// where that cannot be read.
+pub fn effective_capabilities() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
+}
+
+/// Whether this process can give files their owners: it runs as root or holds CAP_CHOWN.
+/// Without it, owners and setuid/setgid bits go to the metadata manifest instead.
+pub fn can_chown() -> bool {
+    rustix::process::geteuid().is_root()
+        || effective_capabilities().unwrap_or(0) & (1 << CAP_CHOWN) != 0
+}
+
+/// What this process may do, from `/proc/self/status`.
+pub fn privileges() -> Privileges {
+    let eff = effective_capabilities().unwrap_or(0);
     let has = |bit: u32| eff & (1 << bit) != 0;
     Privileges {
         euid: rustix::process::geteuid().as_raw(),
@@ -115,7 +134,7 @@ pub fn privileges() -> Privileges {
             .filter(|(b, _)| has(*b))
             .map(|(_, n)| n.to_string())
             .collect(),
-        can_act_as_owners: has(6) && has(7),
+        can_act_as_owners: has(CAP_SETUID) && has(CAP_SETGID),
     }
 }
 

@@ -486,16 +486,9 @@ fn spawn_worker(id: Id, groups: Vec<u32>) -> io::Result<SyncSender<Job>> {
 /// Whether the process holds CAP_SETUID and CAP_SETGID in its effective set (read from
 /// `/proc/self/status`; where that cannot be read, it is assumed to).
 fn can_switch_identity() -> bool {
-    // CAP_SETGID is 6 and CAP_SETUID 7 (linux/capability.h).
-    const NEEDED: u64 = (1 << 6) | (1 << 7);
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return true;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_none_or(|eff| eff & NEEDED == NEEDED)
+    use crate::check::{CAP_SETGID, CAP_SETUID};
+    const NEEDED: u64 = (1 << CAP_SETGID) | (1 << CAP_SETUID);
+    crate::check::effective_capabilities().is_none_or(|eff| eff & NEEDED == NEEDED)
 }
 
 /// Switches the calling thread's filesystem identity (and only this thread's).

@@ -130,7 +130,8 @@ impl Backup {
     pub fn prepare(src: &Path, dst: &Path, opts: Options, policy: Policy) -> Result<Backup> {
         if holds_block_versions(dst) {
             return Err(Error::Usage(format!(
-                "{} holds versions of a block volume, not snapshots of a folder: give the folder                  {} a backup folder of its own",
+                "{} holds versions of a block volume, not snapshots of a folder: give the folder \
+                 {} a backup folder of its own",
                 dst.display(),
                 src.display()
             )));
@@ -208,18 +209,16 @@ impl Backup {
         let target = open_or_make(&sync, snaps.as_fd(), &partial, &target_path)?;
         // An unprivileged run keeps the owners it cannot apply in the snapshot's own state
         // folder, where a restore from the snapshot finds them.
-        let privileges = crate::check::privileges();
-        let meta_dir =
-            if privileges.euid != 0 && !privileges.capabilities.iter().any(|c| c == "CHOWN") {
-                Some(open_or_make(
-                    &sync,
-                    target.as_fd(),
-                    c".pvc-backup",
-                    &target_path,
-                )?)
-            } else {
-                None
-            };
+        let meta_dir = if !crate::check::can_chown() {
+            Some(open_or_make(
+                &sync,
+                target.as_fd(),
+                c".pvc-backup",
+                &target_path,
+            )?)
+        } else {
+            None
+        };
         let reference = match &previous {
             Some(p) => {
                 let c = CString::new(p.as_str()).expect("no NUL");

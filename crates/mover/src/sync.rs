@@ -277,26 +277,25 @@ impl Sync {
                 )
             })?;
         // Without CAP_CHOWN, owners and setuid/setgid bits go to the metadata manifest.
-        let privileges = crate::check::privileges();
-        let unprivileged =
-            if privileges.euid != 0 && !privileges.capabilities.iter().any(|c| c == "CHOWN") {
-                let egid = rustix::process::getegid().as_raw();
-                Some(
-                    metalog::Writer::create(self.manifest_dir(), privileges.euid, egid).map_err(
-                        |e| {
-                            Error::io(
-                                "cannot write metadata manifest in",
-                                self.dst_path.display().to_string(),
-                                e,
-                            )
-                        },
-                    )?,
+        let unprivileged = if !crate::check::can_chown() {
+            let egid = rustix::process::getegid().as_raw();
+            Some(
+                metalog::Writer::create(
+                    self.manifest_dir(),
+                    rustix::process::geteuid().as_raw(),
+                    egid,
                 )
-            } else {
-                None
-            };
-        // A source that is the target of an unprivileged run carries the real attributes in its
-        // manifest.
+                .map_err(|e| {
+                    Error::io(
+                        "cannot write metadata manifest in",
+                        self.dst_path.display().to_string(),
+                        e,
+                    )
+                })?,
+            )
+        } else {
+            None
+        };
         // A source that is the target of an unprivileged run carries the real attributes in its
         // manifest (at the root of the source, so with --subdir the keys get the subdir first).
         let recorded = {
