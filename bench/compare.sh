@@ -31,8 +31,8 @@
 #   --dir     work folder for mount points, the ext4 image and results
 #             (default ${TMPDIR:-/var/tmp}/pvc-backup-bench-compare); removed at the end.
 # Env: PVC_BACKUP_BIN (the binary; default: `cargo build --release -p pvc-backup`, then
-#      ${CARGO_TARGET_DIR:-target}/release/pvc-backup), MKDATA (default bench/mkdata.sh
-#      beside the repository).
+#      ${CARGO_TARGET_DIR:-target}/release/pvc-backup), MKDATA (default
+#      bench/mkdata.sh).
 # Progress goes to stderr; the Markdown report to stdout.
 set -euo pipefail
 

@@ -19,7 +19,7 @@ pub fn skip(test: &str, why: &str) -> bool {
     if in_ci() {
         panic!("{test}: cannot run here ({why}), and CI=true forbids skipping");
     }
-    // Straight to stderr: the test harness keeps what eprintln! prints from a passing test.
+    // Straight to stderr: the test harness hides what eprintln! prints in a passing test.
     let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
     false
 }
