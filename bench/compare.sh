@@ -25,11 +25,16 @@
 # Last, the peak memory of pvc-backup on 1,000,000 small files (tmpfs, one run) is compared with
 # its peak on D1.
 #
-# Usage: bench/compare.sh [--small] [--runs N] [--dir DIR] [--ext4-on-disk]
+# With --baseline BIN, a second pvc-backup build (for example one of main, before a change) runs
+# in every pvc-backup case beside the first, interleaved with it, and the report gives the ratio
+# of the two: a slowdown of the change shows in the same run, on the same data.
+#
+# Usage: bench/compare.sh [--small] [--runs N] [--dir DIR] [--ext4-on-disk] [--baseline BIN]
 #   --small   a check that the script works: a few thousand files, one run; tmpfs only (a tmpfs
 #             folder such as /dev/shm) and no cache dropping when not root. No timing meaning.
 #   --dir     work folder for mount points, the ext4 image and results
 #             (default ${TMPDIR:-/var/tmp}/pvc-backup-bench-compare); removed at the end.
+#   --baseline  another pvc-backup binary to time in every pvc-backup case, as "baseline"
 # Env: PVC_BACKUP_BIN (the binary; default: `cargo build --release -p pvc-backup`, then
 #      ${CARGO_TARGET_DIR:-target}/release/pvc-backup), MKDATA (default
 #      bench/mkdata.sh).
@@ -39,6 +44,7 @@ set -euo pipefail
 SMALL=0
 RUNS=""
 EXT4_ON_DISK=0
+BASE_BIN=""
 DIR="${TMPDIR:-/var/tmp}/pvc-backup-bench-compare"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -46,7 +52,8 @@ while [ $# -gt 0 ]; do
     --runs) RUNS="$2"; shift ;;
     --dir) DIR="$2"; shift ;;
     --ext4-on-disk) EXT4_ON_DISK=1 ;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    --baseline) BASE_BIN="$2"; shift ;;
+    -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -106,6 +113,10 @@ else
 fi
 [ -x "$BIN" ] || die "pvc-backup binary not found or not executable: $BIN"
 BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
+if [ -n "$BASE_BIN" ]; then
+  [ -x "$BASE_BIN" ] || die "--baseline: pvc-backup binary not found or not executable: $BASE_BIN"
+  BASE_BIN="$(cd "$(dirname "$BASE_BIN")" && pwd)/$(basename "$BASE_BIN")"
+fi
 
 # Work area, mounts and loop devices; all removed on exit.
 MOUNTS=()
@@ -166,7 +177,7 @@ trim() { if [ "$CUR_FS" = ext4 ]; then fstrim "$CUR_MNT" 2>/dev/null || true; fi
 # The programs themselves (and their libraries) are read back in right after the drop: the
 # figures are about the data, not about loading an executable from a busy disk.
 WARM=()
-for exe in "$BIN" "$(command -v rsync)" "$(command -v cp)" "$(command -v tar)" "$(command -v bash)" /usr/bin/time \
+for exe in "$BIN" ${BASE_BIN:+"$BASE_BIN"} "$(command -v rsync)" "$(command -v cp)" "$(command -v tar)" "$(command -v bash)" /usr/bin/time \
   "$(command -v find)" "$(command -v xargs)" "$(command -v cat)"; do
   WARM+=("$exe")
   while read -r lib; do WARM+=("$lib"); done < <(ldd "$exe" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
@@ -220,11 +231,19 @@ exact() {
 }
 
 PVCB=("$BIN" mover sync -q)
+BASE=("$BASE_BIN" mover sync -q)
+# The pvc-backup builds timed in each case: the one measured, and the baseline when given.
+MINE=(pvcb); [ -n "$BASE_BIN" ] && MINE+=(base)
+# mine T SRC DST: an untimed run of build T (pvcb or base).
+# mine_order R: the builds in the order of run R; with a baseline the two take turns going first.
+mine_order() { if [ $(( $1 % 2 )) = 0 ]; then printf '%s\n' "${MINE[@]}" | tac; else printf '%s\n' "${MINE[@]}"; fi; }
+mine() { local t="$1"; shift; if [ "$t" = base ]; then "${BASE[@]}" "$@"; else "${PVCB[@]}" "$@"; fi; }
 RSYNC=(rsync -aHAX --numeric-ids)
 
 run_tool() { # tool key src dst  (full copy: dst is an empty folder)
   case "$1" in
     pvcb)  timed "$2" "${PVCB[@]}" "$3" "$4" ;;
+    base)  timed "$2" "${BASE[@]}" "$3" "$4" ;;
     rsync) timed "$2" "${RSYNC[@]}" "$3/" "$4/" ;;
     cp)    timed "$2" cp -a "$3/." "$4/" ;;
     tar)   timed_tar "$2" "$3" "$4" ;;
@@ -245,7 +264,7 @@ NOTES=()
 # full DS FS SRC BASE: the full-copy case; leaves BASE/dst-pvcb and BASE/dst-rsync as mirrors.
 full_case() {
   local ds="$1" fs="$2" src="$3" base="$4" r t dst
-  local order=(cp tar rsync pvcb)
+  local order=(cp tar rsync "${MINE[@]}")
   log "$ds full copy on $fs"
   rm -rf "$base"/dst-*; trim
   for ((r = 1; r <= RUNS; r++)); do
@@ -257,8 +276,8 @@ full_case() {
       dst="$base/dst-$t"
       rm -rf "$dst"; mkdir "$dst"
       run_tool "$t" "${ds}_full_${fs}_$t" "$src" "$dst"
-      if [ "$t" = pvcb ]; then
-        exact "$src" "$dst" "pvc-backup, $ds full copy on $fs"
+      if [ "$t" = pvcb ] || [ "$t" = base ]; then
+        exact "$src" "$dst" "$t, $ds full copy on $fs"
       elif [ "$r" = 1 ] && [ -n "$(rsync -aHAXn --numeric-ids --delete --itemize-changes "$src/" "$dst/")" ]; then
         NOTES+=("$t's $ds full copy on $fs is not an exact mirror (rsync -n lists differences).")
       fi
@@ -269,18 +288,23 @@ full_case() {
   # it used warm for whatever comes next, so it must not run right before one of the tools.
   for ((r = 1; r <= RUNS; r++)); do run_tool read "${ds}_full_${fs}_read" "$src"; done
   # The re-run cases start from a mirror each tool made itself (untimed).
-  mkdir "$base/dst-pvcb" "$base/dst-rsync"
-  "${PVCB[@]}" "$src" "$base/dst-pvcb"
-  exact "$src" "$base/dst-pvcb" "pvc-backup, $ds full copy on $fs"
+  mkdir "$base/dst-rsync"
+  for t in "${MINE[@]}"; do
+    mkdir "$base/dst-$t"
+    mine "$t" "$src" "$base/dst-$t"
+    exact "$src" "$base/dst-$t" "$t, $ds full copy on $fs"
+  done
   "${RSYNC[@]}" "$src/" "$base/dst-rsync/"
 }
 # rerun DS FS SRC BASE: re-runs into the mirrors left by full_case, nothing changed.
 rerun_case() {
-  local ds="$1" fs="$2" src="$3" base="$4" r
+  local ds="$1" fs="$2" src="$3" base="$4" r t
   log "$ds re-run with nothing changed on $fs"
   for ((r = 1; r <= RUNS; r++)); do
-    timed "${ds}_rerun_${fs}_pvcb" "${PVCB[@]}" "$src" "$base/dst-pvcb"
-    exact "$src" "$base/dst-pvcb" "pvc-backup, $ds re-run on $fs"
+    for t in $(mine_order "$r"); do
+      run_tool "$t" "${ds}_rerun_${fs}_$t" "$src" "$base/dst-$t"
+      exact "$src" "$base/dst-$t" "$t, $ds re-run on $fs"
+    done
     timed "${ds}_rerun_${fs}_rsync" "${RSYNC[@]}" --delete "$src/" "$base/dst-rsync/"
   done
   for ((r = 1; r <= RUNS; r++)); do stat_both "${ds}_rerun_${fs}_stat" "$src" "$base/dst-pvcb"; done
@@ -289,17 +313,21 @@ rerun_case() {
 # (untimed, each with its own tool), rewrites 1% of the source with the same seed, then times
 # both tools on the same changed source.
 d3_case() {
-  local fs="$1" d1="$2" base="$3" r s3="$3/src-d3"
+  local fs="$1" d1="$2" base="$3" r t s3="$3/src-d3"
   log "D3 re-run after a 1% change on $fs"
   for ((r = 1; r <= RUNS; r++)); do
     rm -rf "$s3"; trim; cp -a "$d1" "$s3"
-    "${PVCB[@]}" "$s3" "$base/dst-pvcb" || die "pvc-backup failed restoring the D1 mirror"
+    for t in "${MINE[@]}"; do
+      mine "$t" "$s3" "$base/dst-$t" || die "$t failed restoring the D1 mirror"
+      exact "$s3" "$base/dst-$t" "$t's D1 mirror before the D3 run"
+    done
     "${RSYNC[@]}" --delete "$s3/" "$base/dst-rsync/" || die "rsync failed restoring the D1 mirror"
-    exact "$s3" "$base/dst-pvcb" "pvc-backup's D1 mirror before the D3 run"
     exact "$s3" "$base/dst-rsync" "rsync's D1 mirror before the D3 run"
     env "${D1_ENV[@]}" "$MKDATA" modify "$s3" 1 >&2
-    timed "d3_rerun_${fs}_pvcb" "${PVCB[@]}" "$s3" "$base/dst-pvcb"
-    exact "$s3" "$base/dst-pvcb" "pvc-backup, D3 re-run on $fs"
+    for t in $(mine_order "$r"); do
+      run_tool "$t" "d3_rerun_${fs}_$t" "$s3" "$base/dst-$t"
+      exact "$s3" "$base/dst-$t" "$t, D3 re-run on $fs"
+    done
     timed "d3_rerun_${fs}_rsync" "${RSYNC[@]}" --delete "$s3/" "$base/dst-rsync/"
     exact "$s3" "$base/dst-rsync" "rsync, D3 re-run on $fs"
     stat_both "d3_rerun_${fs}_stat" "$s3" "$base/dst-pvcb"
@@ -345,8 +373,11 @@ else
   many="${FSLIST[0]#*:}/many"; mkdir -p "$many"
 fi
 env "${MANY_ENV[@]}" "$MKDATA" d1 "$many/src" >&2
-timed many_full_tmpfs_pvcb "${PVCB[@]}" "$many/src" "$many/dst"
-exact "$many/src" "$many/dst" "pvc-backup, $MANY_N files"
+for t in "${MINE[@]}"; do
+  run_tool "$t" "many_full_tmpfs_$t" "$many/src" "$many/dst"
+  exact "$many/src" "$many/dst" "$t, $MANY_N files"
+  rm -rf "$many/dst"
+done
 if [ "$IS_ROOT" = 1 ]; then
   umount "$many"; unset 'MOUNTS[${#MOUNTS[@]}-1]'
 else
@@ -362,7 +393,7 @@ peak_mib() { cut -d' ' -f2 < "$RES/$1" | sort -n | tail -n 1 | awk '{ printf "%.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
 toolname() {
   case "$1" in
-    pvcb) echo pvc-backup ;; rsync) echo rsync ;; cp) echo "cp -a" ;; tar) echo "tar \| tar" ;;
+    pvcb) echo pvc-backup ;; base) echo "pvc-backup baseline" ;; rsync) echo rsync ;; cp) echo "cp -a" ;; tar) echo "tar \| tar" ;;
     read) echo "reference: only read every file (8 cat)" ;; stat) echo "reference: only stat both sides (2 find)" ;;
   esac
 }
@@ -388,7 +419,7 @@ echo "| case | filesystem | tool | median s | peak MiB | ratio to rsync | ratio 
 echo "|---|---|---|---|---|---|---|"
 for fs in "${FS_LABELS[@]}"; do
   for c in d1_full d2_full d1_rerun d2_rerun d3_rerun; do
-    for t in pvcb rsync cp tar read stat; do
+    for t in pvcb base rsync cp tar read stat; do
       key="${c}_${fs}_$t"
       if [ -f "$RES/$key" ]; then
         s=$(secs "$key")
@@ -402,7 +433,26 @@ for fs in "${FS_LABELS[@]}"; do
     done
   done
 done
-echo "| $MANY_N files of 1 KiB, full copy (1 run) | tmpfs | pvc-backup | $(secs many_full_tmpfs_pvcb) | $(peak_mib many_full_tmpfs_pvcb) | | |"
+for t in "${MINE[@]}"; do
+  echo "| $MANY_N files of 1 KiB, full copy (1 run) | tmpfs | $(toolname "$t") | $(secs "many_full_tmpfs_$t") | $(peak_mib "many_full_tmpfs_$t") | | |"
+done
+if [ -n "$BASE_BIN" ]; then
+  echo
+  echo "### Against the baseline"
+  echo
+  echo "Baseline: $BASE_BIN ($("$BASE_BIN" --version 2>/dev/null || echo 'version unknown'), built $(date -u -r "$BASE_BIN" '+%Y-%m-%d %H:%M UTC')). Time and peak memory of the measured build divided by the baseline's, same runs: above 1 is slower or larger."
+  echo
+  echo "| case | filesystem | time ratio | peak memory ratio |"
+  echo "|---|---|---|---|"
+  for fs in "${FS_LABELS[@]}"; do
+    for c in d1_full d2_full d1_rerun d2_rerun d3_rerun; do
+      k="${c}_${fs}"
+      [ -f "$RES/${k}_pvcb" ] && [ -f "$RES/${k}_base" ] || continue
+      echo "| $(casename "$c") | $fs | $(ratio "$(secs "${k}_pvcb")" "$(secs "${k}_base")") | $(ratio "$(peak_mib "${k}_pvcb")" "$(peak_mib "${k}_base")") |"
+    done
+  done
+  echo "| $MANY_N files, full copy (1 run) | tmpfs | $(ratio "$(secs many_full_tmpfs_pvcb)" "$(secs many_full_tmpfs_base)") | $(ratio "$(peak_mib many_full_tmpfs_pvcb)" "$(peak_mib many_full_tmpfs_base)") |"
+fi
 
 echo
 echo "### Targets"

@@ -39,7 +39,8 @@ tdir="${CARGO_TARGET_DIR:-target}"
 case "$tdir" in /*) ;; *) tdir="$(pwd)/$tdir" ;; esac
 bin="$tdir/debug/pvc-backup"
 cargo build --locked -q -p pvc-backup
-PVC_BACKUP_BIN="$bin" bench/compare.sh --small >/dev/null
+# --baseline with the same build: the comparison of two builds runs too.
+PVC_BACKUP_BIN="$bin" bench/compare.sh --small --baseline "$bin" >/dev/null
 PVC_BACKUP_BIN="$bin" bench/backup.sh --small >/dev/null
 PVC_BACKUP_BIN="$bin" bench/webhook.sh --small >/dev/null
 if [ "$(id -u)" = 0 ]; then
