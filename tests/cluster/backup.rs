@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use testkit::cluster::ClaimOptions;
+use testcluster::fake::ClaimOptions;
 use testkit::oracle::rsync_itemize;
 
 use crate::util::{
@@ -360,7 +360,7 @@ fn the_workflow_follows_the_movers_progress_from_the_pod_log() {
 /// Tests only the fake cluster can run.
 mod fake_only {
     use super::*;
-    use testkit::cluster::Options;
+    use testcluster::fake::Options;
 
     #[test]
     fn from_snapshot_copies_a_moment_and_removes_what_it_made() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use testkit::cluster::ClaimOptions;
+use testcluster::fake::ClaimOptions;
 
 use crate::util::Cluster;
 
@@ -257,7 +257,7 @@ fn dry_runs_print_objects_kubernetes_accepts_and_create_nothing() {
 /// Tests only the fake cluster can run.
 mod fake_only {
     use super::*;
-    use testkit::cluster::Options;
+    use testcluster::fake::Options;
 
     #[test]
     fn auto_falls_back_to_a_copy_when_the_driver_cannot_clone() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use serde_json::json;
-use testkit::cluster::ClaimOptions;
+use testcluster::fake::ClaimOptions;
 
 use crate::util::Cluster;
 use testkit::oracle::rsync_itemize;

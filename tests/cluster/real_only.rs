@@ -11,8 +11,8 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::{Value, json};
-use testkit::cluster::ClaimOptions;
-use testkit::real::Settings;
+use testcluster::fake::ClaimOptions;
+use testcluster::real::Settings;
 
 use crate::util::{
     Cluster, assert_holds, assert_latest_snapshot_holds, claim_with_data, cluster,

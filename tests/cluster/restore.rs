@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PodTemplateSpec};
 use serde_json::{Value, json};
-use testkit::cluster::{ClaimOptions, Options};
+use testcluster::fake::{ClaimOptions, Options};
 
 use crate::util::Cluster;
 use testkit::oracle::rsync_itemize;
@@ -122,7 +122,7 @@ fn template_of(c: &Cluster, api_version: &str, kind: &str, name: &str) -> (Value
 
 /// (claim of volume `data`, the subPaths of its mounts).
 fn data_volume(template: &PodTemplateSpec) -> (String, Vec<Option<String>>) {
-    testkit::objects::claim_and_sub_paths(template, "data")
+    testcluster::objects::claim_and_sub_paths(template, "data")
 }
 
 #[test]

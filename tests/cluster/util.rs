@@ -1,6 +1,6 @@
 //! What the cluster tests share: a cluster with pvc-backup installed, and running the binary.
 //!
-//! Every test runs against the fake cluster of the testkit, and, with
+//! Every test runs against the fake cluster of `testcluster`, and, with
 //! `PVC_BACKUP_TEST_CLUSTER=real` (scripts/test.sh sets it after `scripts/local-cluster.sh up`),
 //! against a real one: Kubernetes' own API server, controllers, scheduler and a kubelet that runs
 //! the pvc-backup image. Tests in a `fake_only` module need what one real node cannot give
@@ -14,9 +14,9 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use testkit::cluster::{ApiError, ClaimOptions, FakeCluster, Options};
+use testcluster::fake::{ApiError, ClaimOptions, FakeCluster, Options};
+use testcluster::real::{RealCluster, Settings};
 use testkit::oracle::rsync_itemize;
-use testkit::real::{RealCluster, Settings};
 
 /// The image the tests name on the fake cluster; its kubelet runs the local binary for it.
 pub const IMAGE: &str = "registry.test/pvc-backup:test";
@@ -29,7 +29,7 @@ pub struct Cluster {
 }
 
 enum Backend {
-    /// The testkit's fake cluster, its kubelet running this build's binary.
+    /// `testcluster`'s fake cluster, its kubelet running this build's binary.
     Fake(FakeCluster),
     /// A namespace of a real cluster.
     Real(RealCluster),

@@ -409,7 +409,7 @@ impl TestNamespace {
     pub fn deployment_claim(&self, name: &str) -> (String, Vec<Option<String>>) {
         let d = self.rolled_out(name);
         let template = d.spec.expect("a Deployment spec").template;
-        testkit::objects::claim_and_sub_paths(&template, "data")
+        testcluster::objects::claim_and_sub_paths(&template, "data")
     }
 
     /// A claim of the namespace.

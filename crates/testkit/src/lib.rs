@@ -5,19 +5,14 @@
 //!   `CI=true`, so a CI run can never pass by skipping.
 //! - [`fs`]: real filesystems made by the tests (tmpfs, ext4, xfs, btrfs on loop devices).
 //! - [`tree`]: builders that make a test read like the situation it checks.
-//! - [`objects`]: reading Kubernetes objects the way tests check them.
 //! - [`oracle`]: independent eyes: rsync's itemized dry run, and the kernel's `stat` through std.
-//! - [`cluster`]: a fake Kubernetes cluster (API server, controllers, a kubelet that runs the
-//!   mover binary) for end-to-end tests without a real cluster.
-//! - [`real`]: one test's namespace on a real cluster (`scripts/local-cluster.sh`), with the
-//!   same methods, its volumes judged on the host.
+//!
+//! Nothing here knows Kubernetes, so the engine's tests compile none; the clusters the cluster
+//! tests run against are in `testcluster`.
 
-pub mod cluster;
 pub mod cmd;
 pub mod fs;
-pub mod objects;
 pub mod oracle;
-pub mod real;
 pub mod skip;
 pub mod tree;
 

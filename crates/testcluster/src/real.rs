@@ -8,7 +8,7 @@
 //! [`RealCluster::add_bound_claim`] makes a static PV over a folder (or, for a Block claim, a loop
 //! device over a sparse image file) that the test fills before the mover runs.
 //!
-//! The methods mirror those of [`crate::cluster::FakeCluster`] the tests use, so that one test
+//! The methods mirror those of [`crate::fake::FakeCluster`] the tests use, so that one test
 //! body runs against either.
 //!
 //! Settings come from the environment, as `scripts/local-cluster.sh env` prints them:
@@ -25,7 +25,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::cluster::{ApiError, ClaimOptions};
+use crate::fake::{ApiError, ClaimOptions};
 
 /// Label on every namespace a test makes, so that `scripts/local-cluster.sh down` (and a person)
 /// can find leftovers.
@@ -422,7 +422,7 @@ impl RealCluster {
         let (path, loop_device) = if opts.block {
             let image = Path::new(STATIC_ROOT).join(format!("{pv_name}.img"));
             let f = std::fs::File::create(&image).map_err(io)?;
-            f.set_len(crate::cluster::quantity(&opts.size).unwrap_or(0) as u64)
+            f.set_len(crate::fake::quantity(&opts.size).unwrap_or(0) as u64)
                 .map_err(io)?;
             let out = Command::new("losetup")
                 .args(["--find", "--show"])
@@ -550,7 +550,7 @@ impl RealCluster {
 
     /// Polls `done` every 200 ms until it holds or `timeout` passes; returns whether it held.
     pub fn wait_for(&self, timeout: Duration, mut done: impl FnMut(&RealCluster) -> bool) -> bool {
-        crate::poll_until(timeout, Duration::from_millis(200), || done(self))
+        testkit::poll_until(timeout, Duration::from_millis(200), || done(self))
     }
 
     /// The namespace's objects and events, one per line: what to print when a test fails.

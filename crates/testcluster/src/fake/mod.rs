@@ -3,7 +3,7 @@
 //! the controllers that make objects come alive.
 //!
 //! ```no_run
-//! use testkit::cluster::{FakeCluster, Options};
+//! use testcluster::fake::{FakeCluster, Options};
 //! let cluster = FakeCluster::start(Options {
 //!     // In a test of the root package: Some(env!("CARGO_BIN_EXE_pvc-backup").into())
 //!     mover: Some("target/debug/pvc-backup".into()),
@@ -675,7 +675,7 @@ impl FakeCluster {
 
     /// Polls `done` every 20 ms until it holds or `timeout` passes; returns whether it held.
     pub fn wait_for(&self, timeout: Duration, mut done: impl FnMut(&FakeCluster) -> bool) -> bool {
-        crate::poll_until(timeout, Duration::from_millis(20), || done(self))
+        testkit::poll_until(timeout, Duration::from_millis(20), || done(self))
     }
 
     /// Every object (kind, namespace/name, phase, node, finalizers, deletion) and every event, one

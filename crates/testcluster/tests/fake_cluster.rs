@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use testkit::cluster::{ClaimOptions, FakeCluster, Options};
+use testcluster::fake::{ClaimOptions, FakeCluster, Options};
 
 const WAIT: Duration = Duration::from_secs(20);
 
