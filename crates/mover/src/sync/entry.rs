@@ -410,7 +410,7 @@ fn make_entry<R: Send>(
     within: &[BorrowedFd<'_>],
     name: &CStr,
     fresh: bool,
-    make: impl Fn(&CStr) -> std::io::Result<R> + Send + std::marker::Sync,
+    make: impl Fn(&CStr) -> std::io::Result<R> + Send + Sync,
 ) -> std::io::Result<(Made, R)> {
     if fresh {
         match ctx.owners.retry_target(&[owner], within, || make(name)) {
@@ -690,7 +690,7 @@ fn sync_special(e: &Entry<'_, '_>) -> std::result::Result<Outcome, Failure> {
 fn make_new(
     e: &Entry<'_, '_>,
     op: &'static str,
-    make: impl Fn(&CStr) -> std::io::Result<()> + Send + std::marker::Sync,
+    make: impl Fn(&CStr) -> std::io::Result<()> + Send + Sync,
 ) -> std::result::Result<Outcome, Failure> {
     let Entry {
         ctx,

@@ -26,9 +26,9 @@ use crate::{Error, Result, STATE_DIR, exit};
 
 use super::dir::{DirNode, has_default_acl, new_owner, process_dir};
 use super::record::write_state_file;
-use super::{Options, Sync, default_threads};
+use super::{Mirror, Options, default_threads};
 
-impl Sync {
+impl Mirror {
     pub(super) fn mirror(&self) -> Result<Summary> {
         let started = SystemTime::now();
         let t0 = Instant::now();

@@ -63,9 +63,9 @@ pub fn default_threads() -> usize {
     (cpus * 2).clamp(4, 64)
 }
 
-/// A prepared sync: roots opened, checks passed, target locked.
+/// A prepared mirror run: roots opened, checks passed, target locked.
 #[derive(Debug)]
-pub struct Sync {
+pub struct Mirror {
     opts: Options,
     src_path: PathBuf,
     dst_path: PathBuf,
@@ -85,7 +85,7 @@ pub struct Sync {
     staged: bool,
 }
 
-impl Sync {
+impl Mirror {
     /// Points a prepared sync at another target inside the locked one: `target` (a new, empty
     /// folder) is filled, entries equal to those in `reference` are hard-linked to them, and an
     /// unprivileged run's manifest goes to `meta_dir` (given only to unprivileged runs). Used
@@ -96,7 +96,7 @@ impl Sync {
         target_path: PathBuf,
         meta_dir: Option<OwnedFd>,
         reference: Option<OwnedFd>,
-    ) -> Sync {
+    ) -> Mirror {
         self.dst = target;
         self.dst_path = target_path;
         self.meta_dir = meta_dir;
@@ -107,7 +107,7 @@ impl Sync {
 
     /// Has the copy pass record every entry it places in `recorder`, so the new tree needs no
     /// second walk for its manifest. Used for versioned backups, whose target starts empty.
-    pub(crate) fn record_into(mut self, recorder: Arc<Recorder>) -> Sync {
+    pub(crate) fn record_into(mut self, recorder: Arc<Recorder>) -> Mirror {
         self.record = Some(recorder);
         self
     }
@@ -140,18 +140,18 @@ impl Sync {
     /// Opens and checks source and target (free room included, unless `no_space_check`), and
     /// locks the target. Nothing in the target changes when this fails (a missing target folder
     /// is created only once every check passed).
-    pub fn prepare(src: &Path, dst: &Path, opts: Options) -> Result<Sync> {
-        Sync::prepare_with(src, dst, opts, true)
+    pub fn prepare(src: &Path, dst: &Path, opts: Options) -> Result<Mirror> {
+        Mirror::prepare_with(src, dst, opts, true)
     }
 
-    /// [`Sync::prepare`], checking the target's free room against a mirror only when
+    /// [`Mirror::prepare`], checking the target's free room against a mirror only when
     /// `mirror_space` (a versioned backup checks it against its previous snapshot instead).
     pub(crate) fn prepare_with(
         src: &Path,
         dst: &Path,
         opts: Options,
         mirror_space: bool,
-    ) -> Result<Sync> {
+    ) -> Result<Mirror> {
         let owners = Owners::new(opts.impersonate);
         let src_fd = preflight::open_source(src, opts.subdir.as_deref(), &owners)?;
         if !opts.allow_empty
@@ -168,7 +168,7 @@ impl Sync {
             crate::space::check(s, d, Some(d), dst, &opts.excludes, false)?;
         }
         let state = preflight::lock_target(dst_fd.as_fd(), dst, &owners)?;
-        Ok(Sync {
+        Ok(Mirror {
             opts,
             src_path: src.to_path_buf(),
             dst_path: dst.to_path_buf(),
@@ -184,7 +184,7 @@ impl Sync {
         })
     }
 
-    /// The run's counters, for progress display while [`Sync::run`] works.
+    /// The run's counters, for progress display while [`Mirror::run`] works.
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()
     }

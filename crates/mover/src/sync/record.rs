@@ -11,10 +11,10 @@ use crate::manifest::{self, Chunk, PreviousFiles};
 use crate::meta::{Kind, Meta, Ts, stat_at};
 use crate::relpath;
 
-use super::Sync;
+use super::Mirror;
 use super::mirror::Ctx;
 
-impl Sync {
+impl Mirror {
     /// Writes `TARGET/.pvc-backup/manifest` for the mirror, hashing only files whose inode,
     /// size or mtime changed since the previous manifest.
     pub(super) fn write_manifest(&self, state: BorrowedFd<'_>) -> std::io::Result<()> {
@@ -131,7 +131,7 @@ impl Ctx<'_> {
         rel: &[u8],
         name: &CStr,
         ctime: Option<Ts>,
-        known: impl Fn(&Meta) -> Option<([u8; 32], u64)> + std::marker::Sync,
+        known: impl Fn(&Meta) -> Option<([u8; 32], u64)> + Sync,
     ) {
         let (Some(rec), Some(chunk)) = (self.record, chunk.as_mut()) else {
             return;
