@@ -363,8 +363,8 @@ fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
     let first = copy_code(
         "sync",
         &a.copy,
-        |opts| mover::Sync::prepare(&a.src, &a.dst, opts),
-        mover::Sync::stats,
+        |opts| mover::Mirror::prepare(&a.src, &a.dst, opts),
+        mover::Mirror::stats,
         |job| job.run().map(|s| (s, None)),
     )?;
     // The extra copies mirror what DST now holds, so they are only worth making from a DST
@@ -384,9 +384,9 @@ fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
                     allow_empty: true,
                     ..opts
                 };
-                mover::Sync::prepare(&a.dst, extra, opts)
+                mover::Mirror::prepare(&a.dst, extra, opts)
             },
-            mover::Sync::stats,
+            mover::Mirror::stats,
             |job| job.run().map(|s| (s, None)),
         )?;
         if code != mover::exit::OK && (worst == mover::exit::OK || code != mover::exit::PARTIAL) {
@@ -572,8 +572,8 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     copy_command(
         "restore",
         &a.copy,
-        |opts| mover::Sync::prepare(&from, &a.target, opts),
-        mover::Sync::stats,
+        |opts| mover::Mirror::prepare(&from, &a.target, opts),
+        mover::Mirror::stats,
         |job| job.run().map(|s| (s, None)),
     )
 }

@@ -38,7 +38,7 @@ pub mod xattr;
 pub use error::{Error, Result};
 pub use owner::Impersonate;
 pub use summary::{EntryError, ProgressEvent, Stats, Summary};
-pub use sync::{Options, Sync};
+pub use sync::{Mirror, Options};
 
 /// Exit codes of the mover, shared by every mover command.
 pub mod exit {

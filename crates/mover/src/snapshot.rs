@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::listing::Listing;
 use crate::retention::{Civil, Policy};
 use crate::summary::{Stats, Summary};
-use crate::sync::{Options, Sync, write_state_file};
+use crate::sync::{Mirror, Options, write_state_file};
 use crate::{Error, Result, exit, relpath};
 
 /// The folder of snapshots in the target.
@@ -93,12 +93,12 @@ pub fn holds_block_versions(dst: &Path) -> bool {
 /// A prepared backup run: source and target checked, target locked.
 #[derive(Debug)]
 pub struct Backup {
-    sync: Sync,
+    sync: Mirror,
     dst: PathBuf,
     policy: Policy,
 }
 
-fn open_or_make(ctx: &Sync, dir: BorrowedFd<'_>, name: &CStr, what: &Path) -> Result<OwnedFd> {
+fn open_or_make(ctx: &Mirror, dir: BorrowedFd<'_>, name: &CStr, what: &Path) -> Result<OwnedFd> {
     let owners = ctx.owners();
     let made = owners.retry_target(&[], &[dir], || {
         match mkdirat(dir, name, Mode::from_raw_mode(0o755)) {
@@ -126,7 +126,7 @@ fn complete_snapshots(dir: BorrowedFd<'_>) -> std::io::Result<Vec<(String, Civil
 }
 
 impl Backup {
-    /// Checks source and target (as [`Sync::prepare`] does) and locks the target.
+    /// Checks source and target (as [`Mirror::prepare`] does) and locks the target.
     pub fn prepare(src: &Path, dst: &Path, opts: Options, policy: Policy) -> Result<Backup> {
         if holds_block_versions(dst) {
             return Err(Error::Usage(format!(
@@ -139,7 +139,7 @@ impl Backup {
         Ok(Backup {
             // Free room is checked once the previous snapshot, whose unchanged files the new
             // one links, is known.
-            sync: Sync::prepare_with(src, dst, opts, false)?,
+            sync: Mirror::prepare_with(src, dst, opts, false)?,
             dst: dst.to_path_buf(),
             policy,
         })
@@ -271,7 +271,7 @@ impl Backup {
             .retarget(target, target_path, meta_dir, reference)
             .record_into(recorder.clone());
         let hashed = std::cell::Cell::new(0u64);
-        // `retarget` keeps the lock: it lives in `summary` (the Sync) until the run ends.
+        // `retarget` keeps the lock: it lives in `summary` (the Mirror) until the run ends.
         let summary = summary.run_keep(|s, owners| {
             // The manifest, before the snapshot gets its name: a snapshot without one never
             // appears.

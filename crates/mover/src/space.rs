@@ -349,7 +349,7 @@ mod tests {
         assert!(got.bytes < 1 << 20, "a sparse file counted by its length");
 
         let dst = dir.path().join("dst");
-        crate::Sync::prepare(&src, &dst, crate::Options::default())
+        crate::Mirror::prepare(&src, &dst, crate::Options::default())
             .unwrap()
             .run()
             .unwrap();

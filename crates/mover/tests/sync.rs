@@ -1,4 +1,4 @@
-//! Integration tests of `mover::Sync`, checked with independent eyes (rsync, std's stat,
+//! Integration tests of `mover::Mirror`, checked with independent eyes (rsync, std's stat,
 //! getfacl, find).
 
 mod sync {

@@ -3,13 +3,13 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-use mover::{Error, Options, Sync, exit};
+use mover::{Error, Mirror, Options, exit};
 use testkit::oracle::assert_mirror;
 
 use super::util::{Pair, assert_ok, sync_with};
 
-fn prepare(p: &Pair, opts: Options) -> Result<Sync, Error> {
-    Sync::prepare(&p.src.root, &p.dst.root, opts)
+fn prepare(p: &Pair, opts: Options) -> Result<Mirror, Error> {
+    Mirror::prepare(&p.src.root, &p.dst.root, opts)
 }
 
 fn target_listing(p: &Pair) -> Vec<String> {
@@ -149,7 +149,7 @@ fn overlapping_source_and_target_are_refused() {
     assert!(!link.join("inner/new").exists());
     for (a, b) in cases {
         let existed = b.exists();
-        let err = Sync::prepare(&a, &b, Options::default()).unwrap_err();
+        let err = Mirror::prepare(&a, &b, Options::default()).unwrap_err();
         assert_eq!(err.exit_code(), exit::USAGE, "{a:?} -> {b:?}: {err}");
         assert_eq!(b.exists(), existed, "a refused run created {b:?}");
     }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use mover::{Options, Summary, Sync};
+use mover::{Mirror, Options, Summary};
 use tempfile::TempDir;
 use testkit::tree::Tree;
 
@@ -40,7 +40,7 @@ impl Pair {
 }
 
 pub fn sync_with(src: &Path, dst: &Path, opts: Options) -> Summary {
-    let s = Sync::prepare(src, dst, opts).unwrap_or_else(|e| panic!("prepare: {e}"));
+    let s = Mirror::prepare(src, dst, opts).unwrap_or_else(|e| panic!("prepare: {e}"));
     s.run().unwrap_or_else(|e| panic!("run: {e}"))
 }
 
