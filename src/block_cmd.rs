@@ -7,6 +7,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use contract::ExitCode as Exit;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// How progress is shown.
@@ -367,11 +368,7 @@ pub fn verify(
             }
         }
     }
-    Ok(ExitCode::from(if ok {
-        block::EXIT_OK
-    } else {
-        block::EXIT_PARTIAL
-    }))
+    Ok(if ok { Exit::Ok } else { Exit::Partial }.into())
 }
 
 /// `mover restore` of a block version onto a device or image file.

@@ -28,7 +28,7 @@ pub use error::{Error, Result};
 pub use manifest::{MANIFEST_FORMAT, MANIFEST_SUFFIX, Manifest, manifest_path};
 pub use options::{DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, Options, default_threads, parse_size};
 pub use progress::{Phase, Progress};
-pub use summary::{ChunkError, EXIT_OK, EXIT_PARTIAL, Summary, VerifySummary};
+pub use summary::{ChunkError, Summary, VerifySummary};
 pub use volume::VolumeKind;
 
 use std::path::Path;

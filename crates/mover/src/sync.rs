@@ -33,9 +33,12 @@ use crate::metalog;
 use crate::owner::{Id, Impersonate, Owners};
 use crate::preflight::{self, StateDir};
 use crate::relpath;
-use crate::summary::{EntryError, Journal, Stats, Summary, rfc3339};
+use contract::ExitCode;
+use contract::summary::{EntryError, SCHEMA, Summary};
+
+use crate::summary::{Journal, Stats, rfc3339};
 use crate::xattr::{self, Xattrs};
-use crate::{Error, Result, STATE_DIR, exit};
+use crate::{Error, Result, STATE_DIR};
 
 /// Settings of a sync.
 #[derive(Debug, Clone, Default)]
@@ -436,16 +439,21 @@ impl Sync {
                 )
             })?;
         }
-        let (entries, bytes) = Summary::counts(stats);
+        let (entries, bytes) = crate::summary::counts(stats);
         let partial = entries.failed > 0;
         let summary = Summary {
-            schema: 1,
+            schema: SCHEMA,
             command: "sync".into(),
             source: relpath::display(self.src_path.as_os_str().as_encoded_bytes()),
             target: relpath::display(self.dst_path.as_os_str().as_encoded_bytes()),
             started_at: rfc3339(started),
             duration_ms: t0.elapsed().as_millis() as u64,
-            exit_code: if partial { exit::PARTIAL } else { exit::OK },
+            exit_code: if partial {
+                ExitCode::Partial
+            } else {
+                ExitCode::Ok
+            }
+            .code(),
             result: if partial { "partial" } else { "ok" }.into(),
             entries,
             bytes,

@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use mover::{Options, Summary, Sync};
+use contract::Summary;
+use mover::{Options, Sync};
 use tempfile::TempDir;
 use testkit::tree::Tree;
 
