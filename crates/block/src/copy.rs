@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 use crate::manifest::{Manifest, manifest_path, remove_stale};
 use crate::options::Options;
 use crate::pool::for_each_chunk;
-use crate::progress::{Phase, Progress};
 use contract::ExitCode;
+use contract::progress::block::{Phase, Progress};
 
 use crate::summary::{ChunkError, Summary};
 use crate::verify::verify_pass;

@@ -34,9 +34,9 @@ use crate::error::{Error, Result};
 use crate::manifest::{Manifest, manifest_path};
 use crate::options::Options;
 use crate::pool::for_each_chunk;
-use crate::progress::{Phase, Progress};
 use crate::reflink;
 use contract::ExitCode;
+use contract::progress::block::{Phase, Progress};
 
 use crate::summary::{ChunkError, Summary};
 use crate::volume::Volume;

@@ -67,6 +67,42 @@ impl Line {
     }
 }
 
+/// What a block copy (`mover block`, and `mover backup` or `restore` of a block volume) prints
+/// while it works: a subset of [`Progress`], with entries counting chunks.
+pub mod block {
+    use serde::Serialize;
+    /// Which pass a progress report belongs to.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Phase {
+        /// Reading, comparing and writing chunks.
+        Copy,
+        /// Reading both sides again and comparing BLAKE3 hashes.
+        Verify,
+        /// Everything finished; the counts are final.
+        Done,
+    }
+
+    /// How far a phase has come. Entries are chunks.
+    #[derive(Debug, Clone, PartialEq, Serialize)]
+    pub struct Progress {
+        /// The pass this report belongs to.
+        pub phase: Phase,
+        /// Chunks finished in this phase.
+        pub entries_done: u64,
+        /// Chunks this phase will handle in all.
+        pub entries_known: u64,
+        /// Bytes of the volume covered by finished chunks.
+        pub bytes_done: u64,
+        /// Size of the volume in bytes.
+        pub bytes_known: u64,
+        /// `bytes_done` per second since the phase started.
+        pub rate_bytes_per_sec: u64,
+        /// Milliseconds since the phase started (since the job started for [`Phase::Done`]).
+        pub elapsed_ms: u64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,7 +132,21 @@ mod tests {
 
     #[test]
     fn a_block_progress_line_reads_with_zero_for_what_it_leaves_out() {
-        let line = r#"{"phase":"copy","entries_done":2,"entries_known":8,"bytes_done":4096,"bytes_known":16384,"rate_bytes_per_sec":5,"elapsed_ms":9}"#;
+        let written = block::Progress {
+            phase: block::Phase::Copy,
+            entries_done: 2,
+            entries_known: 8,
+            bytes_done: 4096,
+            bytes_known: 16384,
+            rate_bytes_per_sec: 5,
+            elapsed_ms: 9,
+        };
+        let line = serde_json::to_string(&written).unwrap();
+        assert_eq!(
+            line,
+            r#"{"phase":"copy","entries_done":2,"entries_known":8,"bytes_done":4096,"bytes_known":16384,"rate_bytes_per_sec":5,"elapsed_ms":9}"#
+        );
+        let line = line.as_str();
         let Line::Progress(p) = Line::parse(line) else {
             panic!("not progress: {line}");
         };
