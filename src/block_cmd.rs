@@ -7,6 +7,8 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use contract::ExitCode as Exit;
+use contract::progress::block::{Phase, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// How progress is shown.
@@ -159,7 +161,7 @@ impl Display {
     }
 
     /// Shows one report.
-    pub fn show(&mut self, p: &block::Progress) {
+    pub fn show(&mut self, p: &Progress) {
         if self.json {
             // A closed stdout must not stop the copy; the exit code still tells.
             if let Ok(line) = serde_json::to_string(p) {
@@ -169,9 +171,9 @@ impl Display {
             }
         } else if let Some(bar) = &self.bar {
             let prefix = match p.phase {
-                block::Phase::Copy => "copy",
-                block::Phase::Verify => "verify",
-                block::Phase::Done => "done",
+                Phase::Copy => "copy",
+                Phase::Verify => "verify",
+                Phase::Done => "done",
             };
             bar.set_prefix(prefix);
             bar.set_length(p.bytes_known);
@@ -367,11 +369,7 @@ pub fn verify(
             }
         }
     }
-    Ok(ExitCode::from(if ok {
-        block::EXIT_OK
-    } else {
-        block::EXIT_PARTIAL
-    }))
+    Ok(if ok { Exit::Ok } else { Exit::Partial }.into())
 }
 
 /// `mover restore` of a block version onto a device or image file.

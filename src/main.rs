@@ -102,3 +102,25 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_binary_accepts_every_mover_command_the_contract_renders() {
+        for command in contract::MoverCommand::examples() {
+            let args = command.args();
+            let parsed = Cli::try_parse_from(std::iter::once("pvc-backup".to_owned()).chain(args));
+            match parsed {
+                Ok(cli) => assert!(matches!(cli.command, Command::Mover(_)), "{command:?}"),
+                // `--version` is answered by clap itself, before any command.
+                Err(e) => assert!(
+                    command == contract::MoverCommand::Version
+                        && e.kind() == clap::error::ErrorKind::DisplayVersion,
+                    "{command:?}: {e}"
+                ),
+            }
+        }
+    }
+}

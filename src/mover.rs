@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Subcommand, ValueEnum};
-use mover::{Stats, Summary};
+use contract::{ExitCode as Exit, Summary};
+use mover::Stats;
 
 use crate::block_cmd;
 
@@ -358,7 +359,7 @@ pub fn init_logging(verbose: u8, quiet: bool) {
 fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
     if let Some(bad) = overlapping_also(&a.src, &a.dst, &a.also) {
         eprintln!("pvc-backup mover sync: {bad}");
-        return Ok(ExitCode::from(mover::exit::USAGE));
+        return Ok(Exit::Usage.into());
     }
     let first = copy_code(
         "sync",
@@ -369,7 +370,7 @@ fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
     )?;
     // The extra copies mirror what DST now holds, so they are only worth making from a DST
     // that was written (done or partial), never after a refusal or a fatal error.
-    if ![mover::exit::OK, mover::exit::PARTIAL].contains(&first) {
+    if !Exit::try_from(first).is_ok_and(Exit::wrote_target) {
         return Ok(ExitCode::from(first));
     }
     let mut worst = first;
@@ -389,7 +390,7 @@ fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
             mover::Mirror::stats,
             |job| job.run().map(|s| (s, None)),
         )?;
-        if code != mover::exit::OK && (worst == mover::exit::OK || code != mover::exit::PARTIAL) {
+        if code != Exit::Ok && (worst == Exit::Ok || code != Exit::Partial) {
             worst = code;
         }
     }
@@ -454,7 +455,7 @@ fn backup(a: BackupArgs) -> anyhow::Result<ExitCode> {
              block device; add --block to back up an image file as a volume)",
             a.src.display()
         );
-        return Ok(ExitCode::from(mover::exit::USAGE));
+        return Ok(Exit::Usage.into());
     }
     copy_command(
         "backup",
@@ -489,7 +490,7 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
              comparison with a live source (--against SRC), and --delete-excluded to copies; \
              leave them out"
         );
-        return Ok(ExitCode::from(mover::exit::USAGE));
+        return Ok(Exit::Usage.into());
     }
     let excludes = match a.excludes.excludes() {
         Ok(e) => e,
@@ -528,11 +529,7 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::from(if ok {
-        mover::exit::OK
-    } else {
-        mover::exit::PARTIAL
-    }))
+    Ok(if ok { Exit::Ok } else { Exit::Partial }.into())
 }
 
 fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
@@ -560,7 +557,7 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
             a.target.display(),
             a.backup.display()
         );
-        return Ok(ExitCode::from(mover::exit::USAGE));
+        return Ok(Exit::Usage.into());
     }
     let from = match mover::snapshot::resolve(&a.backup, &a.snapshot) {
         Ok(p) => p,
@@ -630,7 +627,7 @@ fn not_for_block(cmd: &str, c: &CopyArgs) -> Option<ExitCode> {
     eprintln!(
         "pvc-backup mover {cmd}: {flag} applies to folders, not to block volumes; leave it out"
     );
-    Some(ExitCode::from(mover::exit::USAGE))
+    Some(Exit::Usage.into())
 }
 
 fn block_threads(c: &CopyArgs) -> usize {
@@ -678,7 +675,7 @@ fn copy_code<J>(
             "pvc-backup mover {cmd}: --delete-excluded deletes what --no-delete keeps; give one \
              of them"
         );
-        return Ok(mover::exit::USAGE);
+        return Ok(Exit::Usage.code());
     }
     let excludes = match c.excludes.excludes() {
         Ok(e) => e,

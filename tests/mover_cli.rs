@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use mover::{ProgressEvent, Summary};
+use contract::{Line, Progress, Report, Summary};
 use testkit::oracle::assert_mirror;
 use testkit::skip::{is_root, need_tools, skip};
 use testkit::tree::Tree;
@@ -138,7 +138,7 @@ fn json_progress_lines_and_the_summary_parse() {
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() >= 2);
     let (events, summary) = lines.split_at(lines.len() - 1);
-    let events: Vec<ProgressEvent> = events
+    let events: Vec<Progress> = events
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect();
@@ -151,6 +151,41 @@ fn json_progress_lines_and_the_summary_parse() {
         (last.bytes_done, last.bytes_known),
         (expected_bytes, expected_bytes)
     );
+    // The field names callers read, spelled out rather than taken from the types that wrote them.
+    let keys = |line: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        v.as_object().unwrap().keys().cloned().collect()
+    };
+    let mut progress_keys = keys(lines[lines.len() - 2]);
+    progress_keys.sort();
+    assert_eq!(
+        progress_keys,
+        [
+            "bytes_copied",
+            "bytes_done",
+            "bytes_known",
+            "elapsed_ms",
+            "entries_done",
+            "entries_known",
+            "errors",
+            "phase",
+            "rate_bytes_per_sec",
+            "scan_complete"
+        ]
+    );
+    let raw: serde_json::Value = serde_json::from_str(summary[0]).unwrap();
+    for path in [
+        "/schema",
+        "/exit_code",
+        "/entries/total",
+        "/entries/failed",
+        "/bytes/total",
+        "/bytes/copied",
+        "/duration_ms",
+        "/errors",
+    ] {
+        assert!(raw.pointer(path).is_some(), "{path} missing in {raw}");
+    }
     let summary: Summary = serde_json::from_str(summary[0]).unwrap();
     assert_eq!(
         (
@@ -160,6 +195,45 @@ fn json_progress_lines_and_the_summary_parse() {
         ),
         (0, 300, expected_bytes)
     );
+}
+
+#[test]
+fn a_caller_reads_the_backup_report_and_block_progress_as_the_contract_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"a", b"alpha").file(b"sub/b", &[7u8; 10_000]);
+    let dst = dir.path().join("dst");
+    let o = mover(&["backup", "--progress", "json"], &src.root, &dst);
+    assert_eq!(code(&o), contract::ExitCode::Ok, "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<Line> = text.lines().map(Line::parse).collect();
+    assert!(matches!(lines.first(), Some(Line::Progress(_))), "{text}");
+    let Some(Line::Summary(last)) = lines.last() else {
+        panic!("no summary last: {text}");
+    };
+    let report = Report::read(last);
+    let snapshot = report.snapshot.expect("the snapshot's name");
+    assert!(dst.join("snapshots").join(&snapshot).is_dir(), "{snapshot}");
+    let entries = report.entries.expect("entry counts");
+    assert_eq!((entries.total, entries.failed), (3, 0));
+    assert_eq!(report.bytes.map(|b| b.total), Some(10_005));
+
+    // A block copy's progress lines leave out what only a tree copy knows.
+    let image = dir.path().join("disk.img");
+    std::fs::write(&image, vec![1u8; 1 << 20]).unwrap();
+    let copy = dir.path().join("copy.img");
+    let o = mover(&["block", "--progress", "json"], &image, &copy);
+    assert_eq!(code(&o), contract::ExitCode::Ok, "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let done = text
+        .lines()
+        .rev()
+        .find_map(|l| match Line::parse(l) {
+            Line::Progress(p) => Some(p),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no progress line: {text}"));
+    assert_eq!((done.phase.as_str(), done.bytes_known), ("done", 1 << 20));
 }
 
 /// Runs `cmd` as the unprivileged user `nobody` when root, as itself otherwise.

@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use mover::Summary;
+use contract::Summary;
 use mover::check::CheckReport;
 use testkit::oracle::assert_mirror;
 use testkit::skip::{have_tool, need_root_and};

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use cluster::run::Outcome;
 use cluster::workflow;
 use cluster::workflow::backup::{self as flow, BackupRequest};
-use serde_json::{Value, json};
+use contract::Report;
+use serde_json::json;
 
 use super::{KubeArgs, MoverFlags, OutputArgs, RetentionArgs, plan_or_run};
 
@@ -146,26 +147,35 @@ pub fn run(args: BackupArgs) -> anyhow::Result<ExitCode> {
 
 /// One line saying how a mover run into `target` ended.
 pub fn describe(what: &str, source: &str, target: &str, outcome: &Outcome) -> String {
-    let report = outcome.summaries.last().cloned().unwrap_or(Value::Null);
-    let s = cluster::progress::counts(&report);
-    let result = match outcome.exit_code {
-        0 => "done".to_owned(),
-        23 => "partial: some entries failed (listed above and in the summary)".to_owned(),
-        254 => "refused: the source is empty or missing, so nothing was changed".to_owned(),
-        c => format!("failed with exit code {c}"),
+    let report = outcome
+        .summaries
+        .last()
+        .map(Report::read)
+        .unwrap_or_default();
+    let result = match contract::ExitCode::from_code(outcome.exit_code) {
+        Some(contract::ExitCode::Ok) => "done".to_owned(),
+        Some(contract::ExitCode::Partial) => {
+            "partial: some entries failed (listed above and in the summary)".to_owned()
+        }
+        Some(contract::ExitCode::Refused) => {
+            "refused: the source is empty or missing, so nothing was changed".to_owned()
+        }
+        _ => format!("failed with exit code {}", outcome.exit_code),
     };
     let mut line = format!("{what} of claim {source} into {target}: {result}");
-    if let Some(snapshot) = report["snapshot"].as_str() {
+    if let Some(snapshot) = &report.snapshot {
         line.push_str(&format!("; snapshot {snapshot}"));
     }
-    if let Some(total) = s["entries"]["total"].as_u64() {
+    if let Some(entries) = &report.entries {
+        let bytes = report.bytes.clone().unwrap_or_default();
         line.push_str(&format!(
-            "; {total} entries, {} copied of {}",
-            cluster::quantity::human(u128::from(s["bytes"]["copied"].as_u64().unwrap_or(0))),
-            cluster::quantity::human(u128::from(s["bytes"]["total"].as_u64().unwrap_or(0))),
+            "; {} entries, {} copied of {}",
+            entries.total,
+            cluster::quantity::human(u128::from(bytes.copied)),
+            cluster::quantity::human(u128::from(bytes.total)),
         ));
     }
-    if let Some(ms) = s["duration_ms"].as_u64() {
+    if let Some(ms) = report.duration_ms {
         line.push_str(&format!(" in {:.1} s", ms as f64 / 1000.0));
     }
     line

@@ -15,10 +15,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use cluster::connect::{ConnectOptions, Kube};
 use cluster::objects::mover::JobLimits;
-use cluster::progress::Progress;
 use cluster::run::{Observer, RunOptions};
 use cluster::security::Privilege;
 use cluster::workflow::{DryRun, MoverSettings};
+use contract::Progress;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
@@ -144,8 +144,8 @@ pub struct RetentionArgs {
 
 impl RetentionArgs {
     /// The retention the workflows pass to the mover.
-    pub fn retention(&self) -> cluster::workflow::backup::Retention {
-        cluster::workflow::backup::Retention {
+    pub fn retention(&self) -> contract::Retention {
+        contract::Retention {
             last: self.keep_last,
             hourly: self.keep_hourly,
             daily: self.keep_daily,
@@ -243,10 +243,10 @@ impl MoverFlags {
     /// The excludes passed to the mover pod: the patterns of the --exclude-from files (read
     /// here, where the command runs) and of --exclude, checked here so that a bad one fails
     /// before anything is made.
-    fn excludes(&self) -> anyhow::Result<cluster::workflow::Excludes> {
+    fn excludes(&self) -> anyhow::Result<contract::Excludes> {
         let patterns = self.excludes.patterns()?;
         self.excludes.excludes()?;
-        Ok(cluster::workflow::Excludes {
+        Ok(contract::Excludes {
             patterns,
             caches: self.excludes.exclude_caches,
             delete_excluded: self.excludes.delete_excluded,

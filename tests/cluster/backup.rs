@@ -301,14 +301,14 @@ fn regular_file_bytes(dir: &std::path::Path) -> u64 {
 #[derive(Default)]
 struct Recorder {
     steps: Vec<String>,
-    progress: Vec<cluster::progress::Progress>,
+    progress: Vec<contract::Progress>,
 }
 
 impl cluster::run::Observer for Recorder {
     fn step(&mut self, message: &str) {
         self.steps.push(message.to_owned());
     }
-    fn progress(&mut self, p: &cluster::progress::Progress) {
+    fn progress(&mut self, p: &contract::Progress) {
         self.progress.push(p.clone());
     }
     fn text(&mut self, _: &str) {}
@@ -353,8 +353,8 @@ fn the_workflow_follows_the_movers_progress_from_the_pod_log() {
         "{:?}",
         rec.steps
     );
-    let summary = cluster::progress::counts(outcome.summaries.last().unwrap());
-    assert_eq!(summary["entries"]["failed"], 0);
+    let report = contract::Report::read(outcome.summaries.last().unwrap());
+    assert_eq!(report.entries.map(|e| e.failed), Some(0));
 }
 
 /// Tests only the fake cluster can run.

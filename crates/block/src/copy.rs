@@ -10,8 +10,10 @@ use crate::error::{Error, Result};
 use crate::manifest::{Manifest, manifest_path, remove_stale};
 use crate::options::Options;
 use crate::pool::for_each_chunk;
-use crate::progress::{Phase, Progress};
-use crate::summary::{ChunkError, EXIT_OK, EXIT_PARTIAL, Summary};
+use contract::ExitCode;
+use contract::progress::block::{Phase, Progress};
+
+use crate::summary::{ChunkError, Summary};
 use crate::verify::verify_pass;
 use crate::volume::{Volume, VolumeKind, inspect};
 
@@ -336,10 +338,11 @@ impl Job {
         }
         summary.errors.sort_by_key(|e| (e.offset, e.phase));
         summary.exit_code = if summary.errors.is_empty() {
-            EXIT_OK
+            ExitCode::Ok
         } else {
-            EXIT_PARTIAL
-        };
+            ExitCode::Partial
+        }
+        .code();
         summary.duration_ms = started.elapsed().as_millis() as u64;
         progress(&Progress {
             phase: Phase::Done,

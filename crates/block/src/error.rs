@@ -3,6 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use contract::ExitCode as Exit;
+
 /// A result whose error is this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -92,10 +94,10 @@ impl Error {
     /// error, 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::SourceMissing { .. } | Error::SourceEmpty { .. } => 254,
-            Error::Usage(_) => 2,
+            Error::SourceMissing { .. } | Error::SourceEmpty { .. } => Exit::Refused.code(),
+            Error::Usage(_) => Exit::Usage.code(),
             Error::Backup(e) => e.exit_code(),
-            _ => 1,
+            _ => Exit::Fatal.code(),
         }
     }
 

@@ -17,7 +17,6 @@ mod error;
 mod manifest;
 mod options;
 mod pool;
-mod progress;
 pub mod reflink;
 mod summary;
 mod verify;
@@ -27,11 +26,12 @@ mod volume;
 pub use error::{Error, Result};
 pub use manifest::{MANIFEST_FORMAT, MANIFEST_SUFFIX, Manifest, manifest_path};
 pub use options::{DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, Options, default_threads, parse_size};
-pub use progress::{Phase, Progress};
-pub use summary::{ChunkError, EXIT_OK, EXIT_PARTIAL, Summary, VerifySummary};
+pub use summary::{ChunkError, Summary, VerifySummary};
 pub use volume::VolumeKind;
 
 use std::path::Path;
+
+use contract::progress::block::Progress;
 
 pub use copy::Job;
 

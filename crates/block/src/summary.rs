@@ -2,11 +2,6 @@
 
 use serde::Serialize;
 
-/// Exit code of a copy that finished with DST equal to SRC.
-pub const EXIT_OK: u8 = 0;
-/// Exit code of a copy where some chunks failed (rsync's code for the same).
-pub const EXIT_PARTIAL: u8 = 23;
-
 /// One chunk that could not be copied or did not verify.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChunkError {

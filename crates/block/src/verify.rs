@@ -2,9 +2,9 @@
 
 use crate::copy::{Buffers, Job, Reporter};
 use crate::pool::for_each_chunk;
-use crate::progress::{Phase, Progress};
 use crate::summary::{ChunkError, Summary, VerifySummary};
 use crate::volume::{Volume, VolumeKind};
+use contract::progress::block::{Phase, Progress};
 
 struct Checked {
     offset: u64,

@@ -34,9 +34,11 @@ use crate::error::{Error, Result};
 use crate::manifest::{Manifest, manifest_path};
 use crate::options::Options;
 use crate::pool::for_each_chunk;
-use crate::progress::{Phase, Progress};
 use crate::reflink;
-use crate::summary::{ChunkError, EXIT_OK, EXIT_PARTIAL, Summary};
+use contract::ExitCode;
+use contract::progress::block::{Phase, Progress};
+
+use crate::summary::{ChunkError, Summary};
 use crate::volume::Volume;
 
 /// The image file's name inside a version's folder.
@@ -294,7 +296,7 @@ pub fn backup(
         removed: Vec::new(),
         cleaned,
     };
-    if report.summary.exit_code != EXIT_OK {
+    if report.summary.exit_code != ExitCode::Ok.code() {
         // An image with chunks that failed is not the volume: no version is made.
         std::fs::remove_dir_all(&partial).map_err(io_err("cannot remove", &partial))?;
         return Ok(report);
@@ -498,7 +500,12 @@ impl ImageCheck {
 
     /// The exit code: 0 when the image is good, 23 when not.
     pub fn exit_code(&self) -> u8 {
-        if self.ok() { EXIT_OK } else { EXIT_PARTIAL }
+        if self.ok() {
+            ExitCode::Ok
+        } else {
+            ExitCode::Partial
+        }
+        .code()
     }
 }
 

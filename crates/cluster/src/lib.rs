@@ -12,7 +12,6 @@ pub mod install;
 pub mod names;
 pub mod objects;
 pub mod placement;
-pub mod progress;
 pub mod quantity;
 pub mod run;
 pub mod security;

@@ -12,8 +12,9 @@ use kube::api::{DeleteParams, ListParams, LogParams, PostParams, PropagationPoli
 use serde_json::Value;
 
 use crate::connect::Kube;
+use contract::{Line, Progress};
+
 use crate::objects::mover::CONTAINER;
-use crate::progress::{self, Line, Progress};
 use crate::{Error, Result};
 
 /// Receives what happens while a Job runs (the command line shows it; tests record it).
@@ -367,7 +368,7 @@ async fn follow(
         .await
         .map_err(|e| Error::Failed(format!("reading the log of pod {pod_name}: {e}")))?
     {
-        match progress::parse(&line) {
+        match Line::parse(&line) {
             Line::Progress(p) => observer.progress(&p),
             Line::Summary(s) => summaries.push(s),
             Line::Text(t) => {

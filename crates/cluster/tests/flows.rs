@@ -336,7 +336,7 @@ fn a_csi_clone_across_classes_is_refused_with_the_way_out() {
 
 fn excluding() -> MoverSettings {
     MoverSettings {
-        excludes: cluster::workflow::Excludes {
+        excludes: contract::Excludes {
             patterns: vec!["*.tmp".into(), "/cache/".into(), "-odd".into()],
             caches: true,
             delete_excluded: true,

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use cluster::objects::mover::Placement;
 use cluster::security::Privilege;
 use cluster::workflow::MoverSettings;
-use cluster::workflow::backup::{self, BackupRequest, Retention};
+use cluster::workflow::backup::{self, BackupRequest};
 use cluster::workflow::schedule::{self, ScheduleRequest};
+use contract::Retention;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Toleration};
 
@@ -187,7 +188,7 @@ fn a_size_below_the_source_is_refused_before_anything_is_made() {
 #[test]
 fn excludes_reach_the_backup_and_the_scheduled_backup() {
     let settings = MoverSettings {
-        excludes: cluster::workflow::Excludes {
+        excludes: contract::Excludes {
             patterns: vec!["*.log".into(), "/tmp/".into()],
             caches: true,
             delete_excluded: false,

@@ -15,8 +15,11 @@ use crate::access::{Alternate, Via};
 use crate::listing::Listing;
 use crate::meta::{Kind, Meta, stat_at, stat_fd};
 use crate::owner::{Impersonate, Owners};
-use crate::summary::{EntryError, MAX_LISTED};
-use crate::{Result, STATE_DIR, exit, preflight, relpath, xattr};
+use contract::ExitCode;
+use contract::summary::EntryError;
+
+use crate::summary::MAX_LISTED;
+use crate::{Result, STATE_DIR, preflight, relpath, xattr};
 
 /// How many entries and bytes belong to one uid or gid.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -324,6 +327,11 @@ pub fn check(src: &Path, subdir: Option<&Path>, impersonate: Impersonate) -> Res
         identities_total: w.identities_total,
         complete,
         privileges: privileges(),
-        exit_code: if complete { exit::OK } else { exit::PARTIAL },
+        exit_code: if complete {
+            ExitCode::Ok
+        } else {
+            ExitCode::Partial
+        }
+        .code(),
     })
 }

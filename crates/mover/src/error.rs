@@ -3,7 +3,7 @@
 
 use std::io;
 
-use crate::exit;
+use contract::ExitCode;
 
 /// A failure that ends a mover command; each maps to one of the mover's exit codes.
 #[derive(Debug, thiserror::Error)]
@@ -97,12 +97,12 @@ impl Error {
     /// The mover exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::SourceMissing { .. } | Error::SourceEmpty { .. } => exit::REFUSED,
-            Error::Usage(_) => exit::USAGE,
+            Error::SourceMissing { .. } | Error::SourceEmpty { .. } => ExitCode::Refused.code(),
+            Error::Usage(_) => ExitCode::Usage.code(),
             Error::Locked { .. }
             | Error::Io { .. }
             | Error::NoSpace { .. }
-            | Error::TargetFull { .. } => exit::FATAL,
+            | Error::TargetFull { .. } => ExitCode::Fatal.code(),
         }
     }
 

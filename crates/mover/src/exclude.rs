@@ -188,7 +188,7 @@ mod tests {
     fn a_bad_pattern_is_refused_by_name() {
         let err = Excludes::new(&["a[z-a]".to_string()], false, false).unwrap_err();
         assert!(err.to_string().contains("\"a[z-a]\""), "{err}");
-        assert_eq!(err.exit_code(), crate::exit::USAGE);
+        assert_eq!(err.exit_code(), contract::ExitCode::Usage.code());
     }
 
     #[test]

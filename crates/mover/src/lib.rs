@@ -37,22 +37,8 @@ pub mod xattr;
 
 pub use error::{Error, Result};
 pub use owner::Impersonate;
-pub use summary::{EntryError, ProgressEvent, Stats, Summary};
+pub use summary::Stats;
 pub use sync::{Mirror, Options};
-
-/// Exit codes of the mover, shared by every mover command.
-pub mod exit {
-    /// Done: the target matches the source.
-    pub const OK: u8 = 0;
-    /// Fatal: nothing, or not everything, could be attempted.
-    pub const FATAL: u8 = 1;
-    /// Usage error: the command line or its paths are not acceptable.
-    pub const USAGE: u8 = 2;
-    /// Partial: some entries failed; the summary lists each with its error.
-    pub const PARTIAL: u8 = 23;
-    /// Refused: the source is empty or missing, so a mirror would wipe the target.
-    pub const REFUSED: u8 = 254;
-}
 
 /// Name of the folder at the target's root that holds the mover's own state (lock, summaries).
 /// It is never copied from the source nor deleted from the target.

@@ -28,9 +28,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::listing::Listing;
 use crate::retention::{Civil, Policy};
-use crate::summary::{Stats, Summary};
+use contract::{ExitCode, Summary};
+
+use crate::summary::Stats;
 use crate::sync::{Mirror, Options, write_state_file};
-use crate::{Error, Result, exit, relpath};
+use crate::{Error, Result, relpath};
 
 /// The folder of snapshots in the target.
 pub const SNAPSHOTS: &CStr = c"snapshots";
@@ -324,7 +326,7 @@ impl Backup {
 
             // Retention, only after a run in which nothing failed.
             let mut removed = Vec::new();
-            if s.exit_code == exit::OK && policy.is_set() {
+            if s.exit_code == ExitCode::Ok && policy.is_set() {
                 let all = complete_snapshots(snaps.as_fd()).map_err(io("cannot read"))?;
                 let times: Vec<Civil> = all.iter().map(|(_, t)| *t).collect();
                 let keep = crate::retention::keep(&times, &policy);

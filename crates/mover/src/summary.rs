@@ -1,13 +1,13 @@
-//! Counting, progress events and the summary of a run.
-//!
-//! Progress and summary are JSON; their schema is documented in `docs/progress.md`. Paths are
-//! shown with [`crate::relpath::display`].
+//! Counting a run: the counters behind its progress lines and its summary, whose types belong to
+//! the mover's contract (`contract::progress`, `contract::summary`). Paths are shown with
+//! [`crate::relpath::display`].
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use contract::Progress;
+use contract::summary::{ByteCounts, EntryCounts, EntryError, Note};
 
 /// At most this many errors and notes are kept in a summary; the counts stay exact.
 pub const MAX_LISTED: usize = 10_000;
@@ -47,26 +47,6 @@ pub struct Stats {
     pub failed: AtomicU64,
     /// Set when the counting pass (or, without one, the copy pass) has seen every directory.
     pub scan_complete: AtomicBool,
-}
-
-/// One entry that failed; the run goes on and ends with exit code 23.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct EntryError {
-    /// Path relative to the source root (escaped, see [`crate::relpath::display`]).
-    pub path: String,
-    /// What was being done: `read`, `stat`, `open`, `copy`, `chown`, `chmod`, `xattr`, ...
-    pub op: String,
-    /// What the kernel said.
-    pub error: String,
-}
-
-/// Something worth knowing that is not an error (a socket that was not copied).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Note {
-    /// Path relative to the source root.
-    pub path: String,
-    /// What happened.
-    pub note: String,
 }
 
 /// Errors and notes collected during a run.
@@ -113,36 +93,11 @@ impl Journal {
     }
 }
 
-/// One line of `--progress json`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ProgressEvent {
-    /// `sync` while copying, `done` on the last line.
-    pub phase: String,
-    /// Entries handled.
-    pub entries_done: u64,
-    /// Entries known to exist so far (final once `scan_complete`).
-    pub entries_known: u64,
-    /// Bytes of regular files handled.
-    pub bytes_done: u64,
-    /// Bytes of regular files known so far (final once `scan_complete`).
-    pub bytes_known: u64,
-    /// Bytes written into the target.
-    pub bytes_copied: u64,
-    /// Entries that failed so far.
-    pub errors: u64,
-    /// Whether the totals are final.
-    pub scan_complete: bool,
-    /// Bytes handled per second over the last interval.
-    pub rate_bytes_per_sec: u64,
-    /// Time since the start, in milliseconds.
-    pub elapsed_ms: u64,
-}
-
 impl Stats {
     /// A progress event from the current counters.
-    pub fn event(&self, phase: &str, elapsed: Duration, rate: u64) -> ProgressEvent {
+    pub fn event(&self, phase: &str, elapsed: Duration, rate: u64) -> Progress {
         let max = |a: &AtomicU64, b: &AtomicU64| a.load(Relaxed).max(b.load(Relaxed));
-        ProgressEvent {
+        Progress {
             phase: phase.to_string(),
             entries_done: self.entries_done.load(Relaxed),
             entries_known: max(&self.entries_found, &self.entries_counted),
@@ -157,89 +112,26 @@ impl Stats {
     }
 }
 
-/// Entry counts of a summary.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct EntryCounts {
-    /// Source entries seen.
-    pub total: u64,
-    /// Entries created or rewritten.
-    pub copied: u64,
-    /// Names created as hard links.
-    pub linked: u64,
-    /// Entries whose attributes were updated in place.
-    pub updated: u64,
-    /// Entries already equal.
-    pub unchanged: u64,
-    /// Target entries removed.
-    pub deleted: u64,
-    /// Source entries not copied by design (sockets).
-    pub skipped: u64,
-    /// Source entries left out by `--exclude` or `--exclude-caches` (a folder counts once).
-    #[serde(default)]
-    pub excluded: u64,
-    /// Entries that failed.
-    pub failed: u64,
-}
-
-/// Byte counts of a summary.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ByteCounts {
-    /// Bytes of source regular files.
-    pub total: u64,
-    /// Bytes written (or reflinked) into the target.
-    pub copied: u64,
-}
-
-/// The result of a run, printed with `--progress json` and written to the target's state folder.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Summary {
-    /// Schema version of this document.
-    pub schema: u32,
-    /// The command: `sync`.
-    pub command: String,
-    /// Source path as given.
-    pub source: String,
-    /// Target path as given.
-    pub target: String,
-    /// Start time, RFC 3339 in UTC.
-    pub started_at: String,
-    /// Wall time in milliseconds.
-    pub duration_ms: u64,
-    /// The mover's exit code: 0 done, 23 some entries failed.
-    pub exit_code: u8,
-    /// `ok` or `partial`.
-    pub result: String,
-    /// Entry counts.
-    pub entries: EntryCounts,
-    /// Byte counts.
-    pub bytes: ByteCounts,
-    /// Each failed entry with its error (at most [`MAX_LISTED`]; `entries.failed` is exact).
-    pub errors: Vec<EntryError>,
-    /// Notes (sockets not copied, ...).
-    pub notes: Vec<Note>,
-}
-
-impl Summary {
-    pub(crate) fn counts(stats: &Stats) -> (EntryCounts, ByteCounts) {
-        let g = |a: &AtomicU64| a.load(Relaxed);
-        (
-            EntryCounts {
-                total: g(&stats.entries_found),
-                copied: g(&stats.copied),
-                linked: g(&stats.linked),
-                updated: g(&stats.updated),
-                unchanged: g(&stats.unchanged),
-                deleted: g(&stats.deleted),
-                skipped: g(&stats.skipped),
-                excluded: g(&stats.excluded),
-                failed: g(&stats.failed),
-            },
-            ByteCounts {
-                total: g(&stats.bytes_found),
-                copied: g(&stats.bytes_copied),
-            },
-        )
-    }
+/// The entry and byte counts of a summary, from a run's counters.
+pub(crate) fn counts(stats: &Stats) -> (EntryCounts, ByteCounts) {
+    let g = |a: &AtomicU64| a.load(Relaxed);
+    (
+        EntryCounts {
+            total: g(&stats.entries_found),
+            copied: g(&stats.copied),
+            linked: g(&stats.linked),
+            updated: g(&stats.updated),
+            unchanged: g(&stats.unchanged),
+            deleted: g(&stats.deleted),
+            skipped: g(&stats.skipped),
+            excluded: g(&stats.excluded),
+            failed: g(&stats.failed),
+        },
+        ByteCounts {
+            total: g(&stats.bytes_found),
+            copied: g(&stats.bytes_copied),
+        },
+    )
 }
 
 /// Formats a time as RFC 3339 in UTC with seconds (`2026-11-25T02:00:00Z`).

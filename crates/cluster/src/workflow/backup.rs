@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use contract::{Excludes, MoverCommand, Retention};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -24,41 +25,6 @@ use crate::objects::{self, snapshot};
 use crate::run::{self, Observer, Outcome};
 use crate::workflow::{self, MoverSettings};
 use crate::{Error, Result, placement, workload};
-
-/// Retention of versioned backups (`--keep-*`), passed to the mover.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Retention {
-    /// Keep the N newest snapshots.
-    pub last: Option<u32>,
-    /// One per hour for N hours.
-    pub hourly: Option<u32>,
-    /// One per day for N days.
-    pub daily: Option<u32>,
-    /// One per week for N weeks.
-    pub weekly: Option<u32>,
-    /// One per month for N months.
-    pub monthly: Option<u32>,
-}
-
-impl Retention {
-    /// The mover's flags for this retention.
-    pub fn args(&self) -> Vec<String> {
-        let mut args = Vec::new();
-        for (flag, value) in [
-            ("--keep-last", self.last),
-            ("--keep-hourly", self.hourly),
-            ("--keep-daily", self.daily),
-            ("--keep-weekly", self.weekly),
-            ("--keep-monthly", self.monthly),
-        ] {
-            if let Some(v) = value {
-                args.push(flag.to_owned());
-                args.push(v.to_string());
-            }
-        }
-        args
-    }
-}
 
 /// What to back up, and where.
 #[derive(Debug, Clone, Default)]
@@ -119,18 +85,15 @@ impl BackupPlan {
     }
 }
 
-/// The mover's arguments for a backup.
-pub fn mover_args(request: &BackupRequest) -> Vec<String> {
-    let mut args: Vec<String> = ["mover", "backup", SOURCE_MOUNT, TARGET_MOUNT]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    args.extend(["--progress".to_owned(), "json".to_owned()]);
-    args.extend(request.retention.args());
-    if let Some(d) = &request.subdir {
-        args.extend(["--subdir".to_owned(), d.clone()]);
+/// The mover command of a backup.
+pub fn mover_command(request: &BackupRequest, excludes: &Excludes) -> MoverCommand {
+    MoverCommand::Backup {
+        src: SOURCE_MOUNT.to_owned(),
+        dst: TARGET_MOUNT.to_owned(),
+        retention: request.retention,
+        subdir: request.subdir.clone(),
+        excludes: excludes.clone(),
     }
-    args
 }
 
 /// A stand-in for the source claim when planning without a cluster (`--dry-run=client`).
@@ -183,7 +146,7 @@ pub fn plan(
     let namespace = source.metadata.namespace.clone().unwrap_or_default();
     let source_block = source.spec.as_ref().and_then(|s| s.volume_mode.as_deref()) == Some("Block");
     if source_block {
-        settings.excludes.check_for_block(&request.claim)?;
+        workflow::check_no_excludes_for_block(&settings.excludes, &request.claim)?;
     }
     let create_claim = match existing_target {
         Some(t) => {
@@ -252,11 +215,7 @@ pub fn plan(
         role: Role::Backup,
         image: settings.image.clone(),
         privilege: settings.privilege,
-        args: {
-            let mut args = mover_args(request);
-            args.extend(settings.excludes.copy_args());
-            args
-        },
+        args: mover_command(request, &settings.excludes).args(),
         mounts: vec![
             Mount {
                 volume: "source".to_owned(),

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use contract::{ExitCode, MoverCommand};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::Value;
 
@@ -17,7 +18,7 @@ use crate::objects::claim::{self, ClaimRequest, Role};
 use crate::objects::mover::{MoverJob, Placement};
 use crate::objects::{self, volume};
 use crate::run::{Observer, Outcome};
-use crate::workflow::steps::{self, args, mount};
+use crate::workflow::steps::{self, mount};
 use crate::workflow::{self, MoverSettings};
 use crate::{Error, Result, placement, workload};
 
@@ -234,7 +235,7 @@ pub fn plan(
         Vec::new()
     } else if block {
         // A raw device is copied device to device: one Job per copy.
-        settings.excludes.check_for_block(&request.claim)?;
+        workflow::check_no_excludes_for_block(&settings.excludes, &request.claim)?;
         targets
             .iter()
             .enumerate()
@@ -246,14 +247,11 @@ pub fn plan(
                     &request.claim,
                     Role::Clone,
                 );
-                job.args = args(&[
-                    "mover",
-                    "block",
-                    SOURCE_MOUNT,
-                    TARGET_MOUNT,
-                    "--progress",
-                    "json",
-                ]);
+                job.args = MoverCommand::Block {
+                    src: SOURCE_MOUNT.to_owned(),
+                    dst: TARGET_MOUNT.to_owned(),
+                }
+                .args();
                 job.mounts = vec![
                     mount("source", &request.claim, SOURCE_MOUNT, true, true),
                     mount("backup", t, TARGET_MOUNT, false, true),
@@ -266,24 +264,23 @@ pub fn plan(
         let mut job = steps::mover_job(settings, job_name, &namespace, &request.claim, Role::Clone);
         // The copies are on the disk before the job reports success (`--fsync`): the claims may
         // stay mounted on the node after the pod ends, their writes still in its page cache.
-        job.args = args(&[
-            "mover",
-            "sync",
-            SOURCE_MOUNT,
-            TARGET_MOUNT,
-            "--fsync",
-            "--progress",
-            "json",
-        ]);
-        job.args.extend(settings.excludes.copy_args());
         job.mounts = vec![mount("source", &request.claim, SOURCE_MOUNT, true, false)];
+        let mut also = Vec::new();
         for (i, t) in targets.iter().enumerate() {
             let (volume, path) = target_mount(i);
-            if i > 0 {
-                job.args.extend(["--also".to_owned(), path.clone()]);
-            }
             job.mounts.push(mount(&volume, t, &path, false, false));
+            if i > 0 {
+                also.push(path);
+            }
         }
+        job.args = MoverCommand::Sync {
+            src: SOURCE_MOUNT.to_owned(),
+            dst: TARGET_MOUNT.to_owned(),
+            also,
+            fsync: true,
+            excludes: settings.excludes.clone(),
+        }
+        .args();
         job.placement = placement;
         vec![job]
     };
@@ -334,8 +331,8 @@ impl CloneReport {
         self.outcomes
             .iter()
             .map(|o| o.exit_code)
-            .find(|c| *c != 0)
-            .unwrap_or(0)
+            .find(|c| *c != ExitCode::Ok)
+            .unwrap_or(ExitCode::Ok.into())
     }
 }
 
@@ -506,7 +503,7 @@ async fn csi_clone(
             &source,
             Role::Clone,
         );
-        job.args = vec!["--version".to_owned()];
+        job.args = MoverCommand::Version.args();
         let block = plan.claims.iter().any(steps::is_block);
         for (i, name) in report.created.iter().enumerate() {
             let (volume, path) = target_mount(i);
@@ -583,7 +580,7 @@ async fn copy_with_mover(
             .collect()
     };
     let code = report.exit_code();
-    if code != 0 && code != 23 {
+    if !ExitCode::from_code(code).is_some_and(ExitCode::wrote_target) {
         // Nothing usable was written (a refused empty source, a fatal error): copies made by
         // this run are removed, copies that existed keep what they had.
         remove_created(kube, report, observer).await;

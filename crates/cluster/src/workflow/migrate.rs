@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use contract::{ExitCode, MoverCommand};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::{Value, json};
 
@@ -26,7 +27,7 @@ use crate::objects::claim::{self, ClaimRequest, Role};
 use crate::objects::mover::{MoverJob, Placement};
 use crate::objects::{self, volume};
 use crate::run::{Observer, Outcome};
-use crate::workflow::steps::{self, args, mount};
+use crate::workflow::steps::{self, mount};
 use crate::workflow::{self, MoverSettings};
 use crate::workload::{self, ClaimUse, ScaledDown, Workload};
 use crate::{Error, Result, placement};
@@ -170,38 +171,35 @@ pub fn plan(
     verify.mounts = mounts;
     verify.placement = placement;
     if block {
-        settings.excludes.check_for_block(&request.claim)?;
-        copy.args = args(&[
-            "mover",
-            "block",
-            SOURCE_MOUNT,
-            TARGET_MOUNT,
-            "--progress",
-            "json",
-        ]);
-        verify.args = args(&[
-            "mover",
-            "block",
-            SOURCE_MOUNT,
-            TARGET_MOUNT,
-            "--verify-only",
-        ]);
+        workflow::check_no_excludes_for_block(&settings.excludes, &request.claim)?;
+        copy.args = MoverCommand::Block {
+            src: SOURCE_MOUNT.to_owned(),
+            dst: TARGET_MOUNT.to_owned(),
+        }
+        .args();
+        verify.args = MoverCommand::BlockCompare {
+            src: SOURCE_MOUNT.to_owned(),
+            dst: TARGET_MOUNT.to_owned(),
+        }
+        .args();
     } else {
         // On the disk before it is verified and the source is let go (`--fsync`): the new claim
         // may stay mounted on the node after the pod ends, its writes still in the page cache.
-        copy.args = args(&[
-            "mover",
-            "sync",
-            SOURCE_MOUNT,
-            TARGET_MOUNT,
-            "--fsync",
-            "--progress",
-            "json",
-        ]);
-        copy.args.extend(settings.excludes.copy_args());
+        copy.args = MoverCommand::Sync {
+            src: SOURCE_MOUNT.to_owned(),
+            dst: TARGET_MOUNT.to_owned(),
+            also: Vec::new(),
+            fsync: true,
+            excludes: settings.excludes.clone(),
+        }
+        .args();
         // What the copy left out is left out of the comparison too.
-        verify.args = args(&["mover", "verify", TARGET_MOUNT, "--against", SOURCE_MOUNT]);
-        verify.args.extend(settings.excludes.verify_args());
+        verify.args = MoverCommand::VerifyAgainst {
+            dst: TARGET_MOUNT.to_owned(),
+            src: SOURCE_MOUNT.to_owned(),
+            excludes: settings.excludes.clone(),
+        }
+        .args();
     }
     Ok(MigratePlan {
         create_claim,
@@ -426,7 +424,7 @@ async fn warm_copy(
     observer.step("copying while the workload runs");
     let warm = steps::run_mover(kube, &plan.copy, settings, false, observer).await;
     let warm = match warm {
-        Ok(Some(o)) if o.exit_code == 0 || o.exit_code == 23 => o,
+        Ok(Some(o)) if ExitCode::from_code(o.exit_code).is_some_and(ExitCode::wrote_target) => o,
         other => {
             if created {
                 let _ = workflow::delete_claim(kube, &target).await;
@@ -448,7 +446,7 @@ async fn warm_copy(
             });
         }
     };
-    if warm.exit_code == 23 {
+    if warm.exit_code == ExitCode::Partial {
         report.notes.push(
             "some files changed or could not be read while the workload ran; the final copy \
              with the workload stopped took them"

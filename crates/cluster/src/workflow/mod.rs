@@ -13,6 +13,7 @@ pub mod steps;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use contract::{Excludes, ExitCode, Report};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ResourceRequirements};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -37,59 +38,16 @@ pub enum DryRun {
     Client,
 }
 
-/// What the mover leaves out of a copy: its `--exclude`, `--exclude-caches` and
-/// `--delete-excluded` flags, passed on to the mover pod as they are (patterns of an
-/// `--exclude-from` file are read where the command runs and passed as `--exclude` flags).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Excludes {
-    /// Gitignore-style patterns, in order.
-    pub patterns: Vec<String>,
-    /// Leave out folders tagged with a `CACHEDIR.TAG`.
-    pub caches: bool,
-    /// Delete the target's entries that an exclude matches.
-    pub delete_excluded: bool,
-}
-
-impl Excludes {
-    /// Whether nothing is left out.
-    pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty() && !self.caches
+/// Refuses excludes for a block claim, which is copied as a whole device.
+pub fn check_no_excludes_for_block(excludes: &Excludes, claim: &str) -> Result<()> {
+    if excludes.is_empty() && !excludes.delete_excluded {
+        return Ok(());
     }
-
-    /// The flags of a copy (`mover sync`, `backup`, `restore`).
-    pub fn copy_args(&self) -> Vec<String> {
-        let mut args = self.verify_args();
-        if self.delete_excluded {
-            args.push("--delete-excluded".to_owned());
-        }
-        args
-    }
-
-    /// The flags of a comparison with the source (`mover verify --against`), which must leave
-    /// out what the copy did.
-    pub fn verify_args(&self) -> Vec<String> {
-        let mut args = Vec::new();
-        for p in &self.patterns {
-            // `--exclude=PATTERN`: a pattern that starts with `-` stays a value.
-            args.push(format!("--exclude={p}"));
-        }
-        if self.caches {
-            args.push("--exclude-caches".to_owned());
-        }
-        args
-    }
-
-    /// Refuses excludes for a block claim, which is copied as a whole device.
-    pub fn check_for_block(&self, claim: &str) -> Result<()> {
-        if self.is_empty() && !self.delete_excluded {
-            return Ok(());
-        }
-        Err(Error::Invalid(format!(
-            "claim {claim} is a Block claim, copied as a whole device: --exclude, \
-             --exclude-from, --exclude-caches and --delete-excluded apply to Filesystem claims; \
-             leave them out"
-        )))
-    }
+    Err(Error::Invalid(format!(
+        "claim {claim} is a Block claim, copied as a whole device: --exclude, \
+         --exclude-from, --exclude-caches and --delete-excluded apply to Filesystem claims; \
+         leave them out"
+    )))
 }
 
 /// How the mover pod is run.
@@ -210,37 +168,29 @@ pub fn job_name(prefix: &str) -> String {
 
 /// The summary of a run as recorded on its target claim (annotation `pvc-backup.io/last-run`).
 pub fn last_run(outcome: &Outcome, at: &str) -> Value {
-    let last = outcome.summaries.last();
-    let get = |path: &[&str]| -> Value {
-        let mut v = if path == ["snapshot"] {
-            last.cloned().unwrap_or(Value::Null)
-        } else {
-            last.map(crate::progress::counts)
-                .cloned()
-                .unwrap_or(Value::Null)
-        };
-        for p in path {
-            v = v.get(p).cloned().unwrap_or(Value::Null);
-        }
-        v
-    };
-    let result = match outcome.exit_code {
-        0 => "ok",
-        23 => "partial",
-        254 => "refused-empty-source",
+    let last = outcome
+        .summaries
+        .last()
+        .map(Report::read)
+        .unwrap_or_default();
+    let result = match ExitCode::from_code(outcome.exit_code) {
+        Some(ExitCode::Ok) => "ok",
+        Some(ExitCode::Partial) => "partial",
+        Some(ExitCode::Refused) => "refused-empty-source",
         _ => "failed",
     };
+    let (entries, bytes) = (last.entries.as_ref(), last.bytes.as_ref());
     json!({
         "at": at,
         "job": outcome.job,
         "exitCode": outcome.exit_code,
         "result": result,
-        "snapshot": get(&["snapshot"]),
-        "entries": get(&["entries", "total"]),
-        "failed": get(&["entries", "failed"]),
-        "bytes": get(&["bytes", "total"]),
-        "bytesCopied": get(&["bytes", "copied"]),
-        "durationMs": get(&["duration_ms"]),
+        "snapshot": last.snapshot,
+        "entries": entries.map(|e| e.total),
+        "failed": entries.map(|e| e.failed),
+        "bytes": bytes.map(|b| b.total),
+        "bytesCopied": bytes.map(|b| b.copied),
+        "durationMs": last.duration_ms,
     })
 }
 
@@ -271,14 +221,26 @@ pub async fn annotate_claim(
     Ok(())
 }
 
-/// The current time, RFC 3339 in UTC.
+/// The current time, RFC 3339 in UTC with whole seconds (`2026-11-25T02:00:00Z`).
 pub fn now_rfc3339() -> String {
-    mover::summary::rfc3339(SystemTime::now())
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_time_of_a_run_is_rfc3339_in_utc_with_whole_seconds() {
+        let at = now_rfc3339();
+        // 2026-11-25T02:00:00Z
+        assert_eq!(at.len(), 20, "{at}");
+        assert!(at.ends_with('Z') && at.as_bytes()[10] == b'T', "{at}");
+        let parsed: jiff::Timestamp = at.parse().unwrap();
+        assert_eq!(parsed.subsec_nanosecond(), 0);
+    }
 
     #[test]
     fn job_names_fit_in_a_label_value() {

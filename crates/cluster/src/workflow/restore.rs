@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use contract::MoverCommand;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -18,7 +19,7 @@ use crate::objects;
 use crate::objects::claim::Role;
 use crate::objects::mover::{MoverJob, Placement};
 use crate::run::{Observer, Outcome};
-use crate::workflow::steps::{self, args, mount};
+use crate::workflow::steps::{self, mount};
 use crate::workflow::{self, MoverSettings};
 use crate::workload::{self, ClaimUse, ScaledDown, SubPath, Workload};
 use crate::{Error, Result, placement};
@@ -92,21 +93,17 @@ pub fn restore_job(
     );
     // The claims keep their usual places: the workload's claim at /source, the backup at
     // /backup; only the direction of the copy changes.
-    job.args = args(&[
-        "mover",
-        "restore",
-        TARGET_MOUNT,
-        SOURCE_MOUNT,
-        "--snapshot",
-        &request.snapshot,
-        "--fsync",
-        "--progress",
-        "json",
-    ]);
-    if steps::is_block(target) {
-        settings.excludes.check_for_block(&request.claim)?;
+    job.args = MoverCommand::Restore {
+        backup: TARGET_MOUNT.to_owned(),
+        target: SOURCE_MOUNT.to_owned(),
+        snapshot: request.snapshot.clone(),
+        fsync: true,
+        excludes: settings.excludes.clone(),
     }
-    job.args.extend(settings.excludes.copy_args());
+    .args();
+    if steps::is_block(target) {
+        workflow::check_no_excludes_for_block(&settings.excludes, &request.claim)?;
+    }
     job.mounts = vec![
         mount("backup", &request.from, TARGET_MOUNT, true, false),
         mount(
@@ -130,7 +127,10 @@ pub fn listing_job(
     job_name: &str,
 ) -> MoverJob {
     let mut job = steps::mover_job(settings, job_name, namespace, &request.claim, Role::Restore);
-    job.args = args(&["mover", "snapshots", TARGET_MOUNT, "--json"]);
+    job.args = MoverCommand::Snapshots {
+        dst: TARGET_MOUNT.to_owned(),
+    }
+    .args();
     job.mounts = vec![mount("backup", &request.from, TARGET_MOUNT, true, false)];
     job.placement = placement;
     job

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use contract::{ExitCode, Report};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -111,11 +112,6 @@ pub fn suffixed(name: &str, suffix: &str) -> String {
     format!("{head}-{suffix}")
 }
 
-/// Strings from string slices, for mover arguments.
-pub fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| (*s).to_owned()).collect()
-}
-
 /// Runs a mover Job to its end; with `detach`, creates it and returns `None`.
 pub async fn run_mover(
     kube: &Kube,
@@ -151,7 +147,7 @@ pub async fn run_mover_ok(
     let outcome = run_mover(kube, job, settings, false, observer)
         .await?
         .ok_or_else(|| Error::Failed(format!("{what} did not run")))?;
-    if outcome.exit_code != 0 {
+    if outcome.exit_code != ExitCode::Ok {
         return Err(Error::Failed(format!(
             "{what} (Job {}) ended with exit code {}{}",
             outcome.job,
@@ -166,14 +162,8 @@ pub async fn run_mover_ok(
 pub fn failure_text(outcome: &Outcome) -> String {
     let mut parts = Vec::new();
     for s in &outcome.summaries {
-        let s = crate::progress::counts(s);
-        for e in s["errors"].as_array().into_iter().flatten().take(10) {
-            parts.push(format!(
-                "{}: {}: {}",
-                e["path"].as_str().unwrap_or_default(),
-                e["op"].as_str().unwrap_or_default(),
-                e["error"].as_str().unwrap_or_default()
-            ));
+        for e in Report::read(s).errors.iter().take(10) {
+            parts.push(format!("{}: {}: {}", e.path, e.op, e.error));
         }
     }
     if parts.is_empty() {

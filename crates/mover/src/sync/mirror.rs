@@ -20,9 +20,12 @@ use crate::metalog;
 use crate::owner::{Id, Owners};
 use crate::preflight;
 use crate::relpath;
-use crate::summary::{EntryError, Journal, Stats, Summary, rfc3339};
+use contract::ExitCode;
+use contract::summary::{EntryError, SCHEMA, Summary};
+
+use crate::summary::{Journal, Stats, rfc3339};
 use crate::xattr;
-use crate::{Error, Result, STATE_DIR, exit};
+use crate::{Error, Result, STATE_DIR};
 
 use super::dir::{DirNode, has_default_acl, new_owner, process_dir};
 use super::record::write_state_file;
@@ -212,16 +215,21 @@ impl Mirror {
                 )
             })?;
         }
-        let (entries, bytes) = Summary::counts(stats);
+        let (entries, bytes) = crate::summary::counts(stats);
         let partial = entries.failed > 0;
         let summary = Summary {
-            schema: 1,
+            schema: SCHEMA,
             command: "sync".into(),
             source: relpath::display(self.src_path.as_os_str().as_encoded_bytes()),
             target: relpath::display(self.dst_path.as_os_str().as_encoded_bytes()),
             started_at: rfc3339(started),
             duration_ms: t0.elapsed().as_millis() as u64,
-            exit_code: if partial { exit::PARTIAL } else { exit::OK },
+            exit_code: if partial {
+                ExitCode::Partial
+            } else {
+                ExitCode::Ok
+            }
+            .code(),
             result: if partial { "partial" } else { "ok" }.into(),
             entries,
             bytes,

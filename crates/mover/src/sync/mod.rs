@@ -20,7 +20,9 @@ use crate::exclude::Excludes;
 use crate::manifest::Recorder;
 use crate::owner::{Impersonate, Owners};
 use crate::preflight::{self, StateDir};
-use crate::summary::{Stats, Summary};
+use contract::Summary;
+
+use crate::summary::Stats;
 use crate::{Error, Result};
 
 pub(crate) use dir::new_dir_name;

@@ -247,7 +247,11 @@ fn a_snapshot_name_that_is_not_there_is_a_usage_error() {
     backup(&p, Policy::default());
     for bad in ["2001-01-01T00-00-00Z", "../../etc", "yesterday"] {
         let e = mover::snapshot::resolve(&p.dst.root, bad).unwrap_err();
-        assert_eq!(e.exit_code(), mover::exit::USAGE, "{bad}: {e}");
+        assert_eq!(
+            e.exit_code(),
+            contract::ExitCode::Usage.code(),
+            "{bad}: {e}"
+        );
     }
 }
 
@@ -370,7 +374,7 @@ fn a_mirror_is_verified_against_its_live_source() {
     );
     // Without a source, a mirror has nothing to be checked against.
     let e = mover::verify::verify(&p.dst.root, "latest", None).unwrap_err();
-    assert_eq!(e.exit_code(), mover::exit::USAGE);
+    assert_eq!(e.exit_code(), contract::ExitCode::Usage.code());
 }
 
 #[test]

@@ -99,7 +99,7 @@ fn the_summary_is_written_into_the_state_folder() {
     p.src.file(b"x", b"1");
     let s = p.sync();
     let text = std::fs::read_to_string(p.dst.path(b".pvc-backup/last-sync.json")).unwrap();
-    let on_disk: mover::Summary = serde_json::from_str(&text).unwrap();
+    let on_disk: contract::Summary = serde_json::from_str(&text).unwrap();
     assert_eq!(on_disk, s);
     assert_eq!(on_disk.entries.copied, 1);
 }

@@ -3,7 +3,8 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-use mover::{Error, Mirror, Options, exit};
+use contract::ExitCode;
+use mover::{Error, Mirror, Options};
 use testkit::oracle::assert_mirror;
 
 use super::util::{Pair, assert_ok, sync_with};
@@ -37,7 +38,7 @@ fn an_empty_source_is_refused_and_the_target_untouched() {
     let before = target_listing(&p);
     let err = prepare(&p, Options::default()).unwrap_err();
     assert!(matches!(err, Error::SourceEmpty { .. }), "{err}");
-    assert_eq!(err.exit_code(), exit::REFUSED);
+    assert_eq!(err.exit_code(), ExitCode::Refused.code());
     assert!(err.to_string().contains("--allow-empty"));
     assert_eq!(target_listing(&p), before);
 }
@@ -119,7 +120,7 @@ fn a_subdir_that_escapes_the_source_is_refused() {
             },
         )
         .unwrap_err();
-        assert_eq!(err.exit_code(), exit::USAGE, "{bad}: {err}");
+        assert_eq!(err.exit_code(), ExitCode::Usage.code(), "{bad}: {err}");
     }
     let err = prepare(
         &p,
@@ -129,7 +130,7 @@ fn a_subdir_that_escapes_the_source_is_refused() {
         },
     )
     .unwrap_err();
-    assert_eq!(err.exit_code(), exit::REFUSED);
+    assert_eq!(err.exit_code(), ExitCode::Refused.code());
     assert!(!p.dst.root.exists(), "a refused run created the target");
 }
 
@@ -150,7 +151,11 @@ fn overlapping_source_and_target_are_refused() {
     for (a, b) in cases {
         let existed = b.exists();
         let err = Mirror::prepare(&a, &b, Options::default()).unwrap_err();
-        assert_eq!(err.exit_code(), exit::USAGE, "{a:?} -> {b:?}: {err}");
+        assert_eq!(
+            err.exit_code(),
+            ExitCode::Usage.code(),
+            "{a:?} -> {b:?}: {err}"
+        );
         assert_eq!(b.exists(), existed, "a refused run created {b:?}");
     }
 }
@@ -188,7 +193,7 @@ fn a_state_folder_that_is_a_symlink_is_refused() {
     p.dst.dir(b"");
     std::os::unix::fs::symlink(&outside, p.dst.path(b".pvc-backup")).unwrap();
     let err = prepare(&p, Options::default()).unwrap_err();
-    assert_eq!(err.exit_code(), exit::USAGE, "{err}");
+    assert_eq!(err.exit_code(), ExitCode::Usage.code(), "{err}");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
 }
 
@@ -211,7 +216,7 @@ fn a_second_mover_on_the_same_target_is_refused_until_the_first_ends() {
     let first = prepare(&p, Options::default()).unwrap();
     let err = prepare(&p, Options::default()).unwrap_err();
     assert!(matches!(err, Error::Locked { .. }), "{err}");
-    assert_eq!(err.exit_code(), exit::FATAL);
+    assert_eq!(err.exit_code(), ExitCode::Fatal.code());
     assert!(
         err.to_string().contains(&std::process::id().to_string()),
         "names the holder: {err}"

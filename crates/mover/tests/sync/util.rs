@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use mover::{Mirror, Options, Summary};
+use contract::Summary;
+use mover::{Mirror, Options};
 use tempfile::TempDir;
 use testkit::tree::Tree;
 

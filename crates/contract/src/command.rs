@@ -1,0 +1,347 @@
+//! The command line a mover is started with. A caller (the cluster crate, for the mover pod)
+//! builds a [`MoverCommand`] and asks it for its arguments, instead of writing flags by hand.
+
+/// Retention of versioned backups: the `--keep-*` flags of `mover backup`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Keep the N newest snapshots.
+    pub last: Option<u32>,
+    /// One per hour for N hours.
+    pub hourly: Option<u32>,
+    /// One per day for N days.
+    pub daily: Option<u32>,
+    /// One per week for N weeks.
+    pub weekly: Option<u32>,
+    /// One per month for N months.
+    pub monthly: Option<u32>,
+}
+
+impl Retention {
+    /// The flags of this retention.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for (flag, value) in [
+            ("--keep-last", self.last),
+            ("--keep-hourly", self.hourly),
+            ("--keep-daily", self.daily),
+            ("--keep-weekly", self.weekly),
+            ("--keep-monthly", self.monthly),
+        ] {
+            if let Some(v) = value {
+                args.push(flag.to_owned());
+                args.push(v.to_string());
+            }
+        }
+        args
+    }
+}
+
+/// What a copy leaves out: the `--exclude`, `--exclude-caches` and `--delete-excluded` flags
+/// (patterns of an `--exclude-from` file are read by the caller and passed as `--exclude`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Excludes {
+    /// Gitignore-style patterns, in order.
+    pub patterns: Vec<String>,
+    /// Leave out folders tagged with a `CACHEDIR.TAG`.
+    pub caches: bool,
+    /// Delete the target's entries that an exclude matches.
+    pub delete_excluded: bool,
+}
+
+impl Excludes {
+    /// Whether nothing is left out.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty() && !self.caches
+    }
+
+    /// The flags of a copy (`mover sync`, `backup`, `restore`).
+    pub fn copy_args(&self) -> Vec<String> {
+        let mut args = self.verify_args();
+        if self.delete_excluded {
+            args.push("--delete-excluded".to_owned());
+        }
+        args
+    }
+
+    /// The flags of a comparison with the source (`mover verify --against`), which must leave
+    /// out what the copy did.
+    pub fn verify_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for p in &self.patterns {
+            // `--exclude=PATTERN`: a pattern that starts with `-` stays a value.
+            args.push(format!("--exclude={p}"));
+        }
+        if self.caches {
+            args.push("--exclude-caches".to_owned());
+        }
+        args
+    }
+}
+
+/// A mover command, as the mover pod runs it. Every copy prints JSON progress lines and its
+/// summary (`--progress json`), which is what the caller follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MoverCommand {
+    /// `mover sync`: make `dst` an exact mirror of `src`, then each `also` folder a mirror of
+    /// `dst` (N copies read `src` once).
+    Sync {
+        /// The source folder.
+        src: String,
+        /// The target folder.
+        dst: String,
+        /// More targets, mirrored from `dst`.
+        also: Vec<String>,
+        /// Flush the targets to the disk before reporting success.
+        fsync: bool,
+        /// What the copy leaves out.
+        excludes: Excludes,
+    },
+    /// `mover backup`: add a snapshot of `src` to `dst` and apply the retention.
+    Backup {
+        /// The source folder (or block volume).
+        src: String,
+        /// The backup folder.
+        dst: String,
+        /// Which snapshots to keep.
+        retention: Retention,
+        /// Back up only this folder of `src`.
+        subdir: Option<String>,
+        /// What the copy leaves out.
+        excludes: Excludes,
+    },
+    /// `mover restore`: copy a snapshot of `backup` into `target`.
+    Restore {
+        /// The backup folder.
+        backup: String,
+        /// Where to restore to.
+        target: String,
+        /// The snapshot's name, or `latest`.
+        snapshot: String,
+        /// Flush the target to the disk before reporting success.
+        fsync: bool,
+        /// What the copy leaves out.
+        excludes: Excludes,
+    },
+    /// `mover verify DST --against SRC`: compare a copy with its live source.
+    VerifyAgainst {
+        /// The copy.
+        dst: String,
+        /// Its source.
+        src: String,
+        /// What the copy left out, left out of the comparison too.
+        excludes: Excludes,
+    },
+    /// `mover block`: copy a block volume to another, writing only what differs.
+    Block {
+        /// The source device.
+        src: String,
+        /// The target device.
+        dst: String,
+    },
+    /// `mover block --verify-only`: compare two block volumes chunk by chunk, writing nothing.
+    BlockCompare {
+        /// The source device.
+        src: String,
+        /// The target device.
+        dst: String,
+    },
+    /// `mover snapshots --json`: list the snapshots of a backup folder.
+    Snapshots {
+        /// The backup folder.
+        dst: String,
+    },
+    /// `--version`: print the version and exit 0. A pod that mounts claims and does nothing
+    /// else (a storage class that provisions only for a pod then provisions them).
+    Version,
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+const PROGRESS_JSON: [&str; 2] = ["--progress", "json"];
+
+impl MoverCommand {
+    /// The arguments of the `pvc-backup` binary that run this command.
+    pub fn args(&self) -> Vec<String> {
+        let fsync = |on: bool| {
+            if on {
+                vec!["--fsync".to_owned()]
+            } else {
+                Vec::new()
+            }
+        };
+        match self {
+            MoverCommand::Sync {
+                src,
+                dst,
+                also,
+                fsync: f,
+                excludes,
+            } => {
+                let mut args = strings(&["mover", "sync", src, dst]);
+                args.extend(fsync(*f));
+                args.extend(strings(&PROGRESS_JSON));
+                args.extend(excludes.copy_args());
+                for a in also {
+                    args.extend(strings(&["--also", a]));
+                }
+                args
+            }
+            MoverCommand::Backup {
+                src,
+                dst,
+                retention,
+                subdir,
+                excludes,
+            } => {
+                let mut args = strings(&["mover", "backup", src, dst]);
+                args.extend(strings(&PROGRESS_JSON));
+                args.extend(retention.args());
+                if let Some(d) = subdir {
+                    args.extend(strings(&["--subdir", d]));
+                }
+                args.extend(excludes.copy_args());
+                args
+            }
+            MoverCommand::Restore {
+                backup,
+                target,
+                snapshot,
+                fsync: f,
+                excludes,
+            } => {
+                let mut args =
+                    strings(&["mover", "restore", backup, target, "--snapshot", snapshot]);
+                args.extend(fsync(*f));
+                args.extend(strings(&PROGRESS_JSON));
+                args.extend(excludes.copy_args());
+                args
+            }
+            MoverCommand::VerifyAgainst { dst, src, excludes } => {
+                let mut args = strings(&["mover", "verify", dst, "--against", src]);
+                args.extend(excludes.verify_args());
+                args
+            }
+            MoverCommand::Block { src, dst } => {
+                let mut args = strings(&["mover", "block", src, dst]);
+                args.extend(strings(&PROGRESS_JSON));
+                args
+            }
+            MoverCommand::BlockCompare { src, dst } => {
+                strings(&["mover", "block", src, dst, "--verify-only"])
+            }
+            MoverCommand::Snapshots { dst } => strings(&["mover", "snapshots", dst, "--json"]),
+            MoverCommand::Version => strings(&["--version"]),
+        }
+    }
+
+    /// One of each command with every option given, for checks that the binary accepts what
+    /// [`MoverCommand::args`] renders.
+    pub fn examples() -> Vec<MoverCommand> {
+        let excludes = Excludes {
+            patterns: vec!["*.tmp".into(), "-odd".into()],
+            caches: true,
+            delete_excluded: true,
+        };
+        let retention = Retention {
+            last: Some(1),
+            hourly: Some(2),
+            daily: Some(3),
+            weekly: Some(4),
+            monthly: Some(5),
+        };
+        vec![
+            MoverCommand::Sync {
+                src: "/source".into(),
+                dst: "/backup".into(),
+                also: vec!["/backup-2".into(), "/backup-3".into()],
+                fsync: true,
+                excludes: excludes.clone(),
+            },
+            MoverCommand::Backup {
+                src: "/source".into(),
+                dst: "/backup".into(),
+                retention,
+                subdir: Some("data".into()),
+                excludes: excludes.clone(),
+            },
+            MoverCommand::Restore {
+                backup: "/backup".into(),
+                target: "/source".into(),
+                snapshot: "latest".into(),
+                fsync: true,
+                excludes: excludes.clone(),
+            },
+            MoverCommand::VerifyAgainst {
+                dst: "/backup".into(),
+                src: "/source".into(),
+                excludes,
+            },
+            MoverCommand::Block {
+                src: "/source".into(),
+                dst: "/backup".into(),
+            },
+            MoverCommand::BlockCompare {
+                src: "/source".into(),
+                dst: "/backup".into(),
+            },
+            MoverCommand::Snapshots {
+                dst: "/backup".into(),
+            },
+            MoverCommand::Version,
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(c: &MoverCommand) -> String {
+        c.args().join(" ")
+    }
+
+    #[test]
+    fn each_command_renders_its_flags_in_order() {
+        let lines: Vec<String> = MoverCommand::examples().iter().map(line).collect();
+        assert_eq!(
+            lines,
+            [
+                "mover sync /source /backup --fsync --progress json --exclude=*.tmp --exclude=-odd \
+                 --exclude-caches --delete-excluded --also /backup-2 --also /backup-3",
+                "mover backup /source /backup --progress json --keep-last 1 --keep-hourly 2 \
+                 --keep-daily 3 --keep-weekly 4 --keep-monthly 5 --subdir data --exclude=*.tmp \
+                 --exclude=-odd --exclude-caches --delete-excluded",
+                "mover restore /backup /source --snapshot latest --fsync --progress json \
+                 --exclude=*.tmp --exclude=-odd --exclude-caches --delete-excluded",
+                "mover verify /backup --against /source --exclude=*.tmp --exclude=-odd \
+                 --exclude-caches",
+                "mover block /source /backup --progress json",
+                "mover block /source /backup --verify-only",
+                "mover snapshots /backup --json",
+                "--version",
+            ]
+        );
+    }
+
+    #[test]
+    fn options_left_out_render_no_flag() {
+        let c = MoverCommand::Backup {
+            src: "/source".into(),
+            dst: "/backup".into(),
+            retention: Retention::default(),
+            subdir: None,
+            excludes: Excludes::default(),
+        };
+        assert_eq!(line(&c), "mover backup /source /backup --progress json");
+        let c = MoverCommand::Sync {
+            src: "/a".into(),
+            dst: "/b".into(),
+            also: Vec::new(),
+            fsync: false,
+            excludes: Excludes::default(),
+        };
+        assert_eq!(line(&c), "mover sync /a /b --progress json");
+    }
+}
