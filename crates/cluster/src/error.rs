@@ -18,6 +18,15 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// Watching for a condition failed (the watch could not be started or broke off).
+    #[error("cannot watch {what}: {source}")]
+    Wait {
+        /// The object or objects watched ("claim data").
+        what: String,
+        /// The watch's error.
+        #[source]
+        source: kube::runtime::wait::Error,
+    },
     /// A workflow stopped; the message says what happened and what to do.
     #[error("{0}")]
     Failed(String),

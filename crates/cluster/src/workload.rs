@@ -9,15 +9,18 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 
+use crate::api;
 use crate::connect::Kube;
 use crate::placement;
 use crate::{Error, Result};
@@ -397,29 +400,35 @@ pub async fn scale_down_users(kube: &Kube, claim: &str, timeout: Duration) -> Re
 
 /// Waits until no pod holds any of `claims`.
 pub async fn wait_unused(kube: &Kube, claims: &[&str], timeout: Duration) -> Result<()> {
-    let started = Instant::now();
-    loop {
-        let mut holding = Vec::new();
-        for claim in claims {
-            for u in placement::users(kube, claim).await? {
-                holding.push(u.pod);
-            }
-        }
-        if holding.is_empty() {
-            return Ok(());
-        }
-        if started.elapsed() >= timeout {
-            holding.sort();
-            holding.dedup();
-            return Err(Error::Failed(format!(
-                "pods {} still use claim {} after {} s of waiting for them to stop",
-                holding.join(", "),
-                claims.join(", "),
-                timeout.as_secs()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    let watched = api::wait_all(
+        api::namespaced::<Pod>(kube),
+        &format!("the pods in namespace {}", kube.namespace),
+        watcher::Config::default(),
+        timeout,
+        |pods| holding(pods, claims).is_empty(),
+    )
+    .await?;
+    if watched.done {
+        return Ok(());
     }
+    Err(Error::Failed(format!(
+        "pods {} still use claim {} after {} s of waiting for them to stop",
+        holding(&watched.objects, claims).join(", "),
+        claims.join(", "),
+        timeout.as_secs()
+    )))
+}
+
+/// The pods (sorted, once each) that still hold one of `claims`.
+fn holding(pods: &[Arc<Pod>], claims: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = pods
+        .iter()
+        .filter(|p| placement::holds_volumes(p) && claims.iter().any(|c| placement::mounts(p, c)))
+        .map(|p| p.metadata.name.clone().unwrap_or_default())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Where a claim appears in a workload.
@@ -826,6 +835,34 @@ mod tests {
             let err = bad.parse::<Workload>().unwrap_err().to_string();
             assert!(err.contains("workload") || err.contains("name"), "{err}");
         }
+    }
+
+    #[test]
+    fn only_pods_still_running_with_a_claim_hold_it() {
+        let pod = |name: &str, claim: &str, phase: &str| {
+            Arc::new(
+                serde_json::from_value::<Pod>(json!({
+                    "metadata": {"name": name},
+                    "spec": {"containers": [], "volumes": [
+                        {"name": "v", "persistentVolumeClaim": {"claimName": claim}}
+                    ]},
+                    "status": {"phase": phase}
+                }))
+                .unwrap(),
+            )
+        };
+        let pods = [
+            pod("web-2", "data", "Running"),
+            pod("web-1", "data", "Pending"),
+            pod("done", "data", "Succeeded"),
+            pod("other", "logs", "Running"),
+        ];
+        assert_eq!(holding(&pods, &["data"]), ["web-1", "web-2"]);
+        assert_eq!(
+            holding(&pods, &["data", "logs"]),
+            ["other", "web-1", "web-2"]
+        );
+        assert!(holding(&pods, &["conf"]).is_empty());
     }
 
     fn sts(json: Value) -> DynamicObject {

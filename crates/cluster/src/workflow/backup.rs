@@ -6,8 +6,6 @@
 //! taken from a claim restored from the snapshot, so the workload keeps running undisturbed and
 //! the backup is of one moment.
 
-use std::time::{Duration, Instant};
-
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -16,6 +14,7 @@ use kube::api::{DeleteParams, DynamicObject, PostParams};
 use serde_json::Value;
 
 use crate::access;
+use crate::api;
 use crate::connect::Kube;
 use crate::names::{self, MANAGED_BY, SOURCE_MOUNT, TARGET_MOUNT};
 use crate::objects::claim::{self, ClaimRequest, Role};
@@ -449,7 +448,7 @@ async fn take_snapshot(
     settings: &MoverSettings,
     observer: &mut dyn Observer,
 ) -> Result<()> {
-    let api: Api<DynamicObject> = Api::namespaced_with(
+    let snapshots: Api<DynamicObject> = Api::namespaced_with(
         kube.client.clone(),
         &kube.namespace,
         &snapshot::api_resource(),
@@ -464,37 +463,37 @@ async fn take_snapshot(
             what: "VolumeSnapshot".to_owned(),
             message: e.to_string(),
         })?;
-    api.create(&PostParams::default(), &object)
+    snapshots
+        .create(&PostParams::default(), &object)
         .await
         .map_err(Error::api(format!(
             "create VolumeSnapshot {name} (are CSI snapshots installed?)"
         )))?;
-    let start = Instant::now();
-    loop {
-        let current = api
-            .get(&name)
-            .await
-            .map_err(Error::api(format!("read VolumeSnapshot {name}")))?;
-        let value = serde_json::to_value(&current).unwrap_or_default();
-        match snapshot::state(&value) {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(message) => {
-                return Err(Error::Failed(format!(
-                    "VolumeSnapshot {name} failed: {message}; check --snapshot-class and that \
-                     the claim's CSI driver supports snapshots"
-                )));
-            }
-        }
-        if start.elapsed() >= settings.run.start_timeout {
-            return Err(Error::Failed(format!(
-                "VolumeSnapshot {name} was not ready within {} s; check that the claim's \
-                 storage class has a CSI driver with snapshots and a VolumeSnapshotClass \
-                 (--snapshot-class), or raise --start-timeout",
-                settings.run.start_timeout.as_secs()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let timeout = settings.run.start_timeout;
+    let settled = |s: Option<&DynamicObject>| {
+        s.is_none_or(|s| snapshot::state(&serde_json::to_value(s).unwrap_or_default()) != Ok(false))
+    };
+    let waited = api::wait_for(snapshots, "VolumeSnapshot", &name, timeout, settled).await?;
+    let Some(current) = waited else {
+        return Err(Error::Failed(format!(
+            "VolumeSnapshot {name} was not ready within {} s; check that the claim's \
+             storage class has a CSI driver with snapshots and a VolumeSnapshotClass \
+             (--snapshot-class), or raise --start-timeout",
+            timeout.as_secs()
+        )));
+    };
+    let Some(current) = current else {
+        return Err(Error::Failed(format!(
+            "VolumeSnapshot {name} was deleted while pvc-backup waited for it to be ready; \
+             run the backup again"
+        )));
+    };
+    match snapshot::state(&serde_json::to_value(&current).unwrap_or_default()) {
+        Err(message) => Err(Error::Failed(format!(
+            "VolumeSnapshot {name} failed: {message}; check --snapshot-class and that the \
+             claim's CSI driver supports snapshots"
+        ))),
+        Ok(_) => Ok(()),
     }
 }
 

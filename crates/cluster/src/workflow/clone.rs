@@ -516,7 +516,7 @@ async fn csi_clone(
     }
     for name in &report.created {
         observer.step(&format!("waiting for clone {name} to bind"));
-        if !workflow::wait_bound(kube, name, timeout).await? {
+        if workflow::wait_bound(kube, name, timeout).await?.is_none() {
             let why = steps::last_warning(kube, name)
                 .await?
                 .map(|w| format!(" ({w})"))

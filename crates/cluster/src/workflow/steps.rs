@@ -1,7 +1,7 @@
 //! Steps that clone, migrate and restore share: run a mover Job (or leave it running), read why
 //! a claim does not bind, wait for a claim to be gone, and change PersistentVolumes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim, Pod};
@@ -10,6 +10,7 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::Value;
 
+use crate::api;
 use crate::connect::Kube;
 use crate::objects::claim::Role;
 use crate::objects::mover::{Mount, MoverJob, Placement};
@@ -221,27 +222,23 @@ pub async fn last_warning(kube: &Kube, name: &str) -> Result<Option<String>> {
 /// Waits until claim `name` no longer exists (its protection finalizer is released once no
 /// pod uses it).
 pub async fn wait_claim_gone(kube: &Kube, name: &str, timeout: Duration) -> Result<()> {
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(kube.client.clone(), &kube.namespace);
-    let started = Instant::now();
-    loop {
-        let gone = claims
-            .get_opt(name)
-            .await
-            .map_err(Error::api(format!("read claim {name}")))?
-            .is_none();
-        if gone {
-            return Ok(());
-        }
-        if started.elapsed() >= timeout {
-            return Err(Error::Failed(format!(
-                "claim {name} was not removed within {} s (a pod may still use it: `kubectl \
-                 describe pvc {name} -n {}`)",
-                timeout.as_secs(),
-                kube.namespace
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    let gone = api::wait_for(
+        api::namespaced::<PersistentVolumeClaim>(kube),
+        "claim",
+        name,
+        timeout,
+        |c: Option<&PersistentVolumeClaim>| c.is_none(),
+    )
+    .await?;
+    if gone.is_some() {
+        return Ok(());
     }
+    Err(Error::Failed(format!(
+        "claim {name} was not removed within {} s (a pod may still use it: `kubectl describe \
+         pvc {name} -n {}`)",
+        timeout.as_secs(),
+        kube.namespace
+    )))
 }
 
 /// Deletes claim `name` and waits until it is gone.
@@ -332,11 +329,10 @@ pub async fn wait_bound_to(
     volume: &str,
     timeout: Duration,
 ) -> Result<()> {
-    if super::wait_bound(kube, claim, timeout).await? {
-        let c = super::get_claim(kube, claim).await?;
-        if c.spec.as_ref().and_then(|s| s.volume_name.as_deref()) == Some(volume) {
-            return Ok(());
-        }
+    if let Some(c) = super::wait_bound(kube, claim, timeout).await?
+        && c.spec.as_ref().and_then(|s| s.volume_name.as_deref()) == Some(volume)
+    {
+        return Ok(());
     }
     let why = last_warning(kube, claim).await?.unwrap_or_default();
     Err(Error::Failed(format!(
