@@ -9,7 +9,7 @@ use futures::{AsyncBufReadExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::Api;
-use kube::api::{DeleteParams, LogParams, PostParams, PropagationPolicy};
+use kube::api::{DeleteParams, LogParams, PropagationPolicy};
 use kube::runtime::{reflector, watcher};
 use serde_json::Value;
 
@@ -183,23 +183,23 @@ pub async fn run_job(
     options: &RunOptions,
     observer: &mut dyn Observer,
 ) -> Result<Outcome> {
-    let jobs: Api<Job> = Api::namespaced(kube.client.clone(), &kube.namespace);
     let name = job.metadata.name.clone().unwrap_or_default();
     // Watch for Ctrl-C before the Job exists: a handler registered later would leave a window
     // in which Ctrl-C kills the process and the Job runs on unwatched.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(|e| Error::Failed(format!("cannot watch for Ctrl-C: {e}")))?;
+        .map_err(|source| Error::Io {
+        what: "cannot watch for Ctrl-C".to_owned(),
+        source,
+    })?;
     observer.step(&format!("creating Job {name}"));
-    jobs.create(&PostParams::default(), job)
-        .await
-        .map_err(Error::api(format!("create Job {name}")))?;
+    api::create(&api::namespaced(kube), "Job", &name, job).await?;
     let result = tokio::select! {
         r = follow(kube, &name, options, observer) => r,
         _ = interrupt.recv() => Err(Error::Interrupted(format!("Job {name} deleted"))),
     };
     match &result {
         Ok(_) => {}
-        Err(Error::Failed(_) | Error::Interrupted(_)) => {
+        Err(e) if e.is_stop() => {
             delete_job(kube, &name).await?;
         }
         Err(_) => {
@@ -211,16 +211,11 @@ pub async fn run_job(
 
 /// Deletes a Job and its pods; a Job already gone is fine.
 pub async fn delete_job(kube: &Kube, name: &str) -> Result<()> {
-    let jobs: Api<Job> = Api::namespaced(kube.client.clone(), &kube.namespace);
     let dp = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
         ..DeleteParams::default()
     };
-    match jobs.delete(name, &dp).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(Error::api(format!("delete Job {name}"))(e)),
-    }
+    api::delete::<Job>(&api::namespaced(kube), "Job", name, &dp).await
 }
 
 fn phase(pod: &Pod) -> &str {
@@ -468,11 +463,10 @@ async fn follow(
         .await
         .map_err(Error::api(format!("follow the log of pod {pod_name}")))?;
     let mut lines = stream.lines();
-    while let Some(line) = lines
-        .try_next()
-        .await
-        .map_err(|e| Error::Failed(format!("reading the log of pod {pod_name}: {e}")))?
-    {
+    while let Some(line) = lines.try_next().await.map_err(|source| Error::Io {
+        what: format!("reading the log of pod {pod_name}"),
+        source,
+    })? {
         match progress::parse(&line) {
             Line::Progress(p) => observer.progress(&p),
             Line::Summary(s) => summaries.push(s),

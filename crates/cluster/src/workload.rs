@@ -143,7 +143,7 @@ impl Workload {
     pub async fn get(&self, kube: &Kube) -> Result<DynamicObject> {
         match self.api(kube).get_opt(&self.name).await {
             Ok(Some(o)) => Ok(o),
-            Ok(None) => Err(Error::Invalid(format!(
+            Ok(None) => Err(Error::NotFound(format!(
                 "{self} does not exist in namespace {}: check the name (kubectl get {} -n {})",
                 kube.namespace,
                 self.kind.as_str(),
@@ -188,11 +188,12 @@ pub fn pod_template(obj: &DynamicObject) -> Result<PodTemplateSpec> {
         .pointer("/spec/template")
         .cloned()
         .unwrap_or(Value::Null);
-    serde_json::from_value(t).map_err(|e| {
-        Error::Failed(format!(
-            "the pod template of {} cannot be read: {e}",
+    serde_json::from_value(t).map_err(|source| Error::Decode {
+        what: format!(
+            "the pod template of {} cannot be read",
             obj.metadata.name.clone().unwrap_or_default()
-        ))
+        ),
+        source,
     })
 }
 
@@ -376,19 +377,26 @@ pub async fn scale_down(
             "spec": {"replicas": 0},
         });
         if let Err(e) = w.patch(kube, patch).await {
-            let _ = done.restore(kube).await;
-            return Err(e);
+            let back = done.restore(kube).await;
+            return Error::with_undo(Err(e), back);
         }
         done.workloads.push((w.clone(), back_to));
     }
     if let Err(e) = wait_unused(kube, claims, timeout).await {
         let back = done.restore(kube).await;
-        return Err(match back {
-            Ok(()) => Error::Failed(format!("{e}; the workloads were scaled back up")),
-            Err(b) => Error::Failed(format!("{e}; {b}")),
-        });
+        return Error::with_undo(Err(e), back)
+            .map_err(|e| stopped_then(e, "the workloads were scaled back up"));
     }
     Ok(done)
+}
+
+/// `context` attached to a step's error, unless undoing what came before the step failed too
+/// (then what the undo left is what the user must know first).
+pub fn stopped_then(e: Error, context: impl Into<String>) -> Error {
+    match e {
+        Error::UndoFailed { .. } => e,
+        e => e.context(context),
+    }
 }
 
 /// Scales down the workloads that use `claim` (found from its pods) and waits for their pods
@@ -508,12 +516,13 @@ fn annotation_map(obj: &DynamicObject, key: &str) -> Result<BTreeMap<String, Str
     let Some(text) = obj.metadata.annotations.as_ref().and_then(|a| a.get(key)) else {
         return Ok(BTreeMap::new());
     };
-    serde_json::from_str(text).map_err(|e| {
-        Error::Failed(format!(
-            "annotation {key} of {} is not a JSON object of volume names ({e}): fix or remove \
-             it by hand",
+    serde_json::from_str(text).map_err(|source| Error::Decode {
+        what: format!(
+            "annotation {key} of {} is not a JSON object of volume names (fix or remove it by \
+             hand)",
             obj.metadata.name.clone().unwrap_or_default()
-        ))
+        ),
+        source,
     })
 }
 
@@ -646,8 +655,10 @@ fn write_back(obj: &DynamicObject, had_annotations: bool) -> Result<json_patch::
         }
         None => {}
     }
-    serde_json::from_value(Value::Array(ops))
-        .map_err(|e| Error::Failed(format!("cannot write a JSON patch: {e}")))
+    serde_json::from_value(Value::Array(ops)).map_err(|source| Error::Decode {
+        what: "cannot write a JSON patch".to_owned(),
+        source,
+    })
 }
 
 /// [`point_volume`] on a workload object in memory (what `--dry-run` shows).

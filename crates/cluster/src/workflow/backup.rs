@@ -20,8 +20,8 @@ use crate::names::{self, MANAGED_BY, SOURCE_MOUNT, TARGET_MOUNT};
 use crate::objects::claim::{self, ClaimRequest, Role};
 use crate::objects::mover::{Mount, MoverJob, Placement};
 use crate::objects::{self, snapshot};
-use crate::run::{self, Observer, Outcome};
-use crate::workflow::{self, MoverSettings};
+use crate::run::{Observer, Outcome};
+use crate::workflow::{self, MoverSettings, steps};
 use crate::{Error, Result, placement, workload};
 
 /// Retention of versioned backups (`--keep-*`), passed to the mover.
@@ -379,7 +379,7 @@ async fn backup(
         workflow::create_claim(kube, claim).await?;
     }
     let result = match &plan.snapshot {
-        None => run_mover(kube, &plan, settings, observer).await,
+        None => steps::run_mover(kube, &plan.job, settings, settings.detach, observer).await,
         Some((snap, scratch)) => {
             let r = async {
                 take_snapshot(kube, snap, settings, observer).await?;
@@ -388,7 +388,7 @@ async fn backup(
                     scratch.metadata.name.as_deref().unwrap_or_default()
                 ));
                 workflow::create_claim(kube, scratch).await?;
-                run_mover(kube, &plan, settings, observer).await
+                steps::run_mover(kube, &plan.job, settings, settings.detach, observer).await
             }
             .await;
             // The snapshot and its claim are temporary, whatever happened.
@@ -404,7 +404,7 @@ async fn backup(
         Ok(o) => o,
         Err(e) => {
             // A claim this run made and never copied into is removed with the Job.
-            if created_claim && matches!(e, Error::Failed(_) | Error::Interrupted(_)) {
+            if created_claim && e.is_stop() {
                 let _ = workflow::delete_claim(kube, &target).await;
             }
             return Err(e);
@@ -419,27 +419,6 @@ async fn backup(
         job: plan.job.name.clone(),
         outcome,
     })
-}
-
-async fn run_mover(
-    kube: &Kube,
-    plan: &BackupPlan,
-    settings: &MoverSettings,
-    observer: &mut dyn Observer,
-) -> Result<Option<Outcome>> {
-    let job = plan.job.job();
-    if settings.detach {
-        let jobs: Api<k8s_openapi::api::batch::v1::Job> =
-            Api::namespaced(kube.client.clone(), &kube.namespace);
-        observer.step(&format!("creating Job {}", plan.job.name));
-        jobs.create(&PostParams::default(), &job)
-            .await
-            .map_err(Error::api(format!("create Job {}", plan.job.name)))?;
-        return Ok(None);
-    }
-    run::run_job(kube, &job, &settings.run, observer)
-        .await
-        .map(Some)
 }
 
 async fn take_snapshot(
@@ -508,17 +487,13 @@ async fn remove_snapshot(
         "removing the temporary claim and VolumeSnapshot {scratch_name}"
     ));
     workflow::delete_claim(kube, &scratch_name).await?;
-    let api: Api<DynamicObject> = Api::namespaced_with(
+    let snapshots: Api<DynamicObject> = Api::namespaced_with(
         kube.client.clone(),
         &kube.namespace,
         &snapshot::api_resource(),
     );
     let name = snap["metadata"]["name"].as_str().unwrap_or_default();
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(Error::api(format!("delete VolumeSnapshot {name}"))(e)),
-    }
+    api::delete(&snapshots, "VolumeSnapshot", name, &DeleteParams::default()).await
 }
 
 /// Whether a claim was made by pvc-backup.

@@ -453,11 +453,11 @@ async fn make_copies(
             Ok(()) => return Ok(report),
             Err(e) => {
                 remove_created(kube, &mut report, observer).await;
-                if !plan.fallback || matches!(e, Error::Interrupted(_)) {
+                if !plan.fallback || e.is_interrupted() {
                     return Err(e);
                 }
                 observer.step(&format!("{e}; copying with the mover instead"));
-                report.fell_back = Some(e.to_string());
+                report.fell_back = Some(e.full_message());
                 report.method = Method::Copy;
             }
         }
@@ -552,11 +552,11 @@ async fn copy_with_mover(
                 None => report.detached.push(job.name.clone()),
             }
         }
-        Ok(())
+        Ok::<_, Error>(())
     }
     .await;
     if let Err(e) = result {
-        if matches!(e, Error::Failed(_) | Error::Interrupted(_)) {
+        if e.is_stop() {
             remove_created(kube, report, observer).await;
         }
         return Err(e);

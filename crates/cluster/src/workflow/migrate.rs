@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::{Value, json};
 
 use crate::access;
+use crate::api;
 use crate::connect::Kube;
 use crate::names::{self, ROLE_LABEL, SOURCE_LABEL, SOURCE_MOUNT, TARGET_MOUNT};
 use crate::objects::claim::{self, ClaimRequest, Role};
@@ -585,19 +586,23 @@ async fn rebind(
             .spec
             .as_ref()
             .and_then(|s| s.storage_class_name.clone());
-        bind_claim_to(kube, source, &old_pv, old_class.as_deref(), &[], observer)
+        let back = bind_claim_to(kube, source, &old_pv, old_class.as_deref(), &[], observer)
             .await
             .map_err(|e2| {
-                Error::Failed(format!(
-                    "{e}; giving claim {claim} back its volume {old_pv} failed too: {e2}. \
-                     Both volumes are kept (Retain): recreate claim {claim} with \
-                     spec.volumeName {old_pv}"
+                e2.context(format!(
+                    "giving claim {claim} back its volume {old_pv} failed too; both volumes are \
+                     kept (Retain): recreate claim {claim} with spec.volumeName {old_pv}"
                 ))
-            })?;
-        return Err(Error::Failed(format!(
-            "{e}; claim {claim} is bound to its old volume {old_pv} again, the copy stays on \
-             volume {new_pv} (Released, Retain)"
-        )));
+            });
+        return Error::with_undo(Err(e), back).map_err(|e| {
+            workload::stopped_then(
+                e,
+                format!(
+                    "claim {claim} is bound to its old volume {old_pv} again, the copy stays on \
+                     volume {new_pv} (Released, Retain)"
+                ),
+            )
+        });
     }
     let patch = json!({"metadata": {"annotations": {
         volume::MIGRATED_TO: format!("{}/{claim}@{new_pv}", kube.namespace),
@@ -797,14 +802,9 @@ pub async fn rollback_plan(
 }
 
 async fn remove_claim_annotation(kube: &Kube, claim: &str, key: &str) -> Result<()> {
-    use kube::Api;
-    use kube::api::{Patch, PatchParams};
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(kube.client.clone(), &kube.namespace);
     let patch = json!({"metadata": {"annotations": {key: null}}});
-    claims
-        .patch(claim, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(Error::api(format!("update claim {claim}")))?;
+    api::patch_merge::<PersistentVolumeClaim>(&api::namespaced(kube), "claim", claim, &patch)
+        .await?;
     Ok(())
 }
 
@@ -819,9 +819,9 @@ async fn rollback_keep_name(
     let claim = current.metadata.name.clone().unwrap_or_default();
     let new_pv = steps::bound_volume(current)?;
     let old = steps::get_volume(kube, old_pv).await.map_err(|e| {
-        Error::Failed(format!(
-            "the volume {old_pv} claim {claim} was migrated from cannot be read ({e}); it may \
-             have been deleted, and then there is no way back"
+        e.context(format!(
+            "the volume {old_pv} claim {claim} was migrated from cannot be read; it may have \
+             been deleted, and then there is no way back"
         ))
     })?;
     let new_class = current
@@ -849,7 +849,7 @@ async fn rollback_keep_name(
             // Back onto the volume it had a moment ago, so the workload finds its data.
             let _ = steps::delete_claim_and_wait(kube, &claim, CLAIM_TIMEOUT).await;
             let annotations = [(volume::MIGRATED_FROM_VOLUME, old_pv)];
-            bind_claim_to(
+            let back = bind_claim_to(
                 kube,
                 current,
                 &new_pv,
@@ -859,15 +859,17 @@ async fn rollback_keep_name(
             )
             .await
             .map_err(|e2| {
-                Error::Failed(format!(
-                    "{e}; binding claim {claim} back to {new_pv} failed too: {e2}. Both \
-                         volumes are kept (Retain): recreate claim {claim} with \
-                         spec.volumeName {new_pv}"
+                e2.context(format!(
+                    "binding claim {claim} back to {new_pv} failed too; both volumes are kept \
+                     (Retain): recreate claim {claim} with spec.volumeName {new_pv}"
                 ))
-            })?;
-            return Err(Error::Failed(format!(
-                "{e}; claim {claim} is bound to {new_pv} again, as before the rollback"
-            )));
+            });
+            return Error::with_undo(Err(e), back).map_err(|e| {
+                workload::stopped_then(
+                    e,
+                    format!("claim {claim} is bound to {new_pv} again, as before the rollback"),
+                )
+            });
         }
         if let Some(p) = volume::restore_policy_patch(&steps::get_volume(kube, old_pv).await?) {
             steps::patch_volume(kube, old_pv, &p).await?;

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::access;
+use crate::api;
 use crate::connect::Kube;
 use crate::names::{self, SOURCE_MOUNT, TARGET_MOUNT};
 use crate::objects;
@@ -416,7 +416,7 @@ pub async fn rollback(
 ) -> Result<RollbackReport> {
     observer.step(&format!("pointing {w} back at its previous claims"));
     let done = workload::rollback(kube, w).await?;
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    let claims: Api<PersistentVolumeClaim> = api::namespaced(kube);
     for r in &done.volumes {
         let Some(left) = workflow::find_claim(kube, &r.from).await? else {
             continue;
@@ -430,14 +430,8 @@ pub async fn rollback(
             patch.insert(SWAPPED_INTO.to_owned(), Value::Null);
         }
         if !patch.is_empty() {
-            claims
-                .patch(
-                    &r.from,
-                    &PatchParams::default(),
-                    &Patch::Merge(&json!({"metadata": {"annotations": patch}})),
-                )
-                .await
-                .map_err(Error::api(format!("update claim {}", r.from)))?;
+            let patch = json!({"metadata": {"annotations": patch}});
+            api::patch_merge(&claims, "claim", &r.from, &patch).await?;
         }
         // A migration's old claim no longer has a successor in use.
         if let Some(back) = workflow::find_claim(kube, &r.to).await?
@@ -448,16 +442,10 @@ pub async fn rollback(
                 .and_then(|a| a.get(crate::objects::volume::MIGRATED_TO))
                 == Some(&r.from)
         {
-            claims
-                .patch(
-                    &r.to,
-                    &PatchParams::default(),
-                    &Patch::Merge(&json!({"metadata": {"annotations": {
-                        crate::objects::volume::MIGRATED_TO: null
-                    }}})),
-                )
-                .await
-                .map_err(Error::api(format!("update claim {}", r.to)))?;
+            let patch = json!({"metadata": {"annotations": {
+                crate::objects::volume::MIGRATED_TO: null
+            }}});
+            api::patch_merge(&claims, "claim", &r.to, &patch).await?;
         }
     }
     Ok(RollbackReport {

@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::ListParams;
 use serde_json::Value;
 
 use crate::api;
@@ -128,11 +127,8 @@ pub async fn run_mover(
     let job = job.job();
     if detach {
         let name = job.metadata.name.clone().unwrap_or_default();
-        let jobs: Api<Job> = Api::namespaced(kube.client.clone(), &kube.namespace);
         observer.step(&format!("creating Job {name}"));
-        jobs.create(&PostParams::default(), &job)
-            .await
-            .map_err(Error::api(format!("create Job {name}")))?;
+        api::create(&api::namespaced(kube), "Job", &name, &job).await?;
         return Ok(None);
     }
     run::run_job(kube, &job, &settings.run, observer)
@@ -295,18 +291,12 @@ async fn finished_jobs_using(kube: &Kube, claim: &str) -> Result<Vec<String>> {
 
 /// Reads a PersistentVolume.
 pub async fn get_volume(kube: &Kube, name: &str) -> Result<PersistentVolume> {
-    let pvs: Api<PersistentVolume> = Api::all(kube.client.clone());
-    pvs.get(name)
-        .await
-        .map_err(Error::api(format!("read PersistentVolume {name}")))
+    api::get(&api::cluster(kube), "PersistentVolume", name).await
 }
 
 /// Applies a merge patch to a PersistentVolume.
 pub async fn patch_volume(kube: &Kube, name: &str, patch: &Value) -> Result<PersistentVolume> {
-    let pvs: Api<PersistentVolume> = Api::all(kube.client.clone());
-    pvs.patch(name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .map_err(Error::api(format!("update PersistentVolume {name}")))
+    api::patch_merge(&api::cluster(kube), "PersistentVolume", name, patch).await
 }
 
 /// The volume a claim is bound to; an error naming the claim when it is not bound.
@@ -351,11 +341,7 @@ pub async fn storage_class(kube: &Kube, name: Option<&str>) -> Result<Option<Sto
     let Some(name) = name else {
         return Ok(None);
     };
-    let classes: Api<StorageClass> = Api::all(kube.client.clone());
-    classes
-        .get_opt(name)
-        .await
-        .map_err(Error::api(format!("read StorageClass {name}")))
+    api::get_opt(&api::cluster(kube), "StorageClass", name).await
 }
 
 /// Whether a storage class provisions through a CSI driver (which can clone a claim); in-tree
