@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use crate::api;
 use crate::connect::Kube;
 use crate::placement;
+use crate::run::Observer;
 use crate::{Error, Result};
 
 /// Annotation on a workload: the claims its volumes used before pvc-backup pointed them
@@ -297,11 +298,14 @@ pub async fn resolve(
     }
 }
 
-/// Workloads pvc-backup scaled to zero, with the counts to give back.
+/// Workloads pvc-backup scaled to zero, with the counts to give back: the guard of every step
+/// that runs with workloads stopped.
 ///
-/// Dropping it does nothing: call [`ScaledDown::restore`] on every path, failures included, so
-/// the workload runs again. The count is also kept in the [`SCALED_DOWN_FROM`] annotation on
-/// each workload, where a later `scale_down` finds it if this process dies first.
+/// Scale down with [`scale_down`], run the step, and hand its result to
+/// [`ScaledDown::scale_up_after`], which scales back up whatever happened and combines the
+/// errors one way ([`Error::with_undo`]). Dropping it does nothing; the count is also kept in
+/// the [`SCALED_DOWN_FROM`] annotation on each workload, where a later `scale_down` (or
+/// `rollback`) finds it if this process dies first.
 #[derive(Debug, Default)]
 #[must_use = "restore() scales the workloads back up"]
 pub struct ScaledDown {
@@ -319,9 +323,38 @@ impl ScaledDown {
         self.workloads.is_empty()
     }
 
+    /// Scales the workloads back up after a step that ran with them stopped, and returns the
+    /// step's result: its error stays the primary one, and a failure to scale back up is
+    /// attached to it (or is the error, when the step succeeded).
+    pub async fn scale_up_after<T>(
+        self,
+        kube: &Kube,
+        observer: &mut dyn Observer,
+        step: Result<T>,
+    ) -> Result<T> {
+        if let Some(message) = self.scaling_up() {
+            observer.step(&message);
+        }
+        let restored = self.restore(kube).await;
+        Error::with_undo(step, restored)
+    }
+
+    /// Leaves the workloads scaled down, for a step that goes on after this process (a detached
+    /// copy): their [`SCALED_DOWN_FROM`] annotations keep the counts for `rollback`.
+    pub fn leave_down(self) {}
+
+    /// The step line for scaling back up; `None` when nothing was scaled down.
+    fn scaling_up(&self) -> Option<String> {
+        match self.workloads.as_slice() {
+            [] => None,
+            [(w, _)] => Some(format!("scaling {w} back up")),
+            _ => Some("scaling the workloads back up".to_owned()),
+        }
+    }
+
     /// Scales every workload back to its count and removes the annotation. Tries all of them
     /// even when one fails, and reports every failure with the command that finishes the job.
-    pub async fn restore(self, kube: &Kube) -> Result<()> {
+    async fn restore(self, kube: &Kube) -> Result<()> {
         let mut failures = Vec::new();
         for (w, n) in &self.workloads {
             let patch = json!({
@@ -874,6 +907,54 @@ mod tests {
             ["other", "web-1", "web-2"]
         );
         assert!(holding(&pods, &["conf"]).is_empty());
+    }
+
+    #[test]
+    fn the_guard_names_what_it_scales_up_and_an_undo_failure_outranks_context() {
+        let w = |n: &str| {
+            (
+                Workload {
+                    kind: Kind::Deployment,
+                    name: n.into(),
+                },
+                2,
+            )
+        };
+        assert_eq!(ScaledDown::default().scaling_up(), None);
+        let one = ScaledDown {
+            workloads: vec![w("web")],
+        };
+        assert_eq!(
+            one.scaling_up().as_deref(),
+            Some("scaling deployment/web back up")
+        );
+        let two = ScaledDown {
+            workloads: vec![w("web"), w("api")],
+        };
+        assert_eq!(
+            two.scaling_up().as_deref(),
+            Some("scaling the workloads back up")
+        );
+        // A step that failed, with the workloads back up: what that means comes first.
+        let step = Error::Failed("pods web-1 still use claim data".into());
+        assert_eq!(
+            stopped_then(step, "the workloads were scaled back up").full_message(),
+            "the workloads were scaled back up: pods web-1 still use claim data"
+        );
+        // Scaling back up failed too: that is what the user must act on, then the step's error.
+        let both = Error::with_undo::<()>(
+            Err(Error::Failed("the final copy failed".into())),
+            Err(Error::Failed(
+                "could not scale back up: deployment/web".into(),
+            )),
+        )
+        .unwrap_err();
+        let kept = stopped_then(both, "the workloads were scaled back up");
+        assert_eq!(
+            kept.full_message(),
+            "could not scale back up: deployment/web; before that: the final copy failed"
+        );
+        assert!(matches!(kept.primary(), Error::Failed(m) if m == "the final copy failed"));
     }
 
     fn sts(json: Value) -> DynamicObject {

@@ -356,13 +356,7 @@ pub async fn run(
     let guard =
         workload::scale_down_users(kube, &request.claim, workload::DEFAULT_SCALE_TIMEOUT).await?;
     let result = backup(kube, request, settings, observer).await;
-    if !guard.is_empty() {
-        observer.step("scaling the workloads back up");
-    }
-    let restored = guard.restore(kube).await;
-    let report = result?;
-    restored?;
-    Ok(report)
+    guard.scale_up_after(kube, observer, result).await
 }
 
 async fn backup(

@@ -419,12 +419,7 @@ pub async fn run(
         .map(|(w, _)| w.to_string())
         .collect();
     let result = make_copies(kube, request, settings, pinned, observer).await;
-    if !guard.is_empty() {
-        observer.step("scaling the workloads back up");
-    }
-    let restored = guard.restore(kube).await;
-    let mut report = result?;
-    restored?;
+    let mut report = guard.scale_up_after(kube, observer, result).await?;
     report.scaled = scaled;
     Ok(report)
 }

@@ -381,35 +381,33 @@ pub async fn run(
             )
             .await
             .map_err(|e| {
-                Error::Failed(format!(
-                    "{e}. The workload runs on its original data (claim {})",
-                    request.claim
-                ))
+                workload::stopped_then(
+                    e,
+                    format!(
+                        "the migration stopped; the workload runs on its original data (claim {})",
+                        request.claim
+                    ),
+                )
             })?
         }
         None => ScaledDown::default(),
     };
     let result = finish(kube, request, settings, pinned, &mut report, observer).await;
-    if let Some(w) = &workload {
-        observer.step(&format!("scaling {w} back up"));
-    }
-    let restored = guard.restore(kube).await;
-    match (result, restored) {
-        (Ok(()), Ok(())) => Ok(report),
-        (Ok(()), Err(e)) => Err(Error::Failed(format!(
-            "the migration is done (the workload now uses claim {}), but {e}",
+    let finished = result.is_ok();
+    let result = result.map_err(|e| {
+        e.context(format!(
+            "the migration stopped; the workload keeps its original data (claim {})",
+            request.claim
+        ))
+    });
+    match guard.scale_up_after(kube, observer, result).await {
+        Ok(()) => Ok(report),
+        Err(e) if finished => Err(e.context(format!(
+            "the migration is done (the workload now uses claim {}), but the workload was not \
+             started again",
             report.now_used
         ))),
-        (Err(e), Ok(())) => Err(Error::Failed(format!(
-            "{e}. The workload runs on its original data (claim {}){}",
-            request.claim,
-            if workload.is_some() {
-                " and was scaled back up"
-            } else {
-                ""
-            }
-        ))),
-        (Err(e), Err(r)) => Err(Error::Failed(format!("{e}; also {r}"))),
+        Err(e) => Err(e),
     }
 }
 
@@ -889,9 +887,7 @@ async fn rollback_keep_name(
         Ok::<_, Error>(keeper)
     }
     .await;
-    let restored = guard.restore(kube).await;
-    let keeper = result?;
-    restored?;
+    let keeper = guard.scale_up_after(kube, observer, result).await?;
     Ok(RollbackReport {
         claim,
         workload: (!workloads.is_empty()).then(|| {

@@ -299,17 +299,12 @@ pub async fn run(
     }
     .await;
     // A detached copy still runs: the workload must stay stopped until it is done.
-    let detached = matches!(result, Ok((None, _)));
-    let restored = if detached {
-        Ok(())
+    let (outcome, job) = if matches!(result, Ok((None, _))) {
+        guard.leave_down();
+        result?
     } else {
-        if let Some(w) = &workload {
-            observer.step(&format!("scaling {w} back up"));
-        }
-        guard.restore(kube).await
+        guard.scale_up_after(kube, observer, result).await?
     };
-    let (outcome, job) = result?;
-    restored?;
     match outcome {
         Some(o) => report.outcome = Some(o),
         None => report.detached = Some(job),
