@@ -249,9 +249,29 @@ pub async fn owner_of(kube: &Kube, pod: &Pod) -> Result<Option<Workload>> {
 /// DeploymentConfig owns cannot be stopped and started again by pvc-backup: that is an error
 /// naming it.
 pub async fn users_of(kube: &Kube, claim: &str) -> Result<Vec<Workload>> {
+    let users = placement::users(kube, claim).await?;
+    let owners = owners(kube, &users).await?;
+    workloads_of(claim, &users, &owners)
+}
+
+/// The workload that owns each of `users` (in their order; `None` for a pod none owns).
+pub async fn owners(kube: &Kube, users: &[placement::User]) -> Result<Vec<Option<Workload>>> {
+    let mut owners = Vec::new();
+    for user in users {
+        owners.push(owner_of(kube, &user.object).await?);
+    }
+    Ok(owners)
+}
+
+/// [`users_of`] from the pods using `claim` and their owners, as [`owners`] found them.
+pub fn workloads_of(
+    claim: &str,
+    users: &[placement::User],
+    owners: &[Option<Workload>],
+) -> Result<Vec<Workload>> {
     let mut found = Vec::new();
-    for user in placement::users(kube, claim).await? {
-        match owner_of(kube, &user.object).await? {
+    for (user, owner) in users.iter().zip(owners) {
+        match owner.clone() {
             Some(w) => {
                 if !found.contains(&w) {
                     found.push(w);
@@ -283,7 +303,12 @@ pub async fn resolve(
         w.get(kube).await?;
         return Ok(Some(w.clone()));
     }
-    let mut users = users_of(kube, claim).await?;
+    pick(claim, users_of(kube, claim).await?)
+}
+
+/// The one workload among those using `claim` (`None` when there is none); several are an
+/// error asking for `--workload`.
+pub fn pick(claim: &str, mut users: Vec<Workload>) -> Result<Option<Workload>> {
     match users.len() {
         0 => Ok(None),
         1 => Ok(users.pop()),
@@ -955,6 +980,31 @@ mod tests {
             "could not scale back up: deployment/web; before that: the final copy failed"
         );
         assert!(matches!(kept.primary(), Error::Failed(m) if m == "the final copy failed"));
+    }
+
+    #[test]
+    fn the_workload_to_act_on_is_decided_from_the_claims_users_and_their_owners() {
+        let user = |pod: &str| placement::User {
+            pod: pod.to_owned(),
+            node: None,
+            object: Pod::default(),
+        };
+        let web: Workload = "deployment/web".parse().unwrap();
+        let db: Workload = "sts/db".parse().unwrap();
+        let users = [user("web-1"), user("web-2"), user("db-0")];
+        let owners = [Some(web.clone()), Some(web.clone()), Some(db.clone())];
+        let found = workloads_of("data", &users, &owners).unwrap();
+        // Each once, in kind-then-name order.
+        assert_eq!(found, [web.clone(), db.clone()]);
+        let err = pick("data", found).unwrap_err().to_string();
+        assert!(err.contains("--workload"), "{err}");
+        assert_eq!(pick("data", vec![web.clone()]).unwrap(), Some(web.clone()));
+        assert_eq!(pick("data", Vec::new()).unwrap(), None);
+        // A pod no workload owns cannot be stopped and started again: it is named.
+        let err = workloads_of("data", &[user("bare")], &[None])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pod bare uses claim data"), "{err}");
     }
 
     fn sts(json: Value) -> DynamicObject {

@@ -223,23 +223,47 @@ pub async fn plan_from_cluster(
     pinned: Option<Placement>,
 ) -> Result<MigratePlan> {
     let source = workflow::get_claim(kube, &request.claim).await?;
+    let pods = match pinned {
+        Some(_) => Vec::new(),
+        None => placement::pods(kube).await?,
+    };
+    plan_with(kube, request, settings, &source, &pods, job_name, pinned).await
+}
+
+/// [`plan_from_cluster`] with the source claim and the pods of the namespace already read
+/// (`pods` is not looked at when `pinned` is given).
+async fn plan_with(
+    kube: &Kube,
+    request: &MigrateRequest,
+    settings: &MoverSettings,
+    source: &PersistentVolumeClaim,
+    pods: &[k8s_openapi::api::core::v1::Pod],
+    job_name: &str,
+    pinned: Option<Placement>,
+) -> Result<MigratePlan> {
     let target = workflow::find_claim(kube, &request.target()).await?;
     let placement = match pinned {
         Some(p) => p,
         // No second pod may mount it while the workload runs: the copy waits for the stop.
-        None if steps::is_read_write_once_pod(&source) => {
-            steps::pin_to_users(kube, &[&source]).await?
-        }
+        None if steps::is_read_write_once_pod(source) => steps::pin_to(&[source], pods),
         None => {
-            let mut claims = vec![&source];
+            let mut claims = vec![source];
             claims.extend(target.as_ref());
-            placement::place(kube, &claims, &[]).await?
+            let users: Vec<_> = claims
+                .iter()
+                .map(|c| {
+                    let name = c.metadata.name.clone().unwrap_or_default();
+                    let users = placement::users_in(pods, &name);
+                    (name, users)
+                })
+                .collect();
+            placement::decide(&claims, &users, &[])?
         }
     };
     plan(
         request,
         settings,
-        &source,
+        source,
         target.as_ref(),
         placement,
         job_name,
@@ -293,7 +317,18 @@ pub async fn run(
             request.storage_class
         )));
     }
-    let workload = workload::resolve(kube, request.workload.as_ref(), &request.claim).await?;
+    // The pods and their owners, read once: who uses the claim decides the workload to stop,
+    // whether anything else writes to it, and where the copies run.
+    let pods = placement::pods(kube).await?;
+    let users = placement::users_in(&pods, &request.claim);
+    let owners = workload::owners(kube, &users).await?;
+    let workload = match &request.workload {
+        Some(w) => Some(w.clone()),
+        None => workload::pick(
+            &request.claim,
+            workload::workloads_of(&request.claim, &users, &owners)?,
+        )?,
+    };
     if let Some(w) = &workload {
         match workload::claim_use(&w.get(kube).await?, &request.claim)? {
             Some(ClaimUse::Template(t)) if !request.keep_name => {
@@ -314,8 +349,7 @@ pub async fn run(
         }
     }
     // Another workload's pods would keep writing while the last changes are copied.
-    for user in placement::users(kube, &request.claim).await? {
-        let owner = workload::owner_of(kube, &user.object).await?;
+    for (user, owner) in users.iter().zip(owners) {
         if owner.is_none() || owner != workload {
             return Err(Error::Invalid(format!(
                 "pod {} ({}) uses claim {} too and would keep writing to it while the last \
@@ -328,10 +362,9 @@ pub async fn run(
         }
     }
     let job_name = workflow::job_name(&format!("{}-migrate", request.claim));
-    let plan = plan_from_cluster(kube, request, settings, &job_name, None).await?;
-    let pinned = steps::pin_to_users(kube, &[&source]).await?;
-    let exclusive_in_use = steps::is_read_write_once_pod(&source)
-        && !placement::users(kube, &request.claim).await?.is_empty();
+    let plan = plan_with(kube, request, settings, &source, &pods, &job_name, None).await?;
+    let pinned = steps::pin_to(&[&source], &pods);
+    let exclusive_in_use = steps::is_read_write_once_pod(&source) && !users.is_empty();
     let target = request.target();
     let mut report = MigrateReport {
         claim: request.claim.clone(),
@@ -392,7 +425,16 @@ pub async fn run(
         }
         None => ScaledDown::default(),
     };
-    let result = finish(kube, request, settings, pinned, &mut report, observer).await;
+    let result = finish(
+        kube,
+        request,
+        settings,
+        &source,
+        pinned,
+        &mut report,
+        observer,
+    )
+    .await;
     let finished = result.is_ok();
     let result = result.map_err(|e| {
         e.context(format!(
@@ -464,6 +506,7 @@ async fn finish(
     kube: &Kube,
     request: &MigrateRequest,
     settings: &MoverSettings,
+    source: &PersistentVolumeClaim,
     pinned: Placement,
     report: &mut MigrateReport,
     observer: &mut dyn Observer,
@@ -479,7 +522,16 @@ async fn finish(
     }
     // The same Jobs, on the node where the workload ran: its volume may still be attached there.
     let final_name = workflow::job_name(&format!("{}-final", request.claim));
-    let plan = plan_from_cluster(kube, request, settings, &final_name, Some(pinned)).await?;
+    let plan = plan_with(
+        kube,
+        request,
+        settings,
+        source,
+        &[],
+        &final_name,
+        Some(pinned),
+    )
+    .await?;
     observer.step("copying the last changes with the workload stopped");
     let last = steps::run_mover_ok(kube, &plan.copy, settings, "the final copy", observer).await?;
     report.outcomes.push(last);
@@ -497,8 +549,7 @@ async fn finish(
     let target_claim = workflow::get_claim(kube, &target).await?;
     report.new_volume = steps::bound_volume(&target_claim)?;
     if request.keep_name {
-        let source = workflow::get_claim(kube, &request.claim).await?;
-        rebind(kube, &source, &target_claim, observer).await?;
+        rebind(kube, source, &target_claim, observer).await?;
     } else {
         if let Some(w) = report.workload.as_ref() {
             let w: Workload = w.parse()?;

@@ -191,16 +191,27 @@ pub async fn plan_from_cluster(
     request.check()?;
     let target = workflow::get_claim(kube, &request.claim).await?;
     let backup = workflow::get_claim(kube, &request.from).await?;
+    plan_with(kube, request, settings, &target, &backup).await
+}
+
+/// [`plan_from_cluster`] with the claim to restore and the backup claim already read.
+async fn plan_with(
+    kube: &Kube,
+    request: &RestoreRequest,
+    settings: &MoverSettings,
+    target: &PersistentVolumeClaim,
+    backup: &PersistentVolumeClaim,
+) -> Result<RestorePlan> {
     let job_name = workflow::job_name(&format!("{}-restore", request.claim));
     if request.swap {
-        let placement = placement::place(kube, &[&backup], &[]).await?;
+        let placement = placement::place(kube, &[backup], &[]).await?;
         return Ok(RestorePlan {
             job: listing_job(request, settings, &kube.namespace, placement, &job_name),
         });
     }
-    let placement = steps::pin_to_users(kube, &[&target, &backup]).await?;
+    let placement = steps::pin_to_users(kube, &[target, backup]).await?;
     Ok(RestorePlan {
-        job: restore_job(request, settings, &target, placement, &job_name)?,
+        job: restore_job(request, settings, target, placement, &job_name)?,
     })
 }
 
@@ -234,7 +245,7 @@ pub async fn run(
     request.check()?;
     access::check(kube, &[access::MOVER_RUN, access::SCALE]).await?;
     let target = workflow::get_claim(kube, &request.claim).await?;
-    workflow::get_claim(kube, &request.from).await?;
+    let backup = workflow::get_claim(kube, &request.from).await?;
     let workload = workload::resolve(kube, request.workload.as_ref(), &request.claim).await?;
     let mut report = RestoreReport {
         claim: request.claim.clone(),
@@ -258,7 +269,8 @@ pub async fn run(
                 request.claim
             )));
         }
-        swap(kube, request, settings, &w, &mut report, observer).await?;
+        let claims = (&target, &backup);
+        swap(kube, request, settings, claims, &w, &mut report, observer).await?;
         return Ok(report);
     }
     // Any pod left writing would mix its writes with the restored files.
@@ -274,7 +286,7 @@ pub async fn run(
             )));
         }
     }
-    let plan = plan_from_cluster(kube, request, settings).await?;
+    let plan = plan_with(kube, request, settings, &target, &backup).await?;
     let guard = match &workload {
         Some(w) => {
             observer.step(&format!("scaling {w} to zero"));
@@ -312,10 +324,12 @@ pub async fn run(
     Ok(report)
 }
 
+/// `--swap`; `claims` are the claim to restore and the backup claim, as read.
 async fn swap(
     kube: &Kube,
     request: &RestoreRequest,
     settings: &MoverSettings,
+    (target, backup): (&PersistentVolumeClaim, &PersistentVolumeClaim),
     w: &Workload,
     report: &mut RestoreReport,
     observer: &mut dyn Observer,
@@ -338,7 +352,7 @@ async fn swap(
         }
     }
     observer.step(&format!("reading the snapshots of {}", request.from));
-    let plan = plan_from_cluster(kube, request, settings).await?;
+    let plan = plan_with(kube, request, settings, target, backup).await?;
     let outcome =
         steps::run_mover_ok(kube, &plan.job, settings, "listing the snapshots", observer).await?;
     let listing = outcome

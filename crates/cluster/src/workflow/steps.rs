@@ -59,6 +59,12 @@ pub fn mount(volume: &str, claim: &str, path: &str, read_only: bool, block: bool
 /// Multi-Attach error; the pods' tolerations let the mover onto that node. Call it before
 /// stopping them.
 pub async fn pin_to_users(kube: &Kube, claims: &[&PersistentVolumeClaim]) -> Result<Placement> {
+    let pods = crate::placement::pods(kube).await?;
+    Ok(pin_to(claims, &pods))
+}
+
+/// [`pin_to_users`] with the pods of the namespace already read.
+pub fn pin_to(claims: &[&PersistentVolumeClaim], pods: &[Pod]) -> Placement {
     for claim in claims {
         let modes = claim
             .spec
@@ -72,19 +78,19 @@ pub async fn pin_to_users(kube: &Kube, claims: &[&PersistentVolumeClaim]) -> Res
             continue;
         }
         let name = claim.metadata.name.clone().unwrap_or_default();
-        let users = crate::placement::users(kube, &name).await?;
+        let users = crate::placement::users_in(pods, &name);
         if let Some(u) = users.into_iter().find(|u| u.node.is_some()) {
-            return Ok(Placement::Node {
+            return Placement::Node {
                 node: u.node.unwrap_or_default(),
                 tolerations: u
                     .object
                     .spec
                     .and_then(|s| s.tolerations)
                     .unwrap_or_default(),
-            });
+            };
         }
     }
-    Ok(Placement::Anywhere)
+    Placement::Anywhere
 }
 
 /// Whether a claim is ReadWriteOncePod (no second pod may mount it while one runs).
