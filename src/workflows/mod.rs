@@ -231,7 +231,6 @@ impl MoverFlags {
             },
             run: RunOptions {
                 start_timeout: Duration::from_secs(self.start_timeout),
-                ..RunOptions::default()
             },
             detach: self.detach,
             excludes: self.excludes()?,

@@ -63,7 +63,7 @@ impl Permission {
 }
 
 /// What every workflow that runs the mover does: read the claim, make the target claim, run
-/// the Job and follow its pod, log and events.
+/// the Job and follow its pod, log and events (watched while it waits for them).
 pub const MOVER_RUN: &[Permission] = &[
     ns("get", "", "persistentvolumeclaims"),
     ns("create", "", "persistentvolumeclaims"),
@@ -78,6 +78,10 @@ pub const MOVER_RUN: &[Permission] = &[
     ns("create", "batch", "jobs"),
     ns("get", "batch", "jobs"),
     ns("delete", "batch", "jobs"),
+    ns("watch", "", "pods"),
+    ns("watch", "", "events"),
+    ns("watch", "batch", "jobs"),
+    ns("watch", "", "persistentvolumeclaims"),
 ];
 
 /// What stopping and starting a workload (`--scale-down`, restore, migrate) adds.

@@ -5,6 +5,7 @@
 //! Talking to the API server is a thin layer over them.
 
 pub mod access;
+pub mod api;
 pub mod connect;
 pub mod cron;
 pub mod error;

@@ -44,6 +44,11 @@ pub fn holds_volumes(pod: &Pod) -> bool {
 
 /// The pods of the namespace that hold `claim`.
 pub async fn users(kube: &Kube, claim: &str) -> Result<Vec<User>> {
+    Ok(users_in(&pods(kube).await?, claim))
+}
+
+/// The pods of the namespace, to find the users of several claims with one read.
+pub async fn pods(kube: &Kube) -> Result<Vec<Pod>> {
     let pods: Api<Pod> = Api::namespaced(kube.client.clone(), &kube.namespace);
     let list = pods
         .list(&ListParams::default())
@@ -52,16 +57,19 @@ pub async fn users(kube: &Kube, claim: &str) -> Result<Vec<User>> {
             "list pods in namespace {}",
             kube.namespace
         )))?;
-    Ok(list
-        .items
-        .into_iter()
+    Ok(list.items)
+}
+
+/// The pods among `pods` that hold `claim`.
+pub fn users_in(pods: &[Pod], claim: &str) -> Vec<User> {
+    pods.iter()
         .filter(|p| mounts(p, claim) && holds_volumes(p))
         .map(|p| User {
             pod: p.metadata.name.clone().unwrap_or_default(),
             node: p.spec.as_ref().and_then(|s| s.node_name.clone()),
-            object: p,
+            object: p.clone(),
         })
-        .collect())
+        .collect()
 }
 
 /// Decides where a mover that mounts `claims` must run, from the pods using them.

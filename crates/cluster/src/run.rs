@@ -2,15 +2,18 @@
 //! clearly when it cannot), follow the mover's JSON lines from the pod log, and collect its exit
 //! code and summary. Ctrl-C removes the Job.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{AsyncBufReadExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
+use kube::api::{DeleteParams, LogParams, PropagationPolicy};
+use kube::runtime::{reflector, watcher};
 use serde_json::Value;
 
+use crate::api;
 use crate::connect::Kube;
 use contract::{Line, Progress};
 
@@ -42,15 +45,12 @@ impl Observer for Quiet {
 pub struct RunOptions {
     /// How long the pod may take to start (scheduling, attaching, pulling) before the run fails.
     pub start_timeout: Duration,
-    /// How often the pod's state is looked at while it starts.
-    pub poll: Duration,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             start_timeout: Duration::from_secs(300),
-            poll: Duration::from_millis(500),
         }
     }
 }
@@ -184,23 +184,23 @@ pub async fn run_job(
     options: &RunOptions,
     observer: &mut dyn Observer,
 ) -> Result<Outcome> {
-    let jobs: Api<Job> = Api::namespaced(kube.client.clone(), &kube.namespace);
     let name = job.metadata.name.clone().unwrap_or_default();
     // Watch for Ctrl-C before the Job exists: a handler registered later would leave a window
     // in which Ctrl-C kills the process and the Job runs on unwatched.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(|e| Error::Failed(format!("cannot watch for Ctrl-C: {e}")))?;
+        .map_err(|source| Error::Io {
+        what: "cannot watch for Ctrl-C".to_owned(),
+        source,
+    })?;
     observer.step(&format!("creating Job {name}"));
-    jobs.create(&PostParams::default(), job)
-        .await
-        .map_err(Error::api(format!("create Job {name}")))?;
+    api::create(&api::namespaced(kube), "Job", &name, job).await?;
     let result = tokio::select! {
         r = follow(kube, &name, options, observer) => r,
         _ = interrupt.recv() => Err(Error::Interrupted(format!("Job {name} deleted"))),
     };
     match &result {
         Ok(_) => {}
-        Err(Error::Failed(_) | Error::Interrupted(_)) => {
+        Err(e) if e.is_stop() => {
             delete_job(kube, &name).await?;
         }
         Err(_) => {
@@ -212,33 +212,11 @@ pub async fn run_job(
 
 /// Deletes a Job and its pods; a Job already gone is fine.
 pub async fn delete_job(kube: &Kube, name: &str) -> Result<()> {
-    let jobs: Api<Job> = Api::namespaced(kube.client.clone(), &kube.namespace);
     let dp = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
         ..DeleteParams::default()
     };
-    match jobs.delete(name, &dp).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(Error::api(format!("delete Job {name}"))(e)),
-    }
-}
-
-async fn events_of(kube: &Kube, name: &str) -> Result<Vec<Event>> {
-    let events: Api<Event> = Api::namespaced(kube.client.clone(), &kube.namespace);
-    let lp = ListParams::default().fields(&format!("involvedObject.name={name}"));
-    let mut list = events
-        .list(&lp)
-        .await
-        .map_err(Error::api(format!("list events of {name}")))?
-        .items;
-    list.sort_by_key(|e| {
-        e.last_timestamp
-            .as_ref()
-            .map(|t| t.0)
-            .or_else(|| e.event_time.as_ref().map(|t| t.0))
-    });
-    Ok(list)
+    api::delete::<Job>(&api::namespaced(kube), "Job", name, &dp).await
 }
 
 fn phase(pod: &Pod) -> &str {
@@ -279,70 +257,193 @@ fn job_failure(job: &Job) -> Option<String> {
         })
 }
 
+/// Where the wait for a mover pod to start stands.
+#[derive(Debug)]
+enum Start {
+    /// The pod runs (or already ended).
+    Running(Box<Pod>),
+    /// Not yet; the pod, once it exists, is named.
+    Waiting(Option<String>),
+    /// It cannot start; the message says why and what to do.
+    Failed(String),
+}
+
+/// Decides from the Job's pods, the Job and the events of the namespace whether its pod runs,
+/// may still start, or cannot: for a reason waiting cannot fix, or because the time ran out
+/// (`timed_out`, the time waited).
+fn start_state(
+    job_name: &str,
+    namespace: &str,
+    pods: &[Arc<Pod>],
+    job: Option<&Job>,
+    events: &[Arc<Event>],
+    timed_out: Option<Duration>,
+) -> Start {
+    let pod = pods.first().map(|p| Pod::clone(p));
+    if let Some(p) = &pod
+        && phase(p) != "Pending"
+    {
+        return Start::Running(Box::new(p.clone()));
+    }
+    if let Some(why) = job.and_then(job_failure) {
+        return Start::Failed(format!("Job {job_name} failed before its pod ran: {why}"));
+    }
+    let pod_name = pod.as_ref().and_then(|p| p.metadata.name.clone());
+    let mut about = events_about(events, job_name);
+    if let Some(name) = &pod_name {
+        about.extend(events_about(events, name));
+    }
+    let problem = start_problem(pod.as_ref(), &about);
+    if let Some(problem) = &problem
+        && (problem.fatal || timed_out.is_some())
+    {
+        return Start::Failed(format!(
+            "the mover pod of Job {job_name} cannot start: {}; {}. Job {job_name} was deleted",
+            problem.message,
+            advice(problem)
+        ));
+    }
+    if let Some(timeout) = timed_out {
+        return Start::Failed(format!(
+            "the mover pod of Job {job_name} did not start within {} s and the cluster gave no \
+             reason; Job {job_name} was deleted. Check `kubectl get events -n {namespace}` or \
+             raise --start-timeout",
+            timeout.as_secs()
+        ));
+    }
+    Start::Waiting(pod_name)
+}
+
+/// The events about object `name`, oldest first.
+fn events_about(events: &[Arc<Event>], name: &str) -> Vec<Event> {
+    let mut list: Vec<Event> = events
+        .iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .map(|e| Event::clone(e))
+        .collect();
+    list.sort_by_key(|e| {
+        e.last_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .or_else(|| e.event_time.as_ref().map(|t| t.0))
+    });
+    list
+}
+
+/// Waits for the pod of Job `job_name` to run, watching the Job's pods, the Job and the events
+/// of the namespace, and deciding with [`start_state`] after every change.
+async fn wait_started(
+    kube: &Kube,
+    job_name: &str,
+    options: &RunOptions,
+    observer: &mut dyn Observer,
+) -> Result<Pod> {
+    let (pods, pods_writer) = reflector::store::<Pod>();
+    let (jobs, jobs_writer) = reflector::store::<Job>();
+    let (events, events_writer) = reflector::store::<Event>();
+    let what = format!("the pod of Job {job_name}");
+    let changes = futures::stream::select_all([
+        listed(reflector::reflector(
+            pods_writer,
+            watcher(
+                api::namespaced::<Pod>(kube),
+                watcher::Config::default().labels(&format!("job-name={job_name}")),
+            ),
+        )),
+        listed(reflector::reflector(
+            jobs_writer,
+            watcher(
+                api::namespaced::<Job>(kube),
+                watcher::Config::default().fields(&format!("metadata.name={job_name}")),
+            ),
+        )),
+        listed(reflector::reflector(
+            events_writer,
+            watcher(api::namespaced::<Event>(kube), watcher::Config::default()),
+        )),
+    ]);
+    let state = |timed_out: Option<Duration>| {
+        let job = jobs.state().into_iter().next();
+        start_state(
+            job_name,
+            &kube.namespace,
+            &pods.state(),
+            job.as_deref(),
+            &events.state(),
+            timed_out,
+        )
+    };
+    let mut said_waiting = false;
+    let watch = async {
+        let mut changes = std::pin::pin!(changes);
+        let mut listed = 0;
+        while let Some(change) = changes.try_next().await.map_err(|e| Error::Wait {
+            what: what.clone(),
+            source: kube::runtime::wait::Error::ProbeFailed(e),
+        })? {
+            match change {
+                Change::Listed => listed += 1,
+                Change::Changed => {}
+                Change::Listing => continue,
+            }
+            if listed < 3 {
+                continue;
+            }
+            match state(None) {
+                Start::Waiting(Some(pod)) if !said_waiting => {
+                    observer.step(&format!("waiting for pod {pod} to start"));
+                    said_waiting = true;
+                }
+                Start::Waiting(_) => {}
+                Start::Running(pod) => return Ok(*pod),
+                Start::Failed(why) => return Err(Error::Failed(why)),
+            }
+        }
+        Err(Error::Failed(format!("the watch of {what} ended")))
+    };
+    match tokio::time::timeout(options.start_timeout, watch).await {
+        Ok(r) => r,
+        Err(_elapsed) => match state(Some(options.start_timeout)) {
+            Start::Running(pod) => Ok(*pod),
+            Start::Failed(why) => Err(Error::Failed(why)),
+            Start::Waiting(_) => unreachable!("a wait that timed out is decided"),
+        },
+    }
+}
+
+/// A change seen by one of the watches of [`wait_started`].
+enum Change {
+    /// Part of the first listing: the set is not complete yet.
+    Listing,
+    /// The first listing is complete.
+    Listed,
+    /// An object was added, changed or deleted.
+    Changed,
+}
+
+/// A reflector's events as [`Change`]s, boxed so that watches of different kinds merge.
+fn listed<K, S>(
+    stream: S,
+) -> std::pin::Pin<Box<dyn futures::Stream<Item = Result<Change, watcher::Error>> + Send>>
+where
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
+    Box::pin(stream.map_ok(|e| match e {
+        watcher::Event::Init | watcher::Event::InitApply(_) => Change::Listing,
+        watcher::Event::InitDone => Change::Listed,
+        watcher::Event::Apply(_) | watcher::Event::Delete(_) => Change::Changed,
+    }))
+}
+
 async fn follow(
     kube: &Kube,
     job_name: &str,
     options: &RunOptions,
     observer: &mut dyn Observer,
 ) -> Result<Outcome> {
-    let pods: Api<Pod> = Api::namespaced(kube.client.clone(), &kube.namespace);
-    let jobs: Api<Job> = Api::namespaced(kube.client.clone(), &kube.namespace);
-    let selector = ListParams::default().labels(&format!("job-name={job_name}"));
-    let started = Instant::now();
-    let mut said_waiting = String::new();
+    let pods: Api<Pod> = api::namespaced(kube);
     // Wait for the pod to run (or end, if it was quick).
-    let pod = loop {
-        let list = pods
-            .list(&selector)
-            .await
-            .map_err(Error::api(format!("list pods of Job {job_name}")))?;
-        let pod = list.items.into_iter().next();
-        if let Some(p) = &pod
-            && phase(p) != "Pending"
-        {
-            break p.clone();
-        }
-        let job = jobs
-            .get(job_name)
-            .await
-            .map_err(Error::api(format!("read Job {job_name}")))?;
-        if let Some(why) = job_failure(&job) {
-            return Err(Error::Failed(format!(
-                "Job {job_name} failed before its pod ran: {why}"
-            )));
-        }
-        let mut events = events_of(kube, job_name).await?;
-        if let Some(p) = &pod {
-            let pod_name = p.metadata.name.clone().unwrap_or_default();
-            if said_waiting.is_empty() {
-                observer.step(&format!("waiting for pod {pod_name} to start"));
-                said_waiting = pod_name.clone();
-            }
-            events.extend(events_of(kube, &pod_name).await?);
-        }
-        let problem = start_problem(pod.as_ref(), &events);
-        let timed_out = started.elapsed() >= options.start_timeout;
-        if let Some(problem) = &problem
-            && (problem.fatal || timed_out)
-        {
-            return Err(Error::Failed(format!(
-                "the mover pod of Job {job_name} cannot start: {}; {}. Job {job_name} was \
-                 deleted",
-                problem.message,
-                advice(problem)
-            )));
-        }
-        if timed_out {
-            return Err(Error::Failed(format!(
-                "the mover pod of Job {job_name} did not start within {} s and the cluster \
-                 gave no reason; Job {job_name} was deleted. Check `kubectl get events -n {}` \
-                 or raise --start-timeout",
-                options.start_timeout.as_secs(),
-                kube.namespace
-            )));
-        }
-        tokio::time::sleep(options.poll).await;
-    };
+    let pod = wait_started(kube, job_name, options, observer).await?;
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
     observer.step(&format!(
@@ -363,11 +464,10 @@ async fn follow(
         .await
         .map_err(Error::api(format!("follow the log of pod {pod_name}")))?;
     let mut lines = stream.lines();
-    while let Some(line) = lines
-        .try_next()
-        .await
-        .map_err(|e| Error::Failed(format!("reading the log of pod {pod_name}: {e}")))?
-    {
+    while let Some(line) = lines.try_next().await.map_err(|source| Error::Io {
+        what: format!("reading the log of pod {pod_name}"),
+        source,
+    })? {
         match Line::parse(&line) {
             Line::Progress(p) => observer.progress(&p),
             Line::Summary(s) => summaries.push(s),
@@ -381,38 +481,58 @@ async fn follow(
         }
     }
     // The log ends when the container does; its status may lag a little behind.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let pod = pods
-            .get(&pod_name)
-            .await
-            .map_err(Error::api(format!("read pod {pod_name}")))?;
-        if let Some(code) = terminated_code(&pod) {
-            return Ok(Outcome {
-                job: job_name.to_owned(),
-                pod: pod_name,
-                node,
-                exit_code: code,
-                summaries,
-                messages,
-            });
-        }
-        if let Ok(job) = jobs.get(job_name).await
-            && let Some(why) = job_failure(&job)
-        {
-            return Err(Error::Failed(format!(
-                "Job {job_name} failed: {why}; the pod {pod_name} did not finish"
-            )));
-        }
-        if Instant::now() >= deadline {
-            return Err(Error::Failed(format!(
-                "the log of pod {pod_name} ended but the mover has not exited after 60 s; \
-                 see `kubectl describe pod {pod_name} -n {}`",
-                kube.namespace
-            )));
-        }
-        tokio::time::sleep(options.poll).await;
+    let exit_code = wait_exit(kube, job_name, &pod_name).await?;
+    Ok(Outcome {
+        job: job_name.to_owned(),
+        pod: pod_name,
+        node,
+        exit_code,
+        summaries,
+        messages,
+    })
+}
+
+/// How long the mover's exit code may take to show in its pod's status after its log ended.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits for the exit code of the mover in pod `pod_name`, or for Job `job_name` to fail.
+async fn wait_exit(kube: &Kube, job_name: &str, pod_name: &str) -> Result<i32> {
+    let exited = |p: Option<&Pod>| p.is_none_or(|p| terminated_code(p).is_some());
+    let failed = |j: Option<&Job>| j.is_some_and(|j| job_failure(j).is_some());
+    let pod_wait = api::wait_for(api::namespaced(kube), "pod", pod_name, EXIT_TIMEOUT, exited);
+    let job_wait = api::wait_for(api::namespaced(kube), "Job", job_name, EXIT_TIMEOUT, failed);
+    let (pod, job) = tokio::select! {
+        biased;
+        pod = pod_wait => (pod?, None),
+        job = job_wait => (None, job?),
+    };
+    // The Job controller marks a Job failed once it sees its pod's exit: the code may be there.
+    let pod = match pod {
+        Some(pod) => pod,
+        None => api::get_opt::<Pod>(&api::namespaced(kube), "pod", pod_name).await?,
+    };
+    if let Some(code) = pod.as_ref().and_then(terminated_code) {
+        return Ok(code);
     }
+    // The Job failed, or the pod is gone: the Job says why.
+    let job = match job {
+        Some(job) => job,
+        None => api::get_opt::<Job>(&api::namespaced(kube), "Job", job_name)
+            .await
+            .ok()
+            .flatten(),
+    };
+    if let Some(why) = job.as_ref().and_then(job_failure) {
+        return Err(Error::Failed(format!(
+            "Job {job_name} failed: {why}; the pod {pod_name} did not finish"
+        )));
+    }
+    Err(Error::Failed(format!(
+        "the log of pod {pod_name} ended but the mover has not exited after {} s; see \
+         `kubectl describe pod {pod_name} -n {}`",
+        EXIT_TIMEOUT.as_secs(),
+        kube.namespace
+    )))
 }
 
 #[cfg(test)]
@@ -429,6 +549,97 @@ mod tests {
             message: Some(message.into()),
             ..Event::default()
         }
+    }
+
+    fn pod_in(phase: &str) -> Arc<Pod> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "data-backup-x-abcde"},
+                "status": {"phase": phase}
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn about(name: &str, e: Event) -> Arc<Event> {
+        let mut e = e;
+        e.involved_object.name = Some(name.into());
+        Arc::new(e)
+    }
+
+    #[test]
+    fn the_start_is_decided_from_the_pod_the_job_and_their_events() {
+        let job = "data-backup-x";
+        let running = start_state(job, "shop", &[pod_in("Running")], None, &[], None);
+        assert!(matches!(running, Start::Running(_)), "{running:?}");
+        // Pending, with a warning waiting may cure: wait, and name the pod.
+        let sched = about(
+            "data-backup-x-abcde",
+            event("Warning", "FailedScheduling", "0/2 nodes are available"),
+        );
+        let pending = [pod_in("Pending")];
+        let waiting = start_state(
+            job,
+            "shop",
+            &pending,
+            None,
+            std::slice::from_ref(&sched),
+            None,
+        );
+        assert!(
+            matches!(&waiting, Start::Waiting(Some(p)) if p == "data-backup-x-abcde"),
+            "{waiting:?}"
+        );
+        // The same warning once the time ran out is the reason given.
+        let late = start_state(
+            job,
+            "shop",
+            &pending,
+            None,
+            &[sched],
+            Some(Duration::from_secs(7)),
+        );
+        assert!(
+            matches!(&late, Start::Failed(m) if m.contains("0/2 nodes") && m.contains("no node can take")),
+            "{late:?}"
+        );
+        // Another object's events do not count; no reason at all names the timeout.
+        let other = about("web-0", event("Warning", "FailedCreate", "exceeded quota"));
+        let none = start_state(job, "shop", &[], None, std::slice::from_ref(&other), None);
+        assert!(matches!(none, Start::Waiting(None)), "{none:?}");
+        let late = start_state(
+            job,
+            "shop",
+            &[],
+            None,
+            &[other],
+            Some(Duration::from_secs(7)),
+        );
+        assert!(
+            matches!(&late, Start::Failed(m) if m.contains("within 7 s") && m.contains("kubectl get events -n shop")),
+            "{late:?}"
+        );
+        // A fatal event of the Job, or the Job failed: no waiting.
+        let quota = about(
+            job,
+            event("Warning", "FailedCreate", "exceeded quota: pods=0"),
+        );
+        let fatal = start_state(job, "shop", &[], None, &[quota], None);
+        assert!(
+            matches!(&fatal, Start::Failed(m) if m.contains("quota")),
+            "{fatal:?}"
+        );
+        let failed: Job = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": job},
+            "status": {"conditions": [{"type": "Failed", "status": "True",
+                "reason": "DeadlineExceeded", "message": "too long"}]}
+        }))
+        .unwrap();
+        let gone = start_state(job, "shop", &[], Some(&failed), &[], None);
+        assert!(
+            matches!(&gone, Start::Failed(m) if m.contains("failed before its pod ran: DeadlineExceeded")),
+            "{gone:?}"
+        );
     }
 
     #[test]

@@ -9,17 +9,21 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 
+use crate::api;
 use crate::connect::Kube;
 use crate::placement;
+use crate::run::Observer;
 use crate::{Error, Result};
 
 /// Annotation on a workload: the claims its volumes used before pvc-backup pointed them
@@ -140,7 +144,7 @@ impl Workload {
     pub async fn get(&self, kube: &Kube) -> Result<DynamicObject> {
         match self.api(kube).get_opt(&self.name).await {
             Ok(Some(o)) => Ok(o),
-            Ok(None) => Err(Error::Invalid(format!(
+            Ok(None) => Err(Error::NotFound(format!(
                 "{self} does not exist in namespace {}: check the name (kubectl get {} -n {})",
                 kube.namespace,
                 self.kind.as_str(),
@@ -185,11 +189,12 @@ pub fn pod_template(obj: &DynamicObject) -> Result<PodTemplateSpec> {
         .pointer("/spec/template")
         .cloned()
         .unwrap_or(Value::Null);
-    serde_json::from_value(t).map_err(|e| {
-        Error::Failed(format!(
-            "the pod template of {} cannot be read: {e}",
+    serde_json::from_value(t).map_err(|source| Error::Decode {
+        what: format!(
+            "the pod template of {} cannot be read",
             obj.metadata.name.clone().unwrap_or_default()
-        ))
+        ),
+        source,
     })
 }
 
@@ -244,9 +249,29 @@ pub async fn owner_of(kube: &Kube, pod: &Pod) -> Result<Option<Workload>> {
 /// DeploymentConfig owns cannot be stopped and started again by pvc-backup: that is an error
 /// naming it.
 pub async fn users_of(kube: &Kube, claim: &str) -> Result<Vec<Workload>> {
+    let users = placement::users(kube, claim).await?;
+    let owners = owners(kube, &users).await?;
+    workloads_of(claim, &users, &owners)
+}
+
+/// The workload that owns each of `users` (in their order; `None` for a pod none owns).
+pub async fn owners(kube: &Kube, users: &[placement::User]) -> Result<Vec<Option<Workload>>> {
+    let mut owners = Vec::new();
+    for user in users {
+        owners.push(owner_of(kube, &user.object).await?);
+    }
+    Ok(owners)
+}
+
+/// [`users_of`] from the pods using `claim` and their owners, as [`owners`] found them.
+pub fn workloads_of(
+    claim: &str,
+    users: &[placement::User],
+    owners: &[Option<Workload>],
+) -> Result<Vec<Workload>> {
     let mut found = Vec::new();
-    for user in placement::users(kube, claim).await? {
-        match owner_of(kube, &user.object).await? {
+    for (user, owner) in users.iter().zip(owners) {
+        match owner.clone() {
             Some(w) => {
                 if !found.contains(&w) {
                     found.push(w);
@@ -278,7 +303,12 @@ pub async fn resolve(
         w.get(kube).await?;
         return Ok(Some(w.clone()));
     }
-    let mut users = users_of(kube, claim).await?;
+    pick(claim, users_of(kube, claim).await?)
+}
+
+/// The one workload among those using `claim` (`None` when there is none); several are an
+/// error asking for `--workload`.
+pub fn pick(claim: &str, mut users: Vec<Workload>) -> Result<Option<Workload>> {
     match users.len() {
         0 => Ok(None),
         1 => Ok(users.pop()),
@@ -293,11 +323,14 @@ pub async fn resolve(
     }
 }
 
-/// Workloads pvc-backup scaled to zero, with the counts to give back.
+/// Workloads pvc-backup scaled to zero, with the counts to give back: the guard of every step
+/// that runs with workloads stopped.
 ///
-/// Dropping it does nothing: call [`ScaledDown::restore`] on every path, failures included, so
-/// the workload runs again. The count is also kept in the [`SCALED_DOWN_FROM`] annotation on
-/// each workload, where a later `scale_down` finds it if this process dies first.
+/// Scale down with [`scale_down`], run the step, and hand its result to
+/// [`ScaledDown::scale_up_after`], which scales back up whatever happened and combines the
+/// errors one way ([`Error::with_undo`]). Dropping it does nothing; the count is also kept in
+/// the [`SCALED_DOWN_FROM`] annotation on each workload, where a later `scale_down` (or
+/// `rollback`) finds it if this process dies first.
 #[derive(Debug, Default)]
 #[must_use = "restore() scales the workloads back up"]
 pub struct ScaledDown {
@@ -315,9 +348,38 @@ impl ScaledDown {
         self.workloads.is_empty()
     }
 
+    /// Scales the workloads back up after a step that ran with them stopped, and returns the
+    /// step's result: its error stays the primary one, and a failure to scale back up is
+    /// attached to it (or is the error, when the step succeeded).
+    pub async fn scale_up_after<T>(
+        self,
+        kube: &Kube,
+        observer: &mut dyn Observer,
+        step: Result<T>,
+    ) -> Result<T> {
+        if let Some(message) = self.scaling_up() {
+            observer.step(&message);
+        }
+        let restored = self.restore(kube).await;
+        Error::with_undo(step, restored)
+    }
+
+    /// Leaves the workloads scaled down, for a step that goes on after this process (a detached
+    /// copy): their [`SCALED_DOWN_FROM`] annotations keep the counts for `rollback`.
+    pub fn leave_down(self) {}
+
+    /// The step line for scaling back up; `None` when nothing was scaled down.
+    fn scaling_up(&self) -> Option<String> {
+        match self.workloads.as_slice() {
+            [] => None,
+            [(w, _)] => Some(format!("scaling {w} back up")),
+            _ => Some("scaling the workloads back up".to_owned()),
+        }
+    }
+
     /// Scales every workload back to its count and removes the annotation. Tries all of them
     /// even when one fails, and reports every failure with the command that finishes the job.
-    pub async fn restore(self, kube: &Kube) -> Result<()> {
+    async fn restore(self, kube: &Kube) -> Result<()> {
         let mut failures = Vec::new();
         for (w, n) in &self.workloads {
             let patch = json!({
@@ -373,19 +435,26 @@ pub async fn scale_down(
             "spec": {"replicas": 0},
         });
         if let Err(e) = w.patch(kube, patch).await {
-            let _ = done.restore(kube).await;
-            return Err(e);
+            let back = done.restore(kube).await;
+            return Error::with_undo(Err(e), back);
         }
         done.workloads.push((w.clone(), back_to));
     }
     if let Err(e) = wait_unused(kube, claims, timeout).await {
         let back = done.restore(kube).await;
-        return Err(match back {
-            Ok(()) => Error::Failed(format!("{e}; the workloads were scaled back up")),
-            Err(b) => Error::Failed(format!("{e}; {b}")),
-        });
+        return Error::with_undo(Err(e), back)
+            .map_err(|e| stopped_then(e, "the workloads were scaled back up"));
     }
     Ok(done)
+}
+
+/// `context` attached to a step's error, unless undoing what came before the step failed too
+/// (then what the undo left is what the user must know first).
+pub fn stopped_then(e: Error, context: impl Into<String>) -> Error {
+    match e {
+        Error::UndoFailed { .. } => e,
+        e => e.context(context),
+    }
 }
 
 /// Scales down the workloads that use `claim` (found from its pods) and waits for their pods
@@ -397,29 +466,35 @@ pub async fn scale_down_users(kube: &Kube, claim: &str, timeout: Duration) -> Re
 
 /// Waits until no pod holds any of `claims`.
 pub async fn wait_unused(kube: &Kube, claims: &[&str], timeout: Duration) -> Result<()> {
-    let started = Instant::now();
-    loop {
-        let mut holding = Vec::new();
-        for claim in claims {
-            for u in placement::users(kube, claim).await? {
-                holding.push(u.pod);
-            }
-        }
-        if holding.is_empty() {
-            return Ok(());
-        }
-        if started.elapsed() >= timeout {
-            holding.sort();
-            holding.dedup();
-            return Err(Error::Failed(format!(
-                "pods {} still use claim {} after {} s of waiting for them to stop",
-                holding.join(", "),
-                claims.join(", "),
-                timeout.as_secs()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    let watched = api::wait_all(
+        api::namespaced::<Pod>(kube),
+        &format!("the pods in namespace {}", kube.namespace),
+        watcher::Config::default(),
+        timeout,
+        |pods| holding(pods, claims).is_empty(),
+    )
+    .await?;
+    if watched.done {
+        return Ok(());
     }
+    Err(Error::Failed(format!(
+        "pods {} still use claim {} after {} s of waiting for them to stop",
+        holding(&watched.objects, claims).join(", "),
+        claims.join(", "),
+        timeout.as_secs()
+    )))
+}
+
+/// The pods (sorted, once each) that still hold one of `claims`.
+fn holding(pods: &[Arc<Pod>], claims: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = pods
+        .iter()
+        .filter(|p| placement::holds_volumes(p) && claims.iter().any(|c| placement::mounts(p, c)))
+        .map(|p| p.metadata.name.clone().unwrap_or_default())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Where a claim appears in a workload.
@@ -499,12 +574,13 @@ fn annotation_map(obj: &DynamicObject, key: &str) -> Result<BTreeMap<String, Str
     let Some(text) = obj.metadata.annotations.as_ref().and_then(|a| a.get(key)) else {
         return Ok(BTreeMap::new());
     };
-    serde_json::from_str(text).map_err(|e| {
-        Error::Failed(format!(
-            "annotation {key} of {} is not a JSON object of volume names ({e}): fix or remove \
-             it by hand",
+    serde_json::from_str(text).map_err(|source| Error::Decode {
+        what: format!(
+            "annotation {key} of {} is not a JSON object of volume names (fix or remove it by \
+             hand)",
             obj.metadata.name.clone().unwrap_or_default()
-        ))
+        ),
+        source,
     })
 }
 
@@ -637,8 +713,10 @@ fn write_back(obj: &DynamicObject, had_annotations: bool) -> Result<json_patch::
         }
         None => {}
     }
-    serde_json::from_value(Value::Array(ops))
-        .map_err(|e| Error::Failed(format!("cannot write a JSON patch: {e}")))
+    serde_json::from_value(Value::Array(ops)).map_err(|source| Error::Decode {
+        what: "cannot write a JSON patch".to_owned(),
+        source,
+    })
 }
 
 /// [`point_volume`] on a workload object in memory (what `--dry-run` shows).
@@ -826,6 +904,107 @@ mod tests {
             let err = bad.parse::<Workload>().unwrap_err().to_string();
             assert!(err.contains("workload") || err.contains("name"), "{err}");
         }
+    }
+
+    #[test]
+    fn only_pods_still_running_with_a_claim_hold_it() {
+        let pod = |name: &str, claim: &str, phase: &str| {
+            Arc::new(
+                serde_json::from_value::<Pod>(json!({
+                    "metadata": {"name": name},
+                    "spec": {"containers": [], "volumes": [
+                        {"name": "v", "persistentVolumeClaim": {"claimName": claim}}
+                    ]},
+                    "status": {"phase": phase}
+                }))
+                .unwrap(),
+            )
+        };
+        let pods = [
+            pod("web-2", "data", "Running"),
+            pod("web-1", "data", "Pending"),
+            pod("done", "data", "Succeeded"),
+            pod("other", "logs", "Running"),
+        ];
+        assert_eq!(holding(&pods, &["data"]), ["web-1", "web-2"]);
+        assert_eq!(
+            holding(&pods, &["data", "logs"]),
+            ["other", "web-1", "web-2"]
+        );
+        assert!(holding(&pods, &["conf"]).is_empty());
+    }
+
+    #[test]
+    fn the_guard_names_what_it_scales_up_and_an_undo_failure_outranks_context() {
+        let w = |n: &str| {
+            (
+                Workload {
+                    kind: Kind::Deployment,
+                    name: n.into(),
+                },
+                2,
+            )
+        };
+        assert_eq!(ScaledDown::default().scaling_up(), None);
+        let one = ScaledDown {
+            workloads: vec![w("web")],
+        };
+        assert_eq!(
+            one.scaling_up().as_deref(),
+            Some("scaling deployment/web back up")
+        );
+        let two = ScaledDown {
+            workloads: vec![w("web"), w("api")],
+        };
+        assert_eq!(
+            two.scaling_up().as_deref(),
+            Some("scaling the workloads back up")
+        );
+        // A step that failed, with the workloads back up: what that means comes first.
+        let step = Error::Failed("pods web-1 still use claim data".into());
+        assert_eq!(
+            stopped_then(step, "the workloads were scaled back up").full_message(),
+            "the workloads were scaled back up: pods web-1 still use claim data"
+        );
+        // Scaling back up failed too: that is what the user must act on, then the step's error.
+        let both = Error::with_undo::<()>(
+            Err(Error::Failed("the final copy failed".into())),
+            Err(Error::Failed(
+                "could not scale back up: deployment/web".into(),
+            )),
+        )
+        .unwrap_err();
+        let kept = stopped_then(both, "the workloads were scaled back up");
+        assert_eq!(
+            kept.full_message(),
+            "could not scale back up: deployment/web; before that: the final copy failed"
+        );
+        assert!(matches!(kept.primary(), Error::Failed(m) if m == "the final copy failed"));
+    }
+
+    #[test]
+    fn the_workload_to_act_on_is_decided_from_the_claims_users_and_their_owners() {
+        let user = |pod: &str| placement::User {
+            pod: pod.to_owned(),
+            node: None,
+            object: Pod::default(),
+        };
+        let web: Workload = "deployment/web".parse().unwrap();
+        let db: Workload = "sts/db".parse().unwrap();
+        let users = [user("web-1"), user("web-2"), user("db-0")];
+        let owners = [Some(web.clone()), Some(web.clone()), Some(db.clone())];
+        let found = workloads_of("data", &users, &owners).unwrap();
+        // Each once, in kind-then-name order.
+        assert_eq!(found, [web.clone(), db.clone()]);
+        let err = pick("data", found).unwrap_err().to_string();
+        assert!(err.contains("--workload"), "{err}");
+        assert_eq!(pick("data", vec![web.clone()]).unwrap(), Some(web.clone()));
+        assert_eq!(pick("data", Vec::new()).unwrap(), None);
+        // A pod no workload owns cannot be stopped and started again: it is named.
+        let err = workloads_of("data", &[user("bare")], &[None])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pod bare uses claim data"), "{err}");
     }
 
     fn sts(json: Value) -> DynamicObject {

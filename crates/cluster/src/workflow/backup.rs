@@ -6,8 +6,6 @@
 //! taken from a claim restored from the snapshot, so the workload keeps running undisturbed and
 //! the backup is of one moment.
 
-use std::time::{Duration, Instant};
-
 use contract::{Excludes, MoverCommand, Retention};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -17,13 +15,14 @@ use kube::api::{DeleteParams, DynamicObject, PostParams};
 use serde_json::Value;
 
 use crate::access;
+use crate::api;
 use crate::connect::Kube;
 use crate::names::{self, MANAGED_BY, SOURCE_MOUNT, TARGET_MOUNT};
 use crate::objects::claim::{self, ClaimRequest, Role};
 use crate::objects::mover::{Mount, MoverJob, Placement};
 use crate::objects::{self, snapshot};
-use crate::run::{self, Observer, Outcome};
-use crate::workflow::{self, MoverSettings};
+use crate::run::{Observer, Outcome};
+use crate::workflow::{self, MoverSettings, steps};
 use crate::{Error, Result, placement, workload};
 
 /// What to back up, and where.
@@ -316,13 +315,7 @@ pub async fn run(
     let guard =
         workload::scale_down_users(kube, &request.claim, workload::DEFAULT_SCALE_TIMEOUT).await?;
     let result = backup(kube, request, settings, observer).await;
-    if !guard.is_empty() {
-        observer.step("scaling the workloads back up");
-    }
-    let restored = guard.restore(kube).await;
-    let report = result?;
-    restored?;
-    Ok(report)
+    guard.scale_up_after(kube, observer, result).await
 }
 
 async fn backup(
@@ -339,7 +332,7 @@ async fn backup(
         workflow::create_claim(kube, claim).await?;
     }
     let result = match &plan.snapshot {
-        None => run_mover(kube, &plan, settings, observer).await,
+        None => steps::run_mover(kube, &plan.job, settings, settings.detach, observer).await,
         Some((snap, scratch)) => {
             let r = async {
                 take_snapshot(kube, snap, settings, observer).await?;
@@ -348,7 +341,7 @@ async fn backup(
                     scratch.metadata.name.as_deref().unwrap_or_default()
                 ));
                 workflow::create_claim(kube, scratch).await?;
-                run_mover(kube, &plan, settings, observer).await
+                steps::run_mover(kube, &plan.job, settings, settings.detach, observer).await
             }
             .await;
             // The snapshot and its claim are temporary, whatever happened.
@@ -364,7 +357,7 @@ async fn backup(
         Ok(o) => o,
         Err(e) => {
             // A claim this run made and never copied into is removed with the Job.
-            if created_claim && matches!(e, Error::Failed(_) | Error::Interrupted(_)) {
+            if created_claim && e.is_stop() {
                 let _ = workflow::delete_claim(kube, &target).await;
             }
             return Err(e);
@@ -381,34 +374,13 @@ async fn backup(
     })
 }
 
-async fn run_mover(
-    kube: &Kube,
-    plan: &BackupPlan,
-    settings: &MoverSettings,
-    observer: &mut dyn Observer,
-) -> Result<Option<Outcome>> {
-    let job = plan.job.job();
-    if settings.detach {
-        let jobs: Api<k8s_openapi::api::batch::v1::Job> =
-            Api::namespaced(kube.client.clone(), &kube.namespace);
-        observer.step(&format!("creating Job {}", plan.job.name));
-        jobs.create(&PostParams::default(), &job)
-            .await
-            .map_err(Error::api(format!("create Job {}", plan.job.name)))?;
-        return Ok(None);
-    }
-    run::run_job(kube, &job, &settings.run, observer)
-        .await
-        .map(Some)
-}
-
 async fn take_snapshot(
     kube: &Kube,
     snap: &Value,
     settings: &MoverSettings,
     observer: &mut dyn Observer,
 ) -> Result<()> {
-    let api: Api<DynamicObject> = Api::namespaced_with(
+    let snapshots: Api<DynamicObject> = Api::namespaced_with(
         kube.client.clone(),
         &kube.namespace,
         &snapshot::api_resource(),
@@ -423,37 +395,37 @@ async fn take_snapshot(
             what: "VolumeSnapshot".to_owned(),
             message: e.to_string(),
         })?;
-    api.create(&PostParams::default(), &object)
+    snapshots
+        .create(&PostParams::default(), &object)
         .await
         .map_err(Error::api(format!(
             "create VolumeSnapshot {name} (are CSI snapshots installed?)"
         )))?;
-    let start = Instant::now();
-    loop {
-        let current = api
-            .get(&name)
-            .await
-            .map_err(Error::api(format!("read VolumeSnapshot {name}")))?;
-        let value = serde_json::to_value(&current).unwrap_or_default();
-        match snapshot::state(&value) {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(message) => {
-                return Err(Error::Failed(format!(
-                    "VolumeSnapshot {name} failed: {message}; check --snapshot-class and that \
-                     the claim's CSI driver supports snapshots"
-                )));
-            }
-        }
-        if start.elapsed() >= settings.run.start_timeout {
-            return Err(Error::Failed(format!(
-                "VolumeSnapshot {name} was not ready within {} s; check that the claim's \
-                 storage class has a CSI driver with snapshots and a VolumeSnapshotClass \
-                 (--snapshot-class), or raise --start-timeout",
-                settings.run.start_timeout.as_secs()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let timeout = settings.run.start_timeout;
+    let settled = |s: Option<&DynamicObject>| {
+        s.is_none_or(|s| snapshot::state(&serde_json::to_value(s).unwrap_or_default()) != Ok(false))
+    };
+    let waited = api::wait_for(snapshots, "VolumeSnapshot", &name, timeout, settled).await?;
+    let Some(current) = waited else {
+        return Err(Error::Failed(format!(
+            "VolumeSnapshot {name} was not ready within {} s; check that the claim's \
+             storage class has a CSI driver with snapshots and a VolumeSnapshotClass \
+             (--snapshot-class), or raise --start-timeout",
+            timeout.as_secs()
+        )));
+    };
+    let Some(current) = current else {
+        return Err(Error::Failed(format!(
+            "VolumeSnapshot {name} was deleted while pvc-backup waited for it to be ready; \
+             run the backup again"
+        )));
+    };
+    match snapshot::state(&serde_json::to_value(&current).unwrap_or_default()) {
+        Err(message) => Err(Error::Failed(format!(
+            "VolumeSnapshot {name} failed: {message}; check --snapshot-class and that the \
+             claim's CSI driver supports snapshots"
+        ))),
+        Ok(_) => Ok(()),
     }
 }
 
@@ -468,17 +440,13 @@ async fn remove_snapshot(
         "removing the temporary claim and VolumeSnapshot {scratch_name}"
     ));
     workflow::delete_claim(kube, &scratch_name).await?;
-    let api: Api<DynamicObject> = Api::namespaced_with(
+    let snapshots: Api<DynamicObject> = Api::namespaced_with(
         kube.client.clone(),
         &kube.namespace,
         &snapshot::api_resource(),
     );
     let name = snap["metadata"]["name"].as_str().unwrap_or_default();
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(Error::api(format!("delete VolumeSnapshot {name}"))(e)),
-    }
+    api::delete(&snapshots, "VolumeSnapshot", name, &DeleteParams::default()).await
 }
 
 /// Whether a claim was made by pvc-backup.

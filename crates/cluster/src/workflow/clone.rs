@@ -346,6 +346,18 @@ pub async fn plan_from_cluster(
     pinned: Option<Placement>,
 ) -> Result<(ClonePlan, Option<ClassInfo>)> {
     let source = workflow::get_claim(kube, &request.claim).await?;
+    plan_with(kube, request, settings, &source, job_name, pinned).await
+}
+
+/// [`plan_from_cluster`] with the source claim already read.
+async fn plan_with(
+    kube: &Kube,
+    request: &CloneRequest,
+    settings: &MoverSettings,
+    source: &PersistentVolumeClaim,
+    job_name: &str,
+    pinned: Option<Placement>,
+) -> Result<(ClonePlan, Option<ClassInfo>)> {
     let mut existing = Vec::new();
     for t in request.targets() {
         existing.push(workflow::find_claim(kube, &t).await?);
@@ -364,15 +376,15 @@ pub async fn plan_from_cluster(
     // volume attached); `pinned` is that place, found before they were stopped.
     let placement = match pinned {
         Some(p) => p,
-        None if request.scale_down => steps::pin_to_users(kube, &[&source]).await?,
+        None if request.scale_down => steps::pin_to_users(kube, &[source]).await?,
         None => {
-            let mut claims: Vec<&PersistentVolumeClaim> = vec![&source];
+            let mut claims: Vec<&PersistentVolumeClaim> = vec![source];
             claims.extend(existing.iter().flatten());
             placement::place(kube, &claims, &[]).await?
         }
     };
     let plan = plan(
-        request, settings, &source, &existing, class, placement, job_name,
+        request, settings, source, &existing, class, placement, job_name,
     )?;
     Ok((plan, class))
 }
@@ -415,13 +427,8 @@ pub async fn run(
         .iter()
         .map(|(w, _)| w.to_string())
         .collect();
-    let result = make_copies(kube, request, settings, pinned, observer).await;
-    if !guard.is_empty() {
-        observer.step("scaling the workloads back up");
-    }
-    let restored = guard.restore(kube).await;
-    let mut report = result?;
-    restored?;
+    let result = make_copies(kube, request, settings, &source, pinned, observer).await;
+    let mut report = guard.scale_up_after(kube, observer, result).await?;
     report.scaled = scaled;
     Ok(report)
 }
@@ -430,12 +437,13 @@ async fn make_copies(
     kube: &Kube,
     request: &CloneRequest,
     settings: &MoverSettings,
+    source: &PersistentVolumeClaim,
     pinned: Option<Placement>,
     observer: &mut dyn Observer,
 ) -> Result<CloneReport> {
     let job_name = workflow::job_name(&format!("{}-clone", request.claim));
     let (plan, class) =
-        plan_from_cluster(kube, request, settings, &job_name, pinned.clone()).await?;
+        plan_with(kube, request, settings, source, &job_name, pinned.clone()).await?;
     let mut report = CloneReport {
         targets: plan.targets.clone(),
         method: plan.method,
@@ -450,11 +458,11 @@ async fn make_copies(
             Ok(()) => return Ok(report),
             Err(e) => {
                 remove_created(kube, &mut report, observer).await;
-                if !plan.fallback || matches!(e, Error::Interrupted(_)) {
+                if !plan.fallback || e.is_interrupted() {
                     return Err(e);
                 }
                 observer.step(&format!("{e}; copying with the mover instead"));
-                report.fell_back = Some(e.to_string());
+                report.fell_back = Some(e.full_message());
                 report.method = Method::Copy;
             }
         }
@@ -462,7 +470,7 @@ async fn make_copies(
             method: Method::Copy,
             ..request.clone()
         };
-        let (plan, _) = plan_from_cluster(kube, &copy, settings, &job_name, pinned).await?;
+        let (plan, _) = plan_with(kube, &copy, settings, source, &job_name, pinned).await?;
         copy_with_mover(kube, &plan, settings, observer, &mut report).await?;
     } else {
         copy_with_mover(kube, &plan, settings, observer, &mut report).await?;
@@ -513,7 +521,7 @@ async fn csi_clone(
     }
     for name in &report.created {
         observer.step(&format!("waiting for clone {name} to bind"));
-        if !workflow::wait_bound(kube, name, timeout).await? {
+        if workflow::wait_bound(kube, name, timeout).await?.is_none() {
             let why = steps::last_warning(kube, name)
                 .await?
                 .map(|w| format!(" ({w})"))
@@ -549,11 +557,11 @@ async fn copy_with_mover(
                 None => report.detached.push(job.name.clone()),
             }
         }
-        Ok(())
+        Ok::<_, Error>(())
     }
     .await;
     if let Err(e) = result {
-        if matches!(e, Error::Failed(_) | Error::Interrupted(_)) {
+        if e.is_stop() {
             remove_created(kube, report, observer).await;
         }
         return Err(e);

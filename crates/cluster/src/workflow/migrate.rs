@@ -21,6 +21,7 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::{Value, json};
 
 use crate::access;
+use crate::api;
 use crate::connect::Kube;
 use crate::names::{self, ROLE_LABEL, SOURCE_LABEL, SOURCE_MOUNT, TARGET_MOUNT};
 use crate::objects::claim::{self, ClaimRequest, Role};
@@ -220,23 +221,47 @@ pub async fn plan_from_cluster(
     pinned: Option<Placement>,
 ) -> Result<MigratePlan> {
     let source = workflow::get_claim(kube, &request.claim).await?;
+    let pods = match pinned {
+        Some(_) => Vec::new(),
+        None => placement::pods(kube).await?,
+    };
+    plan_with(kube, request, settings, &source, &pods, job_name, pinned).await
+}
+
+/// [`plan_from_cluster`] with the source claim and the pods of the namespace already read
+/// (`pods` is not looked at when `pinned` is given).
+async fn plan_with(
+    kube: &Kube,
+    request: &MigrateRequest,
+    settings: &MoverSettings,
+    source: &PersistentVolumeClaim,
+    pods: &[k8s_openapi::api::core::v1::Pod],
+    job_name: &str,
+    pinned: Option<Placement>,
+) -> Result<MigratePlan> {
     let target = workflow::find_claim(kube, &request.target()).await?;
     let placement = match pinned {
         Some(p) => p,
         // No second pod may mount it while the workload runs: the copy waits for the stop.
-        None if steps::is_read_write_once_pod(&source) => {
-            steps::pin_to_users(kube, &[&source]).await?
-        }
+        None if steps::is_read_write_once_pod(source) => steps::pin_to(&[source], pods),
         None => {
-            let mut claims = vec![&source];
+            let mut claims = vec![source];
             claims.extend(target.as_ref());
-            placement::place(kube, &claims, &[]).await?
+            let users: Vec<_> = claims
+                .iter()
+                .map(|c| {
+                    let name = c.metadata.name.clone().unwrap_or_default();
+                    let users = placement::users_in(pods, &name);
+                    (name, users)
+                })
+                .collect();
+            placement::decide(&claims, &users, &[])?
         }
     };
     plan(
         request,
         settings,
-        &source,
+        source,
         target.as_ref(),
         placement,
         job_name,
@@ -290,7 +315,18 @@ pub async fn run(
             request.storage_class
         )));
     }
-    let workload = workload::resolve(kube, request.workload.as_ref(), &request.claim).await?;
+    // The pods and their owners, read once: who uses the claim decides the workload to stop,
+    // whether anything else writes to it, and where the copies run.
+    let pods = placement::pods(kube).await?;
+    let users = placement::users_in(&pods, &request.claim);
+    let owners = workload::owners(kube, &users).await?;
+    let workload = match &request.workload {
+        Some(w) => Some(w.clone()),
+        None => workload::pick(
+            &request.claim,
+            workload::workloads_of(&request.claim, &users, &owners)?,
+        )?,
+    };
     if let Some(w) = &workload {
         match workload::claim_use(&w.get(kube).await?, &request.claim)? {
             Some(ClaimUse::Template(t)) if !request.keep_name => {
@@ -311,8 +347,7 @@ pub async fn run(
         }
     }
     // Another workload's pods would keep writing while the last changes are copied.
-    for user in placement::users(kube, &request.claim).await? {
-        let owner = workload::owner_of(kube, &user.object).await?;
+    for (user, owner) in users.iter().zip(owners) {
         if owner.is_none() || owner != workload {
             return Err(Error::Invalid(format!(
                 "pod {} ({}) uses claim {} too and would keep writing to it while the last \
@@ -325,10 +360,9 @@ pub async fn run(
         }
     }
     let job_name = workflow::job_name(&format!("{}-migrate", request.claim));
-    let plan = plan_from_cluster(kube, request, settings, &job_name, None).await?;
-    let pinned = steps::pin_to_users(kube, &[&source]).await?;
-    let exclusive_in_use = steps::is_read_write_once_pod(&source)
-        && !placement::users(kube, &request.claim).await?.is_empty();
+    let plan = plan_with(kube, request, settings, &source, &pods, &job_name, None).await?;
+    let pinned = steps::pin_to(&[&source], &pods);
+    let exclusive_in_use = steps::is_read_write_once_pod(&source) && !users.is_empty();
     let target = request.target();
     let mut report = MigrateReport {
         claim: request.claim.clone(),
@@ -378,35 +412,42 @@ pub async fn run(
             )
             .await
             .map_err(|e| {
-                Error::Failed(format!(
-                    "{e}. The workload runs on its original data (claim {})",
-                    request.claim
-                ))
+                workload::stopped_then(
+                    e,
+                    format!(
+                        "the migration stopped; the workload runs on its original data (claim {})",
+                        request.claim
+                    ),
+                )
             })?
         }
         None => ScaledDown::default(),
     };
-    let result = finish(kube, request, settings, pinned, &mut report, observer).await;
-    if let Some(w) = &workload {
-        observer.step(&format!("scaling {w} back up"));
-    }
-    let restored = guard.restore(kube).await;
-    match (result, restored) {
-        (Ok(()), Ok(())) => Ok(report),
-        (Ok(()), Err(e)) => Err(Error::Failed(format!(
-            "the migration is done (the workload now uses claim {}), but {e}",
+    let result = finish(
+        kube,
+        request,
+        settings,
+        &source,
+        pinned,
+        &mut report,
+        observer,
+    )
+    .await;
+    let finished = result.is_ok();
+    let result = result.map_err(|e| {
+        e.context(format!(
+            "the migration stopped; the workload keeps its original data (claim {})",
+            request.claim
+        ))
+    });
+    match guard.scale_up_after(kube, observer, result).await {
+        Ok(()) => Ok(report),
+        Err(e) if finished => Err(e.context(format!(
+            "the migration is done (the workload now uses claim {}), but the workload was not \
+             started again",
             report.now_used
         ))),
-        (Err(e), Ok(())) => Err(Error::Failed(format!(
-            "{e}. The workload runs on its original data (claim {}){}",
-            request.claim,
-            if workload.is_some() {
-                " and was scaled back up"
-            } else {
-                ""
-            }
-        ))),
-        (Err(e), Err(r)) => Err(Error::Failed(format!("{e}; also {r}"))),
+        Err(e) => Err(e),
     }
 }
 
@@ -463,6 +504,7 @@ async fn finish(
     kube: &Kube,
     request: &MigrateRequest,
     settings: &MoverSettings,
+    source: &PersistentVolumeClaim,
     pinned: Placement,
     report: &mut MigrateReport,
     observer: &mut dyn Observer,
@@ -478,7 +520,16 @@ async fn finish(
     }
     // The same Jobs, on the node where the workload ran: its volume may still be attached there.
     let final_name = workflow::job_name(&format!("{}-final", request.claim));
-    let plan = plan_from_cluster(kube, request, settings, &final_name, Some(pinned)).await?;
+    let plan = plan_with(
+        kube,
+        request,
+        settings,
+        source,
+        &[],
+        &final_name,
+        Some(pinned),
+    )
+    .await?;
     observer.step("copying the last changes with the workload stopped");
     let last = steps::run_mover_ok(kube, &plan.copy, settings, "the final copy", observer).await?;
     report.outcomes.push(last);
@@ -496,8 +547,7 @@ async fn finish(
     let target_claim = workflow::get_claim(kube, &target).await?;
     report.new_volume = steps::bound_volume(&target_claim)?;
     if request.keep_name {
-        let source = workflow::get_claim(kube, &request.claim).await?;
-        rebind(kube, &source, &target_claim, observer).await?;
+        rebind(kube, source, &target_claim, observer).await?;
     } else {
         if let Some(w) = report.workload.as_ref() {
             let w: Workload = w.parse()?;
@@ -583,19 +633,23 @@ async fn rebind(
             .spec
             .as_ref()
             .and_then(|s| s.storage_class_name.clone());
-        bind_claim_to(kube, source, &old_pv, old_class.as_deref(), &[], observer)
+        let back = bind_claim_to(kube, source, &old_pv, old_class.as_deref(), &[], observer)
             .await
             .map_err(|e2| {
-                Error::Failed(format!(
-                    "{e}; giving claim {claim} back its volume {old_pv} failed too: {e2}. \
-                     Both volumes are kept (Retain): recreate claim {claim} with \
-                     spec.volumeName {old_pv}"
+                e2.context(format!(
+                    "giving claim {claim} back its volume {old_pv} failed too; both volumes are \
+                     kept (Retain): recreate claim {claim} with spec.volumeName {old_pv}"
                 ))
-            })?;
-        return Err(Error::Failed(format!(
-            "{e}; claim {claim} is bound to its old volume {old_pv} again, the copy stays on \
-             volume {new_pv} (Released, Retain)"
-        )));
+            });
+        return Error::with_undo(Err(e), back).map_err(|e| {
+            workload::stopped_then(
+                e,
+                format!(
+                    "claim {claim} is bound to its old volume {old_pv} again, the copy stays on \
+                     volume {new_pv} (Released, Retain)"
+                ),
+            )
+        });
     }
     let patch = json!({"metadata": {"annotations": {
         volume::MIGRATED_TO: format!("{}/{claim}@{new_pv}", kube.namespace),
@@ -795,14 +849,9 @@ pub async fn rollback_plan(
 }
 
 async fn remove_claim_annotation(kube: &Kube, claim: &str, key: &str) -> Result<()> {
-    use kube::Api;
-    use kube::api::{Patch, PatchParams};
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(kube.client.clone(), &kube.namespace);
     let patch = json!({"metadata": {"annotations": {key: null}}});
-    claims
-        .patch(claim, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(Error::api(format!("update claim {claim}")))?;
+    api::patch_merge::<PersistentVolumeClaim>(&api::namespaced(kube), "claim", claim, &patch)
+        .await?;
     Ok(())
 }
 
@@ -817,9 +866,9 @@ async fn rollback_keep_name(
     let claim = current.metadata.name.clone().unwrap_or_default();
     let new_pv = steps::bound_volume(current)?;
     let old = steps::get_volume(kube, old_pv).await.map_err(|e| {
-        Error::Failed(format!(
-            "the volume {old_pv} claim {claim} was migrated from cannot be read ({e}); it may \
-             have been deleted, and then there is no way back"
+        e.context(format!(
+            "the volume {old_pv} claim {claim} was migrated from cannot be read; it may have \
+             been deleted, and then there is no way back"
         ))
     })?;
     let new_class = current
@@ -847,7 +896,7 @@ async fn rollback_keep_name(
             // Back onto the volume it had a moment ago, so the workload finds its data.
             let _ = steps::delete_claim_and_wait(kube, &claim, CLAIM_TIMEOUT).await;
             let annotations = [(volume::MIGRATED_FROM_VOLUME, old_pv)];
-            bind_claim_to(
+            let back = bind_claim_to(
                 kube,
                 current,
                 &new_pv,
@@ -857,15 +906,17 @@ async fn rollback_keep_name(
             )
             .await
             .map_err(|e2| {
-                Error::Failed(format!(
-                    "{e}; binding claim {claim} back to {new_pv} failed too: {e2}. Both \
-                         volumes are kept (Retain): recreate claim {claim} with \
-                         spec.volumeName {new_pv}"
+                e2.context(format!(
+                    "binding claim {claim} back to {new_pv} failed too; both volumes are kept \
+                     (Retain): recreate claim {claim} with spec.volumeName {new_pv}"
                 ))
-            })?;
-            return Err(Error::Failed(format!(
-                "{e}; claim {claim} is bound to {new_pv} again, as before the rollback"
-            )));
+            });
+            return Error::with_undo(Err(e), back).map_err(|e| {
+                workload::stopped_then(
+                    e,
+                    format!("claim {claim} is bound to {new_pv} again, as before the rollback"),
+                )
+            });
         }
         if let Some(p) = volume::restore_policy_patch(&steps::get_volume(kube, old_pv).await?) {
             steps::patch_volume(kube, old_pv, &p).await?;
@@ -885,9 +936,7 @@ async fn rollback_keep_name(
         Ok::<_, Error>(keeper)
     }
     .await;
-    let restored = guard.restore(kube).await;
-    let keeper = result?;
-    restored?;
+    let keeper = guard.scale_up_after(kube, observer, result).await?;
     Ok(RollbackReport {
         claim,
         workload: (!workloads.is_empty()).then(|| {

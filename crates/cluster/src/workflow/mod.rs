@@ -11,14 +11,14 @@ pub mod schedule;
 pub mod steps;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use contract::{Excludes, ExitCode, Report};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ResourceRequirements};
-use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::DeleteParams;
 use serde_json::{Value, json};
 
+use crate::api;
 use crate::connect::Kube;
 use crate::names::{self, LAST_RUN_ANNOTATION};
 use crate::objects::mover::JobLimits;
@@ -87,21 +87,22 @@ impl Default for MoverSettings {
 pub async fn get_claim(kube: &Kube, name: &str) -> Result<PersistentVolumeClaim> {
     match find_claim(kube, name).await? {
         Some(claim) => Ok(claim),
-        None => Err(Error::Failed(format!(
-            "claim {name} not found in namespace {ns}; `kubectl get pvc -n {ns}` lists the \
-             claims there (use -n to choose another namespace)",
-            ns = kube.namespace
-        ))),
+        None => Err(claim_not_found(kube, name)),
     }
+}
+
+/// The error for a claim that does not exist: where it was looked for and how to list the claims.
+fn claim_not_found(kube: &Kube, name: &str) -> Error {
+    Error::NotFound(format!(
+        "claim {name} not found in namespace {ns}; `kubectl get pvc -n {ns}` lists the \
+         claims there (use -n to choose another namespace)",
+        ns = kube.namespace
+    ))
 }
 
 /// Reads a claim of the namespace, `None` when it does not exist.
 pub async fn find_claim(kube: &Kube, name: &str) -> Result<Option<PersistentVolumeClaim>> {
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(kube.client.clone(), &kube.namespace);
-    claims
-        .get_opt(name)
-        .await
-        .map_err(Error::api(format!("read claim {name}")))
+    api::get_opt(&api::namespaced(kube), "claim", name).await
 }
 
 /// Creates a claim.
@@ -109,37 +110,46 @@ pub async fn create_claim(
     kube: &Kube,
     claim: &PersistentVolumeClaim,
 ) -> Result<PersistentVolumeClaim> {
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(kube.client.clone(), &kube.namespace);
     let name = claim.metadata.name.clone().unwrap_or_default();
-    claims
-        .create(&PostParams::default(), claim)
-        .await
-        .map_err(Error::api(format!("create claim {name}")))
+    api::create(&api::namespaced(kube), "claim", &name, claim).await
 }
 
 /// Deletes a claim (used only for claims this run created and nothing was copied into).
 pub async fn delete_claim(kube: &Kube, name: &str) -> Result<()> {
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(kube.client.clone(), &kube.namespace);
-    match claims.delete(name, &Default::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(Error::api(format!("delete claim {name}"))(e)),
-    }
+    api::delete::<PersistentVolumeClaim>(
+        &api::namespaced(kube),
+        "claim",
+        name,
+        &DeleteParams::default(),
+    )
+    .await
 }
 
-/// Waits until a claim is Bound; claims of a `WaitForFirstConsumer` class bind only once a pod
-/// uses them, so callers wait only where binding must come first (CSI clones).
-pub async fn wait_bound(kube: &Kube, name: &str, timeout: Duration) -> Result<bool> {
-    let start = Instant::now();
-    loop {
-        let claim = get_claim(kube, name).await?;
-        if claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound") {
-            return Ok(true);
-        }
-        if start.elapsed() >= timeout {
-            return Ok(false);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+/// Whether a claim is Bound.
+pub fn is_bound(claim: &PersistentVolumeClaim) -> bool {
+    claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")
+}
+
+/// Waits until a claim is Bound and returns it, `None` when it is not within `timeout`; a claim
+/// that does not exist is an error. Claims of a `WaitForFirstConsumer` class bind only once a
+/// pod uses them, so callers wait only where binding must come first (CSI clones).
+pub async fn wait_bound(
+    kube: &Kube,
+    name: &str,
+    timeout: Duration,
+) -> Result<Option<PersistentVolumeClaim>> {
+    let waited = api::wait_for(
+        api::namespaced(kube),
+        "claim",
+        name,
+        timeout,
+        |c: Option<&PersistentVolumeClaim>| c.is_none_or(is_bound),
+    )
+    .await?;
+    match waited {
+        Some(Some(claim)) => Ok(Some(claim)),
+        Some(None) => Err(claim_not_found(kube, name)),
+        None => Ok(None),
     }
 }
 
@@ -212,12 +222,9 @@ pub async fn annotate_claim(
     claim: &str,
     annotations: BTreeMap<String, String>,
 ) -> Result<()> {
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(kube.client.clone(), &kube.namespace);
     let patch = json!({"metadata": {"annotations": annotations}});
-    claims
-        .patch(claim, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(Error::api(format!("annotate claim {claim}")))?;
+    api::patch_merge::<PersistentVolumeClaim>(&api::namespaced(kube), "claim", claim, &patch)
+        .await?;
     Ok(())
 }
 

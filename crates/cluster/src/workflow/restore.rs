@@ -9,10 +9,10 @@ use std::time::Duration;
 use contract::MoverCommand;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::access;
+use crate::api;
 use crate::connect::Kube;
 use crate::names::{self, SOURCE_MOUNT, TARGET_MOUNT};
 use crate::objects;
@@ -191,16 +191,27 @@ pub async fn plan_from_cluster(
     request.check()?;
     let target = workflow::get_claim(kube, &request.claim).await?;
     let backup = workflow::get_claim(kube, &request.from).await?;
+    plan_with(kube, request, settings, &target, &backup).await
+}
+
+/// [`plan_from_cluster`] with the claim to restore and the backup claim already read.
+async fn plan_with(
+    kube: &Kube,
+    request: &RestoreRequest,
+    settings: &MoverSettings,
+    target: &PersistentVolumeClaim,
+    backup: &PersistentVolumeClaim,
+) -> Result<RestorePlan> {
     let job_name = workflow::job_name(&format!("{}-restore", request.claim));
     if request.swap {
-        let placement = placement::place(kube, &[&backup], &[]).await?;
+        let placement = placement::place(kube, &[backup], &[]).await?;
         return Ok(RestorePlan {
             job: listing_job(request, settings, &kube.namespace, placement, &job_name),
         });
     }
-    let placement = steps::pin_to_users(kube, &[&target, &backup]).await?;
+    let placement = steps::pin_to_users(kube, &[target, backup]).await?;
     Ok(RestorePlan {
-        job: restore_job(request, settings, &target, placement, &job_name)?,
+        job: restore_job(request, settings, target, placement, &job_name)?,
     })
 }
 
@@ -234,7 +245,7 @@ pub async fn run(
     request.check()?;
     access::check(kube, &[access::MOVER_RUN, access::SCALE]).await?;
     let target = workflow::get_claim(kube, &request.claim).await?;
-    workflow::get_claim(kube, &request.from).await?;
+    let backup = workflow::get_claim(kube, &request.from).await?;
     let workload = workload::resolve(kube, request.workload.as_ref(), &request.claim).await?;
     let mut report = RestoreReport {
         claim: request.claim.clone(),
@@ -258,7 +269,8 @@ pub async fn run(
                 request.claim
             )));
         }
-        swap(kube, request, settings, &w, &mut report, observer).await?;
+        let claims = (&target, &backup);
+        swap(kube, request, settings, claims, &w, &mut report, observer).await?;
         return Ok(report);
     }
     // Any pod left writing would mix its writes with the restored files.
@@ -274,7 +286,7 @@ pub async fn run(
             )));
         }
     }
-    let plan = plan_from_cluster(kube, request, settings).await?;
+    let plan = plan_with(kube, request, settings, &target, &backup).await?;
     let guard = match &workload {
         Some(w) => {
             observer.step(&format!("scaling {w} to zero"));
@@ -299,17 +311,12 @@ pub async fn run(
     }
     .await;
     // A detached copy still runs: the workload must stay stopped until it is done.
-    let detached = matches!(result, Ok((None, _)));
-    let restored = if detached {
-        Ok(())
+    let (outcome, job) = if matches!(result, Ok((None, _))) {
+        guard.leave_down();
+        result?
     } else {
-        if let Some(w) = &workload {
-            observer.step(&format!("scaling {w} back up"));
-        }
-        guard.restore(kube).await
+        guard.scale_up_after(kube, observer, result).await?
     };
-    let (outcome, job) = result?;
-    restored?;
     match outcome {
         Some(o) => report.outcome = Some(o),
         None => report.detached = Some(job),
@@ -317,10 +324,12 @@ pub async fn run(
     Ok(report)
 }
 
+/// `--swap`; `claims` are the claim to restore and the backup claim, as read.
 async fn swap(
     kube: &Kube,
     request: &RestoreRequest,
     settings: &MoverSettings,
+    (target, backup): (&PersistentVolumeClaim, &PersistentVolumeClaim),
     w: &Workload,
     report: &mut RestoreReport,
     observer: &mut dyn Observer,
@@ -343,7 +352,7 @@ async fn swap(
         }
     }
     observer.step(&format!("reading the snapshots of {}", request.from));
-    let plan = plan_from_cluster(kube, request, settings).await?;
+    let plan = plan_with(kube, request, settings, target, backup).await?;
     let outcome =
         steps::run_mover_ok(kube, &plan.job, settings, "listing the snapshots", observer).await?;
     let listing = outcome
@@ -416,7 +425,7 @@ pub async fn rollback(
 ) -> Result<RollbackReport> {
     observer.step(&format!("pointing {w} back at its previous claims"));
     let done = workload::rollback(kube, w).await?;
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(kube.client.clone(), &kube.namespace);
+    let claims: Api<PersistentVolumeClaim> = api::namespaced(kube);
     for r in &done.volumes {
         let Some(left) = workflow::find_claim(kube, &r.from).await? else {
             continue;
@@ -430,14 +439,8 @@ pub async fn rollback(
             patch.insert(SWAPPED_INTO.to_owned(), Value::Null);
         }
         if !patch.is_empty() {
-            claims
-                .patch(
-                    &r.from,
-                    &PatchParams::default(),
-                    &Patch::Merge(&json!({"metadata": {"annotations": patch}})),
-                )
-                .await
-                .map_err(Error::api(format!("update claim {}", r.from)))?;
+            let patch = json!({"metadata": {"annotations": patch}});
+            api::patch_merge(&claims, "claim", &r.from, &patch).await?;
         }
         // A migration's old claim no longer has a successor in use.
         if let Some(back) = workflow::find_claim(kube, &r.to).await?
@@ -448,16 +451,10 @@ pub async fn rollback(
                 .and_then(|a| a.get(crate::objects::volume::MIGRATED_TO))
                 == Some(&r.from)
         {
-            claims
-                .patch(
-                    &r.to,
-                    &PatchParams::default(),
-                    &Patch::Merge(&json!({"metadata": {"annotations": {
-                        crate::objects::volume::MIGRATED_TO: null
-                    }}})),
-                )
-                .await
-                .map_err(Error::api(format!("update claim {}", r.to)))?;
+            let patch = json!({"metadata": {"annotations": {
+                crate::objects::volume::MIGRATED_TO: null
+            }}});
+            api::patch_merge(&claims, "claim", &r.to, &patch).await?;
         }
     }
     Ok(RollbackReport {

@@ -11,6 +11,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use serde::Serialize;
 
 use crate::access;
+use crate::api;
 use crate::connect::Kube;
 use crate::names::{self, MANAGED_BY, ROLE_LABEL, SCHEDULE_ANNOTATION, SOURCE_LABEL};
 use crate::objects::claim::Role;
@@ -183,11 +184,8 @@ pub async fn run(
         observer.step(&format!("creating claim {target}"));
         workflow::create_claim(kube, claim).await?;
     }
-    let api: Api<CronJob> = Api::namespaced(kube.client.clone(), &kube.namespace);
-    let existing = api
-        .get_opt(&name)
-        .await
-        .map_err(Error::api(format!("read CronJob {name}")))?;
+    let cron_jobs: Api<CronJob> = api::namespaced(kube);
+    let existing = api::get_opt(&cron_jobs, "CronJob", &name).await?;
     let replaced = if let Some(old) = existing {
         if !is_ours(&old) {
             return Err(Error::Failed(format!(
@@ -198,15 +196,14 @@ pub async fn run(
         let mut new = plan.cron_job.clone();
         new.metadata.resource_version = old.metadata.resource_version.clone();
         observer.step(&format!("updating CronJob {name}"));
-        api.replace(&name, &PostParams::default(), &new)
+        cron_jobs
+            .replace(&name, &PostParams::default(), &new)
             .await
             .map_err(Error::api(format!("update CronJob {name}")))?;
         true
     } else {
         observer.step(&format!("creating CronJob {name}"));
-        api.create(&PostParams::default(), &plan.cron_job)
-            .await
-            .map_err(Error::api(format!("create CronJob {name}")))?;
+        api::create(&cron_jobs, "CronJob", &name, &plan.cron_job).await?;
         false
     };
     workflow::annotate_claim(
@@ -318,7 +315,7 @@ pub async fn unschedule(kube: &Kube, claim: &str, to: Option<&str>) -> Result<Ve
         .map_err(Error::api("list CronJobs"))?
         .items;
     if items.is_empty() {
-        return Err(Error::Failed(format!(
+        return Err(Error::NotFound(format!(
             "claim {claim} has no scheduled backup{} in namespace {}; `pvc-backup schedules` \
              lists them",
             to.map(|t| format!(" into {t}")).unwrap_or_default(),

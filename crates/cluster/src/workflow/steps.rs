@@ -1,16 +1,16 @@
 //! Steps that clone, migrate and restore share: run a mover Job (or leave it running), read why
 //! a claim does not bind, wait for a claim to be gone, and change PersistentVolumes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use contract::{ExitCode, Report};
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::ListParams;
 use serde_json::Value;
 
+use crate::api;
 use crate::connect::Kube;
 use crate::objects::claim::Role;
 use crate::objects::mover::{Mount, MoverJob, Placement};
@@ -60,6 +60,12 @@ pub fn mount(volume: &str, claim: &str, path: &str, read_only: bool, block: bool
 /// Multi-Attach error; the pods' tolerations let the mover onto that node. Call it before
 /// stopping them.
 pub async fn pin_to_users(kube: &Kube, claims: &[&PersistentVolumeClaim]) -> Result<Placement> {
+    let pods = crate::placement::pods(kube).await?;
+    Ok(pin_to(claims, &pods))
+}
+
+/// [`pin_to_users`] with the pods of the namespace already read.
+pub fn pin_to(claims: &[&PersistentVolumeClaim], pods: &[Pod]) -> Placement {
     for claim in claims {
         let modes = claim
             .spec
@@ -73,19 +79,19 @@ pub async fn pin_to_users(kube: &Kube, claims: &[&PersistentVolumeClaim]) -> Res
             continue;
         }
         let name = claim.metadata.name.clone().unwrap_or_default();
-        let users = crate::placement::users(kube, &name).await?;
+        let users = crate::placement::users_in(pods, &name);
         if let Some(u) = users.into_iter().find(|u| u.node.is_some()) {
-            return Ok(Placement::Node {
+            return Placement::Node {
                 node: u.node.unwrap_or_default(),
                 tolerations: u
                     .object
                     .spec
                     .and_then(|s| s.tolerations)
                     .unwrap_or_default(),
-            });
+            };
         }
     }
-    Ok(Placement::Anywhere)
+    Placement::Anywhere
 }
 
 /// Whether a claim is ReadWriteOncePod (no second pod may mount it while one runs).
@@ -123,11 +129,8 @@ pub async fn run_mover(
     let job = job.job();
     if detach {
         let name = job.metadata.name.clone().unwrap_or_default();
-        let jobs: Api<Job> = Api::namespaced(kube.client.clone(), &kube.namespace);
         observer.step(&format!("creating Job {name}"));
-        jobs.create(&PostParams::default(), &job)
-            .await
-            .map_err(Error::api(format!("create Job {name}")))?;
+        api::create(&api::namespaced(kube), "Job", &name, &job).await?;
         return Ok(None);
     }
     run::run_job(kube, &job, &settings.run, observer)
@@ -211,27 +214,23 @@ pub async fn last_warning(kube: &Kube, name: &str) -> Result<Option<String>> {
 /// Waits until claim `name` no longer exists (its protection finalizer is released once no
 /// pod uses it).
 pub async fn wait_claim_gone(kube: &Kube, name: &str, timeout: Duration) -> Result<()> {
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(kube.client.clone(), &kube.namespace);
-    let started = Instant::now();
-    loop {
-        let gone = claims
-            .get_opt(name)
-            .await
-            .map_err(Error::api(format!("read claim {name}")))?
-            .is_none();
-        if gone {
-            return Ok(());
-        }
-        if started.elapsed() >= timeout {
-            return Err(Error::Failed(format!(
-                "claim {name} was not removed within {} s (a pod may still use it: `kubectl \
-                 describe pvc {name} -n {}`)",
-                timeout.as_secs(),
-                kube.namespace
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    let gone = api::wait_for(
+        api::namespaced::<PersistentVolumeClaim>(kube),
+        "claim",
+        name,
+        timeout,
+        |c: Option<&PersistentVolumeClaim>| c.is_none(),
+    )
+    .await?;
+    if gone.is_some() {
+        return Ok(());
     }
+    Err(Error::Failed(format!(
+        "claim {name} was not removed within {} s (a pod may still use it: `kubectl describe \
+         pvc {name} -n {}`)",
+        timeout.as_secs(),
+        kube.namespace
+    )))
 }
 
 /// Deletes claim `name` and waits until it is gone.
@@ -288,18 +287,12 @@ async fn finished_jobs_using(kube: &Kube, claim: &str) -> Result<Vec<String>> {
 
 /// Reads a PersistentVolume.
 pub async fn get_volume(kube: &Kube, name: &str) -> Result<PersistentVolume> {
-    let pvs: Api<PersistentVolume> = Api::all(kube.client.clone());
-    pvs.get(name)
-        .await
-        .map_err(Error::api(format!("read PersistentVolume {name}")))
+    api::get(&api::cluster(kube), "PersistentVolume", name).await
 }
 
 /// Applies a merge patch to a PersistentVolume.
 pub async fn patch_volume(kube: &Kube, name: &str, patch: &Value) -> Result<PersistentVolume> {
-    let pvs: Api<PersistentVolume> = Api::all(kube.client.clone());
-    pvs.patch(name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .map_err(Error::api(format!("update PersistentVolume {name}")))
+    api::patch_merge(&api::cluster(kube), "PersistentVolume", name, patch).await
 }
 
 /// The volume a claim is bound to; an error naming the claim when it is not bound.
@@ -322,11 +315,10 @@ pub async fn wait_bound_to(
     volume: &str,
     timeout: Duration,
 ) -> Result<()> {
-    if super::wait_bound(kube, claim, timeout).await? {
-        let c = super::get_claim(kube, claim).await?;
-        if c.spec.as_ref().and_then(|s| s.volume_name.as_deref()) == Some(volume) {
-            return Ok(());
-        }
+    if let Some(c) = super::wait_bound(kube, claim, timeout).await?
+        && c.spec.as_ref().and_then(|s| s.volume_name.as_deref()) == Some(volume)
+    {
+        return Ok(());
     }
     let why = last_warning(kube, claim).await?.unwrap_or_default();
     Err(Error::Failed(format!(
@@ -345,11 +337,7 @@ pub async fn storage_class(kube: &Kube, name: Option<&str>) -> Result<Option<Sto
     let Some(name) = name else {
         return Ok(None);
     };
-    let classes: Api<StorageClass> = Api::all(kube.client.clone());
-    classes
-        .get_opt(name)
-        .await
-        .map_err(Error::api(format!("read StorageClass {name}")))
+    api::get_opt(&api::cluster(kube), "StorageClass", name).await
 }
 
 /// Whether a storage class provisions through a CSI driver (which can clone a claim); in-tree
