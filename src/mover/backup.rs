@@ -95,6 +95,7 @@ pub(super) fn run(a: BackupArgs) -> anyhow::Result<ExitCode> {
     )
 }
 
+/// `mover backup` of a block volume: adds a version (a sparse image) to DST.
 fn block_backup(
     src: &Path,
     dst: &Path,

@@ -54,6 +54,7 @@ pub(super) fn run(a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `mover snapshots` of a folder of block versions.
 fn block_snapshots(dst: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let list = match block::versions::list(dst) {
         Ok(l) => l,

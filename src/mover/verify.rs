@@ -85,6 +85,7 @@ pub(super) fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     }))
 }
 
+/// `mover verify` of block versions (`dst` a backup folder) or of one image file with its
 /// manifest (`dst` an image file).
 fn block_verify(
     dst: &Path,
