@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
-mod block_cmd;
 mod completions;
 mod logging;
 mod manifests;

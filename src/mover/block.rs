@@ -4,10 +4,9 @@
 //! exit codes (0 equal, 1 fatal, 2 usage, 23 partial, 254 missing or empty source).
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use contract::ExitCode as Exit;
 use contract::progress::block::{Phase, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -129,7 +128,7 @@ pub fn run(args: BlockArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints chunk errors on stderr: the first [`ERRORS_SHOWN`], or all of them.
-fn print_errors(errors: &[block::ChunkError], all: bool) {
+pub(super) fn print_errors(errors: &[block::ChunkError], all: bool) {
     let shown = if all { errors.len() } else { ERRORS_SHOWN };
     for e in errors.iter().take(shown) {
         eprintln!(
@@ -233,7 +232,7 @@ pub struct Output {
 }
 
 /// Reports an error of a versioned command (`backup`, `restore`, ...) and returns its exit code.
-fn fatal_in(cmd: &str, e: &block::Error, json: bool) -> ExitCode {
+pub(super) fn fatal_in(cmd: &str, e: &block::Error, json: bool) -> ExitCode {
     let code = e.exit_code();
     if json {
         let v = serde_json::json!({ "error": e.to_string(), "exit_code": code });
@@ -241,158 +240,4 @@ fn fatal_in(cmd: &str, e: &block::Error, json: bool) -> ExitCode {
     }
     eprintln!("pvc-backup mover {cmd}: {e}");
     ExitCode::from(code)
-}
-
-/// `mover backup` of a block volume: adds a version (a sparse image) to DST.
-pub fn backup(
-    src: &Path,
-    dst: &Path,
-    options: &block::versions::BackupOptions,
-    out: Output,
-) -> anyhow::Result<ExitCode> {
-    let mut display = Display::new(out.json, out.bar);
-    let result = block::versions::backup(src, dst, options, &mut |p| display.show(p));
-    display.finish();
-    let r = match result {
-        Ok(r) => r,
-        Err(e) => return Ok(fatal_in("backup", &e, out.json)),
-    };
-    if out.json {
-        println!("{}", serde_json::to_string(&r)?);
-    }
-    if !out.quiet || r.summary.exit_code != 0 {
-        print_errors(&r.summary.errors, out.verbose);
-        if r.result == "ok" {
-            let how = match (&r.previous, r.method) {
-                (Some(p), block::versions::method::REFLINK) => {
-                    format!(
-                        "cloned from {p} (reflink), {} chunks changed",
-                        r.changed_chunks
-                    )
-                }
-                (Some(p), _) => format!(
-                    "full image: {}; {} chunks changed since {p}",
-                    r.reflink_error.as_deref().unwrap_or("no reflinks"),
-                    r.changed_chunks
-                ),
-                (None, _) => format!("first version, {} chunks of data", r.changed_chunks),
-            };
-            eprintln!(
-                "pvc-backup mover backup: version {} ({how}){}",
-                r.snapshot,
-                crate::mover::removed_note(&r.removed, &r.cleaned),
-            );
-        } else {
-            eprintln!(
-                "pvc-backup mover backup: FAILED: {} chunks could not be copied; no version was made",
-                r.summary.errors.len()
-            );
-        }
-        eprintln!("pvc-backup mover backup: {}", r.summary.human_line());
-    }
-    Ok(ExitCode::from(r.summary.exit_code))
-}
-
-/// `mover snapshots` of a folder of block versions.
-pub fn snapshots(dst: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let list = match block::versions::list(dst) {
-        Ok(l) => l,
-        Err(e) => return Ok(fatal_in("snapshots", &e, false)),
-    };
-    if json {
-        println!("{}", serde_json::to_string(&list)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "{:<22} {:>10} {:>10} {:>10} {:>8} {:<8} {:<8} {:<10}",
-        "VERSION", "SIZE", "ALLOCATED", "UNIQUE", "CHANGED", "IMAGE", "RESULT", "VERIFIED"
-    );
-    let hb = crate::mover::human_bytes;
-    for v in &list {
-        println!(
-            "{:<22} {:>10} {:>10} {:>10} {:>8} {:<8} {:<8} {:<10}{}",
-            v.id,
-            hb(v.size),
-            hb(v.allocated_bytes),
-            hb(v.unique_bytes),
-            v.changed_chunks.map_or("?".to_string(), |n| n.to_string()),
-            v.method.as_deref().unwrap_or("?"),
-            v.result.as_deref().unwrap_or("?"),
-            v.verified.as_deref().unwrap_or("never"),
-            if v.latest { "  <- latest" } else { "" }
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `mover verify` of block versions (`dst` a backup folder) or of one image file with its
-/// manifest (`dst` an image file).
-pub fn verify(
-    dst: &Path,
-    which: &str,
-    against: Option<&Path>,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let threads = block::default_threads();
-    let result = if dst.is_file() {
-        match against {
-            None => block::versions::check_image(dst, threads, &mut |_| {}),
-            Some(src) => block::versions::against_source(src, dst, threads, &mut |_| {}),
-        }
-        .map(|c| vec![(dst.display().to_string(), c)])
-    } else {
-        block::versions::verify(dst, which, against, threads, &mut |_| {})
-    };
-    let results = match result {
-        Ok(r) => r,
-        Err(e) => return Ok(fatal_in("verify", &e, false)),
-    };
-    let ok = results.iter().all(|(_, c)| c.ok());
-    if json {
-        let list: Vec<serde_json::Value> = results
-            .iter()
-            .map(|(id, c)| serde_json::json!({"snapshot": id, "ok": c.ok(), "outcome": c}))
-            .collect();
-        println!("{}", serde_json::to_string(&list)?);
-    } else {
-        for (id, c) in &results {
-            println!(
-                "{id}: {}: {} chunks against {}, {} read, {} bad chunks",
-                if c.ok() { "ok" } else { "FAILED" },
-                c.chunks,
-                c.against,
-                crate::mover::human_bytes(c.bytes_read),
-                c.errors.len()
-            );
-            for e in &c.errors {
-                println!("  byte {} (+{}): {}", e.offset, e.len, e.reason);
-            }
-        }
-    }
-    Ok(if ok { Exit::Ok } else { Exit::Partial }.into())
-}
-
-/// `mover restore` of a block version onto a device or image file.
-pub fn restore(
-    dst: &Path,
-    which: &str,
-    target: &Path,
-    options: &block::Options,
-    out: Output,
-) -> anyhow::Result<ExitCode> {
-    let mut display = Display::new(out.json, out.bar);
-    let result = block::versions::restore(dst, which, target, options, &mut |p| display.show(p));
-    display.finish();
-    let summary = match result {
-        Ok(s) => s,
-        Err(e) => return Ok(fatal_in("restore", &e, out.json)),
-    };
-    if out.json {
-        println!("{}", serde_json::to_string(&summary)?);
-    }
-    if !out.quiet || summary.exit_code != 0 {
-        print_errors(&summary.errors, out.verbose);
-        eprintln!("pvc-backup mover restore: {}", summary.human_line());
-    }
-    Ok(ExitCode::from(summary.exit_code))
 }

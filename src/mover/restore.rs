@@ -1,0 +1,95 @@
+//! `pvc-backup mover restore`: copy a snapshot (or a block version) back into a target.
+
+use contract::ExitCode as Exit;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::block::{Display, Output, fatal_in, print_errors};
+use super::copy::copy_command;
+use super::{CopyArgs, block_output, block_threads, not_for_block};
+
+/// Arguments of `pvc-backup mover restore`.
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The backup folder (the DST of `mover backup`).
+    backup: PathBuf,
+    /// Where to restore to; created if missing.
+    target: PathBuf,
+    /// Which snapshot: its name, or `latest`.
+    #[arg(long, value_name = "ID", default_value = "latest")]
+    snapshot: String,
+    /// Block volumes: after restoring, read both sides again and compare BLAKE3 per chunk.
+    #[arg(long)]
+    verify: bool,
+    #[command(flatten)]
+    copy: CopyArgs,
+}
+
+/// Restores a snapshot of BACKUP into TARGET.
+pub(super) fn run(a: RestoreArgs) -> anyhow::Result<ExitCode> {
+    if block::versions::is_block_backup(&a.backup) {
+        if let Some(code) = not_for_block("restore", &a.copy) {
+            return Ok(code);
+        }
+        let options = block::Options {
+            threads: block_threads(&a.copy),
+            verify: a.verify,
+            ..block::Options::default()
+        };
+        return block_restore(
+            &a.backup,
+            &a.snapshot,
+            &a.target,
+            &options,
+            block_output(&a.copy),
+        );
+    }
+    if a.verify {
+        eprintln!(
+            "pvc-backup mover restore: --verify applies to block volumes; check a restored folder \
+             with `pvc-backup mover verify {} --against {}`",
+            a.target.display(),
+            a.backup.display()
+        );
+        return Ok(Exit::Usage.into());
+    }
+    let from = match mover::snapshot::resolve(&a.backup, &a.snapshot) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("pvc-backup mover restore: {e}");
+            return Ok(ExitCode::from(e.exit_code()));
+        }
+    };
+    copy_command(
+        "restore",
+        &a.copy,
+        |opts| mover::Mirror::prepare(&from, &a.target, opts),
+        mover::Mirror::stats,
+        |job| job.run().map(|s| (s, None)),
+    )
+}
+
+/// `mover restore` of a block version onto a device or image file.
+fn block_restore(
+    dst: &Path,
+    which: &str,
+    target: &Path,
+    options: &block::Options,
+    out: Output,
+) -> anyhow::Result<ExitCode> {
+    let mut display = Display::new(out.json, out.bar);
+    let result = block::versions::restore(dst, which, target, options, &mut |p| display.show(p));
+    display.finish();
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => return Ok(fatal_in("restore", &e, out.json)),
+    };
+    if out.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    if !out.quiet || summary.exit_code != 0 {
+        print_errors(&summary.errors, out.verbose);
+        eprintln!("pvc-backup mover restore: {}", summary.human_line());
+    }
+    Ok(ExitCode::from(summary.exit_code))
+}
