@@ -96,15 +96,60 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("pvc-backup: error: {err:#}");
+            eprintln!("pvc-backup: error: {}", message(&err));
             ExitCode::from(1)
         }
     }
 }
 
+/// The error with its causes, each once: an error that already prints its cause (the cluster
+/// crate's API, watch, parse and I/O errors, or any whose text holds the next one's) is not
+/// followed by that cause again.
+fn message(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    let mut last = String::new();
+    for cause in err.chain() {
+        let line = cause.to_string();
+        if !last.contains(&line) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&line);
+        }
+        // An error attached below another comes boxed.
+        let cluster = (cause.downcast_ref::<cluster::Error>())
+            .or_else(|| cause.downcast_ref::<Box<cluster::Error>>().map(|b| &**b));
+        if cluster.is_some_and(cluster::Error::prints_its_source) {
+            break;
+        }
+        last = line;
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_that_prints_its_cause_is_not_followed_by_it_again() {
+        let mut status = kube::core::Status::failure("claims \"data\" not found", "NotFound");
+        status.code = 404;
+        let err = cluster::Error::api("read claim data")(kube::Error::Api(status.boxed()))
+            .context("nothing was changed");
+        let text = message(&anyhow::Error::new(err));
+        assert_eq!(
+            text.matches("not found").count(),
+            1,
+            "the API server's message is printed once: {text}"
+        );
+        assert_eq!(
+            text,
+            "nothing was changed: read claim data: claims \"data\" not found (NotFound)"
+        );
+        let plain = anyhow::anyhow!("the cause").context("the step");
+        assert_eq!(message(&plain), "the step: the cause");
+    }
 
     #[test]
     fn the_binary_accepts_every_mover_command_the_contract_renders() {

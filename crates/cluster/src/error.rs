@@ -9,8 +9,9 @@ pub enum Error {
     /// The cluster cannot be reached or the kubeconfig is unusable.
     #[error("{0}")]
     Connect(String),
-    /// A call to the API server failed.
-    #[error("{action}: {source}")]
+    /// A call to the API server failed. Its message carries the client's: for the API server's
+    /// refusals just the server's words and reason, not the whole status.
+    #[error("{action}: {}", api_text(.source))]
     Api {
         /// What was being done ("create Job x").
         action: String,
@@ -86,7 +87,26 @@ pub enum Error {
     },
 }
 
+/// The client's error as a user reads it: the API server's message and reason for a refusal
+/// (kube's own text repeats the message and adds the status's debug form), the client's text
+/// otherwise.
+fn api_text(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => format!("{} ({})", s.message, s.reason),
+        e => e.to_string(),
+    }
+}
+
 impl Error {
+    /// Whether the message already carries the text of the error below it (the client's, the
+    /// parser's, the operating system's); printing a chain of causes stops after it.
+    pub fn prints_its_source(&self) -> bool {
+        matches!(
+            self,
+            Error::Api { .. } | Error::Wait { .. } | Error::Decode { .. } | Error::Io { .. }
+        )
+    }
+
     /// A closure for `map_err` that names the action that failed.
     pub fn api(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
         let action = action.into();
