@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{Condition, await_condition};
 use kube::runtime::{reflector, watcher};
 use kube::{Api, Resource};
@@ -69,6 +69,29 @@ where
     api.create(&PostParams::default(), object)
         .await
         .map_err(Error::api(format!("create {what} {name}")))
+}
+
+/// Lists the objects `params` selects; `what` names them ("CronJobs in namespace x").
+pub async fn list<K>(api: &Api<K>, what: &str, params: &ListParams) -> Result<Vec<K>>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    Ok(api
+        .list(params)
+        .await
+        .map_err(Error::api(format!("list {what}")))?
+        .items)
+}
+
+/// Replaces object `name` with `object`, whose resource version must be the one read: a change
+/// made meanwhile by someone else is refused with a conflict, not overwritten.
+pub async fn replace<K>(api: &Api<K>, what: &str, name: &str, object: &K) -> Result<K>
+where
+    K: Clone + Serialize + DeserializeOwned + Debug,
+{
+    api.replace(name, &PostParams::default(), object)
+        .await
+        .map_err(Error::api(format!("update {what} {name}")))
 }
 
 /// Applies a merge patch to object `name` (other fields and annotations are kept).

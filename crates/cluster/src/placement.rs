@@ -5,6 +5,7 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Api;
 use kube::api::ListParams;
 
+use crate::api;
 use crate::connect::Kube;
 use crate::objects::mover::Placement;
 use crate::{Error, Result};
@@ -49,15 +50,9 @@ pub async fn users(kube: &Kube, claim: &str) -> Result<Vec<User>> {
 
 /// The pods of the namespace, to find the users of several claims with one read.
 pub async fn pods(kube: &Kube) -> Result<Vec<Pod>> {
-    let pods: Api<Pod> = Api::namespaced(kube.client.clone(), &kube.namespace);
-    let list = pods
-        .list(&ListParams::default())
-        .await
-        .map_err(Error::api(format!(
-            "list pods in namespace {}",
-            kube.namespace
-        )))?;
-    Ok(list.items)
+    let pods: Api<Pod> = api::namespaced(kube);
+    let what = format!("pods in namespace {}", kube.namespace);
+    api::list(&pods, &what, &ListParams::default()).await
 }
 
 /// The pods among `pods` that hold `claim`.

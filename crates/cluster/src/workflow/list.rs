@@ -7,11 +7,12 @@ use kube::api::ListParams;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::Result;
+use crate::api;
 use crate::connect::Kube;
 use crate::names::{LAST_RUN_ANNOTATION, MANAGED_BY, ROLE_LABEL, SOURCE_LABEL};
 use crate::objects::claim::capacity;
 use crate::workflow::schedule::{self, ScheduleInfo};
-use crate::{Error, Result};
 
 /// A claim made by pvc-backup.
 #[derive(Debug, Clone, Serialize)]
@@ -45,11 +46,7 @@ pub async fn list(kube: &Kube, all_namespaces: bool) -> Result<Vec<Entry>> {
         Api::namespaced(kube.client.clone(), &kube.namespace)
     };
     let lp = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
-    let claims = api
-        .list(&lp)
-        .await
-        .map_err(Error::api("list claims"))?
-        .items;
+    let claims = api::list(&api, "claims", &lp).await?;
     let schedules = schedule::list(kube, all_namespaces).await?;
     let mut out: Vec<Entry> = claims
         .into_iter()

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams};
 use serde::Serialize;
 
 use crate::access;
@@ -196,10 +196,7 @@ pub async fn run(
         let mut new = plan.cron_job.clone();
         new.metadata.resource_version = old.metadata.resource_version.clone();
         observer.step(&format!("updating CronJob {name}"));
-        cron_jobs
-            .replace(&name, &PostParams::default(), &new)
-            .await
-            .map_err(Error::api(format!("update CronJob {name}")))?;
+        api::replace(&cron_jobs, "CronJob", &name, &new).await?;
         true
     } else {
         observer.step(&format!("creating CronJob {name}"));
@@ -267,11 +264,7 @@ pub async fn list(kube: &Kube, all_namespaces: bool) -> Result<Vec<ScheduleInfo>
         MANAGED_BY.1,
         Role::Backup.as_str()
     ));
-    let items = api
-        .list(&lp)
-        .await
-        .map_err(Error::api("list CronJobs"))?
-        .items;
+    let items = api::list(&api, "CronJobs", &lp).await?;
     let mut out: Vec<ScheduleInfo> = items
         .into_iter()
         .map(|c| {
@@ -309,11 +302,7 @@ pub async fn unschedule(kube: &Kube, claim: &str, to: Option<&str>) -> Result<Ve
     if let Some(to) = to {
         selector.push_str(&format!(",{TARGET_LABEL}={to}"));
     }
-    let items = api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(Error::api("list CronJobs"))?
-        .items;
+    let items = api::list(&api, "CronJobs", &ListParams::default().labels(&selector)).await?;
     if items.is_empty() {
         return Err(Error::NotFound(format!(
             "claim {claim} has no scheduled backup{} in namespace {}; `pvc-backup schedules` \
@@ -325,9 +314,7 @@ pub async fn unschedule(kube: &Kube, claim: &str, to: Option<&str>) -> Result<Ve
     let mut removed = Vec::new();
     for c in items {
         let name = c.metadata.name.clone().unwrap_or_default();
-        api.delete(&name, &DeleteParams::background())
-            .await
-            .map_err(Error::api(format!("delete CronJob {name}")))?;
+        api::delete(&api, "CronJob", &name, &DeleteParams::background()).await?;
         removed.push(name);
     }
     Ok(removed)
