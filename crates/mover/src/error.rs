@@ -115,5 +115,15 @@ impl Error {
     }
 }
 
+impl From<store::Error> for Error {
+    fn from(e: store::Error) -> Self {
+        match e {
+            store::Error::Usage(m) => Error::Usage(m),
+            store::Error::Locked { target, holder } => Error::Locked { target, holder },
+            store::Error::Io { what, path, source } => Error::Io { what, path, source },
+        }
+    }
+}
+
 /// Result of a mover operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

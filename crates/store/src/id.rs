@@ -16,6 +16,9 @@ const RFC3339_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
 pub struct SnapshotId(Timestamp);
 
 impl SnapshotId {
+    /// The length of an id's name (`2026-11-25T02-00-00Z`).
+    pub const LEN: usize = 20;
+
     /// The id for time `t` (to the second; times before 1970 count as 1970-01-01).
     pub fn at(t: SystemTime) -> SnapshotId {
         SnapshotId(whole_seconds(t))
@@ -83,6 +86,12 @@ mod tests {
         assert_eq!(at(1_795_572_000).to_string(), "2026-11-25T02-00-00Z");
         assert_eq!(at(951_782_400).to_string(), "2000-02-29T00-00-00Z");
         assert_eq!(at(1_795_572_000).rfc3339(), "2026-11-25T02:00:00Z");
+        // `date -u -d @951782400 +%FT%TZ`.
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
         assert_eq!(
             rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_572_000_999)),
             "2026-11-25T02:00:00Z"

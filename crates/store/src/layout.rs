@@ -35,8 +35,19 @@ pub const LOCK_C: &CStr = c"lock";
 pub const BLOCK_MARKER: &str = "block-volume";
 /// The image file in a block version's folder.
 pub const IMAGE: &str = "volume.img";
-/// The manifest of a mirror, in the state folder.
-pub const MIRROR_MANIFEST: &str = "manifest";
+/// The manifest of a mirror, in the state folder, as a C string.
+pub const MIRROR_MANIFEST_C: &CStr = c"manifest";
+/// The manifest of a mirror, `manifest`.
+pub const MIRROR_MANIFEST: &str = text(MIRROR_MANIFEST_C);
+/// Where the manifest of a mirror is written before it is renamed over the old one.
+pub const MIRROR_MANIFEST_TMP_C: &CStr = c"manifest.tmp";
+/// The summary of the last mirror run (`sync`), in the state folder.
+pub const LAST_SYNC_C: &CStr = c"last-sync.json";
+/// The owners, modes and attributes an unprivileged run could not apply, in the state folder of
+/// a mirror or of a snapshot.
+pub const METADATA_LOG_C: &CStr = c"metadata.jsonl";
+/// Where [`METADATA_LOG_C`] is written before it is renamed into place.
+pub const METADATA_LOG_TMP_C: &CStr = c"metadata.jsonl.tmp";
 /// How the name of a snapshot being made starts (then its id).
 pub const PARTIAL_PREFIX: &str = ".partial-";
 /// How a manifest being written ends; one left by a run that died is removed.
@@ -55,6 +66,27 @@ pub fn is_partial(name: &[u8]) -> bool {
 /// What `latest` holds when it points at snapshot `id`.
 pub fn latest_target(id: &str) -> String {
     format!("{SNAPSHOTS}/{id}")
+}
+
+/// The time of the snapshot folder `name` in `snapshots/`, if it is one: a name that begins with
+/// an id. Folders the mover makes are named exactly by their id; a folder copied next to one by
+/// hand (`2026-11-25T02-00-00Z.old`) has its time too, and is listed, kept and retired like it.
+pub fn snapshot_time(name: &str) -> Option<SnapshotId> {
+    SnapshotId::parse(name.get(..SnapshotId::LEN)?)
+}
+
+/// The complete snapshots among the names in a `snapshots/` folder, with their times, newest
+/// first.
+pub fn newest_first<'a>(names: impl IntoIterator<Item = &'a [u8]>) -> Vec<(String, SnapshotId)> {
+    let mut v: Vec<(String, SnapshotId)> = names
+        .into_iter()
+        .filter_map(|n| {
+            let name = std::str::from_utf8(n).ok()?;
+            Some((name.to_string(), snapshot_time(name)?))
+        })
+        .collect();
+    v.sort_by(|a, b| b.0.cmp(&a.0));
+    v
 }
 
 /// The snapshot id a `latest` link's text names.
@@ -209,15 +241,15 @@ impl Target {
         let snaps = self.snapshots_dir();
         let show = || snaps.display().to_string();
         let dir = std::fs::read_dir(&snaps).map_err(|e| Error::io("cannot open", show(), e))?;
-        let mut ids = Vec::new();
+        let mut names = Vec::new();
         for entry in dir {
             let entry = entry.map_err(|e| Error::io("cannot read", show(), e))?;
-            if let Some(id) = entry.file_name().to_str().and_then(SnapshotId::parse) {
-                ids.push(id);
-            }
+            names.push(entry.file_name().into_encoded_bytes());
         }
-        ids.sort_by(|a, b| b.cmp(a));
-        Ok(ids.iter().map(ToString::to_string).collect())
+        Ok(newest_first(names.iter().map(Vec::as_slice))
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
     }
 
     /// Resolves a snapshot id, or `latest`, to its folder.
@@ -236,7 +268,7 @@ impl Target {
                 .unwrap_or_default();
             return self.resolve(&id);
         }
-        if SnapshotId::parse(which).is_none() {
+        if snapshot_time(which).is_none() || which.contains('/') {
             return Err(Error::Usage(format!(
                 "{which:?} is not a snapshot name (like 2026-11-25T02-00-00Z) nor `latest`; \
                  `pvc-backup mover snapshots {dst}` lists them"
@@ -316,10 +348,42 @@ mod tests {
         for bad in [
             "../x",
             "a/b",
+            "2026-11-26T02-00-00Z/../..",
             ".partial-2026-11-27T02-00-00Z",
             "2026-11-25T02-00-00Z",
         ] {
             assert!(matches!(t.resolve(bad), Err(Error::Usage(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_folder_named_by_an_id_and_more_is_a_snapshot_of_that_time() {
+        let id = SnapshotId::parse("2026-11-25T02-00-00Z").unwrap();
+        assert_eq!(snapshot_time("2026-11-25T02-00-00Z"), Some(id));
+        assert_eq!(snapshot_time("2026-11-25T02-00-00Z.old"), Some(id));
+        for name in [
+            "2026-11-25T02-00-00",
+            "2026-13-25T02-00-00Z",
+            ".partial-2026-11-25T02-00-00Z",
+            "latest",
+            "",
+        ] {
+            assert_eq!(snapshot_time(name), None, "{name:?}");
+        }
+        let names: [&[u8]; 4] = [
+            b"2026-11-25T02-00-00Z",
+            b"2026-11-25T02-00-00Z.old",
+            b"2026-11-26T02-00-00Z",
+            b"notes",
+        ];
+        let listed: Vec<String> = newest_first(names).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            listed,
+            [
+                "2026-11-26T02-00-00Z",
+                "2026-11-25T02-00-00Z.old",
+                "2026-11-25T02-00-00Z"
+            ]
+        );
     }
 }
