@@ -258,7 +258,7 @@ impl Backup {
                         .map_err(Into::into)
                 })
                 .map_err(io("cannot name the snapshot in"))?;
-            let link = layout::latest_target(&id);
+            let link = layout::snapshot_path(&id);
             let tmp = layout::LATEST_TMP_C;
             owners
                 .retry_target(&[], &[root.as_fd()], || {

@@ -63,8 +63,9 @@ pub fn is_partial(name: &[u8]) -> bool {
     name.starts_with(PARTIAL_PREFIX.as_bytes())
 }
 
-/// What `latest` holds when it points at snapshot `id`.
-pub fn latest_target(id: &str) -> String {
+/// The path of snapshot `id` inside the target, `snapshots/ID`: what `latest` holds when it points
+/// at it, and the sub-path a workload mounts to use it.
+pub fn snapshot_path(id: &str) -> String {
     format!("{SNAPSHOTS}/{id}")
 }
 
@@ -232,7 +233,7 @@ impl Target {
     pub fn point_latest(&self, id: &str) -> std::io::Result<()> {
         let tmp = self.latest_tmp();
         let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(latest_target(id), &tmp)
+        std::os::unix::fs::symlink(snapshot_path(id), &tmp)
             .and_then(|()| std::fs::rename(&tmp, self.latest_link()))
     }
 
@@ -315,7 +316,7 @@ mod tests {
                 "2026-11-25T02-00-00Z.verify.json"
             ]
         );
-        assert_eq!(latest_target(id), "snapshots/2026-11-25T02-00-00Z");
+        assert_eq!(snapshot_path(id), "snapshots/2026-11-25T02-00-00Z");
         assert_eq!(latest_id("snapshots/2026-11-25T02-00-00Z"), id);
     }
 
