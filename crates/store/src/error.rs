@@ -11,17 +11,8 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// Another mover holds the target's lock.
-    #[error(
-        "target {target} is in use by another pvc-backup mover (pid {holder}); wait for it to \
-         finish. A lock left by a mover that died is released by the kernel and taken over \
-         automatically"
-    )]
-    Locked {
-        /// The target path as given.
-        target: String,
-        /// What the lock file says about its holder.
-        holder: String,
-    },
+    #[error(transparent)]
+    Locked(#[from] Locked),
     /// An I/O failure on the target's folders.
     #[error("{what} {path}: {source}")]
     Io {
@@ -32,6 +23,20 @@ pub enum Error {
         /// What the kernel said.
         source: io::Error,
     },
+}
+
+/// Another mover holds a target's lock.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "target {target} is in use by another pvc-backup mover (pid {holder}); wait for it to \
+     finish. A lock left by a mover that died is released by the kernel and taken over \
+     automatically"
+)]
+pub struct Locked {
+    /// The target path as given.
+    pub target: String,
+    /// What the lock file says about its holder.
+    pub holder: String,
 }
 
 impl Error {

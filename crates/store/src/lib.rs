@@ -24,6 +24,6 @@ pub mod lock;
 pub mod record;
 pub mod retention;
 
-pub use error::{Error, Result};
+pub use error::{Error, Locked, Result};
 pub use id::SnapshotId;
 pub use layout::Target;

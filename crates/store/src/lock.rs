@@ -10,7 +10,7 @@ use rustix::fs::{FlockOperation, Mode, OFlags, flock, ftruncate, mkdirat, openat
 use rustix::io::Errno;
 
 use crate::layout::{LOCK_C, STATE_DIR, STATE_DIR_C};
-use crate::{Error, Result};
+use crate::{Error, Locked, Result};
 
 /// How long a mover waits for a target's lock before refusing.
 pub const LOCK_GRACE: Duration = Duration::from_secs(2);
@@ -113,10 +113,10 @@ pub fn lock(dst: BorrowedFd<'_>, shown: &str, access: &impl Access) -> Result<St
                 std::os::fd::AsRawFd::as_raw_fd(&lock)
             ))
             .unwrap_or_default();
-            return Err(Error::Locked {
+            return Err(Error::Locked(Locked {
                 target: shown.to_string(),
                 holder: holder.trim().to_string(),
-            });
+            }));
         }
         Err(e) => return Err(Error::io("cannot lock", shown, e.into())),
     }
@@ -146,7 +146,7 @@ mod tests {
         let first = lock(root.as_fd(), "t", &AsCaller).unwrap();
         assert!(d.path().join(".pvc-backup/lock").is_file());
         match lock(root.as_fd(), "t", &AsCaller) {
-            Err(Error::Locked { target, holder }) => {
+            Err(Error::Locked(Locked { target, holder })) => {
                 assert_eq!(target, "t");
                 assert!(
                     holder.starts_with(&std::process::id().to_string()),
