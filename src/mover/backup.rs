@@ -43,7 +43,7 @@ pub struct BackupArgs {
 
 /// Backs SRC up into DST: as a block volume when it is one (or --block), else as a folder.
 pub(super) fn run(a: BackupArgs) -> anyhow::Result<ExitCode> {
-    let policy = mover::retention::Policy {
+    let policy = store::retention::Policy {
         last: a.keep_last,
         hourly: a.keep_hourly,
         daily: a.keep_daily,

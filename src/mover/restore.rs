@@ -16,7 +16,7 @@ pub struct RestoreArgs {
     /// Where to restore to; created if missing.
     target: PathBuf,
     /// Which snapshot: its name, or `latest`.
-    #[arg(long, value_name = "ID", default_value = "latest")]
+    #[arg(long, value_name = "ID", default_value = store::layout::LATEST)]
     snapshot: String,
     /// Block volumes: after restoring, read both sides again and compare BLAKE3 per chunk.
     #[arg(long)]
@@ -27,7 +27,7 @@ pub struct RestoreArgs {
 
 /// Restores a snapshot of BACKUP into TARGET.
 pub(super) fn run(a: RestoreArgs) -> anyhow::Result<ExitCode> {
-    if block::versions::is_block_backup(&a.backup) {
+    if store::Target::new(&a.backup).holds_block_versions() {
         if let Some(code) = not_for_block("restore", &a.copy) {
             return Ok(code);
         }
@@ -53,7 +53,10 @@ pub(super) fn run(a: RestoreArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(Exit::Usage.into());
     }
-    let from = match mover::snapshot::resolve(&a.backup, &a.snapshot) {
+    let from = match store::Target::new(&a.backup)
+        .resolve(&a.snapshot)
+        .map_err(mover::Error::from)
+    {
         Ok(p) => p,
         Err(e) => {
             eprintln!("pvc-backup mover restore: {e}");

@@ -20,7 +20,7 @@ pub struct SnapshotsArgs {
 /// Lists the snapshots of DST.
 pub(super) fn run(a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     init_logging(0, false);
-    if block::versions::is_block_backup(&a.dst) {
+    if store::Target::new(&a.dst).holds_block_versions() {
         return block_snapshots(&a.dst, a.json);
     }
     let list = match mover::snapshot::list(&a.dst) {

@@ -14,7 +14,7 @@ pub struct VerifyArgs {
     /// The backup folder (or a mirror, with --against).
     dst: PathBuf,
     /// Which snapshot: its name, `latest` or `all`.
-    #[arg(long, value_name = "ID", default_value = "latest")]
+    #[arg(long, value_name = "ID", default_value = store::layout::LATEST)]
     snapshot: String,
     /// Compare with this live source instead of the manifest.
     #[arg(long, value_name = "SRC")]
@@ -31,7 +31,7 @@ pub struct VerifyArgs {
 /// Verifies the snapshots of DST (block versions or folder snapshots).
 pub(super) fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     init_logging(0, false);
-    if block::versions::is_block_backup(&a.dst) || a.dst.is_file() {
+    if store::Target::new(&a.dst).holds_block_versions() || a.dst.is_file() {
         return block_verify(&a.dst, &a.snapshot, a.against.as_deref(), a.json);
     }
     if a.excludes.given() && (a.against.is_none() || a.excludes.delete_excluded) {

@@ -19,7 +19,7 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "BACKUP")]
     from: String,
     /// Which snapshot: its name (see `pvc-backup mover snapshots`), or latest.
-    #[arg(long, value_name = "ID", default_value = "latest")]
+    #[arg(long, value_name = "ID", default_value = store::layout::LATEST)]
     snapshot: String,
     /// The workload to stop (or, with --swap, to repoint), as KIND/NAME; default: the one whose
     /// pods use the claim.

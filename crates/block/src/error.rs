@@ -75,7 +75,7 @@ pub enum Error {
     /// The backup folder's bookkeeping failed (lock held, bad version name, unreadable folder),
     /// as it would for a file backup.
     #[error("{0}")]
-    Backup(#[from] mover::Error),
+    Backup(#[from] store::Error),
     /// A system call on a whole volume failed (open, size, truncate, sync).
     #[error("{what} {path}: {source}")]
     Io {
@@ -96,7 +96,7 @@ impl Error {
         match self {
             Error::SourceMissing { .. } | Error::SourceEmpty { .. } => Exit::Refused.code(),
             Error::Usage(_) => Exit::Usage.code(),
-            Error::Backup(e) => e.exit_code(),
+            Error::Backup(store::Error::Usage(_)) => Exit::Usage.code(),
             _ => Exit::Fatal.code(),
         }
     }

@@ -1,22 +1,15 @@
 //! Versioned backups of a block volume: each run adds a sparse image of the volume to the backup
-//! folder, laid out as file backups are.
-//!
-//! ```text
-//! DST/snapshots/2026-11-25T02-00-00Z/volume.img                     the volume then, sparse
-//! DST/snapshots/2026-11-25T02-00-00Z/volume.img.pvcb-manifest.json  BLAKE3 of each chunk
-//! DST/latest -> snapshots/2026-11-25T02-00-00Z
-//! DST/.pvc-backup/lock                   held for the whole run (the same lock as file backups)
-//! DST/.pvc-backup/block-volume           marks a folder of block versions
-//! DST/.pvc-backup/snapshots/ID.json      what the run that made version ID did
-//! DST/.pvc-backup/snapshots/ID.verify.json  its last verification
-//! ```
+//! folder, laid out as file backups are (the [`store`] owns the layout): the image of each
+//! version in its snapshot folder with the BLAKE3 manifest of its chunks beside it, and a marker
+//! in the state folder that tells a folder of block versions from one of file snapshots. The
+//! lock is the same as for file backups.
 //!
 //! A new version starts as a clone (`FICLONE`) of the previous version's image, so on xfs and
 //! btrfs it shares every extent with it; then the source is read once, each chunk hashed, and only
 //! the chunks whose hash differs from the previous version's manifest are written, un-sharing
 //! just those. The destination is not read for unchanged chunks. Where the filesystem cannot clone
 //! (ext4, tmpfs, or the previous version on another filesystem), the version is a full sparse
-//! image written from the source. A version is built under `snapshots/.partial-ID` and renamed
+//! image written from the source. A version is built under a partial name and renamed
 //! once its image and manifest are complete; a run with failed chunks makes no version.
 
 use std::fs::{File, OpenOptions};
@@ -25,6 +18,12 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
+
+use store::SnapshotId;
+use store::layout::{self, IMAGE, Target};
+use store::lock::AsCaller;
+use store::record::Verification;
+use store::retention::Policy;
 
 use serde::{Deserialize, Serialize};
 
@@ -41,11 +40,6 @@ use contract::progress::block::{Phase, Progress};
 use crate::summary::{ChunkError, Summary};
 use crate::volume::Volume;
 
-/// The image file's name inside a version's folder.
-pub const IMAGE: &str = "volume.img";
-
-const PARTIAL: &str = ".partial-";
-
 /// What a versioned block backup is asked to do.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackupOptions {
@@ -53,7 +47,7 @@ pub struct BackupOptions {
     /// a version always gets a manifest).
     pub copy: Options,
     /// Which versions to keep after a run without errors.
-    pub policy: mover::retention::Policy,
+    pub policy: Policy,
 }
 
 /// How a version's image was made.
@@ -64,8 +58,8 @@ pub mod method {
     pub const FULL: &str = "full";
 }
 
-/// What a versioned block backup did. Printed as JSON by `--progress json` and kept as
-/// `DST/.pvc-backup/snapshots/ID.json`.
+/// What a versioned block backup did. Printed as JSON by `--progress json` and kept as the run
+/// record of its version.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupReport {
     /// Always `block`: tells these records from those of file backups.
@@ -127,21 +121,8 @@ pub struct VersionInfo {
     pub verified: Option<String>,
 }
 
-/// Whether `dst` holds versions of a block volume.
-pub fn is_block_backup(dst: &Path) -> bool {
-    mover::snapshot::holds_block_versions(dst)
-}
-
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl Fn(io::Error) -> Error + 'a {
     move |e| Error::io(what, path, e)
-}
-
-fn state_dir(dst: &Path) -> PathBuf {
-    dst.join(mover::STATE_DIR)
-}
-
-fn runs_dir(dst: &Path) -> PathBuf {
-    state_dir(dst).join("snapshots")
 }
 
 /// Writes `value` as JSON to `dir/name` atomically (temporary file, rename).
@@ -190,23 +171,21 @@ pub fn backup(
 
     std::fs::create_dir_all(dst).map_err(io_err("cannot create backup folder", dst))?;
     let root = File::open(dst).map_err(io_err("cannot open backup folder", dst))?;
-    let owners = mover::owner::Owners::new(mover::Impersonate::Never);
-    let _lock = mover::preflight::lock_target(root.as_fd(), dst, &owners)?;
-    let snaps = dst.join("snapshots");
-    let marker = state_dir(dst).join(mover::snapshot::BLOCK_MARKER);
-    if !marker.exists() {
-        if snaps.is_dir() && !mover::snapshot::list_ids(dst)?.is_empty() {
+    let shown = dst.display().to_string();
+    let _lock = store::lock::lock(root.as_fd(), &shown, &AsCaller)?;
+    let target = Target::new(dst);
+    let snaps = target.snapshots_dir();
+    if !target.block_marker().exists() {
+        if snaps.is_dir() && !target.list_ids()?.is_empty() {
             return Err(Error::Usage(format!(
                 "{} holds backups of a file tree, not of a block volume: give the block volume \
                  a backup folder of its own",
                 dst.display()
             )));
         }
-        std::fs::write(
-            &marker,
-            "This folder holds versions of a block volume made by `pvc-backup mover backup`.\n",
-        )
-        .map_err(io_err("cannot mark backup folder", dst))?;
+        target
+            .mark_block_versions()
+            .map_err(io_err("cannot mark backup folder", dst))?;
     }
     match std::fs::create_dir(&snaps) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
@@ -220,7 +199,7 @@ pub fn backup(
     for entry in std::fs::read_dir(&snaps).map_err(io_err("cannot read", &snaps))? {
         let entry = entry.map_err(io_err("cannot read", &snaps))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(PARTIAL) {
+        if layout::is_partial(name.as_bytes()) {
             let path = entry.path();
             let removed = if path.is_dir() {
                 std::fs::remove_dir_all(&path)
@@ -232,15 +211,16 @@ pub fn backup(
         }
     }
 
-    let existing = mover::snapshot::list_ids(dst)?;
+    let existing = target.list_ids()?;
     let previous = existing.first().cloned();
-    let mut id = mover::snapshot::snapshot_id(SystemTime::now());
-    if existing.contains(&id) {
+    let mut new_id = SnapshotId::now();
+    if existing.contains(&new_id.to_string()) {
         // Two runs within one second: wait for the next one, names stay times.
         std::thread::sleep(std::time::Duration::from_millis(1100));
-        id = mover::snapshot::snapshot_id(SystemTime::now());
+        new_id = SnapshotId::now();
     }
-    let partial = snaps.join(format!("{PARTIAL}{id}"));
+    let id = new_id.to_string();
+    let partial = target.partial_dir(&new_id);
     std::fs::create_dir(&partial).map_err(io_err("cannot create", &partial))?;
     let image = partial.join(IMAGE);
     let new_file = OpenOptions::new()
@@ -254,7 +234,7 @@ pub fn backup(
     let mut reflink_error = None;
     let mut previous_manifest = None;
     if let Some(prev) = &previous {
-        let prev_image = snaps.join(prev).join(IMAGE);
+        let prev_image = target.image(prev);
         previous_manifest = Manifest::read(&manifest_path(&prev_image)).ok();
         match File::open(&prev_image).and_then(|f| reflink::clone_file(&f, &new_file)) {
             Ok(()) => method_used = method::REFLINK,
@@ -287,7 +267,7 @@ pub fn backup(
         kind: "block",
         snapshot: id.clone(),
         previous: previous.clone(),
-        image: snaps.join(&id).join(IMAGE).display().to_string(),
+        image: target.image(&id).display().to_string(),
         method: method_used,
         reflink_error,
         changed_chunks: 0,
@@ -305,22 +285,20 @@ pub fn backup(
     report.changed_chunks = changed_chunks(&manifest, previous_manifest.as_ref());
 
     sync_dir(&partial).map_err(io_err("cannot flush", &partial))?;
-    let final_dir = snaps.join(&id);
+    let final_dir = target.snapshot_dir(&id);
     std::fs::rename(&partial, &final_dir).map_err(io_err("cannot name the version", &final_dir))?;
     report.summary.destination = report.image.clone();
     report.summary.manifest = Some(manifest_path(&final_dir.join(IMAGE)).display().to_string());
     sync_dir(&snaps).map_err(io_err("cannot flush", &snaps))?;
-    let tmp_link = dst.join(".latest.tmp");
-    let _ = std::fs::remove_file(&tmp_link);
-    std::os::unix::fs::symlink(format!("snapshots/{id}"), &tmp_link)
-        .and_then(|()| std::fs::rename(&tmp_link, dst.join("latest")))
+    target
+        .point_latest(&id)
         .map_err(io_err("cannot point latest at the version in", dst))?;
     report.result = "ok";
 
     if options.policy.is_set() {
         report.removed = apply_retention(dst, &id, &options.policy)?;
     }
-    write_json(&runs_dir(dst), &format!("{id}.json"), &report)
+    write_json(&target.records_dir(), &layout::run_record(&id), &report)
         .map_err(io_err("cannot record the version in", dst))?;
     Ok(report)
 }
@@ -380,26 +358,23 @@ fn changed_chunks(new: &Manifest, old: Option<&Manifest>) -> u64 {
 }
 
 /// Removes the versions the policy does not keep (never `newest`), with their records.
-fn apply_retention(
-    dst: &Path,
-    newest: &str,
-    policy: &mover::retention::Policy,
-) -> Result<Vec<String>> {
-    let all = mover::snapshot::list_ids(dst)?;
+fn apply_retention(dst: &Path, newest: &str, policy: &Policy) -> Result<Vec<String>> {
+    let target = Target::new(dst);
+    let all = target.list_ids()?;
     let times: Vec<_> = all
         .iter()
-        .filter_map(|id| mover::snapshot::parse_id(id))
+        .filter_map(|id| layout::snapshot_time(id))
         .collect();
-    let keep = mover::retention::keep(&times, policy);
+    let keep = store::retention::keep(&times, policy);
     let mut removed = Vec::new();
     for (i, id) in all.iter().enumerate() {
         if keep.contains(&i) || id == newest {
             continue;
         }
-        let dir = dst.join("snapshots").join(id);
+        let dir = target.snapshot_dir(id);
         std::fs::remove_dir_all(&dir).map_err(io_err("cannot remove an expired version", &dir))?;
-        for ext in ["json", "verify.json"] {
-            let _ = std::fs::remove_file(runs_dir(dst).join(format!("{id}.{ext}")));
+        for record in layout::records(id) {
+            let _ = std::fs::remove_file(target.records_dir().join(record));
         }
         removed.push(id.clone());
     }
@@ -408,7 +383,7 @@ fn apply_retention(
 
 /// The image of version `which` (a name or `latest`) of the backup folder `dst`.
 pub fn version_image(dst: &Path, which: &str) -> Result<(String, PathBuf)> {
-    let dir = mover::snapshot::resolve(dst, which)?;
+    let dir = Target::new(dst).resolve(which)?;
     let id = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -426,35 +401,28 @@ pub fn version_image(dst: &Path, which: &str) -> Result<(String, PathBuf)> {
 
 /// Lists the versions in `dst`, newest first.
 pub fn list(dst: &Path) -> Result<Vec<VersionInfo>> {
-    let latest = std::fs::read_link(dst.join("latest")).ok().and_then(|l| {
-        l.to_str()
-            .map(|s| s.trim_start_matches("snapshots/").to_string())
-    });
-    let ids = match mover::snapshot::list_ids(dst) {
+    let target = Target::new(dst);
+    let latest = target.latest();
+    let ids = match target.list_ids() {
         Ok(ids) => ids,
-        Err(_) if !dst.join("snapshots").exists() => Vec::new(),
+        Err(_) if !target.snapshots_dir().exists() => Vec::new(),
         Err(e) => return Err(e.into()),
     };
     let mut out = Vec::new();
     for id in ids {
-        let image = dst.join("snapshots").join(&id).join(IMAGE);
+        let image = target.image(&id);
         let file = File::open(&image).map_err(io_err("cannot open", &image))?;
         let meta = file.metadata().map_err(io_err("cannot stat", &image))?;
         let allocated = std::os::unix::fs::MetadataExt::blocks(&meta) * 512;
         let unique = reflink::allocation(&file).map_or(allocated, |a| a.unique());
-        let record: Option<RecordView> = std::fs::read(runs_dir(dst).join(format!("{id}.json")))
+        let record: Option<RecordView> = std::fs::read(target.run_record(&id))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
-        let verified = std::fs::read(runs_dir(dst).join(format!("{id}.verify.json")))
+        let verified = std::fs::read(target.verify_record(&id))
             .ok()
-            .and_then(|b| serde_json::from_slice::<mover::verify::Record>(&b).ok())
-            .map(|r| format!("{} at {}", r.result, r.verified_at));
-        let time = mover::snapshot::parse_id(&id).map_or_else(String::new, |t| {
-            format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-                t.year, t.month, t.day, t.hour, t.minute, t.second
-            )
-        });
+            .and_then(|b| serde_json::from_slice::<Verification>(&b).ok())
+            .map(|r| r.describe());
+        let time = layout::snapshot_time(&id).map_or_else(String::new, |t| t.rfc3339());
         out.push(VersionInfo {
             latest: latest.as_deref() == Some(id.as_str()),
             time,
@@ -640,8 +608,9 @@ pub fn verify(
     threads: usize,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Vec<(String, ImageCheck)>> {
+    let target = Target::new(dst);
     let ids = if which == "all" {
-        mover::snapshot::list_ids(dst)?
+        target.list_ids()?
     } else {
         vec![version_image(dst, which)?.0]
     };
@@ -652,8 +621,8 @@ pub fn verify(
             None => check_image(&image, threads, progress)?,
             Some(src) => against_source(src, &image, threads, progress)?,
         };
-        let record = mover::verify::Record {
-            verified_at: mover::summary::rfc3339(SystemTime::now()),
+        let record = Verification {
+            verified_at: store::id::rfc3339(SystemTime::now()),
             result: if check.ok() {
                 "ok".into()
             } else {
@@ -663,7 +632,7 @@ pub fn verify(
             bytes_read: check.bytes_read,
         };
         // Recording is best effort: a read-only backup can still be verified.
-        let _ = write_json(&runs_dir(dst), &format!("{id}.verify.json"), &record);
+        let _ = write_json(&target.records_dir(), &layout::verify_record(&id), &record);
         out.push((id, check));
     }
     Ok(out)

@@ -19,7 +19,8 @@ use contract::ExitCode;
 use contract::summary::EntryError;
 
 use crate::summary::MAX_LISTED;
-use crate::{Result, STATE_DIR, preflight, relpath, xattr};
+use crate::{Result, preflight, relpath, xattr};
+use store::layout::STATE_DIR;
 
 /// How many entries and bytes belong to one uid or gid.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -33,17 +33,8 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// Another mover holds the target's lock.
-    #[error(
-        "target {target} is in use by another pvc-backup mover (pid {holder}); wait for it to \
-         finish. A lock left by a mover that died is released by the kernel and taken over \
-         automatically"
-    )]
-    Locked {
-        /// The target path as given.
-        target: String,
-        /// What the lock file says about its holder.
-        holder: String,
-    },
+    #[error(transparent)]
+    Locked(store::Locked),
     /// The target's filesystem has less free room than the copy needs (checked before writing).
     #[error(
         "target {target} is too small for this copy: it needs {} and {} more, and its \
@@ -111,6 +102,16 @@ impl Error {
             what,
             path: path.into(),
             source,
+        }
+    }
+}
+
+impl From<store::Error> for Error {
+    fn from(e: store::Error) -> Self {
+        match e {
+            store::Error::Usage(m) => Error::Usage(m),
+            store::Error::Locked(l) => Error::Locked(l),
+            store::Error::Io { what, path, source } => Error::Io { what, path, source },
         }
     }
 }

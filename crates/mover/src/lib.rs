@@ -27,7 +27,6 @@ pub mod owner;
 pub mod preflight;
 pub mod relpath;
 pub mod remove;
-pub mod retention;
 pub mod snapshot;
 pub mod space;
 pub mod summary;
@@ -39,7 +38,3 @@ pub use error::{Error, Result};
 pub use owner::Impersonate;
 pub use summary::Stats;
 pub use sync::{Mirror, Options};
-
-/// Name of the folder at the target's root that holds the mover's own state (lock, summaries).
-/// It is never copied from the source nor deleted from the target.
-pub const STATE_DIR: &str = ".pvc-backup";

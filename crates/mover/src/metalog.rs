@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use crate::meta::Meta;
 
 /// The manifest's name in the state folder.
-pub const NAME: &CStr = c"metadata.jsonl";
-const TMP: &CStr = c"metadata.jsonl.tmp";
+pub const NAME: &CStr = store::layout::METADATA_LOG_C;
+const TMP: &CStr = store::layout::METADATA_LOG_TMP_C;
 
 /// The attributes an unprivileged copy could not apply to one entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -555,6 +555,21 @@ fn read_group_db() -> HashMap<u32, Vec<u32>> {
     out
 }
 
+/// The target's lock folder and file are made and opened as the mover, or else as the owner of
+/// the folder they are in.
+impl store::lock::Access for Owners {
+    fn open_in(&self, dir: BorrowedFd<'_>, name: &CStr, flags: OFlags) -> io::Result<OwnedFd> {
+        Owners::open_in(self, dir, name, flags)
+    }
+
+    fn retry<R: Send>(
+        &self,
+        dir: BorrowedFd<'_>,
+        op: impl Fn() -> io::Result<R> + Send + Sync,
+    ) -> io::Result<R> {
+        self.retry_target(&[], &[dir], op)
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

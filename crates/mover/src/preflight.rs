@@ -2,19 +2,21 @@
 //! `--subdir` stays inside it, source and target do not overlap, and no other mover holds the
 //! target. A refusal here leaves the target untouched.
 
-use std::ffi::{CStr, CString};
-use std::io::{self, Write};
+use std::ffi::CString;
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
-use rustix::fs::{FlockOperation, Mode, OFlags, flock, ftruncate, mkdirat, openat};
+use rustix::fs::{Mode, OFlags, mkdirat, openat};
 use rustix::io::Errno;
 
 use crate::listing::Listing;
 use crate::meta::stat_fd;
 use crate::owner::{Impersonate, Owners};
-use crate::{Error, Result, STATE_DIR};
+use crate::{Error, Result};
+use store::layout::STATE_DIR;
+use store::lock::StateDir;
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::DIRECTORY)
@@ -253,90 +255,8 @@ pub fn check_disjoint(
     Ok(())
 }
 
-/// How long a mover waits for a target's lock before refusing.
-pub const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// The mover's state folder in the target, held under an exclusive lock for the whole run.
-#[derive(Debug)]
-pub struct StateDir {
-    /// The open `.pvc-backup` folder.
-    pub dir: OwnedFd,
-    _lock: OwnedFd,
-}
-
-/// Opens (creating) the target's state folder and takes its lock. The lock is an `flock`, which
-/// the kernel releases when its holder dies, so a killed mover never blocks the next one.
+/// Opens (creating) the target's state folder and takes its lock (see [`store::lock`]); where
+/// the mover may not write the target as itself, it does so as the folder's owner.
 pub fn lock_target(dst: BorrowedFd<'_>, d: &Path, owners: &Owners) -> Result<StateDir> {
-    let name: &CStr = c".pvc-backup";
-    let open = || {
-        owners
-            .open_in(dst, name, DIR_FLAGS | OFlags::NOFOLLOW)
-            .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
-    };
-    let dir = match open() {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => {
-            let made = owners.retry_target(&[], &[dst], || {
-                match mkdirat(dst, name, Mode::from_raw_mode(0o700)) {
-                    Ok(()) | Err(Errno::EXIST) => Ok(()),
-                    Err(e) => Err(e.into()),
-                }
-            });
-            made.map_err(|e| Error::io("cannot create state folder in", show(d), e))?;
-            open().map_err(|e| Error::io("cannot open state folder in", show(d), e.into()))?
-        }
-        Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
-            return Err(Error::Usage(format!(
-                "{}/{STATE_DIR} is not a directory (a symlink or a file); it is reserved for \
-                 pvc-backup: move it away",
-                show(d)
-            )));
-        }
-        Err(e) => return Err(Error::io("cannot open state folder in", show(d), e.into())),
-    };
-    let lock = owners
-        .retry_target(&[], &[dir.as_fd()], || {
-            let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            openat(&dir, c"lock", flags, Mode::from_raw_mode(0o600)).map_err(Into::into)
-        })
-        .map_err(|e| Error::io("cannot open lock file in", show(d), e))?;
-    // A process that forks briefly holds a copy of every descriptor until it executes, so a
-    // lock that was just released can look held for a moment: allow a short grace period.
-    let deadline = std::time::Instant::now() + LOCK_GRACE;
-    let locked = loop {
-        match flock(&lock, FlockOperation::NonBlockingLockExclusive) {
-            Err(Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            r => break r,
-        }
-    };
-    match locked {
-        Ok(()) => {}
-        Err(Errno::WOULDBLOCK) => {
-            let holder = std::fs::read_to_string(format!(
-                "/proc/self/fd/{}",
-                std::os::fd::AsRawFd::as_raw_fd(&lock)
-            ))
-            .unwrap_or_default();
-            return Err(Error::Locked {
-                target: show(d),
-                holder: holder.trim().to_string(),
-            });
-        }
-        Err(e) => return Err(Error::io("cannot lock", show(d), e.into())),
-    }
-    let me = format!(
-        "{} on {}",
-        std::process::id(),
-        rustix::system::uname().nodename().to_string_lossy()
-    );
-    let _ = ftruncate(&lock, 0);
-    let mut f = std::fs::File::from(
-        lock.as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| Error::io("cannot write lock file in", show(d), e))?,
-    );
-    let _ = f.write_all(me.as_bytes());
-    Ok(StateDir { dir, _lock: lock })
+    Ok(store::lock::lock(dst, &show(d), owners)?)
 }

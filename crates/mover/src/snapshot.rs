@@ -1,15 +1,9 @@
-//! Versioned backups: each run adds a complete, browsable snapshot of the source to the target.
-//!
-//! ```text
-//! DST/snapshots/2026-11-25T02-00-00Z/   one complete tree per run (owners, modes, xattrs, ACLs,
-//! DST/snapshots/2026-11-26T02-00-00Z/   hard links and sparse files kept, as by `sync`)
-//! DST/latest -> snapshots/2026-11-26T02-00-00Z
-//! DST/.pvc-backup/lock                   held for the whole run
-//! DST/.pvc-backup/snapshots/ID.json      the summary of the run that made snapshot ID
-//! ```
+//! Versioned backups: each run adds a complete, browsable snapshot of the source to the target,
+//! one tree per run (owners, modes, xattrs, ACLs, hard links and sparse files kept, as by `sync`),
+//! laid out as the [`store`] says, with the summary and the manifest of each run beside it.
 //!
 //! Entries unchanged since the previous snapshot are hard links to it, so space grows with what
-//! changed, not with the number of snapshots. A snapshot is built as `snapshots/.partial-ID` and
+//! changed, not with the number of snapshots. A snapshot is built under a partial name and
 //! renamed to its final name only once complete; a run that dies leaves the partial folder
 //! behind, and the next run removes it before starting. Retention runs only after a run in which
 //! nothing failed, and never removes the newest snapshot.
@@ -18,7 +12,6 @@ use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use rustix::fs::{
     AtFlags, Mode, OFlags, fsync, mkdirat, openat, renameat, symlinkat, syncfs, unlinkat,
@@ -27,43 +20,20 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::listing::Listing;
-use crate::retention::{Civil, Policy};
 use contract::{ExitCode, Summary};
+use store::layout::{self, Target};
+use store::record::Verification;
+use store::retention::Policy;
+use store::{SnapshotId, layout::STATE_DIR};
 
 use crate::summary::Stats;
 use crate::sync::{Mirror, Options, write_state_file};
 use crate::{Error, Result, relpath};
 
-/// The folder of snapshots in the target.
-pub const SNAPSHOTS: &CStr = c"snapshots";
-const PARTIAL: &str = ".partial-";
 const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::DIRECTORY)
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
-
-/// A snapshot's name for a time: `2026-11-25T02-00-00Z` (RFC 3339 with `-` for `:`, so it is a
-/// valid name everywhere and sorts by time).
-pub fn snapshot_id(t: SystemTime) -> String {
-    crate::summary::rfc3339(t).replace(':', "-")
-}
-
-/// The time a snapshot name stands for, if it is one.
-pub fn parse_id(id: &str) -> Option<Civil> {
-    let b = id.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[19] != b'Z' {
-        return None;
-    }
-    let n = |a: usize, z: usize| id.get(a..z)?.parse::<u32>().ok();
-    Some(Civil {
-        year: n(0, 4)? as i32,
-        month: n(5, 7)?,
-        day: n(8, 10)?,
-        hour: n(11, 13)?,
-        minute: n(14, 16)?,
-        second: n(17, 19)?,
-    })
-}
 
 /// What a backup run did.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -81,15 +51,6 @@ pub struct BackupReport {
     /// Bytes read to hash content for the manifest (files linked from the previous snapshot
     /// keep their hash and are not read).
     pub hashed_bytes: u64,
-}
-
-/// The file in a backup folder's state folder (`.pvc-backup/`) that marks it as holding versions
-/// of a block volume (sparse images, made by the block crate) rather than snapshots of a tree.
-pub const BLOCK_MARKER: &str = "block-volume";
-
-/// Whether the backup folder `dst` holds versions of a block volume.
-pub fn holds_block_versions(dst: &Path) -> bool {
-    dst.join(crate::STATE_DIR).join(BLOCK_MARKER).is_file()
 }
 
 /// A prepared backup run: source and target checked, target locked.
@@ -114,23 +75,16 @@ fn open_or_make(ctx: &Mirror, dir: BorrowedFd<'_>, name: &CStr, what: &Path) -> 
         .map_err(|e| Error::io("cannot open", what.display().to_string(), e))
 }
 
-/// Complete snapshots in `dir` (names that parse as times), newest first.
-fn complete_snapshots(dir: BorrowedFd<'_>) -> std::io::Result<Vec<(String, Civil)>> {
+/// Complete snapshots in `dir` (the store's `snapshots/`) with their times, newest first.
+fn complete_snapshots(dir: BorrowedFd<'_>) -> std::io::Result<Vec<(String, SnapshotId)>> {
     let l = Listing::read(dir)?;
-    let mut v: Vec<(String, Civil)> = (0..l.len())
-        .filter_map(|i| {
-            let name = std::str::from_utf8(l.name_bytes(i)).ok()?;
-            Some((name.to_string(), parse_id(name)?))
-        })
-        .collect();
-    v.sort_by(|a, b| b.0.cmp(&a.0));
-    Ok(v)
+    Ok(layout::newest_first((0..l.len()).map(|i| l.name_bytes(i))))
 }
 
 impl Backup {
     /// Checks source and target (as [`Mirror::prepare`] does) and locks the target.
     pub fn prepare(src: &Path, dst: &Path, opts: Options, policy: Policy) -> Result<Backup> {
-        if holds_block_versions(dst) {
+        if Target::new(dst).holds_block_versions() {
             return Err(Error::Usage(format!(
                 "{} holds versions of a block volume, not snapshots of a folder: give the folder \
                  {} a backup folder of its own",
@@ -162,8 +116,9 @@ impl Backup {
             .target_fd()
             .try_clone_to_owned()
             .map_err(|e| Error::io("cannot use target", dst.display().to_string(), e))?;
-        let snaps_path = dst.join("snapshots");
-        let snaps = open_or_make(&sync, root.as_fd(), SNAPSHOTS, &snaps_path)?;
+        let target = Target::new(&dst);
+        let snaps_path = target.snapshots_dir();
+        let snaps = open_or_make(&sync, root.as_fd(), layout::SNAPSHOTS_C, &snaps_path)?;
         let io = |what: &'static str| {
             let p = snaps_path.display().to_string();
             move |e: std::io::Error| Error::io(what, p.clone(), e)
@@ -174,7 +129,7 @@ impl Backup {
         let listing = Listing::read(&snaps).map_err(io("cannot read"))?;
         for i in 0..listing.len() {
             let name = listing.name(i);
-            if name.to_bytes().starts_with(PARTIAL.as_bytes()) {
+            if layout::is_partial(name.to_bytes()) {
                 let removed = sync.owners().retry_target(&[], &[snaps.as_fd()], || {
                     crate::remove::remove(snaps.as_fd(), name)
                 });
@@ -200,13 +155,14 @@ impl Backup {
                 true,
             )?;
         }
-        let mut id = snapshot_id(SystemTime::now());
-        if existing.iter().any(|(e, _)| *e == id) {
+        let mut new_id = SnapshotId::now();
+        if existing.iter().any(|(e, _)| *e == new_id.to_string()) {
             // Two runs within one second: wait for the next one, names stay times.
             std::thread::sleep(std::time::Duration::from_millis(1100));
-            id = snapshot_id(SystemTime::now());
+            new_id = SnapshotId::now();
         }
-        let partial = CString::new(format!("{PARTIAL}{id}")).expect("no NUL");
+        let id = new_id.to_string();
+        let partial = CString::new(layout::partial(&new_id)).expect("no NUL");
         let target_path = snaps_path.join(partial.to_str().expect("ASCII"));
         let target = open_or_make(&sync, snaps.as_fd(), &partial, &target_path)?;
         // An unprivileged run keeps the owners it cannot apply in the snapshot's own state
@@ -215,7 +171,7 @@ impl Backup {
             Some(open_or_make(
                 &sync,
                 target.as_fd(),
-                c".pvc-backup",
+                layout::STATE_DIR_C,
                 &target_path,
             )?)
         } else {
@@ -236,16 +192,16 @@ impl Backup {
             .state_fd()
             .try_clone_to_owned()
             .map_err(io("cannot use state of"))?;
-        let runs = open_or_make_raw(sync.owners(), state.as_fd(), c"snapshots")
+        let runs = open_or_make_raw(sync.owners(), state.as_fd(), layout::SNAPSHOTS_C)
             .map_err(io("cannot record the snapshot in"))?;
         // The copy pass writes the manifest as it places entries; files linked from the previous
         // snapshot keep the hash its manifest recorded. A manifest left by a run that died is
         // removed, and a damaged previous one only means those files are read again.
-        let mname = CString::new(format!("{id}.manifest")).expect("no NUL");
-        let mtmp = CString::new(format!("{id}.manifest.tmp")).expect("no NUL");
+        let mname = CString::new(layout::manifest(&id)).expect("no NUL");
+        let mtmp = CString::new(layout::manifest_tmp(&id)).expect("no NUL");
         remove_dead_manifests(runs.as_fd());
         let previous_manifest = previous.as_ref().and_then(|p| {
-            let name = CString::new(format!("{p}.manifest")).ok()?;
+            let name = CString::new(layout::manifest(p)).ok()?;
             let fd = openat(
                 &runs,
                 name.as_c_str(),
@@ -302,12 +258,13 @@ impl Backup {
                         .map_err(Into::into)
                 })
                 .map_err(io("cannot name the snapshot in"))?;
-            let link = format!("snapshots/{id}");
+            let link = layout::snapshot_path(&id);
+            let tmp = layout::LATEST_TMP_C;
             owners
                 .retry_target(&[], &[root.as_fd()], || {
-                    let _ = unlinkat(root.as_fd(), c".latest.tmp", AtFlags::empty());
-                    symlinkat(link.as_str(), root.as_fd(), c".latest.tmp")?;
-                    renameat(root.as_fd(), c".latest.tmp", root.as_fd(), c"latest")?;
+                    let _ = unlinkat(root.as_fd(), tmp, AtFlags::empty());
+                    symlinkat(link.as_str(), root.as_fd(), tmp)?;
+                    renameat(root.as_fd(), tmp, root.as_fd(), layout::LATEST_C)?;
                     Ok(())
                 })
                 .map_err(io("cannot point latest at the snapshot in"))?;
@@ -317,7 +274,7 @@ impl Backup {
                 .and_then(|()| fsync(&snaps))
                 .and_then(|()| fsync(&root))
                 .map_err(|e| io("cannot flush the names of the snapshot in")(e.into()))?;
-            let per_run = CString::new(format!("{id}.json")).expect("no NUL");
+            let per_run = CString::new(layout::run_record(&id)).expect("no NUL");
             owners
                 .retry_target(&[], &[runs.as_fd()], || {
                     write_state_file(runs.as_fd(), &per_run, s)
@@ -328,8 +285,8 @@ impl Backup {
             let mut removed = Vec::new();
             if s.exit_code == ExitCode::Ok && policy.is_set() {
                 let all = complete_snapshots(snaps.as_fd()).map_err(io("cannot read"))?;
-                let times: Vec<Civil> = all.iter().map(|(_, t)| *t).collect();
-                let keep = crate::retention::keep(&times, &policy);
+                let times: Vec<SnapshotId> = all.iter().map(|(_, t)| *t).collect();
+                let keep = store::retention::keep(&times, &policy);
                 for (i, (name, _)) in all.iter().enumerate() {
                     if keep.contains(&i) || *name == id {
                         continue;
@@ -340,8 +297,8 @@ impl Backup {
                             crate::remove::remove(snaps.as_fd(), &c)
                         })
                         .map_err(io("cannot remove an expired snapshot in"))?;
-                    for ext in ["json", "manifest", "verify.json"] {
-                        let f = CString::new(format!("{name}.{ext}")).expect("no NUL");
+                    for record in layout::records(name) {
+                        let f = CString::new(record).expect("no NUL");
                         let _ = unlinkat(runs.as_fd(), f.as_c_str(), AtFlags::empty());
                     }
                     removed.push(name.clone());
@@ -361,12 +318,14 @@ impl Backup {
     }
 }
 
-/// Removes manifests that runs which died left half written (`ID.manifest.tmp`); the lock says
-/// none is being written now.
+/// Removes manifests that runs which died left half written; the lock says none is being written
+/// now.
 fn remove_dead_manifests(runs: BorrowedFd<'_>) {
     let Ok(l) = Listing::read(runs) else { return };
     for i in 0..l.len() {
-        if l.name_bytes(i).ends_with(b".manifest.tmp") {
+        if l.name_bytes(i)
+            .ends_with(layout::MANIFEST_TMP_SUFFIX.as_bytes())
+        {
             let _ = unlinkat(runs, l.name(i), AtFlags::empty());
         }
     }
@@ -424,23 +383,21 @@ pub fn list(dst: &Path) -> Result<Vec<SnapshotInfo>> {
         Mode::empty(),
     )
     .map_err(|e| io("cannot open")(e.into()))?;
-    let snaps = match openat(&root, SNAPSHOTS, DIR_FLAGS, Mode::empty()) {
+    let snaps = match openat(&root, layout::SNAPSHOTS_C, DIR_FLAGS, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(Vec::new()),
         Err(e) => return Err(io("cannot open snapshots of")(e.into())),
     };
-    let latest = rustix::fs::readlinkat(&root, c"latest", Vec::new())
+    let latest = rustix::fs::readlinkat(&root, layout::LATEST_C, Vec::new())
         .ok()
-        .and_then(|l| {
-            l.to_str()
-                .ok()
-                .map(|s| s.trim_start_matches("snapshots/").to_string())
-        });
-    let runs = openat(&root, c".pvc-backup/snapshots", DIR_FLAGS, Mode::empty()).ok();
+        .and_then(|l| l.to_str().ok().map(layout::latest_id));
+    let runs = openat(&root, layout::STATE_DIR_C, DIR_FLAGS, Mode::empty())
+        .and_then(|state| openat(&state, layout::SNAPSHOTS_C, DIR_FLAGS, Mode::empty()))
+        .ok();
     let mut out = Vec::new();
     for (id, t) in complete_snapshots(snaps.as_fd()).map_err(io("cannot read"))? {
         let summary: Option<Summary> = runs.as_ref().and_then(|r| {
-            let name = CString::new(format!("{id}.json")).ok()?;
+            let name = CString::new(layout::run_record(&id)).ok()?;
             let fd = openat(
                 r,
                 name.as_c_str(),
@@ -454,17 +411,14 @@ pub fn list(dst: &Path) -> Result<Vec<SnapshotInfo>> {
         let dir = openat(&snaps, c.as_c_str(), DIR_FLAGS, Mode::empty())
             .map_err(|e| io("cannot open")(e.into()))?;
         out.push(SnapshotInfo {
-            time: format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-                t.year, t.month, t.day, t.hour, t.minute, t.second
-            ),
+            time: t.rfc3339(),
             latest: latest.as_deref() == Some(id.as_str()),
             entries: summary.as_ref().map(|s| s.entries.total),
             bytes: summary.as_ref().map(|s| s.bytes.total),
             unique_bytes: unique_bytes(dir).map_err(io("cannot read"))?,
             result: summary.map(|s| s.result),
             verified: runs.as_ref().and_then(|r| {
-                let name = CString::new(format!("{id}.verify.json")).ok()?;
+                let name = CString::new(layout::verify_record(&id)).ok()?;
                 let fd = openat(
                     r,
                     name.as_c_str(),
@@ -472,9 +426,8 @@ pub fn list(dst: &Path) -> Result<Vec<SnapshotInfo>> {
                     Mode::empty(),
                 )
                 .ok()?;
-                let rec: crate::verify::Record =
-                    serde_json::from_reader(std::fs::File::from(fd)).ok()?;
-                Some(format!("{} at {}", rec.result, rec.verified_at))
+                let rec: Verification = serde_json::from_reader(std::fs::File::from(fd)).ok()?;
+                Some(rec.describe())
             }),
             id,
         });
@@ -490,7 +443,7 @@ fn unique_bytes(dir: OwnedFd) -> std::io::Result<u64> {
         let l = Listing::read(&d)?;
         for i in 0..l.len() {
             let name = l.name(i);
-            if is_root && name.to_bytes() == crate::STATE_DIR.as_bytes() {
+            if is_root && name.to_bytes() == STATE_DIR.as_bytes() {
                 continue;
             }
             let m = crate::meta::stat_at(&d, name)?;
@@ -504,51 +457,4 @@ fn unique_bytes(dir: OwnedFd) -> std::io::Result<u64> {
         }
     }
     Ok(total)
-}
-
-/// The names of the complete snapshots of `dst`, newest first.
-pub fn list_ids(dst: &Path) -> Result<Vec<String>> {
-    let snaps = dst.join("snapshots");
-    let c = CString::new(snaps.as_os_str().as_encoded_bytes())
-        .map_err(|_| Error::Usage("NUL in path".into()))?;
-    let fd = openat(rustix::fs::CWD, c.as_c_str(), DIR_FLAGS, Mode::empty())
-        .map_err(|e| Error::io("cannot open", snaps.display().to_string(), e.into()))?;
-    Ok(complete_snapshots(fd.as_fd())
-        .map_err(|e| Error::io("cannot read", snaps.display().to_string(), e))?
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect())
-}
-
-/// Resolves a snapshot name, or `latest`, to its folder in `dst`.
-pub fn resolve(dst: &Path, which: &str) -> Result<PathBuf> {
-    if which == "latest" {
-        let link = std::fs::read_link(dst.join("latest")).map_err(|e| {
-            Error::Usage(format!(
-                "{} has no latest snapshot ({e}); is it a backup made by `pvc-backup mover backup`?",
-                dst.display()
-            ))
-        })?;
-        let id = link
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        return resolve(dst, &id);
-    }
-    if parse_id(which).is_none() || which.contains('/') {
-        return Err(Error::Usage(format!(
-            "{which:?} is not a snapshot name (like 2026-11-25T02-00-00Z) nor `latest`; \
-             `pvc-backup mover snapshots {}` lists them",
-            dst.display()
-        )));
-    }
-    let path = dst.join("snapshots").join(which);
-    if !path.is_dir() {
-        return Err(Error::Usage(format!(
-            "no snapshot {which} in {}; `pvc-backup mover snapshots {}` lists them",
-            dst.display(),
-            dst.display()
-        )));
-    }
-    Ok(path)
 }

@@ -23,7 +23,8 @@ use rustix::fs::{Mode, OFlags, openat};
 use crate::exclude::{self, Excludes};
 use crate::listing::Listing;
 use crate::meta::{Kind, Meta, stat_at};
-use crate::{Error, Result, STATE_DIR, relpath};
+use crate::{Error, Result, relpath};
+use store::layout::STATE_DIR;
 
 /// Free room on a filesystem, as an ordinary process may use it (blocks reserved for root are
 /// not counted: the mover has no `CAP_SYS_RESOURCE`).

@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use contract::Progress;
 use contract::summary::{ByteCounts, EntryCounts, EntryError, Note};
@@ -132,32 +132,4 @@ pub(crate) fn counts(stats: &Stats) -> (EntryCounts, ByteCounts) {
             copied: g(&stats.bytes_copied),
         },
     )
-}
-
-/// Formats a time as RFC 3339 in UTC with seconds (`2026-11-25T02:00:00Z`).
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = crate::retention::civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_matches_known_instants() {
-        let at = |s| rfc3339(UNIX_EPOCH + Duration::from_secs(s));
-        assert_eq!(at(0), "1970-01-01T00:00:00Z");
-        // date -u -d @951782400 +%FT%TZ
-        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
-        // date -u -d @1795572000 +%FT%TZ
-        assert_eq!(at(1_795_572_000), "2026-11-25T02:00:00Z");
-    }
 }

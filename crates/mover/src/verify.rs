@@ -16,6 +16,8 @@ use crate::listing::Listing;
 use crate::manifest::{self, Entry};
 use crate::meta::{Kind, stat_at};
 use crate::relpath;
+use store::layout::{self, STATE_DIR, Target};
+use store::record::Verification;
 
 /// One way in which a copy is not what it should be.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -156,7 +158,7 @@ pub fn against_manifest(root: BorrowedFd<'_>, entries: &[Entry]) -> Outcome {
         let expected: BTreeSet<&[u8]> = want.iter().map(|e| relpath::split(&e.path).1).collect();
         for i in 0..listing.len() {
             let name = listing.name_bytes(i);
-            if dir.is_empty() && name == crate::STATE_DIR.as_bytes() {
+            if dir.is_empty() && name == STATE_DIR.as_bytes() {
                 continue;
             }
             if !expected.contains(name) {
@@ -237,7 +239,7 @@ fn pair<'s>(
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return acc.diff(&rel, format!("cannot read directory: {e}")),
     };
-    let skip = |name: &[u8]| rel.is_empty() && name == crate::STATE_DIR.as_bytes();
+    let skip = |name: &[u8]| rel.is_empty() && name == STATE_DIR.as_bytes();
     for i in 0..lc.len() {
         let n = lc.name_bytes(i);
         if !skip(n) && ls.find(n).is_none() {
@@ -300,19 +302,6 @@ fn pair<'s>(
     }
 }
 
-/// The recorded result of verifying one snapshot.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Record {
-    /// When it was verified, RFC 3339.
-    pub verified_at: String,
-    /// `ok`, or `failed` with the count of differences.
-    pub result: String,
-    /// Entries checked.
-    pub entries: u64,
-    /// Bytes read.
-    pub bytes_read: u64,
-}
-
 /// Verifies snapshots of the backup at `dst` (`which`: a name, `latest` or `all`) against their
 /// manifests, or against the live tree `against`; the result of each is recorded next to its
 /// summary, where `mover snapshots` shows it. A target without snapshots (a mirror) can only be
@@ -346,13 +335,14 @@ pub fn verify_excluding(
         .map_err(|e| Error::io("cannot open", p.display().to_string(), e.into()))
     };
     let source = against.map(open).transpose()?;
-    if !dst.join("snapshots").is_dir() {
+    let target = Target::new(dst);
+    if !target.has_snapshots() {
         // A mirror: against its source, or against the manifest `sync --manifest` wrote.
         let copy = open(dst)?;
         let outcome = match source {
             Some(src) => against_source_excluding(copy.as_fd(), src.as_fd(), excludes),
             None => {
-                let mpath = dst.join(".pvc-backup/manifest");
+                let mpath = target.mirror_manifest();
                 let data = std::fs::read(&mpath).map_err(|_| {
                     Error::Usage(format!(
                         "{} has no snapshots and no manifest; give --against SOURCE to compare \
@@ -369,9 +359,9 @@ pub fn verify_excluding(
         return Ok(vec![(dst.display().to_string(), outcome)]);
     }
     let ids: Vec<String> = if which == "all" {
-        crate::snapshot::list_ids(dst)?
+        target.list_ids()?
     } else {
-        let p = crate::snapshot::resolve(dst, which)?;
+        let p = target.resolve(which)?;
         vec![
             p.file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -380,13 +370,11 @@ pub fn verify_excluding(
     };
     let mut out = Vec::new();
     for id in ids {
-        let root = open(&dst.join("snapshots").join(&id))?;
+        let root = open(&target.snapshot_dir(&id))?;
         let outcome = match &source {
             Some(src) => against_source_excluding(root.as_fd(), src.as_fd(), excludes),
             None => {
-                let mpath = dst
-                    .join(".pvc-backup/snapshots")
-                    .join(format!("{id}.manifest"));
+                let mpath = target.manifest(&id);
                 let data = std::fs::read(&mpath).map_err(|e| {
                     Error::io(
                         "cannot read the manifest (was the snapshot made by pvc-backup?)",
@@ -400,8 +388,8 @@ pub fn verify_excluding(
                 against_manifest(root.as_fd(), &entries)
             }
         };
-        let record = Record {
-            verified_at: crate::summary::rfc3339(std::time::SystemTime::now()),
+        let record = Verification {
+            verified_at: store::id::rfc3339(std::time::SystemTime::now()),
             result: if outcome.ok() {
                 "ok".into()
             } else {
@@ -411,8 +399,8 @@ pub fn verify_excluding(
             bytes_read: outcome.bytes_read,
         };
         // Recording is best effort: a read-only backup can still be verified.
-        if let Ok(runs) = open(&dst.join(".pvc-backup/snapshots")) {
-            let name = CString::new(format!("{id}.verify.json")).expect("no NUL");
+        if let Ok(runs) = open(&target.records_dir()) {
+            let name = CString::new(layout::verify_record(&id)).expect("no NUL");
             let _ = crate::sync::write_state_file(runs.as_fd(), &name, &record);
         }
         out.push((id, outcome));

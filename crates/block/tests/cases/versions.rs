@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use block::versions::{self, BackupOptions, IMAGE};
+use block::versions::{self, BackupOptions};
+use store::layout::IMAGE;
 
 use crate::util::{Rng, apparent_size, opts, same_bytes, sparse_file, write_at};
 
@@ -23,7 +24,7 @@ pub fn volume(path: &Path, seed: u64) {
 pub fn backup_opts(keep_last: Option<u32>) -> BackupOptions {
     BackupOptions {
         copy: opts(MIB),
-        policy: mover::retention::Policy {
+        policy: store::retention::Policy {
             last: keep_last,
             ..Default::default()
         },
@@ -268,11 +269,11 @@ fn refusals_leave_the_backup_folder_as_it_was() {
     let e = versions::backup(&src, &files, &backup_opts(None), &mut |_| {}).unwrap_err();
     assert_eq!(e.exit_code(), 2, "{e}");
     assert!(e.to_string().contains("file tree"), "{e}");
-    assert_eq!(mover::snapshot::list_ids(&files).unwrap(), [id]);
-    assert!(!versions::is_block_backup(&files));
+    assert_eq!(store::Target::new(&files).list_ids().unwrap(), [id]);
+    assert!(!store::Target::new(&files).holds_block_versions());
 
     backup(&src, &dst, &backup_opts(None));
-    assert!(versions::is_block_backup(&dst));
+    assert!(store::Target::new(&dst).holds_block_versions());
     let e = mover::snapshot::Backup::prepare(
         &tree,
         &dst,

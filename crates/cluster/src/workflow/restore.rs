@@ -56,7 +56,7 @@ impl RestoreRequest {
                 self.claim
             )));
         }
-        let id_ok = self.snapshot == "latest"
+        let id_ok = self.snapshot == store::layout::LATEST
             || (!self.snapshot.is_empty()
                 && self
                     .snapshot
@@ -141,7 +141,7 @@ pub fn listing_job(
 pub fn pick_snapshot(listing: &Value, wanted: &str, backup: &str) -> Result<String> {
     let list = listing.as_array().cloned().unwrap_or_default();
     let found = list.iter().find(|s| {
-        if wanted == "latest" {
+        if wanted == store::layout::LATEST {
             s["latest"].as_bool() == Some(true)
         } else {
             s["id"].as_str() == Some(wanted)
@@ -372,7 +372,7 @@ async fn swap(
             ))
         })?;
     let id = pick_snapshot(&listing, &request.snapshot, &request.from)?;
-    let folder = format!("snapshots/{id}");
+    let folder = store::layout::snapshot_path(&id);
     observer.step(&format!(
         "pointing {w} at {folder} of claim {}",
         request.from

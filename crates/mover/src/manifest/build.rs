@@ -104,7 +104,7 @@ fn walk<'s>(
     let (mut n, mut hashed) = (0u64, 0u64);
     for i in 0..listing.len() {
         let name = listing.name(i);
-        if is_root && name.to_bytes() == crate::STATE_DIR.as_bytes() {
+        if is_root && name.to_bytes() == store::layout::STATE_DIR.as_bytes() {
             continue;
         }
         let m = match stat_at(&dir, name) {

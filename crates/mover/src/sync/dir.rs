@@ -11,6 +11,7 @@ use rustix::fs::{FileType, Mode, OFlags, RenameFlags, mkdirat, renameat, renamea
 use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
 
+use crate::Result;
 use crate::attrs::{self, Handle, OpError};
 use crate::exclude;
 use crate::listing::Listing;
@@ -19,7 +20,7 @@ use crate::meta::{Kind, Meta, stat_at, stat_fd};
 use crate::owner::Id;
 use crate::relpath;
 use crate::xattr::{self, Xattrs};
-use crate::{Result, STATE_DIR};
+use store::layout::STATE_DIR;
 
 use super::entry::handle_entry;
 use super::mirror::Ctx;

@@ -23,9 +23,11 @@ use crate::relpath;
 use contract::ExitCode;
 use contract::summary::{EntryError, SCHEMA, Summary};
 
-use crate::summary::{Journal, Stats, rfc3339};
+use crate::summary::{Journal, Stats};
 use crate::xattr;
-use crate::{Error, Result, STATE_DIR};
+use crate::{Error, Result};
+use store::id::rfc3339;
+use store::layout::STATE_DIR;
 
 use super::dir::{DirNode, has_default_acl, new_owner, process_dir};
 use super::record::write_state_file;
@@ -83,7 +85,8 @@ impl Mirror {
                 Some(_) => preflight::open_source(&self.src_path, None, &self.owners).ok(),
             };
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let state = root.and_then(|r| openat(&r, c".pvc-backup", flags, Mode::empty()).ok());
+            let state = root
+                .and_then(|r| openat(&r, store::layout::STATE_DIR_C, flags, Mode::empty()).ok());
             let read = match state {
                 Some(state) => metalog::read(state.as_fd()).map_err(|e| {
                     Error::io(
@@ -237,7 +240,7 @@ impl Mirror {
             notes,
         };
         let written = self.owners.retry_target(&[], &[state], || {
-            write_state_file(state, c"last-sync.json", &summary)
+            write_state_file(state, store::layout::LAST_SYNC_C, &summary)
         });
         written.map_err(|e| {
             Error::io(

@@ -19,8 +19,9 @@ use std::sync::Arc;
 use crate::exclude::Excludes;
 use crate::manifest::Recorder;
 use crate::owner::{Impersonate, Owners};
-use crate::preflight::{self, StateDir};
+use crate::preflight;
 use contract::Summary;
+use store::lock::StateDir;
 
 use crate::summary::Stats;
 use crate::{Error, Result};

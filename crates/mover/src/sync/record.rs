@@ -6,6 +6,7 @@ use std::io::Write as _;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use rustix::fs::{Mode, OFlags, openat, renameat};
+use store::layout::{MIRROR_MANIFEST_C, MIRROR_MANIFEST_TMP_C};
 
 use crate::manifest::{self, Chunk, PreviousFiles};
 use crate::meta::{Kind, Meta, Ts, stat_at};
@@ -20,7 +21,7 @@ impl Mirror {
     pub(super) fn write_manifest(&self, state: BorrowedFd<'_>) -> std::io::Result<()> {
         let previous = openat(
             state,
-            c"manifest",
+            MIRROR_MANIFEST_C,
             OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )
@@ -36,12 +37,12 @@ impl Mirror {
         self.owners.retry_target(&[], &[state], || {
             let f = openat(
                 state,
-                c"manifest.tmp",
+                MIRROR_MANIFEST_TMP_C,
                 OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o600),
             )?;
             crate::manifest::build(self.dst.as_fd(), &known, std::fs::File::from(f))?;
-            renameat(state, c"manifest.tmp", state, c"manifest")?;
+            renameat(state, MIRROR_MANIFEST_TMP_C, state, MIRROR_MANIFEST_C)?;
             Ok(())
         })
     }

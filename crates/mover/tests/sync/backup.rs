@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use mover::Options;
-use mover::retention::Policy;
 use mover::snapshot::{Backup, BackupReport, list};
+use store::retention::Policy;
 use testkit::oracle::assert_mirror;
 use testkit::skip::is_root;
 use testkit::tree::rich_tree;
@@ -202,7 +202,9 @@ fn restoring_an_old_snapshot_over_a_changed_tree_gives_back_exactly_that_snapsho
     backup(&p, Policy::default());
 
     // Restore the first snapshot over the changed tree itself.
-    let from = mover::snapshot::resolve(&p.dst.root, &first.snapshot).unwrap();
+    let from = store::Target::new(&p.dst.root)
+        .resolve(&first.snapshot)
+        .unwrap();
     let s = super::util::sync_with(&from, &p.src.root, Options::default());
     assert_ok(&s);
     assert_mirror(&before, &p.src.root, &sockets);
@@ -216,7 +218,7 @@ fn one_folder_restores_with_subdir_and_no_delete_keeps_what_the_target_has() {
         .file(b"app/data/sub/b", b"2")
         .file(b"other/c", b"3");
     backup(&p, Policy::default());
-    let latest = mover::snapshot::resolve(&p.dst.root, "latest").unwrap();
+    let latest = store::Target::new(&p.dst.root).resolve("latest").unwrap();
     let target = p._dir.path().join("restored");
     std::fs::create_dir(&target).unwrap();
     std::fs::write(target.join("kept"), b"mine").unwrap();
@@ -246,7 +248,7 @@ fn a_snapshot_name_that_is_not_there_is_a_usage_error() {
     p.src.file(b"f", b"1");
     backup(&p, Policy::default());
     for bad in ["2001-01-01T00-00-00Z", "../../etc", "yesterday"] {
-        let e = mover::snapshot::resolve(&p.dst.root, bad).unwrap_err();
+        let e = mover::Error::from(store::Target::new(&p.dst.root).resolve(bad).unwrap_err());
         assert_eq!(
             e.exit_code(),
             contract::ExitCode::Usage.code(),

@@ -263,25 +263,10 @@ pub fn now_secs() -> i64 {
 
 /// RFC 3339 UTC time with seconds, as Kubernetes writes `metav1.Time`.
 pub fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    jiff::Timestamp::from_second(secs)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// Now as RFC 3339.
@@ -289,23 +274,10 @@ pub fn now() -> String {
     rfc3339(now_secs())
 }
 
-/// Parses the RFC 3339 UTC times this fake writes (and any `...Z` with optional fraction).
+/// Parses the RFC 3339 times this fake writes (and any with a fraction or an offset), to whole
+/// seconds since the epoch.
 pub fn parse_time(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20 {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86400 + hh * 3600 + mm * 60 + ss)
+    s.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
 }
 
 static RNG: AtomicU64 = AtomicU64::new(0);
@@ -478,4 +450,21 @@ pub fn controlled_by(obj: &Value, owner_uid: &str) -> bool {
                     && r.get("controller").and_then(Value::as_bool) == Some(true)
             })
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_back_as_written() {
+        // `date -u -d @1795572000 +%FT%TZ`.
+        assert_eq!(rfc3339(1_795_572_000), "2026-11-25T02:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(parse_time("2026-11-25T02:00:00Z"), Some(1_795_572_000));
+        assert_eq!(parse_time("2026-11-25T02:00:00.5Z"), Some(1_795_572_000));
+        let now = now_secs();
+        assert_eq!(parse_time(&rfc3339(now)), Some(now));
+        assert_eq!(parse_time(""), None);
+    }
 }
