@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use super::CopyArgs;
 use super::copy::copy_code;
+use crate::output;
 
 /// Arguments of `pvc-backup mover sync`.
 #[derive(Debug, clap::Args)]
@@ -24,8 +25,7 @@ pub struct SyncArgs {
 /// Mirrors SRC into DST and DST into each `--also` folder.
 pub(super) fn run(a: SyncArgs) -> anyhow::Result<ExitCode> {
     if let Some(bad) = overlapping_also(&a.src, &a.dst, &a.also) {
-        eprintln!("pvc-backup mover sync: {bad}");
-        return Ok(Exit::Usage.into());
+        return Ok(output::failed("sync", bad, Exit::Usage.into()));
     }
     let first = copy_code(
         "sync",
