@@ -23,20 +23,20 @@ pub(super) fn copy_command<J>(
     copy_code(cmd, c, prepare, stats_of, run).map(ExitCode::from)
 }
 
-/// [`copy_command`], returning the exit code as a number.
+/// [`copy_command`], returning the mover's exit code.
 pub(super) fn copy_code<J>(
     cmd: &str,
     c: &CopyArgs,
     prepare: impl FnOnce(mover::Options) -> mover::Result<J>,
     stats_of: impl Fn(&J) -> Arc<Stats>,
     run: impl FnOnce(J) -> mover::Result<(Summary, Option<(serde_json::Value, String)>)>,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Exit> {
     init_logging(c.verbose, c.quiet);
     if c.excludes.delete_excluded && c.no_delete {
         return Ok(output::failed(
             cmd,
             "--delete-excluded deletes what --no-delete keeps; give one of them",
-            Exit::Usage.code(),
+            Exit::Usage,
         ));
     }
     let excludes = match c.excludes.excludes() {
@@ -72,5 +72,6 @@ pub(super) fn copy_code<J>(
     };
     let done = stats.event("done", Duration::from_millis(summary.duration_ms), 0);
     output::summary::tree_copy(cmd, out, &done, &summary, extra)?;
-    Ok(summary.exit_code)
+    // A copy's summary says done or partial.
+    Ok(Exit::try_from(summary.exit_code).unwrap_or(Exit::Fatal))
 }

@@ -1,6 +1,5 @@
 //! `pvc-backup mover sync`: make DST a mirror of SRC, then each `--also` folder a mirror of DST.
 
-use contract::ExitCode as Exit;
 use mover::Mirror;
 use mover::also::Also;
 use std::path::PathBuf;
@@ -37,18 +36,14 @@ pub(super) fn run(a: SyncArgs) -> anyhow::Result<ExitCode> {
         Mirror::stats,
         |job| job.run().map(|s| (s, None)),
     )?;
-    let Ok(first) = Exit::try_from(first) else {
-        return Ok(ExitCode::from(first));
-    };
     let code = also.copy(first, |extra| {
-        let code = copy_code(
+        copy_code(
             &format!("sync (also {})", extra.folder().display()),
             &a.copy,
             |opts| extra.prepare(opts),
             Mirror::stats,
             |job| job.run().map(|s| (s, None)),
-        )?;
-        anyhow::Ok(Exit::try_from(code).unwrap_or(Exit::Fatal))
+        )
     })?;
     Ok(code.into())
 }

@@ -230,7 +230,7 @@ pub fn fatal_in(cmd: &str, e: &block::Error, json: bool) -> ExitCode {
 fn stopped(prefix: &str, e: &block::Error, json: bool) -> ExitCode {
     let code = e.exit_code();
     if json {
-        let v = serde_json::json!({ "error": e.to_string(), "exit_code": code });
+        let v = serde_json::json!({ "error": e.to_string(), "exit_code": code.code() });
         println!("{v}");
     }
     eprintln!("{prefix}: {e}");

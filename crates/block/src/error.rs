@@ -92,12 +92,12 @@ pub enum Error {
 impl Error {
     /// The mover's exit code for this error: 254 for a missing or empty source, 2 for a usage
     /// error, 1 for everything else.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> Exit {
         match self {
-            Error::SourceMissing { .. } | Error::SourceEmpty { .. } => Exit::Refused.code(),
-            Error::Usage(_) => Exit::Usage.code(),
+            Error::SourceMissing { .. } | Error::SourceEmpty { .. } => Exit::Refused,
+            Error::Usage(_) => Exit::Usage,
             Error::Backup(e) => e.exit_code(),
-            _ => Exit::Fatal.code(),
+            _ => Exit::Fatal,
         }
     }
 

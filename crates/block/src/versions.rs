@@ -499,13 +499,12 @@ impl ImageCheck {
     }
 
     /// The exit code: 0 when the image is good, 23 when not.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> ExitCode {
         if self.ok() {
             ExitCode::Ok
         } else {
             ExitCode::Partial
         }
-        .code()
     }
 }
 

@@ -100,6 +100,18 @@ impl PartialEq<ExitCode> for u8 {
     }
 }
 
+impl PartialEq<i32> for ExitCode {
+    fn eq(&self, other: &i32) -> bool {
+        i32::from(self.code()) == *other
+    }
+}
+
+impl PartialEq<u8> for ExitCode {
+    fn eq(&self, other: &u8) -> bool {
+        self.code() == *other
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +130,7 @@ mod tests {
             assert_eq!(ExitCode::try_from(i32::from(c)), Ok(c));
             assert_eq!(ExitCode::try_from(u8::from(c)), Ok(c));
             assert!(i32::from(c) == c && c.code() == c);
+            assert!(c == i32::from(c) && c == c.code());
         }
         assert_eq!(ExitCode::from_code(3), None);
         assert_eq!(ExitCode::try_from(143i32), Err(143));
