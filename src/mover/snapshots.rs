@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use contract::Listing;
+
 use super::init_logging;
 use crate::output;
 
@@ -27,7 +29,7 @@ pub(super) fn run(a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Ok(output::failed("snapshots", &e, e.exit_code().into())),
     };
     if a.json {
-        output::json_line(&list)?;
+        output::json_line(&Listing::Tree(list))?;
     } else {
         output::reports::snapshots(&list);
     }
@@ -41,7 +43,7 @@ fn block_snapshots(dst: &Path, json: bool) -> anyhow::Result<ExitCode> {
         Err(e) => return Ok(output::summary::fatal_in("snapshots", &e, false)),
     };
     if json {
-        output::json_line(&list)?;
+        output::json_line(&Listing::Block(list))?;
     } else {
         output::reports::versions(&list);
     }

@@ -1,12 +1,13 @@
 //! The reports of the mover commands that read without copying (`snapshots`, `verify`,
 //! `check`), as tables and lines on stdout.
 
+use contract::snapshots::{SnapshotInfo, VersionInfo};
 use serde::Serialize;
 
 use super::{human_bytes, json_line};
 
 /// Prints the snapshots of a file backup as a table.
-pub fn snapshots(list: &[mover::snapshot::SnapshotInfo]) {
+pub fn snapshots(list: &[SnapshotInfo]) {
     println!(
         "{:<22} {:>10} {:>10} {:>10} {:<8} {:<10}",
         "SNAPSHOT", "ENTRIES", "SIZE", "UNIQUE", "RESULT", "VERIFIED"
@@ -27,7 +28,7 @@ pub fn snapshots(list: &[mover::snapshot::SnapshotInfo]) {
 }
 
 /// Prints the versions of a block volume's backup as a table.
-pub fn versions(list: &[block::versions::VersionInfo]) {
+pub fn versions(list: &[VersionInfo]) {
     println!(
         "{:<22} {:>10} {:>10} {:>10} {:>8} {:<8} {:<8} {:<10}",
         "VERSION", "SIZE", "ALLOCATED", "UNIQUE", "CHANGED", "IMAGE", "RESULT", "VERIFIED"
