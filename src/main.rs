@@ -10,6 +10,7 @@ mod completions;
 mod logging;
 mod manifests;
 mod mover;
+mod output;
 mod webhook;
 mod workflows;
 

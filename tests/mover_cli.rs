@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use contract::{Line, Progress, Report, Summary};
+use contract::{Line, Listing, Progress, Report, Summary};
 use testkit::oracle::assert_mirror;
 use testkit::skip::{is_root, need_tools, skip};
 use testkit::tree::Tree;
@@ -234,6 +234,51 @@ fn a_caller_reads_the_backup_report_and_block_progress_as_the_contract_says() {
         })
         .unwrap_or_else(|| panic!("no progress line: {text}"));
     assert_eq!((done.phase.as_str(), done.bytes_known), ("done", 1 << 20));
+}
+
+#[test]
+fn the_snapshot_listing_reads_back_as_the_contract_types_for_folders_and_block_volumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let listing = |dst: &Path| {
+        let o = bin()
+            .args(["mover", "snapshots", "--json"])
+            .arg(dst)
+            .output()
+            .expect("run pvc-backup");
+        assert_eq!(code(&o), contract::ExitCode::Ok, "{}", stderr(&o));
+        let text = String::from_utf8(o.stdout).unwrap();
+        let listing: Listing =
+            serde_json::from_str(text.trim_end()).unwrap_or_else(|e| panic!("{e}: {text}"));
+        // What the contract writes back is what the mover printed.
+        assert_eq!(serde_json::to_string(&listing).unwrap(), text.trim_end());
+        listing
+    };
+
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"a", b"alpha");
+    let dst = dir.path().join("files");
+    let o = mover(&["backup"], &src.root, &dst);
+    assert_eq!(code(&o), contract::ExitCode::Ok, "{}", stderr(&o));
+    let Listing::Tree(snapshots) = listing(&dst) else {
+        panic!("a folder's backup lists snapshots");
+    };
+    assert_eq!(snapshots.len(), 1);
+    assert!(snapshots[0].latest);
+    assert_eq!(snapshots[0].entries, Some(1));
+    assert!(dst.join("snapshots").join(&snapshots[0].id).is_dir());
+
+    let image = dir.path().join("disk.img");
+    std::fs::write(&image, vec![1u8; 1 << 20]).unwrap();
+    let dst = dir.path().join("volume");
+    let o = mover(&["backup", "--block"], &image, &dst);
+    assert_eq!(code(&o), contract::ExitCode::Ok, "{}", stderr(&o));
+    let listed = listing(&dst);
+    let Listing::Block(versions) = &listed else {
+        panic!("a block volume's backup lists versions");
+    };
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].size, 1 << 20);
+    assert_eq!(listed.latest(), Some(versions[0].id.as_str()));
 }
 
 /// Runs `cmd` as the unprivileged user `nobody` when root, as itself otherwise.

@@ -4,9 +4,10 @@ use contract::ExitCode as Exit;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::block::{Display, Output, fatal_in, parse_chunk_size, print_errors};
-use super::copy::{copy_command, removed_note};
-use super::{CopyArgs, block_output, block_threads, not_for_block};
+use super::block::parse_chunk_size;
+use super::copy::copy_command;
+use super::{CopyArgs, block_threads, not_for_block};
+use crate::output::{self, Output, progress::Display};
 
 /// Arguments of `pvc-backup mover backup`.
 #[derive(Debug, clap::Args)]
@@ -64,15 +65,18 @@ pub(super) fn run(a: BackupArgs) -> anyhow::Result<ExitCode> {
             },
             policy,
         };
-        return block_backup(&a.src, &a.dst, &options, block_output(&a.copy));
+        return block_backup(&a.src, &a.dst, &options, a.copy.output());
     }
     if a.chunk_size.is_some() {
-        eprintln!(
-            "pvc-backup mover backup: --chunk-size applies to block volumes only ({} is not a \
-             block device; add --block to back up an image file as a volume)",
-            a.src.display()
-        );
-        return Ok(Exit::Usage.into());
+        return Ok(output::failed(
+            "backup",
+            format_args!(
+                "--chunk-size applies to block volumes only ({} is not a block device; add \
+                 --block to back up an image file as a volume)",
+                a.src.display()
+            ),
+            Exit::Usage.into(),
+        ));
     }
     copy_command(
         "backup",
@@ -81,14 +85,7 @@ pub(super) fn run(a: BackupArgs) -> anyhow::Result<ExitCode> {
         mover::snapshot::Backup::stats,
         |job| {
             job.run().map(|r| {
-                let line = format!(
-                    "snapshot {}{}{}",
-                    r.snapshot,
-                    r.previous.as_ref().map_or(String::new(), |p| format!(
-                        " (unchanged entries linked to {p})"
-                    )),
-                    removed_note(&r.removed, &r.cleaned),
-                );
+                let line = output::summary::snapshot_made(&r);
                 let json = serde_json::to_value(&r).unwrap_or_default();
                 (r.summary, Some((json, line)))
             })
@@ -103,45 +100,12 @@ fn block_backup(
     options: &block::versions::BackupOptions,
     out: Output,
 ) -> anyhow::Result<ExitCode> {
-    let mut display = Display::new(out.json, out.bar);
-    let result = block::versions::backup(src, dst, options, &mut |p| display.show(p));
-    display.finish();
+    let result =
+        Display::new(out).around(|progress| block::versions::backup(src, dst, options, progress));
     let r = match result {
         Ok(r) => r,
-        Err(e) => return Ok(fatal_in("backup", &e, out.json)),
+        Err(e) => return Ok(output::summary::fatal_in("backup", &e, out.json)),
     };
-    if out.json {
-        println!("{}", serde_json::to_string(&r)?);
-    }
-    if !out.quiet || r.summary.exit_code != 0 {
-        print_errors(&r.summary.errors, out.verbose);
-        if r.result == "ok" {
-            let how = match (&r.previous, r.method) {
-                (Some(p), block::versions::method::REFLINK) => {
-                    format!(
-                        "cloned from {p} (reflink), {} chunks changed",
-                        r.changed_chunks
-                    )
-                }
-                (Some(p), _) => format!(
-                    "full image: {}; {} chunks changed since {p}",
-                    r.reflink_error.as_deref().unwrap_or("no reflinks"),
-                    r.changed_chunks
-                ),
-                (None, _) => format!("first version, {} chunks of data", r.changed_chunks),
-            };
-            eprintln!(
-                "pvc-backup mover backup: version {} ({how}){}",
-                r.snapshot,
-                removed_note(&r.removed, &r.cleaned),
-            );
-        } else {
-            eprintln!(
-                "pvc-backup mover backup: FAILED: {} chunks could not be copied; no version was made",
-                r.summary.errors.len()
-            );
-        }
-        eprintln!("pvc-backup mover backup: {}", r.summary.human_line());
-    }
+    output::summary::block_backup(out, &r)?;
     Ok(ExitCode::from(r.summary.exit_code))
 }

@@ -11,11 +11,12 @@ mod sync;
 mod verify;
 
 use contract::ExitCode as Exit;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Subcommand, ValueEnum};
+
+use crate::output::{self, Output, ProgressMode};
 
 /// Arguments of `pvc-backup mover`.
 #[derive(Debug, clap::Args)]
@@ -66,19 +67,6 @@ impl From<ImpersonateArg> for mover::Impersonate {
             ImpersonateArg::Never => mover::Impersonate::Never,
         }
     }
-}
-
-/// How progress is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressMode {
-    /// A bar on a terminal, nothing otherwise.
-    Auto,
-    /// A progress bar on stderr.
-    Bar,
-    /// One JSON object a line on stdout, then the summary as JSON.
-    Json,
-    /// Nothing but the final line.
-    None,
 }
 
 /// Options shared by the commands that copy a tree.
@@ -263,10 +251,11 @@ fn not_for_block(cmd: &str, c: &CopyArgs) -> Option<ExitCode> {
         (c.excludes.given(), "--exclude"),
     ];
     let (_, flag) = given.iter().find(|(on, _)| *on)?;
-    eprintln!(
-        "pvc-backup mover {cmd}: {flag} applies to folders, not to block volumes; leave it out"
-    );
-    Some(Exit::Usage.into())
+    Some(output::failed(
+        cmd,
+        format_args!("{flag} applies to folders, not to block volumes; leave it out"),
+        Exit::Usage.into(),
+    ))
 }
 
 fn block_threads(c: &CopyArgs) -> usize {
@@ -277,13 +266,9 @@ fn block_threads(c: &CopyArgs) -> usize {
     }
 }
 
-fn block_output(c: &CopyArgs) -> block::Output {
-    let terminal = std::io::stderr().is_terminal();
-    block::Output {
-        json: c.progress == ProgressMode::Json,
-        bar: c.progress == ProgressMode::Bar
-            || (c.progress == ProgressMode::Auto && terminal && !c.quiet),
-        quiet: c.quiet,
-        verbose: c.verbose > 0,
+impl CopyArgs {
+    /// How the command shows itself, from --progress, -q and -v.
+    fn output(&self) -> Output {
+        Output::new(self.progress, self.quiet, self.verbose > 0)
     }
 }

@@ -4,9 +4,9 @@ use contract::ExitCode as Exit;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::block::{Display, Output, fatal_in, print_errors};
 use super::copy::copy_command;
-use super::{CopyArgs, block_output, block_threads, not_for_block};
+use super::{CopyArgs, block_threads, not_for_block};
+use crate::output::{self, Output, progress::Display};
 
 /// Arguments of `pvc-backup mover restore`.
 #[derive(Debug, clap::Args)]
@@ -36,32 +36,26 @@ pub(super) fn run(a: RestoreArgs) -> anyhow::Result<ExitCode> {
             verify: a.verify,
             ..block::Options::default()
         };
-        return block_restore(
-            &a.backup,
-            &a.snapshot,
-            &a.target,
-            &options,
-            block_output(&a.copy),
-        );
+        return block_restore(&a.backup, &a.snapshot, &a.target, &options, a.copy.output());
     }
     if a.verify {
-        eprintln!(
-            "pvc-backup mover restore: --verify applies to block volumes; check a restored folder \
-             with `pvc-backup mover verify {} --against {}`",
-            a.target.display(),
-            a.backup.display()
-        );
-        return Ok(Exit::Usage.into());
+        return Ok(output::failed(
+            "restore",
+            format_args!(
+                "--verify applies to block volumes; check a restored folder with `pvc-backup \
+                 mover verify {} --against {}`",
+                a.target.display(),
+                a.backup.display()
+            ),
+            Exit::Usage.into(),
+        ));
     }
     let from = match store::Target::new(&a.backup)
         .resolve(&a.snapshot)
         .map_err(mover::Error::from)
     {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("pvc-backup mover restore: {e}");
-            return Ok(ExitCode::from(e.exit_code()));
-        }
+        Err(e) => return Ok(output::failed("restore", &e, e.exit_code().into())),
     };
     copy_command(
         "restore",
@@ -80,19 +74,12 @@ fn block_restore(
     options: &block::Options,
     out: Output,
 ) -> anyhow::Result<ExitCode> {
-    let mut display = Display::new(out.json, out.bar);
-    let result = block::versions::restore(dst, which, target, options, &mut |p| display.show(p));
-    display.finish();
+    let result = Display::new(out)
+        .around(|progress| block::versions::restore(dst, which, target, options, progress));
     let summary = match result {
         Ok(s) => s,
-        Err(e) => return Ok(fatal_in("restore", &e, out.json)),
+        Err(e) => return Ok(output::summary::fatal_in("restore", &e, out.json)),
     };
-    if out.json {
-        println!("{}", serde_json::to_string(&summary)?);
-    }
-    if !out.quiet || summary.exit_code != 0 {
-        print_errors(&summary.errors, out.verbose);
-        eprintln!("pvc-backup mover restore: {}", summary.human_line());
-    }
+    output::summary::block_restore(out, &summary)?;
     Ok(ExitCode::from(summary.exit_code))
 }

@@ -4,9 +4,8 @@ use contract::ExitCode as Exit;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::block::fatal_in;
-use super::copy::human_bytes;
 use super::{ExcludeArgs, init_logging};
+use crate::output;
 
 /// Arguments of `pvc-backup mover verify`.
 #[derive(Debug, clap::Args)]
@@ -35,51 +34,29 @@ pub(super) fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         return block_verify(&a.dst, &a.snapshot, a.against.as_deref(), a.json);
     }
     if a.excludes.given() && (a.against.is_none() || a.excludes.delete_excluded) {
-        eprintln!(
-            "pvc-backup mover verify: --exclude, --exclude-from and --exclude-caches apply to a \
-             comparison with a live source (--against SRC), and --delete-excluded to copies; \
-             leave them out"
-        );
-        return Ok(Exit::Usage.into());
+        return Ok(output::failed(
+            "verify",
+            "--exclude, --exclude-from and --exclude-caches apply to a comparison with a live \
+             source (--against SRC), and --delete-excluded to copies; leave them out",
+            Exit::Usage.into(),
+        ));
     }
     let excludes = match a.excludes.excludes() {
         Ok(e) => e,
-        Err(e) => {
-            eprintln!("pvc-backup mover verify: {e}");
-            return Ok(ExitCode::from(e.exit_code()));
-        }
+        Err(e) => return Ok(output::failed("verify", &e, e.exit_code().into())),
     };
     let results =
         match mover::verify::verify_excluding(&a.dst, &a.snapshot, a.against.as_deref(), &excludes)
         {
             Ok(r) => r,
-            Err(e) => {
-                eprintln!("pvc-backup mover verify: {e}");
-                return Ok(ExitCode::from(e.exit_code()));
-            }
+            Err(e) => return Ok(output::failed("verify", &e, e.exit_code().into())),
         };
-    let ok = results.iter().all(|(_, o)| o.ok());
     if a.json {
-        let list: Vec<serde_json::Value> = results
-            .iter()
-            .map(|(id, o)| serde_json::json!({"snapshot": id, "ok": o.ok(), "outcome": o}))
-            .collect();
-        println!("{}", serde_json::to_string(&list)?);
+        output::reports::verified_json(&results, mover::verify::Outcome::ok)?;
     } else {
-        for (id, o) in &results {
-            let head = if o.ok() { "ok" } else { "FAILED" };
-            println!(
-                "{id}: {head}: {} entries, {} read, {} differences",
-                o.entries,
-                human_bytes(o.bytes_read),
-                o.differences_total
-            );
-            for d in &o.differences {
-                println!("  {}: {}", d.path, d.what);
-            }
-        }
+        output::reports::verified_trees(&results);
     }
-    Ok(if ok { Exit::Ok } else { Exit::Partial }.into())
+    Ok(verdict(results.iter().all(|(_, o)| o.ok())))
 }
 
 /// `mover verify` of block versions (`dst` a backup folder) or of one image file with its
@@ -102,29 +79,17 @@ fn block_verify(
     };
     let results = match result {
         Ok(r) => r,
-        Err(e) => return Ok(fatal_in("verify", &e, false)),
+        Err(e) => return Ok(output::summary::fatal_in("verify", &e, false)),
     };
-    let ok = results.iter().all(|(_, c)| c.ok());
     if json {
-        let list: Vec<serde_json::Value> = results
-            .iter()
-            .map(|(id, c)| serde_json::json!({"snapshot": id, "ok": c.ok(), "outcome": c}))
-            .collect();
-        println!("{}", serde_json::to_string(&list)?);
+        output::reports::verified_json(&results, block::versions::ImageCheck::ok)?;
     } else {
-        for (id, c) in &results {
-            println!(
-                "{id}: {}: {} chunks against {}, {} read, {} bad chunks",
-                if c.ok() { "ok" } else { "FAILED" },
-                c.chunks,
-                c.against,
-                human_bytes(c.bytes_read),
-                c.errors.len()
-            );
-            for e in &c.errors {
-                println!("  byte {} (+{}): {}", e.offset, e.len, e.reason);
-            }
-        }
+        output::reports::verified_images(&results);
     }
-    Ok(if ok { Exit::Ok } else { Exit::Partial }.into())
+    Ok(verdict(results.iter().all(|(_, c)| c.ok())))
+}
+
+/// Exit 0 when every snapshot checked out, 23 when one did not.
+fn verdict(ok: bool) -> ExitCode {
+    if ok { Exit::Ok } else { Exit::Partial }.into()
 }

@@ -8,20 +8,20 @@ pub mod migrate;
 pub mod restore;
 pub mod schedule;
 
-use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use cluster::connect::{ConnectOptions, Kube};
 use cluster::objects::mover::JobLimits;
-use cluster::run::{Observer, RunOptions};
+use cluster::run::RunOptions;
 use cluster::security::Privilege;
 use cluster::workflow::{DryRun, MoverSettings};
-use contract::Progress;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
+
+use crate::output::{self, Format, progress::Console};
 
 /// How to reach the cluster, as kubectl.
 #[derive(Debug, Clone, clap::Args)]
@@ -66,15 +66,6 @@ pub enum DryRunArg {
     Client,
 }
 
-/// Machine-readable output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// YAML (several objects as several documents).
-    Yaml,
-    /// JSON (several objects as a `List`).
-    Json,
-}
-
 /// `--dry-run` and `-o`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OutputArgs {
@@ -100,20 +91,12 @@ impl OutputArgs {
 
     /// Prints objects of a dry run (YAML unless -o json).
     pub fn print_objects(&self, objects: &[Value]) -> anyhow::Result<()> {
-        let text = match self.output {
-            Some(Format::Json) => cluster::objects::to_json(objects)?,
-            _ => cluster::objects::to_yaml(objects)?,
-        };
-        write_stdout(&text)
+        output::print_objects(self.output, objects)
     }
 
     /// Prints a result: as YAML/JSON with -o, else the human text.
     pub fn print_result(&self, value: &Value, human: &str) -> anyhow::Result<()> {
-        match self.output {
-            Some(Format::Json) => write_stdout(&(serde_json::to_string_pretty(value)? + "\n")),
-            Some(Format::Yaml) => write_stdout(&serde_saphyr::to_string(value)?),
-            None => write_stdout(&format!("{human}\n")),
-        }
+        output::print_result(self.output, value, human)
     }
 
     /// Whether machine output was asked for.
@@ -322,83 +305,4 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
-}
-
-fn write_stdout(text: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .context("cannot write to stdout")
-}
-
-/// Shows a workflow's steps on stderr and the mover's progress as a bar (on a terminal).
-pub struct Console {
-    bar: Option<indicatif::ProgressBar>,
-    quiet: bool,
-}
-
-impl Console {
-    /// A console; `quiet` drops the step lines (machine output on stdout keeps stderr quiet too).
-    pub fn new(quiet: bool) -> Console {
-        Console { bar: None, quiet }
-    }
-
-    fn bar(&mut self) -> &indicatif::ProgressBar {
-        self.bar.get_or_insert_with(|| {
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} \
-                     {binary_bytes_per_sec} {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            bar
-        })
-    }
-
-    /// Removes the bar.
-    pub fn finish(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-impl Observer for Console {
-    fn step(&mut self, message: &str) {
-        if self.quiet {
-            return;
-        }
-        match &self.bar {
-            Some(bar) => bar.println(format!("pvc-backup: {message}")),
-            None => eprintln!("pvc-backup: {message}"),
-        }
-    }
-
-    fn progress(&mut self, p: &Progress) {
-        if self.quiet || !std::io::stderr().is_terminal() {
-            return;
-        }
-        let bar = self.bar();
-        bar.set_length(p.bytes_known);
-        bar.set_position(p.bytes_done);
-        bar.set_message(format!(
-            "{}/{} entries{}",
-            p.entries_done,
-            p.entries_known,
-            if p.errors > 0 {
-                format!(", {} errors", p.errors)
-            } else {
-                String::new()
-            }
-        ));
-    }
-
-    fn text(&mut self, line: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(format!("mover: {line}")),
-            None => eprintln!("mover: {line}"),
-        }
-    }
 }

@@ -92,12 +92,11 @@ pub enum Error {
 impl Error {
     /// The mover's exit code for this error: 254 for a missing or empty source, 2 for a usage
     /// error, 1 for everything else.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> Exit {
         match self {
-            Error::SourceMissing { .. } | Error::SourceEmpty { .. } => Exit::Refused.code(),
-            Error::Usage(_) => Exit::Usage.code(),
-            Error::Backup(store::Error::Usage(_)) => Exit::Usage.code(),
-            _ => Exit::Fatal.code(),
+            Error::SourceMissing { .. } | Error::SourceEmpty { .. } => Exit::Refused,
+            Error::Usage(_) | Error::Backup(store::Error::Usage(_)) => Exit::Usage,
+            _ => Exit::Fatal,
         }
     }
 

@@ -36,6 +36,7 @@ use crate::pool::for_each_chunk;
 use crate::reflink;
 use contract::ExitCode;
 use contract::progress::block::{Phase, Progress};
+use contract::snapshots::VersionInfo;
 
 use crate::summary::{ChunkError, Summary};
 use crate::volume::Volume;
@@ -93,32 +94,6 @@ struct RecordView {
     method: Option<String>,
     changed_chunks: Option<u64>,
     result: Option<String>,
-}
-
-/// One version, as `mover snapshots` lists it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct VersionInfo {
-    /// Its name.
-    pub id: String,
-    /// When it was taken, RFC 3339.
-    pub time: String,
-    /// Whether `latest` points at it.
-    pub latest: bool,
-    /// Size of the volume in bytes (the image's apparent size).
-    pub size: u64,
-    /// Bytes the image allocates (`st_blocks`), shared extents included.
-    pub allocated_bytes: u64,
-    /// Bytes of the image's extents that no other file shares (`FIEMAP` without the shared flag):
-    /// what removing this version would free. Without `FIEMAP` (tmpfs), the allocated bytes.
-    pub unique_bytes: u64,
-    /// Chunks changed since the version before it, from the run record.
-    pub changed_chunks: Option<u64>,
-    /// How the image was made (`reflink` or `full`), from the run record.
-    pub method: Option<String>,
-    /// `ok`, from the run record.
-    pub result: Option<String>,
-    /// The result of its last verification, when it was verified.
-    pub verified: Option<String>,
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl Fn(io::Error) -> Error + 'a {
@@ -467,13 +442,12 @@ impl ImageCheck {
     }
 
     /// The exit code: 0 when the image is good, 23 when not.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> ExitCode {
         if self.ok() {
             ExitCode::Ok
         } else {
             ExitCode::Partial
         }
-        .code()
     }
 }
 

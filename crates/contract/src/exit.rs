@@ -42,6 +42,16 @@ impl ExitCode {
     pub fn wrote_target(self) -> bool {
         matches!(self, ExitCode::Ok | ExitCode::Partial)
     }
+
+    /// The code of a run made of several copies, this one and then `later`: done is better than
+    /// partial, and partial better than any failure; of two failures, the later one.
+    pub fn worst(self, later: ExitCode) -> ExitCode {
+        if later != ExitCode::Ok && (self == ExitCode::Ok || later != ExitCode::Partial) {
+            later
+        } else {
+            self
+        }
+    }
 }
 
 impl From<ExitCode> for u8 {
@@ -90,6 +100,18 @@ impl PartialEq<ExitCode> for u8 {
     }
 }
 
+impl PartialEq<i32> for ExitCode {
+    fn eq(&self, other: &i32) -> bool {
+        i32::from(self.code()) == *other
+    }
+}
+
+impl PartialEq<u8> for ExitCode {
+    fn eq(&self, other: &u8) -> bool {
+        self.code() == *other
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,9 +130,26 @@ mod tests {
             assert_eq!(ExitCode::try_from(i32::from(c)), Ok(c));
             assert_eq!(ExitCode::try_from(u8::from(c)), Ok(c));
             assert!(i32::from(c) == c && c.code() == c);
+            assert!(c == i32::from(c) && c == c.code());
         }
         assert_eq!(ExitCode::from_code(3), None);
         assert_eq!(ExitCode::try_from(143i32), Err(143));
         assert_eq!(ExitCode::from_code(-1), None);
+    }
+
+    #[test]
+    fn the_worst_code_ranks_done_then_partial_then_failures() {
+        use ExitCode as C;
+        assert_eq!(C::Ok.worst(C::Ok), C::Ok);
+        assert_eq!(C::Ok.worst(C::Partial), C::Partial);
+        assert_eq!(C::Partial.worst(C::Ok), C::Partial);
+        assert_eq!(C::Partial.worst(C::Partial), C::Partial);
+        for failure in [C::Fatal, C::Usage, C::Refused] {
+            assert_eq!(C::Ok.worst(failure), failure);
+            assert_eq!(C::Partial.worst(failure), failure);
+            assert_eq!(failure.worst(C::Ok), failure);
+            assert_eq!(failure.worst(C::Partial), failure);
+        }
+        assert_eq!(C::Fatal.worst(C::Refused), C::Refused);
     }
 }

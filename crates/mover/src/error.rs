@@ -86,14 +86,14 @@ pub enum Error {
 
 impl Error {
     /// The mover exit code for this error.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::SourceMissing { .. } | Error::SourceEmpty { .. } => ExitCode::Refused.code(),
-            Error::Usage(_) => ExitCode::Usage.code(),
+            Error::SourceMissing { .. } | Error::SourceEmpty { .. } => ExitCode::Refused,
+            Error::Usage(_) => ExitCode::Usage,
             Error::Locked { .. }
             | Error::Io { .. }
             | Error::NoSpace { .. }
-            | Error::TargetFull { .. } => ExitCode::Fatal.code(),
+            | Error::TargetFull { .. } => ExitCode::Fatal,
         }
     }
 

@@ -13,6 +13,7 @@
 //! [`content`], [`attrs`], [`xattr`], [`remove`] and [`hardlink`]), and [`summary`] reports.
 
 pub mod access;
+pub mod also;
 pub mod attrs;
 pub mod check;
 pub mod content;

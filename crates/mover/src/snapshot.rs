@@ -20,6 +20,7 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::listing::Listing;
+use contract::snapshots::SnapshotInfo;
 use contract::{ExitCode, Summary};
 use store::layout::{self, Target};
 use store::record::Verification;
@@ -343,28 +344,6 @@ fn open_or_make_raw(
         }
     })?;
     owners.open_in(dir, name, DIR_FLAGS)
-}
-
-/// One snapshot, as `mover snapshots` lists it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SnapshotInfo {
-    /// Its name.
-    pub id: String,
-    /// When it was taken, RFC 3339.
-    pub time: String,
-    /// Whether `latest` points at it.
-    pub latest: bool,
-    /// Entries in it (from the run's summary; `None` when the summary is missing).
-    pub entries: Option<u64>,
-    /// Bytes of regular files in it.
-    pub bytes: Option<u64>,
-    /// Space taken by files no other snapshot shares (allocated bytes of files with one link):
-    /// what removing this snapshot would free.
-    pub unique_bytes: u64,
-    /// `ok` or `partial`, from the run's summary.
-    pub result: Option<String>,
-    /// The result of its last verification, when it was verified.
-    pub verified: Option<String>,
 }
 
 /// Lists the snapshots of a target, newest first. Counting unique bytes reads the attributes of

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use contract::MoverCommand;
+use contract::{Listing, MoverCommand};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Api;
 use serde_json::{Value, json};
@@ -138,17 +138,14 @@ pub fn listing_job(
 
 /// The snapshot `wanted` (a name or `latest`) in the listing printed by `mover snapshots
 /// --json`, checked to exist and to be complete.
-pub fn pick_snapshot(listing: &Value, wanted: &str, backup: &str) -> Result<String> {
-    let list = listing.as_array().cloned().unwrap_or_default();
-    let found = list.iter().find(|s| {
-        if wanted == store::layout::LATEST {
-            s["latest"].as_bool() == Some(true)
-        } else {
-            s["id"].as_str() == Some(wanted)
-        }
-    });
+pub fn pick_snapshot(listing: &Listing, wanted: &str, backup: &str) -> Result<String> {
+    let names = listing.ids();
+    let found = if wanted == store::layout::LATEST {
+        listing.latest()
+    } else {
+        names.iter().copied().find(|id| *id == wanted)
+    };
     let Some(found) = found else {
-        let names: Vec<&str> = list.iter().filter_map(|s| s["id"].as_str()).collect();
         return Err(Error::Invalid(if names.is_empty() {
             format!("backup claim {backup} holds no snapshot: run pvc-backup backup first")
         } else {
@@ -158,13 +155,13 @@ pub fn pick_snapshot(listing: &Value, wanted: &str, backup: &str) -> Result<Stri
             )
         }));
     };
-    if found.get("size").is_some_and(|v| !v.is_null()) {
+    if listing.is_block() {
         return Err(Error::Invalid(format!(
             "backup claim {backup} holds versions of a block volume (image files): a workload \
              cannot run on an image file; restore by copying (without --swap)"
         )));
     }
-    Ok(found["id"].as_str().unwrap_or_default().to_owned())
+    Ok(found.to_owned())
 }
 
 /// The objects a restore creates (for `--dry-run`).
@@ -362,7 +359,7 @@ async fn swap(
         .find_map(|l| {
             let l = l.trim();
             l.starts_with('[')
-                .then(|| serde_json::from_str::<Value>(l).ok())
+                .then(|| serde_json::from_str::<Listing>(l).ok())
                 .flatten()
         })
         .ok_or_else(|| {
@@ -474,9 +471,19 @@ mod tests {
 
     #[test]
     fn the_snapshot_is_picked_by_name_or_as_the_latest() {
-        let listing = json!([
-            {"id": "2026-11-25T02-00-00Z", "latest": false, "result": "ok"},
-            {"id": "2026-11-26T02-00-00Z", "latest": true, "result": "ok"}
+        let snapshot = |id: &str, latest: bool| contract::snapshots::SnapshotInfo {
+            id: id.into(),
+            time: String::new(),
+            latest,
+            entries: None,
+            bytes: None,
+            unique_bytes: 0,
+            result: Some("ok".into()),
+            verified: None,
+        };
+        let listing = Listing::Tree(vec![
+            snapshot("2026-11-25T02-00-00Z", false),
+            snapshot("2026-11-26T02-00-00Z", true),
         ]);
         assert_eq!(
             pick_snapshot(&listing, "latest", "b").unwrap(),
@@ -494,12 +501,23 @@ mod tests {
             "{err}"
         );
         assert!(
-            pick_snapshot(&json!([]), "latest", "b")
+            pick_snapshot(&Listing::Tree(Vec::new()), "latest", "b")
                 .unwrap_err()
                 .to_string()
                 .contains("no snapshot")
         );
-        let block = json!([{"id": "x", "latest": true, "size": 4096}]);
+        let block = Listing::Block(vec![contract::snapshots::VersionInfo {
+            id: "x".into(),
+            time: String::new(),
+            latest: true,
+            size: 4096,
+            allocated_bytes: 4096,
+            unique_bytes: 4096,
+            changed_chunks: None,
+            method: None,
+            result: None,
+            verified: None,
+        }]);
         assert!(
             pick_snapshot(&block, "latest", "b")
                 .unwrap_err()
