@@ -80,6 +80,8 @@ else
   MANY_ENV=(NFILES=1000000 NDIRS=10000 MINKIB=1 MAXKIB=1)
   RUNS="${RUNS:-3}"
   TMPFS_SIZE=13G; EXT4_MIB=16384
+  # A baseline keeps a fourth 4 GiB mirror of D2 beside the source and the other two.
+  [ -z "$BASE_BIN" ] || { TMPFS_SIZE=18G; EXT4_MIB=20480; }
 fi
 case "$RUNS" in ''|*[!0-9]*|0) die "--runs needs a positive number" ;; esac
 envval() { local k="$1" kv; shift; for kv in "$@"; do if [ "${kv%%=*}" = "$k" ]; then echo "${kv#*=}"; fi; done; }
