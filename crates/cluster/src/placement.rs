@@ -37,10 +37,26 @@ pub fn mounts(pod: &Pod, claim: &str) -> bool {
 
 /// Whether `pod` still holds its volumes (not finished; a terminating pod still does).
 pub fn holds_volumes(pod: &Pod) -> bool {
-    !matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    )
+    !has_finished(pod)
+}
+
+/// Whether `pod` has ended for good: its phase says so, or, with restart policy `Never`, every
+/// container has terminated. The kubelet reports the phase a moment after the last container
+/// ends, and a mover pod (restart policy `Never`) whose container has exited runs nothing more.
+pub fn has_finished(pod: &Pod) -> bool {
+    let Some(status) = pod.status.as_ref() else {
+        return false;
+    };
+    if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+        return true;
+    }
+    let never = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) == Some("Never");
+    let containers = status.container_statuses.as_deref().unwrap_or_default();
+    never
+        && !containers.is_empty()
+        && containers
+            .iter()
+            .all(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
 }
 
 /// The pods of the namespace that hold `claim`.
@@ -143,4 +159,45 @@ pub async fn place(
         all.push((name.clone(), users(kube, &name).await?));
     }
     decide(claims, &all, ignore_pods)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(restart: &str, phase: &str, states: &[&str]) -> Pod {
+        let statuses: Vec<_> = states
+            .iter()
+            .map(|s| {
+                json!({"name": "c", "ready": false, "restartCount": 0, "image": "i",
+                "imageID": "", "state": {*s: if *s == "terminated" {json!({"exitCode": 0})}
+                    else {json!({})}}})
+            })
+            .collect();
+        serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "spec": {"restartPolicy": restart, "containers": [{"name": "c"}]},
+            "status": {"phase": phase, "containerStatuses": statuses}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pod_has_finished_by_its_phase_or_once_a_never_restarted_container_exited() {
+        assert!(has_finished(&pod("Always", "Succeeded", &["terminated"])));
+        assert!(has_finished(&pod("Never", "Failed", &[])));
+        // The kubelet has not reported the phase yet; the container will not run again.
+        assert!(has_finished(&pod("Never", "Running", &["terminated"])));
+        assert!(!holds_volumes(&pod("Never", "Running", &["terminated"])));
+        // A workload's container that exited is restarted.
+        assert!(!has_finished(&pod("Always", "Running", &["terminated"])));
+        assert!(!has_finished(&pod("Never", "Running", &["running"])));
+        assert!(!has_finished(&pod("Never", "Pending", &[])));
+        assert!(!has_finished(&pod(
+            "Never",
+            "Running",
+            &["terminated", "running"]
+        )));
+    }
 }

@@ -247,7 +247,8 @@ pub async fn delete_claim_and_wait(kube: &Kube, name: &str, timeout: Duration) -
     wait_claim_gone(kube, name, timeout).await
 }
 
-/// The Jobs of pvc-backup whose finished pods (Succeeded or Failed) mount claim `claim`.
+/// The Jobs of pvc-backup whose finished pods mount claim `claim` (see
+/// [`crate::placement::has_finished`]).
 async fn finished_jobs_using(kube: &Kube, claim: &str) -> Result<Vec<String>> {
     let pods: Api<Pod> = Api::namespaced(kube.client.clone(), &kube.namespace);
     let (key, value) = crate::names::MANAGED_BY;
@@ -257,11 +258,7 @@ async fn finished_jobs_using(kube: &Kube, claim: &str) -> Result<Vec<String>> {
     )))?;
     let mut jobs = Vec::new();
     for pod in list.items {
-        let finished = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.as_deref())
-            .is_some_and(|p| p == "Succeeded" || p == "Failed");
+        let finished = crate::placement::has_finished(&pod);
         let mounts = pod
             .spec
             .as_ref()
