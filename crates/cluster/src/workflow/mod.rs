@@ -6,6 +6,7 @@ pub mod backup;
 pub mod clone;
 pub mod list;
 pub mod migrate;
+pub mod progress;
 pub mod restore;
 pub mod schedule;
 pub mod steps;
@@ -155,6 +156,21 @@ pub async fn wait_bound(
 
 /// A Job name: `prefix-xxxxx`, at most 63 characters (the name is also a label value).
 pub fn job_name(prefix: &str) -> String {
+    job_name_in_run(prefix, &job_suffix())
+}
+
+/// The Job name `prefix-RUN` of a run whose id is `run` (from [`job_suffix`]): the same each
+/// time a recorded run goes on, so that it finds the Jobs it created before.
+pub fn job_name_in_run(prefix: &str, run: &str) -> String {
+    let mut p: String = prefix.chars().take(57).collect();
+    while p.ends_with(['-', '.']) {
+        p.pop();
+    }
+    format!("{p}-{run}")
+}
+
+/// Five characters that tell two runs apart (in Job names and run records).
+pub fn job_suffix() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -169,11 +185,7 @@ pub fn job_name(prefix: &str) -> String {
         let c = b"bcdfghjklmnpqrstvwxz2456789"[(x % 27) as usize];
         suffix.push(c as char);
     }
-    let mut p: String = prefix.chars().take(57).collect();
-    while p.ends_with(['-', '.']) {
-        p.pop();
-    }
-    format!("{p}-{suffix}")
+    suffix
 }
 
 /// The summary of a run as recorded on its target claim (annotation `pvc-backup.io/last-run`).
