@@ -46,6 +46,22 @@ impl Steps {
             .is_some_and(|done| done >= at)
     }
 
+    /// The position of the last step completed.
+    fn done_at(&self, progress: &Progress) -> Option<usize> {
+        let done = progress.done.as_deref()?;
+        self.names.iter().position(|n| *n == done)
+    }
+
+    /// Whether a step after `step` was completed.
+    pub fn is_past(&self, progress: &Progress, step: &str) -> bool {
+        self.done_at(progress) > Some(self.position(step))
+    }
+
+    /// Whether record `a` went further than record `b`.
+    pub fn went_further(&self, a: &Progress, b: &Progress) -> bool {
+        self.done_at(a) > self.done_at(b)
+    }
+
     /// Whether any step from `first` to `last` (both included) is still to do.
     pub fn any_pending(&self, progress: &Progress, first: &str, last: &str) -> bool {
         self.names[self.position(first)..=self.position(last)]
@@ -213,6 +229,9 @@ mod tests {
         // Doing an earlier step again does not move the record back.
         STEPS.complete(&mut p, "create");
         assert_eq!(p.done.as_deref(), Some("copy"));
+        assert!(STEPS.is_past(&p, "create") && !STEPS.is_past(&p, "copy"));
+        let fresh = Progress::new("migrate", "data", "storage-class=fast");
+        assert!(STEPS.went_further(&p, &fresh) && !STEPS.went_further(&fresh, &p));
     }
 
     #[test]
