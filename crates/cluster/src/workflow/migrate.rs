@@ -398,7 +398,7 @@ pub async fn run(
             progress.done.as_deref().unwrap_or("none")
         ));
         let source = match (current, progress.get(ORIGINAL)) {
-            (Some(c), _) if !steps.is_done(&progress, REMOVE_CLAIM) => c,
+            (Some(c), _) if !request.keep_name || !steps.is_done(&progress, REMOVE_CLAIM) => c,
             (_, Some(kept)) => serde_json::from_str(kept).map_err(|source| Error::Decode {
                 what: format!("the claim {} kept in {holder}", request.claim),
                 source,
@@ -940,6 +940,10 @@ async fn finish(
         ));
     }
     if !steps.is_done(progress, MARK) {
+        observer.step(&format!(
+            "recording the migration on claims {target} and {}",
+            request.claim
+        ));
         workflow::annotate_claim(
             kube,
             &target,
@@ -1069,6 +1073,9 @@ async fn rebind(
         save(kube, request, progress).await?;
     }
     if !steps.is_done(progress, MARK) {
+        observer.step(&format!(
+            "recording the migration on PersistentVolume {old_pv}"
+        ));
         steps.complete(progress, MARK);
         let patch = json!({"metadata": {"annotations": {
             volume::MIGRATED_TO: format!("{}/{claim}@{new_pv}", kube.namespace),

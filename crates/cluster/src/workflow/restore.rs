@@ -499,6 +499,10 @@ async fn swap_steps(
         save_swap(kube, request, progress).await?;
     }
     if !SWAP_STEPS.is_done(progress, MARK) {
+        observer.step(&format!(
+            "marking claim {} as the one {w} runs on",
+            request.from
+        ));
         workflow::annotate_claim(
             kube,
             &request.from,
