@@ -1,6 +1,6 @@
-//! Interrupted workflows go on where they stopped. `migrate` and `restore --swap` are killed
-//! (SIGKILL, nothing the product could catch) as each step begins, then run again with the same
-//! arguments; the end state must be the one an uninterrupted run leaves: the claims, their
+//! Interrupted workflows go on where they stopped. `migrate`, `restore --swap`, a restore by
+//! copy and `backup --scale-down` are killed (SIGKILL, nothing the product could catch) as each
+//! step begins, then run again with the same arguments; the end state must be the one an uninterrupted run leaves: the claims, their
 //! classes and volumes, the data (judged by rsync against a copy taken before), the workload
 //! back at its replica count on the right claim, no temporary claim, no unfinished Job, and no
 //! progress record left behind.
@@ -337,4 +337,38 @@ fn a_run_again_with_other_arguments_is_refused_and_loses_nothing() {
     let _ = migrated(&p, "data");
     let web: Deployment = c.get(c.ns(), "web").unwrap();
     assert_eq!(web.spec.unwrap().replicas, Some(1));
+}
+
+/// Deployment `web` runs again, once, on claim `data`.
+fn web_back_on_data(c: &Cluster) {
+    let web: Deployment = c.get(c.ns(), "web").expect("deployment web");
+    assert_eq!(web.spec.and_then(|s| s.replicas), Some(1));
+    assert!(web_runs_on(c, "data"), "{}", c.dump());
+}
+
+#[test]
+fn a_backup_with_scale_down_killed_at_any_step_and_run_again_leaves_no_workload_stopped() {
+    let left_down = kill_at_each_step(data_used_by_web, &["backup", "data", "--scale-down"], |p| {
+        let c = &p.c;
+        let backup = c.volume_dir(c.ns(), "data-backup").unwrap();
+        let diff = rsync_itemize(&p.before, &latest_snapshot(&backup), &[]);
+        assert!(diff.is_empty(), "{diff:#?}");
+        web_back_on_data(c);
+        end_state(c, None)
+    });
+    assert!(left_down >= 2, "{left_down}");
+}
+
+#[test]
+fn a_restore_by_copy_killed_at_any_step_and_run_again_leaves_no_workload_stopped() {
+    let left_down = kill_at_each_step(
+        backed_up_then_damaged,
+        &["restore", "data", "--from", "data-backup"],
+        |p| {
+            assert_holds(&p.c, "data", &p.before);
+            web_back_on_data(&p.c);
+            end_state(&p.c, None)
+        },
+    );
+    assert!(left_down >= 2, "{left_down}");
 }

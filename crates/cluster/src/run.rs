@@ -214,6 +214,14 @@ pub async fn run_job(
     result
 }
 
+/// Whether `pod` is a pod of Job `job`.
+pub fn is_of_job(pod: &Pod, job: &str) -> bool {
+    pod.metadata
+        .owner_references
+        .as_ref()
+        .is_some_and(|o| o.iter().any(|r| r.kind == "Job" && r.name == job))
+}
+
 /// Deletes a Job and its pods; a Job already gone is fine.
 pub async fn delete_job(kube: &Kube, name: &str) -> Result<()> {
     let dp = DeleteParams {

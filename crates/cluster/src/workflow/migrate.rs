@@ -27,7 +27,7 @@ use crate::names::{self, ROLE_LABEL, SOURCE_LABEL, SOURCE_MOUNT, TARGET_MOUNT};
 use crate::objects::claim::{self, ClaimRequest, Role};
 use crate::objects::mover::{MoverJob, Placement};
 use crate::objects::{self, volume};
-use crate::run::{Observer, Outcome};
+use crate::run::{self, Observer, Outcome};
 use crate::workflow::progress::{PROGRESS, Progress, Steps};
 use crate::workflow::steps::{self, mount};
 use crate::workflow::{self, MoverSettings};
@@ -759,34 +759,28 @@ async fn recorded(
 /// Writes the record where it must be: on the claim (unless it is gone for the moment) and,
 /// with `--keep-name` once the volumes are kept, on the old volume.
 async fn save(kube: &Kube, request: &MigrateRequest, progress: &Progress) -> Result<()> {
-    write(kube, request, progress, Some(progress.to_annotation())).await
+    write(kube, request, progress, true).await
 }
 
 /// Removes the record from wherever it is.
 async fn clear(kube: &Kube, request: &MigrateRequest, progress: &Progress) -> Result<()> {
-    write(kube, request, progress, None).await
+    write(kube, request, progress, false).await
 }
 
 async fn write(
     kube: &Kube,
     request: &MigrateRequest,
     progress: &Progress,
-    value: Option<String>,
+    keep: bool,
 ) -> Result<()> {
-    let patch = json!({"metadata": {"annotations": {PROGRESS: value}}});
     let on_volume = request.keep_name && request.steps().is_done(progress, RETAIN);
     if on_volume && let Some(pv) = progress.get(OLD_VOLUME) {
+        let value = keep.then(|| progress.to_annotation());
+        let patch = json!({"metadata": {"annotations": {PROGRESS: value}}});
         steps::patch_volume(kube, pv, &patch).await?;
     }
-    match api::patch_merge::<PersistentVolumeClaim>(
-        &api::namespaced(kube),
-        "claim",
-        &request.claim,
-        &patch,
-    )
-    .await
-    {
-        Ok(_) => Ok(()),
+    match workflow::record_progress(kube, &request.claim, keep.then_some(progress)).await {
+        Ok(()) => Ok(()),
         // Between its removal and its recreation, the old volume holds the record.
         Err(e) if e.is_not_found() && on_volume => Ok(()),
         Err(e) => Err(e),
@@ -857,9 +851,15 @@ async fn finish(
     let steps = request.steps();
     let target = request.target();
     if steps.any_pending(progress, FINAL_COPY, VERIFY) {
-        // Nothing may write to the claim from here on: a pod of another workload would.
+        let final_name =
+            workflow::job_name_in_run(&format!("{}-final", request.claim), &progress.run);
+        let verify_name = steps::suffixed(&final_name, "verify");
+        // Nothing may write to the claim from here on: a pod of another workload would. The
+        // copies an interrupted run started are this run's own, followed below.
         let users = placement::users(kube, &request.claim).await?;
-        if let Some(u) = users.first() {
+        if let Some(u) = users.iter().find(|u| {
+            !run::is_of_job(&u.object, &final_name) && !run::is_of_job(&u.object, &verify_name)
+        }) {
             return Err(Error::Failed(format!(
                 "pod {} still uses claim {}: stop what runs it (or name its workload with \
                  --workload) and retry",
@@ -868,8 +868,6 @@ async fn finish(
         }
         // The same Jobs, on the node where the workload ran: its volume may still be attached
         // there.
-        let final_name =
-            workflow::job_name_in_run(&format!("{}-final", request.claim), &progress.run);
         let plan = plan_with(
             kube,
             request,

@@ -10,6 +10,7 @@ pub mod progress;
 pub mod restore;
 pub mod schedule;
 pub mod steps;
+pub mod stopped;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -235,6 +236,19 @@ pub async fn annotate_claim(
     annotations: BTreeMap<String, String>,
 ) -> Result<()> {
     let patch = json!({"metadata": {"annotations": annotations}});
+    api::patch_merge::<PersistentVolumeClaim>(&api::namespaced(kube), "claim", claim, &patch)
+        .await?;
+    Ok(())
+}
+
+/// Writes a workflow's record on a claim ([`progress::PROGRESS`]), or removes it (`None`).
+pub async fn record_progress(
+    kube: &Kube,
+    claim: &str,
+    progress: Option<&progress::Progress>,
+) -> Result<()> {
+    let value = progress.map(progress::Progress::to_annotation);
+    let patch = json!({"metadata": {"annotations": {progress::PROGRESS: value}}});
     api::patch_merge::<PersistentVolumeClaim>(&api::namespaced(kube), "claim", claim, &patch)
         .await?;
     Ok(())

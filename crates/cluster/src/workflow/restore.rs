@@ -18,9 +18,10 @@ use crate::names::{self, SOURCE_MOUNT, TARGET_MOUNT};
 use crate::objects;
 use crate::objects::claim::Role;
 use crate::objects::mover::{MoverJob, Placement};
-use crate::run::{Observer, Outcome};
+use crate::run::{self, Observer, Outcome};
 use crate::workflow::progress::{PROGRESS, Progress, Steps};
 use crate::workflow::steps::{self, mount};
+use crate::workflow::stopped::{RESTORE_STEPS, StoppedFor};
 use crate::workflow::{self, MoverSettings};
 use crate::workload::{self, ClaimUse, ScaledDown, SubPath, Workload};
 use crate::{Error, Result, placement};
@@ -259,10 +260,25 @@ pub async fn run(
         swap(kube, request, settings, claims, &mut report, observer).await?;
         return Ok(report);
     }
-    let workload = workload::resolve(kube, request.workload.as_ref(), &request.claim).await?;
+    let mut stopped = StoppedFor::begin(
+        RESTORE_STEPS,
+        &target,
+        &kube.namespace,
+        &request.arguments(),
+    )?;
+    // A run that was interrupted stopped it: its pods are gone, the record names it.
+    let workload = match stopped.recorded()? {
+        Some(recorded) => recorded.into_iter().next(),
+        None => workload::resolve(kube, request.workload.as_ref(), &request.claim).await?,
+    };
     report.workload = workload.as_ref().map(ToString::to_string);
-    // Any pod left writing would mix its writes with the restored files.
+    let job_name = stopped.job_name(&format!("{}-restore", request.claim));
+    // Any pod left writing would mix its writes with the restored files; the copy an
+    // interrupted run started is this run's own, followed below.
     for user in placement::users(kube, &request.claim).await? {
+        if run::is_of_job(&user.object, &job_name) {
+            continue;
+        }
         let owner = workload::owner_of(kube, &user.object).await?;
         if owner.is_none() || owner != workload {
             return Err(Error::Invalid(format!(
@@ -274,18 +290,13 @@ pub async fn run(
             )));
         }
     }
-    let job_name = workflow::job_name(&format!("{}-restore", request.claim));
     let plan = plan_with(kube, request, settings, &target, &backup, &job_name).await?;
     let guard = match &workload {
         Some(w) => {
             observer.step(&format!("scaling {w} to zero"));
-            workload::scale_down(
-                kube,
-                std::slice::from_ref(w),
-                &[&request.claim],
-                request.scale_timeout,
-            )
-            .await?
+            stopped
+                .stop(kube, std::slice::from_ref(w), request.scale_timeout)
+                .await?
         }
         None => ScaledDown::default(),
     };
@@ -301,10 +312,10 @@ pub async fn run(
     .await;
     // A detached copy still runs: the workload must stay stopped until it is done.
     let (outcome, job) = if matches!(result, Ok((None, _))) {
-        guard.leave_down();
+        stopped.leave_down(kube, guard).await?;
         result?
     } else {
-        guard.scale_up_after(kube, observer, result).await?
+        stopped.start_after(kube, guard, observer, result).await?
     };
     match outcome {
         Some(o) => report.outcome = Some(o),
@@ -329,9 +340,13 @@ const SNAPSHOT: &str = "snapshot";
 const VOLUME: &str = "volume";
 
 impl RestoreRequest {
-    /// The arguments a recorded swap must be run again with, as a command line would give them.
+    /// The arguments a recorded restore must be run again with, as a command line would give
+    /// them.
     pub fn arguments(&self) -> String {
-        let mut a = format!("--from {} --snapshot {} --swap", self.from, self.snapshot);
+        let mut a = format!("--from {} --snapshot {}", self.from, self.snapshot);
+        if self.swap {
+            a.push_str(" --swap");
+        }
         if let Some(w) = &self.workload {
             a.push_str(&format!(" --workload {w}"));
         }
@@ -365,7 +380,7 @@ async fn swap(
     } else {
         let w = swap_checks(kube, request, target).await?;
         progress.set(WORKLOAD, w.to_string());
-        save_swap(kube, request, &progress).await?;
+        workflow::record_progress(kube, &request.claim, Some(&progress)).await?;
         w
     };
     report.workload = Some(w.to_string());
@@ -381,10 +396,10 @@ async fn swap(
     )
     .await;
     match result {
-        Ok(()) => save_or_clear(kube, request, None).await,
+        Ok(()) => workflow::record_progress(kube, &request.claim, None).await,
         // Nothing was changed yet: nothing to go on with.
         Err(e) if !SWAP_STEPS.is_done(&progress, POINT) => {
-            let cleared = save_or_clear(kube, request, None).await;
+            let cleared = workflow::record_progress(kube, &request.claim, None).await;
             Error::with_undo(Err(e), cleared)
         }
         Err(e) => Err(e.context(format!(
@@ -465,7 +480,7 @@ async fn swap_steps(
         // The snapshot picked stays the one used, even if a backup makes another the latest.
         progress.set(SNAPSHOT, id);
         SWAP_STEPS.complete(progress, LIST);
-        save_swap(kube, request, progress).await?;
+        workflow::record_progress(kube, &request.claim, Some(progress)).await?;
     }
     let id = progress.get(SNAPSHOT).unwrap_or_default().to_owned();
     let folder = format!("snapshots/{id}");
@@ -496,7 +511,7 @@ async fn swap_steps(
         };
         progress.set(VOLUME, volume);
         SWAP_STEPS.complete(progress, POINT);
-        save_swap(kube, request, progress).await?;
+        workflow::record_progress(kube, &request.claim, Some(progress)).await?;
     }
     if !SWAP_STEPS.is_done(progress, MARK) {
         observer.step(&format!(
@@ -514,29 +529,6 @@ async fn swap_steps(
     report.snapshot = id;
     report.volume = progress.get(VOLUME).map(str::to_owned);
     Ok(())
-}
-
-/// Writes the swap's record on the claim restored.
-async fn save_swap(kube: &Kube, request: &RestoreRequest, progress: &Progress) -> Result<()> {
-    save_or_clear(kube, request, Some(progress)).await
-}
-
-/// Writes the record on the claim restored, or removes it (`None`).
-async fn save_or_clear(
-    kube: &Kube,
-    request: &RestoreRequest,
-    progress: Option<&Progress>,
-) -> Result<()> {
-    let value = progress.map(Progress::to_annotation);
-    let patch = json!({"metadata": {"annotations": {PROGRESS: value}}});
-    api::patch_merge::<PersistentVolumeClaim>(
-        &api::namespaced(kube),
-        "claim",
-        &request.claim,
-        &patch,
-    )
-    .await
-    .map(|_| ())
 }
 
 /// The workload as `rollback` would write it (for `--dry-run`).
