@@ -1,5 +1,5 @@
 //! Interrupted workflows go on where they stopped. `migrate`, `restore --swap`, a restore by
-//! copy and `backup --scale-down` are killed (SIGKILL, nothing the product could catch) as each
+//! copy, `backup --scale-down` and `clone --scale-down` are killed (SIGKILL, nothing the product could catch) as each
 //! step begins, then run again with the same arguments; the end state must be the one an uninterrupted run leaves: the claims, their
 //! classes and volumes, the data (judged by rsync against a copy taken before), the workload
 //! back at its replica count on the right claim, no temporary claim, no unfinished Job, and no
@@ -366,6 +366,28 @@ fn a_restore_by_copy_killed_at_any_step_and_run_again_leaves_no_workload_stopped
         &["restore", "data", "--from", "data-backup"],
         |p| {
             assert_holds(&p.c, "data", &p.before);
+            web_back_on_data(&p.c);
+            end_state(&p.c, None)
+        },
+    );
+    assert!(left_down >= 2, "{left_down}");
+}
+
+#[test]
+fn a_clone_with_scale_down_killed_at_any_step_and_run_again_leaves_no_workload_stopped() {
+    let left_down = kill_at_each_step(
+        data_used_by_web,
+        &[
+            "clone",
+            "data",
+            "--to",
+            "copy",
+            "--method",
+            "copy",
+            "--scale-down",
+        ],
+        |p| {
+            assert_holds(&p.c, "copy", &p.before);
             web_back_on_data(&p.c);
             end_state(&p.c, None)
         },

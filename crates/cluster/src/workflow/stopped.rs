@@ -1,5 +1,5 @@
-//! One step run with the workloads using a claim stopped (`backup --scale-down`, restore by
-//! copy), recorded so that no run that dies leaves them stopped: the workloads and their replica
+//! One step run with the workloads using a claim stopped (`backup --scale-down`,
+//! `clone --scale-down`, restore by copy), recorded so that no run that dies leaves them stopped: the workloads and their replica
 //! counts go into the claim's [`PROGRESS`] record before they are scaled down, and the same
 //! command run again stops the same workloads (found from the record, as their pods are gone),
 //! runs its step and gives them those counts back.
@@ -20,6 +20,12 @@ const START: &str = "scale-up";
 /// The steps of a backup with `--scale-down`.
 pub const BACKUP_STEPS: Steps = Steps {
     workflow: "backup --scale-down",
+    names: &[STOP, RUN, START],
+};
+
+/// The steps of a clone with `--scale-down`.
+pub const CLONE_STEPS: Steps = Steps {
+    workflow: "clone --scale-down",
     names: &[STOP, RUN, START],
 };
 
