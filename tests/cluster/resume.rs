@@ -1,9 +1,9 @@
 //! Interrupted workflows go on where they stopped. `migrate`, `restore --swap`, a restore by
-//! copy, `backup --scale-down` and `clone --scale-down` are killed (SIGKILL, nothing the product could catch) as each
-//! step begins, then run again with the same arguments; the end state must be the one an uninterrupted run leaves: the claims, their
-//! classes and volumes, the data (judged by rsync against a copy taken before), the workload
-//! back at its replica count on the right claim, no temporary claim, no unfinished Job, and no
-//! progress record left behind.
+//! copy, `backup --scale-down` and `clone --scale-down` are killed (SIGKILL, nothing the product
+//! could catch) as each step begins, then run again with the same arguments; the end state must
+//! be the one an uninterrupted run leaves: the claims, their classes and volumes, the data
+//! (judged by rsync against a copy taken before), the workload back at its replica count on the
+//! right claim, no temporary claim, no unfinished Job, and no progress record left behind.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
