@@ -97,6 +97,12 @@ fn migrate_repoints_the_deployment_and_rollback_points_it_back() {
     assert!(!annotations.contains_key("pvc-backup.io/scaled-down-from"));
     assert!(wait_running_with(&c, "web-", "data-fast"));
     assert_holds(&c, "data", &before);
+    // Running it again would copy the old data over what the workload writes now: refused.
+    let err = run_failing(&c, &["migrate", "data", "--storage-class", "fast"]);
+    assert!(
+        err.contains("migrated to claim data-fast already") && err.contains("--rollback"),
+        "{err}"
+    );
 
     // The application writes on the new claim; rollback goes back to the old one and keeps
     // what was written in the new one.

@@ -12,6 +12,11 @@
 //! Nothing of the source is deleted before the verification succeeded; a failure at any step
 //! leaves the workload on its original data and scales it back up. `rollback` undoes a
 //! migration.
+//!
+//! Each step is recorded ([`PROGRESS`] on the claim; with `--keep-name`, also on the old volume
+//! once both are kept, since the claim is deleted and recreated): the same command run again
+//! after an interruption goes on from the first step not done, with the workload, its replica
+//! count and the volumes from the record.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -399,25 +404,22 @@ pub async fn run(
         ));
         let source = match (current, progress.get(ORIGINAL)) {
             (Some(c), _) if !request.keep_name || !steps.is_done(&progress, REMOVE_CLAIM) => c,
+            // Removed, and not yet recreated: as it was recorded.
             (_, Some(kept)) => serde_json::from_str(kept).map_err(|source| Error::Decode {
                 what: format!("the claim {} kept in {holder}", request.claim),
                 source,
             })?,
             (Some(c), None) => c,
-            (None, None) => {
-                return Err(workflow::get_claim(kube, &request.claim)
-                    .await
-                    .err()
-                    .unwrap_or_else(|| Error::Failed(format!("claim {} is gone", request.claim))));
-            }
+            (None, None) => return Err(workflow::claim_not_found(kube, &request.claim)),
         };
-        (source, false)
+        // A ReadWriteOncePod claim still in use cannot be read beside its workload.
+        let exclusive_in_use = !steps.is_done(&progress, FIRST_COPY)
+            && steps::is_read_write_once_pod(&source)
+            && !placement::users(kube, &request.claim).await?.is_empty();
+        (source, exclusive_in_use)
     } else {
         let Some(source) = current else {
-            return Err(workflow::get_claim(kube, &request.claim)
-                .await
-                .err()
-                .unwrap_or_else(|| Error::Failed(format!("claim {} is gone", request.claim))));
+            return Err(workflow::claim_not_found(kube, &request.claim));
         };
         let exclusive_in_use = start(kube, request, settings, &source, &mut progress).await?;
         (source, exclusive_in_use)
@@ -609,6 +611,20 @@ async fn start(
     progress: &mut Progress,
 ) -> Result<bool> {
     let old_volume = steps::bound_volume(source)?;
+    // Copying again into the claim the workload now uses would overwrite what it wrote since.
+    if let Some(to) = source
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(volume::MIGRATED_TO))
+    {
+        return Err(Error::Invalid(format!(
+            "claim {} was migrated to claim {to} already (annotation {}): there is nothing left              to do. `pvc-backup migrate --rollback {}` undoes that migration",
+            request.claim,
+            volume::MIGRATED_TO,
+            request.claim
+        )));
+    }
     if steps::storage_class(kube, Some(&request.storage_class))
         .await?
         .is_none()
@@ -713,6 +729,7 @@ async fn recorded(
         .as_ref()
         .and_then(|(p, _)| p.get(OLD_VOLUME).map(str::to_owned));
     let volumes = match (current, old_volume) {
+        _ if !request.keep_name => Vec::new(),
         (Some(_), None) => Vec::new(),
         (Some(_), Some(pv)) => {
             match api::get_opt(&api::cluster(kube), "PersistentVolume", &pv).await? {
@@ -721,14 +738,13 @@ async fn recorded(
             }
         }
         // The claim is being recreated: its old volume keeps the record meanwhile.
-        (None, _) if request.keep_name => {
+        (None, _) => {
             let pvs: kube::Api<k8s_openapi::api::core::v1::PersistentVolume> = api::cluster(kube);
             pvs.list(&Default::default())
                 .await
                 .map_err(Error::api("list PersistentVolumes"))?
                 .items
         }
-        (None, _) => Vec::new(),
     };
     for pv in volumes {
         let name = pv.metadata.name.clone().unwrap_or_default();

@@ -94,7 +94,7 @@ pub async fn get_claim(kube: &Kube, name: &str) -> Result<PersistentVolumeClaim>
 }
 
 /// The error for a claim that does not exist: where it was looked for and how to list the claims.
-fn claim_not_found(kube: &Kube, name: &str) -> Error {
+pub(crate) fn claim_not_found(kube: &Kube, name: &str) -> Error {
     Error::NotFound(format!(
         "claim {name} not found in namespace {ns}; `kubectl get pvc -n {ns}` lists the \
          claims there (use -n to choose another namespace)",
