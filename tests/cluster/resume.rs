@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use testcluster::fake::ClaimOptions;
 
 use crate::util::{
     Cluster, add_fast_class, assert_holds, claim_with_data, cluster, deployment_using, expect_code,
-    latest_snapshot, reference_copy, run, run_json,
+    latest_snapshot, reference_copy, run, run_json, wait_running_with,
 };
 use testkit::oracle::rsync_itemize;
 
@@ -180,30 +180,6 @@ fn end_state(c: &Cluster, id: Option<&str>) -> EndState {
     }
 }
 
-/// Whether a running pod of Deployment `web` mounts `claim`.
-fn web_runs_on(c: &Cluster, claim: &str) -> bool {
-    c.wait_for(Duration::from_secs(30), |c| {
-        c.list::<Pod>(Some(c.ns())).iter().any(|p| {
-            p.metadata
-                .name
-                .as_deref()
-                .is_some_and(|n| n.starts_with("web-"))
-                && p.metadata.deletion_timestamp.is_none()
-                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-                && p.spec
-                    .as_ref()
-                    .and_then(|s| s.volumes.as_ref())
-                    .is_some_and(|vs| {
-                        vs.iter().any(|v| {
-                            v.persistent_volume_claim
-                                .as_ref()
-                                .is_some_and(|p| p.claim_name == claim)
-                        })
-                    })
-        })
-    })
-}
-
 /// Claim `data` with a tree in it, used by Deployment `web`.
 fn data_used_by_web() -> Prepared {
     let c = cluster();
@@ -271,7 +247,7 @@ fn migrated(p: &Prepared, now_used: &str) -> EndState {
     let spec = claim.spec.clone().unwrap_or_default();
     assert_eq!(spec.storage_class_name.as_deref(), Some("fast"));
     assert_holds(c, now_used, &p.before);
-    assert!(web_runs_on(c, now_used), "{}", c.dump());
+    assert!(wait_running_with(c, "web-", now_used), "{}", c.dump());
     // The volume's own phase follows its claim's a moment later.
     let volume = spec.volume_name.expect("bound");
     let bound = c.wait_for(Duration::from_secs(30), |c| {
@@ -337,7 +313,7 @@ fn a_swap_killed_at_any_step_and_run_again_ends_as_an_uninterrupted_one() {
             let snapshot = latest_snapshot(&backup);
             let diff = rsync_itemize(&p.before, &snapshot, &[]);
             assert!(diff.is_empty(), "{diff:#?}");
-            assert!(web_runs_on(c, "data-backup"), "{}", c.dump());
+            assert!(wait_running_with(c, "web-", "data-backup"), "{}", c.dump());
             let id = snapshot.file_name().unwrap().to_string_lossy().into_owned();
             let state = end_state(c, Some(&id));
             assert!(state.workload.contains("snapshots/ID"), "{state:#?}");
@@ -389,7 +365,7 @@ fn a_run_again_with_other_arguments_is_refused_and_loses_nothing() {
 fn web_back_on_data(c: &Cluster) {
     let web: Deployment = c.get(c.ns(), "web").expect("deployment web");
     assert_eq!(web.spec.and_then(|s| s.replicas), Some(1));
-    assert!(web_runs_on(c, "data"), "{}", c.dump());
+    assert!(wait_running_with(c, "web-", "data"), "{}", c.dump());
 }
 
 #[test]

@@ -24,7 +24,7 @@ use crate::objects::{self, snapshot};
 use crate::run::{Observer, Outcome};
 use crate::workflow::stopped::{BACKUP_STEPS, StoppedFor};
 use crate::workflow::{self, MoverSettings, steps};
-use crate::{Error, Result, placement, workload};
+use crate::{Error, Result, placement};
 
 /// What to back up, and where.
 #[derive(Debug, Clone, Default)]
@@ -337,18 +337,7 @@ pub async fn run(
     }
     let mut stopped =
         StoppedFor::begin(BACKUP_STEPS, &source, &kube.namespace, &request.arguments())?;
-    // A run that was interrupted stopped them: their pods are gone, the record names them.
-    let workloads = match stopped.recorded()? {
-        Some(recorded) => recorded,
-        None => workload::users_of(kube, &request.claim).await?,
-    };
-    observer.step(&format!(
-        "scaling down the workloads that use claim {}",
-        request.claim
-    ));
-    let guard = stopped
-        .stop(kube, &workloads, workload::DEFAULT_SCALE_TIMEOUT)
-        .await?;
+    let guard = stopped.stop_users(kube, observer).await?;
     let job_name = stopped.job_name(&format!("{}-backup", request.claim));
     let result = backup(kube, request, settings, &source, &job_name, observer).await;
     stopped.start_after(kube, guard, observer, result).await

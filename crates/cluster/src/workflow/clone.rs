@@ -443,21 +443,7 @@ pub async fn run(
         None
     };
     let guard = match stopped.as_mut() {
-        Some(stopped) => {
-            // A run that was interrupted stopped them: their pods are gone, the record names
-            // them.
-            let workloads = match stopped.recorded()? {
-                Some(recorded) => recorded,
-                None => workload::users_of(kube, &request.claim).await?,
-            };
-            observer.step(&format!(
-                "scaling down the workloads that use claim {}",
-                request.claim
-            ));
-            stopped
-                .stop(kube, &workloads, workload::DEFAULT_SCALE_TIMEOUT)
-                .await?
-        }
+        Some(stopped) => stopped.stop_users(kube, observer).await?,
         None => workload::ScaledDown::default(),
     };
     let scaled: Vec<String> = guard

@@ -1113,9 +1113,17 @@ async fn bind_claim_to(
 ) -> Result<()> {
     let claim = original.metadata.name.clone().unwrap_or_default();
     observer.step(&format!("binding claim {claim} to PersistentVolume {pv}"));
-    steps::patch_volume(kube, pv, &volume::claim_ref_patch(&kube.namespace, &claim)).await?;
-    let claim_object = recreated(original, pv, storage_class, annotations);
-    api::create_or_keep(&api::namespaced(kube), "claim", &claim, &claim_object).await?;
+    // Recreated already by a run that was interrupted: reserving the volume again would take
+    // back the binding the controller completed.
+    let made = workflow::find_claim(kube, &claim).await?.is_some_and(|c| {
+        c.metadata.deletion_timestamp.is_none()
+            && c.spec.as_ref().and_then(|s| s.volume_name.as_deref()) == Some(pv)
+    });
+    if !made {
+        steps::patch_volume(kube, pv, &volume::claim_ref_patch(&kube.namespace, &claim)).await?;
+        let claim_object = recreated(original, pv, storage_class, annotations);
+        api::create_or_keep(&api::namespaced(kube), "claim", &claim, &claim_object).await?;
+    }
     steps::wait_bound_to(kube, &claim, pv, CLAIM_TIMEOUT).await
 }
 

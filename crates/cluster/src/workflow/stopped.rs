@@ -86,6 +86,25 @@ impl StoppedFor {
         workflow::job_name_in_run(prefix, &self.progress.run)
     }
 
+    /// What `--scale-down` does: stops the workloads whose pods use the claim (or, when an
+    /// interrupted run goes on, those its record names: their pods are gone).
+    pub async fn stop_users(
+        &mut self,
+        kube: &Kube,
+        observer: &mut dyn Observer,
+    ) -> Result<ScaledDown> {
+        let workloads = match self.recorded()? {
+            Some(recorded) => recorded,
+            None => workload::users_of(kube, &self.claim).await?,
+        };
+        observer.step(&format!(
+            "scaling down the workloads that use claim {}",
+            self.claim
+        ));
+        self.stop(kube, &workloads, workload::DEFAULT_SCALE_TIMEOUT)
+            .await
+    }
+
     /// Records `workloads` with the counts they get back (an interrupted run's, when it
     /// recorded them), then scales them to zero and waits for their pods to be gone.
     pub async fn stop(
