@@ -9,4 +9,5 @@ mod clone;
 mod migrate;
 mod real_only;
 mod restore;
+mod resume;
 mod util;

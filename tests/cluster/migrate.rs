@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use serde_json::json;
 use testcluster::fake::ClaimOptions;
 
@@ -14,7 +14,8 @@ use testkit::oracle::rsync_itemize;
 
 use crate::util::{
     access_mode, add_fast_class, assert_holds, claim_with_data, cluster, deployment_using,
-    expect_code, pods_labelled, reference_copy, run, run_failing, run_json, yaml_docs,
+    expect_code, pods_labelled, reference_copy, run, run_failing, run_json, wait_running_with,
+    yaml_docs,
 };
 
 fn class_of(c: &Cluster, claim: &str) -> Option<String> {
@@ -40,31 +41,6 @@ fn template_claims(c: &Cluster, deployment: &str) -> Vec<String> {
         .into_iter()
         .filter_map(|v| v.persistent_volume_claim.map(|p| p.claim_name))
         .collect()
-}
-
-/// Waits until a running pod whose name starts with `prefix` mounts `claim`.
-fn wait_running_with(c: &Cluster, prefix: &str, claim: &str) -> bool {
-    c.wait_for(Duration::from_secs(30), |c| {
-        c.list::<Pod>(Some(c.ns())).iter().any(|p| {
-            p.metadata
-                .name
-                .as_deref()
-                .unwrap_or_default()
-                .starts_with(prefix)
-                && p.metadata.deletion_timestamp.is_none()
-                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-                && p.spec
-                    .as_ref()
-                    .and_then(|s| s.volumes.as_ref())
-                    .is_some_and(|vs| {
-                        vs.iter().any(|v| {
-                            v.persistent_volume_claim
-                                .as_ref()
-                                .is_some_and(|p| p.claim_name == claim)
-                        })
-                    })
-        })
-    })
 }
 
 #[test]
@@ -97,6 +73,12 @@ fn migrate_repoints_the_deployment_and_rollback_points_it_back() {
     assert!(!annotations.contains_key("pvc-backup.io/scaled-down-from"));
     assert!(wait_running_with(&c, "web-", "data-fast"));
     assert_holds(&c, "data", &before);
+    // Running it again would copy the old data over what the workload writes now: refused.
+    let err = run_failing(&c, &["migrate", "data", "--storage-class", "fast"]);
+    assert!(
+        err.contains("migrated to claim data-fast already") && err.contains("--rollback"),
+        "{err}"
+    );
 
     // The application writes on the new claim; rollback goes back to the old one and keeps
     // what was written in the new one.

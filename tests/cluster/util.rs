@@ -425,3 +425,28 @@ pub fn assert_holds(c: &Cluster, claim: &str, reference: &Path) {
     let diff = rsync_itemize(reference, &dir, &[]);
     assert!(diff.is_empty(), "claim {claim} differs: {diff:#?}");
 }
+
+/// Waits until a running pod whose name starts with `prefix` mounts `claim`.
+pub fn wait_running_with(c: &Cluster, prefix: &str, claim: &str) -> bool {
+    c.wait_for(Duration::from_secs(30), |c| {
+        c.list::<Pod>(Some(c.ns())).iter().any(|p| {
+            p.metadata
+                .name
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with(prefix)
+                && p.metadata.deletion_timestamp.is_none()
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                && p.spec
+                    .as_ref()
+                    .and_then(|s| s.volumes.as_ref())
+                    .is_some_and(|vs| {
+                        vs.iter().any(|v| {
+                            v.persistent_volume_claim
+                                .as_ref()
+                                .is_some_and(|p| p.claim_name == claim)
+                        })
+                    })
+        })
+    })
+}

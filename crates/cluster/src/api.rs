@@ -94,6 +94,19 @@ where
         .map_err(Error::api(format!("update {what} {name}")))
 }
 
+/// Creates `object`, named `name`, unless it exists already: whether it was created. What makes
+/// a step that creates something safe to do again.
+pub async fn create_or_keep<K>(api: &Api<K>, what: &str, name: &str, object: &K) -> Result<bool>
+where
+    K: Clone + Serialize + DeserializeOwned + Debug,
+{
+    match api.create(&PostParams::default(), object).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(Error::api(format!("create {what} {name}"))(e)),
+    }
+}
+
 /// Applies a merge patch to object `name` (other fields and annotations are kept).
 pub async fn patch_merge<K>(
     api: &Api<K>,

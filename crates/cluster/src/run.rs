@@ -172,7 +172,8 @@ fn advice(problem: &StartProblem) -> &'static str {
     }
 }
 
-/// Creates `job`, runs it to its end and returns how it ended.
+/// Creates `job`, runs it to its end and returns how it ended. A Job of that name that exists
+/// already (created by an interrupted run that goes on) is followed instead, running or ended.
 ///
 /// If the pod cannot start within `options.start_timeout` or fails for a reason waiting cannot
 /// fix, the Job and its pod are deleted and an error says what happened and what to do. Ctrl-C
@@ -193,7 +194,10 @@ pub async fn run_job(
         source,
     })?;
     observer.step(&format!("creating Job {name}"));
-    api::create(&api::namespaced(kube), "Job", &name, job).await?;
+    if !api::create_or_keep(&api::namespaced(kube), "Job", &name, job).await? {
+        // A run that was interrupted created it: follow it rather than copy twice at once.
+        observer.step(&format!("Job {name} exists already: following it"));
+    }
     let result = tokio::select! {
         r = follow(kube, &name, options, observer) => r,
         _ = interrupt.recv() => Err(Error::Interrupted(format!("Job {name} deleted"))),
@@ -208,6 +212,14 @@ pub async fn run_job(
         }
     }
     result
+}
+
+/// Whether `pod` is a pod of Job `job`.
+pub fn is_of_job(pod: &Pod, job: &str) -> bool {
+    pod.metadata
+        .owner_references
+        .as_ref()
+        .is_some_and(|o| o.iter().any(|r| r.kind == "Job" && r.name == job))
 }
 
 /// Deletes a Job and its pods; a Job already gone is fine.

@@ -343,6 +343,12 @@ impl ScaledDown {
         &self.workloads
     }
 
+    /// The guard of workloads an interrupted run stopped, with the counts its record keeps: what
+    /// a run that goes on scales back up.
+    pub fn left_by_earlier_run(workloads: Vec<(Workload, i32)>) -> ScaledDown {
+        ScaledDown { workloads }
+    }
+
     /// Whether nothing was scaled down.
     pub fn is_empty(&self) -> bool {
         self.workloads.is_empty()
@@ -416,7 +422,18 @@ pub async fn scale_down(
     claims: &[&str],
     timeout: Duration,
 ) -> Result<ScaledDown> {
-    let mut done = ScaledDown::default();
+    let counts = counts_to_restore(kube, workloads).await?;
+    scale_down_to_zero(kube, &counts, claims, timeout).await
+}
+
+/// The replica count each of `workloads` gets back once it was stopped: its count now, or the
+/// one in its [`SCALED_DOWN_FROM`] annotation when it is at zero with one (left by a run that
+/// died).
+pub async fn counts_to_restore(
+    kube: &Kube,
+    workloads: &[Workload],
+) -> Result<Vec<(Workload, i32)>> {
+    let mut counts = Vec::new();
     for w in workloads {
         let obj = w.get(kube).await?;
         let current = spec_replicas(&obj);
@@ -430,6 +447,24 @@ pub async fn scale_down(
             Some(n) if current == 0 => n,
             _ => current,
         };
+        counts.push((w.clone(), back_to));
+    }
+    Ok(counts)
+}
+
+/// [`scale_down`] with the counts to give back known (from [`counts_to_restore`], or from a
+/// workflow's record when it goes on after an interruption: never the zero seen then).
+/// Stopping a workload already at zero is harmless, so a step that was half done can be done
+/// again.
+pub async fn scale_down_to_zero(
+    kube: &Kube,
+    counts: &[(Workload, i32)],
+    claims: &[&str],
+    timeout: Duration,
+) -> Result<ScaledDown> {
+    let mut done = ScaledDown::default();
+    for (w, back_to) in counts {
+        let back_to = *back_to;
         let patch = json!({
             "metadata": {"annotations": {SCALED_DOWN_FROM: back_to.to_string()}},
             "spec": {"replicas": 0},

@@ -22,8 +22,9 @@ use crate::objects::claim::{self, ClaimRequest, Role};
 use crate::objects::mover::{Mount, MoverJob, Placement};
 use crate::objects::{self, snapshot};
 use crate::run::{Observer, Outcome};
+use crate::workflow::stopped::{BACKUP_STEPS, StoppedFor};
 use crate::workflow::{self, MoverSettings, steps};
-use crate::{Error, Result, placement, workload};
+use crate::{Error, Result, placement};
 
 /// What to back up, and where.
 #[derive(Debug, Clone, Default)]
@@ -49,6 +50,19 @@ pub struct BackupRequest {
 }
 
 impl BackupRequest {
+    /// The arguments a recorded `--scale-down` backup must be run again with, as a command line
+    /// would give them.
+    pub fn arguments(&self) -> String {
+        let mut a = format!("--scale-down --to {}", self.target());
+        if let Some(d) = &self.subdir {
+            a.push_str(&format!(" --subdir {d}"));
+        }
+        if self.from_snapshot {
+            a.push_str(" --from-snapshot");
+        }
+        a
+    }
+
     /// The target claim's name.
     pub fn target(&self) -> String {
         self.to
@@ -263,6 +277,18 @@ pub async fn plan_from_cluster(
     settings: &MoverSettings,
 ) -> Result<BackupPlan> {
     let source = workflow::get_claim(kube, &request.claim).await?;
+    let job_name = workflow::job_name(&format!("{}-backup", request.claim));
+    plan_with(kube, request, settings, &source, &job_name).await
+}
+
+/// [`plan_from_cluster`] with the source claim already read.
+async fn plan_with(
+    kube: &Kube,
+    request: &BackupRequest,
+    settings: &MoverSettings,
+    source: &PersistentVolumeClaim,
+    job_name: &str,
+) -> Result<BackupPlan> {
     let target = workflow::find_claim(kube, &request.target()).await?;
     let placement = if request.from_snapshot {
         Placement::Anywhere
@@ -277,15 +303,15 @@ pub async fn plan_from_cluster(
         } else {
             Vec::new()
         };
-        placement::place(kube, &[&source], &ignore).await?
+        placement::place(kube, &[source], &ignore).await?
     };
     plan(
         request,
         settings,
-        &source,
+        source,
         target.as_ref(),
         placement,
-        &workflow::job_name(&format!("{}-backup", request.claim)),
+        job_name,
     )
 }
 
@@ -303,28 +329,29 @@ pub async fn run(
         &[]
     };
     access::check(kube, &[access::MOVER_RUN, scale]).await?;
-    if !request.scale_down {
-        return backup(kube, request, settings, observer).await;
-    }
     // The source must exist before anything is scaled.
-    workflow::get_claim(kube, &request.claim).await?;
-    observer.step(&format!(
-        "scaling down the workloads that use claim {}",
-        request.claim
-    ));
-    let guard =
-        workload::scale_down_users(kube, &request.claim, workload::DEFAULT_SCALE_TIMEOUT).await?;
-    let result = backup(kube, request, settings, observer).await;
-    guard.scale_up_after(kube, observer, result).await
+    let source = workflow::get_claim(kube, &request.claim).await?;
+    if !request.scale_down {
+        let job_name = workflow::job_name(&format!("{}-backup", request.claim));
+        return backup(kube, request, settings, &source, &job_name, observer).await;
+    }
+    let mut stopped =
+        StoppedFor::begin(BACKUP_STEPS, &source, &kube.namespace, &request.arguments())?;
+    let guard = stopped.stop_users(kube, observer).await?;
+    let job_name = stopped.job_name(&format!("{}-backup", request.claim));
+    let result = backup(kube, request, settings, &source, &job_name, observer).await;
+    stopped.start_after(kube, guard, observer, result).await
 }
 
 async fn backup(
     kube: &Kube,
     request: &BackupRequest,
     settings: &MoverSettings,
+    source: &PersistentVolumeClaim,
+    job_name: &str,
     observer: &mut dyn Observer,
 ) -> Result<BackupReport> {
-    let plan = plan_from_cluster(kube, request, settings).await?;
+    let plan = plan_with(kube, request, settings, source, job_name).await?;
     let target = request.target();
     let created_claim = plan.create_claim.is_some();
     if let Some(claim) = &plan.create_claim {

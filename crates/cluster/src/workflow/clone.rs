@@ -19,6 +19,7 @@ use crate::objects::mover::{MoverJob, Placement};
 use crate::objects::{self, volume};
 use crate::run::{Observer, Outcome};
 use crate::workflow::steps::{self, mount};
+use crate::workflow::stopped::{CLONE_STEPS, StoppedFor};
 use crate::workflow::{self, MoverSettings};
 use crate::{Error, Result, placement, workload};
 
@@ -66,6 +67,24 @@ pub struct CloneRequest {
 }
 
 impl CloneRequest {
+    /// The arguments a recorded `--scale-down` clone must be run again with, as a command line
+    /// would give them.
+    pub fn arguments(&self) -> String {
+        let mut a = format!(
+            "--scale-down --to {} --count {} --method {}",
+            self.to,
+            self.count,
+            self.method.as_str()
+        );
+        if let Some(c) = &self.storage_class {
+            a.push_str(&format!(" --storage-class {c}"));
+        }
+        if let Some(s) = &self.size {
+            a.push_str(&format!(" --size {s}"));
+        }
+        a
+    }
+
     /// The names of the copies.
     pub fn targets(&self) -> Vec<String> {
         if self.count <= 1 {
@@ -413,22 +432,38 @@ pub async fn run(
     } else {
         None
     };
-    let guard = if request.scale_down {
-        observer.step(&format!(
-            "scaling down the workloads that use claim {}",
-            request.claim
-        ));
-        workload::scale_down_users(kube, &request.claim, workload::DEFAULT_SCALE_TIMEOUT).await?
+    let mut stopped = if request.scale_down {
+        Some(StoppedFor::begin(
+            CLONE_STEPS,
+            &source,
+            &kube.namespace,
+            &request.arguments(),
+        )?)
     } else {
-        workload::ScaledDown::default()
+        None
+    };
+    let guard = match stopped.as_mut() {
+        Some(stopped) => stopped.stop_users(kube, observer).await?,
+        None => workload::ScaledDown::default(),
     };
     let scaled: Vec<String> = guard
         .workloads()
         .iter()
         .map(|(w, _)| w.to_string())
         .collect();
-    let result = make_copies(kube, request, settings, &source, pinned, observer).await;
-    let mut report = guard.scale_up_after(kube, observer, result).await?;
+    let prefix = format!("{}-clone", request.claim);
+    let job_name = match &stopped {
+        Some(stopped) => stopped.job_name(&prefix),
+        None => workflow::job_name(&prefix),
+    };
+    let result = make_copies(
+        kube, request, settings, &source, pinned, &job_name, observer,
+    )
+    .await;
+    let mut report = match stopped {
+        Some(stopped) => stopped.start_after(kube, guard, observer, result).await?,
+        None => result?,
+    };
     report.scaled = scaled;
     Ok(report)
 }
@@ -439,11 +474,11 @@ async fn make_copies(
     settings: &MoverSettings,
     source: &PersistentVolumeClaim,
     pinned: Option<Placement>,
+    job_name: &str,
     observer: &mut dyn Observer,
 ) -> Result<CloneReport> {
-    let job_name = workflow::job_name(&format!("{}-clone", request.claim));
     let (plan, class) =
-        plan_with(kube, request, settings, source, &job_name, pinned.clone()).await?;
+        plan_with(kube, request, settings, source, job_name, pinned.clone()).await?;
     let mut report = CloneReport {
         targets: plan.targets.clone(),
         method: plan.method,
@@ -470,7 +505,7 @@ async fn make_copies(
             method: Method::Copy,
             ..request.clone()
         };
-        let (plan, _) = plan_with(kube, &copy, settings, source, &job_name, pinned).await?;
+        let (plan, _) = plan_with(kube, &copy, settings, source, job_name, pinned).await?;
         copy_with_mover(kube, &plan, settings, observer, &mut report).await?;
     } else {
         copy_with_mover(kube, &plan, settings, observer, &mut report).await?;

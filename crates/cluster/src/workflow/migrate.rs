@@ -12,6 +12,11 @@
 //! Nothing of the source is deleted before the verification succeeded; a failure at any step
 //! leaves the workload on its original data and scales it back up. `rollback` undoes a
 //! migration.
+//!
+//! Each step is recorded ([`PROGRESS`] on the claim; with `--keep-name`, also on the old volume
+//! once both are kept, since the claim is deleted and recreated): the same command run again
+//! after an interruption goes on from the first step not done, with the workload, its replica
+//! count and the volumes from the record.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,7 +32,8 @@ use crate::names::{self, ROLE_LABEL, SOURCE_LABEL, SOURCE_MOUNT, TARGET_MOUNT};
 use crate::objects::claim::{self, ClaimRequest, Role};
 use crate::objects::mover::{MoverJob, Placement};
 use crate::objects::{self, volume};
-use crate::run::{Observer, Outcome};
+use crate::run::{self, Observer, Outcome};
+use crate::workflow::progress::{PROGRESS, Progress, Steps};
 use crate::workflow::steps::{self, mount};
 use crate::workflow::{self, MoverSettings};
 use crate::workload::{self, ClaimUse, ScaledDown, Workload};
@@ -287,7 +293,82 @@ pub struct MigrateReport {
     pub notes: Vec<String>,
 }
 
-/// Runs a migration.
+/// The steps of a migration that repoints the workload at the new claim.
+pub const STEPS: Steps = Steps {
+    workflow: "migrate",
+    names: &[
+        CREATE, FIRST_COPY, STOP, FINAL_COPY, VERIFY, REPOINT, MARK, START,
+    ],
+};
+
+/// The steps of a migration with `--keep-name`: the claim is recreated on the new volume.
+pub const KEEP_NAME_STEPS: Steps = Steps {
+    workflow: "migrate",
+    names: &[
+        CREATE,
+        FIRST_COPY,
+        STOP,
+        FINAL_COPY,
+        VERIFY,
+        RETAIN,
+        REMOVE_TEMPORARY,
+        REMOVE_CLAIM,
+        BIND,
+        MARK,
+        START,
+    ],
+};
+
+const CREATE: &str = "create-claim";
+const FIRST_COPY: &str = "first-copy";
+const STOP: &str = "scale-down";
+const FINAL_COPY: &str = "final-copy";
+const VERIFY: &str = "verify";
+const REPOINT: &str = "repoint";
+const RETAIN: &str = "retain-volumes";
+const REMOVE_TEMPORARY: &str = "remove-temporary-claim";
+const REMOVE_CLAIM: &str = "remove-claim";
+const BIND: &str = "bind-claim";
+const MARK: &str = "mark";
+const START: &str = "scale-up";
+
+// What the record keeps for later steps.
+const WORKLOAD: &str = "workload";
+const OLD_VOLUME: &str = "oldVolume";
+const NEW_VOLUME: &str = "newVolume";
+const PINNED: &str = "pinnedTo";
+const CREATED: &str = "createdClaim";
+const ORIGINAL: &str = "originalClaim";
+
+impl MigrateRequest {
+    fn steps(&self) -> Steps {
+        if self.keep_name {
+            KEEP_NAME_STEPS
+        } else {
+            STEPS
+        }
+    }
+
+    /// The arguments a recorded migration must be run again with, as a command line would
+    /// give them.
+    pub fn arguments(&self) -> String {
+        let mut a = format!("--storage-class {}", self.storage_class);
+        if self.keep_name {
+            a.push_str(" --keep-name");
+        }
+        if let Some(w) = &self.workload {
+            a.push_str(&format!(" --workload {w}"));
+        }
+        if let Some(s) = &self.size {
+            a.push_str(&format!(" --size {s}"));
+        }
+        a
+    }
+}
+
+/// Runs a migration, or goes on with one that was interrupted (its record,
+/// [`PROGRESS`](crate::workflow::progress::PROGRESS), is on the claim, or with `--keep-name`
+/// on the old volume while the claim is recreated).
 pub async fn run(
     kube: &Kube,
     request: &MigrateRequest,
@@ -304,8 +385,247 @@ pub async fn run(
         &[access::MOVER_RUN, access::SCALE, access::MIGRATE, rebind],
     )
     .await?;
-    let source = workflow::get_claim(kube, &request.claim).await?;
-    let old_volume = steps::bound_volume(&source)?;
+    let steps = request.steps();
+    let current = workflow::find_claim(kube, &request.claim).await?;
+    let (found, holder) = recorded(kube, request, current.as_ref()).await?;
+    let resuming = found.is_some();
+    let mut progress =
+        steps.resume_or_start(found, &request.claim, &request.arguments(), &holder)?;
+    let mut report = MigrateReport {
+        claim: request.claim.clone(),
+        now_used: request.claim.clone(),
+        ..MigrateReport::default()
+    };
+    let (source, exclusive_in_use) = if resuming {
+        observer.step(&format!(
+            "going on with the migration of claim {} recorded in {holder} (last step done: {})",
+            request.claim,
+            progress.done.as_deref().unwrap_or("none")
+        ));
+        let source = match (current, progress.get(ORIGINAL)) {
+            (Some(c), _) if !request.keep_name || !steps.is_done(&progress, REMOVE_CLAIM) => c,
+            // Removed, and not yet recreated: as it was recorded.
+            (_, Some(kept)) => serde_json::from_str(kept).map_err(|source| Error::Decode {
+                what: format!("the claim {} kept in {holder}", request.claim),
+                source,
+            })?,
+            (Some(c), None) => c,
+            (None, None) => return Err(workflow::claim_not_found(kube, &request.claim)),
+        };
+        // A ReadWriteOncePod claim still in use cannot be read beside its workload.
+        let exclusive_in_use = !steps.is_done(&progress, FIRST_COPY)
+            && steps::is_read_write_once_pod(&source)
+            && !placement::users(kube, &request.claim).await?.is_empty();
+        (source, exclusive_in_use)
+    } else {
+        let Some(source) = current else {
+            return Err(workflow::claim_not_found(kube, &request.claim));
+        };
+        let exclusive_in_use = start(kube, request, settings, &source, &mut progress).await?;
+        (source, exclusive_in_use)
+    };
+    let workload: Option<Workload> = progress.get(WORKLOAD).map(str::parse).transpose()?;
+    report.workload = workload.as_ref().map(ToString::to_string);
+    report.old_volume = progress.get(OLD_VOLUME).unwrap_or_default().to_owned();
+    let pinned = match progress.get(PINNED) {
+        Some(p) => pinned_from(p)?,
+        None => Placement::Anywhere,
+    };
+    let target = request.target();
+
+    // 1. The bulk of the data, with the workload running.
+    let early = async {
+        if !steps.is_done(&progress, CREATE) {
+            let plan = plan_with(
+                kube,
+                request,
+                settings,
+                &source,
+                &[],
+                "unused",
+                Some(pinned.clone()),
+            )
+            .await?;
+            if let Some(c) = &plan.create_claim {
+                observer.step(&format!(
+                    "creating claim {target} on storage class {}",
+                    request.storage_class
+                ));
+                let name = c.metadata.name.clone().unwrap_or_default();
+                if api::create_or_keep(&api::namespaced(kube), "claim", &name, c).await? {
+                    progress.set(CREATED, "true");
+                }
+            }
+            steps.complete(&mut progress, CREATE);
+            save(kube, request, &progress).await?;
+        }
+        if !steps.is_done(&progress, FIRST_COPY) {
+            if exclusive_in_use {
+                report.notes.push(format!(
+                    "claim {} is ReadWriteOncePod and in use, so nothing could read it while \
+                     the workload ran: it was copied once, with the workload stopped",
+                    request.claim
+                ));
+            } else {
+                let job =
+                    workflow::job_name_in_run(&format!("{}-migrate", request.claim), &progress.run);
+                let plan = plan_with(
+                    kube,
+                    request,
+                    settings,
+                    &source,
+                    &placement::pods(kube).await?,
+                    &job,
+                    None,
+                )
+                .await?;
+                let created = progress.get(CREATED).is_some();
+                warm_copy(
+                    kube,
+                    request,
+                    settings,
+                    &plan,
+                    created,
+                    &mut report,
+                    observer,
+                )
+                .await?;
+            }
+            steps.complete(&mut progress, FIRST_COPY);
+            save(kube, request, &progress).await?;
+        }
+        Ok::<_, Error>(())
+    }
+    .await;
+    if let Err(e) = early {
+        // Nothing was changed that the record must keep.
+        let cleared = clear(kube, request, &progress).await;
+        return Error::with_undo(Err(e), cleared);
+    }
+
+    // 2. The rest, with the workload stopped; then the proof and the cut-over.
+    let must_stop = steps.any_pending(&progress, FINAL_COPY, MARK);
+    let guard = match &workload {
+        Some(w) if must_stop => {
+            let counts = match progress.stopped_workloads()? {
+                c if !c.is_empty() => c,
+                _ => {
+                    let c = workload::counts_to_restore(kube, std::slice::from_ref(w)).await?;
+                    progress.set_stopped(&c);
+                    save(kube, request, &progress).await?;
+                    c
+                }
+            };
+            observer.step(&format!("scaling {w} to zero"));
+            let stopped = workload::scale_down_to_zero(
+                kube,
+                &counts,
+                &[&request.claim],
+                request.scale_timeout,
+            )
+            .await;
+            match stopped {
+                Ok(g) => g,
+                Err(e) => {
+                    let e = workload::stopped_then(
+                        e,
+                        format!(
+                            "the migration stopped; the workload runs on its original data \
+                             (claim {})",
+                            request.claim
+                        ),
+                    );
+                    if !switched(steps, &progress) {
+                        let cleared = clear(kube, request, &progress).await;
+                        return Error::with_undo(Err(e), cleared);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Some(_) => ScaledDown::left_by_earlier_run(progress.stopped_workloads()?),
+        None => ScaledDown::default(),
+    };
+    if must_stop {
+        steps.complete(&mut progress, STOP);
+    }
+    let result = finish(
+        kube,
+        request,
+        settings,
+        &source,
+        pinned,
+        &mut progress,
+        &mut report,
+        observer,
+    )
+    .await;
+    let finished = result.is_ok();
+    let clean = !switched(steps, &progress);
+    let result = result.map_err(|e| {
+        if clean {
+            e.context(format!(
+                "the migration stopped; the workload keeps its original data (claim {})",
+                request.claim
+            ))
+        } else {
+            e.context(format!(
+                "the migration stopped half-way, as annotation {PROGRESS} records: run the same \
+                 command again to finish it"
+            ))
+        }
+    });
+    let result = guard.scale_up_after(kube, observer, result).await;
+    let result = match result {
+        Ok(()) => {
+            steps.complete(&mut progress, START);
+            clear(kube, request, &progress).await
+        }
+        Err(e) if finished => Err(e.context(format!(
+            "the migration is done (the workload now uses claim {}), but the workload was not \
+             started again: run the same command again to start it",
+            report.now_used
+        ))),
+        Err(e) if clean => {
+            let cleared = clear(kube, request, &progress).await;
+            Error::with_undo(Err(e), cleared)
+        }
+        Err(e) => Err(e),
+    };
+    result.map(|()| report)
+}
+
+/// Whether the cut-over began: from there on, a failure leaves the record for a run that goes on.
+fn switched(steps: Steps, progress: &Progress) -> bool {
+    steps.is_past(progress, VERIFY)
+}
+
+/// The checks and decisions of a fresh migration, recorded before its first step: the workload
+/// to stop, the old volume, where the copies run once the workload is stopped. Returns whether
+/// the claim is ReadWriteOncePod and in use (copied once, with the workload stopped).
+async fn start(
+    kube: &Kube,
+    request: &MigrateRequest,
+    settings: &MoverSettings,
+    source: &PersistentVolumeClaim,
+    progress: &mut Progress,
+) -> Result<bool> {
+    let old_volume = steps::bound_volume(source)?;
+    // Copying again into the claim the workload now uses would overwrite what it wrote since.
+    if let Some(to) = source
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(volume::MIGRATED_TO))
+    {
+        return Err(Error::Invalid(format!(
+            "claim {} was migrated to claim {to} already (annotation {}): there is nothing left \
+             to do. `pvc-backup migrate --rollback {}` undoes that migration",
+            request.claim,
+            volume::MIGRATED_TO,
+            request.claim
+        )));
+    }
     if steps::storage_class(kube, Some(&request.storage_class))
         .await?
         .is_none()
@@ -359,94 +679,127 @@ pub async fn run(
             )));
         }
     }
-    let job_name = workflow::job_name(&format!("{}-migrate", request.claim));
-    let plan = plan_with(kube, request, settings, &source, &pods, &job_name, None).await?;
-    let pinned = steps::pin_to(&[&source], &pods);
-    let exclusive_in_use = steps::is_read_write_once_pod(&source) && !users.is_empty();
-    let target = request.target();
-    let mut report = MigrateReport {
-        claim: request.claim.clone(),
-        now_used: request.claim.clone(),
-        workload: workload.as_ref().map(ToString::to_string),
-        old_volume,
-        ..MigrateReport::default()
+    // Checks the new claim and the copies as planned, before anything is changed.
+    plan_with(kube, request, settings, source, &pods, "check", None).await?;
+    if let Some(w) = &workload {
+        progress.set(WORKLOAD, w.to_string());
+    }
+    progress.set(OLD_VOLUME, old_volume);
+    if let Placement::Node { node, tolerations } = steps::pin_to(&[source], &pods) {
+        progress.set(
+            PINNED,
+            json!({"node": node, "tolerations": tolerations}).to_string(),
+        );
+    }
+    save(kube, request, progress).await?;
+    Ok(steps::is_read_write_once_pod(source) && !users.is_empty())
+}
+
+/// Where the copies run once the workload is stopped, as recorded.
+fn pinned_from(recorded: &str) -> Result<Placement> {
+    #[derive(serde::Deserialize)]
+    struct Pinned {
+        node: String,
+        #[serde(default)]
+        tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
+    }
+    let p: Pinned = serde_json::from_str(recorded).map_err(|source| Error::Decode {
+        what: "the node recorded for the copies".to_owned(),
+        source,
+    })?;
+    Ok(Placement::Node {
+        node: p.node,
+        tolerations: p.tolerations,
+    })
+}
+
+/// The record of a migration of the claim: on the claim, or with `--keep-name` on its old
+/// volume (while the claim is recreated), whichever went further; and the object it is on.
+async fn recorded(
+    kube: &Kube,
+    request: &MigrateRequest,
+    current: Option<&PersistentVolumeClaim>,
+) -> Result<(Option<Progress>, String)> {
+    let on_claim = format!("pvc/{} -n {}", request.claim, kube.namespace);
+    let mut found = match current {
+        Some(c) => Progress::read(c.metadata.annotations.as_ref(), &on_claim)?
+            .map(|p| (p, on_claim.clone())),
+        None => None,
     };
-
-    // 1. The bulk of the data, with the workload running.
-    let created = plan.create_claim.is_some();
-    if let Some(c) = &plan.create_claim {
-        observer.step(&format!(
-            "creating claim {target} on storage class {}",
-            request.storage_class
-        ));
-        workflow::create_claim(kube, c).await?;
-    }
-    if exclusive_in_use {
-        report.notes.push(format!(
-            "claim {} is ReadWriteOncePod and in use, so nothing could read it while the \
-             workload ran: it was copied once, with the workload stopped",
-            request.claim
-        ));
-    } else {
-        warm_copy(
-            kube,
-            request,
-            settings,
-            &plan,
-            created,
-            &mut report,
-            observer,
-        )
-        .await?;
-    }
-
-    // 2. The rest, with the workload stopped; then the proof.
-    let guard = match &workload {
-        Some(w) => {
-            observer.step(&format!("scaling {w} to zero"));
-            workload::scale_down(
-                kube,
-                std::slice::from_ref(w),
-                &[&request.claim],
-                request.scale_timeout,
-            )
-            .await
-            .map_err(|e| {
-                workload::stopped_then(
-                    e,
-                    format!(
-                        "the migration stopped; the workload runs on its original data (claim {})",
-                        request.claim
-                    ),
-                )
-            })?
+    let old_volume = found
+        .as_ref()
+        .and_then(|(p, _)| p.get(OLD_VOLUME).map(str::to_owned));
+    let volumes = match (current, old_volume) {
+        _ if !request.keep_name => Vec::new(),
+        (Some(_), None) => Vec::new(),
+        (Some(_), Some(pv)) => {
+            match api::get_opt(&api::cluster(kube), "PersistentVolume", &pv).await? {
+                Some(v) => vec![v],
+                None => Vec::new(),
+            }
         }
-        None => ScaledDown::default(),
+        // The claim is being recreated: its old volume keeps the record meanwhile.
+        (None, _) => {
+            let pvs: kube::Api<k8s_openapi::api::core::v1::PersistentVolume> = api::cluster(kube);
+            pvs.list(&Default::default())
+                .await
+                .map_err(Error::api("list PersistentVolumes"))?
+                .items
+        }
     };
-    let result = finish(
-        kube,
-        request,
-        settings,
-        &source,
-        pinned,
-        &mut report,
-        observer,
-    )
-    .await;
-    let finished = result.is_ok();
-    let result = result.map_err(|e| {
-        e.context(format!(
-            "the migration stopped; the workload keeps its original data (claim {})",
-            request.claim
-        ))
-    });
-    match guard.scale_up_after(kube, observer, result).await {
-        Ok(()) => Ok(report),
-        Err(e) if finished => Err(e.context(format!(
-            "the migration is done (the workload now uses claim {}), but the workload was not \
-             started again",
-            report.now_used
-        ))),
+    for pv in volumes {
+        let name = pv.metadata.name.clone().unwrap_or_default();
+        let claimed = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+        if claimed.and_then(|r| r.namespace.as_deref()) != Some(kube.namespace.as_str()) {
+            continue;
+        }
+        let holder = format!("pv/{name}");
+        let Some(p) = Progress::read(pv.metadata.annotations.as_ref(), &holder)? else {
+            continue;
+        };
+        if p.claim != request.claim {
+            continue;
+        }
+        let further = found
+            .as_ref()
+            .is_none_or(|(f, _)| request.steps().went_further(&p, f));
+        if further {
+            found = Some((p, holder));
+        }
+    }
+    Ok(match found {
+        Some((p, holder)) => (Some(p), holder),
+        None => (None, on_claim),
+    })
+}
+
+/// Writes the record where it must be: on the claim (unless it is gone for the moment) and,
+/// with `--keep-name` once the volumes are kept, on the old volume.
+async fn save(kube: &Kube, request: &MigrateRequest, progress: &Progress) -> Result<()> {
+    write(kube, request, progress, true).await
+}
+
+/// Removes the record from wherever it is.
+async fn clear(kube: &Kube, request: &MigrateRequest, progress: &Progress) -> Result<()> {
+    write(kube, request, progress, false).await
+}
+
+async fn write(
+    kube: &Kube,
+    request: &MigrateRequest,
+    progress: &Progress,
+    keep: bool,
+) -> Result<()> {
+    let on_volume = request.keep_name && request.steps().is_done(progress, RETAIN);
+    if on_volume && let Some(pv) = progress.get(OLD_VOLUME) {
+        let value = keep.then(|| progress.to_annotation());
+        let patch = json!({"metadata": {"annotations": {PROGRESS: value}}});
+        steps::patch_volume(kube, pv, &patch).await?;
+    }
+    match workflow::record_progress(kube, &request.claim, keep.then_some(progress)).await {
+        Ok(()) => Ok(()),
+        // Between its removal and its recreation, the old volume holds the record.
+        Err(e) if e.is_not_found() && on_volume => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -499,162 +852,253 @@ async fn warm_copy(
     Ok(())
 }
 
-/// Final copy, verification and cut-over, with the workload stopped.
+/// Final copy, verification and cut-over, with the workload stopped; each step skipped when the
+/// record says it was done.
+#[allow(clippy::too_many_arguments)]
 async fn finish(
     kube: &Kube,
     request: &MigrateRequest,
     settings: &MoverSettings,
     source: &PersistentVolumeClaim,
     pinned: Placement,
+    progress: &mut Progress,
     report: &mut MigrateReport,
     observer: &mut dyn Observer,
 ) -> Result<()> {
-    // Nothing may write to the claim from here on: a pod of another workload would.
-    let users = placement::users(kube, &request.claim).await?;
-    if let Some(u) = users.first() {
-        return Err(Error::Failed(format!(
-            "pod {} still uses claim {}: stop what runs it (or name its workload with \
-             --workload) and retry",
-            u.pod, request.claim
-        )));
-    }
-    // The same Jobs, on the node where the workload ran: its volume may still be attached there.
-    let final_name = workflow::job_name(&format!("{}-final", request.claim));
-    let plan = plan_with(
-        kube,
-        request,
-        settings,
-        source,
-        &[],
-        &final_name,
-        Some(pinned),
-    )
-    .await?;
-    observer.step("copying the last changes with the workload stopped");
-    let last = steps::run_mover_ok(kube, &plan.copy, settings, "the final copy", observer).await?;
-    report.outcomes.push(last);
-    observer.step("verifying the copy against the source");
-    let verified = steps::run_mover_ok(
-        kube,
-        &plan.verify,
-        settings,
-        "the verification of the copy against the source",
-        observer,
-    )
-    .await?;
-    report.outcomes.push(verified);
+    let steps = request.steps();
     let target = request.target();
-    let target_claim = workflow::get_claim(kube, &target).await?;
-    report.new_volume = steps::bound_volume(&target_claim)?;
-    if request.keep_name {
-        rebind(kube, source, &target_claim, observer).await?;
-    } else {
-        if let Some(w) = report.workload.as_ref() {
-            let w: Workload = w.parse()?;
-            observer.step(&format!("pointing {w} at claim {target}"));
-            workload::point_volume(
-                kube,
-                &w,
-                &request.claim,
-                &target,
-                true,
-                workload::SubPath::Keep,
-            )
-            .await?;
-        } else {
-            report.notes.push(format!(
-                "no workload used claim {}; claim {target} holds the data now",
-                request.claim
-            ));
+    if steps.any_pending(progress, FINAL_COPY, VERIFY) {
+        let final_name =
+            workflow::job_name_in_run(&format!("{}-final", request.claim), &progress.run);
+        let verify_name = steps::suffixed(&final_name, "verify");
+        // Nothing may write to the claim from here on: a pod of another workload would. The
+        // copies an interrupted run started are this run's own, followed below.
+        let users = placement::users(kube, &request.claim).await?;
+        if let Some(u) = users.iter().find(|u| {
+            !run::is_of_job(&u.object, &final_name) && !run::is_of_job(&u.object, &verify_name)
+        }) {
+            return Err(Error::Failed(format!(
+                "pod {} still uses claim {}: stop what runs it (or name its workload with \
+                 --workload) and retry",
+                u.pod, request.claim
+            )));
         }
+        // The same Jobs, on the node where the workload ran: its volume may still be attached
+        // there.
+        let plan = plan_with(
+            kube,
+            request,
+            settings,
+            source,
+            &[],
+            &final_name,
+            Some(pinned),
+        )
+        .await?;
+        if !steps.is_done(progress, FINAL_COPY) {
+            observer.step("copying the last changes with the workload stopped");
+            let last =
+                steps::run_mover_ok(kube, &plan.copy, settings, "the final copy", observer).await?;
+            report.outcomes.push(last);
+            steps.complete(progress, FINAL_COPY);
+            save(kube, request, progress).await?;
+        }
+        observer.step("verifying the copy against the source");
+        let verified = steps::run_mover_ok(
+            kube,
+            &plan.verify,
+            settings,
+            "the verification of the copy against the source",
+            observer,
+        )
+        .await?;
+        report.outcomes.push(verified);
+        let target_claim = workflow::get_claim(kube, &target).await?;
+        progress.set(NEW_VOLUME, steps::bound_volume(&target_claim)?);
+        steps.complete(progress, VERIFY);
+        save(kube, request, progress).await?;
+    }
+    report.new_volume = progress.get(NEW_VOLUME).unwrap_or_default().to_owned();
+    if request.keep_name {
+        return rebind(kube, request, source, progress, observer).await;
+    }
+    let workload: Option<Workload> = progress.get(WORKLOAD).map(str::parse).transpose()?;
+    if !steps.is_done(progress, REPOINT) {
+        if let Some(w) = &workload {
+            observer.step(&format!("pointing {w} at claim {target}"));
+            // An interrupted run may have pointed it already.
+            let obj = w.get(kube).await?;
+            let done = workload::claim_use(&obj, &request.claim)?.is_none()
+                && matches!(
+                    workload::claim_use(&obj, &target)?,
+                    Some(ClaimUse::Volume(_))
+                );
+            if !done {
+                workload::point_volume(
+                    kube,
+                    w,
+                    &request.claim,
+                    &target,
+                    true,
+                    workload::SubPath::Keep,
+                )
+                .await?;
+            }
+        }
+        steps.complete(progress, REPOINT);
+        save(kube, request, progress).await?;
+    }
+    if workload.is_none() {
+        report.notes.push(format!(
+            "no workload used claim {}; claim {target} holds the data now",
+            request.claim
+        ));
+    }
+    if !steps.is_done(progress, MARK) {
+        observer.step(&format!(
+            "recording the migration on claims {target} and {}",
+            request.claim
+        ));
         workflow::annotate_claim(
             kube,
             &target,
             BTreeMap::from([(MIGRATED_FROM.to_owned(), request.claim.clone())]),
         )
         .await?;
+        steps.complete(progress, MARK);
+        // The mark and the record go out together.
         workflow::annotate_claim(
             kube,
             &request.claim,
-            BTreeMap::from([(volume::MIGRATED_TO.to_owned(), target.clone())]),
+            BTreeMap::from([
+                (volume::MIGRATED_TO.to_owned(), target.clone()),
+                (PROGRESS.to_owned(), progress.to_annotation()),
+            ]),
         )
         .await?;
-        report.now_used = target;
     }
+    report.now_used = target;
     Ok(())
 }
 
 /// `--keep-name`: the claim's name moves to the new volume; the old volume stays, `Released`,
-/// with reclaim policy `Retain`.
+/// with reclaim policy `Retain`. From the moment the claim is removed until it is bound again,
+/// the record lives on the old volume.
 async fn rebind(
     kube: &Kube,
+    request: &MigrateRequest,
     source: &PersistentVolumeClaim,
-    target: &PersistentVolumeClaim,
+    progress: &mut Progress,
     observer: &mut dyn Observer,
 ) -> Result<()> {
-    let claim = source.metadata.name.clone().unwrap_or_default();
-    let target_name = target.metadata.name.clone().unwrap_or_default();
-    let old_pv = steps::bound_volume(source)?;
-    let new_pv = steps::bound_volume(target)?;
-    // Both volumes must survive their claims being deleted.
-    observer.step(&format!(
-        "setting reclaim policy Retain on PersistentVolumes {old_pv} and {new_pv}"
-    ));
-    for pv in [&old_pv, &new_pv] {
-        let obj = steps::get_volume(kube, pv).await?;
-        steps::patch_volume(kube, pv, &volume::retain_patch(&obj)).await?;
-    }
-    observer.step(&format!("removing the temporary claim {target_name}"));
-    steps::delete_claim_and_wait(kube, &target_name, CLAIM_TIMEOUT).await?;
-    observer.step(&format!(
-        "removing claim {claim} (its volume {old_pv} is kept)"
-    ));
-    steps::delete_claim_and_wait(kube, &claim, CLAIM_TIMEOUT).await?;
-    let new_class = target
+    let steps = request.steps();
+    let claim = request.claim.clone();
+    let target_name = request.target();
+    let old_pv = progress.get(OLD_VOLUME).unwrap_or_default().to_owned();
+    let new_pv = progress.get(NEW_VOLUME).unwrap_or_default().to_owned();
+    let old_class = source
         .spec
         .as_ref()
         .and_then(|s| s.storage_class_name.clone());
-    let result = bind_claim_to(
-        kube,
-        source,
-        &new_pv,
-        new_class.as_deref(),
-        &[(volume::MIGRATED_FROM_VOLUME, &old_pv)],
-        observer,
-    )
-    .await;
-    if let Err(e) = result {
-        // Give the claim back its old volume, with everything on it as it was.
+    if !steps.is_done(progress, RETAIN) {
+        // Both volumes must survive their claims being deleted.
         observer.step(&format!(
-            "{e}; giving claim {claim} back its volume {old_pv}"
+            "setting reclaim policy Retain on PersistentVolumes {old_pv} and {new_pv}"
         ));
-        let _ = steps::delete_claim_and_wait(kube, &claim, CLAIM_TIMEOUT).await;
-        let old_class = source
-            .spec
-            .as_ref()
-            .and_then(|s| s.storage_class_name.clone());
-        let back = bind_claim_to(kube, source, &old_pv, old_class.as_deref(), &[], observer)
-            .await
-            .map_err(|e2| {
-                e2.context(format!(
-                    "giving claim {claim} back its volume {old_pv} failed too; both volumes are \
-                     kept (Retain): recreate claim {claim} with spec.volumeName {old_pv}"
-                ))
-            });
-        return Error::with_undo(Err(e), back).map_err(|e| {
-            workload::stopped_then(
-                e,
-                format!(
-                    "claim {claim} is bound to its old volume {old_pv} again, the copy stays on \
-                     volume {new_pv} (Released, Retain)"
-                ),
-            )
-        });
+        // What recreating the claim needs, kept for a run that goes on once it is gone.
+        let mut kept = volume::rebound_claim(source, &old_pv, old_class.as_deref(), &[]);
+        if let Some(a) = kept.metadata.annotations.as_mut() {
+            a.remove(PROGRESS);
+        }
+        progress.set(
+            ORIGINAL,
+            serde_json::to_string(&kept).map_err(|source| Error::Decode {
+                what: format!("cannot record claim {claim}"),
+                source,
+            })?,
+        );
+        steps.complete(progress, RETAIN);
+        for pv in [&new_pv, &old_pv] {
+            let obj = steps::get_volume(kube, pv).await?;
+            let mut patch = volume::retain_patch(&obj);
+            if *pv == old_pv {
+                patch["metadata"]["annotations"][PROGRESS] = json!(progress.to_annotation());
+            }
+            steps::patch_volume(kube, pv, &patch).await?;
+        }
+        save(kube, request, progress).await?;
     }
-    let patch = json!({"metadata": {"annotations": {
-        volume::MIGRATED_TO: format!("{}/{claim}@{new_pv}", kube.namespace),
-    }}});
-    steps::patch_volume(kube, &old_pv, &patch).await?;
+    if !steps.is_done(progress, REMOVE_TEMPORARY) {
+        observer.step(&format!("removing the temporary claim {target_name}"));
+        steps::delete_claim_and_wait(kube, &target_name, CLAIM_TIMEOUT).await?;
+        steps.complete(progress, REMOVE_TEMPORARY);
+        save(kube, request, progress).await?;
+    }
+    if !steps.is_done(progress, REMOVE_CLAIM) {
+        observer.step(&format!(
+            "removing claim {claim} (its volume {old_pv} is kept)"
+        ));
+        steps::delete_claim_and_wait(kube, &claim, CLAIM_TIMEOUT).await?;
+        steps.complete(progress, REMOVE_CLAIM);
+        save(kube, request, progress).await?;
+    }
+    if !steps.is_done(progress, BIND) {
+        // The claim is created with the record in it.
+        let record = progress.to_annotation();
+        let result = bind_claim_to(
+            kube,
+            source,
+            &new_pv,
+            Some(&request.storage_class),
+            &[(volume::MIGRATED_FROM_VOLUME, &old_pv), (PROGRESS, &record)],
+            observer,
+        )
+        .await;
+        if let Err(e) = result {
+            // Give the claim back its old volume, with everything on it as it was.
+            observer.step(&format!(
+                "{e}; giving claim {claim} back its volume {old_pv}"
+            ));
+            let _ = steps::delete_claim_and_wait(kube, &claim, CLAIM_TIMEOUT).await;
+            let back = bind_claim_to(kube, source, &old_pv, old_class.as_deref(), &[], observer)
+                .await
+                .map_err(|e2| {
+                    e2.context(format!(
+                        "giving claim {claim} back its volume {old_pv} failed too; both volumes \
+                         are kept (Retain): recreate claim {claim} with spec.volumeName {old_pv}"
+                    ))
+                });
+            if back.is_ok() {
+                // Undone: nothing is left for a run to go on with.
+                let patch = json!({"metadata": {"annotations": {PROGRESS: null}}});
+                steps::patch_volume(kube, &old_pv, &patch).await?;
+                progress.done = Some(VERIFY.to_owned());
+            }
+            return Error::with_undo(Err(e), back).map_err(|e| {
+                workload::stopped_then(
+                    e,
+                    format!(
+                        "claim {claim} is bound to its old volume {old_pv} again, the copy stays \
+                         on volume {new_pv} (Released, Retain)"
+                    ),
+                )
+            });
+        }
+        steps.complete(progress, BIND);
+        save(kube, request, progress).await?;
+    }
+    if !steps.is_done(progress, MARK) {
+        observer.step(&format!(
+            "recording the migration on PersistentVolume {old_pv}"
+        ));
+        steps.complete(progress, MARK);
+        let patch = json!({"metadata": {"annotations": {
+            volume::MIGRATED_TO: format!("{}/{claim}@{new_pv}", kube.namespace),
+            PROGRESS: progress.to_annotation(),
+        }}});
+        steps::patch_volume(kube, &old_pv, &patch).await?;
+        save(kube, request, progress).await?;
+    }
     Ok(())
 }
 
@@ -670,8 +1114,17 @@ async fn bind_claim_to(
 ) -> Result<()> {
     let claim = original.metadata.name.clone().unwrap_or_default();
     observer.step(&format!("binding claim {claim} to PersistentVolume {pv}"));
-    steps::patch_volume(kube, pv, &volume::claim_ref_patch(&kube.namespace, &claim)).await?;
-    workflow::create_claim(kube, &recreated(original, pv, storage_class, annotations)).await?;
+    // Recreated already by a run that was interrupted: reserving the volume again would take
+    // back the binding the controller completed.
+    let made = workflow::find_claim(kube, &claim).await?.is_some_and(|c| {
+        c.metadata.deletion_timestamp.is_none()
+            && c.spec.as_ref().and_then(|s| s.volume_name.as_deref()) == Some(pv)
+    });
+    if !made {
+        steps::patch_volume(kube, pv, &volume::claim_ref_patch(&kube.namespace, &claim)).await?;
+        let claim_object = recreated(original, pv, storage_class, annotations);
+        api::create_or_keep(&api::namespaced(kube), "claim", &claim, &claim_object).await?;
+    }
     steps::wait_bound_to(kube, &claim, pv, CLAIM_TIMEOUT).await
 }
 
@@ -689,6 +1142,7 @@ fn recreated(
     if let Some(a) = claim.metadata.annotations.as_mut() {
         a.remove(volume::MIGRATED_FROM_VOLUME);
         a.remove(volume::MIGRATED_TO);
+        a.remove(PROGRESS);
         for (k, v) in annotations {
             a.insert((*k).to_owned(), (*v).to_owned());
         }

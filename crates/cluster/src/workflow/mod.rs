@@ -6,9 +6,11 @@ pub mod backup;
 pub mod clone;
 pub mod list;
 pub mod migrate;
+pub mod progress;
 pub mod restore;
 pub mod schedule;
 pub mod steps;
+pub mod stopped;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -92,7 +94,7 @@ pub async fn get_claim(kube: &Kube, name: &str) -> Result<PersistentVolumeClaim>
 }
 
 /// The error for a claim that does not exist: where it was looked for and how to list the claims.
-fn claim_not_found(kube: &Kube, name: &str) -> Error {
+pub(crate) fn claim_not_found(kube: &Kube, name: &str) -> Error {
     Error::NotFound(format!(
         "claim {name} not found in namespace {ns}; `kubectl get pvc -n {ns}` lists the \
          claims there (use -n to choose another namespace)",
@@ -155,6 +157,21 @@ pub async fn wait_bound(
 
 /// A Job name: `prefix-xxxxx`, at most 63 characters (the name is also a label value).
 pub fn job_name(prefix: &str) -> String {
+    job_name_in_run(prefix, &job_suffix())
+}
+
+/// The Job name `prefix-RUN` of a run whose id is `run` (from [`job_suffix`]): the same each
+/// time a recorded run goes on, so that it finds the Jobs it created before.
+pub fn job_name_in_run(prefix: &str, run: &str) -> String {
+    let mut p: String = prefix.chars().take(57).collect();
+    while p.ends_with(['-', '.']) {
+        p.pop();
+    }
+    format!("{p}-{run}")
+}
+
+/// Five characters that tell two runs apart (in Job names and run records).
+pub fn job_suffix() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -169,11 +186,7 @@ pub fn job_name(prefix: &str) -> String {
         let c = b"bcdfghjklmnpqrstvwxz2456789"[(x % 27) as usize];
         suffix.push(c as char);
     }
-    let mut p: String = prefix.chars().take(57).collect();
-    while p.ends_with(['-', '.']) {
-        p.pop();
-    }
-    format!("{p}-{suffix}")
+    suffix
 }
 
 /// The summary of a run as recorded on its target claim (annotation `pvc-backup.io/last-run`).
@@ -223,6 +236,19 @@ pub async fn annotate_claim(
     annotations: BTreeMap<String, String>,
 ) -> Result<()> {
     let patch = json!({"metadata": {"annotations": annotations}});
+    api::patch_merge::<PersistentVolumeClaim>(&api::namespaced(kube), "claim", claim, &patch)
+        .await?;
+    Ok(())
+}
+
+/// Writes a workflow's record on a claim ([`progress::PROGRESS`]), or removes it (`None`).
+pub async fn record_progress(
+    kube: &Kube,
+    claim: &str,
+    progress: Option<&progress::Progress>,
+) -> Result<()> {
+    let value = progress.map(progress::Progress::to_annotation);
+    let patch = json!({"metadata": {"annotations": {progress::PROGRESS: value}}});
     api::patch_merge::<PersistentVolumeClaim>(&api::namespaced(kube), "claim", claim, &patch)
         .await?;
     Ok(())

@@ -18,8 +18,10 @@ use crate::names::{self, SOURCE_MOUNT, TARGET_MOUNT};
 use crate::objects;
 use crate::objects::claim::Role;
 use crate::objects::mover::{MoverJob, Placement};
-use crate::run::{Observer, Outcome};
+use crate::run::{self, Observer, Outcome};
+use crate::workflow::progress::{PROGRESS, Progress, Steps};
 use crate::workflow::steps::{self, mount};
+use crate::workflow::stopped::{RESTORE_STEPS, StoppedFor};
 use crate::workflow::{self, MoverSettings};
 use crate::workload::{self, ClaimUse, ScaledDown, SubPath, Workload};
 use crate::{Error, Result, placement};
@@ -188,7 +190,8 @@ pub async fn plan_from_cluster(
     request.check()?;
     let target = workflow::get_claim(kube, &request.claim).await?;
     let backup = workflow::get_claim(kube, &request.from).await?;
-    plan_with(kube, request, settings, &target, &backup).await
+    let job_name = workflow::job_name(&format!("{}-restore", request.claim));
+    plan_with(kube, request, settings, &target, &backup, &job_name).await
 }
 
 /// [`plan_from_cluster`] with the claim to restore and the backup claim already read.
@@ -198,17 +201,17 @@ async fn plan_with(
     settings: &MoverSettings,
     target: &PersistentVolumeClaim,
     backup: &PersistentVolumeClaim,
+    job_name: &str,
 ) -> Result<RestorePlan> {
-    let job_name = workflow::job_name(&format!("{}-restore", request.claim));
     if request.swap {
         let placement = placement::place(kube, &[backup], &[]).await?;
         return Ok(RestorePlan {
-            job: listing_job(request, settings, &kube.namespace, placement, &job_name),
+            job: listing_job(request, settings, &kube.namespace, placement, job_name),
         });
     }
     let placement = steps::pin_to_users(kube, &[target, backup]).await?;
     Ok(RestorePlan {
-        job: restore_job(request, settings, target, placement, &job_name)?,
+        job: restore_job(request, settings, target, placement, job_name)?,
     })
 }
 
@@ -243,35 +246,36 @@ pub async fn run(
     access::check(kube, &[access::MOVER_RUN, access::SCALE]).await?;
     let target = workflow::get_claim(kube, &request.claim).await?;
     let backup = workflow::get_claim(kube, &request.from).await?;
-    let workload = workload::resolve(kube, request.workload.as_ref(), &request.claim).await?;
     let mut report = RestoreReport {
         claim: request.claim.clone(),
         from: request.from.clone(),
         snapshot: request.snapshot.clone(),
-        workload: workload.as_ref().map(ToString::to_string),
         ..RestoreReport::default()
     };
     if request.swap {
-        let Some(w) = workload else {
-            return Err(Error::Invalid(format!(
-                "no workload uses claim {}: name the one to point at the backup with --workload \
-                 KIND/NAME",
-                request.claim
-            )));
-        };
-        if steps::is_block(&target) {
-            return Err(Error::Invalid(format!(
-                "claim {} is a Block claim; its backups are image files a workload cannot run \
-                 on: restore by copying (without --swap)",
-                request.claim
-            )));
-        }
         let claims = (&target, &backup);
-        swap(kube, request, settings, claims, &w, &mut report, observer).await?;
+        swap(kube, request, settings, claims, &mut report, observer).await?;
         return Ok(report);
     }
-    // Any pod left writing would mix its writes with the restored files.
+    let mut stopped = StoppedFor::begin(
+        RESTORE_STEPS,
+        &target,
+        &kube.namespace,
+        &request.arguments(),
+    )?;
+    // A run that was interrupted stopped it: its pods are gone, the record names it.
+    let workload = match stopped.recorded()? {
+        Some(recorded) => recorded.into_iter().next(),
+        None => workload::resolve(kube, request.workload.as_ref(), &request.claim).await?,
+    };
+    report.workload = workload.as_ref().map(ToString::to_string);
+    let job_name = stopped.job_name(&format!("{}-restore", request.claim));
+    // Any pod left writing would mix its writes with the restored files; the copy an
+    // interrupted run started is this run's own, followed below.
     for user in placement::users(kube, &request.claim).await? {
+        if run::is_of_job(&user.object, &job_name) {
+            continue;
+        }
         let owner = workload::owner_of(kube, &user.object).await?;
         if owner.is_none() || owner != workload {
             return Err(Error::Invalid(format!(
@@ -283,17 +287,13 @@ pub async fn run(
             )));
         }
     }
-    let plan = plan_with(kube, request, settings, &target, &backup).await?;
+    let plan = plan_with(kube, request, settings, &target, &backup, &job_name).await?;
     let guard = match &workload {
         Some(w) => {
             observer.step(&format!("scaling {w} to zero"));
-            workload::scale_down(
-                kube,
-                std::slice::from_ref(w),
-                &[&request.claim],
-                request.scale_timeout,
-            )
-            .await?
+            stopped
+                .stop(kube, std::slice::from_ref(w), request.scale_timeout)
+                .await?
         }
         None => ScaledDown::default(),
     };
@@ -309,10 +309,10 @@ pub async fn run(
     .await;
     // A detached copy still runs: the workload must stay stopped until it is done.
     let (outcome, job) = if matches!(result, Ok((None, _))) {
-        guard.leave_down();
+        stopped.leave_down(kube, guard).await?;
         result?
     } else {
-        guard.scale_up_after(kube, observer, result).await?
+        stopped.start_after(kube, guard, observer, result).await?
     };
     match outcome {
         Some(o) => report.outcome = Some(o),
@@ -321,76 +321,215 @@ pub async fn run(
     Ok(report)
 }
 
-/// `--swap`; `claims` are the claim to restore and the backup claim, as read.
+/// The steps of `restore --swap`.
+pub const SWAP_STEPS: Steps = Steps {
+    workflow: "restore --swap",
+    names: &[LIST, POINT, MARK],
+};
+
+const LIST: &str = "read-snapshots";
+const POINT: &str = "repoint";
+const MARK: &str = "mark-backup";
+
+// What the record keeps for later steps.
+const WORKLOAD: &str = "workload";
+const SNAPSHOT: &str = "snapshot";
+const VOLUME: &str = "volume";
+
+impl RestoreRequest {
+    /// The arguments a recorded restore must be run again with, as a command line would give
+    /// them.
+    pub fn arguments(&self) -> String {
+        let mut a = format!("--from {} --snapshot {}", self.from, self.snapshot);
+        if self.swap {
+            a.push_str(" --swap");
+        }
+        if let Some(w) = &self.workload {
+            a.push_str(&format!(" --workload {w}"));
+        }
+        a
+    }
+}
+
+/// `--swap`; `claims` are the claim to restore and the backup claim, as read. Its record,
+/// [`PROGRESS`], is on the claim restored, which the swap never changes; the same command run
+/// again after an interruption goes on from the first step not done.
 async fn swap(
     kube: &Kube,
     request: &RestoreRequest,
     settings: &MoverSettings,
     (target, backup): (&PersistentVolumeClaim, &PersistentVolumeClaim),
-    w: &Workload,
     report: &mut RestoreReport,
     observer: &mut dyn Observer,
 ) -> Result<()> {
-    match workload::claim_use(&w.get(kube).await?, &request.claim)? {
-        Some(ClaimUse::Volume(_)) => {}
-        Some(ClaimUse::Template(t)) => {
-            return Err(Error::Invalid(format!(
-                "claim {} comes from the volumeClaimTemplates entry {t:?} of {w}, which cannot \
-                 point elsewhere: restore by copying (without --swap)",
-                request.claim
-            )));
+    let holder = format!("pvc/{} -n {}", request.claim, kube.namespace);
+    let found = Progress::read(target.metadata.annotations.as_ref(), &holder)?;
+    let resuming = found.is_some();
+    let mut progress =
+        SWAP_STEPS.resume_or_start(found, &request.claim, &request.arguments(), &holder)?;
+    let w: Workload = if resuming {
+        observer.step(&format!(
+            "going on with the swap of claim {} recorded in {holder} (last step done: {})",
+            request.claim,
+            progress.done.as_deref().unwrap_or("none")
+        ));
+        progress.get(WORKLOAD).unwrap_or_default().parse()?
+    } else {
+        let w = swap_checks(kube, request, target).await?;
+        progress.set(WORKLOAD, w.to_string());
+        workflow::record_progress(kube, &request.claim, Some(&progress)).await?;
+        w
+    };
+    report.workload = Some(w.to_string());
+    let result = swap_steps(
+        kube,
+        request,
+        settings,
+        backup,
+        &w,
+        &mut progress,
+        report,
+        observer,
+    )
+    .await;
+    match result {
+        Ok(()) => workflow::record_progress(kube, &request.claim, None).await,
+        // Nothing was changed yet: nothing to go on with.
+        Err(e) if !SWAP_STEPS.is_done(&progress, POINT) => {
+            let cleared = workflow::record_progress(kube, &request.claim, None).await;
+            Error::with_undo(Err(e), cleared)
         }
-        None => {
-            return Err(Error::Invalid(format!(
-                "{w} has no volume that uses claim {}: name the workload that does with \
-                 --workload",
-                request.claim
-            )));
-        }
+        Err(e) => Err(e.context(format!(
+            "the swap stopped half-way, as annotation {PROGRESS} on claim {} records: run the \
+             same command again to finish it",
+            request.claim
+        ))),
     }
-    observer.step(&format!("reading the snapshots of {}", request.from));
-    let plan = plan_with(kube, request, settings, target, backup).await?;
-    let outcome =
-        steps::run_mover_ok(kube, &plan.job, settings, "listing the snapshots", observer).await?;
-    let listing = outcome
-        .messages
-        .iter()
-        .rev()
-        .find_map(|l| {
-            let l = l.trim();
-            l.starts_with('[')
-                .then(|| serde_json::from_str::<Listing>(l).ok())
-                .flatten()
-        })
-        .ok_or_else(|| {
-            Error::Failed(format!(
-                "the snapshot listing of {} (Job {}) printed no list",
-                request.from, outcome.job
-            ))
-        })?;
-    let id = pick_snapshot(&listing, &request.snapshot, &request.from)?;
+}
+
+/// What a swap checks before it changes anything; returns the workload to repoint.
+async fn swap_checks(
+    kube: &Kube,
+    request: &RestoreRequest,
+    target: &PersistentVolumeClaim,
+) -> Result<Workload> {
+    let Some(w) = workload::resolve(kube, request.workload.as_ref(), &request.claim).await? else {
+        return Err(Error::Invalid(format!(
+            "no workload uses claim {}: name the one to point at the backup with --workload \
+             KIND/NAME",
+            request.claim
+        )));
+    };
+    if steps::is_block(target) {
+        return Err(Error::Invalid(format!(
+            "claim {} is a Block claim; its backups are image files a workload cannot run \
+             on: restore by copying (without --swap)",
+            request.claim
+        )));
+    }
+    match workload::claim_use(&w.get(kube).await?, &request.claim)? {
+        Some(ClaimUse::Volume(_)) => Ok(w),
+        Some(ClaimUse::Template(t)) => Err(Error::Invalid(format!(
+            "claim {} comes from the volumeClaimTemplates entry {t:?} of {w}, which cannot \
+             point elsewhere: restore by copying (without --swap)",
+            request.claim
+        ))),
+        None => Err(Error::Invalid(format!(
+            "{w} has no volume that uses claim {}: name the workload that does with \
+             --workload",
+            request.claim
+        ))),
+    }
+}
+
+/// The swap's steps, each skipped when the record says it was done.
+#[allow(clippy::too_many_arguments)]
+async fn swap_steps(
+    kube: &Kube,
+    request: &RestoreRequest,
+    settings: &MoverSettings,
+    backup: &PersistentVolumeClaim,
+    w: &Workload,
+    progress: &mut Progress,
+    report: &mut RestoreReport,
+    observer: &mut dyn Observer,
+) -> Result<()> {
+    if !SWAP_STEPS.is_done(progress, LIST) {
+        observer.step(&format!("reading the snapshots of {}", request.from));
+        let job_name =
+            workflow::job_name_in_run(&format!("{}-restore", request.claim), &progress.run);
+        let plan = plan_with(kube, request, settings, backup, backup, &job_name).await?;
+        let outcome =
+            steps::run_mover_ok(kube, &plan.job, settings, "listing the snapshots", observer)
+                .await?;
+        let listing = outcome
+            .messages
+            .iter()
+            .rev()
+            .find_map(|l| {
+                let l = l.trim();
+                l.starts_with('[')
+                    .then(|| serde_json::from_str::<Listing>(l).ok())
+                    .flatten()
+            })
+            .ok_or_else(|| {
+                Error::Failed(format!(
+                    "the snapshot listing of {} (Job {}) printed no list",
+                    request.from, outcome.job
+                ))
+            })?;
+        let id = pick_snapshot(&listing, &request.snapshot, &request.from)?;
+        // The snapshot picked stays the one used, even if a backup makes another the latest.
+        progress.set(SNAPSHOT, id);
+        SWAP_STEPS.complete(progress, LIST);
+        workflow::record_progress(kube, &request.claim, Some(progress)).await?;
+    }
+    let id = progress.get(SNAPSHOT).unwrap_or_default().to_owned();
     let folder = store::layout::snapshot_path(&id);
-    observer.step(&format!(
-        "pointing {w} at {folder} of claim {}",
-        request.from
-    ));
-    let repointed = workload::point_volume(
-        kube,
-        w,
-        &request.claim,
-        &request.from,
-        true,
-        SubPath::Under(&folder),
-    )
-    .await?;
-    workflow::annotate_claim(
-        kube,
-        &request.from,
-        BTreeMap::from([(SWAPPED_INTO.to_owned(), format!("{w} {folder}"))]),
-    )
-    .await?;
+    if !SWAP_STEPS.is_done(progress, POINT) {
+        observer.step(&format!(
+            "pointing {w} at {folder} of claim {}",
+            request.from
+        ));
+        // An interrupted run may have pointed it already.
+        let obj = w.get(kube).await?;
+        let volume = match (
+            workload::claim_use(&obj, &request.claim)?,
+            workload::claim_use(&obj, &request.from)?,
+        ) {
+            (None, Some(ClaimUse::Volume(v))) => v,
+            _ => {
+                workload::point_volume(
+                    kube,
+                    w,
+                    &request.claim,
+                    &request.from,
+                    true,
+                    SubPath::Under(&folder),
+                )
+                .await?
+                .volume
+            }
+        };
+        progress.set(VOLUME, volume);
+        SWAP_STEPS.complete(progress, POINT);
+        workflow::record_progress(kube, &request.claim, Some(progress)).await?;
+    }
+    if !SWAP_STEPS.is_done(progress, MARK) {
+        observer.step(&format!(
+            "marking claim {} as the one {w} runs on",
+            request.from
+        ));
+        workflow::annotate_claim(
+            kube,
+            &request.from,
+            BTreeMap::from([(SWAPPED_INTO.to_owned(), format!("{w} {folder}"))]),
+        )
+        .await?;
+        SWAP_STEPS.complete(progress, MARK);
+    }
     report.snapshot = id;
-    report.volume = Some(repointed.volume);
+    report.volume = progress.get(VOLUME).map(str::to_owned);
     Ok(())
 }
 
