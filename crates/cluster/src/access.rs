@@ -102,7 +102,7 @@ pub const SCALE: &[Permission] = &[
 ];
 
 /// What a migration that keeps the claim's name, or a swap, adds: the volume is kept and
-/// rebound (cluster-scoped).
+/// rebound (cluster-scoped), and found again by its record when a run goes on.
 pub const REBIND: &[Permission] = &[
     ns("delete", "", "persistentvolumeclaims"),
     Permission {
@@ -112,6 +112,11 @@ pub const REBIND: &[Permission] = &[
     Permission {
         cluster: true,
         ..ns("patch", "", "persistentvolumes")
+    },
+    // A run that goes on while the claim is recreated finds its record on the old volume.
+    Permission {
+        cluster: true,
+        ..ns("list", "", "persistentvolumes")
     },
 ];
 
