@@ -5,8 +5,8 @@
 //! (judged by rsync against a copy taken before), the workload back at its replica count on the
 //! right claim, no temporary claim, no unfinished Job, and no progress record left behind.
 //!
-//! A real cluster runs `migrate --keep-name` killed at each step; the fake cluster runs every
-//! workflow (see [`fake_only`] for why).
+//! A real cluster runs `migrate --keep-name` and `restore --swap` killed at each step; the fake
+//! cluster runs every workflow (see [`fake_only`] for why).
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
@@ -302,6 +302,30 @@ fn backed_up_then_damaged() -> Prepared {
     p
 }
 
+#[test]
+fn a_swap_killed_at_any_step_and_run_again_ends_as_an_uninterrupted_one() {
+    let _never_stopped = kill_at_each_step(
+        backed_up_then_damaged,
+        &["restore", "data", "--from", "data-backup", "--swap"],
+        |p| {
+            let c = &p.c;
+            let backup = c.volume_dir(c.ns(), "data-backup").unwrap();
+            let snapshot = latest_snapshot(&backup);
+            let diff = rsync_itemize(&p.before, &snapshot, &[]);
+            assert!(diff.is_empty(), "{diff:#?}");
+            assert!(wait_running_with(c, "web-", "data-backup"), "{}", c.dump());
+            let id = snapshot.file_name().unwrap().to_string_lossy().into_owned();
+            let state = end_state(c, Some(&id));
+            assert!(state.workload.contains("snapshots/ID"), "{state:#?}");
+            assert!(
+                !format!("{state:?}").contains(PROGRESS),
+                "a record is left: {state:#?}"
+            );
+            state
+        },
+    );
+}
+
 /// Deployment `web` runs again, once, on claim `data`.
 fn web_back_on_data(c: &Cluster) {
     let web: Deployment = c.get(c.ns(), "web").expect("deployment web");
@@ -310,9 +334,8 @@ fn web_back_on_data(c: &Cluster) {
 }
 
 /// Interrupted runs the fake cluster alone runs. Each kill needs a fresh namespace and a run of
-/// its own, about 50 s on one real node (the 16 kills of `migrate --keep-name` take 14 minutes),
-/// so a real cluster runs the case whose objects the cluster itself changes most (the claim
-/// deleted and recreated on another volume), and the fake cluster runs them all.
+/// its own, about 50 s on one real node (the 16 kills of `migrate --keep-name` take 14 minutes,
+/// those of `restore --swap` 3), so a real cluster runs those two, and the fake cluster them all.
 mod fake_only {
     use super::*;
 
@@ -423,30 +446,5 @@ mod fake_only {
             },
         );
         assert!(left_down >= 2, "{left_down}");
-    }
-
-    #[test]
-    fn a_swap_killed_at_any_step_and_run_again_ends_as_an_uninterrupted_one() {
-        on_the_fake_cluster();
-        let _never_stopped = kill_at_each_step(
-            backed_up_then_damaged,
-            &["restore", "data", "--from", "data-backup", "--swap"],
-            |p| {
-                let c = &p.c;
-                let backup = c.volume_dir(c.ns(), "data-backup").unwrap();
-                let snapshot = latest_snapshot(&backup);
-                let diff = rsync_itemize(&p.before, &snapshot, &[]);
-                assert!(diff.is_empty(), "{diff:#?}");
-                assert!(wait_running_with(c, "web-", "data-backup"), "{}", c.dump());
-                let id = snapshot.file_name().unwrap().to_string_lossy().into_owned();
-                let state = end_state(c, Some(&id));
-                assert!(state.workload.contains("snapshots/ID"), "{state:#?}");
-                assert!(
-                    !format!("{state:?}").contains(PROGRESS),
-                    "a record is left: {state:#?}"
-                );
-                state
-            },
-        );
     }
 }
