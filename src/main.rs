@@ -103,29 +103,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error with its causes, each once: an error that already prints its cause (the cluster
-/// crate's API, watch, parse and I/O errors, or any whose text holds the next one's) is not
-/// followed by that cause again.
+/// The error with its causes, each once (see [`cluster::error::chain_text`]).
 fn message(err: &anyhow::Error) -> String {
-    let mut text = String::new();
-    let mut last = String::new();
-    for cause in err.chain() {
-        let line = cause.to_string();
-        if !last.contains(&line) {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&line);
-        }
-        // An error attached below another comes boxed.
-        let cluster = (cause.downcast_ref::<cluster::Error>())
-            .or_else(|| cause.downcast_ref::<Box<cluster::Error>>().map(|b| &**b));
-        if cluster.is_some_and(cluster::Error::prints_its_source) {
-            break;
-        }
-        last = line;
-    }
-    text
+    cluster::error::chain_text(err.as_ref())
 }
 
 #[cfg(test)]
@@ -133,7 +113,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_error_that_prints_its_cause_is_not_followed_by_it_again() {
+    fn each_cause_is_printed_once() {
         let mut status = kube::core::Status::failure("claims \"data\" not found", "NotFound");
         status.code = 404;
         let err = cluster::Error::api("read claim data")(kube::Error::Api(status.boxed()))
@@ -150,6 +130,27 @@ mod tests {
         );
         let plain = anyhow::anyhow!("the cause").context("the step");
         assert_eq!(message(&plain), "the step: the cause");
+        // A cause that prints its own source ("what: cause") is not followed by it again; one
+        // that does not is.
+        #[derive(Debug)]
+        struct PrintsItsSource(std::io::Error);
+        impl std::fmt::Display for PrintsItsSource {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "write x: {}", self.0)
+            }
+        }
+        impl std::error::Error for PrintsItsSource {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let full = std::io::Error::other("disk full");
+        let printed = anyhow::Error::new(PrintsItsSource(full)).context("the step");
+        assert_eq!(message(&printed), "the step: write x: disk full");
+        let wrapped = anyhow::Error::new(std::io::Error::other("disk full"))
+            .context("write y")
+            .context("the step");
+        assert_eq!(message(&wrapped), "the step: write y: disk full");
     }
 
     #[test]

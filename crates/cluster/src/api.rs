@@ -149,9 +149,9 @@ where
 {
     match tokio::time::timeout(timeout, await_condition(api, name, condition)).await {
         Ok(Ok(object)) => Ok(Some(object)),
-        Ok(Err(source)) => Err(Error::Wait {
+        Ok(Err(kube::runtime::wait::Error::ProbeFailed(e))) => Err(Error::Wait {
             what: format!("{what} {name}"),
-            source,
+            source: crate::error::WatchError(e),
         }),
         Err(_elapsed) => Ok(None),
     }
@@ -187,7 +187,7 @@ where
         let mut listed = false;
         while let Some(event) = events.try_next().await.map_err(|e| Error::Wait {
             what: what.to_owned(),
-            source: kube::runtime::wait::Error::ProbeFailed(e),
+            source: crate::error::WatchError(e),
         })? {
             match event {
                 watcher::Event::Init | watcher::Event::InitApply(_) => continue,

@@ -1,4 +1,9 @@
 //! The crate's error type.
+//!
+//! Each error prints what it says once: an error that wraps another (the client's, the watch's,
+//! the parser's, the operating system's) says only what was being done, and gives the other as its
+//! [`source`](std::error::Error::source). A reporter that prints an error and then its sources,
+//! such as [`Error::full_message`] or the command line's, so prints every cause once.
 
 /// What can go wrong on the Kubernetes side.
 #[derive(Debug, thiserror::Error)]
@@ -9,24 +14,25 @@ pub enum Error {
     /// The cluster cannot be reached or the kubeconfig is unusable.
     #[error("{0}")]
     Connect(String),
-    /// A call to the API server failed. Its message carries the client's: for the API server's
-    /// refusals just the server's words and reason, not the whole status.
-    #[error("{action}: {}", api_text(.source))]
+    /// A call to the API server failed. Its message says what was being done; the source is the
+    /// client's error.
+    #[error("{action}")]
     Api {
         /// What was being done ("create Job x").
         action: String,
-        /// The client's error (the API server's `Status` message for refusals).
+        /// The client's error.
         #[source]
-        source: kube::Error,
+        source: ClientError,
     },
-    /// Watching for a condition failed (the watch could not be started or broke off).
-    #[error("cannot watch {what}: {source}")]
+    /// Watching for a condition failed (the watch could not be started or broke off). Its
+    /// message names what was watched; the source is the watch's error.
+    #[error("cannot watch {what}")]
     Wait {
         /// The object or objects watched ("claim data").
         what: String,
         /// The watch's error.
         #[source]
-        source: kube::runtime::wait::Error,
+        source: WatchError,
     },
     /// An object the command needs does not exist; the message says where it was looked for and
     /// how to list what is there.
@@ -56,8 +62,9 @@ pub enum Error {
         #[source]
         primary: Box<Error>,
     },
-    /// Text that should be JSON is not.
-    #[error("{what}: {source}")]
+    /// Text that should be JSON is not. The message says what was read; the source is the
+    /// parser's error.
+    #[error("{what}")]
     Decode {
         /// What was read, and what to do about it.
         what: String,
@@ -65,8 +72,9 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// A local I/O operation failed (reading a pod's log, watching for Ctrl-C).
-    #[error("{what}: {source}")]
+    /// A local I/O operation failed (reading a pod's log, watching for Ctrl-C). The message says
+    /// what was being done; the source is the operating system's error.
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,
@@ -87,30 +95,104 @@ pub enum Error {
     },
 }
 
-/// The client's error as a user reads it: the API server's message and reason for a refusal
-/// (kube's own text repeats the message and adds the status's debug form), the client's text
-/// otherwise.
-fn api_text(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) if !s.message.is_empty() => format!("{} ({})", s.message, s.reason),
-        e => e.to_string(),
+/// The client's error as a user reads it, the source of [`Error::Api`]: for the API server's
+/// refusals the server's message and reason (kube's own text repeats the message and adds the
+/// status's debug form), the client's text otherwise. That text already holds what caused it (a
+/// refused connection, a TLS failure), so it has no source of its own.
+#[derive(Debug)]
+pub struct ClientError(pub kube::Error);
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        ClientText(&self.0).fmt(f)
     }
 }
 
-impl Error {
-    /// Whether the message already carries the text of the error below it (the client's, the
-    /// parser's, the operating system's); printing a chain of causes stops after it.
-    pub fn prints_its_source(&self) -> bool {
-        matches!(
-            self,
-            Error::Api { .. } | Error::Wait { .. } | Error::Decode { .. } | Error::Io { .. }
-        )
+/// An API server's `Status` as a user reads it: its message and reason.
+fn status_text(s: &kube::core::Status, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    match (s.message.is_empty(), s.reason.is_empty()) {
+        (false, false) => write!(f, "{} ({})", s.message, s.reason),
+        (false, true) => f.write_str(&s.message),
+        (true, false) => f.write_str(&s.reason),
+        (true, true) => write!(f, "the API server answered {}", s.code),
     }
+}
 
+/// A watch's error as a user reads it, the source of [`Error::Wait`]: how the watch failed, with
+/// the API server's message and reason where it refused (the watcher's own text adds the status's
+/// debug form). Like [`ClientError`] it holds its cause in its text.
+#[derive(Debug)]
+pub struct WatchError(pub kube::runtime::watcher::Error);
+
+impl std::fmt::Display for WatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use kube::runtime::watcher::Error as W;
+        match &self.0 {
+            W::InitialListFailed(e) => write!(f, "the first list failed: {}", ClientText(e)),
+            W::WatchStartFailed(e) => write!(f, "the watch could not start: {}", ClientText(e)),
+            W::WatchFailed(e) => write!(f, "the watch broke off: {}", ClientText(e)),
+            W::WatchError(s) => {
+                f.write_str("the API server ended the watch: ")?;
+                status_text(s, f)
+            }
+            e => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for WatchError {}
+
+/// [`ClientError`]'s text for a borrowed client error.
+struct ClientText<'a>(&'a kube::Error);
+
+impl std::fmt::Display for ClientText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            kube::Error::Api(s) => status_text(s, f),
+            e => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl ClientError {
+    /// The HTTP status code of the API server's refusal, if it refused.
+    pub fn code(&self) -> Option<u16> {
+        match &self.0 {
+            kube::Error::Api(s) => Some(s.code),
+            _ => None,
+        }
+    }
+}
+
+/// An error and its sources, each printed once and joined with ": ". A source whose text the
+/// error above it already holds (an error from another crate that prints its cause too, such as
+/// "what: cause") is left out.
+pub fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut last = text.clone();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        let line = cause.to_string();
+        if !line.is_empty() && !last.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        last = line;
+        next = cause.source();
+    }
+    text
+}
+
+impl Error {
     /// A closure for `map_err` that names the action that failed.
     pub fn api(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
         let action = action.into();
-        move |source| Error::Api { action, source }
+        move |source| Error::Api {
+            action,
+            source: ClientError(source),
+        }
     }
 
     /// Attaches what a failure means for the user: the error becomes the source of a
@@ -137,20 +219,11 @@ impl Error {
         }
     }
 
-    /// The whole message: this error's, then those of the errors attached below it (a context's
-    /// step error, an undo failure's step error), as the command line prints them.
+    /// The whole message: this error's, then those of the errors below it (a context's step
+    /// error, an undo failure's step error, the client's or the parser's error), each once, as
+    /// the command line prints them.
     pub fn full_message(&self) -> String {
-        match self {
-            Error::Context { context, source } => format!("{context}: {}", source.full_message()),
-            Error::UndoFailed { undo, primary } => {
-                format!(
-                    "{}; before that: {}",
-                    undo.full_message(),
-                    primary.full_message()
-                )
-            }
-            e => e.to_string(),
-        }
+        chain_text(self)
     }
 
     /// The error that stopped the work, below any context or undo failure attached to it.
@@ -166,10 +239,7 @@ impl Error {
     /// the command looked for it and did not find it.
     pub fn is_not_found(&self) -> bool {
         match self.primary() {
-            Error::Api {
-                source: kube::Error::Api(s),
-                ..
-            } => s.code == 404,
+            Error::Api { source, .. } => source.code() == Some(404),
             Error::NotFound(_) => true,
             _ => false,
         }
@@ -178,7 +248,7 @@ impl Error {
     /// Whether the API server refused a change because the object changed meanwhile (or exists
     /// already).
     pub fn is_conflict(&self) -> bool {
-        matches!(self.primary(), Error::Api { source: kube::Error::Api(s), .. } if s.code == 409)
+        matches!(self.primary(), Error::Api { source, .. } if source.code() == Some(409))
     }
 
     /// Whether the work stopped for a reason of its own (a step that failed, Ctrl-C), not
@@ -207,6 +277,50 @@ mod tests {
         let mut status = kube::core::Status::failure("claims \"data\" not found", "NotFound");
         status.code = code;
         Error::api("read claim data")(kube::Error::Api(status.boxed()))
+    }
+
+    #[test]
+    fn each_error_says_what_was_done_and_its_source_why_each_once() {
+        // An API server's refusal: the action, then the server's message and reason.
+        assert_eq!(refused(404).to_string(), "read claim data");
+        assert_eq!(
+            refused(404).context("nothing was changed").full_message(),
+            "nothing was changed: read claim data: claims \"data\" not found (NotFound)"
+        );
+        // A watch the API server refused.
+        let mut status = kube::core::Status::failure(
+            "pods is forbidden: User \"x\" cannot watch resource \"pods\"",
+            "Forbidden",
+        );
+        status.code = 403;
+        let watch = Error::Wait {
+            what: "pods of Job j".into(),
+            source: WatchError(kube::runtime::watcher::Error::WatchStartFailed(
+                kube::Error::Api(status.boxed()),
+            )),
+        };
+        assert_eq!(watch.to_string(), "cannot watch pods of Job j");
+        assert_eq!(
+            watch.full_message(),
+            "cannot watch pods of Job j: the watch could not start: pods is forbidden: User \"x\" \
+             cannot watch resource \"pods\" (Forbidden)"
+        );
+        // Text that is not JSON, and a local I/O failure.
+        let decode = Error::Decode {
+            what: "the annotation pvc-backup.io/progress of claim data".into(),
+            source: serde_json::from_str::<u8>("x").unwrap_err(),
+        };
+        assert_eq!(
+            decode.full_message(),
+            "the annotation pvc-backup.io/progress of claim data: expected value at line 1 column 1"
+        );
+        let io = Error::Io {
+            what: "read the log of pod p".into(),
+            source: std::io::Error::other("connection reset"),
+        };
+        assert_eq!(io.full_message(), "read the log of pod p: connection reset");
+        // Errors that hold no other: their text alone.
+        assert_eq!(Error::Failed("f".into()).full_message(), "f");
     }
 
     #[test]

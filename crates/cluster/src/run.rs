@@ -391,7 +391,7 @@ async fn wait_started(
         let mut listed = 0;
         while let Some(change) = changes.try_next().await.map_err(|e| Error::Wait {
             what: what.clone(),
-            source: kube::runtime::wait::Error::ProbeFailed(e),
+            source: crate::error::WatchError(e),
         })? {
             match change {
                 Change::Listed => listed += 1,

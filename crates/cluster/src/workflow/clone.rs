@@ -496,7 +496,10 @@ async fn make_copies(
                 if !plan.fallback || e.is_interrupted() {
                     return Err(e);
                 }
-                observer.step(&format!("{e}; copying with the mover instead"));
+                observer.step(&format!(
+                    "{}; copying with the mover instead",
+                    e.full_message()
+                ));
                 report.fell_back = Some(e.full_message());
                 report.method = Method::Copy;
             }

@@ -87,7 +87,8 @@ impl ScaledDown {
             });
             if let Err(e) = w.patch(kube, patch).await {
                 failures.push(format!(
-                    "{e} (run: kubectl scale {w} --replicas={n} -n {})",
+                    "{} (run: kubectl scale {w} --replicas={n} -n {})",
+                    e.full_message(),
                     kube.namespace
                 ));
             }

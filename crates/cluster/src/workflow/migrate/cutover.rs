@@ -277,7 +277,8 @@ pub(super) async fn rebind(
         if let Err(e) = result {
             // Give the claim back its old volume, with everything on it as it was.
             observer.step(&format!(
-                "{e}; giving claim {claim} back its volume {old_pv}"
+                "{}; giving claim {claim} back its volume {old_pv}",
+                e.full_message()
             ));
             let _ = steps::delete_claim_and_wait(kube, &claim, CLAIM_TIMEOUT).await;
             let back = bind_claim_to(kube, source, &old_pv, old_class.as_deref(), &[], observer)
