@@ -3,10 +3,11 @@
 //!
 //! The folders are checked before anything is copied: an extra folder that is SRC, DST or
 //! another extra folder, or lies inside or around one of them, would copy into its own source or
-//! delete another copy's files. Paths are compared as written, made absolute against the current
-//! folder: `..` and symlinks are not resolved.
+//! delete another copy's files. Paths are compared where they lead: made absolute against the
+//! current folder, with symlinks and `..` resolved as far as the path exists (a folder still to
+//! be made is compared by its name below the part that exists).
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use contract::ExitCode;
 
@@ -79,27 +80,60 @@ impl Extra<'_> {
     }
 }
 
+/// Where a path leads: absolute, its longest existing part with symlinks, `.` and `..` resolved
+/// by the kernel, the rest (folders still to be made, which cannot be symlinks) appended with `.`
+/// dropped and `..` taking off the name before it.
+fn resolved(p: &Path) -> PathBuf {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let parts: Vec<Component<'_>> = abs.components().collect();
+    for exists in (1..=parts.len()).rev() {
+        let head: PathBuf = parts[..exists].iter().collect();
+        if let Ok(mut out) = std::fs::canonicalize(&head) {
+            for part in &parts[exists..] {
+                match part {
+                    Component::ParentDir => {
+                        out.pop();
+                    }
+                    Component::Normal(name) => out.push(name),
+                    Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+                }
+            }
+            return out;
+        }
+    }
+    abs
+}
+
+/// A path as the user gave it, and where it leads when that differs.
+fn shown(given: &Path, real: &Path) -> String {
+    let abs = std::path::absolute(given).unwrap_or_else(|_| given.to_path_buf());
+    if abs.components().eq(real.components()) {
+        given.display().to_string()
+    } else {
+        format!("{} (which is {})", given.display(), real.display())
+    }
+}
+
 /// Why an extra folder cannot be used, if one cannot.
 fn overlap(src: &Path, dst: &Path, also: &[PathBuf]) -> Option<String> {
-    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let nested = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);
-    let (src, dst) = (abs(src), abs(dst));
-    for (i, extra) in also.iter().enumerate() {
-        let e = abs(extra);
-        for (what, other) in [("SRC", &src), ("DST", &dst)] {
-            if nested(&e, other) {
+    let sides = [("SRC", src, resolved(src)), ("DST", dst, resolved(dst))];
+    let extras: Vec<PathBuf> = also.iter().map(|p| resolved(p)).collect();
+    for (i, (extra, e)) in also.iter().zip(&extras).enumerate() {
+        for (what, given, other) in &sides {
+            if nested(e, other) {
                 return Some(format!(
                     "--also {} overlaps {what} {}: give a folder outside both",
-                    extra.display(),
-                    other.display()
+                    shown(extra, e),
+                    shown(given, other)
                 ));
             }
         }
-        if let Some(prev) = also[..i].iter().find(|p| nested(&e, &abs(p))) {
+        if let Some(j) = (0..i).find(|&j| nested(e, &extras[j])) {
             return Some(format!(
                 "--also {} overlaps --also {}: give each copy its own folder",
-                extra.display(),
-                prev.display()
+                shown(extra, e),
+                shown(&also[j], &extras[j])
             ));
         }
     }
@@ -192,16 +226,45 @@ mod tests {
     }
 
     #[test]
-    fn paths_through_dotdot_are_compared_as_written() {
-        // `..` is not resolved: a folder reached through DST counts as inside it, even when it
-        // names a sibling ...
-        assert!(
-            check(&["/backup/dst/../elsewhere"])
-                .unwrap_err()
-                .contains("overlaps DST")
+    fn paths_are_compared_where_they_lead_through_dotdot_and_symlinks() {
+        // Folders that do not exist: `..` is taken off by name.
+        assert_eq!(check(&["/backup/dst/../elsewhere"]), Ok(()));
+        assert_eq!(
+            check(&["/copies/../backup/dst"]),
+            Err(
+                "--also /copies/../backup/dst (which is /backup/dst) overlaps DST /backup/dst: \
+                 give a folder outside both"
+                    .into()
+            )
         );
-        // ... and one that climbs back into DST from elsewhere is not seen as DST.
-        assert_eq!(check(&["/copies/../backup/dst"]), Ok(()));
+        // Folders that exist: a symlink to DST, or into it, is DST.
+        let tmp = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(tmp.path()).unwrap();
+        let (src, dst) = (real.join("src"), real.join("dst"));
+        std::fs::create_dir_all(dst.join("inner")).unwrap();
+        std::fs::create_dir(&src).unwrap();
+        std::os::unix::fs::symlink(&dst, real.join("link")).unwrap();
+        std::os::unix::fs::symlink(dst.join("inner"), real.join("into")).unwrap();
+        let refused = |extra: PathBuf| {
+            let extras = [extra];
+            Also::new(&src, &dst, &extras)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refused(real.join("link")),
+            format!(
+                "--also {0}/link (which is {0}/dst) overlaps DST {0}/dst: give a folder outside \
+                 both",
+                real.display()
+            )
+        );
+        assert!(refused(real.join("into/new")).contains("overlaps DST"));
+        assert!(refused(real.join("link/../src")).contains("overlaps SRC"));
+        // A folder beside them, reached through a symlink's parent, is accepted.
+        let extras = [real.join("into/../../copy")];
+        assert!(Also::new(&src, &dst, &extras).is_ok());
     }
 
     #[test]
