@@ -1,0 +1,98 @@
+//! `Restore`: a snapshot of a backup claim, restored into the claim it came from (data only, in
+//! place) or into a new claim, as `pvc-backup restore`.
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{Mover, RunStatus, WorkloadRef};
+
+/// A snapshot restored into a claim.
+// kube's printcolumn(...) lists repeat `type_ = "..."`, which clippy takes for a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "pvc-backup.io",
+    version = "v1alpha1",
+    kind = "Restore",
+    namespaced,
+    status = "RunStatus",
+    category = "pvc-backup",
+    doc = "A snapshot of a backup claim restored into a claim (pvc-backup restore).",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Snapshot", type_ = "string", json_path = ".status.snapshot"),
+    printcolumn(name = "Size", type_ = "integer", json_path = ".status.stats.bytes"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.workload) || !has(self.target.create)").message(
+    "workload is the one stopped while a claim is restored in place; a new claim (target.create) \
+     has none"
+))]
+pub struct RestoreSpec {
+    /// The backup claim and the snapshot in it.
+    pub source: RestoreSource,
+    /// The claim the snapshot is restored into.
+    pub target: RestoreTarget,
+    /// The workload to stop while the claim is restored in place (default: the one whose pods
+    /// use it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadRef>,
+    /// Seconds the workload's pods may take to stop; default 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub scale_timeout_seconds: Option<i32>,
+    /// How the mover pod runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mover: Option<Mover>,
+}
+
+/// A snapshot in a backup claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
+pub struct RestoreSource {
+    /// The backup claim (made by a Backup or `pvc-backup backup`).
+    #[x_kube(
+        validation = crate::common::of_this_namespace(),
+        validation = crate::common::claim_name()
+    )]
+    #[schemars(length(min = 1, max = 253))]
+    pub claim: String,
+    /// The snapshot's id (as `mover snapshots` lists it, or a Backup's status.snapshot), or
+    /// `latest` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub snapshot: Option<String>,
+}
+
+/// The claim a snapshot is restored into.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
+pub struct RestoreTarget {
+    /// The claim's name. Without `create` it must exist: its data is replaced in place, its
+    /// workload stopped meanwhile. With `create` it must not exist yet.
+    #[x_kube(
+        validation = crate::common::of_this_namespace(),
+        validation = crate::common::claim_name()
+    )]
+    #[schemars(length(min = 1, max = 253))]
+    pub claim: String,
+    /// Make the claim, sized and classed like the backed-up claim unless said here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create: Option<NewClaim>,
+}
+
+/// A claim a run makes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewClaim {
+    /// Its storage class (default: the source's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// Its size (default and minimum: the source's capacity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<Quantity>,
+}
