@@ -1,8 +1,10 @@
 //! What only a real API server can judge, so these run only with `PVC_BACKUP_TEST_CLUSTER=real`
 //! (elsewhere they print why they skip): RBAC with the roles `manifests` documents, Pod
 //! Security, the ValidatingAdmissionPolicy and the webhook, server-side validation of every
-//! object pvc-backup ships, and a schedule fired by the real CronJob controller. Verdicts are
-//! the API server's own (its 403s, `kubectl auth can-i`), data is judged on the host with rsync.
+//! object pvc-backup ships, the pvc-backup.io resources' definitions (schema and CEL rules, their
+//! cron rule held against the CronJob's validation), and a schedule fired by the real CronJob
+//! controller. Verdicts are the API server's own (its 403s, `kubectl auth can-i`), data is
+//! judged on the host with rsync.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -796,4 +798,144 @@ fn a_per_minute_schedule_is_fired_by_the_cronjob_controller() {
     assert_latest_snapshot_holds(&c, "data-backup", &src);
     let out = run(&c, &["unschedule", "data"]);
     expect_code(&out, 0);
+}
+
+/// The documents of a fixture file of the resources crate.
+fn resource_fixture(name: &str) -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/resources/tests/fixtures")
+        .join(name);
+    serde_saphyr::from_multiple(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// `kubectl create -f -` of one object in the test's namespace, with strict field validation and,
+/// with `dry`, only judged (`--dry-run=server`).
+fn create(c: &Cluster, obj: &Value, dry: bool) -> Output {
+    let mut args = vec!["create", "-n", c.ns(), "--validate=strict", "-f", "-"];
+    if dry {
+        args.push("--dry-run=server");
+    }
+    kubectl(c, &args, Some(obj.to_string().as_bytes()))
+}
+
+#[test]
+fn the_api_server_judges_the_resources_by_their_definitions() {
+    let Some(c) = real("resources") else {
+        return;
+    };
+    // The definitions, cluster-wide, removed when the test ends.
+    let crds: Vec<Value> = resources::crds()
+        .iter()
+        .map(|crd| serde_json::to_value(crd).unwrap())
+        .collect();
+    let names: Vec<String> = crds
+        .iter()
+        .map(|crd| format!("crd/{}", crd["metadata"]["name"].as_str().unwrap()))
+        .collect();
+    let _crds = ClusterScoped {
+        c: &c,
+        objects: names.clone(),
+    };
+    apply(&c, cluster::objects::to_yaml(&crds).unwrap().as_bytes());
+    let mut wait = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+    wait.extend(names.iter().map(String::as_str));
+    expect_code(&kubectl(&c, &wait, None), 0);
+
+    // Every example is accepted, and kubectl shows a run's phase, snapshot and size.
+    for doc in resource_fixture("valid.yaml") {
+        let out = create(&c, &doc, false);
+        assert!(
+            out.status.success(),
+            "{} was refused: {}",
+            doc["metadata"]["name"],
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let status = json!({"status": {"phase": "Succeeded", "snapshot": "2026-12-06T02-00-00Z",
+        "stats": {"entries": 3, "bytes": 4096, "bytesCopied": 4096, "failed": 0}}});
+    let out = kubectl(
+        &c,
+        &[
+            "patch",
+            "-n",
+            c.ns(),
+            "backup.pvc-backup.io/data-now",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ],
+        None,
+    );
+    expect_code(&out, 0);
+    let out = kubectl(&c, &["get", "-n", c.ns(), "backups.pvc-backup.io"], None);
+    expect_code(&out, 0);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "PHASE", "SNAPSHOT", "SIZE", "AGE"],
+        "{table}"
+    );
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        row[..4],
+        ["data-now", "Succeeded", "2026-12-06T02-00-00Z", "4096"],
+        "{table}"
+    );
+    // The category lists every kind.
+    let out = kubectl(&c, &["get", "-n", c.ns(), "pvc-backup", "-o", "name"], None);
+    expect_code(&out, 0);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 8);
+
+    // Every refused spec is refused, with the message of what refuses it.
+    for doc in resource_fixture("refused.yaml") {
+        let expected = doc["metadata"]["annotations"]["test.pvc-backup.io/message"]
+            .as_str()
+            .unwrap();
+        let out = create(&c, &doc, true);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(expected),
+            "{}: expected a refusal holding {expected:?}, got: {stderr}",
+            doc["metadata"]["name"]
+        );
+    }
+
+    // The schedule's cron rule takes what the CronJob's validation takes.
+    for schedule in [
+        "0 2 * * *",
+        "*/15 * * * 1-5",
+        "0,30 8-18/2 1,15 jan-jun mon-fri",
+        "59 23 31 12 6",
+        "0 0 ? * SUN",
+        "@daily",
+        "@every 1h30m",
+        "* * * *",
+        "61 * * * *",
+        "0 24 * * *",
+        "0 0 0 * *",
+        "0 0 * 13 *",
+        "0 0 * * 7",
+        "every night",
+        "TZ=UTC 0 2 * * *",
+        "0 2 * * * *",
+    ] {
+        let cronjob = json!({"apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": "cron-check"},
+            "spec": {"schedule": schedule, "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "c", "image": c.image()}]}}}}}});
+        let ours = json!({"apiVersion": "pvc-backup.io/v1alpha1", "kind": "BackupSchedule",
+            "metadata": {"name": "cron-check"},
+            "spec": {"schedule": schedule, "source": {"claim": "data"}}});
+        let theirs = create(&c, &cronjob, true).status.success();
+        let mine = create(&c, &ours, true);
+        assert_eq!(
+            mine.status.success(),
+            theirs,
+            "{schedule:?}: the CronJob's validation says {theirs}, the BackupSchedule's: {}",
+            String::from_utf8_lossy(&mine.stderr)
+        );
+    }
 }
