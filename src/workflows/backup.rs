@@ -84,6 +84,7 @@ impl BackupArgs {
             from_snapshot: self.from_snapshot,
             snapshot_class: self.snapshot_class.clone(),
             scale_down: self.scale_down,
+            run: None,
         }
     }
 }

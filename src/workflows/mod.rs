@@ -214,6 +214,7 @@ impl MoverFlags {
             },
             run: RunOptions {
                 start_timeout: Duration::from_secs(self.start_timeout),
+                ..RunOptions::default()
             },
             detach: self.detach,
             excludes: self.excludes()?,

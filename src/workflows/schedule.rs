@@ -84,6 +84,7 @@ pub fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
             from_snapshot: false,
             snapshot_class: None,
             scale_down: false,
+            run: None,
         },
         cron: args.cron.clone(),
         time_zone: args.time_zone.clone(),

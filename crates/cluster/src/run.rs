@@ -45,12 +45,17 @@ impl Observer for Quiet {
 pub struct RunOptions {
     /// How long the pod may take to start (scheduling, attaching, pulling) before the run fails.
     pub start_timeout: Duration,
+    /// Whether Ctrl-C (SIGINT) stops the run and deletes its Job, as a command line's user
+    /// expects. An operator leaves its Jobs running when it stops, to follow them again when it
+    /// starts.
+    pub stop_job_on_interrupt: bool,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             start_timeout: Duration::from_secs(300),
+            stop_job_on_interrupt: true,
         }
     }
 }
@@ -177,7 +182,7 @@ fn advice(problem: &StartProblem) -> &'static str {
 ///
 /// If the pod cannot start within `options.start_timeout` or fails for a reason waiting cannot
 /// fix, the Job and its pod are deleted and an error says what happened and what to do. Ctrl-C
-/// deletes them too. The returned outcome carries the mover's exit code; a non-zero code is not
+/// deletes them too, unless `options.stop_job_on_interrupt` is off. The returned outcome carries the mover's exit code; a non-zero code is not
 /// an error here.
 pub async fn run_job(
     kube: &Kube,
@@ -200,7 +205,9 @@ pub async fn run_job(
     }
     let result = tokio::select! {
         r = follow(kube, &name, options, observer) => r,
-        _ = interrupt.recv() => Err(Error::Interrupted(format!("Job {name} deleted"))),
+        _ = interrupted(&mut interrupt, options.stop_job_on_interrupt) => {
+            Err(Error::Interrupted(format!("Job {name} deleted")))
+        }
     };
     match &result {
         Ok(_) => {}
@@ -212,6 +219,15 @@ pub async fn run_job(
         }
     }
     result
+}
+
+/// Ends at Ctrl-C when it stops the run, never otherwise.
+async fn interrupted(signal: &mut tokio::signal::unix::Signal, stops: bool) {
+    if stops {
+        signal.recv().await;
+    } else {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Whether `pod` is a pod of Job `job`.

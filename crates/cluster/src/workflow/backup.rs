@@ -47,6 +47,11 @@ pub struct BackupRequest {
     pub snapshot_class: Option<String>,
     /// Scale the workloads using the claim to zero for the copy, and back up afterwards.
     pub scale_down: bool,
+    /// The run's id in its Job's name (`CLAIM-backup-RUN`), for a caller that takes the same
+    /// run up again after a restart and must find the Job it created, not start a second one
+    /// (the operator gives its Backup's); `None` gives a fresh one. A `scale_down` run that
+    /// goes on from a record on the claim keeps the record's id.
+    pub run: Option<String>,
 }
 
 impl BackupRequest {
@@ -61,6 +66,16 @@ impl BackupRequest {
             a.push_str(" --from-snapshot");
         }
         a
+    }
+
+    /// The name of the run's Job, `CLAIM-backup-RUN`: with [`run`](Self::run) the same each
+    /// time, else with a fresh id.
+    pub fn job_name(&self) -> String {
+        let prefix = format!("{}-backup", self.claim);
+        match &self.run {
+            Some(run) => workflow::job_name_in_run(&prefix, run),
+            None => workflow::job_name(&prefix),
+        }
     }
 
     /// The target claim's name.
@@ -332,11 +347,12 @@ pub async fn run(
     // The source must exist before anything is scaled.
     let source = workflow::get_claim(kube, &request.claim).await?;
     if !request.scale_down {
-        let job_name = workflow::job_name(&format!("{}-backup", request.claim));
+        let job_name = request.job_name();
         return backup(kube, request, settings, &source, &job_name, observer).await;
     }
     let mut stopped =
-        StoppedFor::begin(BACKUP_STEPS, &source, &kube.namespace, &request.arguments())?;
+        StoppedFor::begin(BACKUP_STEPS, &source, &kube.namespace, &request.arguments())?
+            .named(request.run.as_deref());
     let guard = stopped.stop_users(kube, observer).await?;
     let job_name = stopped.job_name(&format!("{}-backup", request.claim));
     let result = backup(kube, request, settings, &source, &job_name, observer).await;

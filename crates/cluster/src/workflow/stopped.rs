@@ -66,6 +66,15 @@ impl StoppedFor {
         })
     }
 
+    /// A fresh run gets the id `run` (when given) instead of a new one, for a caller that names
+    /// its runs itself; a run that goes on keeps its record's.
+    pub fn named(mut self, run: Option<&str>) -> StoppedFor {
+        if let (false, Some(run)) = (self.resumed, run) {
+            self.progress.run = run.to_owned();
+        }
+        self
+    }
+
     /// The workloads a run that was interrupted stopped; `None` for a fresh run.
     pub fn recorded(&self) -> Result<Option<Vec<Workload>>> {
         if !self.resumed {
