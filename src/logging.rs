@@ -12,6 +12,19 @@ pub fn colour() -> bool {
     )
 }
 
+/// Sets up the logs of a long-running server (the webhook, the operator): `RUST_LOG` as a
+/// `tracing` filter, `info` without it, on stderr.
+pub fn server() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(colour())
+        .try_init();
+}
+
 fn colour_for(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
     terminal && no_color.is_none_or(|v| v.is_empty())
 }

@@ -10,6 +10,7 @@ mod completions;
 mod logging;
 mod manifests;
 mod mover;
+mod operator_cmd;
 mod output;
 mod webhook;
 mod workflows;
@@ -49,6 +50,8 @@ enum Command {
     Mover(mover::MoverArgs),
     /// The validating admission webhook that guards the backup service account.
     Webhook(webhook::WebhookArgs),
+    /// Carry out the pvc-backup.io resources (Backup today) as their controller.
+    Operator(operator_cmd::OperatorArgs),
     /// Print install manifests (YAML) for kubectl, GitOps and OpenShift.
     Manifests(manifests::ManifestsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Rollback(args) => workflows::restore::rollback(args),
         Command::Mover(args) => mover::run(args),
         Command::Webhook(args) => webhook::run(args),
+        Command::Operator(args) => operator_cmd::run(args),
         Command::Manifests(args) => manifests::run(args),
         Command::Completions(args) => completions::completions(args, Cli::command()),
         Command::Man(args) => completions::man(args, Cli::command()),

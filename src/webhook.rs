@@ -48,14 +48,7 @@ pub struct WebhookArgs {
 
 /// Runs the webhook server until SIGTERM.
 pub fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(crate::logging::colour())
-        .try_init();
+    crate::logging::server();
     let policy = Policy::from_strings(&args.service_account, &args.allowed_images)
         .and_then(|p| p.with_entrypoints(args.mover_entrypoints.clone()))
         .context("invalid policy settings")?;

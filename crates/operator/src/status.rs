@@ -1,0 +1,293 @@
+//! A run's status as the resource shows it, from what the workflow reported: pure, tested
+//! without a cluster.
+
+use cluster::run::Outcome;
+use cluster::workflow::steps::failure_text;
+use contract::{ExitCode, Report};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use resources::common::{Phase, RunStatus, Stats};
+
+/// The condition every run carries: `Unknown` while it runs, `True` once every entry was
+/// copied, `False` when it ended otherwise; its reason is the phase.
+pub const SUCCEEDED: &str = "Succeeded";
+
+/// The status of a run that starts (or is taken up again) with Job `job`: phase Running, the
+/// start time kept from an earlier status.
+pub fn running(earlier: &RunStatus, job: &str, generation: Option<i64>, now: Time) -> RunStatus {
+    let start = earlier.start_time.clone().unwrap_or_else(|| now.clone());
+    RunStatus {
+        phase: Some(Phase::Running),
+        conditions: vec![condition(
+            "Unknown",
+            Phase::Running,
+            &format!("Job {job} runs the mover"),
+            generation,
+            now,
+        )],
+        start_time: Some(start),
+        job: Some(job.to_owned()),
+        observed_generation: generation,
+        ..RunStatus::default()
+    }
+}
+
+/// The status of a run whose mover ended: the phase from its exit code, what it copied, the
+/// snapshot it made, and on anything but success what went wrong.
+pub fn finished(running: &RunStatus, outcome: &Outcome, now: Time) -> RunStatus {
+    let phase = match ExitCode::from_code(outcome.exit_code) {
+        Some(ExitCode::Ok) => Phase::Succeeded,
+        Some(ExitCode::Partial) => Phase::PartiallyFailed,
+        _ => Phase::Failed,
+    };
+    let report = outcome
+        .summaries
+        .last()
+        .map(Report::read)
+        .unwrap_or_default();
+    let stats = report.entries.as_ref().map(|entries| {
+        let bytes = report.bytes.clone().unwrap_or_default();
+        Stats {
+            entries: clamp(entries.total),
+            bytes: clamp(bytes.total),
+            bytes_copied: clamp(bytes.copied),
+            failed: clamp(entries.failed),
+        }
+    });
+    let message = match phase {
+        Phase::Succeeded => None,
+        _ => Some(format!(
+            "the mover (Job {}) ended with exit code {}{}",
+            outcome.job,
+            outcome.exit_code,
+            failure_text(outcome)
+        )),
+    };
+    let said = message.clone().unwrap_or_else(|| match &report.snapshot {
+        Some(s) => format!("snapshot {s} made"),
+        None => "every entry was copied".to_owned(),
+    });
+    ended(running, phase, &said, now, |s| {
+        s.stats = stats;
+        s.snapshot = report.snapshot.clone();
+        s.message = message;
+    })
+}
+
+/// The status of a run that could not be carried out (a claim that is missing, a Job that could
+/// not start): phase Failed, with the workflow's message.
+pub fn failed(running: &RunStatus, message: &str, now: Time) -> RunStatus {
+    ended(running, Phase::Failed, message, now, |s| {
+        s.message = Some(message.to_owned());
+    })
+}
+
+fn ended(
+    running: &RunStatus,
+    phase: Phase,
+    said: &str,
+    now: Time,
+    fill: impl FnOnce(&mut RunStatus),
+) -> RunStatus {
+    let verdict = if phase == Phase::Succeeded {
+        "True"
+    } else {
+        "False"
+    };
+    let mut status = RunStatus {
+        phase: Some(phase),
+        conditions: vec![condition(
+            verdict,
+            phase,
+            said,
+            running.observed_generation,
+            now.clone(),
+        )],
+        duration: running
+            .start_time
+            .as_ref()
+            .map(|start| duration(start, &now)),
+        completion_time: Some(now),
+        ..running.clone()
+    };
+    fill(&mut status);
+    status
+}
+
+fn condition(
+    status: &str,
+    phase: Phase,
+    message: &str,
+    generation: Option<i64>,
+    now: Time,
+) -> Condition {
+    Condition {
+        type_: SUCCEEDED.to_owned(),
+        status: status.to_owned(),
+        reason: format!("{phase:?}"),
+        message: message.to_owned(),
+        observed_generation: generation,
+        last_transition_time: now,
+    }
+}
+
+/// Whether a phase is final: nothing more happens to the run.
+pub fn is_final(phase: Option<Phase>) -> bool {
+    matches!(
+        phase,
+        Some(Phase::Succeeded | Phase::PartiallyFailed | Phase::Failed)
+    )
+}
+
+/// The time from `start` to `end` as Kubernetes prints durations: "45s", "3m7s", "1h0m12s".
+pub fn duration(start: &Time, end: &Time) -> String {
+    let secs = (end.0.as_second() - start.0.as_second()).max(0);
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(s: &str) -> Time {
+        Time(s.parse().unwrap())
+    }
+
+    fn outcome(code: i32, summary: serde_json::Value, messages: &[&str]) -> Outcome {
+        Outcome {
+            job: "data-now-ab12c".into(),
+            pod: "data-now-ab12c-xyz".into(),
+            node: Some("node-a".into()),
+            exit_code: code,
+            summaries: vec![summary],
+            messages: messages.iter().map(|m| m.to_string()).collect(),
+        }
+    }
+
+    /// A backup's report line as `mover backup` prints it.
+    fn backup_report(failed: u64, errors: serde_json::Value) -> serde_json::Value {
+        json!({"snapshot": "2026-12-06T02-00-00Z", "summary": {
+            "entries": {"total": 12, "copied": 11, "linked": 1, "updated": 0, "unchanged": 0,
+                        "deleted": 0, "skipped": 0, "failed": failed},
+            "bytes": {"total": 4096, "copied": 2048},
+            "duration_ms": 1500, "errors": errors}})
+    }
+
+    #[test]
+    fn a_run_starts_running_and_keeps_its_first_start_time() {
+        let s = running(
+            &RunStatus::default(),
+            "data-now-ab12c",
+            Some(1),
+            at("2026-12-06T02:00:00Z"),
+        );
+        assert_eq!(s.phase, Some(Phase::Running));
+        assert_eq!(s.job.as_deref(), Some("data-now-ab12c"));
+        assert_eq!(s.conditions[0].status, "Unknown");
+        // Taken up again after a restart: the start time stays the first one.
+        let again = running(&s, "data-now-ab12c", Some(1), at("2026-12-06T02:05:00Z"));
+        assert_eq!(again.start_time, Some(at("2026-12-06T02:00:00Z")));
+    }
+
+    #[test]
+    fn each_exit_code_gives_its_phase_stats_snapshot_and_message() {
+        let start = running(
+            &RunStatus::default(),
+            "data-now-ab12c",
+            Some(1),
+            at("2026-12-06T02:00:00Z"),
+        );
+        let end = at("2026-12-06T03:02:05Z");
+
+        let ok = finished(
+            &start,
+            &outcome(0, backup_report(0, json!([])), &[]),
+            end.clone(),
+        );
+        assert_eq!(ok.phase, Some(Phase::Succeeded));
+        assert_eq!(ok.snapshot.as_deref(), Some("2026-12-06T02-00-00Z"));
+        assert_eq!(
+            ok.stats,
+            Some(Stats {
+                entries: 12,
+                bytes: 4096,
+                bytes_copied: 2048,
+                failed: 0
+            })
+        );
+        assert_eq!(ok.duration.as_deref(), Some("1h2m5s"));
+        assert_eq!(ok.completion_time, Some(end.clone()));
+        assert_eq!(ok.message, None);
+        assert_eq!(ok.job.as_deref(), Some("data-now-ab12c"));
+        assert_eq!(
+            (
+                ok.conditions[0].status.as_str(),
+                ok.conditions[0].reason.as_str()
+            ),
+            ("True", "Succeeded")
+        );
+
+        let errors = json!([{"path": "sub/locked", "op": "open", "error": "Permission denied"}]);
+        let partial = finished(
+            &start,
+            &outcome(23, backup_report(1, errors), &[]),
+            end.clone(),
+        );
+        assert_eq!(partial.phase, Some(Phase::PartiallyFailed));
+        assert_eq!(partial.stats.as_ref().map(|s| s.failed), Some(1));
+        let message = partial.message.unwrap();
+        assert!(
+            message.contains("exit code 23") && message.contains("sub/locked"),
+            "{message}"
+        );
+        assert_eq!(partial.conditions[0].status, "False");
+
+        let refused = finished(
+            &start,
+            &outcome(254, json!({}), &["pvc-backup: error: the source is empty"]),
+            end.clone(),
+        );
+        assert_eq!(refused.phase, Some(Phase::Failed));
+        assert_eq!(refused.stats, None);
+        assert!(refused.message.unwrap().contains("the source is empty"),);
+
+        let broke = failed(&start, "claim data not found in namespace x", end);
+        assert_eq!(broke.phase, Some(Phase::Failed));
+        assert_eq!(
+            broke.message.as_deref(),
+            Some("claim data not found in namespace x")
+        );
+        assert_eq!(broke.conditions[0].reason, "Failed");
+    }
+
+    #[test]
+    fn durations_read_as_kubectl_prints_them() {
+        let t = |s| at(s);
+        assert_eq!(
+            duration(&t("2026-01-01T00:00:00Z"), &t("2026-01-01T00:00:45Z")),
+            "45s"
+        );
+        assert_eq!(
+            duration(&t("2026-01-01T00:00:00Z"), &t("2026-01-01T00:03:07Z")),
+            "3m7s"
+        );
+        assert_eq!(
+            duration(&t("2026-01-01T00:00:00Z"), &t("2026-01-01T01:00:12Z")),
+            "1h0m12s"
+        );
+        // A clock that went back does not give a negative duration.
+        assert_eq!(
+            duration(&t("2026-01-01T00:00:10Z"), &t("2026-01-01T00:00:00Z")),
+            "0s"
+        );
+    }
+}
