@@ -34,6 +34,12 @@ write deploy/kustomize/base/cluster-roles.yaml \
 write deploy/kustomize/base/webhook.yaml \
   "The admission webhook in the namespace pvc-backup, its certificate from cert-manager." \
   '.kind != "ServiceAccount" and .kind != "RoleBinding" and .kind != "ClusterRole"' --webhook
+write deploy/kustomize/operator/cluster-roles.yaml \
+  "backuper (use of the SCC, for the mover), pvc-backup-operator and pvc-backup-volumes (for people and the operator's runs)." \
+  '.kind == "ClusterRole" and .metadata.name != "pvc-backup-controller"' --operator
+write deploy/kustomize/operator/operator.yaml \
+  "The pvc-backup.io definitions and the operator in the namespace pvc-backup." \
+  '.kind == "CustomResourceDefinition" or .kind == "Namespace" or .kind == "ClusterRoleBinding" or .metadata.name == "pvc-backup-controller" or .metadata.namespace == "pvc-backup"' --operator
 write deploy/kustomize/openshift/scc.yaml \
   "The SecurityContextConstraints that admit the mover pod: exactly its five capabilities." \
   '.kind == "SecurityContextConstraints"' --openshift

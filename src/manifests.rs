@@ -1,7 +1,8 @@
 //! `pvc-backup manifests`: install YAML for kubectl, GitOps and OpenShift.
 //!
 //! Always the install objects (the mover's service account and RoleBinding, the ClusterRoles,
-//! with `--openshift` the SCC); `--webhook` and `--admission-policy` add the guard.
+//! with `--openshift` the SCC); `--webhook` and `--admission-policy` add the guard, `--crds` the
+//! definitions of the pvc-backup.io resources, `--operator` those and the operator.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -43,11 +44,20 @@ pub struct ManifestsArgs {
     /// (Kubernetes 1.30 and later).
     #[arg(long)]
     admission_policy: bool,
+    /// Add the definitions of the pvc-backup.io resources (Backup, BackupSchedule, Restore,
+    /// Clone, Migration) that `pvc-backup operator` carries out.
+    #[arg(long)]
+    crds: bool,
+    /// Add the operator: the definitions (as --crds), its Namespace, service account and RBAC,
+    /// a Deployment of 2 replicas electing a leader, a PodDisruptionBudget and the Service of
+    /// its metrics.
+    #[arg(long)]
+    operator: bool,
     /// Guard every namespace except the system ones (and the webhook's own), instead of the
     /// namespaces labelled denysabck=enabled.
     #[arg(long)]
     all_namespaces: bool,
-    /// The namespace the webhook runs in.
+    /// The namespace the webhook and the operator run in.
     #[arg(long, value_name = "NAMESPACE", default_value = "pvc-backup")]
     namespace: String,
     /// The pvc-backup image (runs the mover and the webhook).
@@ -95,6 +105,11 @@ pub fn run(args: ManifestsArgs) -> anyhow::Result<ExitCode> {
     } else {
         NamespaceScope::Labelled
     };
+    if args.webhook || args.operator {
+        let namespace = install::webhook_namespace(&args.namespace)
+            .context("invalid --namespace for the webhook and the operator")?;
+        objects.push(serde_json::to_value(namespace).context("cannot serialise the Namespace")?);
+    }
     if args.webhook {
         let tls = match (&args.ca_bundle, args.webhook_tls) {
             (Some(path), _) => WebhookTls::CaBundle(
@@ -106,9 +121,6 @@ pub fn run(args: ManifestsArgs) -> anyhow::Result<ExitCode> {
             (None, None) if args.openshift => WebhookTls::OpenShift,
             (None, None) => WebhookTls::CertManager,
         };
-        let namespace = install::webhook_namespace(&args.namespace)
-            .context("invalid --namespace for the webhook")?;
-        objects.push(serde_json::to_value(namespace).context("cannot serialise the Namespace")?);
         objects.extend(manifests::webhook_objects(&WebhookInstall {
             namespace: args.namespace.clone(),
             image: args.image.clone(),
@@ -120,6 +132,14 @@ pub fn run(args: ManifestsArgs) -> anyhow::Result<ExitCode> {
     }
     if args.admission_policy {
         objects.extend(manifests::admission_policy_objects(&policy, &scope));
+    }
+    if args.crds || args.operator {
+        for crd in resources::crds() {
+            objects.push(serde_json::to_value(crd).context("cannot serialise a definition")?);
+        }
+    }
+    if args.operator {
+        objects.extend(operator::install::objects(&args.namespace, &args.image));
     }
     let yaml = manifests::to_yaml(&objects)?;
     std::io::stdout()

@@ -10,7 +10,8 @@ use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use testkit::skip::need_tools;
@@ -77,13 +78,14 @@ fn key(o: &Value) -> String {
     )
 }
 
-/// Both lists hold the same objects, in any order; the message names each difference.
+/// Both lists hold the same objects, in any order, numbers compared by value (YAML tools write
+/// `0.0` as `0`); the message names each difference.
 fn assert_same_objects(what: &str, got: &[Value], want: &[Value]) {
     let index = |objects: &[Value]| -> BTreeMap<String, Value> {
         let mut map = BTreeMap::new();
         for o in objects {
             assert!(
-                map.insert(key(o), o.clone()).is_none(),
+                map.insert(key(o), numbers_as_floats(o)).is_none(),
                 "{what}: {} twice",
                 key(o)
             );
@@ -125,12 +127,42 @@ fn round_trip<T: DeserializeOwned + serde::Serialize>(object: &Value) {
     );
 }
 
+/// Every number as a float: a schema's bounds are floats in the k8s-openapi types (`minimum:
+/// 0.0`), and YAML writes a whole float as an integer (`minimum: 0`); the value is the same.
+fn numbers_as_floats(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => serde_json::json!(n.as_f64()),
+        Value::Array(a) => Value::Array(a.iter().map(numbers_as_floats).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), numbers_as_floats(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// [`round_trip`] for a definition, whose schema's numbers may change form but not value.
+fn crd_round_trip(object: &Value) {
+    let typed: CustomResourceDefinition = serde_json::from_value(object.clone())
+        .unwrap_or_else(|e| panic!("{} is not a valid definition: {e}", key(object)));
+    assert_eq!(
+        numbers_as_floats(&serde_json::to_value(&typed).unwrap()),
+        numbers_as_floats(object),
+        "a field of {} did not survive the k8s-openapi types",
+        key(object)
+    );
+}
+
 fn check_types(objects: &[Value]) {
     for o in objects {
         match o["kind"].as_str().unwrap() {
             "ServiceAccount" => round_trip::<ServiceAccount>(o),
             "RoleBinding" => round_trip::<RoleBinding>(o),
             "ClusterRole" => round_trip::<ClusterRole>(o),
+            "ClusterRoleBinding" => round_trip::<ClusterRoleBinding>(o),
+            "Role" => round_trip::<Role>(o),
+            "CustomResourceDefinition" => crd_round_trip(o),
             "Namespace" => round_trip::<Namespace>(o),
             "Deployment" => round_trip::<Deployment>(o),
             "Service" => round_trip::<Service>(o),
@@ -160,6 +192,13 @@ fn kustomize_files_hold_what_manifests_prints() {
         "deploy/kustomize/mover",
         &mover,
         &namespaced_part(manifests(&[])),
+    );
+    let operator = kustomization_resources(&repo().join("deploy/kustomize/operator"));
+    check_types(&operator);
+    assert_same_objects(
+        "deploy/kustomize/operator",
+        &operator,
+        &manifests(&["--operator"]),
     );
     // The overlay's own resource is the SCC; its patches are checked by the build below.
     let scc_file = repo().join("deploy/kustomize/openshift/scc.yaml");
@@ -194,6 +233,13 @@ fn kustomize_builds_what_manifests_prints() {
     let base = kustomize("deploy/kustomize/base");
     check_types(&base);
     assert_same_objects("kubectl kustomize base", &base, &manifests(&["--webhook"]));
+    let operator = kustomize("deploy/kustomize/operator");
+    check_types(&operator);
+    assert_same_objects(
+        "kubectl kustomize operator",
+        &operator,
+        &manifests(&["--operator"]),
+    );
     let openshift = kustomize("deploy/kustomize/openshift");
     check_types(&openshift);
     assert_same_objects(
