@@ -2,9 +2,9 @@
 //! (elsewhere they print why they skip): RBAC with the roles `manifests` documents, Pod
 //! Security, the ValidatingAdmissionPolicy and the webhook, server-side validation of every
 //! object pvc-backup ships, the pvc-backup.io resources' definitions (schema and CEL rules, their
-//! cron rule held against the CronJob's validation), and a schedule fired by the real CronJob
-//! controller. Verdicts are the API server's own (its 403s, `kubectl auth can-i`), data is
-//! judged on the host with rsync.
+//! cron rule held against the CronJob's validation), a schedule fired by the real CronJob
+//! controller, and the operator carrying out Backups (real_only/operator.rs). Verdicts are the
+//! API server's own (its 403s, `kubectl auth can-i`), data is judged on the host with rsync.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -15,6 +15,8 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::{Value, json};
 use testcluster::fake::ClaimOptions;
 use testcluster::real::Settings;
+
+mod operator;
 
 use crate::util::{
     Cluster, assert_holds, assert_latest_snapshot_holds, claim_with_data, cluster,
@@ -678,6 +680,8 @@ fn every_object_pvc_backup_ships_is_accepted_by_the_api_servers_dry_run() {
         vec!["--webhook", "--namespace", &webhook_ns, "--ca-bundle", &ca],
         vec!["--openshift", "--webhook", "--namespace", &webhook_ns],
         vec!["--openshift", "--admission-policy"],
+        vec!["--operator", "--namespace", &webhook_ns],
+        vec!["--openshift", "--operator", "--namespace", &webhook_ns],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_pvc-backup"))
             .arg("manifests")
@@ -688,11 +692,15 @@ fn every_object_pvc_backup_ships_is_accepted_by_the_api_servers_dry_run() {
         dry(&format!("manifests {}", args.join(" ")), &out.stdout);
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for base in ["deploy/kustomize/mover", "deploy/kustomize/openshift"] {
+    for base in [
+        "deploy/kustomize/mover",
+        "deploy/kustomize/openshift",
+        "deploy/kustomize/operator",
+    ] {
         let out = kubectl(&c, &["kustomize", root.join(base).to_str().unwrap()], None);
         expect_code(&out, 0);
-        // The OpenShift base's objects live in `pvc-backup`; here they go to the test's
-        // webhook namespace, as `kustomize edit set namespace` would put them.
+        // The OpenShift and operator bases' objects live in `pvc-backup`; here they go to the
+        // test's webhook namespace, as `kustomize edit set namespace` would put them.
         let yaml = String::from_utf8(out.stdout).unwrap().replace(
             "namespace: pvc-backup\n",
             &format!("namespace: {webhook_ns}\n"),
@@ -800,6 +808,73 @@ fn a_per_minute_schedule_is_fired_by_the_cronjob_controller() {
     expect_code(&out, 0);
 }
 
+/// The pvc-backup.io definitions of a test, removed when it goes with every object of theirs:
+/// the operator's finalizers are taken off first, since no operator may be left to do it.
+struct Resources<'a> {
+    c: &'a Cluster,
+    _definitions: ClusterScoped<'a>,
+}
+
+impl Drop for Resources<'_> {
+    fn drop(&mut self) {
+        let kinds: Vec<String> = ::operator::install::PLURALS
+            .iter()
+            .map(|p| format!("{p}.pvc-backup.io"))
+            .collect();
+        let out = kubectl(self.c, &["get", &kinds.join(","), "-A", "-o", "json"], None);
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        for item in list["items"].as_array().into_iter().flatten() {
+            let meta = &item["metadata"];
+            let (Some(ns), Some(name)) = (meta["namespace"].as_str(), meta["name"].as_str()) else {
+                continue;
+            };
+            let kind = item["kind"].as_str().unwrap_or_default().to_lowercase();
+            let _ = kubectl(
+                self.c,
+                &[
+                    "patch",
+                    "-n",
+                    ns,
+                    &format!("{kind}.pvc-backup.io/{name}"),
+                    "--type=merge",
+                    "-p",
+                    r#"{"metadata":{"finalizers":null}}"#,
+                ],
+                None,
+            );
+        }
+    }
+}
+
+/// Installs the pvc-backup.io definitions (cluster-wide) as a user does, from `pvc-backup
+/// manifests --crds`, and waits until the API server serves them; they are removed when the
+/// returned guard goes.
+fn install_resources(c: &Cluster) -> Resources<'_> {
+    let printed = manifests(c, &["--crds"]);
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8_lossy(&printed)).unwrap();
+    let crds: Vec<Value> = docs
+        .into_iter()
+        .filter(|d| d["kind"] == "CustomResourceDefinition")
+        .collect();
+    assert_eq!(crds.len(), 5, "manifests --crds gives the five kinds");
+    let names: Vec<String> = crds
+        .iter()
+        .map(|crd| format!("crd/{}", crd["metadata"]["name"].as_str().unwrap()))
+        .collect();
+    let guard = ClusterScoped {
+        c,
+        objects: names.clone(),
+    };
+    apply(c, cluster::objects::to_yaml(&crds).unwrap().as_bytes());
+    let mut wait = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+    wait.extend(names.iter().map(String::as_str));
+    expect_code(&kubectl(c, &wait, None), 0);
+    Resources {
+        c,
+        _definitions: guard,
+    }
+}
+
 /// The documents of a fixture file of the resources crate.
 fn resource_fixture(name: &str) -> Vec<Value> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -823,23 +898,7 @@ fn the_api_server_judges_the_resources_by_their_definitions() {
     let Some(c) = real("resources") else {
         return;
     };
-    // The definitions, cluster-wide, removed when the test ends.
-    let crds: Vec<Value> = resources::crds()
-        .iter()
-        .map(|crd| serde_json::to_value(crd).unwrap())
-        .collect();
-    let names: Vec<String> = crds
-        .iter()
-        .map(|crd| format!("crd/{}", crd["metadata"]["name"].as_str().unwrap()))
-        .collect();
-    let _crds = ClusterScoped {
-        c: &c,
-        objects: names.clone(),
-    };
-    apply(&c, cluster::objects::to_yaml(&crds).unwrap().as_bytes());
-    let mut wait = vec!["wait", "--for=condition=Established", "--timeout=60s"];
-    wait.extend(names.iter().map(String::as_str));
-    expect_code(&kubectl(&c, &wait, None), 0);
+    let _crds = install_resources(&c);
 
     // Every example is accepted, and kubectl shows a run's phase, snapshot and size.
     for doc in resource_fixture("valid.yaml") {
