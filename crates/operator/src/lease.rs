@@ -1,8 +1,10 @@
 //! Leader election on a Lease (`coordination.k8s.io/v1`), as Kubernetes' own controllers do it:
-//! the replica named in `spec.holderIdentity` acts, and renews `spec.renewTime` well within
-//! `spec.leaseDurationSeconds`; another replica takes the Lease over only once it has gone that
-//! long without renewal. Every write names the Lease's resourceVersion, so of two replicas that
-//! try at once the API server lets one win.
+//! the replica named in `spec.holderIdentity` acts, and renews the Lease well within
+//! `spec.leaseDurationSeconds`; another replica takes it over only once it has seen the Lease
+//! unchanged for that long. The time is measured on the waiting replica's own clock, from when it
+//! last saw the Lease change, never by comparing its clock with the `renewTime` another node
+//! wrote, so clocks that disagree cannot make two replicas act. Every write names the Lease's
+//! resourceVersion, so of two replicas that try at once the API server lets one win.
 
 use std::time::Duration;
 
@@ -26,8 +28,9 @@ pub enum Decision {
     Wait,
 }
 
-/// What to do with `spec` (`None`: no Lease) at `now`, as replica `me`.
-pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: jiff::Timestamp) -> Decision {
+/// What to do with `spec` (`None`: no Lease) as replica `me`, having seen it unchanged for
+/// `unchanged_for`.
+pub fn decide(spec: Option<&LeaseSpec>, me: &str, unchanged_for: Duration) -> Decision {
     let Some(spec) = spec else {
         return Decision::Create;
     };
@@ -37,16 +40,20 @@ pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: jiff::Timestamp) -> Decis
         Some(_) => {}
     }
     let duration =
-        jiff::SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(0).max(0)));
-    let renewed = spec
-        .renew_time
-        .as_ref()
-        .or(spec.acquire_time.as_ref())
-        .map(|t| t.0);
-    match renewed {
-        Some(at) if at.saturating_add(duration).is_ok_and(|end| end > now) => Decision::Wait,
-        _ => Decision::TakeOver,
+        Duration::from_secs(u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0));
+    if unchanged_for >= duration {
+        Decision::TakeOver
+    } else {
+        Decision::Wait
     }
+}
+
+/// What a replica last saw of the Lease, and when (on its own clock).
+struct Seen {
+    holder: Option<String>,
+    renewed: Option<MicroTime>,
+    transitions: Option<i32>,
+    at: std::time::Instant,
 }
 
 /// One replica's side of the election.
@@ -55,6 +62,7 @@ pub struct Elector {
     name: String,
     identity: String,
     duration: Duration,
+    seen: std::sync::Mutex<Option<Seen>>,
 }
 
 impl Elector {
@@ -66,6 +74,7 @@ impl Elector {
             name: name.to_owned(),
             identity: identity.to_owned(),
             duration,
+            seen: std::sync::Mutex::new(None),
         }
     }
 
@@ -79,6 +88,30 @@ impl Elector {
         &self.identity
     }
 
+    /// How long this replica has seen the Lease as it is now (zero when it just changed).
+    fn unchanged_for(&self, spec: Option<&LeaseSpec>) -> Duration {
+        let holder = spec.and_then(|s| s.holder_identity.clone());
+        let renewed = spec.and_then(|s| s.renew_time.clone());
+        let transitions = spec.and_then(|s| s.lease_transitions);
+        let mut seen = self.seen.lock().unwrap();
+        match seen.as_ref() {
+            Some(s)
+                if s.holder == holder && s.renewed == renewed && s.transitions == transitions =>
+            {
+                s.at.elapsed()
+            }
+            _ => {
+                *seen = Some(Seen {
+                    holder,
+                    renewed,
+                    transitions,
+                    at: std::time::Instant::now(),
+                });
+                Duration::ZERO
+            }
+        }
+    }
+
     /// Tries once to hold the Lease: creates, renews or takes it over as [`decide`] says.
     /// `Ok(true)` when this replica holds it now; `Ok(false)` when another one does, or won the
     /// same write.
@@ -90,11 +123,8 @@ impl Elector {
             .await
             .map_err(cluster::Error::api(action))?;
         let now = jiff::Timestamp::now();
-        let decision = decide(
-            current.as_ref().and_then(|l| l.spec.as_ref()),
-            &self.identity,
-            now,
-        );
+        let spec = current.as_ref().and_then(|l| l.spec.as_ref());
+        let decision = decide(spec, &self.identity, self.unchanged_for(spec));
         let earlier = current
             .as_ref()
             .and_then(|l| l.spec.clone())
@@ -173,39 +203,31 @@ impl Elector {
 mod tests {
     use super::*;
 
-    fn at(s: &str) -> jiff::Timestamp {
-        s.parse().unwrap()
-    }
-
-    fn lease(holder: &str, renewed: &str) -> LeaseSpec {
+    fn lease(holder: &str) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(holder.into()),
             lease_duration_seconds: Some(15),
-            renew_time: Some(MicroTime(at(renewed))),
+            renew_time: Some(MicroTime("2026-12-06T09:59:50Z".parse().unwrap())),
             ..LeaseSpec::default()
         }
     }
 
     #[test]
     fn a_lease_is_created_renewed_waited_for_or_taken_over() {
-        let now = at("2026-12-06T10:00:00Z");
-        assert_eq!(decide(None, "a", now), Decision::Create);
-        let fresh = lease("b", "2026-12-06T09:59:50Z");
-        assert_eq!(decide(Some(&fresh), "a", now), Decision::Wait);
-        assert_eq!(decide(Some(&fresh), "b", now), Decision::Renew);
-        // 15 s without renewal: the holder is gone.
-        let stale = lease("b", "2026-12-06T09:59:45Z");
-        assert_eq!(decide(Some(&stale), "a", now), Decision::TakeOver);
+        let s = Duration::from_secs;
+        assert_eq!(decide(None, "a", s(0)), Decision::Create);
+        let held = lease("b");
+        assert_eq!(decide(Some(&held), "a", s(0)), Decision::Wait);
+        assert_eq!(decide(Some(&held), "a", s(14)), Decision::Wait);
+        assert_eq!(decide(Some(&held), "b", s(0)), Decision::Renew);
+        // Seen unchanged for the lease's duration: the holder is gone.
+        assert_eq!(decide(Some(&held), "a", s(15)), Decision::TakeOver);
         // Even a stale Lease of its own is renewed, not taken over.
-        assert_eq!(decide(Some(&stale), "b", now), Decision::Renew);
-        // Released (no holder), or never renewed: free.
-        let released = LeaseSpec::default();
-        assert_eq!(decide(Some(&released), "a", now), Decision::TakeOver);
-        let unrenewed = LeaseSpec {
-            holder_identity: Some("b".into()),
-            lease_duration_seconds: Some(15),
-            ..LeaseSpec::default()
-        };
-        assert_eq!(decide(Some(&unrenewed), "a", now), Decision::TakeOver);
+        assert_eq!(decide(Some(&held), "b", s(60)), Decision::Renew);
+        // Released (no holder): free at once.
+        assert_eq!(
+            decide(Some(&LeaseSpec::default()), "a", s(0)),
+            Decision::TakeOver
+        );
     }
 }
