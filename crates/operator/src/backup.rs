@@ -13,13 +13,15 @@ use cluster::run::Observer;
 use cluster::workflow::MoverSettings;
 use cluster::workflow::backup::{self as flow, BackupRequest};
 use contract::Progress;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event, finalizer};
-use kube::{Api, ResourceExt};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::{Api, Resource, ResourceExt};
 use resources::backup::{Backup, Method};
-use resources::common::RunStatus;
+use resources::common::{Phase, RunStatus};
 use serde_json::json;
 
 use crate::{Context, Error, status};
@@ -93,8 +95,8 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
     let (api_ref, ctx_ref) = (&api, &ctx);
     finalizer(&api, FINALIZER, backup, |event| async move {
         match event {
-            Event::Apply(b) => apply(api_ref, b, ctx_ref).await,
-            Event::Cleanup(b) => cleanup(b, ctx_ref).await,
+            finalizer::Event::Apply(b) => apply(api_ref, b, ctx_ref).await,
+            finalizer::Event::Cleanup(b) => cleanup(b, ctx_ref).await,
         }
     })
     .await
@@ -119,6 +121,13 @@ async fn apply(
     let running = status::running(&earlier, &job, backup.metadata.generation, now());
     patch_status(api, &name, &running).await?;
     tracing::info!(backup = %name, namespace = ?backup.namespace(), job = %job, "backup runs");
+    let reference = backup.object_ref(&());
+    let started = if earlier.job.is_some() {
+        format!("taken up again: follows Job {job}")
+    } else {
+        format!("Job {job} runs the mover")
+    };
+    tell(ctx, &reference, EventType::Normal, "Started", started).await;
 
     let request = request(&backup, &run_id(&uid));
     let settings = settings(&ctx.settings, &backup);
@@ -139,6 +148,19 @@ async fn apply(
             Err(e) => status::failed(&running, &e.full_message(), now()),
         };
         tracing::info!(backup = %name, phase = ?ended.phase, "backup ended");
+        let (kind, said) = match (&ended.phase, &ended.message, &ended.snapshot) {
+            (Some(Phase::Succeeded), _, Some(snapshot)) => {
+                (EventType::Normal, format!("snapshot {snapshot} made"))
+            }
+            (Some(Phase::Succeeded), _, None) => (EventType::Normal, "done".to_owned()),
+            (_, Some(message), _) => (EventType::Warning, message.clone()),
+            _ => (
+                EventType::Warning,
+                "the run ended without a result".to_owned(),
+            ),
+        };
+        let reason = ended.phase.map(|p| format!("{p:?}")).unwrap_or_default();
+        tell(&task_ctx, &reference, kind, &reason, said).await;
         if let Some(phase) = ended.phase {
             let seconds = match (&ended.start_time, &ended.completion_time) {
                 (Some(s), Some(e)) => e.0.duration_since(s.0).as_secs_f64().max(0.0),
@@ -172,6 +194,36 @@ async fn apply(
     });
     ctx.started(&uid, task.abort_handle());
     Ok(Action::await_change())
+}
+
+/// Publishes an Event on the resource; an Event that cannot be written is logged, never fatal.
+async fn tell(
+    ctx: &Context,
+    reference: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    // The API server takes at most 1 KiB of note.
+    let mut note = note;
+    if note.len() > 1024 {
+        let mut end = 1021;
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push_str("...");
+    }
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Backup".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, reference).await {
+        tracing::warn!(error = %e, reason, "Event not written");
+    }
 }
 
 /// A Backup being deleted: its Job goes (the mover stops), then the finalizer. The run's task

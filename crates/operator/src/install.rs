@@ -11,7 +11,7 @@ pub const NAME: &str = "pvc-backup-operator";
 pub const METRICS_PORT: u16 = 8080;
 
 /// The ClusterRole of what only the operator does: the pvc-backup.io resources and their
-/// status. What a run needs (claims, Jobs, pods and their logs, workloads, snapshots) is the
+/// status, and Events. What a run needs (claims, Jobs, pods and their logs, workloads, snapshots) is the
 /// ClusterRole `pvc-backup-operator` the commands' users get too.
 pub const CONTROLLER_ROLE: &str = "pvc-backup-controller";
 
@@ -57,6 +57,9 @@ pub fn objects(namespace: &str, image: &str) -> Vec<Value> {
                  "verbs": ["get", "list", "watch", "patch", "update"]},
                 {"apiGroups": [resources::GROUP], "resources": status,
                  "verbs": ["get", "patch", "update"]},
+                // The Events that tell a run's start and end.
+                {"apiGroups": ["events.k8s.io"], "resources": ["events"],
+                 "verbs": ["create", "patch"]},
             ],
         }),
         json!({
@@ -190,10 +193,16 @@ mod tests {
                 "Service"
             ]
         );
-        // Its own ClusterRole reaches only its group: no secret, no pod, no other group.
+        // Its own ClusterRole reaches only its group, and writes Events: no secret, no pod.
         let role = &objects[1];
         for rule in role["rules"].as_array().unwrap() {
-            assert_eq!(rule["apiGroups"], json!(["pvc-backup.io"]));
+            let group = &rule["apiGroups"];
+            assert!(
+                *group == json!(["pvc-backup.io"])
+                    || (*group == json!(["events.k8s.io"])
+                        && rule["verbs"] == json!(["create", "patch"])),
+                "{rule}"
+            );
         }
         let pod = &objects[6]["spec"]["template"]["spec"];
         let container = &pod["containers"][0];

@@ -18,6 +18,7 @@ use cluster::security::Privilege;
 use cluster::workflow::MoverSettings;
 use futures::StreamExt;
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use resources::Backup;
@@ -87,13 +88,20 @@ pub struct Context {
     pub settings: MoverSettings,
     /// What the runs add up to.
     pub metrics: Arc<metrics::Metrics>,
+    /// Where a run's start and end are told, as Events on its resource.
+    pub recorder: Recorder,
     runs: Mutex<HashMap<String, AbortHandle>>,
 }
 
 impl Context {
     /// A context with no run followed yet.
     pub fn new(client: Client, settings: MoverSettings, metrics: Arc<metrics::Metrics>) -> Context {
+        let reporter = Reporter {
+            controller: install::NAME.to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
         Context {
+            recorder: Recorder::new(client.clone(), reporter),
             client,
             settings,
             metrics,

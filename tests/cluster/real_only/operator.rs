@@ -99,6 +99,34 @@ fn curl(url: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The Events on Backup `name`, as (type, reason, message).
+fn events(c: &Cluster, name: &str) -> Vec<(String, String, String)> {
+    let selector = format!("involvedObject.kind=Backup,involvedObject.name={name}");
+    let out = kubectl(
+        c,
+        &[
+            "get",
+            "events",
+            "-n",
+            c.ns(),
+            "--field-selector",
+            &selector,
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    expect_code(&out, 0);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = |e: &Value, f: &str| e[f].as_str().unwrap_or_default().to_owned();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (text(e, "type"), text(e, "reason"), text(e, "message")))
+        .collect()
+}
+
 /// A Backup as the API server holds it.
 fn backup(c: &Cluster, name: &str) -> Value {
     let out = kubectl(
@@ -260,6 +288,16 @@ fn the_operator_carries_out_a_backup_once_across_a_restart() {
     assert!((when - completed).abs() <= 5, "{when} vs {completed}");
     assert_eq!(curl(&format!("http://{address}/readyz")), "ok");
 
+    // Events tell the run's start and end.
+    let told = events(&c, "data-now");
+    assert!(
+        told.iter().any(|(t, r, _)| t == "Normal" && r == "Started")
+            && told.iter().any(|(t, r, m)| t == "Normal"
+                && r == "Succeeded"
+                && m.contains(status["snapshot"].as_str().unwrap())),
+        "{told:#?}"
+    );
+
     // A Backup of a claim that does not exist fails, saying which.
     create(
         &c,
@@ -277,6 +315,12 @@ fn the_operator_carries_out_a_backup_once_across_a_restart() {
     assert_eq!(failed["status"]["phase"], "Failed", "{failed:#}");
     let message = failed["status"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("nothing"), "{failed:#}");
+    let told = events(&c, "nothing-now");
+    assert!(
+        told.iter()
+            .any(|(t, r, m)| t == "Warning" && r == "Failed" && m.contains("nothing")),
+        "{told:#?}"
+    );
 
     // Deleting a Backup is not held up once its run ended: the operator lets the finalizer go.
     let out = kubectl(
@@ -525,6 +569,13 @@ fn the_operator_installed_from_its_manifests_carries_out_a_backup() {
     let done = wait_with_log(&c, "data-now", Duration::from_secs(300), final_phase, logs);
     assert_eq!(done["status"]["phase"], "Succeeded", "{done:#}\n{}", logs());
     assert_latest_snapshot_holds(&c, "data-backup", &src);
+    // The shipped RBAC lets it write Events.
+    let told = events(&c, "data-now");
+    assert!(
+        told.iter().any(|(_, r, _)| r == "Succeeded"),
+        "{told:#?}\n{}",
+        logs()
+    );
 
     // One of the two pods holds the Lease.
     let out = kubectl(&c, &["get", "pods", "-n", &op_ns, "-o", "name"], None);
