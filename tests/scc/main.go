@@ -10,8 +10,9 @@
 //
 // --manifests: `pvc-backup manifests --openshift` (the SCC pvc-backup-mover, the ClusterRole
 // backuper and its RoleBinding). --stock: OpenShift's stock SCCs (openshift-sccs.yaml).
-// --root/--unprivileged: a Job (what `pvc-backup backup --dry-run=client` prints) or an OpenShift
-// Template of one, whose pod must get the root mover's or the unprivileged mover's verdicts.
+// --root/--unprivileged: a Job (what `pvc-backup backup --dry-run=client` prints), an OpenShift
+// Template of one, or a Deployment (the operator's), whose pod must get the root mover's verdicts
+// or those of a pod without privileges (restricted-v2 admits it and admission picks it).
 // A template is processed as `oc process` does, with the --param values.
 //
 // It prints one line per verdict and per check, and exits 1 when a check fails.
@@ -36,6 +37,7 @@ import (
 	sccsort "github.com/openshift/apiserver-library-go/pkg/securitycontextconstraints/util/sort"
 	secfake "github.com/openshift/client-go/security/clientset/versioned/fake"
 	secinformers "github.com/openshift/client-go/security/informers/externalversions"
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -112,7 +114,7 @@ func main() {
 	flag.StringVar(&manifests, "manifests", "", "output of `pvc-backup manifests --openshift`")
 	flag.StringVar(&stock, "stock", "", "OpenShift's stock SCCs and their RBAC")
 	flag.Var(&roots, "root", "NAME=FILE: a Job or Template whose pod is the root mover")
-	flag.Var(&unprivs, "unprivileged", "NAME=FILE: a Job or Template whose pod is the unprivileged mover")
+	flag.Var(&unprivs, "unprivileged", "NAME=FILE: a Job, Template or Deployment whose pod runs without privileges")
 	flag.Var(&params, "param", "NAME=VALUE: a template parameter, as `oc process -p`")
 	flag.Parse()
 	if manifests == "" || stock == "" || len(roots) == 0 {
@@ -387,7 +389,9 @@ func loadPod(file string, params map[string]string) (*kapi.Pod, error) {
 	if err != nil {
 		return nil, err
 	}
-	var job *batchv1.Job
+	// The pod template of the first Job or Deployment (the operator's).
+	var template *corev1.PodTemplateSpec
+	var owner string
 	for _, d := range docs {
 		var head struct{ Kind string }
 		_ = json.Unmarshal(d, &head)
@@ -399,23 +403,32 @@ func loadPod(file string, params map[string]string) (*kapi.Pod, error) {
 			_ = json.Unmarshal(d, &head)
 		}
 		if head.Kind == "Job" {
-			job = &batchv1.Job{}
+			job := &batchv1.Job{}
 			if err := strictJSON(d, job); err != nil {
 				return nil, fmt.Errorf("Job: %w", err)
 			}
+			template, owner = &job.Spec.Template, job.Name
+			break
+		}
+		if head.Kind == "Deployment" {
+			deployment := &appsv1.Deployment{}
+			if err := strictJSON(d, deployment); err != nil {
+				return nil, fmt.Errorf("Deployment: %w", err)
+			}
+			template, owner = &deployment.Spec.Template, deployment.Name
 			break
 		}
 	}
-	if job == nil {
-		return nil, fmt.Errorf("no Job in it")
+	if template == nil {
+		return nil, fmt.Errorf("no Job or Deployment in it")
 	}
 	pod := &corev1.Pod{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		ObjectMeta: *job.Spec.Template.ObjectMeta.DeepCopy(),
-		Spec:       *job.Spec.Template.Spec.DeepCopy(),
+		ObjectMeta: *template.ObjectMeta.DeepCopy(),
+		Spec:       *template.Spec.DeepCopy(),
 	}
 	pod.Namespace = namespace
-	pod.GenerateName = job.Name + "-"
+	pod.GenerateName = owner + "-"
 	legacyscheme.Scheme.Default(pod)
 	internal := &kapi.Pod{}
 	if err := legacyscheme.Scheme.Convert(pod, internal, nil); err != nil {

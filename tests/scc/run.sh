@@ -3,7 +3,7 @@
 # (github.com/openshift/apiserver-library-go, sccmatching and sccadmission) and checks that the
 # root mover is admitted under pvc-backup-mover and refused by restricted-v2, that the pods of the
 # templates backup-block and backup-shared get the same verdicts, and that the --unprivileged
-# mover fits restricted-v2. See main.go and docs/openshift.md.
+# mover and the operator's pod fit restricted-v2. See main.go and docs/openshift.md.
 #
 # The checker (main.go) is built once from the Go modules pinned in go.mod into a cache folder
 # outside the repository, keyed by the pinned apiserver-library-go version and the sources; a
@@ -52,6 +52,9 @@ trap 'rm -rf "$work"' EXIT
 "$bin" manifests --openshift >"$work/manifests.yaml"
 "$bin" backup data --dry-run=client --size 1Gi -n shop >"$work/job-root.yaml"
 "$bin" backup data --dry-run=client --size 1Gi -n shop --unprivileged >"$work/job-unprivileged.yaml"
+# The operator's Deployment, alone: its pod must run under restricted-v2 like the unprivileged mover.
+"$bin" manifests --openshift --operator --namespace shop \
+  | yq -y 'select(.kind == "Deployment" and .metadata.name == "pvc-backup-operator")' >"$work/operator.yaml"
 
 # The templates' parameters as `oc process -p PVC_NAME=data -p PVC_BCK=data-backup` fills them;
 # the others keep their defaults.
@@ -60,4 +63,5 @@ trap 'rm -rf "$work"' EXIT
   --root cli="$work/job-root.yaml" \
   --root backup-block=deploy/openshift/backup-block.yaml \
   --root backup-shared=deploy/openshift/backup-shared.yaml \
-  --unprivileged cli-unprivileged="$work/job-unprivileged.yaml"
+  --unprivileged cli-unprivileged="$work/job-unprivileged.yaml" \
+  --unprivileged operator="$work/operator.yaml"
