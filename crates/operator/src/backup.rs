@@ -30,7 +30,7 @@ use crate::{Context, Error, status};
 pub const FINALIZER: &str = "pvc-backup.io/stop-job";
 
 /// The field manager of the operator's status patches.
-pub const MANAGER: &str = "pvc-backup-operator";
+pub const MANAGER: &str = crate::install::NAME;
 
 /// The workflow's request for a Backup: its spec as `pvc-backup backup` flags would give it,
 /// with `run` (from the Backup's uid) naming the Job.
@@ -108,8 +108,7 @@ async fn apply(
     backup: Arc<Backup>,
     ctx: &Arc<Context>,
 ) -> Result<Action, Error> {
-    let earlier = backup.status.clone().unwrap_or_default();
-    if status::is_final(earlier.phase) {
+    if status::is_final(backup.status.as_ref().and_then(|s| s.phase)) {
         return Ok(Action::await_change());
     }
     let uid = backup.uid().unwrap_or_default();
@@ -117,6 +116,16 @@ async fn apply(
         return Ok(Action::await_change());
     }
     let name = backup.name_any();
+    // The controller's cache can lag behind this process's own writes: a run that has just
+    // written its final status and ended must not start again from an older copy.
+    let backup = api
+        .get_status(&name)
+        .await
+        .map_err(cluster::Error::api(format!("read Backup {name}")))?;
+    let earlier = backup.status.clone().unwrap_or_default();
+    if status::is_final(earlier.phase) {
+        return Ok(Action::await_change());
+    }
     let job = job_name(&backup, &uid);
     let running = status::running(&earlier, &job, backup.metadata.generation, now());
     patch_status(api, &name, &running).await?;
