@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use cluster::connect::ConnectOptions;
 use cluster::workflow::MoverSettings;
 
@@ -29,24 +28,19 @@ pub struct OperatorArgs {
     #[arg(long)]
     leader_elect: bool,
     /// The Lease's namespace (default: POD_NAMESPACE, then --namespace, then the context's).
-    #[arg(
-        long,
-        value_name = "NAMESPACE",
-        env = "POD_NAMESPACE",
-        requires = "leader_elect"
-    )]
+    #[arg(long, value_name = "NAMESPACE", env = "POD_NAMESPACE")]
     lease_namespace: Option<String>,
     /// The Lease's name.
     #[arg(
         long,
         value_name = "NAME",
-        default_value = "pvc-backup-operator",
+        default_value = operator::install::NAME,
         requires = "leader_elect"
     )]
     lease_name: String,
     /// This replica's name in the Lease (default: POD_NAME, then the host's name, with the
     /// process id).
-    #[arg(long, value_name = "NAME", env = "POD_NAME", requires = "leader_elect")]
+    #[arg(long, value_name = "NAME", env = "POD_NAME")]
     identity: Option<String>,
     /// Seconds a replica keeps the Lease without renewing it; it renews every third of that.
     #[arg(long, value_name = "SECONDS", default_value_t = 15,
@@ -60,11 +54,7 @@ pub struct OperatorArgs {
 /// Runs the operator until SIGINT or SIGTERM.
 pub fn run(args: OperatorArgs) -> anyhow::Result<ExitCode> {
     crate::logging::server();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    crate::workflows::runtime()?.block_on(async {
         let kube = cluster::connect::connect(&ConnectOptions {
             kubeconfig: args.kubeconfig.clone(),
             context: args.context.clone(),

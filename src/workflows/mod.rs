@@ -299,8 +299,8 @@ pub fn with_cluster<T>(
     })
 }
 
-/// A runtime for the cluster commands (the rest of the binary is synchronous).
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+/// A runtime for the cluster commands and the operator (the rest of the binary is synchronous).
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
