@@ -187,13 +187,11 @@ fn final_phase(b: &Value) -> bool {
     )
 }
 
-fn create(c: &Cluster, doc: Value) {
-    let out = kubectl(
-        c,
-        &["create", "-n", c.ns(), "-f", "-"],
-        Some(doc.to_string().as_bytes()),
-    );
-    expect_code(&out, 0);
+/// Creates Backup `name` with `spec` in the test's namespace.
+fn create_backup(c: &Cluster, name: &str, spec: Value) {
+    let doc = json!({"apiVersion": "pvc-backup.io/v1alpha1", "kind": "Backup",
+        "metadata": {"name": name}, "spec": spec});
+    expect_code(&super::create(c, &doc, false), 0);
 }
 
 #[test]
@@ -205,11 +203,10 @@ fn the_operator_carries_out_a_backup_once_across_a_restart() {
     let src = claim_with_data(&c, "data", ClaimOptions::default());
 
     let operator = Operator::start(&c);
-    create(
+    create_backup(
         &c,
-        json!({"apiVersion": "pvc-backup.io/v1alpha1", "kind": "Backup",
-            "metadata": {"name": "data-now"},
-            "spec": {"source": {"claim": "data"}, "keep": {"last": 2}}}),
+        "data-now",
+        json!({"source": {"claim": "data"}, "keep": {"last": 2}}),
     );
     // The operator takes it: its finalizer, phase Running and the Job's name in the status.
     let running = wait_until(&c, "data-now", &operator, Duration::from_secs(60), |b| {
@@ -299,12 +296,7 @@ fn the_operator_carries_out_a_backup_once_across_a_restart() {
     );
 
     // A Backup of a claim that does not exist fails, saying which.
-    create(
-        &c,
-        json!({"apiVersion": "pvc-backup.io/v1alpha1", "kind": "Backup",
-            "metadata": {"name": "nothing-now"},
-            "spec": {"source": {"claim": "nothing"}}}),
-    );
+    create_backup(&c, "nothing-now", json!({"source": {"claim": "nothing"}}));
     let failed = wait_until(
         &c,
         "nothing-now",
@@ -340,12 +332,11 @@ fn the_operator_carries_out_a_backup_once_across_a_restart() {
 
     // Deleted while its Job waits for a node (it asks for more CPUs than any node has), a Backup
     // takes its Job with it.
-    create(
+    create_backup(
         &c,
-        json!({"apiVersion": "pvc-backup.io/v1alpha1", "kind": "Backup",
-            "metadata": {"name": "data-stuck"},
-            "spec": {"source": {"claim": "data"},
-                     "mover": {"resources": {"requests": {"cpu": "1000"}}}}}),
+        "data-stuck",
+        json!({"source": {"claim": "data"},
+                     "mover": {"resources": {"requests": {"cpu": "1000"}}}}),
     );
     let stuck = wait_until(&c, "data-stuck", &operator, Duration::from_secs(60), |b| {
         b["status"]["job"].is_string() || final_phase(b)
@@ -442,11 +433,7 @@ fn of_two_operators_one_acts_and_the_other_takes_over_when_it_dies() {
     let a = Operator::replica(&c, "replica-a");
     wait_holder(&c, "replica-a", Duration::from_secs(30), &[&a]);
     let b = Operator::replica(&c, "replica-b");
-    create(
-        &c,
-        json!({"apiVersion": "pvc-backup.io/v1alpha1", "kind": "Backup",
-            "metadata": {"name": "data-one"}, "spec": {"source": {"claim": "data"}}}),
-    );
+    create_backup(&c, "data-one", json!({"source": {"claim": "data"}}));
     let one = wait_until(&c, "data-one", &a, Duration::from_secs(300), final_phase);
     assert_eq!(one["status"]["phase"], "Succeeded", "{one:#}\n{}", a.log());
     let jobs: Vec<Job> = c.list(Some(c.ns()));
@@ -470,11 +457,7 @@ fn of_two_operators_one_acts_and_the_other_takes_over_when_it_dies() {
         held["spec"]["leaseTransitions"].as_i64() >= Some(1),
         "{held:#}"
     );
-    create(
-        &c,
-        json!({"apiVersion": "pvc-backup.io/v1alpha1", "kind": "Backup",
-            "metadata": {"name": "data-two"}, "spec": {"source": {"claim": "data"}}}),
-    );
+    create_backup(&c, "data-two", json!({"source": {"claim": "data"}}));
     let two = wait_until(&c, "data-two", &b, Duration::from_secs(300), final_phase);
     assert_eq!(
         two["status"]["phase"],
@@ -561,11 +544,7 @@ fn the_operator_installed_from_its_manifests_carries_out_a_backup() {
     );
 
     let src = claim_with_data(&c, "data", ClaimOptions::default());
-    create(
-        &c,
-        json!({"apiVersion": "pvc-backup.io/v1alpha1", "kind": "Backup",
-            "metadata": {"name": "data-now"}, "spec": {"source": {"claim": "data"}}}),
-    );
+    create_backup(&c, "data-now", json!({"source": {"claim": "data"}}));
     let done = wait_with_log(&c, "data-now", Duration::from_secs(300), final_phase, logs);
     assert_eq!(done["status"]["phase"], "Succeeded", "{done:#}\n{}", logs());
     assert_latest_snapshot_holds(&c, "data-backup", &src);
