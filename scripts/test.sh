@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests and the benchmark scripts call.
 PKGS=(rsync acl attr strace xfsprogs btrfs-progs e2fsprogs util-linux libcap2-bin time hyperfine restic openssl wrk b3sum curl
-      podman buildah runc conmon catatonit yq jq binutils ca-certificates)
+      podman buildah runc conmon catatonit yq jq binutils ca-certificates tzdata)
 
 if [ "$(id -u)" = 0 ]; then
   missing=()
@@ -23,6 +23,18 @@ if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  # Python's croniter, the oracle of crates/cluster/tests/cron_oracle.rs. Debian's own pip
+  # refuses to install into the system Python without --break-system-packages.
+  if ! python3 -c 'import croniter' 2>/dev/null; then
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+      echo "test.sh: installing python3-pip"
+      apt-get update -qq
+      apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+    fi
+    echo "test.sh: installing croniter"
+    python3 -m pip install --quiet croniter 2>/dev/null ||
+      python3 -m pip install --quiet --break-system-packages croniter
   fi
 else
   echo "test.sh: not root: missing Debian packages are not installed and root-only tests will skip"
