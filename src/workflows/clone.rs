@@ -70,6 +70,7 @@ impl CloneArgs {
                 MethodArg::Copy => Method::Copy,
             },
             scale_down: self.scale_down,
+            run: None,
         }
     }
 }

@@ -56,6 +56,7 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         keep_name: args.keep_name,
         size: args.size.clone(),
         scale_timeout: Duration::from_secs(args.scale_timeout),
+        run: None,
     };
     let settings = args.mover.settings()?;
     if settings.detach {

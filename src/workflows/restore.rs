@@ -49,6 +49,7 @@ pub fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         workload: args.workload.clone(),
         swap: args.swap,
         scale_timeout: Duration::from_secs(args.scale_timeout),
+        run: None,
     };
     let settings = args.mover.settings()?;
     if settings.detach && args.swap {

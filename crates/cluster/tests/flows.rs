@@ -85,6 +85,7 @@ fn three_copies_of_a_claim_in_use() {
         size: Some("20Gi".into()),
         method: Method::Auto,
         scale_down: false,
+        run: None,
     };
     let plan = clone::plan(
         &request,
@@ -112,6 +113,7 @@ fn csi_clones() {
         size: None,
         method: Method::Csi,
         scale_down: false,
+        run: None,
     };
     let plan = clone::plan(
         &request,
@@ -138,6 +140,7 @@ fn migration_to_another_class() {
         keep_name: true,
         size: None,
         scale_timeout: Duration::from_secs(300),
+        run: None,
     };
     let plan = migrate::plan(
         &request,
@@ -160,6 +163,7 @@ fn migration_of_a_block_claim() {
         keep_name: false,
         size: None,
         scale_timeout: Duration::from_secs(300),
+        run: None,
     };
     let plan = migrate::plan(
         &request,
@@ -217,6 +221,7 @@ fn restore_and_the_snapshot_listing_of_a_swap() {
         workload: None,
         swap: false,
         scale_timeout: Duration::from_secs(300),
+        run: None,
     };
     let job = restore::restore_job(
         &request,
@@ -365,6 +370,7 @@ fn excludes_reach_the_copy_jobs_of_clone_migrate_and_restore() {
         size: None,
         method: Method::Copy,
         scale_down: false,
+        run: None,
     };
     let clone = clone::plan(
         &clone,
@@ -383,6 +389,7 @@ fn excludes_reach_the_copy_jobs_of_clone_migrate_and_restore() {
         keep_name: false,
         size: None,
         scale_timeout: Duration::from_secs(300),
+        run: None,
     };
     let migrate = migrate::plan(
         &migrate,
@@ -400,6 +407,7 @@ fn excludes_reach_the_copy_jobs_of_clone_migrate_and_restore() {
         workload: None,
         swap: false,
         scale_timeout: Duration::from_secs(300),
+        run: None,
     };
     let restore = restore::restore_job(
         &restore,
@@ -433,6 +441,7 @@ fn excludes_for_a_block_claim_are_refused_with_the_reason() {
         keep_name: false,
         size: None,
         scale_timeout: Duration::from_secs(300),
+        run: None,
     };
     let err = migrate::plan(
         &migrate,

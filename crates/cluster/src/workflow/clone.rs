@@ -64,6 +64,10 @@ pub struct CloneRequest {
     pub method: Method,
     /// Scale the workloads using the source to zero while copying, and back up afterwards.
     pub scale_down: bool,
+    /// The run's id in its Jobs' names, for a caller that takes the same run up again after a
+    /// restart and must find the Jobs it created (the operator gives its resource's); `None`
+    /// gives a fresh one. A run that goes on from a record on the claim keeps the record's id.
+    pub run: Option<String>,
 }
 
 impl CloneRequest {
@@ -433,12 +437,10 @@ pub async fn run(
         None
     };
     let mut stopped = if request.scale_down {
-        Some(StoppedFor::begin(
-            CLONE_STEPS,
-            &source,
-            &kube.namespace,
-            &request.arguments(),
-        )?)
+        Some(
+            StoppedFor::begin(CLONE_STEPS, &source, &kube.namespace, &request.arguments())?
+                .named(request.run.as_deref()),
+        )
     } else {
         None
     };
@@ -452,9 +454,10 @@ pub async fn run(
         .map(|(w, _)| w.to_string())
         .collect();
     let prefix = format!("{}-clone", request.claim);
-    let job_name = match &stopped {
-        Some(stopped) => stopped.job_name(&prefix),
-        None => workflow::job_name(&prefix),
+    let job_name = match (&stopped, &request.run) {
+        (Some(stopped), _) => stopped.job_name(&prefix),
+        (None, Some(run)) => workflow::job_name_in_run(&prefix, run),
+        (None, None) => workflow::job_name(&prefix),
     };
     let result = make_copies(
         kube, request, settings, &source, pinned, &job_name, observer,
@@ -674,6 +677,7 @@ mod tests {
             size: None,
             method,
             scale_down: false,
+            run: None,
         }
     }
 

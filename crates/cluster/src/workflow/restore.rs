@@ -46,6 +46,10 @@ pub struct RestoreRequest {
     pub swap: bool,
     /// How long the workload's pods may take to stop.
     pub scale_timeout: Duration,
+    /// The run's id in its Jobs' names, for a caller that takes the same run up again after a
+    /// restart and must find the Jobs it created (the operator gives its resource's); `None`
+    /// gives a fresh one. A run that goes on from a record on the claim keeps the record's id.
+    pub run: Option<String>,
 }
 
 impl RestoreRequest {
@@ -262,7 +266,8 @@ pub async fn run(
         &target,
         &kube.namespace,
         &request.arguments(),
-    )?;
+    )?
+    .named(request.run.as_deref());
     // A run that was interrupted stopped it: its pods are gone, the record names it.
     let workload = match stopped.recorded()? {
         Some(recorded) => recorded.into_iter().next(),
@@ -674,6 +679,7 @@ mod tests {
             workload: None,
             swap: true,
             scale_timeout: Duration::from_secs(1),
+            run: None,
         };
         assert!(req("latest").check().is_ok());
         assert!(req("2026-11-26T02-00-00Z").check().is_ok());

@@ -67,6 +67,10 @@ pub struct MigrateRequest {
     pub size: Option<String>,
     /// How long the workload's pods may take to stop.
     pub scale_timeout: Duration,
+    /// The run's id in its Jobs' names, for a caller that takes the same run up again after a
+    /// restart and must find the Jobs it created (the operator gives its resource's); `None`
+    /// gives a fresh one. A run that goes on from a record on the claim keeps the record's id.
+    pub run: Option<String>,
 }
 
 impl MigrateRequest {
@@ -398,6 +402,9 @@ pub async fn run(
     let resuming = found.is_some();
     let mut progress =
         steps.resume_or_start(found, &request.claim, &request.arguments(), &holder)?;
+    if let (false, Some(run)) = (resuming, &request.run) {
+        progress.run = run.clone();
+    }
     let mut report = MigrateReport {
         claim: request.claim.clone(),
         now_used: request.claim.clone(),
