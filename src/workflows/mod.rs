@@ -303,6 +303,10 @@ pub fn with_cluster<T>(
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // The operator polls whole workflows (a migration's is deep) on worker threads, whose
+        // default 2 MiB of stack a debug build overflows; the main thread has 8 MiB. Stack is
+        // reserved, not used, until it is needed.
+        .thread_stack_size(16 << 20)
         .enable_all()
         .build()
         .context("cannot start the async runtime")

@@ -1,36 +1,14 @@
 //! The Backup controller: each Backup is carried out once by the backup workflow of the command
-//! line (`pvc-backup backup`), its progress kept in its status.
-//!
-//! A Backup gets a finalizer, then phase Running with its Job's name, then its Job: the Job's
-//! name comes from the Backup's uid, so an operator that restarts mid-run follows the same Job
-//! to its end instead of starting a second one. Deleting a Backup that runs deletes its Job (the
-//! mover stops) before the Backup goes. A Backup whose phase is final is left alone.
-
-use std::sync::Arc;
+//! line (`pvc-backup backup`), as [`run`](crate::run) describes.
 
 use cluster::connect::Kube;
 use cluster::run::Observer;
 use cluster::workflow::MoverSettings;
 use cluster::workflow::backup::{self as flow, BackupRequest};
-use contract::Progress;
-use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
-use kube::runtime::finalizer::{self, finalizer};
-use kube::{Api, Resource, ResourceExt};
 use resources::backup::{Backup, Method};
-use resources::common::{Phase, RunStatus};
-use serde_json::json;
+use resources::common::{Mover, RunStatus};
 
-use crate::{Context, Error, status};
-
-/// The finalizer that keeps a running Backup until its Job is gone.
-pub const FINALIZER: &str = "pvc-backup.io/stop-job";
-
-/// The field manager of the operator's status patches.
-pub const MANAGER: &str = crate::install::NAME;
+use crate::run::{Ended, RunKind};
 
 /// The workflow's request for a Backup: its spec as `pvc-backup backup` flags would give it,
 /// with `run` (from the Backup's uid) naming the Job.
@@ -57,232 +35,43 @@ pub fn request(backup: &Backup, run: &str) -> BackupRequest {
     }
 }
 
-/// The mover's settings for a Backup: the operator's (its image), with what the Backup's
-/// `mover` says over them.
-pub fn settings(base: &MoverSettings, backup: &Backup) -> MoverSettings {
-    let mut settings = crate::mover_settings(base, backup.spec.options.mover.as_ref());
-    // The operator follows the Job itself: a Ctrl-C of the operator leaves it running.
-    settings.run.stop_job_on_interrupt = false;
-    settings.detach = false;
-    settings
-}
+impl RunKind for Backup {
+    const KIND: &'static str = "Backup";
 
-/// Five characters of a uid that name a run's Job: the same each time the Backup is taken up.
-pub fn run_id(uid: &str) -> String {
-    let id: String = uid
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .take(5)
-        .collect();
-    if id.is_empty() { "run".to_owned() } else { id }
-}
+    fn run_status(&self) -> Option<&RunStatus> {
+        self.status.as_ref()
+    }
 
-/// The Job of a Backup: the one its status names, else the one the workflow makes for its run
-/// (`CLAIM-backup-RUN`).
-pub fn job_name(backup: &Backup, uid: &str) -> String {
-    backup
-        .status
-        .as_ref()
-        .and_then(|s| s.job.clone())
-        .unwrap_or_else(|| request(backup, &run_id(uid)).job_name())
-}
+    fn claim(&self) -> &str {
+        &self.spec.source.claim
+    }
 
-/// Reconciles one Backup (the controller's reconciler).
-pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let namespace = backup.namespace().unwrap_or_default();
-    let api: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
-    let (api_ref, ctx_ref) = (&api, &ctx);
-    finalizer(&api, FINALIZER, backup, |event| async move {
-        match event {
-            finalizer::Event::Apply(b) => apply(api_ref, b, ctx_ref).await,
-            finalizer::Event::Cleanup(b) => cleanup(b, ctx_ref).await,
+    fn mover(&self) -> Option<&Mover> {
+        self.spec.options.mover.as_ref()
+    }
+
+    fn first_job(&self, run: &str) -> String {
+        request(self, run).job_name()
+    }
+
+    async fn carry_out(
+        &self,
+        kube: Kube,
+        run: String,
+        settings: MoverSettings,
+        observer: &mut dyn Observer,
+    ) -> cluster::Result<Ended> {
+        let report = flow::run(&kube, &request(self, &run), &settings, observer).await?;
+        match report.outcome {
+            Some(outcome) => Ok(Ended {
+                outcomes: vec![outcome],
+                said: None,
+            }),
+            None => Err(cluster::Error::Failed(format!(
+                "Job {} was not followed",
+                report.job
+            ))),
         }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
-}
-
-async fn apply(
-    api: &Api<Backup>,
-    backup: Arc<Backup>,
-    ctx: &Arc<Context>,
-) -> Result<Action, Error> {
-    if status::is_final(backup.status.as_ref().and_then(|s| s.phase)) {
-        return Ok(Action::await_change());
-    }
-    let uid = backup.uid().unwrap_or_default();
-    if ctx.runs(&uid) {
-        return Ok(Action::await_change());
-    }
-    let name = backup.name_any();
-    // The controller's cache can lag behind this process's own writes: a run that has just
-    // written its final status and ended must not start again from an older copy.
-    let backup = api
-        .get_status(&name)
-        .await
-        .map_err(cluster::Error::api(format!("read Backup {name}")))?;
-    let earlier = backup.status.clone().unwrap_or_default();
-    if status::is_final(earlier.phase) {
-        return Ok(Action::await_change());
-    }
-    let job = job_name(&backup, &uid);
-    let running = status::running(&earlier, &job, backup.metadata.generation, now());
-    patch_status(api, &name, &running).await?;
-    tracing::info!(backup = %name, namespace = ?backup.namespace(), job = %job, "backup runs");
-    let reference = backup.object_ref(&());
-    let started = if earlier.job.is_some() {
-        format!("taken up again: follows Job {job}")
-    } else {
-        format!("Job {job} runs the mover")
-    };
-    tell(ctx, &reference, EventType::Normal, "Started", started).await;
-
-    let request = request(&backup, &run_id(&uid));
-    let settings = settings(&ctx.settings, &backup);
-    let kube = Kube {
-        client: ctx.client.clone(),
-        namespace: backup.namespace().unwrap_or_default(),
-    };
-    let api = api.clone();
-    let task_ctx = ctx.clone();
-    let key = uid.clone();
-    let task = tokio::spawn(async move {
-        let mut log = Log(name.clone());
-        let ended = match flow::run(&kube, &request, &settings, &mut log).await {
-            Ok(report) => match &report.outcome {
-                Some(outcome) => status::finished(&running, outcome, now()),
-                None => status::failed(&running, "the Job was not followed", now()),
-            },
-            Err(e) => status::failed(&running, &e.full_message(), now()),
-        };
-        tracing::info!(backup = %name, phase = ?ended.phase, "backup ended");
-        let (kind, said) = match (&ended.phase, &ended.message, &ended.snapshot) {
-            (Some(Phase::Succeeded), _, Some(snapshot)) => {
-                (EventType::Normal, format!("snapshot {snapshot} made"))
-            }
-            (Some(Phase::Succeeded), _, None) => (EventType::Normal, "done".to_owned()),
-            (_, Some(message), _) => (EventType::Warning, message.clone()),
-            _ => (
-                EventType::Warning,
-                "the run ended without a result".to_owned(),
-            ),
-        };
-        let reason = ended.phase.map(|p| format!("{p:?}")).unwrap_or_default();
-        tell(&task_ctx, &reference, kind, &reason, said).await;
-        if let Some(phase) = ended.phase {
-            let seconds = match (&ended.start_time, &ended.completion_time) {
-                (Some(s), Some(e)) => e.0.duration_since(s.0).as_secs_f64().max(0.0),
-                _ => 0.0,
-            };
-            task_ctx.metrics.run_ended(
-                "Backup",
-                &kube.namespace,
-                &request.claim,
-                phase,
-                seconds,
-                jiff::Timestamp::now().as_second(),
-            );
-        }
-        // The status is the only record of the result: try until the API server takes it, or
-        // the Backup is gone (deleted while it ran).
-        let mut wait = std::time::Duration::from_secs(1);
-        loop {
-            match patch_status(&api, &name, &ended).await {
-                Ok(()) => break,
-                Err(Error::Cluster(e)) if e.is_not_found() => break,
-                Err(e) => {
-                    tracing::warn!(backup = %name, error = %cluster::error::chain_text(&e),
-                        "status not written; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(std::time::Duration::from_secs(30));
-                }
-            }
-        }
-        task_ctx.forget(&key);
-    });
-    ctx.started(&uid, task.abort_handle());
-    Ok(Action::await_change())
-}
-
-/// Publishes an Event on the resource; an Event that cannot be written is logged, never fatal.
-async fn tell(
-    ctx: &Context,
-    reference: &ObjectReference,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
-    // The API server takes at most 1 KiB of note.
-    let mut note = note;
-    if note.len() > 1024 {
-        let mut end = 1021;
-        while !note.is_char_boundary(end) {
-            end -= 1;
-        }
-        note.truncate(end);
-        note.push_str("...");
-    }
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Backup".to_owned(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, reference).await {
-        tracing::warn!(error = %e, reason, "Event not written");
-    }
-}
-
-/// A Backup being deleted: its Job goes (the mover stops), then the finalizer. The run's task
-/// is left to see its Job gone and finish as the workflow does after a failed copy: workloads
-/// scaled back up, a temporary snapshot and its claim removed.
-async fn cleanup(backup: Arc<Backup>, ctx: &Arc<Context>) -> Result<Action, Error> {
-    if status::is_final(backup.status.as_ref().and_then(|s| s.phase)) {
-        return Ok(Action::await_change());
-    }
-    let Some(job) = backup.status.as_ref().and_then(|s| s.job.clone()) else {
-        return Ok(Action::await_change());
-    };
-    let kube = Kube {
-        client: ctx.client.clone(),
-        namespace: backup.namespace().unwrap_or_default(),
-    };
-    tracing::info!(backup = %backup.name_any(), job = %job, "backup deleted: its Job goes");
-    cluster::run::delete_job(&kube, &job).await?;
-    Ok(Action::await_change())
-}
-
-async fn patch_status(api: &Api<Backup>, name: &str, status: &RunStatus) -> Result<(), Error> {
-    let patch = json!({"status": status});
-    let params = PatchParams {
-        field_manager: Some(MANAGER.to_owned()),
-        ..PatchParams::default()
-    };
-    api.patch_status(name, &params, &Patch::Merge(&patch))
-        .await
-        .map(|_| ())
-        .map_err(cluster::Error::api(format!(
-            "write the status of Backup {name}"
-        )))
-        .map_err(Error::from)
-}
-
-fn now() -> Time {
-    Time(jiff::Timestamp::now())
-}
-
-/// The workflow's steps, in the operator's log.
-struct Log(String);
-
-impl Observer for Log {
-    fn step(&mut self, message: &str) {
-        tracing::info!(backup = %self.0, "{message}");
-    }
-    fn progress(&mut self, _: &Progress) {}
-    fn text(&mut self, line: &str) {
-        tracing::debug!(backup = %self.0, "mover: {line}");
     }
 }
 
@@ -349,9 +138,9 @@ mod tests {
 
     #[test]
     fn the_job_is_named_once_from_the_uid_and_kept() {
+        use crate::run::job_name;
         let mut b = backup(BackupOptions::default());
         let uid = "5F3a-9b21-0000";
-        assert_eq!(run_id(uid), "5f3a9");
         assert_eq!(job_name(&b, uid), "data-backup-5f3a9");
         // Once the status names it, that name stays.
         b.status = Some(RunStatus {
@@ -364,7 +153,7 @@ mod tests {
     #[test]
     fn the_operator_leaves_its_jobs_running_when_it_stops() {
         let b = backup(BackupOptions::default());
-        let s = settings(&MoverSettings::default(), &b);
+        let s = crate::run::settings(&MoverSettings::default(), &b);
         assert!(!s.run.stop_job_on_interrupt && !s.detach);
     }
 }

@@ -57,6 +57,9 @@ pub fn objects(namespace: &str, image: &str) -> Vec<Value> {
                  "verbs": ["get", "list", "watch", "patch", "update"]},
                 {"apiGroups": [resources::GROUP], "resources": status,
                  "verbs": ["get", "patch", "update"]},
+                // A BackupSchedule's Backups: made at each firing, deleted beyond its history.
+                {"apiGroups": [resources::GROUP], "resources": ["backups"],
+                 "verbs": ["create", "delete"]},
                 // The Events that tell a run's start and end.
                 {"apiGroups": ["events.k8s.io"], "resources": ["events"],
                  "verbs": ["create", "patch"]},

@@ -1,13 +1,18 @@
 //! pvc-backup's operator: controllers that carry out the pvc-backup.io resources with the same
 //! workflows as the command line (crates/cluster), keeping each run's progress in its status.
 //!
-//! Today it reconciles [`Backup`](resources::Backup); the other kinds are served by the API
-//! server (their definitions are installed) but not carried out yet.
+//! It reconciles Backup, Restore, Clone and Migration (each carried out once, [`run`]) and
+//! BackupSchedule ([`schedule`]).
 
 pub mod backup;
+pub mod clone;
 pub mod install;
 pub mod lease;
 pub mod metrics;
+pub mod migration;
+pub mod restore;
+pub mod run;
+pub mod schedule;
 pub mod status;
 
 use std::collections::HashMap;
@@ -17,12 +22,16 @@ use std::time::Duration;
 use cluster::security::Privilege;
 use cluster::workflow::MoverSettings;
 use futures::StreamExt;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use resources::Backup;
+use resources::clone::ClaimClone;
 use resources::common::Mover;
+use resources::migration::Migration;
+use resources::restore::Restore;
+use resources::schedule::BackupSchedule;
 use tokio::task::AbortHandle;
 
 /// What can stop a reconcile; the controller logs it and tries again later.
@@ -256,27 +265,71 @@ async fn controllers(
     options: &Options,
     metrics: Arc<metrics::Metrics>,
 ) -> Result<(), Error> {
-    let backups: Api<Backup> = match &options.namespace {
+    metrics.set_ready();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        options.settings.clone(),
+        metrics,
+    ));
+    tracing::info!(namespace = ?options.namespace, "reconciling BackupSchedules, Backups, Restores, Clones and Migrations");
+    let ns = options.namespace.as_deref();
+    futures::join!(
+        schedules(&client, ns, &ctx),
+        one_run::<Backup>(&client, ns, &ctx),
+        one_run::<Restore>(&client, ns, &ctx),
+        one_run::<ClaimClone>(&client, ns, &ctx),
+        one_run::<Migration>(&client, ns, &ctx),
+    );
+    tracing::info!("operator stops; running Jobs go on");
+    Ok(())
+}
+
+/// The BackupSchedule controller, woken by its schedules' Backups too, until SIGINT or SIGTERM.
+async fn schedules(client: &Client, namespace: Option<&str>, ctx: &Arc<Context>) {
+    let (schedules, backups): (Api<BackupSchedule>, Api<Backup>) = match namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    Controller::new(schedules, watcher::Config::default().any_semantic())
+        .owns(
+            backups,
+            watcher::Config::default()
+                .labels(schedule::SCHEDULE_LABEL)
+                .any_semantic(),
+        )
+        .shutdown_on_signal()
+        .run(schedule::reconcile, schedule::error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::warn!(kind = "BackupSchedule", error = %cluster::error::chain_text(&e),
+                    "reconcile failed")
+            }
+        })
+        .await;
+}
+
+/// The controller of one kind carried out once, until SIGINT or SIGTERM.
+async fn one_run<K: run::RunKind>(client: &Client, namespace: Option<&str>, ctx: &Arc<Context>) {
+    let api: Api<K> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    metrics.set_ready();
-    let ctx = Arc::new(Context::new(client, options.settings.clone(), metrics));
-    tracing::info!(namespace = ?options.namespace, "reconciling Backups");
-    Controller::new(backups, watcher::Config::default().any_semantic())
+    Controller::new(api, watcher::Config::default().any_semantic())
         .shutdown_on_signal()
-        .run(backup::reconcile, error_policy, ctx)
+        .run(run::reconcile::<K>, run::error_policy::<K>, ctx.clone())
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(%object, "reconciled"),
                 Err(e) => {
-                    tracing::warn!(error = %cluster::error::chain_text(&e), "reconcile failed")
+                    tracing::warn!(kind = K::KIND, error = %cluster::error::chain_text(&e),
+                        "reconcile failed")
                 }
             }
         })
         .await;
-    tracing::info!("operator stops; running Jobs go on");
-    Ok(())
 }
 
 /// A task stopped when its owner goes.
@@ -286,15 +339,6 @@ impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-fn error_policy(backup: Arc<Backup>, error: &Error, _: Arc<Context>) -> Action {
-    tracing::warn!(
-        backup = %kube::ResourceExt::name_any(backup.as_ref()),
-        error = %cluster::error::chain_text(error),
-        "reconcile failed; trying again in 15 s"
-    );
-    Action::requeue(Duration::from_secs(15))
 }
 
 #[cfg(test)]

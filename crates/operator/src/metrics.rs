@@ -31,6 +31,13 @@ struct KindLabels {
     kind: String,
 }
 
+/// The labels of a schedule.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScheduleLabels {
+    namespace: String,
+    schedule: String,
+}
+
 /// The labels of a claim.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClaimLabels {
@@ -49,6 +56,8 @@ pub struct Metrics {
     runs: Family<RunLabels, Counter>,
     durations: Family<KindLabels, Histogram, fn() -> Histogram>,
     last_success: Family<ClaimLabels, Gauge>,
+    missed: Family<ScheduleLabels, Counter>,
+    overdue: Family<ClaimLabels, Gauge>,
     ready: AtomicBool,
 }
 
@@ -82,11 +91,27 @@ impl Metrics {
             "When the last Backup of each claim succeeded (Unix time)",
             last_success.clone(),
         );
+        let missed = Family::<ScheduleLabels, Counter>::default();
+        registry.register(
+            "missed_schedules",
+            "Firings of a BackupSchedule that made no Backup (the operator was down, or the \
+             claim's Backup of the firing before still ran), by namespace and schedule",
+            missed.clone(),
+        );
+        let overdue = Family::<ClaimLabels, Gauge>::default();
+        registry.register(
+            "claim_overdue",
+            "1 for a claim of a BackupSchedule with no Backup succeeded since the firing before \
+             the last (its last success is older than the schedule allows), else 0",
+            overdue.clone(),
+        );
         Metrics {
             registry,
             runs,
             durations,
             last_success,
+            missed,
+            overdue,
             ready: AtomicBool::new(false),
         }
     }
@@ -122,6 +147,26 @@ impl Metrics {
                 })
                 .set(now);
         }
+    }
+
+    /// Counts `n` firings of a schedule that made no Backup.
+    pub fn missed(&self, namespace: &str, schedule: &str, n: u64) {
+        self.missed
+            .get_or_create(&ScheduleLabels {
+                namespace: namespace.to_owned(),
+                schedule: schedule.to_owned(),
+            })
+            .inc_by(n);
+    }
+
+    /// Says whether a scheduled claim is overdue.
+    pub fn set_overdue(&self, namespace: &str, claim: &str, overdue: bool) {
+        self.overdue
+            .get_or_create(&ClaimLabels {
+                namespace: namespace.to_owned(),
+                claim: claim.to_owned(),
+            })
+            .set(i64::from(overdue));
     }
 
     /// Marks the operator ready: it reached the API server.
@@ -199,6 +244,11 @@ mod tests {
             2.0,
             1_765_000_200,
         );
+        m.missed("shop", "nightly", 2);
+        m.missed("shop", "nightly", 1);
+        m.set_overdue("shop", "data", true);
+        m.set_overdue("shop", "logs", true);
+        m.set_overdue("shop", "logs", false);
         let text = m.text();
         for line in [
             "pvc_backup_runs_total{kind=\"Backup\",namespace=\"shop\",result=\"Succeeded\"} 2",
@@ -211,6 +261,9 @@ mod tests {
             "pvc_backup_run_duration_seconds_bucket{le=\"4.0\",kind=\"Backup\"} 2",
             "pvc_backup_run_duration_seconds_bucket{le=\"64.0\",kind=\"Backup\"} 2",
             "pvc_backup_run_duration_seconds_bucket{le=\"256.0\",kind=\"Backup\"} 3",
+            "pvc_backup_missed_schedules_total{namespace=\"shop\",schedule=\"nightly\"} 3",
+            "pvc_backup_claim_overdue{namespace=\"shop\",claim=\"data\"} 1",
+            "pvc_backup_claim_overdue{namespace=\"shop\",claim=\"logs\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line}\nnot in:\n{text}");
         }

@@ -31,44 +31,62 @@ pub fn running(earlier: &RunStatus, job: &str, generation: Option<i64>, now: Tim
     }
 }
 
-/// The status of a run whose mover ended: the phase from its exit code, what it copied, the
-/// snapshot it made, and on anything but success what went wrong.
-pub fn finished(running: &RunStatus, outcome: &Outcome, now: Time) -> RunStatus {
-    let phase = match ExitCode::from_code(outcome.exit_code) {
+/// The status of a run whose movers ended: the phase from the worst exit code, what they
+/// copied (entries and bytes of the source as the largest run saw them, bytes written summed
+/// over the runs, failures of the worst run), the snapshot made or restored, and on anything
+/// but success what went wrong. `said` tells what was done when no mover ran (a CSI clone).
+pub fn finished(
+    running: &RunStatus,
+    outcomes: &[Outcome],
+    said: Option<&str>,
+    now: Time,
+) -> RunStatus {
+    let phase_of = |o: &Outcome| match ExitCode::from_code(o.exit_code) {
         Some(ExitCode::Ok) => Phase::Succeeded,
         Some(ExitCode::Partial) => Phase::PartiallyFailed,
         _ => Phase::Failed,
     };
-    let report = outcome
-        .summaries
-        .last()
-        .map(Report::read)
-        .unwrap_or_default();
-    let stats = report.entries.as_ref().map(|entries| {
+    let rank = |p: Phase| match p {
+        Phase::Failed => 2,
+        Phase::PartiallyFailed => 1,
+        _ => 0,
+    };
+    let worst = outcomes.iter().max_by_key(|o| rank(phase_of(o)));
+    let phase = worst.map_or(Phase::Succeeded, phase_of);
+    let reports: Vec<Report> = outcomes
+        .iter()
+        .map(|o| o.summaries.last().map(Report::read).unwrap_or_default())
+        .collect();
+    let mut stats: Option<Stats> = None;
+    for report in &reports {
+        let Some(entries) = &report.entries else {
+            continue;
+        };
         let bytes = report.bytes.clone().unwrap_or_default();
-        Stats {
-            entries: clamp(entries.total),
-            bytes: clamp(bytes.total),
-            bytes_copied: clamp(bytes.copied),
-            failed: clamp(entries.failed),
-        }
-    });
-    let message = match phase {
-        Phase::Succeeded => None,
-        _ => Some(format!(
+        let s = stats.get_or_insert_with(Stats::default);
+        s.entries = s.entries.max(clamp(entries.total));
+        s.bytes = s.bytes.max(clamp(bytes.total));
+        s.bytes_copied = s.bytes_copied.saturating_add(clamp(bytes.copied));
+        s.failed = s.failed.max(clamp(entries.failed));
+    }
+    let snapshot = reports.iter().rev().find_map(|r| r.snapshot.clone());
+    let message = match (phase, worst) {
+        (Phase::Succeeded, _) | (_, None) => None,
+        (_, Some(o)) => Some(format!(
             "the mover (Job {}) ended with exit code {}{}",
-            outcome.job,
-            outcome.exit_code,
-            failure_text(outcome)
+            o.job,
+            o.exit_code,
+            failure_text(o)
         )),
     };
-    let said = message.clone().unwrap_or_else(|| match &report.snapshot {
-        Some(s) => format!("snapshot {s} made"),
-        None => "every entry was copied".to_owned(),
+    let said = message.clone().unwrap_or_else(|| match (said, &snapshot) {
+        (Some(said), _) => said.to_owned(),
+        (None, Some(s)) => format!("snapshot {s} made"),
+        (None, None) => "every entry was copied".to_owned(),
     });
     ended(running, phase, &said, now, |s| {
         s.stats = stats;
-        s.snapshot = report.snapshot.clone();
+        s.snapshot = snapshot;
         s.message = message;
     })
 }
@@ -210,7 +228,8 @@ mod tests {
 
         let ok = finished(
             &start,
-            &outcome(0, backup_report(0, json!([])), &[]),
+            &[outcome(0, backup_report(0, json!([])), &[])],
+            None,
             end.clone(),
         );
         assert_eq!(ok.phase, Some(Phase::Succeeded));
@@ -239,7 +258,8 @@ mod tests {
         let errors = json!([{"path": "sub/locked", "op": "open", "error": "Permission denied"}]);
         let partial = finished(
             &start,
-            &outcome(23, backup_report(1, errors), &[]),
+            &[outcome(23, backup_report(1, errors), &[])],
+            None,
             end.clone(),
         );
         assert_eq!(partial.phase, Some(Phase::PartiallyFailed));
@@ -253,12 +273,44 @@ mod tests {
 
         let refused = finished(
             &start,
-            &outcome(254, json!({}), &["pvc-backup: error: the source is empty"]),
+            &[outcome(
+                254,
+                json!({}),
+                &["pvc-backup: error: the source is empty"],
+            )],
+            None,
             end.clone(),
         );
         assert_eq!(refused.phase, Some(Phase::Failed));
         assert_eq!(refused.stats, None);
         assert!(refused.message.unwrap().contains("the source is empty"),);
+
+        // Several movers (the copies of a clone, a migration's two copies): the worst decides,
+        // the source is counted once, what was written adds up.
+        let two = finished(
+            &start,
+            &[
+                outcome(0, backup_report(0, json!([])), &[]),
+                outcome(23, backup_report(1, json!([])), &[]),
+            ],
+            None,
+            end.clone(),
+        );
+        assert_eq!(two.phase, Some(Phase::PartiallyFailed));
+        assert_eq!(
+            two.stats,
+            Some(Stats {
+                entries: 12,
+                bytes: 4096,
+                bytes_copied: 4096,
+                failed: 1
+            })
+        );
+        // No mover at all (a CSI clone): done, as said.
+        let csi = finished(&start, &[], Some("2 CSI clones made"), end.clone());
+        assert_eq!(csi.phase, Some(Phase::Succeeded));
+        assert_eq!(csi.conditions[0].message, "2 CSI clones made");
+        assert_eq!(csi.stats, None);
 
         let broke = failed(&start, "claim data not found in namespace x", end);
         assert_eq!(broke.phase, Some(Phase::Failed));

@@ -1,0 +1,172 @@
+//! The Restore controller: a snapshot of a backup claim restored into a claim by the restore
+//! workflow of the command line (`pvc-backup restore CLAIM --from BACKUP`), as
+//! [`run`](crate::run) describes. With `target.create`, the claim is created first when it
+//! does not exist: like the backup claim (its size and class) unless the Restore says otherwise.
+
+use std::time::Duration;
+
+use cluster::connect::Kube;
+use cluster::objects::claim::{ClaimRequest, Role, claim};
+use cluster::run::Observer;
+use cluster::workflow::restore::{self as flow, RestoreRequest};
+use cluster::workflow::{self, MoverSettings};
+use cluster::{api, workload};
+use resources::common::{Mover, RunStatus, WorkloadKind, WorkloadRef};
+use resources::restore::Restore;
+
+use crate::run::{Ended, RunKind};
+
+/// The workflow's request for a Restore: its spec as `pvc-backup restore` flags would give it,
+/// with `run` (from the Restore's uid) naming the Job.
+pub fn request(restore: &Restore, run: &str) -> RestoreRequest {
+    let spec = &restore.spec;
+    RestoreRequest {
+        claim: spec.target.claim.clone(),
+        from: spec.source.claim.clone(),
+        snapshot: spec
+            .source
+            .snapshot
+            .clone()
+            .unwrap_or_else(|| store::layout::LATEST.to_owned()),
+        workload: spec.workload.as_ref().map(workload_of),
+        swap: false,
+        scale_timeout: Duration::from_secs(
+            spec.scale_timeout_seconds
+                .and_then(|s| u64::try_from(s).ok())
+                .unwrap_or(300),
+        ),
+        run: Some(run.to_owned()),
+    }
+}
+
+/// A resource's workload as the workflows name one.
+pub fn workload_of(w: &WorkloadRef) -> workload::Workload {
+    workload::Workload {
+        kind: match w.kind {
+            WorkloadKind::Deployment => workload::Kind::Deployment,
+            WorkloadKind::StatefulSet => workload::Kind::StatefulSet,
+            WorkloadKind::DeploymentConfig => workload::Kind::DeploymentConfig,
+        },
+        name: w.name.clone(),
+    }
+}
+
+impl RunKind for Restore {
+    const KIND: &'static str = "Restore";
+
+    fn run_status(&self) -> Option<&RunStatus> {
+        self.status.as_ref()
+    }
+
+    fn claim(&self) -> &str {
+        &self.spec.target.claim
+    }
+
+    fn mover(&self) -> Option<&Mover> {
+        self.spec.mover.as_ref()
+    }
+
+    fn first_job(&self, run: &str) -> String {
+        workflow::job_name_in_run(&format!("{}-restore", self.spec.target.claim), run)
+    }
+
+    async fn carry_out(
+        &self,
+        kube: Kube,
+        run: String,
+        settings: MoverSettings,
+        observer: &mut dyn Observer,
+    ) -> cluster::Result<Ended> {
+        let request = request(self, &run);
+        if let Some(create) = &self.spec.target.create
+            && workflow::find_claim(&kube, &request.claim).await?.is_none()
+        {
+            let backup = workflow::get_claim(&kube, &request.from).await?;
+            let mut new = ClaimRequest::like(
+                &backup,
+                &request.claim,
+                Role::Restore,
+                create.storage_class_name.as_deref(),
+                None,
+            )?;
+            // A snapshot can hold less than its backup claim: a size given is taken as it
+            // is, not held to the backup claim's.
+            if let Some(size) = &create.size {
+                cluster::quantity::bytes(&size.0)?;
+                new.size = size.clone();
+            }
+            observer.step(&format!("creating claim {}", request.claim));
+            api::create(
+                &api::namespaced(&kube),
+                "claim",
+                &request.claim,
+                &claim(&new),
+            )
+            .await?;
+        }
+        let report = flow::run(&kube, &request, &settings, observer).await?;
+        match report.outcome {
+            Some(outcome) => Ok(Ended {
+                outcomes: vec![outcome],
+                said: Some(format!(
+                    "snapshot {} of claim {} restored into claim {}",
+                    report.snapshot, report.from, report.claim
+                )),
+            }),
+            None => Err(cluster::Error::Failed(
+                "the restore's Job was not followed".to_owned(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use resources::restore::{NewClaim, RestoreSource, RestoreSpec, RestoreTarget};
+
+    fn restore(snapshot: Option<&str>, workload: Option<WorkloadRef>) -> Restore {
+        Restore::new(
+            "back",
+            RestoreSpec {
+                source: RestoreSource {
+                    claim: "data-backup".into(),
+                    snapshot: snapshot.map(str::to_owned),
+                },
+                target: RestoreTarget {
+                    claim: "data".into(),
+                    create: None::<NewClaim>,
+                },
+                workload,
+                scale_timeout_seconds: Some(60),
+                mover: None,
+            },
+        )
+    }
+
+    #[test]
+    fn a_restore_asks_what_the_command_line_would() {
+        let r = request(
+            &restore(
+                Some("2026-12-06T02-00-00Z"),
+                Some(WorkloadRef {
+                    kind: WorkloadKind::StatefulSet,
+                    name: "db".into(),
+                }),
+            ),
+            "ab12c",
+        );
+        assert_eq!((r.claim.as_str(), r.from.as_str()), ("data", "data-backup"));
+        assert_eq!(r.snapshot, "2026-12-06T02-00-00Z");
+        assert_eq!(
+            r.workload.map(|w| w.to_string()).as_deref(),
+            Some("statefulset/db")
+        );
+        assert_eq!(r.scale_timeout, Duration::from_secs(60));
+        assert!(!r.swap);
+        assert_eq!(r.run.as_deref(), Some("ab12c"));
+        // No snapshot named: the newest, as the command line's default.
+        assert_eq!(request(&restore(None, None), "ab12c").snapshot, "latest");
+        assert_eq!(restore(None, None).first_job("ab12c"), "data-restore-ab12c");
+    }
+}
