@@ -3,7 +3,7 @@
 //! Security, the ValidatingAdmissionPolicy and the webhook, server-side validation of every
 //! object pvc-backup ships, the pvc-backup.io resources' definitions (schema and CEL rules, their
 //! cron rule held against the CronJob's validation), a schedule fired by the real CronJob
-//! controller, and the operator carrying out Backups (real_only/operator.rs). Verdicts are the
+//! controller, and the operator carrying out each kind (real_only/operator.rs). Verdicts are the
 //! API server's own (its 403s, `kubectl auth can-i`), data is judged on the host with rsync.
 
 use std::path::Path;

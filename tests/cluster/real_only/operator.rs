@@ -1,7 +1,7 @@
 //! `pvc-backup operator` against the real API server: it runs on the host with the test's
-//! kubeconfig, watching the test's namespace, and carries out Backups through a real kubelet.
-//! The snapshot it reports is judged on the host (rsync against the source), the Jobs it made
-//! through the API server.
+//! kubeconfig, watching the test's namespace, and carries out each kind through a real kubelet.
+//! The data it made is judged on the host (rsync against the source), the Jobs, workloads and
+//! Backups it made through the API server.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,7 +12,8 @@ use testcluster::fake::ClaimOptions;
 
 use super::{ClusterScoped, apply, install_resources, kubectl, manifests, real};
 use crate::util::{
-    Cluster, assert_latest_snapshot_holds, claim_with_data, expect_code, latest_snapshot,
+    Cluster, assert_holds, assert_latest_snapshot_holds, claim_with_data, deployment_using,
+    expect_code, latest_snapshot,
 };
 
 /// An operator process, killed when dropped; its log is kept in a file to show on failure.
@@ -129,21 +130,47 @@ fn events(c: &Cluster, name: &str) -> Vec<(String, String, String)> {
 
 /// A Backup as the API server holds it.
 fn backup(c: &Cluster, name: &str) -> Value {
-    let out = kubectl(
-        c,
-        &[
-            "get",
-            "-n",
-            c.ns(),
-            "backup.pvc-backup.io",
-            name,
-            "-o",
-            "json",
-        ],
-        None,
-    );
+    object(c, "backup", name)
+}
+
+/// A pvc-backup.io resource of `kind` (`backup`, `restore`, ...) as the API server holds it.
+fn object(c: &Cluster, kind: &str, name: &str) -> Value {
+    let kind = format!("{kind}.pvc-backup.io");
+    let out = kubectl(c, &["get", "-n", c.ns(), &kind, name, "-o", "json"], None);
     expect_code(&out, 0);
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Waits until the resource `kind`/`name` satisfies `done`; panics with the operator's log
+/// after `limit`.
+fn wait_for_object(
+    c: &Cluster,
+    kind: &str,
+    name: &str,
+    operator: &Operator,
+    limit: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let start = Instant::now();
+    loop {
+        let o = object(c, kind, name);
+        if done(&o) {
+            return o;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{kind} {name} did not get there in {limit:?}: {o:#}\noperator log:\n{}",
+            operator.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Creates the resource `kind` (`Restore`, ...) `name` with `spec` in the test's namespace.
+fn create_object(c: &Cluster, kind: &str, name: &str, spec: Value) {
+    let doc = json!({"apiVersion": "pvc-backup.io/v1alpha1", "kind": kind,
+        "metadata": {"name": name}, "spec": spec});
+    expect_code(&super::create(c, &doc, false), 0);
 }
 
 /// Waits until Backup `name` satisfies `done`; panics with the operator's log after `limit`.
@@ -580,4 +607,338 @@ fn the_operator_installed_from_its_manifests_carries_out_a_backup() {
         pods.lines().any(|p| p == format!("pod/{holder}")),
         "the Lease names {holder:?}, not one of {pods}"
     );
+}
+
+/// The claim a Deployment's pod template mounts.
+fn claim_of_deployment(c: &Cluster, name: &str) -> String {
+    let d: k8s_openapi::api::apps::v1::Deployment = c.get(c.ns(), name).expect("deployment");
+    d.spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.volumes)
+        .and_then(|v| v.into_iter().find_map(|v| v.persistent_volume_claim))
+        .map(|p| p.claim_name)
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_operator_carries_out_clones_restores_and_migrations() {
+    let Some(c) = real("the_operator_carries_out_clones_restores_and_migrations") else {
+        return;
+    };
+    let _crds = install_resources(&c);
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    let (_keep, reference) = crate::util::reference_copy(&src);
+    deployment_using(&c, "web", "data");
+    let operator = Operator::start(&c);
+    let succeeded = |kind: &str, name: &str| {
+        let done = wait_for_object(
+            &c,
+            kind,
+            name,
+            &operator,
+            Duration::from_secs(300),
+            final_phase,
+        );
+        assert_eq!(
+            done["status"]["phase"],
+            "Succeeded",
+            "{done:#}\noperator log:\n{}",
+            operator.log()
+        );
+        done
+    };
+
+    // A Clone made by the mover: the copy holds what the source holds.
+    create_object(
+        &c,
+        "Clone",
+        "data-copy",
+        json!({"source": {"claim": "data"}, "target": {"name": "copy"}, "method": "Copy"}),
+    );
+    let clone = succeeded("clone", "data-copy");
+    assert_holds(&c, "copy", &reference);
+    assert!(
+        clone["status"]["stats"]["entries"].as_i64() > Some(5),
+        "{clone:#}"
+    );
+
+    // A Backup, then a Restore of it into a new claim that the Restore creates.
+    create_backup(&c, "data-now", json!({"source": {"claim": "data"}}));
+    succeeded("backup", "data-now");
+    create_object(
+        &c,
+        "Restore",
+        "data-back",
+        json!({"source": {"claim": "data-backup"},
+               "target": {"claim": "restored", "create": {}}}),
+    );
+    let restore = succeeded("restore", "data-back");
+    assert_holds(&c, "restored", &reference);
+    assert_eq!(
+        restore["status"]["job"],
+        format!(
+            "restored-restore-{}",
+            &restore["metadata"]["uid"]
+                .as_str()
+                .unwrap()
+                .replace('-', "")[..5]
+        ),
+        "{restore:#}"
+    );
+
+    // A Restore in place: the claim's damaged file comes back, the workload stopped meanwhile
+    // and running again afterwards.
+    std::fs::write(src.join("a.txt"), b"damaged\n").unwrap();
+    create_object(
+        &c,
+        "Restore",
+        "data-in-place",
+        json!({"source": {"claim": "data-backup"}, "target": {"claim": "data"},
+               "workload": {"kind": "Deployment", "name": "web"}}),
+    );
+    succeeded("restore", "data-in-place");
+    assert_holds(&c, "data", &reference);
+    assert!(
+        crate::util::wait_running_with(&c, "web-", "data"),
+        "web runs again on data"
+    );
+
+    // A Migration to class `other`: the Deployment now uses the new claim, which holds the
+    // data; a rollback points it back.
+    create_object(
+        &c,
+        "Migration",
+        "data-to-other",
+        json!({"source": {"claim": "data"}, "storageClassName": "other",
+               "workload": {"kind": "Deployment", "name": "web"}}),
+    );
+    let migration = succeeded("migration", "data-to-other");
+    assert_eq!(
+        claim_of_deployment(&c, "web"),
+        "data-other",
+        "{migration:#}"
+    );
+    assert_holds(&c, "data-other", &reference);
+    create_object(
+        &c,
+        "Migration",
+        "data-back-home",
+        json!({"source": {"claim": "data"}, "rollback": true}),
+    );
+    let back = succeeded("migration", "data-back-home");
+    assert_eq!(claim_of_deployment(&c, "web"), "data", "{back:#}");
+    let said = back["status"]["conditions"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(said.contains("data-other"), "{back:#}");
+}
+
+/// The names of the test namespace's Backups made by BackupSchedule `schedule`, with their
+/// claims and phases.
+fn scheduled_backups(c: &Cluster, schedule: &str) -> Vec<(String, String, String)> {
+    let selector = format!("pvc-backup.io/schedule={schedule}");
+    let out = kubectl(
+        c,
+        &[
+            "get",
+            "-n",
+            c.ns(),
+            "backup.pvc-backup.io",
+            "-l",
+            &selector,
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    expect_code(&out, 0);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                b["spec"]["source"]["claim"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                b["status"]["phase"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The snapshots in a backup claim's folder.
+fn snapshot_count(c: &Cluster, backup_claim: &str) -> usize {
+    c.volume_dir(c.ns(), backup_claim)
+        .and_then(|d| std::fs::read_dir(d.join("snapshots")).ok())
+        .map(|r| {
+            r.filter_map(Result::ok)
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_schedule_backs_up_each_claim_its_selector_matches() {
+    let Some(c) = real("a_schedule_backs_up_each_claim_its_selector_matches") else {
+        return;
+    };
+    let _crds = install_resources(&c);
+    let mut sources = Vec::new();
+    for name in ["db", "files", "logs", "other"] {
+        let dir = claim_with_data(&c, name, ClaimOptions::default());
+        if name != "other" {
+            let out = kubectl(
+                &c,
+                &["label", "-n", c.ns(), "pvc", name, "backup=nightly"],
+                None,
+            );
+            expect_code(&out, 0);
+            sources.push((name, dir));
+        }
+    }
+    let address = free_address();
+    let operator = Operator::start_with(&c, &["--metrics-address", &address]);
+    create_object(
+        &c,
+        "BackupSchedule",
+        "nightly",
+        json!({"schedule": "@every 20s", "source": {"selector": {"matchLabels": {"backup": "nightly"}}},
+               "successfulBackupsHistoryLimit": 1,
+               "template": {"keep": {"last": 5}}}),
+    );
+    // Applying it starts nothing: the first firing is one interval later.
+    let first = wait_for_object(
+        &c,
+        "backupschedule",
+        "nightly",
+        &operator,
+        Duration::from_secs(30),
+        |s| s["status"]["nextScheduleTime"].is_string(),
+    );
+    assert!(scheduled_backups(&c, "nightly").is_empty(), "{first:#}");
+    assert_eq!(
+        first["status"]["conditions"][0]["type"], "Ready",
+        "{first:#}"
+    );
+    assert_eq!(
+        first["status"]["conditions"][0]["status"], "True",
+        "{first:#}"
+    );
+
+    // Two firings: each selected claim is backed up twice, into its own CLAIM-backup; the
+    // claim without the label never is. One succeeded Backup per claim is kept.
+    let start = Instant::now();
+    loop {
+        let made = scheduled_backups(&c, "nightly");
+        let settled = made.iter().all(|(_, _, phase)| phase == "Succeeded");
+        let twice = sources
+            .iter()
+            .all(|(name, _)| snapshot_count(&c, &format!("{name}-backup")) >= 2);
+        let one_each = sources
+            .iter()
+            .all(|(name, _)| made.iter().filter(|(_, claim, _)| claim == name).count() == 1);
+        if settled && twice && one_each {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "two firings did not settle: {made:#?}\n{:#}\noperator log:\n{}",
+            object(&c, "backupschedule", "nightly"),
+            operator.log()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    for (name, dir) in &sources {
+        assert_latest_snapshot_holds(&c, &format!("{name}-backup"), dir);
+    }
+    assert!(
+        c.volume_dir(c.ns(), "other-backup").is_none(),
+        "claim other was not selected"
+    );
+    assert!(
+        scheduled_backups(&c, "nightly")
+            .iter()
+            .all(|(_, claim, _)| claim != "other")
+    );
+
+    // The status names each claim with its last success.
+    let status = object(&c, "backupschedule", "nightly")["status"].clone();
+    let claims: Vec<&str> = status["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["claim"].as_str().unwrap())
+        .collect();
+    assert_eq!(claims, ["db", "files", "logs"], "{status:#}");
+    for x in status["claims"].as_array().unwrap() {
+        assert!(x["lastSuccessfulTime"].is_string(), "{status:#}");
+        assert_eq!(
+            x["backupClaim"],
+            format!("{}-backup", x["claim"].as_str().unwrap())
+        );
+    }
+    assert!(
+        status["lastSuccessfulTime"].is_string() && status["lastScheduleTime"].is_string(),
+        "{status:#}"
+    );
+    let page = curl(&format!("http://{address}/metrics"));
+    let ns = c.ns();
+    for claim in ["db", "files", "logs"] {
+        let line = format!("pvc_backup_claim_overdue{{namespace=\"{ns}\",claim=\"{claim}\"}} 0");
+        assert!(page.lines().any(|l| l == line), "{line}\nnot in:\n{page}");
+    }
+
+    // Suspended, it says so and makes no more Backups.
+    let out = kubectl(
+        &c,
+        &[
+            "patch",
+            "-n",
+            c.ns(),
+            "backupschedule.pvc-backup.io",
+            "nightly",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"suspend":true}}"#,
+        ],
+        None,
+    );
+    expect_code(&out, 0);
+    wait_for_object(
+        &c,
+        "backupschedule",
+        "nightly",
+        &operator,
+        Duration::from_secs(30),
+        |s| s["status"]["conditions"][0]["reason"] == "Suspended",
+    );
+
+    // A time zone that does not exist: the schedule says so in its Ready condition.
+    create_object(
+        &c,
+        "BackupSchedule",
+        "elsewhere",
+        json!({"schedule": "0 2 * * *", "timeZone": "Mars/Olympus_Mons", "source": {"claim": "db"}}),
+    );
+    let bad = wait_for_object(
+        &c,
+        "backupschedule",
+        "elsewhere",
+        &operator,
+        Duration::from_secs(30),
+        |s| s["status"]["conditions"][0]["reason"] == "InvalidSchedule",
+    );
+    let message = bad["status"]["conditions"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("Mars/Olympus_Mons"), "{bad:#}");
 }
