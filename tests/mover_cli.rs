@@ -237,6 +237,58 @@ fn a_caller_reads_the_backup_report_and_block_progress_as_the_contract_says() {
 }
 
 #[test]
+fn a_backup_report_lists_the_snapshots_retention_kept_with_their_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"a", b"alpha");
+    let dst = dir.path().join("dst");
+    let backup = || {
+        // Snapshot names are the time to the second.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let o = mover(
+            &["backup", "--keep-last", "2", "--progress", "json"],
+            &src.root,
+            &dst,
+        );
+        assert_eq!(code(&o), contract::ExitCode::Ok, "{}", stderr(&o));
+        let text = String::from_utf8(o.stdout).unwrap();
+        match text.lines().map(Line::parse).last() {
+            Some(Line::Summary(last)) => Report::read(&last),
+            _ => panic!("no summary last: {text}"),
+        }
+    };
+    backup();
+    backup();
+    let third = backup();
+    // What is on the disk, read with the kernel's own listing: the two newest.
+    let on_disk = testkit::oracle::snapshot_names(&dst);
+    let kept: Vec<&str> = third.kept.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(kept, on_disk, "newest first, as on the disk");
+    assert_eq!(Some(kept[0]), third.snapshot.as_deref());
+    assert!(third.kept[0].latest && !third.kept[1].latest);
+    assert_eq!(third.kept[0].entries, Some(1));
+    assert_eq!(third.kept[0].bytes, Some(5));
+    assert_eq!(third.kept[0].verified, None);
+
+    // Verified, a snapshot carries the result and its time into the next backup's report.
+    let o = bin()
+        .args(["mover", "verify", "--snapshot", "all"])
+        .arg(&dst)
+        .output()
+        .expect("run pvc-backup");
+    assert_eq!(code(&o), contract::ExitCode::Ok, "{}", stderr(&o));
+    let fourth = backup();
+    let older = &fourth.kept[1];
+    assert_eq!(older.id, kept[0]);
+    assert_eq!(older.verified.as_deref(), Some("ok"));
+    assert!(older.verified_at.is_some());
+    assert_eq!(
+        fourth.kept[0].verified, None,
+        "the new one is not verified yet"
+    );
+}
+
+#[test]
 fn the_snapshot_listing_reads_back_as_the_contract_types_for_folders_and_block_volumes() {
     let dir = tempfile::tempdir().unwrap();
     let listing = |dst: &Path| {

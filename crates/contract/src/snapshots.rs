@@ -25,6 +25,29 @@ pub struct SnapshotInfo {
     pub verified: Option<String>,
 }
 
+/// One snapshot of a folder as its records tell it, without reading the snapshot itself: what a
+/// backup's summary lists as `kept` (the snapshots left after its retention), cheap to make
+/// however large the snapshots are.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapshotRecord {
+    /// Its name.
+    pub id: String,
+    /// When it was taken, RFC 3339.
+    pub time: String,
+    /// Whether `latest` points at it.
+    pub latest: bool,
+    /// Entries in it (`None` when its run's summary is missing).
+    pub entries: Option<u64>,
+    /// Bytes of regular files in it.
+    pub bytes: Option<u64>,
+    /// `ok` or `partial`, from its run's summary.
+    pub result: Option<String>,
+    /// When it was last verified, RFC 3339.
+    pub verified_at: Option<String>,
+    /// The result of that verification: `ok`, or `failed` with the count of differences.
+    pub verified: Option<String>,
+}
+
 /// One version of a block volume, as `mover snapshots` lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct VersionInfo {

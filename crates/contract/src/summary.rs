@@ -113,6 +113,8 @@ pub struct Report {
     pub duration_ms: Option<u64>,
     /// The entries that failed.
     pub errors: Vec<EntryError>,
+    /// A backup's: the snapshots left after its retention, newest first.
+    pub kept: Vec<crate::snapshots::SnapshotRecord>,
 }
 
 impl Report {
@@ -131,6 +133,7 @@ impl Report {
             bytes: field(counts, "bytes"),
             duration_ms: field(counts, "duration_ms"),
             errors: field(counts, "errors").unwrap_or_default(),
+            kept: field(value, "kept").unwrap_or_default(),
         }
     }
 }

@@ -20,7 +20,7 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::listing::Listing;
-use contract::snapshots::SnapshotInfo;
+use contract::snapshots::{SnapshotInfo, SnapshotRecord};
 use contract::{ExitCode, Summary};
 use store::layout::{self, Target};
 use store::record::Verification;
@@ -47,6 +47,9 @@ pub struct BackupReport {
     pub summary: Summary,
     /// Snapshots removed by retention.
     pub removed: Vec<String>,
+    /// The snapshots left after retention, newest first, as their records tell them (empty
+    /// when they could not be read: the backup itself is done).
+    pub kept: Vec<SnapshotRecord>,
     /// Partial snapshots of earlier runs that died, removed first.
     pub cleaned: Vec<String>,
     /// Bytes read to hash content for the manifest (files linked from the previous snapshot
@@ -308,11 +311,13 @@ impl Backup {
             Ok(removed)
         })?;
         let (summary, removed) = summary;
+        let kept = records(&dst).unwrap_or_default();
         Ok(BackupReport {
             snapshot: id,
             previous,
             summary,
             removed,
+            kept,
             cleaned,
             hashed_bytes: hashed.get(),
         })
@@ -349,10 +354,44 @@ fn open_or_make_raw(
 /// Lists the snapshots of a target, newest first. Counting unique bytes reads the attributes of
 /// every entry of every snapshot.
 pub fn list(dst: &Path) -> Result<Vec<SnapshotInfo>> {
-    let io = |what: &'static str| {
-        let p = dst.display().to_string();
-        move |e: std::io::Error| Error::io(what, p.clone(), e)
+    let io = io_at(dst);
+    let Some((_, snaps)) = open_snapshots(dst)? else {
+        return Ok(Vec::new());
     };
+    let mut out = Vec::new();
+    for r in records(dst)? {
+        let c = CString::new(r.id.as_str()).expect("no NUL");
+        let dir = openat(&snaps, c.as_c_str(), DIR_FLAGS, Mode::empty())
+            .map_err(|e| io("cannot open")(e.into()))?;
+        out.push(SnapshotInfo {
+            unique_bytes: unique_bytes(dir).map_err(io("cannot read"))?,
+            verified: match (&r.verified, &r.verified_at) {
+                (Some(result), Some(at)) => Some(format!("{result} at {at}")),
+                _ => None,
+            },
+            id: r.id,
+            time: r.time,
+            latest: r.latest,
+            entries: r.entries,
+            bytes: r.bytes,
+            result: r.result,
+        });
+    }
+    Ok(out)
+}
+
+/// The error of an I/O call on `dst`, with what was being done.
+fn io_at(dst: &Path) -> impl Fn(&'static str) -> Box<dyn Fn(std::io::Error) -> Error> {
+    let p = dst.display().to_string();
+    move |what| {
+        let p = p.clone();
+        Box::new(move |e| Error::io(what, p.clone(), e))
+    }
+}
+
+/// The target's root and its snapshots folder; `None` when it has no snapshot yet.
+fn open_snapshots(dst: &Path) -> Result<Option<(OwnedFd, OwnedFd)>> {
+    let io = io_at(dst);
     let c = CString::new(dst.as_os_str().as_encoded_bytes())
         .map_err(|_| Error::Usage("NUL in path".into()))?;
     let root = openat(
@@ -362,10 +401,19 @@ pub fn list(dst: &Path) -> Result<Vec<SnapshotInfo>> {
         Mode::empty(),
     )
     .map_err(|e| io("cannot open")(e.into()))?;
-    let snaps = match openat(&root, layout::SNAPSHOTS_C, DIR_FLAGS, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(Vec::new()),
-        Err(e) => return Err(io("cannot open snapshots of")(e.into())),
+    match openat(&root, layout::SNAPSHOTS_C, DIR_FLAGS, Mode::empty()) {
+        Ok(fd) => Ok(Some((root, fd))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(io("cannot open snapshots of")(e.into())),
+    }
+}
+
+/// The snapshots of a target as their records tell them, newest first: the names, the run
+/// summaries and the verification records, without reading any snapshot's files.
+pub fn records(dst: &Path) -> Result<Vec<SnapshotRecord>> {
+    let io = io_at(dst);
+    let Some((root, snaps)) = open_snapshots(dst)? else {
+        return Ok(Vec::new());
     };
     let latest = rustix::fs::readlinkat(&root, layout::LATEST_C, Vec::new())
         .ok()
@@ -373,41 +421,31 @@ pub fn list(dst: &Path) -> Result<Vec<SnapshotInfo>> {
     let runs = openat(&root, layout::STATE_DIR_C, DIR_FLAGS, Mode::empty())
         .and_then(|state| openat(&state, layout::SNAPSHOTS_C, DIR_FLAGS, Mode::empty()))
         .ok();
+    let read = |name: String| -> Option<std::fs::File> {
+        let name = CString::new(name).ok()?;
+        let fd = openat(
+            runs.as_ref()?,
+            name.as_c_str(),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        Some(std::fs::File::from(fd))
+    };
     let mut out = Vec::new();
     for (id, t) in complete_snapshots(snaps.as_fd()).map_err(io("cannot read"))? {
-        let summary: Option<Summary> = runs.as_ref().and_then(|r| {
-            let name = CString::new(layout::run_record(&id)).ok()?;
-            let fd = openat(
-                r,
-                name.as_c_str(),
-                OFlags::RDONLY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .ok()?;
-            serde_json::from_reader(std::fs::File::from(fd)).ok()
-        });
-        let c = CString::new(id.as_str()).expect("no NUL");
-        let dir = openat(&snaps, c.as_c_str(), DIR_FLAGS, Mode::empty())
-            .map_err(|e| io("cannot open")(e.into()))?;
-        out.push(SnapshotInfo {
+        let summary: Option<Summary> =
+            read(layout::run_record(&id)).and_then(|f| serde_json::from_reader(f).ok());
+        let verified: Option<Verification> =
+            read(layout::verify_record(&id)).and_then(|f| serde_json::from_reader(f).ok());
+        out.push(SnapshotRecord {
             time: t.rfc3339(),
             latest: latest.as_deref() == Some(id.as_str()),
             entries: summary.as_ref().map(|s| s.entries.total),
             bytes: summary.as_ref().map(|s| s.bytes.total),
-            unique_bytes: unique_bytes(dir).map_err(io("cannot read"))?,
             result: summary.map(|s| s.result),
-            verified: runs.as_ref().and_then(|r| {
-                let name = CString::new(layout::verify_record(&id)).ok()?;
-                let fd = openat(
-                    r,
-                    name.as_c_str(),
-                    OFlags::RDONLY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .ok()?;
-                let rec: Verification = serde_json::from_reader(std::fs::File::from(fd)).ok()?;
-                Some(rec.describe())
-            }),
+            verified_at: verified.as_ref().map(|v| v.verified_at.clone()),
+            verified: verified.map(|v| v.result),
             id,
         });
     }

@@ -27,6 +27,7 @@ use kube::core::Selector;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use resources::backup::{Backup, BackupSpec};
+use resources::common::Snapshot;
 use resources::common::{ClaimSource, Phase};
 use resources::schedule::{BackupSchedule, ClaimSnapshots, ScheduleStatus};
 use serde_json::json;
@@ -136,6 +137,8 @@ pub struct Made {
     pub created: Option<Timestamp>,
     /// When it ended.
     pub completed: Option<Timestamp>,
+    /// The backup claim's snapshots after its run.
+    pub snapshots: Vec<Snapshot>,
 }
 
 impl Made {
@@ -147,6 +150,7 @@ impl Made {
             phase: status.and_then(|s| s.phase),
             created: backup.meta().creation_timestamp.as_ref().map(|t| t.0),
             completed: status.and_then(|s| s.completion_time.as_ref()).map(|t| t.0),
+            snapshots: status.map(|s| s.snapshots.clone()).unwrap_or_default(),
         }
     }
 
@@ -351,8 +355,12 @@ pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Resu
                     .clone()
                     .unwrap_or_else(|| format!("{claim}-backup")),
                 last_successful_time: last,
-                snapshots: earlier_claim
-                    .map(|c| c.snapshots.clone())
+                snapshots: made
+                    .iter()
+                    .filter(|m| &m.claim == claim && !m.snapshots.is_empty())
+                    .max_by_key(|m| (m.completed, m.name.clone()))
+                    .map(|m| m.snapshots.clone())
+                    .or_else(|| earlier_claim.map(|c| c.snapshots.clone()))
                     .unwrap_or_default(),
             }
         })
@@ -479,6 +487,19 @@ fn backup_for(schedule: &BackupSchedule, claim: &str, name: &str) -> Backup {
     backup
 }
 
+/// The fields of a schedule's status, each sent (as null when empty) so that a merge patch
+/// clears what is gone.
+const STATUS_FIELDS: [&str; 8] = [
+    "conditions",
+    "lastScheduleTime",
+    "lastSuccessfulTime",
+    "nextScheduleTime",
+    "missedSchedules",
+    "active",
+    "claims",
+    "observedGeneration",
+];
+
 /// Writes the status when it changed (conditions compared without their times).
 async fn write_status(
     api: &Api<BackupSchedule>,
@@ -511,7 +532,15 @@ async fn write_status(
         field_manager: Some(crate::run::MANAGER.to_owned()),
         ..PatchParams::default()
     };
-    api.patch_status(name, &params, &Patch::Merge(&json!({"status": next})))
+    // A merge patch leaves alone what it leaves out: a list that became empty (no Backup
+    // active any more) or a time that is gone must be sent as null to be cleared.
+    let mut value = serde_json::to_value(&next).unwrap_or_default();
+    if let Some(fields) = value.as_object_mut() {
+        for key in STATUS_FIELDS {
+            fields.entry(key).or_insert(serde_json::Value::Null);
+        }
+    }
+    api.patch_status(name, &params, &Patch::Merge(&json!({"status": value})))
         .await
         .map(|_| ())
         .map_err(cluster::Error::api(format!(
@@ -536,6 +565,32 @@ mod tests {
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn every_status_field_is_sent_so_that_what_is_gone_is_cleared() {
+        let now = Time(t("2026-12-07T02:00:00Z"));
+        let full = ScheduleStatus {
+            conditions: vec![ready("True", "Scheduled", "next", Some(1))],
+            last_schedule_time: Some(now.clone()),
+            last_successful_time: Some(now.clone()),
+            next_schedule_time: Some(now),
+            missed_schedules: Some(1),
+            active: vec!["b".into()],
+            claims: vec![ClaimSnapshots::default()],
+            observed_generation: Some(1),
+        };
+        let value = serde_json::to_value(&full).unwrap();
+        let mut keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort();
+        let mut listed = STATUS_FIELDS.to_vec();
+        listed.sort();
+        assert_eq!(keys, listed);
     }
 
     #[test]
@@ -613,6 +668,7 @@ mod tests {
             phase,
             created: Some(t(created)),
             completed: None,
+            snapshots: Vec::new(),
         }
     }
 

@@ -3,9 +3,10 @@
 
 use cluster::run::Outcome;
 use cluster::workflow::steps::failure_text;
+use contract::snapshots::SnapshotRecord;
 use contract::{ExitCode, Report};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use resources::common::{Phase, RunStatus, Stats};
+use resources::common::{Phase, RunStatus, Snapshot, Stats, Verification};
 
 /// The condition every run carries: `Unknown` while it runs, `True` once every entry was
 /// copied, `False` when it ended otherwise; its reason is the phase.
@@ -70,6 +71,12 @@ pub fn finished(
         s.failed = s.failed.max(clamp(entries.failed));
     }
     let snapshot = reports.iter().rev().find_map(|r| r.snapshot.clone());
+    let kept = reports
+        .iter()
+        .rev()
+        .find(|r| !r.kept.is_empty())
+        .map(|r| snapshots(&r.kept))
+        .unwrap_or_default();
     let message = match (phase, worst) {
         (Phase::Succeeded, _) | (_, None) => None,
         (_, Some(o)) => Some(format!(
@@ -87,8 +94,32 @@ pub fn finished(
     ended(running, phase, &said, now, |s| {
         s.stats = stats;
         s.snapshot = snapshot;
+        s.snapshots = kept;
         s.message = message;
     })
+}
+
+/// Snapshots a status shows at most.
+pub const MAX_SNAPSHOTS: usize = 100;
+
+/// A backup's kept snapshots as a status shows them: newest first, at most [`MAX_SNAPSHOTS`].
+pub fn snapshots(kept: &[SnapshotRecord]) -> Vec<Snapshot> {
+    let time = |t: &str| t.parse::<jiff::Timestamp>().ok().map(Time);
+    kept.iter()
+        .take(MAX_SNAPSHOTS)
+        .map(|r| Snapshot {
+            id: r.id.clone(),
+            time: time(&r.time),
+            bytes: r.bytes.map(clamp),
+            last_verification: match (&r.verified_at, &r.verified) {
+                (Some(at), Some(result)) => time(at).map(|t| Verification {
+                    time: t,
+                    ok: result == "ok",
+                }),
+                _ => None,
+            },
+        })
+        .collect()
 }
 
 /// The status of a run that could not be carried out (a claim that is missing, a Job that could
@@ -193,7 +224,15 @@ mod tests {
 
     /// A backup's report line as `mover backup` prints it.
     fn backup_report(failed: u64, errors: serde_json::Value) -> serde_json::Value {
-        json!({"snapshot": "2026-12-06T02-00-00Z", "summary": {
+        json!({"snapshot": "2026-12-06T02-00-00Z",
+               "kept": [
+                   {"id": "2026-12-06T02-00-00Z", "time": "2026-12-06T02:00:00Z", "latest": true,
+                    "entries": 12, "bytes": 4096, "result": "ok", "verified_at": null,
+                    "verified": null},
+                   {"id": "2026-12-05T02-00-00Z", "time": "2026-12-05T02:00:00Z", "latest": false,
+                    "entries": 11, "bytes": 4000, "result": "ok",
+                    "verified_at": "2026-12-05T09:00:00Z", "verified": "failed: 2 differences"}],
+               "summary": {
             "entries": {"total": 12, "copied": 11, "linked": 1, "updated": 0, "unchanged": 0,
                         "deleted": 0, "skipped": 0, "failed": failed},
             "bytes": {"total": 4096, "copied": 2048},
@@ -244,6 +283,17 @@ mod tests {
             })
         );
         assert_eq!(ok.duration.as_deref(), Some("1h2m5s"));
+        // The backup claim's snapshots after the run, as the mover's records told them.
+        let ids: Vec<&str> = ok.snapshots.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["2026-12-06T02-00-00Z", "2026-12-05T02-00-00Z"]);
+        assert_eq!(ok.snapshots[0].bytes, Some(4096));
+        assert_eq!(ok.snapshots[0].time, Some(at("2026-12-06T02:00:00Z")));
+        assert_eq!(ok.snapshots[0].last_verification, None);
+        let checked = ok.snapshots[1].last_verification.as_ref().unwrap();
+        assert_eq!(
+            (checked.time.clone(), checked.ok),
+            (at("2026-12-05T09:00:00Z"), false)
+        );
         assert_eq!(ok.completion_time, Some(end.clone()));
         assert_eq!(ok.message, None);
         assert_eq!(ok.job.as_deref(), Some("data-now-ab12c"));

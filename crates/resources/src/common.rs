@@ -180,9 +180,40 @@ pub struct RunStatus {
     /// The last lines of the mover's messages when the run did not succeed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// A Backup's: the snapshots in its backup claim after its run (retention applied),
+    /// newest first, at most 100; what `pvc-backup snapshots` lists, without mounting the claim.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<Snapshot>,
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// One snapshot in a backup claim.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    /// Its id (`mover snapshots`, `restore --snapshot`).
+    pub id: String,
+    /// When it was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+    /// Bytes of its files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<i64>,
+    /// When it was last verified, and whether that found it whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verification: Option<Verification>,
+}
+
+/// A verification of a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    /// When it ran.
+    pub time: Time,
+    /// Whether every file matched its recorded hash.
+    pub ok: bool,
 }
 
 /// A workload the run stops (and for a migration, repoints).

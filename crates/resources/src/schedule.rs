@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::BackupOptions;
+pub use crate::common::{Snapshot, Verification};
 
 /// Backups on a schedule: at each firing, one Backup for each claim the source names.
 // kube's printcolumn(...) lists repeat `type_ = "..."`, which clippy takes for a repeated attribute.
@@ -166,34 +167,7 @@ pub struct ClaimSnapshots {
     /// When its last Backup succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_successful_time: Option<Time>,
-    /// The snapshots, oldest first.
+    /// Its snapshots after its newest finished Backup, newest first (at most 100).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub snapshots: Vec<Snapshot>,
-}
-
-/// One snapshot in a backup claim.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Snapshot {
-    /// Its id (`mover snapshots`, `restore --snapshot`).
-    pub id: String,
-    /// When it was made.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub time: Option<Time>,
-    /// Bytes of its files.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes: Option<i64>,
-    /// When it was last verified, and whether that found it whole.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_verification: Option<Verification>,
-}
-
-/// A verification of a snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Verification {
-    /// When it ran.
-    pub time: Time,
-    /// Whether every file matched its recorded hash.
-    pub ok: bool,
 }

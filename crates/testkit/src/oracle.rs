@@ -305,3 +305,16 @@ pub fn assert_mirror(src: &Path, dst: &Path, excludes: &[&str]) {
         }
     }
 }
+
+/// The snapshots in a backup folder as the kernel lists them (`read_dir` of `DST/snapshots`,
+/// partial ones left out), newest first: their names are their UTC times.
+pub fn snapshot_names(backup: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(backup.join("snapshots"))
+        .unwrap_or_else(|e| panic!("read {}/snapshots: {e}", backup.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names.reverse();
+    names
+}

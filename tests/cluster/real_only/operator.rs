@@ -466,7 +466,7 @@ fn of_two_operators_one_acts_and_the_other_takes_over_when_it_dies() {
     let jobs: Vec<Job> = c.list(Some(c.ns()));
     assert_eq!(jobs.len(), 1, "one Job for one Backup: {jobs:#?}");
     assert!(
-        a.log().contains("backup runs") && !b.log().contains("backup runs"),
+        a.log().contains("run starts") && !b.log().contains("run starts"),
         "only the holder acts\na:\n{}\nb:\n{}",
         a.log(),
         b.log()
@@ -918,9 +918,34 @@ fn a_schedule_backs_up_each_claim_its_selector_matches() {
         "backupschedule",
         "nightly",
         &operator,
-        Duration::from_secs(30),
-        |s| s["status"]["conditions"][0]["reason"] == "Suspended",
+        Duration::from_secs(60),
+        |s| {
+            s["status"]["conditions"][0]["reason"] == "Suspended"
+                && s["status"]["active"]
+                    .as_array()
+                    .is_none_or(|a| a.is_empty())
+        },
     );
+
+    // Settled, its status lists each backup claim's snapshots as they are on the disk, newest
+    // first, without anyone mounting the claims.
+    let status = object(&c, "backupschedule", "nightly")["status"].clone();
+    for x in status["claims"].as_array().unwrap() {
+        let claim = x["backupClaim"].as_str().unwrap();
+        let dir = c.volume_dir(c.ns(), claim).unwrap();
+        let on_disk = testkit::oracle::snapshot_names(&dir);
+        let listed: Vec<&str> = x["snapshots"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no snapshots of {claim}: {status:#}"))
+            .iter()
+            .map(|s| s["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, on_disk, "{status:#}");
+        assert!(
+            x["snapshots"][0]["bytes"].as_i64() > Some(100_000),
+            "{status:#}"
+        );
+    }
 
     // A time zone that does not exist: the schedule says so in its Ready condition.
     create_object(
