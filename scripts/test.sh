@@ -98,6 +98,10 @@ if [ "$(id -u)" = 0 ]; then
   trap 'scripts/local-cluster.sh down' EXIT
   eval "$(scripts/local-cluster.sh env)"
   PVC_BACKUP_TEST_CLUSTER=real cargo test --locked --test cluster -- --test-threads=1 --skip fake_only
+  # The operator's scale benchmark in its small mode, after the cluster tests (they remove the
+  # definitions it installs); its figures mean nothing at this size.
+  PVC_BACKUP_BIN="$bin" bench/operator.sh --small >/dev/null
+  echo "test.sh: bench/operator.sh ran in small mode"
 else
   echo "test.sh: SKIP the real-cluster tests: scripts/local-cluster.sh needs root"
   if [ "${CI:-}" = true ]; then echo "test.sh: CI=true forbids skipping" >&2; exit 1; fi
