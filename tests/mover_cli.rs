@@ -252,7 +252,7 @@ fn a_backup_report_lists_the_snapshots_retention_kept_with_their_verification() 
         );
         assert_eq!(code(&o), contract::ExitCode::Ok, "{}", stderr(&o));
         let text = String::from_utf8(o.stdout).unwrap();
-        match text.lines().map(Line::parse).last() {
+        match text.lines().map(Line::parse).next_back() {
             Some(Line::Summary(last)) => Report::read(&last),
             _ => panic!("no summary last: {text}"),
         }
