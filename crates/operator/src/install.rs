@@ -82,6 +82,15 @@ pub fn objects(namespace: &str, image: &str) -> Vec<Value> {
                         "name": cluster::names::OPERATOR_CLUSTER_ROLE},
             "subjects": sa.clone(),
         }),
+        // Storage classes, and the volumes a Migration with keepName rebinds: cluster-scoped.
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": format!("{NAME}-volumes"), "labels": labels()},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": cluster::names::VOLUMES_CLUSTER_ROLE},
+            "subjects": sa.clone(),
+        }),
         // The Lease, in its own namespace only.
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -189,6 +198,7 @@ mod tests {
                 "ClusterRole",
                 "ClusterRoleBinding",
                 "ClusterRoleBinding",
+                "ClusterRoleBinding",
                 "Role",
                 "RoleBinding",
                 "Deployment",
@@ -207,7 +217,7 @@ mod tests {
                 "{rule}"
             );
         }
-        let pod = &objects[6]["spec"]["template"]["spec"];
+        let pod = &objects[7]["spec"]["template"]["spec"];
         let container = &pod["containers"][0];
         assert_eq!(
             container["securityContext"]["capabilities"]["drop"],

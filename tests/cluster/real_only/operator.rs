@@ -514,6 +514,7 @@ fn the_operator_installed_from_its_manifests_carries_out_a_backup() {
             "clusterrole/pvc-backup-controller".into(),
             "clusterrolebinding/pvc-backup-controller".into(),
             "clusterrolebinding/pvc-backup-operator-runs".into(),
+            "clusterrolebinding/pvc-backup-operator-volumes".into(),
         ],
     };
     let printed = manifests(&c, &["--operator", "--namespace", &op_ns]);
