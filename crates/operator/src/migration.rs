@@ -3,8 +3,6 @@
 //! or with `rollback: true` moved back (`pvc-backup migrate CLAIM --rollback`), as
 //! [`run`](crate::run) describes. Nothing is deleted: the old volume stays.
 
-use std::time::Duration;
-
 use cluster::connect::Kube;
 use cluster::run::Observer;
 use cluster::workflow::migrate::{self as flow, MigrateRequest};
@@ -12,7 +10,7 @@ use cluster::workflow::{self, MoverSettings};
 use resources::common::{Mover, RunStatus};
 use resources::migration::Migration;
 
-use crate::restore::workload_of;
+use crate::restore::{scale_timeout, workload_of};
 use crate::run::{Ended, RunKind};
 
 /// The workflow's request for a Migration (not a rollback): its spec as `pvc-backup migrate`
@@ -25,19 +23,9 @@ pub fn request(migration: &Migration, run: &str) -> MigrateRequest {
         workload: spec.workload.as_ref().map(workload_of),
         keep_name: spec.keep_name,
         size: spec.size.as_ref().map(|q| q.0.clone()),
-        scale_timeout: scale_timeout(migration),
+        scale_timeout: scale_timeout(spec.scale_timeout_seconds),
         run: Some(run.to_owned()),
     }
-}
-
-fn scale_timeout(migration: &Migration) -> Duration {
-    Duration::from_secs(
-        migration
-            .spec
-            .scale_timeout_seconds
-            .and_then(|s| u64::try_from(s).ok())
-            .unwrap_or(300),
-    )
 }
 
 impl RunKind for Migration {
@@ -74,7 +62,7 @@ impl RunKind for Migration {
                 &spec.source.claim,
                 spec.storage_class_name.as_deref(),
                 workload.as_ref(),
-                scale_timeout(self),
+                scale_timeout(spec.scale_timeout_seconds),
                 observer,
             )
             .await?;
@@ -116,6 +104,7 @@ mod tests {
     use super::*;
     use resources::common::ClaimSource;
     use resources::migration::MigrationSpec;
+    use std::time::Duration;
 
     #[test]
     fn a_migration_asks_what_the_command_line_would() {

@@ -30,13 +30,15 @@ pub fn request(restore: &Restore, run: &str) -> RestoreRequest {
             .unwrap_or_else(|| store::layout::LATEST.to_owned()),
         workload: spec.workload.as_ref().map(workload_of),
         swap: false,
-        scale_timeout: Duration::from_secs(
-            spec.scale_timeout_seconds
-                .and_then(|s| u64::try_from(s).ok())
-                .unwrap_or(300),
-        ),
+        scale_timeout: scale_timeout(spec.scale_timeout_seconds),
         run: Some(run.to_owned()),
     }
+}
+
+/// How long a workload's pods may take to stop: `scaleTimeoutSeconds`, or the commands'
+/// default of 300 s.
+pub fn scale_timeout(seconds: Option<i32>) -> Duration {
+    Duration::from_secs(seconds.and_then(|s| u64::try_from(s).ok()).unwrap_or(300))
 }
 
 /// A resource's workload as the workflows name one.

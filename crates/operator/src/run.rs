@@ -196,17 +196,15 @@ async fn apply<K: RunKind>(
             Err(e) => status::failed(&running, &e.full_message(), now()),
         };
         tracing::info!(kind = K::KIND, name = %name, phase = ?ended.phase, "run ended");
-        let (kind, said) = match (&ended.phase, &ended.message, &ended.snapshot) {
-            (Some(Phase::Succeeded), _, Some(snapshot)) if K::KIND == "Backup" => {
-                (EventType::Normal, format!("snapshot {snapshot} made"))
-            }
-            (Some(Phase::Succeeded), _, _) => (EventType::Normal, "done".to_owned()),
-            (_, Some(message), _) => (EventType::Warning, message.clone()),
-            _ => (
-                EventType::Warning,
-                "the run ended without a result".to_owned(),
-            ),
+        // The condition says what the run did or why it failed, as its kind's workflow put it.
+        let kind = match ended.phase {
+            Some(Phase::Succeeded) => EventType::Normal,
+            _ => EventType::Warning,
         };
+        let said = ended.conditions.first().map_or_else(
+            || "the run ended without a result".to_owned(),
+            |c| c.message.clone(),
+        );
         let reason = ended.phase.map(|p| format!("{p:?}")).unwrap_or_default();
         tell(&task_ctx, &reference, kind, &reason, said).await;
         if let Some(phase) = ended.phase {
