@@ -40,6 +40,11 @@ else
   echo "test.sh: not root: missing Debian packages are not installed and root-only tests will skip"
 fi
 
+# A CI run builds each crate once from a clean clone: incremental state (5 GB) would serve no
+# second build. What the disk has left is printed, as a full disk fails a build far from here.
+if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
+echo "test.sh: free disk: $(df -h --output=avail . | tail -1 | tr -d ' ') here, $(df -h --output=avail /var | tail -1 | tr -d ' ') in /var"
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Against the fake cluster; the tests that need a real API server run further down.

@@ -105,4 +105,7 @@ GO
 )
 log "etcd built in $(( $(date +%s) - start )) s"
 have_all || { echo "build.sh: the build ended without every binary in $OUT/bin" >&2; exit 1; }
+# Go's build cache (3.4 GB here) would only speed up building another version; the binaries are
+# kept, and a test machine's disk is scarcer than those minutes.
+rm -rf "$GOCACHE"
 echo "$OUT"

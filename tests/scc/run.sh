@@ -33,6 +33,8 @@ if [ ! -x "$checker" ]; then
   (cd "$src" && go build -p 1 -trimpath -ldflags "-s -w" -o "$checker.tmp" .)
   mv "$checker.tmp" "$checker"
   log "built in $(( $(date +%s) - start )) s"
+  # Go's build cache (1.1 GB) would only speed up building other sources; the checker is kept.
+  rm -rf "$GOCACHE"
   # Checkers built from earlier sources are of no further use.
   for old in "$CACHE"/scc-check-*; do
     [ "$old" = "$OUT" ] || rm -rf "$old"
