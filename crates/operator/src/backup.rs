@@ -66,6 +66,7 @@ impl RunKind for Backup {
             Some(outcome) => Ok(Ended {
                 outcomes: vec![outcome],
                 said: None,
+                ..Ended::default()
             }),
             None => Err(cluster::Error::Failed(format!(
                 "Job {} was not followed",

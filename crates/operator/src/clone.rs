@@ -76,6 +76,7 @@ impl RunKind for ClaimClone {
         Ok(Ended {
             outcomes: report.outcomes,
             said: Some(said),
+            ..Ended::default()
         })
     }
 }

@@ -1,8 +1,9 @@
 //! pvc-backup's operator: controllers that carry out the pvc-backup.io resources with the same
 //! workflows as the command line (crates/cluster), keeping each run's progress in its status.
 //!
-//! It reconciles Backup, Restore, Clone and Migration (each carried out once, [`run`]) and
-//! BackupSchedule ([`schedule`]).
+//! It reconciles Backup, Restore, Clone and Migration (each carried out once, [`run`]),
+//! BackupSchedule ([`schedule`]), and fills the claims whose data source is a Restore
+//! ([`populate`]).
 
 pub mod backup;
 pub mod clone;
@@ -10,6 +11,7 @@ pub mod install;
 pub mod lease;
 pub mod metrics;
 pub mod migration;
+pub mod populate;
 pub mod restore;
 pub mod run;
 pub mod schedule;
@@ -22,10 +24,12 @@ use std::time::Duration;
 use cluster::security::Privilege;
 use cluster::workflow::MoverSettings;
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use resources::Backup;
 use resources::clone::ClaimClone;
 use resources::common::Mover;
@@ -279,6 +283,7 @@ async fn controllers(
         one_run::<Restore>(&client, ns, &ctx),
         one_run::<ClaimClone>(&client, ns, &ctx),
         one_run::<Migration>(&client, ns, &ctx),
+        claims(&client, ns, &ctx),
     );
     tracing::info!("operator stops; running Jobs go on");
     Ok(())
@@ -338,6 +343,49 @@ async fn one_run<K: run::RunKind>(client: &Client, namespace: Option<&str>, ctx:
                     tracing::warn!(kind = K::KIND, error = %cluster::error::chain_text(&e),
                         "reconcile failed")
                 }
+            }
+        })
+        .await;
+}
+
+/// The volume populator: the controller of claims, which fills those whose data source is a
+/// Restore, until SIGINT or SIGTERM.
+async fn claims(client: &Client, namespace: Option<&str>, ctx: &Arc<Context>) {
+    let api: Api<PersistentVolumeClaim> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let restores: Api<Restore> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let controller = Controller::new(api, watcher::Config::default().any_semantic());
+    let known = controller.store();
+    // A Restore created after the claim that names it wakes that claim.
+    controller
+        .watches(
+            restores,
+            watcher::Config::default().any_semantic(),
+            move |restore: Restore| {
+                let (namespace, name) = (restore.namespace(), restore.name_any());
+                known
+                    .state()
+                    .into_iter()
+                    .filter(|claim| {
+                        claim.namespace() == namespace
+                            && populate::restore_named(claim).is_some_and(|(n, _)| n == name)
+                    })
+                    .map(|claim| ObjectRef::from_obj(&*claim))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .with_config(controller_config())
+        .shutdown_on_signal()
+        .run(populate::reconcile, populate::error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::warn!(kind = "PersistentVolumeClaim",
+                    error = %cluster::error::chain_text(&e), "reconcile failed")
             }
         })
         .await;

@@ -77,6 +77,7 @@ impl RunKind for Migration {
             return Ok(Ended {
                 outcomes: Vec::new(),
                 said: Some(said),
+                ..Ended::default()
             });
         }
         let report = flow::run(&kube, &request(self, &run), &settings, observer).await?;
@@ -95,6 +96,7 @@ impl RunKind for Migration {
         Ok(Ended {
             outcomes: report.outcomes,
             said: Some(said),
+            ..Ended::default()
         })
     }
 }

@@ -2,6 +2,8 @@
 //! workflow of the command line (`pvc-backup restore CLAIM --from BACKUP`), as
 //! [`run`](crate::run) describes. With `target.create`, the claim is created first when it
 //! does not exist: like the backup claim (its size and class) unless the Restore says otherwise.
+//! A Restore without `target` is a volume populator's source, carried out for each claim that
+//! names it by [`populate`](crate::populate), never by itself.
 
 use std::time::Duration;
 
@@ -16,12 +18,12 @@ use resources::restore::Restore;
 
 use crate::run::{Ended, RunKind};
 
-/// The workflow's request for a Restore: its spec as `pvc-backup restore` flags would give it,
-/// with `run` (from the Restore's uid) naming the Job.
-pub fn request(restore: &Restore, run: &str) -> RestoreRequest {
+/// The workflow's request for a Restore into claim `into`: its spec as `pvc-backup restore`
+/// flags would give it, with `run` (from the Restore's uid) naming the Job.
+pub fn request(restore: &Restore, into: &str, run: &str) -> RestoreRequest {
     let spec = &restore.spec;
     RestoreRequest {
-        claim: spec.target.claim.clone(),
+        claim: into.to_owned(),
         from: spec.source.claim.clone(),
         snapshot: spec
             .source
@@ -61,7 +63,14 @@ impl RunKind for Restore {
     }
 
     fn claim(&self) -> &str {
-        &self.spec.target.claim
+        self.spec
+            .target
+            .as_ref()
+            .map_or(&self.spec.source.claim, |t| &t.claim)
+    }
+
+    fn carried_out(&self) -> bool {
+        self.spec.target.is_some()
     }
 
     fn mover(&self) -> Option<&Mover> {
@@ -69,7 +78,7 @@ impl RunKind for Restore {
     }
 
     fn first_job(&self, run: &str) -> String {
-        workflow::job_name_in_run(&format!("{}-restore", self.spec.target.claim), run)
+        workflow::job_name_in_run(&format!("{}-restore", self.claim()), run)
     }
 
     async fn carry_out(
@@ -79,8 +88,15 @@ impl RunKind for Restore {
         settings: MoverSettings,
         observer: &mut dyn Observer,
     ) -> cluster::Result<Ended> {
-        let request = request(self, &run);
-        if let Some(create) = &self.spec.target.create
+        let Some(target) = &self.spec.target else {
+            return Err(cluster::Error::Failed(
+                "a Restore without spec.target fills the claims that name it in \
+                 spec.dataSourceRef; it is not run by itself"
+                    .to_owned(),
+            ));
+        };
+        let request = request(self, &target.claim, &run);
+        if let Some(create) = &target.create
             && workflow::find_claim(&kube, &request.claim).await?.is_none()
         {
             let backup = workflow::get_claim(&kube, &request.from).await?;
@@ -114,6 +130,7 @@ impl RunKind for Restore {
                     "snapshot {} of claim {} restored into claim {}",
                     report.snapshot, report.from, report.claim
                 )),
+                snapshot: Some(report.snapshot),
             }),
             None => Err(cluster::Error::Failed(
                 "the restore's Job was not followed".to_owned(),
@@ -135,10 +152,10 @@ mod tests {
                     claim: "data-backup".into(),
                     snapshot: snapshot.map(str::to_owned),
                 },
-                target: RestoreTarget {
+                target: Some(RestoreTarget {
                     claim: "data".into(),
                     create: None::<NewClaim>,
-                },
+                }),
                 workload,
                 scale_timeout_seconds: Some(60),
                 mover: None,
@@ -156,6 +173,7 @@ mod tests {
                     name: "db".into(),
                 }),
             ),
+            "data",
             "ab12c",
         );
         assert_eq!((r.claim.as_str(), r.from.as_str()), ("data", "data-backup"));
@@ -168,7 +186,10 @@ mod tests {
         assert!(!r.swap);
         assert_eq!(r.run.as_deref(), Some("ab12c"));
         // No snapshot named: the newest, as the command line's default.
-        assert_eq!(request(&restore(None, None), "ab12c").snapshot, "latest");
+        assert_eq!(
+            request(&restore(None, None), "data", "ab12c").snapshot,
+            "latest"
+        );
         assert_eq!(restore(None, None).first_job("ab12c"), "data-restore-ab12c");
     }
 }

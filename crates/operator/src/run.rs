@@ -44,6 +44,8 @@ pub struct Ended {
     pub outcomes: Vec<Outcome>,
     /// What was done, for the condition and the Event when every run succeeded.
     pub said: Option<String>,
+    /// The snapshot the run read (a Restore's), when its movers' summaries name none.
+    pub snapshot: Option<String>,
 }
 
 /// A kind carried out once, by a workflow of the command line.
@@ -68,6 +70,12 @@ pub trait RunKind:
 
     /// The resource's `mover`.
     fn mover(&self) -> Option<&Mover>;
+
+    /// Whether the resource is carried out by itself (a Restore without a target only fills
+    /// the claims that name it).
+    fn carried_out(&self) -> bool {
+        true
+    }
 
     /// The name of the run's first Job, with run id `run`.
     fn first_job(&self, run: &str) -> String;
@@ -113,6 +121,9 @@ pub fn settings<K: RunKind>(base: &MoverSettings, object: &K) -> MoverSettings {
 
 /// Reconciles one resource (the controller's reconciler).
 pub async fn reconcile<K: RunKind>(object: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !object.carried_out() && !object.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
     let namespace = object.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
     let (api_ref, ctx_ref) = (&api, &ctx);
@@ -192,7 +203,12 @@ async fn apply<K: RunKind>(
             .carry_out(kube.clone(), run, settings, &mut log)
             .await
         {
-            Ok(ended) => status::finished(&running, &ended.outcomes, ended.said.as_deref(), now()),
+            Ok(ended) => {
+                let mut status =
+                    status::finished(&running, &ended.outcomes, ended.said.as_deref(), now());
+                status.snapshot = status.snapshot.or(ended.snapshot);
+                status
+            }
             Err(e) => status::failed(&running, &e.full_message(), now()),
         };
         tracing::info!(kind = K::KIND, name = %name, phase = ?ended.phase, "run ended");
@@ -292,7 +308,8 @@ async fn cleanup<K: RunKind>(object: Arc<K>, ctx: &Arc<Context>) -> Result<Actio
     Ok(Action::await_change())
 }
 
-async fn patch_status<K: RunKind>(
+/// Writes `status` as the status of resource `name` (a merge patch).
+pub async fn patch_status<K: RunKind>(
     api: &Api<K>,
     name: &str,
     status: &RunStatus,
@@ -318,9 +335,11 @@ pub fn now() -> Time {
 }
 
 /// The workflow's steps, in the operator's log.
-struct Log {
-    kind: &'static str,
-    name: String,
+pub struct Log {
+    /// The kind of the resource carried out.
+    pub kind: &'static str,
+    /// Its name.
+    pub name: String,
 }
 
 impl Observer for Log {

@@ -30,15 +30,21 @@ use crate::common::{Mover, RunStatus, WorkloadRef};
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!has(self.workload) || !has(self.target.create)").message(
+#[x_kube(validation = Rule::new(
+    "!has(self.workload) || (has(self.target) && !has(self.target.create))"
+).message(
     "workload is the one stopped while a claim is restored in place; a new claim (target.create) \
-     has none"
+     or a claim filled as a data source (no target) has none"
 ))]
 pub struct RestoreSpec {
     /// The backup claim and the snapshot in it.
     pub source: RestoreSource,
-    /// The claim the snapshot is restored into.
-    pub target: RestoreTarget,
+    /// The claim the snapshot is restored into. Without it the Restore is a volume populator:
+    /// it restores nothing by itself, and each new claim whose `spec.dataSourceRef` names it
+    /// (apiGroup `pvc-backup.io`, kind `Restore`) is filled with the snapshot before any pod
+    /// can mount it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<RestoreTarget>,
     /// The workload to stop while the claim is restored in place (default: the one whose pods
     /// use it).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -102,30 +102,7 @@ fn curl(url: &str) -> String {
 
 /// The Events on Backup `name`, as (type, reason, message).
 fn events(c: &Cluster, name: &str) -> Vec<(String, String, String)> {
-    let selector = format!("involvedObject.kind=Backup,involvedObject.name={name}");
-    let out = kubectl(
-        c,
-        &[
-            "get",
-            "events",
-            "-n",
-            c.ns(),
-            "--field-selector",
-            &selector,
-            "-o",
-            "json",
-        ],
-        None,
-    );
-    expect_code(&out, 0);
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let text = |e: &Value, f: &str| e[f].as_str().unwrap_or_default().to_owned();
-    list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (text(e, "type"), text(e, "reason"), text(e, "message")))
-        .collect()
+    events_of(c, "Backup", name)
 }
 
 /// A Backup as the API server holds it.
@@ -967,4 +944,223 @@ fn a_schedule_backs_up_each_claim_its_selector_matches() {
         .as_str()
         .unwrap_or_default();
     assert!(message.contains("Mars/Olympus_Mons"), "{bad:#}");
+}
+
+/// The Events on the object `kind`/`name` of the test's namespace, as (type, reason, message).
+fn events_of(c: &Cluster, kind: &str, name: &str) -> Vec<(String, String, String)> {
+    let selector = format!("involvedObject.kind={kind},involvedObject.name={name}");
+    let out = kubectl(
+        c,
+        &[
+            "get",
+            "events",
+            "-n",
+            c.ns(),
+            "--field-selector",
+            &selector,
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    expect_code(&out, 0);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = |e: &Value, f: &str| e[f].as_str().unwrap_or_default().to_owned();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (text(e, "type"), text(e, "reason"), text(e, "message")))
+        .collect()
+}
+
+/// A claim of class `standard` whose data source is Restore `restore`.
+fn claim_from(c: &Cluster, name: &str, restore: &str) {
+    let doc = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": c.ns()},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard",
+                 "resources": {"requests": {"storage": "1Gi"}},
+                 "dataSourceRef": {"apiGroup": "pvc-backup.io", "kind": "Restore",
+                                   "name": restore}}});
+    expect_code(&super::create(c, &doc, false), 0);
+}
+
+/// A pod that mounts claim `claim`.
+fn pod_using(c: &Cluster, name: &str, claim: &str) {
+    let doc = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": c.ns()},
+        "spec": {"terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "app", "image": c.app_image(),
+                                 "command": ["sleep", "86400"],
+                                 "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                 "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]}});
+    expect_code(&super::create(c, &doc, false), 0);
+}
+
+/// The names of the prime claims the volume populator has in the test's namespace (`None`
+/// when kubectl fails).
+fn prime_claims(c: &Cluster) -> Option<String> {
+    let out = kubectl(
+        c,
+        &[
+            "get",
+            "pvc",
+            "-n",
+            c.ns(),
+            "-l",
+            "pvc-backup.io/populates",
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `kubectl get KIND NAME -o json` of a core object of the test's namespace.
+fn core_object(c: &Cluster, kind: &str, name: &str) -> Value {
+    let out = kubectl(c, &["get", "-n", c.ns(), kind, name, "-o", "json"], None);
+    expect_code(&out, 0);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_claim_whose_data_source_is_a_restore_starts_with_the_snapshot() {
+    let Some(c) = real("a_claim_whose_data_source_is_a_restore_starts_with_the_snapshot") else {
+        return;
+    };
+    let _crds = install_resources(&c);
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    let (_keep, reference) = crate::util::reference_copy(&src);
+    let mut operator = Operator::start(&c);
+    create_backup(&c, "data-now", json!({"source": {"claim": "data"}}));
+    let backup = wait_until(
+        &c,
+        "data-now",
+        &operator,
+        Duration::from_secs(300),
+        final_phase,
+    );
+    assert_eq!(backup["status"]["phase"], "Succeeded", "{backup:#}");
+    let snapshot = backup["status"]["snapshot"].as_str().unwrap().to_owned();
+
+    // As GitOps may apply them: the claim and a pod that mounts it first, the Restore later.
+    // Kubernetes makes no volume for a data source it does not know, so the pod cannot start.
+    claim_from(&c, "restored", "from-backup");
+    pod_using(&c, "app", "restored");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        core_object(&c, "pvc", "restored")["status"]["phase"],
+        "Pending"
+    );
+    assert_eq!(core_object(&c, "pod", "app")["status"]["phase"], "Pending");
+    let missing = events_of(&c, "PersistentVolumeClaim", "restored");
+    assert!(
+        missing.iter().any(|(t, r, m)| t == "Warning"
+            && r == "DataSourceMissing"
+            && m.contains("from-backup")),
+        "{missing:#?}\noperator log:\n{}",
+        operator.log()
+    );
+    create_object(
+        &c,
+        "Restore",
+        "from-backup",
+        json!({"source": {"claim": "data-backup", "snapshot": snapshot}}),
+    );
+    let restore = wait_for_object(
+        &c,
+        "restore",
+        "from-backup",
+        &operator,
+        Duration::from_secs(300),
+        final_phase,
+    );
+    assert_eq!(
+        restore["status"]["phase"],
+        "Succeeded",
+        "{restore:#}\noperator log:\n{}",
+        operator.log()
+    );
+    assert_eq!(
+        restore["status"]["snapshot"],
+        snapshot.as_str(),
+        "{restore:#}"
+    );
+    assert!(
+        restore["status"]["stats"]["entries"].as_i64() > Some(5),
+        "{restore:#}"
+    );
+
+    // The claim is bound to the filled volume, which holds the snapshot (judged by rsync); the
+    // pod runs on it; no prime claim is left; the volume is the claim's alone.
+    let claim = core_object(&c, "pvc", "restored");
+    assert_eq!(claim["status"]["phase"], "Bound", "{claim:#}");
+    assert_holds(&c, "restored", &reference);
+    let running = c.wait_for(Duration::from_secs(60), |c| {
+        core_object(c, "pod", "app")["status"]["phase"] == "Running"
+    });
+    assert!(running, "pod app never ran on claim restored: {}", c.dump());
+    let volume = claim["spec"]["volumeName"].as_str().unwrap();
+    let pv = {
+        let out = kubectl(&c, &["get", "pv", volume, "-o", "json"], None);
+        expect_code(&out, 0);
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(pv["spec"]["claimRef"]["name"], "restored", "{pv:#}");
+    assert_eq!(
+        pv["spec"]["claimRef"]["uid"], claim["metadata"]["uid"],
+        "{pv:#}"
+    );
+    let gone = c.wait_for(Duration::from_secs(60), |c| {
+        prime_claims(c).is_some_and(|names| names.is_empty())
+    });
+    assert!(gone, "a prime claim is left: {}", c.dump());
+    let told = events_of(&c, "PersistentVolumeClaim", "restored");
+    assert!(
+        told.iter()
+            .any(|(t, r, _)| t == "Normal" && r == "Populated"),
+        "{told:#?}"
+    );
+
+    // The same Restore fills a second claim; the operator is killed (SIGKILL) once it has made
+    // the prime claim, and the one started next finishes the population.
+    claim_from(&c, "again", "from-backup");
+    let primed = c.wait_for(Duration::from_secs(60), |c| {
+        prime_claims(c).is_some_and(|names| !names.is_empty())
+    });
+    assert!(primed, "no prime claim for claim again: {}", operator.log());
+    let log = operator.kill();
+    operator = Operator::start(&c);
+    let bound = c.wait_for(Duration::from_secs(180), |c| {
+        core_object(c, "pvc", "again")["status"]["phase"] == "Bound"
+    });
+    assert!(bound, "first operator:\n{log}\nsecond:\n{}", operator.log());
+    assert_holds(&c, "again", &reference);
+    let gone = c.wait_for(Duration::from_secs(60), |c| {
+        prime_claims(c).is_some_and(|names| names.is_empty())
+    });
+    assert!(gone, "a prime claim is left: {}", c.dump());
+
+    // A Restore with a target is not a data source: the claim that names it is told so and
+    // stays unbound.
+    create_object(
+        &c,
+        "Restore",
+        "into-data",
+        json!({"source": {"claim": "data-backup"}, "target": {"claim": "nowhere"}}),
+    );
+    claim_from(&c, "refused", "into-data");
+    let refused = c.wait_for(Duration::from_secs(60), |c| {
+        events_of(c, "PersistentVolumeClaim", "refused")
+            .iter()
+            .any(|(t, r, m)| t == "Warning" && r == "DataSourceRefused" && m.contains("into-data"))
+    });
+    assert!(refused, "operator log:\n{}", operator.log());
+    assert_eq!(
+        core_object(&c, "pvc", "refused")["status"]["phase"],
+        "Pending"
+    );
 }
