@@ -942,10 +942,20 @@ fn the_api_server_judges_the_resources_by_their_definitions() {
         ["data-now", "Succeeded", "2026-12-06T02-00-00Z", "4096"],
         "{table}"
     );
-    // The category lists every kind.
+    // The category lists every kind: each valid example, of all five, is there.
     let out = kubectl(&c, &["get", "-n", c.ns(), "pvc-backup", "-o", "name"], None);
     expect_code(&out, 0);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 8);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let valid = resource_fixture("valid.yaml");
+    assert_eq!(listed.lines().count(), valid.len(), "{listed}");
+    for doc in &valid {
+        let name = format!(
+            "{}.pvc-backup.io/{}",
+            doc["kind"].as_str().unwrap().to_lowercase(),
+            doc["metadata"]["name"].as_str().unwrap()
+        );
+        assert!(listed.lines().any(|l| l == name), "{name} not in: {listed}");
+    }
 
     // Every refused spec is refused, with the message of what refuses it.
     for doc in resource_fixture("refused.yaml") {
