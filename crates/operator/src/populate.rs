@@ -26,14 +26,14 @@ use std::time::Duration;
 use cluster::api;
 use cluster::connect::Kube;
 use cluster::run::Observer;
+use cluster::workflow::MoverSettings;
 use cluster::workflow::restore as flow;
-use cluster::workflow::{self, MoverSettings};
 use k8s_openapi::api::core::v1::{
     ObjectReference, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{DeleteParams, ListParams};
+use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
@@ -41,7 +41,7 @@ use resources::common::Phase;
 use resources::restore::Restore;
 use serde_json::json;
 
-use crate::run::{self, Log, now, run_id, tell};
+use crate::run::{self, Ended, Log, now, run_id, tell};
 use crate::{Context, Error, status};
 
 /// The label on a prime claim: the uid of the claim it fills.
@@ -154,9 +154,11 @@ pub async fn reconcile(
         .and_then(|s| s.volume_name.as_ref())
         .is_some()
     {
-        // Filled and bound (or bound by someone else): no prime claim is left behind.
+        // Filled and bound (or bound by someone else): nothing of a population stopped after
+        // the hand-over is left behind.
         if !ctx.runs(&uid) {
-            remove_primes(&kube, &uid).await?;
+            let run = run_id(&uid);
+            remove_prime(&kube, &prime_name(&claim.name_any(), &run), &run).await?;
         }
         return Ok(Action::await_change());
     }
@@ -179,7 +181,8 @@ pub async fn reconcile(
              {namespace}: create it (with spec.source and no spec.target); the claim waits"
         );
         refuse(&ctx, &reference, "DataSourceMissing", note).await;
-        return Ok(Action::requeue(Duration::from_secs(30)));
+        // Its creation wakes the claim (the controller watches Restores).
+        return Ok(Action::await_change());
     };
     if let Some(target) = &restore.spec.target {
         let note = format!(
@@ -197,7 +200,7 @@ pub async fn reconcile(
 
     let run = run_id(&uid);
     let prime_claim = prime_name(&claim.name_any(), &run);
-    let job = workflow::job_name_in_run(&format!("{prime_claim}-restore"), &run);
+    let job = crate::restore::job_name(&prime_claim, &run);
     // The times of an earlier population of another claim are not this one's.
     let earlier = restore
         .status
@@ -233,50 +236,21 @@ pub async fn reconcile(
             &mut log,
         )
         .await;
-        let ended = match &result {
-            Ok(report) => {
-                let mut status = status::finished(
-                    &running,
-                    report.outcome.as_slice(),
-                    Some(&format!(
-                        "snapshot {} of claim {} filled claim {} (volume populator)",
-                        report.snapshot,
-                        report.from,
-                        claim.name_any()
-                    )),
-                    now(),
-                );
-                status.snapshot = status.snapshot.or(Some(report.snapshot.clone()));
-                status
-            }
-            Err(e) => status::failed(&running, &e.full_message(), now()),
-        };
-        let said = ended.conditions.first().map_or_else(
-            || "the run ended without a result".to_owned(),
-            |c| c.message.clone(),
-        );
-        let (kind, reason) = match ended.phase {
-            Some(Phase::Succeeded) => (EventType::Normal, "Populated"),
-            _ => (EventType::Warning, "PopulationFailed"),
-        };
+        let ended = run::final_status(&running, &result);
         tracing::info!(claim = %claim.name_any(), namespace = %kube.namespace, phase = ?ended.phase,
             "population ended");
-        tell(&task_ctx, &reference, kind, reason, said.clone()).await;
-        tell(&task_ctx, &restore.object_ref(&()), kind, reason, said).await;
-        if let Some(phase) = ended.phase {
-            let seconds = match (&ended.start_time, &ended.completion_time) {
-                (Some(s), Some(e)) => e.0.duration_since(s.0).as_secs_f64().max(0.0),
-                _ => 0.0,
-            };
-            task_ctx.metrics.run_ended(
-                "Restore",
-                &kube.namespace,
-                &claim.name_any(),
-                phase,
-                seconds,
-                jiff::Timestamp::now().as_second(),
-            );
-        }
+        let reason = match ended.phase {
+            Some(Phase::Succeeded) => "Populated",
+            _ => "PopulationFailed",
+        };
+        let end = run::End {
+            kind: "Restore",
+            namespace: &kube.namespace,
+            claim: &claim.name_any(),
+            status: &ended,
+        };
+        end.tell(&task_ctx, &[&reference, &restore.object_ref(&())], reason)
+            .await;
         let restores: Api<Restore> = Api::namespaced(task_ctx.client.clone(), &kube.namespace);
         if let Err(e) = run::patch_status::<Restore>(&restores, &restore_name, &ended).await {
             tracing::warn!(restore = %restore_name, error = %cluster::error::chain_text(&e),
@@ -333,12 +307,11 @@ async fn populate(
     run: &str,
     settings: &MoverSettings,
     observer: &mut dyn Observer,
-) -> cluster::Result<flow::RestoreReport> {
+) -> cluster::Result<Ended> {
     let claims: Api<PersistentVolumeClaim> = api::namespaced(kube);
     let volumes: Api<PersistentVolume> = api::cluster(kube);
     let uid = claim.uid().unwrap_or_default();
-    let mut request = crate::restore::request(restore, prime_claim, run);
-    request.workload = None;
+    let request = crate::restore::request(restore, prime_claim, run);
 
     // A volume already handed over (an operator that stopped after step 3) is not filled again.
     let existing = api::get_opt(&claims, "claim", prime_claim).await?;
@@ -409,38 +382,29 @@ async fn populate(
             BIND_TIMEOUT.as_secs()
         )));
     }
-    // A pod that used a claim, even one that has ended, keeps it from being deleted: the Job
-    // goes first, with its pod (its figures are in the Restore's status by then).
-    let job = workflow::job_name_in_run(&format!("{prime_claim}-restore"), run);
     observer.step(&format!(
-        "claim {name} is bound; deleting Job {job} and claim {prime_claim}"
+        "claim {name} is bound; deleting the restore's Job and claim {prime_claim}"
     ));
-    cluster::run::delete_job(kube, &job).await?;
-    api::delete(&claims, "claim", prime_claim, &DeleteParams::default()).await?;
-    match report {
-        Some(report) => Ok(report),
-        // Handed over before a restart: the figures of the run are in its Job's log no more.
-        None => Ok(flow::RestoreReport {
-            claim: prime_claim.to_owned(),
-            from: request.from,
-            snapshot: request.snapshot,
-            ..flow::RestoreReport::default()
-        }),
-    }
+    remove_prime(kube, prime_claim, run).await?;
+    Ok(Ended {
+        // Handed over before a restart: the run's figures went with its Job's log.
+        outcomes: report.and_then(|r| r.outcome).into_iter().collect(),
+        said: Some(format!(
+            "snapshot {} of claim {} filled claim {name} (volume populator)",
+            request.snapshot, request.from
+        )),
+        snapshot: Some(request.snapshot),
+    })
 }
 
-/// Deletes the prime claims left for the claim with this uid.
-async fn remove_primes(kube: &Kube, uid: &str) -> Result<(), Error> {
+/// Deletes the restore's Job, then prime claim `prime_claim` (either may be gone already). A
+/// pod that used a claim, even one that has ended, keeps the claim from being deleted: the Job
+/// goes first, with its pod (its figures are in the Restore's status by then).
+async fn remove_prime(kube: &Kube, prime_claim: &str, run: &str) -> cluster::Result<()> {
+    let job = crate::restore::job_name(prime_claim, run);
+    cluster::run::delete_job(kube, &job).await?;
     let claims: Api<PersistentVolumeClaim> = api::namespaced(kube);
-    let params = ListParams::default().labels(&format!("{PRIME_LABEL}={uid}"));
-    for prime in api::list(&claims, "claims", &params).await? {
-        if prime.metadata.deletion_timestamp.is_none() {
-            let name = prime.name_any();
-            tracing::info!(claim = %name, "deleting a prime claim left behind");
-            api::delete(&claims, "claim", &name, &DeleteParams::default()).await?;
-        }
-    }
-    Ok(())
+    api::delete(&claims, "claim", prime_claim, &DeleteParams::default()).await
 }
 
 #[cfg(test)]

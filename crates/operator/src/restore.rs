@@ -37,6 +37,12 @@ pub fn request(restore: &Restore, into: &str, run: &str) -> RestoreRequest {
     }
 }
 
+/// The name of the Job that restores into claim `into` in run `run`, as the restore workflow
+/// names it.
+pub fn job_name(into: &str, run: &str) -> String {
+    workflow::job_name_in_run(&format!("{into}-restore"), run)
+}
+
 /// How long a workload's pods may take to stop: `scaleTimeoutSeconds`, or the commands'
 /// default of 300 s.
 pub fn scale_timeout(seconds: Option<i32>) -> Duration {
@@ -78,7 +84,7 @@ impl RunKind for Restore {
     }
 
     fn first_job(&self, run: &str) -> String {
-        workflow::job_name_in_run(&format!("{}-restore", self.claim()), run)
+        job_name(self.claim(), run)
     }
 
     async fn carry_out(

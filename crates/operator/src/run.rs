@@ -199,44 +199,19 @@ async fn apply<K: RunKind>(
             name: name.clone(),
         };
         let claim = object.claim().to_owned();
-        let ended = match object
+        let result = object
             .carry_out(kube.clone(), run, settings, &mut log)
-            .await
-        {
-            Ok(ended) => {
-                let mut status =
-                    status::finished(&running, &ended.outcomes, ended.said.as_deref(), now());
-                status.snapshot = status.snapshot.or(ended.snapshot);
-                status
-            }
-            Err(e) => status::failed(&running, &e.full_message(), now()),
-        };
+            .await;
+        let ended = final_status(&running, &result);
         tracing::info!(kind = K::KIND, name = %name, phase = ?ended.phase, "run ended");
-        // The condition says what the run did or why it failed, as its kind's workflow put it.
-        let kind = match ended.phase {
-            Some(Phase::Succeeded) => EventType::Normal,
-            _ => EventType::Warning,
-        };
-        let said = ended.conditions.first().map_or_else(
-            || "the run ended without a result".to_owned(),
-            |c| c.message.clone(),
-        );
         let reason = ended.phase.map(|p| format!("{p:?}")).unwrap_or_default();
-        tell(&task_ctx, &reference, kind, &reason, said).await;
-        if let Some(phase) = ended.phase {
-            let seconds = match (&ended.start_time, &ended.completion_time) {
-                (Some(s), Some(e)) => e.0.duration_since(s.0).as_secs_f64().max(0.0),
-                _ => 0.0,
-            };
-            task_ctx.metrics.run_ended(
-                K::KIND,
-                &kube.namespace,
-                &claim,
-                phase,
-                seconds,
-                jiff::Timestamp::now().as_second(),
-            );
-        }
+        let end = End {
+            kind: K::KIND,
+            namespace: &kube.namespace,
+            claim: &claim,
+            status: &ended,
+        };
+        end.tell(&task_ctx, &[&reference], &reason).await;
         // The status is the only record of the result: try until the API server takes it, or
         // the resource is gone (deleted while it ran).
         let mut wait = std::time::Duration::from_secs(1);
@@ -256,6 +231,63 @@ async fn apply<K: RunKind>(
     });
     ctx.started(&uid, task.abort_handle());
     Ok(Action::await_change())
+}
+
+/// The status a run ends with: its figures and what it did, or why it failed.
+pub fn final_status(running: &RunStatus, result: &cluster::Result<Ended>) -> RunStatus {
+    match result {
+        Ok(ended) => {
+            let mut status =
+                status::finished(running, &ended.outcomes, ended.said.as_deref(), now());
+            status.snapshot = status.snapshot.or_else(|| ended.snapshot.clone());
+            status
+        }
+        Err(e) => status::failed(running, &e.full_message(), now()),
+    }
+}
+
+/// A run that has ended, as its Events and the metrics tell it.
+pub struct End<'a> {
+    /// The kind carried out (the metrics' `kind`).
+    pub kind: &'static str,
+    /// Its namespace.
+    pub namespace: &'a str,
+    /// The claim the metrics count it for.
+    pub claim: &'a str,
+    /// Its final status.
+    pub status: &'a RunStatus,
+}
+
+impl End<'_> {
+    /// An Event on each of `on` with `reason` and the condition's message (what the run did or
+    /// why it failed, as its workflow put it), Normal if it succeeded; then the metrics.
+    pub async fn tell(&self, ctx: &Context, on: &[&ObjectReference], reason: &str) {
+        let kind = match self.status.phase {
+            Some(Phase::Succeeded) => EventType::Normal,
+            _ => EventType::Warning,
+        };
+        let said = self.status.conditions.first().map_or_else(
+            || "the run ended without a result".to_owned(),
+            |c| c.message.clone(),
+        );
+        for reference in on {
+            tell(ctx, reference, kind, reason, said.clone()).await;
+        }
+        if let Some(phase) = self.status.phase {
+            let seconds = match (&self.status.start_time, &self.status.completion_time) {
+                (Some(s), Some(e)) => e.0.duration_since(s.0).as_secs_f64().max(0.0),
+                _ => 0.0,
+            };
+            ctx.metrics.run_ended(
+                self.kind,
+                self.namespace,
+                self.claim,
+                phase,
+                seconds,
+                jiff::Timestamp::now().as_second(),
+            );
+        }
+    }
 }
 
 /// Publishes an Event on a resource; an Event that cannot be written is logged, never fatal.
