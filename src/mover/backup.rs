@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use super::block::parse_chunk_size;
 use super::copy::copy_command;
+use super::repository::{BackupSettings, RepositoryArgs};
 use super::{CopyArgs, block_threads, not_for_block};
 use crate::output::{self, Output, progress::Display};
 
@@ -14,8 +15,23 @@ use crate::output::{self, Output, progress::Display};
 pub struct BackupArgs {
     /// The source folder (in the mover pod: /source).
     src: PathBuf,
-    /// The backup folder (in the mover pod: /backup); created if missing.
-    dst: PathBuf,
+    /// The backup folder (in the mover pod: /backup); created if missing. Leave it out with
+    /// --repository.
+    #[arg(required_unless_present = "repository", conflicts_with = "repository")]
+    dst: Option<PathBuf>,
+    #[command(flatten)]
+    repo: RepositoryArgs,
+    /// With --repository: create the repository when it does not exist yet.
+    #[arg(long, requires = "repository")]
+    init: bool,
+    /// With --repository: the snapshot's host name (default: this machine's). Snapshots of one
+    /// host and path form a series: retention counts within it, and the newest is the parent
+    /// whose unchanged files are not read again.
+    #[arg(long, value_name = "NAME", requires = "repository")]
+    host: Option<String>,
+    /// With --repository: tag the snapshot (repeatable).
+    #[arg(long = "tag", value_name = "TAG", requires = "repository")]
+    tags: Vec<String>,
     /// Keep the N newest snapshots.
     #[arg(long, value_name = "N")]
     keep_last: Option<u32>,
@@ -51,6 +67,34 @@ pub(super) fn run(a: BackupArgs) -> anyhow::Result<ExitCode> {
         weekly: a.keep_weekly,
         monthly: a.keep_monthly,
     };
+    let repo = match a.repo.open("backup") {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    if let Some(repo) = repo {
+        if a.block || a.chunk_size.is_some() {
+            return Ok(output::failed(
+                "backup",
+                "--block and --chunk-size apply to backup folders; a repository holds folders",
+                Exit::Usage.into(),
+            ));
+        }
+        let settings = BackupSettings {
+            src: &a.src,
+            init: a.init,
+            host: a.host,
+            tags: a.tags,
+            keep: policy,
+        };
+        return super::repository::backup(repo, settings, &a.copy);
+    }
+    let Some(dst) = a.dst else {
+        return Ok(output::failed(
+            "backup",
+            "give DST or --repository",
+            Exit::Usage.into(),
+        ));
+    };
     let is_device = std::fs::metadata(&a.src)
         .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
     if a.block || is_device {
@@ -65,7 +109,7 @@ pub(super) fn run(a: BackupArgs) -> anyhow::Result<ExitCode> {
             },
             policy,
         };
-        return block_backup(&a.src, &a.dst, &options, a.copy.output());
+        return block_backup(&a.src, &dst, &options, a.copy.output());
     }
     if a.chunk_size.is_some() {
         return Ok(output::failed(
@@ -81,7 +125,7 @@ pub(super) fn run(a: BackupArgs) -> anyhow::Result<ExitCode> {
     copy_command(
         "backup",
         &a.copy,
-        |opts| mover::snapshot::Backup::prepare(&a.src, &a.dst, opts, policy),
+        |opts| mover::snapshot::Backup::prepare(&a.src, &dst, opts, policy),
         mover::snapshot::Backup::stats,
         |job| {
             job.run().map(|r| {

@@ -5,6 +5,7 @@ mod backup;
 mod block;
 mod check;
 mod copy;
+mod repository;
 mod restore;
 mod snapshots;
 mod sync;
@@ -223,7 +224,9 @@ pub fn run(args: MoverArgs) -> anyhow::Result<ExitCode> {
 pub fn init_logging(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "warn",
+        // The repository libraries log what the command reports itself (a missing file at an
+        // S3 path, a damaged pack, entries a restore removes); -v shows their logs.
+        (false, 0) => "warn,opendal=off,rustic_core=off,rustic_backend=off",
         (false, 1) => "debug",
         (false, _) => "trace",
     };

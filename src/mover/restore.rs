@@ -5,17 +5,23 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::copy::copy_command;
+use super::repository::RepositoryArgs;
 use super::{CopyArgs, block_threads, not_for_block};
 use crate::output::{self, Output, progress::Display};
 
 /// Arguments of `pvc-backup mover restore`.
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
-    /// The backup folder (the DST of `mover backup`).
+    /// The backup folder (the DST of `mover backup`); with --repository, leave it out and give
+    /// only TARGET.
+    #[arg(value_name = "BACKUP")]
     backup: PathBuf,
     /// Where to restore to; created if missing.
-    target: PathBuf,
-    /// Which snapshot: its name, or `latest`.
+    #[arg(value_name = "TARGET", required_unless_present = "repository")]
+    target: Option<PathBuf>,
+    #[command(flatten)]
+    repo: RepositoryArgs,
+    /// Which snapshot: its name (in a repository: its id or a unique prefix), or `latest`.
     #[arg(long, value_name = "ID", default_value = store::layout::LATEST)]
     snapshot: String,
     /// Block volumes: after restoring, read both sides again and compare BLAKE3 per chunk.
@@ -27,6 +33,29 @@ pub struct RestoreArgs {
 
 /// Restores a snapshot of BACKUP into TARGET.
 pub(super) fn run(a: RestoreArgs) -> anyhow::Result<ExitCode> {
+    match a.repo.open("restore") {
+        Ok(Some(repo)) => {
+            if a.target.is_some() {
+                return Ok(output::failed(
+                    "restore",
+                    "with --repository give only TARGET: the repository replaces BACKUP",
+                    Exit::Usage.into(),
+                ));
+            }
+            if a.verify {
+                return Ok(output::failed(
+                    "restore",
+                    "--verify applies to block volumes; check a repository with `pvc-backup \
+                     mover verify --repository URL --read-data`",
+                    Exit::Usage.into(),
+                ));
+            }
+            return super::repository::restore(repo, &a.backup, &a.snapshot, &a.copy);
+        }
+        Ok(None) => {}
+        Err(code) => return Ok(code),
+    }
+    let target = a.target.clone().unwrap_or_default();
     if store::Target::new(&a.backup).holds_block_versions() {
         if let Some(code) = not_for_block("restore", &a.copy) {
             return Ok(code);
@@ -36,7 +65,7 @@ pub(super) fn run(a: RestoreArgs) -> anyhow::Result<ExitCode> {
             verify: a.verify,
             ..block::Options::default()
         };
-        return block_restore(&a.backup, &a.snapshot, &a.target, &options, a.copy.output());
+        return block_restore(&a.backup, &a.snapshot, &target, &options, a.copy.output());
     }
     if a.verify {
         return Ok(output::failed(
@@ -44,7 +73,7 @@ pub(super) fn run(a: RestoreArgs) -> anyhow::Result<ExitCode> {
             format_args!(
                 "--verify applies to block volumes; check a restored folder with `pvc-backup \
                  mover verify {} --against {}`",
-                a.target.display(),
+                target.display(),
                 a.backup.display()
             ),
             Exit::Usage.into(),
@@ -60,7 +89,7 @@ pub(super) fn run(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     copy_command(
         "restore",
         &a.copy,
-        |opts| mover::Mirror::prepare(&from, &a.target, opts),
+        |opts| mover::Mirror::prepare(&from, &target, opts),
         mover::Mirror::stats,
         |job| job.run().map(|s| (s, None)),
     )

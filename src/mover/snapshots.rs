@@ -6,13 +6,17 @@ use std::process::ExitCode;
 use contract::Listing;
 
 use super::init_logging;
+use super::repository::RepositoryArgs;
 use crate::output;
 
 /// Arguments of `pvc-backup mover snapshots`.
 #[derive(Debug, clap::Args)]
 pub struct SnapshotsArgs {
-    /// The backup folder.
-    dst: PathBuf,
+    /// The backup folder. Leave it out with --repository.
+    #[arg(required_unless_present = "repository", conflicts_with = "repository")]
+    dst: Option<PathBuf>,
+    #[command(flatten)]
+    repo: RepositoryArgs,
     /// Print the list as JSON.
     #[arg(long)]
     json: bool,
@@ -21,10 +25,22 @@ pub struct SnapshotsArgs {
 /// Lists the snapshots of DST.
 pub(super) fn run(a: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     init_logging(0, false);
-    if store::Target::new(&a.dst).holds_block_versions() {
-        return block_snapshots(&a.dst, a.json);
+    match a.repo.open("snapshots") {
+        Ok(Some(repo)) => return super::repository::snapshots(repo, a.json),
+        Ok(None) => {}
+        Err(code) => return Ok(code),
     }
-    let list = match mover::snapshot::list(&a.dst) {
+    let Some(dst) = a.dst else {
+        return Ok(output::failed(
+            "snapshots",
+            "give DST or --repository",
+            contract::ExitCode::Usage.into(),
+        ));
+    };
+    if store::Target::new(&dst).holds_block_versions() {
+        return block_snapshots(&dst, a.json);
+    }
+    let list = match mover::snapshot::list(&dst) {
         Ok(l) => l,
         Err(e) => return Ok(output::failed("snapshots", &e, e.exit_code().into())),
     };

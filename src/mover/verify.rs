@@ -4,14 +4,22 @@ use contract::ExitCode as Exit;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::repository::RepositoryArgs;
 use super::{ExcludeArgs, init_logging};
 use crate::output;
 
 /// Arguments of `pvc-backup mover verify`.
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// The backup folder (or a mirror, with --against).
-    dst: PathBuf,
+    /// The backup folder (or a mirror, with --against). Leave it out with --repository.
+    #[arg(required_unless_present = "repository", conflicts_with = "repository")]
+    dst: Option<PathBuf>,
+    #[command(flatten)]
+    repo: RepositoryArgs,
+    /// With --repository: also read every pack and check the hashes of its content (restic's
+    /// `check --read-data`).
+    #[arg(long, requires = "repository")]
+    read_data: bool,
     /// Which snapshot: its name, `latest` or `all`.
     #[arg(long, value_name = "ID", default_value = store::layout::LATEST)]
     snapshot: String,
@@ -30,8 +38,20 @@ pub struct VerifyArgs {
 /// Verifies the snapshots of DST (block versions or folder snapshots).
 pub(super) fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     init_logging(0, false);
-    if store::Target::new(&a.dst).holds_block_versions() || a.dst.is_file() {
-        return block_verify(&a.dst, &a.snapshot, a.against.as_deref(), a.json);
+    match a.repo.open("verify") {
+        Ok(Some(repo)) => return super::repository::verify(repo, a.read_data, a.json),
+        Ok(None) => {}
+        Err(code) => return Ok(code),
+    }
+    let Some(dst) = a.dst else {
+        return Ok(output::failed(
+            "verify",
+            "give DST or --repository",
+            Exit::Usage.into(),
+        ));
+    };
+    if store::Target::new(&dst).holds_block_versions() || dst.is_file() {
+        return block_verify(&dst, &a.snapshot, a.against.as_deref(), a.json);
     }
     if a.excludes.given() && (a.against.is_none() || a.excludes.delete_excluded) {
         return Ok(output::failed(
@@ -46,8 +66,7 @@ pub(super) fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Ok(output::failed("verify", &e, e.exit_code().into())),
     };
     let results =
-        match mover::verify::verify_excluding(&a.dst, &a.snapshot, a.against.as_deref(), &excludes)
-        {
+        match mover::verify::verify_excluding(&dst, &a.snapshot, a.against.as_deref(), &excludes) {
             Ok(r) => r,
             Err(e) => return Ok(output::failed("verify", &e, e.exit_code().into())),
         };

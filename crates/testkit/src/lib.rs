@@ -6,6 +6,7 @@
 //! - [`fs`]: real filesystems made by the tests (tmpfs, ext4, xfs, btrfs on loop devices).
 //! - [`tree`]: builders that make a test read like the situation it checks.
 //! - [`oracle`]: independent eyes: rsync's itemized dry run, and the kernel's `stat` through std.
+//! - [`s3`]: a real S3 server (SeaweedFS) for the repository tests.
 //!
 //! Nothing here knows Kubernetes, so the engine's tests compile none; the clusters the cluster
 //! tests run against are in `testcluster`.
@@ -13,6 +14,7 @@
 pub mod cmd;
 pub mod fs;
 pub mod oracle;
+pub mod s3;
 pub mod skip;
 pub mod tree;
 
