@@ -95,15 +95,18 @@ impl Conn {
 
     /// Reads the next message (sending what is queued first, so that the peer can answer it).
     pub fn recv(&mut self) -> Result<Message> {
-        self.flush()?;
+        // A peer that stopped (and said why in its last frame) may no longer take what this
+        // side has queued: its reason is still worth reading.
+        let flushed = self.flush();
         let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        if let Err(e) = self.stream.read_exact(&mut len) {
+            flushed?;
+            return Err(if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 Error::protocol("the peer closed the connection before the transfer ended")
             } else {
                 broken(e)
-            }
-        })?;
+            });
+        }
         let len = u32::from_be_bytes(len) as usize;
         if len == 0 || len > MAX_FRAME {
             return Err(Error::protocol(format!(

@@ -90,6 +90,9 @@ pub fn receive(conn: &mut Conn, dst: &Path, opts: ReceiveOptions, source: &str) 
                 message: format!("the receiver refused: {e}"),
             });
             let _ = conn.flush();
+            // The peer's first message (its hello) is read, so that closing this connection
+            // with it unread does not reset the connection before the peer has read why.
+            let _ = conn.recv();
             Err(e.into())
         }
     }

@@ -80,6 +80,9 @@ pub fn send(conn: &mut Conn, src: &Path, opts: &SendOptions) -> Result<SendRepor
                 message: format!("the sender refused: {e}"),
             });
             let _ = conn.flush();
+            // The peer's first message (its hello) is read, so that closing this connection
+            // with it unread does not reset the connection before the peer has read why.
+            let _ = conn.recv();
             return Err(e.into());
         }
     };
