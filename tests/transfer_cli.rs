@@ -228,6 +228,35 @@ fn checksum_finds_a_change_that_keeps_size_and_mtime() {
 }
 
 #[test]
+fn compressed_content_takes_less_on_the_wire_and_arrives_the_same() {
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    let text: Vec<u8> = b"a line of text that repeats\n".repeat(100_000);
+    src.file(b"text", &text)
+        .sparse(b"holes", 8 << 20, &[(4 << 20, b"x")]);
+    let dst = dir.path().join("dst");
+    let r = receive_listening(&dst, &k, &[]);
+    let s = send_to(&src.root, &r.addr, &k, &["--compress", "--json"]);
+    assert_eq!(code(&s), 0, "{}", stderr(&s));
+    assert_eq!(r.wait(Duration::from_secs(30)).0, 0);
+    let line = String::from_utf8_lossy(&s.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let j: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let (bytes, wire) = (
+        j["sent"]["bytes"].as_u64().unwrap(),
+        j["sent"]["wire_bytes"].as_u64().unwrap(),
+    );
+    // The sparse file's data goes as the filesystem's block that holds it, not its holes.
+    let text_len = text.len() as u64;
+    assert!(bytes > text_len && bytes <= text_len + 64 * 1024, "{j}");
+    assert!(wire * 20 < bytes, "{wire} of {bytes} bytes on the wire");
+    assert_mirror(&src.root, &dst, &[]);
+}
+
+#[test]
 fn the_sender_may_listen_and_the_receiver_connect() {
     let (dir, k) = setup();
     let src = Tree::new(dir.path().join("src"));

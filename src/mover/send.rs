@@ -30,6 +30,10 @@ pub struct SendArgs {
     /// default with exit code 254.
     #[arg(long)]
     allow_empty: bool,
+    /// Compress file content with zstd on the wire (worth it on slow links; data that does not
+    /// shrink is sent as it is).
+    #[arg(long)]
+    compress: bool,
     #[command(flatten)]
     wire: WireArgs,
 }
@@ -51,6 +55,7 @@ pub(super) fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
         subdir: a.subdir.clone(),
         allow_empty: a.allow_empty,
         impersonate: a.wire.impersonate.into(),
+        compress: a.compress,
     };
     let (mut conn, _) = match peer.next(&id, &a.wire) {
         Ok(c) => c,
@@ -60,11 +65,15 @@ pub(super) fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => {
             let json = serde_json::json!({
                 "summary": r.summary,
-                "sent": { "files": r.files_sent, "bytes": r.bytes_sent },
+                "sent": {
+                    "files": r.files_sent,
+                    "bytes": r.bytes_sent,
+                    "wire_bytes": r.wire_bytes,
+                },
             });
             let line = format!(
-                "sent the content of {} files, {} bytes",
-                r.files_sent, r.bytes_sent
+                "sent the content of {} files, {} bytes ({} on the wire)",
+                r.files_sent, r.bytes_sent, r.wire_bytes
             );
             Ok(finish("send", a.wire.output(), &r.summary, Some((json, line)))?.into())
         }

@@ -177,3 +177,55 @@ fn read_cert(path: &Path) -> Result<CertificateDer<'static>> {
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn a_pair_is_made_once_and_each_side_reads_what_it_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = dir.path().join("keys");
+        let files = generate(&k).unwrap();
+        assert_eq!(files.len(), 4);
+        for side in [Side::Sender, Side::Receiver] {
+            let mode = fs::metadata(side.key_file(&k))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", side.name());
+        }
+        let s = load(&k, Side::Sender).unwrap();
+        let r = load(&k, Side::Receiver).unwrap();
+        assert_eq!(s.peer, r.cert);
+        assert_eq!(r.peer, s.cert);
+        assert_ne!(s.cert, r.cert);
+        // A second pair in the same folder is refused, and the first one is kept.
+        let before = fs::read(Side::Sender.key_file(&k)).unwrap();
+        let e = generate(&k).unwrap_err().to_string();
+        assert!(e.contains("refusing to overwrite"), "{e}");
+        assert_eq!(fs::read(Side::Sender.key_file(&k)).unwrap(), before);
+    }
+
+    #[test]
+    fn a_key_others_may_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        generate(dir.path()).unwrap();
+        let key = Side::Receiver.key_file(dir.path());
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        let e = load(dir.path(), Side::Receiver).unwrap_err().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        // The other side does not read that key.
+        load(dir.path(), Side::Sender).unwrap();
+    }
+
+    #[test]
+    fn a_missing_file_names_itself_and_the_command_that_makes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        generate(dir.path()).unwrap();
+        fs::remove_file(Side::Sender.cert_file(dir.path())).unwrap();
+        let e = load(dir.path(), Side::Receiver).unwrap_err().to_string();
+        assert!(e.contains("sender.crt") && e.contains("mover keys"), "{e}");
+    }
+}

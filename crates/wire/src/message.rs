@@ -9,8 +9,9 @@
 //!    [`Message::Up`], every other entry as [`Message::Entry`]; then [`Message::ListEnd`];
 //! 2. the receiver answers with the numbers of the files it needs ([`Message::Want`], then
 //!    [`Message::WantEnd`]); files are numbered from 0 in the order they were listed;
-//! 3. the sender sends each in that order: [`Message::FileBegin`], [`Message::Data`] for each
-//!    region of data (holes are not sent), [`Message::FileEnd`] (or [`Message::FileFailed`]);
+//! 3. the sender sends each in that order: [`Message::FileBegin`], [`Message::Data`] (or
+//!    [`Message::Compressed`]) for each region of data (holes are not sent), [`Message::FileEnd`]
+//!    (or [`Message::FileFailed`]);
 //! 4. the receiver ends with [`Message::Done`] and the summary.
 //!
 //! Either side may end a transfer early with [`Message::Abort`].
@@ -173,6 +174,15 @@ pub enum Message {
         /// The bytes.
         bytes: Vec<u8>,
     },
+    /// A region of data of the current file, compressed with zstd (`send --compress`).
+    Compressed {
+        /// Where it starts in the file.
+        offset: u64,
+        /// Its length once expanded (at most [`crate::frame::DATA_CHUNK`]).
+        raw_len: u32,
+        /// The zstd frame.
+        bytes: Vec<u8>,
+    },
     /// The end of the current file, with how many bytes of data were sent for it.
     FileEnd {
         /// Bytes sent in its [`Message::Data`] frames.
@@ -213,6 +223,7 @@ const FILE_END: u8 = 12;
 const FILE_FAILED: u8 = 13;
 const DONE: u8 = 14;
 const ABORT: u8 = 15;
+const COMPRESSED: u8 = 16;
 
 fn put_u32(o: &mut Vec<u8>, v: u32) {
     o.extend_from_slice(&v.to_be_bytes());
@@ -430,6 +441,16 @@ impl Message {
                 put_u64(out, *size);
             }
             Message::Data { offset, bytes } => Message::encode_data(*offset, bytes, out),
+            Message::Compressed {
+                offset,
+                raw_len,
+                bytes,
+            } => {
+                out.push(COMPRESSED);
+                put_u64(out, *offset);
+                put_u32(out, *raw_len);
+                put_bytes(out, bytes);
+            }
             Message::FileEnd { data_bytes } => {
                 out.push(FILE_END);
                 put_u64(out, *data_bytes);
@@ -513,6 +534,11 @@ impl Message {
                 offset: r.u64()?,
                 bytes: r.bytes()?,
             },
+            COMPRESSED => Message::Compressed {
+                offset: r.u64()?,
+                raw_len: r.u32()?,
+                bytes: r.bytes()?,
+            },
             FILE_END => Message::FileEnd {
                 data_bytes: r.u64()?,
             },
@@ -545,7 +571,7 @@ impl Message {
             Message::Want(_) => "request",
             Message::WantEnd => "end of requests",
             Message::FileBegin { .. } => "file start",
-            Message::Data { .. } => "data",
+            Message::Data { .. } | Message::Compressed { .. } => "data",
             Message::FileEnd { .. } => "file end",
             Message::FileFailed { .. } => "file failure",
             Message::Done(_) => "summary",
@@ -609,6 +635,11 @@ mod tests {
             Message::Data {
                 offset: 4,
                 bytes: b"abc".to_vec(),
+            },
+            Message::Compressed {
+                offset: 9,
+                raw_len: 100,
+                bytes: b"zz".to_vec(),
             },
             Message::FileEnd { data_bytes: 3 },
             Message::FileFailed {

@@ -944,13 +944,37 @@ impl Session<'_> {
         let mut received = 0u64;
         let mut end = 0u64;
         loop {
-            match conn.recv()? {
-                Message::Data { offset, bytes } => {
+            let data = match conn.recv()? {
+                Message::Data { offset, bytes } => Ok((offset, bytes)),
+                Message::Compressed {
+                    offset,
+                    raw_len,
+                    bytes,
+                } => match expand(&bytes, raw_len) {
+                    Some(b) => Ok((offset, b)),
+                    None => Err(Message::Compressed {
+                        offset,
+                        raw_len,
+                        bytes: Vec::new(),
+                    }),
+                },
+                other => Err(other),
+            };
+            match data {
+                Ok((_, _)) if failure.is_some() => {}
+                Err(Message::Compressed { raw_len, .. }) => {
+                    received += u64::from(raw_len);
+                    failure.get_or_insert((
+                        "receive",
+                        io::Error::other(
+                            "the sender sent compressed data that does not expand to its \
+                             announced length",
+                        ),
+                    ));
+                }
+                Ok((offset, bytes)) => {
                     let len = bytes.len() as u64;
                     received += len;
-                    if failure.is_some() {
-                        continue;
-                    }
                     if offset < end || offset.checked_add(len).is_none_or(|e| e > size) {
                         failure = Some((
                             "receive",
@@ -968,7 +992,7 @@ impl Session<'_> {
                         failure = Some(("write", e));
                     }
                 }
-                Message::FileEnd { data_bytes } => {
+                Err(Message::FileEnd { data_bytes }) => {
                     if failure.is_none() && data_bytes != received {
                         failure = Some((
                             "receive",
@@ -980,7 +1004,7 @@ impl Session<'_> {
                     }
                     break;
                 }
-                Message::FileFailed { file, op, error } if file == n => {
+                Err(Message::FileFailed { file, op, error }) if file == n => {
                     if failure.is_none() {
                         failure = Some((
                             "read",
@@ -989,7 +1013,7 @@ impl Session<'_> {
                     }
                     break;
                 }
-                other => return Err(unexpected("data", &other)),
+                Err(other) => return Err(unexpected("data", &other)),
             }
         }
         let Some((dfd, tmp, fd)) = made else {
@@ -1130,6 +1154,17 @@ impl Session<'_> {
             self.cache = None;
         }
     }
+}
+
+/// Expands a [`Message::Compressed`] frame's data, which must be exactly `raw_len` bytes, at most
+/// one chunk: a frame that expands to more is refused before it is written anywhere.
+fn expand(bytes: &[u8], raw_len: u32) -> Option<Vec<u8>> {
+    if raw_len as usize > crate::frame::DATA_CHUNK {
+        return None;
+    }
+    zstd::bulk::decompress(bytes, raw_len as usize)
+        .ok()
+        .filter(|b| b.len() == raw_len as usize)
 }
 
 fn write_all_at(fd: BorrowedFd<'_>, mut buf: &[u8], mut off: u64) -> io::Result<()> {

@@ -423,6 +423,27 @@ fn a_size_other_than_the_listed_one_fails_that_entry() {
 }
 
 #[test]
+fn compressed_data_that_expands_beyond_its_announced_length_fails_that_entry() {
+    let (s, sum) = lying_file(|c| {
+        c.send(&Message::FileBegin { file: 0, size: 10 }).unwrap();
+        // Ten bytes announced, a megabyte inside.
+        let bomb = zstd_frame(&vec![0u8; 1 << 20]);
+        c.send(&Message::Compressed {
+            offset: 0,
+            raw_len: 10,
+            bytes: bomb,
+        })
+        .unwrap();
+        c.send(&Message::FileEnd { data_bytes: 10 }).unwrap();
+    });
+    assert_failed_f(&s, &sum, "does not expand to its announced length");
+}
+
+fn zstd_frame(data: &[u8]) -> Vec<u8> {
+    zstd::bulk::compress(data, 3).unwrap()
+}
+
+#[test]
 fn a_sender_that_skips_a_file_breaks_the_protocol() {
     let mut s = Scene::new();
     let mut c = s.connect();
