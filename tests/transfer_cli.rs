@@ -547,3 +547,98 @@ fn a_transfer_between_two_network_namespaces_over_veth() {
     assert_eq!(s.wait(Duration::from_secs(60)).0, 0);
     assert_mirror(&src.root, &dst, &sockets);
 }
+
+const SQUASH: [&str; 3] = [
+    "--bounding-set=-dac_override,-dac_read_search",
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--",
+];
+
+/// Several owners, 0600 files in 0700 folders nested across owners, a setgid folder, an ACL and
+/// a user xattr only the owner may read: what a root-squashed mover reaches only as each owner.
+fn many_owners(root: PathBuf) -> Tree {
+    let t = Tree::new(root);
+    t.file(b"public.txt", b"anyone")
+        .file(b"a/own-a", b"secret of 1001")
+        .file(b"a/b/own-b", b"secret of 1002")
+        .file(b"a/b/c/own-c", b"secret of 1003")
+        .file(b"d/e/deep", b"1005")
+        .hardlink(b"a/own-a", b"a/own-a-link")
+        .symlink(b"a/b/link-to-c", b"c/own-c")
+        .owner(b"public.txt", 1001, 1001)
+        .owner(b"a", 1001, 1001)
+        .owner(b"a/own-a", 1001, 1001)
+        .owner(b"a/b", 1002, 1002)
+        .owner(b"a/b/own-b", 1002, 1002)
+        .owner(b"a/b/link-to-c", 1002, 1002)
+        .owner(b"a/b/c", 1003, 1003)
+        .owner(b"a/b/c/own-c", 1003, 1003)
+        .owner(b"d", 1004, 3000)
+        .owner(b"d/e", 1005, 3000)
+        .owner(b"d/e/deep", 1005, 1005)
+        .mode(b"a", 0o700)
+        .mode(b"a/own-a", 0o600)
+        .mode(b"a/b", 0o700)
+        .mode(b"a/b/own-b", 0o600)
+        .mode(b"a/b/c", 0o700)
+        .mode(b"a/b/c/own-c", 0o400)
+        .mode(b"d", 0o2770)
+        .mode(b"d/e", 0o2700)
+        .mode(b"d/e/deep", 0o600)
+        .xattr(b"a/b/own-b", "user.note", b"only 1002 can read this");
+    if testkit::skip::have_tool("setfacl") {
+        t.acl(b"a/own-a", &["-m", "u:1002:r"]);
+    }
+    t.owner(b"", 1001, 1001).mode(b"", 0o755);
+    t
+}
+
+/// Runs `pvc-backup ARGS` as root without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, as on a
+/// root-squashed NFS volume.
+fn squashed() -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(SQUASH)
+        .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"));
+    c
+}
+
+#[test]
+fn root_squashed_sides_read_and_write_as_each_owner() {
+    let test = "root_squashed_sides_read_and_write_as_each_owner";
+    if !need_root_and(test, &["setpriv", "rsync"]) {
+        return;
+    }
+    let (dir, k) = setup();
+    let src = many_owners(dir.path().join("src"));
+    let dst = dir.path().join("dst");
+    let mut cmd = squashed();
+    cmd.args(["mover", "receive"])
+        .arg(&dst)
+        .args(["--listen", "127.0.0.1:0", "--keys"])
+        .arg(&k);
+    let r = Listening::start(cmd);
+    let s = squashed()
+        .args(["mover", "send"])
+        .arg(&src.root)
+        .args(["--to", &r.addr, "--keys"])
+        .arg(&k)
+        .output()
+        .unwrap();
+    assert_eq!(code(&s), 0, "{}", stderr(&s));
+    let (rc, _, rerr) = r.wait(Duration::from_secs(60));
+    assert_eq!(rc, 0, "{rerr}");
+    assert_mirror(&src.root, &dst, &[]);
+    // The squash is real: a sender that may not act as the owners cannot read those files.
+    let other = dir.path().join("other");
+    let r = receive_listening(&other, &k, &[]);
+    let s = squashed()
+        .args(["mover", "send"])
+        .arg(&src.root)
+        .args(["--impersonate", "never", "--to", &r.addr, "--keys"])
+        .arg(&k)
+        .output()
+        .unwrap();
+    assert_eq!(code(&s), 23, "{}", stderr(&s));
+    assert!(stderr(&s).contains("on the sender"), "{}", stderr(&s));
+    assert_eq!(r.wait(Duration::from_secs(60)).0, 23);
+}
