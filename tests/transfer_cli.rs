@@ -281,6 +281,26 @@ fn the_sender_may_listen_and_the_receiver_connect() {
 }
 
 #[test]
+fn subdir_sends_one_folder_and_an_escaping_one_is_refused() {
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"top", b"1")
+        .file(b"app/data/x", b"2")
+        .file(b"app/y", b"3");
+    let dst = dir.path().join("dst");
+    let r = receive_listening(&dst, &k, &[]);
+    let s = send_to(&src.root, &r.addr, &k, &["--subdir", "app"]);
+    assert_eq!(code(&s), 0, "{}", stderr(&s));
+    assert_eq!(r.wait(Duration::from_secs(30)).0, 0);
+    assert_mirror(&src.path(b"app"), &dst, &[]);
+    let r = receive_listening(&dst, &k, &[]);
+    let s = send_to(&src.root, &r.addr, &k, &["--subdir", "../src"]);
+    assert_eq!(code(&s), 2, "{}", stderr(&s));
+    assert_eq!(r.wait(Duration::from_secs(30)).0, 2);
+    assert_mirror(&src.path(b"app"), &dst, &[]);
+}
+
+#[test]
 fn an_empty_source_is_refused_on_both_sides_and_the_target_kept() {
     let (dir, k) = setup();
     let src = Tree::new(dir.path().join("src"));

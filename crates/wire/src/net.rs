@@ -72,7 +72,15 @@ impl Listener {
             .name("accept".into())
             .spawn(move || {
                 for conn in tcp.incoming() {
-                    let Ok(conn) = conn else { continue };
+                    let conn = match conn {
+                        Ok(c) => c,
+                        Err(e) => {
+                            // Out of descriptors, say: wait rather than spin.
+                            tracing::warn!("cannot accept a connection: {e}");
+                            std::thread::sleep(std::time::Duration::from_millis(100));
+                            continue;
+                        }
+                    };
                     let peer = match conn.peer_addr() {
                         Ok(p) => p,
                         Err(_) => continue,

@@ -571,7 +571,9 @@ impl Session<'_> {
         let top = self.stack.last().expect("the root is open");
         let (dir, dfd) = (
             top.dir,
-            top.fd.try_clone().map_err(|e| Error::net("dup", e))?,
+            top.fd.try_clone().map_err(|e| {
+                Error::net("cannot duplicate the descriptor of a target directory", e)
+            })?,
         );
         let dfd = dfd.as_fd();
         let rel = self.rel_in(dir, name.to_bytes());
