@@ -8,6 +8,7 @@ use contract::{ExitCode as Exit, Progress, Summary};
 use wire::frame::Conn;
 use wire::keys::Side;
 use wire::net::{self, Listener};
+use wire::tls::Timeouts;
 
 use super::ImpersonateArg;
 use crate::output::{self, Output};
@@ -22,6 +23,10 @@ pub struct WireArgs {
     /// Seconds a peer has to complete the TLS handshake before it is dropped.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub handshake_timeout: f64,
+    /// Seconds the other side may stay silent once connected before the transfer is given up
+    /// (a busy side sends a keepalive every quarter of this; give both sides the same).
+    #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
+    pub idle_timeout: f64,
     /// When to act as each entry's owner (root_squash NFS, no CAP_DAC_OVERRIDE).
     #[arg(long, value_enum, default_value_t = ImpersonateArg::Auto)]
     pub impersonate: ImpersonateArg,
@@ -37,9 +42,12 @@ pub struct WireArgs {
 }
 
 impl WireArgs {
-    /// The handshake deadline.
-    pub fn timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.handshake_timeout.clamp(0.1, 3600.0))
+    /// The handshake deadline and the longest silence.
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            handshake: Duration::from_secs_f64(self.handshake_timeout.clamp(0.1, 3600.0)),
+            idle: Duration::from_secs_f64(self.idle_timeout.clamp(0.2, 86400.0)),
+        }
     }
 
     /// How the result is shown.
@@ -77,7 +85,7 @@ impl Peer {
             (Some(addr), None) => {
                 let config = wire::tls::server_config(&id)
                     .map_err(|e| output::failed(cmd, &e, e.exit_code()))?;
-                let l = Listener::bind(addr, config, w.timeout())
+                let l = Listener::bind(addr, config, w.timeouts())
                     .map_err(|e| output::failed(cmd, &e, e.exit_code()))?;
                 eprintln!("pvc-backup mover {cmd}: listening on {}", l.local_addr());
                 Ok((Peer::Listen(l), id))
@@ -95,9 +103,9 @@ impl Peer {
     pub fn next(&self, id: &wire::keys::Identity, w: &WireArgs) -> wire::Result<(Conn, String)> {
         let (stream, addr) = match self {
             Peer::Listen(l) => l.next()?,
-            Peer::Connect(addr) => net::connect(addr, wire::tls::client_config(id)?, w.timeout())?,
+            Peer::Connect(addr) => net::connect(addr, wire::tls::client_config(id)?, w.timeouts())?,
         };
-        Ok((Conn::new(stream), addr.to_string()))
+        Ok((Conn::new(stream, w.timeouts().idle), addr.to_string()))
     }
 }
 

@@ -199,6 +199,8 @@ pub enum Message {
     },
     /// The receiver's summary of the transfer (JSON of a `contract::Summary`).
     Done(Vec<u8>),
+    /// Nothing but a sign of life from a side that is busy (see [`crate::frame`]).
+    Keepalive,
     /// The transfer ends early with this exit code.
     Abort {
         /// The mover exit code.
@@ -224,6 +226,7 @@ const FILE_FAILED: u8 = 13;
 const DONE: u8 = 14;
 const ABORT: u8 = 15;
 const COMPRESSED: u8 = 16;
+const KEEPALIVE: u8 = 17;
 
 fn put_u32(o: &mut Vec<u8>, v: u32) {
     o.extend_from_slice(&v.to_be_bytes());
@@ -461,6 +464,7 @@ impl Message {
                 put_bytes(out, op.as_bytes());
                 put_bytes(out, error.as_bytes());
             }
+            Message::Keepalive => out.push(KEEPALIVE),
             Message::Done(summary) => {
                 out.push(DONE);
                 put_bytes(out, summary);
@@ -548,6 +552,7 @@ impl Message {
                 error: r.text()?,
             },
             DONE => Message::Done(r.bytes()?),
+            KEEPALIVE => Message::Keepalive,
             ABORT => Message::Abort {
                 code: r.u8()?,
                 message: r.text()?,
@@ -575,6 +580,7 @@ impl Message {
             Message::FileEnd { .. } => "file end",
             Message::FileFailed { .. } => "file failure",
             Message::Done(_) => "summary",
+            Message::Keepalive => "keepalive",
             Message::Abort { .. } => "abort",
         }
     }
@@ -648,6 +654,7 @@ mod tests {
                 error: "gone".into(),
             },
             Message::Done(b"{}".to_vec()),
+            Message::Keepalive,
             Message::Abort {
                 code: 254,
                 message: "empty".into(),

@@ -8,32 +8,28 @@ use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
-use std::time::Duration;
 
 use rustls::{ClientConfig, ServerConfig};
 
-use crate::tls::{self, Stream};
+use crate::tls::{self, Stream, Timeouts};
 use crate::{Error, Result};
 
 /// Most handshakes in progress at once; connections beyond are closed at once.
 pub const MAX_HANDSHAKES: usize = 64;
 
-/// Connects to `addr` (`HOST:PORT`) and completes the handshake, each within `timeout`.
-pub fn connect(
-    addr: &str,
-    config: Arc<ClientConfig>,
-    timeout: Duration,
-) -> Result<(Stream, SocketAddr)> {
+/// Connects to `addr` (`HOST:PORT`) and completes the handshake, each within
+/// `t.handshake`.
+pub fn connect(addr: &str, config: Arc<ClientConfig>, t: Timeouts) -> Result<(Stream, SocketAddr)> {
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
         .map_err(|e| Error::net(format!("cannot resolve {addr} (give HOST:PORT)"), e))?
         .collect();
     let mut last = None;
     for a in addrs {
-        match TcpStream::connect_timeout(&a, timeout) {
+        match TcpStream::connect_timeout(&a, t.handshake) {
             Ok(tcp) => {
                 let _ = tcp.set_nodelay(true);
-                return Ok((tls::connect(tcp, config, timeout)?, a));
+                return Ok((tls::connect(tcp, config, t)?, a));
             }
             Err(e) => last = Some(e),
         }
@@ -59,8 +55,8 @@ impl std::fmt::Debug for dyn tls::Duplex {
 
 impl Listener {
     /// Listens on `addr` (`ADDR:PORT`; port 0 picks a free one, see [`Listener::local_addr`]).
-    /// Each connection must complete its handshake within `timeout` or is dropped.
-    pub fn bind(addr: &str, config: Arc<ServerConfig>, timeout: Duration) -> Result<Listener> {
+    /// Each connection must complete its handshake within `t.handshake` or is dropped.
+    pub fn bind(addr: &str, config: Arc<ServerConfig>, t: Timeouts) -> Result<Listener> {
         let tcp = TcpListener::bind(addr)
             .map_err(|e| Error::net(format!("cannot listen on {addr}"), e))?;
         let local = tcp
@@ -96,7 +92,7 @@ impl Listener {
                             .name("handshake".into())
                             .spawn(move || {
                                 let _ = conn.set_nodelay(true);
-                                let r = tls::accept(conn, config, timeout);
+                                let r = tls::accept(conn, config, t);
                                 busy.fetch_sub(1, Ordering::Relaxed);
                                 match r {
                                     Ok(stream) => {

@@ -30,6 +30,28 @@ use crate::{Error, Result};
 /// How long a handshake may take by default.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a connection may stay silent by default once authenticated (each side sends a
+/// keepalive frame when it has sent nothing for a quarter of that, see [`crate::frame::Conn`]).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The time limits of a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// The whole handshake, however the peer spreads its bytes.
+    pub handshake: Duration,
+    /// Silence from the peer once authenticated.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            handshake: HANDSHAKE_TIMEOUT,
+            idle: IDLE_TIMEOUT,
+        }
+    }
+}
+
 /// A connection after its handshake: plaintext in, TLS records on the socket.
 pub trait Duplex: Read + Write + Send {}
 
@@ -228,11 +250,11 @@ impl Write for Deadlined<'_> {
 fn handshake(
     conn: &mut rustls::ConnectionCommon<impl rustls::SideData>,
     tcp: &TcpStream,
-    timeout: Duration,
+    t: Timeouts,
 ) -> io::Result<()> {
     let mut io = Deadlined {
         tcp,
-        deadline: Instant::now() + timeout,
+        deadline: Instant::now() + t.handshake,
     };
     while conn.is_handshaking() {
         conn.complete_io(&mut io)?;
@@ -241,27 +263,29 @@ fn handshake(
     while conn.wants_write() {
         conn.write_tls(&mut io)?;
     }
-    tcp.set_read_timeout(None)?;
+    // A write may wait on a peer that is busy (removing a large tree, say) for as long as it
+    // is: only silence is limited, and the peer's keepalives break it.
+    tcp.set_read_timeout(Some(t.idle))?;
     tcp.set_write_timeout(None)?;
     Ok(())
 }
 
-/// Runs the server side of a handshake on an accepted connection within `timeout`.
-pub fn accept(tcp: TcpStream, config: Arc<ServerConfig>, timeout: Duration) -> Result<Stream> {
+/// Runs the server side of a handshake on an accepted connection within `t.handshake`.
+pub fn accept(tcp: TcpStream, config: Arc<ServerConfig>, t: Timeouts) -> Result<Stream> {
     let peer = peer_name(&tcp);
     let mut conn = ServerConnection::new(config)?;
-    handshake(&mut conn, &tcp, timeout)
+    handshake(&mut conn, &tcp, t)
         .map_err(|e| Error::net(format!("TLS handshake with {peer} failed"), e))?;
     Ok(Box::new(StreamOwned::new(conn, tcp)))
 }
 
-/// Runs the client side of a handshake on a connected socket within `timeout`.
-pub fn connect(tcp: TcpStream, config: Arc<ClientConfig>, timeout: Duration) -> Result<Stream> {
+/// Runs the client side of a handshake on a connected socket within `t.handshake`.
+pub fn connect(tcp: TcpStream, config: Arc<ClientConfig>, t: Timeouts) -> Result<Stream> {
     let peer = peer_name(&tcp);
     // The name is not checked (the certificate is pinned), but TLS carries one.
     let name = ServerName::try_from("pvc-backup").expect("a valid DNS name");
     let mut conn = ClientConnection::new(config, name)?;
-    handshake(&mut conn, &tcp, timeout).map_err(|e| {
+    handshake(&mut conn, &tcp, t).map_err(|e| {
         Error::net(
             format!(
                 "TLS handshake with {peer} failed (is it the peer whose certificate this side \

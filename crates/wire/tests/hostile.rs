@@ -50,17 +50,13 @@ impl Scene {
     /// Starts a receiver for one transfer into the target.
     fn listen(&mut self) {
         let id = keys::load(&self.keys, Side::Receiver).unwrap();
-        let l = Listener::bind(
-            "127.0.0.1:0",
-            tls::server_config(&id).unwrap(),
-            Duration::from_secs(5),
-        )
-        .unwrap();
+        let l =
+            Listener::bind("127.0.0.1:0", tls::server_config(&id).unwrap(), timeouts()).unwrap();
         self.addr = l.local_addr().to_string();
         let dst = self.dst.clone();
         self.receiver = Some(std::thread::spawn(move || {
             let (stream, from) = l.next()?;
-            let mut conn = Conn::new(stream);
+            let mut conn = Conn::new(stream, timeouts().idle);
             receive::receive(
                 &mut conn,
                 &dst,
@@ -72,14 +68,15 @@ impl Scene {
 
     /// Connects as the sender and says hello.
     fn connect(&self) -> Conn {
+        self.connect_with(timeouts().idle)
+    }
+
+    /// [`Scene::connect`], sending keepalives after a quarter of `idle` without a frame.
+    fn connect_with(&self, idle: Duration) -> Conn {
         let id = keys::load(&self.keys, Side::Sender).unwrap();
-        let (stream, _) = net::connect(
-            &self.addr,
-            tls::client_config(&id).unwrap(),
-            Duration::from_secs(5),
-        )
-        .unwrap();
-        let mut conn = Conn::new(stream);
+        let (stream, _) =
+            net::connect(&self.addr, tls::client_config(&id).unwrap(), timeouts()).unwrap();
+        let mut conn = Conn::new(stream, idle);
         conn.send(&Message::Hello {
             version: PROTOCOL_VERSION,
             side: 0,
@@ -119,6 +116,13 @@ impl Scene {
             b"keep me"
         );
         assert!(!Path::new("/etc/pwned").exists());
+    }
+}
+
+fn timeouts() -> tls::Timeouts {
+    tls::Timeouts {
+        handshake: Duration::from_secs(5),
+        idle: Duration::from_secs(2),
     }
 }
 
@@ -441,6 +445,41 @@ fn compressed_data_that_expands_beyond_its_announced_length_fails_that_entry() {
 
 fn zstd_frame(data: &[u8]) -> Vec<u8> {
     zstd::bulk::compress(data, 3).unwrap()
+}
+
+#[test]
+fn a_silent_sender_is_given_up_after_the_idle_timeout() {
+    let mut s = Scene::new();
+    // Keepalives only after half an hour: this sender just stops.
+    let mut c = s.connect_with(Duration::from_secs(3600));
+    c.flush().unwrap();
+    let t0 = std::time::Instant::now();
+    match s.result() {
+        Err(wire::Error::Net { what, .. }) => assert!(what.contains("sent nothing"), "{what}"),
+        other => panic!("expected an idle timeout, got {other:?}"),
+    }
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn a_busy_sender_stays_connected_through_keepalives() {
+    let mut s = Scene::new();
+    let mut c = s.connect();
+    c.send(&file(b"f", 0)).unwrap();
+    c.flush().unwrap();
+    // Twice the receiver's idle timeout without a frame of the transfer.
+    std::thread::sleep(Duration::from_secs(4));
+    c.send(&Message::ListEnd).unwrap();
+    assert_eq!(wants(&mut c), vec![0]);
+    c.send(&Message::FileBegin { file: 0, size: 0 }).unwrap();
+    c.send(&Message::FileEnd { data_bytes: 0 }).unwrap();
+    assert!(matches!(c.recv().unwrap(), Message::Done(_)));
+    assert_eq!(s.result().unwrap().exit_code, 0);
+    assert!(s.dst.join("f").exists());
 }
 
 #[test]
