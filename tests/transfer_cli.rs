@@ -257,6 +257,36 @@ fn compressed_content_takes_less_on_the_wire_and_arrives_the_same() {
 }
 
 #[test]
+fn a_large_file_changed_in_place_sends_only_its_changed_chunk() {
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    // 8 MiB that do not compress or repeat: each 1 MiB chunk is its own.
+    let mut data = Vec::with_capacity(8 << 20);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    while data.len() < 8 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    src.file(b"big.bin", &data).file(b"small", b"s");
+    let dst = dir.path().join("dst");
+    let (sc, rc, j) = transfer(&src.root, &dst, &k);
+    assert_eq!((sc, rc), (0, 0), "{j}");
+    assert_eq!(j["sent"]["bytes"], (8 << 20) + 1, "{j}");
+    // Ten bytes change inside the fourth MiB, and the file grows by a few bytes.
+    data[(3 << 20) + 5..(3 << 20) + 15].copy_from_slice(b"0123456789");
+    data.extend_from_slice(b"tail");
+    src.file(b"big.bin", &data);
+    let (sc, rc, j) = transfer(&src.root, &dst, &k);
+    assert_eq!((sc, rc), (0, 0), "{j}");
+    assert_eq!(sent_files(&j), 1, "{j}");
+    // The changed chunk, and the new last chunk (the old one was shorter).
+    assert_eq!(j["sent"]["bytes"], (1 << 20) + 4, "{j}");
+    assert_mirror(&src.root, &dst, &[]);
+}
+
+#[test]
 fn the_sender_may_listen_and_the_receiver_connect() {
     let (dir, k) = setup();
     let src = Tree::new(dir.path().join("src"));

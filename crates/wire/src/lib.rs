@@ -15,6 +15,7 @@
 //! Data flows one way: the sender lists, the receiver compares and asks, the sender sends
 //! content, the receiver writes and reports.
 
+pub mod delta;
 mod error;
 pub mod frame;
 pub mod keys;

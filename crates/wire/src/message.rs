@@ -158,6 +158,16 @@ pub enum Message {
     ListEnd,
     /// Files the receiver needs, by number, in increasing order.
     Want(Vec<u64>),
+    /// For a file asked for whose older version the target has: the BLAKE3 hash of each
+    /// `chunk` bytes of that version, so that the sender sends only the chunks that differ.
+    Basis {
+        /// The file's number (one asked for).
+        file: u64,
+        /// Chunk size in bytes.
+        chunk: u32,
+        /// The hashes, chunk by chunk from the start (the last chunk may be shorter).
+        hashes: Vec<[u8; 32]>,
+    },
     /// The end of the receiver's requests.
     WantEnd,
     /// The content of a file follows.
@@ -182,6 +192,14 @@ pub enum Message {
         raw_len: u32,
         /// The zstd frame.
         bytes: Vec<u8>,
+    },
+    /// A chunk of the current file equal to the same chunk of the receiver's older version
+    /// (see [`Message::Basis`]): the receiver copies it from there.
+    Same {
+        /// Where it starts (a multiple of the chunk size).
+        offset: u64,
+        /// Its length (at most one chunk).
+        len: u64,
     },
     /// The end of the current file, with how many bytes of data were sent for it.
     FileEnd {
@@ -227,6 +245,8 @@ const DONE: u8 = 14;
 const ABORT: u8 = 15;
 const COMPRESSED: u8 = 16;
 const KEEPALIVE: u8 = 17;
+const BASIS: u8 = 18;
+const SAME: u8 = 19;
 
 fn put_u32(o: &mut Vec<u8>, v: u32) {
     o.extend_from_slice(&v.to_be_bytes());
@@ -438,6 +458,24 @@ impl Message {
                 }
             }
             Message::WantEnd => out.push(WANT_END),
+            Message::Basis {
+                file,
+                chunk,
+                hashes,
+            } => {
+                out.push(BASIS);
+                put_u64(out, *file);
+                put_u32(out, *chunk);
+                put_u32(out, hashes.len() as u32);
+                for h in hashes {
+                    out.extend_from_slice(h);
+                }
+            }
+            Message::Same { offset, len } => {
+                out.push(SAME);
+                put_u64(out, *offset);
+                put_u64(out, *len);
+            }
             Message::FileBegin { file, size } => {
                 out.push(FILE_BEGIN);
                 put_u64(out, *file);
@@ -530,6 +568,26 @@ impl Message {
                 Message::Want(files)
             }
             WANT_END => Message::WantEnd,
+            BASIS => {
+                let (file, chunk) = (r.u64()?, r.u32()?);
+                let n = r.u32()? as usize;
+                if n > r.0.len() / 32 {
+                    return Err(short());
+                }
+                let mut hashes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    hashes.push(r.take(32)?.try_into().expect("32 bytes"));
+                }
+                Message::Basis {
+                    file,
+                    chunk,
+                    hashes,
+                }
+            }
+            SAME => Message::Same {
+                offset: r.u64()?,
+                len: r.u64()?,
+            },
             FILE_BEGIN => Message::FileBegin {
                 file: r.u64()?,
                 size: r.u64()?,
@@ -575,6 +633,8 @@ impl Message {
             Message::ListEnd => "end of listing",
             Message::Want(_) => "request",
             Message::WantEnd => "end of requests",
+            Message::Basis { .. } => "basis",
+            Message::Same { .. } => "same chunk",
             Message::FileBegin { .. } => "file start",
             Message::Data { .. } | Message::Compressed { .. } => "data",
             Message::FileEnd { .. } => "file end",
@@ -637,6 +697,15 @@ mod tests {
             Message::ListEnd,
             Message::Want(vec![0, 5, 9]),
             Message::WantEnd,
+            Message::Basis {
+                file: 5,
+                chunk: 1 << 20,
+                hashes: vec![[1; 32], [2; 32]],
+            },
+            Message::Same {
+                offset: 1 << 20,
+                len: 77,
+            },
             Message::FileBegin { file: 3, size: 10 },
             Message::Data {
                 offset: 4,

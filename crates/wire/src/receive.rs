@@ -45,7 +45,7 @@ use store::lock::StateDir;
 use crate::frame::Conn;
 use crate::message::{Attrs, Message};
 use crate::send::{content_hash, unexpected};
-use crate::{Error, PROTOCOL_VERSION, Result, name};
+use crate::{Error, PROTOCOL_VERSION, Result, delta, name};
 
 /// The deepest directory a sender may list; deeper is refused as a protocol violation (each
 /// level holds one open descriptor while the listing goes on).
@@ -156,6 +156,8 @@ impl Receiver {
             stack: Vec::new(),
             links: Vec::new(),
             wanted: Vec::new(),
+            bases: Vec::new(),
+            basis_chunk: std::collections::HashMap::new(),
             skip_depth: 0,
             cache: None,
             seq: AtomicU64::new(0),
@@ -163,6 +165,14 @@ impl Receiver {
         let result = s.listing(conn).and_then(|()| {
             for chunk in s.wanted.chunks(64 << 10) {
                 conn.send(&Message::Want(chunk.to_vec()))?;
+            }
+            for (file, chunk, hashes) in std::mem::take(&mut s.bases) {
+                s.basis_chunk.insert(file, chunk);
+                conn.send(&Message::Basis {
+                    file,
+                    chunk,
+                    hashes,
+                })?;
             }
             conn.send(&Message::WantEnd)?;
             s.contents(conn)
@@ -266,6 +276,11 @@ struct Session<'a> {
     links: Vec<usize>,
     /// Files to ask for, in increasing order.
     wanted: Vec<u64>,
+    /// Of those, the ones whose older version in the target is offered as a basis: number,
+    /// chunk size, hashes (see [`crate::delta`]).
+    bases: Vec<(u64, u32, Vec<[u8; 32]>)>,
+    /// The chunk size of each file sent against a basis.
+    basis_chunk: std::collections::HashMap<u64, u32>,
     /// Inside a directory that could not be made: how deep.
     skip_depth: usize,
     /// The last target directory opened by number.
@@ -718,6 +733,21 @@ impl Session<'_> {
             }
         }
         self.wanted.push(n);
+        if let Some(h) = have.filter(|h| {
+            h.kind == Kind::File && h.size >= delta::DELTA_MIN && meta.size >= delta::DELTA_MIN
+        }) && let Some(chunk) = delta::chunk_for(h.size)
+        {
+            // Worth a read of the older version: only its changed chunks then cross the wire.
+            let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            match self
+                .owners
+                .open_in(dfd, name, flags)
+                .and_then(|fd| delta::hashes(fd.as_fd(), h.size, chunk))
+            {
+                Ok(hashes) => self.bases.push((n, chunk, hashes)),
+                Err(e) => tracing::debug!("no basis for file {n}: {e}"),
+            }
+        }
         Ok(())
     }
 
@@ -943,6 +973,18 @@ impl Session<'_> {
                 }
             },
         };
+        // The older version the sender's equal chunks are copied from.
+        let basis = match (self.basis_chunk.get(&n), &made) {
+            (Some(&chunk), Some((dfd, _, _))) => {
+                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                self.owners
+                    .open_in(dfd.as_fd(), &name, flags)
+                    .ok()
+                    .and_then(|fd| Some((stat_fd(&fd).ok()?.size, fd, chunk)))
+            }
+            _ => None,
+        };
+        let mut copied_here = 0u64;
         let mut received = 0u64;
         let mut end = 0u64;
         loop {
@@ -992,6 +1034,39 @@ impl Session<'_> {
                     let (_, _, fd) = made.as_ref().expect("made when no failure");
                     if let Err(e) = write_all_at(fd.as_fd(), &bytes, offset) {
                         failure = Some(("write", e));
+                    }
+                }
+                Err(Message::Same { offset, len }) => {
+                    if failure.is_some() {
+                        continue;
+                    }
+                    let fits = basis.as_ref().is_some_and(|(have, _, chunk)| {
+                        offset % u64::from(*chunk) == 0
+                            && len <= u64::from(*chunk)
+                            && offset >= end
+                            && offset
+                                .checked_add(len)
+                                .is_some_and(|e| e <= size && e <= *have)
+                    });
+                    if !fits {
+                        failure = Some((
+                            "receive",
+                            io::Error::other(format!(
+                                "the sender said bytes {offset} to {} are unchanged, which the \
+                                 older version in the target does not hold as one chunk",
+                                offset.saturating_add(len)
+                            )),
+                        ));
+                        continue;
+                    }
+                    let (_, old, _) = basis.as_ref().expect("checked");
+                    let (_, _, fd) = made.as_ref().expect("made when no failure");
+                    match copy_range(old.as_fd(), fd.as_fd(), offset, len) {
+                        Ok(()) => {
+                            end = offset + len;
+                            copied_here += len;
+                        }
+                        Err(e) => failure = Some(("copy unchanged chunk", e)),
                     }
                 }
                 Err(Message::FileEnd { data_bytes }) => {
@@ -1051,7 +1126,9 @@ impl Session<'_> {
         }
         self.files[n as usize].ino = ino;
         self.stats.copied.fetch_add(1, Relaxed);
-        self.stats.bytes_copied.fetch_add(received, Relaxed);
+        self.stats
+            .bytes_copied
+            .fetch_add(received + copied_here, Relaxed);
         if let Err(e) = applied {
             self.fail(&rel, e.op, e.err);
         }
@@ -1167,6 +1244,26 @@ fn expand(bytes: &[u8], raw_len: u32) -> Option<Vec<u8>> {
     zstd::bulk::decompress(bytes, raw_len as usize)
         .ok()
         .filter(|b| b.len() == raw_len as usize)
+}
+
+/// Copies `len` bytes at `off` from `src` to the same offset of `dst`.
+fn copy_range(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; crate::frame::DATA_CHUNK];
+    let mut pos = off;
+    let end = off + len;
+    while pos < end {
+        let want = (end - pos).min(buf.len() as u64) as usize;
+        match rustix::io::pread(src, &mut buf[..want], pos) {
+            Ok(0) => return Err(io::Error::other("the older version became shorter")),
+            Ok(n) => {
+                write_all_at(dst, &buf[..n], pos)?;
+                pos += n as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 fn write_all_at(fd: BorrowedFd<'_>, mut buf: &[u8], mut off: u64) -> io::Result<()> {

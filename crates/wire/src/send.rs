@@ -20,7 +20,7 @@ use store::layout::STATE_DIR;
 
 use crate::frame::{Conn, DATA_CHUNK};
 use crate::message::{Attrs, Message};
-use crate::{Error, PROTOCOL_VERSION, Result};
+use crate::{Error, PROTOCOL_VERSION, Result, delta};
 
 /// Settings of the sending side.
 #[derive(Debug, Clone, Default)]
@@ -138,11 +138,14 @@ pub fn send(conn: &mut Conn, src: &Path, opts: &SendOptions) -> Result<SendRepor
     let Walk {
         conn, dirs, files, ..
     } = walk;
-    let wanted = read_wants(conn, files.len())?;
+    let (wanted, bases) = read_wants(conn, files.len())?;
     let mut report = (0u64, 0u64, 0u64);
     for n in wanted {
         let f = &files[n as usize];
-        if let Some((bytes, wire)) = send_file(conn, &owners, root.as_fd(), &dirs, f, n, opts)? {
+        let basis = bases.get(&n);
+        if let Some((bytes, wire)) =
+            send_file(conn, (&owners, root.as_fd(), &dirs), f, n, opts, basis)?
+        {
             report.0 += 1;
             report.1 += bytes;
             report.2 += wire;
@@ -339,9 +342,14 @@ enum Failure {
     Wire(Box<Error>),
 }
 
-/// Reads the receiver's requests: file numbers below `count`, each greater than the one before.
-fn read_wants(conn: &mut Conn, count: usize) -> Result<Vec<u64>> {
+/// The older version of a file the receiver has: chunk size and hashes (see [`crate::delta`]).
+type Basis = (u32, Vec<[u8; 32]>);
+
+/// Reads the receiver's requests: file numbers below `count`, each greater than the one before,
+/// and the bases it offers for some of them.
+fn read_wants(conn: &mut Conn, count: usize) -> Result<(Vec<u64>, HashMap<u64, Basis>)> {
     let mut all: Vec<u64> = Vec::new();
+    let mut bases = HashMap::new();
     loop {
         match conn.recv()? {
             Message::Want(files) => {
@@ -355,7 +363,23 @@ fn read_wants(conn: &mut Conn, count: usize) -> Result<Vec<u64>> {
                     all.push(f);
                 }
             }
-            Message::WantEnd => return Ok(all),
+            Message::Basis {
+                file,
+                chunk,
+                hashes,
+            } => {
+                if all.binary_search(&file).is_err()
+                    || !(delta::MIN_CHUNK..=delta::MAX_CHUNK).contains(&chunk)
+                    || hashes.len() > delta::MAX_CHUNKS
+                    || bases.insert(file, (chunk, hashes)).is_some()
+                {
+                    return Err(Error::protocol(format!(
+                        "the receiver offered a basis for file {file} it did not ask for, twice, \
+                         or with chunks of {chunk} bytes"
+                    )));
+                }
+            }
+            Message::WantEnd => return Ok((all, bases)),
             other => return Err(unexpected("request", &other)),
         }
     }
@@ -421,12 +445,11 @@ fn open_dir(
 /// receiver is told and records the failure).
 fn send_file(
     conn: &mut Conn,
-    owners: &Owners,
-    root: BorrowedFd<'_>,
-    dirs: &[DirRef],
+    (owners, root, dirs): (&Owners, BorrowedFd<'_>, &[DirRef]),
     f: &FileRef,
     n: u64,
     opts: &SendOptions,
+    basis: Option<&Basis>,
 ) -> Result<Option<(u64, u64)>> {
     let fail = |conn: &mut Conn, op: &str, e: std::io::Error| {
         tracing::error!(file = %relpath::display(f.name.to_bytes()), "{op}: {e}");
@@ -451,62 +474,112 @@ fn send_file(
     let mut sent = 0u64;
     let mut wire = 0u64;
     let size = f.meta.size;
-    let mut off = 0u64;
-    while off < size {
-        // The next region of data; holes are not sent.
-        let (start, end) = if f.meta.looks_sparse() {
-            match seek(&fd, SeekFrom::Data(off)) {
-                Ok(d) if d >= size => break,
-                Ok(d) => {
-                    let h = seek(&fd, SeekFrom::Hole(d)).map_or(size, |h| h.min(size));
-                    (d, h)
-                }
-                Err(Errno::NXIO) => break,
-                Err(_) => (off, size),
+    let mut send = |conn: &mut Conn, buf: &mut [u8], start: u64, end: u64| {
+        send_region(
+            conn,
+            fd.as_fd(),
+            buf,
+            (start, end),
+            opts.compress,
+            (&mut sent, &mut wire),
+        )
+    };
+    // Against a basis, chunk by chunk: equal ones are named, not sent. Holes would be read as
+    // data, so a sparse file is sent whole.
+    if let Some((chunk, hashes)) = basis.filter(|_| !f.meta.looks_sparse()) {
+        let chunk = u64::from(*chunk);
+        let mut off = 0u64;
+        for i in 0.. {
+            if off >= size {
+                break;
             }
-        } else {
-            (off, size)
-        };
-        let mut pos = start;
-        while pos < end {
-            let want = (end - pos).min(DATA_CHUNK as u64) as usize;
-            let got = match pread(&fd, &mut buf[..want], pos) {
-                Ok(0) => {
-                    let e = std::io::Error::other(
-                        "the file became shorter while it was being sent; the next run sends \
-                         it again",
-                    );
-                    return fail(conn, "read", e);
-                }
-                Ok(g) => g,
-                Err(Errno::INTR) => continue,
-                Err(e) => return fail(conn, "read", e.into()),
+            let len = (size - off).min(chunk);
+            let same = match hashes.get(i) {
+                Some(want) => match delta::hash_range(fd.as_fd(), off, len, &mut buf) {
+                    Ok(Some(h)) => h == *want,
+                    Ok(None) => false,
+                    Err(e) => return fail(conn, "read", e),
+                },
+                None => false,
             };
-            let data = &buf[..got];
-            match opts
-                .compress
-                .then(|| zstd::bulk::compress(data, ZSTD_LEVEL))
-            {
-                Some(Ok(z)) if z.len() < got => {
-                    wire += z.len() as u64;
-                    conn.send(&Message::Compressed {
-                        offset: pos,
-                        raw_len: got as u32,
-                        bytes: z,
-                    })?;
-                }
-                _ => {
-                    wire += got as u64;
-                    conn.send_data(pos, data)?;
-                }
+            if same {
+                conn.send(&Message::Same { offset: off, len })?;
+            } else if let Err(e) = send(conn, &mut buf, off, off + len)? {
+                return fail(conn, "read", e);
             }
-            pos += got as u64;
-            sent += got as u64;
+            off += len;
         }
-        off = end;
+    } else {
+        let mut off = 0u64;
+        while off < size {
+            // The next region of data; holes are not sent.
+            let (start, end) = if f.meta.looks_sparse() {
+                match seek(&fd, SeekFrom::Data(off)) {
+                    Ok(d) if d >= size => break,
+                    Ok(d) => {
+                        let h = seek(&fd, SeekFrom::Hole(d)).map_or(size, |h| h.min(size));
+                        (d, h)
+                    }
+                    Err(Errno::NXIO) => break,
+                    Err(_) => (off, size),
+                }
+            } else {
+                (off, size)
+            };
+            if let Err(e) = send(conn, &mut buf, start, end)? {
+                return fail(conn, "read", e);
+            }
+            off = end;
+        }
     }
     conn.send(&Message::FileEnd { data_bytes: sent })?;
     Ok(Some((sent, wire)))
+}
+
+/// Sends bytes `start..end` of `fd` as data frames (compressed where that shrinks them),
+/// adding to the bytes sent and the bytes on the wire. The inner error is a read failure on
+/// this side (the file then fails); the outer one, the connection's.
+fn send_region(
+    conn: &mut Conn,
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    (start, end): (u64, u64),
+    compress: bool,
+    (sent, wire): (&mut u64, &mut u64),
+) -> Result<std::io::Result<()>> {
+    let mut pos = start;
+    while pos < end {
+        let want = (end - pos).min(buf.len() as u64) as usize;
+        let got = match pread(fd, &mut buf[..want], pos) {
+            Ok(0) => {
+                return Ok(Err(std::io::Error::other(
+                    "the file became shorter while it was being sent; the next run sends it \
+                     again",
+                )));
+            }
+            Ok(g) => g,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let data = &buf[..got];
+        match compress.then(|| zstd::bulk::compress(data, ZSTD_LEVEL)) {
+            Some(Ok(z)) if z.len() < got => {
+                *wire += z.len() as u64;
+                conn.send(&Message::Compressed {
+                    offset: pos,
+                    raw_len: got as u32,
+                    bytes: z,
+                })?;
+            }
+            _ => {
+                *wire += got as u64;
+                conn.send_data(pos, data)?;
+            }
+        }
+        pos += got as u64;
+        *sent += got as u64;
+    }
+    Ok(Ok(()))
 }
 
 /// The BLAKE3 hash of a file's first `size` bytes.

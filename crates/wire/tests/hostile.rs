@@ -483,6 +483,16 @@ fn a_busy_sender_stays_connected_through_keepalives() {
 }
 
 #[test]
+fn an_unchanged_chunk_without_an_older_version_fails_that_entry() {
+    let (s, sum) = lying_file(|c| {
+        c.send(&Message::FileBegin { file: 0, size: 10 }).unwrap();
+        c.send(&Message::Same { offset: 0, len: 10 }).unwrap();
+        c.send(&Message::FileEnd { data_bytes: 0 }).unwrap();
+    });
+    assert_failed_f(&s, &sum, "unchanged");
+}
+
+#[test]
 fn a_sender_that_skips_a_file_breaks_the_protocol() {
     let mut s = Scene::new();
     let mut c = s.connect();
