@@ -5,11 +5,15 @@ mod backup;
 mod block;
 mod check;
 mod copy;
+mod keys;
+mod receive;
 mod repository;
 mod restore;
+mod send;
 mod snapshots;
 mod sync;
 mod verify;
+mod wire_args;
 
 use contract::ExitCode as Exit;
 use std::path::PathBuf;
@@ -47,6 +51,15 @@ enum MoverCommand {
     /// Walk SRC without copying: owners and groups found, entries this process cannot read, and
     /// whether a copy with the current privileges would be complete (exit 0) or not (exit 23).
     Check(check::CheckArgs),
+    /// Make a fresh pair of self-signed certificates for `send` and `receive` in DIR:
+    /// sender.key, sender.crt, receiver.key, receiver.crt (refuses to replace existing ones).
+    Keys(keys::KeysArgs),
+    /// Mirror SRC into a `receive` on another machine over mutual TLS 1.3 (pinned
+    /// certificates); only files that differ are sent. Exits with the receiver's result.
+    Send(send::SendArgs),
+    /// Make DST an exact mirror of what a `send` sends, as `sync` would: same attributes,
+    /// deletions, exit codes and safety (temporary names, the target lock).
+    Receive(receive::ReceiveArgs),
 }
 
 /// When to act as each entry's owner.
@@ -217,6 +230,9 @@ pub fn run(args: MoverArgs) -> anyhow::Result<ExitCode> {
         MoverCommand::Verify(a) => verify::run(a),
         MoverCommand::Block(a) => block::run(a),
         MoverCommand::Check(a) => check::run(a),
+        MoverCommand::Keys(a) => keys::run(a),
+        MoverCommand::Send(a) => send::run(a),
+        MoverCommand::Receive(a) => receive::run(a),
     }
 }
 

@@ -136,6 +136,21 @@ pub fn open_target(
     src_path: &Path,
     owners: &Owners,
 ) -> Result<OwnedFd> {
+    open_target_with(dst, Some((src, src_path)), owners)
+}
+
+/// Opens the target root of a copy whose source is not on this machine (the receiving end of
+/// a transfer over the network), creating it (not its parents) when missing. There is no local
+/// source to overlap, so only the target's own checks apply.
+pub fn open_remote_target(dst: &Path, owners: &Owners) -> Result<OwnedFd> {
+    open_target_with(dst, None, owners)
+}
+
+fn open_target_with(
+    dst: &Path,
+    src: Option<(BorrowedFd<'_>, &Path)>,
+    owners: &Owners,
+) -> Result<OwnedFd> {
     let c = cpath(dst)?;
     let opened = match openat(rustix::fs::CWD, c.as_c_str(), DIR_FLAGS, Mode::empty()) {
         // A target root only its owner may open: open it as its owner.
@@ -153,7 +168,9 @@ pub fn open_target(
     };
     match opened {
         Ok(fd) => {
-            check_disjoint(src, fd.as_fd(), src_path, dst, owners)?;
+            if let Some((src, src_path)) = src {
+                check_disjoint(src, fd.as_fd(), src_path, dst, owners)?;
+            }
             return Ok(fd);
         }
         Err(Errno::NOENT) => {}
@@ -183,8 +200,9 @@ pub fn open_target(
             e.into(),
         )
     })?;
-    if is_within(parent_fd.as_fd(), src, owners)
-        .map_err(|e| Error::io("cannot compare source and target", show(dst), e))?
+    if let Some((src, src_path)) = src
+        && is_within(parent_fd.as_fd(), src, owners)
+            .map_err(|e| Error::io("cannot compare source and target", show(dst), e))?
     {
         return Err(overlap_error(src_path, dst));
     }

@@ -113,7 +113,7 @@ impl Stats {
 }
 
 /// The entry and byte counts of a summary, from a run's counters.
-pub(crate) fn counts(stats: &Stats) -> (EntryCounts, ByteCounts) {
+pub fn counts(stats: &Stats) -> (EntryCounts, ByteCounts) {
     let g = |a: &AtomicU64| a.load(Relaxed);
     (
         EntryCounts {

@@ -27,7 +27,7 @@ use crate::summary::Stats;
 use crate::{Error, Result};
 
 pub(crate) use dir::new_dir_name;
-pub(crate) use record::write_state_file;
+pub use record::write_state_file;
 
 /// Settings of a sync.
 #[derive(Debug, Clone, Default)]

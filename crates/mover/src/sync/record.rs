@@ -54,8 +54,9 @@ impl Mirror {
     }
 }
 
-/// Writes a JSON document into the state folder under a temporary name, then renames it.
-pub(crate) fn write_state_file(
+/// Writes a JSON document into the state folder under a temporary name, then renames it (the
+/// summary of a run, `last-sync.json`, say).
+pub fn write_state_file(
     dir: BorrowedFd<'_>,
     name: &CStr,
     value: &impl serde::Serialize,

@@ -1,0 +1,32 @@
+//! The wire between two movers: `pvc-backup mover send` on the source's side and
+//! `pvc-backup mover receive` on the target's side make the target an exact mirror of the source
+//! over one TCP connection, as `pvc-backup mover sync SRC DST` does between two local folders.
+//!
+//! - [`keys`] makes and reads the two sides' self-signed certificates and keys.
+//! - [`tls`] sets up TLS 1.3 with mutual authentication, each side pinning the other's exact
+//!   certificate, and bounds the time a handshake may take.
+//! - [`frame`] reads and writes length-prefixed frames with a maximum size, and [`message`] is
+//!   what they carry.
+//! - [`send`] walks the source with the mover's listing and owner code and streams it;
+//!   [`receive`] compares it with the target, asks only for what differs, and writes through the
+//!   mover's attribute code, relative to directory descriptors, every file under a temporary name.
+//! - [`net`] connects or listens, and serves transfers one after another.
+//!
+//! Data flows one way: the sender lists, the receiver compares and asks, the sender sends
+//! content, the receiver writes and reports.
+
+pub mod delta;
+mod error;
+pub mod frame;
+pub mod keys;
+pub mod message;
+pub mod name;
+pub mod net;
+pub mod receive;
+pub mod send;
+pub mod tls;
+
+pub use error::{Error, Result};
+
+/// The protocol version both sides must speak; a peer with another one is refused.
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,127 @@
+//! Connecting and listening: TCP, then the TLS handshake within its deadline.
+//!
+//! A listening side handshakes each connection on a thread of its own, so a peer that connects
+//! and stalls (or that fails the handshake) delays no other: a correct peer connecting at the
+//! same time is served as soon as it is authenticated.
+
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, sync_channel};
+
+use rustls::{ClientConfig, ServerConfig};
+
+use crate::tls::{self, Stream, Timeouts};
+use crate::{Error, Result};
+
+/// Most handshakes in progress at once; connections beyond are closed at once.
+pub const MAX_HANDSHAKES: usize = 64;
+
+/// Connects to `addr` (`HOST:PORT`) and completes the handshake, each within
+/// `t.handshake`.
+pub fn connect(addr: &str, config: Arc<ClientConfig>, t: Timeouts) -> Result<(Stream, SocketAddr)> {
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| Error::net(format!("cannot resolve {addr} (give HOST:PORT)"), e))?
+        .collect();
+    let mut last = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, t.handshake) {
+            Ok(tcp) => {
+                let _ = tcp.set_nodelay(true);
+                return Ok((tls::connect(tcp, config, t)?, a));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(Error::net(
+        format!("cannot connect to {addr} (is the other side listening there?)"),
+        last.unwrap_or_else(|| std::io::Error::other("the name has no address")),
+    ))
+}
+
+/// A listening socket that hands out authenticated connections, one at a time.
+#[derive(Debug)]
+pub struct Listener {
+    local: SocketAddr,
+    ready: Receiver<(Stream, SocketAddr)>,
+}
+
+impl std::fmt::Debug for dyn tls::Duplex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TLS stream")
+    }
+}
+
+impl Listener {
+    /// Listens on `addr` (`ADDR:PORT`; port 0 picks a free one, see [`Listener::local_addr`]).
+    /// Each connection must complete its handshake within `t.handshake` or is dropped.
+    pub fn bind(addr: &str, config: Arc<ServerConfig>, t: Timeouts) -> Result<Listener> {
+        let tcp = TcpListener::bind(addr)
+            .map_err(|e| Error::net(format!("cannot listen on {addr}"), e))?;
+        let local = tcp
+            .local_addr()
+            .map_err(|e| Error::net(format!("cannot listen on {addr}"), e))?;
+        let (tx, ready) = sync_channel(0);
+        let busy = Arc::new(AtomicUsize::new(0));
+        std::thread::Builder::new()
+            .name("accept".into())
+            .spawn(move || {
+                for conn in tcp.incoming() {
+                    let conn = match conn {
+                        Ok(c) => c,
+                        Err(e) => {
+                            // Out of descriptors, say: wait rather than spin.
+                            tracing::warn!("cannot accept a connection: {e}");
+                            std::thread::sleep(std::time::Duration::from_millis(100));
+                            continue;
+                        }
+                    };
+                    let peer = match conn.peer_addr() {
+                        Ok(p) => p,
+                        Err(_) => continue,
+                    };
+                    if busy.load(Ordering::Relaxed) >= MAX_HANDSHAKES {
+                        tracing::warn!(%peer, "too many handshakes in progress; connection closed");
+                        continue;
+                    }
+                    busy.fetch_add(1, Ordering::Relaxed);
+                    let (tx, config, busy) = (tx.clone(), config.clone(), busy.clone());
+                    let spawned =
+                        std::thread::Builder::new()
+                            .name("handshake".into())
+                            .spawn(move || {
+                                let _ = conn.set_nodelay(true);
+                                let r = tls::accept(conn, config, t);
+                                busy.fetch_sub(1, Ordering::Relaxed);
+                                match r {
+                                    Ok(stream) => {
+                                        let _ = tx.send((stream, peer));
+                                    }
+                                    Err(e) => tracing::warn!("connection refused: {e}"),
+                                }
+                            });
+                    if spawned.is_err() {
+                        tracing::warn!(%peer, "cannot start a handshake thread; connection closed");
+                    }
+                }
+            })
+            .map_err(|e| Error::net("cannot start the listening thread", e))?;
+        Ok(Listener { local, ready })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Waits for the next authenticated connection.
+    pub fn next(&self) -> Result<(Stream, SocketAddr)> {
+        self.ready.recv().map_err(|_| {
+            Error::net(
+                "the listening socket stopped",
+                std::io::Error::other("accept ended"),
+            )
+        })
+    }
+}

@@ -1,0 +1,608 @@
+//! The sending side: list the source, then send the content of the files the receiver asks for.
+//!
+//! The source is read as `mover sync` reads it: relative to directory descriptors, never
+//! following a symlink, and as each entry's owner where the mover itself is refused
+//! ([`mover::owner::Owners`]).
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use contract::{ExitCode, Summary};
+use mover::listing::Listing;
+use mover::meta::{Kind, Meta, stat_at, stat_fd};
+use mover::owner::{Id, Impersonate, Owners};
+use mover::{preflight, relpath, xattr};
+use rustix::fs::{Mode, OFlags, SeekFrom, openat, readlinkat, seek};
+use rustix::io::{Errno, pread};
+use store::layout::STATE_DIR;
+
+use crate::frame::{Conn, DATA_CHUNK};
+use crate::message::{Attrs, Message};
+use crate::{Error, PROTOCOL_VERSION, Result, delta};
+
+/// Settings of the sending side.
+#[derive(Debug, Clone, Default)]
+pub struct SendOptions {
+    /// Send only this folder of the source (relative, inside it, no symlinks).
+    pub subdir: Option<PathBuf>,
+    /// Send an empty source (the receiver then empties its target) instead of refusing.
+    pub allow_empty: bool,
+    /// When to read source entries as their owners.
+    pub impersonate: Impersonate,
+    /// Compress file content with zstd (each chunk that shrinks is sent compressed).
+    pub compress: bool,
+}
+
+/// The zstd level of `--compress`: fast, and most of what higher levels gain on typical data.
+const ZSTD_LEVEL: i32 = 3;
+
+/// What a finished send reports: the receiver's summary and what went over the wire.
+#[derive(Debug, Clone)]
+pub struct SendReport {
+    /// The receiver's summary of the transfer.
+    pub summary: Summary,
+    /// Files whose content was sent.
+    pub files_sent: u64,
+    /// Bytes of file content sent (holes are not sent).
+    pub bytes_sent: u64,
+    /// What that content took on the wire (less than `bytes_sent` when compressed).
+    pub wire_bytes: u64,
+}
+
+/// A directory of the source, for reaching its files again when their content is asked for.
+struct DirRef {
+    parent: Option<usize>,
+    name: CString,
+    id: Id,
+}
+
+/// A regular file of the source, by number.
+struct FileRef {
+    dir: usize,
+    name: CString,
+    meta: Meta,
+}
+
+struct Walk<'a> {
+    conn: &'a mut Conn,
+    owners: &'a Owners,
+    checksum: bool,
+    dirs: Vec<DirRef>,
+    files: Vec<FileRef>,
+    groups: HashMap<(u64, u64), u64>,
+}
+
+/// Sends the tree at `src` over `conn` (whose handshake is done) and returns the receiver's
+/// summary. A refusal on this side (missing or empty source) is sent to the receiver too, so
+/// both sides end with the same exit code.
+pub fn send(conn: &mut Conn, src: &Path, opts: &SendOptions) -> Result<SendReport> {
+    let owners = Owners::new(opts.impersonate);
+    let root = match open_root(src, opts, &owners) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = conn.send(&Message::Abort {
+                code: e.exit_code().code(),
+                message: format!("the sender refused: {e}"),
+            });
+            let _ = conn.flush();
+            // The peer's first message (its hello) is read, so that closing this connection
+            // with it unread does not reset the connection before the peer has read why.
+            let _ = conn.recv();
+            return Err(e.into());
+        }
+    };
+    conn.send(&Message::Hello {
+        version: PROTOCOL_VERSION,
+        side: 0,
+        checksum: false,
+    })?;
+    let checksum = match conn.recv()? {
+        Message::Hello {
+            version: PROTOCOL_VERSION,
+            side: 1,
+            checksum,
+        } => checksum,
+        Message::Hello { version, side, .. } => {
+            return Err(Error::protocol(format!(
+                "the peer says it is side {side} of protocol {version}; a receiver of protocol \
+                 {PROTOCOL_VERSION} was expected (are both sides the same pvc-backup version?)"
+            )));
+        }
+        other => return Err(unexpected("hello", &other)),
+    };
+    let root_meta = stat_fd(&root).map_err(|e| io_fatal("cannot stat the source", src, e))?;
+    let root_id = (root_meta.uid, root_meta.gid);
+    let root_x = owners
+        .retry_entry(root.as_fd(), root_id, || {
+            xattr::read(xattr::Target::Fd(root.as_fd()))
+        })
+        .map_err(|e| io_fatal("cannot read the extended attributes of", src, e))?;
+    let mut walk = Walk {
+        conn,
+        owners: &owners,
+        checksum,
+        dirs: vec![DirRef {
+            parent: None,
+            name: CString::default(),
+            id: root_id,
+        }],
+        files: Vec::new(),
+        groups: HashMap::new(),
+    };
+    walk.conn
+        .send(&Message::Root(Attrs::from_meta(&root_meta, &root_x)))?;
+    walk.dir(root.as_fd(), 0, true)?;
+    walk.conn.send(&Message::ListEnd)?;
+    let Walk {
+        conn, dirs, files, ..
+    } = walk;
+    let (wanted, bases) = read_wants(conn, files.len())?;
+    let mut report = (0u64, 0u64, 0u64);
+    for n in wanted {
+        let f = &files[n as usize];
+        let basis = bases.get(&n);
+        if let Some((bytes, wire)) =
+            send_file(conn, (&owners, root.as_fd(), &dirs), f, n, opts, basis)?
+        {
+            report.0 += 1;
+            report.1 += bytes;
+            report.2 += wire;
+        }
+    }
+    match conn.recv()? {
+        Message::Done(json) => {
+            let summary: Summary = serde_json::from_slice(&json).map_err(|e| {
+                Error::protocol(format!("the receiver's summary is not valid: {e}"))
+            })?;
+            Ok(SendReport {
+                summary,
+                files_sent: report.0,
+                bytes_sent: report.1,
+                wire_bytes: report.2,
+            })
+        }
+        Message::Abort { code, message } => Err(remote(code, message)),
+        other => Err(unexpected("summary", &other)),
+    }
+}
+
+fn open_root(src: &Path, opts: &SendOptions, owners: &Owners) -> mover::Result<OwnedFd> {
+    let fd = preflight::open_source(src, opts.subdir.as_deref(), owners)?;
+    if !opts.allow_empty
+        && preflight::is_empty_source(fd.as_fd()).map_err(|e| mover::Error::Io {
+            what: "cannot read source",
+            path: src.display().to_string(),
+            source: e,
+        })?
+    {
+        return Err(mover::Error::SourceEmpty {
+            path: src.display().to_string(),
+        });
+    }
+    Ok(fd)
+}
+
+fn io_fatal(what: &'static str, path: &Path, e: std::io::Error) -> Error {
+    Error::Mover(mover::Error::Io {
+        what,
+        path: path.display().to_string(),
+        source: e,
+    })
+}
+
+/// The error for a peer's [`Message::Abort`].
+pub(crate) fn remote(code: u8, message: String) -> Error {
+    Error::Remote {
+        side: "peer",
+        code: ExitCode::from_code(i32::from(code)).unwrap_or(ExitCode::Fatal),
+        message,
+    }
+}
+
+/// The error for a message that is not the one the protocol expects here.
+pub(crate) fn unexpected(wanted: &str, got: &Message) -> Error {
+    match got {
+        Message::Abort { code, message } => remote(*code, message.clone()),
+        _ => Error::protocol(format!(
+            "expected a {wanted} message, got a {} message",
+            got.name()
+        )),
+    }
+}
+
+impl Walk<'_> {
+    /// Lists one directory (already announced) and everything below it.
+    fn dir(&mut self, fd: BorrowedFd<'_>, d: usize, is_root: bool) -> Result<()> {
+        let dir_id = self.dirs[d].id;
+        let listing = match Listing::read(fd) {
+            Ok(l) => l,
+            Err(e) => {
+                return self.conn.send(&Message::Unreadable {
+                    name: Vec::new(),
+                    op: "read directory".into(),
+                    error: e.to_string(),
+                });
+            }
+        };
+        for i in 0..listing.len() {
+            let name = listing.name(i);
+            if is_root && name.to_bytes() == STATE_DIR.as_bytes() {
+                continue;
+            }
+            match self.entry(fd, d, dir_id, name) {
+                Ok(()) => {}
+                Err((_, Failure::Wire(e))) => return Err(*e),
+                Err((op, Failure::Io(e))) => {
+                    tracing::error!(name = %relpath::display(name.to_bytes()), "{op}: {e}");
+                    self.conn.send(&Message::Unreadable {
+                        name: name.to_bytes().to_vec(),
+                        op: op.into(),
+                        error: e.to_string(),
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Lists one entry; an error reading it on this side is returned for the receiver's record.
+    fn entry(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        d: usize,
+        dir_id: Id,
+        name: &CStr,
+    ) -> std::result::Result<(), (&'static str, Failure)> {
+        let owners = self.owners;
+        let meta = owners
+            .retry(&[dir_id], || stat_at(fd, name))
+            .map_err(|e| ("stat", Failure::Io(e)))?;
+        let id = (meta.uid, meta.gid);
+        if meta.kind == Kind::Dir {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let sub = owners
+                .open_as(fd, dir_id, name, Some(id), flags)
+                .map_err(|e| ("open directory", Failure::Io(e)))?;
+            let x = owners
+                .retry_entry(sub.as_fd(), id, || {
+                    xattr::read(xattr::Target::Fd(sub.as_fd()))
+                })
+                .map_err(|e| ("read xattrs", Failure::Io(e)))?;
+            self.conn
+                .send(&Message::Dir {
+                    name: name.to_bytes().to_vec(),
+                    attrs: Attrs::from_meta(&meta, &x),
+                })
+                .map_err(|e| ("send", Failure::Wire(Box::new(e))))?;
+            self.dirs.push(DirRef {
+                parent: Some(d),
+                name: name.to_owned(),
+                id,
+            });
+            let sub_d = self.dirs.len() - 1;
+            self.dir(sub.as_fd(), sub_d, false)
+                .map_err(|e| ("send", Failure::Wire(Box::new(e))))?;
+            return self
+                .conn
+                .send(&Message::Up)
+                .map_err(|e| ("send", Failure::Wire(Box::new(e))));
+        }
+        let x = if meta.kind == Kind::Socket {
+            xattr::Xattrs::default()
+        } else {
+            owners
+                .source_xattrs(fd, dir_id, name, &meta)
+                .map_err(|e| ("read xattrs", Failure::Io(e)))?
+        };
+        let target = if meta.kind == Kind::Symlink {
+            owners
+                .retry(&[dir_id], || {
+                    readlinkat(fd, name, Vec::new()).map_err(Into::into)
+                })
+                .map_err(|e| ("readlink", Failure::Io(e)))?
+                .into_bytes()
+        } else {
+            Vec::new()
+        };
+        let (mut group, mut hash) = (None, None);
+        if meta.kind == Kind::File {
+            let n = self.files.len() as u64;
+            if meta.nlink > 1 {
+                group = Some(*self.groups.entry((meta.dev, meta.ino)).or_insert(n));
+            }
+            if self.checksum {
+                let f = open_file(owners, fd, dir_id, name, &meta)
+                    .map_err(|e| ("open", Failure::Io(e)))?;
+                hash = Some(hash_file(f.as_fd(), meta.size).map_err(|e| ("read", Failure::Io(e)))?);
+            }
+            self.files.push(FileRef {
+                dir: d,
+                name: name.to_owned(),
+                meta,
+            });
+        }
+        self.conn
+            .send(&Message::Entry {
+                name: name.to_bytes().to_vec(),
+                attrs: Attrs::from_meta(&meta, &x),
+                target,
+                group,
+                hash,
+            })
+            .map_err(|e| ("send", Failure::Wire(Box::new(e))))
+    }
+}
+
+/// Why an entry could not be listed: this side's file system, or the connection (which ends
+/// the transfer).
+enum Failure {
+    Io(std::io::Error),
+    Wire(Box<Error>),
+}
+
+/// The older version of a file the receiver has: chunk size and hashes (see [`crate::delta`]).
+type Basis = (u32, Vec<[u8; 32]>);
+
+/// Reads the receiver's requests: file numbers below `count`, each greater than the one before,
+/// and the bases it offers for some of them.
+fn read_wants(conn: &mut Conn, count: usize) -> Result<(Vec<u64>, HashMap<u64, Basis>)> {
+    let mut all: Vec<u64> = Vec::new();
+    let mut bases = HashMap::new();
+    loop {
+        match conn.recv()? {
+            Message::Want(files) => {
+                for f in files {
+                    if f as usize >= count || all.last().is_some_and(|&l| l >= f) {
+                        return Err(Error::protocol(format!(
+                            "the receiver asked for file {f}, which is out of order or beyond \
+                             the {count} files listed"
+                        )));
+                    }
+                    all.push(f);
+                }
+            }
+            Message::Basis {
+                file,
+                chunk,
+                hashes,
+            } => {
+                if all.binary_search(&file).is_err()
+                    || !(delta::MIN_CHUNK..=delta::MAX_CHUNK).contains(&chunk)
+                    || hashes.len() > delta::MAX_CHUNKS
+                    || bases.insert(file, (chunk, hashes)).is_some()
+                {
+                    return Err(Error::protocol(format!(
+                        "the receiver offered a basis for file {file} it did not ask for, twice, \
+                         or with chunks of {chunk} bytes"
+                    )));
+                }
+            }
+            Message::WantEnd => return Ok((all, bases)),
+            other => return Err(unexpected("request", &other)),
+        }
+    }
+}
+
+/// Opens a source file for reading as `mover sync` does: as the mover (without changing its
+/// access time where allowed), else as its owner.
+fn open_file(
+    owners: &Owners,
+    dir: BorrowedFd<'_>,
+    dir_id: Id,
+    name: &CStr,
+    meta: &Meta,
+) -> std::io::Result<OwnedFd> {
+    let base = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    if owners.mode() != Impersonate::Always {
+        let own = match openat(dir, name, base | OFlags::NOATIME, Mode::empty()) {
+            Err(Errno::PERM) => openat(dir, name, base, Mode::empty()),
+            r => r,
+        };
+        match own {
+            Err(e)
+                if (e == Errno::ACCESS || e == Errno::PERM)
+                    && owners.mode() == Impersonate::Auto => {}
+            r => return r.map_err(Into::into),
+        }
+    }
+    owners.open_as(
+        dir,
+        dir_id,
+        name,
+        Some((meta.uid, meta.gid)),
+        base | OFlags::NOATIME,
+    )
+}
+
+/// Opens the source directory `d` again, from the root, one component at a time without
+/// following symlinks.
+fn open_dir(
+    owners: &Owners,
+    root: BorrowedFd<'_>,
+    dirs: &[DirRef],
+    d: usize,
+) -> std::io::Result<OwnedFd> {
+    let mut chain = Vec::new();
+    let mut cur = Some(d);
+    while let Some(i) = cur {
+        chain.push(i);
+        cur = dirs[i].parent;
+    }
+    let mut fd = root.try_clone_to_owned()?;
+    let mut id = dirs[0].id;
+    for &i in chain.iter().rev().skip(1) {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        fd = owners.open_as(fd.as_fd(), id, &dirs[i].name, Some(dirs[i].id), flags)?;
+        id = dirs[i].id;
+    }
+    Ok(fd)
+}
+
+/// Sends the content of file `n`: its regions of data up to its listed size. Returns the bytes
+/// of data sent and what they took on the wire, or `None` when it could not be read (the
+/// receiver is told and records the failure).
+fn send_file(
+    conn: &mut Conn,
+    (owners, root, dirs): (&Owners, BorrowedFd<'_>, &[DirRef]),
+    f: &FileRef,
+    n: u64,
+    opts: &SendOptions,
+    basis: Option<&Basis>,
+) -> Result<Option<(u64, u64)>> {
+    let fail = |conn: &mut Conn, op: &str, e: std::io::Error| {
+        tracing::error!(file = %relpath::display(f.name.to_bytes()), "{op}: {e}");
+        conn.send(&Message::FileFailed {
+            file: n,
+            op: op.into(),
+            error: e.to_string(),
+        })
+        .map(|()| None)
+    };
+    let opened = open_dir(owners, root, dirs, f.dir)
+        .and_then(|dir| open_file(owners, dir.as_fd(), dirs[f.dir].id, &f.name, &f.meta));
+    let fd = match opened {
+        Ok(fd) => fd,
+        Err(e) => return fail(conn, "open", e),
+    };
+    conn.send(&Message::FileBegin {
+        file: n,
+        size: f.meta.size,
+    })?;
+    let mut buf = vec![0u8; DATA_CHUNK];
+    let mut sent = 0u64;
+    let mut wire = 0u64;
+    let size = f.meta.size;
+    let mut send = |conn: &mut Conn, buf: &mut [u8], start: u64, end: u64| {
+        send_region(
+            conn,
+            fd.as_fd(),
+            buf,
+            (start, end),
+            opts.compress,
+            (&mut sent, &mut wire),
+        )
+    };
+    // Against a basis, chunk by chunk: equal ones are named, not sent. Holes would be read as
+    // data, so a sparse file is sent whole.
+    if let Some((chunk, hashes)) = basis.filter(|_| !f.meta.looks_sparse()) {
+        let chunk = u64::from(*chunk);
+        let mut off = 0u64;
+        for i in 0.. {
+            if off >= size {
+                break;
+            }
+            let len = (size - off).min(chunk);
+            let same = match hashes.get(i) {
+                Some(want) => match delta::hash_range(fd.as_fd(), off, len, &mut buf) {
+                    Ok(Some(h)) => h == *want,
+                    Ok(None) => false,
+                    Err(e) => return fail(conn, "read", e),
+                },
+                None => false,
+            };
+            if same {
+                conn.send(&Message::Same { offset: off, len })?;
+            } else if let Err(e) = send(conn, &mut buf, off, off + len)? {
+                return fail(conn, "read", e);
+            }
+            off += len;
+        }
+    } else {
+        let mut off = 0u64;
+        while off < size {
+            // The next region of data; holes are not sent.
+            let (start, end) = if f.meta.looks_sparse() {
+                match seek(&fd, SeekFrom::Data(off)) {
+                    Ok(d) if d >= size => break,
+                    Ok(d) => {
+                        let h = seek(&fd, SeekFrom::Hole(d)).map_or(size, |h| h.min(size));
+                        (d, h)
+                    }
+                    Err(Errno::NXIO) => break,
+                    Err(_) => (off, size),
+                }
+            } else {
+                (off, size)
+            };
+            if let Err(e) = send(conn, &mut buf, start, end)? {
+                return fail(conn, "read", e);
+            }
+            off = end;
+        }
+    }
+    conn.send(&Message::FileEnd { data_bytes: sent })?;
+    Ok(Some((sent, wire)))
+}
+
+/// Sends bytes `start..end` of `fd` as data frames (compressed where that shrinks them),
+/// adding to the bytes sent and the bytes on the wire. The inner error is a read failure on
+/// this side (the file then fails); the outer one, the connection's.
+fn send_region(
+    conn: &mut Conn,
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    (start, end): (u64, u64),
+    compress: bool,
+    (sent, wire): (&mut u64, &mut u64),
+) -> Result<std::io::Result<()>> {
+    let mut pos = start;
+    while pos < end {
+        let want = (end - pos).min(buf.len() as u64) as usize;
+        let got = match pread(fd, &mut buf[..want], pos) {
+            Ok(0) => {
+                return Ok(Err(std::io::Error::other(
+                    "the file became shorter while it was being sent; the next run sends it \
+                     again",
+                )));
+            }
+            Ok(g) => g,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let data = &buf[..got];
+        match compress.then(|| zstd::bulk::compress(data, ZSTD_LEVEL)) {
+            Some(Ok(z)) if z.len() < got => {
+                *wire += z.len() as u64;
+                conn.send(&Message::Compressed {
+                    offset: pos,
+                    raw_len: got as u32,
+                    bytes: z,
+                })?;
+            }
+            _ => {
+                *wire += got as u64;
+                conn.send_data(pos, data)?;
+            }
+        }
+        pos += got as u64;
+        *sent += got as u64;
+    }
+    Ok(Ok(()))
+}
+
+/// The BLAKE3 hash of a file's first `size` bytes.
+fn hash_file(fd: BorrowedFd<'_>, size: u64) -> std::io::Result<[u8; 32]> {
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; DATA_CHUNK];
+    let mut pos = 0u64;
+    while pos < size {
+        let want = (size - pos).min(DATA_CHUNK as u64) as usize;
+        match pread(fd, &mut buf[..want], pos) {
+            Ok(0) => break,
+            Ok(g) => {
+                h.update(&buf[..g]);
+                pos += g as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(*h.finalize().as_bytes())
+}
+
+/// The BLAKE3 hash of an open file's whole content, as [`Message::Entry`] carries it.
+pub fn content_hash(fd: BorrowedFd<'_>) -> std::io::Result<[u8; 32]> {
+    hash_file(fd, stat_fd(fd)?.size)
+}

@@ -1,0 +1,85 @@
+//! `pvc-backup mover receive DST`: make DST a mirror of what a `mover send` on another machine
+//! sends, over mutual TLS.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use contract::ExitCode as Exit;
+use wire::keys::Side;
+use wire::receive::ReceiveOptions;
+
+use super::init_logging;
+use super::wire_args::{Peer, WireArgs, failed, finish};
+
+/// Arguments of `pvc-backup mover receive`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("peer").required(true).args(["from", "listen"])))]
+pub struct ReceiveArgs {
+    /// The target folder (in the mover pod: /backup); created if missing.
+    dst: PathBuf,
+    /// Listen at ADDR:PORT for the sender to connect (`mover send --to`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<String>,
+    /// Connect to the sender listening at HOST:PORT (`mover send --listen`).
+    #[arg(long, value_name = "HOST:PORT")]
+    from: Option<String>,
+    /// With --listen, serve transfers one after another instead of exiting after the first.
+    #[arg(long, requires = "listen")]
+    keep_listening: bool,
+    /// Also compare the content of files whose size and mtime are equal (the sender reads and
+    /// hashes every file).
+    #[arg(long, short = 'c')]
+    checksum: bool,
+    /// Keep entries of the target that the source lacks, instead of removing them.
+    #[arg(long)]
+    no_delete: bool,
+    #[command(flatten)]
+    wire: WireArgs,
+}
+
+/// Receives one transfer (or, with --keep-listening, one after another) and exits with the
+/// result of the last one.
+pub(super) fn run(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
+    init_logging(a.wire.verbose, a.wire.quiet);
+    let (peer, id) = match Peer::open(
+        "receive",
+        Side::Receiver,
+        &a.wire,
+        a.listen.as_deref(),
+        a.from.as_deref(),
+    ) {
+        Ok(p) => p,
+        Err(code) => return Ok(code.into()),
+    };
+    let opts = ReceiveOptions {
+        checksum: a.checksum,
+        no_delete: a.no_delete,
+        impersonate: a.wire.impersonate.into(),
+    };
+    loop {
+        let code = match peer.next(&id, &a.wire) {
+            Ok((mut conn, from)) => {
+                match wire::receive::receive(&mut conn, &a.dst, opts.clone(), &from) {
+                    Ok(summary) => finish("receive", a.wire.output(), &summary, None)?,
+                    Err(e) => {
+                        let _ = failed("receive", &e);
+                        e.exit_code()
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = failed("receive", &e);
+                e.exit_code()
+            }
+        };
+        if !a.keep_listening {
+            return Ok(code.into());
+        }
+        if code != Exit::Ok {
+            eprintln!(
+                "pvc-backup mover receive: that transfer ended with exit code {}; listening for the next",
+                code.code()
+            );
+        }
+    }
+}

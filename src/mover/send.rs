@@ -1,0 +1,82 @@
+//! `pvc-backup mover send SRC`: mirror SRC into a `mover receive` on another machine, over
+//! mutual TLS.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use wire::keys::Side;
+use wire::send::SendOptions;
+
+use super::init_logging;
+use super::wire_args::{Peer, WireArgs, failed, finish};
+
+/// Arguments of `pvc-backup mover send`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("peer").required(true).args(["to", "listen"])))]
+pub struct SendArgs {
+    /// The source folder (in the mover pod: /source).
+    src: PathBuf,
+    /// Connect to the receiver listening at HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    to: Option<String>,
+    /// Listen at ADDR:PORT for the receiver to connect (`mover receive --from`), for a source
+    /// the receiver can reach but that cannot reach the receiver.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<String>,
+    /// Send only this folder of SRC (relative, no `..`, no symlinks), like BCK_FOLDER.
+    #[arg(long, value_name = "DIR")]
+    subdir: Option<PathBuf>,
+    /// Send an empty source (the receiver then deletes everything in its target); refused by
+    /// default with exit code 254.
+    #[arg(long)]
+    allow_empty: bool,
+    /// Compress file content with zstd on the wire (worth it on slow links; data that does not
+    /// shrink is sent as it is).
+    #[arg(long)]
+    compress: bool,
+    #[command(flatten)]
+    wire: WireArgs,
+}
+
+/// Sends one transfer and exits with the receiver's result.
+pub(super) fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
+    init_logging(a.wire.verbose, a.wire.quiet);
+    let (peer, id) = match Peer::open(
+        "send",
+        Side::Sender,
+        &a.wire,
+        a.listen.as_deref(),
+        a.to.as_deref(),
+    ) {
+        Ok(p) => p,
+        Err(code) => return Ok(code.into()),
+    };
+    let opts = SendOptions {
+        subdir: a.subdir.clone(),
+        allow_empty: a.allow_empty,
+        impersonate: a.wire.impersonate.into(),
+        compress: a.compress,
+    };
+    let (mut conn, _) = match peer.next(&id, &a.wire) {
+        Ok(c) => c,
+        Err(e) => return Ok(failed("send", &e)),
+    };
+    match wire::send::send(&mut conn, &a.src, &opts) {
+        Ok(r) => {
+            let json = serde_json::json!({
+                "summary": r.summary,
+                "sent": {
+                    "files": r.files_sent,
+                    "bytes": r.bytes_sent,
+                    "wire_bytes": r.wire_bytes,
+                },
+            });
+            let line = format!(
+                "sent the content of {} files, {} bytes ({} on the wire)",
+                r.files_sent, r.bytes_sent, r.wire_bytes
+            );
+            Ok(finish("send", a.wire.output(), &r.summary, Some((json, line)))?.into())
+        }
+        Err(e) => Ok(failed("send", &e)),
+    }
+}

@@ -1,0 +1,694 @@
+//! `pvc-backup mover send` and `mover receive` as a user runs them: the received target is what
+//! `mover sync` makes, only what differs is sent, both directions of connection work, and what
+//! is not the pinned peer is refused.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use testkit::oracle::assert_mirror;
+use testkit::skip::{is_root, need_root_and, skip};
+use testkit::tree::Tree;
+
+fn bin() -> Command {
+    Command::new(assert_cmd::cargo::cargo_bin!("pvc-backup"))
+}
+
+fn code(o: &std::process::Output) -> i32 {
+    o.status.code().expect("exited")
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Makes a key pair in `dir`.
+fn keys(dir: &Path) {
+    let o = bin().args(["mover", "keys"]).arg(dir).output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+/// A `pvc-backup mover ...` that listens: its address, read from its stderr, and the rest of
+/// its stderr as it comes. Killed when dropped.
+struct Listening {
+    child: Child,
+    addr: String,
+    err: Arc<Mutex<String>>,
+}
+
+impl Listening {
+    fn start(mut cmd: Command) -> Listening {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run pvc-backup");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut addr = String::new();
+        let mut seen = String::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            seen.push_str(&line);
+            seen.push('\n');
+            if let Some(a) = line.split("listening on ").nth(1) {
+                addr = a.trim().to_string();
+                break;
+            }
+        }
+        assert!(!addr.is_empty(), "it did not listen:\n{seen}");
+        let err = Arc::new(Mutex::new(seen));
+        let sink = err.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Listening { child, addr, err }
+    }
+
+    /// Waits for it to exit (at most `limit`): its exit code, stdout and stderr.
+    fn wait(mut self, limit: Duration) -> (i32, String, String) {
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut out = String::new();
+                self.child
+                    .stdout
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut out)
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+                let err = self.err.lock().unwrap().clone();
+                return (status.code().unwrap_or(-1), out, err);
+            }
+            assert!(
+                t0.elapsed() < limit,
+                "still running after {limit:?}:\n{}",
+                self.err.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn receive_listening(dst: &Path, keys: &Path, extra: &[&str]) -> Listening {
+    let mut cmd = bin();
+    cmd.args(["mover", "receive"])
+        .arg(dst)
+        .args(["--listen", "127.0.0.1:0", "--keys"])
+        .arg(keys)
+        .args(extra);
+    Listening::start(cmd)
+}
+
+fn send_to(src: &Path, addr: &str, keys: &Path, extra: &[&str]) -> std::process::Output {
+    bin()
+        .args(["mover", "send"])
+        .arg(src)
+        .args(["--to", addr, "--keys"])
+        .arg(keys)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// One transfer, receiver listening: both exit codes, and the sender's JSON line.
+fn transfer(src: &Path, dst: &Path, keys: &Path) -> (i32, i32, serde_json::Value) {
+    let r = receive_listening(dst, keys, &[]);
+    let s = send_to(src, &r.addr, keys, &["--json"]);
+    let (rc, _, rerr) = r.wait(Duration::from_secs(60));
+    let line = String::from_utf8_lossy(&s.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    let json = serde_json::from_str(&line).unwrap_or_else(|_| {
+        panic!(
+            "no JSON from the sender (exit {}):\n{}\nreceiver:\n{rerr}",
+            code(&s),
+            stderr(&s)
+        )
+    });
+    (code(&s), rc, json)
+}
+
+fn sent_files(j: &serde_json::Value) -> u64 {
+    j["sent"]["files"].as_u64().unwrap()
+}
+
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let k = dir.path().join("keys");
+    keys(&k);
+    (dir, k)
+}
+
+#[test]
+fn a_rich_tree_received_is_what_sync_makes_and_a_second_run_sends_nothing() {
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    let sockets = testkit::tree::rich_tree(&src, is_root());
+    let synced = dir.path().join("synced");
+    let o = bin()
+        .args(["mover", "sync"])
+        .arg(&src.root)
+        .arg(&synced)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let dst = dir.path().join("dst");
+    let t0 = Instant::now();
+    let (sc, rc, j) = transfer(&src.root, &dst, &k);
+    eprintln!("first transfer took {:?}", t0.elapsed());
+    assert_eq!((sc, rc), (0, 0), "{j}");
+    assert_mirror(&synced, &dst, &[]);
+    assert_mirror(&src.root, &dst, &sockets);
+    assert!(dst.join(".pvc-backup/last-sync.json").exists());
+    // The 64 MiB sparse file went as its few bytes of data, and stays sparse.
+    let sparse = std::fs::metadata(dst.join("sparse.img")).unwrap();
+    use std::os::unix::fs::MetadataExt as _;
+    assert!(
+        sparse.blocks() * 512 < 1 << 20,
+        "{} blocks",
+        sparse.blocks()
+    );
+    assert!(j["sent"]["bytes"].as_u64().unwrap() < 1 << 20, "{j}");
+
+    // Nothing changed: no content goes over the wire.
+    let (sc, rc, j) = transfer(&src.root, &dst, &k);
+    assert_eq!((sc, rc), (0, 0), "{j}");
+    assert_eq!(sent_files(&j), 0, "{j}");
+    assert_eq!(j["summary"]["entries"]["copied"], 0, "{j}");
+    assert_eq!(j["summary"]["bytes"]["copied"], 0, "{j}");
+
+    // One file changed: only it is sent.
+    src.file(b"dir/nested/deep.txt", b"deeper now");
+    src.remove(b"empty");
+    let (sc, rc, j) = transfer(&src.root, &dst, &k);
+    assert_eq!((sc, rc), (0, 0), "{j}");
+    assert_eq!(sent_files(&j), 1, "{j}");
+    assert_eq!(j["sent"]["bytes"], 10, "{j}");
+    assert_eq!(j["summary"]["entries"]["deleted"], 1, "{j}");
+    assert_mirror(&src.root, &dst, &sockets);
+}
+
+#[test]
+fn checksum_finds_a_change_that_keeps_size_and_mtime() {
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"f", b"aaaa").mtime(b"f", 1_600_000_000, 0);
+    let dst = dir.path().join("dst");
+    assert_eq!(transfer(&src.root, &dst, &k).0, 0);
+    src.file(b"f", b"bbbb").mtime(b"f", 1_600_000_000, 0);
+    // Without --checksum, size and mtime decide, as for sync.
+    let (_, _, j) = transfer(&src.root, &dst, &k);
+    assert_eq!(sent_files(&j), 0, "{j}");
+    let r = receive_listening(&dst, &k, &["--checksum"]);
+    let s = send_to(&src.root, &r.addr, &k, &[]);
+    assert_eq!(code(&s), 0, "{}", stderr(&s));
+    assert_eq!(r.wait(Duration::from_secs(30)).0, 0);
+    assert_eq!(std::fs::read(dst.join("f")).unwrap(), b"bbbb");
+}
+
+#[test]
+fn compressed_content_takes_less_on_the_wire_and_arrives_the_same() {
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    let text: Vec<u8> = b"a line of text that repeats\n".repeat(100_000);
+    src.file(b"text", &text)
+        .sparse(b"holes", 8 << 20, &[(4 << 20, b"x")]);
+    let dst = dir.path().join("dst");
+    let r = receive_listening(&dst, &k, &[]);
+    let s = send_to(&src.root, &r.addr, &k, &["--compress", "--json"]);
+    assert_eq!(code(&s), 0, "{}", stderr(&s));
+    assert_eq!(r.wait(Duration::from_secs(30)).0, 0);
+    let line = String::from_utf8_lossy(&s.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let j: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let (bytes, wire) = (
+        j["sent"]["bytes"].as_u64().unwrap(),
+        j["sent"]["wire_bytes"].as_u64().unwrap(),
+    );
+    // The sparse file's data goes as the filesystem's block that holds it, not its holes.
+    let text_len = text.len() as u64;
+    assert!(bytes > text_len && bytes <= text_len + 64 * 1024, "{j}");
+    assert!(wire * 20 < bytes, "{wire} of {bytes} bytes on the wire");
+    assert_mirror(&src.root, &dst, &[]);
+}
+
+#[test]
+fn a_large_file_changed_in_place_sends_only_its_changed_chunk() {
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    // 8 MiB that do not compress or repeat: each 1 MiB chunk is its own.
+    let mut data = Vec::with_capacity(8 << 20);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    while data.len() < 8 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    src.file(b"big.bin", &data).file(b"small", b"s");
+    let dst = dir.path().join("dst");
+    let (sc, rc, j) = transfer(&src.root, &dst, &k);
+    assert_eq!((sc, rc), (0, 0), "{j}");
+    assert_eq!(j["sent"]["bytes"], (8 << 20) + 1, "{j}");
+    // Ten bytes change inside the fourth MiB, and the file grows by a few bytes.
+    data[(3 << 20) + 5..(3 << 20) + 15].copy_from_slice(b"0123456789");
+    data.extend_from_slice(b"tail");
+    src.file(b"big.bin", &data);
+    let (sc, rc, j) = transfer(&src.root, &dst, &k);
+    assert_eq!((sc, rc), (0, 0), "{j}");
+    assert_eq!(sent_files(&j), 1, "{j}");
+    // The changed chunk, and the new last chunk (the old one was shorter).
+    assert_eq!(j["sent"]["bytes"], (1 << 20) + 4, "{j}");
+    assert_mirror(&src.root, &dst, &[]);
+}
+
+#[test]
+fn the_sender_may_listen_and_the_receiver_connect() {
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"a", b"1").file(b"d/b", b"2").symlink(b"l", b"a");
+    let dst = dir.path().join("dst");
+    let mut cmd = bin();
+    cmd.args(["mover", "send"])
+        .arg(&src.root)
+        .args(["--listen", "127.0.0.1:0", "--keys"])
+        .arg(&k);
+    let s = Listening::start(cmd);
+    let o = bin()
+        .args(["mover", "receive"])
+        .arg(&dst)
+        .args(["--from", &s.addr, "--keys"])
+        .arg(&k)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(s.wait(Duration::from_secs(30)).0, 0);
+    assert_mirror(&src.root, &dst, &[]);
+}
+
+#[test]
+fn subdir_sends_one_folder_and_an_escaping_one_is_refused() {
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"top", b"1")
+        .file(b"app/data/x", b"2")
+        .file(b"app/y", b"3");
+    let dst = dir.path().join("dst");
+    let r = receive_listening(&dst, &k, &[]);
+    let s = send_to(&src.root, &r.addr, &k, &["--subdir", "app"]);
+    assert_eq!(code(&s), 0, "{}", stderr(&s));
+    assert_eq!(r.wait(Duration::from_secs(30)).0, 0);
+    assert_mirror(&src.path(b"app"), &dst, &[]);
+    let r = receive_listening(&dst, &k, &[]);
+    let s = send_to(&src.root, &r.addr, &k, &["--subdir", "../src"]);
+    assert_eq!(code(&s), 2, "{}", stderr(&s));
+    assert_eq!(r.wait(Duration::from_secs(30)).0, 2);
+    assert_mirror(&src.path(b"app"), &dst, &[]);
+}
+
+#[test]
+fn an_empty_source_is_refused_on_both_sides_and_the_target_kept() {
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    let dst = Tree::new(dir.path().join("dst"));
+    dst.file(b"keep", b"backup");
+    let r = receive_listening(&dst.root, &k, &[]);
+    let s = send_to(&src.root, &r.addr, &k, &[]);
+    assert_eq!(code(&s), 254, "{}", stderr(&s));
+    assert!(stderr(&s).contains("empty"), "{}", stderr(&s));
+    let (rc, _, rerr) = r.wait(Duration::from_secs(30));
+    assert_eq!(rc, 254, "{rerr}");
+    assert_eq!(std::fs::read(dst.path(b"keep")).unwrap(), b"backup");
+}
+
+#[test]
+fn a_locked_target_is_refused_on_both_sides() {
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"a", b"1");
+    let dst = dir.path().join("dst");
+    std::fs::create_dir_all(dst.join(".pvc-backup")).unwrap();
+    let lock = std::fs::File::create(dst.join(".pvc-backup/lock")).unwrap();
+    // SAFETY: flock on an open file.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+        0
+    );
+    let r = receive_listening(&dst, &k, &[]);
+    let s = send_to(&src.root, &r.addr, &k, &[]);
+    assert_eq!(code(&s), 1, "{}", stderr(&s));
+    assert_eq!(r.wait(Duration::from_secs(30)).0, 1);
+    assert!(!dst.join("a").exists());
+}
+
+/// A keys folder with `side`'s files from `own` and the peer's certificate from `peer`.
+fn mixed(dir: &Path, side: &str, own: &Path, peer: &Path) -> PathBuf {
+    let other = if side == "sender" {
+        "receiver"
+    } else {
+        "sender"
+    };
+    let out = dir.join(format!("mixed-{side}"));
+    std::fs::create_dir_all(&out).unwrap();
+    for f in [format!("{side}.key"), format!("{side}.crt")] {
+        std::fs::copy(own.join(&f), out.join(&f)).unwrap();
+    }
+    std::fs::copy(
+        peer.join(format!("{other}.crt")),
+        out.join(format!("{other}.crt")),
+    )
+    .unwrap();
+    out
+}
+
+#[test]
+fn a_wrong_certificate_is_refused_on_both_sides() {
+    let (dir, k) = setup();
+    let other = dir.path().join("other-keys");
+    keys(&other);
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"a", b"1");
+    let dst = dir.path().join("dst");
+    let r = receive_listening(&dst, &k, &[]);
+    // The receiver presents a certificate the sender was not given.
+    let s = send_to(
+        &src.root,
+        &r.addr,
+        &mixed(dir.path(), "sender", &k, &other),
+        &[],
+    );
+    assert_eq!(code(&s), 1, "{}", stderr(&s));
+    assert!(stderr(&s).contains("handshake"), "{}", stderr(&s));
+    // The sender presents a certificate the receiver was not given.
+    let s = send_to(&src.root, &r.addr, &other, &[]);
+    assert_eq!(code(&s), 1, "{}", stderr(&s));
+    assert!(!dst.join("a").exists());
+    // The receiver is still waiting, and serves the right sender.
+    let s = send_to(&src.root, &r.addr, &k, &[]);
+    assert_eq!(code(&s), 0, "{}", stderr(&s));
+    let (rc, _, rerr) = r.wait(Duration::from_secs(30));
+    assert_eq!(rc, 0, "{rerr}");
+    assert!(rerr.contains("refused"), "{rerr}");
+    assert_mirror(&src.root, &dst, &[]);
+}
+
+/// Whether the server closed `c` within `limit` (a read returns end of file or an error).
+fn closed_within(c: &mut TcpStream, limit: Duration) -> bool {
+    c.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn plaintext_and_stalled_clients_are_dropped_while_a_good_sender_is_served() {
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"a", b"1");
+    let dst = dir.path().join("dst");
+    let r = receive_listening(&dst, &k, &["--keep-listening", "--handshake-timeout", "3"]);
+    // A plaintext client: refused at its first bytes.
+    let mut plain = TcpStream::connect(&r.addr).unwrap();
+    plain.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    assert!(closed_within(&mut plain, Duration::from_secs(2)));
+    // One that connects and says nothing, and one that sends a byte every half second.
+    let mut silent = TcpStream::connect(&r.addr).unwrap();
+    let mut dribbler = TcpStream::connect(&r.addr).unwrap();
+    let mut d2 = dribbler.try_clone().unwrap();
+    let dribbling = std::thread::spawn(move || {
+        // A TLS record header, one byte at a time: never a complete hello.
+        for b in [0x16u8, 3, 1, 0x40, 0].iter().cycle().take(40) {
+            if d2.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    // Meanwhile a correct sender is served at once.
+    let t0 = Instant::now();
+    let s = send_to(&src.root, &r.addr, &k, &[]);
+    assert_eq!(code(&s), 0, "{}", stderr(&s));
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    // Both stalled connections are dropped when the handshake time is up.
+    let t1 = Instant::now();
+    assert!(closed_within(&mut silent, Duration::from_secs(6)));
+    assert!(closed_within(&mut dribbler, Duration::from_secs(6)));
+    assert!(t1.elapsed() < Duration::from_secs(6));
+    dribbling.join().unwrap();
+    // And it keeps serving.
+    src.file(b"b", b"2");
+    let s = send_to(&src.root, &r.addr, &k, &[]);
+    assert_eq!(code(&s), 0, "{}", stderr(&s));
+    assert_mirror(&src.root, &dst, &[]);
+    let err = r.stderr();
+    assert!(err.contains("did not complete in time"), "{err}");
+}
+
+/// Two network namespaces joined by a veth pair, removed when dropped.
+struct Netns {
+    names: [String; 2],
+}
+
+impl Netns {
+    fn ip(args: &[&str]) -> Result<(), String> {
+        let o = Command::new("ip")
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if o.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stderr)
+            ))
+        }
+    }
+
+    fn new(tag: &str) -> Result<Netns, String> {
+        let id = std::process::id() % 100_000;
+        let n = Netns {
+            names: [format!("pvcb-{tag}-{id}-a"), format!("pvcb-{tag}-{id}-b")],
+        };
+        let [a, b] = &n.names;
+        let (va, vb) = (format!("pva{id}"), format!("pvb{id}"));
+        Self::ip(&["netns", "add", a])?;
+        Self::ip(&["netns", "add", b])?;
+        Self::ip(&[
+            "link", "add", &va, "netns", a, "type", "veth", "peer", "name", &vb, "netns", b,
+        ])?;
+        Self::ip(&["-n", a, "addr", "add", "10.231.7.1/24", "dev", &va])?;
+        Self::ip(&["-n", b, "addr", "add", "10.231.7.2/24", "dev", &vb])?;
+        for (ns, dev) in [(a, &va), (b, &vb)] {
+            Self::ip(&["-n", ns, "link", "set", dev, "up"])?;
+            Self::ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(n)
+    }
+
+    fn exec(&self, i: usize) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.names[i]])
+            .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"));
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = Self::ip(&["netns", "delete", n]);
+        }
+    }
+}
+
+#[test]
+fn a_transfer_between_two_network_namespaces_over_veth() {
+    let test = "a_transfer_between_two_network_namespaces_over_veth";
+    if !need_root_and(test, &["ip"]) {
+        return;
+    }
+    let net = match Netns::new("xfer") {
+        Ok(n) => n,
+        Err(e) => {
+            skip(test, &format!("cannot make network namespaces here: {e}"));
+            return;
+        }
+    };
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    let sockets = testkit::tree::rich_tree(&src, true);
+    let dst = dir.path().join("dst");
+    // The receiver listens in the first namespace, the sender connects from the second.
+    let mut cmd = net.exec(0);
+    cmd.args(["mover", "receive"])
+        .arg(&dst)
+        .args(["--listen", "10.231.7.1:7443", "--keys"])
+        .arg(&k);
+    let r = Listening::start(cmd);
+    assert_eq!(r.addr, "10.231.7.1:7443");
+    let t0 = Instant::now();
+    let s = net
+        .exec(1)
+        .args(["mover", "send"])
+        .arg(&src.root)
+        .args(["--to", "10.231.7.1:7443", "--keys"])
+        .arg(&k)
+        .output()
+        .unwrap();
+    assert_eq!(code(&s), 0, "{}", stderr(&s));
+    let (rc, _, rerr) = r.wait(Duration::from_secs(60));
+    assert_eq!(rc, 0, "{rerr}");
+    eprintln!("transfer over veth took {:?}", t0.elapsed());
+    assert_mirror(&src.root, &dst, &sockets);
+    // The other way round: the sender listens in the second namespace.
+    src.file(b"plain", b"changed\n");
+    let mut cmd = net.exec(1);
+    cmd.args(["mover", "send"])
+        .arg(&src.root)
+        .args(["--listen", "10.231.7.2:7444", "--keys"])
+        .arg(&k);
+    let s = Listening::start(cmd);
+    let o = net
+        .exec(0)
+        .args(["mover", "receive"])
+        .arg(&dst)
+        .args(["--from", "10.231.7.2:7444", "--keys"])
+        .arg(&k)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(s.wait(Duration::from_secs(60)).0, 0);
+    assert_mirror(&src.root, &dst, &sockets);
+}
+
+const SQUASH: [&str; 3] = [
+    "--bounding-set=-dac_override,-dac_read_search",
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--",
+];
+
+/// Several owners, 0600 files in 0700 folders nested across owners, a setgid folder, an ACL and
+/// a user xattr only the owner may read: what a root-squashed mover reaches only as each owner.
+fn many_owners(root: PathBuf) -> Tree {
+    let t = Tree::new(root);
+    t.file(b"public.txt", b"anyone")
+        .file(b"a/own-a", b"secret of 1001")
+        .file(b"a/b/own-b", b"secret of 1002")
+        .file(b"a/b/c/own-c", b"secret of 1003")
+        .file(b"d/e/deep", b"1005")
+        .hardlink(b"a/own-a", b"a/own-a-link")
+        .symlink(b"a/b/link-to-c", b"c/own-c")
+        .owner(b"public.txt", 1001, 1001)
+        .owner(b"a", 1001, 1001)
+        .owner(b"a/own-a", 1001, 1001)
+        .owner(b"a/b", 1002, 1002)
+        .owner(b"a/b/own-b", 1002, 1002)
+        .owner(b"a/b/link-to-c", 1002, 1002)
+        .owner(b"a/b/c", 1003, 1003)
+        .owner(b"a/b/c/own-c", 1003, 1003)
+        .owner(b"d", 1004, 3000)
+        .owner(b"d/e", 1005, 3000)
+        .owner(b"d/e/deep", 1005, 1005)
+        .mode(b"a", 0o700)
+        .mode(b"a/own-a", 0o600)
+        .mode(b"a/b", 0o700)
+        .mode(b"a/b/own-b", 0o600)
+        .mode(b"a/b/c", 0o700)
+        .mode(b"a/b/c/own-c", 0o400)
+        .mode(b"d", 0o2770)
+        .mode(b"d/e", 0o2700)
+        .mode(b"d/e/deep", 0o600)
+        .xattr(b"a/b/own-b", "user.note", b"only 1002 can read this");
+    if testkit::skip::have_tool("setfacl") {
+        t.acl(b"a/own-a", &["-m", "u:1002:r"]);
+    }
+    t.owner(b"", 1001, 1001).mode(b"", 0o755);
+    t
+}
+
+/// Runs `pvc-backup ARGS` as root without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, as on a
+/// root-squashed NFS volume.
+fn squashed() -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(SQUASH)
+        .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"));
+    c
+}
+
+#[test]
+fn root_squashed_sides_read_and_write_as_each_owner() {
+    let test = "root_squashed_sides_read_and_write_as_each_owner";
+    if !need_root_and(test, &["setpriv", "rsync"]) {
+        return;
+    }
+    let (dir, k) = setup();
+    let src = many_owners(dir.path().join("src"));
+    let dst = dir.path().join("dst");
+    let mut cmd = squashed();
+    cmd.args(["mover", "receive"])
+        .arg(&dst)
+        .args(["--listen", "127.0.0.1:0", "--keys"])
+        .arg(&k);
+    let r = Listening::start(cmd);
+    let s = squashed()
+        .args(["mover", "send"])
+        .arg(&src.root)
+        .args(["--to", &r.addr, "--keys"])
+        .arg(&k)
+        .output()
+        .unwrap();
+    assert_eq!(code(&s), 0, "{}", stderr(&s));
+    let (rc, _, rerr) = r.wait(Duration::from_secs(60));
+    assert_eq!(rc, 0, "{rerr}");
+    assert_mirror(&src.root, &dst, &[]);
+    // The squash is real: a sender that may not act as the owners cannot read those files.
+    let other = dir.path().join("other");
+    let r = receive_listening(&other, &k, &[]);
+    let s = squashed()
+        .args(["mover", "send"])
+        .arg(&src.root)
+        .args(["--impersonate", "never", "--to", &r.addr, "--keys"])
+        .arg(&k)
+        .output()
+        .unwrap();
+    assert_eq!(code(&s), 23, "{}", stderr(&s));
+    assert!(stderr(&s).contains("on the sender"), "{}", stderr(&s));
+    assert_eq!(r.wait(Duration::from_secs(60)).0, 23);
+}
