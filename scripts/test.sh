@@ -66,6 +66,7 @@ cargo build --locked -q -p pvc-backup
 PVC_BACKUP_BIN="$bin" bench/compare.sh --small --baseline "$bin" >/dev/null
 PVC_BACKUP_BIN="$bin" bench/backup.sh --small >/dev/null
 PVC_BACKUP_BIN="$bin" bench/webhook.sh --small >/dev/null
+PVC_BACKUP_BIN="$bin" bench/repository.sh --small >/dev/null
 if [ "$(id -u)" = 0 ]; then
   bench/block.sh --small --bin "$bin" >/dev/null
 else
