@@ -86,6 +86,21 @@ fn restic_checks_clean(repo: &str, server: Option<&S3Server>) {
     );
 }
 
+/// A SeaweedFS of its own for a test, in `dir`; `None` (after saying why) when `tools` or
+/// `weed` are missing.
+fn s3_server_or_skip(test: &str, tools: &[&str], dir: &Path) -> Option<S3Server> {
+    if !need_tools(test, tools) {
+        return None;
+    }
+    match S3Server::start(&dir.join("s3")) {
+        Ok(s) => Some(s),
+        Err(why) => {
+            skip(test, &why);
+            None
+        }
+    }
+}
+
 /// A source with one of everything (other owners, devices and `trusted.` attributes as root).
 fn rich_source(root: PathBuf) -> (Tree, Vec<&'static str>) {
     let t = Tree::new(root);
@@ -223,22 +238,13 @@ fn a_snapshot_restic_wrote_restores_exactly() {
 
 #[test]
 fn backups_to_s3_read_only_what_changed_and_retention_prunes() {
-    if !need_tools(
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = s3_server_or_skip(
         "backups_to_s3_read_only_what_changed_and_retention_prunes",
         &["restic", "rsync", "weed"],
-    ) {
+        dir.path(),
+    ) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let server = match S3Server::start(&dir.path().join("s3")) {
-        Ok(s) => s,
-        Err(why) => {
-            skip(
-                "backups_to_s3_read_only_what_changed_and_retention_prunes",
-                &why,
-            );
-            return;
-        }
     };
     let sv = Some(&server);
     let src = Tree::new(dir.path().join("src"));
@@ -326,19 +332,13 @@ fn backups_to_s3_read_only_what_changed_and_retention_prunes() {
 
 #[test]
 fn repository_errors_are_clear_and_write_nothing() {
-    if !need_tools(
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = s3_server_or_skip(
         "repository_errors_are_clear_and_write_nothing",
         &["restic", "weed"],
-    ) {
+        dir.path(),
+    ) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let server = match S3Server::start(&dir.path().join("s3")) {
-        Ok(s) => s,
-        Err(why) => {
-            skip("repository_errors_are_clear_and_write_nothing", &why);
-            return;
-        }
     };
     let sv = Some(&server);
     let src = Tree::new(dir.path().join("src"));
@@ -440,22 +440,13 @@ fn repository_errors_are_clear_and_write_nothing() {
 
 #[test]
 fn a_server_killed_mid_backup_leaves_a_repository_the_next_run_completes() {
-    if !need_tools(
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut server) = s3_server_or_skip(
         "a_server_killed_mid_backup_leaves_a_repository_the_next_run_completes",
         &["restic", "rsync", "weed"],
-    ) {
+        dir.path(),
+    ) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = match S3Server::start(&dir.path().join("s3")) {
-        Ok(s) => s,
-        Err(why) => {
-            skip(
-                "a_server_killed_mid_backup_leaves_a_repository_the_next_run_completes",
-                &why,
-            );
-            return;
-        }
     };
     let src = Tree::new(dir.path().join("src"));
     // Incompressible content, so that packs are written for a while.
@@ -473,10 +464,7 @@ fn a_server_killed_mid_backup_leaves_a_repository_the_next_run_completes() {
     );
     src.file(b"late", b"added after the first snapshot");
     for i in 0..40 {
-        src.file(
-            format!("new-{i:02}").as_bytes(),
-            &[i as u8; 300 << 10].repeat(3),
-        );
+        src.file(format!("new-{i:02}").as_bytes(), &noise(2 << 20, 100 + i));
     }
 
     // The second backup, with the server killed once it has written part of it.
@@ -485,8 +473,15 @@ fn a_server_killed_mid_backup_leaves_a_repository_the_next_run_completes() {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     env(&mut cmd, Some(&server));
-    let child = cmd.spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let data = server.dir.join("data");
+    let before = bytes_under(&data);
+    let mut child = cmd.spawn().unwrap();
+    // Killed once the server holds 8 MiB more of this backup's 80 MiB, whatever the speed.
+    let part_written =
+        testkit::poll_until(Duration::from_secs(120), Duration::from_millis(10), || {
+            bytes_under(&data) >= before + (8 << 20) || child.try_wait().is_ok_and(|s| s.is_some())
+        });
+    assert!(part_written, "the backup wrote nothing for 120 s");
     server.kill();
     let out = child.wait_with_output().unwrap();
     assert_ne!(
@@ -566,6 +561,21 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
             state as u8
         })
         .collect()
+}
+
+/// The bytes of the files below `dir` (0 for what cannot be read: the server writes as we read).
+fn bytes_under(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => bytes_under(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
