@@ -62,6 +62,7 @@ impl TestNamespace {
             let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
                 .await
                 .unwrap_or_else(|e| panic!("KUBECONFIG {}: {e}", settings.kubeconfig.display()));
+            cluster::connect::use_ring_for_tls();
             kube::Client::try_from(config).expect("a client for KUBECONFIG")
         });
         let name = format!("pvc-backup-test-{}", random_suffix());

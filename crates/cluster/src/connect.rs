@@ -68,7 +68,19 @@ pub async fn connect(options: &ConnectOptions) -> Result<Kube> {
         .namespace
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
+    use_ring_for_tls();
     let client = Client::try_from(config)
         .map_err(|e| Error::Connect(format!("cannot make a client: {e}")))?;
     Ok(Kube { client, namespace })
+}
+
+/// Makes ring the process's TLS provider, once, before a client is made. Two providers are
+/// compiled in (ring, which the project uses, and aws-lc-rs, which the S3 client of the
+/// repository crate brings), and with two rustls will not pick one by itself: kube's client
+/// would panic.
+pub fn use_ring_for_tls() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // An error means another thread installed one in between; either is ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
 }

@@ -12,9 +12,18 @@
 
 use jiff::Timestamp;
 use jiff::civil::{Date, DateTime};
-use jiff::tz::{AmbiguousOffset, TimeZone};
+use jiff::tz::{AmbiguousOffset, TimeZone, TimeZoneDatabase};
 
 use crate::{Error, Result};
+
+/// The time zone database compiled into the program. Named explicitly: another crate in the
+/// program (the repository code's) turns on jiff's use of the machine's `/usr/share/zoneinfo`
+/// for the process-wide default, and the image has none.
+fn time_zones() -> &'static TimeZoneDatabase {
+    static BUNDLED: std::sync::LazyLock<TimeZoneDatabase> =
+        std::sync::LazyLock::new(TimeZoneDatabase::bundled);
+    &BUNDLED
+}
 
 const FIELDS: [(&str, u32, u32); 5] = [
     ("minute", 0, 59),
@@ -78,7 +87,7 @@ impl Schedule {
         let spec = Spec::parse(schedule)?;
         let time_zone = match time_zone {
             None => TimeZone::UTC,
-            Some(name) => TimeZone::get(name).map_err(|_| {
+            Some(name) => time_zones().get(name).map_err(|_| {
                 Error::Invalid(format!(
                     "time zone {name:?} is unknown: use an IANA time zone name such as \
                      Europe/Berlin, America/New_York or UTC"
@@ -563,10 +572,10 @@ mod tests {
         // Not the machine's /usr/share/zoneinfo: the image has none, and a machine's copy could
         // be older or newer than the one the tests ran with.
         assert_eq!(
-            format!("{:?}", jiff::tz::db()),
+            format!("{:?}", time_zones()),
             "TimeZoneDatabase(Bundled(available))"
         );
-        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        let berlin = time_zones().get("Europe/Berlin").unwrap();
         assert_eq!(berlin.iana_name(), Some("Europe/Berlin"));
     }
 

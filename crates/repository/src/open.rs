@@ -91,12 +91,12 @@ pub fn open(location: &Location, password: &str, init: bool, env: &S3Env) -> Res
                 "there is no repository here; create it with --init (or check the URL)",
             ));
         }
+        // Data packs of 16 MiB, restic's own default, instead of rustic's 32 MiB: a backup holds
+        // a few packs in memory while it compresses, encrypts and uploads them.
+        let mut config = ConfigOptions::default();
+        config.set_datapack_size = Some(bytesize::ByteSize::mib(16));
         return repo
-            .init(
-                &credentials,
-                &KeyOptions::default(),
-                &ConfigOptions::default(),
-            )
+            .init(&credentials, &KeyOptions::default(), &config)
             .map_err(|e| Error::repo(url, format!("cannot create it: {}", describe(&e))));
     }
     repo.open(&credentials).map_err(|e| {

@@ -10,3 +10,12 @@
 pub mod fake;
 pub mod objects;
 pub mod real;
+
+/// Makes ring the process's TLS provider before a test makes a client: with the two providers
+/// the workspace compiles in (ring, and aws-lc-rs from the repository crate's S3 client), rustls
+/// picks none by itself and kube's client would panic.
+pub fn use_ring_for_tls() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}

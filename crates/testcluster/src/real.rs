@@ -157,6 +157,7 @@ impl RealCluster {
             let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
                 .await
                 .expect("KUBECONFIG is a usable kubeconfig");
+            crate::use_ring_for_tls();
             kube::Client::try_from(config).expect("kube client")
         });
         let c = RealCluster {

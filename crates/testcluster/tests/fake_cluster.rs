@@ -1678,6 +1678,7 @@ async fn the_kubeconfig_works_and_server_side_apply_creates_then_updates() {
         .await
         .unwrap();
     assert_eq!(config.default_namespace, "default");
+    testcluster::use_ring_for_tls();
     let client = kube::Client::try_from(config).unwrap();
     let v = client.apiserver_version().await.unwrap();
     assert_eq!((v.major.as_str(), v.minor.as_str()), ("1", "33"));

@@ -349,6 +349,7 @@ impl FakeCluster {
         let mut config = kube::Config::new(self.url.parse().expect("cluster URL"));
         config.default_namespace = "default".into();
         config.read_timeout = Some(Duration::from_secs(300));
+        crate::use_ring_for_tls();
         kube::Client::try_from(config).expect("kube client")
     }
 
