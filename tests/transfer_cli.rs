@@ -507,7 +507,9 @@ impl Netns {
             names: [format!("pvcb-{tag}-{id}-a"), format!("pvcb-{tag}-{id}-b")],
         };
         let [a, b] = &n.names;
-        let (va, vb) = (format!("pva{id}"), format!("pvb{id}"));
+        // Tests run at once in one process: the pair's names differ by tag too.
+        let t = &tag[..1];
+        let (va, vb) = (format!("pva{id}{t}"), format!("pvb{id}{t}"));
         Self::ip(&["netns", "add", a])?;
         Self::ip(&["netns", "add", b])?;
         Self::ip(&[
@@ -520,6 +522,13 @@ impl Netns {
             Self::ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
         Ok(n)
+    }
+
+    /// The name of the veth end in namespace `i`.
+    fn dev(&self, i: usize) -> String {
+        let id = std::process::id() % 100_000;
+        let t = &self.names[i].split('-').nth(1).unwrap()[..1];
+        format!("{}{id}{t}", ["pva", "pvb"][i])
     }
 
     fn exec(&self, i: usize) -> Command {
@@ -691,4 +700,199 @@ fn root_squashed_sides_read_and_write_as_each_owner() {
     assert_eq!(code(&s), 23, "{}", stderr(&s));
     assert!(stderr(&s).contains("on the sender"), "{}", stderr(&s));
     assert_eq!(r.wait(Duration::from_secs(60)).0, 23);
+}
+
+/// `len` bytes that neither compress nor repeat.
+fn noise(len: usize) -> Vec<u8> {
+    let mut data = Vec::with_capacity(len + 8);
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(len);
+    data
+}
+
+/// The size of the partly received file in `dst`, if there is one.
+fn partial_size(dst: &Path) -> Option<u64> {
+    std::fs::read_dir(dst).ok()?.find_map(|e| {
+        let e = e.ok()?;
+        e.file_name()
+            .to_string_lossy()
+            .starts_with(".pvcb-part.")
+            .then(|| e.metadata().map(|m| m.len()).unwrap_or(0))
+    })
+}
+
+/// Waits until at least `bytes` of the large file have arrived in `dst`.
+fn wait_partial(dst: &Path, bytes: u64) {
+    let t0 = Instant::now();
+    while partial_size(dst).is_none_or(|n| n < bytes) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the large file did not arrive: {:?}",
+            partial_size(dst)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Two namespaces whose link carries 100 Mbit/s from the sender's side (namespace 1), so a
+/// large file takes seconds and can be cut in the middle.
+fn slow_link(test: &str, tag: &str) -> Option<Netns> {
+    if !need_root_and(test, &["ip", "tc"]) {
+        return None;
+    }
+    let net = match Netns::new(tag) {
+        Ok(n) => n,
+        Err(e) => {
+            skip(test, &format!("cannot make network namespaces here: {e}"));
+            return None;
+        }
+    };
+    let dev = net.dev(1);
+    let ns = net.names[1].clone();
+    if let Err(e) = Netns::ip(&[
+        "netns", "exec", &ns, "tc", "qdisc", "add", "dev", &dev, "root", "tbf", "rate", "100mbit",
+        "burst", "64kb", "latency", "100ms",
+    ]) {
+        skip(test, &format!("cannot limit the link's rate: {e}"));
+        return None;
+    }
+    Some(net)
+}
+
+fn receiver_in(net: &Netns, dst: &Path, k: &Path, port: u16, extra: &[&str]) -> Listening {
+    let mut cmd = net.exec(0);
+    cmd.args(["mover", "receive"])
+        .arg(dst)
+        .args(["--listen", &format!("10.231.7.1:{port}"), "--keys"])
+        .arg(k)
+        .args(extra);
+    Listening::start(cmd)
+}
+
+fn sender_in(net: &Netns, src: &Path, k: &Path, port: u16, extra: &[&str]) -> Child {
+    net.exec(1)
+        .args(["mover", "send"])
+        .arg(src)
+        .args(["--to", &format!("10.231.7.1:{port}"), "--json", "--keys"])
+        .arg(k)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The sender's exit code and JSON line.
+fn sender_result(c: Child) -> (i32, serde_json::Value) {
+    let o = c.wait_with_output().unwrap();
+    let line = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    let json = serde_json::from_str(&line).unwrap_or(serde_json::Value::Null);
+    assert!(!json.is_null() || code(&o) != 0, "{}", stderr(&o));
+    (code(&o), json)
+}
+
+const BIG: usize = 64 << 20;
+
+#[test]
+fn a_sender_killed_mid_file_is_resumed_by_a_rerun_from_its_last_chunk() {
+    let test = "a_sender_killed_mid_file_is_resumed_by_a_rerun_from_its_last_chunk";
+    let Some(net) = slow_link(test, "skill") else {
+        return;
+    };
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"big.bin", &noise(BIG)).file(b"small", b"s");
+    let dst = dir.path().join("dst");
+    let r = receiver_in(&net, &dst, &k, 7451, &[]);
+    let mut s = sender_in(&net, &src.root, &k, 7451, &[]);
+    wait_partial(&dst, (BIG / 3) as u64);
+    s.kill().unwrap();
+    let _ = s.wait();
+    let (rc, _, rerr) = r.wait(Duration::from_secs(60));
+    assert_eq!(rc, 1, "{rerr}");
+    assert!(partial_size(&dst).is_some(), "the partial file was kept");
+    let r = receiver_in(&net, &dst, &k, 7452, &[]);
+    let (sc, j) = sender_result(sender_in(&net, &src.root, &k, 7452, &[]));
+    let (rc, _, rerr) = r.wait(Duration::from_secs(120));
+    assert_eq!((sc, rc), (0, 0), "{j}\n{rerr}");
+    let bytes = j["sent"]["bytes"].as_u64().unwrap();
+    assert!(
+        bytes < (BIG as u64) * 3 / 4,
+        "the re-run sent {bytes} bytes: {j}"
+    );
+    assert_eq!(partial_size(&dst), None);
+    assert_mirror(&src.root, &dst, &[]);
+}
+
+#[test]
+fn a_receiver_killed_mid_file_is_resumed_by_a_rerun_from_its_last_chunk() {
+    let test = "a_receiver_killed_mid_file_is_resumed_by_a_rerun_from_its_last_chunk";
+    let Some(net) = slow_link(test, "rkill") else {
+        return;
+    };
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"big.bin", &noise(BIG)).file(b"small", b"s");
+    let dst = dir.path().join("dst");
+    let r = receiver_in(&net, &dst, &k, 7453, &[]);
+    let s = sender_in(&net, &src.root, &k, 7453, &["--idle-timeout", "5"]);
+    wait_partial(&dst, (BIG / 3) as u64);
+    drop(r);
+    let (sc, _) = sender_result(s);
+    assert_eq!(sc, 1);
+    let r = receiver_in(&net, &dst, &k, 7454, &[]);
+    let (sc, j) = sender_result(sender_in(&net, &src.root, &k, 7454, &[]));
+    let (rc, _, rerr) = r.wait(Duration::from_secs(120));
+    assert_eq!((sc, rc), (0, 0), "{j}\n{rerr}");
+    let bytes = j["sent"]["bytes"].as_u64().unwrap();
+    assert!(
+        bytes < (BIG as u64) * 3 / 4,
+        "the re-run sent {bytes} bytes: {j}"
+    );
+    assert_eq!(partial_size(&dst), None);
+    assert_mirror(&src.root, &dst, &[]);
+}
+
+#[test]
+fn a_link_down_for_30_s_mid_file_is_bridged_by_retry_for() {
+    let test = "a_link_down_for_30_s_mid_file_is_bridged_by_retry_for";
+    let Some(net) = slow_link(test, "down") else {
+        return;
+    };
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"big.bin", &noise(BIG)).file(b"small", b"s");
+    let dst = dir.path().join("dst");
+    let retry = ["--retry-for", "2m", "--idle-timeout", "5"];
+    let r = receiver_in(&net, &dst, &k, 7455, &retry);
+    let s = sender_in(&net, &src.root, &k, 7455, &retry);
+    wait_partial(&dst, (BIG / 3) as u64);
+    let dev = net.dev(0);
+    Netns::ip(&["-n", &net.names[0], "link", "set", &dev, "down"]).unwrap();
+    std::thread::sleep(Duration::from_secs(30));
+    Netns::ip(&["-n", &net.names[0], "link", "set", &dev, "up"]).unwrap();
+    let (sc, j) = sender_result(s);
+    let (rc, _, rerr) = r.wait(Duration::from_secs(180));
+    assert_eq!((sc, rc), (0, 0), "{j}\n{rerr}");
+    assert!(
+        rerr.contains("trying again"),
+        "no reconnect happened:\n{rerr}"
+    );
+    let bytes = j["sent"]["bytes"].as_u64().unwrap();
+    assert!(
+        bytes * 10 < (BIG as u64) * 13,
+        "{bytes} bytes sent in all for {BIG}: {j}"
+    );
+    assert_eq!(partial_size(&dst), None);
+    assert_mirror(&src.root, &dst, &[]);
 }

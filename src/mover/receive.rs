@@ -9,7 +9,7 @@ use wire::keys::Side;
 use wire::receive::ReceiveOptions;
 
 use super::init_logging;
-use super::wire_args::{Peer, WireArgs, failed, finish};
+use super::wire_args::{Peer, WireArgs, failed, finish, retry};
 
 /// Arguments of `pvc-backup mover receive`.
 #[derive(Debug, clap::Args)]
@@ -56,11 +56,19 @@ pub(super) fn run(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
         no_delete: a.no_delete,
         impersonate: a.wire.impersonate.into(),
     };
+    let mut again = false;
     loop {
-        let code = match peer.next(&id, &a.wire) {
+        let code = match peer.next(&id, &a.wire, again) {
             Ok((mut conn, from)) => {
                 match wire::receive::receive(&mut conn, &a.dst, opts.clone(), &from) {
-                    Ok(summary) => finish("receive", a.wire.output(), &summary, None)?,
+                    Ok(summary) => {
+                        again = false;
+                        finish("receive", a.wire.output(), &summary, None)?
+                    }
+                    Err(e) if retry("receive", &a.wire, &e) => {
+                        again = true;
+                        continue;
+                    }
                     Err(e) => {
                         let _ = failed("receive", &e);
                         e.exit_code()
@@ -68,6 +76,7 @@ pub(super) fn run(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             Err(e) => {
+                again = false;
                 let _ = failed("receive", &e);
                 e.exit_code()
             }

@@ -8,7 +8,7 @@ use wire::keys::Side;
 use wire::send::SendOptions;
 
 use super::init_logging;
-use super::wire_args::{Peer, WireArgs, failed, finish};
+use super::wire_args::{Peer, WireArgs, failed, finish, retry};
 
 /// Arguments of `pvc-backup mover send`.
 #[derive(Debug, clap::Args)]
@@ -57,26 +57,31 @@ pub(super) fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
         impersonate: a.wire.impersonate.into(),
         compress: a.compress,
     };
-    let (mut conn, _) = match peer.next(&id, &a.wire) {
-        Ok(c) => c,
-        Err(e) => return Ok(failed("send", &e)),
-    };
-    match wire::send::send(&mut conn, &a.src, &opts) {
-        Ok(r) => {
-            let json = serde_json::json!({
-                "summary": r.summary,
-                "sent": {
-                    "files": r.files_sent,
-                    "bytes": r.bytes_sent,
-                    "wire_bytes": r.wire_bytes,
-                },
-            });
-            let line = format!(
-                "sent the content of {} files, {} bytes ({} on the wire)",
-                r.files_sent, r.bytes_sent, r.wire_bytes
-            );
-            Ok(finish("send", a.wire.output(), &r.summary, Some((json, line)))?.into())
+    // What was sent over every attempt, those cut off included.
+    let mut sent = wire::send::Sent::default();
+    let mut again = false;
+    let summary = loop {
+        let (mut conn, _) = match peer.next(&id, &a.wire, again) {
+            Ok(c) => c,
+            Err(e) => return Ok(failed("send", &e)),
+        };
+        match wire::send::send_counted(&mut conn, &a.src, &opts, &mut sent) {
+            Ok(s) => break s,
+            Err(e) if retry("send", &a.wire, &e) => again = true,
+            Err(e) => return Ok(failed("send", &e)),
         }
-        Err(e) => Ok(failed("send", &e)),
-    }
+    };
+    let json = serde_json::json!({
+        "summary": summary,
+        "sent": {
+            "files": sent.files,
+            "bytes": sent.bytes,
+            "wire_bytes": sent.wire,
+        },
+    });
+    let line = format!(
+        "sent the content of {} files, {} bytes ({} on the wire)",
+        sent.files, sent.bytes, sent.wire
+    );
+    Ok(finish("send", a.wire.output(), &summary, Some((json, line)))?.into())
 }

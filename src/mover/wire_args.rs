@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use contract::{ExitCode as Exit, Progress, Summary};
 use wire::frame::Conn;
@@ -27,6 +27,11 @@ pub struct WireArgs {
     /// (a busy side sends a keepalive every quarter of this; give both sides the same).
     #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
     pub idle_timeout: f64,
+    /// When the connection drops, connect again (or, listening, wait for the peer again) for
+    /// this long, then go on with the transfer: `90s`, `5m`, `1h`; 0 (the default) gives up
+    /// at once. Give both sides a value.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    pub retry_for: Duration,
     /// When to act as each entry's owner (root_squash NFS, no CAP_DAC_OVERRIDE).
     #[arg(long, value_enum, default_value_t = ImpersonateArg::Auto)]
     pub impersonate: ImpersonateArg,
@@ -99,14 +104,58 @@ impl Peer {
         }
     }
 
-    /// The next authenticated connection, and the peer's address.
-    pub fn next(&self, id: &wire::keys::Identity, w: &WireArgs) -> wire::Result<(Conn, String)> {
+    /// The next authenticated connection, and the peer's address. After a connection
+    /// dropped (`again`), a listening side waits for the peer and a connecting side tries
+    /// again (with growing pauses) for `--retry-for`; a first connection is tried that long too.
+    pub fn next(
+        &self,
+        id: &wire::keys::Identity,
+        w: &WireArgs,
+        again: bool,
+    ) -> wire::Result<(Conn, String)> {
+        let deadline = Instant::now() + w.retry_for;
         let (stream, addr) = match self {
-            Peer::Listen(l) => l.next()?,
-            Peer::Connect(addr) => net::connect(addr, wire::tls::client_config(id)?, w.timeouts())?,
+            Peer::Listen(l) => l.next_until(again.then_some(deadline))?,
+            Peer::Connect(addr) => {
+                net::connect_until(addr, wire::tls::client_config(id)?, w.timeouts(), deadline)?
+            }
         };
         Ok((Conn::new(stream, w.timeouts().idle), addr.to_string()))
     }
+}
+
+/// Whether a transfer that ended with `e` is tried again: a connection that broke (not a
+/// refusal, a bad certificate or a protocol violation), with `--retry-for` given.
+pub fn retry(cmd: &str, w: &WireArgs, e: &wire::Error) -> bool {
+    let again = !w.retry_for.is_zero() && matches!(e, wire::Error::Net { .. });
+    if again {
+        eprintln!(
+            "pvc-backup mover {cmd}: {e}; trying again for {} s",
+            w.retry_for.as_secs()
+        );
+    }
+    again
+}
+
+/// A duration: a number of seconds, or a number with `s`, `m` or `h`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (give 90s, 5m or 1h)"))?;
+    let per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("{s:?}: the unit is s, m or h")),
+    };
+    n.checked_mul(per)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 /// Prints the end of a transfer like the end of a sync, and gives its exit code.
@@ -135,4 +184,21 @@ pub fn finish(
 /// The exit code of a transfer that ended with an error (printed).
 pub fn failed(cmd: &str, e: &wire::Error) -> ExitCode {
     output::failed(cmd, e, e.exit_code()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_seconds_minutes_and_hours() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
 }

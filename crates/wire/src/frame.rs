@@ -160,9 +160,11 @@ impl Conn {
         // side has queued: its reason is still worth reading.
         let flushed = io.flush();
         let read_failed = |e: std::io::Error| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => {
-                Error::protocol("the peer closed the connection before the transfer ended")
-            }
+            // A peer killed, or a connection cut: worth trying again (`--retry-for`).
+            std::io::ErrorKind::UnexpectedEof => Error::net(
+                "the peer closed the connection before the transfer ended",
+                e,
+            ),
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Error::net(
                 format!(
                     "the peer sent nothing for {} s (not even a keepalive); it stopped, or the \

@@ -7,7 +7,8 @@
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
+use std::time::{Duration, Instant};
 
 use rustls::{ClientConfig, ServerConfig};
 
@@ -38,6 +39,37 @@ pub fn connect(addr: &str, config: Arc<ClientConfig>, t: Timeouts) -> Result<(St
         format!("cannot connect to {addr} (is the other side listening there?)"),
         last.unwrap_or_else(|| std::io::Error::other("the name has no address")),
     ))
+}
+
+/// The first pause between two attempts to connect again; it doubles up to [`RETRY_MAX`].
+pub const RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// The longest pause between two attempts to connect again.
+pub const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// As [`connect`], trying again after a network failure (1 s, 2 s, 4 s, ... at most 10 s
+/// apart) until `deadline`.
+pub fn connect_until(
+    addr: &str,
+    config: Arc<ClientConfig>,
+    t: Timeouts,
+    deadline: Instant,
+) -> Result<(Stream, SocketAddr)> {
+    let mut pause = RETRY_FIRST;
+    loop {
+        match connect(addr, config.clone(), t) {
+            Err(e @ Error::Net { .. }) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(e);
+                }
+                tracing::warn!("{e}; trying again in {} s", pause.min(left).as_secs_f64());
+                std::thread::sleep(pause.min(left));
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+            r => return r,
+        }
+    }
 }
 
 /// A listening socket that hands out authenticated connections, one at a time.
@@ -113,6 +145,24 @@ impl Listener {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// Waits for the next authenticated connection until `deadline`, when there is one.
+    pub fn next_until(&self, deadline: Option<Instant>) -> Result<(Stream, SocketAddr)> {
+        let Some(deadline) = deadline else {
+            return self.next();
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.ready.recv_timeout(left).map_err(|e| match e {
+            RecvTimeoutError::Timeout => Error::net(
+                "the peer did not connect again in time",
+                std::io::Error::from(std::io::ErrorKind::TimedOut),
+            ),
+            RecvTimeoutError::Disconnected => Error::net(
+                "the listening socket stopped",
+                std::io::Error::other("accept ended"),
+            ),
+        })
     }
 
     /// Waits for the next authenticated connection.

@@ -158,6 +158,7 @@ impl Receiver {
             wanted: Vec::new(),
             bases: Vec::new(),
             basis_chunk: std::collections::HashMap::new(),
+            resumed: std::collections::HashSet::new(),
             skip_depth: 0,
             cache: None,
             seq: AtomicU64::new(0),
@@ -178,11 +179,15 @@ impl Receiver {
             s.contents(conn)
         });
         if let Err(e) = result {
-            let _ = conn.send(&Message::Abort {
-                code: e.exit_code().code(),
-                message: format!("the receiver stopped: {e}"),
-            });
-            let _ = conn.flush();
+            // Over a broken connection there is nobody to tell; a sender that tries again
+            // must not read this as a refusal.
+            if !matches!(e, Error::Net { .. }) {
+                let _ = conn.send(&Message::Abort {
+                    code: e.exit_code().code(),
+                    message: format!("the receiver stopped: {e}"),
+                });
+                let _ = conn.flush();
+            }
             return Err(e);
         }
         s.links();
@@ -281,6 +286,9 @@ struct Session<'a> {
     bases: Vec<(u64, u32, Vec<[u8; 32]>)>,
     /// The chunk size of each file sent against a basis.
     basis_chunk: std::collections::HashMap<u64, u32>,
+    /// Files whose basis is what an earlier, broken transfer left of them (see
+    /// [`part_name`]): they are completed in place.
+    resumed: std::collections::HashSet<u64>,
     /// Inside a directory that could not be made: how deep.
     skip_depth: usize,
     /// The last target directory opened by number.
@@ -292,6 +300,26 @@ type Failure = (&'static str, io::Error);
 
 /// An entry being made under a temporary name in its directory.
 struct Tmp(CString);
+
+/// Where a large file is received: a name derived from its own and from the source's size and
+/// mtime, so that a transfer that breaks (a lost connection, either side killed) leaves it
+/// where the next attempt finds it and goes on from its last verified chunk. A source that
+/// changed since gives another name; the old one is then an entry the source lacks, and goes.
+fn part_name(name: &CStr, meta: &Meta) -> CString {
+    let mut h = blake3::Hasher::new();
+    h.update(name.to_bytes());
+    h.update(&meta.size.to_be_bytes());
+    h.update(&meta.mtime.sec.to_be_bytes());
+    h.update(&meta.mtime.nsec.to_be_bytes());
+    let hex: String = h.finalize().as_bytes()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    CString::new(format!("{PART_PREFIX}{hex}")).expect("no NUL")
+}
+
+/// The start of the names of partly received files.
+pub const PART_PREFIX: &str = ".pvcb-part.";
 
 fn is_missing(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound
@@ -733,6 +761,41 @@ impl Session<'_> {
             }
         }
         self.wanted.push(n);
+        if meta.size >= delta::DELTA_MIN
+            && let Some(chunk) = delta::chunk_for(meta.size)
+        {
+            let part = part_name(name, meta);
+            let top = self.stack.last_mut().expect("the root is open");
+            if let Some(j) = top.target.find(part.to_bytes()) {
+                // Kept, not removed as an entry the source lacks; its chunks are offered as
+                // the basis, and the sender sends only those that differ or are missing.
+                top.seen[j] = true;
+                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+                let hashes = self.owners.open_in(dfd, &part, flags).and_then(|fd| {
+                    let m = stat_fd(&fd)?;
+                    if m.kind != Kind::File || m.size > meta.size {
+                        return Err(io::Error::other("not a partly received file"));
+                    }
+                    delta::hashes(fd.as_fd(), m.size, chunk)
+                });
+                match hashes {
+                    Ok(hashes) => {
+                        tracing::info!(
+                            file = %relpath::display(name.to_bytes()),
+                            "going on from {} chunks received before",
+                            hashes.len()
+                        );
+                        self.resumed.insert(n);
+                        self.bases.push((n, chunk, hashes));
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        tracing::debug!("partly received file {n} not used: {e}");
+                        top.seen[j] = false;
+                    }
+                }
+            }
+        }
         if let Some(h) = have.filter(|h| {
             h.kind == Kind::File && h.size >= delta::DELTA_MIN && meta.size >= delta::DELTA_MIN
         }) && let Some(chunk) = delta::chunk_for(h.size)
@@ -939,6 +1002,7 @@ impl Session<'_> {
             f.meta,
             f.want_x.clone(),
         );
+        let resumed = self.resumed.contains(&n);
         let mut failure: Option<Failure> = None;
         if size != meta.size {
             failure = Some((
@@ -960,7 +1024,34 @@ impl Session<'_> {
                         | OFlags::EXCL
                         | OFlags::NOFOLLOW
                         | OFlags::CLOEXEC;
-                    let (tmp, fd) = self.make_tmp(&[dfd.as_fd()], (meta.uid, meta.gid), |t| {
+                    let owner = (meta.uid, meta.gid);
+                    if resumed {
+                        let part = part_name(&name, &meta);
+                        let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                        let fd = self.owners.retry_target(&[owner], &[dfd.as_fd()], || {
+                            openat(dfd.as_fd(), &part, flags, Mode::empty()).map_err(Into::into)
+                        })?;
+                        return Ok((dfd, Tmp(part), fd));
+                    }
+                    if meta.size >= delta::DELTA_MIN {
+                        let part = part_name(&name, &meta);
+                        let make = || {
+                            openat(dfd.as_fd(), &part, flags, Mode::from_raw_mode(0o600))
+                                .map_err(Into::into)
+                        };
+                        let made = match self.owners.retry_target(&[owner], &[dfd.as_fd()], make) {
+                            // Left by an attempt whose basis could not be used (--no-delete).
+                            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                                self.discard(dfd.as_fd(), &Tmp(part.clone()));
+                                self.owners.retry_target(&[owner], &[dfd.as_fd()], make)
+                            }
+                            r => r,
+                        };
+                        if let Ok(fd) = made {
+                            return Ok((dfd, Tmp(part), fd));
+                        }
+                    }
+                    let (tmp, fd) = self.make_tmp(&[dfd.as_fd()], owner, |t| {
                         openat(dfd.as_fd(), t, flags, Mode::from_raw_mode(0o600))
                             .map_err(Into::into)
                     })?;
@@ -975,10 +1066,11 @@ impl Session<'_> {
         };
         // The older version the sender's equal chunks are copied from.
         let basis = match (self.basis_chunk.get(&n), &made) {
-            (Some(&chunk), Some((dfd, _, _))) => {
+            (Some(&chunk), Some((dfd, tmp, _))) => {
                 let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let from = if resumed { &tmp.0 } else { &name };
                 self.owners
-                    .open_in(dfd.as_fd(), &name, flags)
+                    .open_in(dfd.as_fd(), from, flags)
                     .ok()
                     .and_then(|fd| Some((stat_fd(&fd).ok()?.size, fd, chunk)))
             }
@@ -1057,6 +1149,12 @@ impl Session<'_> {
                                 offset.saturating_add(len)
                             )),
                         ));
+                        continue;
+                    }
+                    if resumed {
+                        // Already there, in the file being completed.
+                        end = offset + len;
+                        copied_here += len;
                         continue;
                     }
                     let (_, old, _) = basis.as_ref().expect("checked");

@@ -51,6 +51,18 @@ pub struct SendReport {
     pub wire_bytes: u64,
 }
 
+/// What went over the wire for file content, counted as it goes: a transfer that breaks keeps
+/// what it sent until then, so the attempts of one run add up (see `send --retry-for`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// Files whose content was sent whole.
+    pub files: u64,
+    /// Bytes of file content sent, those of files cut off included.
+    pub bytes: u64,
+    /// What that content took on the wire.
+    pub wire: u64,
+}
+
 /// A directory of the source, for reaching its files again when their content is asked for.
 struct DirRef {
     parent: Option<usize>,
@@ -78,6 +90,24 @@ struct Walk<'a> {
 /// summary. A refusal on this side (missing or empty source) is sent to the receiver too, so
 /// both sides end with the same exit code.
 pub fn send(conn: &mut Conn, src: &Path, opts: &SendOptions) -> Result<SendReport> {
+    let mut sent = Sent::default();
+    let summary = send_counted(conn, src, opts, &mut sent)?;
+    Ok(SendReport {
+        summary,
+        files_sent: sent.files,
+        bytes_sent: sent.bytes,
+        wire_bytes: sent.wire,
+    })
+}
+
+/// As [`send`], adding what is sent to `sent` as it goes (also when the transfer fails), and
+/// returning the receiver's summary.
+pub fn send_counted(
+    conn: &mut Conn,
+    src: &Path,
+    opts: &SendOptions,
+    sent: &mut Sent,
+) -> Result<Summary> {
     let owners = Owners::new(opts.impersonate);
     let root = match open_root(src, opts, &owners) {
         Ok(fd) => fd,
@@ -139,30 +169,24 @@ pub fn send(conn: &mut Conn, src: &Path, opts: &SendOptions) -> Result<SendRepor
         conn, dirs, files, ..
     } = walk;
     let (wanted, bases) = read_wants(conn, files.len())?;
-    let mut report = (0u64, 0u64, 0u64);
     for n in wanted {
         let f = &files[n as usize];
         let basis = bases.get(&n);
-        if let Some((bytes, wire)) =
-            send_file(conn, (&owners, root.as_fd(), &dirs), f, n, opts, basis)?
-        {
-            report.0 += 1;
-            report.1 += bytes;
-            report.2 += wire;
+        if send_file(
+            conn,
+            (&owners, root.as_fd(), &dirs),
+            f,
+            n,
+            opts,
+            basis,
+            sent,
+        )? {
+            sent.files += 1;
         }
     }
     match conn.recv()? {
-        Message::Done(json) => {
-            let summary: Summary = serde_json::from_slice(&json).map_err(|e| {
-                Error::protocol(format!("the receiver's summary is not valid: {e}"))
-            })?;
-            Ok(SendReport {
-                summary,
-                files_sent: report.0,
-                bytes_sent: report.1,
-                wire_bytes: report.2,
-            })
-        }
+        Message::Done(json) => serde_json::from_slice(&json)
+            .map_err(|e| Error::protocol(format!("the receiver's summary is not valid: {e}"))),
         Message::Abort { code, message } => Err(remote(code, message)),
         other => Err(unexpected("summary", &other)),
     }
@@ -440,9 +464,9 @@ fn open_dir(
     Ok(fd)
 }
 
-/// Sends the content of file `n`: its regions of data up to its listed size. Returns the bytes
-/// of data sent and what they took on the wire, or `None` when it could not be read (the
-/// receiver is told and records the failure).
+/// Sends the content of file `n`: its regions of data up to its listed size, adding them to
+/// `total`. Returns `false` when it could not be read (the receiver is told and records the
+/// failure).
 fn send_file(
     conn: &mut Conn,
     (owners, root, dirs): (&Owners, BorrowedFd<'_>, &[DirRef]),
@@ -450,7 +474,8 @@ fn send_file(
     n: u64,
     opts: &SendOptions,
     basis: Option<&Basis>,
-) -> Result<Option<(u64, u64)>> {
+    total: &mut Sent,
+) -> Result<bool> {
     let fail = |conn: &mut Conn, op: &str, e: std::io::Error| {
         tracing::error!(file = %relpath::display(f.name.to_bytes()), "{op}: {e}");
         conn.send(&Message::FileFailed {
@@ -458,7 +483,7 @@ fn send_file(
             op: op.into(),
             error: e.to_string(),
         })
-        .map(|()| None)
+        .map(|()| false)
     };
     let opened = open_dir(owners, root, dirs, f.dir)
         .and_then(|dir| open_file(owners, dir.as_fd(), dirs[f.dir].id, &f.name, &f.meta));
@@ -472,7 +497,6 @@ fn send_file(
     })?;
     let mut buf = vec![0u8; DATA_CHUNK];
     let mut sent = 0u64;
-    let mut wire = 0u64;
     let size = f.meta.size;
     let mut send = |conn: &mut Conn, buf: &mut [u8], start: u64, end: u64| {
         send_region(
@@ -481,7 +505,7 @@ fn send_file(
             buf,
             (start, end),
             opts.compress,
-            (&mut sent, &mut wire),
+            (&mut sent, &mut *total),
         )
     };
     // Against a basis, chunk by chunk: equal ones are named, not sent. Holes would be read as
@@ -533,11 +557,11 @@ fn send_file(
         }
     }
     conn.send(&Message::FileEnd { data_bytes: sent })?;
-    Ok(Some((sent, wire)))
+    Ok(true)
 }
 
 /// Sends bytes `start..end` of `fd` as data frames (compressed where that shrinks them),
-/// adding to the bytes sent and the bytes on the wire. The inner error is a read failure on
+/// adding to the file's bytes sent and to the transfer's counts. The inner error is a read failure on
 /// this side (the file then fails); the outer one, the connection's.
 fn send_region(
     conn: &mut Conn,
@@ -545,7 +569,7 @@ fn send_region(
     buf: &mut [u8],
     (start, end): (u64, u64),
     compress: bool,
-    (sent, wire): (&mut u64, &mut u64),
+    (sent, total): (&mut u64, &mut Sent),
 ) -> Result<std::io::Result<()>> {
     let mut pos = start;
     while pos < end {
@@ -564,20 +588,22 @@ fn send_region(
         let data = &buf[..got];
         match compress.then(|| zstd::bulk::compress(data, ZSTD_LEVEL)) {
             Some(Ok(z)) if z.len() < got => {
-                *wire += z.len() as u64;
+                let wire = z.len() as u64;
                 conn.send(&Message::Compressed {
                     offset: pos,
                     raw_len: got as u32,
                     bytes: z,
                 })?;
+                total.wire += wire;
             }
             _ => {
-                *wire += got as u64;
                 conn.send_data(pos, data)?;
+                total.wire += got as u64;
             }
         }
         pos += got as u64;
         *sent += got as u64;
+        total.bytes += got as u64;
     }
     Ok(Ok(()))
 }
