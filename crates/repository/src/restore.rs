@@ -324,6 +324,12 @@ fn prepare_target<S: IndexedFull>(
         .map_err(|e| Error::repo(url, describe(&e)))?;
     let listing =
         Listing::read(dir).map_err(|e| Error::repo(url, format!("cannot list the target: {e}")))?;
+    // One lookup table per folder: a folder of many entries must not cost a scan per entry.
+    let by_name: std::collections::HashMap<Vec<u8>, &Node> = tree
+        .nodes
+        .iter()
+        .map(|n| (n.name().as_bytes().to_vec(), n))
+        .collect();
     let mut removed = 0;
     for i in 0..listing.len() {
         let name = listing.name_bytes(i);
@@ -338,7 +344,7 @@ fn prepare_target<S: IndexedFull>(
             },
             t => t,
         };
-        let wanted = tree.nodes.iter().find(|n| n.name().as_bytes() == name);
+        let wanted = by_name.get(name).copied();
         let remove = match wanted {
             None if keep_extra => false,
             None => true,
