@@ -133,10 +133,7 @@ pub fn restore(
         .map_err(|e| Error::Usage(format!("cannot open {}: {e}", target.display())))?;
     let removed = prepare_target(&repo, &node, root.as_fd(), true, opts.no_delete, url)?;
     let ls = LsOptions::default();
-    let plan = repo
-        .prepare_restore(&ropts, repo.ls(&node, &ls).map_err(err)?, &dest, false)
-        .map_err(err)?;
-    repo.restore(plan, &ropts, repo.ls(&node, &ls).map_err(err)?, &dest)
+    restore_in_batches(&repo, &node, &ropts, &dest)
         .map_err(|e| Error::repo(url, format!("the restore failed: {}", describe(&e))))?;
     for entry in repo.ls(&node, &ls).map_err(err)? {
         let (path, n) = entry.map_err(err)?;
@@ -170,6 +167,96 @@ pub fn restore(
         removed,
         exit_code: ExitCode::Ok.code(),
     })
+}
+
+/// How much file content one batch of a restore holds at most (a file larger than this is a
+/// batch of its own).
+const BATCH_BYTES: u64 = 8 << 20;
+/// How many entries one batch of a restore holds at most.
+const BATCH_ENTRIES: usize = 4096;
+
+/// One batch of a restore: entries in the snapshot's order, so that rustic's walk of the
+/// target, which goes along with them, stays in step.
+type Batch = Vec<(PathBuf, Node)>;
+
+/// Restores the tree below `node` into `dest` in batches of at most [`BATCH_BYTES`] of content.
+///
+/// rustic's restore plans every file at once and reads packs on twenty threads ahead of the
+/// writes, so a restore held about as much memory as the files it wrote: 949 MiB for 830 MiB of
+/// small files. Here it restores the folders first, then the other entries a batch at a time,
+/// then the folders' own attributes, deepest first. A batch lists no folder, so rustic's walk of
+/// the target does not go into any; it looks at the target's top level only. The files of one
+/// hard-link group go into one batch, since rustic links the members of a group to the first it
+/// restores within the same plan.
+fn restore_in_batches<S: IndexedFull>(
+    repo: &Repository<S>,
+    node: &Node,
+    ropts: &RestoreOptions,
+    dest: &LocalDestination,
+) -> rustic_core::RusticResult<()> {
+    let ls = LsOptions::default();
+    // rustic's preparation creates what is missing and plans the contents; its restore writes
+    // them and then sets each entry's attributes.
+    let run = |batch: &Batch, restore: bool| -> rustic_core::RusticResult<()> {
+        let stream = || batch.iter().cloned().map(Ok);
+        let plan = repo.prepare_restore(ropts, stream(), dest, false)?;
+        if restore {
+            repo.restore(plan, ropts, stream(), dest)?;
+        }
+        Ok(())
+    };
+    // Folders: created now, given their attributes at the end.
+    let dirs: Batch = repo
+        .ls(node, &ls)?
+        .filter(|e| e.as_ref().map_or(true, |(_, n)| n.is_dir()))
+        .collect::<rustic_core::RusticResult<_>>()?;
+    run(&dirs, false)?;
+    let mut batch: Batch = Vec::new();
+    let mut bytes = 0u64;
+    let mut linked: std::collections::BTreeMap<(u64, u64), Batch> = Default::default();
+    for entry in repo.ls(node, &ls)? {
+        let (path, n) = entry?;
+        if n.is_dir() {
+            continue;
+        }
+        // As rustic tells a hard-link group.
+        if n.is_file() && n.meta.links > 1 && n.meta.device_id != 0 && n.meta.inode != 0 {
+            linked
+                .entry((n.meta.device_id, n.meta.inode))
+                .or_default()
+                .push((path, n));
+            continue;
+        }
+        if n.is_file() {
+            bytes += n.meta.size;
+        }
+        batch.push((path, n));
+        if bytes >= BATCH_BYTES || batch.len() >= BATCH_ENTRIES {
+            run(&batch, true)?;
+            batch.clear();
+            bytes = 0;
+        }
+    }
+    if !batch.is_empty() {
+        run(&batch, true)?;
+        batch.clear();
+        bytes = 0;
+    }
+    for (_, group) in linked {
+        bytes += group.first().map_or(0, |(_, n)| n.meta.size);
+        batch.extend(group);
+        if bytes >= BATCH_BYTES || batch.len() >= BATCH_ENTRIES {
+            batch.sort_by(|a, b| a.0.cmp(&b.0));
+            run(&batch, true)?;
+            batch.clear();
+            bytes = 0;
+        }
+    }
+    if !batch.is_empty() {
+        batch.sort_by(|a, b| a.0.cmp(&b.0));
+        run(&batch, true)?;
+    }
+    run(&dirs, true)
 }
 
 /// Files smaller than this are not scanned for zeros to turn back into holes.
