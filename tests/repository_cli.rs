@@ -86,6 +86,24 @@ fn restic_checks_clean(repo: &str, server: Option<&S3Server>) {
     );
 }
 
+/// Asserts that the repository has one key file and that restic reads it with the password,
+/// with the scrypt settings restic itself picks here (32 MiB to derive, not rustic's 128 MiB).
+fn restic_sees_one_key_with_restics_settings(repo: &str) {
+    let o = restic(repo, &["list", "keys"], None);
+    expect_code(&o, 0);
+    let ids = String::from_utf8_lossy(&o.stdout).into_owned();
+    let ids: Vec<&str> = ids.lines().collect();
+    assert_eq!(ids.len(), 1, "keys: {ids:?}");
+    let o = restic(repo, &["cat", "key", ids[0]], None);
+    expect_code(&o, 0);
+    let key: serde_json::Value = serde_json::from_slice(&o.stdout).expect("key JSON");
+    assert_eq!(
+        (&key["kdf"], &key["N"], &key["r"], &key["p"]),
+        (&"scrypt".into(), &32768.into(), &8.into(), &7.into()),
+        "{key}"
+    );
+}
+
 /// A SeaweedFS of its own for a test, in `dir`; `None` (after saying why) when `tools` or
 /// `weed` are missing.
 fn s3_server_or_skip(test: &str, tools: &[&str], dir: &Path) -> Option<S3Server> {
@@ -118,6 +136,13 @@ fn a_snapshot_in_a_local_repository_restores_exactly_with_ours_and_with_restic()
     }
     let dir = tempfile::tempdir().unwrap();
     let (src, sockets) = rich_source(dir.path().join("src"));
+    // More entries than one batch of a restore holds (4,096), with a hard-link pair whose
+    // members are listed far apart: the pair must come back as one inode.
+    src.dir(b"many");
+    for i in 0..4500 {
+        src.file(format!("many/{i:04}").as_bytes(), format!("{i}").as_bytes());
+    }
+    src.hardlink(b"many/0000", b"zz-linked");
     let repo = dir.path().join("repo");
     let r = s(&repo);
 
@@ -146,6 +171,7 @@ fn a_snapshot_in_a_local_repository_restores_exactly_with_ours_and_with_restic()
         vec![first["snapshot"].as_str().unwrap()]
     );
     restic_checks_clean(r, None);
+    restic_sees_one_key_with_restics_settings(r);
 
     // Ours restores it exactly, into a new folder and over a used one.
     let ours = dir.path().join("ours");

@@ -12,6 +12,7 @@
 
 pub mod backup;
 mod error;
+mod key;
 pub mod location;
 pub mod open;
 pub mod restore;

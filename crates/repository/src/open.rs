@@ -95,9 +95,18 @@ pub fn open(location: &Location, password: &str, init: bool, env: &S3Env) -> Res
         // a few packs in memory while it compresses, encrypts and uploads them.
         let mut config = ConfigOptions::default();
         config.set_datapack_size = Some(bytesize::ByteSize::mib(16));
-        return repo
+        let repo = repo
             .init(&credentials, &KeyOptions::default(), &config)
-            .map_err(|e| Error::repo(url, format!("cannot create it: {}", describe(&e))));
+            .map_err(|e| Error::repo(url, format!("cannot create it: {}", describe(&e))))?;
+        crate::key::replace_init_key(&repo, backends.repository().as_ref(), password).map_err(
+            |e| {
+                Error::repo(
+                    url,
+                    format!("cannot write its key in restic's settings: {e}"),
+                )
+            },
+        )?;
+        return Ok(repo);
     }
     repo.open(&credentials).map_err(|e| {
         if e.is_incorrect_password() {

@@ -1,0 +1,91 @@
+//! The key file of a repository made by `--init`, with the scrypt settings restic uses.
+//!
+//! A restic repository's master key is stored encrypted in key files, each under a key derived
+//! from a password by scrypt. rustic_core writes its key with scrypt's recommended settings,
+//! N = 2^17 and r = 8, for which deriving the key takes 128 MiB. Every run that opens the
+//! repository pays that: it was most of a backup's peak memory, and the floor of a mover pod's
+//! memory limit. restic tunes its keys to half a second with at most 60 MiB (on the machine of
+//! the benchmarks it picked N = 2^15, r = 8, p = 7: 32 MiB). So after rustic_core has made the
+//! repository, its key file is replaced by one in restic's format with those settings, which
+//! every run then uses.
+
+use rustic_core::repofile::{KeyFile, MasterKey};
+use rustic_core::{BytesList, FileType, Id, OpenStatus, Repository, WriteBackend};
+
+use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
+use aes256ctr_poly1305aes::aead::Aead;
+use sha2::Digest;
+
+/// scrypt's cost as a power of two: N = 32,768.
+pub(crate) const LOG_N: u8 = 15;
+/// scrypt's block size.
+pub(crate) const R: u32 = 8;
+/// scrypt's parallelism (computed one after the other, so it buys time, not memory).
+pub(crate) const P: u32 = 7;
+
+/// What can go wrong while the key is replaced.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KeyError {
+    #[error("{0}")]
+    Crypto(String),
+    #[error(transparent)]
+    Repo(#[from] Box<rustic_core::RusticError>),
+}
+
+/// A key file for `master` under `password`: scrypt with [`LOG_N`], [`R`], [`P`] over a fresh
+/// 64-byte salt gives 64 bytes (AES-256 key, then Poly1305's k and r), which encrypt the master
+/// key's JSON as restic does: a fresh 16-byte nonce, the AES-CTR ciphertext, the MAC.
+pub(crate) fn key_file(master: &MasterKey, password: &str) -> Result<KeyFile, KeyError> {
+    let crypto = |e: &dyn std::fmt::Display| KeyError::Crypto(e.to_string());
+    let mut salt = vec![0u8; 64];
+    getrandom::fill(&mut salt).map_err(|e| crypto(&e))?;
+    let params = scrypt::Params::new(LOG_N, R, P).map_err(|e| crypto(&e))?;
+    let mut derived = [0u8; 64];
+    scrypt::scrypt(password.as_bytes(), &salt, &params, &mut derived).map_err(|e| crypto(&e))?;
+    let cipher = Aes256CtrPoly1305Aes::new(aes256ctr_poly1305aes::Key::from_slice(&derived));
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).map_err(|e| crypto(&e))?;
+    let plain = serde_json::to_vec(master).map_err(|e| crypto(&e))?;
+    let sealed = cipher
+        .encrypt(
+            aes256ctr_poly1305aes::aead::Nonce::<Aes256CtrPoly1305Aes>::from_slice(&nonce),
+            &plain[..],
+        )
+        .map_err(|e| crypto(&e))?;
+    let mut data = nonce.to_vec();
+    data.extend_from_slice(&sealed);
+    Ok(KeyFile {
+        hostname: None,
+        username: None,
+        created: Some(rustic_core::jiff::Zoned::now()),
+        kdf: "scrypt".into(),
+        n: 1 << LOG_N,
+        r: R,
+        p: P,
+        data,
+        salt,
+    })
+}
+
+/// Replaces the key file that opened `repo` (just made by rustic_core) by one from [`key_file`].
+/// The new key is written before the old one is removed, so the repository always has a key the
+/// password opens.
+pub(crate) fn replace_init_key(
+    repo: &Repository<OpenStatus>,
+    be: &dyn WriteBackend,
+    password: &str,
+) -> Result<(), KeyError> {
+    let file = key_file(&repo.key(), password)?;
+    let json = serde_json::to_vec(&file).map_err(|e| KeyError::Crypto(e.to_string()))?;
+    // A key file's id is the SHA-256 of its bytes.
+    let hex: String = sha2::Sha256::digest(&json)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let id: Id = hex.parse()?;
+    be.write_bytes(FileType::Key, &id, false, BytesList::from(json))?;
+    if let Some(old) = repo.key_id() {
+        be.remove(FileType::Key, old, false)?;
+    }
+    Ok(())
+}
