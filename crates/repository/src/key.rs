@@ -89,3 +89,30 @@ pub(crate) fn replace_init_key(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// rustic_core's own reading of a key file (scrypt, then the MAC check, then the JSON) gives
+    /// back the master key under the password, and refuses another password.
+    #[test]
+    fn rustic_core_reads_the_key_file_back() {
+        let master = MasterKey::new();
+        let file = key_file(&master, "a password").unwrap();
+        assert_eq!((file.n, file.r, file.p), (32_768, 8, 7));
+        assert_eq!(file.salt.len(), 64);
+        let (encrypt, k, r) = file.key_from_password(&"a password").unwrap().to_keys();
+        let json = serde_json::to_value(&master).unwrap();
+        let b64 = |v: &serde_json::Value| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap()
+        };
+        assert_eq!(encrypt, b64(&json["encrypt"]));
+        assert_eq!(k, b64(&json["mac"]["k"]));
+        assert_eq!(r, b64(&json["mac"]["r"]));
+        assert!(file.key_from_password(&"another").is_err());
+    }
+}
