@@ -9,7 +9,7 @@ use futures::{AsyncBufReadExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::Api;
-use kube::api::{DeleteParams, LogParams, PropagationPolicy};
+use kube::api::{DeleteParams, ListParams, LogParams, PropagationPolicy};
 use kube::runtime::{reflector, watcher};
 use serde_json::Value;
 
@@ -424,7 +424,15 @@ async fn wait_started(
                 }
                 Start::Waiting(_) => {}
                 Start::Running(pod) => return Ok(*pod),
-                Start::Failed(why) => return Err(Error::Failed(why)),
+                Start::Failed(why) => {
+                    // The Job's watch can run ahead of the pods': the Job of a mover that ran
+                    // and failed can be seen failed before its pod is. The API server itself is
+                    // asked before the pod is said never to have run.
+                    return match pod_that_ran(kube, job_name).await {
+                        Some(pod) => Ok(pod),
+                        None => Err(Error::Failed(why)),
+                    };
+                }
             }
         }
         Err(Error::Failed(format!("the watch of {what} ended")))
@@ -437,6 +445,14 @@ async fn wait_started(
             Start::Waiting(_) => unreachable!("a wait that timed out is decided"),
         },
     }
+}
+
+/// The pod of Job `job_name` that left `Pending`, as the API server lists it now (none when it
+/// cannot be listed).
+async fn pod_that_ran(kube: &Kube, job_name: &str) -> Option<Pod> {
+    let params = ListParams::default().labels(&format!("job-name={job_name}"));
+    let pods = api::namespaced::<Pod>(kube).list(&params).await.ok()?;
+    pods.items.into_iter().find(|p| phase(p) != "Pending")
 }
 
 /// A change seen by one of the watches of [`wait_started`].
