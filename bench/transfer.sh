@@ -48,22 +48,24 @@
 # With --million, one more case: a first copy of 1,000,000 files of 1 KiB, for peak memory (the
 # goal is at most 64 MiB per side).
 #
-# Usage: bench/transfer.sh [--small] [--million] [--runs N] [--dir DIR]
-#   --small  a few thousand files and 2 x 8 MiB, one run: checks that the script works.
+# Usage: bench/transfer.sh [--small] [--million | --million-only] [--runs N] [--dir DIR]
+#   --small         a few thousand files and 2 x 8 MiB, one run: checks that the script works.
+#   --million-only  only the case of 1,000,000 files.
 # Needs root (network namespaces, a tmpfs, sshd); as root it installs missing Debian packages.
 # Env: PVC_BACKUP_BIN (default: cargo build --release, then target/release/pvc-backup),
 #      MKDATA (default bench/mkdata.sh).
 # Progress goes to stderr, the Markdown report to stdout.
 set -euo pipefail
 
-SMALL=0; MILLION=0; RUNS=""; DIR="${TMPDIR:-/var/tmp}/pvc-backup-bench-transfer"
+SMALL=0; MILLION=0; MAIN=1; RUNS=""; DIR="${TMPDIR:-/var/tmp}/pvc-backup-bench-transfer"
 while [ $# -gt 0 ]; do
   case "$1" in
     --small) SMALL=1 ;;
     --million) MILLION=1 ;;
+    --million-only) MILLION=1; MAIN=0 ;;
     --runs) RUNS="${2:?--runs needs a number}"; shift ;;
     --dir) DIR="${2:?--dir needs a folder}"; shift ;;
-    -h|--help) sed -n '2,58p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,57p' "$0"; exit 0 ;;
     *) echo "transfer.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -469,14 +471,18 @@ LOAD_BEFORE="$(uptime)"
 log "start: $LOAD_BEFORE"
 log "binary: $BIN"
 
-log "building D1 and D2"
-env "${D1_ENV[@]}" "$MKDATA" d1 "$W/d1.orig" >&2
-tag_xattrs "$W/d1.orig"
-env "${D2_ENV[@]}" "$MKDATA" d2 "$W/d2" >&2
-tag_xattrs "$W/d2"
-# In a virtual machine, memory not touched for a while costs several times the kernel time on
-# first use (docs/benchmarks.md): one untimed copy of each dataset touches it for every tool.
-cp -a "$W/d1.orig" "$W/warm"; cp -a "$W/d2" "$W/warm/d2"; rm -rf "$W/warm"
+if [ "$MAIN" = 1 ]; then
+  log "building D1 and D2"
+  env "${D1_ENV[@]}" "$MKDATA" d1 "$W/d1.orig" >&2
+  tag_xattrs "$W/d1.orig"
+  env "${D2_ENV[@]}" "$MKDATA" d2 "$W/d2" >&2
+  tag_xattrs "$W/d2"
+  # In a virtual machine, memory not touched for a while costs several times the kernel time on
+  # first use (docs/benchmarks.md): one untimed copy of each dataset touches it for every tool.
+  cp -a "$W/d1.orig" "$W/warm"; cp -a "$W/d2" "$W/warm/d2"; rm -rf "$W/warm"
+else
+  RUNS=0
+fi
 
 for run in $(seq "$RUNS"); do
   mapfile -t ORDER < <(order "$run")
@@ -508,7 +514,7 @@ done
 
 if [ "$MILLION" = 1 ]; then
   log "a million files of 1 KiB"
-  rm -rf "$W/d1.orig" "$W/d2"
+  rm -rf "$W/d1.orig" "$W/d2" "$W"/dst-*
   env "${M_ENV[@]}" "$MKDATA" d1 "$W/m" >&2
   tag_xattrs "$W/m"
   for t in "${TOOLS[@]}"; do
@@ -524,8 +530,11 @@ secs() { cut -d' ' -f1 <"$RES/$1" | median; }
 peak() { cut -d' ' -f2 <"$RES/$1" | sort -n | tail -n 1 | awk '{ printf "%.1f", $1 / 1024 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
 verdict() { awk -v v="$1" -v lim="$2" 'BEGIN { if (v == "n/a" || v == "") print "n/a"; else if (v + 0 <= lim + 0) print "met"; else printf "not met: %.2f times the goal\n", v / lim }'; }
-CASES=(d1_first d1_same d1_pct d2_first)
-[ "$NETEM" = 1 ] && CASES+=(rtt_first rtt_same)
+CASES=(); goal_cases=()
+if [ "$MAIN" = 1 ]; then
+  CASES=(d1_first d1_same d1_pct d2_first); goal_cases=(d1_first d1_same d1_pct)
+  if [ "$NETEM" = 1 ]; then CASES+=(rtt_first rtt_same); goal_cases+=(rtt_first rtt_same); fi
+fi
 [ "$MILLION" = 1 ] && CASES+=(m_first)
 
 echo "## Results"
@@ -534,7 +543,7 @@ echo "- Started $STARTED at commit $COMMIT; binary $BIN ($("$BIN" --version 2>/d
 echo "- Machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r); both namespaces on this machine, joined by a veth pair; source and targets on one tmpfs"
 echo "- Load before: $LOAD_BEFORE"
 echo "- Load after: $LOAD_AFTER"
-echo "- Median of $RUNS run(s); peak MiB is the largest over the runs of a side's largest process; page cache dropped before every transfer"
+echo "- Median of $([ "$MAIN" = 1 ] && echo "$RUNS run(s)" || echo "1 run"); peak MiB is the largest over the runs of a side's largest process; page cache dropped before every transfer"
 echo "- $(rsync --version | head -n 1 | awk '{ print "rsync " $3 }'), $(ssh -V 2>&1 | cut -d, -f1), $(stunnel4 -version 2>&1 | grep -m 1 '^stunnel' | cut -d' ' -f1-2)"
 if [ "$NETEM" = 1 ]; then
   echo "- 20 ms round trip: netem, 10 ms each way on both ends of the veth pair"
@@ -551,22 +560,24 @@ for c in "${CASES[@]}"; do
     echo "| $(casename "$c") | $(label "$t") | $s | $(secs "${c}_${t}_recv") | $(peak "${c}_${t}_send") | $(peak "${c}_${t}_recv") | $(ratio "$s" "$(secs "${c}_ssh_send")") |"
   done
 done
-for t in cp sync; do
-  echo "| $(casename d2_local) | $(label "$t") | $(secs "d2_local_$t") | | $(peak "d2_local_$t") | | |"
-done
+if [ "$MAIN" = 1 ]; then
+  for t in cp sync; do
+    echo "| $(casename d2_local) | $(label "$t") | $(secs "d2_local_$t") | | $(peak "d2_local_$t") | | |"
+  done
+fi
 echo
 echo "| goal | measured | met? |"
 echo "|---|---|---|"
-goal_cases=(d1_first d1_same d1_pct)
-[ "$NETEM" = 1 ] && goal_cases+=(rtt_first rtt_same)
 for c in "${goal_cases[@]}"; do
   r=$(ratio "$(secs "${c}_pvcb_send")" "$(secs "${c}_ssh_send")")
   echo "| $(casename "$c"): at most 0.25 of rsync over ssh | $r | $(verdict "$r" 0.25) |"
 done
-for t in cp sync; do
-  r=$(ratio "$(secs d2_first_pvcb_send)" "$(secs "d2_local_$t")")
-  echo "| D2 first copy: within 1.2 of a local copy ($(label "$t")) | $r | $(verdict "$r" 1.2) |"
-done
+if [ "$MAIN" = 1 ]; then
+  for t in cp sync; do
+    r=$(ratio "$(secs d2_first_pvcb_send)" "$(secs "d2_local_$t")")
+    echo "| D2 first copy: within 1.2 of a local copy ($(label "$t")) | $r | $(verdict "$r" 1.2) |"
+  done
+fi
 if [ "$MILLION" = 1 ]; then
   for side in send recv; do
     m=$(peak "m_first_pvcb_$side")
