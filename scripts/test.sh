@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests and the benchmark scripts call.
 PKGS=(rsync acl attr strace xfsprogs btrfs-progs e2fsprogs util-linux libcap2-bin time hyperfine restic openssl wrk b3sum curl
-      podman buildah runc conmon catatonit yq jq binutils ca-certificates tzdata)
+      podman buildah runc conmon catatonit yq jq binutils ca-certificates tzdata
+      iproute2 procps openssh-server openssh-client stunnel4)
 
 if [ "$(id -u)" = 0 ]; then
   missing=()
@@ -71,6 +72,12 @@ if [ "$(id -u)" = 0 ]; then
   bench/block.sh --small --bin "$bin" >/dev/null
 else
   echo "test.sh: SKIP bench/block.sh --small: needs root for loop devices"
+  if [ "${CI:-}" = true ]; then echo "test.sh: CI=true forbids skipping" >&2; exit 1; fi
+fi
+if [ "$(id -u)" = 0 ]; then
+  PVC_BACKUP_BIN="$bin" bench/transfer.sh --small >/dev/null
+else
+  echo "test.sh: SKIP bench/transfer.sh --small: needs root for network namespaces and sshd"
   if [ "${CI:-}" = true ]; then echo "test.sh: CI=true forbids skipping" >&2; exit 1; fi
 fi
 echo "test.sh: benchmark scripts ran in small mode"
