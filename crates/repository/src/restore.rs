@@ -26,6 +26,9 @@ pub struct Options {
     pub subdir: Option<PathBuf>,
     /// Keep entries of the target that the snapshot lacks.
     pub no_delete: bool,
+    /// `latest` is the newest snapshot of this host (of any host when `None`); an id is
+    /// found whatever its host.
+    pub host: Option<String>,
 }
 
 impl Default for Options {
@@ -34,6 +37,7 @@ impl Default for Options {
             snapshot: "latest".into(),
             subdir: None,
             no_delete: false,
+            host: None,
         }
     }
 }
@@ -65,7 +69,9 @@ pub fn restore(
         .to_indexed()
         .map_err(err)?;
     let snap = repo
-        .get_snapshot_from_str(&opts.snapshot, |_| true)
+        .get_snapshot_from_str(&opts.snapshot, |s| {
+            opts.host.as_deref().is_none_or(|h| s.hostname == h)
+        })
         .map_err(|e| {
             Error::repo(
                 url,
