@@ -8,7 +8,7 @@ use cluster::workflow::backup::{self as flow, BackupRequest};
 use contract::Report;
 use serde_json::json;
 
-use super::{KubeArgs, MoverFlags, OutputArgs, RetentionArgs, plan_or_run};
+use super::{KubeArgs, MoverFlags, OutputArgs, RepositoryFlags, RetentionArgs, plan_or_run};
 
 /// Volume modes, for planning without a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,10 +35,15 @@ pub struct BackupArgs {
     /// The claim to back up.
     claim: String,
     /// The claim to back up into; created when missing (default: CLAIM-backup).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "repository")]
     to: Option<String>,
+    #[command(flatten)]
+    repository: RepositoryFlags,
+    /// With --repository: create the repository when it does not exist yet.
+    #[arg(long, requires = "repository")]
+    init: bool,
     /// Storage class of the backup claim when it is created (default: the source's).
-    #[arg(long, value_name = "CLASS")]
+    #[arg(long, value_name = "CLASS", conflicts_with = "repository")]
     storage_class: Option<String>,
     /// Size of the backup claim when it is created (default and minimum: the source's capacity).
     #[arg(long, value_name = "QUANTITY")]
@@ -85,6 +90,8 @@ impl BackupArgs {
             snapshot_class: self.snapshot_class.clone(),
             scale_down: self.scale_down,
             run: None,
+            repository: self.repository.target(),
+            init: self.init,
         }
     }
 }

@@ -6,7 +6,9 @@ use cluster::workflow::backup::BackupRequest;
 use cluster::workflow::schedule::{self as flow, ScheduleRequest};
 use serde_json::json;
 
-use super::{KubeArgs, MoverFlags, OutputArgs, RetentionArgs, plan_or_run, with_cluster};
+use super::{
+    KubeArgs, MoverFlags, OutputArgs, RepositoryFlags, RetentionArgs, plan_or_run, with_cluster,
+};
 
 /// Arguments of `pvc-backup schedule`.
 #[derive(Debug, clap::Args)]
@@ -20,14 +22,19 @@ pub struct ScheduleArgs {
     /// The time zone of the schedule, e.g. Europe/Berlin (default: the cluster's controller's).
     #[arg(long, value_name = "ZONE")]
     time_zone: Option<String>,
-    /// The CronJob's name (default: the backup claim's name).
+    /// The CronJob's name (default: the backup claim's name, or CLAIM-repository).
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
     /// The claim to back up into; created when missing (default: CLAIM-backup).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "repository")]
     to: Option<String>,
+    #[command(flatten)]
+    repository: RepositoryFlags,
+    /// With --repository: create the repository on the first run when it does not exist yet.
+    #[arg(long, requires = "repository")]
+    init: bool,
     /// Storage class of the backup claim when it is created.
-    #[arg(long, value_name = "CLASS")]
+    #[arg(long, value_name = "CLASS", conflicts_with = "repository")]
     storage_class: Option<String>,
     /// Size of the backup claim when it is created (default and minimum: the source's).
     #[arg(long, value_name = "QUANTITY")]
@@ -85,6 +92,8 @@ pub fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
             snapshot_class: None,
             scale_down: false,
             run: None,
+            repository: args.repository.target(),
+            init: args.init,
         },
         cron: args.cron.clone(),
         time_zone: args.time_zone.clone(),

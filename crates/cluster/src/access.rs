@@ -126,6 +126,11 @@ pub const MIGRATE: &[Permission] = &[Permission {
     ..ns("get", "storage.k8s.io", "storageclasses")
 }];
 
+/// What a backup into a repository, or a restore from one, adds: its Secret is read to check
+/// that it holds the keys the mover needs before a Job is made. (Whoever may create Jobs can
+/// read Secrets through a pod anyway.)
+pub const REPOSITORY: &[Permission] = &[ns("get", "", "secrets")];
+
 /// What a schedule needs.
 pub const SCHEDULE: &[Permission] = &[
     ns("get", "", "persistentvolumeclaims"),

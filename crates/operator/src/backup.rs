@@ -32,6 +32,8 @@ pub fn request(backup: &Backup, run: &str) -> BackupRequest {
         snapshot_class: consistency.snapshot_class_name,
         scale_down: consistency.method == Method::ScaleDown,
         run: Some(run.to_owned()),
+        repository: None,
+        init: false,
     }
 }
 

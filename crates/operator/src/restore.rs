@@ -25,6 +25,8 @@ pub fn request(restore: &Restore, into: &str, run: &str) -> RestoreRequest {
     RestoreRequest {
         claim: into.to_owned(),
         from: spec.source.claim.clone(),
+        repository: None,
+        host: None,
         snapshot: spec
             .source
             .snapshot

@@ -24,6 +24,10 @@ use crate::{Error, Result, cron, placement};
 /// Label on a scheduled backup's CronJob: the target claim.
 pub const TARGET_LABEL: &str = "pvc-backup.io/target";
 
+/// Annotation on the CronJob of a schedule into a repository: the repository's URL (which no
+/// label value can hold).
+pub const REPOSITORY_ANNOTATION: &str = "pvc-backup.io/repository";
+
 /// Labels of a pod that say which pod it is rather than which workload it belongs to.
 const POD_SPECIFIC: [&str; 6] = [
     "pod-template-hash",
@@ -48,9 +52,14 @@ pub struct ScheduleRequest {
 }
 
 impl ScheduleRequest {
-    /// The CronJob's name.
+    /// The CronJob's name (default: the target claim's, or `CLAIM-repository`).
     pub fn name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| self.backup.target())
+        self.name
+            .clone()
+            .unwrap_or_else(|| match self.backup.repository {
+                Some(_) => format!("{}-repository", self.backup.claim),
+                None => self.backup.target(),
+            })
     }
 }
 
@@ -112,9 +121,18 @@ pub fn plan(
         &name,
     )?;
     let mut job = b.job;
-    job.extra_labels
-        .insert(TARGET_LABEL.to_owned(), request.backup.target());
+    if request.backup.repository.is_none() {
+        job.extra_labels
+            .insert(TARGET_LABEL.to_owned(), request.backup.target());
+    }
     let mut cron_job = job.cron_job(&request.cron, request.time_zone.as_deref());
+    if let Some(r) = &request.backup.repository {
+        cron_job
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(REPOSITORY_ANNOTATION.to_owned(), r.url.clone());
+    }
     // Scheduled runs may retry once: nobody is watching to run them again.
     if let Some(spec) = cron_job
         .spec
@@ -136,7 +154,10 @@ pub async fn plan_from_cluster(
     settings: &MoverSettings,
 ) -> Result<SchedulePlan> {
     let source = workflow::get_claim(kube, &request.backup.claim).await?;
-    let target = workflow::find_claim(kube, &request.backup.target()).await?;
+    let target = match request.backup.repository {
+        Some(_) => None,
+        None => workflow::find_claim(kube, &request.backup.target()).await?,
+    };
     // The node of a ReadWriteOnce claim can change between runs: prefer the node of the pods
     // that use it, whichever it is then.
     let users = placement::users(kube, &request.backup.claim).await?;
@@ -161,7 +182,7 @@ pub async fn plan_from_cluster(
 pub struct ScheduleReport {
     /// The CronJob.
     pub name: String,
-    /// The target claim.
+    /// The target claim, or the repository's URL.
     pub target: String,
     /// Whether the target claim was created.
     pub created_claim: bool,
@@ -176,9 +197,17 @@ pub async fn run(
     settings: &MoverSettings,
     observer: &mut dyn Observer,
 ) -> Result<ScheduleReport> {
-    access::check(kube, &[access::SCHEDULE]).await?;
+    let secret: &[access::Permission] = if request.backup.repository.is_some() {
+        access::REPOSITORY
+    } else {
+        &[]
+    };
+    access::check(kube, &[access::SCHEDULE, secret]).await?;
+    if let Some(r) = &request.backup.repository {
+        backup::check_repository(kube, r).await?;
+    }
     let plan = plan_from_cluster(kube, request, settings).await?;
-    let target = request.backup.target();
+    let target = request.backup.destination();
     let name = request.name();
     if let Some(claim) = &plan.create_claim {
         observer.step(&format!("creating claim {target}"));
@@ -203,12 +232,14 @@ pub async fn run(
         api::create(&cron_jobs, "CronJob", &name, &plan.cron_job).await?;
         false
     };
-    workflow::annotate_claim(
-        kube,
-        &target,
-        BTreeMap::from([(SCHEDULE_ANNOTATION.to_owned(), name.clone())]),
-    )
-    .await?;
+    if request.backup.repository.is_none() {
+        workflow::annotate_claim(
+            kube,
+            &target,
+            BTreeMap::from([(SCHEDULE_ANNOTATION.to_owned(), name.clone())]),
+        )
+        .await?;
+    }
     Ok(ScheduleReport {
         name,
         target,
@@ -235,7 +266,7 @@ pub struct ScheduleInfo {
     pub name: String,
     /// The claim backed up.
     pub source: String,
-    /// The claim backed up into.
+    /// The claim backed up into, or the repository's URL.
     pub target: String,
     /// The cron expression.
     pub schedule: String,
@@ -275,7 +306,16 @@ pub async fn list(kube: &Kube, all_namespaces: bool) -> Result<Vec<ScheduleInfo>
                 namespace: c.metadata.namespace.clone().unwrap_or_default(),
                 name: c.metadata.name.clone().unwrap_or_default(),
                 source: labels.get(SOURCE_LABEL).cloned().unwrap_or_default(),
-                target: labels.get(TARGET_LABEL).cloned().unwrap_or_default(),
+                target: labels
+                    .get(TARGET_LABEL)
+                    .or_else(|| {
+                        c.metadata
+                            .annotations
+                            .as_ref()
+                            .and_then(|a| a.get(REPOSITORY_ANNOTATION))
+                    })
+                    .cloned()
+                    .unwrap_or_default(),
                 schedule: spec.schedule,
                 time_zone: spec.time_zone,
                 suspended: spec.suspend.unwrap_or(false),
