@@ -7,6 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use contract::ExitCode;
+use contract::summary::{ByteCounts, EntryCounts};
 use mover::listing::Listing;
 use rustic_core::repofile::{Node, NodeType};
 use rustic_core::{IndexedFull, LocalDestination, LsOptions, Repository, RestoreOptions};
@@ -45,6 +46,8 @@ impl Default for Options {
 /// What a restore did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Always `repository`: tells this report from a backup folder's.
+    pub kind: &'static str,
     /// The snapshot restored (its full id, also when `latest` was asked for).
     pub snapshot: String,
     /// The path inside the snapshot that was restored.
@@ -53,6 +56,9 @@ pub struct Report {
     pub removed: u64,
     /// The mover's exit code.
     pub exit_code: u8,
+    /// The same run as every mover command sums one up: entries (files and folders) of the
+    /// snapshot, written and found already equal, removed; bytes of the files and written.
+    pub summary: contract::Summary,
 }
 
 /// Restores a snapshot of the repository at `location` into `target` (created if missing).
@@ -63,6 +69,7 @@ pub fn restore(
     target: &Path,
     opts: &Options,
 ) -> Result<Report> {
+    let started = std::time::SystemTime::now();
     let url = location.url();
     let err = |e: Box<rustic_core::RusticError>| Error::repo(url, describe(&e));
     let repo = open(location, password, false, env)?
@@ -142,10 +149,19 @@ pub fn restore(
     let plan = repo
         .prepare_restore(&ropts, repo.ls(&node, &ls).map_err(err)?, &dest, false)
         .map_err(err)?;
+    let (files, dirs) = (plan.stats.files, plan.stats.dirs);
+    let written = files.restore + files.modify + dirs.restore + dirs.modify;
+    let unchanged = files.unchanged + files.verified + dirs.unchanged + dirs.verified;
+    let bytes_written = plan.restore_size.saturating_sub(plan.matched_size);
+    let (mut entries, mut bytes) = (0u64, 0u64);
     repo.restore(plan, &ropts, repo.ls(&node, &ls).map_err(err)?, &dest)
         .map_err(|e| Error::repo(url, format!("the restore failed: {}", describe(&e))))?;
     for entry in repo.ls(&node, &ls).map_err(err)? {
         let (path, n) = entry.map_err(err)?;
+        entries += 1;
+        if n.is_file() {
+            bytes += n.meta.size;
+        }
         if n.is_file() && n.meta.size >= HOLE_SCAN_MIN {
             let file = target.join(&path);
             sparsify(&file, &n).map_err(|e| {
@@ -170,11 +186,31 @@ pub fn restore(
             ),
         )
     })?;
+    let summary = crate::summary::summary(
+        "restore",
+        url,
+        &target.display().to_string(),
+        &crate::summary::Timing::since(started),
+        EntryCounts {
+            total: entries,
+            copied: written,
+            unchanged,
+            deleted: removed,
+            ..EntryCounts::default()
+        },
+        ByteCounts {
+            total: bytes,
+            copied: bytes_written,
+        },
+        &[],
+    );
     Ok(Report {
+        kind: "repository",
         snapshot: crate::open::hex(&snap.id),
         path: inner_str,
         removed,
         exit_code: ExitCode::Ok.code(),
+        summary,
     })
 }
 
