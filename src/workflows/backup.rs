@@ -148,12 +148,18 @@ pub fn run(args: BackupArgs) -> anyhow::Result<ExitCode> {
         "exitCode": outcome.exit_code,
         "summary": outcome.summaries.last(),
     });
-    let human = describe("backup", &request.claim, &report.target, outcome);
+    let human = describe(
+        "backup",
+        &format!("claim {}", request.claim),
+        &report.target,
+        outcome,
+    );
     args.output.print_result(&value, &human)?;
     Ok(ExitCode::from(u8::try_from(outcome.exit_code).unwrap_or(1)))
 }
 
-/// One line saying how a mover run into `target` ended.
+/// One line saying how a mover run from `source` (`claim NAME`, `repository URL`) into `target`
+/// ended.
 pub fn describe(what: &str, source: &str, target: &str, outcome: &Outcome) -> String {
     let report = outcome
         .summaries
@@ -170,9 +176,12 @@ pub fn describe(what: &str, source: &str, target: &str, outcome: &Outcome) -> St
         }
         _ => format!("failed with exit code {}", outcome.exit_code),
     };
-    let mut line = format!("{what} of claim {source} into {target}: {result}");
+    let mut line = format!("{what} of {source} into {target}: {result}");
     if let Some(snapshot) = &report.snapshot {
-        line.push_str(&format!("; snapshot {snapshot}"));
+        // A repository's snapshot ids are 64 hex digits: restic's short form is the first 8.
+        let restic_id = snapshot.len() == 64 && snapshot.bytes().all(|b| b.is_ascii_hexdigit());
+        let shown = if restic_id { &snapshot[..8] } else { snapshot };
+        line.push_str(&format!("; snapshot {shown}"));
     }
     if let Some(entries) = &report.entries {
         let bytes = report.bytes.clone().unwrap_or_default();

@@ -157,6 +157,7 @@ impl RepositoryFlags {
         Some(cluster::objects::repository::RepositoryTarget {
             url: self.repository.clone()?,
             secret: self.repository_secret.clone()?,
+            ..Default::default()
         })
     }
 }

@@ -119,7 +119,13 @@ pub fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     } else {
         let outcome = report.outcome.as_ref();
         let mut line = outcome
-            .map(|o| describe("restore", &report.from, &report.claim, o))
+            .map(|o| {
+                let from = match args.repository.target() {
+                    Some(r) => format!("repository {}", r.url),
+                    None => format!("claim {}", report.from),
+                };
+                describe("restore", &from, &report.claim, o)
+            })
             .unwrap_or_default();
         if report.workload.is_some() {
             line.push_str(&format!("; {workload} was stopped and started again"));

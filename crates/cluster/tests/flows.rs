@@ -472,6 +472,7 @@ fn restore_from_a_repository_mounts_only_the_claim_restored() {
         repository: Some(RepositoryTarget {
             url: "s3:http://s3.example:8333/backups/shop".into(),
             secret: "shop-repository".into(),
+            ..RepositoryTarget::default()
         }),
         host: None,
         snapshot: "latest".into(),

@@ -257,6 +257,7 @@ fn into_repository(mut r: BackupRequest) -> BackupRequest {
     r.repository = Some(RepositoryTarget {
         url: "s3:http://s3.example:8333/backups/shop".into(),
         secret: "shop-repository".into(),
+        ..RepositoryTarget::default()
     });
     r.init = true;
     r
@@ -414,6 +415,7 @@ fn the_repository_secret_is_checked_for_every_key() {
     let target = RepositoryTarget {
         url: "s3:http://s3.example:8333/backups/shop".into(),
         secret: "shop-repository".into(),
+        ..RepositoryTarget::default()
     };
     let missing = target.check_secret("shop", None).unwrap_err().to_string();
     assert!(missing.contains("Secret shop-repository not found in namespace shop"));

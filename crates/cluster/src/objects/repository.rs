@@ -19,6 +19,12 @@ pub struct RepositoryTarget {
     pub url: String,
     /// The Secret in the claim's namespace with the password (and the S3 keys for `s3:`).
     pub secret: String,
+    /// A backup's snapshot series (restic's host); `None`: `NAMESPACE/CLAIM` (see [`host`]).
+    pub host: Option<String>,
+    /// Do not read the Secret before the Job is made. The command line reads it, with its
+    /// user's rights, to stop at once when a key is missing; the operator has no right to read
+    /// Secrets, and learns of a missing one from the pod's `CreateContainerConfigError`.
+    pub skip_secret_check: bool,
 }
 
 impl RepositoryTarget {
@@ -68,6 +74,11 @@ impl RepositoryTarget {
                 ..EnvVar::default()
             })
             .collect()
+    }
+
+    /// Whether the Secret is read and checked before anything is made.
+    pub fn checks_secret(&self) -> bool {
+        !self.skip_secret_check
     }
 
     /// Checks the Secret as read from the cluster (`None`: it does not exist): every key the

@@ -145,7 +145,10 @@ fn mover_command_in(request: &BackupRequest, excludes: &Excludes, namespace: &st
         return MoverCommand::RepositoryBackup {
             src: SOURCE_MOUNT.to_owned(),
             repository: r.url.clone(),
-            host: repository::host(namespace, &request.claim),
+            host: r
+                .host
+                .clone()
+                .unwrap_or_else(|| repository::host(namespace, &request.claim)),
             init: request.init,
             retention: request.retention,
             subdir: request.subdir.clone(),
@@ -418,11 +421,7 @@ pub async fn run(
     } else {
         &[]
     };
-    let secret: &[access::Permission] = if request.repository.is_some() {
-        access::REPOSITORY
-    } else {
-        &[]
-    };
+    let secret = secret_permissions(request.repository.as_ref());
     access::check(kube, &[access::MOVER_RUN, scale, secret]).await?;
     // The source must exist before anything is scaled, and so must the repository's Secret.
     let source = workflow::get_claim(kube, &request.claim).await?;
@@ -489,10 +488,11 @@ async fn backup(
             return Err(e);
         }
     };
-    if let Some(o) = &outcome
-        && request.repository.is_none()
-    {
-        workflow::record_run(kube, &target, o).await?;
+    if let Some(o) = &outcome {
+        match &request.repository {
+            Some(r) => workflow::record_repository_run(kube, &request.claim, &r.url, o).await?,
+            None => workflow::record_run(kube, &target, o).await?,
+        }
     }
     Ok(BackupReport {
         target,
@@ -502,10 +502,22 @@ async fn backup(
     })
 }
 
+/// What reading a repository's Secret adds to a workflow's permissions: nothing when there is
+/// no repository or its Secret is not read.
+pub fn secret_permissions(repository: Option<&RepositoryTarget>) -> &'static [access::Permission] {
+    match repository {
+        Some(r) if r.checks_secret() => access::REPOSITORY,
+        _ => &[],
+    }
+}
+
 /// Checks that the repository's Secret exists in the namespace with every key the mover needs,
-/// before any object is made.
+/// before any object is made (unless it is not to be read: then only the URL and name).
 pub async fn check_repository(kube: &Kube, repository: &RepositoryTarget) -> Result<()> {
     repository.check()?;
+    if !repository.checks_secret() {
+        return Ok(());
+    }
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = api::namespaced(kube);
     let secret = api::get_opt(&secrets, "Secret", &repository.secret).await?;
     repository.check_secret(&kube.namespace, secret.as_ref())

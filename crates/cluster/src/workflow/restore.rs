@@ -310,11 +310,7 @@ pub async fn run(
     observer: &mut dyn Observer,
 ) -> Result<RestoreReport> {
     request.check()?;
-    let secret: &[access::Permission] = if request.repository.is_some() {
-        access::REPOSITORY
-    } else {
-        &[]
-    };
+    let secret = crate::workflow::backup::secret_permissions(request.repository.as_ref());
     access::check(kube, &[access::MOVER_RUN, access::SCALE, secret]).await?;
     let target = workflow::get_claim(kube, &request.claim).await?;
     let backup = backup_claim(kube, request).await?;
