@@ -154,9 +154,6 @@ pub fn operator_cluster_role() -> ClusterRole {
             rule(&[""], &["pods/log"], &["get"]),
             // To say so before starting when the mover's account is missing.
             rule(&[""], &["serviceaccounts"], &["get"]),
-            // A repository's Secret is checked for its keys before the mover is started; who
-            // may create Jobs can read it through a pod anyway.
-            rule(&[""], &["secrets"], &["get"]),
             rule(&["batch"], &["jobs", "cronjobs"], MANAGE),
             // Workloads that use a claim are scaled down for a consistent copy or a swap, and
             // their claim references changed; replica sets lead from a pod to its Deployment.
