@@ -70,8 +70,11 @@ pub struct UnscheduleArgs {
     /// The claim whose scheduled backups to remove (the backups themselves stay).
     claim: String,
     /// Only the schedule into this backup claim.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "repository")]
     to: Option<String>,
+    /// Only the schedule into this restic-format repository (its URL, as `schedules` shows it).
+    #[arg(long, value_name = "URL")]
+    repository: Option<String>,
     #[command(flatten)]
     kube: KubeArgs,
     #[command(flatten)]
@@ -171,10 +174,15 @@ pub fn schedules(args: SchedulesArgs) -> anyhow::Result<ExitCode> {
 /// Runs `pvc-backup unschedule`.
 pub fn unschedule(args: UnscheduleArgs) -> anyhow::Result<ExitCode> {
     let removed = with_cluster(&args.kube, async |kube| {
-        Ok(flow::unschedule(kube, &args.claim, args.to.as_deref()).await?)
+        let into = match (&args.to, &args.repository) {
+            (Some(to), _) => flow::Destination::Claim(to),
+            (None, Some(url)) => flow::Destination::Repository(url),
+            (None, None) => flow::Destination::Any,
+        };
+        Ok(flow::unschedule(kube, &args.claim, into).await?)
     })?;
     let human = format!(
-        "removed CronJob {} (the backup claims and their snapshots are kept)",
+        "removed CronJob {} (the backup claims and repositories and their snapshots are kept)",
         removed.join(", ")
     );
     args.output

@@ -197,11 +197,7 @@ pub async fn run(
     settings: &MoverSettings,
     observer: &mut dyn Observer,
 ) -> Result<ScheduleReport> {
-    let secret: &[access::Permission] = if request.backup.repository.is_some() {
-        access::REPOSITORY
-    } else {
-        &[]
-    };
+    let secret = backup::secret_permissions(request.backup.repository.as_ref());
     access::check(kube, &[access::SCHEDULE, secret]).await?;
     if let Some(r) = &request.backup.repository {
         backup::check_repository(kube, r).await?;
@@ -329,9 +325,20 @@ pub async fn list(kube: &Kube, all_namespaces: bool) -> Result<Vec<ScheduleInfo>
     Ok(out)
 }
 
-/// Removes the scheduled backups of `claim` (only those into `to`, when given). The backup
-/// claims and their snapshots stay. Returns the CronJobs removed.
-pub async fn unschedule(kube: &Kube, claim: &str, to: Option<&str>) -> Result<Vec<String>> {
+/// Which of a claim's scheduled backups to remove.
+#[derive(Debug, Clone, Copy)]
+pub enum Destination<'a> {
+    /// All of them.
+    Any,
+    /// Those into this backup claim.
+    Claim(&'a str),
+    /// Those into the repository at this URL.
+    Repository(&'a str),
+}
+
+/// Removes the scheduled backups of `claim` (only those `into` one place, when given). The
+/// backup claims, repositories and their snapshots stay. Returns the CronJobs removed.
+pub async fn unschedule(kube: &Kube, claim: &str, into: Destination<'_>) -> Result<Vec<String>> {
     let api: Api<CronJob> = Api::namespaced(kube.client.clone(), &kube.namespace);
     let mut selector = format!(
         "{}={},{ROLE_LABEL}={},{SOURCE_LABEL}={claim}",
@@ -339,15 +346,30 @@ pub async fn unschedule(kube: &Kube, claim: &str, to: Option<&str>) -> Result<Ve
         MANAGED_BY.1,
         Role::Backup.as_str()
     );
-    if let Some(to) = to {
+    if let Destination::Claim(to) = into {
         selector.push_str(&format!(",{TARGET_LABEL}={to}"));
     }
-    let items = api::list(&api, "CronJobs", &ListParams::default().labels(&selector)).await?;
+    let mut items = api::list(&api, "CronJobs", &ListParams::default().labels(&selector)).await?;
+    // A URL cannot be a label value: a repository schedule names its repository in an
+    // annotation, compared here.
+    if let Destination::Repository(url) = into {
+        items.retain(|c| {
+            c.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(REPOSITORY_ANNOTATION))
+                .is_some_and(|u| u == url)
+        });
+    }
     if items.is_empty() {
         return Err(Error::NotFound(format!(
             "claim {claim} has no scheduled backup{} in namespace {}; `pvc-backup schedules` \
              lists them",
-            to.map(|t| format!(" into {t}")).unwrap_or_default(),
+            match into {
+                Destination::Any => String::new(),
+                Destination::Claim(t) => format!(" into {t}"),
+                Destination::Repository(u) => format!(" into repository {u}"),
+            },
             kube.namespace
         )));
     }
