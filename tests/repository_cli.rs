@@ -306,7 +306,10 @@ fn backups_to_s3_read_only_what_changed_and_retention_prunes() {
     // What the repository did not hold yet: at most every byte, once deduplicated.
     let copied = summary["bytes"]["copied"].as_u64().unwrap();
     assert!(copied > 0 && copied <= bytes, "{first}");
-    assert_eq!((&summary["result"], &summary["exit_code"]), (&"ok".into(), &0.into()));
+    assert_eq!(
+        (&summary["result"], &summary["exit_code"]),
+        (&"ok".into(), &0.into())
+    );
 
     // Nothing changed: nothing is read again, and next to nothing is added.
     let second = backup(&[]);

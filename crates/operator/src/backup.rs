@@ -2,11 +2,11 @@
 //! line (`pvc-backup backup`), as [`run`](crate::run) describes.
 
 use cluster::connect::Kube;
+use cluster::objects::repository::RepositoryTarget;
 use cluster::run::Observer;
 use cluster::workflow::MoverSettings;
 use cluster::workflow::backup::{self as flow, BackupRequest};
 use resources::backup::{Backup, Method};
-use cluster::objects::repository::RepositoryTarget;
 use resources::common::{Mover, Repository, RunStatus};
 
 use crate::run::{Ended, RunKind};
@@ -195,11 +195,7 @@ mod tests {
         assert!(plan.create_claim.is_none());
         let job: serde_json::Value = plan.objects().unwrap().pop().unwrap();
         let pod = &job["spec"]["template"]["spec"];
-        assert_eq!(
-            pod["volumes"].as_array().map(Vec::len),
-            Some(1),
-            "{job:#}"
-        );
+        assert_eq!(pod["volumes"].as_array().map(Vec::len), Some(1), "{job:#}");
         let container = &pod["containers"][0];
         let args: Vec<&str> = container["args"]
             .as_array()

@@ -104,7 +104,7 @@ impl S3Server {
         self.child = Some(child);
         let start = Instant::now();
         let addr = SocketAddr::new(self.ip, p[6]);
-        while TcpStream::connect(&addr).is_err() {
+        while TcpStream::connect(addr).is_err() {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 return Err(format!(
                     "weed ended ({status}) before serving S3; its log: {}",

@@ -1187,7 +1187,13 @@ fn the_operator_backs_up_into_a_repository_and_restores_from_it_without_reading_
         json!({"source": {"claim": "data"},
             "target": {"repository": {"url": url, "secretName": "absent", "init": true}}}),
     );
-    let failed = wait_until(&c, "no-secret", &operator, Duration::from_secs(300), final_phase);
+    let failed = wait_until(
+        &c,
+        "no-secret",
+        &operator,
+        Duration::from_secs(300),
+        final_phase,
+    );
     assert_eq!(failed["status"]["phase"], "Failed", "{failed:#}");
     let message = failed["status"]["message"].as_str().unwrap_or_default();
     assert!(
@@ -1202,7 +1208,13 @@ fn the_operator_backs_up_into_a_repository_and_restores_from_it_without_reading_
         json!({"source": {"claim": "data"},
             "target": {"repository": {"url": url, "secretName": "repo", "init": true}}}),
     );
-    let done = wait_until(&c, "data-offsite", &operator, Duration::from_secs(300), final_phase);
+    let done = wait_until(
+        &c,
+        "data-offsite",
+        &operator,
+        Duration::from_secs(300),
+        final_phase,
+    );
     assert_eq!(done["status"]["phase"], "Succeeded", "{done:#}");
     let snapshots = repository::restic_snapshots(&server, &url);
     assert_eq!(snapshots.len(), 1, "{snapshots:?}");

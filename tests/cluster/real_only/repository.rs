@@ -200,7 +200,14 @@ fn a_missing_repository_secret_or_key_stops_the_command_before_any_job() {
     // No S3 server is needed: nothing may reach it.
     let url = "s3:http://127.0.0.1:9/backups";
     let with = |verb: &str, secret: &str| -> String {
-        let mut args = vec![verb, "data", "--repository", url, "--repository-secret", secret];
+        let mut args = vec![
+            verb,
+            "data",
+            "--repository",
+            url,
+            "--repository-secret",
+            secret,
+        ];
         if verb == "schedule" {
             args.extend(["--cron", "0 3 * * *"]);
         }
@@ -220,7 +227,10 @@ fn a_missing_repository_secret_or_key_stops_the_command_before_any_job() {
     secret(&c, "partial", &keys);
     for verb in ["backup", "restore", "schedule"] {
         let err = with(verb, "partial");
-        assert!(err.contains("has no AWS_SECRET_ACCESS_KEY"), "{verb}: {err}");
+        assert!(
+            err.contains("has no AWS_SECRET_ACCESS_KEY"),
+            "{verb}: {err}"
+        );
     }
     assert!(c.list::<Job>(Some(c.ns())).is_empty(), "{}", c.dump());
     assert!(c.list::<CronJob>(Some(c.ns())).is_empty(), "{}", c.dump());

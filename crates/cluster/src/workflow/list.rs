@@ -56,38 +56,38 @@ pub async fn list(kube: &Kube, all_namespaces: bool) -> Result<Vec<Entry>> {
         .filter_map(|c| repository_entry(c, &schedules))
         .collect();
     out.extend(claims.into_iter().filter_map(|c| {
-            let labels = c.metadata.labels.clone().unwrap_or_default();
-            if labels.get(MANAGED_BY.0).map(String::as_str) != Some(MANAGED_BY.1) {
-                return None;
-            }
-            let role = labels.get(ROLE_LABEL).cloned().unwrap_or_default();
-            if role == "scratch" {
-                return None;
-            }
-            let namespace = c.metadata.namespace.clone().unwrap_or_default();
-            let name = c.metadata.name.clone().unwrap_or_default();
-            let last_run = c
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(LAST_RUN_ANNOTATION))
-                .and_then(|s| serde_json::from_str(s).ok());
-            Some(Entry {
-                schedules: schedules
-                    .iter()
-                    .filter(|s| s.namespace == namespace && s.target == name)
-                    .cloned()
-                    .collect(),
-                role,
-                source: labels.get(SOURCE_LABEL).cloned().unwrap_or_default(),
-                size: capacity(&c).map(|q| q.0),
-                storage_class: c.spec.as_ref().and_then(|s| s.storage_class_name.clone()),
-                phase: c.status.as_ref().and_then(|s| s.phase.clone()),
-                last_run,
-                namespace,
-                name,
-            })
-        }));
+        let labels = c.metadata.labels.clone().unwrap_or_default();
+        if labels.get(MANAGED_BY.0).map(String::as_str) != Some(MANAGED_BY.1) {
+            return None;
+        }
+        let role = labels.get(ROLE_LABEL).cloned().unwrap_or_default();
+        if role == "scratch" {
+            return None;
+        }
+        let namespace = c.metadata.namespace.clone().unwrap_or_default();
+        let name = c.metadata.name.clone().unwrap_or_default();
+        let last_run = c
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(LAST_RUN_ANNOTATION))
+            .and_then(|s| serde_json::from_str(s).ok());
+        Some(Entry {
+            schedules: schedules
+                .iter()
+                .filter(|s| s.namespace == namespace && s.target == name)
+                .cloned()
+                .collect(),
+            role,
+            source: labels.get(SOURCE_LABEL).cloned().unwrap_or_default(),
+            size: capacity(&c).map(|q| q.0),
+            storage_class: c.spec.as_ref().and_then(|s| s.storage_class_name.clone()),
+            phase: c.status.as_ref().and_then(|s| s.phase.clone()),
+            last_run,
+            namespace,
+            name,
+        })
+    }));
     out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Ok(out)
 }
