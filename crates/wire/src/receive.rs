@@ -25,8 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Instant, SystemTime};
 
-use contract::summary::SCHEMA;
-use contract::{ExitCode, Summary};
+use contract::Summary;
 use mover::attrs::{self, Handle};
 use mover::listing::Listing;
 use mover::meta::{Kind, Meta, stat_at, stat_fd};
@@ -193,40 +192,15 @@ impl Receiver {
         s.links();
         s.dir_attrs();
         self.stats.scan_complete.store(true, Relaxed);
-        let (errors, notes) = s.journal.take();
-        let (entries, bytes) = mover::summary::counts(&self.stats);
-        let partial = entries.failed > 0;
-        let summary = Summary {
-            schema: SCHEMA,
-            command: "receive".into(),
-            source: source.to_string(),
-            target: relpath::display(self.dst_path.as_os_str().as_encoded_bytes()),
-            started_at: store::id::rfc3339(started),
-            duration_ms: t0.elapsed().as_millis() as u64,
-            exit_code: if partial {
-                ExitCode::Partial
-            } else {
-                ExitCode::Ok
-            }
-            .code(),
-            result: if partial { "partial" } else { "ok" }.into(),
-            entries,
-            bytes,
-            errors,
-            notes,
-        };
-        let state = self.state.dir.as_fd();
-        self.owners
-            .retry_target(&[], &[state], || {
-                mover::sync::write_state_file(state, store::layout::LAST_SYNC_C, &summary)
-            })
-            .map_err(|e| {
-                Error::Mover(mover::Error::Io {
-                    what: "cannot write summary into",
-                    path: self.dst_path.display().to_string(),
-                    source: e,
-                })
-            })?;
+        let summary = mover::summary::summarize(
+            "receive",
+            source.to_string(),
+            &self.dst_path,
+            (started, t0),
+            &self.stats,
+            &s.journal,
+        );
+        mover::summary::write_last_sync(&self.owners, self.state.dir.as_fd(), &self.dst_path, &summary)?;
         let json = serde_json::to_vec(&summary).expect("a summary serializes");
         conn.send(&Message::Done(json))?;
         conn.flush()?;
