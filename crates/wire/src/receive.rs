@@ -27,6 +27,7 @@ use std::time::{Instant, SystemTime};
 
 use contract::Summary;
 use mover::attrs::{self, Handle};
+use mover::content::{Copier, write_all_at};
 use mover::listing::Listing;
 use mover::meta::{Kind, Meta, stat_at, stat_fd};
 use mover::owner::{Id, Impersonate, Owners};
@@ -37,7 +38,6 @@ use rustix::fs::{
     AtFlags, FileType, Mode, OFlags, ftruncate, linkat, mkdirat, mknodat, openat, readlinkat,
     renameat, symlinkat, unlinkat,
 };
-use rustix::io::{Errno, pwrite};
 use store::layout::STATE_DIR;
 use store::lock::StateDir;
 
@@ -161,6 +161,7 @@ impl Receiver {
             skip_depth: 0,
             cache: None,
             seq: AtomicU64::new(0),
+            copier: Copier::default(),
         };
         let result = s.listing(conn).and_then(|()| {
             for chunk in s.wanted.chunks(64 << 10) {
@@ -268,6 +269,8 @@ struct Session<'a> {
     /// The last target directory opened by number.
     cache: Option<(usize, OwnedFd)>,
     seq: AtomicU64,
+    /// Copies the unchanged chunks of a file from its older version.
+    copier: Copier,
 }
 
 type Failure = (&'static str, io::Error);
@@ -1133,10 +1136,19 @@ impl Session<'_> {
                     }
                     let (_, old, _) = basis.as_ref().expect("checked");
                     let (_, _, fd) = made.as_ref().expect("made when no failure");
-                    match copy_range(old.as_fd(), fd.as_fd(), offset, len) {
-                        Ok(()) => {
+                    match self
+                        .copier
+                        .copy_range(old.as_fd(), fd.as_fd(), offset, Some(len))
+                    {
+                        Ok(n) if n == len => {
                             end = offset + len;
                             copied_here += len;
+                        }
+                        Ok(_) => {
+                            failure = Some((
+                                "copy unchanged chunk",
+                                io::Error::other("the older version became shorter"),
+                            ))
                         }
                         Err(e) => failure = Some(("copy unchanged chunk", e)),
                     }
@@ -1316,39 +1328,4 @@ fn expand(bytes: &[u8], raw_len: u32) -> Option<Vec<u8>> {
     zstd::bulk::decompress(bytes, raw_len as usize)
         .ok()
         .filter(|b| b.len() == raw_len as usize)
-}
-
-/// Copies `len` bytes at `off` from `src` to the same offset of `dst`.
-fn copy_range(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<()> {
-    let mut buf = vec![0u8; crate::frame::DATA_CHUNK];
-    let mut pos = off;
-    let end = off + len;
-    while pos < end {
-        let want = (end - pos).min(buf.len() as u64) as usize;
-        match rustix::io::pread(src, &mut buf[..want], pos) {
-            Ok(0) => return Err(io::Error::other("the older version became shorter")),
-            Ok(n) => {
-                write_all_at(dst, &buf[..n], pos)?;
-                pos += n as u64;
-            }
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-fn write_all_at(fd: BorrowedFd<'_>, mut buf: &[u8], mut off: u64) -> io::Result<()> {
-    while !buf.is_empty() {
-        match pwrite(fd, buf, off) {
-            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
-            Ok(n) => {
-                buf = &buf[n..];
-                off += n as u64;
-            }
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }
