@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use testkit::oracle::assert_mirror;
-use testkit::skip::{is_root, need_root_and, skip};
-use testkit::tree::Tree;
+use testkit::skip::{ROOT_SQUASHED, is_root, need_root_and, skip};
+use testkit::tree::{Tree, many_owners};
 
 fn bin() -> Command {
     Command::new(assert_cmd::cargo::cargo_bin!("pvc-backup"))
@@ -607,56 +607,11 @@ fn a_transfer_between_two_network_namespaces_over_veth() {
     assert_mirror(&src.root, &dst, &sockets);
 }
 
-const SQUASH: [&str; 3] = [
-    "--bounding-set=-dac_override,-dac_read_search",
-    "--inh-caps=-dac_override,-dac_read_search",
-    "--",
-];
-
-/// Several owners, 0600 files in 0700 folders nested across owners, a setgid folder, an ACL and
-/// a user xattr only the owner may read: what a root-squashed mover reaches only as each owner.
-fn many_owners(root: PathBuf) -> Tree {
-    let t = Tree::new(root);
-    t.file(b"public.txt", b"anyone")
-        .file(b"a/own-a", b"secret of 1001")
-        .file(b"a/b/own-b", b"secret of 1002")
-        .file(b"a/b/c/own-c", b"secret of 1003")
-        .file(b"d/e/deep", b"1005")
-        .hardlink(b"a/own-a", b"a/own-a-link")
-        .symlink(b"a/b/link-to-c", b"c/own-c")
-        .owner(b"public.txt", 1001, 1001)
-        .owner(b"a", 1001, 1001)
-        .owner(b"a/own-a", 1001, 1001)
-        .owner(b"a/b", 1002, 1002)
-        .owner(b"a/b/own-b", 1002, 1002)
-        .owner(b"a/b/link-to-c", 1002, 1002)
-        .owner(b"a/b/c", 1003, 1003)
-        .owner(b"a/b/c/own-c", 1003, 1003)
-        .owner(b"d", 1004, 3000)
-        .owner(b"d/e", 1005, 3000)
-        .owner(b"d/e/deep", 1005, 1005)
-        .mode(b"a", 0o700)
-        .mode(b"a/own-a", 0o600)
-        .mode(b"a/b", 0o700)
-        .mode(b"a/b/own-b", 0o600)
-        .mode(b"a/b/c", 0o700)
-        .mode(b"a/b/c/own-c", 0o400)
-        .mode(b"d", 0o2770)
-        .mode(b"d/e", 0o2700)
-        .mode(b"d/e/deep", 0o600)
-        .xattr(b"a/b/own-b", "user.note", b"only 1002 can read this");
-    if testkit::skip::have_tool("setfacl") {
-        t.acl(b"a/own-a", &["-m", "u:1002:r"]);
-    }
-    t.owner(b"", 1001, 1001).mode(b"", 0o755);
-    t
-}
-
 /// Runs `pvc-backup ARGS` as root without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, as on a
 /// root-squashed NFS volume.
 fn squashed() -> Command {
     let mut c = Command::new("setpriv");
-    c.args(SQUASH)
+    c.args(ROOT_SQUASHED)
         .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"));
     c
 }
