@@ -461,15 +461,27 @@ impl Session<'_> {
             if let Some(j) = top.target.find(part.to_bytes()) {
                 // Kept, not removed as an entry the source lacks; its chunks are offered as
                 // the basis, and the sender sends only those that differ or are missing.
+                let listed = top.seen[j];
                 top.seen[j] = true;
                 let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-                let hashes = self.owners.open_in(dfd, &part, flags).and_then(|fd| {
-                    let m = stat_fd(&fd)?;
-                    if m.kind != Kind::File || m.size > meta.size {
-                        return Err(io::Error::other("not a partly received file"));
+                let usable = |m: Meta| {
+                    if m.kind == Kind::File && m.size <= meta.size {
+                        Ok(m)
+                    } else {
+                        Err(io::Error::other("not a partly received file"))
                     }
-                    delta::hashes(fd.as_fd(), m.size, chunk)
-                });
+                };
+                // Looked at before it is opened: a special file of that name (a sender may
+                // have listed one just before) is never opened, a device node least of all.
+                let hashes = self
+                    .owners
+                    .retry_target(&[], &[dfd], || stat_at(dfd, &part))
+                    .and_then(usable)
+                    .and_then(|_| self.owners.open_in(dfd, &part, flags))
+                    .and_then(|fd| {
+                        let m = usable(stat_fd(&fd)?)?;
+                        delta::hashes(fd.as_fd(), m.size, chunk)
+                    });
                 match hashes {
                     Ok(hashes) => {
                         tracing::info!(
@@ -483,7 +495,7 @@ impl Session<'_> {
                     }
                     Err(e) => {
                         tracing::debug!("partly received file {n} not used: {e}");
-                        top.seen[j] = false;
+                        top.seen[j] = listed;
                     }
                 }
             }

@@ -290,7 +290,7 @@ struct Tmp(CString);
 /// mtime, so that a transfer that breaks (a lost connection, either side killed) leaves it
 /// where the next attempt finds it and goes on from its last verified chunk. A source that
 /// changed since gives another name; the old one is then an entry the source lacks, and goes.
-fn part_name(name: &CStr, meta: &Meta) -> CString {
+pub fn part_name(name: &CStr, meta: &Meta) -> CString {
     let mut h = blake3::Hasher::new();
     h.update(name.to_bytes());
     h.update(&meta.size.to_be_bytes());
