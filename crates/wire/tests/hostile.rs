@@ -504,6 +504,43 @@ fn a_sender_that_skips_a_file_breaks_the_protocol() {
     s.assert_refused("file 7");
 }
 
+/// A transfer that ends in the middle of a file, by a protocol violation or a dropped
+/// connection, does not leave the file's temporary copy in the target (with `--no-delete`
+/// nothing would ever remove it).
+#[test]
+fn a_transfer_ended_mid_file_leaves_no_temporary_file() {
+    for broken in [false, true] {
+        let mut s = Scene::new();
+        let mut c = s.connect();
+        c.send(&file(b"f", 10)).unwrap();
+        c.send(&Message::ListEnd).unwrap();
+        assert_eq!(wants(&mut c), vec![0]);
+        c.send(&Message::FileBegin { file: 0, size: 10 }).unwrap();
+        c.send(&Message::Data {
+            offset: 0,
+            bytes: b"12345".to_vec(),
+        })
+        .unwrap();
+        if broken {
+            c.flush().unwrap();
+            drop(c);
+            match s.result() {
+                Err(wire::Error::Net { what, .. }) => assert!(what.contains("closed"), "{what}"),
+                other => panic!("expected a broken connection, got {other:?}"),
+            }
+        } else {
+            c.send(&Message::Up).unwrap();
+            let _ = c.flush();
+            s.assert_refused("expected a data message");
+        }
+        let names: Vec<String> = tree(&s.dst).into_keys().collect();
+        assert!(
+            !names.iter().any(|n| n.contains(".pvcb-tmp")),
+            "a temporary file was left: {names:?}"
+        );
+    }
+}
+
 /// The names of the entries of `dir` opened (`IN_OPEN`) while `f` runs, as inotify reports them.
 fn opened_in(dir: &Path, f: impl FnOnce()) -> Vec<Vec<u8>> {
     use std::os::unix::ffi::OsStrExt;

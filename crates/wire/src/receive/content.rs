@@ -137,8 +137,12 @@ impl Session<'_> {
         let mut copied_here = 0u64;
         let mut received = 0u64;
         let mut end = 0u64;
-        loop {
-            let data = match conn.recv()? {
+        let ended = loop {
+            let msg = match conn.recv() {
+                Ok(m) => m,
+                Err(e) => break Err(e),
+            };
+            let data = match msg {
                 Message::Data { offset, bytes } => Ok((offset, bytes)),
                 Message::Compressed {
                     offset,
@@ -244,7 +248,7 @@ impl Session<'_> {
                             )),
                         ));
                     }
-                    break;
+                    break Ok(());
                 }
                 Err(Message::FileFailed { file, op, error }) if file == n => {
                     if failure.is_none() {
@@ -253,10 +257,21 @@ impl Session<'_> {
                             io::Error::other(format!("{op} on the sender: {error}")),
                         ));
                     }
-                    break;
+                    break Ok(());
                 }
-                Err(other) => return Err(unexpected("data", &other)),
+                Err(other) => break Err(unexpected("data", &other)),
             }
+        };
+        if let Err(e) = ended {
+            // A partly received large file stays for the next attempt to go on from; a
+            // temporary one would stay for good under --no-delete.
+            if let Some((dfd, tmp, fd)) = made
+                && !tmp.0.to_bytes().starts_with(PART_PREFIX.as_bytes())
+            {
+                drop(fd);
+                self.discard(dfd.as_fd(), &tmp);
+            }
+            return Err(e);
         }
         let Some((dfd, tmp, fd)) = made else {
             let (op, e) = failure.expect("nothing made means a failure");
