@@ -463,10 +463,9 @@ fn send_file(
         })
         .map(|()| false)
     };
-    let opened = open_dir(owners, root, dirs, f.dir)
-        .and_then(|dir| {
-            owners.open_source_file(dir.as_fd(), dirs[f.dir].id, &f.name, &f.meta, noatime)
-        });
+    let opened = open_dir(owners, root, dirs, f.dir).and_then(|dir| {
+        owners.open_source_file(dir.as_fd(), dirs[f.dir].id, &f.name, &f.meta, noatime)
+    });
     let fd = match opened {
         Ok(fd) => fd,
         Err(e) => return fail(conn, "open", e),
