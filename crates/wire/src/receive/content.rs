@@ -9,9 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use mover::attrs::{self, Handle};
 use mover::content::write_all_at;
 use mover::meta::{Kind, stat_at, stat_fd};
-use rustix::fs::{
-    AtFlags, Mode, OFlags, ftruncate, linkat, openat,
-};
+use rustix::fs::{AtFlags, Mode, OFlags, ftruncate, linkat, openat};
 
 use crate::frame::Conn;
 use crate::message::Message;

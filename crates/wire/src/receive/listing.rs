@@ -13,9 +13,7 @@ use mover::listing::Listing;
 use mover::meta::{Kind, Meta, stat_at, stat_fd};
 use mover::relpath;
 use mover::xattr::Xattrs;
-use rustix::fs::{
-    FileType, Mode, OFlags, mkdirat, mknodat, readlinkat, symlinkat,
-};
+use rustix::fs::{FileType, Mode, OFlags, mkdirat, mknodat, readlinkat, symlinkat};
 use store::layout::STATE_DIR;
 
 use crate::frame::Conn;

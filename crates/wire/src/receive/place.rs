@@ -10,11 +10,7 @@ use mover::attrs::{self, Handle};
 use mover::meta::Meta;
 use mover::owner::Id;
 use mover::xattr::Xattrs;
-use rustix::fs::{
-    AtFlags,
-    renameat, unlinkat,
-};
-
+use rustix::fs::{AtFlags, renameat, unlinkat};
 
 use super::*;
 
