@@ -10,17 +10,11 @@ use std::process::Command;
 use contract::Summary;
 use mover::check::CheckReport;
 use testkit::oracle::assert_mirror;
-use testkit::skip::{have_tool, need_root_and};
-use testkit::tree::Tree;
-
-const SQUASH: [&str; 3] = [
-    "--bounding-set=-dac_override,-dac_read_search",
-    "--inh-caps=-dac_override,-dac_read_search",
-    "--",
-];
+use testkit::skip::{ROOT_SQUASHED, need_root_and};
+use testkit::tree::{Tree, many_owners};
 
 fn squashed(args: &[&str], paths: &[&Path]) -> std::process::Output {
-    under_setpriv(&SQUASH, args, paths)
+    under_setpriv(&ROOT_SQUASHED, args, paths)
 }
 
 /// Runs pvc-backup under `setpriv` with `setpriv_args` (which end with `--`).
@@ -32,55 +26,6 @@ fn under_setpriv(setpriv_args: &[&str], args: &[&str], paths: &[&Path]) -> std::
         .args(paths)
         .output()
         .expect("run pvc-backup under setpriv")
-}
-
-/// Five owners, 0600 files, 0700 directories nested across owners, setgid directories, files
-/// whose group is not their owner's, ACLs and user xattrs on files only their owner can read.
-fn many_owners(root: PathBuf) -> Tree {
-    let t = Tree::new(root);
-    t.file(b"public.txt", b"anyone")
-        .file(b"a/own-a", b"secret of 1001")
-        .file(b"a/b/own-b", b"secret of 1002")
-        .file(b"a/b/c/own-c", b"secret of 1003")
-        .file(b"d/shared-group", b"1004 in group 3000")
-        .file(b"d/e/deep", b"1005")
-        .file(b"acl/with-acl", b"1001 lets 1002 read")
-        .hardlink(b"a/own-a", b"a/own-a-link")
-        .symlink(b"a/b/link-to-c", b"c/own-c")
-        .owner(b"public.txt", 1001, 1001)
-        .owner(b"a", 1001, 1001)
-        .owner(b"a/own-a", 1001, 1001)
-        .owner(b"a/b", 1002, 1002)
-        .owner(b"a/b/own-b", 1002, 1002)
-        .owner(b"a/b/link-to-c", 1002, 1002)
-        .owner(b"a/b/c", 1003, 1003)
-        .owner(b"a/b/c/own-c", 1003, 1003)
-        .owner(b"d", 1004, 3000)
-        .owner(b"d/shared-group", 1004, 3000)
-        .owner(b"d/e", 1005, 3000)
-        .owner(b"d/e/deep", 1005, 1005)
-        .owner(b"acl", 1001, 1001)
-        .owner(b"acl/with-acl", 1001, 1001)
-        .mode(b"a", 0o700)
-        .mode(b"a/own-a", 0o600)
-        .mode(b"a/b", 0o700)
-        .mode(b"a/b/own-b", 0o600)
-        .mode(b"a/b/c", 0o700)
-        .mode(b"a/b/c/own-c", 0o400)
-        .mode(b"d", 0o2770)
-        .mode(b"d/shared-group", 0o640)
-        .mode(b"d/e", 0o2700)
-        .mode(b"d/e/deep", 0o600)
-        .mode(b"acl", 0o750)
-        .mode(b"acl/with-acl", 0o640)
-        .xattr(b"a/b/own-b", "user.note", b"only 1002 can read this")
-        .xattr(b"d/e", "user.dir", b"on a 2700 dir");
-    if have_tool("setfacl") {
-        t.acl(b"acl/with-acl", &["-m", "u:1002:r"])
-            .acl(b"acl", &["-d", "-m", "u:1002:rx"]);
-    }
-    t.owner(b"", 1001, 1001).mode(b"", 0o755);
-    t
 }
 
 /// The summary: the last line of `--progress json` output.

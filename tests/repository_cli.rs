@@ -9,7 +9,7 @@ use std::time::Duration;
 use testkit::cmd::expect_code;
 use testkit::oracle::assert_mirror;
 use testkit::s3::S3Server;
-use testkit::skip::{is_root, need_root_and, need_tools, skip};
+use testkit::skip::{ROOT_SQUASHED, is_root, need_root_and, need_tools, skip};
 use testkit::tree::{Tree, rich_tree};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -681,13 +681,9 @@ fn a_root_squashed_source_is_read_as_each_owner() {
     let repo = dir.path().join("repo");
     let r = s(&repo);
     let mut cmd = Command::new("setpriv");
-    cmd.args([
-        "--bounding-set=-dac_override,-dac_read_search",
-        "--inh-caps=-dac_override,-dac_read_search",
-        "--",
-    ])
-    .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"))
-    .args(["mover", "backup", s(&src.root), "--repository", r, "--init"]);
+    cmd.args(ROOT_SQUASHED)
+        .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"))
+        .args(["mover", "backup", s(&src.root), "--repository", r, "--init"]);
     env(&mut cmd, None);
     let o = cmd.output().unwrap();
     expect_code(&o, 0);

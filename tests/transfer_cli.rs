@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use testkit::oracle::assert_mirror;
-use testkit::skip::{is_root, need_root_and, skip};
-use testkit::tree::Tree;
+use testkit::skip::{ROOT_SQUASHED, is_root, need_root_and, skip};
+use testkit::tree::{Tree, many_owners};
 
 fn bin() -> Command {
     Command::new(assert_cmd::cargo::cargo_bin!("pvc-backup"))
@@ -607,56 +607,11 @@ fn a_transfer_between_two_network_namespaces_over_veth() {
     assert_mirror(&src.root, &dst, &sockets);
 }
 
-const SQUASH: [&str; 3] = [
-    "--bounding-set=-dac_override,-dac_read_search",
-    "--inh-caps=-dac_override,-dac_read_search",
-    "--",
-];
-
-/// Several owners, 0600 files in 0700 folders nested across owners, a setgid folder, an ACL and
-/// a user xattr only the owner may read: what a root-squashed mover reaches only as each owner.
-fn many_owners(root: PathBuf) -> Tree {
-    let t = Tree::new(root);
-    t.file(b"public.txt", b"anyone")
-        .file(b"a/own-a", b"secret of 1001")
-        .file(b"a/b/own-b", b"secret of 1002")
-        .file(b"a/b/c/own-c", b"secret of 1003")
-        .file(b"d/e/deep", b"1005")
-        .hardlink(b"a/own-a", b"a/own-a-link")
-        .symlink(b"a/b/link-to-c", b"c/own-c")
-        .owner(b"public.txt", 1001, 1001)
-        .owner(b"a", 1001, 1001)
-        .owner(b"a/own-a", 1001, 1001)
-        .owner(b"a/b", 1002, 1002)
-        .owner(b"a/b/own-b", 1002, 1002)
-        .owner(b"a/b/link-to-c", 1002, 1002)
-        .owner(b"a/b/c", 1003, 1003)
-        .owner(b"a/b/c/own-c", 1003, 1003)
-        .owner(b"d", 1004, 3000)
-        .owner(b"d/e", 1005, 3000)
-        .owner(b"d/e/deep", 1005, 1005)
-        .mode(b"a", 0o700)
-        .mode(b"a/own-a", 0o600)
-        .mode(b"a/b", 0o700)
-        .mode(b"a/b/own-b", 0o600)
-        .mode(b"a/b/c", 0o700)
-        .mode(b"a/b/c/own-c", 0o400)
-        .mode(b"d", 0o2770)
-        .mode(b"d/e", 0o2700)
-        .mode(b"d/e/deep", 0o600)
-        .xattr(b"a/b/own-b", "user.note", b"only 1002 can read this");
-    if testkit::skip::have_tool("setfacl") {
-        t.acl(b"a/own-a", &["-m", "u:1002:r"]);
-    }
-    t.owner(b"", 1001, 1001).mode(b"", 0o755);
-    t
-}
-
 /// Runs `pvc-backup ARGS` as root without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, as on a
 /// root-squashed NFS volume.
 fn squashed() -> Command {
     let mut c = Command::new("setpriv");
-    c.args(SQUASH)
+    c.args(ROOT_SQUASHED)
         .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"));
     c
 }
@@ -803,61 +758,57 @@ fn sender_result(c: Child) -> (i32, serde_json::Value) {
 
 const BIG: usize = 64 << 20;
 
+/// Bytes of `BIG` that a run going on from a partly received file of `part` bytes must send
+/// again at most: the chunks not complete in it, and the one-byte file after it.
+fn left_after(part: u64) -> u64 {
+    const CHUNK: u64 = 1 << 20;
+    BIG as u64 - part / CHUNK * CHUNK + 1
+}
+
+/// The sender killed in the middle of the large file, then the receiver killed in the middle of
+/// the next attempt: each rerun goes on from the chunks the partly received file holds.
 #[test]
-fn a_sender_killed_mid_file_is_resumed_by_a_rerun_from_its_last_chunk() {
-    let test = "a_sender_killed_mid_file_is_resumed_by_a_rerun_from_its_last_chunk";
-    let Some(net) = slow_link(test, "skill") else {
+fn either_side_killed_mid_file_is_resumed_by_a_rerun_from_its_last_chunk() {
+    let test = "either_side_killed_mid_file_is_resumed_by_a_rerun_from_its_last_chunk";
+    let Some(net) = slow_link(test, "kill") else {
         return;
     };
     let (dir, k) = setup();
     let src = Tree::new(dir.path().join("src"));
     src.file(b"big.bin", &noise(BIG)).file(b"small", b"s");
     let dst = dir.path().join("dst");
+
+    // The sender is killed a quarter of the way: the receiver gives up and keeps the part.
     let r = receiver_in(&net, &dst, &k, 7451, &[]);
     let mut s = sender_in(&net, &src.root, &k, 7451, &[]);
-    wait_partial(&dst, (BIG / 3) as u64);
+    wait_partial(&dst, (BIG / 4) as u64);
     s.kill().unwrap();
     let _ = s.wait();
     let (rc, _, rerr) = r.wait(Duration::from_secs(60));
     assert_eq!(rc, 1, "{rerr}");
-    assert!(partial_size(&dst).is_some(), "the partial file was kept");
-    let r = receiver_in(&net, &dst, &k, 7452, &[]);
-    let (sc, j) = sender_result(sender_in(&net, &src.root, &k, 7452, &[]));
-    let (rc, _, rerr) = r.wait(Duration::from_secs(120));
-    assert_eq!((sc, rc), (0, 0), "{j}\n{rerr}");
-    let bytes = j["sent"]["bytes"].as_u64().unwrap();
-    assert!(
-        bytes < (BIG as u64) * 3 / 4,
-        "the re-run sent {bytes} bytes: {j}"
-    );
-    assert_eq!(partial_size(&dst), None);
-    assert_mirror(&src.root, &dst, &[]);
-}
+    let first = partial_size(&dst).expect("the partly received file was kept");
 
-#[test]
-fn a_receiver_killed_mid_file_is_resumed_by_a_rerun_from_its_last_chunk() {
-    let test = "a_receiver_killed_mid_file_is_resumed_by_a_rerun_from_its_last_chunk";
-    let Some(net) = slow_link(test, "rkill") else {
-        return;
-    };
-    let (dir, k) = setup();
-    let src = Tree::new(dir.path().join("src"));
-    src.file(b"big.bin", &noise(BIG)).file(b"small", b"s");
-    let dst = dir.path().join("dst");
-    let r = receiver_in(&net, &dst, &k, 7453, &[]);
-    let s = sender_in(&net, &src.root, &k, 7453, &["--idle-timeout", "5"]);
-    wait_partial(&dst, (BIG / 3) as u64);
+    // The rerun goes on from there (the receiver says from how many chunks); its receiver is
+    // killed two thirds of the way, and the sender gives up after its idle timeout.
+    let r = receiver_in(&net, &dst, &k, 7452, &["-v"]);
+    let s = sender_in(&net, &src.root, &k, 7452, &["--idle-timeout", "5"]);
+    wait_partial(&dst, (BIG * 2 / 3) as u64);
+    let going_on = format!("going on from {} chunks", first.div_ceil(1 << 20));
+    assert!(r.stderr().contains(&going_on), "{}", r.stderr());
     drop(r);
     let (sc, _) = sender_result(s);
     assert_eq!(sc, 1);
-    let r = receiver_in(&net, &dst, &k, 7454, &[]);
-    let (sc, j) = sender_result(sender_in(&net, &src.root, &k, 7454, &[]));
+    let second = partial_size(&dst).expect("the partly received file was kept");
+
+    // The last run sends only what the part lacks.
+    let r = receiver_in(&net, &dst, &k, 7453, &[]);
+    let (sc, j) = sender_result(sender_in(&net, &src.root, &k, 7453, &[]));
     let (rc, _, rerr) = r.wait(Duration::from_secs(120));
     assert_eq!((sc, rc), (0, 0), "{j}\n{rerr}");
     let bytes = j["sent"]["bytes"].as_u64().unwrap();
     assert!(
-        bytes < (BIG as u64) * 3 / 4,
-        "the re-run sent {bytes} bytes: {j}"
+        bytes <= left_after(second),
+        "the last run sent {bytes} bytes with {second} of {BIG} received before: {j}"
     );
     assert_eq!(partial_size(&dst), None);
     assert_mirror(&src.root, &dst, &[]);

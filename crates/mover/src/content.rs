@@ -127,8 +127,9 @@ impl Copier {
     }
 
     /// Copies `len` bytes (or up to the end of `src` when `None`) at offset `off` of `src` to the
-    /// same offset of `dst`.
-    fn copy_range(
+    /// same offset of `dst`. Returns the number of bytes copied, fewer than `len` when `src`
+    /// ends first.
+    pub fn copy_range(
         &self,
         src: BorrowedFd<'_>,
         dst: BorrowedFd<'_>,
@@ -176,7 +177,8 @@ impl Copier {
     }
 }
 
-fn write_all_at(fd: BorrowedFd<'_>, mut data: &[u8], mut pos: u64) -> io::Result<()> {
+/// Writes all of `data` at offset `pos` of `fd`.
+pub fn write_all_at(fd: BorrowedFd<'_>, mut data: &[u8], mut pos: u64) -> io::Result<()> {
     while !data.is_empty() {
         match pwrite(fd, data, pos) {
             Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),

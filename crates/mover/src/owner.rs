@@ -23,6 +23,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use rustix::fs::{Mode, OFlags, openat};
@@ -158,6 +159,48 @@ impl Owners {
             },
         );
         Ok(tx)
+    }
+
+    /// Opens the source file `name` in `dir` (owned by `dir_id`; `meta` is the file's) for
+    /// reading, as the mover or else as its owner, without changing its access time where that
+    /// is allowed: `noatime` starts true and is cleared, for the rest of the run, the first time
+    /// the kernel refuses `O_NOATIME` to the mover (a file it does not own, without
+    /// CAP_FOWNER). As the owner it is always allowed.
+    pub fn open_source_file(
+        &self,
+        dir: BorrowedFd<'_>,
+        dir_id: Id,
+        name: &CStr,
+        meta: &Meta,
+        noatime: &AtomicBool,
+    ) -> io::Result<OwnedFd> {
+        let base = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if self.mode != Impersonate::Always {
+            let own = if noatime.load(Relaxed) {
+                match openat(dir, name, base | OFlags::NOATIME, Mode::empty()) {
+                    Err(Errno::PERM) => {
+                        noatime.store(false, Relaxed);
+                        openat(dir, name, base, Mode::empty())
+                    }
+                    r => r,
+                }
+            } else {
+                openat(dir, name, base, Mode::empty())
+            };
+            match own {
+                Err(e)
+                    if (e == Errno::ACCESS || e == Errno::PERM)
+                        && self.mode == Impersonate::Auto => {}
+                r => return r.map_err(Into::into),
+            }
+        }
+        self.open_as(
+            dir,
+            dir_id,
+            name,
+            Some((meta.uid, meta.gid)),
+            base | OFlags::NOATIME,
+        )
     }
 
     /// Opens `name` in `dir` with `flags`: as the mover first (unless the mode is `Always`),

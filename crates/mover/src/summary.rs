@@ -2,12 +2,17 @@
 //! the mover's contract (`contract::progress`, `contract::summary`). Paths are shown with
 //! [`crate::relpath::display`].
 
+use std::os::fd::BorrowedFd;
+use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
-use contract::Progress;
-use contract::summary::{ByteCounts, EntryCounts, EntryError, Note};
+use contract::summary::{ByteCounts, EntryCounts, EntryError, Note, SCHEMA};
+use contract::{ExitCode, Progress, Summary};
+
+use crate::owner::Owners;
+use crate::{Error, Result};
 
 /// At most this many errors and notes are kept in a summary; the counts stay exact.
 pub const MAX_LISTED: usize = 10_000;
@@ -132,4 +137,55 @@ pub fn counts(stats: &Stats) -> (EntryCounts, ByteCounts) {
             copied: g(&stats.bytes_copied),
         },
     )
+}
+
+/// The summary of a run of `command` whose work is done: the counts in `stats`, the errors and
+/// notes `journal` recorded (taken from it), and the result, partial when an entry failed.
+/// `started` is when the run began, by the wall clock and by the monotonic one; `source` is
+/// shown as given, `target` through [`crate::relpath::display`].
+pub fn summarize(
+    command: &str,
+    source: String,
+    target: &Path,
+    started: (SystemTime, Instant),
+    stats: &Stats,
+    journal: &Journal,
+) -> Summary {
+    let (errors, notes) = journal.take();
+    let (entries, bytes) = counts(stats);
+    let partial = entries.failed > 0;
+    Summary {
+        schema: SCHEMA,
+        command: command.into(),
+        source,
+        target: crate::relpath::display(target.as_os_str().as_encoded_bytes()),
+        started_at: store::id::rfc3339(started.0),
+        duration_ms: started.1.elapsed().as_millis() as u64,
+        exit_code: if partial {
+            ExitCode::Partial
+        } else {
+            ExitCode::Ok
+        }
+        .code(),
+        result: if partial { "partial" } else { "ok" }.into(),
+        entries,
+        bytes,
+        errors,
+        notes,
+    }
+}
+
+/// Writes `summary` as `last-sync.json` into `state`, the state folder of the target at
+/// `target` (as the folder's owner where the mover itself may not write there).
+pub fn write_last_sync(
+    owners: &Owners,
+    state: BorrowedFd<'_>,
+    target: &Path,
+    summary: &Summary,
+) -> Result<()> {
+    owners
+        .retry_target(&[], &[state], || {
+            crate::sync::write_state_file(state, store::layout::LAST_SYNC_C, summary)
+        })
+        .map_err(|e| Error::io("cannot write summary into", target.display().to_string(), e))
 }

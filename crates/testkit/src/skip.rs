@@ -54,6 +54,15 @@ pub fn need_tools(test: &str, tools: &[&str]) -> bool {
     true
 }
 
+/// `setpriv` arguments (ending with `--`) that run a command as root without CAP_DAC_OVERRIDE
+/// and CAP_DAC_READ_SEARCH, keeping the other capabilities: what root keeps on an NFS volume
+/// exported with root_squash.
+pub const ROOT_SQUASHED: [&str; 3] = [
+    "--bounding-set=-dac_override,-dac_read_search",
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--",
+];
+
 /// `setpriv` arguments (ending with `--`) that run a command as uid and gid 65534 with no
 /// supplementary group and no capability at all: an unprivileged container's user.
 pub const AS_NOBODY: [&str; 6] = [

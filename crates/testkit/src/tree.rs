@@ -286,3 +286,56 @@ pub fn rich_tree(t: &Tree, root: bool) -> Vec<&'static str> {
     }
     vec!["sock"]
 }
+
+/// A tree at `root` that only each owner can read in full (root: uses other owners): five
+/// owners, 0600 files in 0700 folders nested across owners, setgid folders, files whose group
+/// is not their owner's, a hard link and a symlink inside such folders, user xattrs and POSIX
+/// ACLs (when setfacl is there) on entries only their owner may read. What a root-squashed mover
+/// reaches only by acting as each owner.
+pub fn many_owners(root: PathBuf) -> Tree {
+    let t = Tree::new(root);
+    t.file(b"public.txt", b"anyone")
+        .file(b"a/own-a", b"secret of 1001")
+        .file(b"a/b/own-b", b"secret of 1002")
+        .file(b"a/b/c/own-c", b"secret of 1003")
+        .file(b"d/shared-group", b"1004 in group 3000")
+        .file(b"d/e/deep", b"1005")
+        .file(b"acl/with-acl", b"1001 lets 1002 read")
+        .hardlink(b"a/own-a", b"a/own-a-link")
+        .symlink(b"a/b/link-to-c", b"c/own-c")
+        .owner(b"public.txt", 1001, 1001)
+        .owner(b"a", 1001, 1001)
+        .owner(b"a/own-a", 1001, 1001)
+        .owner(b"a/b", 1002, 1002)
+        .owner(b"a/b/own-b", 1002, 1002)
+        .owner(b"a/b/link-to-c", 1002, 1002)
+        .owner(b"a/b/c", 1003, 1003)
+        .owner(b"a/b/c/own-c", 1003, 1003)
+        .owner(b"d", 1004, 3000)
+        .owner(b"d/shared-group", 1004, 3000)
+        .owner(b"d/e", 1005, 3000)
+        .owner(b"d/e/deep", 1005, 1005)
+        .owner(b"acl", 1001, 1001)
+        .owner(b"acl/with-acl", 1001, 1001)
+        .mode(b"a", 0o700)
+        .mode(b"a/own-a", 0o600)
+        .mode(b"a/b", 0o700)
+        .mode(b"a/b/own-b", 0o600)
+        .mode(b"a/b/c", 0o700)
+        .mode(b"a/b/c/own-c", 0o400)
+        .mode(b"d", 0o2770)
+        .mode(b"d/shared-group", 0o640)
+        .mode(b"d/e", 0o2700)
+        .mode(b"d/e/deep", 0o600)
+        .mode(b"acl", 0o750)
+        .mode(b"acl/with-acl", 0o640)
+        .xattr(b"a/b/own-b", "user.note", b"only 1002 can read this")
+        .xattr(b"d/e", "user.dir", b"on a 2700 dir");
+    if crate::skip::have_tool("setfacl") {
+        t.acl(b"acl/with-acl", &["-m", "u:1002:r"])
+            .acl(b"acl", &["-d", "-m", "u:1002:rx"])
+            .acl(b"a/own-a", &["-m", "u:1002:r"]);
+    }
+    t.owner(b"", 1001, 1001).mode(b"", 0o755);
+    t
+}

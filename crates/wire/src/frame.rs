@@ -107,6 +107,20 @@ impl Conn {
         }
     }
 
+    /// Frames over a stream whose peer never gives up on a silent side (an in-memory peer, as
+    /// the fuzz targets use): no keepalive thread is started.
+    pub fn without_keepalives(stream: Stream) -> Conn {
+        Conn {
+            io: Arc::new(Mutex::new(Io {
+                stream,
+                out: Vec::with_capacity(OUT_BUFFER + DATA_CHUNK + 64),
+                last_sent: Instant::now(),
+            })),
+            input: Vec::new(),
+            idle: Duration::ZERO,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Io> {
         self.io.lock().unwrap_or_else(|p| p.into_inner())
     }

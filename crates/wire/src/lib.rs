@@ -14,6 +14,9 @@
 //!
 //! Data flows one way: the sender lists, the receiver compares and asks, the sender sends
 //! content, the receiver writes and reports.
+//!
+//! What each side decodes from the other is fuzzed by the cargo fuzz targets in `fuzz/`
+//! (`scripts/fuzz.sh`).
 
 pub mod delta;
 mod error;

@@ -8,13 +8,14 @@ use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use contract::{ExitCode, Summary};
 use mover::listing::Listing;
 use mover::meta::{Kind, Meta, stat_at, stat_fd};
 use mover::owner::{Id, Impersonate, Owners};
 use mover::{preflight, relpath, xattr};
-use rustix::fs::{Mode, OFlags, SeekFrom, openat, readlinkat, seek};
+use rustix::fs::{OFlags, SeekFrom, readlinkat, seek};
 use rustix::io::{Errno, pread};
 use store::layout::STATE_DIR;
 
@@ -84,6 +85,8 @@ struct Walk<'a> {
     dirs: Vec<DirRef>,
     files: Vec<FileRef>,
     groups: HashMap<(u64, u64), u64>,
+    /// Cleared when the kernel refuses O_NOATIME (see [`Owners::open_source_file`]).
+    noatime: AtomicBool,
 }
 
 /// Sends the tree at `src` over `conn` (whose handshake is done) and returns the receiver's
@@ -160,13 +163,18 @@ pub fn send_counted(
         }],
         files: Vec::new(),
         groups: HashMap::new(),
+        noatime: AtomicBool::new(true),
     };
     walk.conn
         .send(&Message::Root(Attrs::from_meta(&root_meta, &root_x)))?;
     walk.dir(root.as_fd(), 0, true)?;
     walk.conn.send(&Message::ListEnd)?;
     let Walk {
-        conn, dirs, files, ..
+        conn,
+        dirs,
+        files,
+        noatime,
+        ..
     } = walk;
     let (wanted, bases) = read_wants(conn, files.len())?;
     for n in wanted {
@@ -174,7 +182,7 @@ pub fn send_counted(
         let basis = bases.get(&n);
         if send_file(
             conn,
-            (&owners, root.as_fd(), &dirs),
+            (&owners, root.as_fd(), &dirs, &noatime),
             f,
             n,
             opts,
@@ -337,7 +345,8 @@ impl Walk<'_> {
                 group = Some(*self.groups.entry((meta.dev, meta.ino)).or_insert(n));
             }
             if self.checksum {
-                let f = open_file(owners, fd, dir_id, name, &meta)
+                let f = owners
+                    .open_source_file(fd, dir_id, name, &meta, &self.noatime)
                     .map_err(|e| ("open", Failure::Io(e)))?;
                 hash = Some(hash_file(f.as_fd(), meta.size).map_err(|e| ("read", Failure::Io(e)))?);
             }
@@ -409,37 +418,6 @@ fn read_wants(conn: &mut Conn, count: usize) -> Result<(Vec<u64>, HashMap<u64, B
     }
 }
 
-/// Opens a source file for reading as `mover sync` does: as the mover (without changing its
-/// access time where allowed), else as its owner.
-fn open_file(
-    owners: &Owners,
-    dir: BorrowedFd<'_>,
-    dir_id: Id,
-    name: &CStr,
-    meta: &Meta,
-) -> std::io::Result<OwnedFd> {
-    let base = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    if owners.mode() != Impersonate::Always {
-        let own = match openat(dir, name, base | OFlags::NOATIME, Mode::empty()) {
-            Err(Errno::PERM) => openat(dir, name, base, Mode::empty()),
-            r => r,
-        };
-        match own {
-            Err(e)
-                if (e == Errno::ACCESS || e == Errno::PERM)
-                    && owners.mode() == Impersonate::Auto => {}
-            r => return r.map_err(Into::into),
-        }
-    }
-    owners.open_as(
-        dir,
-        dir_id,
-        name,
-        Some((meta.uid, meta.gid)),
-        base | OFlags::NOATIME,
-    )
-}
-
 /// Opens the source directory `d` again, from the root, one component at a time without
 /// following symlinks.
 fn open_dir(
@@ -469,7 +447,7 @@ fn open_dir(
 /// failure).
 fn send_file(
     conn: &mut Conn,
-    (owners, root, dirs): (&Owners, BorrowedFd<'_>, &[DirRef]),
+    (owners, root, dirs, noatime): (&Owners, BorrowedFd<'_>, &[DirRef], &AtomicBool),
     f: &FileRef,
     n: u64,
     opts: &SendOptions,
@@ -485,8 +463,9 @@ fn send_file(
         })
         .map(|()| false)
     };
-    let opened = open_dir(owners, root, dirs, f.dir)
-        .and_then(|dir| open_file(owners, dir.as_fd(), dirs[f.dir].id, &f.name, &f.meta));
+    let opened = open_dir(owners, root, dirs, f.dir).and_then(|dir| {
+        owners.open_source_file(dir.as_fd(), dirs[f.dir].id, &f.name, &f.meta, noatime)
+    });
     let fd = match opened {
         Ok(fd) => fd,
         Err(e) => return fail(conn, "open", e),

@@ -503,3 +503,133 @@ fn a_sender_that_skips_a_file_breaks_the_protocol() {
     let _ = c.flush();
     s.assert_refused("file 7");
 }
+
+/// A transfer that ends in the middle of a file, by a protocol violation or a dropped
+/// connection, does not leave the file's temporary copy in the target (with `--no-delete`
+/// nothing would ever remove it).
+#[test]
+fn a_transfer_ended_mid_file_leaves_no_temporary_file() {
+    for broken in [false, true] {
+        let mut s = Scene::new();
+        let mut c = s.connect();
+        c.send(&file(b"f", 10)).unwrap();
+        c.send(&Message::ListEnd).unwrap();
+        assert_eq!(wants(&mut c), vec![0]);
+        c.send(&Message::FileBegin { file: 0, size: 10 }).unwrap();
+        c.send(&Message::Data {
+            offset: 0,
+            bytes: b"12345".to_vec(),
+        })
+        .unwrap();
+        if broken {
+            c.flush().unwrap();
+            drop(c);
+            match s.result() {
+                Err(wire::Error::Net { what, .. }) => assert!(what.contains("closed"), "{what}"),
+                other => panic!("expected a broken connection, got {other:?}"),
+            }
+        } else {
+            c.send(&Message::Up).unwrap();
+            let _ = c.flush();
+            s.assert_refused("expected a data message");
+        }
+        let names: Vec<String> = tree(&s.dst).into_keys().collect();
+        assert!(
+            !names.iter().any(|n| n.contains(".pvcb-tmp")),
+            "a temporary file was left: {names:?}"
+        );
+    }
+}
+
+/// The names of the entries of `dir` opened (`IN_OPEN`) while `f` runs, as inotify reports them.
+fn opened_in(dir: &Path, f: impl FnOnce()) -> Vec<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: no pointer arguments.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    assert!(
+        fd >= 0,
+        "inotify_init1: {}",
+        std::io::Error::last_os_error()
+    );
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid descriptor and path.
+    let wd = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), libc::IN_OPEN) };
+    assert!(
+        wd >= 0,
+        "inotify_add_watch: {}",
+        std::io::Error::last_os_error()
+    );
+    f();
+    let mut names = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        // SAFETY: a valid descriptor and a buffer with its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        let mut at = 0;
+        while at < n as usize {
+            // struct inotify_event: wd, mask, cookie, len, then len bytes of NUL-padded name.
+            let len = u32::from_ne_bytes(buf[at + 12..at + 16].try_into().unwrap()) as usize;
+            let name = &buf[at + 16..at + 16 + len];
+            let end = name.iter().position(|&b| b == 0).unwrap_or(len);
+            names.push(name[..end].to_vec());
+            at += 16 + len;
+        }
+    }
+    // SAFETY: our own descriptor.
+    unsafe { libc::close(fd) };
+    names
+}
+
+/// A special file listed under the name of a partly received large file, just before that file:
+/// the receiver looks at what is there before it opens it, and never opens anything but a
+/// regular file (a device node of that name could be a watchdog or a tape).
+#[test]
+fn a_special_file_under_the_name_of_a_partly_received_file_is_never_opened() {
+    let mut s = Scene::new();
+    let big = attrs(Kind::File, wire::delta::DELTA_MIN);
+    let part = wire::receive::part_name(c"big", &big.meta())
+        .to_bytes()
+        .to_vec();
+    // What an earlier, broken transfer left of the large file.
+    std::fs::create_dir_all(&s.dst).unwrap();
+    let part_path = s.dst.join(String::from_utf8(part.clone()).unwrap());
+    std::fs::write(&part_path, vec![0u8; 4096]).unwrap();
+    let dst = s.dst.clone();
+    let opened = opened_in(&dst, || {
+        let mut c = s.connect();
+        c.send(&Message::Entry {
+            name: part.clone(),
+            attrs: attrs(Kind::Fifo, 0),
+            target: Vec::new(),
+            group: None,
+            hash: None,
+        })
+        .unwrap();
+        c.send(&Message::Entry {
+            name: b"big".to_vec(),
+            attrs: big.clone(),
+            target: Vec::new(),
+            group: None,
+            hash: None,
+        })
+        .unwrap();
+        c.send(&Message::ListEnd).unwrap();
+        assert_eq!(wants(&mut c), vec![0]);
+        drop(c);
+        assert!(s.result().is_err(), "the transfer was cut off");
+    });
+    assert!(
+        !opened.contains(&part),
+        "the special file was opened: {:?}",
+        opened
+            .iter()
+            .map(|n| String::from_utf8_lossy(n))
+            .collect::<Vec<_>>()
+    );
+    // Listed, so kept: the special file is not removed as an entry the source lacks.
+    let kind = std::fs::symlink_metadata(&part_path).unwrap().file_type();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&kind), "{kind:?}");
+}

@@ -9,14 +9,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use rustix::fs::{
     AtFlags, Mode, OFlags, linkat, mknodat, openat, readlinkat, renameat, symlinkat, unlinkat,
 };
-use rustix::io::Errno;
 
 use crate::attrs::{self, Handle, OpError};
 use crate::content::same_content;
 use crate::hardlink::Claim;
 use crate::manifest::{self, Chunk, PreviousFiles};
 use crate::meta::{Kind, Meta, stat_at, stat_fd};
-use crate::owner::{Id, Impersonate};
+use crate::owner::Id;
 use crate::relpath;
 use crate::xattr::{self, Xattrs};
 
@@ -43,8 +42,8 @@ impl Ctx<'_> {
         TmpName(buf)
     }
 
-    /// Opens a source file for reading, without changing its access time where allowed, as
-    /// the mover or else as its owner (`dir_id` owns the directory, `meta` is the file's).
+    /// Opens a source file for reading, as the mover or else as its owner, without changing
+    /// its access time where allowed (see [`crate::owner::Owners::open_source_file`]).
     pub(super) fn open_source_file(
         &self,
         dir: BorrowedFd<'_>,
@@ -52,34 +51,8 @@ impl Ctx<'_> {
         name: &CStr,
         meta: &Meta,
     ) -> std::io::Result<OwnedFd> {
-        let base = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        if self.owners.mode() != Impersonate::Always {
-            let own = if self.noatime.load(Relaxed) {
-                match openat(dir, name, base | OFlags::NOATIME, Mode::empty()) {
-                    Err(Errno::PERM) => {
-                        self.noatime.store(false, Relaxed);
-                        openat(dir, name, base, Mode::empty())
-                    }
-                    r => r,
-                }
-            } else {
-                openat(dir, name, base, Mode::empty())
-            };
-            match own {
-                Err(e)
-                    if (e == Errno::ACCESS || e == Errno::PERM)
-                        && self.owners.mode() == Impersonate::Auto => {}
-                r => return r.map_err(Into::into),
-            }
-        }
-        // As its owner, O_NOATIME is always allowed.
-        self.owners.open_as(
-            dir,
-            dir_id,
-            name,
-            Some((meta.uid, meta.gid)),
-            base | OFlags::NOATIME,
-        )
+        self.owners
+            .open_source_file(dir, dir_id, name, meta, &self.noatime)
     }
 }
 

@@ -20,17 +20,14 @@ use crate::metalog;
 use crate::owner::{Id, Owners};
 use crate::preflight;
 use crate::relpath;
-use contract::ExitCode;
-use contract::summary::{EntryError, SCHEMA, Summary};
+use contract::summary::{EntryError, Summary};
 
 use crate::summary::{Journal, Stats};
 use crate::xattr;
 use crate::{Error, Result};
-use store::id::rfc3339;
 use store::layout::STATE_DIR;
 
 use super::dir::{DirNode, has_default_acl, new_owner, process_dir};
-use super::record::write_state_file;
 use super::{Mirror, Options, default_threads};
 
 impl Mirror {
@@ -187,7 +184,6 @@ impl Mirror {
             return Err(self.target_full(&ctx));
         }
 
-        let (errors, notes) = ctx.journal.take();
         let state = self.state.dir.as_fd();
         match ctx.unprivileged {
             Some(w) => w.finish(self.manifest_dir()).map_err(|e| {
@@ -218,37 +214,15 @@ impl Mirror {
                 )
             })?;
         }
-        let (entries, bytes) = crate::summary::counts(stats);
-        let partial = entries.failed > 0;
-        let summary = Summary {
-            schema: SCHEMA,
-            command: "sync".into(),
-            source: relpath::display(self.src_path.as_os_str().as_encoded_bytes()),
-            target: relpath::display(self.dst_path.as_os_str().as_encoded_bytes()),
-            started_at: rfc3339(started),
-            duration_ms: t0.elapsed().as_millis() as u64,
-            exit_code: if partial {
-                ExitCode::Partial
-            } else {
-                ExitCode::Ok
-            }
-            .code(),
-            result: if partial { "partial" } else { "ok" }.into(),
-            entries,
-            bytes,
-            errors,
-            notes,
-        };
-        let written = self.owners.retry_target(&[], &[state], || {
-            write_state_file(state, store::layout::LAST_SYNC_C, &summary)
-        });
-        written.map_err(|e| {
-            Error::io(
-                "cannot write summary into",
-                self.dst_path.display().to_string(),
-                e,
-            )
-        })?;
+        let summary = crate::summary::summarize(
+            "sync",
+            relpath::display(self.src_path.as_os_str().as_encoded_bytes()),
+            &self.dst_path,
+            (started, t0),
+            stats,
+            &ctx.journal,
+        );
+        crate::summary::write_last_sync(&self.owners, state, &self.dst_path, &summary)?;
         Ok(summary)
     }
 
