@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs pvc-backup's whole test suite: formatting, lints, unit and integration tests, a short
-# fuzzing of the wire's decoders, a small run of the benchmark scripts so they keep working, and
+# Runs pvc-backup's whole test suite: formatting, lints, unit and integration tests, a small run
+# of the benchmark scripts so they keep working, and
 # (as root) the end-to-end run in podman and the cluster tests against a real Kubernetes control
 # plane (scripts/local-cluster.sh).
 #
@@ -57,11 +57,6 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Against the fake cluster; the tests that need a real API server run further down.
 cargo test --workspace --locked -- --skip real_only
-
-# What one mover decodes from the other, under libFuzzer for a short while a target (a longer
-# run finds more: scripts/fuzz.sh --seconds 600). The first run installs cargo-fuzz and builds
-# the targets' dependencies into the cache folder.
-scripts/fuzz.sh --seconds 15
 
 # The benchmark scripts in their small mode, so that they keep working. They check that every
 # copy is exact; the times they print mean nothing at this size and are not checked.
