@@ -2,7 +2,6 @@
 
 pub mod claim;
 pub mod mover;
-pub mod repository;
 pub mod snapshot;
 pub mod volume;
 
