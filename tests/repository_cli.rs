@@ -10,7 +10,7 @@ use testkit::cmd::expect_code;
 use testkit::oracle::assert_mirror;
 use testkit::s3::S3Server;
 use testkit::skip::{ROOT_SQUASHED, is_root, need_root_and, need_tools, skip};
-use testkit::tree::{Tree, rich_tree};
+use testkit::tree::{Tree, many_owners, rich_tree};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -626,21 +626,7 @@ fn a_root_squashed_source_is_read_as_each_owner() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let src = Tree::new(dir.path().join("src"));
-    src.file(b"a/own-a", b"secret of 1001")
-        .file(b"a/b/own-b", b"secret of 1002")
-        .file(b"shared", b"group 3000 reads")
-        .owner(b"a", 1001, 1001)
-        .owner(b"a/own-a", 1001, 1001)
-        .owner(b"a/b", 1002, 1002)
-        .owner(b"a/b/own-b", 1002, 1002)
-        .owner(b"shared", 1003, 3000)
-        .mode(b"a", 0o700)
-        .mode(b"a/own-a", 0o600)
-        .mode(b"a/b", 0o700)
-        .mode(b"a/b/own-b", 0o600)
-        .mode(b"shared", 0o040)
-        .xattr(b"a/b/own-b", "user.note", b"only 1002 reads this");
+    let src = many_owners(dir.path().join("src"));
     let repo = dir.path().join("repo");
     let r = s(&repo);
     let mut cmd = Command::new("setpriv");
