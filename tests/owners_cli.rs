@@ -10,7 +10,7 @@ use std::process::Command;
 use contract::Summary;
 use mover::check::CheckReport;
 use testkit::oracle::assert_mirror;
-use testkit::skip::{ROOT_SQUASHED, need_root_and};
+use testkit::skip::{MOVER_POD, ROOT_SQUASHED, need_root_and};
 use testkit::tree::{Tree, many_owners};
 
 fn squashed(args: &[&str], paths: &[&Path]) -> std::process::Output {
@@ -314,12 +314,7 @@ fn an_unprivileged_copy_keeps_owners_in_its_manifest_and_a_restore_applies_them(
 
 /// Runs pvc-backup as root with exactly the mover pod's five capabilities (no CAP_FSETID).
 fn five_capabilities(args: &[&str], paths: &[&Path]) -> std::process::Output {
-    let setpriv = [
-        "--bounding-set=-all,+chown,+dac_override,+fowner,+setuid,+setgid",
-        "--inh-caps=-all",
-        "--",
-    ];
-    under_setpriv(&setpriv, args, paths)
+    under_setpriv(&MOVER_POD, args, paths)
 }
 
 #[test]

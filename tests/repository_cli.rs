@@ -9,7 +9,7 @@ use std::time::Duration;
 use testkit::cmd::expect_code;
 use testkit::oracle::assert_mirror;
 use testkit::s3::S3Server;
-use testkit::skip::{ROOT_SQUASHED, is_root, need_root_and, need_tools, skip};
+use testkit::skip::{MOVER_POD, ROOT_SQUASHED, is_root, need_root_and, need_tools, skip};
 use testkit::tree::{Tree, many_owners, rich_tree};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -618,9 +618,9 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
-fn a_root_squashed_source_is_read_as_each_owner() {
+fn a_root_squashed_source_is_read_as_each_owner_and_restored_with_the_pods_capabilities() {
     if !need_root_and(
-        "a_root_squashed_source_is_read_as_each_owner",
+        "a_root_squashed_source_is_read_as_each_owner_and_restored_with_the_pods_capabilities",
         &["setpriv", "rsync", "restic"],
     ) {
         return;
@@ -640,4 +640,25 @@ fn a_root_squashed_source_is_read_as_each_owner() {
     expect_code(&mover(&["restore", "--repository", r, s(&target)], None), 0);
     assert_mirror(&src.root, &target, &[]);
     restic_checks_clean(r, None);
+    // A restore in the mover's pod: no CAP_FSETID, so a plain chmod would drop the setgid bit
+    // of the folders whose group is not root's.
+    src.owner(b"", 1001, 3000)
+        .mode(b"", 0o2775)
+        .file(b"d/setgid-tool", b"#!/bin/true\n")
+        .owner(b"d/setgid-tool", 1004, 3000)
+        .mode(b"d/setgid-tool", 0o2755);
+    let mut cmd = Command::new("setpriv");
+    cmd.args(ROOT_SQUASHED)
+        .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"))
+        .args(["mover", "backup", s(&src.root), "--repository", r]);
+    env(&mut cmd, None);
+    expect_code(&cmd.output().unwrap(), 0);
+    let in_pod = dir.path().join("in-pod");
+    let mut cmd = Command::new("setpriv");
+    cmd.args(MOVER_POD)
+        .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"))
+        .args(["mover", "restore", "--repository", r, s(&in_pod)]);
+    env(&mut cmd, None);
+    expect_code(&cmd.output().unwrap(), 0);
+    assert_mirror(&src.root, &in_pod, &[]);
 }

@@ -189,15 +189,7 @@ fn apply_with(
     if want.kind != Kind::Symlink
         && (changed.owner || changed.xattrs || have.is_none_or(|h| h.perm != want.perm))
     {
-        let mode = Mode::from_raw_mode(want.perm);
-        let set_mode = || -> io::Result<()> {
-            match fd {
-                Reach::Open(fd) => fchmod(fd, mode),
-                // Linux has no lchmod: change the inode the O_PATH descriptor holds.
-                Reach::Path(fd) => chmod(proc_path(fd).as_str(), mode),
-            }
-            .map_err(Into::into)
-        };
+        let set_mode = || set_perm(fd, want.perm);
         step("chmod", &set_mode)?;
         if want.perm & SETGID != 0 {
             keep_setgid(fd, want, owners, &set_mode)?;
@@ -228,6 +220,53 @@ fn apply_with(
 
 /// The set-group-ID bit.
 const SETGID: u32 = 0o2000;
+
+/// Sets the mode bits of the entry `fd` reaches.
+fn set_perm(fd: Reach<'_>, perm: u32) -> io::Result<()> {
+    let mode = Mode::from_raw_mode(perm);
+    match fd {
+        Reach::Open(fd) => fchmod(fd, mode),
+        // Linux has no lchmod: change the inode the O_PATH descriptor holds.
+        Reach::Path(fd) => chmod(proc_path(fd).as_str(), mode),
+    }
+    .map_err(Into::into)
+}
+
+/// Gives the entry `h` the setgid bit of the mode bits `perm` where another program's `chmod`
+/// lost it, and returns whether it did.
+///
+/// For entries whose attributes something other than [`apply`] set, such as a restore from a
+/// repository: without `CAP_FSETID` (the mover pod's case) the kernel drops the bit and reports
+/// success. The bits are set again as [`apply`] sets them, acting as the owner if need be, and
+/// the step fails if the bit still does not hold. An entry that has the bit, a symlink, and a
+/// `perm` without the bit are left alone.
+pub fn restore_setgid(h: Handle<'_>, perm: u32, owners: Option<&Owners>) -> Result<bool, OpError> {
+    if perm & SETGID == 0 {
+        return Ok(false);
+    }
+    let path_fd;
+    let fd = match h {
+        Handle::Fd(fd) => Reach::Open(fd),
+        Handle::At(dir, name) => {
+            let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            path_fd =
+                openat(dir, name, flags, Mode::empty()).map_err(|e| OpError::new("open", e))?;
+            Reach::Path(path_fd.as_fd())
+        }
+    };
+    let raw = match fd {
+        Reach::Open(fd) | Reach::Path(fd) => fd,
+    };
+    let have = stat_fd(raw).map_err(|e| OpError::new("stat", e))?;
+    if have.kind == Kind::Symlink || have.perm & SETGID != 0 {
+        return Ok(false);
+    }
+    let want = Meta { perm, ..have };
+    let set_mode = || set_perm(fd, perm);
+    set_mode().map_err(|e| OpError::new("chmod", e))?;
+    keep_setgid(fd, &want, owners, &set_mode)?;
+    Ok(true)
+}
 
 /// Makes sure a wanted setgid bit is set.
 ///

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use contract::ExitCode;
 use mover::listing::Listing;
+use mover::owner::{Impersonate, Owners};
 use rustic_core::repofile::{Node, NodeType};
 use rustic_core::{IndexedFull, LocalDestination, LsOptions, Repository, RestoreOptions};
 use rustix::fs::{FileType, Mode, OFlags, openat};
@@ -135,8 +136,31 @@ pub fn restore(
     let ls = LsOptions::default();
     restore_in_batches(&repo, &node, &ropts, &dest)
         .map_err(|e| Error::repo(url, format!("the restore failed: {}", describe(&e))))?;
+    // rustic sets modes with a plain chmod, which loses setgid bits without CAP_FSETID.
+    let owners = Owners::new(Impersonate::Auto);
     for entry in repo.ls(&node, &ls).map_err(err)? {
         let (path, n) = entry.map_err(err)?;
+        if let Some(mode) = n.meta.mode.filter(|_| n.is_dir() || n.is_file()) {
+            let perm = crate::source::perm_from_restic(mode);
+            let name = CString::new(path.as_os_str().as_bytes())
+                .map_err(|_| Error::repo(url, format!("{} holds a NUL byte", path.display())))?;
+            mover::attrs::restore_setgid(
+                mover::attrs::Handle::At(root.as_fd(), &name),
+                perm,
+                Some(&owners),
+            )
+            .map_err(|e| {
+                Error::repo(
+                    url,
+                    format!(
+                        "cannot set the mode {perm:o} of {} ({}): {}",
+                        target.join(&path).display(),
+                        e.op,
+                        e.err
+                    ),
+                )
+            })?;
+        }
         if n.is_file() && n.meta.size >= HOLE_SCAN_MIN {
             let file = target.join(&path);
             sparsify(&file, &n).map_err(|e| {
@@ -150,7 +174,7 @@ pub fn restore(
             })?;
         }
     }
-    apply_root(&node, root.as_fd()).map_err(|e| {
+    apply_root(&node, root.as_fd(), &owners).map_err(|e| {
         Error::repo(
             url,
             format!(
@@ -339,7 +363,11 @@ fn sparsify(path: &Path, node: &Node) -> std::io::Result<()> {
 
 /// Gives the target folder the owner, mode, extended attributes and times of the snapshot's
 /// folder: rustic restores what a folder holds, not the folder it is restored into.
-fn apply_root(node: &Node, root: BorrowedFd<'_>) -> Result<(), mover::attrs::OpError> {
+fn apply_root(
+    node: &Node,
+    root: BorrowedFd<'_>,
+    owners: &Owners,
+) -> Result<(), mover::attrs::OpError> {
     let op = |e: std::io::Error| mover::attrs::OpError { op: "stat", err: e };
     let have = mover::meta::stat_fd(root).map_err(op)?;
     let have_x = mover::xattr::read(mover::xattr::Target::Fd(root)).map_err(op)?;
@@ -375,7 +403,7 @@ fn apply_root(node: &Node, root: BorrowedFd<'_>) -> Result<(), mover::attrs::OpE
         Some(&have),
         &want_x,
         Some(&have_x),
-        None,
+        Some(owners),
     )
     .map(|_| ())
 }

@@ -63,6 +63,15 @@ pub const ROOT_SQUASHED: [&str; 3] = [
     "--",
 ];
 
+/// `setpriv` arguments (ending with `--`) that run a command as root with exactly the mover
+/// pod's five capabilities: CHOWN, DAC_OVERRIDE, FOWNER, SETUID and SETGID. Without CAP_FSETID
+/// the kernel silently drops a setgid bit from a `chmod` of an entry whose group is not root's.
+pub const MOVER_POD: [&str; 3] = [
+    "--bounding-set=-all,+chown,+dac_override,+fowner,+setuid,+setgid",
+    "--inh-caps=-all",
+    "--",
+];
+
 /// `setpriv` arguments (ending with `--`) that run a command as uid and gid 65534 with no
 /// supplementary group and no capability at all: an unprivileged container's user.
 pub const AS_NOBODY: [&str; 6] = [
