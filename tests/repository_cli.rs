@@ -65,6 +65,25 @@ fn report(o: &Output) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("report {line:?}: {e}"))
 }
 
+/// The entries (files and folders, the root among them) under `root` and the bytes of its
+/// files, as the kernel lists them.
+fn walk(root: &Path) -> (u64, u64) {
+    let (mut entries, mut bytes) = (1, 0);
+    for e in std::fs::read_dir(root).unwrap() {
+        let e = e.unwrap();
+        let meta = std::fs::symlink_metadata(e.path()).unwrap();
+        if meta.is_dir() {
+            let (n, b) = walk(&e.path());
+            entries += n;
+            bytes += b;
+        } else {
+            entries += 1;
+            bytes += if meta.is_file() { meta.len() } else { 0 };
+        }
+    }
+    (entries, bytes)
+}
+
 /// The ids of the snapshots restic lists.
 fn restic_snapshots(repo: &str, server: Option<&S3Server>) -> Vec<String> {
     let o = restic(repo, &["snapshots", "--json"], server);
@@ -189,6 +208,7 @@ fn a_snapshot_in_a_local_repository_restores_exactly_with_ours_and_with_restic()
     );
     expect_code(&o, 0);
     assert_eq!(report(&o)["removed"], 2, "extra/ and extra/inside");
+    assert_eq!(report(&o)["summary"]["entries"]["deleted"], 2);
     assert_mirror(&src.root, &ours, &sockets);
 
     // restic restores it too, under the path the snapshot records.
@@ -301,12 +321,29 @@ fn backups_to_s3_read_only_what_changed_and_retention_prunes() {
     };
     let first = backup(&["--init"]);
     assert_eq!(first["files_new"], 201);
+    // The summary every mover command prints, as the cluster reads it: the entries and bytes
+    // the kernel sees in the source.
+    let (entries, bytes) = walk(&src.root);
+    assert_eq!(first["kind"], "repository");
+    let summary = &first["summary"];
+    assert_eq!(summary["entries"]["total"], entries, "{first}");
+    assert_eq!(summary["entries"]["copied"], 201, "{first}");
+    assert_eq!(summary["bytes"]["total"], bytes, "{first}");
+    // What the repository did not hold yet: at most every byte, once deduplicated.
+    let copied = summary["bytes"]["copied"].as_u64().unwrap();
+    assert!(copied > 0 && copied <= bytes, "{first}");
+    assert_eq!(
+        (&summary["result"], &summary["exit_code"]),
+        (&"ok".into(), &0.into())
+    );
 
     // Nothing changed: nothing is read again, and next to nothing is added.
     let second = backup(&[]);
     assert_eq!(second["files_unmodified"], 201, "{second}");
     assert_eq!(second["files_new"], 0);
     assert_eq!(second["data_added_files"], 0, "{second}");
+    assert_eq!(second["summary"]["entries"]["unchanged"], 201, "{second}");
+    assert_eq!(second["summary"]["bytes"]["copied"], 0, "{second}");
 
     // One file changed: only it is read.
     std::thread::sleep(Duration::from_millis(20));
@@ -641,12 +678,18 @@ fn a_root_squashed_source_is_read_as_each_owner_and_restored_with_the_pods_capab
     assert_mirror(&src.root, &target, &[]);
     restic_checks_clean(r, None);
     // A restore in the mover's pod: no CAP_FSETID, so a plain chmod would drop the setgid bit
-    // of the folders whose group is not root's.
+    // of the entries whose group is not root's, and punching holes would clear both set-id bits.
     src.owner(b"", 1001, 3000)
         .mode(b"", 0o2775)
         .file(b"d/setgid-tool", b"#!/bin/true\n")
         .owner(b"d/setgid-tool", 1004, 3000)
-        .mode(b"d/setgid-tool", 0o2755);
+        .mode(b"d/setgid-tool", 0o2755)
+        .file(
+            b"d/setuid-image",
+            &[&[0u8; 128 << 10][..], b"code"].concat(),
+        )
+        .owner(b"d/setuid-image", 1004, 3000)
+        .mode(b"d/setuid-image", 0o6755);
     let mut cmd = Command::new("setpriv");
     cmd.args(ROOT_SQUASHED)
         .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"))

@@ -184,6 +184,7 @@ pub fn restore(
     repo: Repo,
     target: &Path,
     snapshot: &str,
+    host: Option<String>,
     c: &CopyArgs,
 ) -> anyhow::Result<ExitCode> {
     super::init_logging(c.verbose, c.quiet);
@@ -199,6 +200,7 @@ pub fn restore(
         snapshot: snapshot.to_string(),
         subdir: c.subdir.clone(),
         no_delete: c.no_delete,
+        host,
     };
     let r = match repository::restore::restore(
         &repo.location,

@@ -24,6 +24,10 @@ pub struct RestoreArgs {
     /// Which snapshot: its name (in a repository: its id or a unique prefix), or `latest`.
     #[arg(long, value_name = "ID", default_value = store::layout::LATEST)]
     snapshot: String,
+    /// With --repository: `latest` is the newest snapshot of this host (as `mover backup
+    /// --host` named it), not of the whole repository.
+    #[arg(long, value_name = "NAME", requires = "repository")]
+    host: Option<String>,
     /// Block volumes: after restoring, read both sides again and compare BLAKE3 per chunk.
     #[arg(long)]
     verify: bool,
@@ -50,7 +54,7 @@ pub(super) fn run(a: RestoreArgs) -> anyhow::Result<ExitCode> {
                     Exit::Usage.into(),
                 ));
             }
-            return super::repository::restore(repo, &a.backup, &a.snapshot, &a.copy);
+            return super::repository::restore(repo, &a.backup, &a.snapshot, a.host, &a.copy);
         }
         Ok(None) => {}
         Err(code) => return Ok(code),

@@ -8,7 +8,7 @@ use cluster::workflow::backup::{self as flow, BackupRequest};
 use contract::Report;
 use serde_json::json;
 
-use super::{KubeArgs, MoverFlags, OutputArgs, RetentionArgs, plan_or_run};
+use super::{KubeArgs, MoverFlags, OutputArgs, RepositoryFlags, RetentionArgs, plan_or_run};
 
 /// Volume modes, for planning without a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,10 +35,15 @@ pub struct BackupArgs {
     /// The claim to back up.
     claim: String,
     /// The claim to back up into; created when missing (default: CLAIM-backup).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "repository")]
     to: Option<String>,
+    #[command(flatten)]
+    repository: RepositoryFlags,
+    /// With --repository: create the repository when it does not exist yet.
+    #[arg(long, requires = "repository")]
+    init: bool,
     /// Storage class of the backup claim when it is created (default: the source's).
-    #[arg(long, value_name = "CLASS")]
+    #[arg(long, value_name = "CLASS", conflicts_with = "repository")]
     storage_class: Option<String>,
     /// Size of the backup claim when it is created (default and minimum: the source's capacity).
     #[arg(long, value_name = "QUANTITY")]
@@ -85,6 +90,8 @@ impl BackupArgs {
             snapshot_class: self.snapshot_class.clone(),
             scale_down: self.scale_down,
             run: None,
+            repository: self.repository.target(),
+            init: self.init,
         }
     }
 }
@@ -141,12 +148,18 @@ pub fn run(args: BackupArgs) -> anyhow::Result<ExitCode> {
         "exitCode": outcome.exit_code,
         "summary": outcome.summaries.last(),
     });
-    let human = describe("backup", &request.claim, &report.target, outcome);
+    let human = describe(
+        "backup",
+        &format!("claim {}", request.claim),
+        &report.target,
+        outcome,
+    );
     args.output.print_result(&value, &human)?;
     Ok(ExitCode::from(u8::try_from(outcome.exit_code).unwrap_or(1)))
 }
 
-/// One line saying how a mover run into `target` ended.
+/// One line saying how a mover run from `source` (`claim NAME`, `repository URL`) into `target`
+/// ended.
 pub fn describe(what: &str, source: &str, target: &str, outcome: &Outcome) -> String {
     let report = outcome
         .summaries
@@ -163,9 +176,12 @@ pub fn describe(what: &str, source: &str, target: &str, outcome: &Outcome) -> St
         }
         _ => format!("failed with exit code {}", outcome.exit_code),
     };
-    let mut line = format!("{what} of claim {source} into {target}: {result}");
+    let mut line = format!("{what} of {source} into {target}: {result}");
     if let Some(snapshot) = &report.snapshot {
-        line.push_str(&format!("; snapshot {snapshot}"));
+        // A repository's snapshot ids are 64 hex digits: restic's short form is the first 8.
+        let restic_id = snapshot.len() == 64 && snapshot.bytes().all(|b| b.is_ascii_hexdigit());
+        let shown = if restic_id { &snapshot[..8] } else { snapshot };
+        line.push_str(&format!("; snapshot {shown}"));
     }
     if let Some(entries) = &report.entries {
         let bytes = report.bytes.clone().unwrap_or_default();

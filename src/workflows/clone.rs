@@ -150,7 +150,12 @@ pub fn run(args: CloneArgs) -> anyhow::Result<ExitCode> {
                     _ => report.outcomes.get(i).cloned(),
                 };
                 if let Some(o) = outcome {
-                    lines.push(describe("copy", &request.claim, target, &o));
+                    lines.push(describe(
+                        "copy",
+                        &format!("claim {}", request.claim),
+                        target,
+                        &o,
+                    ));
                 }
             }
         }

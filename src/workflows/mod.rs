@@ -138,6 +138,30 @@ impl RetentionArgs {
     }
 }
 
+/// A restic-format repository as the target (backup, schedule) or the source (restore).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RepositoryFlags {
+    /// A restic-format repository instead of a backup claim: s3:http(s)://HOST:PORT/BUCKET[/PREFIX]
+    /// or rest:http(s)://HOST:PORT/PATH, as the mover pod reaches it.
+    #[arg(long, value_name = "URL", requires = "repository_secret")]
+    repository: Option<String>,
+    /// The Secret in the namespace with the repository's RESTIC_PASSWORD (and, for S3,
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), given to the mover as environment.
+    #[arg(long, value_name = "NAME", requires = "repository")]
+    repository_secret: Option<String>,
+}
+
+impl RepositoryFlags {
+    /// The repository the workflow uses, if one was given.
+    pub fn target(&self) -> Option<cluster::objects::repository::RepositoryTarget> {
+        Some(cluster::objects::repository::RepositoryTarget {
+            url: self.repository.clone()?,
+            secret: self.repository_secret.clone()?,
+            ..Default::default()
+        })
+    }
+}
+
 /// How the mover pod runs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MoverFlags {

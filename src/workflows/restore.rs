@@ -8,7 +8,7 @@ use cluster::workload::Workload;
 use serde_json::json;
 
 use super::backup::describe;
-use super::{KubeArgs, MoverFlags, OutputArgs, plan_or_run};
+use super::{KubeArgs, MoverFlags, OutputArgs, RepositoryFlags, plan_or_run};
 
 /// Arguments of `pvc-backup restore`.
 #[derive(Debug, clap::Args)]
@@ -16,9 +16,21 @@ pub struct RestoreArgs {
     /// The claim to restore (the one the workload uses).
     claim: String,
     /// The backup claim (made by pvc-backup backup).
-    #[arg(long, value_name = "BACKUP")]
-    from: String,
-    /// Which snapshot: its name (see `pvc-backup mover snapshots`), or latest.
+    #[arg(
+        long,
+        value_name = "BACKUP",
+        required_unless_present = "repository",
+        conflicts_with = "repository"
+    )]
+    from: Option<String>,
+    #[command(flatten)]
+    repository: RepositoryFlags,
+    /// With --repository: take `latest` from the backups of this claim, as NAMESPACE/CLAIM
+    /// (default: the claim restored; give the original's when restoring into another claim).
+    #[arg(long, value_name = "NAMESPACE/CLAIM", requires = "repository")]
+    host: Option<String>,
+    /// Which snapshot: its name (see `pvc-backup mover snapshots`; in a repository its id or a
+    /// unique prefix), or latest.
     #[arg(long, value_name = "ID", default_value = store::layout::LATEST)]
     snapshot: String,
     /// The workload to stop (or, with --swap, to repoint), as KIND/NAME; default: the one whose
@@ -44,7 +56,13 @@ pub struct RestoreArgs {
 pub fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let request = RestoreRequest {
         claim: args.claim.clone(),
-        from: args.from.clone(),
+        from: args
+            .from
+            .clone()
+            .or_else(|| args.repository.target().map(|r| r.url))
+            .unwrap_or_default(),
+        repository: args.repository.target(),
+        host: args.host.clone(),
         snapshot: args.snapshot.clone(),
         workload: args.workload.clone(),
         swap: args.swap,
@@ -101,7 +119,13 @@ pub fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     } else {
         let outcome = report.outcome.as_ref();
         let mut line = outcome
-            .map(|o| describe("restore", &report.from, &report.claim, o))
+            .map(|o| {
+                let from = match args.repository.target() {
+                    Some(r) => format!("repository {}", r.url),
+                    None => format!("claim {}", report.from),
+                };
+                describe("restore", &from, &report.claim, o)
+            })
             .unwrap_or_default();
         if report.workload.is_some() {
             line.push_str(&format!("; {workload} was stopped and started again"));

@@ -6,7 +6,9 @@ use cluster::workflow::backup::BackupRequest;
 use cluster::workflow::schedule::{self as flow, ScheduleRequest};
 use serde_json::json;
 
-use super::{KubeArgs, MoverFlags, OutputArgs, RetentionArgs, plan_or_run, with_cluster};
+use super::{
+    KubeArgs, MoverFlags, OutputArgs, RepositoryFlags, RetentionArgs, plan_or_run, with_cluster,
+};
 
 /// Arguments of `pvc-backup schedule`.
 #[derive(Debug, clap::Args)]
@@ -20,14 +22,19 @@ pub struct ScheduleArgs {
     /// The time zone of the schedule, e.g. Europe/Berlin (default: the cluster's controller's).
     #[arg(long, value_name = "ZONE")]
     time_zone: Option<String>,
-    /// The CronJob's name (default: the backup claim's name).
+    /// The CronJob's name (default: the backup claim's name, or CLAIM-repository).
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
     /// The claim to back up into; created when missing (default: CLAIM-backup).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "repository")]
     to: Option<String>,
+    #[command(flatten)]
+    repository: RepositoryFlags,
+    /// With --repository: create the repository on the first run when it does not exist yet.
+    #[arg(long, requires = "repository")]
+    init: bool,
     /// Storage class of the backup claim when it is created.
-    #[arg(long, value_name = "CLASS")]
+    #[arg(long, value_name = "CLASS", conflicts_with = "repository")]
     storage_class: Option<String>,
     /// Size of the backup claim when it is created (default and minimum: the source's).
     #[arg(long, value_name = "QUANTITY")]
@@ -63,8 +70,11 @@ pub struct UnscheduleArgs {
     /// The claim whose scheduled backups to remove (the backups themselves stay).
     claim: String,
     /// Only the schedule into this backup claim.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "repository")]
     to: Option<String>,
+    /// Only the schedule into this restic-format repository (its URL, as `schedules` shows it).
+    #[arg(long, value_name = "URL")]
+    repository: Option<String>,
     #[command(flatten)]
     kube: KubeArgs,
     #[command(flatten)]
@@ -85,6 +95,8 @@ pub fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
             snapshot_class: None,
             scale_down: false,
             run: None,
+            repository: args.repository.target(),
+            init: args.init,
         },
         cron: args.cron.clone(),
         time_zone: args.time_zone.clone(),
@@ -162,10 +174,15 @@ pub fn schedules(args: SchedulesArgs) -> anyhow::Result<ExitCode> {
 /// Runs `pvc-backup unschedule`.
 pub fn unschedule(args: UnscheduleArgs) -> anyhow::Result<ExitCode> {
     let removed = with_cluster(&args.kube, async |kube| {
-        Ok(flow::unschedule(kube, &args.claim, args.to.as_deref()).await?)
+        let into = match (&args.to, &args.repository) {
+            (Some(to), _) => flow::Destination::Claim(to),
+            (None, Some(url)) => flow::Destination::Repository(url),
+            (None, None) => flow::Destination::Any,
+        };
+        Ok(flow::unschedule(kube, &args.claim, into).await?)
     })?;
     let human = format!(
-        "removed CronJob {} (the backup claims and their snapshots are kept)",
+        "removed CronJob {} (the backup claims and repositories and their snapshots are kept)",
         removed.join(", ")
     );
     args.output

@@ -17,6 +17,7 @@ use testcluster::fake::ClaimOptions;
 use testcluster::real::Settings;
 
 mod operator;
+mod repository;
 
 use crate::util::{
     Cluster, assert_holds, assert_latest_snapshot_holds, claim_with_data, cluster,

@@ -126,6 +126,12 @@ pub const MIGRATE: &[Permission] = &[Permission {
     ..ns("get", "storage.k8s.io", "storageclasses")
 }];
 
+/// What a backup into a repository, or a restore from one, adds on the command line: its Secret
+/// is read to check that it holds the keys the mover needs before a Job is made. No role
+/// pvc-backup ships grants it (the mover's pod gets the keys by `secretKeyRef`, which asks
+/// nothing of whoever creates the Job); the built-in `edit` and `admin` roles do.
+pub const REPOSITORY: &[Permission] = &[ns("get", "", "secrets")];
+
 /// What a schedule needs.
 pub const SCHEDULE: &[Permission] = &[
     ns("get", "", "persistentvolumeclaims"),
@@ -175,6 +181,12 @@ pub async fn check(kube: &Kube, needs: &[&[Permission]]) -> Result<()> {
             };
             let binding = if p.cluster {
                 format!("a ClusterRoleBinding to the ClusterRole {}", p.granted_by())
+            } else if p.resource == "secrets" {
+                format!(
+                    "a RoleBinding in {} to a role that may read Secrets, such as the built-in \
+                     ClusterRole edit ({} does not grant it)",
+                    kube.namespace, OPERATOR_CLUSTER_ROLE
+                )
             } else {
                 format!(
                     "a RoleBinding in {} to the ClusterRole {}",

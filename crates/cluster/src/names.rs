@@ -13,6 +13,11 @@ pub const ROLE_LABEL: &str = "pvc-backup.io/role";
 /// Annotation on a target claim: the last mover run into it (JSON: when, result, counts).
 pub const LAST_RUN_ANNOTATION: &str = "pvc-backup.io/last-run";
 
+/// Annotation on a claim backed up into a restic-format repository: the last such run (the
+/// record of [`LAST_RUN_ANNOTATION`] and the repository's URL). A repository has no claim of
+/// its own to carry it.
+pub const LAST_REPOSITORY_RUN_ANNOTATION: &str = "pvc-backup.io/last-repository-run";
+
 /// Annotation on a target claim: the CronJob that backs up into it.
 pub const SCHEDULE_ANNOTATION: &str = "pvc-backup.io/schedule";
 

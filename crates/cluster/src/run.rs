@@ -172,6 +172,10 @@ fn advice(problem: &StartProblem) -> &'static str {
          --requests/--limits to fit"
     } else if m.contains("FailedScheduling") {
         "no node can take the pod: check the message above (resources, taints, claims)"
+    } else if m.starts_with("CreateContainerConfigError") && m.to_lowercase().contains("secret") {
+        "the repository's Secret, or a key the mover needs in it, is missing in this namespace: \
+         create it with RESTIC_PASSWORD (and AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for an \
+         s3: repository), see docs/repositories.md"
     } else {
         "check the events above"
     }
@@ -721,6 +725,36 @@ mod tests {
                 && a.contains("--unprivileged"),
             "{a}"
         );
+    }
+
+    #[test]
+    fn a_missing_repository_secret_is_fatal_and_says_which_keys_to_create() {
+        // The kubelet's words when a secretKeyRef names a Secret or key that is not there.
+        for message in [
+            "secret \"repo\" not found",
+            "couldn't find key AWS_ACCESS_KEY_ID in Secret shop/repo",
+        ] {
+            let pod = Pod {
+                status: Some(PodStatus {
+                    container_statuses: Some(vec![ContainerStatus {
+                        name: CONTAINER.into(),
+                        state: Some(ContainerState {
+                            waiting: Some(ContainerStateWaiting {
+                                reason: Some("CreateContainerConfigError".into()),
+                                message: Some(message.into()),
+                            }),
+                            ..ContainerState::default()
+                        }),
+                        ..ContainerStatus::default()
+                    }]),
+                    ..PodStatus::default()
+                }),
+                ..Pod::default()
+            };
+            let p = start_problem(Some(&pod), &[]).unwrap();
+            assert!(p.fatal && p.message.contains(message), "{p:?}");
+            assert!(advice(&p).contains("RESTIC_PASSWORD"), "{}", advice(&p));
+        }
     }
 
     #[test]

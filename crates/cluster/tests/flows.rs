@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use cluster::objects::mover::Placement;
+use cluster::objects::repository::RepositoryTarget;
 use cluster::objects::volume;
 use cluster::workflow::MoverSettings;
 use cluster::workflow::clone::{self, ClassInfo, CloneRequest, Method};
@@ -217,6 +218,8 @@ fn restore_and_the_snapshot_listing_of_a_swap() {
     let request = RestoreRequest {
         claim: "data".into(),
         from: "data-backup".into(),
+        repository: None,
+        host: None,
         snapshot: "2026-11-26T02-00-00Z".into(),
         workload: None,
         swap: false,
@@ -403,6 +406,8 @@ fn excludes_reach_the_copy_jobs_of_clone_migrate_and_restore() {
     let restore = RestoreRequest {
         claim: "data".into(),
         from: "data-backup".into(),
+        repository: None,
+        host: None,
         snapshot: "latest".into(),
         workload: None,
         swap: false,
@@ -457,4 +462,53 @@ fn excludes_for_a_block_claim_are_refused_with_the_reason() {
         err.contains("Block claim") && err.contains("--exclude"),
         "{err}"
     );
+}
+
+#[test]
+fn restore_from_a_repository_mounts_only_the_claim_restored() {
+    let request = RestoreRequest {
+        claim: "data".into(),
+        from: "s3:http://s3.example:8333/backups/shop".into(),
+        repository: Some(RepositoryTarget {
+            url: "s3:http://s3.example:8333/backups/shop".into(),
+            secret: "shop-repository".into(),
+            ..RepositoryTarget::default()
+        }),
+        host: None,
+        snapshot: "latest".into(),
+        workload: None,
+        swap: false,
+        scale_timeout: Duration::from_secs(300),
+        run: None,
+    };
+    let job = restore::restore_job(
+        &request,
+        &settings(),
+        &source("nfs", "Filesystem"),
+        Placement::Anywhere,
+        "data-restore-abcde",
+    )
+    .unwrap();
+    let objects = vec![serde_json::to_value(job.job()).unwrap()];
+    insta::assert_snapshot!(checked_yaml(&objects));
+    let pod = job.pod_template().spec.unwrap();
+    assert_eq!(pod.volumes.unwrap().len(), 1);
+    let mount = &pod.containers[0].volume_mounts.as_ref().unwrap()[0];
+    assert_eq!(
+        (mount.mount_path.as_str(), mount.read_only),
+        ("/source", None)
+    );
+    let swap = RestoreRequest {
+        swap: true,
+        ..request
+    };
+    let refused = restore::restore_job(
+        &swap,
+        &settings(),
+        &source("nfs", "Filesystem"),
+        Placement::Anywhere,
+        "data-restore-abcde",
+    )
+    .unwrap_err();
+    assert!(refused.to_string().contains("--swap"), "{refused}");
 }

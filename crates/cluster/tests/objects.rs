@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 
 use cluster::objects::mover::Placement;
+use cluster::objects::repository::RepositoryTarget;
 use cluster::security::Privilege;
 use cluster::workflow::MoverSettings;
 use cluster::workflow::backup::{self, BackupRequest};
 use cluster::workflow::schedule::{self, ScheduleRequest};
 use contract::Retention;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Toleration};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Toleration};
 
 fn source(mode: &str, access: &str) -> PersistentVolumeClaim {
     serde_json::from_value(serde_json::json!({
@@ -250,4 +251,198 @@ fn excludes_reach_the_backup_and_the_scheduled_backup() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("Block claim"), "{err}");
+}
+
+fn into_repository(mut r: BackupRequest) -> BackupRequest {
+    r.repository = Some(RepositoryTarget {
+        url: "s3:http://s3.example:8333/backups/shop".into(),
+        secret: "shop-repository".into(),
+        ..RepositoryTarget::default()
+    });
+    r.init = true;
+    r
+}
+
+#[test]
+fn backup_into_a_repository_mounts_only_the_source() {
+    let plan = backup::plan(
+        &into_repository(request()),
+        &settings(),
+        &source("Filesystem", "ReadWriteOnce"),
+        None,
+        pinned(),
+        "data-backup-abcde",
+    )
+    .unwrap();
+    let objects = plan.objects().unwrap();
+    assert_eq!(objects.len(), 1, "no backup claim is made");
+    insta::assert_snapshot!(yaml(&objects));
+    let job: Job = serde_json::from_value(objects[0].clone()).unwrap();
+    assert_eq!(serde_json::to_value(&job).unwrap(), objects[0]);
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let volumes = pod.volumes.unwrap();
+    assert_eq!(volumes.len(), 1);
+    assert_eq!(
+        volumes[0]
+            .persistent_volume_claim
+            .as_ref()
+            .unwrap()
+            .claim_name,
+        "data"
+    );
+    let c = &pod.containers[0];
+    let security = c.security_context.as_ref().unwrap();
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        security
+            .capabilities
+            .as_ref()
+            .unwrap()
+            .add
+            .as_ref()
+            .unwrap()
+            .len(),
+        5
+    );
+    let args = c.args.as_ref().unwrap();
+    let host = args.iter().position(|a| a == "--host").unwrap();
+    assert_eq!(
+        args[host + 1],
+        "shop/data",
+        "one series per namespace and claim"
+    );
+    // The Secret's values never appear in the object, only references to its keys.
+    let env = c.env.as_ref().unwrap();
+    let keys: Vec<(&str, &str)> = env
+        .iter()
+        .map(|e| {
+            assert!(e.value.is_none());
+            let r = e
+                .value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap();
+            assert_eq!(r.name, "shop-repository");
+            (e.name.as_str(), r.key.as_str())
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("RESTIC_PASSWORD", "RESTIC_PASSWORD"),
+            ("AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"),
+            ("AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
+        ]
+    );
+}
+
+#[test]
+fn a_rest_repository_needs_only_the_password() {
+    let mut r = into_repository(request());
+    r.repository.as_mut().unwrap().url = "rest:http://rest.example:8000/shop".into();
+    let plan = backup::plan(
+        &r,
+        &settings(),
+        &source("Filesystem", "ReadWriteOnce"),
+        None,
+        Placement::Anywhere,
+        "data-backup-abcde",
+    )
+    .unwrap();
+    let env = plan.job.pod_template().spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["RESTIC_PASSWORD"]);
+}
+
+#[test]
+fn a_repository_backup_refuses_what_only_a_backup_claim_has() {
+    let plan = |r: BackupRequest, mode: &str| {
+        backup::plan(
+            &r,
+            &settings(),
+            &source(mode, "ReadWriteOnce"),
+            None,
+            Placement::Anywhere,
+            "data-backup-abcde",
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
+    };
+    let mut to = into_repository(request());
+    to.to = Some("data-copy".into());
+    assert!(plan(to, "Filesystem").contains("--to"));
+    assert!(plan(into_repository(request()), "Block").contains("Block claim"));
+    let mut bad = into_repository(request());
+    bad.repository.as_mut().unwrap().url = "s3:bucket/shop".into();
+    assert!(plan(bad, "Filesystem").contains("s3:http"));
+    let mut init = request();
+    init.init = true;
+    assert!(plan(init, "Filesystem").contains("--repository"));
+}
+
+#[test]
+fn scheduled_backup_into_a_repository() {
+    let r = ScheduleRequest {
+        backup: into_repository(request()),
+        cron: "0 2 * * *".into(),
+        time_zone: None,
+        name: None,
+    };
+    let plan = schedule::plan(
+        &r,
+        &settings(),
+        &source("Filesystem", "ReadWriteOnce"),
+        None,
+        Placement::Anywhere,
+    )
+    .unwrap();
+    let objects = plan.objects().unwrap();
+    assert_eq!(objects.len(), 1, "no backup claim is made");
+    insta::assert_snapshot!(yaml(&objects));
+    let cron: CronJob = serde_json::from_value(objects[0].clone()).unwrap();
+    assert_eq!(serde_json::to_value(&cron).unwrap(), objects[0]);
+    assert_eq!(cron.metadata.name.as_deref(), Some("data-repository"));
+}
+
+#[test]
+fn the_repository_secret_is_checked_for_every_key() {
+    let target = RepositoryTarget {
+        url: "s3:http://s3.example:8333/backups/shop".into(),
+        secret: "shop-repository".into(),
+        ..RepositoryTarget::default()
+    };
+    let missing = target.check_secret("shop", None).unwrap_err().to_string();
+    assert!(missing.contains("Secret shop-repository not found in namespace shop"));
+    let secret = |keys: &[(&str, &str)]| -> Secret {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "shop-repository", "namespace": "shop"},
+            "stringData": keys.iter().map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        }))
+        .unwrap()
+    };
+    let partial = secret(&[("RESTIC_PASSWORD", "pw"), ("AWS_ACCESS_KEY_ID", "id")]);
+    let e = target
+        .check_secret("shop", Some(&partial))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("has no AWS_SECRET_ACCESS_KEY"), "{e}");
+    let empty = secret(&[
+        ("RESTIC_PASSWORD", ""),
+        ("AWS_ACCESS_KEY_ID", "id"),
+        ("AWS_SECRET_ACCESS_KEY", "key"),
+    ]);
+    assert!(target.check_secret("shop", Some(&empty)).is_err());
+    let full = secret(&[
+        ("RESTIC_PASSWORD", "pw"),
+        ("AWS_ACCESS_KEY_ID", "id"),
+        ("AWS_SECRET_ACCESS_KEY", "key"),
+    ]);
+    target.check_secret("shop", Some(&full)).unwrap();
 }

@@ -122,6 +122,36 @@ pub enum MoverCommand {
         /// What the copy leaves out.
         excludes: Excludes,
     },
+    /// `mover backup SRC --repository URL`: add a snapshot of `src` to a restic-format
+    /// repository and apply the retention to the snapshots of `host`.
+    RepositoryBackup {
+        /// The source folder.
+        src: String,
+        /// The repository's URL (a path, `s3:...` or `rest:...`).
+        repository: String,
+        /// The snapshot's host name: successive runs with the same one form a series, for
+        /// retention and for the parent snapshot.
+        host: String,
+        /// Create the repository when it does not exist yet.
+        init: bool,
+        /// Which snapshots of the series to keep.
+        retention: Retention,
+        /// Back up only this folder of `src`.
+        subdir: Option<String>,
+        /// What the backup leaves out (`delete_excluded` means nothing here).
+        excludes: Excludes,
+    },
+    /// `mover restore --repository URL TARGET`: copy a repository's snapshot into `target`.
+    RepositoryRestore {
+        /// The repository's URL.
+        repository: String,
+        /// Where to restore to.
+        target: String,
+        /// The snapshot's id (or a unique prefix), or `latest`.
+        snapshot: String,
+        /// The host whose newest snapshot `latest` is.
+        host: String,
+    },
     /// `mover verify DST --against SRC`: compare a copy with its live source.
     VerifyAgainst {
         /// The copy.
@@ -218,6 +248,55 @@ impl MoverCommand {
                 args.extend(excludes.copy_args());
                 args
             }
+            MoverCommand::RepositoryBackup {
+                src,
+                repository,
+                host,
+                init,
+                retention,
+                subdir,
+                excludes,
+            } => {
+                let mut args = strings(&[
+                    "mover",
+                    "backup",
+                    src,
+                    "--repository",
+                    repository,
+                    "--host",
+                    host,
+                ]);
+                if *init {
+                    args.push("--init".to_owned());
+                }
+                args.extend(strings(&PROGRESS_JSON));
+                args.extend(retention.args());
+                if let Some(d) = subdir {
+                    args.extend(strings(&["--subdir", d]));
+                }
+                args.extend(excludes.verify_args());
+                args
+            }
+            MoverCommand::RepositoryRestore {
+                repository,
+                target,
+                snapshot,
+                host,
+            } => {
+                let mut args = strings(&[
+                    "mover",
+                    "restore",
+                    "--repository",
+                    repository,
+                    target,
+                    "--snapshot",
+                    snapshot,
+                    "--host",
+                    host,
+                ]);
+                args.extend(strings(&PROGRESS_JSON));
+                args
+            }
             MoverCommand::VerifyAgainst { dst, src, excludes } => {
                 let mut args = strings(&["mover", "verify", dst, "--against", src]);
                 args.extend(excludes.verify_args());
@@ -273,6 +352,24 @@ impl MoverCommand {
                 fsync: true,
                 excludes: excludes.clone(),
             },
+            MoverCommand::RepositoryBackup {
+                src: "/source".into(),
+                repository: "s3:http://s3.example:8333/bucket/shop".into(),
+                host: "shop/data".into(),
+                init: true,
+                retention,
+                subdir: Some("data".into()),
+                excludes: Excludes {
+                    delete_excluded: false,
+                    ..excludes.clone()
+                },
+            },
+            MoverCommand::RepositoryRestore {
+                repository: "s3:http://s3.example:8333/bucket/shop".into(),
+                target: "/target".into(),
+                snapshot: "latest".into(),
+                host: "shop/data".into(),
+            },
             MoverCommand::VerifyAgainst {
                 dst: "/backup".into(),
                 src: "/source".into(),
@@ -315,6 +412,12 @@ mod tests {
                  --exclude=-odd --exclude-caches --delete-excluded",
                 "mover restore /backup /source --snapshot latest --fsync --progress json \
                  --exclude=*.tmp --exclude=-odd --exclude-caches --delete-excluded",
+                "mover backup /source --repository s3:http://s3.example:8333/bucket/shop --host \
+                 shop/data --init --progress json --keep-last 1 --keep-hourly 2 --keep-daily 3 \
+                 --keep-weekly 4 --keep-monthly 5 --subdir data --exclude=*.tmp --exclude=-odd \
+                 --exclude-caches",
+                "mover restore --repository s3:http://s3.example:8333/bucket/shop /target \
+                 --snapshot latest --host shop/data --progress json",
                 "mover verify /backup --against /source --exclude=*.tmp --exclude=-odd \
                  --exclude-caches",
                 "mover block /source /backup --progress json",

@@ -99,8 +99,10 @@ pub fn is_summary(value: &Value) -> bool {
 
 /// What a caller reads from a summary line, whichever command printed it: `mover sync` and
 /// `mover restore` print a [`Summary`]; `mover backup` prints a report with the snapshot's name
-/// and the copy's summary inside (a block volume's summary has no entry or byte counts). Each
-/// field is read on its own, so one a command does not print is `None` (or empty).
+/// and the copy's summary inside (a block volume's summary has no entry or byte counts), and so
+/// do `mover backup --repository` and `mover restore --repository` (`kind: repository`, the
+/// snapshot's id, restic's own counts beside a [`Summary`]). Each field is read on its own, so
+/// one a command does not print is `None` (or empty).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     /// The snapshot a backup made.
@@ -226,6 +228,27 @@ mod tests {
         let r = Report::read(&backup);
         assert_eq!(r.snapshot.as_deref(), Some("2026-11-25T02-00-00Z"));
         assert_eq!(r.entries.map(|e| e.failed), Some(1));
+    }
+
+    #[test]
+    fn a_repository_report_is_read_through_its_summary() {
+        let mut inner = summary();
+        inner.command = "backup".into();
+        inner.target = "s3:http://10.0.0.1:8333/bucket/shop".into();
+        let report = json!({
+            "kind": "repository",
+            "snapshot": "4f1c0d2e9a",
+            "files_new": 7,
+            "failed": [{"path": "a/b", "error": "Permission denied (os error 13)"}],
+            "forgotten": [],
+            "exit_code": 23,
+            "summary": inner,
+        });
+        assert!(is_summary(&report));
+        let r = Report::read(&report);
+        assert_eq!(r.snapshot.as_deref(), Some("4f1c0d2e9a"));
+        assert_eq!(r.entries.map(|e| (e.total, e.copied)), Some((10, 7)));
+        assert_eq!((r.duration_ms, r.errors.len()), (Some(1500), 1));
     }
 
     #[test]

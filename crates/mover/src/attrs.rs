@@ -220,6 +220,8 @@ fn apply_with(
 
 /// The set-group-ID bit.
 const SETGID: u32 = 0o2000;
+/// The set-user-ID and set-group-ID bits.
+const SET_ID: u32 = 0o6000;
 
 /// Sets the mode bits of the entry `fd` reaches.
 fn set_perm(fd: Reach<'_>, perm: u32) -> io::Result<()> {
@@ -232,16 +234,21 @@ fn set_perm(fd: Reach<'_>, perm: u32) -> io::Result<()> {
     .map_err(Into::into)
 }
 
-/// Gives the entry `h` the setgid bit of the mode bits `perm` where another program's `chmod`
-/// lost it, and returns whether it did.
+/// Gives the entry `h` the setuid and setgid bits of the mode bits `perm` where something lost
+/// them after [`apply`] would have set them, and returns whether it did.
 ///
-/// For entries whose attributes something other than [`apply`] set, such as a restore from a
-/// repository: without `CAP_FSETID` (the mover pod's case) the kernel drops the bit and reports
-/// success. The bits are set again as [`apply`] sets them, acting as the owner if need be, and
-/// the step fails if the bit still does not hold. An entry that has the bit, a symlink, and a
-/// `perm` without the bit are left alone.
-pub fn restore_setgid(h: Handle<'_>, perm: u32, owners: Option<&Owners>) -> Result<bool, OpError> {
-    if perm & SETGID == 0 {
+/// For entries whose attributes another program set, such as a restore from a repository:
+/// without `CAP_FSETID` (the mover pod's case) the kernel drops the setgid bit from a `chmod` and
+/// reports success, and a later write, hole punch included, clears both bits. The bits are set
+/// again as [`apply`] sets them, acting as the owner if need be, and the step fails if the setgid
+/// bit still does not hold. An entry that has the bits, a symlink, and a `perm` without them are
+/// left alone.
+pub fn restore_set_id_bits(
+    h: Handle<'_>,
+    perm: u32,
+    owners: Option<&Owners>,
+) -> Result<bool, OpError> {
+    if perm & SET_ID == 0 {
         return Ok(false);
     }
     let path_fd;
@@ -258,13 +265,15 @@ pub fn restore_setgid(h: Handle<'_>, perm: u32, owners: Option<&Owners>) -> Resu
         Reach::Open(fd) | Reach::Path(fd) => fd,
     };
     let have = stat_fd(raw).map_err(|e| OpError::new("stat", e))?;
-    if have.kind == Kind::Symlink || have.perm & SETGID != 0 {
+    if have.kind == Kind::Symlink || perm & SET_ID & !have.perm == 0 {
         return Ok(false);
     }
     let want = Meta { perm, ..have };
     let set_mode = || set_perm(fd, perm);
     set_mode().map_err(|e| OpError::new("chmod", e))?;
-    keep_setgid(fd, &want, owners, &set_mode)?;
+    if perm & SETGID != 0 {
+        keep_setgid(fd, &want, owners, &set_mode)?;
+    }
     Ok(true)
 }
 

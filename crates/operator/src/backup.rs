@@ -2,11 +2,12 @@
 //! line (`pvc-backup backup`), as [`run`](crate::run) describes.
 
 use cluster::connect::Kube;
+use cluster::objects::repository::RepositoryTarget;
 use cluster::run::Observer;
 use cluster::workflow::MoverSettings;
 use cluster::workflow::backup::{self as flow, BackupRequest};
 use resources::backup::{Backup, Method};
-use resources::common::{Mover, RunStatus};
+use resources::common::{Mover, Repository, RunStatus};
 
 use crate::run::{Ended, RunKind};
 
@@ -32,6 +33,20 @@ pub fn request(backup: &Backup, run: &str) -> BackupRequest {
         snapshot_class: consistency.snapshot_class_name,
         scale_down: consistency.method == Method::ScaleDown,
         run: Some(run.to_owned()),
+        init: target.repository.as_ref().is_some_and(|r| r.init),
+        repository: target.repository.as_ref().map(repository),
+    }
+}
+
+/// A resource's repository as the workflows take it. The operator may not read Secrets: a
+/// missing Secret or key shows as the mover pod's `CreateContainerConfigError`, which ends the
+/// run with the kubelet's words.
+pub fn repository(r: &Repository) -> RepositoryTarget {
+    RepositoryTarget {
+        url: r.url.clone(),
+        secret: r.secret_name.clone(),
+        host: r.host.clone(),
+        skip_secret_check: true,
     }
 }
 
@@ -105,6 +120,7 @@ mod tests {
                 size: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
                     "2Gi".into(),
                 )),
+                repository: None,
             }),
             subdir: Some("db".into()),
             keep: Some(Keep {
@@ -135,6 +151,77 @@ mod tests {
         assert_eq!(plain.target(), "data-backup");
         assert!(!plain.from_snapshot && !plain.scale_down);
         assert_eq!(plain.retention, contract::Retention::default());
+    }
+
+    #[test]
+    fn a_backup_into_a_repository_asks_for_it_without_reading_its_secret() {
+        let b = backup(BackupOptions {
+            target: Some(BackupTarget {
+                repository: Some(Repository {
+                    url: "s3:http://s3.example:8333/backups/apps".into(),
+                    secret_name: "apps-repository".into(),
+                    host: None,
+                    init: true,
+                }),
+                ..BackupTarget::default()
+            }),
+            ..BackupOptions::default()
+        });
+        let r = request(&b, "ab12c");
+        let repo = r.repository.clone().expect("a repository");
+        assert_eq!(
+            (repo.url.as_str(), repo.secret.as_str()),
+            ("s3:http://s3.example:8333/backups/apps", "apps-repository")
+        );
+        assert!(r.init && !repo.checks_secret());
+        assert_eq!(r.destination(), "s3:http://s3.example:8333/backups/apps");
+        assert_eq!(
+            flow::secret_permissions(r.repository.as_ref()),
+            &[] as &[cluster::access::Permission]
+        );
+
+        // The Job the workflow makes of it: the source alone, the repository command, the keys
+        // by reference.
+        let source = flow::offline_source(&r, "apps", "Filesystem").unwrap();
+        let plan = flow::plan(
+            &r,
+            &MoverSettings::default(),
+            &source,
+            None,
+            Default::default(),
+            "data-backup-ab12c",
+        )
+        .unwrap();
+        assert!(plan.create_claim.is_none());
+        let job: serde_json::Value = plan.objects().unwrap().pop().unwrap();
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(pod["volumes"].as_array().map(Vec::len), Some(1), "{job:#}");
+        let container = &pod["containers"][0];
+        let args: Vec<&str> = container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            args[..8],
+            [
+                "mover",
+                "backup",
+                "/source",
+                "--repository",
+                "s3:http://s3.example:8333/backups/apps",
+                "--host",
+                "apps/data",
+                "--init"
+            ]
+        );
+        let env = container["env"].as_array().unwrap();
+        assert_eq!(env.len(), 3, "{env:?}");
+        for e in env {
+            assert_eq!(e["valueFrom"]["secretKeyRef"]["name"], "apps-repository");
+            assert_eq!(e["valueFrom"]["secretKeyRef"]["key"], e["name"]);
+        }
     }
 
     #[test]

@@ -22,9 +22,17 @@ use crate::run::{Ended, RunKind};
 /// flags would give it, with `run` (from the Restore's uid) naming the Job.
 pub fn request(restore: &Restore, into: &str, run: &str) -> RestoreRequest {
     let spec = &restore.spec;
+    let repository = spec.source.repository.as_ref();
     RestoreRequest {
         claim: into.to_owned(),
-        from: spec.source.claim.clone(),
+        from: spec
+            .source
+            .claim
+            .clone()
+            .or_else(|| repository.map(|r| r.url.clone()))
+            .unwrap_or_default(),
+        repository: repository.map(crate::backup::repository),
+        host: repository.and_then(|r| r.host.clone()),
         snapshot: spec
             .source
             .snapshot
@@ -69,10 +77,10 @@ impl RunKind for Restore {
     }
 
     fn claim(&self) -> &str {
-        self.spec
-            .target
-            .as_ref()
-            .map_or(&self.spec.source.claim, |t| &t.claim)
+        match &self.spec.target {
+            Some(t) => &t.claim,
+            None => self.spec.source.claim.as_deref().unwrap_or_default(),
+        }
     }
 
     fn carried_out(&self) -> bool {
@@ -105,6 +113,13 @@ impl RunKind for Restore {
         if let Some(create) = &target.create
             && workflow::find_claim(&kube, &request.claim).await?.is_none()
         {
+            if request.repository.is_some() {
+                return Err(cluster::Error::Invalid(
+                    "target.create makes a claim like its backup claim; a Restore from a \
+                     repository has none: create the claim first and leave create out"
+                        .to_owned(),
+                ));
+            }
             let backup = workflow::get_claim(&kube, &request.from).await?;
             let mut new = ClaimRequest::like(
                 &backup,
@@ -133,8 +148,15 @@ impl RunKind for Restore {
             Some(outcome) => Ok(Ended {
                 outcomes: vec![outcome],
                 said: Some(format!(
-                    "snapshot {} of claim {} restored into claim {}",
-                    report.snapshot, report.from, report.claim
+                    "snapshot {} of {} {} restored into claim {}",
+                    report.snapshot,
+                    if request.repository.is_some() {
+                        "repository"
+                    } else {
+                        "claim"
+                    },
+                    report.from,
+                    report.claim
                 )),
                 snapshot: Some(report.snapshot),
             }),
@@ -155,7 +177,8 @@ mod tests {
             "back",
             RestoreSpec {
                 source: RestoreSource {
-                    claim: "data-backup".into(),
+                    claim: Some("data-backup".into()),
+                    repository: None,
                     snapshot: snapshot.map(str::to_owned),
                 },
                 target: Some(RestoreTarget {
@@ -197,5 +220,30 @@ mod tests {
             "latest"
         );
         assert_eq!(restore(None, None).first_job("ab12c"), "data-restore-ab12c");
+    }
+
+    #[test]
+    fn a_restore_from_a_repository_asks_for_its_series_without_reading_its_secret() {
+        let mut back = restore(Some("4f1c0d2e"), None);
+        back.spec.source = RestoreSource {
+            claim: None,
+            repository: Some(resources::common::Repository {
+                url: "s3:http://s3.example:8333/backups/apps".into(),
+                secret_name: "apps-repository".into(),
+                host: Some("apps/db".into()),
+                init: false,
+            }),
+            snapshot: Some("4f1c0d2e".into()),
+        };
+        let r = request(&back, "data", "ab12c");
+        let repo = r.repository.clone().expect("a repository");
+        assert_eq!(repo.secret, "apps-repository");
+        assert!(!repo.checks_secret());
+        assert_eq!(r.from, "s3:http://s3.example:8333/backups/apps");
+        assert_eq!(
+            (r.host.as_deref(), r.snapshot.as_str()),
+            (Some("apps/db"), "4f1c0d2e")
+        );
+        assert_eq!(back.claim(), "data");
     }
 }

@@ -331,7 +331,12 @@ pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Resu
     };
     let newest = success_of(None).map(Time);
     next_status.last_successful_time = newest.or(earlier.last_successful_time.clone());
-    let target_claim = spec.template.target.as_ref().and_then(|t| t.claim.clone());
+    // A schedule into a repository names the repository where a backup claim would be.
+    let target_claim = spec.template.target.as_ref().and_then(|t| {
+        t.claim
+            .clone()
+            .or(t.repository.as_ref().map(|r| r.url.clone()))
+    });
     let names: BTreeSet<String> = made
         .iter()
         .map(|m| m.claim.clone())

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use contract::ExitCode;
+use contract::summary::{ByteCounts, EntryCounts};
 use mover::exclude::Excludes;
 use mover::owner::{Impersonate, Owners};
 use rustic_core::{BackupOptions as RusticBackup, SnapshotOptions};
@@ -43,6 +44,8 @@ pub struct Options {
 /// What a backup into a repository did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Always `repository`: tells this report from a backup folder's.
+    pub kind: &'static str,
     /// The new snapshot's id.
     pub snapshot: String,
     /// When it was taken (RFC 3339).
@@ -71,6 +74,15 @@ pub struct Report {
     pub forgotten: Vec<String>,
     /// The mover's exit code: 0, or 23 when entries failed.
     pub exit_code: u8,
+    /// The same run as every mover command sums one up: entries (files and folders) seen,
+    /// files written (new or changed) and unchanged; bytes of the files and of new content
+    /// added.
+    pub summary: contract::Summary,
+}
+
+/// The folders above `path` in a snapshot of it: `/` and each parent.
+fn parents(path: &Path) -> u64 {
+    path.components().count().saturating_sub(1) as u64
 }
 
 /// Backs `src` up into the repository at `location`.
@@ -86,6 +98,7 @@ pub fn backup(
     env: &S3Env,
     opts: Options,
 ) -> Result<Report> {
+    let started = std::time::SystemTime::now();
     let owners = Arc::new(Owners::new(opts.impersonate));
     let root = mover::preflight::open_source(src, opts.subdir.as_deref(), &owners)?;
     if !opts.allow_empty
@@ -157,10 +170,32 @@ pub fn backup(
     };
 
     let s = snap.summary.clone().unwrap_or_default();
+    let path = base.display().to_string();
+    let summary = crate::summary::summary(
+        "backup",
+        &path,
+        url,
+        &crate::summary::Timing::since(started),
+        EntryCounts {
+            // The snapshot also holds a folder for each parent of the source's path (`/` of
+            // `/source`): they are not the source's entries.
+            total: (s.total_files_processed + s.total_dirs_processed)
+                .saturating_sub(parents(&base)),
+            copied: s.files_new + s.files_changed,
+            unchanged: s.files_unmodified,
+            ..EntryCounts::default()
+        },
+        ByteCounts {
+            total: s.total_bytes_processed,
+            copied: s.data_added_files,
+        },
+        &failed,
+    );
     Ok(Report {
+        kind: "repository",
         snapshot: crate::open::hex(&snap.id),
         time: snap.time.timestamp().to_string(),
-        path: base.display().to_string(),
+        path,
         files_new: s.files_new,
         files_changed: s.files_changed,
         files_unmodified: s.files_unmodified,
@@ -176,5 +211,6 @@ pub fn backup(
         },
         failed,
         forgotten,
+        summary,
     })
 }

@@ -19,6 +19,7 @@ pub mod restore;
 pub mod retention;
 pub mod snapshots;
 pub mod source;
+mod summary;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -7,6 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use contract::ExitCode;
+use contract::summary::{ByteCounts, EntryCounts};
 use mover::listing::Listing;
 use mover::owner::{Impersonate, Owners};
 use rustic_core::repofile::{Node, NodeType};
@@ -27,6 +28,9 @@ pub struct Options {
     pub subdir: Option<PathBuf>,
     /// Keep entries of the target that the snapshot lacks.
     pub no_delete: bool,
+    /// `latest` is the newest snapshot of this host (of any host when `None`); an id is
+    /// found whatever its host.
+    pub host: Option<String>,
 }
 
 impl Default for Options {
@@ -35,6 +39,7 @@ impl Default for Options {
             snapshot: "latest".into(),
             subdir: None,
             no_delete: false,
+            host: None,
         }
     }
 }
@@ -42,6 +47,8 @@ impl Default for Options {
 /// What a restore did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Always `repository`: tells this report from a backup folder's.
+    pub kind: &'static str,
     /// The snapshot restored (its full id, also when `latest` was asked for).
     pub snapshot: String,
     /// The path inside the snapshot that was restored.
@@ -50,6 +57,9 @@ pub struct Report {
     pub removed: u64,
     /// The mover's exit code.
     pub exit_code: u8,
+    /// The same run as every mover command sums one up: entries (files and folders) of the
+    /// snapshot, written and found already equal, removed; bytes of the files and written.
+    pub summary: contract::Summary,
 }
 
 /// Restores a snapshot of the repository at `location` into `target` (created if missing).
@@ -60,13 +70,16 @@ pub fn restore(
     target: &Path,
     opts: &Options,
 ) -> Result<Report> {
+    let started = std::time::SystemTime::now();
     let url = location.url();
     let err = |e: Box<rustic_core::RusticError>| Error::repo(url, describe(&e));
     let repo = open(location, password, false, env)?
         .to_indexed()
         .map_err(err)?;
     let snap = repo
-        .get_snapshot_from_str(&opts.snapshot, |_| true)
+        .get_snapshot_from_str(&opts.snapshot, |s| {
+            opts.host.as_deref().is_none_or(|h| s.hostname == h)
+        })
         .map_err(|e| {
             Error::repo(
                 url,
@@ -134,17 +147,40 @@ pub fn restore(
         .map_err(|e| Error::Usage(format!("cannot open {}: {e}", target.display())))?;
     let removed = prepare_target(&repo, &node, root.as_fd(), true, opts.no_delete, url)?;
     let ls = LsOptions::default();
-    restore_in_batches(&repo, &node, &ropts, &dest)
+    let Written {
+        written,
+        unchanged,
+        bytes_written,
+    } = restore_in_batches(&repo, &node, &ropts, &dest)
         .map_err(|e| Error::repo(url, format!("the restore failed: {}", describe(&e))))?;
-    // rustic sets modes with a plain chmod, which loses setgid bits without CAP_FSETID.
+    let (mut entries, mut bytes) = (0u64, 0u64);
+    // rustic sets modes with a plain chmod, which loses setgid bits without CAP_FSETID, and
+    // punching holes below clears setuid and setgid bits.
     let owners = Owners::new(Impersonate::Auto);
     for entry in repo.ls(&node, &ls).map_err(err)? {
         let (path, n) = entry.map_err(err)?;
+        entries += 1;
+        if n.is_file() {
+            bytes += n.meta.size;
+        }
+        if n.is_file() && n.meta.size >= HOLE_SCAN_MIN {
+            let file = target.join(&path);
+            sparsify(&file, &n).map_err(|e| {
+                Error::repo(
+                    url,
+                    format!(
+                        "cannot make the zeros of {} holes again: {e}",
+                        file.display()
+                    ),
+                )
+            })?;
+        }
+        // After punching holes: without CAP_FSETID a write clears setuid and setgid bits too.
         if let Some(mode) = n.meta.mode.filter(|_| n.is_dir() || n.is_file()) {
             let perm = crate::source::perm_from_restic(mode);
             let name = CString::new(path.as_os_str().as_bytes())
                 .map_err(|_| Error::repo(url, format!("{} holds a NUL byte", path.display())))?;
-            mover::attrs::restore_setgid(
+            mover::attrs::restore_set_id_bits(
                 mover::attrs::Handle::At(root.as_fd(), &name),
                 perm,
                 Some(&owners),
@@ -161,18 +197,6 @@ pub fn restore(
                 )
             })?;
         }
-        if n.is_file() && n.meta.size >= HOLE_SCAN_MIN {
-            let file = target.join(&path);
-            sparsify(&file, &n).map_err(|e| {
-                Error::repo(
-                    url,
-                    format!(
-                        "cannot make the zeros of {} holes again: {e}",
-                        file.display()
-                    ),
-                )
-            })?;
-        }
     }
     apply_root(&node, root.as_fd(), &owners).map_err(|e| {
         Error::repo(
@@ -185,11 +209,31 @@ pub fn restore(
             ),
         )
     })?;
+    let summary = crate::summary::summary(
+        "restore",
+        url,
+        &target.display().to_string(),
+        &crate::summary::Timing::since(started),
+        EntryCounts {
+            total: entries,
+            copied: written,
+            unchanged,
+            deleted: removed,
+            ..EntryCounts::default()
+        },
+        ByteCounts {
+            total: bytes,
+            copied: bytes_written,
+        },
+        &[],
+    );
     Ok(Report {
+        kind: "repository",
         snapshot: crate::open::hex(&snap.id),
         path: inner_str,
         removed,
         exit_code: ExitCode::Ok.code(),
+        summary,
     })
 }
 
@@ -217,13 +261,22 @@ fn restore_in_batches<S: IndexedFull>(
     node: &Node,
     ropts: &RestoreOptions,
     dest: &LocalDestination,
-) -> rustic_core::RusticResult<()> {
+) -> rustic_core::RusticResult<Written> {
     let ls = LsOptions::default();
+    let counts = std::cell::RefCell::new(Written::default());
     // rustic's preparation creates what is missing and plans the contents; its restore writes
-    // them and then sets each entry's attributes.
+    // them and then sets each entry's attributes. Each entry is counted in the first batch that
+    // lists it (the folders' second pass only sets their attributes).
     let run = |batch: &Batch, restore: bool| -> rustic_core::RusticResult<()> {
         let stream = || batch.iter().cloned().map(Ok);
         let plan = repo.prepare_restore(ropts, stream(), dest, false)?;
+        if !restore || batch.iter().any(|(_, n)| !n.is_dir()) {
+            let (files, dirs) = (&plan.stats.files, &plan.stats.dirs);
+            let mut c = counts.borrow_mut();
+            c.written += files.restore + files.modify + dirs.restore + dirs.modify;
+            c.unchanged += files.unchanged + files.verified + dirs.unchanged + dirs.verified;
+            c.bytes_written += plan.restore_size.saturating_sub(plan.matched_size);
+        }
         if restore {
             repo.restore(plan, ropts, stream(), dest)?;
         }
@@ -280,7 +333,16 @@ fn restore_in_batches<S: IndexedFull>(
         batch.sort_by(|a, b| a.0.cmp(&b.0));
         run(&batch, true)?;
     }
-    run(&dirs, true)
+    run(&dirs, true)?;
+    Ok(counts.into_inner())
+}
+
+/// What a restore wrote: entries written and found already equal, and bytes written.
+#[derive(Debug, Default)]
+struct Written {
+    written: u64,
+    unchanged: u64,
+    bytes_written: u64,
 }
 
 /// Files smaller than this are not scanned for zeros to turn back into holes.

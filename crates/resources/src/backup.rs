@@ -5,9 +5,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{ClaimSource, Keep, Mover, RunStatus};
+use crate::common::{ClaimSource, Keep, Mover, Repository, RunStatus};
 
-/// One backup of a claim: a new snapshot in its backup claim, then retention.
+/// One backup of a claim: a new snapshot in its backup claim (or a restic-format repository),
+/// then retention.
 // kube's printcolumn(...) lists repeat `type_ = "..."`, which clippy takes for a repeated attribute.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -18,7 +19,7 @@ use crate::common::{ClaimSource, Keep, Mover, RunStatus};
     namespaced,
     status = "RunStatus",
     category = "pvc-backup",
-    doc = "One backup of a claim into its backup claim (pvc-backup backup).",
+    doc = "One backup of a claim into its backup claim or a restic-format repository (pvc-backup backup).",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Snapshot", type_ = "string", json_path = ".status.snapshot"),
     printcolumn(name = "Size", type_ = "integer", json_path = ".status.stats.bytes"),
@@ -60,11 +61,16 @@ pub struct BackupOptions {
     pub mover: Option<Mover>,
 }
 
-/// The backup claim.
+/// Where the snapshots go: the backup claim (the default), or a restic-format repository.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "!has(self.repository) || (!has(self.claim) && !has(self.storageClassName) && !has(self.size))"
+).message(
+    "give either a backup claim (claim, storageClassName, size) or a repository, not both"
+))]
 pub struct BackupTarget {
-    /// Its name (default: the source's name with `-backup`).
+    /// The backup claim's name (default: the source's name with `-backup`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(
         validation = crate::common::of_this_namespace(),
@@ -78,6 +84,10 @@ pub struct BackupTarget {
     /// Its size when it is created (default and minimum: the source's capacity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<Quantity>,
+    /// A restic-format repository instead of a backup claim: the mover pod mounts only the
+    /// source and writes a snapshot into the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<Repository>,
 }
 
 /// How a backup copies a claim that is in use.

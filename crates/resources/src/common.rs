@@ -40,6 +40,37 @@ pub struct ClaimSource {
     pub claim: String,
 }
 
+/// A restic-format repository: where a Backup puts its snapshots instead of a backup claim, or
+/// where a Restore reads one. The mover pod reaches it over the network and gets its password
+/// and keys from a Secret of the resource's namespace by `secretKeyRef`; the operator itself
+/// never reads that Secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Repository {
+    /// Its URL as the mover pod reaches it: `s3:http(s)://HOST:PORT/BUCKET[/PREFIX]` or
+    /// `rest:http(s)://HOST:PORT/PATH`.
+    #[x_kube(validation = Rule::new("self.matches('^(s3|rest):https?://[^/]+')").message(
+        "must be s3:http(s)://HOST:PORT/BUCKET[/PREFIX] or rest:http(s)://HOST:PORT/PATH: the \
+         mover pod has no folder of its own to keep a repository in"
+    ))]
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+    /// The Secret of this namespace that holds `RESTIC_PASSWORD` and, for `s3:`,
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    #[x_kube(validation = of_this_namespace())]
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// The snapshot series (restic's host): a Backup's snapshots go into it, a Restore's
+    /// `latest` is its newest. Default `NAMESPACE/CLAIM` of the claim backed up (for a Restore:
+    /// of the claim restored into); give the original's to restore into another claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub host: Option<String>,
+    /// A Backup's: create the repository when it does not exist yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
+}
+
 /// Which snapshots a backup keeps, as `--keep-*` on the command line: a snapshot is kept when
 /// any rule keeps it; with no rule, all are kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -1,12 +1,12 @@
-//! `Restore`: a snapshot of a backup claim, restored into the claim it came from (data only, in
-//! place) or into a new claim, as `pvc-backup restore`.
+//! `Restore`: a snapshot of a backup claim (or of a restic-format repository), restored into the
+//! claim it came from (data only, in place) or into a new claim, as `pvc-backup restore`.
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Mover, RunStatus, WorkloadRef};
+use crate::common::{Mover, Repository, RunStatus, WorkloadRef};
 
 /// A snapshot restored into a claim.
 // kube's printcolumn(...) lists repeat `type_ = "..."`, which clippy takes for a repeated attribute.
@@ -30,14 +30,27 @@ use crate::common::{Mover, RunStatus, WorkloadRef};
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new(
-    "!has(self.workload) || (has(self.target) && !has(self.target.create))"
-).message(
-    "workload is the one stopped while a claim is restored in place; a new claim (target.create) \
-     or a claim filled as a data source (no target) has none"
-))]
+#[x_kube(
+    validation = Rule::new(
+        "!has(self.workload) || (has(self.target) && !has(self.target.create))"
+    ).message(
+        "workload is the one stopped while a claim is restored in place; a new claim \
+         (target.create) or a claim filled as a data source (no target) has none"
+    ),
+    validation = Rule::new(
+        "!has(self.source.repository) || (has(self.target) && !has(self.target.create))"
+    ).message(
+        "a Restore from a repository restores into a claim that exists: give target.claim \
+         without create (a new claim, or a claim filled as a data source, from a repository is \
+         not supported yet)"
+    ),
+    validation = Rule::new(
+        "!has(self.source.repository) || !has(self.source.repository.init) \
+         || !self.source.repository.init"
+    ).message("init creates a repository, which a Restore only reads: leave it out")
+)]
 pub struct RestoreSpec {
-    /// The backup claim and the snapshot in it.
+    /// The backup claim (or repository) and the snapshot in it.
     pub source: RestoreSource,
     /// The claim the snapshot is restored into. Without it the Restore is a volume populator:
     /// it restores nothing by itself, and each new claim whose `spec.dataSourceRef` names it
@@ -58,18 +71,26 @@ pub struct RestoreSpec {
     pub mover: Option<Mover>,
 }
 
-/// A snapshot in a backup claim.
+/// A snapshot in a backup claim or in a restic-format repository.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.claim) != has(self.repository)").message(
+    "give either claim (a backup claim) or repository, one of them"
+))]
 pub struct RestoreSource {
     /// The backup claim (made by a Backup or `pvc-backup backup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(
         validation = crate::common::of_this_namespace(),
         validation = crate::common::claim_name()
     )]
     #[schemars(length(min = 1, max = 253))]
-    pub claim: String,
-    /// The snapshot's id (as `mover snapshots` lists it, or a Backup's status.snapshot), or
-    /// `latest` (the default).
+    pub claim: Option<String>,
+    /// A restic-format repository instead of a backup claim; `latest` is the newest snapshot
+    /// of its `host` series (default: `NAMESPACE/CLAIM` of the claim restored into).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<Repository>,
+    /// The snapshot's id (as `mover snapshots` lists it, or a Backup's status.snapshot; in a
+    /// repository its id or a unique prefix), or `latest` (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub snapshot: Option<String>,

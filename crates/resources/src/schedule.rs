@@ -42,6 +42,14 @@ pub use crate::common::{Snapshot, Verification};
         .message(
             "with source.selector each claim is backed up into its own CLAIM-backup: leave \
              template.target.claim out"
+        ),
+    validation = Rule::new(
+        "!has(self.source.selector) || !has(self.template) || !has(self.template.target) \
+         || !has(self.template.target.repository) || !has(self.template.target.repository.host)"
+    )
+        .message(
+            "with source.selector each claim's snapshots form their own series NAMESPACE/CLAIM \
+             in the repository: leave template.target.repository.host out"
         )
 )]
 pub struct BackupScheduleSpec {
@@ -162,7 +170,7 @@ pub struct ScheduleStatus {
 pub struct ClaimSnapshots {
     /// The claim backed up.
     pub claim: String,
-    /// Its backup claim.
+    /// Its backup claim (with `template.target.repository`: the repository's URL).
     pub backup_claim: String,
     /// When its last Backup succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]

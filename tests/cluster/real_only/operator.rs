@@ -10,7 +10,7 @@ use k8s_openapi::api::batch::v1::Job;
 use serde_json::{Value, json};
 use testcluster::fake::ClaimOptions;
 
-use super::{ClusterScoped, apply, install_resources, kubectl, manifests, real};
+use super::{ClusterScoped, apply, install_resources, kubectl, manifests, real, repository};
 use crate::util::{
     Cluster, assert_holds, assert_latest_snapshot_holds, claim_with_data, deployment_using,
     expect_code, latest_snapshot,
@@ -1163,4 +1163,90 @@ fn a_claim_whose_data_source_is_a_restore_starts_with_the_snapshot() {
         core_object(&c, "pvc", "refused")["status"]["phase"],
         "Pending"
     );
+}
+
+#[test]
+fn the_operator_backs_up_into_a_repository_and_restores_from_it_without_reading_secrets() {
+    let Some(c) = real("operator_repository") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = repository::s3_for_pods(&c, "operator_repository", dir.path()) else {
+        return;
+    };
+    let _crds = install_resources(&c);
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    repository::secret(&c, "repo", &repository::s3_keys());
+    let url = server.url(&format!("operator/{}", c.ns()));
+    let operator = Operator::start(&c);
+
+    // The operator does not read Secrets: a missing one ends the run on the kubelet's words.
+    create_backup(
+        &c,
+        "no-secret",
+        json!({"source": {"claim": "data"},
+            "target": {"repository": {"url": url, "secretName": "absent", "init": true}}}),
+    );
+    let failed = wait_until(
+        &c,
+        "no-secret",
+        &operator,
+        Duration::from_secs(300),
+        final_phase,
+    );
+    assert_eq!(failed["status"]["phase"], "Failed", "{failed:#}");
+    let message = failed["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("absent") && message.contains("RESTIC_PASSWORD"),
+        "{failed:#}"
+    );
+    assert!(repository::restic_snapshots_or_none(&server, &url).is_none());
+
+    create_backup(
+        &c,
+        "data-offsite",
+        json!({"source": {"claim": "data"},
+            "target": {"repository": {"url": url, "secretName": "repo", "init": true}}}),
+    );
+    let done = wait_until(
+        &c,
+        "data-offsite",
+        &operator,
+        Duration::from_secs(300),
+        final_phase,
+    );
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done:#}");
+    let snapshots = repository::restic_snapshots(&server, &url);
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    let id = snapshots[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(done["status"]["snapshot"], id.as_str(), "{done:#}");
+    assert_eq!(
+        snapshots[0]["hostname"],
+        format!("{}/data", c.ns()).as_str()
+    );
+    assert!(
+        done["status"]["stats"]["bytes"].as_i64() > Some(5 << 20),
+        "{done:#}"
+    );
+
+    let (_keep, reference) = crate::util::reference_copy(&src);
+    std::fs::write(src.join("a.txt"), b"damaged\n").unwrap();
+    create_object(
+        &c,
+        "Restore",
+        "data-back",
+        json!({"source": {"repository": {"url": url, "secretName": "repo"}},
+            "target": {"claim": "data"}}),
+    );
+    let back = wait_for_object(
+        &c,
+        "restore",
+        "data-back",
+        &operator,
+        Duration::from_secs(300),
+        final_phase,
+    );
+    assert_eq!(back["status"]["phase"], "Succeeded", "{back:#}");
+    assert_eq!(back["status"]["snapshot"], id.as_str(), "{back:#}");
+    assert_holds(&c, "data", &reference);
 }

@@ -2,6 +2,7 @@
 
 pub mod claim;
 pub mod mover;
+pub mod repository;
 pub mod snapshot;
 pub mod volume;
 

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-    PersistentVolumeClaimVolumeSource, PodAffinity, PodAffinityTerm, PodSpec, PodTemplateSpec,
-    ResourceRequirements, Toleration, Volume, VolumeDevice, VolumeMount, WeightedPodAffinityTerm,
+    Affinity, Container, EnvVar, NodeAffinity, NodeSelector, NodeSelectorRequirement,
+    NodeSelectorTerm, PersistentVolumeClaimVolumeSource, PodAffinity, PodAffinityTerm, PodSpec,
+    PodTemplateSpec, ResourceRequirements, Toleration, Volume, VolumeDevice, VolumeMount,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
@@ -108,6 +109,8 @@ pub struct MoverJob {
     pub limits: JobLimits,
     /// Extra labels (for example the schedule's name on a CronJob's Jobs).
     pub extra_labels: BTreeMap<String, String>,
+    /// The container's environment (a repository's password and keys, from a Secret).
+    pub env: Vec<EnvVar>,
 }
 
 impl MoverJob {
@@ -223,6 +226,7 @@ impl MoverJob {
                     image_pull_policy: Some("IfNotPresent".to_owned()),
                     command: Some(vec![ENTRYPOINT.to_owned()]),
                     args: Some(self.args.clone()),
+                    env: Some(self.env.clone()).filter(|e| !e.is_empty()),
                     security_context: Some(security::container(self.privilege)),
                     resources: self.resources.clone(),
                     volume_mounts: Some(volume_mounts).filter(|v| !v.is_empty()),

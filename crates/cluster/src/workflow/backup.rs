@@ -20,6 +20,7 @@ use crate::connect::Kube;
 use crate::names::{self, MANAGED_BY, SOURCE_MOUNT, TARGET_MOUNT};
 use crate::objects::claim::{self, ClaimRequest, Role};
 use crate::objects::mover::{Mount, MoverJob, Placement};
+use crate::objects::repository::{self, RepositoryTarget};
 use crate::objects::{self, snapshot};
 use crate::run::{Observer, Outcome};
 use crate::workflow::stopped::{BACKUP_STEPS, StoppedFor};
@@ -52,13 +53,24 @@ pub struct BackupRequest {
     /// (the operator gives its Backup's); `None` gives a fresh one. A `scale_down` run that
     /// goes on from a record on the claim keeps the record's id.
     pub run: Option<String>,
+    /// Back up into this restic-format repository instead of a claim: no target claim, the
+    /// source alone is mounted, and the password and keys come from the named Secret.
+    pub repository: Option<RepositoryTarget>,
+    /// With `repository`: create the repository when it does not exist yet.
+    pub init: bool,
 }
 
 impl BackupRequest {
     /// The arguments a recorded `--scale-down` backup must be run again with, as a command line
     /// would give them.
     pub fn arguments(&self) -> String {
-        let mut a = format!("--scale-down --to {}", self.target());
+        let mut a = match &self.repository {
+            Some(r) => format!(
+                "--scale-down --repository {} --repository-secret {}",
+                r.url, r.secret
+            ),
+            None => format!("--scale-down --to {}", self.target()),
+        };
         if let Some(d) = &self.subdir {
             a.push_str(&format!(" --subdir {d}"));
         }
@@ -78,7 +90,15 @@ impl BackupRequest {
         }
     }
 
-    /// The target claim's name.
+    /// Where the backup goes, as a user names it: the repository's URL, or the target claim.
+    pub fn destination(&self) -> String {
+        match &self.repository {
+            Some(r) => r.url.clone(),
+            None => self.target(),
+        }
+    }
+
+    /// The target claim's name (with a repository: the name a schedule takes by default).
     pub fn target(&self) -> String {
         self.to
             .clone()
@@ -115,6 +135,26 @@ impl BackupPlan {
 
 /// The mover command of a backup.
 pub fn mover_command(request: &BackupRequest, excludes: &Excludes) -> MoverCommand {
+    mover_command_in(request, excludes, "")
+}
+
+/// The mover command of a backup of a claim in `namespace` (which names a repository's
+/// snapshot series).
+fn mover_command_in(request: &BackupRequest, excludes: &Excludes, namespace: &str) -> MoverCommand {
+    if let Some(r) = &request.repository {
+        return MoverCommand::RepositoryBackup {
+            src: SOURCE_MOUNT.to_owned(),
+            repository: r.url.clone(),
+            host: r
+                .host
+                .clone()
+                .unwrap_or_else(|| repository::host(namespace, &request.claim)),
+            init: request.init,
+            retention: request.retention,
+            subdir: request.subdir.clone(),
+            excludes: excludes.clone(),
+        };
+    }
     MoverCommand::Backup {
         src: SOURCE_MOUNT.to_owned(),
         dst: TARGET_MOUNT.to_owned(),
@@ -130,7 +170,9 @@ pub fn offline_source(
     namespace: &str,
     volume_mode: &str,
 ) -> Result<PersistentVolumeClaim> {
-    let Some(size) = &request.size else {
+    // A backup into a repository makes no claim: the source's size is never read.
+    let placeholder = request.repository.as_ref().map(|_| "1Gi".to_owned());
+    let Some(size) = request.size.as_ref().or(placeholder.as_ref()) else {
         return Err(Error::Invalid(
             "--dry-run=client cannot read the source claim's size: give --size".to_owned(),
         ));
@@ -176,7 +218,34 @@ pub fn plan(
     if source_block {
         workflow::check_no_excludes_for_block(&settings.excludes, &request.claim)?;
     }
+    if let Some(r) = &request.repository {
+        r.check()?;
+        if request.to.is_some() || request.storage_class.is_some() {
+            return Err(Error::Invalid(
+                "--to and --storage-class describe a backup claim; a backup into a \
+                 repository has none: leave them out"
+                    .to_owned(),
+            ));
+        }
+        if source_block {
+            return Err(Error::Invalid(format!(
+                "claim {} is a Block claim: a repository holds folders; back it up into a \
+                 claim instead (leave out --repository)",
+                request.claim
+            )));
+        }
+        if settings.excludes.delete_excluded {
+            return Err(Error::Invalid(
+                "--delete-excluded applies to backup claims, not to a repository".to_owned(),
+            ));
+        }
+    } else if request.init {
+        return Err(Error::Invalid(
+            "--init creates a repository: give --repository too".to_owned(),
+        ));
+    }
     let create_claim = match existing_target {
+        _ if request.repository.is_some() => None,
         Some(t) => {
             if t.spec.as_ref().and_then(|s| s.volume_mode.as_deref()) == Some("Block") {
                 return Err(Error::Invalid(format!(
@@ -236,34 +305,40 @@ pub fn plan(
         // A claim restored from a snapshot is attached nowhere yet.
         placement = Placement::Anywhere;
     }
+    let mut mounts = vec![Mount {
+        volume: "source".to_owned(),
+        claim: source_claim,
+        path: SOURCE_MOUNT.to_owned(),
+        read_only: true,
+        block: source_block,
+    }];
+    if request.repository.is_none() {
+        mounts.push(Mount {
+            volume: "backup".to_owned(),
+            claim: target,
+            path: TARGET_MOUNT.to_owned(),
+            read_only: false,
+            block: false,
+        });
+    }
     let job = MoverJob {
         name: job_name.to_owned(),
+        args: mover_command_in(request, &settings.excludes, &namespace).args(),
         namespace,
         source: request.claim.clone(),
         role: Role::Backup,
         image: settings.image.clone(),
         privilege: settings.privilege,
-        args: mover_command(request, &settings.excludes).args(),
-        mounts: vec![
-            Mount {
-                volume: "source".to_owned(),
-                claim: source_claim,
-                path: SOURCE_MOUNT.to_owned(),
-                read_only: true,
-                block: source_block,
-            },
-            Mount {
-                volume: "backup".to_owned(),
-                claim: target,
-                path: TARGET_MOUNT.to_owned(),
-                read_only: false,
-                block: false,
-            },
-        ],
+        mounts,
         placement,
         resources: settings.resources.clone(),
         limits: settings.limits,
         extra_labels: Default::default(),
+        env: request
+            .repository
+            .as_ref()
+            .map(RepositoryTarget::env)
+            .unwrap_or_default(),
     };
     Ok(BackupPlan {
         create_claim,
@@ -304,7 +379,10 @@ async fn plan_with(
     source: &PersistentVolumeClaim,
     job_name: &str,
 ) -> Result<BackupPlan> {
-    let target = workflow::find_claim(kube, &request.target()).await?;
+    let target = match request.repository {
+        Some(_) => None,
+        None => workflow::find_claim(kube, &request.target()).await?,
+    };
     let placement = if request.from_snapshot {
         Placement::Anywhere
     } else {
@@ -343,9 +421,13 @@ pub async fn run(
     } else {
         &[]
     };
-    access::check(kube, &[access::MOVER_RUN, scale]).await?;
-    // The source must exist before anything is scaled.
+    let secret = secret_permissions(request.repository.as_ref());
+    access::check(kube, &[access::MOVER_RUN, scale, secret]).await?;
+    // The source must exist before anything is scaled, and so must the repository's Secret.
     let source = workflow::get_claim(kube, &request.claim).await?;
+    if let Some(r) = &request.repository {
+        check_repository(kube, r).await?;
+    }
     if !request.scale_down {
         let job_name = request.job_name();
         return backup(kube, request, settings, &source, &job_name, observer).await;
@@ -368,7 +450,7 @@ async fn backup(
     observer: &mut dyn Observer,
 ) -> Result<BackupReport> {
     let plan = plan_with(kube, request, settings, source, job_name).await?;
-    let target = request.target();
+    let target = request.destination();
     let created_claim = plan.create_claim.is_some();
     if let Some(claim) = &plan.create_claim {
         observer.step(&format!("creating claim {target}"));
@@ -407,7 +489,10 @@ async fn backup(
         }
     };
     if let Some(o) = &outcome {
-        workflow::record_run(kube, &target, o).await?;
+        match &request.repository {
+            Some(r) => workflow::record_repository_run(kube, &request.claim, &r.url, o).await?,
+            None => workflow::record_run(kube, &target, o).await?,
+        }
     }
     Ok(BackupReport {
         target,
@@ -415,6 +500,27 @@ async fn backup(
         job: plan.job.name.clone(),
         outcome,
     })
+}
+
+/// What reading a repository's Secret adds to a workflow's permissions: nothing when there is
+/// no repository or its Secret is not read.
+pub fn secret_permissions(repository: Option<&RepositoryTarget>) -> &'static [access::Permission] {
+    match repository {
+        Some(r) if r.checks_secret() => access::REPOSITORY,
+        _ => &[],
+    }
+}
+
+/// Checks that the repository's Secret exists in the namespace with every key the mover needs,
+/// before any object is made (unless it is not to be read: then only the URL and name).
+pub async fn check_repository(kube: &Kube, repository: &RepositoryTarget) -> Result<()> {
+    repository.check()?;
+    if !repository.checks_secret() {
+        return Ok(());
+    }
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = api::namespaced(kube);
+    let secret = api::get_opt(&secrets, "Secret", &repository.secret).await?;
+    repository.check_secret(&kube.namespace, secret.as_ref())
 }
 
 async fn take_snapshot(

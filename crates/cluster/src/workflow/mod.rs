@@ -229,6 +229,28 @@ pub async fn record_run(kube: &Kube, claim: &str, outcome: &Outcome) -> Result<(
     .await
 }
 
+/// Records a backup into the repository at `url` on its source claim, so `pvc-backup list` can
+/// show it: the record [`record_run`] writes, with the repository's URL.
+pub async fn record_repository_run(
+    kube: &Kube,
+    claim: &str,
+    url: &str,
+    outcome: &Outcome,
+) -> Result<()> {
+    let at = crate::workflow::now_rfc3339();
+    let mut value = last_run(outcome, &at);
+    value["repository"] = json!(url);
+    annotate_claim(
+        kube,
+        claim,
+        BTreeMap::from([(
+            names::LAST_REPOSITORY_RUN_ANNOTATION.to_owned(),
+            value.to_string(),
+        )]),
+    )
+    .await
+}
+
 /// Sets annotations on a claim (a merge patch: other annotations are kept).
 pub async fn annotate_claim(
     kube: &Kube,

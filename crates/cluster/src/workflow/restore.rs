@@ -18,6 +18,7 @@ use crate::names::{self, SOURCE_MOUNT, TARGET_MOUNT};
 use crate::objects;
 use crate::objects::claim::Role;
 use crate::objects::mover::{MoverJob, Placement};
+use crate::objects::repository::{self, RepositoryTarget};
 use crate::run::{self, Observer, Outcome};
 use crate::workflow::progress::{PROGRESS, Progress, Steps};
 use crate::workflow::steps::{self, mount};
@@ -36,8 +37,14 @@ pub const SWAPPED_INTO: &str = "pvc-backup.io/swapped-into";
 pub struct RestoreRequest {
     /// The claim to restore (the workload's).
     pub claim: String,
-    /// The backup claim.
+    /// The backup claim (with `repository`: the repository's URL, as messages name it).
     pub from: String,
+    /// Restore from this restic-format repository instead of a backup claim; the password
+    /// and keys come from the named Secret.
+    pub repository: Option<RepositoryTarget>,
+    /// With `repository`: the snapshot series (`mover backup --host`) whose newest snapshot
+    /// `latest` is; default `NAMESPACE/CLAIM`, the series of backups of this claim.
+    pub host: Option<String>,
     /// The snapshot: its name or `latest`.
     pub snapshot: String,
     /// The workload to stop (copy) or repoint (swap); default: the one whose pods use the claim.
@@ -55,8 +62,19 @@ pub struct RestoreRequest {
 impl RestoreRequest {
     fn check(&self) -> Result<()> {
         names::check_name("claim", &self.claim, 253)?;
-        names::check_name("backup claim", &self.from, 253)?;
-        if self.claim == self.from {
+        if let Some(r) = &self.repository {
+            r.check()?;
+            if self.swap {
+                return Err(Error::Invalid(
+                    "--swap points a workload at a snapshot inside a backup claim; a \
+                     repository's snapshots must be copied out: leave out --swap"
+                        .to_owned(),
+                ));
+            }
+        } else {
+            names::check_name("backup claim", &self.from, 253)?;
+        }
+        if self.repository.is_none() && self.claim == self.from {
             return Err(Error::Invalid(format!(
                 "claim {} cannot be restored from itself: give the backup claim with --from",
                 self.claim
@@ -97,6 +115,34 @@ pub fn restore_job(
         &request.claim,
         Role::Restore,
     );
+    if let Some(r) = &request.repository {
+        if steps::is_block(target) {
+            return Err(Error::Invalid(format!(
+                "claim {} is a Block claim: a repository holds folders, not block volumes",
+                request.claim
+            )));
+        }
+        if !settings.excludes.is_empty() || settings.excludes.delete_excluded {
+            return Err(Error::Invalid(
+                "a restore from a repository restores the whole snapshot: leave out --exclude"
+                    .to_owned(),
+            ));
+        }
+        job.args = MoverCommand::RepositoryRestore {
+            repository: r.url.clone(),
+            target: SOURCE_MOUNT.to_owned(),
+            snapshot: request.snapshot.clone(),
+            host: request
+                .host
+                .clone()
+                .unwrap_or_else(|| repository::host(&namespace, &request.claim)),
+        }
+        .args();
+        job.mounts = vec![mount("source", &request.claim, SOURCE_MOUNT, false, false)];
+        job.env = r.env();
+        job.placement = placement;
+        return Ok(job);
+    }
     // The claims keep their usual places: the workload's claim at /source, the backup at
     // /backup; only the direction of the copy changes.
     job.args = MoverCommand::Restore {
@@ -193,9 +239,20 @@ pub async fn plan_from_cluster(
 ) -> Result<RestorePlan> {
     request.check()?;
     let target = workflow::get_claim(kube, &request.claim).await?;
-    let backup = workflow::get_claim(kube, &request.from).await?;
+    let backup = backup_claim(kube, request).await?;
     let job_name = workflow::job_name(&format!("{}-restore", request.claim));
-    plan_with(kube, request, settings, &target, &backup, &job_name).await
+    plan_with(kube, request, settings, &target, backup.as_ref(), &job_name).await
+}
+
+/// The backup claim, read; `None` for a restore from a repository.
+async fn backup_claim(
+    kube: &Kube,
+    request: &RestoreRequest,
+) -> Result<Option<PersistentVolumeClaim>> {
+    match request.repository {
+        Some(_) => Ok(None),
+        None => Ok(Some(workflow::get_claim(kube, &request.from).await?)),
+    }
 }
 
 /// [`plan_from_cluster`] with the claim to restore and the backup claim already read.
@@ -204,9 +261,15 @@ async fn plan_with(
     request: &RestoreRequest,
     settings: &MoverSettings,
     target: &PersistentVolumeClaim,
-    backup: &PersistentVolumeClaim,
+    backup: Option<&PersistentVolumeClaim>,
     job_name: &str,
 ) -> Result<RestorePlan> {
+    let Some(backup) = backup else {
+        let placement = steps::pin_to_users(kube, &[target]).await?;
+        return Ok(RestorePlan {
+            job: restore_job(request, settings, target, placement, job_name)?,
+        });
+    };
     if request.swap {
         let placement = placement::place(kube, &[backup], &[]).await?;
         return Ok(RestorePlan {
@@ -247,17 +310,21 @@ pub async fn run(
     observer: &mut dyn Observer,
 ) -> Result<RestoreReport> {
     request.check()?;
-    access::check(kube, &[access::MOVER_RUN, access::SCALE]).await?;
+    let secret = crate::workflow::backup::secret_permissions(request.repository.as_ref());
+    access::check(kube, &[access::MOVER_RUN, access::SCALE, secret]).await?;
     let target = workflow::get_claim(kube, &request.claim).await?;
-    let backup = workflow::get_claim(kube, &request.from).await?;
+    let backup = backup_claim(kube, request).await?;
+    if let Some(r) = &request.repository {
+        crate::workflow::backup::check_repository(kube, r).await?;
+    }
     let mut report = RestoreReport {
         claim: request.claim.clone(),
         from: request.from.clone(),
         snapshot: request.snapshot.clone(),
         ..RestoreReport::default()
     };
-    if request.swap {
-        let claims = (&target, &backup);
+    if let (true, Some(backup)) = (request.swap, &backup) {
+        let claims = (&target, backup);
         swap(kube, request, settings, claims, &mut report, observer).await?;
         return Ok(report);
     }
@@ -292,7 +359,7 @@ pub async fn run(
             )));
         }
     }
-    let plan = plan_with(kube, request, settings, &target, &backup, &job_name).await?;
+    let plan = plan_with(kube, request, settings, &target, backup.as_ref(), &job_name).await?;
     let guard = match &workload {
         Some(w) => {
             observer.step(&format!("scaling {w} to zero"));
@@ -345,7 +412,19 @@ impl RestoreRequest {
     /// The arguments a recorded restore must be run again with, as a command line would give
     /// them.
     pub fn arguments(&self) -> String {
-        let mut a = format!("--from {} --snapshot {}", self.from, self.snapshot);
+        let mut a = match &self.repository {
+            Some(r) => {
+                let mut a = format!(
+                    "--repository {} --repository-secret {} --snapshot {}",
+                    r.url, r.secret, self.snapshot
+                );
+                if let Some(h) = &self.host {
+                    a.push_str(&format!(" --host {h}"));
+                }
+                a
+            }
+            None => format!("--from {} --snapshot {}", self.from, self.snapshot),
+        };
         if self.swap {
             a.push_str(" --swap");
         }
@@ -463,7 +542,7 @@ async fn swap_steps(
         observer.step(&format!("reading the snapshots of {}", request.from));
         let job_name =
             workflow::job_name_in_run(&format!("{}-restore", request.claim), &progress.run);
-        let plan = plan_with(kube, request, settings, backup, backup, &job_name).await?;
+        let plan = plan_with(kube, request, settings, backup, Some(backup), &job_name).await?;
         let outcome =
             steps::run_mover_ok(kube, &plan.job, settings, "listing the snapshots", observer)
                 .await?;
@@ -675,6 +754,8 @@ mod tests {
         let req = |snapshot: &str| RestoreRequest {
             claim: "data".into(),
             from: "data-backup".into(),
+            repository: None,
+            host: None,
             snapshot: snapshot.into(),
             workload: None,
             swap: true,

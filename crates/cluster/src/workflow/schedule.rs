@@ -24,6 +24,10 @@ use crate::{Error, Result, cron, placement};
 /// Label on a scheduled backup's CronJob: the target claim.
 pub const TARGET_LABEL: &str = "pvc-backup.io/target";
 
+/// Annotation on the CronJob of a schedule into a repository: the repository's URL (which no
+/// label value can hold).
+pub const REPOSITORY_ANNOTATION: &str = "pvc-backup.io/repository";
+
 /// Labels of a pod that say which pod it is rather than which workload it belongs to.
 const POD_SPECIFIC: [&str; 6] = [
     "pod-template-hash",
@@ -48,9 +52,14 @@ pub struct ScheduleRequest {
 }
 
 impl ScheduleRequest {
-    /// The CronJob's name.
+    /// The CronJob's name (default: the target claim's, or `CLAIM-repository`).
     pub fn name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| self.backup.target())
+        self.name
+            .clone()
+            .unwrap_or_else(|| match self.backup.repository {
+                Some(_) => format!("{}-repository", self.backup.claim),
+                None => self.backup.target(),
+            })
     }
 }
 
@@ -112,9 +121,18 @@ pub fn plan(
         &name,
     )?;
     let mut job = b.job;
-    job.extra_labels
-        .insert(TARGET_LABEL.to_owned(), request.backup.target());
+    if request.backup.repository.is_none() {
+        job.extra_labels
+            .insert(TARGET_LABEL.to_owned(), request.backup.target());
+    }
     let mut cron_job = job.cron_job(&request.cron, request.time_zone.as_deref());
+    if let Some(r) = &request.backup.repository {
+        cron_job
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(REPOSITORY_ANNOTATION.to_owned(), r.url.clone());
+    }
     // Scheduled runs may retry once: nobody is watching to run them again.
     if let Some(spec) = cron_job
         .spec
@@ -136,7 +154,10 @@ pub async fn plan_from_cluster(
     settings: &MoverSettings,
 ) -> Result<SchedulePlan> {
     let source = workflow::get_claim(kube, &request.backup.claim).await?;
-    let target = workflow::find_claim(kube, &request.backup.target()).await?;
+    let target = match request.backup.repository {
+        Some(_) => None,
+        None => workflow::find_claim(kube, &request.backup.target()).await?,
+    };
     // The node of a ReadWriteOnce claim can change between runs: prefer the node of the pods
     // that use it, whichever it is then.
     let users = placement::users(kube, &request.backup.claim).await?;
@@ -161,7 +182,7 @@ pub async fn plan_from_cluster(
 pub struct ScheduleReport {
     /// The CronJob.
     pub name: String,
-    /// The target claim.
+    /// The target claim, or the repository's URL.
     pub target: String,
     /// Whether the target claim was created.
     pub created_claim: bool,
@@ -176,9 +197,13 @@ pub async fn run(
     settings: &MoverSettings,
     observer: &mut dyn Observer,
 ) -> Result<ScheduleReport> {
-    access::check(kube, &[access::SCHEDULE]).await?;
+    let secret = backup::secret_permissions(request.backup.repository.as_ref());
+    access::check(kube, &[access::SCHEDULE, secret]).await?;
+    if let Some(r) = &request.backup.repository {
+        backup::check_repository(kube, r).await?;
+    }
     let plan = plan_from_cluster(kube, request, settings).await?;
-    let target = request.backup.target();
+    let target = request.backup.destination();
     let name = request.name();
     if let Some(claim) = &plan.create_claim {
         observer.step(&format!("creating claim {target}"));
@@ -203,12 +228,14 @@ pub async fn run(
         api::create(&cron_jobs, "CronJob", &name, &plan.cron_job).await?;
         false
     };
-    workflow::annotate_claim(
-        kube,
-        &target,
-        BTreeMap::from([(SCHEDULE_ANNOTATION.to_owned(), name.clone())]),
-    )
-    .await?;
+    if request.backup.repository.is_none() {
+        workflow::annotate_claim(
+            kube,
+            &target,
+            BTreeMap::from([(SCHEDULE_ANNOTATION.to_owned(), name.clone())]),
+        )
+        .await?;
+    }
     Ok(ScheduleReport {
         name,
         target,
@@ -235,7 +262,7 @@ pub struct ScheduleInfo {
     pub name: String,
     /// The claim backed up.
     pub source: String,
-    /// The claim backed up into.
+    /// The claim backed up into, or the repository's URL.
     pub target: String,
     /// The cron expression.
     pub schedule: String,
@@ -275,7 +302,16 @@ pub async fn list(kube: &Kube, all_namespaces: bool) -> Result<Vec<ScheduleInfo>
                 namespace: c.metadata.namespace.clone().unwrap_or_default(),
                 name: c.metadata.name.clone().unwrap_or_default(),
                 source: labels.get(SOURCE_LABEL).cloned().unwrap_or_default(),
-                target: labels.get(TARGET_LABEL).cloned().unwrap_or_default(),
+                target: labels
+                    .get(TARGET_LABEL)
+                    .or_else(|| {
+                        c.metadata
+                            .annotations
+                            .as_ref()
+                            .and_then(|a| a.get(REPOSITORY_ANNOTATION))
+                    })
+                    .cloned()
+                    .unwrap_or_default(),
                 schedule: spec.schedule,
                 time_zone: spec.time_zone,
                 suspended: spec.suspend.unwrap_or(false),
@@ -289,9 +325,20 @@ pub async fn list(kube: &Kube, all_namespaces: bool) -> Result<Vec<ScheduleInfo>
     Ok(out)
 }
 
-/// Removes the scheduled backups of `claim` (only those into `to`, when given). The backup
-/// claims and their snapshots stay. Returns the CronJobs removed.
-pub async fn unschedule(kube: &Kube, claim: &str, to: Option<&str>) -> Result<Vec<String>> {
+/// Which of a claim's scheduled backups to remove.
+#[derive(Debug, Clone, Copy)]
+pub enum Destination<'a> {
+    /// All of them.
+    Any,
+    /// Those into this backup claim.
+    Claim(&'a str),
+    /// Those into the repository at this URL.
+    Repository(&'a str),
+}
+
+/// Removes the scheduled backups of `claim` (only those `into` one place, when given). The
+/// backup claims, repositories and their snapshots stay. Returns the CronJobs removed.
+pub async fn unschedule(kube: &Kube, claim: &str, into: Destination<'_>) -> Result<Vec<String>> {
     let api: Api<CronJob> = Api::namespaced(kube.client.clone(), &kube.namespace);
     let mut selector = format!(
         "{}={},{ROLE_LABEL}={},{SOURCE_LABEL}={claim}",
@@ -299,15 +346,30 @@ pub async fn unschedule(kube: &Kube, claim: &str, to: Option<&str>) -> Result<Ve
         MANAGED_BY.1,
         Role::Backup.as_str()
     );
-    if let Some(to) = to {
+    if let Destination::Claim(to) = into {
         selector.push_str(&format!(",{TARGET_LABEL}={to}"));
     }
-    let items = api::list(&api, "CronJobs", &ListParams::default().labels(&selector)).await?;
+    let mut items = api::list(&api, "CronJobs", &ListParams::default().labels(&selector)).await?;
+    // A URL cannot be a label value: a repository schedule names its repository in an
+    // annotation, compared here.
+    if let Destination::Repository(url) = into {
+        items.retain(|c| {
+            c.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(REPOSITORY_ANNOTATION))
+                .is_some_and(|u| u == url)
+        });
+    }
     if items.is_empty() {
         return Err(Error::NotFound(format!(
             "claim {claim} has no scheduled backup{} in namespace {}; `pvc-backup schedules` \
              lists them",
-            to.map(|t| format!(" into {t}")).unwrap_or_default(),
+            match into {
+                Destination::Any => String::new(),
+                Destination::Claim(t) => format!(" into {t}"),
+                Destination::Repository(u) => format!(" into repository {u}"),
+            },
             kube.namespace
         )));
     }

@@ -40,6 +40,7 @@ pub fn mover_job(
         resources: settings.resources.clone(),
         limits: settings.limits,
         extra_labels: Default::default(),
+        env: Vec::new(),
     }
 }
 
