@@ -4,6 +4,7 @@ pub mod claim;
 pub mod mover;
 pub mod snapshot;
 pub mod volume;
+pub mod wire;
 
 use serde_json::Value;
 

@@ -264,6 +264,8 @@ pub fn plan(
         resources: settings.resources.clone(),
         limits: settings.limits,
         extra_labels: Default::default(),
+        keys: None,
+        port: None,
     };
     Ok(BackupPlan {
         create_claim,

@@ -40,6 +40,8 @@ pub fn mover_job(
         resources: settings.resources.clone(),
         limits: settings.limits,
         extra_labels: Default::default(),
+        keys: None,
+        port: None,
     }
 }
 
