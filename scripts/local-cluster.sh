@@ -9,6 +9,8 @@
 #   scripts/local-cluster.sh status   say what runs
 #   scripts/local-cluster.sh down     stop everything it started; no process or mount is left
 #   scripts/local-cluster.sh images   (re)load the pvc-backup and tools images into the node
+#   scripts/local-cluster.sh services start what makes Services reachable, when it does not run
+#                                     (a cluster brought up before `up` started it)
 #
 # Environment:
 #   PVC_BACKUP_CLUSTER_DIR   its files (default /var/tmp/pvc-backup-cluster)
@@ -19,7 +21,9 @@
 # TokenRequest, PodSecurity, ValidatingAdmissionWebhook and ValidatingAdmissionPolicy. Storage:
 # the in-tree hostpath provisioner behind the default class `standard` and the class `other`
 # (volumes are host folders under /tmp/hostpath_pv, named in each PV's spec.hostPath.path), and
-# static PVs; the VolumeSnapshot CRDs are installed. See "Testing against a real cluster" in
+# static PVs; the VolumeSnapshot CRDs are installed. Services: kube-proxy (iptables) routes
+# ClusterIPs, and dnsmasq on the node's address answers NAME.NAMESPACE.svc(.cluster.local) from a
+# hosts file kept in step with the Services. See "Testing against a real cluster" in
 # docs/kubernetes.md.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -341,7 +345,7 @@ EOF
 
   images
 
-  : >"$DIR/resolv.conf"
+  resolv_conf
   cat >"$DIR/kubelet/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -358,6 +362,8 @@ containerRuntimeEndpoint: "unix://$SOCK"
 tlsCertFile: "$p/kubelet.crt"
 tlsPrivateKeyFile: "$p/kubelet.key"
 resolvConf: "$DIR/resolv.conf"
+clusterDNS: ["$NODE_IP"]
+clusterDomain: cluster.local
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"}
@@ -371,6 +377,52 @@ EOF
     --kubeconfig "$DIR/kubelet.kubeconfig" --root-dir "$DIR/kubelet/root" \
     --hostname-override "$NODE" --node-ip "$NODE_IP" --v=1
   wait_for "node $NODE" 120 sh -c "'$BINDIR/kubectl' --kubeconfig '$DIR/admin.kubeconfig' get node '$NODE' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+}
+
+# The pods' resolver: the node's dnsmasq (see services). A kubelet started without clusterDNS
+# hands this file to each new pod as it is, so a cluster brought up before services existed
+# resolves Service names too once `services` has run.
+resolv_conf() {
+  printf 'nameserver %s\nsearch svc.cluster.local cluster.local\noptions ndots:5\n' "$NODE_IP" \
+    >"$DIR/resolv.conf"
+}
+
+# Services reach their pods: kube-proxy writes the iptables rules of every ClusterIP
+# (--masquerade-all, so that a pod reaching a Service whose endpoint is on the same bridge gets
+# the answer back through the node), and dnsmasq serves the Services' names from a hosts folder
+# (read again whenever a file in it changes) that a loop rewrites from `kubectl get services`.
+services() {
+  mkdir -p "$DIR/dns/hosts" "$DIR/bin"
+  resolv_conf
+  start kube-proxy "$BINDIR/kube-proxy" --kubeconfig "$DIR/admin.kubeconfig" \
+    --hostname-override "$NODE" --proxy-mode iptables --masquerade-all \
+    --cluster-cidr "$POD_SUBNET" --conntrack-max-per-core 0 \
+    --conntrack-tcp-timeout-established 0 --conntrack-tcp-timeout-close-wait 0 \
+    --healthz-bind-address 127.0.0.1:10256 --metrics-bind-address 127.0.0.1:10249 --v=1
+  cat >"$DIR/bin/dns-sync" <<'SYNC'
+#!/bin/sh
+# dns-sync KUBECTL KUBECONFIG DIR: rewrites DIR/hosts/services (for dnsmasq) from the cluster's
+# Services at start and after every change a watch reports.
+kubectl="$1" kubeconfig="$2" dir="$3"
+refresh() {
+  "$kubectl" --kubeconfig "$kubeconfig" get services -A -o jsonpath='{range .items[*]}{.spec.clusterIP} {.metadata.name}.{.metadata.namespace}.svc {.metadata.name}.{.metadata.namespace}.svc.cluster.local{"\n"}{end}' \
+    2>/dev/null | grep -v '^None ' >"$dir/services.new" || return 0
+  cmp -s "$dir/services.new" "$dir/hosts/services" || mv "$dir/services.new" "$dir/hosts/services"
+}
+while :; do
+  refresh
+  "$kubectl" --kubeconfig "$kubeconfig" get services -A --watch-only -o name 2>/dev/null |
+    while read -r _; do refresh; done
+  sleep 1
+done
+SYNC
+  chmod 0755 "$DIR/bin/dns-sync"
+  start dns-sync "$DIR/bin/dns-sync" "$BINDIR/kubectl" "$DIR/admin.kubeconfig" "$DIR/dns"
+  start dnsmasq dnsmasq --keep-in-foreground --no-resolv --no-hosts --hostsdir="$DIR/dns/hosts" \
+    --listen-address="$NODE_IP" --bind-interfaces --port=53 --local=/svc/ --local=/cluster.local/ \
+    --user=root --pid-file="$DIR/dns/dnsmasq.pid" --log-facility=-
+  wait_for "the Services' names" 30 sh -c "grep -q ' kubernetes.default.svc ' '$DIR/dns/hosts/services' \
+    && kill -0 \$(cat '$DIR/run/dnsmasq.pid')"
 }
 
 objects() {
@@ -412,7 +464,7 @@ EOF
 up() {
   need_root
   install_debs containerd runc containernetworking-plugins iptables conntrack iproute2 openssl curl \
-    buildah gcc libc6-dev busybox-static binutils jq
+    buildah gcc libc6-dev busybox-static binutils jq dnsmasq-base
   binaries
   mkdir -p "$DIR"
   pki
@@ -420,6 +472,7 @@ up() {
   control_plane
   node
   objects
+  services
   log "up: $("$BINDIR/kube-apiserver" --version), node $NODE Ready; $(env_lines | tr '\n' ' ')"
 }
 
@@ -433,7 +486,8 @@ env_lines() {
 
 status() {
   local name rc=0
-  for name in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do
+  for name in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet \
+    kube-proxy dnsmasq dns-sync; do
     if running "$name"; then echo "$name: running (pid $(cat "$DIR/run/$name.pid"))"; else echo "$name: stopped"; rc=1; fi
   done
   [ -f "$DIR/admin.kubeconfig" ] && kc get nodes 2>/dev/null || true
@@ -468,6 +522,12 @@ down() {
   stop_pid containerd
   # The shims outlive containerd by design; they and their containers go too.
   pkill -KILL -f "containerd-shim-runc-v2 -namespace k8s.io -id .* -address $SOCK" 2>/dev/null || true
+  for name in dnsmasq dns-sync; do stop_pid "$name"; done
+  if running kube-proxy; then
+    stop_pid kube-proxy
+    # Its iptables rules outlive it.
+    "$("$here/local-cluster/build.sh" --path)/bin/kube-proxy" --cleanup >/dev/null 2>&1 || true
+  fi
   for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_pid "$name"; done
   # Mounts under the cluster's folder, deepest first (volumes, sandboxes, overlay snapshots, netns).
   local m
@@ -484,5 +544,6 @@ case "${1:-}" in
   env) env_lines ;;
   status) status ;;
   images) need_root; images ;;
+  services) need_root; install_debs dnsmasq-base; binaries; services ;;
   *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; [ -n "${1:-}" ] && exit 2; exit 0 ;;
 esac

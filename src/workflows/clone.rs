@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use cluster::workflow;
+use cluster::workflow::across::{self, AcrossRequest, WireKeys};
 use cluster::workflow::clone::{self as flow, CloneRequest, Method};
 use serde_json::json;
 
@@ -45,6 +46,15 @@ pub struct CloneArgs {
     /// (needed for a ReadWriteOncePod claim in use, and for a copy of one moment).
     #[arg(long)]
     scale_down: bool,
+    /// Make the copy in this namespace instead of the source's: a receiving mover there and a
+    /// sending mover beside the source, joined by mutual TLS through a Service (see
+    /// docs/kubernetes.md). Filesystem claims, one copy.
+    #[arg(long, value_name = "NAMESPACE")]
+    to_namespace: Option<String>,
+    /// With --to-namespace: compress file content between the two movers (worth it when the
+    /// network is slower than the disks).
+    #[arg(long, requires = "to_namespace")]
+    compress: bool,
     /// With --dry-run=client: the source claim's volume mode (it cannot be read).
     #[arg(long, value_enum, value_name = "MODE", default_value_t = VolumeMode::Filesystem)]
     source_volume_mode: VolumeMode,
@@ -77,6 +87,9 @@ impl CloneArgs {
 
 /// Runs `pvc-backup clone`.
 pub fn run(args: CloneArgs) -> anyhow::Result<ExitCode> {
+    if let Some(namespace) = args.to_namespace.clone() {
+        return across(args, namespace);
+    }
     let request = args.request();
     let settings = args.mover.settings()?;
     let job_name = workflow::job_name(&format!("{}-clone", request.claim));
@@ -177,6 +190,120 @@ pub fn run(args: CloneArgs) -> anyhow::Result<ExitCode> {
         "detached": !report.detached.is_empty(),
         "exitCode": report.exit_code(),
         "summaries": report.outcomes.iter().flat_map(|o| o.summaries.clone()).collect::<Vec<_>>(),
+    });
+    args.output.print_result(&value, &lines.join("\n"))?;
+    Ok(ExitCode::from(
+        u8::try_from(report.exit_code()).unwrap_or(1),
+    ))
+}
+
+/// `pvc-backup clone CLAIM --to NAME --to-namespace NS`: the copy in another namespace, made by
+/// two movers over the wire with a key pair made here for this run.
+fn across(args: CloneArgs, namespace: String) -> anyhow::Result<ExitCode> {
+    if args.count != 1 {
+        anyhow::bail!(
+            "--count {} with --to-namespace: a copy into another namespace makes one copy; run \
+             the command once per copy",
+            args.count
+        );
+    }
+    if args.method == MethodArg::Csi {
+        anyhow::bail!(
+            "--method csi with --to-namespace: a CSI clone stays in its source's namespace; \
+             leave --method out (the movers copy)"
+        );
+    }
+    if args.mover.detached() {
+        anyhow::bail!(
+            "--detach with --to-namespace: the run's keys and Service are removed when it ends, \
+             so it must be followed to its end; leave --detach out"
+        );
+    }
+    let settings = args.mover.settings()?;
+    let request = AcrossRequest {
+        claim: args.claim.clone(),
+        to: args.to.clone(),
+        namespace,
+        storage_class: args.storage_class.clone(),
+        size: args.size.clone(),
+        scale_down: args.scale_down,
+        compress: args.compress,
+    };
+    // A fresh pair for every run (and every dry run), as `mover keys` makes one.
+    let pair = wire::keys::Pair::generate()?;
+    let keys = WireKeys {
+        sender: pair.files_for(wire::keys::Side::Sender),
+        receiver: pair.files_for(wire::keys::Side::Receiver),
+    };
+    let run_name = workflow::job_name(&format!("{}-clone", request.claim));
+    let ran = plan_or_run(
+        &args.kube,
+        &args.output,
+        || {
+            let backup_like = workflow::backup::BackupRequest {
+                claim: request.claim.clone(),
+                size: request.size.clone(),
+                ..Default::default()
+            };
+            let source = workflow::backup::offline_source(
+                &backup_like,
+                &args.kube.offline_namespace(),
+                args.source_volume_mode.name(),
+            )?;
+            let plan = across::plan(
+                &request,
+                &settings,
+                &source,
+                None,
+                &keys,
+                &run_name,
+                Default::default(),
+                Default::default(),
+            )?;
+            Ok(plan.objects()?)
+        },
+        async |kube| {
+            let plan =
+                across::plan_from_cluster(kube, &request, &settings, &keys, &run_name).await?;
+            Ok(plan.objects()?)
+        },
+        async |kube, console| Ok(across::run(kube, &request, &settings, &keys, console).await?),
+    )?;
+    let Some((kube, report)) = ran else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let target = format!("{}/{}", report.namespace, report.target);
+    let mut lines = vec![describe(
+        "copy",
+        &format!("{}/{}", kube.namespace, request.claim),
+        &target,
+        &report.receiver,
+    )];
+    if !report.scaled.is_empty() {
+        lines.push(format!(
+            "scaled down and back up: {}",
+            report.scaled.join(", ")
+        ));
+    }
+    let created: Vec<&String> = report
+        .created
+        .then_some(&report.target)
+        .into_iter()
+        .collect();
+    let jobs: Vec<&String> = std::iter::once(&report.receiver.job)
+        .chain(report.sender.as_ref().map(|s| &s.job))
+        .collect();
+    let value = json!({
+        "source": request.claim,
+        "sourceNamespace": kube.namespace,
+        "targets": [report.target],
+        "namespace": report.namespace,
+        "method": "copy",
+        "createdClaims": created,
+        "scaled": report.scaled,
+        "jobs": jobs,
+        "exitCode": report.exit_code(),
+        "summaries": report.receiver.summaries,
     });
     args.output.print_result(&value, &lines.join("\n"))?;
     Ok(ExitCode::from(

@@ -247,6 +247,11 @@ impl MoverFlags {
 }
 
 impl MoverFlags {
+    /// Whether `--detach` was given.
+    pub fn detached(&self) -> bool {
+        self.detach
+    }
+
     /// The excludes passed to the mover pod: the patterns of the --exclude-from files (read
     /// here, where the command runs) and of --exclude, checked here so that a bad one fails
     /// before anything is made.

@@ -254,6 +254,53 @@ fn dry_runs_print_objects_kubernetes_accepts_and_create_nothing() {
     assert!(c.list::<Job>(Some(c.ns())).is_empty());
 }
 
+#[test]
+fn a_copy_into_a_namespace_that_is_not_there_is_refused_before_anything_is_made() {
+    use k8s_openapi::api::core::v1::Secret;
+    let (c, _) = cluster_with_data(ClaimOptions::default());
+    let err = run_failing(
+        &c,
+        &[
+            "clone",
+            "data",
+            "--to",
+            "copy",
+            "--to-namespace",
+            "pvcb-no-such-namespace",
+        ],
+    );
+    assert!(
+        err.contains("namespace pvcb-no-such-namespace (--to-namespace) does not exist")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    // The source's own namespace is no other namespace.
+    let err = run_failing(
+        &c,
+        &["clone", "data", "--to", "copy", "--to-namespace", c.ns()],
+    );
+    assert!(
+        err.contains("own namespace") && err.contains("leave --to-namespace out"),
+        "{err}"
+    );
+    let ours = |labels: Option<&std::collections::BTreeMap<String, String>>| {
+        labels.is_some_and(|l| l.contains_key("pvc-backup.io/role"))
+    };
+    assert!(c.list::<Job>(Some(c.ns())).is_empty());
+    assert!(
+        !c.list::<Secret>(Some(c.ns()))
+            .iter()
+            .any(|s| ours(s.metadata.labels.as_ref())),
+        "a refused copy made a Secret"
+    );
+    let claims: Vec<String> = c
+        .list::<PersistentVolumeClaim>(Some(c.ns()))
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert_eq!(claims, ["data"]);
+}
+
 /// Tests only the fake cluster can run.
 mod fake_only {
     use super::*;

@@ -737,6 +737,126 @@ fn every_object_pvc_backup_ships_is_accepted_by_the_api_servers_dry_run() {
 }
 
 #[test]
+fn a_copy_into_another_namespace_holds_the_whole_tree_and_leaves_no_keys_behind() {
+    // Two movers joined through a Service: the fake cluster runs no network between pods.
+    let Some(c) = real("across_namespaces") else {
+        return;
+    };
+    let lab = cluster();
+    apply(&c, &manifests(&c, &[]));
+    // Someone with the documented role in both namespaces, and nothing more.
+    let (alice, _bindings) = person(&c, "alice");
+    apply(
+        &c,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "pvc-backup-operator-alice", "namespace": lab.ns()},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pvc-backup-operator"},
+            "subjects": [{"kind": "ServiceAccount", "name": "alice", "namespace": c.ns()}]})
+        .to_string()
+        .as_bytes(),
+    );
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+
+    let out = run_with(
+        &c,
+        &alice,
+        &[
+            "clone",
+            "data",
+            "--to",
+            "data",
+            "--to-namespace",
+            lab.ns(),
+            "-o",
+            "json",
+        ],
+    );
+    expect_code(&out, 0);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["namespace"], lab.ns(), "{report:#}");
+    assert_eq!(report["createdClaims"], json!(["data"]), "{report:#}");
+    let summary = &report["summaries"][0];
+    assert_eq!(summary["command"], "receive", "{report:#}");
+    assert!(summary["entries"]["total"].as_u64() > Some(5), "{report:#}");
+    assert_holds(&lab, "data", &src);
+    let copy: PersistentVolumeClaim = lab.get(lab.ns(), "data").expect("the copy");
+    let labels = copy.metadata.labels.unwrap_or_default();
+    assert_eq!(labels["pvc-backup.io/source-namespace"], c.ns());
+    let last: Value = serde_json::from_str(
+        &copy.metadata.annotations.unwrap_or_default()["pvc-backup.io/last-run"],
+    )
+    .unwrap();
+    assert_eq!(last["result"], "ok", "{last}");
+
+    // The keys, the Service and both movers are gone from both namespaces.
+    let left = |c: &Cluster, ns: &str| -> Vec<String> {
+        let ours = |l: Option<&std::collections::BTreeMap<String, String>>| {
+            l.is_some_and(|l| l.contains_key("pvc-backup.io/transfer"))
+        };
+        let mut names = Vec::new();
+        for s in c.list::<k8s_openapi::api::core::v1::Secret>(Some(ns)) {
+            if ours(s.metadata.labels.as_ref()) {
+                names.push(format!("secret/{}", s.metadata.name.unwrap_or_default()));
+            }
+        }
+        for s in c.list::<k8s_openapi::api::core::v1::Service>(Some(ns)) {
+            if ours(s.metadata.labels.as_ref()) {
+                names.push(format!("service/{}", s.metadata.name.unwrap_or_default()));
+            }
+        }
+        for p in c.list::<k8s_openapi::api::core::v1::Pod>(Some(ns)) {
+            if ours(p.metadata.labels.as_ref()) {
+                names.push(format!("pod/{}", p.metadata.name.unwrap_or_default()));
+            }
+        }
+        for j in c.list::<Job>(Some(ns)) {
+            names.push(format!("job/{}", j.metadata.name.unwrap_or_default()));
+        }
+        names
+    };
+    let gone = c.wait_for(Duration::from_secs(120), |c| {
+        left(c, c.ns()).is_empty() && left(c, lab.ns()).is_empty()
+    });
+    assert!(
+        gone,
+        "left behind: {:?} {:?}",
+        left(&c, c.ns()),
+        left(&c, lab.ns())
+    );
+
+    // A second run brings the copy up to date, sending only what changed.
+    std::fs::write(src.join("a.txt"), b"changed\n").unwrap();
+    let again = run_json_with(
+        &c,
+        &alice,
+        &[
+            "clone",
+            "data",
+            "--to",
+            "data",
+            "--to-namespace",
+            lab.ns(),
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(again["createdClaims"], json!([]), "{again:#}");
+    assert_eq!(
+        again["summaries"][0]["bytes"]["copied"],
+        b"changed\n".len(),
+        "{again:#}"
+    );
+    assert_holds(&lab, "data", &src);
+}
+
+/// Runs the binary with another kubeconfig; it must succeed and print JSON.
+fn run_json_with(c: &Cluster, kubeconfig: &Path, args: &[&str]) -> Value {
+    let out = run_with(c, kubeconfig, args);
+    expect_code(&out, 0);
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+#[test]
 fn a_block_claim_is_backed_up_as_an_image_of_the_whole_volume() {
     // The fake kubelet gives a Block claim to the mover as an image file, which `mover backup`
     // rightly takes for a folder that is not one; a real node gives a device node.

@@ -120,6 +120,14 @@ pub const REBIND: &[Permission] = &[
     },
 ];
 
+/// What a copy into another namespace adds in each of the two namespaces: a Secret with that
+/// side's keys, deleted at the end. It never reads a Secret.
+pub const WIRE: &[Permission] = &[ns("create", "", "secrets"), ns("delete", "", "secrets")];
+
+/// What a copy into another namespace adds in the copy's namespace: the Service in front of
+/// the receiving mover.
+pub const SERVICE: &[Permission] = &[ns("create", "", "services"), ns("delete", "", "services")];
+
 /// What a migration adds: it checks the target StorageClass (cluster-scoped).
 pub const MIGRATE: &[Permission] = &[Permission {
     cluster: true,

@@ -155,6 +155,9 @@ pub fn operator_cluster_role() -> ClusterRole {
             // To say so before starting when the mover's account is missing.
             rule(&[""], &["serviceaccounts"], &["get"]),
             rule(&["batch"], &["jobs", "cronjobs"], MANAGE),
+            // A copy into another namespace: each side's keys in a Secret and the receiving
+            // mover's Service, made for one run and deleted after it. Secrets are never read.
+            rule(&[""], &["secrets", "services"], &["create", "delete"]),
             // Workloads that use a claim are scaled down for a consistent copy or a swap, and
             // their claim references changed; replica sets lead from a pod to its Deployment.
             rule(

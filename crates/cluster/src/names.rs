@@ -51,6 +51,23 @@ pub const SOURCE_MOUNT: &str = "/source";
 /// Where the mover pod mounts the target claim, kept from the original BackupEr.
 pub const TARGET_MOUNT: &str = "/backup";
 
+/// Where a mover of a transfer between namespaces mounts its Secret: its key and certificate
+/// and its peer's certificate (`mover send|receive --keys`).
+pub const KEYS_MOUNT: &str = "/keys";
+
+/// The port the receiving mover listens on, and its Service's port.
+pub const WIRE_PORT: i32 = 7443;
+
+/// Label on the objects of one transfer between namespaces (its Jobs, pods, Secrets and
+/// Service): the run's name. The Service selects the receiving pod by it.
+pub const TRANSFER_LABEL: &str = "pvc-backup.io/transfer";
+
+/// Label saying which end of a transfer a pod or Secret is for: `sender` or `receiver`.
+pub const SIDE_LABEL: &str = "pvc-backup.io/side";
+
+/// Label on a claim copied from another namespace: the source claim's namespace.
+pub const SOURCE_NAMESPACE_LABEL: &str = "pvc-backup.io/source-namespace";
+
 /// The mover image's entrypoint: the static binary at the image's root.
 pub const ENTRYPOINT: &str = "/pvc-backup";
 

@@ -9,11 +9,14 @@ use cluster::objects::mover::Placement;
 use cluster::objects::repository::RepositoryTarget;
 use cluster::objects::volume;
 use cluster::workflow::MoverSettings;
+use cluster::workflow::across::{self, AcrossRequest, WireKeys};
 use cluster::workflow::clone::{self, ClassInfo, CloneRequest, Method};
 use cluster::workflow::migrate::{self, MigrateRequest};
 use cluster::workflow::restore::{self, RestoreRequest};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Toleration};
+use k8s_openapi::api::core::v1::{
+    PersistentVolume, PersistentVolumeClaim, Secret, Service, Toleration,
+};
 use serde_json::{Value, json};
 
 fn source(class: &str, mode: &str) -> PersistentVolumeClaim {
@@ -68,6 +71,12 @@ fn checked_yaml(objects: &[Value]) -> String {
                 serde_saphyr::from_str::<PersistentVolumeClaim>(doc).expect("a claim"),
             ),
             Some("Job") => serde_json::to_value(serde_saphyr::from_str::<Job>(doc).expect("a Job")),
+            Some("Secret") => {
+                serde_json::to_value(serde_saphyr::from_str::<Secret>(doc).expect("a Secret"))
+            }
+            Some("Service") => {
+                serde_json::to_value(serde_saphyr::from_str::<Service>(doc).expect("a Service"))
+            }
             other => panic!("unexpected kind {other:?}"),
         }
         .unwrap();
@@ -102,6 +111,78 @@ fn three_copies_of_a_claim_in_use() {
     )
     .unwrap();
     insta::assert_snapshot!(checked_yaml(&plan.objects().unwrap()));
+}
+
+/// Keys as the wire crate names its files; the content is not a key (the plan only carries it).
+fn wire_keys() -> WireKeys {
+    let files = |own: &str, peer: &str| {
+        vec![
+            (format!("{own}.key"), format!("{own} key\n")),
+            (format!("{own}.crt"), format!("{own} certificate\n")),
+            (format!("{peer}.crt"), format!("{peer} certificate\n")),
+        ]
+    };
+    WireKeys {
+        sender: files("sender", "receiver"),
+        receiver: files("receiver", "sender"),
+    }
+}
+
+#[test]
+fn a_copy_into_another_namespace() {
+    let request = AcrossRequest {
+        claim: "data".into(),
+        to: "data".into(),
+        namespace: "lab".into(),
+        storage_class: Some("fast".into()),
+        size: None,
+        scale_down: false,
+        compress: true,
+    };
+    let plan = across::plan(
+        &request,
+        &settings(),
+        &source("nfs", "Filesystem"),
+        None,
+        &wire_keys(),
+        "data-clone-abcde",
+        pinned(),
+        Placement::Anywhere,
+    )
+    .unwrap();
+    let objects = plan.objects().unwrap();
+    insta::assert_snapshot!(checked_yaml(&objects));
+    // Both movers keep the mover's security context: root with the five capabilities only.
+    for job in objects.iter().filter(|o| o["kind"] == "Job") {
+        let job: Job = serde_json::from_value(job.clone()).unwrap();
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let sc = pod.containers[0].security_context.clone().unwrap();
+        assert_eq!(sc.privileged, Some(false));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            sc.capabilities.unwrap().add.unwrap(),
+            ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"]
+        );
+        // The keys are mounted read-only, readable by their owner only.
+        let keys = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "keys")
+            .unwrap();
+        assert_eq!(keys.secret.unwrap().default_mode, Some(0o400));
+        let mount = pod.containers[0]
+            .volume_mounts
+            .clone()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.name == "keys")
+            .unwrap();
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only),
+            ("/keys", Some(true))
+        );
+    }
 }
 
 #[test]

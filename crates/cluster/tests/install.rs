@@ -191,6 +191,10 @@ fn operator_role_covers_the_workflows_and_stays_in_the_namespace() {
         ("apps", "replicasets", "get"),
         ("apps.openshift.io", "deploymentconfigs/scale", "update"),
         ("snapshot.storage.k8s.io", "volumesnapshots", "create"),
+        ("", "secrets", "create"),
+        ("", "secrets", "delete"),
+        ("", "services", "create"),
+        ("", "services", "delete"),
     ] {
         assert!(
             allows(&role, group, resource, verb, None),
@@ -200,6 +204,10 @@ fn operator_role_covers_the_workflows_and_stays_in_the_namespace() {
     // Nothing that reads secrets, runs code in other pods, or grants rights.
     for (group, resource, verb) in [
         ("", "secrets", "get"),
+        ("", "secrets", "list"),
+        ("", "secrets", "watch"),
+        ("", "secrets", "update"),
+        ("", "services", "patch"),
         ("", "pods/exec", "create"),
         ("", "pods", "create"),
         ("", "serviceaccounts", "create"),
@@ -223,6 +231,33 @@ fn operator_role_covers_the_workflows_and_stays_in_the_namespace() {
     ));
     assert!(!allows(&volumes, "", "persistentvolumes", "delete", None));
     assert!(!allows(&volumes, "", "persistentvolumeclaims", "get", None));
+}
+
+#[test]
+fn the_operator_role_grants_every_namespaced_right_the_commands_ask_for() {
+    use cluster::access;
+    let role = install::operator_cluster_role();
+    let asked = [
+        access::MOVER_RUN,
+        access::SCALE,
+        access::REBIND,
+        access::WIRE,
+        access::SERVICE,
+        access::SCHEDULE,
+    ]
+    .concat();
+    for p in asked.iter().filter(|p| !p.cluster) {
+        let resource = if p.subresource.is_empty() {
+            p.resource.to_owned()
+        } else {
+            format!("{}/{}", p.resource, p.subresource)
+        };
+        assert!(
+            allows(&role, p.group, &resource, p.verb, None),
+            "{}",
+            p.describe()
+        );
+    }
 }
 
 fn strings(v: &Value) -> Vec<String> {

@@ -180,6 +180,30 @@ pub enum MoverCommand {
         /// The backup folder.
         dst: String,
     },
+    /// `mover send`: mirror `src` into a `mover receive` listening at `to`, over mutual TLS.
+    Send {
+        /// The source folder.
+        src: String,
+        /// The receiver's `HOST:PORT`.
+        to: String,
+        /// The folder with this side's key and certificate and the receiver's certificate.
+        keys: String,
+        /// How long to keep trying to connect (and to connect again after a drop), in seconds.
+        retry_for_secs: u64,
+        /// Compress file content on the wire.
+        compress: bool,
+    },
+    /// `mover receive`: make `dst` a mirror of what one `mover send` sends to `listen`.
+    Receive {
+        /// The target folder.
+        dst: String,
+        /// The `ADDR:PORT` to listen at.
+        listen: String,
+        /// The folder with this side's key and certificate and the sender's certificate.
+        keys: String,
+        /// How long to wait for the sender to connect again after a drop, in seconds.
+        retry_for_secs: u64,
+    },
     /// `--version`: print the version and exit 0. A pod that mounts claims and does nothing
     /// else (a storage class that provisions only for a pod then provisions them).
     Version,
@@ -311,6 +335,34 @@ impl MoverCommand {
                 strings(&["mover", "block", src, dst, "--verify-only"])
             }
             MoverCommand::Snapshots { dst } => strings(&["mover", "snapshots", dst, "--json"]),
+            // The wire's sides print their summary with `--json` (after a `done` progress line).
+            MoverCommand::Send {
+                src,
+                to,
+                keys,
+                retry_for_secs,
+                compress,
+            } => {
+                let mut args = strings(&["mover", "send", src, "--to", to, "--keys", keys]);
+                args.push("--json".to_owned());
+                args.extend(["--retry-for".to_owned(), format!("{retry_for_secs}s")]);
+                if *compress {
+                    args.push("--compress".to_owned());
+                }
+                args
+            }
+            MoverCommand::Receive {
+                dst,
+                listen,
+                keys,
+                retry_for_secs,
+            } => {
+                let mut args =
+                    strings(&["mover", "receive", dst, "--listen", listen, "--keys", keys]);
+                args.push("--json".to_owned());
+                args.extend(["--retry-for".to_owned(), format!("{retry_for_secs}s")]);
+                args
+            }
             MoverCommand::Version => strings(&["--version"]),
         }
     }
@@ -386,6 +438,19 @@ impl MoverCommand {
             MoverCommand::Snapshots {
                 dst: "/backup".into(),
             },
+            MoverCommand::Send {
+                src: "/source".into(),
+                to: "receiver.shop.svc:7443".into(),
+                keys: "/keys".into(),
+                retry_for_secs: 120,
+                compress: true,
+            },
+            MoverCommand::Receive {
+                dst: "/backup".into(),
+                listen: "0.0.0.0:7443".into(),
+                keys: "/keys".into(),
+                retry_for_secs: 120,
+            },
             MoverCommand::Version,
         ]
     }
@@ -423,6 +488,9 @@ mod tests {
                 "mover block /source /backup --progress json",
                 "mover block /source /backup --verify-only",
                 "mover snapshots /backup --json",
+                "mover send /source --to receiver.shop.svc:7443 --keys /keys --json --retry-for \
+                 120s --compress",
+                "mover receive /backup --listen 0.0.0.0:7443 --keys /keys --json --retry-for 120s",
                 "--version",
             ]
         );

@@ -66,6 +66,83 @@ pub struct Identity {
     pub peer: CertificateDer<'static>,
 }
 
+/// A fresh pair of self-signed certificates and their keys, in PEM, held in memory: what
+/// [`generate`] writes into a folder, and what a caller that hands each side its files some
+/// other way (a Kubernetes Secret per side) uses directly.
+pub struct Pair {
+    sender_key: String,
+    sender_cert: String,
+    receiver_key: String,
+    receiver_cert: String,
+}
+
+impl std::fmt::Debug for Pair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the keys themselves, even in a debug print.
+        f.debug_struct("Pair").finish_non_exhaustive()
+    }
+}
+
+impl Pair {
+    /// Makes a new pair: one self-signed certificate and key for each side.
+    pub fn generate() -> Result<Pair> {
+        let make = |side: Side| {
+            let name = format!("pvc-backup-{}", side.name());
+            rcgen::generate_simple_self_signed(vec![name]).map_err(|e| Error::Keys {
+                what: "cannot make a certificate for the",
+                path: side.name().to_owned(),
+                detail: e.to_string(),
+            })
+        };
+        let sender = make(Side::Sender)?;
+        let receiver = make(Side::Receiver)?;
+        Ok(Pair {
+            sender_key: sender.signing_key.serialize_pem(),
+            sender_cert: sender.cert.pem(),
+            receiver_key: receiver.signing_key.serialize_pem(),
+            receiver_cert: receiver.cert.pem(),
+        })
+    }
+
+    fn key(&self, side: Side) -> &str {
+        match side {
+            Side::Sender => &self.sender_key,
+            Side::Receiver => &self.receiver_key,
+        }
+    }
+
+    fn cert(&self, side: Side) -> &str {
+        match side {
+            Side::Sender => &self.sender_cert,
+            Side::Receiver => &self.receiver_cert,
+        }
+    }
+
+    /// What `side` needs in its `--keys` folder, as (file name, PEM content): its own key
+    /// (`sender.key` or `receiver.key`) and certificate, and its peer's certificate; never the
+    /// peer's key.
+    pub fn files_for(&self, side: Side) -> Vec<(String, String)> {
+        vec![
+            (
+                file_name(&side.key_file(Path::new(""))),
+                self.key(side).to_owned(),
+            ),
+            (
+                file_name(&side.cert_file(Path::new(""))),
+                self.cert(side).to_owned(),
+            ),
+            (
+                file_name(&side.peer().cert_file(Path::new(""))),
+                self.cert(side.peer()).to_owned(),
+            ),
+        ]
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.display().to_string()
+}
+
 /// Makes a fresh pair of self-signed certificates in `dir` (created if missing, mode 0700):
 /// `sender.key`, `sender.crt`, `receiver.key`, `receiver.crt`; keys are mode 0600. Refuses
 /// when any of the four exists, so that keys in use are never replaced by accident. Returns
@@ -93,19 +170,10 @@ pub fn generate(dir: &Path) -> Result<Vec<PathBuf>> {
             path: dir.display().to_string(),
             detail: e.to_string(),
         })?;
+    let pair = Pair::generate()?;
     for side in [Side::Sender, Side::Receiver] {
-        let name = format!("pvc-backup-{}", side.name());
-        let made = rcgen::generate_simple_self_signed(vec![name]).map_err(|e| Error::Keys {
-            what: "cannot make a certificate for",
-            path: side.cert_file(dir).display().to_string(),
-            detail: e.to_string(),
-        })?;
-        write_new(
-            &side.key_file(dir),
-            made.signing_key.serialize_pem().as_bytes(),
-            0o600,
-        )?;
-        write_new(&side.cert_file(dir), made.cert.pem().as_bytes(), 0o644)?;
+        write_new(&side.key_file(dir), pair.key(side).as_bytes(), 0o600)?;
+        write_new(&side.cert_file(dir), pair.cert(side).as_bytes(), 0o644)?;
     }
     Ok(files)
 }
@@ -206,6 +274,26 @@ mod tests {
         let e = generate(&k).unwrap_err().to_string();
         assert!(e.contains("refusing to overwrite"), "{e}");
         assert_eq!(fs::read(Side::Sender.key_file(&k)).unwrap(), before);
+    }
+
+    #[test]
+    fn each_side_given_only_its_files_of_a_pair_made_in_memory_loads_them() {
+        let pair = Pair::generate().unwrap();
+        let mut loaded = Vec::new();
+        for side in [Side::Sender, Side::Receiver] {
+            let dir = tempfile::tempdir().unwrap();
+            let files = pair.files_for(side);
+            let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+            let peer_key = format!("{}.key", side.peer().name());
+            assert!(!names.contains(&peer_key.as_str()), "{names:?}");
+            for (name, pem) in &files {
+                write_new(&dir.path().join(name), pem.as_bytes(), 0o600).unwrap();
+            }
+            loaded.push(load(dir.path(), side).unwrap());
+        }
+        assert_eq!(loaded[0].peer, loaded[1].cert);
+        assert_eq!(loaded[1].peer, loaded[0].cert);
+        assert!(!format!("{pair:?}").contains("PRIVATE"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod mover;
 pub mod repository;
 pub mod snapshot;
 pub mod volume;
+pub mod wire;
 
 use serde_json::Value;
 

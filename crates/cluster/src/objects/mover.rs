@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, EnvVar, NodeAffinity, NodeSelector, NodeSelectorRequirement,
-    NodeSelectorTerm, PersistentVolumeClaimVolumeSource, PodAffinity, PodAffinityTerm, PodSpec,
-    PodTemplateSpec, ResourceRequirements, Toleration, Volume, VolumeDevice, VolumeMount,
-    WeightedPodAffinityTerm,
+    Affinity, Container, ContainerPort, EnvVar, NodeAffinity, NodeSelector,
+    NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaimVolumeSource, PodAffinity,
+    PodAffinityTerm, PodSpec, PodTemplateSpec, ResourceRequirements, SecretVolumeSource,
+    Toleration, Volume, VolumeDevice, VolumeMount, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
@@ -21,6 +21,12 @@ pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 
 /// The mover container's name; the pod log followed is this container's.
 pub const CONTAINER: &str = "mover";
+
+/// The pod volume of a transfer's keys Secret.
+pub const KEYS_VOLUME: &str = "keys";
+
+/// The name of the port a receiving mover listens on, which its Service targets.
+pub const WIRE_PORT_NAME: &str = "wire";
 
 /// A claim as the mover pod sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +41,16 @@ pub struct Mount {
     pub read_only: bool,
     /// A raw block claim (`volumeMode: Block`), given to the pod as a device.
     pub block: bool,
+}
+
+/// A Secret the mover reads its transfer keys from, mounted read-only with files of mode 0400
+/// (the mover refuses a key others may read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysVolume {
+    /// The Secret's name.
+    pub secret: String,
+    /// Where it appears in the pod (the `--keys` folder).
+    pub path: String,
 }
 
 /// Where the mover pod may run.
@@ -111,6 +127,10 @@ pub struct MoverJob {
     pub extra_labels: BTreeMap<String, String>,
     /// The container's environment (a repository's password and keys, from a Secret).
     pub env: Vec<EnvVar>,
+    /// The keys of a transfer between namespaces (`mover send` and `mover receive`).
+    pub keys: Option<KeysVolume>,
+    /// A port the mover listens on (`mover receive --listen`), named `wire` in the pod.
+    pub port: Option<i32>,
 }
 
 impl MoverJob {
@@ -124,7 +144,7 @@ impl MoverJob {
     pub fn pod_template(&self) -> PodTemplateSpec {
         let (mounts, devices): (Vec<&Mount>, Vec<&Mount>) =
             self.mounts.iter().partition(|m| !m.block);
-        let volume_mounts: Vec<VolumeMount> = mounts
+        let mut volume_mounts: Vec<VolumeMount> = mounts
             .iter()
             .map(|m| VolumeMount {
                 name: m.volume.clone(),
@@ -133,6 +153,14 @@ impl MoverJob {
                 ..VolumeMount::default()
             })
             .collect();
+        if let Some(k) = &self.keys {
+            volume_mounts.push(VolumeMount {
+                name: KEYS_VOLUME.to_owned(),
+                mount_path: k.path.clone(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
+        }
         let volume_devices: Vec<VolumeDevice> = devices
             .iter()
             .map(|m| VolumeDevice {
@@ -140,7 +168,7 @@ impl MoverJob {
                 device_path: m.path.clone(),
             })
             .collect();
-        let volumes = self
+        let mut volumes: Vec<Volume> = self
             .mounts
             .iter()
             .map(|m| Volume {
@@ -154,6 +182,25 @@ impl MoverJob {
                 ..Volume::default()
             })
             .collect();
+        if let Some(k) = &self.keys {
+            volumes.push(Volume {
+                name: KEYS_VOLUME.to_owned(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(k.secret.clone()),
+                    default_mode: Some(0o400),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+        }
+        let ports = self.port.map(|p| {
+            vec![ContainerPort {
+                name: Some(WIRE_PORT_NAME.to_owned()),
+                container_port: p,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            }]
+        });
         let (affinity, tolerations) = match &self.placement {
             Placement::Anywhere => (None, None),
             Placement::Node { node, tolerations } => (
@@ -231,6 +278,7 @@ impl MoverJob {
                     resources: self.resources.clone(),
                     volume_mounts: Some(volume_mounts).filter(|v| !v.is_empty()),
                     volume_devices: Some(volume_devices).filter(|v| !v.is_empty()),
+                    ports,
                     termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
                     ..Container::default()
                 }],

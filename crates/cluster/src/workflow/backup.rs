@@ -339,6 +339,8 @@ pub fn plan(
             .as_ref()
             .map(RepositoryTarget::env)
             .unwrap_or_default(),
+        keys: None,
+        port: None,
     };
     Ok(BackupPlan {
         create_claim,

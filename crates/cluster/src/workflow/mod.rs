@@ -2,6 +2,7 @@
 //! builders. Each command's workflow can also stop short and return its plan (the objects it
 //! would create), which is what `--dry-run` prints.
 
+pub mod across;
 pub mod backup;
 pub mod clone;
 pub mod list;

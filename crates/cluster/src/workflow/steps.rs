@@ -41,6 +41,8 @@ pub fn mover_job(
         limits: settings.limits,
         extra_labels: Default::default(),
         env: Vec::new(),
+        keys: None,
+        port: None,
     }
 }
 

@@ -1,0 +1,106 @@
+//! The objects of a transfer between namespaces, besides the two mover Jobs: a Secret per side
+//! holding that side's key and certificate and its peer's certificate, and the ClusterIP Service
+//! through which the sending mover reaches the receiving one.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Secret, Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::names::{SIDE_LABEL, TRANSFER_LABEL, WIRE_PORT};
+use crate::objects::claim::{Role, labels};
+use crate::objects::mover::WIRE_PORT_NAME;
+
+/// Which end of a transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The mover that reads the source claim (`mover send`).
+    Sender,
+    /// The mover that writes the target claim (`mover receive`).
+    Receiver,
+}
+
+impl Side {
+    /// The value of the side label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Sender => "sender",
+            Side::Receiver => "receiver",
+        }
+    }
+}
+
+/// The labels of a transfer's objects on `side`: pvc-backup's own, the transfer's name and the
+/// side. The Service selects the receiving pod by the last two.
+pub fn transfer_labels(
+    source: &str,
+    role: Role,
+    transfer: &str,
+    side: Side,
+) -> BTreeMap<String, String> {
+    let mut l = labels(source, role);
+    l.insert(TRANSFER_LABEL.to_owned(), transfer.to_owned());
+    l.insert(SIDE_LABEL.to_owned(), side.as_str().to_owned());
+    l
+}
+
+/// The Secret of one side: `files` are (file name, PEM content), as the wire crate names them
+/// (`sender.key`, `receiver.crt`, ...). Immutable: nobody changes a run's keys under it.
+pub fn keys_secret(
+    name: &str,
+    namespace: &str,
+    labels: BTreeMap<String, String>,
+    files: &[(String, String)],
+) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".to_owned()),
+        immutable: Some(true),
+        string_data: Some(files.iter().cloned().collect()),
+        ..Secret::default()
+    }
+}
+
+/// The ClusterIP Service in front of the receiving mover: port [`WIRE_PORT`] to the pod's
+/// `wire` port, selecting the pod by `selector` (its transfer and side labels).
+pub fn receiver_service(
+    name: &str,
+    namespace: &str,
+    labels: BTreeMap<String, String>,
+    selector: BTreeMap<String, String>,
+) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_owned()),
+            selector: Some(selector),
+            ports: Some(vec![ServicePort {
+                name: Some(WIRE_PORT_NAME.to_owned()),
+                port: WIRE_PORT,
+                target_port: Some(IntOrString::String(WIRE_PORT_NAME.to_owned())),
+                protocol: Some("TCP".to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The address the sending mover connects to: the Service's name in its namespace
+/// (`NAME.NAMESPACE.svc`, which the pod's DNS search list completes with the cluster's domain)
+/// and its port.
+pub fn service_address(service: &str, namespace: &str) -> String {
+    format!("{service}.{namespace}.svc:{WIRE_PORT}")
+}

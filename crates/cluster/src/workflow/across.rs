@@ -1,0 +1,866 @@
+//! `pvc-backup clone CLAIM --to NAME --to-namespace NS`: a copy of a claim in another namespace.
+//!
+//! A pod mounts claims of its own namespace only, so one mover cannot read the source and write
+//! the copy. Two do, over the wire between movers (`mover send` and `mover receive`, mutual TLS
+//! with pinned certificates): a receiving mover in NS mounts the copy and listens behind a
+//! ClusterIP Service; a sending mover in the source's namespace mounts the source read-only and
+//! connects to that Service by its DNS name. Each side's Secret holds only its own key and
+//! certificate and its peer's certificate, from a pair the caller makes for this run alone.
+//!
+//! The Secrets, the Service and both Jobs (with their pods) are deleted at the end, whatever the
+//! outcome; the copy, when this run created it and nothing usable was written, too.
+
+use std::time::Duration;
+
+use contract::{ExitCode, MoverCommand};
+use k8s_openapi::api::core::v1::{
+    Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
+use kube::api::DeleteParams;
+use serde_json::Value;
+
+use crate::access;
+use crate::api;
+use crate::connect::Kube;
+use crate::names::{
+    self, KEYS_MOUNT, MANAGED_BY, ROLE_LABEL, SERVICE_ACCOUNT, SOURCE_LABEL, SOURCE_MOUNT,
+    SOURCE_NAMESPACE_LABEL, TARGET_MOUNT, WIRE_PORT,
+};
+use crate::objects;
+use crate::objects::claim::{self, ClaimRequest, Role};
+use crate::objects::mover::{KeysVolume, MoverJob, Placement};
+use crate::objects::wire::{self, Side};
+use crate::run::{self as runner, Observer, Outcome};
+use crate::workflow::steps::{self, mount};
+use crate::workflow::stopped::{CLONE_STEPS, StoppedFor};
+use crate::workflow::{self, MoverSettings};
+use crate::{Error, Result, placement, workload};
+
+/// A copy of a claim into another namespace.
+#[derive(Debug, Clone)]
+pub struct AcrossRequest {
+    /// The source claim, in the namespace commands work in.
+    pub claim: String,
+    /// The copy's name in `namespace`.
+    pub to: String,
+    /// The namespace of the copy.
+    pub namespace: String,
+    /// Storage class of the copy (default: the source's).
+    pub storage_class: Option<String>,
+    /// Size of the copy (default and minimum: the source's capacity).
+    pub size: Option<String>,
+    /// Scale the workloads using the source to zero while copying, and back up afterwards.
+    pub scale_down: bool,
+    /// Compress file content on the wire.
+    pub compress: bool,
+}
+
+impl AcrossRequest {
+    /// The arguments a recorded `--scale-down` run must be run again with.
+    pub fn arguments(&self) -> String {
+        let mut a = format!(
+            "--scale-down --to {} --to-namespace {}",
+            self.to, self.namespace
+        );
+        if let Some(c) = &self.storage_class {
+            a.push_str(&format!(" --storage-class {c}"));
+        }
+        if let Some(s) = &self.size {
+            a.push_str(&format!(" --size {s}"));
+        }
+        a
+    }
+
+    fn check(&self, source_namespace: &str) -> Result<()> {
+        names::check_name("claim", &self.claim, 253)?;
+        names::check_name("copy", &self.to, 253)?;
+        names::check_namespace(&self.namespace)?;
+        if self.namespace == source_namespace {
+            return Err(Error::Invalid(format!(
+                "--to-namespace {ns} is the source claim's own namespace: leave --to-namespace \
+                 out to copy within {ns}",
+                ns = self.namespace
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The two sides' files of a transfer's key pair, as (file name, PEM content): what each side's
+/// Secret holds. The caller makes a fresh pair for every run (`wire::keys::Pair`).
+#[derive(Clone)]
+pub struct WireKeys {
+    /// The sending side's key and certificate and the receiver's certificate.
+    pub sender: Vec<(String, String)>,
+    /// The receiving side's key and certificate and the sender's certificate.
+    pub receiver: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for WireKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |files: &[(String, String)]| -> Vec<String> {
+            files.iter().map(|(n, _)| n.clone()).collect()
+        };
+        f.debug_struct("WireKeys")
+            .field("sender", &names(&self.sender))
+            .field("receiver", &names(&self.receiver))
+            .finish()
+    }
+}
+
+/// The objects of a copy into another namespace.
+#[derive(Debug, Clone)]
+pub struct AcrossPlan {
+    /// The copy's name.
+    pub target: String,
+    /// The copy's namespace.
+    pub namespace: String,
+    /// The claim to create; `None` when an earlier copy of the same source is brought up to
+    /// date.
+    pub claim: Option<PersistentVolumeClaim>,
+    /// The receiving side's Secret (in the copy's namespace).
+    pub receiver_secret: Secret,
+    /// The Service in front of the receiving mover.
+    pub service: Service,
+    /// The receiving mover (in the copy's namespace).
+    pub receiver: MoverJob,
+    /// The sending side's Secret (in the source's namespace).
+    pub sender_secret: Secret,
+    /// The sending mover (in the source's namespace).
+    pub sender: MoverJob,
+}
+
+impl AcrossPlan {
+    /// The plan's objects as JSON, in the order they are created: the receiving side first.
+    pub fn objects(&self) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        if let Some(c) = &self.claim {
+            out.push(objects::to_value(c)?);
+        }
+        out.push(objects::to_value(&self.receiver_secret)?);
+        out.push(objects::to_value(&self.service)?);
+        out.push(objects::to_value(&self.receiver.job())?);
+        out.push(objects::to_value(&self.sender_secret)?);
+        out.push(objects::to_value(&self.sender.job())?);
+        Ok(out)
+    }
+}
+
+fn is_our_copy(existing: &PersistentVolumeClaim, source_namespace: &str, source: &str) -> bool {
+    let labels = existing.metadata.labels.clone().unwrap_or_default();
+    let is = |k: &str, v: &str| labels.get(k).map(String::as_str) == Some(v);
+    is(MANAGED_BY.0, MANAGED_BY.1)
+        && is(SOURCE_LABEL, source)
+        && is(SOURCE_NAMESPACE_LABEL, source_namespace)
+        && is(ROLE_LABEL, Role::Clone.as_str())
+}
+
+/// How long each mover keeps trying to reach the other (the sender also while the receiving pod
+/// starts and its Service's name becomes known), and waits for it after a dropped connection.
+fn retry_for(settings: &MoverSettings) -> u64 {
+    settings.run.start_timeout.as_secs() + 60
+}
+
+/// Plans a copy of `source` into another namespace: `existing` is the claim of the copy's name
+/// there, if any; `run` names the run's objects (a Job name: `CLAIM-clone-xxxxx`); the
+/// placements are where each mover must run (next to the pods using its claim).
+#[allow(clippy::too_many_arguments)]
+pub fn plan(
+    request: &AcrossRequest,
+    settings: &MoverSettings,
+    source: &PersistentVolumeClaim,
+    existing: Option<&PersistentVolumeClaim>,
+    keys: &WireKeys,
+    run: &str,
+    source_placement: Placement,
+    target_placement: Placement,
+) -> Result<AcrossPlan> {
+    let source_namespace = source.metadata.namespace.clone().unwrap_or_default();
+    request.check(&source_namespace)?;
+    if steps::is_block(source) {
+        return Err(Error::Invalid(format!(
+            "claim {} is a Block claim: a copy into another namespace carries folders only; \
+             copy it within its namespace (leave --to-namespace out)",
+            request.claim
+        )));
+    }
+    if !matches!(settings.privilege, crate::security::Privilege::Mover) {
+        return Err(Error::Invalid(
+            "--unprivileged cannot copy into another namespace: each mover reads its key from \
+             a Secret that only root in the pod may read; leave --unprivileged out"
+                .to_owned(),
+        ));
+    }
+    if !settings.excludes.is_empty() || settings.excludes.delete_excluded {
+        return Err(Error::Invalid(
+            "--exclude, --exclude-from, --exclude-caches and --delete-excluded do not apply to a \
+             copy into another namespace yet: leave them out"
+                .to_owned(),
+        ));
+    }
+    if let Some(found) = existing
+        && !is_our_copy(found, &source_namespace, &request.claim)
+    {
+        return Err(Error::Invalid(format!(
+            "claim {} exists in namespace {} and is not a copy of {}/{} made by pvc-backup: \
+             choose another --to, or delete it",
+            request.to, request.namespace, source_namespace, request.claim
+        )));
+    }
+    let claim = match existing {
+        Some(_) => None,
+        None => {
+            let mut req = ClaimRequest::like(
+                source,
+                &request.to,
+                Role::Clone,
+                request.storage_class.as_deref(),
+                request.size.as_deref(),
+            )?;
+            req.namespace = request.namespace.clone();
+            let mut c = claim::claim(&req);
+            c.metadata
+                .labels
+                .get_or_insert_with(Default::default)
+                .insert(SOURCE_NAMESPACE_LABEL.to_owned(), source_namespace.clone());
+            Some(c)
+        }
+    };
+
+    let receiver_name = steps::suffixed(run, "receive");
+    let sender_name = steps::suffixed(run, "send");
+    let service_name = service_name(run);
+    let labels = |side| wire::transfer_labels(&request.claim, Role::Clone, run, side);
+    let retry = retry_for(settings);
+
+    let receiver_secret = wire::keys_secret(
+        &receiver_name,
+        &request.namespace,
+        labels(Side::Receiver),
+        &keys.receiver,
+    );
+    let mut selector = std::collections::BTreeMap::new();
+    for key in [names::TRANSFER_LABEL, names::SIDE_LABEL] {
+        selector.insert(key.to_owned(), labels(Side::Receiver)[key].clone());
+    }
+    let service = wire::receiver_service(
+        &service_name,
+        &request.namespace,
+        labels(Side::Receiver),
+        selector,
+    );
+    let mut receiver = steps::mover_job(
+        settings,
+        &receiver_name,
+        &request.namespace,
+        &request.claim,
+        Role::Clone,
+    );
+    receiver.args = MoverCommand::Receive {
+        dst: TARGET_MOUNT.to_owned(),
+        listen: format!("0.0.0.0:{WIRE_PORT}"),
+        keys: KEYS_MOUNT.to_owned(),
+        retry_for_secs: retry,
+    }
+    .args();
+    receiver.mounts = vec![mount("backup", &request.to, TARGET_MOUNT, false, false)];
+    receiver.keys = Some(KeysVolume {
+        secret: receiver_name.clone(),
+        path: KEYS_MOUNT.to_owned(),
+    });
+    receiver.port = Some(WIRE_PORT);
+    receiver.extra_labels = labels(Side::Receiver);
+    receiver.placement = target_placement;
+
+    let sender_secret = wire::keys_secret(
+        &sender_name,
+        &source_namespace,
+        labels(Side::Sender),
+        &keys.sender,
+    );
+    let mut sender = steps::mover_job(
+        settings,
+        &sender_name,
+        &source_namespace,
+        &request.claim,
+        Role::Clone,
+    );
+    sender.args = MoverCommand::Send {
+        src: SOURCE_MOUNT.to_owned(),
+        to: wire::service_address(&service_name, &request.namespace),
+        keys: KEYS_MOUNT.to_owned(),
+        retry_for_secs: retry,
+        compress: request.compress,
+    }
+    .args();
+    sender.mounts = vec![mount("source", &request.claim, SOURCE_MOUNT, true, false)];
+    sender.keys = Some(KeysVolume {
+        secret: sender_name.clone(),
+        path: KEYS_MOUNT.to_owned(),
+    });
+    sender.extra_labels = labels(Side::Sender);
+    sender.placement = source_placement;
+
+    Ok(AcrossPlan {
+        target: request.to.clone(),
+        namespace: request.namespace.clone(),
+        claim,
+        receiver_secret,
+        service,
+        receiver,
+        sender_secret,
+        sender,
+    })
+}
+
+/// The Service's name: a DNS label that starts with a letter whatever the claim is called
+/// (`pvc-backup-` and the run's five characters).
+fn service_name(run: &str) -> String {
+    let id = run.rsplit('-').next().unwrap_or(run);
+    format!("pvc-backup-{id}")
+}
+
+/// How a copy into another namespace ended.
+#[derive(Debug, Clone)]
+pub struct AcrossReport {
+    /// The copy's name.
+    pub target: String,
+    /// The copy's namespace.
+    pub namespace: String,
+    /// Whether this run created the copy's claim (and did not delete it again).
+    pub created: bool,
+    /// Workloads scaled down for the copy (and back up).
+    pub scaled: Vec<String>,
+    /// The receiving mover's run: its summary is the copy's.
+    pub receiver: Outcome,
+    /// The sending mover's run; `None` when it had not ended a while after the receiver did
+    /// (it was deleted with the rest).
+    pub sender: Option<Outcome>,
+}
+
+impl AcrossReport {
+    /// The result of the copy: the receiver's exit code, or the sender's when only it failed.
+    pub fn exit_code(&self) -> i32 {
+        match &self.sender {
+            Some(s) if self.receiver.exit_code == ExitCode::Ok => s.exit_code,
+            _ => self.receiver.exit_code,
+        }
+    }
+}
+
+/// Checks the copy's namespace before anything is made: it exists (when the caller may read
+/// namespaces; otherwise the service account's absence says it) and the mover's service account
+/// is there.
+async fn check_namespace(kube: &Kube, target: &Kube) -> Result<()> {
+    let ns = &target.namespace;
+    match api::get_opt::<Namespace>(&api::cluster(kube), "namespace", ns).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(Error::NotFound(format!(
+                "namespace {ns} (--to-namespace) does not exist; nothing was changed. \
+                 `kubectl get namespaces` lists them"
+            )));
+        }
+        // May not read namespaces: the service account's lookup below answers instead.
+        Err(_) => {}
+    }
+    let account = api::get_opt::<ServiceAccount>(
+        &api::namespaced(target),
+        "service account",
+        SERVICE_ACCOUNT,
+    )
+    .await?;
+    if account.is_none() {
+        return Err(Error::NotFound(format!(
+            "namespace {ns} (--to-namespace) has no service account {SERVICE_ACCOUNT}, which \
+             runs the receiving mover (or the namespace does not exist); nothing was changed. \
+             Install pvc-backup there: `pvc-backup manifests --backup-namespace {ns} | kubectl \
+             apply -f -`"
+        )));
+    }
+    Ok(())
+}
+
+/// Reads what the plan needs from both namespaces and plans (also for `--dry-run`).
+pub async fn plan_from_cluster(
+    kube: &Kube,
+    request: &AcrossRequest,
+    settings: &MoverSettings,
+    keys: &WireKeys,
+    run: &str,
+) -> Result<AcrossPlan> {
+    request.check(&kube.namespace)?;
+    let target = target_kube(kube, request);
+    check_namespace(kube, &target).await?;
+    let source = workflow::get_claim(kube, &request.claim).await?;
+    plan_with(kube, &target, request, settings, &source, keys, run, None).await
+}
+
+fn target_kube(kube: &Kube, request: &AcrossRequest) -> Kube {
+    Kube {
+        client: kube.client.clone(),
+        namespace: request.namespace.clone(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn plan_with(
+    kube: &Kube,
+    target: &Kube,
+    request: &AcrossRequest,
+    settings: &MoverSettings,
+    source: &PersistentVolumeClaim,
+    keys: &WireKeys,
+    run: &str,
+    pinned: Option<Placement>,
+) -> Result<AcrossPlan> {
+    let existing = workflow::find_claim(target, &request.to).await?;
+    let source_placement = match pinned {
+        Some(p) => p,
+        None => placement::place(kube, &[source], &[]).await?,
+    };
+    let target_placement = match &existing {
+        Some(c) => placement::place(target, &[c], &[]).await?,
+        None => Placement::Anywhere,
+    };
+    plan(
+        request,
+        settings,
+        source,
+        existing.as_ref(),
+        keys,
+        run,
+        source_placement,
+        target_placement,
+    )
+}
+
+/// Copies the claim into the other namespace.
+///
+/// Nothing is created before both namespaces are checked (RBAC, the copy's namespace, the
+/// source claim, a claim of the copy's name there). Whatever happens next, the Secrets, the
+/// Service and both Jobs are deleted, workloads scaled down are scaled back up, and a copy this
+/// run created is deleted unless the mover wrote it.
+pub async fn run(
+    kube: &Kube,
+    request: &AcrossRequest,
+    settings: &MoverSettings,
+    keys: &WireKeys,
+    observer: &mut dyn Observer,
+) -> Result<AcrossReport> {
+    request.check(&kube.namespace)?;
+    let target = target_kube(kube, request);
+    let scale: &[access::Permission] = if request.scale_down {
+        access::SCALE
+    } else {
+        &[]
+    };
+    access::check(kube, &[access::MOVER_RUN, access::WIRE, scale]).await?;
+    check_namespace(kube, &target).await?;
+    access::check(&target, &[access::MOVER_RUN, access::WIRE, access::SERVICE]).await?;
+    let source = workflow::get_claim(kube, &request.claim).await?;
+    let run = workflow::job_name(&format!("{}-clone", request.claim));
+    // Planned (and so checked) before any workload is stopped.
+    let pinned = if request.scale_down {
+        Some(steps::pin_to_users(kube, &[&source]).await?)
+    } else {
+        None
+    };
+    let plan = plan_with(
+        kube, &target, request, settings, &source, keys, &run, pinned,
+    )
+    .await?;
+    let mut stopped = if request.scale_down {
+        Some(StoppedFor::begin(
+            CLONE_STEPS,
+            &source,
+            &kube.namespace,
+            &request.arguments(),
+        )?)
+    } else {
+        None
+    };
+    let guard = match stopped.as_mut() {
+        Some(stopped) => stopped.stop_users(kube, observer).await?,
+        None => workload::ScaledDown::default(),
+    };
+    let scaled: Vec<String> = guard
+        .workloads()
+        .iter()
+        .map(|(w, _)| w.to_string())
+        .collect();
+    let result = transfer(kube, &target, &plan, settings, observer).await;
+    let mut report = match stopped {
+        Some(stopped) => stopped.start_after(kube, guard, observer, result).await?,
+        None => result?,
+    };
+    report.scaled = scaled;
+    Ok(report)
+}
+
+/// Creates the objects, runs both movers, and removes what the run no longer needs.
+async fn transfer(
+    kube: &Kube,
+    target: &Kube,
+    plan: &AcrossPlan,
+    settings: &MoverSettings,
+    observer: &mut dyn Observer,
+) -> Result<AcrossReport> {
+    let mut created = false;
+    let ran = async {
+        if let Some(c) = &plan.claim {
+            observer.step(&format!(
+                "creating claim {} in namespace {}",
+                plan.target, plan.namespace
+            ));
+            workflow::create_claim(target, c).await?;
+            created = true;
+        }
+        let secret = |s: &Secret| s.metadata.name.clone().unwrap_or_default();
+        observer.step(&format!(
+            "creating Secret {} and Service {} in namespace {}",
+            secret(&plan.receiver_secret),
+            plan.service.metadata.name.clone().unwrap_or_default(),
+            plan.namespace
+        ));
+        api::create(
+            &api::namespaced(target),
+            "Secret",
+            &secret(&plan.receiver_secret),
+            &plan.receiver_secret,
+        )
+        .await?;
+        api::create(
+            &api::namespaced(target),
+            "Service",
+            &plan.service.metadata.name.clone().unwrap_or_default(),
+            &plan.service,
+        )
+        .await?;
+        observer.step(&format!(
+            "creating Secret {} in namespace {}",
+            secret(&plan.sender_secret),
+            kube.namespace
+        ));
+        api::create(
+            &api::namespaced(kube),
+            "Secret",
+            &secret(&plan.sender_secret),
+            &plan.sender_secret,
+        )
+        .await?;
+        run_both(kube, target, plan, settings, observer).await
+    }
+    .await;
+    observer.step("removing the transfer's Jobs, Secrets and Service");
+    let cleaned = clean_up(kube, target, plan).await;
+    let (receiver, sender) = match (ran, cleaned) {
+        (Ok(r), Ok(())) => r,
+        (Ok(_), Err(e)) => return Err(e),
+        (Err(e), _) => {
+            if created && e.is_stop() {
+                remove_copy(target, plan, observer).await;
+            }
+            return Err(e);
+        }
+    };
+    let mut report = AcrossReport {
+        target: plan.target.clone(),
+        namespace: plan.namespace.clone(),
+        created,
+        scaled: Vec::new(),
+        receiver,
+        sender,
+    };
+    if !ExitCode::from_code(report.exit_code()).is_some_and(ExitCode::wrote_target) {
+        // Nothing usable was written (a refused empty source, a fatal error): a copy made by
+        // this run is removed, one that existed keeps what it had.
+        if created {
+            remove_copy(target, plan, observer).await;
+            report.created = false;
+        }
+        return Ok(report);
+    }
+    workflow::record_run(target, &plan.target, &report.receiver).await?;
+    Ok(report)
+}
+
+/// How long one mover may take to end after the other did: they end together, the receiver
+/// right after it sent its summary, the sender once it has read it; the pod's status may lag.
+const GRACE: Duration = Duration::from_secs(90);
+
+/// Runs the receiving mover and, beside it, the sending one, each followed to its end. The
+/// first to fail to start (or to be followed) ends both: [`clean_up`] deletes the other. A
+/// sender that ended without the receiver ending too (a refused handshake, a sender that could
+/// not start its transfer) ends the run with an error that carries the sender's messages; a
+/// sender still running after the receiver finished is left to the clean-up (`None`).
+async fn run_both(
+    kube: &Kube,
+    target: &Kube,
+    plan: &AcrossPlan,
+    settings: &MoverSettings,
+    observer: &mut dyn Observer,
+) -> Result<(Outcome, Option<Outcome>)> {
+    let shared = std::sync::Mutex::new(observer);
+    let mut on_receiver = Shared {
+        inner: &shared,
+        prefix: "receiver",
+    };
+    let mut on_sender = Shared {
+        inner: &shared,
+        prefix: "sender",
+    };
+    let receiver_job = plan.receiver.job();
+    let sender_job = plan.sender.job();
+    let mut receiving = std::pin::pin!(runner::run_job(
+        target,
+        &receiver_job,
+        &settings.run,
+        &mut on_receiver
+    ));
+    let mut sending = std::pin::pin!(runner::run_job(
+        kube,
+        &sender_job,
+        &settings.run,
+        &mut on_sender
+    ));
+    tokio::select! {
+        received = &mut receiving => {
+            let received = received?;
+            match tokio::time::timeout(GRACE, &mut sending).await {
+                Ok(sent) => Ok((received, Some(sent?))),
+                Err(_) => Ok((received, None)),
+            }
+        }
+        sent = &mut sending => {
+            let sent = sent?;
+            match tokio::time::timeout(GRACE, &mut receiving).await {
+                Ok(received) => Ok((received?, Some(sent))),
+                Err(_) => Err(Error::Failed(format!(
+                    "the sending mover (Job {} in namespace {}) ended with exit code {}{}, and \
+                     the receiving mover (Job {} in namespace {}) did not end within {} s after it",
+                    sent.job,
+                    kube.namespace,
+                    sent.exit_code,
+                    steps::failure_text(&sent),
+                    plan.receiver.name,
+                    plan.namespace,
+                    GRACE.as_secs()
+                ))),
+            }
+        }
+    }
+}
+
+/// An observer shared by the two movers' runs: steps as they are, the movers' own lines with
+/// the side they come from.
+struct Shared<'a, 'o> {
+    inner: &'a std::sync::Mutex<&'o mut dyn Observer>,
+    prefix: &'static str,
+}
+
+impl Observer for Shared<'_, '_> {
+    fn step(&mut self, message: &str) {
+        if let Ok(mut o) = self.inner.lock() {
+            o.step(message);
+        }
+    }
+
+    fn progress(&mut self, progress: &contract::Progress) {
+        if let Ok(mut o) = self.inner.lock() {
+            o.progress(progress);
+        }
+    }
+
+    fn text(&mut self, line: &str) {
+        if let Ok(mut o) = self.inner.lock() {
+            o.text(&format!("{}: {line}", self.prefix));
+        }
+    }
+}
+
+/// Deletes both Jobs (their pods with them), both Secrets and the Service; objects already gone
+/// are fine. Every deletion is tried; the first failure is returned.
+async fn clean_up(kube: &Kube, target: &Kube, plan: &AcrossPlan) -> Result<()> {
+    let name = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        m.name.clone().unwrap_or_default()
+    };
+    let results = [
+        runner::delete_job(kube, &plan.sender.name).await,
+        runner::delete_job(target, &plan.receiver.name).await,
+        api::delete::<Secret>(
+            &api::namespaced(kube),
+            "Secret",
+            &name(&plan.sender_secret.metadata),
+            &DeleteParams::default(),
+        )
+        .await,
+        api::delete::<Secret>(
+            &api::namespaced(target),
+            "Secret",
+            &name(&plan.receiver_secret.metadata),
+            &DeleteParams::default(),
+        )
+        .await,
+        api::delete::<Service>(
+            &api::namespaced(target),
+            "Service",
+            &name(&plan.service.metadata),
+            &DeleteParams::default(),
+        )
+        .await,
+    ];
+    results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
+}
+
+async fn remove_copy(target: &Kube, plan: &AcrossPlan, observer: &mut dyn Observer) {
+    observer.step(&format!(
+        "deleting claim {} in namespace {}",
+        plan.target, plan.namespace
+    ));
+    let _ = steps::delete_claim_and_wait(target, &plan.target, Duration::from_secs(60)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::security::Privilege;
+
+    fn source(mode: &str) -> PersistentVolumeClaim {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "data", "namespace": "shop"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "fast",
+                "volumeMode": mode,
+                "resources": {"requests": {"storage": "1Gi"}}
+            },
+            "status": {"phase": "Bound", "capacity": {"storage": "2Gi"}}
+        }))
+        .unwrap()
+    }
+
+    fn request(namespace: &str) -> AcrossRequest {
+        AcrossRequest {
+            claim: "data".into(),
+            to: "copy".into(),
+            namespace: namespace.into(),
+            storage_class: None,
+            size: None,
+            scale_down: false,
+            compress: false,
+        }
+    }
+
+    fn keys() -> WireKeys {
+        WireKeys {
+            sender: vec![("sender.key".into(), "S".into())],
+            receiver: vec![("receiver.key".into(), "R".into())],
+        }
+    }
+
+    fn plan_of(
+        req: &AcrossRequest,
+        settings: &MoverSettings,
+        src: &PersistentVolumeClaim,
+        existing: Option<&PersistentVolumeClaim>,
+    ) -> Result<AcrossPlan> {
+        plan(
+            req,
+            settings,
+            src,
+            existing,
+            &keys(),
+            "data-clone-bcdfg",
+            Placement::Anywhere,
+            Placement::Anywhere,
+        )
+    }
+
+    #[test]
+    fn the_sender_reaches_the_receivers_service_and_each_reads_its_own_secret() {
+        let p = plan_of(
+            &request("lab"),
+            &MoverSettings::default(),
+            &source("Filesystem"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(p.service.metadata.name.as_deref(), Some("pvc-backup-bcdfg"));
+        assert_eq!(p.service.metadata.namespace.as_deref(), Some("lab"));
+        let to = p.sender.args.iter().position(|a| a == "--to").unwrap();
+        assert_eq!(p.sender.args[to + 1], "pvc-backup-bcdfg.lab.svc:7443");
+        assert_eq!(p.sender.namespace, "shop");
+        assert_eq!(p.receiver.namespace, "lab");
+        assert_eq!(
+            p.sender.keys.as_ref().unwrap().secret,
+            p.sender_secret.metadata.name.clone().unwrap()
+        );
+        assert_eq!(
+            p.receiver.keys.as_ref().unwrap().secret,
+            p.receiver_secret.metadata.name.clone().unwrap()
+        );
+        let data = |s: &Secret| s.string_data.clone().unwrap();
+        assert!(data(&p.sender_secret).contains_key("sender.key"));
+        assert!(!data(&p.sender_secret).contains_key("receiver.key"));
+        assert!(!data(&p.receiver_secret).contains_key("sender.key"));
+        // The Service selects the receiving pod and not the sending one.
+        let selector = p.service.spec.clone().unwrap().selector.unwrap();
+        let matches = |job: &MoverJob| {
+            let labels = job.pod_template().metadata.unwrap().labels.unwrap();
+            selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+        };
+        assert!(matches(&p.receiver) && !matches(&p.sender));
+        let claim = p.claim.unwrap();
+        assert_eq!(claim.metadata.namespace.as_deref(), Some("lab"));
+        assert_eq!(
+            claim.metadata.labels.unwrap()[SOURCE_NAMESPACE_LABEL],
+            "shop"
+        );
+    }
+
+    #[test]
+    fn what_cannot_cross_is_refused_before_anything_is_made() {
+        let s = MoverSettings::default();
+        let fs = source("Filesystem");
+        let err = |r: Result<AcrossPlan>| r.unwrap_err().to_string();
+        let same = err(plan_of(&request("shop"), &s, &fs, None));
+        assert!(same.contains("own namespace"), "{same}");
+        let bad = err(plan_of(&request("Lab.x"), &s, &fs, None));
+        assert!(bad.contains("namespace"), "{bad}");
+        let block = err(plan_of(&request("lab"), &s, &source("Block"), None));
+        assert!(block.contains("Block claim"), "{block}");
+        let unprivileged = MoverSettings {
+            privilege: Privilege::Unprivileged { uid: None },
+            ..MoverSettings::default()
+        };
+        let e = err(plan_of(&request("lab"), &unprivileged, &fs, None));
+        assert!(e.contains("--unprivileged"), "{e}");
+        let excluding = MoverSettings {
+            excludes: contract::Excludes {
+                patterns: vec!["*.tmp".into()],
+                ..Default::default()
+            },
+            ..MoverSettings::default()
+        };
+        let e = err(plan_of(&request("lab"), &excluding, &fs, None));
+        assert!(e.contains("--exclude"), "{e}");
+        // A claim of that name that is not our copy of this source.
+        let theirs: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "copy", "namespace": "lab",
+                "labels": {"app.kubernetes.io/managed-by": "pvc-backup",
+                    "pvc-backup.io/source": "data", "pvc-backup.io/role": "clone"}}
+        }))
+        .unwrap();
+        let e = err(plan_of(&request("lab"), &s, &fs, Some(&theirs)));
+        assert!(e.contains("not a copy of shop/data"), "{e}");
+        let mut ours = theirs.clone();
+        ours.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(SOURCE_NAMESPACE_LABEL.into(), "shop".into());
+        let p = plan_of(&request("lab"), &s, &fs, Some(&ours)).unwrap();
+        assert!(p.claim.is_none());
+    }
+}
