@@ -33,7 +33,8 @@ DIR="${PVC_BACKUP_CLUSTER_DIR:-/var/tmp/pvc-backup-cluster}"
 NODE="pvcb-node"
 # The node's address: on an interface of its own (a bridge with no ports: this kernel has no
 # dummy interfaces), so that nothing in the cluster speaks to an
-# address outside this machine. Pods get addresses of the CNI bridge's subnet.
+# address outside this machine. Pods get addresses of the CNI bridge's subnet, and routes through
+# the bridge to the node and to the Services' range (there is no default route).
 NODE_IF="pvcb0"
 NODE_IP="10.231.0.1"
 POD_SUBNET="10.231.128.0/24"
@@ -162,7 +163,7 @@ network() {
   "plugins": [
     {"type": "bridge", "bridge": "pvcb-br0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_SUBNET"}]],
-              "routes": [{"dst": "$NODE_IP/32"}], "dataDir": "$DIR/cni-ipam"}},
+              "routes": [{"dst": "$NODE_IP/32"}, {"dst": "$SERVICE_RANGE"}], "dataDir": "$DIR/cni-ipam"}},
     {"type": "portmap", "capabilities": {"portMappings": true}},
     {"type": "loopback"}
   ]
