@@ -5,12 +5,12 @@
 //! N = 2^17 and r = 8, for which deriving the key takes 128 MiB. Every run that opens the
 //! repository pays that: it was most of a backup's peak memory, and the floor of a mover pod's
 //! memory limit. restic tunes its keys to half a second with at most 60 MiB (on the machine of
-//! the benchmarks it picked N = 2^15, r = 8, p = 7: 32 MiB). So after rustic_core has made the
-//! repository, its key file is replaced by one in restic's format with those settings, which
-//! every run then uses.
+//! the benchmarks it picked N = 2^15, r = 8, p = 7: 32 MiB). So the key file of a repository
+//! made with `--init` is one in restic's format with those settings, which every run then uses. `--init` writes that key file itself and hands rustic_core the master key
+//! instead of the password, so that no key with rustic_core's settings is made at all.
 
 use rustic_core::repofile::{KeyFile, MasterKey};
-use rustic_core::{BytesList, FileType, Id, OpenStatus, Repository, WriteBackend};
+use rustic_core::{BytesList, FileType, Id, WriteBackend};
 
 use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
 use aes256ctr_poly1305aes::aead::Aead;
@@ -67,15 +67,16 @@ pub(crate) fn key_file(master: &MasterKey, password: &str) -> Result<KeyFile, Ke
     })
 }
 
-/// Replaces the key file that opened `repo` (just made by rustic_core) by one from [`key_file`].
-/// The new key is written before the old one is removed, so the repository always has a key the
-/// password opens.
-pub(crate) fn replace_init_key(
-    repo: &Repository<OpenStatus>,
+/// Writes a key file from [`key_file`] for `master` under `password` into the repository's
+/// storage `be` (whose folders exist), before the repository's config is written: a repository
+/// never exists without a key the password opens, and no key with rustic_core's settings, whose
+/// derivation alone takes 128 MiB, is ever made.
+pub(crate) fn write_key(
     be: &dyn WriteBackend,
+    master: &MasterKey,
     password: &str,
 ) -> Result<(), KeyError> {
-    let file = key_file(&repo.key(), password)?;
+    let file = key_file(master, password)?;
     let json = serde_json::to_vec(&file).map_err(|e| KeyError::Crypto(e.to_string()))?;
     // A key file's id is the SHA-256 of its bytes.
     let hex: String = sha2::Sha256::digest(&json)
@@ -84,9 +85,6 @@ pub(crate) fn replace_init_key(
         .collect();
     let id: Id = hex.parse()?;
     be.write_bytes(FileType::Key, &id, false, BytesList::from(json))?;
-    if let Some(old) = repo.key_id() {
-        be.remove(FileType::Key, old, false)?;
-    }
     Ok(())
 }
 

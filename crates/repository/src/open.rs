@@ -2,8 +2,10 @@
 
 use std::path::Path;
 
+use rustic_core::repofile::MasterKey;
 use rustic_core::{
     ConfigOptions, Credentials, KeyOptions, OpenStatus, Repository, RepositoryOptions, RusticError,
+    WriteBackend,
 };
 
 use crate::location::{Location, S3Env};
@@ -95,17 +97,20 @@ pub fn open(location: &Location, password: &str, init: bool, env: &S3Env) -> Res
         // a few packs in memory while it compresses, encrypts and uploads them.
         let mut config = ConfigOptions::default();
         config.set_datapack_size = Some(bytesize::ByteSize::mib(16));
+        // The key file first, in restic's settings; then rustic_core writes the config with
+        // the master key, and derives no key of its own.
+        let create = |e: &dyn std::fmt::Display| Error::repo(url, format!("cannot create it: {e}"));
+        let be = backends.repository();
+        be.create().map_err(|e| create(&describe(&e)))?;
+        let master = MasterKey::new();
+        crate::key::write_key(be.as_ref(), &master, password).map_err(|e| create(&e))?;
         let repo = repo
-            .init(&credentials, &KeyOptions::default(), &config)
-            .map_err(|e| Error::repo(url, format!("cannot create it: {}", describe(&e))))?;
-        crate::key::replace_init_key(&repo, backends.repository().as_ref(), password).map_err(
-            |e| {
-                Error::repo(
-                    url,
-                    format!("cannot write its key in restic's settings: {e}"),
-                )
-            },
-        )?;
+            .init(
+                &Credentials::Masterkey(master),
+                &KeyOptions::default(),
+                &config,
+            )
+            .map_err(|e| create(&describe(&e)))?;
         return Ok(repo);
     }
     repo.open(&credentials).map_err(|e| {
