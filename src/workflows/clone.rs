@@ -2,8 +2,10 @@
 
 use std::process::ExitCode;
 
+use cluster::connect::{ConnectOptions, Kube};
+use cluster::objects::wire::Expose;
 use cluster::workflow;
-use cluster::workflow::across::{self, AcrossRequest, WireKeys};
+use cluster::workflow::across::{self, AcrossRequest, OtherCluster, WireKeys};
 use cluster::workflow::clone::{self as flow, CloneRequest, Method};
 use serde_json::json;
 
@@ -20,6 +22,17 @@ pub enum MethodArg {
     Csi,
     /// The mover copies the files (or the device).
     Copy,
+}
+
+/// `--expose`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExposeArg {
+    /// A ClusterIP Service, dialled by its DNS name (within one cluster).
+    Clusterip,
+    /// A NodePort Service, dialled at a node's address.
+    Nodeport,
+    /// A LoadBalancer Service, dialled at the address the load balancer gives it.
+    Loadbalancer,
 }
 
 /// Arguments of `pvc-backup clone`.
@@ -51,9 +64,27 @@ pub struct CloneArgs {
     /// docs/kubernetes.md). Filesystem claims, one copy.
     #[arg(long, value_name = "NAMESPACE")]
     to_namespace: Option<String>,
-    /// With --to-namespace: compress file content between the two movers (worth it when the
-    /// network is slower than the disks).
-    #[arg(long, requires = "to_namespace")]
+    /// Make the copy in another cluster, reached with this kubeconfig: a receiving mover there
+    /// and a sending mover beside the source, joined by mutual TLS through a NodePort (or
+    /// --expose loadbalancer) Service. The namespace is --to-namespace, else the context's.
+    #[arg(long, value_name = "FILE")]
+    to_kubeconfig: Option<std::path::PathBuf>,
+    /// The context of --to-kubeconfig (or, without it, of this command's kubeconfig) that
+    /// reaches the other cluster.
+    #[arg(long, value_name = "NAME")]
+    to_context: Option<String>,
+    /// How the sending mover reaches the receiving one: the Service's name (clusterip, the
+    /// default within a cluster), a port on the nodes (nodeport, the default into another
+    /// cluster) or a load balancer's address (loadbalancer).
+    #[arg(long, value_enum, value_name = "HOW")]
+    expose: Option<ExposeArg>,
+    /// The host the sending mover dials instead of the one found (the receiving pod's node, or
+    /// the load balancer's address): a name or IP address the source's cluster reaches.
+    #[arg(long, value_name = "HOST")]
+    to_address: Option<String>,
+    /// Between two movers (--to-namespace, --to-kubeconfig, --to-context): compress file
+    /// content on the wire (worth it when the network is slower than the disks).
+    #[arg(long)]
     compress: bool,
     /// With --dry-run=client: the source claim's volume mode (it cannot be read).
     #[arg(long, value_enum, value_name = "MODE", default_value_t = VolumeMode::Filesystem)]
@@ -87,8 +118,20 @@ impl CloneArgs {
 
 /// Runs `pvc-backup clone`.
 pub fn run(args: CloneArgs) -> anyhow::Result<ExitCode> {
-    if let Some(namespace) = args.to_namespace.clone() {
-        return across(args, namespace);
+    if args.to_namespace.is_some() || args.to_kubeconfig.is_some() || args.to_context.is_some() {
+        return across(args);
+    }
+    for (given, flag) in [
+        (args.compress, "--compress"),
+        (args.expose.is_some(), "--expose"),
+        (args.to_address.is_some(), "--to-address"),
+    ] {
+        if given {
+            anyhow::bail!(
+                "{flag} applies to a copy between two movers: add --to-namespace, \
+                 --to-kubeconfig or --to-context, or leave {flag} out"
+            );
+        }
     }
     let request = args.request();
     let settings = args.mover.settings()?;
@@ -199,7 +242,7 @@ pub fn run(args: CloneArgs) -> anyhow::Result<ExitCode> {
 
 /// `pvc-backup clone CLAIM --to NAME --to-namespace NS`: the copy in another namespace, made by
 /// two movers over the wire with a key pair made here for this run.
-fn across(args: CloneArgs, namespace: String) -> anyhow::Result<ExitCode> {
+fn across(args: CloneArgs) -> anyhow::Result<ExitCode> {
     if args.count != 1 {
         anyhow::bail!(
             "--count {} with --to-namespace: a copy into another namespace makes one copy; run \
@@ -220,7 +263,23 @@ fn across(args: CloneArgs, namespace: String) -> anyhow::Result<ExitCode> {
         );
     }
     let settings = args.mover.settings()?;
-    let request = AcrossRequest {
+    let cluster =
+        (args.to_kubeconfig.is_some() || args.to_context.is_some()).then(|| OtherCluster {
+            kubeconfig: args
+                .to_kubeconfig
+                .clone()
+                .or_else(|| args.kube.kubeconfig().map(Into::into)),
+            context: args.to_context.clone(),
+        });
+    let namespace = match (&args.to_namespace, &cluster) {
+        (Some(ns), _) => ns.clone(),
+        (None, Some(other)) => cluster::connect::context_namespace(
+            other.kubeconfig.as_deref(),
+            other.context.as_deref(),
+        )?,
+        (None, None) => unreachable!("across() runs with --to-namespace or another cluster"),
+    };
+    let mut request = AcrossRequest {
         claim: args.claim.clone(),
         to: args.to.clone(),
         namespace,
@@ -228,7 +287,21 @@ fn across(args: CloneArgs, namespace: String) -> anyhow::Result<ExitCode> {
         size: args.size.clone(),
         scale_down: args.scale_down,
         compress: args.compress,
+        expose: Expose::ClusterIp,
+        address: args.to_address.clone(),
+        cluster,
     };
+    request.expose = match args.expose {
+        Some(ExposeArg::Clusterip) => Expose::ClusterIp,
+        Some(ExposeArg::Nodeport) => Expose::NodePort,
+        Some(ExposeArg::Loadbalancer) => Expose::LoadBalancer,
+        None => request.default_expose(),
+    };
+    let other_options = request.cluster.as_ref().map(|o| ConnectOptions {
+        kubeconfig: o.kubeconfig.clone(),
+        context: o.context.clone(),
+        namespace: Some(request.namespace.clone()),
+    });
     // A fresh pair for every run (and every dry run), as `mover keys` makes one.
     let pair = wire::keys::Pair::generate()?;
     let keys = WireKeys {
@@ -263,11 +336,22 @@ fn across(args: CloneArgs, namespace: String) -> anyhow::Result<ExitCode> {
             Ok(plan.objects()?)
         },
         async |kube| {
-            let plan =
-                across::plan_from_cluster(kube, &request, &settings, &keys, &run_name).await?;
+            let other = connect_other(other_options.as_ref()).await?;
+            let plan = across::plan_from_cluster(
+                kube,
+                &request,
+                &settings,
+                &keys,
+                &run_name,
+                other.as_ref(),
+            )
+            .await?;
             Ok(plan.objects()?)
         },
-        async |kube, console| Ok(across::run(kube, &request, &settings, &keys, console).await?),
+        async |kube, console| {
+            let other = connect_other(other_options.as_ref()).await?;
+            Ok(across::run(kube, &request, &settings, &keys, other.as_ref(), console).await?)
+        },
     )?;
     let Some((kube, report)) = ran else {
         return Ok(ExitCode::SUCCESS);
@@ -309,4 +393,12 @@ fn across(args: CloneArgs, namespace: String) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(
         u8::try_from(report.exit_code()).unwrap_or(1),
     ))
+}
+
+/// Connects to the other cluster of a copy, when there is one.
+async fn connect_other(options: Option<&ConnectOptions>) -> anyhow::Result<Option<Kube>> {
+    match options {
+        Some(o) => Ok(Some(cluster::connect::connect(o).await?)),
+        None => Ok(None),
+    }
 }

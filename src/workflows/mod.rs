@@ -49,6 +49,11 @@ impl KubeArgs {
         Ok(cluster::connect::connect(&options).await?)
     }
 
+    /// The kubeconfig file given, if any.
+    pub fn kubeconfig(&self) -> Option<&std::path::Path> {
+        self.kubeconfig.as_deref()
+    }
+
     /// The namespace for planning without a cluster.
     pub fn offline_namespace(&self) -> String {
         self.namespace

@@ -789,31 +789,7 @@ fn a_copy_into_another_namespace_holds_the_whole_tree_and_leaves_no_keys_behind(
     assert_eq!(last["result"], "ok", "{last}");
 
     // The keys, the Service and both movers are gone from both namespaces.
-    let left = |c: &Cluster, ns: &str| -> Vec<String> {
-        let ours = |l: Option<&std::collections::BTreeMap<String, String>>| {
-            l.is_some_and(|l| l.contains_key("pvc-backup.io/transfer"))
-        };
-        let mut names = Vec::new();
-        for s in c.list::<k8s_openapi::api::core::v1::Secret>(Some(ns)) {
-            if ours(s.metadata.labels.as_ref()) {
-                names.push(format!("secret/{}", s.metadata.name.unwrap_or_default()));
-            }
-        }
-        for s in c.list::<k8s_openapi::api::core::v1::Service>(Some(ns)) {
-            if ours(s.metadata.labels.as_ref()) {
-                names.push(format!("service/{}", s.metadata.name.unwrap_or_default()));
-            }
-        }
-        for p in c.list::<k8s_openapi::api::core::v1::Pod>(Some(ns)) {
-            if ours(p.metadata.labels.as_ref()) {
-                names.push(format!("pod/{}", p.metadata.name.unwrap_or_default()));
-            }
-        }
-        for j in c.list::<Job>(Some(ns)) {
-            names.push(format!("job/{}", j.metadata.name.unwrap_or_default()));
-        }
-        names
-    };
+    let left = transfer_leftovers;
     let gone = c.wait_for(Duration::from_secs(120), |c| {
         left(c, c.ns()).is_empty() && left(c, lab.ns()).is_empty()
     });
@@ -844,6 +820,176 @@ fn a_copy_into_another_namespace_holds_the_whole_tree_and_leaves_no_keys_behind(
     assert_eq!(
         again["summaries"][0]["bytes"]["copied"],
         b"changed\n".len(),
+        "{again:#}"
+    );
+    assert_holds(&lab, "data", &src);
+}
+
+/// The Secrets, Services, pods (of a transfer) and Jobs left in namespace `ns`.
+fn transfer_leftovers(c: &Cluster, ns: &str) -> Vec<String> {
+    let ours = |l: Option<&std::collections::BTreeMap<String, String>>| {
+        l.is_some_and(|l| l.contains_key("pvc-backup.io/transfer"))
+    };
+    let mut names = Vec::new();
+    for s in c.list::<k8s_openapi::api::core::v1::Secret>(Some(ns)) {
+        if ours(s.metadata.labels.as_ref()) {
+            names.push(format!("secret/{}", s.metadata.name.unwrap_or_default()));
+        }
+    }
+    for s in c.list::<k8s_openapi::api::core::v1::Service>(Some(ns)) {
+        if ours(s.metadata.labels.as_ref()) {
+            names.push(format!("service/{}", s.metadata.name.unwrap_or_default()));
+        }
+    }
+    for p in c.list::<k8s_openapi::api::core::v1::Pod>(Some(ns)) {
+        if ours(p.metadata.labels.as_ref()) {
+            names.push(format!("pod/{}", p.metadata.name.unwrap_or_default()));
+        }
+    }
+    for j in c.list::<Job>(Some(ns)) {
+        names.push(format!("job/{}", j.metadata.name.unwrap_or_default()));
+    }
+    names
+}
+
+#[test]
+fn a_copy_into_another_cluster_goes_through_a_node_port_then_a_load_balancer() {
+    // One API server plays both clusters: each side is reached with its own kubeconfig and
+    // credentials, and may act in its own namespace only.
+    let Some(c) = real("across_clusters") else {
+        return;
+    };
+    let lab = cluster();
+    apply(&c, &manifests(&c, &[]));
+    apply(&lab, &manifests(&lab, &[]));
+    let (alice, _alices) = person(&c, "alice");
+    let (bob, _bobs) = person(&lab, "bob");
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    // Alice alone may not make the receiving side.
+    let refused = run_with(
+        &c,
+        &alice,
+        &["clone", "data", "--to", "data", "--to-namespace", lab.ns()],
+    );
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        refused.status.code() != Some(0) && why.contains("you may not") && why.contains(lab.ns()),
+        "{why}"
+    );
+    let bob_file = bob.to_str().unwrap();
+
+    // Into "the other cluster" (bob's kubeconfig, whose context names his namespace), through a
+    // node port: the sending mover dials the receiving pod's node.
+    let out = run_with(
+        &c,
+        &alice,
+        &[
+            "clone",
+            "data",
+            "--to",
+            "data",
+            "--to-kubeconfig",
+            bob_file,
+            "-o",
+            "json",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    expect_code(&out, 0);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["namespace"], lab.ns(), "{report:#}");
+    assert_eq!(report["createdClaims"], json!(["data"]), "{report:#}");
+    let node_ip = {
+        let o = kubectl(
+            &c,
+            &[
+                "get",
+                "nodes",
+                "-o",
+                "jsonpath={.items[0].status.addresses[?(@.type==\"InternalIP\")].address}",
+            ],
+            None,
+        );
+        expect_code(&o, 0);
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let dialled = err
+        .lines()
+        .find_map(|l| l.split("the sending mover dials ").nth(1))
+        .unwrap_or_else(|| panic!("no address in: {err}"));
+    let (host, port) = dialled.rsplit_once(':').unwrap();
+    assert_eq!(host, node_ip, "{err}");
+    assert!(
+        (30000..=32767).contains(&port.trim().parse::<u32>().unwrap()),
+        "{err}"
+    );
+    assert_holds(&lab, "data", &src);
+    assert!(
+        c.wait_for(Duration::from_secs(120), |c| {
+            transfer_leftovers(c, c.ns()).is_empty() && transfer_leftovers(c, lab.ns()).is_empty()
+        }),
+        "left behind: {:?} {:?}",
+        transfer_leftovers(&c, c.ns()),
+        transfer_leftovers(&c, lab.ns())
+    );
+
+    // Again through a LoadBalancer Service, with this test as the load balancer: it gives the
+    // Service the node's address, as MetalLB would, and kube-proxy routes it.
+    std::fs::write(src.join("a.txt"), b"changed again\n").unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_pvc-backup"))
+        .args(["clone", "data", "--to", "data", "--to-kubeconfig", bob_file])
+        .args(["--expose", "loadbalancer", "-o", "json", "--kubeconfig"])
+        .arg(&alice)
+        .env_remove("KUBECONFIG")
+        .env("PVC_BACKUP_IMAGE", c.image())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let balanced = lab.wait_for(Duration::from_secs(120), |lab| {
+        let services = lab.list::<k8s_openapi::api::core::v1::Service>(Some(lab.ns()));
+        let Some(svc) = services
+            .iter()
+            .find(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"))
+        else {
+            return false;
+        };
+        let name = svc.metadata.name.clone().unwrap();
+        let patch = json!({"status": {"loadBalancer": {"ingress": [{"ip": node_ip}]}}});
+        let o = kubectl(
+            lab,
+            &[
+                "patch",
+                "service",
+                &name,
+                "-n",
+                lab.ns(),
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &patch.to_string(),
+            ],
+            None,
+        );
+        o.status.success()
+    });
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        balanced,
+        "no LoadBalancer Service appeared: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    expect_code(&out, 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("the sending mover dials {node_ip}:7443")),
+        "{err}"
+    );
+    let again: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(again["createdClaims"], json!([]), "{again:#}");
+    assert_eq!(
+        again["summaries"][0]["bytes"]["copied"],
+        b"changed again\n".len(),
         "{again:#}"
     );
     assert_holds(&lab, "data", &src);

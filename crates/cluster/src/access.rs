@@ -128,6 +128,10 @@ pub const WIRE: &[Permission] = &[ns("create", "", "secrets"), ns("delete", "", 
 /// the receiving mover.
 pub const SERVICE: &[Permission] = &[ns("create", "", "services"), ns("delete", "", "services")];
 
+/// What a copy through a LoadBalancer Service adds in the copy's namespace: reading the Service
+/// for the address the load balancer gave it.
+pub const SERVICE_STATUS: &[Permission] = &[ns("get", "", "services")];
+
 /// What a migration adds: it checks the target StorageClass (cluster-scoped).
 pub const MIGRATE: &[Permission] = &[Permission {
     cluster: true,

@@ -74,6 +74,50 @@ pub async fn connect(options: &ConnectOptions) -> Result<Kube> {
     Ok(Kube { client, namespace })
 }
 
+/// The namespace the context `context` (default: the current one) of a kubeconfig names, as
+/// kubectl reads it: `default` when it names none. `kubeconfig` is a file, or `None` for
+/// `KUBECONFIG` / `~/.kube/config`. For the side of a command in another cluster.
+pub fn context_namespace(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> Result<String> {
+    let config = match kubeconfig {
+        Some(path) => Kubeconfig::read_from(path).map_err(|e| {
+            Error::Connect(format!(
+                "cannot read the kubeconfig {}: {e}",
+                path.display()
+            ))
+        })?,
+        None => Kubeconfig::read().map_err(|e| {
+            Error::Connect(format!(
+                "cannot read the kubeconfig (KUBECONFIG or ~/.kube/config): {e}"
+            ))
+        })?,
+    };
+    let name = context
+        .map(str::to_owned)
+        .or_else(|| config.current_context.clone())
+        .ok_or_else(|| {
+            Error::Connect(
+                "the kubeconfig has no current context: name one with --to-context".to_owned(),
+            )
+        })?;
+    let found = config
+        .contexts
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| {
+            Error::Connect(format!(
+                "the kubeconfig has no context {name:?}; `kubectl config get-contexts` lists them"
+            ))
+        })?;
+    Ok(found
+        .context
+        .as_ref()
+        .and_then(|c| c.namespace.clone())
+        .unwrap_or_else(|| "default".to_owned()))
+}
+
 /// Makes ring the process's TLS provider, once, before a client is made. Two providers are
 /// compiled in (ring, which the project uses, and aws-lc-rs, which the S3 client of the
 /// repository crate brings), and with two rustls will not pick one by itself: kube's client

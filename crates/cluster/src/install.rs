@@ -155,9 +155,11 @@ pub fn operator_cluster_role() -> ClusterRole {
             // To say so before starting when the mover's account is missing.
             rule(&[""], &["serviceaccounts"], &["get"]),
             rule(&["batch"], &["jobs", "cronjobs"], MANAGE),
-            // A copy into another namespace: each side's keys in a Secret and the receiving
-            // mover's Service, made for one run and deleted after it. Secrets are never read.
-            rule(&[""], &["secrets", "services"], &["create", "delete"]),
+            // A copy into another namespace or cluster: each side's keys in a Secret and the
+            // receiving mover's Service, made for one run and deleted after it. Secrets are
+            // never read; a Service is, for the address a load balancer gave it.
+            rule(&[""], &["secrets"], &["create", "delete"]),
+            rule(&[""], &["services"], &["create", "delete", "get"]),
             // Workloads that use a claim are scaled down for a consistent copy or a swap, and
             // their claim references changed; replica sets lead from a pod to its Deployment.
             rule(

@@ -8,8 +8,9 @@ use std::time::Duration;
 use cluster::objects::mover::Placement;
 use cluster::objects::repository::RepositoryTarget;
 use cluster::objects::volume;
+use cluster::objects::wire::Expose;
 use cluster::workflow::MoverSettings;
-use cluster::workflow::across::{self, AcrossRequest, WireKeys};
+use cluster::workflow::across::{self, AcrossRequest, OtherCluster, WireKeys};
 use cluster::workflow::clone::{self, ClassInfo, CloneRequest, Method};
 use cluster::workflow::migrate::{self, MigrateRequest};
 use cluster::workflow::restore::{self, RestoreRequest};
@@ -138,6 +139,9 @@ fn a_copy_into_another_namespace() {
         size: None,
         scale_down: false,
         compress: true,
+        expose: Expose::ClusterIp,
+        address: None,
+        cluster: None,
     };
     let plan = across::plan(
         &request,
@@ -183,6 +187,63 @@ fn a_copy_into_another_namespace() {
             ("/keys", Some(true))
         );
     }
+}
+
+/// Into another cluster through a node port: the receiving side only, since the sending
+/// mover's address (a node's, with the port the API server gives the Service) exists once the
+/// Service does.
+#[test]
+fn a_copy_into_another_cluster_through_a_node_port() {
+    let request = AcrossRequest {
+        claim: "data".into(),
+        to: "data".into(),
+        namespace: "shop".into(),
+        storage_class: None,
+        size: None,
+        scale_down: false,
+        compress: false,
+        expose: Expose::NodePort,
+        address: None,
+        cluster: Some(OtherCluster {
+            kubeconfig: Some("/etc/other.kubeconfig".into()),
+            context: None,
+        }),
+    };
+    let plan = across::plan(
+        &request,
+        &settings(),
+        &source("nfs", "Filesystem"),
+        None,
+        &wire_keys(),
+        "data-clone-abcde",
+        pinned(),
+        Placement::Anywhere,
+    )
+    .unwrap();
+    assert_eq!(plan.sender_to, None);
+    let objects = plan.objects().unwrap();
+    let kinds: Vec<String> = objects
+        .iter()
+        .map(|o| {
+            format!(
+                "{}/{}/{}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["namespace"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "PersistentVolumeClaim/shop/data",
+            "Secret/shop/data-clone-abcde-receive",
+            "Service/shop/pvc-backup-abcde",
+            "Job/shop/data-clone-abcde-receive",
+            "Secret/shop/data-clone-abcde-send",
+        ]
+    );
+    insta::assert_snapshot!(checked_yaml(&objects));
 }
 
 #[test]

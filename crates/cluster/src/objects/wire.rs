@@ -1,6 +1,7 @@
 //! The objects of a transfer between namespaces, besides the two mover Jobs: a Secret per side
-//! holding that side's key and certificate and its peer's certificate, and the ClusterIP Service
-//! through which the sending mover reaches the receiving one.
+//! holding that side's key and certificate and its peer's certificate, and the Service through
+//! which the sending mover reaches the receiving one (a ClusterIP within a cluster, a NodePort or
+//! a LoadBalancer from another).
 
 use std::collections::BTreeMap;
 
@@ -67,13 +68,45 @@ pub fn keys_secret(
     }
 }
 
-/// The ClusterIP Service in front of the receiving mover: port [`WIRE_PORT`] to the pod's
-/// `wire` port, selecting the pod by `selector` (its transfer and side labels).
+/// How the receiving mover's Service is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expose {
+    /// A ClusterIP, by the Service's DNS name: from the same cluster only.
+    ClusterIp,
+    /// A port on every node (`nodePort`), dialled at a node's address.
+    NodePort,
+    /// An address the cluster's load balancer gives the Service.
+    LoadBalancer,
+}
+
+impl Expose {
+    /// The Service type, as Kubernetes spells it.
+    pub fn service_type(self) -> &'static str {
+        match self {
+            Expose::ClusterIp => "ClusterIP",
+            Expose::NodePort => "NodePort",
+            Expose::LoadBalancer => "LoadBalancer",
+        }
+    }
+
+    /// The value of `--expose` that chooses it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Expose::ClusterIp => "clusterip",
+            Expose::NodePort => "nodeport",
+            Expose::LoadBalancer => "loadbalancer",
+        }
+    }
+}
+
+/// The Service in front of the receiving mover, of the type `expose` names: port [`WIRE_PORT`]
+/// to the pod's `wire` port, selecting the pod by `selector` (its transfer and side labels).
 pub fn receiver_service(
     name: &str,
     namespace: &str,
     labels: BTreeMap<String, String>,
     selector: BTreeMap<String, String>,
+    expose: Expose,
 ) -> Service {
     Service {
         metadata: ObjectMeta {
@@ -83,7 +116,7 @@ pub fn receiver_service(
             ..ObjectMeta::default()
         },
         spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".to_owned()),
+            type_: Some(expose.service_type().to_owned()),
             selector: Some(selector),
             ports: Some(vec![ServicePort {
                 name: Some(WIRE_PORT_NAME.to_owned()),
@@ -103,4 +136,41 @@ pub fn receiver_service(
 /// and its port.
 pub fn service_address(service: &str, namespace: &str) -> String {
     format!("{service}.{namespace}.svc:{WIRE_PORT}")
+}
+
+/// The port the sending mover dials on a node for `service` (its `nodePort`), once the API
+/// server has given it one.
+pub fn node_port(service: &Service) -> Option<i32> {
+    service
+        .spec
+        .as_ref()?
+        .ports
+        .as_ref()?
+        .iter()
+        .find(|p| p.port == WIRE_PORT)?
+        .node_port
+}
+
+/// The address a load balancer gave `service` (an IP, else a host name), once it has one.
+pub fn load_balancer_address(service: &Service) -> Option<String> {
+    let ingress = service
+        .status
+        .as_ref()?
+        .load_balancer
+        .as_ref()?
+        .ingress
+        .as_ref()?;
+    ingress
+        .iter()
+        .find_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
+        .filter(|a| !a.is_empty())
+}
+
+/// `host:port`, with an IPv6 address in brackets.
+pub fn host_port(host: &str, port: i32) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use contract::{ExitCode, MoverCommand};
 use k8s_openapi::api::core::v1::{
-    Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+    Namespace, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
 };
 use kube::api::DeleteParams;
 use serde_json::Value;
@@ -29,7 +29,7 @@ use crate::names::{
 use crate::objects;
 use crate::objects::claim::{self, ClaimRequest, Role};
 use crate::objects::mover::{KeysVolume, MoverJob, Placement};
-use crate::objects::wire::{self, Side};
+use crate::objects::wire::{self, Expose, Side};
 use crate::run::{self as runner, Observer, Outcome};
 use crate::workflow::steps::{self, mount};
 use crate::workflow::stopped::{CLONE_STEPS, StoppedFor};
@@ -53,6 +53,34 @@ pub struct AcrossRequest {
     pub scale_down: bool,
     /// Compress file content on the wire.
     pub compress: bool,
+    /// How the receiving mover's Service is reached.
+    pub expose: Expose,
+    /// The host the sending mover dials instead of the one pvc-backup finds: a node's name or
+    /// address that the source's cluster reaches, or the load balancer's.
+    pub address: Option<String>,
+    /// The other cluster the copy goes to (`--to-kubeconfig`, `--to-context`); `None` within
+    /// the source's cluster.
+    pub cluster: Option<OtherCluster>,
+}
+
+/// Another cluster, as the command line names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OtherCluster {
+    /// Its kubeconfig (`--to-kubeconfig`); `None`: the one the source's cluster came from.
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// A context of that kubeconfig (`--to-context`); `None`: its current one.
+    pub context: Option<String>,
+}
+
+impl std::fmt::Display for OtherCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.kubeconfig, &self.context) {
+            (Some(k), Some(c)) => write!(f, "context {c} of {}", k.display()),
+            (Some(k), None) => write!(f, "the cluster of {}", k.display()),
+            (None, Some(c)) => write!(f, "context {c}"),
+            (None, None) => write!(f, "the same cluster"),
+        }
+    }
 }
 
 impl AcrossRequest {
@@ -68,18 +96,63 @@ impl AcrossRequest {
         if let Some(s) = &self.size {
             a.push_str(&format!(" --size {s}"));
         }
+        if let Some(c) = &self.cluster {
+            if let Some(k) = &c.kubeconfig {
+                a.push_str(&format!(" --to-kubeconfig {}", k.display()));
+            }
+            if let Some(x) = &c.context {
+                a.push_str(&format!(" --to-context {x}"));
+            }
+        }
+        if self.expose != self.default_expose() {
+            a.push_str(&format!(" --expose {}", self.expose.flag()));
+        }
+        if let Some(h) = &self.address {
+            a.push_str(&format!(" --to-address {h}"));
+        }
         a
+    }
+
+    /// `--expose` when not given: the Service's name within a cluster, a node's port across.
+    pub fn default_expose(&self) -> Expose {
+        if self.cluster.is_some() {
+            Expose::NodePort
+        } else {
+            Expose::ClusterIp
+        }
     }
 
     fn check(&self, source_namespace: &str) -> Result<()> {
         names::check_name("claim", &self.claim, 253)?;
         names::check_name("copy", &self.to, 253)?;
         names::check_namespace(&self.namespace)?;
-        if self.namespace == source_namespace {
+        if self.cluster.is_none() && self.namespace == source_namespace {
             return Err(Error::Invalid(format!(
                 "--to-namespace {ns} is the source claim's own namespace: leave --to-namespace \
                  out to copy within {ns}",
                 ns = self.namespace
+            )));
+        }
+        if let Some(other) = &self.cluster
+            && self.expose == Expose::ClusterIp
+            && self.address.is_none()
+        {
+            return Err(Error::Invalid(format!(
+                "--expose clusterip into {other}: a ClusterIP Service is reached from its own \
+                 cluster only; use --expose nodeport (the default into another cluster) or \
+                 loadbalancer, or give --to-address HOST that the source's cluster reaches"
+            )));
+        }
+        if let Some(h) = &self.address
+            && h.parse::<std::net::IpAddr>().is_err()
+            && (h.is_empty()
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
+        {
+            return Err(Error::Invalid(format!(
+                "--to-address {h:?}: give a host name or an IP address, without a port (the \
+                 port is the Service's)"
             )));
         }
         Ok(())
@@ -126,8 +199,12 @@ pub struct AcrossPlan {
     pub receiver: MoverJob,
     /// The sending side's Secret (in the source's namespace).
     pub sender_secret: Secret,
-    /// The sending mover (in the source's namespace).
+    /// The sending mover (in the source's namespace). Its arguments are empty until the
+    /// address it dials is known (`sender_to`).
     pub sender: MoverJob,
+    /// `host:port` the sending mover dials; `None` until the receiving side exists, for a
+    /// node's port or a load balancer's address.
+    pub sender_to: Option<String>,
 }
 
 impl AcrossPlan {
@@ -141,7 +218,10 @@ impl AcrossPlan {
         out.push(objects::to_value(&self.service)?);
         out.push(objects::to_value(&self.receiver.job())?);
         out.push(objects::to_value(&self.sender_secret)?);
-        out.push(objects::to_value(&self.sender.job())?);
+        // A node's port or a load balancer's address exists once the Service does.
+        if self.sender_to.is_some() {
+            out.push(objects::to_value(&self.sender.job())?);
+        }
         Ok(out)
     }
 }
@@ -248,6 +328,7 @@ pub fn plan(
         &request.namespace,
         labels(Side::Receiver),
         selector,
+        request.expose,
     );
     let mut receiver = steps::mover_job(
         settings,
@@ -285,14 +366,18 @@ pub fn plan(
         &request.claim,
         Role::Clone,
     );
-    sender.args = MoverCommand::Send {
-        src: SOURCE_MOUNT.to_owned(),
-        to: wire::service_address(&service_name, &request.namespace),
-        keys: KEYS_MOUNT.to_owned(),
-        retry_for_secs: retry,
-        compress: request.compress,
-    }
-    .args();
+    let sender_to = match (request.expose, &request.address) {
+        (Expose::ClusterIp, None) => Some(wire::service_address(&service_name, &request.namespace)),
+        (Expose::ClusterIp | Expose::LoadBalancer, Some(host)) => {
+            Some(wire::host_port(host, WIRE_PORT))
+        }
+        // The node's port is given when the Service is made; the load balancer's address later.
+        (Expose::NodePort, _) | (Expose::LoadBalancer, None) => None,
+    };
+    sender.args = sender_to
+        .as_deref()
+        .map(|to| sender_command(request, to, retry))
+        .unwrap_or_default();
     sender.mounts = vec![mount("source", &request.claim, SOURCE_MOUNT, true, false)];
     sender.keys = Some(KeysVolume {
         secret: sender_name.clone(),
@@ -310,7 +395,20 @@ pub fn plan(
         receiver,
         sender_secret,
         sender,
+        sender_to,
     })
+}
+
+/// The sending mover's arguments: `mover send` to `to` (`host:port`).
+fn sender_command(request: &AcrossRequest, to: &str, retry: u64) -> Vec<String> {
+    MoverCommand::Send {
+        src: SOURCE_MOUNT.to_owned(),
+        to: to.to_owned(),
+        keys: KEYS_MOUNT.to_owned(),
+        retry_for_secs: retry,
+        compress: request.compress,
+    }
+    .args()
 }
 
 /// The Service's name: a DNS label that starts with a letter whatever the claim is called
@@ -351,9 +449,9 @@ impl AcrossReport {
 /// Checks the copy's namespace before anything is made: it exists (when the caller may read
 /// namespaces; otherwise the service account's absence says it) and the mover's service account
 /// is there.
-async fn check_namespace(kube: &Kube, target: &Kube) -> Result<()> {
+async fn check_namespace(target: &Kube) -> Result<()> {
     let ns = &target.namespace;
-    match api::get_opt::<Namespace>(&api::cluster(kube), "namespace", ns).await {
+    match api::get_opt::<Namespace>(&api::cluster(target), "namespace", ns).await {
         Ok(Some(_)) => {}
         Ok(None) => {
             return Err(Error::NotFound(format!(
@@ -388,17 +486,20 @@ pub async fn plan_from_cluster(
     settings: &MoverSettings,
     keys: &WireKeys,
     run: &str,
+    other: Option<&Kube>,
 ) -> Result<AcrossPlan> {
     request.check(&kube.namespace)?;
-    let target = target_kube(kube, request);
-    check_namespace(kube, &target).await?;
+    let target = target_kube(kube, request, other);
+    check_namespace(&target).await?;
     let source = workflow::get_claim(kube, &request.claim).await?;
     plan_with(kube, &target, request, settings, &source, keys, run, None).await
 }
 
-fn target_kube(kube: &Kube, request: &AcrossRequest) -> Kube {
+/// The copy's side: the source's client, or the other cluster's (`other`), in the copy's
+/// namespace.
+fn target_kube(kube: &Kube, request: &AcrossRequest, other: Option<&Kube>) -> Kube {
     Kube {
-        client: kube.client.clone(),
+        client: other.unwrap_or(kube).client.clone(),
         namespace: request.namespace.clone(),
     }
 }
@@ -446,18 +547,30 @@ pub async fn run(
     request: &AcrossRequest,
     settings: &MoverSettings,
     keys: &WireKeys,
+    other: Option<&Kube>,
     observer: &mut dyn Observer,
 ) -> Result<AcrossReport> {
     request.check(&kube.namespace)?;
-    let target = target_kube(kube, request);
+    let target = target_kube(kube, request, other);
     let scale: &[access::Permission] = if request.scale_down {
         access::SCALE
     } else {
         &[]
     };
     access::check(kube, &[access::MOVER_RUN, access::WIRE, scale]).await?;
-    check_namespace(kube, &target).await?;
-    access::check(&target, &[access::MOVER_RUN, access::WIRE, access::SERVICE]).await?;
+    let status: &[access::Permission] =
+        if request.expose == Expose::LoadBalancer && request.address.is_none() {
+            access::SERVICE_STATUS
+        } else {
+            &[]
+        };
+    // Rights first: without them the namespace's service account cannot even be looked up.
+    access::check(
+        &target,
+        &[access::MOVER_RUN, access::WIRE, access::SERVICE, status],
+    )
+    .await?;
+    check_namespace(&target).await?;
     let source = workflow::get_claim(kube, &request.claim).await?;
     let run = workflow::job_name(&format!("{}-clone", request.claim));
     // Planned (and so checked) before any workload is stopped.
@@ -489,7 +602,7 @@ pub async fn run(
         .iter()
         .map(|(w, _)| w.to_string())
         .collect();
-    let result = transfer(kube, &target, &plan, settings, observer).await;
+    let result = transfer(kube, &target, request, &plan, settings, observer).await;
     let mut report = match stopped {
         Some(stopped) => stopped.start_after(kube, guard, observer, result).await?,
         None => result?,
@@ -502,6 +615,7 @@ pub async fn run(
 async fn transfer(
     kube: &Kube,
     target: &Kube,
+    request: &AcrossRequest,
     plan: &AcrossPlan,
     settings: &MoverSettings,
     observer: &mut dyn Observer,
@@ -530,7 +644,7 @@ async fn transfer(
             &plan.receiver_secret,
         )
         .await?;
-        api::create(
+        let service = api::create(
             &api::namespaced(target),
             "Service",
             &plan.service.metadata.name.clone().unwrap_or_default(),
@@ -549,7 +663,7 @@ async fn transfer(
             &plan.sender_secret,
         )
         .await?;
-        run_both(kube, target, plan, settings, observer).await
+        run_both(kube, target, request, plan, &service, settings, observer).await
     }
     .await;
     observer.step("removing the transfer's Jobs, Secrets and Service");
@@ -597,7 +711,9 @@ const GRACE: Duration = Duration::from_secs(90);
 async fn run_both(
     kube: &Kube,
     target: &Kube,
+    request: &AcrossRequest,
     plan: &AcrossPlan,
+    service: &Service,
     settings: &MoverSettings,
     observer: &mut dyn Observer,
 ) -> Result<(Outcome, Option<Outcome>)> {
@@ -611,19 +727,21 @@ async fn run_both(
         prefix: "sender",
     };
     let receiver_job = plan.receiver.job();
-    let sender_job = plan.sender.job();
     let mut receiving = std::pin::pin!(runner::run_job(
         target,
         &receiver_job,
         &settings.run,
         &mut on_receiver
     ));
-    let mut sending = std::pin::pin!(runner::run_job(
-        kube,
-        &sender_job,
-        &settings.run,
-        &mut on_sender
-    ));
+    let mut sending = std::pin::pin!(async {
+        let mut sender = plan.sender.clone();
+        if plan.sender_to.is_none() {
+            let to = receiver_address(target, request, plan, service, settings).await?;
+            on_sender.step(&format!("the sending mover dials {to}"));
+            sender.args = sender_command(request, &to, retry_for(settings));
+        }
+        runner::run_job(kube, &sender.job(), &settings.run, &mut on_sender).await
+    });
     tokio::select! {
         received = &mut receiving => {
             let received = received?;
@@ -649,6 +767,85 @@ async fn run_both(
                 ))),
             }
         }
+    }
+}
+
+/// Finds `host:port` for the sending mover once the receiving side exists: `--to-address` or
+/// the receiving pod's node, with the Service's node port; or the address the load balancer
+/// gave the Service. Waits at most `--start-timeout` for the pod's node or the load balancer.
+async fn receiver_address(
+    target: &Kube,
+    request: &AcrossRequest,
+    plan: &AcrossPlan,
+    service: &Service,
+    settings: &MoverSettings,
+) -> Result<String> {
+    let name = plan.service.metadata.name.clone().unwrap_or_default();
+    let ns = &plan.namespace;
+    let wait = settings.run.start_timeout;
+    let deadline = tokio::time::Instant::now() + wait;
+    let pause = Duration::from_secs(1);
+    match request.expose {
+        Expose::NodePort => {
+            let port = wire::node_port(service).ok_or_else(|| {
+                Error::Failed(format!(
+                    "the API server gave Service {name} in namespace {ns} no node port"
+                ))
+            })?;
+            if let Some(host) = &request.address {
+                return Ok(wire::host_port(host, port));
+            }
+            // The port is open on every node; the receiving pod's node is one the cluster has.
+            let selector = plan
+                .service
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            let params = kube::api::ListParams::default().labels(&selector);
+            loop {
+                let pods: Vec<Pod> = api::list(&api::namespaced(target), "pods", &params).await?;
+                if let Some(ip) = pods
+                    .iter()
+                    .find_map(|p| p.status.as_ref()?.host_ip.clone())
+                    .filter(|ip| !ip.is_empty())
+                {
+                    return Ok(wire::host_port(&ip, port));
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::Failed(format!(
+                        "the receiving mover's pod (Job {} in namespace {ns}) was on no node \
+                         within {} s, so there is no node address to dial; see `kubectl get \
+                         pods -n {ns}`, or give --to-address",
+                        plan.receiver.name,
+                        wait.as_secs()
+                    )));
+                }
+                tokio::time::sleep(pause).await;
+            }
+        }
+        Expose::LoadBalancer => loop {
+            let now: Service = api::get(&api::namespaced(target), "Service", &name).await?;
+            if let Some(host) = wire::load_balancer_address(&now) {
+                return Ok(wire::host_port(&host, WIRE_PORT));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Failed(format!(
+                    "Service {name} in namespace {ns} got no address from a load balancer \
+                     within {} s: does the cluster have one? Use --expose nodeport, or give \
+                     --to-address",
+                    wait.as_secs()
+                )));
+            }
+            tokio::time::sleep(pause).await;
+        },
+        Expose::ClusterIp => Ok(wire::service_address(&name, ns)),
     }
 }
 
@@ -749,6 +946,9 @@ mod tests {
             size: None,
             scale_down: false,
             compress: false,
+            expose: Expose::ClusterIp,
+            address: None,
+            cluster: None,
         }
     }
 
@@ -817,6 +1017,69 @@ mod tests {
             claim.metadata.labels.unwrap()[SOURCE_NAMESPACE_LABEL],
             "shop"
         );
+    }
+
+    #[test]
+    fn into_another_cluster_the_sender_dials_a_node_port_or_the_address_given() {
+        let s = MoverSettings::default();
+        let fs = source("Filesystem");
+        let other = AcrossRequest {
+            cluster: Some(OtherCluster {
+                kubeconfig: Some("/k".into()),
+                context: Some("east".into()),
+            }),
+            ..request("shop")
+        };
+        // The same namespace name is another namespace in another cluster.
+        let clusterip = plan_of(&other, &s, &fs, None).unwrap_err().to_string();
+        assert!(
+            clusterip.contains("--expose clusterip into context east of /k"),
+            "{clusterip}"
+        );
+        let node_port = AcrossRequest {
+            expose: other.default_expose(),
+            ..other.clone()
+        };
+        assert_eq!(node_port.expose, Expose::NodePort);
+        let p = plan_of(&node_port, &s, &fs, None).unwrap();
+        assert_eq!(p.sender_to, None);
+        assert!(p.sender.args.is_empty());
+        assert_eq!(
+            p.service.spec.as_ref().unwrap().type_.as_deref(),
+            Some("NodePort")
+        );
+        assert!(
+            node_port
+                .arguments()
+                .ends_with("--to-kubeconfig /k --to-context east"),
+            "{}",
+            node_port.arguments()
+        );
+        let balanced = AcrossRequest {
+            expose: Expose::LoadBalancer,
+            address: Some("wire.example.com".into()),
+            ..other.clone()
+        };
+        let p = plan_of(&balanced, &s, &fs, None).unwrap();
+        assert_eq!(p.sender_to.as_deref(), Some("wire.example.com:7443"));
+        let to = p.sender.args.iter().position(|a| a == "--to").unwrap();
+        assert_eq!(p.sender.args[to + 1], "wire.example.com:7443");
+        let v6 = AcrossRequest {
+            address: Some("fd00::7".into()),
+            ..balanced.clone()
+        };
+        assert_eq!(
+            plan_of(&v6, &s, &fs, None).unwrap().sender_to.as_deref(),
+            Some("[fd00::7]:7443")
+        );
+        for bad in ["node-1:30000", "", "http://node-1", "node 1"] {
+            let r = AcrossRequest {
+                address: Some(bad.into()),
+                ..balanced.clone()
+            };
+            let e = plan_of(&r, &s, &fs, None).unwrap_err().to_string();
+            assert!(e.contains("--to-address"), "{bad}: {e}");
+        }
     }
 
     #[test]
