@@ -301,6 +301,59 @@ fn a_copy_into_a_namespace_that_is_not_there_is_refused_before_anything_is_made(
     assert_eq!(claims, ["data"]);
 }
 
+#[test]
+fn the_flags_of_a_copy_between_two_movers_are_checked_before_anything_is_made() {
+    let (c, _) = cluster_with_data(ClaimOptions::default());
+    let err = run_failing(
+        &c,
+        &["clone", "data", "--to", "copy", "--expose", "nodeport"],
+    );
+    assert!(
+        err.contains("--expose applies to a copy between two movers"),
+        "{err}"
+    );
+    let err = run_failing(
+        &c,
+        &[
+            "clone",
+            "data",
+            "--to",
+            "copy",
+            "--to-namespace",
+            "lab",
+            "--to-address",
+            "node-1:30000",
+        ],
+    );
+    assert!(err.contains("--to-address \"node-1:30000\""), "{err}");
+    let missing = c.ns().to_owned() + "-no-such.kubeconfig";
+    let err = run_failing(
+        &c,
+        &["clone", "data", "--to", "copy", "--to-kubeconfig", &missing],
+    );
+    assert!(
+        err.contains("cannot read the kubeconfig") && err.contains(&missing),
+        "{err}"
+    );
+    // A ClusterIP is not reached from another cluster.
+    let kubeconfig = c.kubeconfig().to_str().unwrap().to_owned();
+    let err = run_failing(
+        &c,
+        &[
+            "clone",
+            "data",
+            "--to",
+            "copy",
+            "--to-kubeconfig",
+            &kubeconfig,
+            "--expose",
+            "clusterip",
+        ],
+    );
+    assert!(err.contains("--expose clusterip into"), "{err}");
+    assert!(c.list::<Job>(Some(c.ns())).is_empty());
+}
+
 /// Tests only the fake cluster can run.
 mod fake_only {
     use super::*;
