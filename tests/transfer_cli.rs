@@ -209,6 +209,84 @@ fn a_rich_tree_received_is_what_sync_makes_and_a_second_run_sends_nothing() {
     assert_mirror(&src.root, &dst, &sockets);
 }
 
+/// The calls `calls` (comma-separated) that a receiver run under strace made while serving one
+/// transfer from `src` into `dst`, in the order they were made; and the received target.
+fn traced_receiver(calls: &str, src: &Path, dst: &Path, k: &Path, extra: &[&str]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("strace");
+    let mut cmd = Command::new("strace");
+    cmd.args(["-ff", "-qq", "-ttt", "-e", &format!("trace={calls}"), "-o"])
+        .arg(&log)
+        .arg(assert_cmd::cargo::cargo_bin!("pvc-backup"))
+        .args(["mover", "receive"])
+        .arg(dst)
+        .args(["--listen", "127.0.0.1:0", "--keys"])
+        .arg(k)
+        .args(extra);
+    let r = Listening::start(cmd);
+    let s = send_to(src, &r.addr, k, &[]);
+    let (rc, _, err) = r.wait(Duration::from_secs(60));
+    assert_eq!((code(&s), rc), (0, 0), "{}\n{err}", stderr(&s));
+    // One log per thread (-ff): no call is split in two lines. Failed calls are left out.
+    let mut timed: Vec<(f64, String)> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flat_map(|e| {
+            std::fs::read_to_string(e.unwrap().path())
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|l| {
+            let (time, call) = l.split_once(' ')?;
+            (!call.contains(" = -1 ")).then(|| (time.parse().unwrap(), call.to_owned()))
+        })
+        .collect();
+    timed.sort_by(|a, b| a.0.total_cmp(&b.0));
+    timed.into_iter().map(|(_, c)| c).collect()
+}
+
+#[test]
+fn with_fsync_the_receiver_flushes_its_filesystem_after_the_last_entry_is_placed() {
+    if !testkit::skip::need_tools(
+        "with_fsync_the_receiver_flushes_its_filesystem_after_the_last_entry_is_placed",
+        &["strace"],
+    ) {
+        return;
+    }
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    for i in 0..20 {
+        src.file(format!("many/{i}").as_bytes(), b"x");
+    }
+    let calls = "syncfs,rename,renameat,renameat2";
+    let plain = traced_receiver(calls, &src.root, &dir.path().join("plain"), &k, &[]);
+    assert!(
+        !plain.iter().any(|c| c.starts_with("syncfs(")),
+        "{plain:#?}"
+    );
+    let flushed = dir.path().join("flushed");
+    let with = traced_receiver(calls, &src.root, &flushed, &k, &["--fsync"]);
+    assert_mirror(&src.root, &flushed, &[]);
+    // The last entry placed under its own name (the summary's file aside) comes before the
+    // flush, and the summary after it.
+    let placed = with
+        .iter()
+        .rposition(|c| c.starts_with("rename") && !c.contains("last-sync"))
+        .unwrap_or_else(|| panic!("no rename in {with:#?}"));
+    let synced = with
+        .iter()
+        .position(|c| c.starts_with("syncfs("))
+        .unwrap_or_else(|| panic!("no syncfs in {with:#?}"));
+    assert!(placed < synced, "{with:#?}");
+    if let Some(summary) = with
+        .iter()
+        .position(|c| c.starts_with("rename") && c.contains("last-sync"))
+    {
+        assert!(synced < summary, "{with:#?}");
+    }
+}
+
 #[test]
 fn checksum_finds_a_change_that_keeps_size_and_mtime() {
     let (dir, k) = setup();

@@ -33,6 +33,9 @@ pub struct ReceiveArgs {
     /// Keep entries of the target that the source lacks, instead of removing them.
     #[arg(long)]
     no_delete: bool,
+    /// Flush the target's filesystem to the disk before reporting success (to the sender too).
+    #[arg(long)]
+    fsync: bool,
     #[command(flatten)]
     wire: WireArgs,
 }
@@ -55,6 +58,7 @@ pub(super) fn run(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
         checksum: a.checksum,
         no_delete: a.no_delete,
         impersonate: a.wire.impersonate.into(),
+        fsync: a.fsync,
     };
     let mut again = false;
     loop {

@@ -203,6 +203,8 @@ pub enum MoverCommand {
         keys: String,
         /// How long to wait for the sender to connect again after a drop, in seconds.
         retry_for_secs: u64,
+        /// Flush the target to the disk before reporting success.
+        fsync: bool,
     },
     /// `--version`: print the version and exit 0. A pod that mounts claims and does nothing
     /// else (a storage class that provisions only for a pod then provisions them).
@@ -356,9 +358,11 @@ impl MoverCommand {
                 listen,
                 keys,
                 retry_for_secs,
+                fsync: f,
             } => {
                 let mut args =
                     strings(&["mover", "receive", dst, "--listen", listen, "--keys", keys]);
+                args.extend(fsync(*f));
                 args.push("--json".to_owned());
                 args.extend(["--retry-for".to_owned(), format!("{retry_for_secs}s")]);
                 args
@@ -450,6 +454,7 @@ impl MoverCommand {
                 listen: "0.0.0.0:7443".into(),
                 keys: "/keys".into(),
                 retry_for_secs: 120,
+                fsync: true,
             },
             MoverCommand::Version,
         ]
@@ -490,7 +495,7 @@ mod tests {
                 "mover snapshots /backup --json",
                 "mover send /source --to receiver.shop.svc:7443 --keys /keys --json --retry-for \
                  120s --compress",
-                "mover receive /backup --listen 0.0.0.0:7443 --keys /keys --json --retry-for 120s",
+                "mover receive /backup --listen 0.0.0.0:7443 --keys /keys --fsync --json --retry-for 120s",
                 "--version",
             ]
         );

@@ -342,6 +342,8 @@ pub fn plan(
         listen: format!("0.0.0.0:{WIRE_PORT}"),
         keys: KEYS_MOUNT.to_owned(),
         retry_for_secs: retry,
+        // On the disk before the copy is reported, as a copy within a namespace is.
+        fsync: true,
     }
     .args();
     receiver.mounts = vec![mount("backup", &request.to, TARGET_MOUNT, false, false)];

@@ -62,6 +62,8 @@ pub struct ReceiveOptions {
     pub no_delete: bool,
     /// When to act as an entry's owner in the target.
     pub impersonate: Impersonate,
+    /// Flush the target's filesystem to the disk before the summary is written and sent.
+    pub fsync: bool,
 }
 
 /// A target opened, checked and locked, ready to receive one transfer.
@@ -195,6 +197,23 @@ impl Receiver {
         }
         s.links();
         s.dir_attrs();
+        // Also reports a write that failed in the background since the target was opened; the
+        // sender hears of it, rather than of a connection closed before the summary.
+        if self.opts.fsync
+            && let Err(e) = rustix::fs::syncfs(&self.dst)
+        {
+            let e = Error::from(mover::Error::Io {
+                what: "cannot flush to the disk the writes into",
+                path: self.dst_path.display().to_string(),
+                source: e.into(),
+            });
+            let _ = conn.send(&Message::Abort {
+                code: e.exit_code().code(),
+                message: format!("the receiver stopped: {e}"),
+            });
+            let _ = conn.flush();
+            return Err(e);
+        }
         self.stats.scan_complete.store(true, Relaxed);
         let summary = mover::summary::summarize(
             "receive",
