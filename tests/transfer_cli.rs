@@ -288,6 +288,96 @@ fn with_fsync_the_receiver_flushes_its_filesystem_after_the_last_entry_is_placed
 }
 
 #[test]
+fn excludes_leave_out_and_keep_exactly_what_sync_leaves_out_and_keeps() {
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"keep.txt", b"kept")
+        .file(b"a.tmp", b"new tmp")
+        .file(b"logs/x.log", b"left out by path")
+        .file(b"logs/y.log", b"sent")
+        .file(
+            b"cache/CACHEDIR.TAG",
+            b"Signature: 8a477f597d28d172789f06886806bc55\n",
+        )
+        .file(b"cache/blob", b"a cache");
+    let flags = [
+        "--exclude=*.tmp",
+        "--exclude=/logs/x.log",
+        "--exclude-caches",
+    ];
+    for delete in [false, true] {
+        let mut args: Vec<&str> = flags.to_vec();
+        if delete {
+            args.push("--delete-excluded");
+        }
+        let tag = if delete { "delete" } else { "keep" };
+        let synced = dir.path().join(format!("synced-{tag}"));
+        let received = dir.path().join(format!("received-{tag}"));
+        // Both targets hold the same older copy: excluded names, and one the source lacks.
+        let old = Tree::new(synced.clone());
+        old.file(b"a.tmp", b"old tmp")
+            .file(b"logs/x.log", b"old log")
+            .file(b"cache/old", b"old cache")
+            .file(b"gone", b"not in the source");
+        let cp = Command::new("cp")
+            .arg("-a")
+            .arg(&synced)
+            .arg(&received)
+            .output()
+            .unwrap();
+        assert_eq!(code(&cp), 0, "{}", stderr(&cp));
+        let o = bin()
+            .args(["mover", "sync", "-q"])
+            .args(&args)
+            .arg(&src.root)
+            .arg(&synced)
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let r = receive_listening(&received, &k, &[]);
+        let mut send_args = vec!["--json"];
+        send_args.extend(&args);
+        let s = send_to(&src.root, &r.addr, &k, &send_args);
+        let (rc, _, rerr) = r.wait(Duration::from_secs(60));
+        assert_eq!((code(&s), rc), (0, 0), "{}\n{rerr}", stderr(&s));
+        // rsync sees the received target as the synced one, entry by entry.
+        assert_mirror(&synced, &received, &[]);
+        let read = |p: &str| std::fs::read(received.join(p)).ok();
+        assert_eq!(read("logs/y.log").as_deref(), Some(&b"sent"[..]));
+        assert_eq!(read("gone"), None);
+        if delete {
+            assert_eq!((read("a.tmp"), read("logs/x.log")), (None, None), "{tag}");
+            assert!(!received.join("cache").exists(), "{tag}");
+        } else {
+            assert_eq!(read("a.tmp").as_deref(), Some(&b"old tmp"[..]));
+            assert_eq!(read("logs/x.log").as_deref(), Some(&b"old log"[..]));
+            assert_eq!(read("cache/old").as_deref(), Some(&b"old cache"[..]));
+            assert_eq!(read("cache/blob"), None);
+        }
+        let line = String::from_utf8_lossy(&s.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .to_owned();
+        let j: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(j["summary"]["entries"]["excluded"], 3, "{j}");
+    }
+    // A pattern that is no glob is refused before anything listens or connects.
+    let o = send_to(
+        &src.root,
+        "127.0.0.1:9",
+        &k,
+        &["--exclude=a[z-a]", "--retry-for", "1s"],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--exclude \"a[z-a]\" is not a valid pattern"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn checksum_finds_a_change_that_keeps_size_and_mtime() {
     let (dir, k) = setup();
     let src = Tree::new(dir.path().join("src"));

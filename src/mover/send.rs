@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use wire::keys::Side;
 use wire::send::SendOptions;
 
-use super::init_logging;
 use super::wire_args::{Peer, WireArgs, failed, finish, retry};
+use super::{ExcludeArgs, init_logging};
 
 /// Arguments of `pvc-backup mover send`.
 #[derive(Debug, clap::Args)]
@@ -35,12 +35,19 @@ pub struct SendArgs {
     #[arg(long)]
     compress: bool,
     #[command(flatten)]
+    excludes: ExcludeArgs,
+    #[command(flatten)]
     wire: WireArgs,
 }
 
 /// Sends one transfer and exits with the receiver's result.
 pub(super) fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
     init_logging(a.wire.verbose, a.wire.quiet);
+    // Checked before anything listens or connects.
+    let excludes = match a.excludes.excludes() {
+        Ok(e) => e,
+        Err(e) => return Ok(crate::output::failed("send", &e, e.exit_code()).into()),
+    };
     let (peer, id) = match Peer::open(
         "send",
         Side::Sender,
@@ -56,6 +63,7 @@ pub(super) fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
         allow_empty: a.allow_empty,
         impersonate: a.wire.impersonate.into(),
         compress: a.compress,
+        excludes,
     };
     // What was sent over every attempt, those cut off included.
     let mut sent = wire::send::Sent::default();

@@ -192,6 +192,8 @@ pub enum MoverCommand {
         retry_for_secs: u64,
         /// Compress file content on the wire.
         compress: bool,
+        /// What the transfer leaves out.
+        excludes: Excludes,
     },
     /// `mover receive`: make `dst` a mirror of what one `mover send` sends to `listen`.
     Receive {
@@ -344,6 +346,7 @@ impl MoverCommand {
                 keys,
                 retry_for_secs,
                 compress,
+                excludes,
             } => {
                 let mut args = strings(&["mover", "send", src, "--to", to, "--keys", keys]);
                 args.push("--json".to_owned());
@@ -351,6 +354,7 @@ impl MoverCommand {
                 if *compress {
                     args.push("--compress".to_owned());
                 }
+                args.extend(excludes.copy_args());
                 args
             }
             MoverCommand::Receive {
@@ -429,7 +433,7 @@ impl MoverCommand {
             MoverCommand::VerifyAgainst {
                 dst: "/backup".into(),
                 src: "/source".into(),
-                excludes,
+                excludes: excludes.clone(),
             },
             MoverCommand::Block {
                 src: "/source".into(),
@@ -448,6 +452,7 @@ impl MoverCommand {
                 keys: "/keys".into(),
                 retry_for_secs: 120,
                 compress: true,
+                excludes,
             },
             MoverCommand::Receive {
                 dst: "/backup".into(),
@@ -494,7 +499,7 @@ mod tests {
                 "mover block /source /backup --verify-only",
                 "mover snapshots /backup --json",
                 "mover send /source --to receiver.shop.svc:7443 --keys /keys --json --retry-for \
-                 120s --compress",
+                 120s --compress --exclude=*.tmp --exclude=-odd --exclude-caches --delete-excluded",
                 "mover receive /backup --listen 0.0.0.0:7443 --keys /keys --fsync --json --retry-for 120s",
                 "--version",
             ]

@@ -32,4 +32,4 @@ pub mod tls;
 pub use error::{Error, Result};
 
 /// The protocol version both sides must speak; a peer with another one is refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;

@@ -154,6 +154,15 @@ pub enum Message {
         /// What the sender's kernel said.
         error: String,
     },
+    /// An entry of the current directory that the sender leaves out (`send --exclude`): the
+    /// receiver keeps its own entry of that name, or removes it when `delete` is set
+    /// (`--delete-excluded`), as `mover sync` does.
+    Excluded {
+        /// Its name (one path component).
+        name: Vec<u8>,
+        /// Remove the receiver's entry of that name.
+        delete: bool,
+    },
     /// The end of the listing.
     ListEnd,
     /// Files the receiver needs, by number, in increasing order.
@@ -247,6 +256,7 @@ const COMPRESSED: u8 = 16;
 const KEEPALIVE: u8 = 17;
 const BASIS: u8 = 18;
 const SAME: u8 = 19;
+const EXCLUDED: u8 = 20;
 
 fn put_u32(o: &mut Vec<u8>, v: u32) {
     o.extend_from_slice(&v.to_be_bytes());
@@ -449,6 +459,11 @@ impl Message {
                 put_bytes(out, op.as_bytes());
                 put_bytes(out, error.as_bytes());
             }
+            Message::Excluded { name, delete } => {
+                out.push(EXCLUDED);
+                put_bytes(out, name);
+                out.push(u8::from(*delete));
+            }
             Message::ListEnd => out.push(LIST_END),
             Message::Want(files) => {
                 out.push(WANT);
@@ -555,6 +570,14 @@ impl Message {
                 op: r.text()?,
                 error: r.text()?,
             },
+            EXCLUDED => Message::Excluded {
+                name: r.bytes()?,
+                delete: match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(Error::protocol("an excluded entry's flag is not 0 or 1")),
+                },
+            },
             LIST_END => Message::ListEnd,
             WANT => {
                 let n = r.u32()? as usize;
@@ -630,6 +653,7 @@ impl Message {
             Message::Up => "end of directory",
             Message::Entry { .. } => "entry",
             Message::Unreadable { .. } => "unreadable entry",
+            Message::Excluded { .. } => "excluded entry",
             Message::ListEnd => "end of listing",
             Message::Want(_) => "request",
             Message::WantEnd => "end of requests",
@@ -693,6 +717,10 @@ mod tests {
                 name: vec![],
                 op: "read".into(),
                 error: "denied".into(),
+            },
+            Message::Excluded {
+                name: b"cache".to_vec(),
+                delete: true,
             },
             Message::ListEnd,
             Message::Want(vec![0, 5, 9]),

@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use contract::{ExitCode, Summary};
+use mover::exclude::{self, Excludes};
 use mover::listing::Listing;
 use mover::meta::{Kind, Meta, stat_at, stat_fd};
 use mover::owner::{Id, Impersonate, Owners};
 use mover::{preflight, relpath, xattr};
-use rustix::fs::{OFlags, SeekFrom, readlinkat, seek};
+use rustix::fs::{FileType, OFlags, SeekFrom, readlinkat, seek};
 use rustix::io::{Errno, pread};
 use store::layout::STATE_DIR;
 
@@ -34,6 +35,10 @@ pub struct SendOptions {
     pub impersonate: Impersonate,
     /// Compress file content with zstd (each chunk that shrinks is sent compressed).
     pub compress: bool,
+    /// What the transfer leaves out (`--exclude` and its family), as `mover sync` does: a left
+    /// out entry is listed as such, so that the receiver keeps its entry of that name (or
+    /// removes it, with `--delete-excluded`).
+    pub excludes: Excludes,
 }
 
 /// The zstd level of `--compress`: fast, and most of what higher levels gain on typical data.
@@ -82,6 +87,9 @@ struct Walk<'a> {
     conn: &'a mut Conn,
     owners: &'a Owners,
     checksum: bool,
+    excludes: &'a Excludes,
+    /// The path of the directory being listed, relative to the root sent.
+    rel: Vec<u8>,
     dirs: Vec<DirRef>,
     files: Vec<FileRef>,
     groups: HashMap<(u64, u64), u64>,
@@ -156,6 +164,8 @@ pub fn send_counted(
         conn,
         owners: &owners,
         checksum,
+        excludes: &opts.excludes,
+        rel: Vec::new(),
         dirs: vec![DirRef {
             parent: None,
             name: CString::default(),
@@ -263,7 +273,8 @@ impl Walk<'_> {
             if is_root && name.to_bytes() == STATE_DIR.as_bytes() {
                 continue;
             }
-            match self.entry(fd, d, dir_id, name) {
+            let is_dir = listing.dtype(i) == FileType::Directory;
+            match self.entry(fd, d, dir_id, name, is_dir) {
                 Ok(()) => {}
                 Err((_, Failure::Wire(e))) => return Err(*e),
                 Err((op, Failure::Io(e))) => {
@@ -279,18 +290,29 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// Lists one entry; an error reading it on this side is returned for the receiver's record.
+    /// Lists one entry (`listed_dir`: the directory listing says it is a folder); an error
+    /// reading it on this side is returned for the receiver's record.
     fn entry(
         &mut self,
         fd: BorrowedFd<'_>,
         d: usize,
         dir_id: Id,
         name: &CStr,
+        listed_dir: bool,
     ) -> std::result::Result<(), (&'static str, Failure)> {
         let owners = self.owners;
-        let meta = owners
-            .retry(&[dir_id], || stat_at(fd, name))
-            .map_err(|e| ("stat", Failure::Io(e)))?;
+        let excluding = !self.excludes.is_empty();
+        let meta = match owners.retry(&[dir_id], || stat_at(fd, name)) {
+            Ok(m) => m,
+            // An entry that cannot even be stat'ed may still be left out by name.
+            Err(_) if excluding && self.excludes.matches(&self.rel_of(name), listed_dir) => {
+                return self.excluded(name);
+            }
+            Err(e) => return Err(("stat", Failure::Io(e))),
+        };
+        if excluding && self.left_out(fd, dir_id, name, &meta) {
+            return self.excluded(name);
+        }
         let id = (meta.uid, meta.gid);
         if meta.kind == Kind::Dir {
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -314,8 +336,11 @@ impl Walk<'_> {
                 id,
             });
             let sub_d = self.dirs.len() - 1;
-            self.dir(sub.as_fd(), sub_d, false)
-                .map_err(|e| ("send", Failure::Wire(Box::new(e))))?;
+            let inner = self.rel_of(name);
+            let outer = std::mem::replace(&mut self.rel, inner);
+            let listed = self.dir(sub.as_fd(), sub_d, false);
+            self.rel = outer;
+            listed.map_err(|e| ("send", Failure::Wire(Box::new(e))))?;
             return self
                 .conn
                 .send(&Message::Up)
@@ -363,6 +388,43 @@ impl Walk<'_> {
                 target,
                 group,
                 hash,
+            })
+            .map_err(|e| ("send", Failure::Wire(Box::new(e))))
+    }
+}
+
+impl Walk<'_> {
+    /// The path of entry `name` of the directory being listed, relative to the root sent.
+    fn rel_of(&self, name: &CStr) -> Vec<u8> {
+        relpath::join(&self.rel, name.to_bytes())
+    }
+
+    /// Whether an exclude leaves out entry `name` (of the directory `fd`): by its path, or as a
+    /// folder tagged as a cache (`--exclude-caches`), as `mover sync` decides.
+    fn left_out(&self, fd: BorrowedFd<'_>, dir_id: Id, name: &CStr, meta: &Meta) -> bool {
+        let is_dir = meta.kind == Kind::Dir;
+        if self.excludes.matches(&self.rel_of(name), is_dir) {
+            return true;
+        }
+        if !(is_dir && self.excludes.caches()) {
+            return false;
+        }
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let owner = (meta.uid, meta.gid);
+        let Ok(sub) = self.owners.open_as(fd, dir_id, name, Some(owner), flags) else {
+            return false;
+        };
+        self.owners
+            .retry_entry(sub.as_fd(), owner, || exclude::is_cache_dir(sub.as_fd()))
+            .unwrap_or(false)
+    }
+
+    /// Tells the receiver that entry `name` is left out.
+    fn excluded(&mut self, name: &CStr) -> std::result::Result<(), (&'static str, Failure)> {
+        self.conn
+            .send(&Message::Excluded {
+                name: name.to_bytes().to_vec(),
+                delete: self.excludes.delete_excluded(),
             })
             .map_err(|e| ("send", Failure::Wire(Box::new(e))))
     }

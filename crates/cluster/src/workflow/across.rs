@@ -271,13 +271,6 @@ pub fn plan(
                 .to_owned(),
         ));
     }
-    if !settings.excludes.is_empty() || settings.excludes.delete_excluded {
-        return Err(Error::Invalid(
-            "--exclude, --exclude-from, --exclude-caches and --delete-excluded do not apply to a \
-             copy into another namespace yet: leave them out"
-                .to_owned(),
-        ));
-    }
     if let Some(found) = existing
         && !is_our_copy(found, &source_namespace, &request.claim)
     {
@@ -378,7 +371,7 @@ pub fn plan(
     };
     sender.args = sender_to
         .as_deref()
-        .map(|to| sender_command(request, to, retry))
+        .map(|to| sender_command(request, settings, to))
         .unwrap_or_default();
     sender.mounts = vec![mount("source", &request.claim, SOURCE_MOUNT, true, false)];
     sender.keys = Some(KeysVolume {
@@ -402,13 +395,14 @@ pub fn plan(
 }
 
 /// The sending mover's arguments: `mover send` to `to` (`host:port`).
-fn sender_command(request: &AcrossRequest, to: &str, retry: u64) -> Vec<String> {
+fn sender_command(request: &AcrossRequest, settings: &MoverSettings, to: &str) -> Vec<String> {
     MoverCommand::Send {
         src: SOURCE_MOUNT.to_owned(),
         to: to.to_owned(),
         keys: KEYS_MOUNT.to_owned(),
-        retry_for_secs: retry,
+        retry_for_secs: retry_for(settings),
         compress: request.compress,
+        excludes: settings.excludes.clone(),
     }
     .args()
 }
@@ -740,7 +734,7 @@ async fn run_both(
         if plan.sender_to.is_none() {
             let to = receiver_address(target, request, plan, service, settings).await?;
             on_sender.step(&format!("the sending mover dials {to}"));
-            sender.args = sender_command(request, &to, retry_for(settings));
+            sender.args = sender_command(request, settings, &to);
         }
         runner::run_job(kube, &sender.job(), &settings.run, &mut on_sender).await
     });
@@ -1108,8 +1102,14 @@ mod tests {
             },
             ..MoverSettings::default()
         };
-        let e = err(plan_of(&request("lab"), &excluding, &fs, None));
-        assert!(e.contains("--exclude"), "{e}");
+        // Excludes go to the sending mover, which lists what it leaves out.
+        let p = plan_of(&request("lab"), &excluding, &fs, None).unwrap();
+        assert!(
+            p.sender.args.iter().any(|a| a == "--exclude=*.tmp"),
+            "{:?}",
+            p.sender.args
+        );
+        assert!(!p.receiver.args.iter().any(|a| a.starts_with("--exclude")));
         // A claim of that name that is not our copy of this source.
         let theirs: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "copy", "namespace": "lab",

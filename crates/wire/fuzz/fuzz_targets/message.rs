@@ -26,6 +26,7 @@ fuzz_target!(
                 attrs(a);
             }
             Message::Unreadable { name, .. } if !name.is_empty() => check_name(name),
+            Message::Excluded { name, .. } => check_name(name),
             _ => {}
         }
     }

@@ -64,7 +64,9 @@ impl Session<'_> {
                             ino: None,
                         });
                     }
-                    Message::Entry { .. } | Message::Unreadable { .. } => {}
+                    Message::Entry { .. }
+                    | Message::Unreadable { .. }
+                    | Message::Excluded { .. } => {}
                     other => return Err(unexpected("entry", &other)),
                 }
                 continue;
@@ -117,6 +119,13 @@ impl Session<'_> {
                         self.fail(&rel, &op, format!("on the sender: {error}"));
                     }
                 }
+                Message::Excluded { name, delete } => {
+                    // Left out of the copy: the target's entry stays, unless the sender says
+                    // --delete-excluded (then it goes as one the source lacks).
+                    let kept = !delete;
+                    self.accept_name_marking(&name, kept)?;
+                    self.stats.excluded.fetch_add(1, Relaxed);
+                }
                 Message::ListEnd => {
                     if self.stack.len() != 1 {
                         return Err(Error::protocol("the listing ended inside a directory"));
@@ -155,6 +164,12 @@ impl Session<'_> {
     /// Checks a name of the current directory: one path component, after the previous one,
     /// not the mover's state folder at the root. Marks the target's entry of that name as kept.
     fn accept_name(&mut self, raw: &[u8]) -> Result<CString> {
+        self.accept_name_marking(raw, true)
+    }
+
+    /// As [`Self::accept_name`]; the target's entry of that name is marked as one the source
+    /// has (so that it stays) only when `seen`.
+    fn accept_name_marking(&mut self, raw: &[u8], seen: bool) -> Result<CString> {
         let c = name::component(raw)?;
         let top = self.stack.last_mut().expect("the root is open");
         if top.last.as_deref().is_some_and(|l| l >= raw) {
@@ -169,7 +184,7 @@ impl Session<'_> {
             )));
         }
         top.last = Some(raw.to_vec());
-        if let Some(j) = top.target.find(raw) {
+        if seen && let Some(j) = top.target.find(raw) {
             top.seen[j] = true;
         }
         Ok(c)
