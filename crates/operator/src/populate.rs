@@ -311,7 +311,15 @@ async fn populate(
     let claims: Api<PersistentVolumeClaim> = api::namespaced(kube);
     let volumes: Api<PersistentVolume> = api::cluster(kube);
     let uid = claim.uid().unwrap_or_default();
-    let request = crate::restore::request(restore, prime_claim, run);
+    let mut request = crate::restore::request(restore, prime_claim, run);
+    // From a repository, `latest` is the newest snapshot of the claim being filled (its series
+    // NAMESPACE/CLAIM), not of the prime claim that stands in for it.
+    if request.repository.is_some() && request.host.is_none() {
+        request.host = Some(cluster::objects::repository::host(
+            &kube.namespace,
+            &claim.name_any(),
+        ));
+    }
 
     // A volume already handed over (an operator that stopped after step 3) is not filled again.
     let existing = api::get_opt(&claims, "claim", prime_claim).await?;
@@ -390,8 +398,14 @@ async fn populate(
         // Handed over before a restart: the run's figures went with its Job's log.
         outcomes: report.and_then(|r| r.outcome).into_iter().collect(),
         said: Some(format!(
-            "snapshot {} of claim {} filled claim {name} (volume populator)",
-            request.snapshot, request.from
+            "snapshot {} of {} {} filled claim {name} (volume populator)",
+            request.snapshot,
+            if request.repository.is_some() {
+                "repository"
+            } else {
+                "claim"
+            },
+            request.from
         )),
         snapshot: Some(request.snapshot),
     })

@@ -1,7 +1,8 @@
 //! The Restore controller: a snapshot of a backup claim restored into a claim by the restore
 //! workflow of the command line (`pvc-backup restore CLAIM --from BACKUP`), as
 //! [`run`](crate::run) describes. With `target.create`, the claim is created first when it
-//! does not exist: like the backup claim (its size and class) unless the Restore says otherwise.
+//! does not exist: like the backup claim (its size and class) unless the Restore says otherwise;
+//! from a repository, of the size it gives, on its class or the cluster's default.
 //! A Restore without `target` is a volume populator's source, carried out for each claim that
 //! names it by [`populate`](crate::populate), never by itself.
 
@@ -113,27 +114,45 @@ impl RunKind for Restore {
         if let Some(create) = &target.create
             && workflow::find_claim(&kube, &request.claim).await?.is_none()
         {
-            if request.repository.is_some() {
-                return Err(cluster::Error::Invalid(
-                    "target.create makes a claim like its backup claim; a Restore from a \
-                     repository has none: create the claim first and leave create out"
-                        .to_owned(),
-                ));
-            }
-            let backup = workflow::get_claim(&kube, &request.from).await?;
-            let mut new = ClaimRequest::like(
-                &backup,
-                &request.claim,
-                Role::Restore,
-                create.storage_class_name.as_deref(),
-                None,
-            )?;
-            // A snapshot can hold less than its backup claim: a size given is taken as it
-            // is, not held to the backup claim's.
-            if let Some(size) = &create.size {
+            let new = if request.repository.is_some() {
+                // No claim to take after: the size is given (the API server requires it), the
+                // class is the one named or the cluster's default.
+                let Some(size) = &create.size else {
+                    return Err(cluster::Error::Invalid(
+                        "a claim created for a Restore from a repository needs \
+                         target.create.size"
+                            .to_owned(),
+                    ));
+                };
                 cluster::quantity::bytes(&size.0)?;
-                new.size = size.clone();
-            }
+                ClaimRequest {
+                    name: request.claim.clone(),
+                    namespace: kube.namespace.clone(),
+                    source: request.claim.clone(),
+                    role: Role::Restore,
+                    size: size.clone(),
+                    storage_class: create.storage_class_name.clone(),
+                    access_modes: vec!["ReadWriteOnce".to_owned()],
+                    volume_mode: "Filesystem".to_owned(),
+                    data_source: None,
+                }
+            } else {
+                let backup = workflow::get_claim(&kube, &request.from).await?;
+                let mut new = ClaimRequest::like(
+                    &backup,
+                    &request.claim,
+                    Role::Restore,
+                    create.storage_class_name.as_deref(),
+                    None,
+                )?;
+                // A snapshot can hold less than its backup claim: a size given is taken as it
+                // is, not held to the backup claim's.
+                if let Some(size) = &create.size {
+                    cluster::quantity::bytes(&size.0)?;
+                    new.size = size.clone();
+                }
+                new
+            };
             observer.step(&format!("creating claim {}", request.claim));
             api::create(
                 &api::namespaced(&kube),

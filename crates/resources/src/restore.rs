@@ -38,11 +38,11 @@ use crate::common::{Mover, Repository, RunStatus, WorkloadRef};
          (target.create) or a claim filled as a data source (no target) has none"
     ),
     validation = Rule::new(
-        "!has(self.source.repository) || (has(self.target) && !has(self.target.create))"
+        "!has(self.source.repository) || !has(self.target) || !has(self.target.create) \
+         || has(self.target.create.size)"
     ).message(
-        "a Restore from a repository restores into a claim that exists: give target.claim \
-         without create (a new claim, or a claim filled as a data source, from a repository is \
-         not supported yet)"
+        "a claim created for a Restore from a repository needs target.create.size: a \
+         repository holds no claim to take the size from"
     ),
     validation = Rule::new(
         "!has(self.source.repository) || !has(self.source.repository.init) \
@@ -116,10 +116,11 @@ pub struct RestoreTarget {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewClaim {
-    /// Its storage class (default: the source's).
+    /// Its storage class (default: the backup claim's; from a repository, the cluster's
+    /// default class).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
-    /// Its size (default and minimum: the source's capacity).
+    /// Its size (default: the backup claim's capacity; from a repository it must be given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<Quantity>,
 }

@@ -494,21 +494,9 @@ fn the_operator_installed_from_its_manifests_carries_out_a_backup() {
             "clusterrolebinding/pvc-backup-operator-volumes".into(),
         ],
     };
+    // Applied as printed: the pods reach the API server by its Service, through kube-proxy.
     let printed = manifests(&c, &["--operator", "--namespace", &op_ns]);
-    let mut docs: Vec<Value> =
-        serde_saphyr::from_multiple(&String::from_utf8_lossy(&printed)).unwrap();
-    for doc in &mut docs {
-        if doc["kind"] == "Deployment" {
-            // This local cluster runs no kube-proxy, so the Service address of the API server
-            // (10.0.0.1) leads nowhere from a pod: point the pods at the node's address instead.
-            let env = doc["spec"]["template"]["spec"]["containers"][0]["env"]
-                .as_array_mut()
-                .unwrap();
-            env.push(json!({"name": "KUBERNETES_SERVICE_HOST", "value": "10.231.0.1"}));
-            env.push(json!({"name": "KUBERNETES_SERVICE_PORT", "value": "6443"}));
-        }
-    }
-    apply(&c, cluster::objects::to_yaml(&docs).unwrap().as_bytes());
+    apply(&c, &printed);
     let logs = || {
         let out = kubectl(
             &c,
@@ -1249,4 +1237,58 @@ fn the_operator_backs_up_into_a_repository_and_restores_from_it_without_reading_
     assert_eq!(back["status"]["phase"], "Succeeded", "{back:#}");
     assert_eq!(back["status"]["snapshot"], id.as_str(), "{back:#}");
     assert_holds(&c, "data", &reference);
+
+    // Into a new claim of the size the Restore gives: a repository holds no claim to take it
+    // after. `latest` of the source claim's series.
+    let series = format!("{}/data", c.ns());
+    create_object(
+        &c,
+        "Restore",
+        "data-elsewhere",
+        json!({"source": {"repository": {"url": url, "secretName": "repo", "host": series}},
+            "target": {"claim": "data-elsewhere", "create": {"size": "1Gi"}}}),
+    );
+    let elsewhere = wait_for_object(
+        &c,
+        "restore",
+        "data-elsewhere",
+        &operator,
+        Duration::from_secs(300),
+        final_phase,
+    );
+    assert_eq!(elsewhere["status"]["phase"], "Succeeded", "{elsewhere:#}");
+    assert_eq!(
+        elsewhere["status"]["snapshot"],
+        id.as_str(),
+        "{elsewhere:#}"
+    );
+    let made = core_object(&c, "pvc", "data-elsewhere");
+    assert_eq!(
+        made["spec"]["resources"]["requests"]["storage"], "1Gi",
+        "{made:#}"
+    );
+    assert_holds(&c, "data-elsewhere", &reference);
+
+    // A claim that starts from the repository's snapshot (volume populator).
+    create_object(
+        &c,
+        "Restore",
+        "from-offsite",
+        json!({"source": {"repository": {"url": url, "secretName": "repo"}, "snapshot": id}}),
+    );
+    claim_from(&c, "seeded", "from-offsite");
+    let bound = c.wait_for(Duration::from_secs(300), |c| {
+        core_object(c, "pvc", "seeded")["status"]["phase"] == "Bound"
+    });
+    assert!(
+        bound,
+        "claim seeded was not filled: {}\noperator log:\n{}",
+        c.dump(),
+        operator.log()
+    );
+    assert_holds(&c, "seeded", &reference);
+    let gone = c.wait_for(Duration::from_secs(60), |c| {
+        prime_claims(c).is_some_and(|names| names.is_empty())
+    });
+    assert!(gone, "a prime claim is left: {}", c.dump());
 }
