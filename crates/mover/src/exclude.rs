@@ -8,9 +8,9 @@
 //! earlier pattern left out (the last matching pattern wins). A folder that is left out is not
 //! entered, so nothing below it can be re-included, as in git.
 
-use std::ffi::OsStr;
+use std::ffi::{CStr, OsStr};
 use std::io::Read as _;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +19,8 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use rustix::fs::{Mode, OFlags, openat};
 use rustix::io::Errno;
 
+use crate::meta::{Kind, Meta};
+use crate::owner::{Id, Owners};
 use crate::{Error, Result};
 
 /// The name of the file that marks a cache folder (<https://bford.info/cachedir/>).
@@ -105,6 +107,35 @@ impl Excludes {
     /// Whether target entries that an exclude matches are deleted (they are kept otherwise).
     pub fn delete_excluded(&self) -> bool {
         self.delete_excluded
+    }
+
+    /// Whether the source entry `name` of `dir` (looked up as `dir_id`), at `rel` relative to
+    /// the copy's root, is left out: matched by a pattern, or a folder tagged as a cache (read
+    /// as its owner where the mover itself may not).
+    pub fn leaves_out(
+        &self,
+        owners: &Owners,
+        dir: BorrowedFd<'_>,
+        dir_id: Id,
+        rel: &[u8],
+        name: &CStr,
+        meta: &Meta,
+    ) -> bool {
+        let is_dir = meta.kind == Kind::Dir;
+        if self.matches(rel, is_dir) {
+            return true;
+        }
+        if !(is_dir && self.caches) {
+            return false;
+        }
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let owner = (meta.uid, meta.gid);
+        let Ok(fd) = owners.open_as(dir, dir_id, name, Some(owner), flags) else {
+            return false;
+        };
+        owners
+            .retry_entry(fd.as_fd(), owner, || is_cache_dir(fd.as_fd()))
+            .unwrap_or(false)
     }
 
     /// Whether a pattern leaves out the entry at `rel` (relative to the copy's root; a folder

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use contract::{ExitCode, Summary};
-use mover::exclude::{self, Excludes};
+use mover::exclude::Excludes;
 use mover::listing::Listing;
 use mover::meta::{Kind, Meta, stat_at, stat_fd};
 use mover::owner::{Id, Impersonate, Owners};
@@ -399,24 +399,11 @@ impl Walk<'_> {
         relpath::join(&self.rel, name.to_bytes())
     }
 
-    /// Whether an exclude leaves out entry `name` (of the directory `fd`): by its path, or as a
-    /// folder tagged as a cache (`--exclude-caches`), as `mover sync` decides.
+    /// Whether an exclude leaves out entry `name` (of the directory `fd`), as `mover sync`
+    /// decides.
     fn left_out(&self, fd: BorrowedFd<'_>, dir_id: Id, name: &CStr, meta: &Meta) -> bool {
-        let is_dir = meta.kind == Kind::Dir;
-        if self.excludes.matches(&self.rel_of(name), is_dir) {
-            return true;
-        }
-        if !(is_dir && self.excludes.caches()) {
-            return false;
-        }
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let owner = (meta.uid, meta.gid);
-        let Ok(sub) = self.owners.open_as(fd, dir_id, name, Some(owner), flags) else {
-            return false;
-        };
-        self.owners
-            .retry_entry(sub.as_fd(), owner, || exclude::is_cache_dir(sub.as_fd()))
-            .unwrap_or(false)
+        self.excludes
+            .leaves_out(self.owners, fd, dir_id, &self.rel_of(name), name, meta)
     }
 
     /// Tells the receiver that entry `name` is left out.

@@ -51,22 +51,10 @@ impl Ctx<'_> {
         name: &CStr,
         meta: &Meta,
     ) -> bool {
-        let ex = &self.opts.excludes;
-        let is_dir = meta.kind == Kind::Dir;
-        if ex.matches(&relpath::join(rel, name.to_bytes()), is_dir) {
-            return true;
-        }
-        if !(is_dir && ex.caches()) {
-            return false;
-        }
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let owner = (meta.uid, meta.gid);
-        let Ok(fd) = self.owners.open_as(dir, dir_id, name, Some(owner), flags) else {
-            return false;
-        };
-        self.owners
-            .retry_entry(fd.as_fd(), owner, || exclude::is_cache_dir(fd.as_fd()))
-            .unwrap_or(false)
+        let at = relpath::join(rel, name.to_bytes());
+        self.opts
+            .excludes
+            .leaves_out(self.owners, dir, dir_id, &at, name, meta)
     }
 }
 
