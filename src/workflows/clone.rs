@@ -98,6 +98,20 @@ pub struct CloneArgs {
 }
 
 impl CloneArgs {
+    /// The source claim as far as the flags tell it, for `--dry-run=client` (no cluster).
+    fn offline_source(&self) -> anyhow::Result<k8s_openapi::api::core::v1::PersistentVolumeClaim> {
+        let backup_like = workflow::backup::BackupRequest {
+            claim: self.claim.clone(),
+            size: self.size.clone(),
+            ..Default::default()
+        };
+        Ok(workflow::backup::offline_source(
+            &backup_like,
+            &self.kube.offline_namespace(),
+            self.source_volume_mode.name(),
+        )?)
+    }
+
     fn request(&self) -> CloneRequest {
         CloneRequest {
             claim: self.claim.clone(),
@@ -140,16 +154,7 @@ pub fn run(args: CloneArgs) -> anyhow::Result<ExitCode> {
         &args.kube,
         &args.output,
         || {
-            let backup_like = workflow::backup::BackupRequest {
-                claim: request.claim.clone(),
-                size: request.size.clone(),
-                ..Default::default()
-            };
-            let mut source = workflow::backup::offline_source(
-                &backup_like,
-                &args.kube.offline_namespace(),
-                args.source_volume_mode.name(),
-            )?;
+            let mut source = args.offline_source()?;
             // Without a cluster the class is unknown: a CSI clone is planned only when asked
             // for, and then in the class named (or the cluster's default).
             if let Some(spec) = source.spec.as_mut() {
@@ -313,16 +318,7 @@ fn across(args: CloneArgs) -> anyhow::Result<ExitCode> {
         &args.kube,
         &args.output,
         || {
-            let backup_like = workflow::backup::BackupRequest {
-                claim: request.claim.clone(),
-                size: request.size.clone(),
-                ..Default::default()
-            };
-            let source = workflow::backup::offline_source(
-                &backup_like,
-                &args.kube.offline_namespace(),
-                args.source_volume_mode.name(),
-            )?;
+            let source = args.offline_source()?;
             let plan = across::plan(
                 &request,
                 &settings,
