@@ -378,6 +378,7 @@ fn across(args: CloneArgs) -> anyhow::Result<ExitCode> {
         "sourceNamespace": kube.namespace,
         "targets": [report.target],
         "namespace": report.namespace,
+        "address": report.address,
         "method": "copy",
         "createdClaims": created,
         "scaled": report.scaled,

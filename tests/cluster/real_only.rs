@@ -913,11 +913,10 @@ fn a_copy_into_another_cluster_goes_through_a_node_port_then_a_load_balancer() {
         expect_code(&o, 0);
         String::from_utf8(o.stdout).unwrap()
     };
-    let dialled = err
-        .lines()
-        .find_map(|l| l.split("the sending mover dials ").nth(1))
-        .unwrap_or_else(|| panic!("no address in: {err}"));
-    let (host, port) = dialled.rsplit_once(':').unwrap();
+    let dialled = report["address"].as_str().unwrap_or_default();
+    let (host, port) = dialled
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("no address in {report:#}\n{err}"));
     assert_eq!(host, node_ip, "{err}");
     assert!(
         (30000..=32767).contains(&port.trim().parse::<u32>().unwrap()),
@@ -981,11 +980,12 @@ fn a_copy_into_another_cluster_goes_through_a_node_port_then_a_load_balancer() {
     );
     expect_code(&out, 0);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!("the sending mover dials {node_ip}:7443")),
-        "{err}"
-    );
     let again: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        again["address"],
+        format!("{node_ip}:7443"),
+        "{again:#}\n{err}"
+    );
     assert_eq!(again["createdClaims"], json!([]), "{again:#}");
     assert_eq!(
         again["summaries"][0]["bytes"]["copied"],

@@ -430,6 +430,8 @@ pub struct AcrossReport {
     /// The sending mover's run; `None` when it had not ended a while after the receiver did
     /// (it was deleted with the rest).
     pub sender: Option<Outcome>,
+    /// The `host:port` the sending mover dialled.
+    pub address: String,
 }
 
 impl AcrossReport {
@@ -617,6 +619,7 @@ async fn transfer(
     observer: &mut dyn Observer,
 ) -> Result<AcrossReport> {
     let mut created = false;
+    let mut address = plan.sender_to.clone().unwrap_or_default();
     let ran = async {
         if let Some(c) = &plan.claim {
             observer.step(&format!(
@@ -659,7 +662,17 @@ async fn transfer(
             &plan.sender_secret,
         )
         .await?;
-        run_both(kube, target, request, plan, &service, settings, observer).await
+        run_both(
+            kube,
+            target,
+            request,
+            plan,
+            &service,
+            settings,
+            &mut address,
+            observer,
+        )
+        .await
     }
     .await;
     observer.step("removing the transfer's Jobs, Secrets and Service");
@@ -681,6 +694,7 @@ async fn transfer(
         scaled: Vec::new(),
         receiver,
         sender,
+        address,
     };
     if !ExitCode::from_code(report.exit_code()).is_some_and(ExitCode::wrote_target) {
         // Nothing usable was written (a refused empty source, a fatal error): a copy made by
@@ -699,11 +713,13 @@ async fn transfer(
 /// right after it sent its summary, the sender once it has read it; the pod's status may lag.
 const GRACE: Duration = Duration::from_secs(90);
 
-/// Runs the receiving mover and, beside it, the sending one, each followed to its end. The
+/// Runs the receiving mover and, beside it, the sending one, each followed to its end (the
+/// address the sender dials, once found, goes into `address`). The
 /// first to fail to start (or to be followed) ends both: [`clean_up`] deletes the other. A
 /// sender that ended without the receiver ending too (a refused handshake, a sender that could
 /// not start its transfer) ends the run with an error that carries the sender's messages; a
 /// sender still running after the receiver finished is left to the clean-up (`None`).
+#[allow(clippy::too_many_arguments)]
 async fn run_both(
     kube: &Kube,
     target: &Kube,
@@ -711,6 +727,7 @@ async fn run_both(
     plan: &AcrossPlan,
     service: &Service,
     settings: &MoverSettings,
+    address: &mut String,
     observer: &mut dyn Observer,
 ) -> Result<(Outcome, Option<Outcome>)> {
     let shared = std::sync::Mutex::new(observer);
@@ -735,6 +752,7 @@ async fn run_both(
             let to = receiver_address(target, request, plan, service, settings).await?;
             on_sender.step(&format!("the sending mover dials {to}"));
             sender.args = sender_command(request, settings, &to);
+            *address = to;
         }
         runner::run_job(kube, &sender.job(), &settings.run, &mut on_sender).await
     });
