@@ -394,6 +394,42 @@ fn backups_to_s3_read_only_what_changed_and_retention_prunes() {
 }
 
 #[test]
+fn an_init_cut_off_after_its_key_is_named_and_not_written_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"a", b"1");
+    // What an --init cut off between its key and its config leaves: a key file, no config.
+    let repo = dir.path().join("repo");
+    let whole = dir.path().join("whole");
+    expect_code(
+        &mover(
+            &["backup", s(&src.root), "--repository", s(&whole), "--init"],
+            None,
+        ),
+        0,
+    );
+    let key = std::fs::read_dir(whole.join("keys"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    std::fs::create_dir_all(repo.join("keys")).unwrap();
+    std::fs::copy(key.path(), repo.join("keys").join(key.file_name())).unwrap();
+    let o = mover(
+        &["backup", s(&src.root), "--repository", s(&repo), "--init"],
+        None,
+    );
+    expect_code(&o, 1);
+    assert!(
+        stderr(&o).contains("1 key file(s) but no config") && stderr(&o).contains("keys/"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_dir(repo.join("keys")).unwrap().count(), 1);
+    assert!(!repo.join("config").exists());
+}
+
+#[test]
 fn repository_errors_are_clear_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let Some(server) = s3_server_or_skip(

@@ -102,6 +102,22 @@ pub fn open(location: &Location, password: &str, init: bool, env: &S3Env) -> Res
         let create = |e: &dyn std::fmt::Display| Error::repo(url, format!("cannot create it: {e}"));
         let be = backends.repository();
         be.create().map_err(|e| create(&describe(&e)))?;
+        // Key files without a config: an --init cut off between the two. A second key of
+        // another master key would make the first one restic tries open nothing; say so instead.
+        let keys = be
+            .list(rustic_core::FileType::Key)
+            .map_err(|e| create(&describe(&e)))?;
+        if !keys.is_empty() {
+            return Err(Error::repo(
+                url,
+                format!(
+                    "it holds {} key file(s) but no config, as an --init that was cut off \
+                     leaves it; remove its keys/ folder (a repository without a config holds \
+                     nothing usable) or give another location",
+                    keys.len()
+                ),
+            ));
+        }
         let master = MasterKey::new();
         crate::key::write_key(be.as_ref(), &master, password).map_err(|e| create(&e))?;
         let repo = repo
