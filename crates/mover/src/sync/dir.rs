@@ -40,24 +40,6 @@ pub(crate) fn new_dir_name(name: &[u8]) -> Option<CString> {
     CString::new(n).ok()
 }
 
-impl Ctx<'_> {
-    /// Whether the source entry `name` of `dir` (looked up as `dir_id`), at `rel`, is left out
-    /// of the copy: matched by an exclude pattern, or a folder tagged as a cache.
-    fn left_out(
-        &self,
-        dir: BorrowedFd<'_>,
-        dir_id: Id,
-        rel: &[u8],
-        name: &CStr,
-        meta: &Meta,
-    ) -> bool {
-        let at = relpath::join(rel, name.to_bytes());
-        self.opts
-            .excludes
-            .leaves_out(self.owners, dir, dir_id, &at, name, meta)
-    }
-}
-
 /// A target directory being filled. When the last reference goes (its own task and every task
 /// below it are done), its attributes are applied.
 pub(super) struct DirNode<'a> {
@@ -277,7 +259,14 @@ pub(super) fn process_dir<'s, 'a: 's>(
         let stat = ctx.owners.retry(&[dir_id], || stat_at(&src, name));
         let excluded = excludes
             && match &stat {
-                Ok(m) => ctx.left_out(src.as_fd(), dir_id, &node.rel, name, m),
+                Ok(m) => ctx.opts.excludes.leaves_out(
+                    ctx.owners,
+                    src.as_fd(),
+                    dir_id,
+                    &relpath::join(&node.rel, name.to_bytes()),
+                    name,
+                    m,
+                ),
                 // An entry that cannot even be stat'ed may still be left out by name.
                 Err(_) => ctx.opts.excludes.matches(
                     &relpath::join(&node.rel, name.to_bytes()),
