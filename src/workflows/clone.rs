@@ -2,13 +2,13 @@
 
 use std::process::ExitCode;
 
-use cluster::connect::{ConnectOptions, Kube};
-use cluster::objects::wire::Expose;
+use cluster::objects::claim::Role;
 use cluster::workflow;
-use cluster::workflow::across::{self, AcrossRequest, OtherCluster, WireKeys};
+use cluster::workflow::across;
 use cluster::workflow::clone::{self as flow, CloneRequest, Method};
 use serde_json::json;
 
+use super::across::{AcrossFlags, connect_other, fresh_keys, other_options};
 use super::backup::{VolumeMode, describe};
 use super::{KubeArgs, MoverFlags, OutputArgs, plan_or_run};
 
@@ -22,17 +22,6 @@ pub enum MethodArg {
     Csi,
     /// The mover copies the files (or the device).
     Copy,
-}
-
-/// `--expose`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExposeArg {
-    /// A ClusterIP Service, dialled by its DNS name (within one cluster).
-    Clusterip,
-    /// A NodePort Service, dialled at a node's address.
-    Nodeport,
-    /// A LoadBalancer Service, dialled at the address the load balancer gives it.
-    Loadbalancer,
 }
 
 /// Arguments of `pvc-backup clone`.
@@ -59,33 +48,8 @@ pub struct CloneArgs {
     /// (needed for a ReadWriteOncePod claim in use, and for a copy of one moment).
     #[arg(long)]
     scale_down: bool,
-    /// Make the copy in this namespace instead of the source's: a receiving mover there and a
-    /// sending mover beside the source, joined by mutual TLS through a Service (see
-    /// docs/kubernetes.md). Filesystem claims, one copy.
-    #[arg(long, value_name = "NAMESPACE")]
-    to_namespace: Option<String>,
-    /// Make the copy in another cluster, reached with this kubeconfig: a receiving mover there
-    /// and a sending mover beside the source, joined by mutual TLS through a NodePort (or
-    /// --expose loadbalancer) Service. The namespace is --to-namespace, else the context's.
-    #[arg(long, value_name = "FILE")]
-    to_kubeconfig: Option<std::path::PathBuf>,
-    /// The context of --to-kubeconfig (or, without it, of this command's kubeconfig) that
-    /// reaches the other cluster.
-    #[arg(long, value_name = "NAME")]
-    to_context: Option<String>,
-    /// How the sending mover reaches the receiving one: the Service's name (clusterip, the
-    /// default within a cluster), a port on the nodes (nodeport, the default into another
-    /// cluster) or a load balancer's address (loadbalancer).
-    #[arg(long, value_enum, value_name = "HOW")]
-    expose: Option<ExposeArg>,
-    /// The host the sending mover dials instead of the one found (the receiving pod's node, or
-    /// the load balancer's address): a name or IP address the source's cluster reaches.
-    #[arg(long, value_name = "HOST")]
-    to_address: Option<String>,
-    /// Between two movers (--to-namespace, --to-kubeconfig, --to-context): compress file
-    /// content on the wire (worth it when the network is slower than the disks).
-    #[arg(long)]
-    compress: bool,
+    #[command(flatten)]
+    across: AcrossFlags,
     /// With --dry-run=client: the source claim's volume mode (it cannot be read).
     #[arg(long, value_enum, value_name = "MODE", default_value_t = VolumeMode::Filesystem)]
     source_volume_mode: VolumeMode,
@@ -132,21 +96,10 @@ impl CloneArgs {
 
 /// Runs `pvc-backup clone`.
 pub fn run(args: CloneArgs) -> anyhow::Result<ExitCode> {
-    if args.to_namespace.is_some() || args.to_kubeconfig.is_some() || args.to_context.is_some() {
+    if args.across.is_across() {
         return across(args);
     }
-    for (given, flag) in [
-        (args.compress, "--compress"),
-        (args.expose.is_some(), "--expose"),
-        (args.to_address.is_some(), "--to-address"),
-    ] {
-        if given {
-            anyhow::bail!(
-                "{flag} applies to a copy between two movers: add --to-namespace, \
-                 --to-kubeconfig or --to-context, or leave {flag} out"
-            );
-        }
-    }
+    args.across.refuse_within()?;
     let request = args.request();
     let settings = args.mover.settings()?;
     let job_name = workflow::job_name(&format!("{}-clone", request.claim));
@@ -268,51 +221,14 @@ fn across(args: CloneArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let settings = args.mover.settings()?;
-    let cluster =
-        (args.to_kubeconfig.is_some() || args.to_context.is_some()).then(|| OtherCluster {
-            kubeconfig: args
-                .to_kubeconfig
-                .clone()
-                .or_else(|| args.kube.kubeconfig().map(Into::into)),
-            context: args.to_context.clone(),
-        });
-    let namespace = match (&args.to_namespace, &cluster) {
-        (Some(ns), _) => ns.clone(),
-        (None, Some(other)) => cluster::connect::context_namespace(
-            other.kubeconfig.as_deref(),
-            other.context.as_deref(),
-        )?,
-        (None, None) => unreachable!("across() runs with --to-namespace or another cluster"),
-    };
-    let mut request = AcrossRequest {
-        claim: args.claim.clone(),
-        to: args.to.clone(),
-        namespace,
-        storage_class: args.storage_class.clone(),
-        size: args.size.clone(),
-        scale_down: args.scale_down,
-        compress: args.compress,
-        expose: Expose::ClusterIp,
-        address: args.to_address.clone(),
-        cluster,
-    };
-    request.expose = match args.expose {
-        Some(ExposeArg::Clusterip) => Expose::ClusterIp,
-        Some(ExposeArg::Nodeport) => Expose::NodePort,
-        Some(ExposeArg::Loadbalancer) => Expose::LoadBalancer,
-        None => request.default_expose(),
-    };
-    let other_options = request.cluster.as_ref().map(|o| ConnectOptions {
-        kubeconfig: o.kubeconfig.clone(),
-        context: o.context.clone(),
-        namespace: Some(request.namespace.clone()),
-    });
-    // A fresh pair for every run (and every dry run), as `mover keys` makes one.
-    let pair = wire::keys::Pair::generate()?;
-    let keys = WireKeys {
-        sender: pair.files_for(wire::keys::Side::Sender),
-        receiver: pair.files_for(wire::keys::Side::Receiver),
-    };
+    let mut request = args
+        .across
+        .request(&args.kube, &args.claim, &args.to, Role::Clone)?;
+    request.storage_class = args.storage_class.clone();
+    request.size = args.size.clone();
+    request.scale_down = args.scale_down;
+    let other_options = other_options(&request);
+    let keys = fresh_keys()?;
     let run_name = workflow::job_name(&format!("{}-clone", request.claim));
     let ran = plan_or_run(
         &args.kube,
@@ -390,12 +306,4 @@ fn across(args: CloneArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(
         u8::try_from(report.exit_code()).unwrap_or(1),
     ))
-}
-
-/// Connects to the other cluster of a copy, when there is one.
-async fn connect_other(options: Option<&ConnectOptions>) -> anyhow::Result<Option<Kube>> {
-    match options {
-        Some(o) => Ok(Some(cluster::connect::connect(o).await?)),
-        None => Ok(None),
-    }
 }

@@ -1,13 +1,17 @@
-//! `pvc-backup migrate CLAIM --storage-class SC` and `migrate --rollback CLAIM`.
+//! `pvc-backup migrate CLAIM --storage-class SC`, `migrate CLAIM --to-namespace NS` (or
+//! `--to-kubeconfig FILE`) and `migrate --rollback CLAIM`.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use cluster::objects::claim::Role;
 use cluster::workflow;
+use cluster::workflow::migrate::across::MigrateAcrossRequest;
 use cluster::workflow::migrate::{self as flow, MigrateRequest};
 use cluster::workload::Workload;
 use serde_json::json;
 
+use super::across::{AcrossFlags, connect_other, fresh_keys, other_options};
 use super::{KubeArgs, MoverFlags, OutputArgs, plan_or_run};
 
 /// Arguments of `pvc-backup migrate`.
@@ -15,11 +19,13 @@ use super::{KubeArgs, MoverFlags, OutputArgs, plan_or_run};
 pub struct MigrateArgs {
     /// The claim to move.
     claim: String,
-    /// The storage class to move it to.
-    #[arg(long, value_name = "CLASS", required_unless_present = "rollback")]
+    /// The storage class to move it to (with --to-namespace or --to-kubeconfig: the class of
+    /// the claim there; default: the source's).
+    #[arg(long, value_name = "CLASS", required_unless_present_any = ["rollback", "to_namespace", "to_kubeconfig", "to_context"])]
     storage_class: Option<String>,
-    /// The workload to stop and repoint, as KIND/NAME (deployment/web, sts/db, dc/app);
-    /// default: the one whose pods use the claim.
+    /// The workload to stop and repoint (into another namespace or cluster: to stop, and with
+    /// --start to start there), as KIND/NAME (deployment/web, sts/db, dc/app); default: the one
+    /// whose pods use the claim.
     #[arg(long, value_name = "KIND/NAME")]
     workload: Option<Workload>,
     /// Keep the claim's name: the claim is recreated on the new volume (the old volume is kept,
@@ -36,6 +42,12 @@ pub struct MigrateArgs {
     /// original volume). The data written since stays in the new claim.
     #[arg(long, conflicts_with_all = ["keep_name", "size"])]
     rollback: bool,
+    /// Into another namespace or cluster: once the copy is verified, scale the workload of the
+    /// same kind and name there (created beforehand with 0 replicas) to the source's count.
+    #[arg(long)]
+    start: bool,
+    #[command(flatten)]
+    across: AcrossFlags,
     #[command(flatten)]
     kube: KubeArgs,
     #[command(flatten)]
@@ -47,7 +59,24 @@ pub struct MigrateArgs {
 /// Runs `pvc-backup migrate`.
 pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     if args.rollback {
+        if args.across.is_across() || args.start {
+            anyhow::bail!(
+                "--rollback undoes a migration to another storage class; a migration into \
+                 another namespace or cluster left the source claim as it was: scale its \
+                 workload up again (its count is in annotation pvc-backup.io/scaled-down-from)"
+            );
+        }
         return rollback(args);
+    }
+    if args.across.is_across() {
+        return across(args);
+    }
+    args.across.refuse_within()?;
+    if args.start {
+        anyhow::bail!(
+            "--start applies to a migration into another namespace or cluster: within one, the \
+             workload is started again on the new claim anyway"
+        );
     }
     let request = MigrateRequest {
         claim: args.claim.clone(),
@@ -117,6 +146,108 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         "newVolume": report.new_volume,
         "jobs": report.outcomes.iter().map(|o| o.job.clone()).collect::<Vec<_>>(),
         "verified": true,
+        "notes": report.notes,
+    });
+    args.output.print_result(&value, &human)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pvc-backup migrate CLAIM --to-namespace NS` (or `--to-kubeconfig FILE`): the data moves to
+/// a claim of the same name there, through two movers.
+fn across(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    if args.keep_name {
+        anyhow::bail!(
+            "--keep-name with --to-namespace or --to-kubeconfig: the claim there always has the \
+             source's name; leave --keep-name out"
+        );
+    }
+    let settings = args.mover.settings()?;
+    if settings.detach {
+        anyhow::bail!(
+            "--detach cannot be used with migrate: the workload is stopped until the copies and \
+             the verification end"
+        );
+    }
+    let mut copy = args
+        .across
+        .request(&args.kube, &args.claim, &args.claim, Role::Migrate)?;
+    copy.storage_class = args.storage_class.clone();
+    copy.size = args.size.clone();
+    let request = MigrateAcrossRequest {
+        copy,
+        workload: args.workload.clone(),
+        start: args.start,
+        scale_timeout: Duration::from_secs(args.scale_timeout),
+    };
+    let other_options = other_options(&request.copy);
+    let keys = fresh_keys()?;
+    let run_name = workflow::job_name(&format!("{}-migrate", request.copy.claim));
+    let ran = plan_or_run(
+        &args.kube,
+        &args.output,
+        || {
+            anyhow::bail!(
+                "migrate needs the source claim's size, class and users: use --dry-run (which \
+                 reads the cluster and changes nothing) instead of --dry-run=client"
+            )
+        },
+        async |kube| {
+            let other = connect_other(other_options.as_ref()).await?;
+            let plan = cluster::workflow::across::plan_from_cluster(
+                kube,
+                &request.copy,
+                &settings,
+                &keys,
+                &run_name,
+                other.as_ref(),
+            )
+            .await?;
+            Ok(plan.objects()?)
+        },
+        async |kube, console| {
+            let other = connect_other(other_options.as_ref()).await?;
+            Ok(
+                flow::across::run(kube, &request, &settings, &keys, other.as_ref(), console)
+                    .await?,
+            )
+        },
+    )?;
+    let Some((kube, report)) = ran else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let place = match &request.copy.cluster {
+        Some(other) => format!("namespace {} of {other}", report.namespace),
+        None => format!("namespace {}", report.namespace),
+    };
+    let mut human = format!(
+        "migrated claim {} from namespace {} into {place} and verified it",
+        report.claim, kube.namespace
+    );
+    if let Some((w, n)) = &report.workload {
+        human.push_str(&format!(
+            "\n{w} stays scaled to zero in namespace {} (it had {n}); claim {} there keeps the \
+             data as it was",
+            kube.namespace, report.claim
+        ));
+        if report.started {
+            human.push_str(&format!("\n{w} in {place} scaled to {n}"));
+        }
+    }
+    for n in &report.notes {
+        human.push_str(&format!("\nnote: {n}"));
+    }
+    let value = json!({
+        "claim": report.claim,
+        "sourceNamespace": kube.namespace,
+        "namespace": report.namespace,
+        "cluster": request.copy.cluster.as_ref().map(ToString::to_string),
+        "workload": report.workload.as_ref().map(|(w, _)| w),
+        "replicas": report.workload.as_ref().map(|(_, n)| n),
+        "started": report.started,
+        "addresses": report.transfers.iter().map(|t| t.address.clone()).collect::<Vec<_>>(),
+        "jobs": report.transfers.iter().map(|t| t.receiver.job.clone()).collect::<Vec<_>>(),
+        "verified": true,
+        "summaries": report.transfers.iter().flat_map(|t| t.receiver.summaries.clone()).collect::<Vec<_>>(),
         "notes": report.notes,
     });
     args.output.print_result(&value, &human)?;

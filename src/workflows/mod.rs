@@ -1,6 +1,7 @@
 //! The commands that work on a cluster: the flags they share (how to reach the cluster, dry runs
 //! and machine output, how the mover pod runs) and how they show progress.
 
+pub mod across;
 pub mod backup;
 pub mod clone;
 pub mod list;

@@ -390,3 +390,82 @@ fn a_mover_that_cannot_start_stops_the_migration_before_the_workload_is_touched(
         .collect();
     assert!(ours.is_empty(), "{ours:?}");
 }
+
+#[test]
+fn fake_only_a_migration_into_another_namespace_is_checked_before_anything_is_made() {
+    // The real run migrates into another namespace in real_only::migrate; here the refusals,
+    // with a second namespace in the same fake API server.
+    let c = crate::util::fake_only(
+        testcluster::fake::Options::default(),
+        "makes a namespace of a fixed name; the real run covers the migration in real_only",
+    );
+    let lab = "lab";
+    c.create_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": lab}}))
+        .unwrap();
+    c.create_value(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "pvc-backup-deployer", "namespace": lab}}))
+        .unwrap();
+    claim_with_data(&c, "data", ClaimOptions::default());
+    deployment_using(&c, "web", "data");
+    let to = ["migrate", "data", "--to-namespace", lab];
+    let with = |more: &[&'static str]| -> Vec<&str> {
+        to.iter().copied().chain(more.iter().copied()).collect()
+    };
+
+    let err = run_failing(&c, &with(&["--keep-name"]));
+    assert!(err.contains("--keep-name with --to-namespace"), "{err}");
+    let err = run_failing(&c, &["migrate", "data", "--storage-class", "x", "--start"]);
+    assert!(
+        err.contains("--start applies to a migration into another namespace"),
+        "{err}"
+    );
+    let err = run_failing(
+        &c,
+        &["migrate", "--rollback", "data", "--to-namespace", lab],
+    );
+    assert!(err.contains("left the source claim as it was"), "{err}");
+    // --start needs the workload there, stopped, and using the claim.
+    let err = run_failing(&c, &with(&["--start"]));
+    assert!(
+        err.contains("deployment/web does not exist in namespace")
+            && err.contains("create it first"),
+        "{err}"
+    );
+    c.create_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": lab},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": c.app_image(), "command": ["sleep", "86400"]}],
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}}}))
+        .unwrap();
+    let err = run_failing(&c, &with(&["--start"]));
+    assert!(
+        err.contains("has 2 replicas") && err.contains("Scale it to zero first"),
+        "{err}"
+    );
+    // A claim of that name there that is not a migration's copy.
+    c.create_value(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": lab},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}))
+        .unwrap();
+    let err = run_failing(&c, &with(&[]));
+    assert!(err.contains("is not a copy of"), "{err}");
+
+    // Nothing was changed: the workload runs, the claim carries no record, no Job was made.
+    let web: Deployment = c.get(c.ns(), "web").unwrap();
+    assert_eq!(web.spec.unwrap().replicas, Some(1));
+    let claim: PersistentVolumeClaim = c.get(c.ns(), "data").unwrap();
+    let annotations = claim.metadata.annotations.unwrap_or_default();
+    assert!(
+        !annotations.contains_key("pvc-backup.io/progress"),
+        "{annotations:?}"
+    );
+    assert!(
+        c.list::<k8s_openapi::api::batch::v1::Job>(Some(c.ns()))
+            .is_empty()
+    );
+    assert!(
+        c.list::<k8s_openapi::api::batch::v1::Job>(Some(lab))
+            .is_empty()
+    );
+}

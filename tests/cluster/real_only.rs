@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use testcluster::fake::ClaimOptions;
 use testcluster::real::Settings;
 
+mod migrate;
 mod operator;
 mod repository;
 

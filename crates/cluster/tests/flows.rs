@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use cluster::objects::claim::Role;
 use cluster::objects::mover::Placement;
 use cluster::objects::repository::RepositoryTarget;
 use cluster::objects::volume;
@@ -142,6 +143,8 @@ fn a_copy_into_another_namespace() {
         expose: Expose::ClusterIp,
         address: None,
         cluster: None,
+        checksum: false,
+        role: Role::Clone,
     };
     let plan = across::plan(
         &request,
@@ -189,6 +192,45 @@ fn a_copy_into_another_namespace() {
     }
 }
 
+/// The verification of a migration into another namespace: a transfer labelled as a
+/// migration's whose receiving mover compares every file by content.
+#[test]
+fn the_verification_of_a_migration_into_another_namespace() {
+    let mut request = migrate::across::MigrateAcrossRequest::transfer("data", "lab");
+    request.checksum = true;
+    let plan = across::plan(
+        &request,
+        &settings(),
+        &source("nfs", "Filesystem"),
+        None,
+        &wire_keys(),
+        "data-migrate-abcde",
+        Placement::Anywhere,
+        Placement::Anywhere,
+    )
+    .unwrap();
+    let objects = plan.objects().unwrap();
+    let claim = &objects[0];
+    assert_eq!(claim["metadata"]["name"], "data");
+    assert_eq!(claim["metadata"]["labels"]["pvc-backup.io/role"], "migrate");
+    let job = |name: &str| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == "Job" && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("Job {name} in {objects:#?}"))
+    };
+    let args = |name: &str| job(name)["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+    let receiver: Vec<String> = serde_json::from_value(args("data-migrate-abcde-receive")).unwrap();
+    assert!(receiver.contains(&"--checksum".to_owned()), "{receiver:?}");
+    assert!(receiver.contains(&"--fsync".to_owned()), "{receiver:?}");
+    let sender: Vec<String> = serde_json::from_value(args("data-migrate-abcde-send")).unwrap();
+    assert_eq!(sender[..2], ["mover", "send"], "{sender:?}");
+    assert_eq!(
+        job("data-migrate-abcde-send")["metadata"]["labels"]["pvc-backup.io/role"],
+        "migrate"
+    );
+}
+
 /// Into another cluster through a node port: the receiving side only, since the sending
 /// mover's address (a node's, with the port the API server gives the Service) exists once the
 /// Service does.
@@ -208,6 +250,8 @@ fn a_copy_into_another_cluster_through_a_node_port() {
             kubeconfig: Some("/etc/other.kubeconfig".into()),
             context: None,
         }),
+        checksum: false,
+        role: Role::Clone,
     };
     let plan = across::plan(
         &request,

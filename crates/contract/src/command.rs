@@ -207,6 +207,8 @@ pub enum MoverCommand {
         retry_for_secs: u64,
         /// Flush the target to the disk before reporting success.
         fsync: bool,
+        /// Compare files whose size and mtime are equal by content too (`--checksum`).
+        checksum: bool,
     },
     /// `--version`: print the version and exit 0. A pod that mounts claims and does nothing
     /// else (a storage class that provisions only for a pod then provisions them).
@@ -363,10 +365,14 @@ impl MoverCommand {
                 keys,
                 retry_for_secs,
                 fsync: f,
+                checksum,
             } => {
                 let mut args =
                     strings(&["mover", "receive", dst, "--listen", listen, "--keys", keys]);
                 args.extend(fsync(*f));
+                if *checksum {
+                    args.push("--checksum".to_owned());
+                }
                 args.push("--json".to_owned());
                 args.extend(["--retry-for".to_owned(), format!("{retry_for_secs}s")]);
                 args
@@ -460,6 +466,7 @@ impl MoverCommand {
                 keys: "/keys".into(),
                 retry_for_secs: 120,
                 fsync: true,
+                checksum: true,
             },
             MoverCommand::Version,
         ]
@@ -500,7 +507,7 @@ mod tests {
                 "mover snapshots /backup --json",
                 "mover send /source --to receiver.shop.svc:7443 --keys /keys --json --retry-for \
                  120s --compress --exclude=*.tmp --exclude=-odd --exclude-caches --delete-excluded",
-                "mover receive /backup --listen 0.0.0.0:7443 --keys /keys --fsync --json --retry-for 120s",
+                "mover receive /backup --listen 0.0.0.0:7443 --keys /keys --fsync --checksum --json --retry-for 120s",
                 "--version",
             ]
         );

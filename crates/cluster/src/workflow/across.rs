@@ -61,6 +61,12 @@ pub struct AcrossRequest {
     /// The other cluster the copy goes to (`--to-kubeconfig`, `--to-context`); `None` within
     /// the source's cluster.
     pub cluster: Option<OtherCluster>,
+    /// Compare files whose size and mtime are equal by content too (the receiver's
+    /// `--checksum`): a migration's verification.
+    pub checksum: bool,
+    /// What the copy is for, in its labels: [`Role::Clone`], or [`Role::Migrate`] for a
+    /// migration's copy.
+    pub role: Role,
 }
 
 /// Another cluster, as the command line names it.
@@ -122,7 +128,7 @@ impl AcrossRequest {
         }
     }
 
-    fn check(&self, source_namespace: &str) -> Result<()> {
+    pub(crate) fn check(&self, source_namespace: &str) -> Result<()> {
         names::check_name("claim", &self.claim, 253)?;
         names::check_name("copy", &self.to, 253)?;
         names::check_namespace(&self.namespace)?;
@@ -226,13 +232,18 @@ impl AcrossPlan {
     }
 }
 
-fn is_our_copy(existing: &PersistentVolumeClaim, source_namespace: &str, source: &str) -> bool {
+fn is_our_copy(
+    existing: &PersistentVolumeClaim,
+    source_namespace: &str,
+    source: &str,
+    role: Role,
+) -> bool {
     let labels = existing.metadata.labels.clone().unwrap_or_default();
     let is = |k: &str, v: &str| labels.get(k).map(String::as_str) == Some(v);
     is(MANAGED_BY.0, MANAGED_BY.1)
         && is(SOURCE_LABEL, source)
         && is(SOURCE_NAMESPACE_LABEL, source_namespace)
-        && is(ROLE_LABEL, Role::Clone.as_str())
+        && is(ROLE_LABEL, role.as_str())
 }
 
 /// How long each mover keeps trying to reach the other (the sender also while the receiving pod
@@ -272,7 +283,7 @@ pub fn plan(
         ));
     }
     if let Some(found) = existing
-        && !is_our_copy(found, &source_namespace, &request.claim)
+        && !is_our_copy(found, &source_namespace, &request.claim, request.role)
     {
         return Err(Error::Invalid(format!(
             "claim {} exists in namespace {} and is not a copy of {}/{} made by pvc-backup: \
@@ -286,7 +297,7 @@ pub fn plan(
             let mut req = ClaimRequest::like(
                 source,
                 &request.to,
-                Role::Clone,
+                request.role,
                 request.storage_class.as_deref(),
                 request.size.as_deref(),
             )?;
@@ -303,7 +314,7 @@ pub fn plan(
     let receiver_name = steps::suffixed(run, "receive");
     let sender_name = steps::suffixed(run, "send");
     let service_name = service_name(run);
-    let labels = |side| wire::transfer_labels(&request.claim, Role::Clone, run, side);
+    let labels = |side| wire::transfer_labels(&request.claim, request.role, run, side);
     let retry = retry_for(settings);
 
     let receiver_secret = wire::keys_secret(
@@ -328,7 +339,7 @@ pub fn plan(
         &receiver_name,
         &request.namespace,
         &request.claim,
-        Role::Clone,
+        request.role,
     );
     receiver.args = MoverCommand::Receive {
         dst: TARGET_MOUNT.to_owned(),
@@ -337,6 +348,7 @@ pub fn plan(
         retry_for_secs: retry,
         // On the disk before the copy is reported, as a copy within a namespace is.
         fsync: true,
+        checksum: request.checksum,
     }
     .args();
     receiver.mounts = vec![mount("backup", &request.to, TARGET_MOUNT, false, false)];
@@ -359,7 +371,7 @@ pub fn plan(
         &sender_name,
         &source_namespace,
         &request.claim,
-        Role::Clone,
+        request.role,
     );
     let sender_to = match (request.expose, &request.address) {
         (Expose::ClusterIp, None) => Some(wire::service_address(&service_name, &request.namespace)),
@@ -477,6 +489,57 @@ async fn check_namespace(target: &Kube) -> Result<()> {
     Ok(())
 }
 
+/// The checks before anything is changed: the rights a transfer needs on both sides, with
+/// `source_more` in the source's namespace and `target_more` in the copy's, then the copy's
+/// namespace and its service account.
+pub(crate) async fn check_both(
+    kube: &Kube,
+    target: &Kube,
+    request: &AcrossRequest,
+    source_more: &[access::Permission],
+    target_more: &[access::Permission],
+) -> Result<()> {
+    access::check(kube, &[access::MOVER_RUN, access::WIRE, source_more]).await?;
+    let status: &[access::Permission] =
+        if request.expose == Expose::LoadBalancer && request.address.is_none() {
+            access::SERVICE_STATUS
+        } else {
+            &[]
+        };
+    // Rights first: without them the namespace's service account cannot even be looked up.
+    access::check(
+        target,
+        &[
+            access::MOVER_RUN,
+            access::WIRE,
+            access::SERVICE,
+            status,
+            target_more,
+        ],
+    )
+    .await?;
+    check_namespace(target).await
+}
+
+/// One transfer of `source` into the copy (created when missing), with the run's objects named
+/// after `run` and the sending mover placed at `pinned` (default: next to the source's users):
+/// planned against both namespaces, then run as [`run`] runs it, without stopping anything.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn transfer_once(
+    kube: &Kube,
+    target: &Kube,
+    request: &AcrossRequest,
+    settings: &MoverSettings,
+    source: &PersistentVolumeClaim,
+    keys: &WireKeys,
+    run: &str,
+    pinned: Option<Placement>,
+    observer: &mut dyn Observer,
+) -> Result<AcrossReport> {
+    let plan = plan_with(kube, target, request, settings, source, keys, run, pinned).await?;
+    transfer(kube, target, request, &plan, settings, observer).await
+}
+
 /// Reads what the plan needs from both namespaces and plans (also for `--dry-run`).
 pub async fn plan_from_cluster(
     kube: &Kube,
@@ -495,7 +558,7 @@ pub async fn plan_from_cluster(
 
 /// The copy's side: the source's client, or the other cluster's (`other`), in the copy's
 /// namespace.
-fn target_kube(kube: &Kube, request: &AcrossRequest, other: Option<&Kube>) -> Kube {
+pub(crate) fn target_kube(kube: &Kube, request: &AcrossRequest, other: Option<&Kube>) -> Kube {
     Kube {
         client: other.unwrap_or(kube).client.clone(),
         namespace: request.namespace.clone(),
@@ -503,7 +566,7 @@ fn target_kube(kube: &Kube, request: &AcrossRequest, other: Option<&Kube>) -> Ku
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn plan_with(
+pub(crate) async fn plan_with(
     kube: &Kube,
     target: &Kube,
     request: &AcrossRequest,
@@ -555,20 +618,7 @@ pub async fn run(
     } else {
         &[]
     };
-    access::check(kube, &[access::MOVER_RUN, access::WIRE, scale]).await?;
-    let status: &[access::Permission] =
-        if request.expose == Expose::LoadBalancer && request.address.is_none() {
-            access::SERVICE_STATUS
-        } else {
-            &[]
-        };
-    // Rights first: without them the namespace's service account cannot even be looked up.
-    access::check(
-        &target,
-        &[access::MOVER_RUN, access::WIRE, access::SERVICE, status],
-    )
-    .await?;
-    check_namespace(&target).await?;
+    check_both(kube, &target, request, scale, &[]).await?;
     let source = workflow::get_claim(kube, &request.claim).await?;
     let run = workflow::job_name(&format!("{}-clone", request.claim));
     // Planned (and so checked) before any workload is stopped.
@@ -963,6 +1013,8 @@ mod tests {
             expose: Expose::ClusterIp,
             address: None,
             cluster: None,
+            checksum: false,
+            role: Role::Clone,
         }
     }
 

@@ -38,6 +38,7 @@ use crate::workflow::{self, MoverSettings};
 use crate::workload::{self, ClaimUse, ScaledDown, Workload};
 use crate::{Error, Result, placement};
 
+pub mod across;
 mod cutover;
 mod record;
 mod rollback;

@@ -1,0 +1,154 @@
+//! The flags of a copy between two movers, into another namespace or cluster, that `clone` and
+//! `migrate` share: where to (`--to-namespace`, `--to-kubeconfig`, `--to-context`) and how the
+//! movers reach each other (`--expose`, `--to-address`, `--compress`).
+
+use cluster::connect::{ConnectOptions, Kube};
+use cluster::objects::claim::Role;
+use cluster::objects::wire::Expose;
+use cluster::workflow::across::{AcrossRequest, OtherCluster, WireKeys};
+
+use super::KubeArgs;
+
+/// `--expose`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExposeArg {
+    /// A ClusterIP Service, dialled by its DNS name (within one cluster).
+    Clusterip,
+    /// A NodePort Service, dialled at a node's address.
+    Nodeport,
+    /// A LoadBalancer Service, dialled at the address the load balancer gives it.
+    Loadbalancer,
+}
+
+/// Where a copy between two movers goes, and how they reach each other.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AcrossFlags {
+    /// Into this namespace instead of the source's: a receiving mover there and a sending mover
+    /// beside the source, joined by mutual TLS through a Service (see docs/kubernetes.md).
+    /// Filesystem claims only.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub to_namespace: Option<String>,
+    /// Into another cluster, reached with this kubeconfig: a receiving mover there and a sending
+    /// mover beside the source, joined by mutual TLS through a NodePort (or --expose
+    /// loadbalancer) Service. The namespace is --to-namespace, else the context's.
+    #[arg(long, value_name = "FILE")]
+    pub to_kubeconfig: Option<std::path::PathBuf>,
+    /// The context of --to-kubeconfig (or, without it, of this command's kubeconfig) that
+    /// reaches the other cluster.
+    #[arg(long, value_name = "NAME")]
+    pub to_context: Option<String>,
+    /// How the sending mover reaches the receiving one: the Service's name (clusterip, the
+    /// default within a cluster), a port on the nodes (nodeport, the default into another
+    /// cluster) or a load balancer's address (loadbalancer).
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub expose: Option<ExposeArg>,
+    /// The host the sending mover dials instead of the one found (the receiving pod's node, or
+    /// the load balancer's address): a name or IP address the source's cluster reaches.
+    #[arg(long, value_name = "HOST")]
+    pub to_address: Option<String>,
+    /// Between two movers (--to-namespace, --to-kubeconfig, --to-context): compress file
+    /// content on the wire (worth it when the network is slower than the disks).
+    #[arg(long)]
+    pub compress: bool,
+}
+
+impl AcrossFlags {
+    /// Whether the copy goes into another namespace or cluster.
+    pub fn is_across(&self) -> bool {
+        self.to_namespace.is_some() || self.to_kubeconfig.is_some() || self.to_context.is_some()
+    }
+
+    /// Refuses the flags that only a copy between two movers takes, when it is not one.
+    pub fn refuse_within(&self) -> anyhow::Result<()> {
+        for (given, flag) in [
+            (self.compress, "--compress"),
+            (self.expose.is_some(), "--expose"),
+            (self.to_address.is_some(), "--to-address"),
+        ] {
+            if given {
+                anyhow::bail!(
+                    "{flag} applies to a copy between two movers: add --to-namespace, \
+                     --to-kubeconfig or --to-context, or leave {flag} out"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The transfer of `claim` into a claim named `to`: the other cluster from the flags (with
+    /// `kube`'s kubeconfig when only --to-context is given), the namespace from
+    /// --to-namespace or the other context, the exposure from --expose or its default.
+    pub fn request(
+        &self,
+        kube: &KubeArgs,
+        claim: &str,
+        to: &str,
+        role: Role,
+    ) -> anyhow::Result<AcrossRequest> {
+        let cluster =
+            (self.to_kubeconfig.is_some() || self.to_context.is_some()).then(|| OtherCluster {
+                kubeconfig: self
+                    .to_kubeconfig
+                    .clone()
+                    .or_else(|| kube.kubeconfig().map(Into::into)),
+                context: self.to_context.clone(),
+            });
+        let namespace = match (&self.to_namespace, &cluster) {
+            (Some(ns), _) => ns.clone(),
+            (None, Some(other)) => cluster::connect::context_namespace(
+                other.kubeconfig.as_deref(),
+                other.context.as_deref(),
+            )?,
+            (None, None) => anyhow::bail!(
+                "a copy between two movers needs --to-namespace, --to-kubeconfig or --to-context"
+            ),
+        };
+        let mut request = AcrossRequest {
+            claim: claim.to_owned(),
+            to: to.to_owned(),
+            namespace,
+            storage_class: None,
+            size: None,
+            scale_down: false,
+            compress: self.compress,
+            expose: Expose::ClusterIp,
+            address: self.to_address.clone(),
+            cluster,
+            checksum: false,
+            role,
+        };
+        request.expose = match self.expose {
+            Some(ExposeArg::Clusterip) => Expose::ClusterIp,
+            Some(ExposeArg::Nodeport) => Expose::NodePort,
+            Some(ExposeArg::Loadbalancer) => Expose::LoadBalancer,
+            None => request.default_expose(),
+        };
+        Ok(request)
+    }
+}
+
+/// How to reach the other cluster of `request`, when there is one.
+pub fn other_options(request: &AcrossRequest) -> Option<ConnectOptions> {
+    request.cluster.as_ref().map(|o| ConnectOptions {
+        kubeconfig: o.kubeconfig.clone(),
+        context: o.context.clone(),
+        namespace: Some(request.namespace.clone()),
+    })
+}
+
+/// Connects to the other cluster of a copy, when there is one.
+pub async fn connect_other(options: Option<&ConnectOptions>) -> anyhow::Result<Option<Kube>> {
+    match options {
+        Some(o) => Ok(Some(cluster::connect::connect(o).await?)),
+        None => Ok(None),
+    }
+}
+
+/// A fresh key pair for one run (and every dry run), as `mover keys` makes one.
+pub fn fresh_keys() -> anyhow::Result<WireKeys> {
+    let pair = wire::keys::Pair::generate()?;
+    Ok(WireKeys {
+        sender: pair.files_for(wire::keys::Side::Sender),
+        receiver: pair.files_for(wire::keys::Side::Receiver),
+    })
+}

@@ -1,0 +1,121 @@
+//! `pvc-backup migrate --to-namespace`: two movers carry the claim's data into a claim of the
+//! same name in another namespace, through kube-proxy; rsync judges the copy on the host, the
+//! real API server holds the workloads' replica counts.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use serde_json::json;
+use testcluster::fake::ClaimOptions;
+
+use super::{apply, manifests, person, real, run_with, transfer_leftovers};
+use crate::util::{
+    assert_holds, claim_with_data, cluster, deployment_using, expect_code, reference_copy,
+    wait_running_with,
+};
+
+fn replicas(d: &Deployment) -> Option<i32> {
+    d.spec.as_ref().and_then(|s| s.replicas)
+}
+
+#[test]
+fn a_migration_into_another_namespace_stops_the_workload_here_and_starts_it_there() {
+    let Some(c) = real("migrate_across_namespaces") else {
+        return;
+    };
+    let lab = cluster();
+    apply(&c, &manifests(&c, &[]));
+    // Someone with the documented role in both namespaces, and nothing more.
+    let (alice, _bindings) = person(&c, "alice");
+    apply(
+        &c,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "pvc-backup-operator-alice", "namespace": lab.ns()},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pvc-backup-operator"},
+            "subjects": [{"kind": "ServiceAccount", "name": "alice", "namespace": c.ns()}]})
+        .to_string()
+        .as_bytes(),
+    );
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    deployment_using(&c, "web", "data");
+    // The workload as it will run there: deployed beforehand, stopped, on a claim of that name.
+    lab.create_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": lab.ns()},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "app", "image": c.app_image(), "command": ["sleep", "86400"]}],
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}}}))
+        .expect("create the workload there");
+    let (_keep, before) = reference_copy(&src);
+
+    let out = run_with(
+        &c,
+        &alice,
+        &[
+            "migrate",
+            "data",
+            "--to-namespace",
+            lab.ns(),
+            "--start",
+            "-o",
+            "json",
+        ],
+    );
+    expect_code(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["workload"], "deployment/web", "{report:#}");
+    assert_eq!(report["replicas"], 1, "{report:#}");
+    assert_eq!(report["started"], true, "{report:#}");
+    // The copy with the workload running, the final one, the verification by content.
+    assert_eq!(
+        report["jobs"].as_array().map(Vec::len),
+        Some(3),
+        "{report:#}"
+    );
+    let verification = &report["summaries"][2]["entries"];
+    assert_eq!(verification["copied"], 0, "{report:#}");
+    assert_eq!(verification["updated"], 0, "{report:#}");
+
+    // The data is there, judged by rsync, and still here as it was.
+    assert_holds(&lab, "data", &before);
+    assert_holds(&c, "data", &before);
+    // The workload runs there on it, and stays stopped here with its count kept.
+    assert!(wait_running_with(&lab, "web-", "data"));
+    let there: Deployment = lab.get(lab.ns(), "web").unwrap();
+    assert_eq!(replicas(&there), Some(1));
+    let here: Deployment = c.get(c.ns(), "web").unwrap();
+    assert_eq!(replicas(&here), Some(0));
+    assert_eq!(
+        here.metadata.annotations.unwrap_or_default()["pvc-backup.io/scaled-down-from"],
+        "1"
+    );
+    let source: PersistentVolumeClaim = c.get(c.ns(), "data").unwrap();
+    let marks = source.metadata.annotations.unwrap_or_default();
+    assert!(!marks.contains_key("pvc-backup.io/progress"), "{marks:?}");
+    let away: serde_json::Value =
+        serde_json::from_str(&marks["pvc-backup.io/migrated-away"]).unwrap();
+    assert_eq!(away, json!({"namespace": lab.ns(), "claim": "data"}));
+    let copy: PersistentVolumeClaim = lab.get(lab.ns(), "data").unwrap();
+    assert_eq!(
+        copy.metadata.annotations.unwrap_or_default()["pvc-backup.io/migrated-from"],
+        format!("{}/data", c.ns())
+    );
+    let gone = c.wait_for(Duration::from_secs(120), |c| {
+        transfer_leftovers(c, c.ns()).is_empty() && transfer_leftovers(c, lab.ns()).is_empty()
+    });
+    assert!(
+        gone,
+        "left behind: {:?} {:?}",
+        transfer_leftovers(&c, c.ns()),
+        transfer_leftovers(&c, lab.ns())
+    );
+
+    // Migrating again would overwrite what the workload writes there now: refused.
+    let again = run_with(&c, &alice, &["migrate", "data", "--to-namespace", lab.ns()]);
+    let why = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        again.status.code() != Some(0) && why.contains("was migrated already"),
+        "{why}"
+    );
+}
