@@ -1,7 +1,12 @@
 //! `pvc-backup migrate --to-namespace`: two movers carry the claim's data into a claim of the
 //! same name in another namespace, through kube-proxy; rsync judges the copy on the host, the
-//! real API server holds the workloads' replica counts.
+//! real API server holds the workloads' replica counts. The command is killed once on the way
+//! and run again.
 
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -11,9 +16,38 @@ use testcluster::fake::ClaimOptions;
 
 use super::{apply, manifests, person, real, run_with, transfer_leftovers};
 use crate::util::{
-    assert_holds, claim_with_data, cluster, deployment_using, expect_code, reference_copy,
+    Cluster, assert_holds, claim_with_data, cluster, deployment_using, expect_code, reference_copy,
     wait_running_with,
 };
+
+/// Runs the binary with `kubeconfig` and SIGKILLs it when a step line contains `at`; returns the
+/// step lines up to there.
+fn run_killed_when(c: &Cluster, kubeconfig: &Path, args: &[&str], at: &str) -> Vec<String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pvc-backup"))
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env_remove("KUBECONFIG")
+        .env("PVC_BACKUP_IMAGE", c.image())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pvc-backup");
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut lines = Vec::new();
+    for line in stderr.lines() {
+        let line = line.expect("read stderr");
+        lines.push(line.clone());
+        if line.starts_with("pvc-backup: ") && line.contains(at) {
+            child.kill().expect("kill pvc-backup");
+            let status = child.wait().expect("reap pvc-backup");
+            assert_eq!(status.signal(), Some(9), "{lines:#?}");
+            return lines;
+        }
+    }
+    let status = child.wait().expect("wait for pvc-backup");
+    panic!("{args:?} ended ({status}) before {at:?}: {lines:#?}");
+}
 
 fn replicas(d: &Deployment) -> Option<i32> {
     d.spec.as_ref().and_then(|s| s.replicas)
@@ -49,6 +83,24 @@ fn a_migration_into_another_namespace_stops_the_workload_here_and_starts_it_ther
         .expect("create the workload there");
     let (_keep, before) = reference_copy(&src);
 
+    // Killed (SIGKILL) as the final copy begins, with the workload stopped and the movers of that
+    // copy starting: the record on the claim keeps where it stood.
+    let args = ["migrate", "data", "--to-namespace", lab.ns(), "--start"];
+    let lines = run_killed_when(&c, &alice, &args, "copying what changed");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("scaling deployment/web to zero")),
+        "{lines:#?}"
+    );
+    let here: Deployment = c.get(c.ns(), "web").unwrap();
+    assert_eq!(replicas(&here), Some(0));
+    let source: PersistentVolumeClaim = c.get(c.ns(), "data").unwrap();
+    let record = &source.metadata.annotations.unwrap_or_default()["pvc-backup.io/progress"];
+    assert!(record.contains("\"done\":\"scale-down\""), "{record}");
+
+    // The same command again goes on from there: the interrupted copy's movers are removed, the
+    // final copy and the verification run, the workload starts there.
     let out = run_with(
         &c,
         &alice,
@@ -67,13 +119,13 @@ fn a_migration_into_another_namespace_stops_the_workload_here_and_starts_it_ther
     assert_eq!(report["workload"], "deployment/web", "{report:#}");
     assert_eq!(report["replicas"], 1, "{report:#}");
     assert_eq!(report["started"], true, "{report:#}");
-    // The copy with the workload running, the final one, the verification by content.
+    // The final copy and the verification by content (the first copy was done before the kill).
     assert_eq!(
         report["jobs"].as_array().map(Vec::len),
-        Some(3),
+        Some(2),
         "{report:#}"
     );
-    let verification = &report["summaries"][2]["entries"];
+    let verification = &report["summaries"][1]["entries"];
     assert_eq!(verification["copied"], 0, "{report:#}");
     assert_eq!(verification["updated"], 0, "{report:#}");
 

@@ -540,6 +540,33 @@ pub(crate) async fn transfer_once(
     transfer(kube, target, request, &plan, settings, observer).await
 }
 
+/// Deletes the objects of transfer `run` (named as [`plan`] names them) from both namespaces and
+/// waits until no pod holds the copy (and, with `source_too`, the source): the movers of a
+/// transfer whose command was killed go on running, and that receiver would hold the copy's
+/// lock.
+pub(crate) async fn remove_run(
+    kube: &Kube,
+    target: &Kube,
+    request: &AcrossRequest,
+    run: &str,
+    source_too: bool,
+    timeout: Duration,
+) -> Result<()> {
+    let receiver = steps::suffixed(run, "receive");
+    let sender = steps::suffixed(run, "send");
+    let dp = DeleteParams::default();
+    runner::delete_job(kube, &sender).await?;
+    runner::delete_job(target, &receiver).await?;
+    api::delete::<Secret>(&api::namespaced(kube), "Secret", &sender, &dp).await?;
+    api::delete::<Secret>(&api::namespaced(target), "Secret", &receiver, &dp).await?;
+    api::delete::<Service>(&api::namespaced(target), "Service", &service_name(run), &dp).await?;
+    workload::wait_unused(target, &[&request.to], timeout).await?;
+    if source_too {
+        workload::wait_unused(kube, &[&request.claim], timeout).await?;
+    }
+    Ok(())
+}
+
 /// Reads what the plan needs from both namespaces and plans (also for `--dry-run`).
 pub async fn plan_from_cluster(
     kube: &Kube,

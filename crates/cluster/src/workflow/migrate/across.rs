@@ -53,6 +53,8 @@ const START: &str = "start-copy";
 
 // What the record keeps for later steps.
 const WORKLOAD: &str = "workload";
+// The run id of the transfer under way: a run that goes on after a kill removes its objects.
+const TRANSFER: &str = "transfer";
 
 /// What to migrate, where to.
 #[derive(Debug, Clone)]
@@ -208,7 +210,15 @@ pub async fn run(
                     request.where_to()
                 ));
                 let done = transfer(
-                    kube, &target, request, settings, keys, &source, None, observer,
+                    kube,
+                    &target,
+                    request,
+                    settings,
+                    keys,
+                    &source,
+                    None,
+                    &mut progress,
+                    observer,
                 )
                 .await;
                 report.transfers.push(accept(done?, "the copy", true)?);
@@ -273,6 +283,7 @@ pub async fn run(
                 keys,
                 &source,
                 anywhere.clone(),
+                &mut progress,
                 observer,
             )
             .await;
@@ -291,7 +302,15 @@ pub async fn run(
             let mut verify = request.clone();
             verify.copy.checksum = true;
             let done = transfer(
-                kube, &target, &verify, settings, keys, &source, anywhere, observer,
+                kube,
+                &target,
+                &verify,
+                settings,
+                keys,
+                &source,
+                anywhere,
+                &mut progress,
+                observer,
             )
             .await;
             let verified = accept(done?, "the verification", false)?;
@@ -451,8 +470,9 @@ async fn begin(
     Ok(steps::is_read_write_once_pod(source) && !users.is_empty())
 }
 
-/// One transfer of the migration, its objects named after a fresh run id (the objects of each
-/// transfer are deleted when it ends).
+/// One transfer of the migration, its objects named after a fresh run id recorded first (the
+/// objects of each transfer are deleted when it ends; those of a transfer whose command was
+/// killed, found from the record, before the next one starts).
 #[allow(clippy::too_many_arguments)]
 async fn transfer(
     kube: &Kube,
@@ -462,19 +482,23 @@ async fn transfer(
     keys: &WireKeys,
     source: &PersistentVolumeClaim,
     pinned: Option<Placement>,
+    progress: &mut Progress,
     observer: &mut dyn Observer,
 ) -> Result<AcrossReport> {
-    let run = workflow::job_name(&format!("{}-migrate", request.copy.claim));
+    let copy = &request.copy;
+    if let Some(old) = progress.get(TRANSFER) {
+        observer.step(&format!(
+            "removing the movers of the interrupted transfer {old}"
+        ));
+        // With the workload stopped, only movers may hold the source.
+        let stopped = STEPS.is_done(progress, STOP);
+        across::remove_run(kube, target, copy, old, stopped, request.scale_timeout).await?;
+    }
+    let run = workflow::job_name(&format!("{}-migrate", copy.claim));
+    progress.set(TRANSFER, run.clone());
+    workflow::record_progress(kube, &copy.claim, Some(progress)).await?;
     across::transfer_once(
-        kube,
-        target,
-        &request.copy,
-        settings,
-        source,
-        keys,
-        &run,
-        pinned,
-        observer,
+        kube, target, copy, settings, source, keys, &run, pinned, observer,
     )
     .await
 }
