@@ -5,7 +5,8 @@
 use cluster::connect::{ConnectOptions, Kube};
 use cluster::objects::claim::Role;
 use cluster::objects::wire::Expose;
-use cluster::workflow::across::{AcrossRequest, OtherCluster, WireKeys};
+use cluster::workflow::MoverSettings;
+use cluster::workflow::across::{self, AcrossRequest, OtherCluster, WireKeys};
 
 use super::KubeArgs;
 
@@ -142,6 +143,21 @@ pub async fn connect_other(options: Option<&ConnectOptions>) -> anyhow::Result<O
         Some(o) => Ok(Some(cluster::connect::connect(o).await?)),
         None => Ok(None),
     }
+}
+
+/// The objects of `request`'s transfer for `--dry-run`: both namespaces (and clusters) read,
+/// nothing changed.
+pub async fn plan_objects(
+    kube: &Kube,
+    request: &AcrossRequest,
+    settings: &MoverSettings,
+    keys: &WireKeys,
+    run: &str,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let other = connect_other(other_options(request).as_ref()).await?;
+    let plan =
+        across::plan_from_cluster(kube, request, settings, keys, run, other.as_ref()).await?;
+    Ok(plan.objects()?)
 }
 
 /// A fresh key pair for one run (and every dry run), as `mover keys` makes one.

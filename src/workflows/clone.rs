@@ -8,7 +8,7 @@ use cluster::workflow::across;
 use cluster::workflow::clone::{self as flow, CloneRequest, Method};
 use serde_json::json;
 
-use super::across::{AcrossFlags, connect_other, fresh_keys, other_options};
+use super::across::{AcrossFlags, connect_other, fresh_keys, other_options, plan_objects};
 use super::backup::{VolumeMode, describe};
 use super::{KubeArgs, MoverFlags, OutputArgs, plan_or_run};
 
@@ -247,19 +247,7 @@ fn across(args: CloneArgs) -> anyhow::Result<ExitCode> {
             )?;
             Ok(plan.objects()?)
         },
-        async |kube| {
-            let other = connect_other(other_options.as_ref()).await?;
-            let plan = across::plan_from_cluster(
-                kube,
-                &request,
-                &settings,
-                &keys,
-                &run_name,
-                other.as_ref(),
-            )
-            .await?;
-            Ok(plan.objects()?)
-        },
+        async |kube| plan_objects(kube, &request, &settings, &keys, &run_name).await,
         async |kube, console| {
             let other = connect_other(other_options.as_ref()).await?;
             Ok(across::run(kube, &request, &settings, &keys, other.as_ref(), console).await?)

@@ -11,7 +11,7 @@ use cluster::workflow::migrate::{self as flow, MigrateRequest};
 use cluster::workload::Workload;
 use serde_json::json;
 
-use super::across::{AcrossFlags, connect_other, fresh_keys, other_options};
+use super::across::{AcrossFlags, connect_other, fresh_keys, other_options, plan_objects};
 use super::{KubeArgs, MoverFlags, OutputArgs, plan_or_run};
 
 /// Arguments of `pvc-backup migrate`.
@@ -56,6 +56,14 @@ pub struct MigrateArgs {
     mover: MoverFlags,
 }
 
+/// `--dry-run=client`: a migration's plan needs the cluster.
+fn offline_refused() -> anyhow::Result<Vec<serde_json::Value>> {
+    anyhow::bail!(
+        "migrate needs the source claim's size, class and users: use --dry-run (which reads the \
+         cluster and changes nothing) instead of --dry-run=client"
+    )
+}
+
 /// Runs `pvc-backup migrate`.
 pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     if args.rollback {
@@ -98,12 +106,7 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let ran = plan_or_run(
         &args.kube,
         &args.output,
-        || {
-            anyhow::bail!(
-                "migrate needs the source claim's size, class and users: use --dry-run (which \
-                 reads the cluster and changes nothing) instead of --dry-run=client"
-            )
-        },
+        offline_refused,
         async |kube| {
             let plan = flow::plan_from_cluster(kube, &request, &settings, &job_name, None).await?;
             Ok(plan.objects()?)
@@ -185,25 +188,8 @@ fn across(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let ran = plan_or_run(
         &args.kube,
         &args.output,
-        || {
-            anyhow::bail!(
-                "migrate needs the source claim's size, class and users: use --dry-run (which \
-                 reads the cluster and changes nothing) instead of --dry-run=client"
-            )
-        },
-        async |kube| {
-            let other = connect_other(other_options.as_ref()).await?;
-            let plan = cluster::workflow::across::plan_from_cluster(
-                kube,
-                &request.copy,
-                &settings,
-                &keys,
-                &run_name,
-                other.as_ref(),
-            )
-            .await?;
-            Ok(plan.objects()?)
-        },
+        offline_refused,
+        async |kube| plan_objects(kube, &request.copy, &settings, &keys, &run_name).await,
         async |kube, console| {
             let other = connect_other(other_options.as_ref()).await?;
             Ok(

@@ -746,16 +746,7 @@ fn a_copy_into_another_namespace_holds_the_whole_tree_and_leaves_no_keys_behind(
     let lab = cluster();
     apply(&c, &manifests(&c, &[]));
     // Someone with the documented role in both namespaces, and nothing more.
-    let (alice, _bindings) = person(&c, "alice");
-    apply(
-        &c,
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": "pvc-backup-operator-alice", "namespace": lab.ns()},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pvc-backup-operator"},
-            "subjects": [{"kind": "ServiceAccount", "name": "alice", "namespace": c.ns()}]})
-        .to_string()
-        .as_bytes(),
-    );
+    let (alice, _bindings) = person_in_both(&c, &lab, "alice");
     let src = claim_with_data(&c, "data", ClaimOptions::default());
 
     let out = run_with(
@@ -824,6 +815,25 @@ fn a_copy_into_another_namespace_holds_the_whole_tree_and_leaves_no_keys_behind(
         "{again:#}"
     );
     assert_holds(&lab, "data", &src);
+}
+
+/// [`person`], also bound to the ClusterRole pvc-backup-operator in `other`'s namespace.
+fn person_in_both<'a>(
+    c: &'a Cluster,
+    other: &Cluster,
+    name: &str,
+) -> (tempfile::TempPath, ClusterScoped<'a>) {
+    let made = person(c, name);
+    apply(
+        c,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": format!("pvc-backup-operator-{name}"), "namespace": other.ns()},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pvc-backup-operator"},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": c.ns()}]})
+        .to_string()
+        .as_bytes(),
+    );
+    made
 }
 
 /// The Secrets, Services, pods (of a transfer) and Jobs left in namespace `ns`.

@@ -45,10 +45,36 @@ struct Killed {
 
 /// Runs the binary and SIGKILLs it as its `k`-th step line appears (never, with `None`).
 fn run_killed_at(c: &Cluster, args: &[&str], k: Option<usize>) -> Killed {
+    let mut seen = 0;
+    let lines = run_killed_when(c, c.kubeconfig(), args, |_| {
+        seen += 1;
+        Some(seen) == k
+    });
+    match lines {
+        Ok(lines) => Killed {
+            lines,
+            killed: true,
+        },
+        Err(lines) => Killed {
+            lines,
+            killed: false,
+        },
+    }
+}
+
+/// Runs the binary with `kubeconfig` and SIGKILLs it as a step line (`pvc-backup: ...`) makes
+/// `kill_at` say so: `Ok` with the step lines up to that one when the kill stopped it, `Err` with
+/// all its step lines when it ended first (it must succeed).
+pub fn run_killed_when(
+    c: &Cluster,
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+    mut kill_at: impl FnMut(&str) -> bool,
+) -> Result<Vec<String>, Vec<String>> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pvc-backup"))
         .args(args)
         .arg("--kubeconfig")
-        .arg(c.kubeconfig())
+        .arg(kubeconfig)
         .env_remove("KUBECONFIG")
         .env("PVC_BACKUP_IMAGE", c.image())
         .stdout(Stdio::null())
@@ -62,23 +88,21 @@ fn run_killed_at(c: &Cluster, args: &[&str], k: Option<usize>) -> Killed {
         let line = line.expect("read stderr");
         said.push(line.clone());
         if line.starts_with("pvc-backup: ") {
-            lines.push(line);
-            if Some(lines.len()) == k {
+            lines.push(line.clone());
+            if kill_at(&line) {
                 child.kill().expect("kill pvc-backup");
                 let status = child.wait().expect("reap pvc-backup");
-                return Killed {
-                    lines,
-                    killed: status.signal() == Some(9),
+                return if status.signal() == Some(9) {
+                    Ok(lines)
+                } else {
+                    Err(lines)
                 };
             }
         }
     }
     let status = child.wait().expect("wait for pvc-backup");
     assert!(status.success(), "{args:?} failed: {}", said.join("\n"));
-    Killed {
-        lines,
-        killed: false,
-    }
+    Err(lines)
 }
 
 /// Whether a progress record is left on a claim or a volume of the namespace (runs in other

@@ -3,10 +3,6 @@
 //! real API server holds the workloads' replica counts. The command is killed once on the way
 //! and run again.
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -14,40 +10,12 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::json;
 use testcluster::fake::ClaimOptions;
 
-use super::{apply, manifests, person, real, run_with, transfer_leftovers};
+use super::{apply, manifests, person_in_both, real, run_with, transfer_leftovers};
+use crate::resume::run_killed_when;
 use crate::util::{
-    Cluster, assert_holds, claim_with_data, cluster, deployment_using, expect_code, reference_copy,
+    assert_holds, claim_with_data, cluster, deployment_using, expect_code, reference_copy,
     wait_running_with,
 };
-
-/// Runs the binary with `kubeconfig` and SIGKILLs it when a step line contains `at`; returns the
-/// step lines up to there.
-fn run_killed_when(c: &Cluster, kubeconfig: &Path, args: &[&str], at: &str) -> Vec<String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pvc-backup"))
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .env_remove("KUBECONFIG")
-        .env("PVC_BACKUP_IMAGE", c.image())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run pvc-backup");
-    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut lines = Vec::new();
-    for line in stderr.lines() {
-        let line = line.expect("read stderr");
-        lines.push(line.clone());
-        if line.starts_with("pvc-backup: ") && line.contains(at) {
-            child.kill().expect("kill pvc-backup");
-            let status = child.wait().expect("reap pvc-backup");
-            assert_eq!(status.signal(), Some(9), "{lines:#?}");
-            return lines;
-        }
-    }
-    let status = child.wait().expect("wait for pvc-backup");
-    panic!("{args:?} ended ({status}) before {at:?}: {lines:#?}");
-}
 
 fn replicas(d: &Deployment) -> Option<i32> {
     d.spec.as_ref().and_then(|s| s.replicas)
@@ -61,16 +29,7 @@ fn a_migration_into_another_namespace_stops_the_workload_here_and_starts_it_ther
     let lab = cluster();
     apply(&c, &manifests(&c, &[]));
     // Someone with the documented role in both namespaces, and nothing more.
-    let (alice, _bindings) = person(&c, "alice");
-    apply(
-        &c,
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": "pvc-backup-operator-alice", "namespace": lab.ns()},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pvc-backup-operator"},
-            "subjects": [{"kind": "ServiceAccount", "name": "alice", "namespace": c.ns()}]})
-        .to_string()
-        .as_bytes(),
-    );
+    let (alice, _bindings) = person_in_both(&c, &lab, "alice");
     let src = claim_with_data(&c, "data", ClaimOptions::default());
     deployment_using(&c, "web", "data");
     // The workload as it will run there: deployed beforehand, stopped, on a claim of that name.
@@ -86,7 +45,10 @@ fn a_migration_into_another_namespace_stops_the_workload_here_and_starts_it_ther
     // Killed (SIGKILL) as the final copy begins, with the workload stopped and the movers of that
     // copy starting: the record on the claim keeps where it stood.
     let args = ["migrate", "data", "--to-namespace", lab.ns(), "--start"];
-    let lines = run_killed_when(&c, &alice, &args, "copying what changed");
+    let lines = run_killed_when(&c, &alice, &args, |line| {
+        line.contains("copying what changed")
+    });
+    let lines = lines.expect("killed as the final copy began");
     assert!(
         lines
             .iter()

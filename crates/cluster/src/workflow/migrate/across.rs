@@ -53,6 +53,8 @@ const START: &str = "start-copy";
 
 // What the record keeps for later steps.
 const WORKLOAD: &str = "workload";
+// Where the sending mover runs once the workload is stopped: its pods' node.
+const PINNED: &str = "pinnedTo";
 // The run id of the transfer under way: a run that goes on after a kill removes its objects.
 const TRANSFER: &str = "transfer";
 
@@ -188,6 +190,14 @@ pub async fn run(
         .await?
     };
     let workload: Option<Workload> = progress.get(WORKLOAD).map(str::parse).transpose()?;
+    let transfers = Transfers {
+        kube,
+        target: &target,
+        settings,
+        keys,
+        source: &source,
+        timeout: request.scale_timeout,
+    };
     let save = |progress: &Progress| {
         let record = progress.clone();
         async move { workflow::record_progress(kube, &copy.claim, Some(&record)).await }
@@ -209,18 +219,7 @@ pub async fn run(
                     copy.claim,
                     request.where_to()
                 ));
-                let done = transfer(
-                    kube,
-                    &target,
-                    request,
-                    settings,
-                    keys,
-                    &source,
-                    None,
-                    &mut progress,
-                    observer,
-                )
-                .await;
+                let done = transfers.run(copy, None, &mut progress, observer).await;
                 report.transfers.push(accept(done?, "the copy", true)?);
             }
             STEPS.complete(&mut progress, FIRST_COPY);
@@ -271,22 +270,17 @@ pub async fn run(
         save(&progress).await?;
     }
     let last = async {
-        // With the workload stopped, the movers need not run next to its pods.
-        let anywhere = Some(Placement::Anywhere);
+        // With the workload stopped, the sending mover runs where its pods ran: the volume may
+        // stay attached there for a while.
+        let pinned = Some(match progress.get(PINNED) {
+            Some(p) => super::record::pinned_from(p)?,
+            None => Placement::Anywhere,
+        });
         if !STEPS.is_done(&progress, FINAL_COPY) {
             observer.step("copying what changed, with the workload stopped");
-            let done = transfer(
-                kube,
-                &target,
-                request,
-                settings,
-                keys,
-                &source,
-                anywhere.clone(),
-                &mut progress,
-                observer,
-            )
-            .await;
+            let done = transfers
+                .run(copy, pinned.clone(), &mut progress, observer)
+                .await;
             report
                 .transfers
                 .push(accept(done?, "the final copy", false)?);
@@ -299,20 +293,13 @@ pub async fn run(
                 copy.claim,
                 request.where_to()
             ));
-            let mut verify = request.clone();
-            verify.copy.checksum = true;
-            let done = transfer(
-                kube,
-                &target,
-                &verify,
-                settings,
-                keys,
-                &source,
-                anywhere,
-                &mut progress,
-                observer,
-            )
-            .await;
+            let verify = AcrossRequest {
+                checksum: true,
+                ..copy.clone()
+            };
+            let done = transfers
+                .run(&verify, pinned, &mut progress, observer)
+                .await;
             let verified = accept(done?, "the verification", false)?;
             let changed = changes(&verified);
             report.transfers.push(verified);
@@ -466,41 +453,62 @@ async fn begin(
     if let Some(w) = &workload {
         progress.set(WORKLOAD, w.to_string());
     }
+    if let Placement::Node { node, tolerations } = steps::pin_to(&[source], &pods) {
+        progress.set(
+            PINNED,
+            json!({"node": node, "tolerations": tolerations}).to_string(),
+        );
+    }
     workflow::record_progress(kube, claim, Some(progress)).await?;
     Ok(steps::is_read_write_once_pod(source) && !users.is_empty())
 }
 
-/// One transfer of the migration, its objects named after a fresh run id recorded first (the
-/// objects of each transfer are deleted when it ends; those of a transfer whose command was
-/// killed, found from the record, before the next one starts).
-#[allow(clippy::too_many_arguments)]
-async fn transfer(
-    kube: &Kube,
-    target: &Kube,
-    request: &MigrateAcrossRequest,
-    settings: &MoverSettings,
-    keys: &WireKeys,
-    source: &PersistentVolumeClaim,
-    pinned: Option<Placement>,
-    progress: &mut Progress,
-    observer: &mut dyn Observer,
-) -> Result<AcrossReport> {
-    let copy = &request.copy;
-    if let Some(old) = progress.get(TRANSFER) {
-        observer.step(&format!(
-            "removing the movers of the interrupted transfer {old}"
-        ));
-        // With the workload stopped, only movers may hold the source.
-        let stopped = STEPS.is_done(progress, STOP);
-        across::remove_run(kube, target, copy, old, stopped, request.scale_timeout).await?;
+/// What every transfer of a migration shares.
+struct Transfers<'a> {
+    kube: &'a Kube,
+    target: &'a Kube,
+    settings: &'a MoverSettings,
+    keys: &'a WireKeys,
+    source: &'a PersistentVolumeClaim,
+    timeout: Duration,
+}
+
+impl Transfers<'_> {
+    /// One transfer, its objects named after a fresh run id recorded first (the objects of each
+    /// transfer are deleted when it ends; those of a transfer whose command was killed, found
+    /// from the record, before the next one starts).
+    async fn run(
+        &self,
+        copy: &AcrossRequest,
+        pinned: Option<Placement>,
+        progress: &mut Progress,
+        observer: &mut dyn Observer,
+    ) -> Result<AcrossReport> {
+        let (kube, target) = (self.kube, self.target);
+        if let Some(old) = progress.get(TRANSFER) {
+            observer.step(&format!(
+                "removing the movers of the interrupted transfer {old}"
+            ));
+            // With the workload stopped, only movers may hold the source.
+            let stopped = STEPS.is_done(progress, STOP);
+            across::remove_run(kube, target, copy, old, stopped, self.timeout).await?;
+        }
+        let run = workflow::job_name(&format!("{}-migrate", copy.claim));
+        progress.set(TRANSFER, run.clone());
+        workflow::record_progress(kube, &copy.claim, Some(progress)).await?;
+        across::transfer_once(
+            kube,
+            target,
+            copy,
+            self.settings,
+            self.source,
+            self.keys,
+            &run,
+            pinned,
+            observer,
+        )
+        .await
     }
-    let run = workflow::job_name(&format!("{}-migrate", copy.claim));
-    progress.set(TRANSFER, run.clone());
-    workflow::record_progress(kube, &copy.claim, Some(progress)).await?;
-    across::transfer_once(
-        kube, target, copy, settings, source, keys, &run, pinned, observer,
-    )
-    .await
 }
 
 /// A transfer's report, or the error it ended with. A copy made while the workload runs may
