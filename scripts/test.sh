@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests and the benchmark scripts call.
 PKGS=(rsync acl attr strace xfsprogs btrfs-progs e2fsprogs util-linux libcap2-bin time hyperfine restic openssl wrk b3sum curl
       podman buildah runc conmon catatonit yq jq binutils ca-certificates tzdata
-      iproute2 procps openssh-server openssh-client stunnel4)
+      iproute2 procps openssh-server openssh-client stunnel4 haproxy)
 
 if [ "$(id -u)" = 0 ]; then
   missing=()

@@ -1015,3 +1015,75 @@ fn a_link_down_for_30_s_mid_file_is_bridged_by_retry_for() {
     assert_eq!(partial_size(&dst), None);
     assert_mirror(&src.root, &dst, &[]);
 }
+
+#[test]
+fn a_router_that_picks_the_backend_by_the_tls_hello_passes_the_name_given() {
+    // HAProxy as OpenShift's router runs it for a passthrough Route: it reads the name in the
+    // client's hello and hands the connection, untouched, to the backend of that name only.
+    if !testkit::skip::need_tools("sni_router", &["haproxy"]) {
+        return;
+    }
+    let (dir, k) = setup();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("a"), b"routed\n").unwrap();
+    let dst = dir.path().join("dst");
+    std::fs::create_dir(&dst).unwrap();
+    let r = receive_listening(&dst, &k, &["--keep-listening"]);
+    let front = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let front_addr = front.local_addr().unwrap().to_string();
+    drop(front);
+    let config = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "global\n  maxconn 16\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  \
+             timeout server 60s\nfrontend router\n  bind {front_addr}\n  tcp-request inspect-delay 5s\n  \
+             tcp-request content accept if {{ req_ssl_hello_type 1 }}\n  use_backend route if {{ \
+             req_ssl_sni -i copy-lab.apps.example.com }}\nbackend route\n  server receiver {}\n",
+            r.addr
+        ),
+    )
+    .unwrap();
+    let mut router = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = Instant::now();
+    while TcpStream::connect(&front_addr).is_err() {
+        assert!(
+            up.elapsed() < Duration::from_secs(10),
+            "haproxy did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The default name routes nowhere: the router drops the connection.
+    let lost = send_to(&src, &front_addr, &k, &[]);
+    assert_eq!(code(&lost), 1, "{}", stderr(&lost));
+    assert!(!dst.join("a").exists());
+    // The Route's host reaches the receiver, and the copy is what sync makes.
+    let routed = send_to(
+        &src,
+        &front_addr,
+        &k,
+        &["--server-name", "copy-lab.apps.example.com"],
+    );
+    assert_eq!(
+        code(&routed),
+        0,
+        "{}\nreceiver:\n{}",
+        stderr(&routed),
+        r.stderr()
+    );
+    assert_mirror(&src, &dst, &[]);
+    // Not a DNS name: refused before anything connects.
+    let bad = send_to(&src, &front_addr, &k, &["--server-name", "10.0.0.1"]);
+    assert_eq!(code(&bad), 2, "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("--server-name"), "{}", stderr(&bad));
+    let _ = router.kill();
+    let _ = router.wait();
+}

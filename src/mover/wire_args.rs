@@ -32,6 +32,11 @@ pub struct WireArgs {
     /// at once. Give both sides a value.
     #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
     pub retry_for: Duration,
+    /// The name to ask for in the TLS hello (SNI) when this side connects: the host of an
+    /// OpenShift Route with TLS passthrough, whose router picks the backend by it. Not checked
+    /// against the certificate, which is pinned.
+    #[arg(long, value_name = "NAME", default_value = wire::tls::SERVER_NAME)]
+    pub server_name: String,
     /// When to act as each entry's owner (root_squash NFS, no CAP_DAC_OVERRIDE).
     #[arg(long, value_enum, default_value_t = ImpersonateArg::Auto)]
     pub impersonate: ImpersonateArg,
@@ -84,6 +89,8 @@ impl Peer {
         listen: Option<&str>,
         to: Option<&str>,
     ) -> Result<(Peer, wire::keys::Identity), Exit> {
+        wire::tls::check_server_name(&w.server_name)
+            .map_err(|e| output::failed(cmd, &e, e.exit_code()))?;
         let id =
             wire::keys::load(&w.keys, side).map_err(|e| output::failed(cmd, &e, e.exit_code()))?;
         match (listen, to) {
@@ -116,9 +123,13 @@ impl Peer {
         let deadline = Instant::now() + w.retry_for;
         let (stream, addr) = match self {
             Peer::Listen(l) => l.next_until(again.then_some(deadline))?,
-            Peer::Connect(addr) => {
-                net::connect_until(addr, wire::tls::client_config(id)?, w.timeouts(), deadline)?
-            }
+            Peer::Connect(addr) => net::connect_until(
+                addr,
+                wire::tls::client_config(id)?,
+                w.timeouts(),
+                &w.server_name,
+                deadline,
+            )?,
         };
         Ok((Conn::new(stream, w.timeouts().idle), addr.to_string()))
     }

@@ -19,6 +19,8 @@ pub enum ExposeArg {
     Nodeport,
     /// A LoadBalancer Service, dialled at the address the load balancer gives it.
     Loadbalancer,
+    /// An OpenShift Route with TLS passthrough, dialled at its host on port 443.
+    Route,
 }
 
 /// Where a copy between two movers goes, and how they reach each other.
@@ -40,11 +42,13 @@ pub struct AcrossFlags {
     pub to_context: Option<String>,
     /// How the sending mover reaches the receiving one: the Service's name (clusterip, the
     /// default within a cluster), a port on the nodes (nodeport, the default into another
-    /// cluster) or a load balancer's address (loadbalancer).
+    /// cluster), a load balancer's address (loadbalancer) or an OpenShift Route with TLS
+    /// passthrough (route).
     #[arg(long, value_enum, value_name = "HOW")]
     pub expose: Option<ExposeArg>,
-    /// The host the sending mover dials instead of the one found (the receiving pod's node, or
-    /// the load balancer's address): a name or IP address the source's cluster reaches.
+    /// The host the sending mover dials instead of the one found (the receiving pod's node, the
+    /// load balancer's address, or the Route's host, which stays the name asked for): a name or
+    /// IP address the source's cluster reaches.
     #[arg(long, value_name = "HOST")]
     pub to_address: Option<String>,
     /// Between two movers (--to-namespace, --to-kubeconfig, --to-context): compress file
@@ -122,6 +126,7 @@ impl AcrossFlags {
             Some(ExposeArg::Clusterip) => Expose::ClusterIp,
             Some(ExposeArg::Nodeport) => Expose::NodePort,
             Some(ExposeArg::Loadbalancer) => Expose::LoadBalancer,
+            Some(ExposeArg::Route) => Expose::Route,
             None => request.default_expose(),
         };
         Ok(request)

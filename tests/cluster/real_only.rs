@@ -19,6 +19,7 @@ use testcluster::real::Settings;
 mod migrate;
 mod operator;
 mod repository;
+mod route;
 
 use crate::util::{
     Cluster, assert_holds, assert_latest_snapshot_holds, claim_with_data, cluster,

@@ -132,6 +132,14 @@ pub const SERVICE: &[Permission] = &[ns("create", "", "services"), ns("delete", 
 /// for the address the load balancer gave it.
 pub const SERVICE_STATUS: &[Permission] = &[ns("get", "", "services")];
 
+/// What a copy through an OpenShift Route adds in the copy's namespace: the Route in front of
+/// the receiving mover's Service, read for the host the cluster gave it.
+pub const ROUTE: &[Permission] = &[
+    ns("create", "route.openshift.io", "routes"),
+    ns("delete", "route.openshift.io", "routes"),
+    ns("get", "route.openshift.io", "routes"),
+];
+
 /// What a migration adds: it checks the target StorageClass (cluster-scoped).
 pub const MIGRATE: &[Permission] = &[Permission {
     cluster: true,

@@ -160,6 +160,13 @@ pub fn operator_cluster_role() -> ClusterRole {
             // never read; a Service is, for the address a load balancer gave it.
             rule(&[""], &["secrets"], &["create", "delete"]),
             rule(&[""], &["services"], &["create", "delete", "get"]),
+            // `--expose route` on OpenShift: a Route with TLS passthrough in front of that
+            // Service, read for the host the cluster gave it.
+            rule(
+                &["route.openshift.io"],
+                &["routes"],
+                &["create", "delete", "get"],
+            ),
             // Workloads that use a claim are scaled down for a consistent copy or a swap, and
             // their claim references changed; replica sets lead from a pod to its Deployment.
             rule(

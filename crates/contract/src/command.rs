@@ -194,6 +194,8 @@ pub enum MoverCommand {
         compress: bool,
         /// What the transfer leaves out.
         excludes: Excludes,
+        /// The name to ask for in the TLS hello (SNI), when not the default: a Route's host.
+        server_name: Option<String>,
     },
     /// `mover receive`: make `dst` a mirror of what one `mover send` sends to `listen`.
     Receive {
@@ -349,8 +351,12 @@ impl MoverCommand {
                 retry_for_secs,
                 compress,
                 excludes,
+                server_name,
             } => {
                 let mut args = strings(&["mover", "send", src, "--to", to, "--keys", keys]);
+                if let Some(name) = server_name {
+                    args.extend(["--server-name".to_owned(), name.clone()]);
+                }
                 args.push("--json".to_owned());
                 args.extend(["--retry-for".to_owned(), format!("{retry_for_secs}s")]);
                 if *compress {
@@ -459,6 +465,7 @@ impl MoverCommand {
                 retry_for_secs: 120,
                 compress: true,
                 excludes,
+                server_name: Some("copy-lab.apps.example.com".into()),
             },
             MoverCommand::Receive {
                 dst: "/backup".into(),
@@ -505,7 +512,7 @@ mod tests {
                 "mover block /source /backup --progress json",
                 "mover block /source /backup --verify-only",
                 "mover snapshots /backup --json",
-                "mover send /source --to receiver.shop.svc:7443 --keys /keys --json --retry-for \
+                "mover send /source --to receiver.shop.svc:7443 --keys /keys --server-name copy-lab.apps.example.com --json --retry-for \
                  120s --compress --exclude=*.tmp --exclude=-odd --exclude-caches --delete-excluded",
                 "mover receive /backup --listen 0.0.0.0:7443 --keys /keys --fsync --checksum --json --retry-for 120s",
                 "--version",

@@ -18,9 +18,14 @@ use crate::{Error, Result};
 /// Most handshakes in progress at once; connections beyond are closed at once.
 pub const MAX_HANDSHAKES: usize = 64;
 
-/// Connects to `addr` (`HOST:PORT`) and completes the handshake, each within
-/// `t.handshake`.
-pub fn connect(addr: &str, config: Arc<ClientConfig>, t: Timeouts) -> Result<(Stream, SocketAddr)> {
+/// Connects to `addr` (`HOST:PORT`) and completes the handshake, asking for `server_name`
+/// (see [`tls::connect`]), each within `t.handshake`.
+pub fn connect(
+    addr: &str,
+    config: Arc<ClientConfig>,
+    t: Timeouts,
+    server_name: &str,
+) -> Result<(Stream, SocketAddr)> {
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
         .map_err(|e| Error::net(format!("cannot resolve {addr} (give HOST:PORT)"), e))?
@@ -30,7 +35,7 @@ pub fn connect(addr: &str, config: Arc<ClientConfig>, t: Timeouts) -> Result<(St
         match TcpStream::connect_timeout(&a, t.handshake) {
             Ok(tcp) => {
                 let _ = tcp.set_nodelay(true);
-                return Ok((tls::connect(tcp, config, t)?, a));
+                return Ok((tls::connect(tcp, config, t, server_name)?, a));
             }
             Err(e) => last = Some(e),
         }
@@ -53,11 +58,12 @@ pub fn connect_until(
     addr: &str,
     config: Arc<ClientConfig>,
     t: Timeouts,
+    server_name: &str,
     deadline: Instant,
 ) -> Result<(Stream, SocketAddr)> {
     let mut pause = RETRY_FIRST;
     loop {
-        match connect(addr, config.clone(), t) {
+        match connect(addr, config.clone(), t, server_name) {
             Err(e @ Error::Net { .. }) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {

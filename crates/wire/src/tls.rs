@@ -279,11 +279,33 @@ pub fn accept(tcp: TcpStream, config: Arc<ServerConfig>, t: Timeouts) -> Result<
     Ok(Box::new(StreamOwned::new(conn, tcp)))
 }
 
-/// Runs the client side of a handshake on a connected socket within `t.handshake`.
-pub fn connect(tcp: TcpStream, config: Arc<ClientConfig>, t: Timeouts) -> Result<Stream> {
+/// The name a connecting side asks for in its hello (SNI) unless told another.
+pub const SERVER_NAME: &str = "pvc-backup";
+
+/// Checks a name for the hello (SNI): a DNS name, as a router that picks the backend by it
+/// expects.
+pub fn check_server_name(name: &str) -> Result<()> {
+    match ServerName::try_from(name) {
+        Ok(ServerName::DnsName(_)) => Ok(()),
+        _ => Err(Error::Usage(format!(
+            "--server-name {name:?} is not a DNS name: give the host name the router serves \
+             (the Route's host)"
+        ))),
+    }
+}
+
+/// Runs the client side of a handshake on a connected socket within `t.handshake`, asking for
+/// `server_name` in the hello (SNI). The name is not checked (the certificate is pinned), but
+/// TLS carries one, and a router with TLS passthrough picks the backend by it.
+pub fn connect(
+    tcp: TcpStream,
+    config: Arc<ClientConfig>,
+    t: Timeouts,
+    server_name: &str,
+) -> Result<Stream> {
     let peer = peer_name(&tcp);
-    // The name is not checked (the certificate is pinned), but TLS carries one.
-    let name = ServerName::try_from("pvc-backup").expect("a valid DNS name");
+    check_server_name(server_name)?;
+    let name = ServerName::try_from(server_name.to_owned()).expect("checked above");
     let mut conn = ClientConnection::new(config, name)?;
     handshake(&mut conn, &tcp, t).map_err(|e| {
         Error::net(

@@ -74,8 +74,13 @@ impl Scene {
     /// [`Scene::connect`], sending keepalives after a quarter of `idle` without a frame.
     fn connect_with(&self, idle: Duration) -> Conn {
         let id = keys::load(&self.keys, Side::Sender).unwrap();
-        let (stream, _) =
-            net::connect(&self.addr, tls::client_config(&id).unwrap(), timeouts()).unwrap();
+        let (stream, _) = net::connect(
+            &self.addr,
+            tls::client_config(&id).unwrap(),
+            timeouts(),
+            tls::SERVER_NAME,
+        )
+        .unwrap();
         let mut conn = Conn::new(stream, idle);
         conn.send(&Message::Hello {
             version: PROTOCOL_VERSION,

@@ -23,7 +23,7 @@ pub(super) const PASSWORD: &str = "correct horse battery staple";
 
 /// The node's address as the API server lists it (InternalIP): the host's address that pods
 /// reach, where the S3 server listens.
-fn node_address(c: &Cluster) -> IpAddr {
+pub(super) fn node_address(c: &Cluster) -> IpAddr {
     let node = c.nodes().into_iter().next().expect("a node");
     let v = c.get_value("v1", "Node", "", &node).expect("the node");
     v["status"]["addresses"]

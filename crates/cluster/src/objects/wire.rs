@@ -77,13 +77,17 @@ pub enum Expose {
     NodePort,
     /// An address the cluster's load balancer gives the Service.
     LoadBalancer,
+    /// An OpenShift Route with TLS passthrough in front of a ClusterIP Service, dialled at the
+    /// Route's host on port 443 with that host in the TLS hello (the router picks the backend by
+    /// it).
+    Route,
 }
 
 impl Expose {
     /// The Service type, as Kubernetes spells it.
     pub fn service_type(self) -> &'static str {
         match self {
-            Expose::ClusterIp => "ClusterIP",
+            Expose::ClusterIp | Expose::Route => "ClusterIP",
             Expose::NodePort => "NodePort",
             Expose::LoadBalancer => "LoadBalancer",
         }
@@ -95,8 +99,60 @@ impl Expose {
             Expose::ClusterIp => "clusterip",
             Expose::NodePort => "nodeport",
             Expose::LoadBalancer => "loadbalancer",
+            Expose::Route => "route",
         }
     }
+}
+
+/// The port a router serves Routes with TLS on.
+pub const ROUTER_PORT: i32 = 443;
+
+/// OpenShift's Route (`route.openshift.io/v1`): not among the types k8s-openapi knows.
+pub fn route_resource() -> kube::discovery::ApiResource {
+    kube::discovery::ApiResource {
+        group: "route.openshift.io".to_owned(),
+        version: "v1".to_owned(),
+        api_version: "route.openshift.io/v1".to_owned(),
+        kind: "Route".to_owned(),
+        plural: "routes".to_owned(),
+    }
+}
+
+/// The Route in front of the receiving mover's Service `service`: TLS passthrough, so that the
+/// movers' mutual TLS goes through the router untouched; the host is the one the cluster gives.
+pub fn receiver_route(
+    name: &str,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    service: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "route.openshift.io/v1",
+        "kind": "Route",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "to": {"kind": "Service", "name": service, "weight": 100},
+            "port": {"targetPort": WIRE_PORT_NAME},
+            "tls": {"termination": "passthrough", "insecureEdgeTerminationPolicy": "None"},
+            "wildcardPolicy": "None",
+        },
+    })
+}
+
+/// The host a Route is served at, once known: `spec.host` (OpenShift's API server sets it when
+/// the Route is made), else the host a router admitted it with.
+pub fn route_host(route: &serde_json::Value) -> Option<String> {
+    let given = route["spec"]["host"].as_str().filter(|h| !h.is_empty());
+    let admitted = || {
+        route["status"]["ingress"].as_array()?.iter().find_map(|i| {
+            let ok = i["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Admitted" && c["status"] == "True");
+            i["host"].as_str().filter(|h| ok && !h.is_empty())
+        })
+    };
+    given.or_else(admitted).map(str::to_owned)
 }
 
 /// The Service in front of the receiving mover, of the type `expose` names: port [`WIRE_PORT`]

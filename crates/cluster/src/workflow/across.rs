@@ -16,7 +16,7 @@ use contract::{ExitCode, MoverCommand};
 use k8s_openapi::api::core::v1::{
     Namespace, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
 };
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, DynamicObject};
 use serde_json::Value;
 
 use crate::access;
@@ -201,6 +201,8 @@ pub struct AcrossPlan {
     pub receiver_secret: Secret,
     /// The Service in front of the receiving mover.
     pub service: Service,
+    /// The OpenShift Route in front of the Service (`--expose route`).
+    pub route: Option<Value>,
     /// The receiving mover (in the copy's namespace).
     pub receiver: MoverJob,
     /// The sending side's Secret (in the source's namespace).
@@ -222,6 +224,7 @@ impl AcrossPlan {
         }
         out.push(objects::to_value(&self.receiver_secret)?);
         out.push(objects::to_value(&self.service)?);
+        out.extend(self.route.clone());
         out.push(objects::to_value(&self.receiver.job())?);
         out.push(objects::to_value(&self.sender_secret)?);
         // A node's port or a load balancer's address exists once the Service does.
@@ -378,13 +381,22 @@ pub fn plan(
         (Expose::ClusterIp | Expose::LoadBalancer, Some(host)) => {
             Some(wire::host_port(host, WIRE_PORT))
         }
-        // The node's port is given when the Service is made; the load balancer's address later.
-        (Expose::NodePort, _) | (Expose::LoadBalancer, None) => None,
+        // The node's port is given when the Service is made; the load balancer's address and
+        // the Route's host later.
+        (Expose::NodePort | Expose::Route, _) | (Expose::LoadBalancer, None) => None,
     };
     sender.args = sender_to
         .as_deref()
-        .map(|to| sender_command(request, settings, to))
+        .map(|to| sender_command(request, settings, to, None))
         .unwrap_or_default();
+    let route = (request.expose == Expose::Route).then(|| {
+        wire::receiver_route(
+            &service_name,
+            &request.namespace,
+            &labels(Side::Receiver),
+            &service_name,
+        )
+    });
     sender.mounts = vec![mount("source", &request.claim, SOURCE_MOUNT, true, false)];
     sender.keys = Some(KeysVolume {
         secret: sender_name.clone(),
@@ -399,6 +411,7 @@ pub fn plan(
         claim,
         receiver_secret,
         service,
+        route,
         receiver,
         sender_secret,
         sender,
@@ -406,8 +419,14 @@ pub fn plan(
     })
 }
 
-/// The sending mover's arguments: `mover send` to `to` (`host:port`).
-fn sender_command(request: &AcrossRequest, settings: &MoverSettings, to: &str) -> Vec<String> {
+/// The sending mover's arguments: `mover send` to `to` (`host:port`), asking for `server_name`
+/// in its TLS hello when given (a Route's host).
+fn sender_command(
+    request: &AcrossRequest,
+    settings: &MoverSettings,
+    to: &str,
+    server_name: Option<&str>,
+) -> Vec<String> {
     MoverCommand::Send {
         src: SOURCE_MOUNT.to_owned(),
         to: to.to_owned(),
@@ -415,8 +434,18 @@ fn sender_command(request: &AcrossRequest, settings: &MoverSettings, to: &str) -
         retry_for_secs: retry_for(settings),
         compress: request.compress,
         excludes: settings.excludes.clone(),
+        server_name: server_name.map(str::to_owned),
     }
     .args()
+}
+
+/// The Routes of `kube`'s namespace.
+fn routes(kube: &Kube) -> kube::Api<DynamicObject> {
+    kube::Api::namespaced_with(
+        kube.client.clone(),
+        &kube.namespace,
+        &wire::route_resource(),
+    )
 }
 
 /// The Service's name: a DNS label that starts with a letter whatever the claim is called
@@ -500,12 +529,11 @@ pub(crate) async fn check_both(
     target_more: &[access::Permission],
 ) -> Result<()> {
     access::check(kube, &[access::MOVER_RUN, access::WIRE, source_more]).await?;
-    let status: &[access::Permission] =
-        if request.expose == Expose::LoadBalancer && request.address.is_none() {
-            access::SERVICE_STATUS
-        } else {
-            &[]
-        };
+    let status: &[access::Permission] = match request.expose {
+        Expose::LoadBalancer if request.address.is_none() => access::SERVICE_STATUS,
+        Expose::Route => access::ROUTE,
+        _ => &[],
+    };
     // Rights first: without them the namespace's service account cannot even be looked up.
     access::check(
         target,
@@ -727,6 +755,19 @@ async fn transfer(
             &plan.service,
         )
         .await?;
+        if let Some(route) = &plan.route {
+            let object: DynamicObject =
+                serde_json::from_value(route.clone()).map_err(|source| Error::Decode {
+                    what: "the Route pvc-backup builds".to_owned(),
+                    source,
+                })?;
+            let name = object.metadata.name.clone().unwrap_or_default();
+            observer.step(&format!(
+                "creating Route {name} (TLS passthrough) in namespace {}",
+                plan.namespace
+            ));
+            api::create(&routes(target), "Route", &name, &object).await?;
+        }
         observer.step(&format!(
             "creating Secret {} in namespace {}",
             secret(&plan.sender_secret),
@@ -826,9 +867,13 @@ async fn run_both(
     let mut sending = std::pin::pin!(async {
         let mut sender = plan.sender.clone();
         if plan.sender_to.is_none() {
-            let to = receiver_address(target, request, plan, service, settings).await?;
-            on_sender.step(&format!("the sending mover dials {to}"));
-            sender.args = sender_command(request, settings, &to);
+            let (to, server_name) =
+                receiver_address(target, request, plan, service, settings).await?;
+            on_sender.step(&match &server_name {
+                Some(host) => format!("the sending mover dials {to}, asking for {host}"),
+                None => format!("the sending mover dials {to}"),
+            });
+            sender.args = sender_command(request, settings, &to, server_name.as_deref());
             *address = to;
         }
         runner::run_job(kube, &sender.job(), &settings.run, &mut on_sender).await
@@ -863,14 +908,16 @@ async fn run_both(
 
 /// Finds `host:port` for the sending mover once the receiving side exists: `--to-address` or
 /// the receiving pod's node, with the Service's node port; or the address the load balancer
-/// gave the Service. Waits at most `--start-timeout` for the pod's node or the load balancer.
+/// gave the Service; or the Route's host (or `--to-address`) on the router's port, with that
+/// host as the name the sender asks for. Waits at most `--start-timeout` for the pod's node,
+/// the load balancer or the Route's host.
 async fn receiver_address(
     target: &Kube,
     request: &AcrossRequest,
     plan: &AcrossPlan,
     service: &Service,
     settings: &MoverSettings,
-) -> Result<String> {
+) -> Result<(String, Option<String>)> {
     let name = plan.service.metadata.name.clone().unwrap_or_default();
     let ns = &plan.namespace;
     let wait = settings.run.start_timeout;
@@ -884,7 +931,7 @@ async fn receiver_address(
                 ))
             })?;
             if let Some(host) = &request.address {
-                return Ok(wire::host_port(host, port));
+                return Ok((wire::host_port(host, port), None));
             }
             // The port is open on every node; the receiving pod's node is one the cluster has.
             let selector = plan
@@ -907,7 +954,7 @@ async fn receiver_address(
                     .find_map(|p| p.status.as_ref()?.host_ip.clone())
                     .filter(|ip| !ip.is_empty())
                 {
-                    return Ok(wire::host_port(&ip, port));
+                    return Ok((wire::host_port(&ip, port), None));
                 }
                 if tokio::time::Instant::now() >= deadline {
                     return Err(Error::Failed(format!(
@@ -924,7 +971,7 @@ async fn receiver_address(
         Expose::LoadBalancer => loop {
             let now: Service = api::get(&api::namespaced(target), "Service", &name).await?;
             if let Some(host) = wire::load_balancer_address(&now) {
-                return Ok(wire::host_port(&host, WIRE_PORT));
+                return Ok((wire::host_port(&host, WIRE_PORT), None));
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::Failed(format!(
@@ -936,7 +983,24 @@ async fn receiver_address(
             }
             tokio::time::sleep(pause).await;
         },
-        Expose::ClusterIp => Ok(wire::service_address(&name, ns)),
+        Expose::Route => loop {
+            let now: DynamicObject = api::get(&routes(target), "Route", &name).await?;
+            let value = serde_json::to_value(&now).unwrap_or_default();
+            if let Some(host) = wire::route_host(&value) {
+                let dial = request.address.as_deref().unwrap_or(&host);
+                return Ok((wire::host_port(dial, wire::ROUTER_PORT), Some(host)));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Failed(format!(
+                    "Route {name} in namespace {ns} got no host within {} s (none in its spec, \
+                     and no router admitted it): does the cluster run OpenShift's router? Use \
+                     --expose nodeport or loadbalancer",
+                    wait.as_secs()
+                )));
+            }
+            tokio::time::sleep(pause).await;
+        },
+        Expose::ClusterIp => Ok((wire::service_address(&name, ns), None)),
     }
 }
 
@@ -997,6 +1061,18 @@ async fn clean_up(kube: &Kube, target: &Kube, plan: &AcrossPlan) -> Result<()> {
             &DeleteParams::default(),
         )
         .await,
+        match &plan.route {
+            Some(_) => {
+                api::delete(
+                    &routes(target),
+                    "Route",
+                    &name(&plan.service.metadata),
+                    &DeleteParams::default(),
+                )
+                .await
+            }
+            None => Ok(()),
+        },
     ];
     results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
 }
@@ -1013,6 +1089,7 @@ async fn remove_copy(target: &Kube, plan: &AcrossPlan, observer: &mut dyn Observ
 mod tests {
     use super::*;
     use crate::security::Privilege;
+    use serde_json::json;
 
     fn source(mode: &str) -> PersistentVolumeClaim {
         serde_json::from_value(serde_json::json!({
@@ -1173,6 +1250,67 @@ mod tests {
             let e = plan_of(&r, &s, &fs, None).unwrap_err().to_string();
             assert!(e.contains("--to-address"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn through_a_route_the_sender_asks_for_its_host_once_the_cluster_gave_one() {
+        let s = MoverSettings::default();
+        let fs = source("Filesystem");
+        let routed = AcrossRequest {
+            expose: Expose::Route,
+            cluster: Some(OtherCluster {
+                kubeconfig: Some("/k".into()),
+                context: None,
+            }),
+            ..request("shop")
+        };
+        let p = plan_of(&routed, &s, &fs, None).unwrap();
+        // A ClusterIP Service behind the Route; the sender waits for the Route's host.
+        assert_eq!(
+            p.service.spec.as_ref().unwrap().type_.as_deref(),
+            Some("ClusterIP")
+        );
+        assert_eq!(p.sender_to, None);
+        let route = p.route.clone().expect("a Route");
+        assert_eq!(route["spec"]["tls"]["termination"], "passthrough");
+        assert_eq!(
+            route["spec"]["to"]["name"],
+            p.service.metadata.name.clone().unwrap()
+        );
+        assert_eq!(route["spec"]["port"]["targetPort"], "wire");
+        let objects = p.objects().unwrap();
+        let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "PersistentVolumeClaim",
+                "Secret",
+                "Service",
+                "Route",
+                "Job",
+                "Secret"
+            ]
+        );
+        assert_eq!(routed.arguments().matches("--expose route").count(), 1);
+        // The host: the one the API server set, else the one a router admitted.
+        let mut seen = route.clone();
+        assert_eq!(wire::route_host(&seen), None);
+        seen["status"] = json!({"ingress": [{"host": "copy.apps.example", "conditions": [
+            {"type": "Admitted", "status": "False"}]}]});
+        assert_eq!(wire::route_host(&seen), None);
+        seen["status"]["ingress"][0]["conditions"][0]["status"] = json!("True");
+        assert_eq!(
+            wire::route_host(&seen).as_deref(),
+            Some("copy.apps.example")
+        );
+        seen["spec"]["host"] = json!("given.apps.example");
+        assert_eq!(
+            wire::route_host(&seen).as_deref(),
+            Some("given.apps.example")
+        );
+        let args = sender_command(&routed, &s, "10.0.0.9:443", Some("given.apps.example"));
+        let name = args.iter().position(|a| a == "--server-name").unwrap();
+        assert_eq!(args[name + 1], "given.apps.example");
     }
 
     #[test]
