@@ -23,6 +23,11 @@ pub struct SendArgs {
     /// the receiver can reach but that cannot reach the receiver.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<String>,
+    /// With --listen: start the TLS handshake on the connection accepted, as if this side had
+    /// connected. For a receiver that listens too, both reached by a relay that joins the two
+    /// connections (`clone --via local`); the TLS stays end to end between the movers.
+    #[arg(long, requires = "listen")]
+    tls_client: bool,
     /// Send only this folder of SRC (relative, no `..`, no symlinks), like BCK_FOLDER.
     #[arg(long, value_name = "DIR")]
     subdir: Option<PathBuf>,
@@ -54,6 +59,7 @@ pub(super) fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
         &a.wire,
         a.listen.as_deref(),
         a.to.as_deref(),
+        a.tls_client,
     ) {
         Ok(p) => p,
         Err(code) => return Ok(code.into()),

@@ -35,6 +35,14 @@ pub enum ExposeArg {
     Loadbalancer,
 }
 
+/// `--via`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ViaArg {
+    /// Through this command's machine: both movers listen, and the command joins a
+    /// port-forward to each (no Service; every byte crosses this machine's network).
+    Local,
+}
+
 /// Arguments of `pvc-backup clone`.
 #[derive(Debug, clap::Args)]
 pub struct CloneArgs {
@@ -82,6 +90,12 @@ pub struct CloneArgs {
     /// the load balancer's address): a name or IP address the source's cluster reaches.
     #[arg(long, value_name = "HOST")]
     to_address: Option<String>,
+    /// Carry the bytes through this machine (local): for namespaces or clusters where neither
+    /// mover can reach the other. Both movers listen; the command port-forwards to each and
+    /// joins the two (TLS stays between the movers). No Service; needs get and create on
+    /// pods/portforward in both namespaces. Not with --expose or --to-address.
+    #[arg(long, value_enum, value_name = "HOW")]
+    via: Option<ViaArg>,
     /// Between two movers (--to-namespace, --to-kubeconfig, --to-context): compress file
     /// content on the wire (worth it when the network is slower than the disks).
     #[arg(long)]
@@ -139,6 +153,7 @@ pub fn run(args: CloneArgs) -> anyhow::Result<ExitCode> {
         (args.compress, "--compress"),
         (args.expose.is_some(), "--expose"),
         (args.to_address.is_some(), "--to-address"),
+        (args.via.is_some(), "--via"),
     ] {
         if given {
             anyhow::bail!(
@@ -267,6 +282,20 @@ fn across(args: CloneArgs) -> anyhow::Result<ExitCode> {
              so it must be followed to its end; leave --detach out"
         );
     }
+    if args.via.is_some() {
+        for (given, flag) in [
+            (args.expose.is_some(), "--expose"),
+            (args.to_address.is_some(), "--to-address"),
+        ] {
+            if given {
+                anyhow::bail!(
+                    "{flag} with --via local: the movers do not reach each other (no Service \
+                     is made, no mover dials); the command joins them through port-forwards. \
+                     Leave {flag} out, or --via local"
+                );
+            }
+        }
+    }
     let settings = args.mover.settings()?;
     let cluster =
         (args.to_kubeconfig.is_some() || args.to_context.is_some()).then(|| OtherCluster {
@@ -294,6 +323,7 @@ fn across(args: CloneArgs) -> anyhow::Result<ExitCode> {
         compress: args.compress,
         expose: Expose::ClusterIp,
         address: args.to_address.clone(),
+        via_local: args.via == Some(ViaArg::Local),
         cluster,
     };
     request.expose = match args.expose {

@@ -180,12 +180,12 @@ pub enum MoverCommand {
         /// The backup folder.
         dst: String,
     },
-    /// `mover send`: mirror `src` into a `mover receive` listening at `to`, over mutual TLS.
+    /// `mover send`: mirror `src` into a `mover receive` (met as `peer` says), over mutual TLS.
     Send {
         /// The source folder.
         src: String,
-        /// The receiver's `HOST:PORT`.
-        to: String,
+        /// How it meets the receiver.
+        peer: SendPeer,
         /// The folder with this side's key and certificate and the receiver's certificate.
         keys: String,
         /// How long to keep trying to connect (and to connect again after a drop), in seconds.
@@ -211,6 +211,17 @@ pub enum MoverCommand {
     /// `--version`: print the version and exit 0. A pod that mounts claims and does nothing
     /// else (a storage class that provisions only for a pod then provisions them).
     Version,
+}
+
+/// How `mover send` meets its receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendPeer {
+    /// It connects to the receiver listening at this `HOST:PORT` (`--to`).
+    To(String),
+    /// It listens at this `ADDR:PORT` and starts the TLS handshake on the connection it
+    /// accepts (`--listen ADDR:PORT --tls-client`): a relay that reaches both movers (the
+    /// command's own machine, through port-forwards) joins it to a receiver that listens too.
+    Relayed(String),
 }
 
 fn strings(list: &[&str]) -> Vec<String> {
@@ -342,13 +353,20 @@ impl MoverCommand {
             // The wire's sides print their summary with `--json` (after a `done` progress line).
             MoverCommand::Send {
                 src,
-                to,
+                peer,
                 keys,
                 retry_for_secs,
                 compress,
                 excludes,
             } => {
-                let mut args = strings(&["mover", "send", src, "--to", to, "--keys", keys]);
+                let mut args = strings(&["mover", "send", src]);
+                match peer {
+                    SendPeer::To(to) => args.extend(strings(&["--to", to])),
+                    SendPeer::Relayed(listen) => {
+                        args.extend(strings(&["--listen", listen, "--tls-client"]));
+                    }
+                }
+                args.extend(strings(&["--keys", keys]));
                 args.push("--json".to_owned());
                 args.extend(["--retry-for".to_owned(), format!("{retry_for_secs}s")]);
                 if *compress {
@@ -448,11 +466,19 @@ impl MoverCommand {
             },
             MoverCommand::Send {
                 src: "/source".into(),
-                to: "receiver.shop.svc:7443".into(),
+                peer: SendPeer::To("receiver.shop.svc:7443".into()),
                 keys: "/keys".into(),
                 retry_for_secs: 120,
                 compress: true,
-                excludes,
+                excludes: excludes.clone(),
+            },
+            MoverCommand::Send {
+                src: "/source".into(),
+                peer: SendPeer::Relayed("0.0.0.0:7443".into()),
+                keys: "/keys".into(),
+                retry_for_secs: 120,
+                compress: false,
+                excludes: Excludes::default(),
             },
             MoverCommand::Receive {
                 dst: "/backup".into(),
@@ -500,6 +526,8 @@ mod tests {
                 "mover snapshots /backup --json",
                 "mover send /source --to receiver.shop.svc:7443 --keys /keys --json --retry-for \
                  120s --compress --exclude=*.tmp --exclude=-odd --exclude-caches --delete-excluded",
+                "mover send /source --listen 0.0.0.0:7443 --tls-client --keys /keys --json \
+                 --retry-for 120s",
                 "mover receive /backup --listen 0.0.0.0:7443 --keys /keys --fsync --json --retry-for 120s",
                 "--version",
             ]

@@ -6,13 +6,15 @@
 //! ClusterIP Service; a sending mover in the source's namespace mounts the source read-only and
 //! connects to that Service by its DNS name. Each side's Secret holds only its own key and
 //! certificate and its peer's certificate, from a pair the caller makes for this run alone.
+//! With `--via local` no Service is made: both movers listen and the command joins them through
+//! port-forwards ([`super::relay`]).
 //!
 //! The Secrets, the Service and both Jobs (with their pods) are deleted at the end, whatever the
 //! outcome; the copy, when this run created it and nothing usable was written, too.
 
 use std::time::Duration;
 
-use contract::{ExitCode, MoverCommand};
+use contract::{ExitCode, MoverCommand, SendPeer};
 use k8s_openapi::api::core::v1::{
     Namespace, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
 };
@@ -31,6 +33,7 @@ use crate::objects::claim::{self, ClaimRequest, Role};
 use crate::objects::mover::{KeysVolume, MoverJob, Placement};
 use crate::objects::wire::{self, Expose, Side};
 use crate::run::{self as runner, Observer, Outcome};
+use crate::workflow::relay;
 use crate::workflow::steps::{self, mount};
 use crate::workflow::stopped::{CLONE_STEPS, StoppedFor};
 use crate::workflow::{self, MoverSettings};
@@ -58,6 +61,10 @@ pub struct AcrossRequest {
     /// The host the sending mover dials instead of the one pvc-backup finds: a node's name or
     /// address that the source's cluster reaches, or the load balancer's.
     pub address: Option<String>,
+    /// Carry the bytes through the command's own machine (`--via local`): both movers listen
+    /// and the command joins a port-forward to each; no Service is made, and `expose` and
+    /// `address` are not used.
+    pub via_local: bool,
     /// The other cluster the copy goes to (`--to-kubeconfig`, `--to-context`); `None` within
     /// the source's cluster.
     pub cluster: Option<OtherCluster>,
@@ -104,6 +111,10 @@ impl AcrossRequest {
                 a.push_str(&format!(" --to-context {x}"));
             }
         }
+        if self.via_local {
+            a.push_str(" --via local");
+            return a;
+        }
         if self.expose != self.default_expose() {
             a.push_str(&format!(" --expose {}", self.expose.flag()));
         }
@@ -133,7 +144,15 @@ impl AcrossRequest {
                 ns = self.namespace
             )));
         }
+        if self.via_local && self.address.is_some() {
+            return Err(Error::Invalid(
+                "--to-address with --via local: no mover dials the other, the command joins \
+                 them; leave one of the two out"
+                    .to_owned(),
+            ));
+        }
         if let Some(other) = &self.cluster
+            && !self.via_local
             && self.expose == Expose::ClusterIp
             && self.address.is_none()
         {
@@ -193,8 +212,8 @@ pub struct AcrossPlan {
     pub claim: Option<PersistentVolumeClaim>,
     /// The receiving side's Secret (in the copy's namespace).
     pub receiver_secret: Secret,
-    /// The Service in front of the receiving mover.
-    pub service: Service,
+    /// The Service in front of the receiving mover; `None` with `--via local`.
+    pub service: Option<Service>,
     /// The receiving mover (in the copy's namespace).
     pub receiver: MoverJob,
     /// The sending side's Secret (in the source's namespace).
@@ -203,8 +222,10 @@ pub struct AcrossPlan {
     /// address it dials is known (`sender_to`).
     pub sender: MoverJob,
     /// `host:port` the sending mover dials; `None` until the receiving side exists, for a
-    /// node's port or a load balancer's address.
+    /// node's port or a load balancer's address, and with `--via local`.
     pub sender_to: Option<String>,
+    /// Both movers listen and the command joins them (`--via local`).
+    pub via_local: bool,
 }
 
 impl AcrossPlan {
@@ -215,11 +236,13 @@ impl AcrossPlan {
             out.push(objects::to_value(c)?);
         }
         out.push(objects::to_value(&self.receiver_secret)?);
-        out.push(objects::to_value(&self.service)?);
+        if let Some(service) = &self.service {
+            out.push(objects::to_value(service)?);
+        }
         out.push(objects::to_value(&self.receiver.job())?);
         out.push(objects::to_value(&self.sender_secret)?);
         // A node's port or a load balancer's address exists once the Service does.
-        if self.sender_to.is_some() {
+        if self.sender_to.is_some() || self.via_local {
             out.push(objects::to_value(&self.sender.job())?);
         }
         Ok(out)
@@ -316,13 +339,15 @@ pub fn plan(
     for key in [names::TRANSFER_LABEL, names::SIDE_LABEL] {
         selector.insert(key.to_owned(), labels(Side::Receiver)[key].clone());
     }
-    let service = wire::receiver_service(
-        &service_name,
-        &request.namespace,
-        labels(Side::Receiver),
-        selector,
-        request.expose,
-    );
+    let service = (!request.via_local).then(|| {
+        wire::receiver_service(
+            &service_name,
+            &request.namespace,
+            labels(Side::Receiver),
+            selector,
+            request.expose,
+        )
+    });
     let mut receiver = steps::mover_job(
         settings,
         &receiver_name,
@@ -362,6 +387,7 @@ pub fn plan(
         Role::Clone,
     );
     let sender_to = match (request.expose, &request.address) {
+        _ if request.via_local => None,
         (Expose::ClusterIp, None) => Some(wire::service_address(&service_name, &request.namespace)),
         (Expose::ClusterIp | Expose::LoadBalancer, Some(host)) => {
             Some(wire::host_port(host, WIRE_PORT))
@@ -369,10 +395,23 @@ pub fn plan(
         // The node's port is given when the Service is made; the load balancer's address later.
         (Expose::NodePort, _) | (Expose::LoadBalancer, None) => None,
     };
-    sender.args = sender_to
-        .as_deref()
-        .map(|to| sender_command(request, settings, to))
-        .unwrap_or_default();
+    sender.args = if request.via_local {
+        sender_command(
+            request,
+            settings,
+            SendPeer::Relayed(format!("0.0.0.0:{WIRE_PORT}")),
+        )
+    } else {
+        sender_to
+            .as_deref()
+            .map(|to| sender_command(request, settings, SendPeer::To(to.to_owned())))
+            .unwrap_or_default()
+    };
+    if request.via_local {
+        // The command reaches it through a port-forward, which needs no declared port; the
+        // declaration says what listens there.
+        sender.port = Some(WIRE_PORT);
+    }
     sender.mounts = vec![mount("source", &request.claim, SOURCE_MOUNT, true, false)];
     sender.keys = Some(KeysVolume {
         secret: sender_name.clone(),
@@ -391,14 +430,19 @@ pub fn plan(
         sender_secret,
         sender,
         sender_to,
+        via_local: request.via_local,
     })
 }
 
-/// The sending mover's arguments: `mover send` to `to` (`host:port`).
-fn sender_command(request: &AcrossRequest, settings: &MoverSettings, to: &str) -> Vec<String> {
+/// The sending mover's arguments: `mover send`, meeting the receiver as `peer` says.
+fn sender_command(
+    request: &AcrossRequest,
+    settings: &MoverSettings,
+    peer: SendPeer,
+) -> Vec<String> {
     MoverCommand::Send {
         src: SOURCE_MOUNT.to_owned(),
-        to: to.to_owned(),
+        peer,
         keys: KEYS_MOUNT.to_owned(),
         retry_for_secs: retry_for(settings),
         compress: request.compress,
@@ -430,7 +474,7 @@ pub struct AcrossReport {
     /// The sending mover's run; `None` when it had not ended a while after the receiver did
     /// (it was deleted with the rest).
     pub sender: Option<Outcome>,
-    /// The `host:port` the sending mover dialled.
+    /// The `host:port` the sending mover dialled; `local` with `--via local`.
     pub address: String,
 }
 
@@ -555,17 +599,23 @@ pub async fn run(
     } else {
         &[]
     };
-    access::check(kube, &[access::MOVER_RUN, access::WIRE, scale]).await?;
-    let status: &[access::Permission] =
-        if request.expose == Expose::LoadBalancer && request.address.is_none() {
-            access::SERVICE_STATUS
-        } else {
-            &[]
-        };
+    let relay: &[access::Permission] = if request.via_local {
+        access::PORT_FORWARD
+    } else {
+        &[]
+    };
+    access::check(kube, &[access::MOVER_RUN, access::WIRE, scale, relay]).await?;
+    let service: &[&[access::Permission]] = if request.via_local {
+        &[]
+    } else if request.expose == Expose::LoadBalancer && request.address.is_none() {
+        &[access::SERVICE, access::SERVICE_STATUS]
+    } else {
+        &[access::SERVICE]
+    };
     // Rights first: without them the namespace's service account cannot even be looked up.
     access::check(
         &target,
-        &[access::MOVER_RUN, access::WIRE, access::SERVICE, status],
+        &[&[access::MOVER_RUN, access::WIRE, relay], service].concat(),
     )
     .await?;
     check_namespace(&target).await?;
@@ -619,7 +669,10 @@ async fn transfer(
     observer: &mut dyn Observer,
 ) -> Result<AcrossReport> {
     let mut created = false;
-    let mut address = plan.sender_to.clone().unwrap_or_default();
+    let mut address = match plan.via_local {
+        true => "local".to_owned(),
+        false => plan.sender_to.clone().unwrap_or_default(),
+    };
     let ran = async {
         if let Some(c) = &plan.claim {
             observer.step(&format!(
@@ -630,12 +683,20 @@ async fn transfer(
             created = true;
         }
         let secret = |s: &Secret| s.metadata.name.clone().unwrap_or_default();
-        observer.step(&format!(
-            "creating Secret {} and Service {} in namespace {}",
-            secret(&plan.receiver_secret),
-            plan.service.metadata.name.clone().unwrap_or_default(),
-            plan.namespace
-        ));
+        let service_name = |s: &Service| s.metadata.name.clone().unwrap_or_default();
+        observer.step(&match &plan.service {
+            Some(s) => format!(
+                "creating Secret {} and Service {} in namespace {}",
+                secret(&plan.receiver_secret),
+                service_name(s),
+                plan.namespace
+            ),
+            None => format!(
+                "creating Secret {} in namespace {}",
+                secret(&plan.receiver_secret),
+                plan.namespace
+            ),
+        });
         api::create(
             &api::namespaced(target),
             "Secret",
@@ -643,13 +704,12 @@ async fn transfer(
             &plan.receiver_secret,
         )
         .await?;
-        let service = api::create(
-            &api::namespaced(target),
-            "Service",
-            &plan.service.metadata.name.clone().unwrap_or_default(),
-            &plan.service,
-        )
-        .await?;
+        let service = match &plan.service {
+            Some(s) => {
+                Some(api::create(&api::namespaced(target), "Service", &service_name(s), s).await?)
+            }
+            None => None,
+        };
         observer.step(&format!(
             "creating Secret {} in namespace {}",
             secret(&plan.sender_secret),
@@ -667,7 +727,7 @@ async fn transfer(
             target,
             request,
             plan,
-            &service,
+            service.as_ref(),
             settings,
             &mut address,
             observer,
@@ -675,7 +735,11 @@ async fn transfer(
         .await
     }
     .await;
-    observer.step("removing the transfer's Jobs, Secrets and Service");
+    observer.step(if plan.service.is_some() {
+        "removing the transfer's Jobs, Secrets and Service"
+    } else {
+        "removing the transfer's Jobs and Secrets"
+    });
     let cleaned = clean_up(kube, target, plan).await;
     let (receiver, sender) = match (ran, cleaned) {
         (Ok(r), Ok(())) => r,
@@ -725,7 +789,7 @@ async fn run_both(
     target: &Kube,
     request: &AcrossRequest,
     plan: &AcrossPlan,
-    service: &Service,
+    service: Option<&Service>,
     settings: &MoverSettings,
     address: &mut String,
     observer: &mut dyn Observer,
@@ -748,39 +812,65 @@ async fn run_both(
     ));
     let mut sending = std::pin::pin!(async {
         let mut sender = plan.sender.clone();
-        if plan.sender_to.is_none() {
+        if let (None, Some(service)) = (&plan.sender_to, service) {
             let to = receiver_address(target, request, plan, service, settings).await?;
             on_sender.step(&format!("the sending mover dials {to}"));
-            sender.args = sender_command(request, settings, &to);
+            sender.args = sender_command(request, settings, SendPeer::To(to.clone()));
             *address = to;
         }
         runner::run_job(kube, &sender.job(), &settings.run, &mut on_sender).await
     });
+    let mut on_relay = Shared {
+        inner: &shared,
+        prefix: "local",
+    };
+    // Runs beside both movers until both have been followed to their end.
+    let relaying = async {
+        if plan.via_local {
+            let sender = relay::End {
+                kube,
+                job: &plan.sender.name,
+            };
+            let receiver = relay::End {
+                kube: target,
+                job: &plan.receiver.name,
+            };
+            match relay::relay(sender, receiver, WIRE_PORT as u16, &mut on_relay).await {}
+        } else {
+            std::future::pending::<()>().await
+        }
+    };
+    let both = async {
+        tokio::select! {
+            received = &mut receiving => {
+                let received = received?;
+                match tokio::time::timeout(GRACE, &mut sending).await {
+                    Ok(sent) => Ok((received, Some(sent?))),
+                    Err(_) => Ok((received, None)),
+                }
+            }
+            sent = &mut sending => {
+                let sent = sent?;
+                match tokio::time::timeout(GRACE, &mut receiving).await {
+                    Ok(received) => Ok((received?, Some(sent))),
+                    Err(_) => Err(Error::Failed(format!(
+                        "the sending mover (Job {} in namespace {}) ended with exit code {}{}, and \
+                         the receiving mover (Job {} in namespace {}) did not end within {} s after it",
+                        sent.job,
+                        kube.namespace,
+                        sent.exit_code,
+                        steps::failure_text(&sent),
+                        plan.receiver.name,
+                        plan.namespace,
+                        GRACE.as_secs()
+                    ))),
+                }
+            }
+        }
+    };
     tokio::select! {
-        received = &mut receiving => {
-            let received = received?;
-            match tokio::time::timeout(GRACE, &mut sending).await {
-                Ok(sent) => Ok((received, Some(sent?))),
-                Err(_) => Ok((received, None)),
-            }
-        }
-        sent = &mut sending => {
-            let sent = sent?;
-            match tokio::time::timeout(GRACE, &mut receiving).await {
-                Ok(received) => Ok((received?, Some(sent))),
-                Err(_) => Err(Error::Failed(format!(
-                    "the sending mover (Job {} in namespace {}) ended with exit code {}{}, and \
-                     the receiving mover (Job {} in namespace {}) did not end within {} s after it",
-                    sent.job,
-                    kube.namespace,
-                    sent.exit_code,
-                    steps::failure_text(&sent),
-                    plan.receiver.name,
-                    plan.namespace,
-                    GRACE.as_secs()
-                ))),
-            }
-        }
+        done = both => done,
+        () = relaying => unreachable!("the relay runs until it is dropped"),
     }
 }
 
@@ -794,7 +884,7 @@ async fn receiver_address(
     service: &Service,
     settings: &MoverSettings,
 ) -> Result<String> {
-    let name = plan.service.metadata.name.clone().unwrap_or_default();
+    let name = service.metadata.name.clone().unwrap_or_default();
     let ns = &plan.namespace;
     let wait = settings.run.start_timeout;
     let deadline = tokio::time::Instant::now() + wait;
@@ -810,8 +900,7 @@ async fn receiver_address(
                 return Ok(wire::host_port(host, port));
             }
             // The port is open on every node; the receiving pod's node is one the cluster has.
-            let selector = plan
-                .service
+            let selector = service
                 .spec
                 .as_ref()
                 .and_then(|s| s.selector.as_ref())
@@ -913,13 +1002,18 @@ async fn clean_up(kube: &Kube, target: &Kube, plan: &AcrossPlan) -> Result<()> {
             &DeleteParams::default(),
         )
         .await,
-        api::delete::<Service>(
-            &api::namespaced(target),
-            "Service",
-            &name(&plan.service.metadata),
-            &DeleteParams::default(),
-        )
-        .await,
+        match &plan.service {
+            Some(s) => {
+                api::delete::<Service>(
+                    &api::namespaced(target),
+                    "Service",
+                    &name(&s.metadata),
+                    &DeleteParams::default(),
+                )
+                .await
+            }
+            None => Ok(()),
+        },
     ];
     results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
 }
@@ -962,6 +1056,7 @@ mod tests {
             compress: false,
             expose: Expose::ClusterIp,
             address: None,
+            via_local: false,
             cluster: None,
         }
     }
@@ -1000,8 +1095,14 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(p.service.metadata.name.as_deref(), Some("pvc-backup-bcdfg"));
-        assert_eq!(p.service.metadata.namespace.as_deref(), Some("lab"));
+        assert_eq!(
+            p.service.as_ref().unwrap().metadata.name.as_deref(),
+            Some("pvc-backup-bcdfg")
+        );
+        assert_eq!(
+            p.service.as_ref().unwrap().metadata.namespace.as_deref(),
+            Some("lab")
+        );
         let to = p.sender.args.iter().position(|a| a == "--to").unwrap();
         assert_eq!(p.sender.args[to + 1], "pvc-backup-bcdfg.lab.svc:7443");
         assert_eq!(p.sender.namespace, "shop");
@@ -1019,7 +1120,7 @@ mod tests {
         assert!(!data(&p.sender_secret).contains_key("receiver.key"));
         assert!(!data(&p.receiver_secret).contains_key("sender.key"));
         // The Service selects the receiving pod and not the sending one.
-        let selector = p.service.spec.clone().unwrap().selector.unwrap();
+        let selector = p.service.clone().unwrap().spec.unwrap().selector.unwrap();
         let matches = |job: &MoverJob| {
             let labels = job.pod_template().metadata.unwrap().labels.unwrap();
             selector.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -1059,7 +1160,14 @@ mod tests {
         assert_eq!(p.sender_to, None);
         assert!(p.sender.args.is_empty());
         assert_eq!(
-            p.service.spec.as_ref().unwrap().type_.as_deref(),
+            p.service
+                .as_ref()
+                .unwrap()
+                .spec
+                .as_ref()
+                .unwrap()
+                .type_
+                .as_deref(),
             Some("NodePort")
         );
         assert!(
@@ -1094,6 +1202,47 @@ mod tests {
             let e = plan_of(&r, &s, &fs, None).unwrap_err().to_string();
             assert!(e.contains("--to-address"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn through_this_machine_both_movers_listen_and_no_service_is_made() {
+        let s = MoverSettings::default();
+        let fs = source("Filesystem");
+        let local = AcrossRequest {
+            via_local: true,
+            cluster: Some(OtherCluster::default()),
+            // Not used: no Service is made (a ClusterIP into another cluster is no error here).
+            expose: Expose::ClusterIp,
+            ..request("lab")
+        };
+        let p = plan_of(&local, &s, &fs, None).unwrap();
+        assert!(p.service.is_none() && p.via_local);
+        assert_eq!(p.sender_to, None);
+        let listen = |job: &MoverJob| {
+            let at = job.args.iter().position(|a| a == "--listen").unwrap();
+            job.args[at + 1].clone()
+        };
+        assert_eq!(listen(&p.receiver), "0.0.0.0:7443");
+        assert_eq!(listen(&p.sender), "0.0.0.0:7443");
+        assert!(p.sender.args.iter().any(|a| a == "--tls-client"));
+        assert!(!p.sender.args.iter().any(|a| a == "--to"));
+        assert!(!p.receiver.args.iter().any(|a| a == "--tls-client"));
+        let kinds: Vec<String> = p
+            .objects()
+            .unwrap()
+            .iter()
+            .map(|o| o["kind"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["PersistentVolumeClaim", "Secret", "Job", "Secret", "Job"]
+        );
+        let dialled = AcrossRequest {
+            address: Some("node-1".into()),
+            ..local.clone()
+        };
+        let e = plan_of(&dialled, &s, &fs, None).unwrap_err().to_string();
+        assert!(e.contains("--to-address with --via local"), "{e}");
     }
 
     #[test]
