@@ -825,6 +825,68 @@ fn a_copy_into_another_namespace_holds_the_whole_tree_and_leaves_no_keys_behind(
     assert_holds(&lab, "data", &src);
 }
 
+#[test]
+fn a_copy_through_this_machine_joins_two_port_forwards_and_leaves_nothing_behind() {
+    // The API server and the kubelet carry the port-forwards; the fake cluster has neither.
+    let Some(c) = real("via_local") else {
+        return;
+    };
+    let lab = cluster();
+    apply(&c, &manifests(&c, &[]));
+    // The documented role in both namespaces, and nothing more: it grants pods/portforward.
+    let (alice, _bindings) = person(&c, "alice");
+    apply(
+        &c,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "pvc-backup-operator-alice", "namespace": lab.ns()},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pvc-backup-operator"},
+            "subjects": [{"kind": "ServiceAccount", "name": "alice", "namespace": c.ns()}]})
+        .to_string()
+        .as_bytes(),
+    );
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    let args = [
+        "clone",
+        "data",
+        "--to",
+        "data",
+        "--to-namespace",
+        lab.ns(),
+        "--via",
+        "local",
+        "-o",
+        "json",
+    ];
+    let out = run_with(&c, &alice, &args);
+    expect_code(&out, 0);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["address"], "local", "{report:#}");
+    assert_eq!(report["createdClaims"], json!(["data"]), "{report:#}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("through this machine"), "{err}");
+    assert!(!err.contains("Service"), "{err}");
+    assert_holds(&lab, "data", &src);
+    let left = transfer_leftovers;
+    let gone = c.wait_for(Duration::from_secs(120), |c| {
+        left(c, c.ns()).is_empty() && left(c, lab.ns()).is_empty()
+    });
+    assert!(
+        gone,
+        "left behind: {:?} {:?}",
+        left(&c, c.ns()),
+        left(&c, lab.ns())
+    );
+    // A second run sends only what changed.
+    std::fs::write(src.join("a.txt"), b"changed\n").unwrap();
+    let again = run_json_with(&c, &alice, &args);
+    assert_eq!(
+        again["summaries"][0]["bytes"]["copied"],
+        b"changed\n".len(),
+        "{again:#}"
+    );
+    assert_holds(&lab, "data", &src);
+}
+
 /// The Secrets, Services, pods (of a transfer) and Jobs left in namespace `ns`.
 fn transfer_leftovers(c: &Cluster, ns: &str) -> Vec<String> {
     let ours = |l: Option<&std::collections::BTreeMap<String, String>>| {
