@@ -1059,6 +1059,15 @@ fn two_listening_sides_joined_by_a_relay_transfer_and_resume_after_it_breaks() {
     let src = Tree::new(dir.path().join("src"));
     let sockets = testkit::tree::rich_tree(&src, is_root());
     src.file(b"big.bin", &noise(32 << 20));
+    let o = bin()
+        .args(["mover", "send"])
+        .arg(&src.root)
+        .args(["--to", "127.0.0.1:9", "--tls-client", "--keys"])
+        .arg(&k)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--tls-client applies to a sender that listens"));
     let dst = dir.path().join("dst");
     let retry = ["--retry-for", "60s"];
     let r = receive_listening(&dst, &k, &retry);

@@ -49,6 +49,11 @@ pub struct SendArgs {
 pub(super) fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
     init_logging(a.wire.verbose, a.wire.quiet);
     // Checked before anything listens or connects.
+    if a.tls_client && a.listen.is_none() {
+        let e = "--tls-client applies to a sender that listens: add --listen ADDR:PORT, or leave \
+                 --tls-client out (a sender that connects with --to is the TLS client anyway)";
+        return Ok(crate::output::failed("send", e, contract::ExitCode::Usage).into());
+    }
     let excludes = match a.excludes.excludes() {
         Ok(e) => e,
         Err(e) => return Ok(crate::output::failed("send", &e, e.exit_code()).into()),
