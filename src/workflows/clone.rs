@@ -68,8 +68,8 @@ pub struct CloneArgs {
     #[arg(long)]
     scale_down: bool,
     /// Make the copy in this namespace instead of the source's: a receiving mover there and a
-    /// sending mover beside the source, joined by mutual TLS through a Service (see
-    /// docs/kubernetes.md). Filesystem claims, one copy.
+    /// sending mover beside the source, joined by mutual TLS through a Service, or through
+    /// this machine with --via local (see docs/kubernetes.md). Filesystem claims, one copy.
     #[arg(long, value_name = "NAMESPACE")]
     to_namespace: Option<String>,
     /// Make the copy in another cluster, reached with this kubeconfig: a receiving mover there
