@@ -783,6 +783,7 @@ const GRACE: Duration = Duration::from_secs(90);
 /// sender that ended without the receiver ending too (a refused handshake, a sender that could
 /// not start its transfer) ends the run with an error that carries the sender's messages; a
 /// sender still running after the receiver finished is left to the clean-up (`None`).
+/// With `--via local`, [`relay::relay`] joins the two movers meanwhile, and stops with them.
 #[allow(clippy::too_many_arguments)]
 async fn run_both(
     kube: &Kube,
