@@ -826,7 +826,7 @@ fn a_copy_into_another_namespace_holds_the_whole_tree_and_leaves_no_keys_behind(
 }
 
 #[test]
-fn a_copy_through_this_machine_joins_two_port_forwards_and_leaves_nothing_behind() {
+fn a_copy_through_this_machine_joins_two_port_forwards_again_and_leaves_nothing_behind() {
     // The API server and the kubelet carry the port-forwards; the fake cluster has neither.
     let Some(c) = real("via_local") else {
         return;
@@ -888,6 +888,87 @@ fn a_copy_through_this_machine_joins_two_port_forwards_and_leaves_nothing_behind
         "{again:#}"
     );
     assert_holds(&lab, "data", &src);
+
+    // A port-forward cut in the middle of a large file: the command joins the movers again,
+    // and they go on from where they were.
+    let mut big = std::fs::File::create(src.join("big.bin")).unwrap();
+    std::io::copy(
+        &mut std::io::Read::take(std::fs::File::open("/dev/urandom").unwrap(), 384 << 20),
+        &mut big,
+    )
+    .unwrap();
+    drop(big);
+    let child = Command::new(env!("CARGO_BIN_EXE_pvc-backup"))
+        .args(&args[..args.len() - 2])
+        .arg("--kubeconfig")
+        .arg(&alice)
+        .env_remove("KUBECONFIG")
+        .env("PVC_BACKUP_IMAGE", c.image())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pvc-backup");
+    let copy = lab.volume_dir(lab.ns(), "data").expect("the copy's folder");
+    let part = || {
+        std::fs::read_dir(&copy).ok()?.find_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(".pvcb-part.")
+                .then(|| e.metadata().map(|m| m.len()).unwrap_or(0))
+        })
+    };
+    let arrived = c.wait_for(Duration::from_secs(120), |_| {
+        part().is_some_and(|n| n >= 32 << 20)
+    });
+    assert!(
+        arrived,
+        "the large file did not start arriving: {:?}",
+        part()
+    );
+    let cut = cut_bulk_connections(child.id());
+    assert!(
+        !cut.is_empty(),
+        "no connection of the command carried the file"
+    );
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("joined the movers again"), "{err}");
+    eprintln!("cut the connections from local ports {cut:?}:\n{err}");
+    assert_holds(&lab, "data", &src);
+}
+
+/// Cuts (`ss -K`) the TCP connections of process `pid` that carried over 8 MiB either way: the
+/// port-forwards of a copy through this machine, not its API requests. Their local ports.
+fn cut_bulk_connections(pid: u32) -> Vec<String> {
+    let ss = |args: &[&str]| {
+        let o = Command::new("ss").args(args).output().expect("run ss");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let listing = ss(&["-tnpiH", "state", "established"]);
+    let mut cut = Vec::new();
+    let mut lines = listing.lines().peekable();
+    while let Some(line) = lines.next() {
+        if !line.contains(&format!("pid={pid},")) {
+            continue;
+        }
+        let Some(local) = line.split_whitespace().nth(2) else {
+            continue;
+        };
+        let info = lines.peek().copied().unwrap_or_default();
+        let bytes = |key: &str| -> u64 {
+            info.split_whitespace()
+                .find_map(|f| f.strip_prefix(key))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        if bytes("bytes_received:").max(bytes("bytes_acked:")) > 8 << 20 {
+            let port = local.rsplit(':').next().unwrap_or_default().to_owned();
+            ss(&["-K", "-tn", &format!("sport = :{port}")]);
+            cut.push(port);
+        }
+    }
+    cut
 }
 
 /// The Secrets, Services, pods (of a transfer) and Jobs left in namespace `ns`.
