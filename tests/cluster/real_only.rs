@@ -938,6 +938,48 @@ fn a_copy_through_this_machine_joins_two_port_forwards_again_and_leaves_nothing_
     assert_holds(&lab, "data", &src);
 }
 
+#[test]
+fn a_copy_through_this_machine_into_another_cluster_port_forwards_with_each_sides_credentials() {
+    // One API server plays both clusters, as above: the receiving mover's port-forward is
+    // opened with the other kubeconfig's identity, bound in its own namespace only.
+    let Some(c) = real("via_local_across_clusters") else {
+        return;
+    };
+    let lab = cluster();
+    apply(&c, &manifests(&c, &[]));
+    apply(&lab, &manifests(&lab, &[]));
+    let (alice, _alices) = person(&c, "alice");
+    let (bob, _bobs) = person(&lab, "bob");
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    let report = run_json_with(
+        &c,
+        &alice,
+        &[
+            "clone",
+            "data",
+            "--to",
+            "data",
+            "--to-kubeconfig",
+            bob.to_str().unwrap(),
+            "--via",
+            "local",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(report["namespace"], lab.ns(), "{report:#}");
+    assert_eq!(report["address"], "local", "{report:#}");
+    assert_holds(&lab, "data", &src);
+    assert!(
+        c.wait_for(Duration::from_secs(120), |c| {
+            transfer_leftovers(c, c.ns()).is_empty() && transfer_leftovers(c, lab.ns()).is_empty()
+        }),
+        "left behind: {:?} {:?}",
+        transfer_leftovers(&c, c.ns()),
+        transfer_leftovers(&c, lab.ns())
+    );
+}
+
 /// Cuts (`ss -K`) the TCP connections of process `pid` that carried over 8 MiB either way: the
 /// port-forwards of a copy through this machine, not its API requests. Their local ports.
 fn cut_bulk_connections(pid: u32) -> Vec<String> {
