@@ -836,9 +836,11 @@ async fn run_both(
                 kube: target,
                 job: &plan.receiver.name,
             };
-            match relay::relay(sender, receiver, WIRE_PORT as u16, &mut on_relay).await {}
+            // As long as the movers wait for each other.
+            let give_up = Duration::from_secs(retry_for(settings));
+            match relay::relay(sender, receiver, WIRE_PORT as u16, give_up, &mut on_relay).await? {}
         } else {
-            std::future::pending::<()>().await
+            std::future::pending::<Result<()>>().await
         }
     };
     let both = async {
@@ -871,7 +873,8 @@ async fn run_both(
     };
     tokio::select! {
         done = both => done,
-        () = relaying => unreachable!("the relay runs until it is dropped"),
+        // The relay ends only when it gives up.
+        Err(e) = relaying => Err(e),
     }
 }
 

@@ -7,10 +7,12 @@
 //! two streams. The movers' TLS runs end to end through it: this side sees only ciphertext and
 //! holds no key. When the joined connection ends while both movers still run (a port-forward or
 //! the network broke), it opens fresh port-forwards and joins them again; the movers, run with
-//! `--retry-for`, wait for it and go on where they stopped.
+//! `--retry-for`, wait for it and go on where they stopped. Port-forwards to running pods that
+//! keep failing (a proxy that refuses WebSockets, a kubelet the API server cannot reach) end the
+//! run once they have failed for as long as a pod may take to start.
 
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Portforwarder};
@@ -35,19 +37,34 @@ const SETTLE: Duration = Duration::from_millis(500);
 /// The pause between two attempts to join the movers.
 const PAUSE: Duration = Duration::from_secs(1);
 
+/// How long port-forwards may fail before the user is told (a mover that does not listen yet
+/// refuses the first ones).
+const QUIET: Duration = Duration::from_secs(10);
+
+/// Why an attempt to join the movers did not.
+enum Missed {
+    /// A mover's pod does not run (yet, or any more): following its Job says why.
+    NotRunning,
+    /// A port-forward to a running pod failed.
+    Forward(Error),
+}
+
 /// Joins the receiving mover's `port` to the sending mover's, again each time the joined
 /// connection ends, until the future is dropped (when both movers' Jobs have been followed to
-/// their end). Pods that do not run yet, or do not listen yet, are waited for.
+/// their end). Pods that do not run yet, or do not listen yet, are waited for. Port-forwards to
+/// running pods that fail for `give_up` in a row end it with the last failure.
 pub async fn relay(
     sender: End<'_>,
     receiver: End<'_>,
     port: u16,
+    give_up: Duration,
     observer: &mut dyn Observer,
-) -> Infallible {
+) -> Result<Infallible> {
     let mut joined = 0u32;
-    let mut last_failure = String::new();
+    let mut failing_since: Option<Instant> = None;
+    let mut told = false;
     loop {
-        match join_once(sender, receiver, port, &mut |pods| {
+        let attempt = join_once(sender, receiver, port, &mut |pods| {
             joined += 1;
             if joined == 1 {
                 observer.step(&format!(
@@ -62,18 +79,30 @@ pub async fn relay(
                 ));
             }
         })
-        .await
-        {
+        .await;
+        match attempt {
             Ok(bytes) => {
                 tracing::debug!(bytes, "the connection between the movers ended");
-                last_failure.clear();
+                (failing_since, told) = (None, false);
             }
-            Err(e) => {
-                let e = e.to_string();
-                if e != last_failure {
-                    tracing::debug!("cannot join the movers yet: {e}");
-                    last_failure = e;
+            Err(Missed::NotRunning) => failing_since = None,
+            Err(Missed::Forward(e)) => {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= give_up {
+                    return Err(e.context(format!(
+                        "cannot carry the transfer through this machine: port-forwards to the \
+                         movers failed for {} s",
+                        give_up.as_secs()
+                    )));
                 }
+                if since.elapsed() >= QUIET && !told {
+                    observer.step(&format!(
+                        "cannot join the movers yet ({e}); trying again for up to {} s",
+                        give_up.as_secs()
+                    ));
+                    told = true;
+                }
+                tracing::debug!("cannot join the movers yet: {e}");
             }
         }
         tokio::time::sleep(PAUSE).await;
@@ -81,19 +110,17 @@ pub async fn relay(
 }
 
 /// The name of the running pod of Job `job`, if there is one.
-async fn running_pod(end: End<'_>) -> Result<String> {
+async fn running_pod(end: End<'_>) -> Result<String, Missed> {
     let params = ListParams::default().labels(&format!("job-name={}", end.job));
-    let pods: Vec<Pod> = api::list(&api::namespaced(end.kube), "pods", &params).await?;
+    // A failed list is the API server's hiccup, or a lost right: both show in following the Job.
+    let pods: Vec<Pod> = api::list(&api::namespaced(end.kube), "pods", &params)
+        .await
+        .map_err(|_| Missed::NotRunning)?;
     pods.into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
         .and_then(|p| p.metadata.name)
-        .ok_or_else(|| {
-            Error::Failed(format!(
-                "Job {} in namespace {} has no running pod yet",
-                end.job, end.kube.namespace
-            ))
-        })
+        .ok_or(Missed::NotRunning)
 }
 
 /// A port-forward to `port` of `pod`, once it has had [`SETTLE`] to say that nothing listens
@@ -147,11 +174,15 @@ async fn join_once(
     receiver: End<'_>,
     port: u16,
     joined: &mut dyn FnMut((&str, &str)),
-) -> Result<u64> {
+) -> Result<u64, Missed> {
     let (sending_pod, receiving_pod) = (running_pod(sender).await?, running_pod(receiver).await?);
     // The receiver waits for the ClientHello, which the sender sends as soon as it is reached.
-    let mut to_receiver = forward(receiver, &receiving_pod, port).await?;
-    let mut to_sender = forward(sender, &sending_pod, port).await?;
+    let mut to_receiver = forward(receiver, &receiving_pod, port)
+        .await
+        .map_err(Missed::Forward)?;
+    let mut to_sender = forward(sender, &sending_pod, port)
+        .await
+        .map_err(Missed::Forward)?;
     joined((&sending_pod, &receiving_pod));
     let carried = tokio::select! {
         copied = tokio::io::copy_bidirectional(&mut to_sender.stream, &mut to_receiver.stream) => {
@@ -166,5 +197,9 @@ async fn join_once(
             "the port-forward to pod {receiving_pod} failed: {why}"
         ))),
     };
-    carried
+    // Joined, however it ended: a break is what the next attempt is for.
+    Ok(carried.unwrap_or_else(|e| {
+        tracing::debug!("{e}");
+        0
+    }))
 }
