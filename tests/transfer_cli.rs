@@ -1016,6 +1016,120 @@ fn a_link_down_for_30_s_mid_file_is_bridged_by_retry_for() {
     assert_mirror(&src.root, &dst, &[]);
 }
 
+/// What `clone --via local` does between two listening movers, here over TCP on this machine:
+/// connects to both and copies bytes both ways, until either side ends or `cut_after` bytes
+/// went from the sender to the receiver (then both connections are closed, as a broken
+/// port-forward closes them). The bytes it carried from the sender.
+fn relay(sender: &str, receiver: &str, cut_after: Option<u64>) -> u64 {
+    use std::net::Shutdown;
+    let s = TcpStream::connect(sender).unwrap();
+    let r = TcpStream::connect(receiver).unwrap();
+    let pipe = |mut from: TcpStream, mut to: TcpStream, limit: Option<u64>| {
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 << 10];
+            let mut carried = 0u64;
+            loop {
+                let n = match from.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                carried += n as u64;
+                if limit.is_some_and(|l| carried >= l) {
+                    break;
+                }
+            }
+            let _ = from.shutdown(Shutdown::Both);
+            let _ = to.shutdown(Shutdown::Both);
+            carried
+        })
+    };
+    let up = pipe(s.try_clone().unwrap(), r.try_clone().unwrap(), cut_after);
+    let down = pipe(r, s, None);
+    let carried = up.join().unwrap();
+    down.join().unwrap();
+    carried
+}
+
+#[test]
+fn two_listening_sides_joined_by_a_relay_transfer_and_resume_after_it_breaks() {
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    let sockets = testkit::tree::rich_tree(&src, is_root());
+    src.file(b"big.bin", &noise(32 << 20));
+    let o = bin()
+        .args(["mover", "send"])
+        .arg(&src.root)
+        .args(["--to", "127.0.0.1:9", "--tls-client", "--keys"])
+        .arg(&k)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--tls-client applies to a sender that listens"));
+    let dst = dir.path().join("dst");
+    let retry = ["--retry-for", "60s"];
+    let r = receive_listening(&dst, &k, &retry);
+    let mut cmd = bin();
+    cmd.args(["mover", "send"])
+        .arg(&src.root)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-client",
+            "--json",
+            "--keys",
+        ])
+        .arg(&k)
+        .args(retry);
+    let s = Listening::start(cmd);
+    // The first connection breaks in the middle of the large file; a second one completes the
+    // transfer without sending again what arrived.
+    let first = relay(&s.addr, &r.addr, Some(8 << 20));
+    assert!(first >= 8 << 20, "{first}");
+    relay(&s.addr, &r.addr, None);
+    let (sc, out, serr) = s.wait(Duration::from_secs(120));
+    let (rc, _, rerr) = r.wait(Duration::from_secs(60));
+    assert_eq!((sc, rc), (0, 0), "sender:\n{serr}\nreceiver:\n{rerr}");
+    assert!(
+        rerr.contains("trying again"),
+        "no second connection:\n{rerr}"
+    );
+    let j: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert!(
+        j["sent"]["bytes"].as_u64().unwrap() < (32 << 20) + (16 << 20),
+        "the large file went twice: {j}"
+    );
+    assert_mirror(&src.root, &dst, &sockets);
+
+    // A plain listening sender waits for a ClientHello as the receiver does: joined, neither
+    // starts, and both drop the connection at the handshake deadline.
+    let r = receive_listening(&dst, &k, &["--handshake-timeout", "1"]);
+    let mut cmd = bin();
+    cmd.args(["mover", "send"])
+        .arg(&src.root)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--handshake-timeout",
+            "1",
+            "--keys",
+        ])
+        .arg(&k);
+    let s = Listening::start(cmd);
+    let t0 = Instant::now();
+    relay(&s.addr, &r.addr, None);
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        r.stderr().contains("handshake") || s.stderr().contains("handshake"),
+        "{}\n{}",
+        r.stderr(),
+        s.stderr()
+    );
+}
+
 #[test]
 fn a_router_that_picks_the_backend_by_the_tls_hello_passes_the_name_given() {
     // HAProxy as OpenShift's router runs it for a passthrough Route: it reads the name in the

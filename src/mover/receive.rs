@@ -50,6 +50,7 @@ pub(super) fn run(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
         &a.wire,
         a.listen.as_deref(),
         a.from.as_deref(),
+        false,
     ) {
         Ok(p) => p,
         Err(code) => return Ok(code.into()),

@@ -23,6 +23,11 @@ pub struct SendArgs {
     /// the receiver can reach but that cannot reach the receiver.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<String>,
+    /// With --listen: start the TLS handshake on the connection accepted, as if this side had
+    /// connected. For a receiver that listens too, both reached by a relay that joins the two
+    /// connections (`clone --via local`); the TLS stays end to end between the movers.
+    #[arg(long, requires = "listen")]
+    tls_client: bool,
     /// Send only this folder of SRC (relative, no `..`, no symlinks), like BCK_FOLDER.
     #[arg(long, value_name = "DIR")]
     subdir: Option<PathBuf>,
@@ -44,6 +49,11 @@ pub struct SendArgs {
 pub(super) fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
     init_logging(a.wire.verbose, a.wire.quiet);
     // Checked before anything listens or connects.
+    if a.tls_client && a.listen.is_none() {
+        let e = "--tls-client applies to a sender that listens: add --listen ADDR:PORT, or leave \
+                 --tls-client out (a sender that connects with --to is the TLS client anyway)";
+        return Ok(crate::output::failed("send", e, contract::ExitCode::Usage).into());
+    }
     let excludes = match a.excludes.excludes() {
         Ok(e) => e,
         Err(e) => return Ok(crate::output::failed("send", &e, e.exit_code()).into()),
@@ -54,6 +64,7 @@ pub(super) fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
         &a.wire,
         a.listen.as_deref(),
         a.to.as_deref(),
+        a.tls_client,
     ) {
         Ok(p) => p,
         Err(code) => return Ok(code.into()),

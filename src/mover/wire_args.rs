@@ -81,13 +81,16 @@ pub enum Peer {
 
 impl Peer {
     /// Sets up TLS for `side` from `--keys` and listens on `listen` or prepares to connect to
-    /// `to`. A listening side says where on stderr (`listening on ADDR:PORT`).
+    /// `to`. A listening side says where on stderr (`listening on ADDR:PORT`); with
+    /// `tls_client` it starts the TLS handshake on each connection it accepts, as a connecting
+    /// side does.
     pub fn open(
         cmd: &str,
         side: Side,
         w: &WireArgs,
         listen: Option<&str>,
         to: Option<&str>,
+        tls_client: bool,
     ) -> Result<(Peer, wire::keys::Identity), Exit> {
         wire::tls::check_server_name(&w.server_name)
             .map_err(|e| output::failed(cmd, &e, e.exit_code()))?;
@@ -95,9 +98,13 @@ impl Peer {
             wire::keys::load(&w.keys, side).map_err(|e| output::failed(cmd, &e, e.exit_code()))?;
         match (listen, to) {
             (Some(addr), None) => {
-                let config = wire::tls::server_config(&id)
-                    .map_err(|e| output::failed(cmd, &e, e.exit_code()))?;
-                let l = Listener::bind(addr, config, w.timeouts())
+                let fail = |e: wire::Error| output::failed(cmd, &e, e.exit_code());
+                let handshake = if tls_client {
+                    net::Handshake::Client(wire::tls::client_config(&id).map_err(fail)?)
+                } else {
+                    net::Handshake::Server(wire::tls::server_config(&id).map_err(fail)?)
+                };
+                let l = Listener::bind(addr, handshake, w.timeouts())
                     .map_err(|e| output::failed(cmd, &e, e.exit_code()))?;
                 eprintln!("pvc-backup mover {cmd}: listening on {}", l.local_addr());
                 Ok((Peer::Listen(l), id))

@@ -23,6 +23,14 @@ pub enum ExposeArg {
     Route,
 }
 
+/// `--via`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ViaArg {
+    /// Through this command's machine: both movers listen, and the command joins a
+    /// port-forward to each (no Service; every byte crosses this machine's network).
+    Local,
+}
+
 /// Where a copy between two movers goes, and how they reach each other.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AcrossFlags {
@@ -51,6 +59,12 @@ pub struct AcrossFlags {
     /// IP address the source's cluster reaches.
     #[arg(long, value_name = "HOST")]
     pub to_address: Option<String>,
+    /// Carry the bytes through this machine (local): for namespaces or clusters where neither
+    /// mover can reach the other. Both movers listen; the command port-forwards to each and
+    /// joins the two (TLS stays between the movers). No Service; needs get and create on
+    /// pods/portforward in both namespaces. Not with --expose or --to-address.
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub via: Option<ViaArg>,
     /// Between two movers (--to-namespace, --to-kubeconfig, --to-context): compress file
     /// content on the wire (worth it when the network is slower than the disks).
     #[arg(long)]
@@ -69,6 +83,7 @@ impl AcrossFlags {
             (self.compress, "--compress"),
             (self.expose.is_some(), "--expose"),
             (self.to_address.is_some(), "--to-address"),
+            (self.via.is_some(), "--via"),
         ] {
             if given {
                 anyhow::bail!(
@@ -90,6 +105,20 @@ impl AcrossFlags {
         to: &str,
         role: Role,
     ) -> anyhow::Result<AcrossRequest> {
+        if self.via.is_some() {
+            for (given, flag) in [
+                (self.expose.is_some(), "--expose"),
+                (self.to_address.is_some(), "--to-address"),
+            ] {
+                if given {
+                    anyhow::bail!(
+                        "{flag} with --via local: the movers do not reach each other (no Service \
+                         is made, no mover dials); the command joins them through port-forwards. \
+                         Leave {flag} out, or --via local"
+                    );
+                }
+            }
+        }
         let cluster =
             (self.to_kubeconfig.is_some() || self.to_context.is_some()).then(|| OtherCluster {
                 kubeconfig: self
@@ -118,6 +147,7 @@ impl AcrossFlags {
             compress: self.compress,
             expose: Expose::ClusterIp,
             address: self.to_address.clone(),
+            via_local: self.via == Some(ViaArg::Local),
             cluster,
             checksum: false,
             role,

@@ -351,6 +351,30 @@ fn the_flags_of_a_copy_between_two_movers_are_checked_before_anything_is_made() 
         ],
     );
     assert!(err.contains("--expose clusterip into"), "{err}");
+    // Through this machine no mover dials: nothing to expose, no address to dial.
+    for (flag, value) in [("--expose", "nodeport"), ("--to-address", "node-1")] {
+        let err = run_failing(
+            &c,
+            &[
+                "clone",
+                "data",
+                "--to",
+                "copy",
+                "--to-namespace",
+                "lab",
+                "--via",
+                "local",
+                flag,
+                value,
+            ],
+        );
+        assert!(err.contains(&format!("{flag} with --via local")), "{err}");
+    }
+    let err = run_failing(&c, &["clone", "data", "--to", "copy", "--via", "local"]);
+    assert!(
+        err.contains("--via applies to a copy between two movers"),
+        "{err}"
+    );
     assert!(c.list::<Job>(Some(c.ns())).is_empty());
 }
 

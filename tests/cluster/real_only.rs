@@ -818,6 +818,185 @@ fn a_copy_into_another_namespace_holds_the_whole_tree_and_leaves_no_keys_behind(
     assert_holds(&lab, "data", &src);
 }
 
+#[test]
+fn a_copy_through_this_machine_joins_two_port_forwards_again_and_leaves_nothing_behind() {
+    // The API server and the kubelet carry the port-forwards; the fake cluster has neither.
+    let Some(c) = real("via_local") else {
+        return;
+    };
+    let lab = cluster();
+    apply(&c, &manifests(&c, &[]));
+    // The documented role in both namespaces, and nothing more: it grants pods/portforward.
+    let (alice, _bindings) = person_in_both(&c, &lab, "alice");
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    let args = [
+        "clone",
+        "data",
+        "--to",
+        "data",
+        "--to-namespace",
+        lab.ns(),
+        "--via",
+        "local",
+        "-o",
+        "json",
+    ];
+    let out = run_with(&c, &alice, &args);
+    expect_code(&out, 0);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["address"], "local", "{report:#}");
+    assert_eq!(report["createdClaims"], json!(["data"]), "{report:#}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The sender listened too: no mover dialled the other.
+    assert!(
+        err.contains("mover send: listening on 0.0.0.0:7443"),
+        "{err}"
+    );
+    assert_holds(&lab, "data", &src);
+    let left = transfer_leftovers;
+    let gone = c.wait_for(Duration::from_secs(120), |c| {
+        left(c, c.ns()).is_empty() && left(c, lab.ns()).is_empty()
+    });
+    assert!(
+        gone,
+        "left behind: {:?} {:?}",
+        left(&c, c.ns()),
+        left(&c, lab.ns())
+    );
+    // A second run sends only what changed.
+    std::fs::write(src.join("a.txt"), b"changed\n").unwrap();
+    let again = run_json_with(&c, &alice, &args);
+    assert_eq!(
+        again["summaries"][0]["bytes"]["copied"],
+        b"changed\n".len(),
+        "{again:#}"
+    );
+    assert_holds(&lab, "data", &src);
+
+    // A port-forward cut in the middle of a large file: the command joins the movers again,
+    // and they go on from where they were.
+    let mut big = std::fs::File::create(src.join("big.bin")).unwrap();
+    std::io::copy(
+        &mut std::io::Read::take(std::fs::File::open("/dev/urandom").unwrap(), 384 << 20),
+        &mut big,
+    )
+    .unwrap();
+    drop(big);
+    let child = Command::new(env!("CARGO_BIN_EXE_pvc-backup"))
+        .args(&args[..args.len() - 2])
+        .arg("--kubeconfig")
+        .arg(&alice)
+        .env_remove("KUBECONFIG")
+        .env("PVC_BACKUP_IMAGE", c.image())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pvc-backup");
+    let copy = lab.volume_dir(lab.ns(), "data").expect("the copy's folder");
+    let part = || {
+        std::fs::read_dir(&copy).ok()?.find_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(".pvcb-part.")
+                .then(|| e.metadata().map(|m| m.len()).unwrap_or(0))
+        })
+    };
+    let arrived = c.wait_for(Duration::from_secs(120), |_| {
+        part().is_some_and(|n| n >= 32 << 20)
+    });
+    assert!(
+        arrived,
+        "the large file did not start arriving: {:?}",
+        part()
+    );
+    let cut = cut_bulk_connections(child.id());
+    assert!(
+        !cut.is_empty(),
+        "no connection of the command carried the file"
+    );
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("joined the movers again"), "{err}");
+    eprintln!("cut the connections from local ports {cut:?}:\n{err}");
+    assert_holds(&lab, "data", &src);
+}
+
+#[test]
+fn a_copy_through_this_machine_into_another_cluster_port_forwards_with_each_sides_credentials() {
+    // One API server plays both clusters, as above: the receiving mover's port-forward is
+    // opened with the other kubeconfig's identity, bound in its own namespace only.
+    let Some(c) = real("via_local_across_clusters") else {
+        return;
+    };
+    let lab = cluster();
+    apply(&c, &manifests(&c, &[]));
+    apply(&lab, &manifests(&lab, &[]));
+    let (alice, _alices) = person(&c, "alice");
+    let (bob, _bobs) = person(&lab, "bob");
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    let report = run_json_with(
+        &c,
+        &alice,
+        &[
+            "clone",
+            "data",
+            "--to",
+            "data",
+            "--to-kubeconfig",
+            bob.to_str().unwrap(),
+            "--via",
+            "local",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(report["namespace"], lab.ns(), "{report:#}");
+    assert_eq!(report["address"], "local", "{report:#}");
+    assert_holds(&lab, "data", &src);
+    assert!(
+        c.wait_for(Duration::from_secs(120), |c| {
+            transfer_leftovers(c, c.ns()).is_empty() && transfer_leftovers(c, lab.ns()).is_empty()
+        }),
+        "left behind: {:?} {:?}",
+        transfer_leftovers(&c, c.ns()),
+        transfer_leftovers(&c, lab.ns())
+    );
+}
+
+/// Cuts (`ss -K`) the TCP connections of process `pid` that carried over 8 MiB either way: the
+/// port-forwards of a copy through this machine, not its API requests. Their local ports.
+fn cut_bulk_connections(pid: u32) -> Vec<String> {
+    let ss = |args: &[&str]| {
+        let o = Command::new("ss").args(args).output().expect("run ss");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let listing = ss(&["-tnpiH", "state", "established"]);
+    let mut cut = Vec::new();
+    let mut lines = listing.lines().peekable();
+    while let Some(line) = lines.next() {
+        if !line.contains(&format!("pid={pid},")) {
+            continue;
+        }
+        let Some(local) = line.split_whitespace().nth(2) else {
+            continue;
+        };
+        let info = lines.peek().copied().unwrap_or_default();
+        let bytes = |key: &str| -> u64 {
+            info.split_whitespace()
+                .find_map(|f| f.strip_prefix(key))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        if bytes("bytes_received:").max(bytes("bytes_acked:")) > 8 << 20 {
+            let port = local.rsplit(':').next().unwrap_or_default().to_owned();
+            ss(&["-K", "-tn", &format!("sport = :{port}")]);
+            cut.push(port);
+        }
+    }
+    cut
+}
+
 /// [`person`], also bound to the ClusterRole pvc-backup-operator in `other`'s namespace.
 fn person_in_both<'a>(
     c: &'a Cluster,

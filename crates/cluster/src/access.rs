@@ -140,6 +140,21 @@ pub const ROUTE: &[Permission] = &[
     ns("get", "route.openshift.io", "routes"),
 ];
 
+/// What a copy through the command's own machine (`--via local`) adds in each of the two
+/// namespaces: a port-forward to that side's mover pod (it makes no Service). The port-forward
+/// is a WebSocket, which the API server authorizes as `get` up to Kubernetes 1.34 and as both
+/// `get` and `create` from 1.35 on (`AuthorizePodWebsocketUpgradeCreatePermission`).
+pub const PORT_FORWARD: &[Permission] = &[
+    Permission {
+        subresource: "portforward",
+        ..ns("get", "", "pods")
+    },
+    Permission {
+        subresource: "portforward",
+        ..ns("create", "", "pods")
+    },
+];
+
 /// What a migration adds: it checks the target StorageClass (cluster-scoped).
 pub const MIGRATE: &[Permission] = &[Permission {
     cluster: true,

@@ -167,6 +167,10 @@ pub fn operator_cluster_role() -> ClusterRole {
                 &["routes"],
                 &["create", "delete", "get"],
             ),
+            // A copy through the command's machine (`--via local`) port-forwards to each mover
+            // pod: a WebSocket, which the API server authorizes as get (before 1.35) and create.
+            // It reaches any port of any pod in the namespace, as `kubectl port-forward` does.
+            rule(&[""], &["pods/portforward"], &["get", "create"]),
             // Workloads that use a claim are scaled down for a consistent copy or a swap, and
             // their claim references changed; replica sets lead from a pod to its Deployment.
             rule(

@@ -142,6 +142,7 @@ fn a_copy_into_another_namespace() {
         compress: true,
         expose: Expose::ClusterIp,
         address: None,
+        via_local: false,
         cluster: None,
         checksum: false,
         role: Role::Clone,
@@ -246,6 +247,7 @@ fn a_copy_into_another_cluster_through_a_node_port() {
         compress: false,
         expose: Expose::NodePort,
         address: None,
+        via_local: false,
         cluster: Some(OtherCluster {
             kubeconfig: Some("/etc/other.kubeconfig".into()),
             context: None,
@@ -286,6 +288,77 @@ fn a_copy_into_another_cluster_through_a_node_port() {
             "Job/shop/data-clone-abcde-receive",
             "Secret/shop/data-clone-abcde-send",
         ]
+    );
+    insta::assert_snapshot!(checked_yaml(&objects));
+}
+
+/// Into another cluster through this machine (`--via local`): no Service; both movers listen,
+/// the sending one taking the TLS client's part on the connection the command's port-forward
+/// opens.
+#[test]
+fn a_copy_into_another_cluster_through_this_machine() {
+    let request = AcrossRequest {
+        claim: "data".into(),
+        to: "data".into(),
+        namespace: "shop".into(),
+        storage_class: None,
+        size: None,
+        scale_down: false,
+        compress: false,
+        expose: Expose::NodePort,
+        address: None,
+        via_local: true,
+        cluster: Some(OtherCluster {
+            kubeconfig: Some("/etc/other.kubeconfig".into()),
+            context: None,
+        }),
+        checksum: false,
+        role: Role::Clone,
+    };
+    let plan = across::plan(
+        &request,
+        &settings(),
+        &source("nfs", "Filesystem"),
+        None,
+        &wire_keys(),
+        "data-clone-abcde",
+        pinned(),
+        Placement::Anywhere,
+    )
+    .unwrap();
+    assert!(plan.service.is_none());
+    let objects = plan.objects().unwrap();
+    let kinds: Vec<String> = objects
+        .iter()
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "PersistentVolumeClaim/data",
+            "Secret/data-clone-abcde-receive",
+            "Job/data-clone-abcde-receive",
+            "Secret/data-clone-abcde-send",
+            "Job/data-clone-abcde-send",
+        ]
+    );
+    let args = plan.sender.args.join(" ");
+    assert!(
+        args.starts_with("mover send /source --listen 0.0.0.0:7443 --tls-client --keys /keys"),
+        "{args}"
+    );
+    assert!(
+        request
+            .arguments()
+            .ends_with("--to-kubeconfig /etc/other.kubeconfig --via local"),
+        "{}",
+        request.arguments()
     );
     insta::assert_snapshot!(checked_yaml(&objects));
 }

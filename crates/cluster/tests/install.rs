@@ -243,6 +243,7 @@ fn the_operator_role_grants_every_namespaced_right_the_commands_ask_for() {
         access::REBIND,
         access::WIRE,
         access::SERVICE,
+        access::PORT_FORWARD,
         access::SCHEDULE,
     ]
     .concat();

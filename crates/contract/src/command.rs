@@ -180,12 +180,12 @@ pub enum MoverCommand {
         /// The backup folder.
         dst: String,
     },
-    /// `mover send`: mirror `src` into a `mover receive` listening at `to`, over mutual TLS.
+    /// `mover send`: mirror `src` into a `mover receive` (met as `peer` says), over mutual TLS.
     Send {
         /// The source folder.
         src: String,
-        /// The receiver's `HOST:PORT`.
-        to: String,
+        /// How it meets the receiver.
+        peer: SendPeer,
         /// The folder with this side's key and certificate and the receiver's certificate.
         keys: String,
         /// How long to keep trying to connect (and to connect again after a drop), in seconds.
@@ -215,6 +215,17 @@ pub enum MoverCommand {
     /// `--version`: print the version and exit 0. A pod that mounts claims and does nothing
     /// else (a storage class that provisions only for a pod then provisions them).
     Version,
+}
+
+/// How `mover send` meets its receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendPeer {
+    /// It connects to the receiver listening at this `HOST:PORT` (`--to`).
+    To(String),
+    /// It listens at this `ADDR:PORT` and starts the TLS handshake on the connection it
+    /// accepts (`--listen ADDR:PORT --tls-client`): a relay that reaches both movers (the
+    /// command's own machine, through port-forwards) joins it to a receiver that listens too.
+    Relayed(String),
 }
 
 fn strings(list: &[&str]) -> Vec<String> {
@@ -346,14 +357,21 @@ impl MoverCommand {
             // The wire's sides print their summary with `--json` (after a `done` progress line).
             MoverCommand::Send {
                 src,
-                to,
+                peer,
                 keys,
                 retry_for_secs,
                 compress,
                 excludes,
                 server_name,
             } => {
-                let mut args = strings(&["mover", "send", src, "--to", to, "--keys", keys]);
+                let mut args = strings(&["mover", "send", src]);
+                match peer {
+                    SendPeer::To(to) => args.extend(strings(&["--to", to])),
+                    SendPeer::Relayed(listen) => {
+                        args.extend(strings(&["--listen", listen, "--tls-client"]));
+                    }
+                }
+                args.extend(strings(&["--keys", keys]));
                 if let Some(name) = server_name {
                     args.extend(["--server-name".to_owned(), name.clone()]);
                 }
@@ -460,12 +478,21 @@ impl MoverCommand {
             },
             MoverCommand::Send {
                 src: "/source".into(),
-                to: "receiver.shop.svc:7443".into(),
+                peer: SendPeer::To("receiver.shop.svc:7443".into()),
                 keys: "/keys".into(),
                 retry_for_secs: 120,
                 compress: true,
-                excludes,
+                excludes: excludes.clone(),
                 server_name: Some("copy-lab.apps.example.com".into()),
+            },
+            MoverCommand::Send {
+                src: "/source".into(),
+                peer: SendPeer::Relayed("0.0.0.0:7443".into()),
+                keys: "/keys".into(),
+                retry_for_secs: 120,
+                compress: false,
+                excludes: Excludes::default(),
+                server_name: None,
             },
             MoverCommand::Receive {
                 dst: "/backup".into(),
@@ -514,6 +541,8 @@ mod tests {
                 "mover snapshots /backup --json",
                 "mover send /source --to receiver.shop.svc:7443 --keys /keys --server-name copy-lab.apps.example.com --json --retry-for \
                  120s --compress --exclude=*.tmp --exclude=-odd --exclude-caches --delete-excluded",
+                "mover send /source --listen 0.0.0.0:7443 --tls-client --keys /keys --json \
+                 --retry-for 120s",
                 "mover receive /backup --listen 0.0.0.0:7443 --keys /keys --fsync --checksum --json --retry-for 120s",
                 "--version",
             ]

@@ -13,7 +13,7 @@ pub mod progress;
 pub mod snapshots;
 pub mod summary;
 
-pub use command::{Excludes, MoverCommand, Retention};
+pub use command::{Excludes, MoverCommand, Retention, SendPeer};
 pub use exit::ExitCode;
 pub use progress::{Line, Progress};
 pub use snapshots::Listing;

@@ -3,6 +3,10 @@
 //! A listening side handshakes each connection on a thread of its own, so a peer that connects
 //! and stalls (or that fails the handshake) delays no other: a correct peer connecting at the
 //! same time is served as soon as it is authenticated.
+//!
+//! A listening side is normally the TLS server. When both sides listen and a relay connects to
+//! each and joins the two connections (`pvc-backup clone --via local`), one of them takes the
+//! client's part instead ([`Handshake::Client`]): TLS stays end to end between the two sides.
 
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -78,6 +82,16 @@ pub fn connect_until(
     }
 }
 
+/// Which end of the TLS handshake a listening side takes on the connections it accepts.
+#[derive(Clone)]
+pub enum Handshake {
+    /// The server's, as a listening side usually does: it waits for the peer's ClientHello.
+    Server(Arc<ServerConfig>),
+    /// The client's: it sends the ClientHello on the connection it accepted. For two listening
+    /// sides joined by a relay that connects to both (one of them must start the handshake).
+    Client(Arc<ClientConfig>),
+}
+
 /// A listening socket that hands out authenticated connections, one at a time.
 #[derive(Debug)]
 pub struct Listener {
@@ -93,8 +107,9 @@ impl std::fmt::Debug for dyn tls::Duplex {
 
 impl Listener {
     /// Listens on `addr` (`ADDR:PORT`; port 0 picks a free one, see [`Listener::local_addr`]).
-    /// Each connection must complete its handshake within `t.handshake` or is dropped.
-    pub fn bind(addr: &str, config: Arc<ServerConfig>, t: Timeouts) -> Result<Listener> {
+    /// Each connection must complete its handshake, as `handshake` says, within `t.handshake`
+    /// or is dropped.
+    pub fn bind(addr: &str, handshake: Handshake, t: Timeouts) -> Result<Listener> {
         let tcp = TcpListener::bind(addr)
             .map_err(|e| Error::net(format!("cannot listen on {addr}"), e))?;
         let local = tcp
@@ -124,13 +139,18 @@ impl Listener {
                         continue;
                     }
                     busy.fetch_add(1, Ordering::Relaxed);
-                    let (tx, config, busy) = (tx.clone(), config.clone(), busy.clone());
+                    let (tx, handshake, busy) = (tx.clone(), handshake.clone(), busy.clone());
                     let spawned =
                         std::thread::Builder::new()
                             .name("handshake".into())
                             .spawn(move || {
                                 let _ = conn.set_nodelay(true);
-                                let r = tls::accept(conn, config, t);
+                                let r = match handshake {
+                                    Handshake::Server(config) => tls::accept(conn, config, t),
+                                    Handshake::Client(config) => {
+                                        tls::connect(conn, config, t, tls::SERVER_NAME)
+                                    }
+                                };
                                 busy.fetch_sub(1, Ordering::Relaxed);
                                 match r {
                                     Ok(stream) => {

@@ -50,8 +50,12 @@ impl Scene {
     /// Starts a receiver for one transfer into the target.
     fn listen(&mut self) {
         let id = keys::load(&self.keys, Side::Receiver).unwrap();
-        let l =
-            Listener::bind("127.0.0.1:0", tls::server_config(&id).unwrap(), timeouts()).unwrap();
+        let l = Listener::bind(
+            "127.0.0.1:0",
+            net::Handshake::Server(tls::server_config(&id).unwrap()),
+            timeouts(),
+        )
+        .unwrap();
         self.addr = l.local_addr().to_string();
         let dst = self.dst.clone();
         self.receiver = Some(std::thread::spawn(move || {

@@ -6,13 +6,15 @@
 //! ClusterIP Service; a sending mover in the source's namespace mounts the source read-only and
 //! connects to that Service by its DNS name. Each side's Secret holds only its own key and
 //! certificate and its peer's certificate, from a pair the caller makes for this run alone.
+//! With `--via local` no Service is made: both movers listen and the command joins them through
+//! port-forwards ([`super::relay`]).
 //!
 //! The Secrets, the Service and both Jobs (with their pods) are deleted at the end, whatever the
 //! outcome; the copy, when this run created it and nothing usable was written, too.
 
 use std::time::Duration;
 
-use contract::{ExitCode, MoverCommand};
+use contract::{ExitCode, MoverCommand, SendPeer};
 use k8s_openapi::api::core::v1::{
     Namespace, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
 };
@@ -31,6 +33,7 @@ use crate::objects::claim::{self, ClaimRequest, Role};
 use crate::objects::mover::{KeysVolume, MoverJob, Placement};
 use crate::objects::wire::{self, Expose, Side};
 use crate::run::{self as runner, Observer, Outcome};
+use crate::workflow::relay;
 use crate::workflow::steps::{self, mount};
 use crate::workflow::stopped::{CLONE_STEPS, StoppedFor};
 use crate::workflow::{self, MoverSettings};
@@ -58,6 +61,10 @@ pub struct AcrossRequest {
     /// The host the sending mover dials instead of the one pvc-backup finds: a node's name or
     /// address that the source's cluster reaches, or the load balancer's.
     pub address: Option<String>,
+    /// Carry the bytes through the command's own machine (`--via local`): both movers listen
+    /// and the command joins a port-forward to each; no Service is made, and `expose` and
+    /// `address` are not used.
+    pub via_local: bool,
     /// The other cluster the copy goes to (`--to-kubeconfig`, `--to-context`); `None` within
     /// the source's cluster.
     pub cluster: Option<OtherCluster>,
@@ -110,6 +117,10 @@ impl AcrossRequest {
                 a.push_str(&format!(" --to-context {x}"));
             }
         }
+        if self.via_local {
+            a.push_str(" --via local");
+            return a;
+        }
         if self.expose != self.default_expose() {
             a.push_str(&format!(" --expose {}", self.expose.flag()));
         }
@@ -139,7 +150,15 @@ impl AcrossRequest {
                 ns = self.namespace
             )));
         }
+        if self.via_local && self.address.is_some() {
+            return Err(Error::Invalid(
+                "--to-address with --via local: no mover dials the other, the command joins \
+                 them; leave one of the two out"
+                    .to_owned(),
+            ));
+        }
         if let Some(other) = &self.cluster
+            && !self.via_local
             && self.expose == Expose::ClusterIp
             && self.address.is_none()
         {
@@ -199,8 +218,8 @@ pub struct AcrossPlan {
     pub claim: Option<PersistentVolumeClaim>,
     /// The receiving side's Secret (in the copy's namespace).
     pub receiver_secret: Secret,
-    /// The Service in front of the receiving mover.
-    pub service: Service,
+    /// The Service in front of the receiving mover; `None` with `--via local`.
+    pub service: Option<Service>,
     /// The OpenShift Route in front of the Service (`--expose route`).
     pub route: Option<Value>,
     /// The receiving mover (in the copy's namespace).
@@ -211,8 +230,10 @@ pub struct AcrossPlan {
     /// address it dials is known (`sender_to`).
     pub sender: MoverJob,
     /// `host:port` the sending mover dials; `None` until the receiving side exists, for a
-    /// node's port or a load balancer's address.
+    /// node's port or a load balancer's address, and with `--via local`.
     pub sender_to: Option<String>,
+    /// Both movers listen and the command joins them (`--via local`).
+    pub via_local: bool,
 }
 
 impl AcrossPlan {
@@ -223,12 +244,14 @@ impl AcrossPlan {
             out.push(objects::to_value(c)?);
         }
         out.push(objects::to_value(&self.receiver_secret)?);
-        out.push(objects::to_value(&self.service)?);
+        if let Some(service) = &self.service {
+            out.push(objects::to_value(service)?);
+        }
         out.extend(self.route.clone());
         out.push(objects::to_value(&self.receiver.job())?);
         out.push(objects::to_value(&self.sender_secret)?);
         // A node's port or a load balancer's address exists once the Service does.
-        if self.sender_to.is_some() {
+        if self.sender_to.is_some() || self.via_local {
             out.push(objects::to_value(&self.sender.job())?);
         }
         Ok(out)
@@ -330,13 +353,15 @@ pub fn plan(
     for key in [names::TRANSFER_LABEL, names::SIDE_LABEL] {
         selector.insert(key.to_owned(), labels(Side::Receiver)[key].clone());
     }
-    let service = wire::receiver_service(
-        &service_name,
-        &request.namespace,
-        labels(Side::Receiver),
-        selector,
-        request.expose,
-    );
+    let service = (!request.via_local).then(|| {
+        wire::receiver_service(
+            &service_name,
+            &request.namespace,
+            labels(Side::Receiver),
+            selector,
+            request.expose,
+        )
+    });
     let mut receiver = steps::mover_job(
         settings,
         &receiver_name,
@@ -377,6 +402,7 @@ pub fn plan(
         request.role,
     );
     let sender_to = match (request.expose, &request.address) {
+        _ if request.via_local => None,
         (Expose::ClusterIp, None) => Some(wire::service_address(&service_name, &request.namespace)),
         (Expose::ClusterIp | Expose::LoadBalancer, Some(host)) => {
             Some(wire::host_port(host, WIRE_PORT))
@@ -385,11 +411,25 @@ pub fn plan(
         // the Route's host later.
         (Expose::NodePort | Expose::Route, _) | (Expose::LoadBalancer, None) => None,
     };
-    sender.args = sender_to
-        .as_deref()
-        .map(|to| sender_command(request, settings, to, None))
-        .unwrap_or_default();
-    let route = (request.expose == Expose::Route).then(|| {
+    sender.args = if request.via_local {
+        sender_command(
+            request,
+            settings,
+            SendPeer::Relayed(format!("0.0.0.0:{WIRE_PORT}")),
+            None,
+        )
+    } else {
+        sender_to
+            .as_deref()
+            .map(|to| sender_command(request, settings, SendPeer::To(to.to_owned()), None))
+            .unwrap_or_default()
+    };
+    if request.via_local {
+        // The command reaches it through a port-forward, which needs no declared port; the
+        // declaration says what listens there.
+        sender.port = Some(WIRE_PORT);
+    }
+    let route = (!request.via_local && request.expose == Expose::Route).then(|| {
         wire::receiver_route(
             &service_name,
             &request.namespace,
@@ -416,20 +456,21 @@ pub fn plan(
         sender_secret,
         sender,
         sender_to,
+        via_local: request.via_local,
     })
 }
 
-/// The sending mover's arguments: `mover send` to `to` (`host:port`), asking for `server_name`
-/// in its TLS hello when given (a Route's host).
+/// The sending mover's arguments: `mover send`, meeting the receiver as `peer` says, asking for
+/// `server_name` in its TLS hello when given (a Route's host).
 fn sender_command(
     request: &AcrossRequest,
     settings: &MoverSettings,
-    to: &str,
+    peer: SendPeer,
     server_name: Option<&str>,
 ) -> Vec<String> {
     MoverCommand::Send {
         src: SOURCE_MOUNT.to_owned(),
-        to: to.to_owned(),
+        peer,
         keys: KEYS_MOUNT.to_owned(),
         retry_for_secs: retry_for(settings),
         compress: request.compress,
@@ -471,7 +512,7 @@ pub struct AcrossReport {
     /// The sending mover's run; `None` when it had not ended a while after the receiver did
     /// (it was deleted with the rest).
     pub sender: Option<Outcome>,
-    /// The `host:port` the sending mover dialled.
+    /// The `host:port` the sending mover dialled; `local` with `--via local`.
     pub address: String,
 }
 
@@ -528,22 +569,29 @@ pub(crate) async fn check_both(
     source_more: &[access::Permission],
     target_more: &[access::Permission],
 ) -> Result<()> {
-    access::check(kube, &[access::MOVER_RUN, access::WIRE, source_more]).await?;
-    let status: &[access::Permission] = match request.expose {
-        Expose::LoadBalancer if request.address.is_none() => access::SERVICE_STATUS,
-        Expose::Route => access::ROUTE,
-        _ => &[],
+    let relay: &[access::Permission] = if request.via_local {
+        access::PORT_FORWARD
+    } else {
+        &[]
+    };
+    access::check(kube, &[access::MOVER_RUN, access::WIRE, relay, source_more]).await?;
+    // Through this machine, no Service is made.
+    let service: &[&[access::Permission]] = match request.expose {
+        _ if request.via_local => &[],
+        Expose::LoadBalancer if request.address.is_none() => {
+            &[access::SERVICE, access::SERVICE_STATUS]
+        }
+        Expose::Route => &[access::SERVICE, access::ROUTE],
+        _ => &[access::SERVICE],
     };
     // Rights first: without them the namespace's service account cannot even be looked up.
     access::check(
         target,
         &[
-            access::MOVER_RUN,
-            access::WIRE,
-            access::SERVICE,
-            status,
-            target_more,
-        ],
+            &[access::MOVER_RUN, access::WIRE, relay, target_more],
+            service,
+        ]
+        .concat(),
     )
     .await?;
     check_namespace(target).await
@@ -724,7 +772,10 @@ async fn transfer(
     observer: &mut dyn Observer,
 ) -> Result<AcrossReport> {
     let mut created = false;
-    let mut address = plan.sender_to.clone().unwrap_or_default();
+    let mut address = match plan.via_local {
+        true => "local".to_owned(),
+        false => plan.sender_to.clone().unwrap_or_default(),
+    };
     let ran = async {
         if let Some(c) = &plan.claim {
             observer.step(&format!(
@@ -735,12 +786,20 @@ async fn transfer(
             created = true;
         }
         let secret = |s: &Secret| s.metadata.name.clone().unwrap_or_default();
-        observer.step(&format!(
-            "creating Secret {} and Service {} in namespace {}",
-            secret(&plan.receiver_secret),
-            plan.service.metadata.name.clone().unwrap_or_default(),
-            plan.namespace
-        ));
+        let service_name = |s: &Service| s.metadata.name.clone().unwrap_or_default();
+        observer.step(&match &plan.service {
+            Some(s) => format!(
+                "creating Secret {} and Service {} in namespace {}",
+                secret(&plan.receiver_secret),
+                service_name(s),
+                plan.namespace
+            ),
+            None => format!(
+                "creating Secret {} in namespace {}",
+                secret(&plan.receiver_secret),
+                plan.namespace
+            ),
+        });
         api::create(
             &api::namespaced(target),
             "Secret",
@@ -748,13 +807,12 @@ async fn transfer(
             &plan.receiver_secret,
         )
         .await?;
-        let service = api::create(
-            &api::namespaced(target),
-            "Service",
-            &plan.service.metadata.name.clone().unwrap_or_default(),
-            &plan.service,
-        )
-        .await?;
+        let service = match &plan.service {
+            Some(s) => {
+                Some(api::create(&api::namespaced(target), "Service", &service_name(s), s).await?)
+            }
+            None => None,
+        };
         if let Some(route) = &plan.route {
             let object: DynamicObject =
                 serde_json::from_value(route.clone()).map_err(|source| Error::Decode {
@@ -785,7 +843,7 @@ async fn transfer(
             target,
             request,
             plan,
-            &service,
+            service.as_ref(),
             settings,
             &mut address,
             observer,
@@ -793,7 +851,11 @@ async fn transfer(
         .await
     }
     .await;
-    observer.step("removing the transfer's Jobs, Secrets and Service");
+    observer.step(if plan.service.is_some() {
+        "removing the transfer's Jobs, Secrets and Service"
+    } else {
+        "removing the transfer's Jobs and Secrets"
+    });
     let cleaned = clean_up(kube, target, plan).await;
     let (receiver, sender) = match (ran, cleaned) {
         (Ok(r), Ok(())) => r,
@@ -837,13 +899,14 @@ const GRACE: Duration = Duration::from_secs(90);
 /// sender that ended without the receiver ending too (a refused handshake, a sender that could
 /// not start its transfer) ends the run with an error that carries the sender's messages; a
 /// sender still running after the receiver finished is left to the clean-up (`None`).
+/// With `--via local`, [`relay::relay`] joins the two movers meanwhile, and stops with them.
 #[allow(clippy::too_many_arguments)]
 async fn run_both(
     kube: &Kube,
     target: &Kube,
     request: &AcrossRequest,
     plan: &AcrossPlan,
-    service: &Service,
+    service: Option<&Service>,
     settings: &MoverSettings,
     address: &mut String,
     observer: &mut dyn Observer,
@@ -866,43 +929,77 @@ async fn run_both(
     ));
     let mut sending = std::pin::pin!(async {
         let mut sender = plan.sender.clone();
-        if plan.sender_to.is_none() {
+        if let (None, Some(service)) = (&plan.sender_to, service) {
             let (to, server_name) =
                 receiver_address(target, request, plan, service, settings).await?;
             on_sender.step(&match &server_name {
                 Some(host) => format!("the sending mover dials {to}, asking for {host}"),
                 None => format!("the sending mover dials {to}"),
             });
-            sender.args = sender_command(request, settings, &to, server_name.as_deref());
+            sender.args = sender_command(
+                request,
+                settings,
+                SendPeer::To(to.clone()),
+                server_name.as_deref(),
+            );
             *address = to;
         }
         runner::run_job(kube, &sender.job(), &settings.run, &mut on_sender).await
     });
+    let mut on_relay = Shared {
+        inner: &shared,
+        prefix: "local",
+    };
+    // Runs beside both movers until both have been followed to their end.
+    let relaying = async {
+        if plan.via_local {
+            let sender = relay::End {
+                kube,
+                job: &plan.sender.name,
+            };
+            let receiver = relay::End {
+                kube: target,
+                job: &plan.receiver.name,
+            };
+            // As long as the movers wait for each other.
+            let give_up = Duration::from_secs(retry_for(settings));
+            match relay::relay(sender, receiver, WIRE_PORT as u16, give_up, &mut on_relay).await? {}
+        } else {
+            std::future::pending::<Result<()>>().await
+        }
+    };
+    let both = async {
+        tokio::select! {
+            received = &mut receiving => {
+                let received = received?;
+                match tokio::time::timeout(GRACE, &mut sending).await {
+                    Ok(sent) => Ok((received, Some(sent?))),
+                    Err(_) => Ok((received, None)),
+                }
+            }
+            sent = &mut sending => {
+                let sent = sent?;
+                match tokio::time::timeout(GRACE, &mut receiving).await {
+                    Ok(received) => Ok((received?, Some(sent))),
+                    Err(_) => Err(Error::Failed(format!(
+                        "the sending mover (Job {} in namespace {}) ended with exit code {}{}, and \
+                         the receiving mover (Job {} in namespace {}) did not end within {} s after it",
+                        sent.job,
+                        kube.namespace,
+                        sent.exit_code,
+                        steps::failure_text(&sent),
+                        plan.receiver.name,
+                        plan.namespace,
+                        GRACE.as_secs()
+                    ))),
+                }
+            }
+        }
+    };
     tokio::select! {
-        received = &mut receiving => {
-            let received = received?;
-            match tokio::time::timeout(GRACE, &mut sending).await {
-                Ok(sent) => Ok((received, Some(sent?))),
-                Err(_) => Ok((received, None)),
-            }
-        }
-        sent = &mut sending => {
-            let sent = sent?;
-            match tokio::time::timeout(GRACE, &mut receiving).await {
-                Ok(received) => Ok((received?, Some(sent))),
-                Err(_) => Err(Error::Failed(format!(
-                    "the sending mover (Job {} in namespace {}) ended with exit code {}{}, and \
-                     the receiving mover (Job {} in namespace {}) did not end within {} s after it",
-                    sent.job,
-                    kube.namespace,
-                    sent.exit_code,
-                    steps::failure_text(&sent),
-                    plan.receiver.name,
-                    plan.namespace,
-                    GRACE.as_secs()
-                ))),
-            }
-        }
+        done = both => done,
+        // The relay ends only when it gives up.
+        Err(e) = relaying => Err(e),
     }
 }
 
@@ -918,7 +1015,7 @@ async fn receiver_address(
     service: &Service,
     settings: &MoverSettings,
 ) -> Result<(String, Option<String>)> {
-    let name = plan.service.metadata.name.clone().unwrap_or_default();
+    let name = service.metadata.name.clone().unwrap_or_default();
     let ns = &plan.namespace;
     let wait = settings.run.start_timeout;
     let deadline = tokio::time::Instant::now() + wait;
@@ -934,8 +1031,7 @@ async fn receiver_address(
                 return Ok((wire::host_port(host, port), None));
             }
             // The port is open on every node; the receiving pod's node is one the cluster has.
-            let selector = plan
-                .service
+            let selector = service
                 .spec
                 .as_ref()
                 .and_then(|s| s.selector.as_ref())
@@ -1054,24 +1150,29 @@ async fn clean_up(kube: &Kube, target: &Kube, plan: &AcrossPlan) -> Result<()> {
             &DeleteParams::default(),
         )
         .await,
-        api::delete::<Service>(
-            &api::namespaced(target),
-            "Service",
-            &name(&plan.service.metadata),
-            &DeleteParams::default(),
-        )
-        .await,
-        match &plan.route {
-            Some(_) => {
-                api::delete(
-                    &routes(target),
-                    "Route",
-                    &name(&plan.service.metadata),
+        match &plan.service {
+            Some(s) => {
+                api::delete::<Service>(
+                    &api::namespaced(target),
+                    "Service",
+                    &name(&s.metadata),
                     &DeleteParams::default(),
                 )
                 .await
             }
             None => Ok(()),
+        },
+        match (&plan.route, &plan.service) {
+            (Some(_), Some(s)) => {
+                api::delete(
+                    &routes(target),
+                    "Route",
+                    &name(&s.metadata),
+                    &DeleteParams::default(),
+                )
+                .await
+            }
+            _ => Ok(()),
         },
     ];
     results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
@@ -1116,6 +1217,7 @@ mod tests {
             compress: false,
             expose: Expose::ClusterIp,
             address: None,
+            via_local: false,
             cluster: None,
             checksum: false,
             role: Role::Clone,
@@ -1156,8 +1258,14 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(p.service.metadata.name.as_deref(), Some("pvc-backup-bcdfg"));
-        assert_eq!(p.service.metadata.namespace.as_deref(), Some("lab"));
+        assert_eq!(
+            p.service.as_ref().unwrap().metadata.name.as_deref(),
+            Some("pvc-backup-bcdfg")
+        );
+        assert_eq!(
+            p.service.as_ref().unwrap().metadata.namespace.as_deref(),
+            Some("lab")
+        );
         let to = p.sender.args.iter().position(|a| a == "--to").unwrap();
         assert_eq!(p.sender.args[to + 1], "pvc-backup-bcdfg.lab.svc:7443");
         assert_eq!(p.sender.namespace, "shop");
@@ -1175,7 +1283,7 @@ mod tests {
         assert!(!data(&p.sender_secret).contains_key("receiver.key"));
         assert!(!data(&p.receiver_secret).contains_key("sender.key"));
         // The Service selects the receiving pod and not the sending one.
-        let selector = p.service.spec.clone().unwrap().selector.unwrap();
+        let selector = p.service.clone().unwrap().spec.unwrap().selector.unwrap();
         let matches = |job: &MoverJob| {
             let labels = job.pod_template().metadata.unwrap().labels.unwrap();
             selector.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -1215,7 +1323,14 @@ mod tests {
         assert_eq!(p.sender_to, None);
         assert!(p.sender.args.is_empty());
         assert_eq!(
-            p.service.spec.as_ref().unwrap().type_.as_deref(),
+            p.service
+                .as_ref()
+                .unwrap()
+                .spec
+                .as_ref()
+                .unwrap()
+                .type_
+                .as_deref(),
             Some("NodePort")
         );
         assert!(
@@ -1267,7 +1382,14 @@ mod tests {
         let p = plan_of(&routed, &s, &fs, None).unwrap();
         // A ClusterIP Service behind the Route; the sender waits for the Route's host.
         assert_eq!(
-            p.service.spec.as_ref().unwrap().type_.as_deref(),
+            p.service
+                .as_ref()
+                .unwrap()
+                .spec
+                .as_ref()
+                .unwrap()
+                .type_
+                .as_deref(),
             Some("ClusterIP")
         );
         assert_eq!(p.sender_to, None);
@@ -1275,7 +1397,7 @@ mod tests {
         assert_eq!(route["spec"]["tls"]["termination"], "passthrough");
         assert_eq!(
             route["spec"]["to"]["name"],
-            p.service.metadata.name.clone().unwrap()
+            p.service.as_ref().unwrap().metadata.name.clone().unwrap()
         );
         assert_eq!(route["spec"]["port"]["targetPort"], "wire");
         let objects = p.objects().unwrap();
@@ -1308,9 +1430,55 @@ mod tests {
             wire::route_host(&seen).as_deref(),
             Some("given.apps.example")
         );
-        let args = sender_command(&routed, &s, "10.0.0.9:443", Some("given.apps.example"));
+        let args = sender_command(
+            &routed,
+            &s,
+            SendPeer::To("10.0.0.9:443".into()),
+            Some("given.apps.example"),
+        );
         let name = args.iter().position(|a| a == "--server-name").unwrap();
         assert_eq!(args[name + 1], "given.apps.example");
+    }
+
+    #[test]
+    fn through_this_machine_both_movers_listen_and_no_service_is_made() {
+        let s = MoverSettings::default();
+        let fs = source("Filesystem");
+        let local = AcrossRequest {
+            via_local: true,
+            cluster: Some(OtherCluster::default()),
+            // Not used: no Service is made (a ClusterIP into another cluster is no error here).
+            expose: Expose::ClusterIp,
+            ..request("lab")
+        };
+        let p = plan_of(&local, &s, &fs, None).unwrap();
+        assert!(p.service.is_none() && p.via_local);
+        assert_eq!(p.sender_to, None);
+        let listen = |job: &MoverJob| {
+            let at = job.args.iter().position(|a| a == "--listen").unwrap();
+            job.args[at + 1].clone()
+        };
+        assert_eq!(listen(&p.receiver), "0.0.0.0:7443");
+        assert_eq!(listen(&p.sender), "0.0.0.0:7443");
+        assert!(p.sender.args.iter().any(|a| a == "--tls-client"));
+        assert!(!p.sender.args.iter().any(|a| a == "--to"));
+        assert!(!p.receiver.args.iter().any(|a| a == "--tls-client"));
+        let kinds: Vec<String> = p
+            .objects()
+            .unwrap()
+            .iter()
+            .map(|o| o["kind"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["PersistentVolumeClaim", "Secret", "Job", "Secret", "Job"]
+        );
+        let dialled = AcrossRequest {
+            address: Some("node-1".into()),
+            ..local.clone()
+        };
+        let e = plan_of(&dialled, &s, &fs, None).unwrap_err().to_string();
+        assert!(e.contains("--to-address with --via local"), "{e}");
     }
 
     #[test]

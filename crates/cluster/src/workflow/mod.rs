@@ -8,6 +8,7 @@ pub mod clone;
 pub mod list;
 pub mod migrate;
 pub mod progress;
+pub mod relay;
 pub mod restore;
 pub mod schedule;
 pub mod steps;

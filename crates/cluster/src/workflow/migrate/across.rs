@@ -86,6 +86,7 @@ impl MigrateAcrossRequest {
             compress: false,
             expose: crate::objects::wire::Expose::ClusterIp,
             address: None,
+            via_local: false,
             cluster: None,
             checksum: false,
             role: Role::Migrate,
