@@ -117,7 +117,10 @@ if [ "$(id -u)" = 0 ]; then
   fi
   trap 'scripts/local-cluster.sh down' EXIT
   eval "$(scripts/local-cluster.sh env)"
-  PVC_BACKUP_TEST_CLUSTER=real cargo test --locked --test cluster -- --test-threads=1 --skip fake_only
+  # Three tests at a time, each in its own namespace; what they share cluster-wide (the node they
+  # cordon, the resource definitions, admission configuration) they take in turn through the
+  # locks of crates/testcluster/src/real.rs.
+  PVC_BACKUP_TEST_CLUSTER=real cargo test --locked --test cluster -- --test-threads=3 --skip fake_only
   # The operator's scale benchmark in its small mode, after the cluster tests (they remove the
   # definitions it installs); its figures mean nothing at this size.
   PVC_BACKUP_BIN="$bin" bench/operator.sh --small >/dev/null

@@ -67,9 +67,13 @@ fn kubectl(c: &Cluster, args: &[&str], stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().expect("kubectl ends")
 }
 
-/// `kubectl apply -f -` of `yaml`, which must succeed.
+/// `kubectl apply -f -` of `yaml`, which must succeed. Tests running at once apply the same
+/// ClusterRoles: one whose create lost that race applies again, then finds them there.
 fn apply(c: &Cluster, yaml: &[u8]) {
-    let out = kubectl(c, &["apply", "-f", "-"], Some(yaml));
+    let mut out = kubectl(c, &["apply", "-f", "-"], Some(yaml));
+    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("AlreadyExists") {
+        out = kubectl(c, &["apply", "-f", "-"], Some(yaml));
+    }
     expect_code(&out, 0);
 }
 
@@ -466,6 +470,8 @@ fn the_admission_policy_admits_the_mover_and_refuses_the_rest_with_the_api_serve
     let Some(c) = real("admission_policy") else {
         return;
     };
+    // The webhook's test labels its namespace too: one of the two at a time.
+    let _alone = c.alone_with("admission");
     let yaml = manifests(&c, &["--admission-policy"]);
     apply(&c, &yaml);
     let _policy = ClusterScoped {
@@ -489,6 +495,8 @@ fn the_webhook_served_by_our_image_admits_the_mover_refuses_the_rest_and_fails_c
     let Some(c) = real("webhook") else {
         return;
     };
+    // The policy's test labels its namespace too: one of the two at a time.
+    let _alone = c.alone_with("admission");
     let webhook_ns = format!("{}-webhook", c.ns());
     // A CA and the webhook's certificate, made here as a person without cert-manager would.
     let dir = tempfile::tempdir().unwrap();
@@ -1271,6 +1279,8 @@ fn a_per_minute_schedule_is_fired_by_the_cronjob_controller() {
 struct Resources<'a> {
     c: &'a Cluster,
     _definitions: ClusterScoped<'a>,
+    /// Dropped last: the next test may install the definitions once these are deleted.
+    _alone: Option<testcluster::real::Alone>,
 }
 
 impl Drop for Resources<'_> {
@@ -1306,8 +1316,9 @@ impl Drop for Resources<'_> {
 
 /// Installs the pvc-backup.io definitions (cluster-wide) as a user does, from `pvc-backup
 /// manifests --crds`, and waits until the API server serves them; they are removed when the
-/// returned guard goes.
+/// returned guard goes. Tests that install them run one at a time (they delete them at the end).
 fn install_resources(c: &Cluster) -> Resources<'_> {
+    let alone = c.alone_with("definitions");
     let printed = manifests(c, &["--crds"]);
     let docs: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8_lossy(&printed)).unwrap();
     let crds: Vec<Value> = docs
@@ -1330,6 +1341,7 @@ fn install_resources(c: &Cluster) -> Resources<'_> {
     Resources {
         c,
         _definitions: guard,
+        _alone: alone,
     }
 }
 

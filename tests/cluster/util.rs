@@ -67,6 +67,15 @@ impl Cluster {
         }
     }
 
+    /// Holds cluster-wide concern `what` until the value is dropped, waiting for any other test
+    /// holding it (`RealCluster::alone_with`); the fake cluster is the test's own, so nothing.
+    pub fn alone_with(&self, what: &str) -> Option<testcluster::real::Alone> {
+        match &self.backend {
+            Backend::Fake(_) => None,
+            Backend::Real(r) => Some(r.alone_with(what)),
+        }
+    }
+
     /// An image for workloads that sleep with a claim mounted.
     pub fn app_image(&self) -> String {
         match &self.backend {

@@ -11,6 +11,12 @@
 //! The methods mirror those of [`crate::fake::FakeCluster`] the tests use, so that one test
 //! body runs against either.
 //!
+//! Tests may run at once, each in its own namespace. What they share cluster-wide is kept apart by
+//! file locks in the temporary folder: every [`RealCluster`] holds the node lock shared, and one
+//! that cordons a node takes it alone ([`RealCluster::set_unschedulable`]); a test that changes
+//! other cluster-wide state (resource definitions, admission configuration) holds
+//! [`RealCluster::alone_with`] for as long as it does.
+//!
 //! Settings come from the environment, as `scripts/local-cluster.sh env` prints them:
 //! `KUBECONFIG` (a cluster-admin kubeconfig), `PVC_BACKUP_IMAGE` (the pvc-backup image present on
 //! the node), `PVC_BACKUP_TEST_TOOLS_IMAGE` (an image with `sh` and `sleep` present on the node).
@@ -91,6 +97,26 @@ pub struct RealCluster {
     statics: std::sync::Mutex<Vec<Static>>,
     /// Nodes this test cordoned: uncordoned when it ends, whatever happened, for the next test.
     cordoned: std::sync::Mutex<Vec<String>>,
+    /// The node lock, held shared while the test runs (alone once it cordons); released when the
+    /// value is dropped, after the node is uncordoned.
+    node: std::fs::File,
+}
+
+/// A cluster-wide concern held by one test at a time (see [`RealCluster::alone_with`]).
+#[derive(Debug)]
+pub struct Alone {
+    _lock: std::fs::File,
+}
+
+/// The lock file of a cluster-wide concern `what`, shared by every test process of this machine.
+fn lock_file(what: &str) -> std::fs::File {
+    let path = std::env::temp_dir().join(format!("pvc-backup-test-{what}.lock"));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open the test lock {}: {e}", path.display()))
 }
 
 struct Static {
@@ -160,6 +186,8 @@ impl RealCluster {
             crate::use_ring_for_tls();
             kube::Client::try_from(config).expect("kube client")
         });
+        let node = lock_file("node");
+        node.lock_shared().expect("lock the node lock shared");
         let c = RealCluster {
             settings,
             namespace,
@@ -168,6 +196,7 @@ impl RealCluster {
             client,
             statics: Default::default(),
             cordoned: Default::default(),
+            node,
         };
         c.create_value(json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": c.namespace, "labels": {TEST_LABEL: "true"}}}))
@@ -358,9 +387,13 @@ impl RealCluster {
             .collect()
     }
 
-    /// Cordons (`true`) or uncordons a node.
+    /// Cordons (`true`) or uncordons a node. Cordoning first waits until no other test runs on the
+    /// cluster (the node lock, taken alone), since their pods could no longer be scheduled; other
+    /// tests wait until this one ends.
     pub fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), ApiError> {
         if unschedulable {
+            // flock(2) turns a shared lock into an exclusive one in place.
+            self.node.lock().expect("take the node lock alone");
             self.cordoned
                 .lock()
                 .expect("cordoned")
@@ -374,6 +407,16 @@ impl RealCluster {
             json!({"spec": {"unschedulable": unschedulable}}),
         )
         .map(|_| ())
+    }
+
+    /// Waits until no other test holds cluster-wide concern `what` (for example `definitions`
+    /// for the pvc-backup.io resource definitions, `admission` for webhooks and policies that
+    /// judge labelled namespaces), then holds it until the returned value is dropped.
+    pub fn alone_with(&self, what: &str) -> Alone {
+        let lock = lock_file(what);
+        lock.lock()
+            .unwrap_or_else(|e| panic!("take the test lock {what}: {e}"));
+        Alone { _lock: lock }
     }
 
     /// Adds a StorageClass served by the in-tree hostpath provisioner (whatever `provisioner`
@@ -577,6 +620,8 @@ impl Drop for RealCluster {
         for node in std::mem::take(&mut *self.cordoned.lock().expect("cordoned")) {
             let _ = self.set_unschedulable(&node, false);
         }
+        // The node is schedulable again: other tests may start while the namespace goes.
+        let _ = self.node.lock_shared();
         let ns = self.namespace.clone();
         let _ = self.delete("v1", "Namespace", "", &ns);
         // Static PVs outlive their namespace (Retain): wait for the claims to go, then remove
