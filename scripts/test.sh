@@ -53,10 +53,16 @@ fi
 if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
 echo "test.sh: free disk: $(df -h --output=avail . | tail -1 | tr -d ' ') here, $(df -h --output=avail /var | tail -1 | tr -d ' ') in /var"
 
+# Each stage's time, so that a run says where it spent it.
+stage_start=$SECONDS
+stage() { echo "test.sh: $1 took $((SECONDS - stage_start)) s"; stage_start=$SECONDS; }
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+stage "fmt and clippy"
 # Against the fake cluster; the tests that need a real API server run further down.
 cargo test --workspace --locked -- --skip real_only
+stage "the workspace's tests"
 
 # The benchmark scripts in their small mode, so that they keep working. They check that every
 # copy is exact; the times they print mean nothing at this size and are not checked.
@@ -81,11 +87,12 @@ else
   echo "test.sh: SKIP bench/transfer.sh --small: needs root for network namespaces and sshd"
   if [ "${CI:-}" = true ]; then echo "test.sh: CI=true forbids skipping" >&2; exit 1; fi
 fi
-echo "test.sh: benchmark scripts ran in small mode"
+stage "the benchmark scripts in small mode"
 
 # A real run in a container runtime: the image, the mover pod as the CLI renders it, the webhook.
 if [ "$(id -u)" = 0 ]; then
   scripts/e2e-podman.sh
+  stage "scripts/e2e-podman.sh"
 else
   echo "test.sh: SKIP scripts/e2e-podman.sh: needs root for podman volumes owned by other users"
   if [ "${CI:-}" = true ]; then echo "test.sh: CI=true forbids skipping" >&2; exit 1; fi
@@ -103,6 +110,7 @@ elif ! command -v go >/dev/null; then
   if [ "${CI:-}" = true ]; then echo "test.sh: CI=true forbids skipping" >&2; exit 1; fi
 else
   PVC_BACKUP_BIN="$bin" tests/scc/run.sh
+  stage "tests/scc/run.sh"
 fi
 
 # The cluster tests against Kubernetes' own control plane and a real kubelet running the image.
@@ -116,15 +124,17 @@ if [ "$(id -u)" = 0 ]; then
     exit 1
   fi
   trap 'scripts/local-cluster.sh down' EXIT
+  stage "scripts/local-cluster.sh up"
   eval "$(scripts/local-cluster.sh env)"
   # Three tests at a time, each in its own namespace; what they share cluster-wide (the node they
   # cordon, the resource definitions, admission configuration) they take in turn through the
   # locks of crates/testcluster/src/real.rs.
   PVC_BACKUP_TEST_CLUSTER=real cargo test --locked --test cluster -- --test-threads=3 --skip fake_only
+  stage "the real-cluster tests"
   # The operator's scale benchmark in its small mode, after the cluster tests (they remove the
   # definitions it installs); its figures mean nothing at this size.
   PVC_BACKUP_BIN="$bin" bench/operator.sh --small >/dev/null
-  echo "test.sh: bench/operator.sh ran in small mode"
+  stage "bench/operator.sh in small mode"
 else
   echo "test.sh: SKIP the real-cluster tests: scripts/local-cluster.sh needs root"
   if [ "${CI:-}" = true ]; then echo "test.sh: CI=true forbids skipping" >&2; exit 1; fi
