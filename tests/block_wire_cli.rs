@@ -3,16 +3,19 @@
 //! `cmp` and `b3sum`, sparseness with the kernel's `stat`, and what crossed the network with a
 //! byte-counting TCP relay of the test's own, never with the mover's counters.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use listening::Listening;
 use testkit::skip::need_root_and;
+
+mod listening;
 
 fn bin() -> Command {
     Command::new(assert_cmd::cargo::cargo_bin!("pvc-backup"))
@@ -101,86 +104,23 @@ fn allocated(path: &Path) -> u64 {
     it.next().unwrap() * it.next().unwrap()
 }
 
-/// A `pvc-backup mover block ... --listen`: its address read from its stderr, and the rest of
-/// its stderr as it comes. Killed when dropped.
-struct Listening {
-    child: Child,
-    addr: String,
-    err: Arc<Mutex<String>>,
+/// Starts `pvc-backup mover block ARGS --listen 127.0.0.1:0 --progress json`.
+fn listen(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Listening {
+    let mut cmd = bin();
+    cmd.arg("mover").arg("block");
+    for a in args {
+        cmd.arg(a);
+    }
+    cmd.args(["--listen", "127.0.0.1:0", "--progress", "json"]);
+    Listening::start(cmd)
 }
 
-impl Listening {
-    fn start(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Listening {
-        let mut cmd = bin();
-        cmd.arg("mover").arg("block");
-        for a in args {
-            cmd.arg(a);
-        }
-        let mut child = cmd
-            .args(["--listen", "127.0.0.1:0", "--progress", "json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run pvc-backup");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut addr = String::new();
-        let mut seen = String::new();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            seen.push_str(&line);
-            seen.push('\n');
-            if let Some(a) = line.split("listening on ").nth(1) {
-                addr = a.trim().to_string();
-                break;
-            }
-        }
-        assert!(!addr.is_empty(), "it did not listen:\n{seen}");
-        let err = Arc::new(Mutex::new(seen));
-        let sink = err.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        Listening { child, addr, err }
-    }
-
-    /// Waits for it to exit (at most `limit`): its exit code, its last stdout line as JSON (the
-    /// summary), and its stderr.
-    fn wait(mut self, limit: Duration) -> (i32, serde_json::Value, String) {
-        let t0 = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut out = String::new();
-                self.child
-                    .stdout
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut out)
-                    .unwrap();
-                std::thread::sleep(Duration::from_millis(100));
-                let err = self.err.lock().unwrap().clone();
-                let last = out.lines().last().unwrap_or("null");
-                let json = serde_json::from_str(last).unwrap_or(serde_json::Value::Null);
-                return (status.code().unwrap_or(-1), json, err);
-            }
-            assert!(
-                t0.elapsed() < limit,
-                "still running after {limit:?}:\n{}",
-                self.err.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Listening {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Waits for a listening side to exit: its exit code, its summary (the last stdout line) and
+/// its stderr.
+fn finish(l: Listening, limit: Duration) -> (i32, serde_json::Value, String) {
+    let (code, out, err) = l.wait(limit);
+    let last = out.lines().last().unwrap_or("null");
+    (code, serde_json::from_str(last).unwrap_or_default(), err)
 }
 
 /// A TCP relay of the test's own between a sender and `target`: it counts every byte the
@@ -265,10 +205,10 @@ fn copy(
     k: &Path,
     extra: &[&str],
 ) -> (i32, i32, serde_json::Value, serde_json::Value, u64) {
-    let r = Listening::start(&[&dst, &"--keys", &k]);
+    let r = listen(&[&dst, &"--keys", &k]);
     let relay = Relay::start(&r.addr, None);
     let s = send_to(src, &relay.addr, k, extra);
-    let (rc, rsum, rerr) = r.wait(Duration::from_secs(120));
+    let (rc, rsum, rerr) = finish(r, Duration::from_secs(120));
     assert_eq!(
         rc,
         code(&s),
@@ -367,7 +307,7 @@ fn the_sender_may_listen_and_the_receiver_connect() {
     let (dir, k) = setup();
     let (src, dst) = (dir.path().join("src.img"), dir.path().join("dst.img"));
     source_image(&src);
-    let s = Listening::start(&[&src, &"--send", &"--keys", &k]);
+    let s = listen(&[&src, &"--send", &"--keys", &k]);
     let r = bin()
         .args(["mover", "block"])
         .arg(&dst)
@@ -375,7 +315,7 @@ fn the_sender_may_listen_and_the_receiver_connect() {
         .arg(&k)
         .output()
         .unwrap();
-    let (sc, _, serr) = s.wait(Duration::from_secs(60));
+    let (sc, _, serr) = finish(s, Duration::from_secs(60));
     assert_eq!((sc, code(&r)), (0, 0), "{serr}\n{}", stderr(&r));
     assert!(same(&src, &dst, None));
 }
@@ -424,7 +364,7 @@ fn a_peer_with_another_certificate_is_refused_and_nothing_is_written() {
     keys(&other);
     let (src, dst) = (dir.path().join("src.img"), dir.path().join("dst.img"));
     source_image(&src);
-    let r = Listening::start(&[&dst, &"--keys", &k]);
+    let r = listen(&[&dst, &"--keys", &k]);
     // A sender whose certificate the receiver was not given.
     let s = send_to(&src, &r.addr, &other, &[]);
     assert_eq!(code(&s), 1, "{}", stderr(&s));
@@ -436,7 +376,7 @@ fn a_peer_with_another_certificate_is_refused_and_nothing_is_written() {
     // The receiver still waits, and serves the right sender.
     let s = send_to(&src, &r.addr, &k, &[]);
     assert_eq!(code(&s), 0, "{}", stderr(&s));
-    let (rc, _, rerr) = r.wait(Duration::from_secs(30));
+    let (rc, _, rerr) = finish(r, Duration::from_secs(30));
     assert_eq!(rc, 0, "{rerr}");
     assert!(rerr.contains("refused"), "{rerr}");
     assert!(same(&src, &dst, None));
@@ -448,7 +388,7 @@ fn a_hostile_sender_is_refused_and_nothing_is_written_outside_the_target() {
     let (dir, k) = setup();
     let dst = dir.path().join("dst.img");
     std::fs::write(dir.path().join("other"), b"keep").unwrap();
-    let r = Listening::start(&[&dst, &"--keys", &k]);
+    let r = listen(&[&dst, &"--keys", &k]);
     let id = wire::keys::load(&k, wire::keys::Side::Sender).unwrap();
     let t = wire::tls::Timeouts {
         handshake: Duration::from_secs(10),
@@ -478,7 +418,7 @@ fn a_hostile_sender_is_refused_and_nothing_is_written_outside_the_target() {
     conn.send(&Message::BlockChunk { index: 1 << 40 }).unwrap();
     conn.flush().unwrap();
     let answer = conn.recv();
-    let (rc, _, rerr) = r.wait(Duration::from_secs(30));
+    let (rc, _, rerr) = finish(r, Duration::from_secs(30));
     assert_eq!(rc, 1, "{rerr}");
     assert!(rerr.contains("past the end"), "{rerr}");
     assert!(
@@ -502,10 +442,10 @@ fn a_cut_connection_is_resumed_by_a_rerun_that_sends_only_the_rest() {
     let (src, dst) = (dir.path().join("src.img"), dir.path().join("dst.img"));
     source_image(&src);
     // The relay cuts the connection after about half the data.
-    let r = Listening::start(&[&dst, &"--keys", &k]);
+    let r = listen(&[&dst, &"--keys", &k]);
     let relay = Relay::start(&r.addr, Some(30 * CHUNK));
     let s = send_to(&src, &relay.addr, &k, &["--chunk-size", "256K"]);
-    let (rc, _, rerr) = r.wait(Duration::from_secs(60));
+    let (rc, _, rerr) = finish(r, Duration::from_secs(60));
     assert_eq!(code(&s), 1, "{}", stderr(&s));
     assert_eq!(rc, 1, "{rerr}");
     assert!(!dir.path().join("dst.img.pvcb-manifest.json").exists());
@@ -523,7 +463,7 @@ fn a_killed_sender_is_resumed_by_a_rerun() {
     let (dir, k) = setup();
     let (src, dst) = (dir.path().join("src.img"), dir.path().join("dst.img"));
     source_image(&src);
-    let r = Listening::start(&[&dst, &"--keys", &k]);
+    let r = listen(&[&dst, &"--keys", &k]);
     let relay = Relay::start(&r.addr, None);
     let mut s = bin()
         .args(["mover", "block"])
@@ -541,7 +481,7 @@ fn a_killed_sender_is_resumed_by_a_rerun() {
     }
     s.kill().unwrap();
     let _ = s.wait();
-    let (rc, _, rerr) = r.wait(Duration::from_secs(60));
+    let (rc, _, rerr) = finish(r, Duration::from_secs(60));
     assert_ne!(rc, 0, "{rerr}");
     let (sc, _, s, _, _) = copy(&src, &dst, &k, &["--chunk-size", "256K"]);
     assert_eq!(sc, 0, "{s}");
@@ -625,9 +565,9 @@ fn a_device_too_small_is_refused_on_both_sides_with_both_sizes_and_nothing_writt
     source_image(&src);
     let old = noise(SIZE as usize / 2, 5);
     let dst = Loop::over(&dir.path().join("small"), SIZE / 2, &old);
-    let r = Listening::start(&[&dst.dev, &"--keys", &k]);
+    let r = listen(&[&dst.dev, &"--keys", &k]);
     let s = send_to(&src, &r.addr, &k, &[]);
-    let (rc, _, rerr) = r.wait(Duration::from_secs(60));
+    let (rc, _, rerr) = finish(r, Duration::from_secs(60));
     assert_eq!((code(&s), rc), (1, 1), "{}\n{rerr}", stderr(&s));
     for text in [stderr(&s), rerr] {
         assert!(text.contains(&SIZE.to_string()), "{text}");
