@@ -372,13 +372,7 @@ impl Job {
                 summary.chunks_zero += u64::from(o.zero);
                 summary.chunks_equal += u64::from(o.equal);
                 summary.chunks_uncompared += u64::from(o.uncompared);
-                summary.bytes_written += o.written;
-                summary.bytes_zeroed += o.zeroed;
-                if o.written > 0 {
-                    summary.chunks_written += 1;
-                } else if o.zeroed > 0 {
-                    summary.chunks_zeroed += 1;
-                }
+                summary.count_written(o.written, o.zeroed);
                 if let Some(h) = o.hash {
                     hashes[o.index as usize] = h;
                 }

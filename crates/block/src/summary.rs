@@ -123,6 +123,20 @@ impl Summary {
         .code();
     }
 
+    /// Counts one chunk into which `written` bytes of data were written and `zeroed` bytes
+    /// zeroed: a chunk written when any data was, else a chunk zeroed when anything was.
+    /// Returns whether anything was done.
+    pub fn count_written(&mut self, written: u64, zeroed: u64) -> bool {
+        self.bytes_written += written;
+        self.bytes_zeroed += zeroed;
+        if written > 0 {
+            self.chunks_written += 1;
+        } else if zeroed > 0 {
+            self.chunks_zeroed += 1;
+        }
+        written > 0 || zeroed > 0
+    }
+
     /// The last progress line of a copy (phase `done`), from its summary.
     pub fn done_progress(&self) -> contract::progress::block::Progress {
         contract::progress::block::Progress {

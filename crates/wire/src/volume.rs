@@ -339,13 +339,8 @@ fn receive_chunks(
                 recv_chunk_data(conn, offset, len, &mut data)?;
                 let r = target.write_chunk(index, &data).map(|w| {
                     summary.bytes_read += w.read;
-                    summary.bytes_written += w.written;
-                    summary.bytes_zeroed += w.zeroed;
-                    if w.written > 0 {
-                        summary.chunks_written += 1;
-                    } else if w.zeroed > 0 {
-                        summary.chunks_zeroed += 1;
-                    } else {
+                    // A chunk sent whose blocks all turned out equal (its hash was unknown).
+                    if !summary.count_written(w.written, w.zeroed) {
                         summary.chunks_equal += 1;
                     }
                 });
@@ -354,8 +349,7 @@ fn receive_chunks(
             Message::BlockZero { index } => {
                 claim(index, "zero chunk")?;
                 let r = target.zero_chunk(index).map(|n| {
-                    summary.bytes_zeroed += n;
-                    summary.chunks_zeroed += 1;
+                    summary.count_written(0, n);
                 });
                 (index, r)
             }
