@@ -2,13 +2,15 @@
 //! `mover sync` makes, only what differs is sent, both directions of connection work, and what
 //! is not the pinned peer is refused.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod listening;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use listening::Listening;
 use testkit::oracle::assert_mirror;
 use testkit::skip::{ROOT_SQUASHED, is_root, need_root_and, skip};
 use testkit::tree::{Tree, many_owners};
@@ -29,83 +31,6 @@ fn stderr(o: &std::process::Output) -> String {
 fn keys(dir: &Path) {
     let o = bin().args(["mover", "keys"]).arg(dir).output().unwrap();
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-}
-
-/// A `pvc-backup mover ...` that listens: its address, read from its stderr, and the rest of
-/// its stderr as it comes. Killed when dropped.
-struct Listening {
-    child: Child,
-    addr: String,
-    err: Arc<Mutex<String>>,
-}
-
-impl Listening {
-    fn start(mut cmd: Command) -> Listening {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run pvc-backup");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut addr = String::new();
-        let mut seen = String::new();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            seen.push_str(&line);
-            seen.push('\n');
-            if let Some(a) = line.split("listening on ").nth(1) {
-                addr = a.trim().to_string();
-                break;
-            }
-        }
-        assert!(!addr.is_empty(), "it did not listen:\n{seen}");
-        let err = Arc::new(Mutex::new(seen));
-        let sink = err.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        Listening { child, addr, err }
-    }
-
-    /// Waits for it to exit (at most `limit`): its exit code, stdout and stderr.
-    fn wait(mut self, limit: Duration) -> (i32, String, String) {
-        let t0 = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut out = String::new();
-                self.child
-                    .stdout
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut out)
-                    .unwrap();
-                std::thread::sleep(Duration::from_millis(100));
-                let err = self.err.lock().unwrap().clone();
-                return (status.code().unwrap_or(-1), out, err);
-            }
-            assert!(
-                t0.elapsed() < limit,
-                "still running after {limit:?}:\n{}",
-                self.err.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.err.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Listening {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn receive_listening(dst: &Path, keys: &Path, extra: &[&str]) -> Listening {

@@ -3,6 +3,7 @@
 
 mod backup;
 mod block;
+mod block_wire;
 mod check;
 mod copy;
 mod keys;

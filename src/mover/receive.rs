@@ -47,7 +47,7 @@ pub(super) fn run(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
     let (peer, id) = match Peer::open(
         "receive",
         Side::Receiver,
-        &a.wire,
+        &a.wire.conn,
         a.listen.as_deref(),
         a.from.as_deref(),
         false,
@@ -63,14 +63,14 @@ pub(super) fn run(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
     };
     let mut again = false;
     loop {
-        let code = match peer.next(&id, &a.wire, again) {
+        let code = match peer.next(&id, &a.wire.conn, again) {
             Ok((mut conn, from)) => {
                 match wire::receive::receive(&mut conn, &a.dst, opts.clone(), &from) {
                     Ok(summary) => {
                         again = false;
                         finish("receive", a.wire.output(), &summary, None)?
                     }
-                    Err(e) if retry("receive", &a.wire, &e) => {
+                    Err(e) if retry("receive", &a.wire.conn, &e) => {
                         again = true;
                         continue;
                     }

@@ -61,7 +61,7 @@ pub(super) fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
     let (peer, id) = match Peer::open(
         "send",
         Side::Sender,
-        &a.wire,
+        &a.wire.conn,
         a.listen.as_deref(),
         a.to.as_deref(),
         a.tls_client,
@@ -80,13 +80,13 @@ pub(super) fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
     let mut sent = wire::send::Sent::default();
     let mut again = false;
     let summary = loop {
-        let (mut conn, _) = match peer.next(&id, &a.wire, again) {
+        let (mut conn, _) = match peer.next(&id, &a.wire.conn, again) {
             Ok(c) => c,
             Err(e) => return Ok(failed("send", &e)),
         };
         match wire::send::send_counted(&mut conn, &a.src, &opts, &mut sent) {
             Ok(s) => break s,
-            Err(e) if retry("send", &a.wire, &e) => again = true,
+            Err(e) if retry("send", &a.wire.conn, &e) => again = true,
             Err(e) => return Ok(failed("send", &e)),
         }
     };

@@ -13,13 +13,13 @@ use wire::tls::Timeouts;
 use super::ImpersonateArg;
 use crate::output::{self, Output};
 
-/// How to reach the other side, and with which keys.
+/// How to reach the other side, and with which keys: what every command on the wire shares.
 #[derive(Debug, clap::Args)]
-pub struct WireArgs {
+pub struct ConnArgs {
     /// The folder holding this side's key and certificate and the other side's certificate
     /// (made by `pvc-backup mover keys`).
     #[arg(long, value_name = "DIR")]
-    pub keys: PathBuf,
+    pub keys: Option<PathBuf>,
     /// Seconds a peer has to complete the TLS handshake before it is dropped.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub handshake_timeout: f64,
@@ -37,6 +37,25 @@ pub struct WireArgs {
     /// against the certificate, which is pinned.
     #[arg(long, value_name = "NAME", default_value = wire::tls::SERVER_NAME)]
     pub server_name: String,
+}
+
+impl ConnArgs {
+    /// The handshake deadline and the longest silence.
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            handshake: Duration::from_secs_f64(self.handshake_timeout.clamp(0.1, 3600.0)),
+            idle: Duration::from_secs_f64(self.idle_timeout.clamp(0.2, 86400.0)),
+        }
+    }
+}
+
+/// What `mover send` and `mover receive` share: the connection (with `--keys` required), and
+/// how entries are read or written and the result shown.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("keys-dir").required(true).args(["keys"])))]
+pub struct WireArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
     /// When to act as each entry's owner (root_squash NFS, no CAP_DAC_OVERRIDE).
     #[arg(long, value_enum, default_value_t = ImpersonateArg::Auto)]
     pub impersonate: ImpersonateArg,
@@ -52,14 +71,6 @@ pub struct WireArgs {
 }
 
 impl WireArgs {
-    /// The handshake deadline and the longest silence.
-    pub fn timeouts(&self) -> Timeouts {
-        Timeouts {
-            handshake: Duration::from_secs_f64(self.handshake_timeout.clamp(0.1, 3600.0)),
-            idle: Duration::from_secs_f64(self.idle_timeout.clamp(0.2, 86400.0)),
-        }
-    }
-
     /// How the result is shown.
     pub fn output(&self) -> Output {
         Output {
@@ -87,15 +98,22 @@ impl Peer {
     pub fn open(
         cmd: &str,
         side: Side,
-        w: &WireArgs,
+        w: &ConnArgs,
         listen: Option<&str>,
         to: Option<&str>,
         tls_client: bool,
     ) -> Result<(Peer, wire::keys::Identity), Exit> {
         wire::tls::check_server_name(&w.server_name)
             .map_err(|e| output::failed(cmd, &e, e.exit_code()))?;
+        let keys = w.keys.as_deref().ok_or_else(|| {
+            output::failed(
+                cmd,
+                "give --keys DIR (made by `pvc-backup mover keys`)",
+                Exit::Usage,
+            )
+        })?;
         let id =
-            wire::keys::load(&w.keys, side).map_err(|e| output::failed(cmd, &e, e.exit_code()))?;
+            wire::keys::load(keys, side).map_err(|e| output::failed(cmd, &e, e.exit_code()))?;
         match (listen, to) {
             (Some(addr), None) => {
                 let fail = |e: wire::Error| output::failed(cmd, &e, e.exit_code());
@@ -124,7 +142,7 @@ impl Peer {
     pub fn next(
         &self,
         id: &wire::keys::Identity,
-        w: &WireArgs,
+        w: &ConnArgs,
         again: bool,
     ) -> wire::Result<(Conn, String)> {
         let deadline = Instant::now() + w.retry_for;
@@ -144,7 +162,7 @@ impl Peer {
 
 /// Whether a transfer that ended with `e` is tried again: a connection that broke (not a
 /// refusal, a bad certificate or a protocol violation), with `--retry-for` given.
-pub fn retry(cmd: &str, w: &WireArgs, e: &wire::Error) -> bool {
+pub fn retry(cmd: &str, w: &ConnArgs, e: &wire::Error) -> bool {
     let again = !w.retry_for.is_zero() && matches!(e, wire::Error::Net { .. });
     if again {
         eprintln!(

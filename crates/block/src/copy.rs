@@ -10,7 +10,6 @@ use crate::error::{Error, Result};
 use crate::manifest::{Manifest, manifest_path, remove_stale};
 use crate::options::Options;
 use crate::pool::for_each_chunk;
-use contract::ExitCode;
 use contract::progress::block::{Phase, Progress};
 
 use crate::summary::{ChunkError, Summary};
@@ -160,7 +159,7 @@ struct Outcome {
 
 /// What the destination holds where a chunk is to be written.
 #[derive(Clone, Copy)]
-enum Dest<'a> {
+pub(crate) enum Dest<'a> {
     /// These bytes (it was read).
     Known(&'a [u8]),
     /// Zeros (a hole of an image file).
@@ -336,23 +335,9 @@ impl Job {
         if self.options.verify || self.options.verify_only {
             verify_pass(&self, &mut summary, progress);
         }
-        summary.errors.sort_by_key(|e| (e.offset, e.phase));
-        summary.exit_code = if summary.errors.is_empty() {
-            ExitCode::Ok
-        } else {
-            ExitCode::Partial
-        }
-        .code();
+        summary.conclude();
         summary.duration_ms = started.elapsed().as_millis() as u64;
-        progress(&Progress {
-            phase: Phase::Done,
-            entries_done: summary.chunks,
-            entries_known: summary.chunks,
-            bytes_done: self.size,
-            bytes_known: self.size,
-            rate_bytes_per_sec: rate(self.size, summary.duration_ms),
-            elapsed_ms: summary.duration_ms,
-        });
+        progress(&summary.done_progress());
         Ok(summary)
     }
 
@@ -387,13 +372,7 @@ impl Job {
                 summary.chunks_zero += u64::from(o.zero);
                 summary.chunks_equal += u64::from(o.equal);
                 summary.chunks_uncompared += u64::from(o.uncompared);
-                summary.bytes_written += o.written;
-                summary.bytes_zeroed += o.zeroed;
-                if o.written > 0 {
-                    summary.chunks_written += 1;
-                } else if o.zeroed > 0 {
-                    summary.chunks_zeroed += 1;
-                }
+                summary.count_written(o.written, o.zeroed);
                 if let Some(h) = o.hash {
                     hashes[o.index as usize] = h;
                 }
@@ -554,11 +533,8 @@ impl Job {
         Ok(())
     }
 
-    /// Writes the blocks of `src` that differ from what the destination holds.
-    ///
-    /// A device gets one write spanning the first to the last differing block: one large request
-    /// beats many small ones. An image file gets the differing runs, data written and zero runs
-    /// punched, so it allocates no more than the source's non-zero data.
+    /// Writes the blocks of `src` that differ from what the destination holds (see
+    /// [`write_changes`]), counting them in `out`.
     fn write_changes(
         &self,
         src: &[u8],
@@ -566,91 +542,116 @@ impl Job {
         offset: u64,
         out: &mut Outcome,
     ) -> std::result::Result<(), String> {
-        let changed = |start: usize| {
-            let end = (start + BLOCK).min(src.len());
-            match dst {
-                Dest::Known(d) => src[start..end] != d[start..end],
-                Dest::Zero => !is_zero(&src[start..end]),
-                Dest::Unknown => true,
-            }
-        };
-        let write = |from: usize, to: usize, out: &mut Outcome| {
-            self.dst
-                .write_all_at(&src[from..to], offset + from as u64)
-                .map_err(|e| {
-                    format!(
-                        "cannot write destination {} at byte {}: {e}",
-                        self.dst.path.display(),
-                        offset + from as u64
-                    )
-                })?;
-            out.written += (to - from) as u64;
-            Ok::<(), String>(())
-        };
-        let starts = (0..src.len()).step_by(BLOCK);
-        match self.dst.kind {
-            VolumeKind::Device => {
-                let mut span: Option<(usize, usize)> = None;
-                for start in starts {
-                    if changed(start) {
-                        let end = (start + BLOCK).min(src.len());
-                        span = Some(span.map_or((start, end), |(s, _)| (s, end)));
-                    }
-                }
-                if let Some((from, to)) = span {
-                    write(from, to, out)?;
-                }
-            }
-            VolumeKind::File => {
-                // Runs of changed blocks of one class: (start, end, is_zero).
-                let mut run: Option<(usize, usize, bool)> = None;
-                let flush = |run: (usize, usize, bool), out: &mut Outcome| {
-                    let (from, to, zero) = run;
-                    if zero {
-                        self.dst
-                            .zero_range(offset + from as u64, (to - from) as u64, &self.zeros)
-                            .map_err(|e| {
-                                format!(
-                                    "cannot punch a hole in destination {} at byte {}: {e}",
-                                    self.dst.path.display(),
-                                    offset + from as u64
-                                )
-                            })?;
-                        out.zeroed += (to - from) as u64;
-                        Ok(())
-                    } else {
-                        write(from, to, out)
-                    }
-                };
-                for start in starts {
-                    let end = (start + BLOCK).min(src.len());
-                    if !changed(start) {
-                        if let Some(r) = run.take() {
-                            flush(r, out)?;
-                        }
-                        continue;
-                    }
-                    let zero = is_zero(&src[start..end]);
-                    run = match run {
-                        Some((s, _, z)) if z == zero => Some((s, end, z)),
-                        Some(r) => {
-                            flush(r, out)?;
-                            Some((start, end, zero))
-                        }
-                        None => Some((start, end, zero)),
-                    };
-                }
-                if let Some(r) = run {
-                    flush(r, out)?;
-                }
-            }
-        }
+        let done = write_changes(&self.dst, &self.zeros, src, dst, offset)?;
+        out.written += done.written;
+        out.zeroed += done.zeroed;
         Ok(())
     }
 }
 
+/// Writes the blocks of `src` that differ from what the destination holds.
+///
+/// A device gets one write spanning the first to the last differing block: one large request
+/// beats many small ones. An image file gets the differing runs, data written and zero runs
+/// punched, so it allocates no more than the source's non-zero data.
+pub(crate) fn write_changes(
+    vol: &Volume,
+    zeros: &[u8],
+    src: &[u8],
+    dst: Dest<'_>,
+    offset: u64,
+) -> std::result::Result<Written, String> {
+    let mut out = Written::default();
+    let out = &mut out;
+    let changed = |start: usize| {
+        let end = (start + BLOCK).min(src.len());
+        match dst {
+            Dest::Known(d) => src[start..end] != d[start..end],
+            Dest::Zero => !is_zero(&src[start..end]),
+            Dest::Unknown => true,
+        }
+    };
+    let write = |from: usize, to: usize, out: &mut Written| {
+        vol.write_all_at(&src[from..to], offset + from as u64)
+            .map_err(|e| {
+                format!(
+                    "cannot write destination {} at byte {}: {e}",
+                    vol.path.display(),
+                    offset + from as u64
+                )
+            })?;
+        out.written += (to - from) as u64;
+        Ok::<(), String>(())
+    };
+    let starts = (0..src.len()).step_by(BLOCK);
+    match vol.kind {
+        VolumeKind::Device => {
+            let mut span: Option<(usize, usize)> = None;
+            for start in starts {
+                if changed(start) {
+                    let end = (start + BLOCK).min(src.len());
+                    span = Some(span.map_or((start, end), |(s, _)| (s, end)));
+                }
+            }
+            if let Some((from, to)) = span {
+                write(from, to, out)?;
+            }
+        }
+        VolumeKind::File => {
+            // Runs of changed blocks of one class: (start, end, is_zero).
+            let mut run: Option<(usize, usize, bool)> = None;
+            let flush = |run: (usize, usize, bool), out: &mut Written| {
+                let (from, to, zero) = run;
+                if zero {
+                    vol.zero_range(offset + from as u64, (to - from) as u64, zeros)
+                        .map_err(|e| {
+                            format!(
+                                "cannot punch a hole in destination {} at byte {}: {e}",
+                                vol.path.display(),
+                                offset + from as u64
+                            )
+                        })?;
+                    out.zeroed += (to - from) as u64;
+                    Ok(())
+                } else {
+                    write(from, to, out)
+                }
+            };
+            for start in starts {
+                let end = (start + BLOCK).min(src.len());
+                if !changed(start) {
+                    if let Some(r) = run.take() {
+                        flush(r, out)?;
+                    }
+                    continue;
+                }
+                let zero = is_zero(&src[start..end]);
+                run = match run {
+                    Some((s, _, z)) if z == zero => Some((s, end, z)),
+                    Some(r) => {
+                        flush(r, out)?;
+                        Some((start, end, zero))
+                    }
+                    None => Some((start, end, zero)),
+                };
+            }
+            if let Some(r) = run {
+                flush(r, out)?;
+            }
+        }
+    }
+    Ok(*out)
+}
+
+/// Bytes a [`write_changes`] wrote and zeroed.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Written {
+    pub(crate) written: u64,
+    pub(crate) zeroed: u64,
+}
+
 /// Keeps the counts of a phase and emits a progress report at most twice a second.
-pub(crate) struct Reporter {
+pub struct Reporter {
     phase: Phase,
     started: Instant,
     last: Instant,
@@ -661,7 +662,8 @@ pub(crate) struct Reporter {
 }
 
 impl Reporter {
-    pub(crate) fn new(phase: Phase, known: u64, bytes_known: u64) -> Self {
+    /// A phase of `known` chunks holding `bytes_known` bytes, starting now.
+    pub fn new(phase: Phase, known: u64, bytes_known: u64) -> Self {
         let now = Instant::now();
         Reporter {
             phase,
@@ -674,18 +676,21 @@ impl Reporter {
         }
     }
 
-    pub(crate) fn advance(&mut self, bytes: u64) {
+    /// Counts one chunk of `bytes` bytes as done.
+    pub fn advance(&mut self, bytes: u64) {
         self.done += 1;
         self.bytes_done += bytes;
     }
 
-    pub(crate) fn maybe_emit(&mut self, progress: &mut dyn FnMut(&Progress)) {
+    /// Emits a report when the last one is half a second old.
+    pub fn maybe_emit(&mut self, progress: &mut dyn FnMut(&Progress)) {
         if self.last.elapsed().as_millis() >= 500 {
             self.emit(progress);
         }
     }
 
-    pub(crate) fn emit(&mut self, progress: &mut dyn FnMut(&Progress)) {
+    /// Emits a report now.
+    pub fn emit(&mut self, progress: &mut dyn FnMut(&Progress)) {
         self.last = Instant::now();
         let elapsed_ms = self.started.elapsed().as_millis() as u64;
         progress(&Progress {
@@ -700,7 +705,7 @@ impl Reporter {
     }
 }
 
-fn rate(bytes: u64, ms: u64) -> u64 {
+pub(crate) fn rate(bytes: u64, ms: u64) -> u64 {
     if ms == 0 {
         0
     } else {

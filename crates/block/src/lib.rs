@@ -18,6 +18,7 @@ mod manifest;
 mod options;
 mod pool;
 pub mod reflink;
+pub mod remote;
 mod summary;
 mod verify;
 pub mod versions;
@@ -33,7 +34,7 @@ use std::path::Path;
 
 use contract::progress::block::Progress;
 
-pub use copy::Job;
+pub use copy::{Job, Reporter};
 
 /// Checks SRC and DST, copies SRC onto DST (unless [`Options::verify_only`]), verifies when asked,
 /// and returns what was done.

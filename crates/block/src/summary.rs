@@ -1,12 +1,18 @@
 //! What a block copy did, for the caller and for `--progress json`.
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A name out of a fixed set ("device" or "file", "copy" or "verify"). Spelt as an alias, so
+/// that serde does not take the field for one that borrows from its input (which would make a
+/// summary readable only from `'static` bytes): it is read with [`one_of`] instead.
+type Name = &'static str;
 
 /// One chunk that could not be copied or did not verify.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkError {
     /// "copy" or "verify".
-    pub phase: &'static str,
+    #[serde(deserialize_with = "phase_name")]
+    pub phase: Name,
     /// Byte offset of the chunk in the volume.
     pub offset: u64,
     /// Length of the chunk in bytes.
@@ -16,7 +22,7 @@ pub struct ChunkError {
 }
 
 /// Counts of the verification pass.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifySummary {
     /// Chunks compared.
     pub chunks: u64,
@@ -26,17 +32,20 @@ pub struct VerifySummary {
     pub mismatches: u64,
 }
 
-/// What a block copy did. Printed as JSON at the end of `--progress json`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// What a block copy did. Printed as JSON at the end of `--progress json`; read back by the
+/// sending side of a copy over the wire, which gets it from the receiver.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     /// The source path.
     pub source: String,
     /// The destination path.
     pub destination: String,
     /// "device" or "file" for the source.
-    pub source_kind: &'static str,
+    #[serde(deserialize_with = "kind_name")]
+    pub source_kind: Name,
     /// "device" or "file" for the destination.
-    pub destination_kind: &'static str,
+    #[serde(deserialize_with = "kind_name")]
+    pub destination_kind: Name,
     /// Bytes copied: the size of the source.
     pub size: u64,
     /// Bytes per chunk.
@@ -81,7 +90,66 @@ pub struct Summary {
     pub exit_code: u8,
 }
 
+/// Reads one of `names` as the `'static` string it is.
+fn one_of<'de, D: Deserializer<'de>>(
+    d: D,
+    names: &[&'static str],
+) -> Result<&'static str, D::Error> {
+    let s = String::deserialize(d)?;
+    names
+        .iter()
+        .find(|n| **n == s)
+        .copied()
+        .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not one of {names:?}")))
+}
+
+fn kind_name<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    one_of(d, &["device", "file"])
+}
+
+fn phase_name<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    one_of(d, &["copy", "verify"])
+}
+
 impl Summary {
+    /// Sorts the errors by offset and sets the exit code: 0 without errors, 23 with.
+    pub fn conclude(&mut self) {
+        self.errors.sort_by_key(|e| (e.offset, e.phase));
+        self.exit_code = if self.errors.is_empty() {
+            contract::ExitCode::Ok
+        } else {
+            contract::ExitCode::Partial
+        }
+        .code();
+    }
+
+    /// Counts one chunk into which `written` bytes of data were written and `zeroed` bytes
+    /// zeroed: a chunk written when any data was, else a chunk zeroed when anything was.
+    /// Returns whether anything was done.
+    pub fn count_written(&mut self, written: u64, zeroed: u64) -> bool {
+        self.bytes_written += written;
+        self.bytes_zeroed += zeroed;
+        if written > 0 {
+            self.chunks_written += 1;
+        } else if zeroed > 0 {
+            self.chunks_zeroed += 1;
+        }
+        written > 0 || zeroed > 0
+    }
+
+    /// The last progress line of a copy (phase `done`), from its summary.
+    pub fn done_progress(&self) -> contract::progress::block::Progress {
+        contract::progress::block::Progress {
+            phase: contract::progress::block::Phase::Done,
+            entries_done: self.chunks,
+            entries_known: self.chunks,
+            bytes_done: self.size,
+            bytes_known: self.size,
+            rate_bytes_per_sec: crate::copy::rate(self.size, self.duration_ms),
+            elapsed_ms: self.duration_ms,
+        }
+    }
+
     /// One line for people: what was read, written, skipped and how long it took.
     pub fn human_line(&self) -> String {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);

@@ -212,6 +212,35 @@ pub enum MoverCommand {
         /// Compare files whose size and mtime are equal by content too (`--checksum`).
         checksum: bool,
     },
+    /// `mover block SRC --to HOST:PORT` (or `--listen ADDR:PORT --send --tls-client`): send a
+    /// block volume to a `mover block DST --listen` over mutual TLS, only the chunks whose hash
+    /// differs from the receiver's. Prints the receiver's summary with a `sent` field.
+    BlockSend {
+        /// The source device or image file.
+        src: String,
+        /// How it meets the receiver.
+        peer: SendPeer,
+        /// The folder with this side's key and certificate and the receiver's certificate.
+        keys: String,
+        /// How long to keep trying to connect (and to connect again after a drop), in seconds.
+        retry_for_secs: u64,
+        /// Compress chunk data on the wire.
+        compress: bool,
+        /// The name to ask for in the TLS hello (SNI), when not the default: a Route's host.
+        server_name: Option<String>,
+    },
+    /// `mover block DST --listen ADDR:PORT`: receive a block volume from one
+    /// `mover block SRC --to`, writing it as a local `mover block` does.
+    BlockReceive {
+        /// The destination device or image file.
+        dst: String,
+        /// The `ADDR:PORT` to listen at.
+        listen: String,
+        /// The folder with this side's key and certificate and the sender's certificate.
+        keys: String,
+        /// How long to wait for the sender to connect again after a drop, in seconds.
+        retry_for_secs: u64,
+    },
     /// `--version`: print the version and exit 0. A pod that mounts claims and does nothing
     /// else (a storage class that provisions only for a pod then provisions them).
     Version,
@@ -401,6 +430,45 @@ impl MoverCommand {
                 args.extend(["--retry-for".to_owned(), format!("{retry_for_secs}s")]);
                 args
             }
+            // Block volumes over the wire print the summary like a local `mover block`.
+            MoverCommand::BlockSend {
+                src,
+                peer,
+                keys,
+                retry_for_secs,
+                compress,
+                server_name,
+            } => {
+                let mut args = strings(&["mover", "block", src]);
+                match peer {
+                    SendPeer::To(to) => args.extend(strings(&["--to", to])),
+                    SendPeer::Relayed(listen) => {
+                        args.extend(strings(&["--listen", listen, "--send", "--tls-client"]));
+                    }
+                }
+                args.extend(strings(&["--keys", keys]));
+                if let Some(name) = server_name {
+                    args.extend(["--server-name".to_owned(), name.clone()]);
+                }
+                args.extend(strings(&PROGRESS_JSON));
+                args.extend(["--retry-for".to_owned(), format!("{retry_for_secs}s")]);
+                if *compress {
+                    args.push("--compress".to_owned());
+                }
+                args
+            }
+            MoverCommand::BlockReceive {
+                dst,
+                listen,
+                keys,
+                retry_for_secs,
+            } => {
+                let mut args =
+                    strings(&["mover", "block", dst, "--listen", listen, "--keys", keys]);
+                args.extend(strings(&PROGRESS_JSON));
+                args.extend(["--retry-for".to_owned(), format!("{retry_for_secs}s")]);
+                args
+            }
             MoverCommand::Version => strings(&["--version"]),
         }
     }
@@ -502,6 +570,28 @@ impl MoverCommand {
                 fsync: true,
                 checksum: true,
             },
+            MoverCommand::BlockSend {
+                src: "/dev/source".into(),
+                peer: SendPeer::To("receiver.shop.svc:7443".into()),
+                keys: "/keys".into(),
+                retry_for_secs: 120,
+                compress: true,
+                server_name: Some("copy-lab.apps.example.com".into()),
+            },
+            MoverCommand::BlockSend {
+                src: "/dev/source".into(),
+                peer: SendPeer::Relayed("0.0.0.0:7443".into()),
+                keys: "/keys".into(),
+                retry_for_secs: 120,
+                compress: false,
+                server_name: None,
+            },
+            MoverCommand::BlockReceive {
+                dst: "/dev/target".into(),
+                listen: "0.0.0.0:7443".into(),
+                keys: "/keys".into(),
+                retry_for_secs: 120,
+            },
             MoverCommand::Version,
         ]
     }
@@ -544,6 +634,12 @@ mod tests {
                 "mover send /source --listen 0.0.0.0:7443 --tls-client --keys /keys --json \
                  --retry-for 120s",
                 "mover receive /backup --listen 0.0.0.0:7443 --keys /keys --fsync --checksum --json --retry-for 120s",
+                "mover block /dev/source --to receiver.shop.svc:7443 --keys /keys --server-name \
+                 copy-lab.apps.example.com --progress json --retry-for 120s --compress",
+                "mover block /dev/source --listen 0.0.0.0:7443 --send --tls-client --keys /keys \
+                 --progress json --retry-for 120s",
+                "mover block /dev/target --listen 0.0.0.0:7443 --keys /keys --progress json \
+                 --retry-for 120s",
                 "--version",
             ]
         );

@@ -35,6 +35,10 @@ pub enum Error {
     /// The mover refused or failed on this side (empty source, lock held, bad target, ...).
     #[error(transparent)]
     Mover(#[from] mover::Error),
+    /// The block copier refused or failed on this side (missing or empty source, destination
+    /// device too small or in use, ...).
+    #[error(transparent)]
+    Block(#[from] block::Error),
     /// The peer ended the transfer with an error of its own.
     #[error("the {side} reported: {message}")]
     Remote {
@@ -55,6 +59,7 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Mover(e) => e.exit_code(),
+            Error::Block(e) => e.exit_code(),
             Error::Remote { code, .. } => *code,
             Error::Usage(_) => ExitCode::Usage,
             Error::Keys { .. } | Error::Tls(_) | Error::Net { .. } | Error::Protocol(_) => {

@@ -15,6 +15,19 @@
 //! 4. the receiver ends with [`Message::Done`] and the summary.
 //!
 //! Either side may end a transfer early with [`Message::Abort`].
+//!
+//! A block volume (`mover block` over the wire; hello sides 2 and 3) goes otherwise:
+//!
+//! 1. the sender announces the source: [`Message::BlockBegin`] (size, chunk size);
+//! 2. the receiver answers with the BLAKE3 hash of each chunk of its destination, in order, in
+//!    [`Message::BlockHashes`] frames (none when the sender said not to compare);
+//! 3. the sender sends each chunk whose hash differs, in any order: [`Message::BlockZero`] for
+//!    a chunk of zeros, else [`Message::BlockChunk`] followed by [`Message::Data`] (or
+//!    [`Message::Compressed`]) frames that cover the chunk exactly, in order, their offsets
+//!    counted from the chunk's start;
+//!    [`Message::BlockFailed`] for a chunk it could not read; then [`Message::BlockEnd`];
+//! 4. with verification, the sender sends the hashes of its source read again
+//!    ([`Message::BlockHashes`]); the receiver ends with [`Message::Done`] and the summary.
 
 use std::ffi::CString;
 
@@ -228,6 +241,58 @@ pub enum Message {
     Done(Vec<u8>),
     /// Nothing but a sign of life from a side that is busy (see [`crate::frame`]).
     Keepalive,
+    /// Block transfer, from the sender: the source volume and how it is cut into chunks.
+    BlockBegin {
+        /// The source's size in bytes.
+        size: u64,
+        /// Bytes per chunk (a multiple of 4 KiB).
+        chunk_size: u64,
+        /// The source is an image file (else a block device).
+        source_file: bool,
+        /// The receiver hashes its chunks and sends the hashes (else every chunk is sent).
+        compare: bool,
+        /// After the copy, the sender sends the hashes of its source read again and the
+        /// receiver compares them with its destination read again.
+        verify: bool,
+    },
+    /// Block transfer: the BLAKE3 hashes of chunks `first`, `first + 1`, ... of one side. All
+    /// zero bytes stand for a chunk that could not be read.
+    BlockHashes {
+        /// The number of the first chunk.
+        first: u64,
+        /// The hashes.
+        hashes: Vec<[u8; 32]>,
+    },
+    /// Block transfer: the data of this chunk follows, as [`Message::Data`] or
+    /// [`Message::Compressed`] frames covering it exactly, in order, their offsets counted
+    /// from the chunk's start.
+    BlockChunk {
+        /// The chunk's number.
+        index: u64,
+    },
+    /// Block transfer: this chunk of the source is all zeros; zero it without data.
+    BlockZero {
+        /// The chunk's number.
+        index: u64,
+    },
+    /// Block transfer: the sender could not read this chunk.
+    BlockFailed {
+        /// The chunk's number.
+        index: u64,
+        /// What the sender's kernel said.
+        error: String,
+    },
+    /// Block transfer: every differing chunk was sent; what the sender read to find them.
+    BlockEnd {
+        /// Chunks of the source read.
+        chunks_read: u64,
+        /// Chunks of the source that were holes of an image file, not read.
+        chunks_hole: u64,
+        /// Chunks of the source that are all zeros.
+        chunks_zero: u64,
+        /// Bytes of the source read.
+        bytes_read: u64,
+    },
     /// The transfer ends early with this exit code.
     Abort {
         /// The mover exit code.
@@ -257,6 +322,17 @@ const KEEPALIVE: u8 = 17;
 const BASIS: u8 = 18;
 const SAME: u8 = 19;
 const EXCLUDED: u8 = 20;
+const BLOCK_BEGIN: u8 = 21;
+const BLOCK_HASHES: u8 = 22;
+const BLOCK_CHUNK: u8 = 23;
+const BLOCK_ZERO: u8 = 24;
+const BLOCK_FAILED: u8 = 25;
+const BLOCK_END: u8 = 26;
+
+/// Flags of [`Message::BlockBegin`].
+const FLAG_FILE: u8 = 1;
+const FLAG_COMPARE: u8 = 2;
+const FLAG_VERIFY: u8 = 4;
 
 fn put_u32(o: &mut Vec<u8>, v: u32) {
     o.extend_from_slice(&v.to_be_bytes());
@@ -394,6 +470,19 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// A count, then that many 32-byte hashes (the count bounded by the frame).
+    fn hashes(&mut self) -> Result<Vec<[u8; 32]>> {
+        let n = self.u32()? as usize;
+        if n > self.0.len() / 32 {
+            return Err(short());
+        }
+        let mut hashes = Vec::with_capacity(n);
+        for _ in 0..n {
+            hashes.push(self.take(32)?.try_into().expect("32 bytes"));
+        }
+        Ok(hashes)
+    }
+
     fn end(&self) -> Result<()> {
         if self.0.is_empty() {
             Ok(())
@@ -522,6 +611,55 @@ impl Message {
                 out.push(DONE);
                 put_bytes(out, summary);
             }
+            Message::BlockBegin {
+                size,
+                chunk_size,
+                source_file,
+                compare,
+                verify,
+            } => {
+                out.push(BLOCK_BEGIN);
+                put_u64(out, *size);
+                put_u64(out, *chunk_size);
+                let flag = |on: bool, f: u8| if on { f } else { 0 };
+                out.push(
+                    flag(*source_file, FLAG_FILE)
+                        | flag(*compare, FLAG_COMPARE)
+                        | flag(*verify, FLAG_VERIFY),
+                );
+            }
+            Message::BlockHashes { first, hashes } => {
+                out.push(BLOCK_HASHES);
+                put_u64(out, *first);
+                put_u32(out, hashes.len() as u32);
+                for h in hashes {
+                    out.extend_from_slice(h);
+                }
+            }
+            Message::BlockChunk { index } => {
+                out.push(BLOCK_CHUNK);
+                put_u64(out, *index);
+            }
+            Message::BlockZero { index } => {
+                out.push(BLOCK_ZERO);
+                put_u64(out, *index);
+            }
+            Message::BlockFailed { index, error } => {
+                out.push(BLOCK_FAILED);
+                put_u64(out, *index);
+                put_bytes(out, error.as_bytes());
+            }
+            Message::BlockEnd {
+                chunks_read,
+                chunks_hole,
+                chunks_zero,
+                bytes_read,
+            } => {
+                out.push(BLOCK_END);
+                for n in [chunks_read, chunks_hole, chunks_zero, bytes_read] {
+                    put_u64(out, *n);
+                }
+            }
             Message::Abort { code, message } => {
                 out.push(ABORT);
                 out.push(*code);
@@ -593,20 +731,43 @@ impl Message {
             WANT_END => Message::WantEnd,
             BASIS => {
                 let (file, chunk) = (r.u64()?, r.u32()?);
-                let n = r.u32()? as usize;
-                if n > r.0.len() / 32 {
-                    return Err(short());
-                }
-                let mut hashes = Vec::with_capacity(n);
-                for _ in 0..n {
-                    hashes.push(r.take(32)?.try_into().expect("32 bytes"));
-                }
                 Message::Basis {
                     file,
                     chunk,
-                    hashes,
+                    hashes: r.hashes()?,
                 }
             }
+            BLOCK_BEGIN => {
+                let (size, chunk_size, flags) = (r.u64()?, r.u64()?, r.u8()?);
+                if flags & !(FLAG_FILE | FLAG_COMPARE | FLAG_VERIFY) != 0 {
+                    return Err(Error::protocol(format!(
+                        "unknown block transfer flags {flags:#x}"
+                    )));
+                }
+                Message::BlockBegin {
+                    size,
+                    chunk_size,
+                    source_file: flags & FLAG_FILE != 0,
+                    compare: flags & FLAG_COMPARE != 0,
+                    verify: flags & FLAG_VERIFY != 0,
+                }
+            }
+            BLOCK_HASHES => Message::BlockHashes {
+                first: r.u64()?,
+                hashes: r.hashes()?,
+            },
+            BLOCK_CHUNK => Message::BlockChunk { index: r.u64()? },
+            BLOCK_ZERO => Message::BlockZero { index: r.u64()? },
+            BLOCK_FAILED => Message::BlockFailed {
+                index: r.u64()?,
+                error: r.text()?,
+            },
+            BLOCK_END => Message::BlockEnd {
+                chunks_read: r.u64()?,
+                chunks_hole: r.u64()?,
+                chunks_zero: r.u64()?,
+                bytes_read: r.u64()?,
+            },
             SAME => Message::Same {
                 offset: r.u64()?,
                 len: r.u64()?,
@@ -665,6 +826,12 @@ impl Message {
             Message::FileFailed { .. } => "file failure",
             Message::Done(_) => "summary",
             Message::Keepalive => "keepalive",
+            Message::BlockBegin { .. } => "block transfer start",
+            Message::BlockHashes { .. } => "chunk hashes",
+            Message::BlockChunk { .. } => "chunk start",
+            Message::BlockZero { .. } => "zero chunk",
+            Message::BlockFailed { .. } => "chunk failure",
+            Message::BlockEnd { .. } => "block transfer end",
             Message::Abort { .. } => "abort",
         }
     }
@@ -752,6 +919,29 @@ mod tests {
             },
             Message::Done(b"{}".to_vec()),
             Message::Keepalive,
+            Message::BlockBegin {
+                size: 1 << 40,
+                chunk_size: 4 << 20,
+                source_file: true,
+                compare: false,
+                verify: true,
+            },
+            Message::BlockHashes {
+                first: 7,
+                hashes: vec![[3; 32], [0; 32]],
+            },
+            Message::BlockChunk { index: 9 },
+            Message::BlockZero { index: u64::MAX },
+            Message::BlockFailed {
+                index: 2,
+                error: "I/O error".into(),
+            },
+            Message::BlockEnd {
+                chunks_read: 1,
+                chunks_hole: 2,
+                chunks_zero: 3,
+                bytes_read: 4,
+            },
             Message::Abort {
                 code: 254,
                 message: "empty".into(),

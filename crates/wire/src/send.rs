@@ -146,10 +146,7 @@ pub fn send_counted(
             checksum,
         } => checksum,
         Message::Hello { version, side, .. } => {
-            return Err(Error::protocol(format!(
-                "the peer says it is side {side} of protocol {version}; a receiver of protocol \
-                 {PROTOCOL_VERSION} was expected (are both sides the same pvc-backup version?)"
-            )));
+            return Err(crate::hello_mismatch(1, version, side));
         }
         other => return Err(unexpected("hello", &other)),
     };
@@ -613,27 +610,32 @@ fn send_region(
             Err(Errno::INTR) => continue,
             Err(e) => return Ok(Err(e.into())),
         };
-        let data = &buf[..got];
-        match compress.then(|| zstd::bulk::compress(data, ZSTD_LEVEL)) {
-            Some(Ok(z)) if z.len() < got => {
-                let wire = z.len() as u64;
-                conn.send(&Message::Compressed {
-                    offset: pos,
-                    raw_len: got as u32,
-                    bytes: z,
-                })?;
-                total.wire += wire;
-            }
-            _ => {
-                conn.send_data(pos, data)?;
-                total.wire += got as u64;
-            }
-        }
+        total.wire += send_bytes(conn, pos, &buf[..got], compress)?;
         pos += got as u64;
         *sent += got as u64;
         total.bytes += got as u64;
     }
     Ok(Ok(()))
+}
+
+/// Sends `data` (at most [`DATA_CHUNK`] bytes) as the content at `offset`: compressed with zstd
+/// when `compress` is set and it shrinks, else as it is. Returns what it took on the wire.
+pub(crate) fn send_bytes(conn: &mut Conn, offset: u64, data: &[u8], compress: bool) -> Result<u64> {
+    match compress.then(|| zstd::bulk::compress(data, ZSTD_LEVEL)) {
+        Some(Ok(z)) if z.len() < data.len() => {
+            let wire = z.len() as u64;
+            conn.send(&Message::Compressed {
+                offset,
+                raw_len: data.len() as u32,
+                bytes: z,
+            })?;
+            Ok(wire)
+        }
+        _ => {
+            conn.send_data(offset, data)?;
+            Ok(data.len() as u64)
+        }
+    }
 }
 
 /// The BLAKE3 hash of a file's first `size` bytes.

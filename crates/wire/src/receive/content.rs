@@ -376,7 +376,7 @@ impl Session<'_> {
 
 /// Expands a [`Message::Compressed`] frame's data, which must be exactly `raw_len` bytes, at most
 /// one chunk: a frame that expands to more is refused before it is written anywhere.
-fn expand(bytes: &[u8], raw_len: u32) -> Option<Vec<u8>> {
+pub(crate) fn expand(bytes: &[u8], raw_len: u32) -> Option<Vec<u8>> {
     if raw_len as usize > crate::frame::DATA_CHUNK {
         return None;
     }

@@ -46,6 +46,7 @@ use crate::send::unexpected;
 use crate::{Error, PROTOCOL_VERSION, Result};
 
 mod content;
+pub(crate) use content::expand;
 mod listing;
 mod place;
 
@@ -141,11 +142,7 @@ impl Receiver {
                 ..
             } => {}
             Message::Hello { version, side, .. } => {
-                return Err(Error::protocol(format!(
-                    "the peer says it is side {side} of protocol {version}; a sender of \
-                     protocol {PROTOCOL_VERSION} was expected (are both sides the same \
-                     pvc-backup version?)"
-                )));
+                return Err(crate::hello_mismatch(0, version, side));
             }
             other => return Err(unexpected("hello", &other)),
         }
