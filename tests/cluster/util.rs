@@ -32,7 +32,7 @@ enum Backend {
     /// `testcluster`'s fake cluster, its kubelet running this build's binary.
     Fake(FakeCluster),
     /// A namespace of a real cluster.
-    Real(RealCluster),
+    Real(Box<RealCluster>),
 }
 
 macro_rules! both {
@@ -219,7 +219,7 @@ pub fn cluster_with(options: Options) -> Cluster {
     let c = match Settings::from_env() {
         Some(settings) => Cluster {
             image: settings.image.clone().into(),
-            backend: Backend::Real(RealCluster::start(settings)),
+            backend: Backend::Real(Box::new(RealCluster::start(settings))),
         },
         None => Cluster {
             image: IMAGE.to_owned().into(),

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use contract::{ExitCode, MoverCommand, SendPeer};
 use k8s_openapi::api::core::v1::{
-    Namespace, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
+    Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
 use kube::api::{DeleteParams, DynamicObject};
 use serde_json::Value;
