@@ -33,15 +33,56 @@ const DIFFERING_STREAK: u32 = 8;
 /// burst of changes thus costs at most this many needless chunk writes after the burst.
 const PROBE_EVERY: u64 = 16;
 
+/// Chunk geometry of a copy, local or over the wire: the volume's size, the chunk size, a chunk
+/// of zeros and the hashes of all-zero chunks (full and last).
+pub(crate) struct Geometry {
+    pub(crate) size: u64,
+    pub(crate) chunk_size: u64,
+    pub(crate) zeros: Vec<u8>,
+    zero_full: blake3::Hash,
+    zero_tail: blake3::Hash,
+}
+
+impl Geometry {
+    pub(crate) fn new(size: u64, chunk_size: u64) -> Geometry {
+        let zeros = vec![0u8; chunk_size as usize];
+        let tail = match size % chunk_size {
+            0 => chunk_size,
+            t => t,
+        };
+        Geometry {
+            zero_full: blake3::hash(&zeros),
+            zero_tail: blake3::hash(&zeros[..tail as usize]),
+            zeros,
+            size,
+            chunk_size,
+        }
+    }
+
+    pub(crate) fn chunks(&self) -> u64 {
+        self.size.div_ceil(self.chunk_size)
+    }
+
+    pub(crate) fn range(&self, index: u64) -> (u64, usize) {
+        let offset = index * self.chunk_size;
+        (offset, self.chunk_size.min(self.size - offset) as usize)
+    }
+
+    pub(crate) fn zero_hash(&self, len: usize) -> blake3::Hash {
+        if len as u64 == self.chunk_size {
+            self.zero_full
+        } else {
+            self.zero_tail
+        }
+    }
+}
+
 /// A checked pair of volumes, ready to copy. Opening one writes nothing.
 pub struct Job {
     pub(crate) src: Volume,
     pub(crate) dst: Volume,
     pub(crate) options: Options,
-    pub(crate) size: u64,
-    zero_hash_full: blake3::Hash,
-    zero_hash_tail: blake3::Hash,
-    pub(crate) zeros: Vec<u8>,
+    pub(crate) geo: Geometry,
     /// What the destination's chunks are known to hash to, without reading them (empty: unknown).
     known: Vec<Option<blake3::Hash>>,
     /// Chunks in a row (as the workers finish them) that needed a write (see [`DIFFERING_STREAK`]).
@@ -216,21 +257,11 @@ impl Job {
                 dst_size: dst_vol.size,
             });
         }
-        let size = src_vol.size;
-        let cs = options.chunk_size;
-        let tail = match size % cs {
-            0 => cs,
-            t => t,
-        };
-        let zeros = vec![0u8; cs as usize];
         Ok(Job {
-            zero_hash_full: blake3::hash(&zeros),
-            zero_hash_tail: blake3::hash(&zeros[..tail as usize]),
-            zeros,
+            geo: Geometry::new(src_vol.size, options.chunk_size),
             src: src_vol,
             dst: dst_vol,
             options: options.clone(),
-            size,
             known: Vec::new(),
             differing: AtomicU32::new(0),
             costs: Costs::default(),
@@ -248,12 +279,12 @@ impl Job {
 
     /// Size of the source in bytes: what will be copied.
     pub fn size(&self) -> u64 {
-        self.size
+        self.geo.size
     }
 
     /// Number of chunks.
     pub fn chunks(&self) -> u64 {
-        self.size.div_ceil(self.options.chunk_size)
+        self.geo.chunks()
     }
 
     /// What the source is.
@@ -272,17 +303,12 @@ impl Job {
     }
 
     pub(crate) fn chunk_range(&self, index: u64) -> (u64, usize) {
-        let offset = index * self.options.chunk_size;
-        let len = self.options.chunk_size.min(self.size - offset) as usize;
-        (offset, len)
+        self.geo.range(index)
     }
 
+    /// The BLAKE3 hash of a chunk of zeros of `len` bytes (full, or the last chunk's).
     pub(crate) fn zero_hash(&self, len: usize) -> blake3::Hash {
-        if len as u64 == self.options.chunk_size {
-            self.zero_hash_full
-        } else {
-            self.zero_hash_tail
-        }
+        self.geo.zero_hash(len)
     }
 
     pub(crate) fn buffers(&self) -> Buffers {
@@ -303,7 +329,7 @@ impl Job {
             destination: self.dst.path.display().to_string(),
             source_kind: self.src.kind.name(),
             destination_kind: self.dst.kind.name(),
-            size: self.size,
+            size: self.geo.size,
             chunk_size: self.options.chunk_size,
             threads: self.options.threads,
             chunks: self.chunks(),
@@ -317,17 +343,17 @@ impl Job {
                 // A manifest from an earlier copy stops being true with the first write.
                 remove_stale(&manifest_file)?;
             }
-            if self.dst.kind == VolumeKind::File && self.dst.size != self.size {
-                self.dst.set_len(self.size)?;
+            if self.dst.kind == VolumeKind::File && self.dst.size != self.geo.size {
+                self.dst.set_len(self.geo.size)?;
             }
-            self.dst_holes = self.dst.hole_map(self.options.chunk_size, self.size);
+            self.dst_holes = self.dst.hole_map(self.options.chunk_size, self.geo.size);
             let hashes = self.copy_pass(&mut summary, with_manifest, progress);
             self.dst
                 .sync()
                 .map_err(|e| Error::io("cannot flush the writes to", &self.dst.path, e))?;
             self.src.forget();
             if with_manifest && summary.errors.is_empty() {
-                let manifest = Manifest::new(self.size, self.options.chunk_size, &hashes);
+                let manifest = Manifest::new(self.geo.size, self.options.chunk_size, &hashes);
                 manifest.write(&manifest_file)?;
                 summary.manifest = Some(manifest_file.display().to_string());
             }
@@ -349,11 +375,11 @@ impl Job {
     ) -> Vec<blake3::Hash> {
         let chunks = self.chunks();
         let mut hashes = if with_hashes {
-            vec![self.zero_hash_full; chunks as usize]
+            vec![self.zero_hash(self.options.chunk_size as usize); chunks as usize]
         } else {
             Vec::new()
         };
-        let mut reporter = Reporter::new(Phase::Copy, chunks, self.size);
+        let mut reporter = Reporter::new(Phase::Copy, chunks, self.geo.size);
         reporter.emit(progress);
         for_each_chunk(
             chunks,
@@ -424,7 +450,7 @@ impl Job {
         let (offset, len) = (out.offset, out.len as usize);
         out.hole = self.src.is_hole(offset, len as u64);
         let src = if out.hole {
-            &self.zeros[..len]
+            &self.geo.zeros[..len]
         } else {
             self.src
                 .read_exact_at(bufs.src.slice_mut(len), offset)
@@ -521,7 +547,7 @@ impl Job {
     ) -> std::result::Result<(), String> {
         let started = Instant::now();
         self.dst
-            .zero_range(offset, len as u64, &self.zeros)
+            .zero_range(offset, len as u64, &self.geo.zeros)
             .map_err(|e| {
                 format!(
                     "cannot zero a range of destination {}: {e}",
@@ -542,7 +568,7 @@ impl Job {
         offset: u64,
         out: &mut Outcome,
     ) -> std::result::Result<(), String> {
-        let done = write_changes(&self.dst, &self.zeros, src, dst, offset)?;
+        let done = write_changes(&self.dst, &self.geo.zeros, src, dst, offset)?;
         out.written += done.written;
         out.zeroed += done.zeroed;
         Ok(())

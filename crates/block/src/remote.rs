@@ -12,57 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use contract::progress::block::{Phase, Progress};
 
 use crate::buffer::{AlignedBuf, is_zero};
-use crate::copy::{Dest, Reporter, write_changes};
+use crate::copy::{Dest, Geometry, Reporter, write_changes};
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, manifest_path, remove_stale};
 use crate::options::Options;
 use crate::pool::for_each_chunk;
 use crate::summary::{ChunkError, Summary, VerifySummary};
 use crate::volume::{Volume, VolumeKind};
-
-/// Chunk geometry shared by both halves: the volume's size, the chunk size, and the hashes of
-/// all-zero chunks.
-struct Geometry {
-    size: u64,
-    chunk_size: u64,
-    zeros: Vec<u8>,
-    zero_full: blake3::Hash,
-    zero_tail: blake3::Hash,
-}
-
-impl Geometry {
-    fn new(size: u64, chunk_size: u64) -> Geometry {
-        let zeros = vec![0u8; chunk_size as usize];
-        let tail = match size % chunk_size {
-            0 => chunk_size,
-            t => t,
-        };
-        Geometry {
-            zero_full: blake3::hash(&zeros),
-            zero_tail: blake3::hash(&zeros[..tail as usize]),
-            zeros,
-            size,
-            chunk_size,
-        }
-    }
-
-    fn chunks(&self) -> u64 {
-        self.size.div_ceil(self.chunk_size)
-    }
-
-    fn range(&self, index: u64) -> (u64, usize) {
-        let offset = index * self.chunk_size;
-        (offset, self.chunk_size.min(self.size - offset) as usize)
-    }
-
-    fn zero_hash(&self, len: usize) -> blake3::Hash {
-        if len as u64 == self.chunk_size {
-            self.zero_full
-        } else {
-            self.zero_tail
-        }
-    }
-}
 
 /// Hashes chunk `index` of `vol`; a hole of an image file is zeros by the kernel's word, not
 /// read. Returns the hash and the bytes read.
@@ -97,7 +53,7 @@ fn hash_all(
     progress: &mut dyn FnMut(&Progress),
 ) -> (Vec<std::result::Result<blake3::Hash, String>>, u64) {
     let chunks = geo.chunks();
-    let mut hashes = vec![Ok(geo.zero_full); chunks as usize];
+    let mut hashes = vec![Ok(geo.zero_hash(geo.chunk_size as usize)); chunks as usize];
     let mut read = 0;
     let mut reporter = Reporter::new(phase, chunks, geo.size);
     reporter.emit(progress);

@@ -66,14 +66,14 @@ pub(crate) fn verify_pass(job: &Job, summary: &mut Summary, progress: &mut dyn F
     if job.dst.kind == VolumeKind::File {
         let dst_len = std::fs::metadata(&job.dst.path).map(|m| m.len());
         match dst_len {
-            Ok(n) if n == job.size => {}
+            Ok(n) if n == job.size() => {}
             Ok(n) => summary.errors.push(ChunkError {
                 phase: "verify",
-                offset: n.min(job.size),
-                len: n.abs_diff(job.size),
+                offset: n.min(job.size()),
+                len: n.abs_diff(job.size()),
                 reason: format!(
                     "destination image is {n} bytes, the source {} bytes",
-                    job.size
+                    job.size()
                 ),
             }),
             Err(e) => summary.errors.push(ChunkError {
@@ -84,7 +84,7 @@ pub(crate) fn verify_pass(job: &Job, summary: &mut Summary, progress: &mut dyn F
             }),
         }
     }
-    let mut reporter = Reporter::new(Phase::Verify, chunks, job.size);
+    let mut reporter = Reporter::new(Phase::Verify, chunks, job.size());
     reporter.emit(progress);
     for_each_chunk(
         chunks,
