@@ -125,6 +125,20 @@ fn recorded(c: &Cluster) -> bool {
         })
 }
 
+/// Whether a progress record is left once a killed run's last requests are served. The process
+/// may have sent the request that removes its record just before the kill: the API server reads
+/// it from the socket and serves it after the process is reaped. The record is given a few
+/// seconds to go; the process is dead, so nothing else removes it.
+fn recorded_after_kill(c: &Cluster) -> bool {
+    for _ in 0..30 {
+        if !recorded(c) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
 /// What a run leaves, in terms that do not depend on generated names.
 #[derive(Debug, PartialEq)]
 struct EndState {
@@ -261,7 +275,8 @@ fn kill_at_each_step(
         let first = run_killed_at(&p.c, args, Some(k));
         // Lines about a pod's start depend on timing: this run may have printed fewer and
         // ended; or the kill at the last line came once all was done, the record removed.
-        let done = !first.killed || (first.lines.last() == calibration.last() && !recorded(&p.c));
+        let done = !first.killed
+            || (first.lines.last() == calibration.last() && !recorded_after_kill(&p.c));
         if done {
             assert_eq!(check(&p), expected, "a run that ended, at step line {k}");
             return;
