@@ -75,6 +75,29 @@ impl Geometry {
             self.zero_tail
         }
     }
+
+    /// The BLAKE3 hash of chunk `index` of `vol`, and the bytes read for it. A hole of an image
+    /// file is zeros by the kernel's word and is not read; a chunk read as zeros takes the known
+    /// hash of zeros rather than hashing them.
+    pub(crate) fn hash_chunk(
+        &self,
+        vol: &Volume,
+        buf: &mut AlignedBuf,
+        index: u64,
+    ) -> std::io::Result<(blake3::Hash, u64)> {
+        let (offset, len) = self.range(index);
+        if vol.is_hole(offset, len as u64) {
+            return Ok((self.zero_hash(len), 0));
+        }
+        vol.read_exact_at(buf.slice_mut(len), offset)?;
+        let data = buf.slice(len);
+        let hash = if is_zero(data) {
+            self.zero_hash(len)
+        } else {
+            blake3::hash(data)
+        };
+        Ok((hash, len as u64))
+    }
 }
 
 /// A checked pair of volumes, ready to copy. Opening one writes nothing.

@@ -20,29 +20,6 @@ use crate::pool::for_each_chunk;
 use crate::summary::{ChunkError, Summary, VerifySummary};
 use crate::volume::{Volume, VolumeKind};
 
-/// Hashes chunk `index` of `vol`; a hole of an image file is zeros by the kernel's word, not
-/// read. Returns the hash and the bytes read.
-fn hash_chunk(
-    vol: &Volume,
-    geo: &Geometry,
-    buf: &mut AlignedBuf,
-    index: u64,
-) -> std::result::Result<(blake3::Hash, u64), String> {
-    let (offset, len) = geo.range(index);
-    if vol.is_hole(offset, len as u64) {
-        return Ok((geo.zero_hash(len), 0));
-    }
-    vol.read_exact_at(buf.slice_mut(len), offset)
-        .map_err(|e| format!("cannot read {}: {e}", vol.path.display()))?;
-    let data = buf.slice(len);
-    let hash = if is_zero(data) {
-        geo.zero_hash(len)
-    } else {
-        blake3::hash(data)
-    };
-    Ok((hash, len as u64))
-}
-
 /// Hashes every chunk of `vol` with `threads` workers: `hashes[i]` is `Err` with the reason
 /// where chunk `i` could not be read. Also returns the bytes read.
 fn hash_all(
@@ -61,7 +38,12 @@ fn hash_all(
         chunks,
         threads,
         || AlignedBuf::new(geo.chunk_size as usize),
-        |buf, index| (index, hash_chunk(vol, geo, buf, index)),
+        |buf, index| {
+            let hashed = geo
+                .hash_chunk(vol, buf, index)
+                .map_err(|e| format!("cannot read {}: {e}", vol.path.display()));
+            (index, hashed)
+        },
         |event| {
             if let Some((index, r)) = event {
                 if let Ok((_, n)) = &r {

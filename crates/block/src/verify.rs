@@ -14,22 +14,20 @@ struct Checked {
     mismatch: bool,
 }
 
-/// Hashes one side of a chunk. Holes of image files are zeros by the kernel's word, not read.
+/// Hashes one side of a chunk, adding the bytes read to `read`.
 fn hash_side(
     job: &Job,
     vol: &Volume,
     buf: &mut crate::buffer::AlignedBuf,
-    offset: u64,
-    len: usize,
+    index: u64,
     read: &mut u64,
 ) -> Result<blake3::Hash, String> {
-    if vol.is_hole(offset, len as u64) {
-        return Ok(job.zero_hash(len));
-    }
-    vol.read_exact_at(buf.slice_mut(len), offset)
+    let (hash, n) = job
+        .geo
+        .hash_chunk(vol, buf, index)
         .map_err(|e| format!("cannot read {} again: {e}", vol.path.display()))?;
-    *read += len as u64;
-    Ok(blake3::hash(buf.slice(len)))
+    *read += n;
+    Ok(hash)
 }
 
 fn check_chunk(job: &Job, bufs: &mut Buffers, index: u64) -> Checked {
@@ -41,8 +39,8 @@ fn check_chunk(job: &Job, bufs: &mut Buffers, index: u64) -> Checked {
         problem: None,
         mismatch: false,
     };
-    let src = hash_side(job, &job.src, &mut bufs.src, offset, len, &mut c.bytes_read);
-    let dst = hash_side(job, &job.dst, &mut bufs.dst, offset, len, &mut c.bytes_read);
+    let src = hash_side(job, &job.src, &mut bufs.src, index, &mut c.bytes_read);
+    let dst = hash_side(job, &job.dst, &mut bufs.dst, index, &mut c.bytes_read);
     match (src, dst) {
         (Ok(s), Ok(d)) if s == d => {}
         (Ok(s), Ok(d)) => {

@@ -28,7 +28,7 @@ use store::retention::Policy;
 use serde::{Deserialize, Serialize};
 
 use crate::buffer::AlignedBuf;
-use crate::copy::{Job, Reporter};
+use crate::copy::{Geometry, Job, Reporter};
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, manifest_path};
 use crate::options::Options;
@@ -303,11 +303,7 @@ fn known_hashes(m: &Manifest, size: u64, chunk_size: u64) -> Vec<Option<blake3::
 /// Chunks of `new` whose hash differs from `old`'s at the same place. Without `old`, and past
 /// `old`'s end (a grown volume), the chunks that are not all zeros.
 fn changed_chunks(new: &Manifest, old: Option<&Manifest>) -> u64 {
-    let zeros = vec![0u8; new.chunk_size as usize];
-    let full_zero = blake3::hash(&zeros).to_hex().to_string();
-    let tail = (new.size % new.chunk_size) as usize;
-    let tail_zero = blake3::hash(&zeros[..tail]).to_hex().to_string();
-    let last = new.chunks.len().saturating_sub(1);
+    let geo = Geometry::new(new.size, new.chunk_size);
     let comparable = old.filter(|o| o.chunk_size == new.chunk_size);
     let span = |i: usize, size: u64| {
         let off = i as u64 * new.chunk_size;
@@ -320,14 +316,7 @@ fn changed_chunks(new: &Manifest, old: Option<&Manifest>) -> u64 {
             Some(o) if i < o.chunks.len() => {
                 o.chunks[i] != *h || span(i, o.size) != span(i, new.size)
             }
-            _ => {
-                let zero = if i == last && tail != 0 {
-                    &tail_zero
-                } else {
-                    &full_zero
-                };
-                h != zero
-            }
+            _ => *h != geo.zero_hash(span(i, new.size) as usize).to_hex().as_str(),
         })
         .count() as u64
 }
@@ -497,36 +486,24 @@ pub fn check_image(
             ),
         });
     }
-    let cs = manifest.chunk_size;
-    let size = manifest.size;
-    let count = want.len() as u64;
-    let zeros = vec![0u8; cs as usize];
-    let zero_full = blake3::hash(&zeros);
-    let zero_tail = blake3::hash(&zeros[..(size - (count.max(1) - 1) * cs).min(cs) as usize]);
-    let mut reporter = Reporter::new(Phase::Verify, count, size);
+    let geo = Geometry::new(manifest.size, manifest.chunk_size);
+    let count = geo.chunks();
+    let mut reporter = Reporter::new(Phase::Verify, count, geo.size);
     reporter.emit(progress);
     for_each_chunk(
         count,
         threads.max(1),
-        || AlignedBuf::new(cs as usize),
+        || AlignedBuf::new(geo.chunk_size as usize),
         |buf, i| {
-            let offset = i * cs;
-            let len = cs.min(size - offset) as usize;
+            let (offset, len) = geo.range(i);
             let mut read = 0;
-            let got = if vol.is_hole(offset, len as u64) {
-                Ok(if len as u64 == cs {
-                    zero_full
-                } else {
-                    zero_tail
+            let got = geo
+                .hash_chunk(&vol, buf, i)
+                .map(|(hash, n)| {
+                    read = n;
+                    hash
                 })
-            } else {
-                vol.read_exact_at(buf.slice_mut(len), offset)
-                    .map(|()| {
-                        read = len as u64;
-                        blake3::hash(buf.slice(len))
-                    })
-                    .map_err(|e| format!("cannot read {}: {e}", vol.path.display()))
-            };
+                .map_err(|e| format!("cannot read {}: {e}", vol.path.display()));
             let problem = match (got, want[i as usize]) {
                 (Ok(h), Some(w)) if h == w => None,
                 (Ok(h), w) => Some((
