@@ -242,12 +242,18 @@ fn installed_as_a_kubectl_plugin_it_speaks_of_kubectl_pvc_backup() {
 #[test]
 fn ctrl_c_while_waiting_deletes_the_job_and_the_claim_it_made() {
     let (c, _) = cluster_with_data(ClaimOptions::default());
-    // A node nobody can use keeps the pod Pending, without a reason to give up early.
-    for node in c.nodes() {
-        c.set_unschedulable(&node, true).unwrap();
-    }
+    // A request no node can meet (a thousand CPUs) keeps the pod Pending, without a reason to
+    // give up early, and leaves the node to the tests that run beside this one.
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_pvc-backup"))
-        .args(["backup", "data", "--start-timeout", "600", "--kubeconfig"])
+        .args([
+            "backup",
+            "data",
+            "--start-timeout",
+            "600",
+            "--requests",
+            "cpu=1000",
+        ])
+        .arg("--kubeconfig")
         .arg(c.kubeconfig())
         .env("PVC_BACKUP_IMAGE", c.image())
         .stderr(std::process::Stdio::piped())

@@ -170,11 +170,6 @@ impl Cluster {
         both!(self, c => c.add_bound_claim(ns, name, opts))
     }
 
-    /// Cordons or uncordons a node.
-    pub fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), ApiError> {
-        both!(self, c => c.set_unschedulable(node, unschedulable))
-    }
-
     /// Creates the Job a CronJob would create now; returns its name.
     pub fn fire_cronjob(&self, ns: &str, name: &str) -> Result<String, ApiError> {
         both!(self, c => c.fire_cronjob(ns, name))

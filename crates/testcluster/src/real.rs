@@ -12,10 +12,10 @@
 //! body runs against either.
 //!
 //! Tests may run at once, each in its own namespace. What they share cluster-wide is kept apart by
-//! file locks in the temporary folder: every [`RealCluster`] holds the node lock shared, and one
-//! that cordons a node takes it alone ([`RealCluster::set_unschedulable`]); a test that changes
-//! other cluster-wide state (resource definitions, admission configuration) holds
-//! [`RealCluster::alone_with`] for as long as it does.
+//! file locks in the temporary folder: a test that changes cluster-wide state (resource
+//! definitions, admission configuration) holds [`RealCluster::alone_with`] for as long as it does.
+//! No test cordons the node or changes it otherwise: a pod kept Pending asks for more than any
+//! node has instead.
 //!
 //! Settings come from the environment, as `scripts/local-cluster.sh env` prints them:
 //! `KUBECONFIG` (a cluster-admin kubeconfig), `PVC_BACKUP_IMAGE` (the pvc-backup image present on
@@ -95,11 +95,6 @@ pub struct RealCluster {
     /// Static PVs made by [`RealCluster::add_bound_claim`], with their folder or image file and
     /// loop device.
     statics: std::sync::Mutex<Vec<Static>>,
-    /// Nodes this test cordoned: uncordoned when it ends, whatever happened, for the next test.
-    cordoned: std::sync::Mutex<Vec<String>>,
-    /// The node lock, held shared while the test runs (alone once it cordons); released when the
-    /// value is dropped, after the node is uncordoned.
-    node: std::fs::File,
 }
 
 /// A cluster-wide concern held by one test at a time (see [`RealCluster::alone_with`]).
@@ -186,8 +181,6 @@ impl RealCluster {
             crate::use_ring_for_tls();
             kube::Client::try_from(config).expect("kube client")
         });
-        let node = lock_file("node");
-        node.lock_shared().expect("lock the node lock shared");
         let c = RealCluster {
             settings,
             namespace,
@@ -195,8 +188,6 @@ impl RealCluster {
             runtime,
             client,
             statics: Default::default(),
-            cordoned: Default::default(),
-            node,
         };
         c.create_value(json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": c.namespace, "labels": {TEST_LABEL: "true"}}}))
@@ -385,28 +376,6 @@ impl RealCluster {
             .into_iter()
             .filter_map(|n| n.metadata.name)
             .collect()
-    }
-
-    /// Cordons (`true`) or uncordons a node. Cordoning first waits until no other test runs on the
-    /// cluster (the node lock, taken alone), since their pods could no longer be scheduled; other
-    /// tests wait until this one ends.
-    pub fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), ApiError> {
-        if unschedulable {
-            // flock(2) turns a shared lock into an exclusive one in place.
-            self.node.lock().expect("take the node lock alone");
-            self.cordoned
-                .lock()
-                .expect("cordoned")
-                .push(node.to_owned());
-        }
-        self.patch_value(
-            "v1",
-            "Node",
-            "",
-            node,
-            json!({"spec": {"unschedulable": unschedulable}}),
-        )
-        .map(|_| ())
     }
 
     /// Waits until no other test holds cluster-wide concern `what` (for example `definitions`
@@ -617,11 +586,6 @@ impl RealCluster {
 
 impl Drop for RealCluster {
     fn drop(&mut self) {
-        for node in std::mem::take(&mut *self.cordoned.lock().expect("cordoned")) {
-            let _ = self.set_unschedulable(&node, false);
-        }
-        // The node is schedulable again: other tests may start while the namespace goes.
-        let _ = self.node.lock_shared();
         let ns = self.namespace.clone();
         let _ = self.delete("v1", "Namespace", "", &ns);
         // Static PVs outlive their namespace (Retain): wait for the claims to go, then remove

@@ -1245,6 +1245,55 @@ async fn wait_for_first_consumer_binds_where_the_pod_goes_and_local_volumes_pin_
 }
 
 #[tokio::test]
+async fn pods_that_ask_for_more_than_a_node_has_left_stay_pending() {
+    let cluster = FakeCluster::start(Options::default());
+    let client = cluster.client();
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let events: Api<Event> = Api::default_namespaced(client.clone());
+    let asking = |name: &str, cpu: &str, memory: &str| {
+        plain_pod(
+            name,
+            None,
+            json!({"containers": [{"name": "c", "image": "busybox:1.36",
+                "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}),
+        )
+    };
+    // Each node has 4 CPUs and 16Gi allocatable.
+    for (name, cpu, memory, why) in [
+        ("cpus", "1000", "1Mi", "2 Insufficient cpu"),
+        ("memory", "100m", "17Gi", "2 Insufficient memory"),
+    ] {
+        pods.create(&PostParams::default(), &asking(name, cpu, memory))
+            .await
+            .unwrap();
+        let ev = wait_events(&events, "FailedScheduling", name).await;
+        let msg = ev[0].message.as_deref().unwrap();
+        assert!(
+            msg.starts_with(&format!("0/2 nodes are available: {why}.")),
+            "{msg}"
+        );
+    }
+    // What running pods requested counts: three pods of 3 CPUs find room for two.
+    for name in ["a", "b", "c"] {
+        pods.create(&PostParams::default(), &asking(name, "3", "1Gi"))
+            .await
+            .unwrap();
+    }
+    for name in ["a", "b"] {
+        tokio::time::timeout(
+            WAIT,
+            await_condition(pods.clone(), name, conditions::is_pod_running()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    }
+    let ev = wait_events(&events, "FailedScheduling", "c").await;
+    let msg = ev[0].message.as_deref().unwrap();
+    assert!(msg.contains("2 Insufficient cpu"), "{msg}");
+}
+
+#[tokio::test]
 async fn cordoned_and_tainted_nodes_are_skipped_and_missing_claims_block_scheduling() {
     let cluster = FakeCluster::start(Options::default());
     cluster.set_unschedulable("node-a", true).unwrap();

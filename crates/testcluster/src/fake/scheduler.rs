@@ -1,6 +1,6 @@
 //! The scheduler: nodeSelector, required node affinity, taints and tolerations, unschedulable
-//! nodes, volume node affinity, unbound claims and ReadWriteOncePod, with the scheduler's
-//! FailedScheduling messages.
+//! nodes, CPU and memory requests against a node's allocatable, volume node affinity, unbound
+//! claims and ReadWriteOncePod, with the scheduler's FailedScheduling messages.
 
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -114,7 +114,8 @@ fn place(st: &mut State, pod: &Value) -> Result<Option<String>, String> {
     let mut fit: Vec<String> = Vec::new();
     for node in &nodes {
         let name = name_of(node).to_string();
-        let why = node_misfit(pod, node, &pv_affinity);
+        let why = node_misfit(pod, node, &pv_affinity)
+            .or_else(|| insufficient(st, pod, node).map(|r| format!("Insufficient {r}")));
         match why {
             Some(r) => *reasons.entry(r).or_default() += 1,
             None => fit.push(name),
@@ -223,6 +224,53 @@ fn node_misfit(pod: &Value, node: &Value, pv_affinity: &[Value]) -> Option<Strin
         }
     }
     None
+}
+
+/// The CPU and memory a pod requests: the sum over its containers (init containers are not run
+/// here), CPU in millicores, memory in bytes.
+fn requested(pod: &Value) -> [u128; 2] {
+    let mut sum = [0, 0];
+    for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+        let r = &c["resources"]["requests"];
+        sum[0] += r["cpu"].as_str().and_then(millicores).unwrap_or(0);
+        sum[1] += r["memory"].as_str().and_then(util::quantity).unwrap_or(0);
+    }
+    sum
+}
+
+/// A CPU quantity in millicores: "500m" is 500, "2" and "1.5" are 2000 and 1500.
+fn millicores(q: &str) -> Option<u128> {
+    match q.strip_suffix('m') {
+        Some(m) => m.parse().ok(),
+        None => q.parse::<f64>().ok().map(|n| (n * 1000.0) as u128),
+    }
+}
+
+/// The resource (`cpu` or `memory`) `node` lacks for `pod`, as the scheduler's NodeResourcesFit
+/// judges it: the requests of the pods already on the node that have not ended, plus the pod's,
+/// against the node's allocatable.
+fn insufficient(st: &State, pod: &Value, node: &Value) -> Option<&'static str> {
+    let want = requested(pod);
+    let mut used = [0, 0];
+    for other in st.list(Res::Pod, None) {
+        if s(&other, "/spec/nodeName") == name_of(node)
+            && !matches!(s(&other, "/status/phase"), "Succeeded" | "Failed")
+        {
+            let r = requested(&other);
+            used[0] += r[0];
+            used[1] += r[1];
+        }
+    }
+    let allocatable = &node["status"]["allocatable"];
+    let cpu = allocatable["cpu"].as_str().and_then(millicores);
+    let memory = allocatable["memory"].as_str().and_then(util::quantity);
+    if cpu.is_some_and(|a| used[0] + want[0] > a) {
+        Some("cpu")
+    } else if memory.is_some_and(|a| used[1] + want[1] > a) {
+        Some("memory")
+    } else {
+        None
+    }
 }
 
 fn tolerations(pod: &Value) -> Vec<Value> {
