@@ -30,18 +30,7 @@ install_debs buildah ca-certificates binutils
 containers_env
 trap 'rm -rf "$CONTAINERS_ENV_DIR"' EXIT
 
-if [ -z "$bin" ]; then
-  # glibc linked statically (crt-static) rather than musl: no second C toolchain to install for
-  # ring, and glibc's allocator keeps up with the mover's threads where musl's does not.
-  # Naming --target keeps build scripts and proc macros dynamic, as they must be.
-  arch="$(uname -m)"
-  target="$arch-unknown-linux-gnu"
-  tdir="${CARGO_TARGET_DIR:-target}"
-  var="CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_RUSTFLAGS"
-  env "$var=-C target-feature=+crt-static" \
-    cargo build --release --locked -p pvc-backup --target "$target"
-  bin="$tdir/$target/release/pvc-backup"
-fi
+if [ -z "$bin" ]; then bin="$(scripts/build-static.sh | tail -1)"; fi
 [ -x "$bin" ] || { echo "build-image.sh: $bin is not an executable file" >&2; exit 1; }
 
 # The image has no loader and no libraries: the binary must need none.

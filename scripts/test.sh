@@ -57,6 +57,48 @@ echo "test.sh: free disk: $(df -h --output=avail . | tail -1 | tr -d ' ') here, 
 stage_start=$SECONDS
 stage() { echo "test.sh: $1 took $((SECONDS - stage_start)) s"; stage_start=$SECONDS; }
 
+# Long builds that need no test's result start now, in the background at the lowest CPU priority
+# (nice 19): they take the CPU the stages below leave idle (the tests' own runs, the benchmark
+# scripts) rather than running alone later, and yield it to the stages that need it. Each runs in
+# a session of its own, waited for before the stage that uses it and killed if this script ends
+# first; its output is printed when it fails.
+bg_dir="$(mktemp -d)"
+declare -A bg_pids=()
+cluster_started=""
+cleanup() {
+  local p
+  for p in "${bg_pids[@]}"; do kill -- -"$p" 2>/dev/null || true; done
+  if [ -n "$cluster_started" ]; then scripts/local-cluster.sh down || true; fi
+  rm -rf "$bg_dir"
+}
+trap cleanup EXIT
+background() { # NAME COMMAND...
+  local name="$1"; shift
+  setsid bash -c 'start=$SECONDS; rc=0; nice -n 19 "$@" || rc=$?; echo $((SECONDS - start)) >"$0.s"; exit $rc' \
+    "$bg_dir/$name" "$@" >"$bg_dir/$name.log" 2>&1 &
+  bg_pids[$name]=$!
+}
+await() { # NAME
+  local name="$1" since=$SECONDS rc=0
+  wait "${bg_pids[$name]}" || rc=$?
+  unset "bg_pids[$name]"
+  if [ "$rc" != 0 ]; then
+    echo "test.sh: the background build $name failed (exit $rc); its output:" >&2
+    cat "$bg_dir/$name.log" >&2
+    exit 1
+  fi
+  echo "test.sh: the background build $name took $(cat "$bg_dir/$name.s") s; waited $((SECONDS - since)) s for it"
+}
+if [ "$(id -u)" = 0 ]; then
+  # The static release binary of the image (scripts/e2e-podman.sh, the local cluster).
+  background static scripts/build-static.sh
+  # Kubernetes and etcd (scripts/local-cluster/build.sh), then the SCC checker: cached outside
+  # the repository, so they build only on a machine that has never built them.
+  if command -v go >/dev/null; then
+    background go bash -c 'scripts/local-cluster/build.sh && tests/scc/run.sh --build-only'
+  fi
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 stage "fmt and clippy"
@@ -91,6 +133,7 @@ stage "the benchmark scripts in small mode"
 
 # A real run in a container runtime: the image, the mover pod as the CLI renders it, the webhook.
 if [ "$(id -u)" = 0 ]; then
+  await static
   scripts/e2e-podman.sh
   stage "scripts/e2e-podman.sh"
 else
@@ -109,6 +152,7 @@ elif ! command -v go >/dev/null; then
   echo "test.sh: SKIP tests/scc/run.sh: Go is not installed (go 1.23 or later builds OpenShift's admission code)"
   if [ "${CI:-}" = true ]; then echo "test.sh: CI=true forbids skipping" >&2; exit 1; fi
 else
+  await go
   PVC_BACKUP_BIN="$bin" tests/scc/run.sh
   stage "tests/scc/run.sh"
 fi
@@ -117,19 +161,34 @@ fi
 # The first run builds Kubernetes from the Go modules into a cache outside the repository
 # (4 to 10 minutes on 2 cores); later runs start the cluster in seconds.
 if [ "$(id -u)" = 0 ]; then
+  cluster_started=yes
   if ! scripts/local-cluster.sh up; then
     echo "test.sh: the local cluster did not come up; its logs:" >&2
     tail -n 20 "${PVC_BACKUP_CLUSTER_DIR:-/var/tmp/pvc-backup-cluster}"/log/*.log >&2 || true
     scripts/local-cluster.sh down || true
     exit 1
   fi
-  trap 'scripts/local-cluster.sh down' EXIT
   stage "scripts/local-cluster.sh up"
   eval "$(scripts/local-cluster.sh env)"
-  # Three tests at a time, each in its own namespace; what they share cluster-wide (the node they
-  # cordon, the resource definitions, admission configuration) they take in turn through the
-  # locks of crates/testcluster/src/real.rs.
-  PVC_BACKUP_TEST_CLUSTER=real cargo test --locked --test cluster -- --test-threads=3 --skip fake_only
+  # Each test has a namespace of its own; what they share cluster-wide (the resource definitions,
+  # admission configuration) they take in turn through the locks of
+  # crates/testcluster/src/real.rs. The interrupted runs of resume.rs (5 and 1.5 minutes, one
+  # kill at each step, four at a time) would come last in name order and make the run's tail:
+  # they run from the start in a second process, one after the other, beside the rest three at a
+  # time.
+  cargo test --locked --test cluster --no-run
+  resume_log="$bg_dir/resume.log"
+  PVC_BACKUP_TEST_CLUSTER=real cargo test --locked --test cluster -- --test-threads=1 --skip fake_only \
+    resume:: >"$resume_log" 2>&1 &
+  resume_pid=$!
+  rc=0
+  PVC_BACKUP_TEST_CLUSTER=real cargo test --locked --test cluster -- --test-threads=3 --skip fake_only \
+    --skip resume:: || rc=$?
+  resume_rc=0
+  wait "$resume_pid" || resume_rc=$?
+  echo "test.sh: the real-cluster tests of resume.rs, run beside the others:"
+  cat "$resume_log"
+  [ "$rc" = 0 ] && [ "$resume_rc" = 0 ] || { echo "test.sh: real-cluster tests failed" >&2; exit 1; }
   stage "the real-cluster tests"
   # The operator's scale benchmark in its small mode, after the cluster tests (they remove the
   # definitions it installs); its figures mean nothing at this size.

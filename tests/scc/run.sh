@@ -9,6 +9,9 @@
 # outside the repository, keyed by the pinned apiserver-library-go version and the sources; a
 # second run finds it there and builds nothing.
 #
+#   tests/scc/run.sh                builds the checker when missing, then runs the checks
+#   tests/scc/run.sh --build-only   builds the checker when missing, and stops there
+#
 # Environment: PVC_BACKUP_BIN, the pvc-backup binary (default: built here with cargo);
 # PVC_BACKUP_CACHE (default /var/cache/pvc-backup) holds GOMODCACHE, GOCACHE and the checker.
 set -euo pipefail
@@ -40,6 +43,7 @@ if [ ! -x "$checker" ]; then
     [ "$old" = "$OUT" ] || rm -rf "$old"
   done
 fi
+[ "${1:-}" = --build-only ] && exit 0
 
 bin="${PVC_BACKUP_BIN:-}"
 if [ -z "$bin" ]; then
