@@ -57,11 +57,13 @@ echo "test.sh: free disk: $(df -h --output=avail . | tail -1 | tr -d ' ') here, 
 stage_start=$SECONDS
 stage() { echo "test.sh: $1 took $((SECONDS - stage_start)) s"; stage_start=$SECONDS; }
 
-# Long builds that need no test's result start now, in the background at the lowest CPU priority
-# (nice 19): they take the CPU the stages below leave idle (the tests' own runs, the benchmark
-# scripts) rather than running alone later, and yield it to the stages that need it. Each runs in
-# a session of its own, waited for before the stage that uses it and killed if this script ends
-# first; its output is printed when it fails.
+# Long builds that need no test's result start now, in the background at the lowest CPU priority:
+# they take the CPU the stages below leave idle (the tests' own runs, the benchmark scripts)
+# rather than running alone later, and yield it to the stages that need it. Each runs in a session
+# of its own, waited for before the stage that uses it and killed if this script ends first; its
+# output is printed when it fails. Where the kernel groups processes by session for the scheduler
+# (autogroup), a session's nice value is its group's, set through /proc/self/autogroup: nice(1)
+# alone would weigh nothing against the other sessions.
 bg_dir="$(mktemp -d)"
 declare -A bg_pids=()
 cluster_started=""
@@ -74,7 +76,8 @@ cleanup() {
 trap cleanup EXIT
 background() { # NAME COMMAND...
   local name="$1"; shift
-  setsid bash -c 'start=$SECONDS; rc=0; nice -n 19 "$@" || rc=$?; echo $((SECONDS - start)) >"$0.s"; exit $rc' \
+  setsid bash -c 'echo 19 >/proc/self/autogroup 2>/dev/null || true
+    start=$SECONDS; rc=0; nice -n 19 "$@" || rc=$?; echo $((SECONDS - start)) >"$0.s"; exit $rc' \
     "$bg_dir/$name" "$@" >"$bg_dir/$name.log" 2>&1 &
   bg_pids[$name]=$!
 }
