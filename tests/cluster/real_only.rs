@@ -827,6 +827,91 @@ fn a_copy_into_another_namespace_holds_the_whole_tree_and_leaves_no_keys_behind(
 }
 
 #[test]
+fn a_block_claim_is_copied_into_another_namespace_chunk_by_chunk() {
+    // Block claims are loop devices here, which the fake cluster does not give its movers.
+    let Some(c) = real("block_across_namespaces") else {
+        return;
+    };
+    let lab = cluster();
+    apply(&c, &manifests(&c, &[]));
+    let (alice, _bindings) = person_in_both(&c, &lab, "alice");
+    let block = || ClaimOptions {
+        size: "64Mi".into(),
+        block: true,
+        ..ClaimOptions::default()
+    };
+    let image = c
+        .add_bound_claim(c.ns(), "disk", block())
+        .expect("a Block claim");
+    // The copy's volume: reserved for the claim the command creates (the provisioner here makes
+    // no Block volumes), with stale data where the source has zeros.
+    let copy = lab
+        .add_volume_for(lab.ns(), "disk", block())
+        .expect("a volume for the copy");
+    let write_at = |file: &std::path::Path, at: u64, data: &[u8]| {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(data).unwrap();
+        f.sync_all().unwrap();
+    };
+    let pattern: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 251) as u8).collect();
+    write_at(&image, 10 << 20, &pattern);
+    write_at(&image, 60 << 20, b"the end of the source");
+    write_at(&copy, 20 << 20, &[0xee; 1 << 20]);
+    // cmp(1) judges the copy's volume against the source's, byte for byte.
+    let same = |a: &std::path::Path, b: &std::path::Path| {
+        let out = Command::new("cmp").arg(a).arg(b).output().expect("run cmp");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    };
+    let clone = [
+        "clone",
+        "disk",
+        "--to",
+        "disk",
+        "--to-namespace",
+        lab.ns(),
+        "-o",
+        "json",
+    ];
+    let first = run_json_with(&c, &alice, &clone);
+    assert_eq!(first["createdClaims"], json!(["disk"]), "{first:#}");
+    let summary = &first["summaries"][0];
+    // 16 chunks of 4 MiB: the pattern (10 to 13 MiB) spans chunks 2 and 3, the end chunk 15;
+    // the stale megabyte of chunk 5 is zeroed.
+    assert_eq!(summary["chunks"], 16, "{first:#}");
+    assert_eq!(summary["chunks_written"], 3, "{first:#}");
+    assert_eq!(summary["chunks_zeroed"], 1, "{first:#}");
+    same(&image, &copy);
+    let claim: PersistentVolumeClaim = lab.get(lab.ns(), "disk").expect("the copy");
+    let spec = claim.spec.unwrap_or_default();
+    assert_eq!(spec.volume_mode.as_deref(), Some("Block"));
+    let left = transfer_leftovers;
+    let gone = c.wait_for(Duration::from_secs(120), |c| {
+        left(c, c.ns()).is_empty() && left(c, lab.ns()).is_empty()
+    });
+    assert!(
+        gone,
+        "left behind: {:?} {:?}",
+        left(&c, c.ns()),
+        left(&c, lab.ns())
+    );
+
+    // Run again after one block of the source changed: one chunk crosses the wire.
+    write_at(&image, (40 << 20) + 4096, b"changed");
+    let again = run_json_with(&c, &alice, &clone);
+    assert_eq!(again["createdClaims"], json!([]), "{again:#}");
+    let summary = &again["summaries"][0];
+    assert_eq!(summary["chunks_written"], 1, "{again:#}");
+    assert_eq!(summary["chunks_equal"], 15, "{again:#}");
+    same(&image, &copy);
+}
+
+#[test]
 fn a_copy_through_this_machine_joins_two_port_forwards_again_and_leaves_nothing_behind() {
     // The API server and the kubelet carry the port-forwards; the fake cluster has neither.
     let Some(c) = real("via_local") else {

@@ -170,6 +170,20 @@ impl Cluster {
         both!(self, c => c.add_bound_claim(ns, name, opts))
     }
 
+    /// A static volume reserved for claim `name` of `ns`, which a command creates: the real
+    /// cluster's provisioner makes no Block volumes. Returns its folder or image file.
+    pub fn add_volume_for(
+        &self,
+        ns: &str,
+        name: &str,
+        opts: ClaimOptions,
+    ) -> Result<PathBuf, ApiError> {
+        match &self.backend {
+            Backend::Real(r) => r.add_volume_for(ns, name, opts),
+            Backend::Fake(_) => panic!("add_volume_for is for the real cluster"),
+        }
+    }
+
     /// Creates the Job a CronJob would create now; returns its name.
     pub fn fire_cronjob(&self, ns: &str, name: &str) -> Result<String, ApiError> {
         both!(self, c => c.fire_cronjob(ns, name))

@@ -91,10 +91,13 @@ pub struct Summary {
     pub notes: Vec<Note>,
 }
 
-/// Whether a JSON line of the mover is a summary: a [`Summary`] (it has `schema`) or a backup's
-/// report around one (it has a `summary` object).
+/// Whether a JSON line of the mover is a summary: a [`Summary`] (it has `schema`), a backup's
+/// report around one (it has a `summary` object), or a block copy's summary (`mover block`, on
+/// one machine or over the wire: it has `chunk_size` and `chunks_equal`).
 pub fn is_summary(value: &Value) -> bool {
-    value.get("schema").is_some() || value.get("summary").is_some_and(Value::is_object)
+    value.get("schema").is_some()
+        || value.get("summary").is_some_and(Value::is_object)
+        || (value.get("chunk_size").is_some() && value.get("chunks_equal").is_some())
 }
 
 /// What a caller reads from a summary line, whichever command printed it: `mover sync` and
@@ -262,5 +265,21 @@ mod tests {
         assert_eq!(r.snapshot.as_deref(), Some("2026-11-25T02-00-00Z"));
         assert_eq!((r.entries, r.bytes, r.duration_ms), (None, None, Some(12)));
         assert!(!is_summary(&json!({"phase": "sync"})));
+    }
+
+    #[test]
+    fn a_block_copys_summary_is_a_summary_without_entry_counts() {
+        let copy = json!({
+            "source": "/dev/a", "destination": "/dev/b", "size": 8388608,
+            "chunk_size": 4194304, "chunks": 2, "chunks_written": 1, "chunks_equal": 1,
+            "errors": [], "duration_ms": 7, "exit_code": 0,
+        });
+        assert!(is_summary(&copy));
+        let r = Report::read(&copy);
+        assert_eq!((r.entries, r.bytes, r.duration_ms), (None, None, Some(7)));
+        // A progress line of a block copy is not one.
+        assert!(!is_summary(
+            &json!({"phase": "copy", "chunk_size": 4194304, "done": 1})
+        ));
     }
 }

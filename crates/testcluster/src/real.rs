@@ -422,13 +422,46 @@ impl RealCluster {
         name: &str,
         opts: ClaimOptions,
     ) -> Result<PathBuf, ApiError> {
+        let path = self.add_volume_for(namespace, name, opts.clone())?;
+        let (class, pv_name) = (Self::class_of(&opts), format!("pv-{namespace}-{name}"));
+        let mode = if opts.block { "Block" } else { "Filesystem" };
+        self.create_value(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"accessModes": [opts.access_mode], "resources": {"requests": {"storage": opts.size}},
+                "storageClassName": class, "volumeMode": mode, "volumeName": pv_name}}))?;
+        let bound = self.wait_for(Duration::from_secs(60), |c| {
+            c.get_value("v1", "PersistentVolumeClaim", namespace, name)
+                .is_some_and(|v| {
+                    v.pointer("/status/phase").and_then(Value::as_str) == Some("Bound")
+                })
+        });
+        if !bound {
+            return Err(ApiError::bad_request(format!(
+                "claim {namespace}/{name} did not bind to {pv_name}"
+            )));
+        }
+        Ok(path)
+    }
+
+    fn class_of(opts: &ClaimOptions) -> String {
+        opts.storage_class
+            .clone()
+            .unwrap_or_else(|| "standard".into())
+    }
+
+    /// Makes the PV of [`RealCluster::add_bound_claim`] without its claim: reserved (by its
+    /// `claimRef`) for claim `name` of `namespace` that someone else creates, as an
+    /// administrator pre-binds a static volume. Returns its folder (or image file).
+    pub fn add_volume_for(
+        &self,
+        namespace: &str,
+        name: &str,
+        opts: ClaimOptions,
+    ) -> Result<PathBuf, ApiError> {
         let io = |e: std::io::Error| ApiError::bad_request(e.to_string());
         let pv_name = format!("pv-{namespace}-{name}");
         std::fs::create_dir_all(STATIC_ROOT).map_err(io)?;
-        let class = opts
-            .storage_class
-            .clone()
-            .unwrap_or_else(|| "standard".into());
+        let class = Self::class_of(&opts);
         let mut spec = json!({"capacity": {"storage": opts.size}, "accessModes": [opts.access_mode],
             "persistentVolumeReclaimPolicy": "Retain", "storageClassName": class,
             "claimRef": {"kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": namespace, "name": name}});
@@ -475,22 +508,6 @@ impl RealCluster {
         });
         self.create_value(json!({"apiVersion": "v1", "kind": "PersistentVolume",
             "metadata": {"name": pv_name, "labels": {TEST_LABEL: "true"}}, "spec": spec}))?;
-        let mode = if opts.block { "Block" } else { "Filesystem" };
-        self.create_value(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"accessModes": [opts.access_mode], "resources": {"requests": {"storage": opts.size}},
-                "storageClassName": class, "volumeMode": mode, "volumeName": pv_name}}))?;
-        let bound = self.wait_for(Duration::from_secs(60), |c| {
-            c.get_value("v1", "PersistentVolumeClaim", namespace, name)
-                .is_some_and(|v| {
-                    v.pointer("/status/phase").and_then(Value::as_str) == Some("Bound")
-                })
-        });
-        if !bound {
-            return Err(ApiError::bad_request(format!(
-                "claim {namespace}/{name} did not bind to {pv_name}"
-            )));
-        }
         Ok(path)
     }
 

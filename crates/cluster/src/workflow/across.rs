@@ -7,7 +7,8 @@
 //! connects to that Service by its DNS name. Each side's Secret holds only its own key and
 //! certificate and its peer's certificate, from a pair the caller makes for this run alone.
 //! With `--via local` no Service is made: both movers listen and the command joins them through
-//! port-forwards ([`super::relay`]).
+//! port-forwards ([`super::relay`]). A Block claim is copied the same way by `mover block` on
+//! each side, device to device, only the chunks whose hashes differ crossing the wire.
 //!
 //! The Secrets, the Service and both Jobs (with their pods) are deleted at the end, whatever the
 //! outcome; the copy, when this run created it and nothing usable was written, too.
@@ -237,6 +238,9 @@ pub struct AcrossPlan {
     pub sender_to: Option<String>,
     /// Both movers listen and the command joins them (`--via local`).
     pub via_local: bool,
+    /// The claims are Block claims: the movers are `mover block` over the wire, each with its
+    /// claim as a device.
+    pub block: bool,
 }
 
 impl AcrossPlan {
@@ -297,12 +301,9 @@ pub fn plan(
 ) -> Result<AcrossPlan> {
     let source_namespace = source.metadata.namespace.clone().unwrap_or_default();
     request.check(&source_namespace)?;
-    if steps::is_block(source) {
-        return Err(Error::Invalid(format!(
-            "claim {} is a Block claim: a copy into another namespace carries folders only; \
-             copy it within its namespace (leave --to-namespace out)",
-            request.claim
-        )));
+    let block = steps::is_block(source);
+    if block {
+        workflow::check_no_excludes_for_block(&settings.excludes, &request.claim)?;
     }
     if !matches!(settings.privilege, crate::security::Privilege::Mover) {
         return Err(Error::Invalid(
@@ -318,6 +319,20 @@ pub fn plan(
             "claim {} exists in namespace {} and is not a copy of {}/{} made by pvc-backup: \
              choose another --to, or delete it",
             request.to, request.namespace, source_namespace, request.claim
+        )));
+    }
+    if let Some(found) = existing
+        && steps::is_block(found) != block
+    {
+        let mode = |b: bool| if b { "Block" } else { "Filesystem" };
+        return Err(Error::Invalid(format!(
+            "claim {} in namespace {} is a {} claim and {} a {} claim: a copy keeps the \
+             source's volume mode; choose another --to, or delete it",
+            request.to,
+            request.namespace,
+            mode(!block),
+            request.claim,
+            mode(block)
         )));
     }
     let claim = match existing {
@@ -372,17 +387,27 @@ pub fn plan(
         &request.claim,
         request.role,
     );
-    receiver.args = MoverCommand::Receive {
-        dst: TARGET_MOUNT.to_owned(),
-        listen: format!("0.0.0.0:{WIRE_PORT}"),
-        keys: KEYS_MOUNT.to_owned(),
-        retry_for_secs: retry,
-        // On the disk before the copy is reported, as a copy within a namespace is.
-        fsync: true,
-        checksum: request.checksum,
+    receiver.args = if block {
+        // Every chunk is compared by its hash: a re-run is a comparison by content.
+        MoverCommand::BlockReceive {
+            dst: TARGET_MOUNT.to_owned(),
+            listen: format!("0.0.0.0:{WIRE_PORT}"),
+            keys: KEYS_MOUNT.to_owned(),
+            retry_for_secs: retry,
+        }
+    } else {
+        MoverCommand::Receive {
+            dst: TARGET_MOUNT.to_owned(),
+            listen: format!("0.0.0.0:{WIRE_PORT}"),
+            keys: KEYS_MOUNT.to_owned(),
+            retry_for_secs: retry,
+            // On the disk before the copy is reported, as a copy within a namespace is.
+            fsync: true,
+            checksum: request.checksum,
+        }
     }
     .args();
-    receiver.mounts = vec![mount("backup", &request.to, TARGET_MOUNT, false, false)];
+    receiver.mounts = vec![mount("backup", &request.to, TARGET_MOUNT, false, block)];
     receiver.keys = Some(KeysVolume {
         secret: receiver_name.clone(),
         path: KEYS_MOUNT.to_owned(),
@@ -418,13 +443,14 @@ pub fn plan(
         sender_command(
             request,
             settings,
+            block,
             SendPeer::Relayed(format!("0.0.0.0:{WIRE_PORT}")),
             None,
         )
     } else {
         sender_to
             .as_deref()
-            .map(|to| sender_command(request, settings, SendPeer::To(to.to_owned()), None))
+            .map(|to| sender_command(request, settings, block, SendPeer::To(to.to_owned()), None))
             .unwrap_or_default()
     };
     if request.via_local {
@@ -440,7 +466,7 @@ pub fn plan(
             &service_name,
         )
     });
-    sender.mounts = vec![mount("source", &request.claim, SOURCE_MOUNT, true, false)];
+    sender.mounts = vec![mount("source", &request.claim, SOURCE_MOUNT, true, block)];
     sender.keys = Some(KeysVolume {
         secret: sender_name.clone(),
         path: KEYS_MOUNT.to_owned(),
@@ -460,25 +486,42 @@ pub fn plan(
         sender,
         sender_to,
         via_local: request.via_local,
+        block,
     })
 }
 
-/// The sending mover's arguments: `mover send`, meeting the receiver as `peer` says, asking for
-/// `server_name` in its TLS hello when given (a Route's host).
+/// The sending mover's arguments: `mover send` (`mover block` for a Block claim), meeting the
+/// receiver as `peer` says, asking for `server_name` in its TLS hello when given (a Route's
+/// host).
 fn sender_command(
     request: &AcrossRequest,
     settings: &MoverSettings,
+    block: bool,
     peer: SendPeer,
     server_name: Option<&str>,
 ) -> Vec<String> {
+    let keys = KEYS_MOUNT.to_owned();
+    let retry_for_secs = retry_for(settings);
+    let server_name = server_name.map(str::to_owned);
+    if block {
+        return MoverCommand::BlockSend {
+            src: SOURCE_MOUNT.to_owned(),
+            peer,
+            keys,
+            retry_for_secs,
+            compress: request.compress,
+            server_name,
+        }
+        .args();
+    }
     MoverCommand::Send {
         src: SOURCE_MOUNT.to_owned(),
         peer,
-        keys: KEYS_MOUNT.to_owned(),
-        retry_for_secs: retry_for(settings),
+        keys,
+        retry_for_secs,
         compress: request.compress,
         excludes: settings.excludes.clone(),
-        server_name: server_name.map(str::to_owned),
+        server_name,
     }
     .args()
 }
@@ -933,6 +976,7 @@ async fn run_both(
             sender.args = sender_command(
                 request,
                 settings,
+                plan.block,
                 SendPeer::To(to.clone()),
                 server_name.as_deref(),
             );

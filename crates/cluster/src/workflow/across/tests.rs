@@ -243,6 +243,7 @@ fn through_a_route_the_sender_asks_for_its_host_once_the_cluster_gave_one() {
     let args = sender_command(
         &routed,
         &s,
+        false,
         SendPeer::To("10.0.0.9:443".into()),
         Some("given.apps.example"),
     );
@@ -300,8 +301,23 @@ fn what_cannot_cross_is_refused_before_anything_is_made() {
     assert!(same.contains("own namespace"), "{same}");
     let bad = err(plan_of(&request("Lab.x"), &s, &fs, None));
     assert!(bad.contains("namespace"), "{bad}");
-    let block = err(plan_of(&request("lab"), &s, &source("Block"), None));
-    assert!(block.contains("Block claim"), "{block}");
+    let excluding_block = MoverSettings {
+        excludes: contract::Excludes {
+            patterns: vec!["*.tmp".into()],
+            ..Default::default()
+        },
+        ..MoverSettings::default()
+    };
+    let block = err(plan_of(
+        &request("lab"),
+        &excluding_block,
+        &source("Block"),
+        None,
+    ));
+    assert!(
+        block.contains("Block claim") && block.contains("--exclude"),
+        "{block}"
+    );
     let unprivileged = MoverSettings {
         privilege: Privilege::Unprivileged { uid: None },
         ..MoverSettings::default()
@@ -340,4 +356,81 @@ fn what_cannot_cross_is_refused_before_anything_is_made() {
         .insert(SOURCE_NAMESPACE_LABEL.into(), "shop".into());
     let p = plan_of(&request("lab"), &s, &fs, Some(&ours)).unwrap();
     assert!(p.claim.is_none());
+    // Our copy, but of the other volume mode than the source's.
+    let e = err(plan_of(&request("lab"), &s, &source("Block"), Some(&ours)));
+    assert!(
+        e.contains("is a Filesystem claim and data a Block claim"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_block_claim_crosses_as_devices_between_two_mover_blocks() {
+    let req = AcrossRequest {
+        compress: true,
+        ..request("lab")
+    };
+    let p = plan_of(&req, &MoverSettings::default(), &source("Block"), None).unwrap();
+    assert!(p.block);
+    let claim = p.claim.as_ref().unwrap().spec.clone().unwrap();
+    assert_eq!(claim.volume_mode.as_deref(), Some("Block"));
+    assert_eq!(
+        &p.receiver.args[..6],
+        [
+            "mover",
+            "block",
+            TARGET_MOUNT,
+            "--listen",
+            "0.0.0.0:7443",
+            "--keys"
+        ]
+    );
+    assert_eq!(
+        &p.sender.args[..5],
+        [
+            "mover",
+            "block",
+            SOURCE_MOUNT,
+            "--to",
+            "pvc-backup-bcdfg.lab.svc:7443"
+        ]
+    );
+    assert!(p.sender.args.iter().any(|a| a == "--compress"));
+    // Each mover has its claim as a device, the source read-only.
+    let (sm, rm) = (&p.sender.mounts[0], &p.receiver.mounts[0]);
+    assert!(sm.block && sm.read_only && sm.claim == "data");
+    assert!(rm.block && !rm.read_only && rm.claim == "copy");
+    // Through this machine, the sender listens for the relay, as for folders.
+    let local = AcrossRequest {
+        via_local: true,
+        ..request("lab")
+    };
+    let p = plan_of(&local, &MoverSettings::default(), &source("Block"), None).unwrap();
+    assert_eq!(
+        &p.sender.args[..7],
+        [
+            "mover",
+            "block",
+            SOURCE_MOUNT,
+            "--listen",
+            "0.0.0.0:7443",
+            "--send",
+            "--tls-client"
+        ]
+    );
+    // The address of a node's port is known later; the command then is `mover block` too.
+    let nodeport = AcrossRequest {
+        expose: Expose::NodePort,
+        ..request("lab")
+    };
+    let p = plan_of(&nodeport, &MoverSettings::default(), &source("Block"), None).unwrap();
+    assert!(p.sender.args.is_empty());
+    let later = sender_command(
+        &nodeport,
+        &MoverSettings::default(),
+        p.block,
+        SendPeer::To("10.0.0.1:30123".into()),
+        None,
+    );
+    assert_eq!(&later[..3], ["mover", "block", SOURCE_MOUNT]);
 }

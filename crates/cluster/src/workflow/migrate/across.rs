@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::access;
 use crate::connect::Kube;
@@ -290,9 +290,14 @@ pub async fn run(
         }
         if !STEPS.is_done(&progress, VERIFY) {
             observer.step(&format!(
-                "verifying claim {} in {} against the source, file by file by content",
+                "verifying claim {} in {} against the source, {} by content",
                 copy.claim,
-                request.where_to()
+                request.where_to(),
+                if steps::is_block(transfers.source) {
+                    "chunk by chunk"
+                } else {
+                    "file by file"
+                }
             ));
             let verify = AcrossRequest {
                 checksum: true,
@@ -305,8 +310,13 @@ pub async fn run(
             let changed = changes(&verified);
             report.transfers.push(verified);
             if changed > 0 {
+                let what = if steps::is_block(transfers.source) {
+                    "chunks"
+                } else {
+                    "entries"
+                };
                 return Err(Error::Failed(format!(
-                    "the verification found {changed} entries of claim {} that differed from \
+                    "the verification found {changed} {what} of claim {} that differed from \
                      the source after the final copy, with the workload stopped: something else \
                      writes to the claim (a pod of another workload, a process outside the \
                      cluster). They were copied again; stop what writes and run the same \
@@ -531,13 +541,23 @@ fn accept(report: AcrossReport, what: &str, partial_ok: bool) -> Result<AcrossRe
     )))
 }
 
-/// The entries a transfer changed in the copy, from the receiver's summary.
+/// What a transfer changed in the copy, from the receiver's summary: entries of a Filesystem
+/// claim; chunks of a Block claim written, zeroed or that could not be compared (a block
+/// transfer hashes every chunk on both sides and sends only those that differ).
 fn changes(report: &AcrossReport) -> u64 {
     report
         .receiver
         .summaries
         .iter()
         .map(|s| {
+            if s.get("chunks_equal").is_some() {
+                let n = |k: &str| s.get(k).and_then(Value::as_u64).unwrap_or(0);
+                let errors = s
+                    .get("errors")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
+                return n("chunks_written") + n("chunks_zeroed") + errors as u64;
+            }
             let e = contract::summary::Report::read(s)
                 .entries
                 .unwrap_or_default();
@@ -605,5 +625,40 @@ mod tests {
         );
         assert_eq!(request.copy.to, "data");
         assert_eq!(request.copy.role, Role::Migrate);
+    }
+
+    fn transferred(summary: Value) -> AcrossReport {
+        let outcome = crate::run::Outcome {
+            job: "data-migrate-bcdfg-receive".into(),
+            pod: "p".into(),
+            node: None,
+            exit_code: 0,
+            summaries: vec![summary],
+            messages: Vec::new(),
+        };
+        AcrossReport {
+            target: "data".into(),
+            namespace: "lab".into(),
+            created: false,
+            scaled: Vec::new(),
+            receiver: outcome,
+            sender: None,
+            address: "local".into(),
+        }
+    }
+
+    #[test]
+    fn a_verification_counts_changed_entries_or_changed_chunks() {
+        let files = json!({"schema": 1, "command": "receive",
+            "entries": {"total": 9, "copied": 1, "linked": 0, "updated": 2, "deleted": 1,
+                "failed": 0, "unchanged": 5, "skipped": 0, "excluded": 0}});
+        assert_eq!(changes(&transferred(files)), 4);
+        let chunks = json!({"chunk_size": 4194304, "chunks": 16, "chunks_written": 1,
+            "chunks_zeroed": 2, "chunks_equal": 12, "errors": [{"phase": "copy",
+            "offset": 0, "len": 4194304, "reason": "on the sender: EIO"}], "exit_code": 23});
+        assert_eq!(changes(&transferred(chunks)), 4);
+        let unchanged = json!({"chunk_size": 4194304, "chunks": 16, "chunks_written": 0,
+            "chunks_zeroed": 0, "chunks_equal": 16, "errors": [], "exit_code": 0});
+        assert_eq!(changes(&transferred(unchanged)), 0);
     }
 }
