@@ -790,16 +790,7 @@ fn a_copy_into_another_namespace_holds_the_whole_tree_and_leaves_no_keys_behind(
     assert_eq!(last["result"], "ok", "{last}");
 
     // The keys, the Service and both movers are gone from both namespaces.
-    let left = transfer_leftovers;
-    let gone = c.wait_for(Duration::from_secs(120), |c| {
-        left(c, c.ns()).is_empty() && left(c, lab.ns()).is_empty()
-    });
-    assert!(
-        gone,
-        "left behind: {:?} {:?}",
-        left(&c, c.ns()),
-        left(&c, lab.ns())
-    );
+    assert_no_transfer_left(&c, &lab);
 
     // A second run brings the copy up to date, sending only what changed.
     std::fs::write(src.join("a.txt"), b"changed\n").unwrap();
@@ -890,16 +881,7 @@ fn a_block_claim_is_copied_into_another_namespace_chunk_by_chunk() {
     let claim: PersistentVolumeClaim = lab.get(lab.ns(), "disk").expect("the copy");
     let spec = claim.spec.unwrap_or_default();
     assert_eq!(spec.volume_mode.as_deref(), Some("Block"));
-    let left = transfer_leftovers;
-    let gone = c.wait_for(Duration::from_secs(120), |c| {
-        left(c, c.ns()).is_empty() && left(c, lab.ns()).is_empty()
-    });
-    assert!(
-        gone,
-        "left behind: {:?} {:?}",
-        left(&c, c.ns()),
-        left(&c, lab.ns())
-    );
+    assert_no_transfer_left(&c, &lab);
 
     // Run again after one block of the source changed: one chunk crosses the wire.
     write_at(&image, (40 << 20) + 4096, b"changed");
@@ -946,16 +928,7 @@ fn a_copy_through_this_machine_joins_two_port_forwards_again_and_leaves_nothing_
         "{err}"
     );
     assert_holds(&lab, "data", &src);
-    let left = transfer_leftovers;
-    let gone = c.wait_for(Duration::from_secs(120), |c| {
-        left(c, c.ns()).is_empty() && left(c, lab.ns()).is_empty()
-    });
-    assert!(
-        gone,
-        "left behind: {:?} {:?}",
-        left(&c, c.ns()),
-        left(&c, lab.ns())
-    );
+    assert_no_transfer_left(&c, &lab);
     // A second run sends only what changed.
     std::fs::write(src.join("a.txt"), b"changed\n").unwrap();
     let again = run_json_with(&c, &alice, &args);
@@ -1047,14 +1020,7 @@ fn a_copy_through_this_machine_into_another_cluster_port_forwards_with_each_side
     assert_eq!(report["namespace"], lab.ns(), "{report:#}");
     assert_eq!(report["address"], "local", "{report:#}");
     assert_holds(&lab, "data", &src);
-    assert!(
-        c.wait_for(Duration::from_secs(120), |c| {
-            transfer_leftovers(c, c.ns()).is_empty() && transfer_leftovers(c, lab.ns()).is_empty()
-        }),
-        "left behind: {:?} {:?}",
-        transfer_leftovers(&c, c.ns()),
-        transfer_leftovers(&c, lab.ns())
-    );
+    assert_no_transfer_left(&c, &lab);
 }
 
 /// Cuts (`ss -K`) the TCP connections of process `pid` that carried over 8 MiB either way: the
@@ -1107,6 +1073,29 @@ fn person_in_both<'a>(
         .as_bytes(),
     );
     made
+}
+
+/// Writes `data` into `file` at byte `at` and flushes it: the image file behind a loop device.
+fn write_at(file: &Path, at: u64, data: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(data).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// Waits (two minutes at most) until no Secret, Service, pod or Job of a transfer is left in the
+/// namespace of `c` or that of `lab`, and fails with what is left otherwise.
+fn assert_no_transfer_left(c: &Cluster, lab: &Cluster) {
+    let gone = c.wait_for(Duration::from_secs(120), |c| {
+        transfer_leftovers(c, c.ns()).is_empty() && transfer_leftovers(c, lab.ns()).is_empty()
+    });
+    assert!(
+        gone,
+        "left behind: {:?} {:?}",
+        transfer_leftovers(c, c.ns()),
+        transfer_leftovers(c, lab.ns())
+    );
 }
 
 /// The Secrets, Services, pods (of a transfer) and Jobs left in namespace `ns`.
@@ -1207,14 +1196,7 @@ fn a_copy_into_another_cluster_goes_through_a_node_port_then_a_load_balancer() {
         "{err}"
     );
     assert_holds(&lab, "data", &src);
-    assert!(
-        c.wait_for(Duration::from_secs(120), |c| {
-            transfer_leftovers(c, c.ns()).is_empty() && transfer_leftovers(c, lab.ns()).is_empty()
-        }),
-        "left behind: {:?} {:?}",
-        transfer_leftovers(&c, c.ns()),
-        transfer_leftovers(&c, lab.ns())
-    );
+    assert_no_transfer_left(&c, &lab);
 
     // Again through a LoadBalancer Service, with this test as the load balancer: it gives the
     // Service the node's address, as MetalLB would, and kube-proxy routes it.
@@ -1306,16 +1288,7 @@ fn a_block_claim_is_backed_up_as_an_image_of_the_whole_volume() {
         )
         .expect("a Block claim");
     let content: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 251) as u8).collect();
-    {
-        use std::io::{Seek, SeekFrom, Write};
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&image)
-            .unwrap();
-        f.seek(SeekFrom::Start(8 << 20)).unwrap();
-        f.write_all(&content).unwrap();
-        f.sync_all().unwrap();
-    }
+    write_at(&image, 8 << 20, &content);
     let out = run(&c, &["backup", "disk"]);
     expect_code(&out, 0);
     let dir = c

@@ -3,14 +3,12 @@
 //! real API server holds the workloads' replica counts. The command is killed once on the way
 //! and run again.
 
-use std::time::Duration;
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::json;
 use testcluster::fake::ClaimOptions;
 
-use super::{apply, manifests, person_in_both, real, run_with, transfer_leftovers};
+use super::{apply, assert_no_transfer_left, manifests, person_in_both, real, run_with};
 use crate::resume::run_killed_when;
 use crate::util::{
     assert_holds, claim_with_data, cluster, deployment_using, expect_code, reference_copy,
@@ -115,15 +113,7 @@ fn a_migration_into_another_namespace_stops_the_workload_here_and_starts_it_ther
         copy.metadata.annotations.unwrap_or_default()["pvc-backup.io/migrated-from"],
         format!("{}/data", c.ns())
     );
-    let gone = c.wait_for(Duration::from_secs(120), |c| {
-        transfer_leftovers(c, c.ns()).is_empty() && transfer_leftovers(c, lab.ns()).is_empty()
-    });
-    assert!(
-        gone,
-        "left behind: {:?} {:?}",
-        transfer_leftovers(&c, c.ns()),
-        transfer_leftovers(&c, lab.ns())
-    );
+    assert_no_transfer_left(&c, &lab);
 
     // Migrating again would overwrite what the workload writes there now: refused.
     let again = run_with(&c, &alice, &["migrate", "data", "--to-namespace", lab.ns()]);

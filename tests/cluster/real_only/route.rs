@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use testcluster::fake::ClaimOptions;
 
 use super::repository::node_address;
-use super::{apply, kubectl, manifests, person_in_both, real, transfer_leftovers};
+use super::{apply, assert_no_transfer_left, kubectl, manifests, person_in_both, real};
 use crate::util::{Cluster, assert_holds, claim_with_data, cluster, expect_code};
 
 /// HAProxy serving one passthrough Route, as OpenShift's router configures it; stopped when
@@ -148,8 +148,5 @@ fn a_copy_through_a_route_reaches_the_receiver_by_the_name_in_its_tls_hello() {
     let routes = kubectl(&lab, &["get", "routes", "-n", lab.ns(), "-o", "name"], None);
     expect_code(&routes, 0);
     assert_eq!(String::from_utf8_lossy(&routes.stdout).trim(), "");
-    let gone = c.wait_for(Duration::from_secs(120), |c| {
-        transfer_leftovers(c, c.ns()).is_empty() && transfer_leftovers(c, lab.ns()).is_empty()
-    });
-    assert!(gone, "left behind: {:?}", transfer_leftovers(&c, lab.ns()));
+    assert_no_transfer_left(&c, &lab);
 }
