@@ -97,7 +97,13 @@ pub struct Summary {
 pub fn is_summary(value: &Value) -> bool {
     value.get("schema").is_some()
         || value.get("summary").is_some_and(Value::is_object)
-        || (value.get("chunk_size").is_some() && value.get("chunks_equal").is_some())
+        || is_block_summary(value)
+}
+
+/// Whether a JSON line is a block copy's summary (`mover block`, on one machine or over the
+/// wire): it has `chunk_size` and `chunks_equal`, and counts chunks where others count entries.
+pub fn is_block_summary(value: &Value) -> bool {
+    value.get("chunk_size").is_some() && value.get("chunks_equal").is_some()
 }
 
 /// What a caller reads from a summary line, whichever command printed it: `mover sync` and
@@ -274,10 +280,11 @@ mod tests {
             "chunk_size": 4194304, "chunks": 2, "chunks_written": 1, "chunks_equal": 1,
             "errors": [], "duration_ms": 7, "exit_code": 0,
         });
-        assert!(is_summary(&copy));
+        assert!(is_summary(&copy) && is_block_summary(&copy));
         let r = Report::read(&copy);
         assert_eq!((r.entries, r.bytes, r.duration_ms), (None, None, Some(7)));
-        // A progress line of a block copy is not one.
+        // A progress line of a block copy is not one, nor a copy of folders' summary.
+        assert!(!is_block_summary(&serde_json::to_value(summary()).unwrap()));
         assert!(!is_summary(
             &json!({"phase": "copy", "chunk_size": 4194304, "done": 1})
         ));

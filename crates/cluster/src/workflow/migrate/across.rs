@@ -550,7 +550,7 @@ fn changes(report: &AcrossReport) -> u64 {
         .summaries
         .iter()
         .map(|s| {
-            if s.get("chunks_equal").is_some() {
+            if contract::summary::is_block_summary(s) {
                 let n = |k: &str| s.get(k).and_then(Value::as_u64).unwrap_or(0);
                 let errors = s
                     .get("errors")
