@@ -222,3 +222,46 @@ fn finish_frame(io: &mut Io, start: usize) -> Result<()> {
     }
     Ok(())
 }
+
+/// A connection that plays recorded frames to the code under test and drops what it sends.
+#[cfg(test)]
+pub(crate) mod replay {
+    use std::io::{self, Read, Write};
+
+    use super::Conn;
+    use crate::message::Message;
+
+    struct Replay(io::Cursor<Vec<u8>>);
+
+    impl Read for Replay {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+
+    impl Write for Replay {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// `msgs` as the frames a peer sends.
+    pub(crate) fn frames(msgs: &[Message]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for m in msgs {
+            let mut f = Vec::new();
+            m.encode(&mut f);
+            out.extend_from_slice(&(f.len() as u32).to_be_bytes());
+            out.extend_from_slice(&f);
+        }
+        out
+    }
+
+    /// A connection whose peer sends `stream` (see [`frames`]), then closes.
+    pub(crate) fn replay(stream: Vec<u8>) -> Conn {
+        Conn::without_keepalives(Box::new(Replay(io::Cursor::new(stream))))
+    }
+}

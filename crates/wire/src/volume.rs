@@ -489,39 +489,8 @@ fn refuse(conn: &mut Conn, side: &str, e: &Error, unread_hello: bool) {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{self, Read, Write};
-
     use super::*;
-
-    /// A sender that sends `bytes` (frames with their length prefixes), then closes; what the
-    /// receiver sends it is dropped.
-    struct Replay(io::Cursor<Vec<u8>>);
-
-    impl Read for Replay {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.0.read(buf)
-        }
-    }
-
-    impl Write for Replay {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn frames(msgs: &[Message]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for m in msgs {
-            let mut f = Vec::new();
-            m.encode(&mut f);
-            out.extend_from_slice(&(f.len() as u32).to_be_bytes());
-            out.extend_from_slice(&f);
-        }
-        out
-    }
+    use crate::frame::replay::{frames, replay};
 
     const CHUNK: u64 = 64 << 10;
 
@@ -548,7 +517,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("dst.img"), vec![0x11; 4 * CHUNK as usize]).unwrap();
         std::fs::write(dir.path().join("other"), [0x22; 8]).unwrap();
-        let mut conn = Conn::without_keepalives(Box::new(Replay(io::Cursor::new(stream))));
+        let mut conn = replay(stream);
         let opts = BlockReceiveOptions {
             copy: block::Options {
                 threads: 2,
