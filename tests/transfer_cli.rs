@@ -134,6 +134,61 @@ fn a_rich_tree_received_is_what_sync_makes_and_a_second_run_sends_nothing() {
     assert_mirror(&src.root, &dst, &sockets);
 }
 
+/// A source of more files than one batch of the listing (`wire::send::BATCH_FILES`, 16,384)
+/// is listed in pauses, each followed by the content of its own files: the target is still
+/// exactly the source, hard links whose names fall in different batches are joined, and a
+/// re-run sends only the files that changed, wherever they are.
+#[test]
+fn more_files_than_one_batch_arrive_whole_with_hard_links_across_batches() {
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    // 40 folders of 1,000 files: 40,000 files, about two and a half batches.
+    for d in 0..40 {
+        for f in 0..1000 {
+            let rel = format!("d{d:02}/f{f:04}");
+            src.file(rel.as_bytes(), format!("{d} {f}\n").as_bytes());
+        }
+    }
+    // Hard links: first names in the first batch, extra names in the second and the third; and
+    // a group wholly within the last batch.
+    src.file(b"d00/linked", b"one content, three names");
+    src.hardlink(b"d00/linked", b"d20/linked-too");
+    src.hardlink(b"d00/linked", b"d39/linked-last");
+    src.file(b"d39/pair", b"two names");
+    src.hardlink(b"d39/pair", b"d39/pair-too");
+    // A file large enough to be sent against its older version on the re-run.
+    src.file(b"d30/large.bin", &noise(6 << 20));
+    let dst = dir.path().join("dst");
+
+    let (sc, rc, j) = transfer(&src.root, &dst, &k);
+    assert_eq!((sc, rc), (0, 0), "{j}");
+    assert_eq!(sent_files(&j), 40_003, "{j}");
+    assert_eq!(j["summary"]["entries"]["linked"], 3, "{j}");
+    assert_mirror(&src.root, &dst, &[]);
+
+    let (sc, rc, j) = transfer(&src.root, &dst, &k);
+    assert_eq!((sc, rc), (0, 0), "{j}");
+    assert_eq!(sent_files(&j), 0, "{j}");
+    assert_eq!(j["summary"]["entries"]["copied"], 0, "{j}");
+
+    // One change in each batch, one file gone, one name more for the first group.
+    src.file(b"d00/f0007", b"changed in the first batch");
+    src.file(b"d19/f0500", b"changed in the second batch");
+    src.file(b"d38/f0999", b"changed in the third batch");
+    src.remove(b"d25/f0001");
+    src.hardlink(b"d00/linked", b"d33/linked-new");
+    let mut large = noise(6 << 20);
+    large[2 << 20] ^= 0xff;
+    src.file(b"d30/large.bin", &large);
+    let (sc, rc, j) = transfer(&src.root, &dst, &k);
+    assert_eq!((sc, rc), (0, 0), "{j}");
+    assert_eq!(sent_files(&j), 4, "{j}");
+    assert!(j["sent"]["bytes"].as_u64().unwrap() < 2 << 20, "{j}");
+    assert_eq!(j["summary"]["entries"]["deleted"], 1, "{j}");
+    assert_eq!(j["summary"]["entries"]["linked"], 1, "{j}");
+    assert_mirror(&src.root, &dst, &[]);
+}
+
 /// The calls `calls` (comma-separated) that a receiver run under strace made while serving one
 /// transfer from `src` into `dst`, in the order they were made; and the received target.
 fn traced_receiver(calls: &str, src: &Path, dst: &Path, k: &Path, extra: &[&str]) -> Vec<String> {

@@ -35,7 +35,7 @@ pub mod volume;
 pub use error::{Error, Result};
 
 /// The protocol version both sides must speak; a peer with another one is refused.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// What each hello side is, for messages.
 fn side_name(side: u8) -> &'static str {

@@ -7,12 +7,18 @@
 //! 1. the sender lists the source depth first: [`Message::Root`], then for each directory its
 //!    entries in name order, a subdirectory as [`Message::Dir`] followed by its own entries and
 //!    [`Message::Up`], every other entry as [`Message::Entry`]; then [`Message::ListEnd`];
+//!    files are numbered from 0 in the order they are listed;
 //! 2. the receiver answers with the numbers of the files it needs ([`Message::Want`], then
-//!    [`Message::WantEnd`]); files are numbered from 0 in the order they were listed;
+//!    [`Message::WantEnd`]);
 //! 3. the sender sends each in that order: [`Message::FileBegin`], [`Message::Data`] (or
 //!    [`Message::Compressed`]) for each region of data (holes are not sent), [`Message::FileEnd`]
 //!    (or [`Message::FileFailed`]);
 //! 4. the receiver ends with [`Message::Done`] and the summary.
+//!
+//! The listing comes in batches: after every [`crate::send::BATCH_FILES`] files the sender
+//! pauses it with [`Message::ListPause`], anywhere in the tree, and steps 2 and 3 run for the
+//! files listed since the previous pause before the listing goes on. Neither side then holds
+//! more than one batch of files, however many the source has.
 //!
 //! Either side may end a transfer early with [`Message::Abort`].
 //!
@@ -178,6 +184,10 @@ pub enum Message {
     },
     /// The end of the listing.
     ListEnd,
+    /// A pause in the listing: the receiver asks for the files listed since the previous pause
+    /// ([`Message::Want`] up to [`Message::WantEnd`]), the sender sends them, then the listing
+    /// goes on where it paused.
+    ListPause,
     /// Files the receiver needs, by number, in increasing order.
     Want(Vec<u64>),
     /// For a file asked for whose older version the target has: the BLAKE3 hash of each
@@ -328,6 +338,7 @@ const BLOCK_CHUNK: u8 = 23;
 const BLOCK_ZERO: u8 = 24;
 const BLOCK_FAILED: u8 = 25;
 const BLOCK_END: u8 = 26;
+const LIST_PAUSE: u8 = 27;
 
 /// Flags of [`Message::BlockBegin`].
 const FLAG_FILE: u8 = 1;
@@ -554,6 +565,7 @@ impl Message {
                 out.push(u8::from(*delete));
             }
             Message::ListEnd => out.push(LIST_END),
+            Message::ListPause => out.push(LIST_PAUSE),
             Message::Want(files) => {
                 out.push(WANT);
                 put_u32(out, files.len() as u32);
@@ -717,6 +729,7 @@ impl Message {
                 },
             },
             LIST_END => Message::ListEnd,
+            LIST_PAUSE => Message::ListPause,
             WANT => {
                 let n = r.u32()? as usize;
                 if n > r.0.len() / 8 {
@@ -816,6 +829,7 @@ impl Message {
             Message::Unreadable { .. } => "unreadable entry",
             Message::Excluded { .. } => "excluded entry",
             Message::ListEnd => "end of listing",
+            Message::ListPause => "pause of the listing",
             Message::Want(_) => "request",
             Message::WantEnd => "end of requests",
             Message::Basis { .. } => "basis",
@@ -890,6 +904,7 @@ mod tests {
                 delete: true,
             },
             Message::ListEnd,
+            Message::ListPause,
             Message::Want(vec![0, 5, 9]),
             Message::WantEnd,
             Message::Basis {

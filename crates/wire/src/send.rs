@@ -83,15 +83,24 @@ struct FileRef {
     meta: Meta,
 }
 
+/// The files listed between two pauses of the listing ([`Message::ListPause`]): each side keeps
+/// the records of one batch, whatever the number of files in the source.
+pub const BATCH_FILES: usize = 16 << 10;
+
 struct Walk<'a> {
     conn: &'a mut Conn,
     owners: &'a Owners,
+    root: BorrowedFd<'a>,
+    opts: &'a SendOptions,
+    sent: &'a mut Sent,
     checksum: bool,
     excludes: &'a Excludes,
     /// The path of the directory being listed, relative to the root sent.
     rel: Vec<u8>,
     dirs: Vec<DirRef>,
+    /// The files listed since the last pause, numbered from `base`.
     files: Vec<FileRef>,
+    base: u64,
     groups: HashMap<(u64, u64), u64>,
     /// Cleared when the kernel refuses O_NOATIME (see [`Owners::open_source_file`]).
     noatime: AtomicBool,
@@ -160,6 +169,9 @@ pub fn send_counted(
     let mut walk = Walk {
         conn,
         owners: &owners,
+        root: root.as_fd(),
+        opts,
+        sent,
         checksum,
         excludes: &opts.excludes,
         rel: Vec::new(),
@@ -169,6 +181,7 @@ pub fn send_counted(
             id: root_id,
         }],
         files: Vec::new(),
+        base: 0,
         groups: HashMap::new(),
         noatime: AtomicBool::new(true),
     };
@@ -176,29 +189,8 @@ pub fn send_counted(
         .send(&Message::Root(Attrs::from_meta(&root_meta, &root_x)))?;
     walk.dir(root.as_fd(), 0, true)?;
     walk.conn.send(&Message::ListEnd)?;
-    let Walk {
-        conn,
-        dirs,
-        files,
-        noatime,
-        ..
-    } = walk;
-    let (wanted, bases) = read_wants(conn, files.len())?;
-    for n in wanted {
-        let f = &files[n as usize];
-        let basis = bases.get(&n);
-        if send_file(
-            conn,
-            (&owners, root.as_fd(), &dirs, &noatime),
-            f,
-            n,
-            opts,
-            basis,
-            sent,
-        )? {
-            sent.files += 1;
-        }
-    }
+    walk.batch()?;
+    let conn = walk.conn;
     match conn.recv()? {
         Message::Done(json) => serde_json::from_slice(&json)
             .map_err(|e| Error::protocol(format!("the receiver's summary is not valid: {e}"))),
@@ -283,7 +275,27 @@ impl Walk<'_> {
                     })?;
                 }
             }
+            if self.files.len() >= BATCH_FILES {
+                self.conn.send(&Message::ListPause)?;
+                self.batch()?;
+            }
         }
+        Ok(())
+    }
+
+    /// Reads the receiver's requests for the files listed since the last pause and sends
+    /// them; then forgets them (numbers go on from there).
+    fn batch(&mut self) -> Result<()> {
+        let (wanted, bases) = read_wants(self.conn, self.base, self.files.len())?;
+        for n in wanted {
+            let f = &self.files[(n - self.base) as usize];
+            let at = (self.owners, self.root, &self.dirs[..], &self.noatime);
+            if send_file(self.conn, at, f, n, self.opts, bases.get(&n), self.sent)? {
+                self.sent.files += 1;
+            }
+        }
+        self.base += self.files.len() as u64;
+        self.files.clear();
         Ok(())
     }
 
@@ -362,7 +374,7 @@ impl Walk<'_> {
         };
         let (mut group, mut hash) = (None, None);
         if meta.kind == Kind::File {
-            let n = self.files.len() as u64;
+            let n = self.base + self.files.len() as u64;
             if meta.nlink > 1 {
                 group = Some(*self.groups.entry((meta.dev, meta.ino)).or_insert(n));
             }
@@ -424,19 +436,20 @@ enum Failure {
 /// The older version of a file the receiver has: chunk size and hashes (see [`crate::delta`]).
 type Basis = (u32, Vec<[u8; 32]>);
 
-/// Reads the receiver's requests: file numbers below `count`, each greater than the one before,
-/// and the bases it offers for some of them.
-fn read_wants(conn: &mut Conn, count: usize) -> Result<(Vec<u64>, HashMap<u64, Basis>)> {
+/// Reads the receiver's requests: file numbers of the batch (`count` files from `base`), each
+/// greater than the one before, and the bases it offers for some of them.
+fn read_wants(conn: &mut Conn, base: u64, count: usize) -> Result<(Vec<u64>, HashMap<u64, Basis>)> {
     let mut all: Vec<u64> = Vec::new();
     let mut bases = HashMap::new();
+    let end = base + count as u64;
     loop {
         match conn.recv()? {
             Message::Want(files) => {
                 for f in files {
-                    if f as usize >= count || all.last().is_some_and(|&l| l >= f) {
+                    if !(base..end).contains(&f) || all.last().is_some_and(|&l| l >= f) {
                         return Err(Error::protocol(format!(
-                            "the receiver asked for file {f}, which is out of order or beyond \
-                             the {count} files listed"
+                            "the receiver asked for file {f}, which is out of order or not one \
+                             of the {count} files listed since the last pause (from {base})"
                         )));
                     }
                     all.push(f);
@@ -661,4 +674,54 @@ fn hash_file(fd: BorrowedFd<'_>, size: u64) -> std::io::Result<[u8; 32]> {
 /// The BLAKE3 hash of an open file's whole content, as [`Message::Entry`] carries it.
 pub fn content_hash(fd: BorrowedFd<'_>) -> std::io::Result<[u8; 32]> {
     hash_file(fd, stat_fd(fd)?.size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::replay::{frames, replay};
+
+    fn wants(base: u64, count: usize, msgs: &[Message]) -> Result<(Vec<u64>, HashMap<u64, Basis>)> {
+        read_wants(&mut replay(frames(msgs)), base, count)
+    }
+
+    #[test]
+    fn a_batch_is_asked_for_by_its_own_numbers_only() {
+        let (all, bases) = wants(
+            100,
+            3,
+            &[
+                Message::Want(vec![100, 102]),
+                Message::Basis {
+                    file: 102,
+                    chunk: delta::MIN_CHUNK,
+                    hashes: vec![[1; 32]],
+                },
+                Message::WantEnd,
+            ],
+        )
+        .unwrap();
+        assert_eq!(all, [100, 102]);
+        assert_eq!(bases[&102].0, delta::MIN_CHUNK);
+        for bad in [vec![99], vec![103], vec![101, 101], vec![102, 100]] {
+            let r = wants(100, 3, &[Message::Want(bad.clone()), Message::WantEnd]);
+            assert!(
+                matches!(&r, Err(Error::Protocol(m)) if m.contains("since the last pause")),
+                "{bad:?}: {r:?}"
+            );
+        }
+        let r = wants(
+            100,
+            3,
+            &[
+                Message::Want(vec![100]),
+                Message::Basis {
+                    file: 101,
+                    chunk: delta::MIN_CHUNK,
+                    hashes: vec![],
+                },
+            ],
+        );
+        assert!(matches!(r, Err(Error::Protocol(_))), "{r:?}");
+    }
 }

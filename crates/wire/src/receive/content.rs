@@ -28,7 +28,7 @@ impl Session<'_> {
                     self.receive_file(conn, n, size)?
                 }
                 Message::FileFailed { file, op, error } if file == n => {
-                    let rel = self.file_rel(n as usize);
+                    let rel = self.file_rel(n);
                     self.fail(&rel, &op, format!("on the sender: {error}"));
                 }
                 other => {
@@ -50,8 +50,10 @@ impl Session<'_> {
     /// lies about (more or fewer bytes than announced, data beyond its size) fails, and its
     /// temporary file is removed; the frames up to its end are read and dropped.
     fn receive_file(&mut self, conn: &mut Conn, n: u64, size: u64) -> Result<()> {
-        let rel = self.file_rel(n as usize);
-        let f = &self.files[n as usize];
+        let rel = self.file_rel(n);
+        let f = self
+            .file_rec(n)
+            .expect("only files of this batch are asked for");
         let (d, name, meta, want_x) = (
             f.dir.expect("only files of made directories are asked for"),
             f.name.clone(),
@@ -302,7 +304,9 @@ impl Session<'_> {
             self.fail(&rel, "rename", e);
             return Ok(());
         }
-        self.files[n as usize].ino = ino;
+        if let Some(f) = self.file_rec_mut(n) {
+            f.ino = ino;
+        }
         self.stats.copied.fetch_add(1, Relaxed);
         self.stats
             .bytes_copied
@@ -317,15 +321,16 @@ impl Session<'_> {
     pub(super) fn links(&mut self) {
         for n in std::mem::take(&mut self.links) {
             let rel = self.file_rel(n);
-            let f = &self.files[n];
-            let g = f.group.expect("a link has a group") as usize;
+            let f = self.file_rec(n).expect("a link is kept with its group");
+            let g = f.group.expect("a link has a group");
             let (d, name, owner) = (
                 f.dir.expect("listed"),
                 f.name.clone(),
                 (f.meta.uid, f.meta.gid),
             );
-            let first = &self.files[g];
-            let (Some(first_ino), Some(first_dir)) = (first.ino, first.dir) else {
+            let Some((Some(first_ino), Some(first_dir), first_name)) =
+                self.file_rec(g).map(|f| (f.ino, f.dir, f.name.clone()))
+            else {
                 self.fail(
                     &rel,
                     "link",
@@ -333,7 +338,6 @@ impl Session<'_> {
                 );
                 continue;
             };
-            let first_name = first.name.clone();
             let r = (|| -> std::result::Result<bool, Failure> {
                 let src_dir = self
                     .open_dir(first_dir)

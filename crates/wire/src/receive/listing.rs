@@ -49,18 +49,25 @@ impl Session<'_> {
         }
         loop {
             let msg = conn.recv()?;
+            if msg == Message::ListPause {
+                self.batch(conn)?;
+                continue;
+            }
             if self.skip_depth > 0 {
                 match msg {
                     Message::Dir { .. } => self.skip_depth += 1,
                     Message::Up => self.skip_depth -= 1,
-                    Message::Entry { name, attrs, .. } if attrs.kind == Kind::File => {
+                    Message::Entry {
+                        name, attrs, group, ..
+                    } if attrs.kind == Kind::File => {
                         let name = name::component(&name)?;
+                        let group = self.group_of(group)?;
                         self.files.push(FileRec {
                             dir: None,
                             name,
                             meta: attrs.meta(),
                             want_x: Xattrs::default(),
-                            group: None,
+                            group,
                             ino: None,
                         });
                     }
@@ -136,6 +143,23 @@ impl Session<'_> {
                 }
                 other => return Err(unexpected("entry", &other)),
             }
+        }
+    }
+
+    /// Checks the group of the file listed next: itself, or a hard-linked file listed before.
+    fn group_of(&self, group: Option<u64>) -> Result<Option<u64>> {
+        let n = self.next_file();
+        match group {
+            Some(g) if g > n => Err(Error::protocol(format!(
+                "file {n} says it shares the content of file {g}, listed later"
+            ))),
+            Some(g) if g < n && self.file_rec(g).is_none_or(|f| f.group != Some(g)) => {
+                Err(Error::protocol(format!(
+                    "file {n} says it shares the content of file {g}, which was not listed as \
+                     hard-linked"
+                )))
+            }
+            g => Ok(g),
         }
     }
 
@@ -330,13 +354,8 @@ impl Session<'_> {
         let number = if meta.kind == Kind::File {
             self.stats.bytes_found.fetch_add(meta.size, Relaxed);
             self.stats.bytes_done.fetch_add(meta.size, Relaxed);
-            let n = self.files.len() as u64;
-            if group.is_some_and(|g| g > n) {
-                return Err(Error::protocol(format!(
-                    "file {n} says it shares the content of file {}, listed later",
-                    group.unwrap_or_default()
-                )));
-            }
+            let n = self.next_file();
+            let group = self.group_of(group)?;
             self.files.push(FileRec {
                 dir: Some(dir),
                 name: name.clone(),
@@ -379,7 +398,7 @@ impl Session<'_> {
             Kind::File => {
                 let n = number.expect("a file has a number");
                 if group.is_some_and(|g| g != n) {
-                    self.links.push(n as usize);
+                    self.links.push(n);
                     return Ok(());
                 }
                 self.file(dfd, &name, &meta, &want_x, have.as_ref(), hash, n)
@@ -461,7 +480,9 @@ impl Session<'_> {
                 true
             };
             if equal {
-                self.files[n as usize].ino = Some(h.ino);
+                if let Some(f) = self.file_rec_mut(n) {
+                    f.ino = Some(h.ino);
+                }
                 return self.update_in_place(dfd, name, meta, want_x, Some(h));
             }
         }

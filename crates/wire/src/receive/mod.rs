@@ -154,6 +154,8 @@ impl Receiver {
             root: self.dst.as_fd(),
             dirs: Vec::new(),
             files: Vec::new(),
+            base: 0,
+            linked: std::collections::HashMap::new(),
             stack: Vec::new(),
             links: Vec::new(),
             wanted: Vec::new(),
@@ -165,21 +167,7 @@ impl Receiver {
             seq: AtomicU64::new(0),
             copier: Copier::default(),
         };
-        let result = s.listing(conn).and_then(|()| {
-            for chunk in s.wanted.chunks(64 << 10) {
-                conn.send(&Message::Want(chunk.to_vec()))?;
-            }
-            for (file, chunk, hashes) in std::mem::take(&mut s.bases) {
-                s.basis_chunk.insert(file, chunk);
-                conn.send(&Message::Basis {
-                    file,
-                    chunk,
-                    hashes,
-                })?;
-            }
-            conn.send(&Message::WantEnd)?;
-            s.contents(conn)
-        });
+        let result = s.listing(conn).and_then(|()| s.batch(conn));
         if let Err(e) = result {
             // Over a broken connection there is nobody to tell; a sender that tries again
             // must not read this as a refusal.
@@ -274,11 +262,17 @@ struct Session<'a> {
     opts: &'a ReceiveOptions,
     root: BorrowedFd<'a>,
     dirs: Vec<DirRec>,
+    /// The files listed since the last pause of the listing, numbered from `base`.
     files: Vec<FileRec>,
+    /// The number of the first file in `files`.
+    base: u64,
+    /// The hard-linked files of earlier batches, by number: the extra names are linked once
+    /// every batch is in.
+    linked: std::collections::HashMap<u64, FileRec>,
     stack: Vec<Open>,
     /// Files whose content is another listed file's (extra names of a hard-linked file).
-    links: Vec<usize>,
-    /// Files to ask for, in increasing order.
+    links: Vec<u64>,
+    /// Files of this batch to ask for, in increasing order.
     wanted: Vec<u64>,
     /// Of those, the ones whose older version in the target is offered as a basis: number,
     /// chunk size, hashes (see [`crate::delta`]).
@@ -356,12 +350,63 @@ impl Session<'_> {
         Ok(self.cache.as_ref().expect("just set").1.as_fd())
     }
 
-    fn file_rel(&self, n: usize) -> Vec<u8> {
-        let f = &self.files[n];
-        match f.dir {
-            Some(d) => self.rel_in(d, f.name.to_bytes()),
-            None => f.name.to_bytes().to_vec(),
+    /// File `n`: of this batch, or a hard-linked one of an earlier batch.
+    fn file_rec(&self, n: u64) -> Option<&FileRec> {
+        match n.checked_sub(self.base) {
+            Some(i) => self.files.get(usize::try_from(i).ok()?),
+            None => self.linked.get(&n),
         }
+    }
+
+    fn file_rec_mut(&mut self, n: u64) -> Option<&mut FileRec> {
+        match n.checked_sub(self.base) {
+            Some(i) => self.files.get_mut(usize::try_from(i).ok()?),
+            None => self.linked.get_mut(&n),
+        }
+    }
+
+    /// The number the next file listed gets.
+    fn next_file(&self) -> u64 {
+        self.base + self.files.len() as u64
+    }
+
+    fn file_rel(&self, n: u64) -> Vec<u8> {
+        match self.file_rec(n) {
+            Some(FileRec {
+                dir: Some(d), name, ..
+            }) => self.rel_in(*d, name.to_bytes()),
+            Some(f) => f.name.to_bytes().to_vec(),
+            None => format!("file {n}").into_bytes(),
+        }
+    }
+
+    /// Steps 2 and 3 for the files listed since the last pause (or the start): asks for those
+    /// that differ, offering the bases found, and receives them; then forgets the batch but
+    /// for its hard-linked files, whose extra names are linked at the end.
+    fn batch(&mut self, conn: &mut Conn) -> Result<()> {
+        for chunk in self.wanted.chunks(64 << 10) {
+            conn.send(&Message::Want(chunk.to_vec()))?;
+        }
+        for (file, chunk, hashes) in std::mem::take(&mut self.bases) {
+            self.basis_chunk.insert(file, chunk);
+            conn.send(&Message::Basis {
+                file,
+                chunk,
+                hashes,
+            })?;
+        }
+        conn.send(&Message::WantEnd)?;
+        self.contents(conn)?;
+        let base = self.base;
+        self.base = self.next_file();
+        for (i, f) in self.files.drain(..).enumerate() {
+            if f.group.is_some() {
+                self.linked.insert(base + i as u64, f);
+            }
+        }
+        self.basis_chunk.clear();
+        self.resumed.clear();
+        Ok(())
     }
 
     /// Pass 3: directory attributes, deepest first (a directory is listed after its parent).
