@@ -124,8 +124,8 @@ fn finish(l: Listening, limit: Duration) -> (i32, serde_json::Value, String) {
 }
 
 /// A TCP relay of the test's own between a sender and `target`: it counts every byte the
-/// sender sends through it (TLS records included), and can cut the connection once
-/// `cut_after` bytes went through.
+/// sender sends through it (TLS records included), and can cut the first connection once
+/// `cut_after` bytes went through; a connection made after that is relayed whole.
 struct Relay {
     addr: String,
     up: Arc<AtomicU64>,
@@ -138,39 +138,53 @@ impl Relay {
         let up = Arc::new(AtomicU64::new(0));
         let (target, counter) = (target.to_string(), up.clone());
         std::thread::spawn(move || {
-            let Ok((client, _)) = l.accept() else { return };
-            let server = TcpStream::connect(&target).unwrap();
-            let pipe = |mut from: TcpStream, mut to: TcpStream, count: Option<Arc<AtomicU64>>| {
-                std::thread::spawn(move || {
-                    let mut buf = vec![0u8; 64 << 10];
-                    loop {
-                        let n = match from.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        if to.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                        if let Some(c) = &count {
-                            let total = c.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
-                            if cut_after.is_some_and(|cut| total >= cut) {
-                                break;
-                            }
-                        }
-                    }
-                    let _ = from.shutdown(Shutdown::Both);
-                    let _ = to.shutdown(Shutdown::Both);
-                })
-            };
-            let a = pipe(
-                client.try_clone().unwrap(),
-                server.try_clone().unwrap(),
-                Some(counter),
-            );
-            let b = pipe(server, client, None);
-            let _ = (a.join(), b.join());
+            let mut cut_after = cut_after;
+            while let Ok((client, _)) = l.accept() {
+                let server = TcpStream::connect(&target).unwrap();
+                Self::relay(client, server, counter.clone(), cut_after.take());
+            }
         });
         Relay { addr, up }
+    }
+
+    /// Copies bytes both ways until either side closes, or `cut_after` more bytes went from
+    /// the client; counts what the client sends in `counter`.
+    fn relay(
+        client: TcpStream,
+        server: TcpStream,
+        counter: Arc<AtomicU64>,
+        cut_after: Option<u64>,
+    ) {
+        let cut_after = cut_after.map(|c| c + counter.load(Ordering::SeqCst));
+        let pipe = |mut from: TcpStream, mut to: TcpStream, count: Option<Arc<AtomicU64>>| {
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    let n = match from.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    if let Some(c) = &count {
+                        let total = c.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+                        if cut_after.is_some_and(|cut| total >= cut) {
+                            break;
+                        }
+                    }
+                }
+                let _ = from.shutdown(Shutdown::Both);
+                let _ = to.shutdown(Shutdown::Both);
+            })
+        };
+        let a = pipe(
+            client.try_clone().unwrap(),
+            server.try_clone().unwrap(),
+            Some(counter),
+        );
+        let b = pipe(server, client, None);
+        let _ = (a.join(), b.join());
     }
 
     /// Bytes the sender sent through the relay so far.
@@ -456,6 +470,36 @@ fn a_cut_connection_is_resumed_by_a_rerun_that_sends_only_the_rest() {
     let arrived = r["chunks_equal"].as_u64().unwrap() - 40;
     assert!(arrived >= 20, "{r}");
     assert!(wire <= (60 - arrived) * CHUNK + (64 << 10), "{wire}");
+}
+
+/// With `--retry-for` on both sides, a connection cut in the middle of the copy is made again
+/// by the sender and taken by the same receiver; the second attempt compares again and sends
+/// only the chunks that had not arrived.
+#[test]
+fn a_cut_connection_is_bridged_by_retry_for_sending_only_the_rest() {
+    let (dir, k) = setup();
+    let (src, dst) = (dir.path().join("src.img"), dir.path().join("dst.img"));
+    source_image(&src);
+    let retry = ["--retry-for", "1m", "--chunk-size", "256K"];
+    let r = listen(&[&dst, &"--keys", &k, &retry[0], &retry[1]]);
+    let relay = Relay::start(&r.addr, Some(30 * CHUNK));
+    let s = send_to(&src, &relay.addr, &k, &retry);
+    let (rc, rsum, rerr) = finish(r, Duration::from_secs(120));
+    assert_eq!((code(&s), rc), (0, 0), "{}\n{rerr}", stderr(&s));
+    assert!(
+        stderr(&s).contains("trying again"),
+        "the sender did not connect again:\n{}",
+        stderr(&s)
+    );
+    assert!(same(&src, &dst, None));
+    // The receiver's summary is the second attempt's: what arrived before the cut was equal.
+    let arrived = rsum["chunks_equal"].as_u64().unwrap() - 40;
+    assert!(arrived >= 20, "{rsum}");
+    let wire = relay.sent();
+    assert!(
+        wire <= 30 * CHUNK + (60 - arrived) * CHUNK + (128 << 10),
+        "{wire} bytes crossed for 60 chunks of data, {arrived} of them before the cut"
+    );
 }
 
 #[test]
