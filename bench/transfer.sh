@@ -47,25 +47,37 @@
 # volsync, what it lists is reported as what that way of copying loses.
 # With --million, one more case: a first copy of 1,000,000 files of 1 KiB, for peak memory (the
 # goal is at most 64 MiB per side).
+# Block volumes (`mover block` over the same wire; --block-only runs these cases alone): an image
+# file of 1 GiB (16 MiB with --small) whose 4 MiB chunks are 30% random data and 70% zeros, copied
+# into a missing image, then again after 1% of its chunks were rewritten, against what a user
+# without pvc-backup runs for a volume (VolSync and pv-migrate copy no Block volumes):
+#   rsync-img   `rsync -S --inplace --no-whole-file -e ssh SRC root@10.231.8.1:DST` to the same
+#               sshd: a first copy sends the image (its zeros as holes), a re-run rsync's delta
+#               (both sides read the whole image);
+#   dd-ssh      `dd if=SRC bs=4M | ssh root@10.231.8.1 dd of=DST bs=4M conv=sparse,notrunc`: the
+#               whole image every time.
+# After every block copy `cmp` must find source and target equal.
 #
-# Usage: bench/transfer.sh [--small] [--million | --million-only] [--runs N] [--dir DIR]
+# Usage: bench/transfer.sh [--small] [--million | --million-only | --block-only] [--runs N] [--dir DIR]
 #   --small         a few thousand files and 2 x 8 MiB, one run: checks that the script works.
 #   --million-only  only the case of 1,000,000 files.
+#   --block-only    only the block cases.
 # Needs root (network namespaces, a tmpfs, sshd); as root it installs missing Debian packages.
 # Env: PVC_BACKUP_BIN (default: cargo build --release, then target/release/pvc-backup),
 #      MKDATA (default bench/mkdata.sh).
 # Progress goes to stderr, the Markdown report to stdout.
 set -euo pipefail
 
-SMALL=0; MILLION=0; MAIN=1; RUNS=""; DIR="${TMPDIR:-/var/tmp}/pvc-backup-bench-transfer"
+SMALL=0; MILLION=0; MAIN=1; BLOCK=1; RUNS=""; DIR="${TMPDIR:-/var/tmp}/pvc-backup-bench-transfer"
 while [ $# -gt 0 ]; do
   case "$1" in
     --small) SMALL=1 ;;
     --million) MILLION=1 ;;
-    --million-only) MILLION=1; MAIN=0 ;;
+    --million-only) MILLION=1; MAIN=0; BLOCK=0 ;;
+    --block-only) MAIN=0; BLOCK=1 ;;
     --runs) RUNS="${2:?--runs needs a number}"; shift ;;
     --dir) DIR="${2:?--dir needs a folder}"; shift ;;
-    -h|--help) sed -n '2,57p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,71p' "$0"; exit 0 ;;
     *) echo "transfer.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -88,15 +100,17 @@ case "$DIR" in /*) ;; *) DIR="$(pwd)/$DIR" ;; esac
 
 if [ "$SMALL" = 1 ]; then
   D1_ENV=(NFILES=3000 NDIRS=30); D2_ENV=(NBIG=2 BIGMIB=8); RUNS="${RUNS:-1}"; TMPFS_SIZE=2G
+  B_MIB=16
 else
   D1_ENV=(NFILES=100000 NDIRS=1000); D2_ENV=(NBIG=4 BIGMIB=512); RUNS="${RUNS:-3}"; TMPFS_SIZE=16G
+  B_MIB=1024
 fi
 M_ENV=(NFILES=1000000 NDIRS=10000 MINKIB=1 MAXKIB=1)
 
 # Tools, from Debian, installed when missing.
 need=(ip:iproute2 tc:iproute2 ss:iproute2 ps:procps rsync:rsync /usr/sbin/sshd:openssh-server
       ssh:openssh-client ssh-keygen:openssh-client stunnel4:stunnel4 /usr/bin/time:time
-      python3:python3 setfattr:attr)
+      python3:python3 setfattr:attr openssl:openssl cmp:diffutils)
 missing=()
 for nt in "${need[@]}"; do command -v "${nt%%:*}" >/dev/null 2>&1 || missing+=("${nt#*:}"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -440,6 +454,8 @@ label() {
     pvcb) echo "pvc-backup send/receive" ;; ssh) echo "rsync over ssh (pv-migrate)" ;;
     volsync) echo "rsync daemon behind stunnel (VolSync)" ;; cp) echo "cp -a" ;;
     sync) echo "pvc-backup mover sync" ;;
+    blk) echo "pvc-backup mover block" ;; rsyncimg) echo "rsync -S --inplace over ssh" ;;
+    ddssh) echo "dd over ssh" ;;
   esac
 }
 casename() {
@@ -450,6 +466,7 @@ casename() {
     rtt_same) echo "D1 re-run, nothing changed, 20 ms round trip" ;;
     m_first) echo "1,000,000 files of 1 KiB, first copy" ;;
     d2_local) echo "D2 local copy, same tmpfs" ;;
+    b_first) echo "image, first copy" ;; b_pct) echo "image, re-run, 1% of the chunks changed" ;;
   esac
 }
 
@@ -471,6 +488,7 @@ LOAD_BEFORE="$(uptime)"
 log "start: $LOAD_BEFORE"
 log "binary: $BIN"
 
+B_RUNS="$RUNS"
 if [ "$MAIN" = 1 ]; then
   log "building D1 and D2"
   env "${D1_ENV[@]}" "$MKDATA" d1 "$W/d1.orig" >&2
@@ -512,6 +530,90 @@ for run in $(seq "$RUNS"); do
   check sync d2_local "$W/d2" "$W/local"; rm -rf "$W/local"
 done
 
+# ---- block volumes ----
+CHUNK=$((4 << 20))
+random_chunk() { # SEED: 4 MiB of pseudo-random bytes (AES-CTR of zeros under a fixed key)
+  head -c "$CHUNK" /dev/zero | openssl enc -aes-128-ctr -nosalt \
+    -K 00112233445566778899aabbccddeeff -iv "$(printf '%032x' "$1")"
+}
+put_chunk() { # FILE INDEX SEED
+  random_chunk "$3" | dd of="$1" bs=4M seek="$2" conv=notrunc status=none iflag=fullblock
+}
+# btransfer TOOL CASE SRC DST: one timed copy of an image; appends "seconds KiB" to
+# $RES/CASE_TOOL_send and $RES/CASE_TOOL_recv.
+btransfer() {
+  local t=$1 c=$2 src=$3 dst=$4 send=() rp="" ss="" sk="" rs="" rk=""
+  PORT=$((PORT + 1))
+  rm -f "$O"/*.time
+  drop_caches
+  case $t in
+    blk)
+      bg_in "$NS_R" "$O/recv.time" receive "$BIN" mover block "$dst" --listen "$IP_R:$PORT" --keys "$K/pvcb-recv" -q
+      rp=$BGP; wait_listen "$NS_R" "$PORT" receive "$rp"
+      send=("$BIN" mover block "$src" --to "$IP_R:$PORT" --keys "$K/pvcb-send" --progress json) ;;
+    rsyncimg|ddssh)
+      sshd_config "$PORT" >"$K/sshd_config"
+      bg_in "$NS_R" "$O/sshd.time" sshd /usr/sbin/sshd -D -f "$K/sshd_config" -E "$L/sshd.log"
+      rp=$BGP; wait_listen "$NS_R" "$PORT" sshd "$rp"
+      if [ "$t" = rsyncimg ]; then
+        send=(rsync -S --inplace --no-whole-file -e "$SSH_E -p $PORT"
+              --rsync-path="/usr/bin/time -f %e:%M -o $O/recv.time rsync" "$src" "root@$IP_R:$dst")
+      else
+        send=(bash -c 'dd if="$1" bs=4M status=none | $2 -p "$3" "root@$4" "/usr/bin/time -f %e:%M -o $5 dd of=$6 bs=4M conv=sparse,notrunc iflag=fullblock status=none"' \
+              dd-ssh "$src" "$SSH_E" "$PORT" "$IP_R" "$O/recv.time" "$dst")
+      fi ;;
+  esac
+  if ! ip netns exec "$NS_S" timeout 7200 /usr/bin/time -f '%e %M' -o "$O/send.time" "${send[@]}" \
+       >"$O/send.out" 2>"$O/send.err"; then
+    tail -n 20 "$O/send.err" >&2
+    for f in "$L"/*.err "$L"/*.log; do [ -s "$f" ] && { echo "--- $f" >&2; tail -n 10 "$f" >&2; }; done
+    die "$t: the sender failed in case $c"
+  fi
+  read -r ss sk < <(tline "$O/send.time")
+  if [ "$t" = blk ]; then
+    wait_gone "$rp" "mover block" || { tail -n 20 "$L/receive.err" >&2; die "pvc-backup mover block (receiving) failed in case $c"; }
+    read -r rs rk < <(tline "$O/recv.time")
+    log "$c: pvc-backup sent $(tail -n 1 "$O/send.out" | python3 -c 'import json, sys; s = json.load(sys.stdin)["sent"]; print(s["chunks"], "chunks,", s["bytes"], "bytes,", s["zero_chunks"], "zero chunks")')"
+  else
+    wait_lines "$O/recv.time" 1 "the receiving $t"
+    read -r rs rk < <(tline "$O/recv.time")
+    wait_idle "$rp" sshd
+    stop_bg "$rp"
+    rk=$(max "$(kib "$O/sshd.time")" "$rk")
+  fi
+  echo "$ss $sk" >>"$RES/${c}_${t}_send"
+  echo "$rs $rk" >>"$RES/${c}_${t}_recv"
+  log "$c, $t: sender $ss s $((sk / 1024)) MiB, receiver $rs s $((rk / 1024)) MiB"
+  cmp "$src" "$dst" || die "$t, $c: the image copied differs from its source (cmp)"
+}
+BTOOLS=(blk rsyncimg ddssh)
+border() { # RUN: the block tools, the first of run R being the R-th
+  local r=$(( ($1 - 1) % ${#BTOOLS[@]} ))
+  printf '%s\n' "${BTOOLS[@]:$r}" "${BTOOLS[@]:0:$r}"
+}
+if [ "$BLOCK" = 1 ]; then
+  B_CHUNKS=$((B_MIB / 4))
+  log "building a ${B_MIB} MiB image, 30% of its 4 MiB chunks random data"
+  truncate -s "${B_MIB}M" "$W/b.img"
+  for ((i = 0; i < B_CHUNKS; i++)); do
+    if [ $(( (i * 7919) % 10 )) -lt 3 ]; then put_chunk "$W/b.img" "$i" "$i"; fi
+  done
+  seed=$B_CHUNKS
+  for run in $(seq "$B_RUNS"); do
+    mapfile -t ORDER < <(border "$run")
+    log "block run $run of $B_RUNS (${ORDER[*]})"
+    rm -f "$W"/b-dst-*
+    for t in "${ORDER[@]}"; do btransfer "$t" b_first "$W/b.img" "$W/b-dst-$t.img"; done
+    # 1% of the chunks (at least one) rewritten with new data, anywhere in the image.
+    n=$(( B_CHUNKS / 100 )); [ "$n" -ge 1 ] || n=1
+    for ((j = 0; j < n; j++)); do
+      seed=$((seed + 1)); put_chunk "$W/b.img" $(( (seed * 104729) % B_CHUNKS )) "$seed"
+    done
+    for t in "${ORDER[@]}"; do btransfer "$t" b_pct "$W/b.img" "$W/b-dst-$t.img"; done
+  done
+  rm -f "$W"/b.img "$W"/b-dst-*
+fi
+
 if [ "$MILLION" = 1 ]; then
   log "a million files of 1 KiB"
   rm -rf "$W/d1.orig" "$W/d2" "$W"/dst-*
@@ -543,7 +645,7 @@ echo "- Started $STARTED at commit $COMMIT; binary $BIN ($("$BIN" --version 2>/d
 echo "- Machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r); both namespaces on this machine, joined by a veth pair; source and targets on one tmpfs"
 echo "- Load before: $LOAD_BEFORE"
 echo "- Load after: $LOAD_AFTER"
-echo "- Median of $([ "$MAIN" = 1 ] && echo "$RUNS run(s)" || echo "1 run"); peak MiB is the largest over the runs of a side's largest process; page cache dropped before every transfer"
+echo "- Median of $([ "$MAIN" = 1 ] || [ "$BLOCK" = 1 ] && echo "$B_RUNS run(s)" || echo "1 run")$([ "$MILLION" = 1 ] && echo " (1,000,000 files: 1 run)"); peak MiB is the largest over the runs of a side's largest process; page cache dropped before every transfer"
 echo "- $(rsync --version | head -n 1 | awk '{ print "rsync " $3 }'), $(ssh -V 2>&1 | cut -d, -f1), $(stunnel4 -version 2>&1 | grep -m 1 '^stunnel' | cut -d' ' -f1-2)"
 if [ "$NETEM" = 1 ]; then
   echo "- 20 ms round trip: netem, 10 ms each way on both ends of the veth pair"
@@ -551,40 +653,55 @@ else
   echo "- **No 20 ms round-trip cases**: $NETEM_WHY"
 fi
 [ "$SMALL" = 1 ] && echo "- **Small mode: a check that the script works, the figures mean nothing.**"
-echo
-echo "| case | tool | sender s | receiver s | sender peak MiB | receiver peak MiB | sender time / rsync over ssh |"
-echo "|---|---|---|---|---|---|---|"
-for c in "${CASES[@]}"; do
-  for t in "${TOOLS[@]}"; do
-    s=$(secs "${c}_${t}_send")
-    echo "| $(casename "$c") | $(label "$t") | $s | $(secs "${c}_${t}_recv") | $(peak "${c}_${t}_send") | $(peak "${c}_${t}_recv") | $(ratio "$s" "$(secs "${c}_ssh_send")") |"
+if [ ${#CASES[@]} -gt 0 ]; then
+  echo
+  echo "| case | tool | sender s | receiver s | sender peak MiB | receiver peak MiB | sender time / rsync over ssh |"
+  echo "|---|---|---|---|---|---|---|"
+  for c in "${CASES[@]}"; do
+    for t in "${TOOLS[@]}"; do
+      s=$(secs "${c}_${t}_send")
+      echo "| $(casename "$c") | $(label "$t") | $s | $(secs "${c}_${t}_recv") | $(peak "${c}_${t}_send") | $(peak "${c}_${t}_recv") | $(ratio "$s" "$(secs "${c}_ssh_send")") |"
+    done
   done
-done
-if [ "$MAIN" = 1 ]; then
-  for t in cp sync; do
-    echo "| $(casename d2_local) | $(label "$t") | $(secs "d2_local_$t") | | $(peak "d2_local_$t") | | |"
+  if [ "$MAIN" = 1 ]; then
+    for t in cp sync; do
+      echo "| $(casename d2_local) | $(label "$t") | $(secs "d2_local_$t") | | $(peak "d2_local_$t") | | |"
+    done
+  fi
+  echo
+  echo "| goal | measured | met? |"
+  echo "|---|---|---|"
+  for c in "${goal_cases[@]}"; do
+    r=$(ratio "$(secs "${c}_pvcb_send")" "$(secs "${c}_ssh_send")")
+    echo "| $(casename "$c"): at most 0.25 of rsync over ssh | $r | $(verdict "$r" 0.25) |"
   done
+  if [ "$MAIN" = 1 ]; then
+    for t in cp sync; do
+      r=$(ratio "$(secs d2_first_pvcb_send)" "$(secs "d2_local_$t")")
+      echo "| D2 first copy: within 1.2 of a local copy ($(label "$t")) | $r | $(verdict "$r" 1.2) |"
+    done
+  fi
+  if [ "$MILLION" = 1 ]; then
+    for side in send recv; do
+      m=$(peak "m_first_pvcb_$side")
+      echo "| 1,000,000 files: at most 64 MiB on the $([ "$side" = send ] && echo sender || echo receiver)'s side | $m MiB | $(verdict "$m" 64) |"
+    done
+  else
+    echo "| 1,000,000 files: at most 64 MiB per side | not measured (\`--million\`) | |"
+  fi
 fi
-echo
-echo "| goal | measured | met? |"
-echo "|---|---|---|"
-for c in "${goal_cases[@]}"; do
-  r=$(ratio "$(secs "${c}_pvcb_send")" "$(secs "${c}_ssh_send")")
-  echo "| $(casename "$c"): at most 0.25 of rsync over ssh | $r | $(verdict "$r" 0.25) |"
-done
-if [ "$MAIN" = 1 ]; then
-  for t in cp sync; do
-    r=$(ratio "$(secs d2_first_pvcb_send)" "$(secs "d2_local_$t")")
-    echo "| D2 first copy: within 1.2 of a local copy ($(label "$t")) | $r | $(verdict "$r" 1.2) |"
+if [ "$BLOCK" = 1 ]; then
+  echo
+  echo "Block volumes: an image of $B_MIB MiB, 30% of its 4 MiB chunks random data (all copies equal to their source, by \`cmp\`)."
+  echo
+  echo "| case | tool | sender s | receiver s | sender peak MiB | receiver peak MiB | sender time / rsync over ssh | sender time / dd over ssh |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for c in b_first b_pct; do
+    for t in "${BTOOLS[@]}"; do
+      s=$(secs "${c}_${t}_send")
+      echo "| $(casename "$c") | $(label "$t") | $s | $(secs "${c}_${t}_recv") | $(peak "${c}_${t}_send") | $(peak "${c}_${t}_recv") | $(ratio "$s" "$(secs "${c}_rsyncimg_send")") | $(ratio "$s" "$(secs "${c}_ddssh_send")") |"
+    done
   done
-fi
-if [ "$MILLION" = 1 ]; then
-  for side in send recv; do
-    m=$(peak "m_first_pvcb_$side")
-    echo "| 1,000,000 files: at most 64 MiB on the $([ "$side" = send ] && echo sender || echo receiver)'s side | $m MiB | $(verdict "$m" 64) |"
-  done
-else
-  echo "| 1,000,000 files: at most 64 MiB per side | not measured (\`--million\`) | |"
 fi
 if [ ${#NOTES[@]} -gt 0 ]; then
   echo
