@@ -839,13 +839,6 @@ fn a_block_claim_is_copied_into_another_namespace_chunk_by_chunk() {
     let copy = lab
         .add_volume_for(lab.ns(), "disk", block())
         .expect("a volume for the copy");
-    let write_at = |file: &std::path::Path, at: u64, data: &[u8]| {
-        use std::io::{Seek, SeekFrom, Write};
-        let mut f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
-        f.seek(SeekFrom::Start(at)).unwrap();
-        f.write_all(data).unwrap();
-        f.sync_all().unwrap();
-    };
     let pattern: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 251) as u8).collect();
     write_at(&image, 10 << 20, &pattern);
     write_at(&image, 60 << 20, b"the end of the source");

@@ -8,10 +8,10 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::json;
 use testcluster::fake::ClaimOptions;
 
-use super::{apply, assert_no_transfer_left, manifests, person_in_both, real, run_with};
+use super::{apply, assert_no_transfer_left, manifests, person_in_both, real, run_with, write_at};
 use crate::resume::run_killed_when;
 use crate::util::{
-    assert_holds, claim_with_data, cluster, deployment_using, expect_code, reference_copy,
+    Cluster, assert_holds, claim_with_data, cluster, deployment_using, expect_code, reference_copy,
     wait_running_with,
 };
 
@@ -122,4 +122,101 @@ fn a_migration_into_another_namespace_stops_the_workload_here_and_starts_it_ther
         again.status.code() != Some(0) && why.contains("was migrated already"),
         "{why}"
     );
+}
+
+/// A Deployment `name` of `replicas` pods in the namespace of `c` that use claim `claim` as a raw
+/// device (`volumeDevices`), as a database on a Block volume does.
+fn device_workload(c: &Cluster, name: &str, claim: &str, replicas: i32) {
+    c.create_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": c.ns()},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "app", "image": c.app_image(), "command": ["sleep", "86400"],
+                        "volumeDevices": [{"name": "disk", "devicePath": "/dev/xvda"}]}],
+                    "volumes": [{"name": "disk", "persistentVolumeClaim": {"claimName": claim}}]}}}}))
+        .expect("create the workload");
+}
+
+#[test]
+fn a_block_claim_migrates_into_another_namespace_chunk_by_chunk_and_its_workload_starts_there() {
+    // Block claims are loop devices here, which the fake cluster does not give its pods.
+    let Some(c) = real("migrate_block_across_namespaces") else {
+        return;
+    };
+    let lab = cluster();
+    apply(&c, &manifests(&c, &[]));
+    let (alice, _bindings) = person_in_both(&c, &lab, "alice");
+    let block = || ClaimOptions {
+        size: "64Mi".into(),
+        block: true,
+        ..ClaimOptions::default()
+    };
+    let image = c
+        .add_bound_claim(c.ns(), "disk", block())
+        .expect("a Block claim");
+    // The volume of the claim the migration makes there (the provisioner here makes no Block
+    // volumes), with stale data where the source has zeros.
+    let copy = lab
+        .add_volume_for(lab.ns(), "disk", block())
+        .expect("a volume for the copy");
+    let pattern: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 241) as u8).collect();
+    write_at(&image, 10 << 20, &pattern);
+    write_at(&image, 60 << 20, b"the end of the source");
+    write_at(&copy, 20 << 20, &[0xee; 1 << 20]);
+    device_workload(&c, "db", "disk", 1);
+    assert!(
+        wait_running_with(&c, "db-", "disk"),
+        "the workload never ran"
+    );
+    device_workload(&lab, "db", "disk", 0);
+
+    let out = run_with(
+        &c,
+        &alice,
+        &[
+            "migrate",
+            "disk",
+            "--to-namespace",
+            lab.ns(),
+            "--start",
+            "-o",
+            "json",
+        ],
+    );
+    expect_code(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["workload"], "deployment/db", "{report:#}");
+    assert_eq!(report["started"], true, "{report:#}");
+    let summaries = report["summaries"].as_array().expect("summaries");
+    // The live copy wrote the data chunks (2, 3 and 15) and zeroed the stale one (5); the copy
+    // with the workload stopped and the verification found every chunk equal.
+    assert_eq!(summaries.len(), 3, "{report:#}");
+    assert_eq!(summaries[0]["chunks_written"], 3, "{report:#}");
+    assert_eq!(summaries[0]["chunks_zeroed"], 1, "{report:#}");
+    for later in &summaries[1..] {
+        assert_eq!(later["chunks_equal"], 16, "{report:#}");
+        assert_eq!(later["chunks_written"], 0, "{report:#}");
+    }
+    // cmp(1) judges the volume there against the one here, byte for byte.
+    let cmp = std::process::Command::new("cmp")
+        .arg(&image)
+        .arg(&copy)
+        .output()
+        .expect("run cmp");
+    assert!(
+        cmp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cmp.stdout)
+    );
+    let claim: PersistentVolumeClaim = lab.get(lab.ns(), "disk").expect("the claim there");
+    assert_eq!(
+        claim.spec.unwrap_or_default().volume_mode.as_deref(),
+        Some("Block")
+    );
+    // The workload runs there on its device, and stays stopped here.
+    assert!(wait_running_with(&lab, "db-", "disk"));
+    let here: Deployment = c.get(c.ns(), "db").unwrap();
+    assert_eq!(replicas(&here), Some(0));
+    assert_no_transfer_left(&c, &lab);
 }
