@@ -51,9 +51,10 @@
 # file of 1 GiB (16 MiB with --small) whose 4 MiB chunks are 30% random data and 70% zeros, copied
 # into a missing image, then again after 1% of its chunks were rewritten, against what a user
 # without pvc-backup runs for a volume (VolSync and pv-migrate copy no Block volumes):
-#   rsync-img   `rsync -S --inplace --no-whole-file -e ssh SRC root@10.231.8.1:DST` to the same
+#   rsync-img   `rsync -IS --inplace --no-whole-file -e ssh SRC root@10.231.8.1:DST` to the same
 #               sshd: a first copy sends the image (its zeros as holes), a re-run rsync's delta
-#               (both sides read the whole image);
+#               (both sides read the whole image); -I because the image may change within the
+#               second of its last copy, where rsync's size-and-mtime check would skip it;
 #   dd-ssh      `dd if=SRC bs=4M | ssh root@10.231.8.1 dd of=DST bs=4M conv=sparse,notrunc`: the
 #               whole image every time.
 # After every block copy `cmp` must find source and target equal.
@@ -454,7 +455,7 @@ label() {
     pvcb) echo "pvc-backup send/receive" ;; ssh) echo "rsync over ssh (pv-migrate)" ;;
     volsync) echo "rsync daemon behind stunnel (VolSync)" ;; cp) echo "cp -a" ;;
     sync) echo "pvc-backup mover sync" ;;
-    blk) echo "pvc-backup mover block" ;; rsyncimg) echo "rsync -S --inplace over ssh" ;;
+    blk) echo "pvc-backup mover block" ;; rsyncimg) echo "rsync -IS --inplace over ssh" ;;
     ddssh) echo "dd over ssh" ;;
   esac
 }
@@ -556,7 +557,7 @@ btransfer() {
       bg_in "$NS_R" "$O/sshd.time" sshd /usr/sbin/sshd -D -f "$K/sshd_config" -E "$L/sshd.log"
       rp=$BGP; wait_listen "$NS_R" "$PORT" sshd "$rp"
       if [ "$t" = rsyncimg ]; then
-        send=(rsync -S --inplace --no-whole-file -e "$SSH_E -p $PORT"
+        send=(rsync -IS --inplace --no-whole-file -e "$SSH_E -p $PORT"
               --rsync-path="/usr/bin/time -f %e:%M -o $O/recv.time rsync" "$src" "root@$IP_R:$dst")
       else
         send=(bash -c 'dd if="$1" bs=4M status=none | $2 -p "$3" "root@$4" "/usr/bin/time -f %e:%M -o $5 dd of=$6 bs=4M conv=sparse,notrunc iflag=fullblock status=none"' \
