@@ -343,6 +343,18 @@ bg_in() { # NS TIMEFILE NAME CMD...: CMD in NS under /usr/bin/time, in the backg
   BGP=$!; BG+=("$BGP")
 }
 
+# send_timed TOOL CASE CMD...: the sending side, in the sender's namespace under /usr/bin/time;
+# a failure ends the run with what the logs say.
+send_timed() {
+  local t=$1 c=$2; shift 2
+  if ! ip netns exec "$NS_S" timeout 7200 /usr/bin/time -f '%e %M' -o "$O/send.time" "$@" \
+       >"$O/send.out" 2>"$O/send.err"; then
+    tail -n 20 "$O/send.err" >&2
+    for f in "$L"/*.err "$L"/*.log; do [ -s "$f" ] && { echo "--- $f" >&2; tail -n 10 "$f" >&2; }; done
+    die "$t: the sender failed in case $c"
+  fi
+}
+
 # transfer TOOL CASE SRC DST: one timed transfer; appends "seconds KiB" to $RES/CASE_TOOL_send
 # and $RES/CASE_TOOL_recv.
 transfer() {
@@ -372,12 +384,7 @@ transfer() {
       cpid=$BGP; wait_listen "$NS_S" "$PORT" stunnel-client "$cpid"
       send=(bash -c "$VOLSYNC_CLIENT" volsync "$src" "$PORT") ;;
   esac
-  if ! ip netns exec "$NS_S" timeout 7200 /usr/bin/time -f '%e %M' -o "$O/send.time" "${send[@]}" \
-       >"$O/send.out" 2>"$O/send.err"; then
-    tail -n 20 "$O/send.err" >&2
-    for f in "$L"/*.err "$L"/*.log; do [ -s "$f" ] && { echo "--- $f" >&2; tail -n 10 "$f" >&2; }; done
-    die "$t: the sender failed in case $c"
-  fi
+  send_timed "$t" "$c" "${send[@]}"
   read -r ss sk < <(tline "$O/send.time")
   case $t in
     pvcb)
@@ -564,12 +571,7 @@ btransfer() {
               dd-ssh "$src" "$SSH_E" "$PORT" "$IP_R" "$O/recv.time" "$dst")
       fi ;;
   esac
-  if ! ip netns exec "$NS_S" timeout 7200 /usr/bin/time -f '%e %M' -o "$O/send.time" "${send[@]}" \
-       >"$O/send.out" 2>"$O/send.err"; then
-    tail -n 20 "$O/send.err" >&2
-    for f in "$L"/*.err "$L"/*.log; do [ -s "$f" ] && { echo "--- $f" >&2; tail -n 10 "$f" >&2; }; done
-    die "$t: the sender failed in case $c"
-  fi
+  send_timed "$t" "$c" "${send[@]}"
   read -r ss sk < <(tline "$O/send.time")
   if [ "$t" = blk ]; then
     wait_gone "$rp" "mover block" || { tail -n 20 "$L/receive.err" >&2; die "pvc-backup mover block (receiving) failed in case $c"; }

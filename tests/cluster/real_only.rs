@@ -826,23 +826,7 @@ fn a_block_claim_is_copied_into_another_namespace_chunk_by_chunk() {
     let lab = cluster();
     apply(&c, &manifests(&c, &[]));
     let (alice, _bindings) = person_in_both(&c, &lab, "alice");
-    let block = || ClaimOptions {
-        size: "64Mi".into(),
-        block: true,
-        ..ClaimOptions::default()
-    };
-    let image = c
-        .add_bound_claim(c.ns(), "disk", block())
-        .expect("a Block claim");
-    // The copy's volume: reserved for the claim the command creates (the provisioner here makes
-    // no Block volumes), with stale data where the source has zeros.
-    let copy = lab
-        .add_volume_for(lab.ns(), "disk", block())
-        .expect("a volume for the copy");
-    let pattern: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 251) as u8).collect();
-    write_at(&image, 10 << 20, &pattern);
-    write_at(&image, 60 << 20, b"the end of the source");
-    write_at(&copy, 20 << 20, &[0xee; 1 << 20]);
+    let (image, copy) = block_claim_and_copy(&c, &lab);
     // cmp(1) judges the copy's volume against the source's, byte for byte.
     let same = |a: &std::path::Path, b: &std::path::Path| {
         let out = Command::new("cmp").arg(a).arg(b).output().expect("run cmp");
@@ -1066,6 +1050,29 @@ fn person_in_both<'a>(
         .as_bytes(),
     );
     made
+}
+
+/// A Block claim `disk` of 64 MiB in the namespace of `c` (a loop device), with data in its
+/// chunks 2, 3 and 15 (of 4 MiB), and a Block volume reserved for a claim `disk` in that of
+/// `lab` (the provisioner here makes no Block volumes), holding a stale megabyte in chunk 5
+/// where the source has zeros: the images behind both.
+fn block_claim_and_copy(c: &Cluster, lab: &Cluster) -> (std::path::PathBuf, std::path::PathBuf) {
+    let block = || ClaimOptions {
+        size: "64Mi".into(),
+        block: true,
+        ..ClaimOptions::default()
+    };
+    let image = c
+        .add_bound_claim(c.ns(), "disk", block())
+        .expect("a Block claim");
+    let copy = lab
+        .add_volume_for(lab.ns(), "disk", block())
+        .expect("a volume for the copy");
+    let pattern: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 251) as u8).collect();
+    write_at(&image, 10 << 20, &pattern);
+    write_at(&image, 60 << 20, b"the end of the source");
+    write_at(&copy, 20 << 20, &[0xee; 1 << 20]);
+    (image, copy)
 }
 
 /// Writes `data` into `file` at byte `at` and flushes it: the image file behind a loop device.

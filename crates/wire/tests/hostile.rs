@@ -513,13 +513,9 @@ fn a_sender_that_skips_a_file_breaks_the_protocol() {
     s.assert_refused("file 7");
 }
 
-/// After a pause of the listing, the receiver asks only for the files listed since: a sender
-/// that sends one of the batch before breaks the protocol, and a file that says it shares the
-/// content of a file of an earlier batch that was not listed as hard-linked is refused, before
-/// anything is linked to it.
-#[test]
-fn after_a_pause_a_file_of_an_earlier_batch_is_refused() {
-    let mut s = Scene::new();
+/// A sender that listed file `a` (number 0), paused, and sent it as asked.
+fn one_batch_sent() -> (Scene, Conn) {
+    let s = Scene::new();
     let mut c = s.connect();
     c.send(&file(b"a", 1)).unwrap();
     c.send(&Message::ListPause).unwrap();
@@ -531,6 +527,16 @@ fn after_a_pause_a_file_of_an_earlier_batch_is_refused() {
     })
     .unwrap();
     c.send(&Message::FileEnd { data_bytes: 1 }).unwrap();
+    (s, c)
+}
+
+/// After a pause of the listing, the receiver asks only for the files listed since: a sender
+/// that sends one of the batch before breaks the protocol, and a file that says it shares the
+/// content of a file of an earlier batch that was not listed as hard-linked is refused, before
+/// anything is linked to it.
+#[test]
+fn after_a_pause_a_file_of_an_earlier_batch_is_refused() {
+    let (mut s, mut c) = one_batch_sent();
     c.send(&file(b"b", 1)).unwrap();
     c.send(&Message::ListPause).unwrap();
     assert_eq!(wants(&mut c), vec![1]);
@@ -539,18 +545,7 @@ fn after_a_pause_a_file_of_an_earlier_batch_is_refused() {
     s.assert_refused("file 0");
     assert_eq!(std::fs::read(s.dst.join("a")).unwrap(), b"a");
 
-    let mut s = Scene::new();
-    let mut c = s.connect();
-    c.send(&file(b"a", 1)).unwrap();
-    c.send(&Message::ListPause).unwrap();
-    assert_eq!(wants(&mut c), vec![0]);
-    c.send(&Message::FileBegin { file: 0, size: 1 }).unwrap();
-    c.send(&Message::Data {
-        offset: 0,
-        bytes: b"a".to_vec(),
-    })
-    .unwrap();
-    c.send(&Message::FileEnd { data_bytes: 1 }).unwrap();
+    let (mut s, mut c) = one_batch_sent();
     let mut link = file(b"b", 1);
     if let Message::Entry { group, .. } = &mut link {
         *group = Some(0);

@@ -8,7 +8,9 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::json;
 use testcluster::fake::ClaimOptions;
 
-use super::{apply, assert_no_transfer_left, manifests, person_in_both, real, run_with, write_at};
+use super::{
+    apply, assert_no_transfer_left, block_claim_and_copy, manifests, person_in_both, real, run_with,
+};
 use crate::resume::run_killed_when;
 use crate::util::{
     Cluster, assert_holds, claim_with_data, cluster, deployment_using, expect_code, reference_copy,
@@ -147,23 +149,7 @@ fn a_block_claim_migrates_into_another_namespace_chunk_by_chunk_and_its_workload
     let lab = cluster();
     apply(&c, &manifests(&c, &[]));
     let (alice, _bindings) = person_in_both(&c, &lab, "alice");
-    let block = || ClaimOptions {
-        size: "64Mi".into(),
-        block: true,
-        ..ClaimOptions::default()
-    };
-    let image = c
-        .add_bound_claim(c.ns(), "disk", block())
-        .expect("a Block claim");
-    // The volume of the claim the migration makes there (the provisioner here makes no Block
-    // volumes), with stale data where the source has zeros.
-    let copy = lab
-        .add_volume_for(lab.ns(), "disk", block())
-        .expect("a volume for the copy");
-    let pattern: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 241) as u8).collect();
-    write_at(&image, 10 << 20, &pattern);
-    write_at(&image, 60 << 20, b"the end of the source");
-    write_at(&copy, 20 << 20, &[0xee; 1 << 20]);
+    let (image, copy) = block_claim_and_copy(&c, &lab);
     device_workload(&c, "db", "disk", 1);
     assert!(
         wait_running_with(&c, "db-", "disk"),
