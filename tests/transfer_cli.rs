@@ -142,7 +142,12 @@ fn a_rich_tree_received_is_what_sync_makes_and_a_second_run_sends_nothing() {
 fn more_files_than_one_batch_arrive_whole_with_hard_links_across_batches() {
     let (dir, k) = setup();
     let src = Tree::new(dir.path().join("src"));
-    // 40 folders of 1,000 files: 40,000 files, about two and a half batches.
+    // 40 folders of 1,000 files: 40,000 files, about two and a half batches (hard links below
+    // fall in the first, second and third).
+    assert!(
+        (2 * wire::send::BATCH_FILES..3 * wire::send::BATCH_FILES).contains(&40_000),
+        "the batch size changed: make this tree span three batches again"
+    );
     for d in 0..40 {
         for f in 0..1000 {
             let rel = format!("d{d:02}/f{f:04}");

@@ -158,14 +158,14 @@ impl Source {
         for _ in 0..n {
             give.send(Vec::new()).expect("room for every buffer");
         }
-        let places = (&give, &take);
+        let buffers = (&give, &take);
         for_each_chunk(
             geo.chunks(),
             threads,
             || AlignedBuf::new(geo.chunk_size as usize),
             |buf, index| {
                 (!stop.load(Ordering::Relaxed))
-                    .then(|| self.read_chunk(buf, index, differs, places))
+                    .then(|| self.read_chunk(buf, index, differs, buffers))
             },
             |event| {
                 if stop.load(Ordering::Relaxed) {
