@@ -65,8 +65,12 @@ pub struct Backup {
     policy: Policy,
 }
 
-fn open_or_make(ctx: &Mirror, dir: BorrowedFd<'_>, name: &CStr, what: &Path) -> Result<OwnedFd> {
-    let owners = ctx.owners();
+fn open_or_make(
+    owners: &crate::owner::Owners,
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    what: &Path,
+) -> Result<OwnedFd> {
     let made = owners.retry_target(&[], &[dir], || {
         match mkdirat(dir, name, Mode::from_raw_mode(0o755)) {
             Ok(()) | Err(Errno::EXIST) => Ok(()),
@@ -122,7 +126,12 @@ impl Backup {
             .map_err(|e| Error::io("cannot use target", dst.display().to_string(), e))?;
         let target = Target::new(&dst);
         let snaps_path = target.snapshots_dir();
-        let snaps = open_or_make(&sync, root.as_fd(), layout::SNAPSHOTS_C, &snaps_path)?;
+        let snaps = open_or_make(
+            sync.owners(),
+            root.as_fd(),
+            layout::SNAPSHOTS_C,
+            &snaps_path,
+        )?;
         let io = |what: &'static str| {
             let p = snaps_path.display().to_string();
             move |e: std::io::Error| Error::io(what, p.clone(), e)
@@ -159,21 +168,16 @@ impl Backup {
                 true,
             )?;
         }
-        let mut new_id = SnapshotId::now();
-        if existing.iter().any(|(e, _)| *e == new_id.to_string()) {
-            // Two runs within one second: wait for the next one, names stay times.
-            std::thread::sleep(std::time::Duration::from_millis(1100));
-            new_id = SnapshotId::now();
-        }
+        let new_id = new_id(&existing);
         let id = new_id.to_string();
         let partial = CString::new(layout::partial(&new_id)).expect("no NUL");
         let target_path = snaps_path.join(partial.to_str().expect("ASCII"));
-        let target = open_or_make(&sync, snaps.as_fd(), &partial, &target_path)?;
+        let target = open_or_make(sync.owners(), snaps.as_fd(), &partial, &target_path)?;
         // An unprivileged run keeps the owners it cannot apply in the snapshot's own state
         // folder, where a restore from the snapshot finds them.
         let meta_dir = if !crate::check::can_chown() {
             Some(open_or_make(
-                &sync,
+                sync.owners(),
                 target.as_fd(),
                 layout::STATE_DIR_C,
                 &target_path,
@@ -247,68 +251,13 @@ impl Backup {
                 })
                 .map_err(io("cannot write the manifest of the snapshot in"))?;
             hashed.set(h);
-            // On the disk before it is named: after a crash of the node, a snapshot under its
-            // final name must not hold files whose data never left the page cache. `syncfs`
-            // also reports a write that failed in the background (it would otherwise go unseen).
-            syncfs(&snaps)
-                .and_then(|()| syncfs(&runs))
-                .map_err(|e| io("cannot flush the snapshot to the disk in")(e.into()))?;
-
-            // Complete: give the snapshot its final name and point `latest` at it.
-            let final_name = CString::new(id.as_str()).expect("no NUL");
-            owners
-                .retry_target(&[], &[snaps.as_fd()], || {
-                    renameat(snaps.as_fd(), &partial, snaps.as_fd(), &final_name)
-                        .map_err(Into::into)
-                })
-                .map_err(io("cannot name the snapshot in"))?;
-            let link = layout::snapshot_path(&id);
-            let tmp = layout::LATEST_TMP_C;
-            owners
-                .retry_target(&[], &[root.as_fd()], || {
-                    let _ = unlinkat(root.as_fd(), tmp, AtFlags::empty());
-                    symlinkat(link.as_str(), root.as_fd(), tmp)?;
-                    renameat(root.as_fd(), tmp, root.as_fd(), layout::LATEST_C)?;
-                    Ok(())
-                })
-                .map_err(io("cannot point latest at the snapshot in"))?;
-            // The new names on the disk before retention removes anything: a crash must not
-            // leave the older snapshots gone and the new one unnamed.
-            fsync(&runs)
-                .and_then(|()| fsync(&snaps))
-                .and_then(|()| fsync(&root))
-                .map_err(|e| io("cannot flush the names of the snapshot in")(e.into()))?;
-            let per_run = CString::new(layout::run_record(&id)).expect("no NUL");
-            owners
-                .retry_target(&[], &[runs.as_fd()], || {
-                    write_state_file(runs.as_fd(), &per_run, s)
-                })
-                .map_err(io("cannot record the snapshot in"))?;
-
-            // Retention, only after a run in which nothing failed.
-            let mut removed = Vec::new();
-            if s.exit_code == ExitCode::Ok && policy.is_set() {
-                let all = complete_snapshots(snaps.as_fd()).map_err(io("cannot read"))?;
-                let times: Vec<SnapshotId> = all.iter().map(|(_, t)| *t).collect();
-                let keep = store::retention::keep(&times, &policy);
-                for (i, (name, _)) in all.iter().enumerate() {
-                    if keep.contains(&i) || *name == id {
-                        continue;
-                    }
-                    let c = CString::new(name.as_str()).expect("no NUL");
-                    owners
-                        .retry_target(&[], &[snaps.as_fd()], || {
-                            crate::remove::remove(snaps.as_fd(), &c)
-                        })
-                        .map_err(io("cannot remove an expired snapshot in"))?;
-                    for record in layout::records(name) {
-                        let f = CString::new(record).expect("no NUL");
-                        let _ = unlinkat(runs.as_fd(), f.as_c_str(), AtFlags::empty());
-                    }
-                    removed.push(name.clone());
-                }
-            }
-            Ok(removed)
+            let names = Names {
+                root: root.as_fd(),
+                snaps: snaps.as_fd(),
+                runs: runs.as_fd(),
+                path: &snaps_path,
+            };
+            complete(owners, &names, &partial, &id, s, &policy)
         })?;
         let (summary, removed) = summary;
         let kept = records(&dst).unwrap_or_default();
@@ -322,6 +271,316 @@ impl Backup {
             hashed_bytes: hashed.get(),
         })
     }
+}
+
+/// The name of a new snapshot: the time now, one second later when a snapshot has that name
+/// (names stay times).
+fn new_id(existing: &[(String, SnapshotId)]) -> SnapshotId {
+    let id = SnapshotId::now();
+    if existing.iter().any(|(e, _)| *e == id.to_string()) {
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        return SnapshotId::now();
+    }
+    id
+}
+
+/// A snapshot filled by another writer: the wire's receiver, which gets the source from a
+/// sending mover on another machine (`mover receive --snapshot`). The store is the same as
+/// [`Backup`]'s; what differs is what happens to a run that died. [`Backup`] removes its
+/// partial snapshot, as it can read its source again at disk speed; a transfer over a network
+/// takes its partial snapshot up instead, under the new run's name, so that a re-run (or a
+/// reconnect within `--retry-for`) sends only what did not arrive before. The previous
+/// complete snapshot is the reference whose unchanged files the writer links
+/// ([`Incoming::reference`]), and its manifest lends their hashes to the new manifest, built
+/// once the snapshot is filled.
+#[derive(Debug)]
+pub struct Incoming {
+    root: OwnedFd,
+    snaps: OwnedFd,
+    runs: OwnedFd,
+    dst: PathBuf,
+    snaps_path: PathBuf,
+    partial: CString,
+    id: String,
+    target: OwnedFd,
+    reference: Option<OwnedFd>,
+    previous: Option<String>,
+    taken_up: Option<String>,
+    cleaned: Vec<String>,
+    policy: Policy,
+}
+
+impl Incoming {
+    /// Starts a snapshot in the store open at `root` (the folder `dst`, locked, with its state
+    /// folder open at `state`): the newest partial snapshot left by a run that died is renamed
+    /// to the new run's partial name and filled further, older ones are removed.
+    pub fn begin(
+        owners: &crate::owner::Owners,
+        root: BorrowedFd<'_>,
+        state: BorrowedFd<'_>,
+        dst: &Path,
+        policy: Policy,
+    ) -> Result<Incoming> {
+        if Target::new(dst).holds_block_versions() {
+            return Err(Error::Usage(format!(
+                "{} holds versions of a block volume, not snapshots of a folder: give the \
+                 folder a backup folder of its own",
+                dst.display()
+            )));
+        }
+        let snaps_path = Target::new(dst).snapshots_dir();
+        let io = |what: &'static str| {
+            let p = snaps_path.display().to_string();
+            move |e: std::io::Error| Error::io(what, p.clone(), e)
+        };
+        let snaps = open_or_make(owners, root, layout::SNAPSHOTS_C, &snaps_path)?;
+        let runs = open_or_make_raw(owners, state, layout::SNAPSHOTS_C)
+            .map_err(io("cannot record the snapshot in"))?;
+        remove_dead_manifests(runs.as_fd());
+        let listing = Listing::read(&snaps).map_err(io("cannot read"))?;
+        let mut partials: Vec<Vec<u8>> = (0..listing.len())
+            .map(|i| listing.name_bytes(i).to_vec())
+            .filter(|n| layout::is_partial(n))
+            .collect();
+        // Partial names hold their run's time: the newest sorts last.
+        partials.sort();
+        let newest = partials.pop();
+        let mut cleaned = Vec::new();
+        for name in partials {
+            let c = CString::new(name.clone()).expect("a listed name has no NUL");
+            owners
+                .retry_target(&[], &[snaps.as_fd()], || {
+                    crate::remove::remove(snaps.as_fd(), &c)
+                })
+                .map_err(io("cannot remove a partial snapshot in"))?;
+            cleaned.push(relpath::display(&name));
+        }
+        let existing = complete_snapshots(snaps.as_fd()).map_err(io("cannot read"))?;
+        let previous = existing.first().map(|(id, _)| id.clone());
+        let new_id = new_id(&existing);
+        let id = new_id.to_string();
+        let partial = CString::new(layout::partial(&new_id)).expect("no NUL");
+        let taken_up = match newest {
+            Some(old) => {
+                let c = CString::new(old.clone()).expect("a listed name has no NUL");
+                owners
+                    .retry_target(&[], &[snaps.as_fd()], || {
+                        renameat(snaps.as_fd(), &c, snaps.as_fd(), &partial).map_err(Into::into)
+                    })
+                    .map_err(io("cannot take up a partial snapshot in"))?;
+                Some(relpath::display(&old))
+            }
+            None => None,
+        };
+        let target_path = snaps_path.join(partial.to_str().expect("ASCII"));
+        let target = open_or_make(owners, snaps.as_fd(), &partial, &target_path)?;
+        let reference = match &previous {
+            Some(p) => {
+                let c = CString::new(p.as_str()).expect("no NUL");
+                Some(
+                    owners
+                        .open_in(snaps.as_fd(), &c, DIR_FLAGS)
+                        .map_err(io("cannot open"))?,
+                )
+            }
+            None => None,
+        };
+        Ok(Incoming {
+            root: root
+                .try_clone_to_owned()
+                .map_err(io("cannot use the target of"))?,
+            snaps,
+            runs,
+            dst: dst.to_path_buf(),
+            snaps_path,
+            partial,
+            id,
+            target,
+            reference,
+            previous,
+            taken_up,
+            cleaned,
+            policy,
+        })
+    }
+
+    /// The folder to fill: the new snapshot under its partial name.
+    pub fn target(&self) -> BorrowedFd<'_> {
+        self.target.as_fd()
+    }
+
+    /// The partial snapshot's path, for messages.
+    pub fn target_path(&self) -> PathBuf {
+        self.snaps_path.join(self.partial.to_str().expect("ASCII"))
+    }
+
+    /// The previous complete snapshot, whose entries equal to the source's are hard-linked
+    /// into the new one rather than sent; `None` for the first snapshot.
+    pub fn reference(&self) -> Option<BorrowedFd<'_>> {
+        self.reference.as_ref().map(|r| r.as_fd())
+    }
+
+    /// The partial snapshot of a run that died which this run goes on filling, if any.
+    pub fn taken_up(&self) -> Option<&str> {
+        self.taken_up.as_deref()
+    }
+
+    /// Completes the filled snapshot: writes its manifest (hashing the files that are not
+    /// linked from the previous snapshot), flushes it, names it, points `latest` at it, records
+    /// `summary`, and applies retention when nothing failed.
+    pub fn complete(self, owners: &crate::owner::Owners, summary: Summary) -> Result<BackupReport> {
+        let io = |what: &'static str| {
+            let p = self.snaps_path.display().to_string();
+            move |e: std::io::Error| Error::io(what, p.clone(), e)
+        };
+        let known = self
+            .previous
+            .as_ref()
+            .and_then(|p| {
+                let name = CString::new(layout::manifest(p)).ok()?;
+                let fd = openat(
+                    &self.runs,
+                    name.as_c_str(),
+                    OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .ok()?;
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut data).ok()?;
+                crate::manifest::parse(&data).ok()
+            })
+            .map(|entries| crate::manifest::known(&entries))
+            .unwrap_or_default();
+        let mname = CString::new(layout::manifest(&self.id)).expect("no NUL");
+        let mtmp = CString::new(layout::manifest_tmp(&self.id)).expect("no NUL");
+        let runs = self.runs.as_fd();
+        let (_, hashed) = owners
+            .retry_target(&[], &[runs], || {
+                let f = openat(
+                    runs,
+                    mtmp.as_c_str(),
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )?;
+                let counts = crate::manifest::build(self.target.as_fd(), &known, f.into())?;
+                renameat(runs, mtmp.as_c_str(), runs, mname.as_c_str())?;
+                Ok(counts)
+            })
+            .map_err(io("cannot write the manifest of the snapshot in"))?;
+        drop(known);
+        let names = Names {
+            root: self.root.as_fd(),
+            snaps: self.snaps.as_fd(),
+            runs,
+            path: &self.snaps_path,
+        };
+        let removed = complete(
+            owners,
+            &names,
+            &self.partial,
+            &self.id,
+            &summary,
+            &self.policy,
+        )?;
+        Ok(BackupReport {
+            kept: records(&self.dst).unwrap_or_default(),
+            snapshot: self.id,
+            previous: self.previous,
+            summary,
+            removed,
+            cleaned: self.cleaned,
+            hashed_bytes: hashed,
+        })
+    }
+}
+
+/// The folders of a store a snapshot is completed in: its root, `snapshots/`, and the state
+/// folder's `snapshots/` (records and manifests); `path` names `snapshots/` in errors.
+struct Names<'a> {
+    root: BorrowedFd<'a>,
+    snaps: BorrowedFd<'a>,
+    runs: BorrowedFd<'a>,
+    path: &'a Path,
+}
+
+/// Completes a filled snapshot whose manifest is in place: flushes it to the disk, gives it its
+/// final name `id`, points `latest` at it, records the run's summary, and applies retention
+/// after a run in which nothing failed. Returns the snapshots retention removed.
+fn complete(
+    owners: &crate::owner::Owners,
+    n: &Names<'_>,
+    partial: &CStr,
+    id: &str,
+    s: &Summary,
+    policy: &Policy,
+) -> Result<Vec<String>> {
+    let Names {
+        root,
+        snaps,
+        runs,
+        path,
+    } = *n;
+    let io = |what: &'static str| {
+        let p = path.display().to_string();
+        move |e: std::io::Error| Error::io(what, p.clone(), e)
+    };
+    // On the disk before it is named: after a crash of the node, a snapshot under its final
+    // name must not hold files whose data never left the page cache. `syncfs` also reports a
+    // write that failed in the background (it would otherwise go unseen).
+    syncfs(snaps)
+        .and_then(|()| syncfs(runs))
+        .map_err(|e| io("cannot flush the snapshot to the disk in")(e.into()))?;
+
+    // Complete: give the snapshot its final name and point `latest` at it.
+    let final_name = CString::new(id).expect("no NUL");
+    owners
+        .retry_target(&[], &[snaps], || {
+            renameat(snaps, partial, snaps, &final_name).map_err(Into::into)
+        })
+        .map_err(io("cannot name the snapshot in"))?;
+    let link = layout::snapshot_path(id);
+    let tmp = layout::LATEST_TMP_C;
+    owners
+        .retry_target(&[], &[root], || {
+            let _ = unlinkat(root, tmp, AtFlags::empty());
+            symlinkat(link.as_str(), root, tmp)?;
+            renameat(root, tmp, root, layout::LATEST_C)?;
+            Ok(())
+        })
+        .map_err(io("cannot point latest at the snapshot in"))?;
+    // The new names on the disk before retention removes anything: a crash must not leave the
+    // older snapshots gone and the new one unnamed.
+    fsync(runs)
+        .and_then(|()| fsync(snaps))
+        .and_then(|()| fsync(root))
+        .map_err(|e| io("cannot flush the names of the snapshot in")(e.into()))?;
+    let per_run = CString::new(layout::run_record(id)).expect("no NUL");
+    owners
+        .retry_target(&[], &[runs], || write_state_file(runs, &per_run, s))
+        .map_err(io("cannot record the snapshot in"))?;
+
+    // Retention, only after a run in which nothing failed.
+    let mut removed = Vec::new();
+    if s.exit_code == ExitCode::Ok && policy.is_set() {
+        let all = complete_snapshots(snaps).map_err(io("cannot read"))?;
+        let times: Vec<SnapshotId> = all.iter().map(|(_, t)| *t).collect();
+        let keep = store::retention::keep(&times, policy);
+        for (i, (name, _)) in all.iter().enumerate() {
+            if keep.contains(&i) || name == id {
+                continue;
+            }
+            let c = CString::new(name.as_str()).expect("no NUL");
+            owners
+                .retry_target(&[], &[snaps], || crate::remove::remove(snaps, &c))
+                .map_err(io("cannot remove an expired snapshot in"))?;
+            for record in layout::records(name) {
+                let f = CString::new(record).expect("no NUL");
+                let _ = unlinkat(runs, f.as_c_str(), AtFlags::empty());
+            }
+            removed.push(name.clone());
+        }
+    }
+    Ok(removed)
 }
 
 /// Removes manifests that runs which died left half written; the lock says none is being written
