@@ -231,6 +231,134 @@ fn traced_receiver(calls: &str, src: &Path, dst: &Path, k: &Path, extra: &[&str]
     timed.into_iter().map(|(_, c)| c).collect()
 }
 
+/// One transfer into a new snapshot of the backup folder `dst` (`mover receive --snapshot`,
+/// with `extra`): both exit codes, the sender's JSON line and the receiver's report.
+fn snapshot_transfer(
+    src: &Path,
+    dst: &Path,
+    keys: &Path,
+    extra: &[&str],
+) -> (i32, i32, serde_json::Value, serde_json::Value) {
+    let mut args = vec!["--snapshot", "--json"];
+    args.extend_from_slice(extra);
+    let r = receive_listening(dst, keys, &args);
+    let s = send_to(src, &r.addr, keys, &["--json"]);
+    let (rc, out, rerr) = r.wait(Duration::from_secs(60));
+    let last = |text: &str| {
+        serde_json::from_str(text.lines().last().unwrap_or_default())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let (sj, rj) = (last(&String::from_utf8_lossy(&s.stdout)), last(&out));
+    assert!(
+        !sj.is_null() && !rj.is_null(),
+        "sender (exit {}):\n{}\nreceiver (exit {rc}):\n{out}\n{rerr}",
+        code(&s),
+        stderr(&s)
+    );
+    (code(&s), rc, sj, rj)
+}
+
+fn ino(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::symlink_metadata(p).unwrap().ino()
+}
+
+/// `mover receive --snapshot` keeps versions as `mover backup` does: each transfer is a new
+/// complete snapshot, what did not change is a hard link to the previous snapshot and is not
+/// sent, a changed large file is sent by its changed chunk against its previous version, the
+/// earlier snapshots stay as they were, `mover verify` proves each against its manifest, and
+/// retention removes the oldest.
+#[test]
+fn received_snapshots_link_what_did_not_change_and_send_only_what_did() {
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    let sockets = testkit::tree::rich_tree(&src, is_root());
+    let mut big = noise(8 << 20);
+    src.file(b"big.bin", &big);
+    let dst = dir.path().join("store");
+    let (sc, rc, j, r1) = snapshot_transfer(&src.root, &dst, &k, &[]);
+    assert_eq!((sc, rc), (0, 0), "{j}\n{r1}");
+    let first = r1["snapshot"].as_str().unwrap().to_string();
+    assert!(r1["previous"].is_null(), "{r1}");
+    let snap1 = dst.join("snapshots").join(&first);
+    assert_eq!(
+        std::fs::read_link(dst.join("latest")).unwrap(),
+        Path::new("snapshots").join(&first)
+    );
+    assert_mirror(&src.root, &snap1, &sockets);
+    // What the first snapshot holds, to compare it with after later runs.
+    let before = dir.path().join("before");
+    let o = Command::new("cp")
+        .args(["-a", "--"])
+        .arg(&src.root)
+        .arg(&before)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Ten bytes of the large file and one small file change.
+    big[(5 << 20) + 1..(5 << 20) + 11].copy_from_slice(b"0123456789");
+    src.file(b"big.bin", &big);
+    src.file(b"dir/nested/deep.txt", b"deeper now");
+    let (sc, rc, j, r2) = snapshot_transfer(&src.root, &dst, &k, &[]);
+    assert_eq!((sc, rc), (0, 0), "{j}\n{r2}");
+    let second = r2["snapshot"].as_str().unwrap().to_string();
+    assert_eq!(r2["previous"], first.as_str(), "{r2}");
+    assert_eq!(sent_files(&j), 2, "{j}");
+    // The changed MiB of the large file (against its version in the first snapshot), and
+    // the ten bytes of the small one.
+    assert_eq!(j["sent"]["bytes"], (1 << 20) + 10, "{j}");
+    let snap2 = dst.join("snapshots").join(&second);
+    assert_mirror(&src.root, &snap2, &sockets);
+    assert_mirror(&before, &snap1, &sockets);
+    // The kernel's inode numbers: unchanged files are the first snapshot's, changed ones new.
+    assert_eq!(ino(&snap1.join("plain")), ino(&snap2.join("plain")));
+    assert_ne!(ino(&snap1.join("big.bin")), ino(&snap2.join("big.bin")));
+    assert_ne!(
+        ino(&snap1.join("dir/nested/deep.txt")),
+        ino(&snap2.join("dir/nested/deep.txt"))
+    );
+    let o = bin().args(["mover", "verify"]).arg(&dst).output().unwrap();
+    assert_eq!(
+        code(&o),
+        0,
+        "{}{}",
+        stderr(&o),
+        String::from_utf8_lossy(&o.stdout)
+    );
+
+    // Nothing changed, and two snapshots are kept: nothing is sent, the first goes.
+    let (sc, rc, j, r3) = snapshot_transfer(&src.root, &dst, &k, &["--keep-last", "2"]);
+    assert_eq!((sc, rc), (0, 0), "{j}\n{r3}");
+    assert_eq!(sent_files(&j), 0, "{j}");
+    assert_eq!(r3["removed"], serde_json::json!([first]), "{r3}");
+    assert!(!snap1.exists());
+    let third = dst.join("snapshots").join(r3["snapshot"].as_str().unwrap());
+    assert_mirror(&src.root, &third, &sockets);
+    assert_eq!(ino(&snap2.join("big.bin")), ino(&third.join("big.bin")));
+    let o = bin()
+        .args(["mover", "snapshots"])
+        .arg(&dst)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+
+    // --keep-* without --snapshot is refused before anything is made.
+    let o = bin()
+        .args(["mover", "receive"])
+        .arg(dir.path().join("mirror"))
+        .args(["--listen", "127.0.0.1:0", "--keep-last", "2", "--keys"])
+        .arg(&k)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("add --snapshot"), "{}", stderr(&o));
+    assert!(!dir.path().join("mirror").exists());
+}
+
 #[test]
 fn with_fsync_the_receiver_flushes_its_filesystem_after_the_last_entry_is_placed() {
     if !testkit::skip::need_tools(
@@ -824,15 +952,24 @@ fn noise(len: usize) -> Vec<u8> {
     data
 }
 
-/// The size of the partly received file in `dst`, if there is one.
+/// The first entry of `dir` whose name starts with `prefix`.
+fn named(dir: &Path, prefix: &str) -> Option<std::fs::DirEntry> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with(prefix))
+}
+
+/// The partial snapshot in the backup folder `store`, if there is one.
+fn partial_snapshot(store: &Path) -> Option<PathBuf> {
+    named(&store.join("snapshots"), ".partial-").map(|e| e.path())
+}
+
+/// The size of the partly received file in `dst` (or in its partial snapshot, when `dst` is a
+/// backup folder), if there is one.
 fn partial_size(dst: &Path) -> Option<u64> {
-    std::fs::read_dir(dst).ok()?.find_map(|e| {
-        let e = e.ok()?;
-        e.file_name()
-            .to_string_lossy()
-            .starts_with(".pvcb-part.")
-            .then(|| e.metadata().map(|m| m.len()).unwrap_or(0))
-    })
+    let size = |d: &Path| named(d, ".pvcb-part.").map(|e| e.metadata().map_or(0, |m| m.len()));
+    size(dst).or_else(|| size(&partial_snapshot(dst)?))
 }
 
 /// Waits until at least `bytes` of the large file have arrived in `dst`.
@@ -916,6 +1053,53 @@ const BIG: usize = 64 << 20;
 fn left_after(part: u64) -> u64 {
     const CHUNK: u64 = 1 << 20;
     BIG as u64 - part / CHUNK * CHUNK + 1
+}
+
+/// A transfer into a new snapshot whose sender is killed in the middle of the large file
+/// leaves its partial snapshot; the next run takes it up under its own name and sends only
+/// what it lacks, and the snapshot it completes is the source.
+#[test]
+fn a_snapshot_cut_mid_file_is_taken_up_by_the_next_run() {
+    let test = "a_snapshot_cut_mid_file_is_taken_up_by_the_next_run";
+    let Some(net) = slow_link(test, "snap") else {
+        return;
+    };
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    src.file(b"big.bin", &noise(BIG)).file(b"small", b"s");
+    let store = dir.path().join("store");
+    let r = receiver_in(&net, &store, &k, 7461, &["--snapshot"]);
+    let mut s = sender_in(&net, &src.root, &k, 7461, &[]);
+    wait_partial(&store, (BIG / 3) as u64);
+    s.kill().unwrap();
+    let _ = s.wait();
+    let (rc, _, rerr) = r.wait(Duration::from_secs(60));
+    assert_eq!(rc, 1, "{rerr}");
+    let part = partial_size(&store).expect("the partly received file was kept");
+    let left = partial_snapshot(&store).expect("the partial snapshot was kept");
+    assert!(!store.join("latest").exists());
+
+    let r = receiver_in(&net, &store, &k, 7462, &["--snapshot", "-v", "--json"]);
+    let (sc, j) = sender_result(sender_in(&net, &src.root, &k, 7462, &[]));
+    let (rc, out, rerr) = r.wait(Duration::from_secs(120));
+    assert_eq!((sc, rc), (0, 0), "{j}\n{rerr}");
+    let taken = format!(
+        "going on with the partial snapshot {}",
+        left.file_name().unwrap().to_string_lossy()
+    );
+    assert!(rerr.contains(&taken), "{rerr}");
+    let bytes = j["sent"]["bytes"].as_u64().unwrap();
+    assert!(
+        bytes <= left_after(part),
+        "the second run sent {bytes} bytes with {part} of {BIG} received before: {j}"
+    );
+    let report: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let snap = store
+        .join("snapshots")
+        .join(report["snapshot"].as_str().unwrap());
+    assert_eq!(partial_snapshot(&store), None);
+    assert_eq!(partial_size(&snap), None);
+    assert_mirror(&src.root, &snap, &[]);
 }
 
 /// The sender killed in the middle of the large file, then the receiver killed in the middle of

@@ -32,21 +32,8 @@ pub struct BackupArgs {
     /// With --repository: tag the snapshot (repeatable).
     #[arg(long = "tag", value_name = "TAG", requires = "repository")]
     tags: Vec<String>,
-    /// Keep the N newest snapshots.
-    #[arg(long, value_name = "N")]
-    keep_last: Option<u32>,
-    /// Keep the newest snapshot of each of the N most recent hours.
-    #[arg(long, value_name = "N")]
-    keep_hourly: Option<u32>,
-    /// Keep the newest snapshot of each of the N most recent days (UTC).
-    #[arg(long, value_name = "N")]
-    keep_daily: Option<u32>,
-    /// Keep the newest snapshot of each of the N most recent ISO weeks.
-    #[arg(long, value_name = "N")]
-    keep_weekly: Option<u32>,
-    /// Keep the newest snapshot of each of the N most recent months.
-    #[arg(long, value_name = "N")]
-    keep_monthly: Option<u32>,
+    #[command(flatten)]
+    keep: KeepArgs,
     /// Back up SRC as a block volume even though it is a regular file (a raw disk image); a block
     /// device always is one. Each snapshot is then a sparse image of the volume.
     #[arg(long)]
@@ -58,15 +45,42 @@ pub struct BackupArgs {
     copy: CopyArgs,
 }
 
+/// Retention: which snapshots to keep after a run in which nothing failed.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeepArgs {
+    /// Keep the N newest snapshots.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent hours.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent days (UTC).
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent ISO weeks.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent months.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+}
+
+impl KeepArgs {
+    /// The retention policy the flags give.
+    pub fn policy(&self) -> store::retention::Policy {
+        store::retention::Policy {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+        }
+    }
+}
+
 /// Backs SRC up into DST: as a block volume when it is one (or --block), else as a folder.
 pub(super) fn run(a: BackupArgs) -> anyhow::Result<ExitCode> {
-    let policy = store::retention::Policy {
-        last: a.keep_last,
-        hourly: a.keep_hourly,
-        daily: a.keep_daily,
-        weekly: a.keep_weekly,
-        monthly: a.keep_monthly,
-    };
+    let policy = a.keep.policy();
     let repo = match a.repo.open("backup") {
         Ok(r) => r,
         Err(code) => return Ok(code),

@@ -1,5 +1,5 @@
 //! `pvc-backup mover receive DST`: make DST a mirror of what a `mover send` on another machine
-//! sends, over mutual TLS.
+//! sends, over mutual TLS; with `--snapshot`, add a snapshot of it to the backup folder DST.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +8,7 @@ use contract::ExitCode as Exit;
 use wire::keys::Side;
 use wire::receive::ReceiveOptions;
 
+use super::backup::KeepArgs;
 use super::init_logging;
 use super::wire_args::{Peer, WireArgs, failed, finish, retry};
 
@@ -36,6 +37,14 @@ pub struct ReceiveArgs {
     /// Flush the target's filesystem to the disk before reporting success (to the sender too).
     #[arg(long)]
     fsync: bool,
+    /// Add a snapshot of the source to the backup folder DST, as `mover backup` does on one
+    /// machine (snapshots/ID, latest; files unchanged since the previous snapshot are
+    /// hard-linked from it and not sent), instead of making DST a mirror. A transfer that
+    /// breaks leaves its partial snapshot, which the next one fills further.
+    #[arg(long, conflicts_with = "no_delete")]
+    snapshot: bool,
+    #[command(flatten)]
+    keep: KeepArgs,
     #[command(flatten)]
     wire: WireArgs,
 }
@@ -44,6 +53,15 @@ pub struct ReceiveArgs {
 /// result of the last one.
 pub(super) fn run(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
     init_logging(a.wire.verbose, a.wire.quiet);
+    let policy = a.keep.policy();
+    if policy.is_set() && !a.snapshot {
+        return Ok(crate::output::failed(
+            "receive",
+            "--keep-* applies to snapshots: add --snapshot to keep versions in DST, or leave \
+             --keep-* out to mirror the source",
+            Exit::Usage.into(),
+        ));
+    }
     let (peer, id) = match Peer::open(
         "receive",
         Side::Receiver,
@@ -65,10 +83,21 @@ pub(super) fn run(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
     loop {
         let code = match peer.next(&id, &a.wire.conn, again) {
             Ok((mut conn, from)) => {
-                match wire::receive::receive(&mut conn, &a.dst, opts.clone(), &from) {
-                    Ok(summary) => {
+                let received = if a.snapshot {
+                    wire::receive::receive_snapshot(&mut conn, &a.dst, opts.clone(), policy, &from)
+                        .map(|r| {
+                            let line = crate::output::summary::snapshot_made(&r);
+                            let json = serde_json::to_value(&r).unwrap_or_default();
+                            (r.summary, Some((json, line)))
+                        })
+                } else {
+                    wire::receive::receive(&mut conn, &a.dst, opts.clone(), &from)
+                        .map(|s| (s, None))
+                };
+                match received {
+                    Ok((summary, extra)) => {
                         again = false;
-                        finish("receive", a.wire.output(), &summary, None)?
+                        finish("receive", a.wire.output(), &summary, extra)?
                     }
                     Err(e) if retry("receive", &a.wire.conn, &e) => {
                         again = true;

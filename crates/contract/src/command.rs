@@ -197,7 +197,8 @@ pub enum MoverCommand {
         /// The name to ask for in the TLS hello (SNI), when not the default: a Route's host.
         server_name: Option<String>,
     },
-    /// `mover receive`: make `dst` a mirror of what one `mover send` sends to `listen`.
+    /// `mover receive`: make `dst` a mirror of what one `mover send` sends to `listen`, or
+    /// (`snapshot`) add a snapshot of it to the backup folder `dst`.
     Receive {
         /// The target folder.
         dst: String,
@@ -211,6 +212,9 @@ pub enum MoverCommand {
         fsync: bool,
         /// Compare files whose size and mtime are equal by content too (`--checksum`).
         checksum: bool,
+        /// Add a snapshot to `dst`, keeping these (`--snapshot --keep-...`), instead of
+        /// making it a mirror.
+        snapshot: Option<Retention>,
     },
     /// `mover block SRC --to HOST:PORT` (or `--listen ADDR:PORT --send --tls-client`): send a
     /// block volume to a `mover block DST --listen` over mutual TLS, only the chunks whose hash
@@ -419,12 +423,17 @@ impl MoverCommand {
                 retry_for_secs,
                 fsync: f,
                 checksum,
+                snapshot,
             } => {
                 let mut args =
                     strings(&["mover", "receive", dst, "--listen", listen, "--keys", keys]);
                 args.extend(fsync(*f));
                 if *checksum {
                     args.push("--checksum".to_owned());
+                }
+                if let Some(keep) = snapshot {
+                    args.push("--snapshot".to_owned());
+                    args.extend(keep.args());
                 }
                 args.push("--json".to_owned());
                 args.extend(["--retry-for".to_owned(), format!("{retry_for_secs}s")]);
@@ -569,6 +578,20 @@ impl MoverCommand {
                 retry_for_secs: 120,
                 fsync: true,
                 checksum: true,
+                snapshot: None,
+            },
+            MoverCommand::Receive {
+                dst: "/backup".into(),
+                listen: "0.0.0.0:7443".into(),
+                keys: "/keys".into(),
+                retry_for_secs: 120,
+                fsync: true,
+                checksum: false,
+                snapshot: Some(Retention {
+                    last: Some(3),
+                    daily: Some(7),
+                    ..Retention::default()
+                }),
             },
             MoverCommand::BlockSend {
                 src: "/dev/source".into(),
@@ -634,6 +657,8 @@ mod tests {
                 "mover send /source --listen 0.0.0.0:7443 --tls-client --keys /keys --json \
                  --retry-for 120s",
                 "mover receive /backup --listen 0.0.0.0:7443 --keys /keys --fsync --checksum --json --retry-for 120s",
+                "mover receive /backup --listen 0.0.0.0:7443 --keys /keys --fsync --snapshot \
+                 --keep-last 3 --keep-daily 7 --json --retry-for 120s",
                 "mover block /dev/source --to receiver.shop.svc:7443 --keys /keys --server-name \
                  copy-lab.apps.example.com --progress json --retry-for 120s --compress",
                 "mover block /dev/source --listen 0.0.0.0:7443 --send --tls-client --keys /keys \

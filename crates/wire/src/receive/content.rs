@@ -123,13 +123,18 @@ impl Session<'_> {
             },
         };
         // The older version the sender's equal chunks are copied from.
-        let basis = match (self.basis_chunk.get(&n), &made) {
-            (Some(&chunk), Some((dfd, tmp, _))) => {
+        let basis = match (self.basis_chunk.get(&n).copied(), &made) {
+            (Some(chunk), Some((dfd, tmp, _))) => {
                 let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 let from = if resumed { &tmp.0 } else { &name };
-                self.owners
-                    .open_in(dfd.as_fd(), from, flags)
-                    .ok()
+                let older_dir = match self.basis_in_reference.contains(&n) {
+                    true => self
+                        .open_ref_dir(d)
+                        .and_then(|r| r.try_clone_to_owned().ok()),
+                    false => dfd.try_clone().ok(),
+                };
+                older_dir
+                    .and_then(|o| self.owners.open_in(o.as_fd(), from, flags).ok())
                     .and_then(|fd| Some((stat_fd(&fd).ok()?.size, fd, chunk)))
             }
             _ => None,

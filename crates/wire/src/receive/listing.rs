@@ -43,7 +43,8 @@ impl Session<'_> {
                     .root
                     .try_clone_to_owned()
                     .map_err(|e| Error::net("cannot duplicate the target descriptor", e))?;
-                self.push_open(0, fd);
+                let reference = self.reference.and_then(|r| r.try_clone_to_owned().ok());
+                self.push_open(0, fd, reference);
             }
             other => return Err(unexpected("root", &other)),
         }
@@ -163,7 +164,7 @@ impl Session<'_> {
         }
     }
 
-    fn push_open(&mut self, dir: usize, fd: OwnedFd) {
+    fn push_open(&mut self, dir: usize, fd: OwnedFd, reference: Option<OwnedFd>) {
         let (target, keep_all) = match self
             .owners
             .retry_target(&[], &[fd.as_fd()], || Listing::read(&fd))
@@ -182,6 +183,7 @@ impl Session<'_> {
             target,
             last: None,
             keep_all,
+            reference,
         });
     }
 
@@ -276,6 +278,10 @@ impl Session<'_> {
         let meta = attrs.meta();
         let parent = self.stack.last().expect("the root is open");
         let (pdir, pfd) = (parent.dir, parent.fd.as_fd());
+        let reference = parent
+            .reference
+            .as_ref()
+            .and_then(|r| self.owners.open_in(r.as_fd(), &name, DIR_FLAGS).ok());
         let rel = self.rel_in(pdir, name.to_bytes());
         self.stats.entries_found.fetch_add(1, Relaxed);
         self.stats.entries_done.fetch_add(1, Relaxed);
@@ -319,7 +325,7 @@ impl Session<'_> {
                     meta,
                     want_x,
                 });
-                self.push_open(self.dirs.len() - 1, fd);
+                self.push_open(self.dirs.len() - 1, fd, reference);
             }
             Err((op, e)) => {
                 self.fail(&rel, op, e);
@@ -467,6 +473,10 @@ impl Session<'_> {
                 && h.mtime == meta.mtime
                 // A target file linked to other names while the source is not: rewrite it apart.
                 && !(meta.nlink == 1 && h.nlink > 1)
+                // In a new snapshot, a file with other names may be the previous snapshot's
+                // (linked by an attempt that broke off): never changed in place, it is linked
+                // again below, or sent.
+                && !(self.reference.is_some() && h.nlink > 1)
         }) {
             let equal = if self.opts.checksum {
                 let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -485,6 +495,16 @@ impl Session<'_> {
                 }
                 return self.update_in_place(dfd, name, meta, want_x, Some(h));
             }
+        }
+        let reference = self.stack.last().and_then(|t| t.reference.as_ref());
+        let reference = reference
+            .map(|r| r.try_clone())
+            .transpose()
+            .map_err(|e| ("open previous snapshot", e))?;
+        if let Some(r) = &reference
+            && self.link_reference(dfd, r.as_fd(), name, meta, want_x, hash, n)?
+        {
+            return Ok(());
         }
         self.wanted.push(n);
         if meta.size >= delta::DELTA_MIN
@@ -534,22 +554,96 @@ impl Session<'_> {
                 }
             }
         }
-        if let Some(h) = have.filter(|h| {
-            h.kind == Kind::File && h.size >= delta::DELTA_MIN && meta.size >= delta::DELTA_MIN
-        }) && let Some(chunk) = delta::chunk_for(h.size)
+        // No older version here: the previous snapshot's, when receiving a new snapshot.
+        let (older, in_reference) = match (have.filter(|h| h.kind == Kind::File), &reference) {
+            (Some(h), _) => (Some((*h, dfd)), false),
+            (None, Some(r)) => {
+                let m = self
+                    .owners
+                    .retry_target(&[], &[r.as_fd()], || stat_at(r.as_fd(), name))
+                    .ok()
+                    .filter(|m| m.kind == Kind::File);
+                (m.map(|m| (m, r.as_fd())), true)
+            }
+            (None, None) => (None, false),
+        };
+        if let Some((h, older_dir)) =
+            older.filter(|(h, _)| h.size >= delta::DELTA_MIN && meta.size >= delta::DELTA_MIN)
+            && let Some(chunk) = delta::chunk_for(h.size)
         {
             // Worth a read of the older version: only its changed chunks then cross the wire.
             let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             match self
                 .owners
-                .open_in(dfd, name, flags)
+                .open_in(older_dir, name, flags)
                 .and_then(|fd| delta::hashes(fd.as_fd(), h.size, chunk))
             {
-                Ok(hashes) => self.bases.push((n, chunk, hashes)),
+                Ok(hashes) => {
+                    self.bases.push((n, chunk, hashes));
+                    if in_reference {
+                        self.basis_in_reference.insert(n);
+                    }
+                }
                 Err(e) => tracing::debug!("no basis for file {n}: {e}"),
             }
         }
         Ok(())
+    }
+
+    /// When receiving a new snapshot: hard-links the file from the previous snapshot `reference`
+    /// when it is unchanged there (type, size, mtime, owner, mode and extended attributes; with
+    /// `--checksum`, content too), as `mover backup` does. Returns whether it was linked; a
+    /// link that cannot be made (too many links, say) leaves the file to be sent.
+    #[allow(clippy::too_many_arguments)]
+    fn link_reference(
+        &mut self,
+        dfd: BorrowedFd<'_>,
+        reference: BorrowedFd<'_>,
+        name: &CStr,
+        meta: &Meta,
+        want_x: &Xattrs,
+        hash: Option<[u8; 32]>,
+        n: u64,
+    ) -> std::result::Result<bool, Failure> {
+        let Ok(old) = self
+            .owners
+            .retry_target(&[], &[reference], || stat_at(reference, name))
+        else {
+            return Ok(false);
+        };
+        if old.kind != Kind::File || old.size != meta.size || !attrs::same_basic(meta, &old) {
+            return Ok(false);
+        }
+        let same_x = self
+            .owners
+            .target_xattrs(reference, name, old.kind, (old.uid, old.gid))
+            .is_ok_and(|x| x == *want_x);
+        if !same_x {
+            return Ok(false);
+        }
+        if self.opts.checksum {
+            let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let fd = self
+                .owners
+                .open_in(reference, name, flags)
+                .map_err(|e| ("open previous snapshot", e))?;
+            let mine = content_hash(fd.as_fd()).map_err(|e| ("compare", e))?;
+            if hash != Some(mine) {
+                return Ok(false);
+            }
+        }
+        let Ok((tmp, ())) = self.make_tmp(&[dfd, reference], (old.uid, old.gid), |t| {
+            rustix::fs::linkat(reference, name, dfd, t, rustix::fs::AtFlags::empty())
+                .map_err(Into::into)
+        }) else {
+            return Ok(false);
+        };
+        self.place(dfd, &tmp, name).map_err(|e| ("rename", e))?;
+        if let Some(f) = self.file_rec_mut(n) {
+            f.ino = Some(old.ino);
+        }
+        self.stats.unchanged.fetch_add(1, Relaxed);
+        Ok(true)
     }
 
     /// Brings the attributes of a target entry whose content is equal in line with the source.

@@ -76,6 +76,8 @@ pub struct Receiver {
     owners: Owners,
     stats: Arc<Stats>,
     opts: ReceiveOptions,
+    /// The previous snapshot, when receiving a new one ([`receive_snapshot`]).
+    reference: Option<OwnedFd>,
 }
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY
@@ -89,17 +91,7 @@ const DIR_FLAGS: OFlags = OFlags::RDONLY
 pub fn receive(conn: &mut Conn, dst: &Path, opts: ReceiveOptions, source: &str) -> Result<Summary> {
     match Receiver::prepare(dst, opts) {
         Ok(r) => r.run(conn, source),
-        Err(e) => {
-            let _ = conn.send(&Message::Abort {
-                code: e.exit_code().code(),
-                message: format!("the receiver refused: {e}"),
-            });
-            let _ = conn.flush();
-            // The peer's first message (its hello) is read, so that closing this connection
-            // with it unread does not reset the connection before the peer has read why.
-            let _ = conn.recv();
-            Err(e.into())
-        }
+        Err(e) => Err(refuse(conn, e)),
     }
 }
 
@@ -116,6 +108,7 @@ impl Receiver {
             owners,
             stats: Arc::new(Stats::default()),
             opts,
+            reference: None,
         })
     }
 
@@ -128,6 +121,17 @@ impl Receiver {
     /// sends it to the sender and returns it. A protocol violation by the sender ends the
     /// transfer with an error (exit code 1); what was placed until then stays.
     pub fn run(self, conn: &mut Conn, source: &str) -> Result<Summary> {
+        self.run_then(conn, source, |_, _| Ok(())).map(|(s, ())| s)
+    }
+
+    /// As [`Receiver::run`], with `then` run on the summary before the sender hears of it: an
+    /// error there is sent to the sender as the transfer's result.
+    fn run_then<R>(
+        self,
+        conn: &mut Conn,
+        source: &str,
+        then: impl FnOnce(&Summary, &Owners) -> mover::Result<R>,
+    ) -> Result<(Summary, R)> {
         let started = SystemTime::now();
         let t0 = Instant::now();
         conn.send(&Message::Hello {
@@ -152,6 +156,8 @@ impl Receiver {
             journal: Journal::default(),
             opts: &self.opts,
             root: self.dst.as_fd(),
+            reference: self.reference.as_ref().map(|r| r.as_fd()),
+            ref_cache: None,
             dirs: Vec::new(),
             files: Vec::new(),
             base: 0,
@@ -162,6 +168,7 @@ impl Receiver {
             bases: Vec::new(),
             basis_chunk: std::collections::HashMap::new(),
             resumed: std::collections::HashSet::new(),
+            basis_in_reference: std::collections::HashSet::new(),
             skip_depth: 0,
             cache: None,
             seq: AtomicU64::new(0),
@@ -214,11 +221,94 @@ impl Receiver {
             &self.dst_path,
             &summary,
         )?;
+        let after = match then(&summary, &self.owners) {
+            Ok(r) => r,
+            Err(e) => {
+                let e = Error::from(e);
+                let _ = conn.send(&Message::Abort {
+                    code: e.exit_code().code(),
+                    message: format!("the receiver stopped: {e}"),
+                });
+                let _ = conn.flush();
+                return Err(e);
+            }
+        };
         let json = serde_json::to_vec(&summary).expect("a summary serializes");
         conn.send(&Message::Done(json))?;
         conn.flush()?;
-        Ok(summary)
+        Ok((summary, after))
     }
+}
+
+/// Receives one transfer as a new snapshot of the store `dst`, laid out as `mover backup` lays
+/// its snapshots out (see [`mover::snapshot`]): the files equal to the previous snapshot's are
+/// hard-linked from it and not sent, a changed large file is sent against its version there,
+/// and the snapshot is named, pointed at by `latest` and given its manifest before the sender
+/// hears the result; retention (`policy`) follows a run in which nothing failed. A run that
+/// dies leaves its partial snapshot, which the next one takes up ([`Incoming`]).
+///
+/// [`Incoming`]: mover::snapshot::Incoming
+pub fn receive_snapshot(
+    conn: &mut Conn,
+    dst: &Path,
+    opts: ReceiveOptions,
+    policy: store::retention::Policy,
+    source: &str,
+) -> Result<mover::snapshot::BackupReport> {
+    let prepared = (|| -> mover::Result<_> {
+        let owners = Owners::new(opts.impersonate);
+        let root = preflight::open_remote_target(dst, &owners)?;
+        let state = preflight::lock_target(root.as_fd(), dst, &owners)?;
+        let incoming = mover::snapshot::Incoming::begin(
+            &owners,
+            root.as_fd(),
+            state.dir.as_fd(),
+            dst,
+            policy,
+        )?;
+        if let Some(old) = incoming.taken_up() {
+            tracing::info!("going on with the partial snapshot {old} of a run that did not end");
+        }
+        let dup = |fd: BorrowedFd<'_>| {
+            fd.try_clone_to_owned().map_err(|source| mover::Error::Io {
+                what: "cannot use",
+                path: dst.display().to_string(),
+                source,
+            })
+        };
+        let receiver = Receiver {
+            dst_path: incoming.target_path(),
+            dst: dup(incoming.target())?,
+            reference: incoming.reference().map(dup).transpose()?,
+            state,
+            owners,
+            stats: Arc::new(Stats::default()),
+            opts,
+        };
+        Ok((receiver, incoming))
+    })();
+    match prepared {
+        Ok((receiver, incoming)) => {
+            let (_, report) = receiver.run_then(conn, source, move |summary, owners| {
+                incoming.complete(owners, summary.clone())
+            })?;
+            Ok(report)
+        }
+        Err(e) => Err(refuse(conn, e)),
+    }
+}
+
+/// Tells the sender why the target was refused, and returns that error.
+fn refuse(conn: &mut Conn, e: mover::Error) -> Error {
+    let _ = conn.send(&Message::Abort {
+        code: e.exit_code().code(),
+        message: format!("the receiver refused: {e}"),
+    });
+    let _ = conn.flush();
+    // The peer's first message (its hello) is read, so that closing this connection with it
+    // unread does not reset the connection before the peer has read why.
+    let _ = conn.recv();
+    e.into()
 }
 
 /// A target directory named by the sender.
@@ -241,6 +331,8 @@ struct Open {
     last: Option<Vec<u8>>,
     /// Keep every target entry: the sender could not read this directory's listing.
     keep_all: bool,
+    /// The same directory in the previous snapshot, when receiving a new one and it has it.
+    reference: Option<OwnedFd>,
 }
 
 /// A regular file the sender listed, by number.
@@ -261,6 +353,10 @@ struct Session<'a> {
     journal: Journal,
     opts: &'a ReceiveOptions,
     root: BorrowedFd<'a>,
+    /// The previous snapshot's root, when receiving a new snapshot.
+    reference: Option<BorrowedFd<'a>>,
+    /// The last directory of the previous snapshot opened by number.
+    ref_cache: Option<(usize, Option<OwnedFd>)>,
     dirs: Vec<DirRec>,
     /// The files listed since the last pause of the listing, numbered from `base`.
     files: Vec<FileRec>,
@@ -282,6 +378,8 @@ struct Session<'a> {
     /// Files whose basis is what an earlier, broken transfer left of them (see
     /// [`part_name`]): they are completed in place.
     resumed: std::collections::HashSet<u64>,
+    /// Files whose basis is their version in the previous snapshot.
+    basis_in_reference: std::collections::HashSet<u64>,
     /// Inside a directory that could not be made: how deep.
     skip_depth: usize,
     /// The last target directory opened by number.
@@ -350,6 +448,32 @@ impl Session<'_> {
         Ok(self.cache.as_ref().expect("just set").1.as_fd())
     }
 
+    /// Opens directory `d` of the previous snapshot, when receiving a new snapshot and it has
+    /// that directory (the last one opened is kept for the next call).
+    fn open_ref_dir(&mut self, d: usize) -> Option<BorrowedFd<'_>> {
+        if self.ref_cache.as_ref().is_none_or(|(c, _)| *c != d) {
+            let mut chain = Vec::new();
+            let mut cur = Some(d);
+            while let Some(i) = cur {
+                chain.push(i);
+                cur = self.dirs[i].parent;
+            }
+            let mut fd = self.reference.and_then(|r| r.try_clone_to_owned().ok());
+            for &i in chain.iter().rev().skip(1) {
+                fd = fd.and_then(|f| {
+                    self.owners
+                        .open_in(f.as_fd(), &self.dirs[i].name, DIR_FLAGS)
+                        .ok()
+                });
+            }
+            self.ref_cache = Some((d, fd));
+        }
+        self.ref_cache
+            .as_ref()
+            .and_then(|(_, fd)| fd.as_ref())
+            .map(|f| f.as_fd())
+    }
+
     /// File `n`: of this batch, or a hard-linked one of an earlier batch.
     fn file_rec(&self, n: u64) -> Option<&FileRec> {
         match n.checked_sub(self.base) {
@@ -406,6 +530,7 @@ impl Session<'_> {
         }
         self.basis_chunk.clear();
         self.resumed.clear();
+        self.basis_in_reference.clear();
         Ok(())
     }
 
