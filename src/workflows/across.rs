@@ -151,6 +151,7 @@ impl AcrossFlags {
             cluster,
             checksum: false,
             role,
+            snapshot: None,
         };
         request.expose = match self.expose {
             Some(ExposeArg::Clusterip) => Expose::ClusterIp,

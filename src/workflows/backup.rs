@@ -1,4 +1,6 @@
-//! `pvc-backup backup CLAIM`: versioned backups of a claim into another claim.
+//! `pvc-backup backup CLAIM`: versioned backups of a claim into another claim, in the claim's
+//! namespace or (`--to-namespace`, `--to-kubeconfig`) in another one, by two movers over the
+//! wire.
 
 use std::process::ExitCode;
 
@@ -8,7 +10,10 @@ use cluster::workflow::backup::{self as flow, BackupRequest};
 use contract::Report;
 use serde_json::json;
 
+use super::across::{AcrossFlags, connect_other, fresh_keys, other_options, plan_objects};
 use super::{KubeArgs, MoverFlags, OutputArgs, RepositoryFlags, RetentionArgs, plan_or_run};
+use cluster::objects::claim::Role;
+use cluster::workflow::across;
 
 /// Volume modes, for planning without a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -74,6 +79,8 @@ pub struct BackupArgs {
     output: OutputArgs,
     #[command(flatten)]
     mover: MoverFlags,
+    #[command(flatten)]
+    across: AcrossFlags,
 }
 
 impl BackupArgs {
@@ -98,6 +105,10 @@ impl BackupArgs {
 
 /// Runs `pvc-backup backup`.
 pub fn run(args: BackupArgs) -> anyhow::Result<ExitCode> {
+    if args.across.is_across() {
+        return backup_across(args);
+    }
+    args.across.refuse_within()?;
     let request = args.request();
     let settings = args.mover.settings()?;
     let ran = plan_or_run(
@@ -196,4 +207,110 @@ pub fn describe(what: &str, source: &str, target: &str, outcome: &Outcome) -> St
         line.push_str(&format!(" in {:.1} s", ms as f64 / 1000.0));
     }
     line
+}
+
+/// `pvc-backup backup CLAIM --to-namespace NS` (or `--to-kubeconfig`): the backup claim is in
+/// another namespace or cluster; a receiving mover there adds the snapshot (`mover receive
+/// --snapshot`), fed by a sending mover beside the source, over mutual TLS with a key pair made
+/// here for this run.
+fn backup_across(args: BackupArgs) -> anyhow::Result<ExitCode> {
+    for (given, flag, why) in [
+        (
+            args.repository.target().is_some(),
+            "--repository",
+            "a repository is reached by the mover beside the claim; leave --to-namespace out",
+        ),
+        (
+            args.from_snapshot,
+            "--from-snapshot",
+            "back up a claim restored from a snapshot by naming it, or leave --to-namespace out",
+        ),
+        (
+            args.scale_down,
+            "--scale-down",
+            "stop the workload yourself for the run, or leave --to-namespace out",
+        ),
+        (
+            args.subdir.is_some(),
+            "--subdir",
+            "leave --subdir out to back up the whole claim, or --to-namespace out",
+        ),
+        (
+            args.mover.detached(),
+            "--detach",
+            "the run's keys and Service are removed when it ends, so it must be followed to \
+             its end; leave --detach out",
+        ),
+    ] {
+        if given {
+            anyhow::bail!("{flag} with a backup into another namespace or cluster: {why}");
+        }
+    }
+    let settings = args.mover.settings()?;
+    let to = args
+        .to
+        .clone()
+        .unwrap_or_else(|| format!("{}-backup", args.claim));
+    let mut request = args
+        .across
+        .request(&args.kube, &args.claim, &to, Role::Backup)?;
+    request.storage_class = args.storage_class.clone();
+    request.size = args.size.clone();
+    request.snapshot = Some(args.keep.retention());
+    let other_options = other_options(&request);
+    let keys = fresh_keys()?;
+    let run_name = workflow::job_name(&format!("{}-{}", request.claim, request.verb()));
+    let ran = plan_or_run(
+        &args.kube,
+        &args.output,
+        || {
+            let namespace = args.kube.offline_namespace();
+            let source =
+                flow::offline_source(&args.request(), &namespace, args.source_volume_mode.name())?;
+            let plan = across::plan(
+                &request,
+                &settings,
+                &source,
+                None,
+                &keys,
+                &run_name,
+                Default::default(),
+                Default::default(),
+            )?;
+            Ok(plan.objects()?)
+        },
+        async |kube| plan_objects(kube, &request, &settings, &keys, &run_name).await,
+        async |kube, console| {
+            let other = connect_other(other_options.as_ref()).await?;
+            Ok(across::run(kube, &request, &settings, &keys, other.as_ref(), console).await?)
+        },
+    )?;
+    let Some((kube, report)) = ran else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let target = format!("{}/{}", report.namespace, report.target);
+    let jobs: Vec<&String> = std::iter::once(&report.receiver.job)
+        .chain(report.sender.as_ref().map(|s| &s.job))
+        .collect();
+    let value = json!({
+        "source": request.claim,
+        "sourceNamespace": kube.namespace,
+        "target": report.target,
+        "namespace": report.namespace,
+        "address": report.address,
+        "createdClaim": report.created,
+        "jobs": jobs,
+        "exitCode": report.exit_code(),
+        "summary": report.receiver.summaries.last(),
+    });
+    let human = describe(
+        "backup",
+        &format!("claim {}/{}", kube.namespace, request.claim),
+        &target,
+        &report.receiver,
+    );
+    args.output.print_result(&value, &human)?;
+    Ok(ExitCode::from(
+        u8::try_from(report.exit_code()).unwrap_or(1),
+    ))
 }

@@ -140,6 +140,47 @@ fn a_missing_claim_is_named_and_nothing_is_created() {
 }
 
 #[test]
+fn a_backup_into_another_namespace_refuses_what_it_cannot_do_before_anything_is_made() {
+    // The run itself is real_only::a_backup_into_another_namespace_adds_snapshots_there_...
+    let (c, _src) = cluster_with_data(ClaimOptions::default());
+    for (flags, says) in [
+        (
+            &["--from-snapshot"][..],
+            "--from-snapshot with a backup into another namespace",
+        ),
+        (
+            &["--scale-down"][..],
+            "--scale-down with a backup into another namespace",
+        ),
+        (
+            &["--subdir", "x"][..],
+            "--subdir with a backup into another namespace",
+        ),
+        (
+            &[
+                "--repository",
+                "s3:http://127.0.0.1:1/b",
+                "--repository-secret",
+                "s",
+            ][..],
+            "--repository with a backup into another namespace",
+        ),
+    ] {
+        let mut args = vec!["backup", "data", "--to-namespace", "lab"];
+        args.extend_from_slice(flags);
+        let err = run_failing(&c, &args);
+        assert!(err.contains(says), "{flags:?}: {err}");
+    }
+    let err = run_failing(&c, &["backup", "data", "--compress"]);
+    assert!(
+        err.contains("--compress applies to a copy between two movers"),
+        "{err}"
+    );
+    assert!(c.list::<Job>(Some(c.ns())).is_empty());
+    assert_eq!(c.list::<PersistentVolumeClaim>(Some(c.ns())).len(), 1);
+}
+
+#[test]
 fn an_image_that_cannot_be_pulled_fails_early_and_cleans_up() {
     let (c, _) = cluster_with_data(ClaimOptions::default());
     c.make_mover_unpullable();

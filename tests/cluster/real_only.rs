@@ -818,6 +818,107 @@ fn a_copy_into_another_namespace_holds_the_whole_tree_and_leaves_no_keys_behind(
 }
 
 #[test]
+fn a_backup_into_another_namespace_adds_snapshots_there_that_link_what_did_not_change() {
+    // Two movers joined through a Service: the fake cluster runs no network between pods.
+    let Some(c) = real("backup_across_namespaces") else {
+        return;
+    };
+    let lab = cluster();
+    apply(&c, &manifests(&c, &[]));
+    let (alice, _bindings) = person_in_both(&c, &lab, "alice");
+    let src = claim_with_data(&c, "data", ClaimOptions::default());
+    let backup = |keep: &str| {
+        run_json_with(
+            &c,
+            &alice,
+            &[
+                "backup",
+                "data",
+                "--to-namespace",
+                lab.ns(),
+                "--keep-last",
+                keep,
+                "-o",
+                "json",
+            ],
+        )
+    };
+    // The snapshot a run made, from its report, and its folder in the backup claim's volume.
+    let snapshot = |report: &Value| -> (String, std::path::PathBuf) {
+        let id = report["summary"]["snapshot"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no snapshot in {report:#}"))
+            .to_owned();
+        let volume = lab
+            .volume_dir(lab.ns(), "data-backup")
+            .expect("the backup claim has a volume");
+        let dir = volume.join("snapshots").join(&id);
+        (id, dir)
+    };
+    let same = |reference: &Path, dir: &Path| {
+        let diff = testkit::oracle::rsync_itemize(reference, dir, &[]);
+        assert!(diff.is_empty(), "{} differs: {diff:#?}", dir.display());
+    };
+
+    let first = backup("2");
+    assert_eq!(first["exitCode"], 0, "{first:#}");
+    assert_eq!(first["namespace"], lab.ns(), "{first:#}");
+    assert_eq!(first["target"], "data-backup", "{first:#}");
+    assert_eq!(first["createdClaim"], true, "{first:#}");
+    let (id1, snap1) = snapshot(&first);
+    same(&src, &snap1);
+    let volume = snap1.parent().unwrap().parent().unwrap().to_path_buf();
+    assert_eq!(
+        std::fs::read_link(volume.join("latest")).unwrap(),
+        Path::new("snapshots").join(&id1)
+    );
+    let claim: PersistentVolumeClaim = lab.get(lab.ns(), "data-backup").expect("the backup claim");
+    let labels = claim.metadata.labels.unwrap_or_default();
+    assert_eq!(labels["pvc-backup.io/role"], "backup");
+    assert_eq!(labels["pvc-backup.io/source-namespace"], c.ns());
+    let last: Value = serde_json::from_str(
+        &claim.metadata.annotations.unwrap_or_default()["pvc-backup.io/last-run"],
+    )
+    .unwrap();
+    assert_eq!(last["snapshot"], id1.as_str(), "{last}");
+    assert_no_transfer_left(&c, &lab);
+
+    // One file changes: only it crosses, the rest is linked from the first snapshot.
+    use std::os::unix::fs::MetadataExt as _;
+    let ino = |p: &Path| std::fs::symlink_metadata(p).unwrap().ino();
+    std::fs::write(src.join("sub/b.bin"), [8u8; 100_000]).unwrap();
+    let second = backup("2");
+    assert_eq!(second["exitCode"], 0, "{second:#}");
+    assert_eq!(second["createdClaim"], false, "{second:#}");
+    assert_eq!(second["summary"]["previous"], id1.as_str(), "{second:#}");
+    assert_eq!(
+        second["summary"]["summary"]["bytes"]["copied"], 100_000,
+        "{second:#}"
+    );
+    let (_, snap2) = snapshot(&second);
+    same(&src, &snap2);
+    assert_eq!(ino(&snap1.join("a.txt")), ino(&snap2.join("a.txt")));
+    assert_ne!(ino(&snap1.join("sub/b.bin")), ino(&snap2.join("sub/b.bin")));
+
+    // Nothing changes, one snapshot is kept: the two before go.
+    let third = backup("1");
+    assert_eq!(third["exitCode"], 0, "{third:#}");
+    assert_eq!(
+        third["summary"]["summary"]["bytes"]["copied"], 0,
+        "{third:#}"
+    );
+    let removed = third["summary"]["removed"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(removed.len(), 2, "{third:#}");
+    let (_, snap3) = snapshot(&third);
+    same(&src, &snap3);
+    assert!(!snap1.exists() && !snap2.exists());
+    assert_no_transfer_left(&c, &lab);
+}
+
+#[test]
 fn a_block_claim_is_copied_into_another_namespace_chunk_by_chunk() {
     // Block claims are loop devices here, which the fake cluster does not give its movers.
     let Some(c) = real("block_across_namespaces") else {

@@ -146,6 +146,7 @@ fn a_copy_into_another_namespace() {
         cluster: None,
         checksum: false,
         role: Role::Clone,
+        snapshot: None,
     };
     let plan = across::plan(
         &request,
@@ -254,6 +255,7 @@ fn a_copy_into_another_cluster_through_a_node_port() {
         }),
         checksum: false,
         role: Role::Clone,
+        snapshot: None,
     };
     let plan = across::plan(
         &request,
@@ -314,6 +316,7 @@ fn a_copy_into_another_cluster_through_this_machine() {
         }),
         checksum: false,
         role: Role::Clone,
+        snapshot: None,
     };
     let plan = across::plan(
         &request,

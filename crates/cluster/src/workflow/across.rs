@@ -75,9 +75,13 @@ pub struct AcrossRequest {
     /// Compare files whose size and mtime are equal by content too (the receiver's
     /// `--checksum`): a migration's verification.
     pub checksum: bool,
-    /// What the copy is for, in its labels: [`Role::Clone`], or [`Role::Migrate`] for a
-    /// migration's copy.
+    /// What the copy is for, in its labels: [`Role::Clone`], [`Role::Migrate`] for a
+    /// migration's copy, [`Role::Backup`] for a backup.
     pub role: Role,
+    /// A backup (`pvc-backup backup --to-namespace`): the receiving mover adds a snapshot to
+    /// the claim `to` (`mover receive --snapshot`), keeping these, instead of making it a
+    /// mirror of the source. Filesystem claims only.
+    pub snapshot: Option<contract::Retention>,
 }
 
 /// Another cluster, as the command line names it.
@@ -132,6 +136,14 @@ impl AcrossRequest {
             a.push_str(&format!(" --to-address {h}"));
         }
         a
+    }
+
+    /// What the run does, in its objects' names: `backup` or `clone`.
+    pub fn verb(&self) -> &'static str {
+        match self.snapshot {
+            Some(_) => "backup",
+            None => "clone",
+        }
     }
 
     /// `--expose` when not given: the Service's name within a cluster, a node's port across.
@@ -312,7 +324,18 @@ pub fn plan(
                 .to_owned(),
         ));
     }
+    if request.snapshot.is_some() && block {
+        return Err(Error::Invalid(format!(
+            "claim {} is a Block claim: a backup into another namespace or cluster keeps \
+             snapshots of folders; back it up within its namespace (versions of the volume, \
+             docs/block.md), or clone it with --to-namespace",
+            request.claim
+        )));
+    }
+    // A backup claim is used as it is, as within a namespace: its snapshots go into their own
+    // folder beside whatever else it holds, and nothing else in it is touched.
     if let Some(found) = existing
+        && request.snapshot.is_none()
         && !is_our_copy(found, &source_namespace, &request.claim, request.role)
     {
         return Err(Error::Invalid(format!(
@@ -404,6 +427,7 @@ pub fn plan(
             // On the disk before the copy is reported, as a copy within a namespace is.
             fsync: true,
             checksum: request.checksum,
+            snapshot: request.snapshot,
         }
     }
     .args();
@@ -760,7 +784,7 @@ pub async fn run(
     };
     check_both(kube, &target, request, scale, &[]).await?;
     let source = workflow::get_claim(kube, &request.claim).await?;
-    let run = workflow::job_name(&format!("{}-clone", request.claim));
+    let run = workflow::job_name(&format!("{}-{}", request.claim, request.verb()));
     // Planned (and so checked) before any workload is stopped.
     let pinned = if request.scale_down {
         Some(steps::pin_to_users(kube, &[&source]).await?)

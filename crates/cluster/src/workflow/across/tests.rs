@@ -31,6 +31,7 @@ fn request(namespace: &str) -> AcrossRequest {
         cluster: None,
         checksum: false,
         role: Role::Clone,
+        snapshot: None,
     }
 }
 
@@ -433,4 +434,43 @@ fn a_block_claim_crosses_as_devices_between_two_mover_blocks() {
         None,
     );
     assert_eq!(&later[..3], ["mover", "block", SOURCE_MOUNT]);
+}
+
+#[test]
+fn a_backup_adds_a_snapshot_to_any_filesystem_claim_and_refuses_a_block_source() {
+    let backup = AcrossRequest {
+        to: "data-backup".into(),
+        role: Role::Backup,
+        snapshot: Some(contract::Retention {
+            daily: Some(7),
+            ..Default::default()
+        }),
+        ..request("lab")
+    };
+    let settings = MoverSettings::default();
+    // A claim someone made for the backups, without pvc-backup's labels: used as it is, as
+    // within a namespace (a mirror would refuse it: it would delete what it holds).
+    let theirs: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "data-backup", "namespace": "lab"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem",
+                 "resources": {"requests": {"storage": "5Gi"}}}
+    }))
+    .unwrap();
+    let p = plan_of(&backup, &settings, &source("Filesystem"), Some(&theirs)).unwrap();
+    assert!(p.claim.is_none());
+    let args = p.receiver.args.join(" ");
+    assert!(
+        args.starts_with("mover receive /backup ") && args.contains(" --snapshot --keep-daily 7 "),
+        "{args}"
+    );
+    let mirror = AcrossRequest {
+        to: "data-backup".into(),
+        ..request("lab")
+    };
+    let refused = plan_of(&mirror, &settings, &source("Filesystem"), Some(&theirs));
+    assert!(refused.is_err());
+    assert_eq!(backup.verb(), "backup");
+    assert_eq!(mirror.verb(), "clone");
+    let block = plan_of(&backup, &settings, &source("Block"), None).unwrap_err();
+    assert!(block.to_string().contains("Block claim"), "{block}");
 }

@@ -90,6 +90,7 @@ impl MigrateAcrossRequest {
             cluster: None,
             checksum: false,
             role: Role::Migrate,
+            snapshot: None,
         }
     }
 
