@@ -1489,6 +1489,11 @@ fn install_resources(c: &Cluster) -> Resources<'_> {
         .iter()
         .map(|crd| format!("crd/{}", crd["metadata"]["name"].as_str().unwrap()))
         .collect();
+    // The test before removed its definitions without waiting: one still terminating would
+    // accept this apply and then go, taking the kind with it.
+    let mut gone = vec!["wait", "--for=delete", "--timeout=120s"];
+    gone.extend(names.iter().map(String::as_str));
+    expect_code(&kubectl(c, &gone, None), 0);
     let guard = ClusterScoped {
         c,
         objects: names.clone(),
