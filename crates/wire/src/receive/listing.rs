@@ -178,12 +178,12 @@ impl Session<'_> {
         };
         self.stack.push(Open {
             dir,
-            fd,
+            fd: std::rc::Rc::new(fd),
             seen: vec![false; target.len()],
             target,
             last: None,
             keep_all,
-            reference,
+            reference: reference.map(std::rc::Rc::new),
         });
     }
 
@@ -347,12 +347,7 @@ impl Session<'_> {
         let want_x = attrs.xattr_set()?;
         let meta = attrs.meta();
         let top = self.stack.last().expect("the root is open");
-        let (dir, dfd) = (
-            top.dir,
-            top.fd.try_clone().map_err(|e| {
-                Error::net("cannot duplicate the descriptor of a target directory", e)
-            })?,
-        );
+        let (dir, dfd) = (top.dir, top.fd.clone());
         let dfd = dfd.as_fd();
         let rel = self.rel_in(dir, name.to_bytes());
         self.stats.entries_found.fetch_add(1, Relaxed);
@@ -496,11 +491,7 @@ impl Session<'_> {
                 return self.update_in_place(dfd, name, meta, want_x, Some(h));
             }
         }
-        let reference = self.stack.last().and_then(|t| t.reference.as_ref());
-        let reference = reference
-            .map(|r| r.try_clone())
-            .transpose()
-            .map_err(|e| ("open previous snapshot", e))?;
+        let reference = self.stack.last().and_then(|t| t.reference.clone());
         if let Some(r) = &reference
             && self.link_reference(dfd, r.as_fd(), name, meta, want_x, hash, n)?
         {
@@ -558,9 +549,10 @@ impl Session<'_> {
         let (older, in_reference) = match (have.filter(|h| h.kind == Kind::File), &reference) {
             (Some(h), _) => (Some((*h, dfd)), false),
             (None, Some(r)) => {
+                let rfd = r.as_fd();
                 let m = self
                     .owners
-                    .retry_target(&[], &[r.as_fd()], || stat_at(r.as_fd(), name))
+                    .retry_target(&[], &[rfd], || stat_at(rfd, name))
                     .ok()
                     .filter(|m| m.kind == Kind::File);
                 (m.map(|m| (m, r.as_fd())), true)

@@ -323,7 +323,9 @@ struct DirRec {
 /// A directory whose listing is arriving.
 struct Open {
     dir: usize,
-    fd: OwnedFd,
+    /// Shared, so that an entry's handling holds it while the session changes (a duplicated
+    /// descriptor would cost two system calls per entry).
+    fd: std::rc::Rc<OwnedFd>,
     /// The target's entries, and which of them the source has.
     target: Listing,
     seen: Vec<bool>,
@@ -332,7 +334,7 @@ struct Open {
     /// Keep every target entry: the sender could not read this directory's listing.
     keep_all: bool,
     /// The same directory in the previous snapshot, when receiving a new one and it has it.
-    reference: Option<OwnedFd>,
+    reference: Option<std::rc::Rc<OwnedFd>>,
 }
 
 /// A regular file the sender listed, by number.
