@@ -134,7 +134,7 @@ fn a_rich_tree_received_is_what_sync_makes_and_a_second_run_sends_nothing() {
     assert_mirror(&src.root, &dst, &sockets);
 }
 
-/// A source of more files than one batch of the listing (`wire::send::BATCH_FILES`, 16,384)
+/// A source of more files than one batch of the listing (`wire::send::BATCH_FILES`, 65,536)
 /// is listed in pauses, each followed by the content of its own files: the target is still
 /// exactly the source, hard links whose names fall in different batches are joined, and a
 /// re-run sends only the files that changed, wherever they are.
@@ -142,14 +142,14 @@ fn a_rich_tree_received_is_what_sync_makes_and_a_second_run_sends_nothing() {
 fn more_files_than_one_batch_arrive_whole_with_hard_links_across_batches() {
     let (dir, k) = setup();
     let src = Tree::new(dir.path().join("src"));
-    // 40 folders of 1,000 files: 40,000 files, about two and a half batches (hard links below
+    // 40 folders of 4,000 files: 160,000 files, about two and a half batches (hard links below
     // fall in the first, second and third).
     assert!(
-        (2 * wire::send::BATCH_FILES..3 * wire::send::BATCH_FILES).contains(&40_000),
+        (2 * wire::send::BATCH_FILES..3 * wire::send::BATCH_FILES).contains(&160_000),
         "the batch size changed: make this tree span three batches again"
     );
     for d in 0..40 {
-        for f in 0..1000 {
+        for f in 0..4000 {
             let rel = format!("d{d:02}/f{f:04}");
             src.file(rel.as_bytes(), format!("{d} {f}\n").as_bytes());
         }
@@ -167,7 +167,7 @@ fn more_files_than_one_batch_arrive_whole_with_hard_links_across_batches() {
 
     let (sc, rc, j) = transfer(&src.root, &dst, &k);
     assert_eq!((sc, rc), (0, 0), "{j}");
-    assert_eq!(sent_files(&j), 40_003, "{j}");
+    assert_eq!(sent_files(&j), 160_003, "{j}");
     assert_eq!(j["summary"]["entries"]["linked"], 3, "{j}");
     assert_mirror(&src.root, &dst, &[]);
 

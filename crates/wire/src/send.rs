@@ -84,8 +84,10 @@ struct FileRef {
 }
 
 /// The files listed between two pauses of the listing ([`Message::ListPause`]): each side keeps
-/// the records of one batch, whatever the number of files in the source.
-pub const BATCH_FILES: usize = 16 << 10;
+/// the records of one batch, whatever the number of files in the source. At each pause the
+/// sender waits for the receiver's requests, so fewer pauses mean less waiting: 65,536 files
+/// keep a re-run of 100,000 files to two pauses and each side under 64 MiB at a million files.
+pub const BATCH_FILES: usize = 64 << 10;
 
 struct Walk<'a> {
     conn: &'a mut Conn,
