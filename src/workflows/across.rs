@@ -6,9 +6,10 @@ use cluster::connect::{ConnectOptions, Kube};
 use cluster::objects::claim::Role;
 use cluster::objects::wire::Expose;
 use cluster::workflow::MoverSettings;
-use cluster::workflow::across::{self, AcrossRequest, OtherCluster, WireKeys};
+use cluster::workflow::across::{self, AcrossReport, AcrossRequest, OtherCluster, WireKeys};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
-use super::KubeArgs;
+use super::{KubeArgs, OutputArgs, plan_or_run};
 
 /// `--expose`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -203,4 +204,41 @@ pub fn fresh_keys() -> anyhow::Result<WireKeys> {
         sender: pair.files_for(wire::keys::Side::Sender),
         receiver: pair.files_for(wire::keys::Side::Receiver),
     })
+}
+
+/// Plans (`--dry-run`) or runs the copy of `request` between two movers, with a key pair made
+/// for this run alone: the objects of `--dry-run=client` are planned for the source that
+/// `offline_source` describes (the claim cannot be read then).
+pub fn plan_or_run_across(
+    kube: &KubeArgs,
+    output: &OutputArgs,
+    request: &AcrossRequest,
+    settings: &MoverSettings,
+    offline_source: impl FnOnce() -> anyhow::Result<PersistentVolumeClaim>,
+) -> anyhow::Result<Option<(Kube, AcrossReport)>> {
+    let other_options = other_options(request);
+    let keys = fresh_keys()?;
+    let run_name = cluster::workflow::job_name(&format!("{}-{}", request.claim, request.verb()));
+    plan_or_run(
+        kube,
+        output,
+        || {
+            let plan = across::plan(
+                request,
+                settings,
+                &offline_source()?,
+                None,
+                &keys,
+                &run_name,
+                Default::default(),
+                Default::default(),
+            )?;
+            Ok(plan.objects()?)
+        },
+        async |kube| plan_objects(kube, request, settings, &keys, &run_name).await,
+        async |kube, console| {
+            let other = connect_other(other_options.as_ref()).await?;
+            Ok(across::run(kube, request, settings, &keys, other.as_ref(), console).await?)
+        },
+    )
 }

@@ -10,10 +10,9 @@ use cluster::workflow::backup::{self as flow, BackupRequest};
 use contract::Report;
 use serde_json::json;
 
-use super::across::{AcrossFlags, connect_other, fresh_keys, other_options, plan_objects};
+use super::across::{AcrossFlags, plan_or_run_across};
 use super::{KubeArgs, MoverFlags, OutputArgs, RepositoryFlags, RetentionArgs, plan_or_run};
 use cluster::objects::claim::Role;
-use cluster::workflow::across;
 
 /// Volume modes, for planning without a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -257,34 +256,14 @@ fn backup_across(args: BackupArgs) -> anyhow::Result<ExitCode> {
     request.storage_class = args.storage_class.clone();
     request.size = args.size.clone();
     request.snapshot = Some(args.keep.retention());
-    let other_options = other_options(&request);
-    let keys = fresh_keys()?;
-    let run_name = workflow::job_name(&format!("{}-{}", request.claim, request.verb()));
-    let ran = plan_or_run(
-        &args.kube,
-        &args.output,
-        || {
-            let namespace = args.kube.offline_namespace();
-            let source =
-                flow::offline_source(&args.request(), &namespace, args.source_volume_mode.name())?;
-            let plan = across::plan(
-                &request,
-                &settings,
-                &source,
-                None,
-                &keys,
-                &run_name,
-                Default::default(),
-                Default::default(),
-            )?;
-            Ok(plan.objects()?)
-        },
-        async |kube| plan_objects(kube, &request, &settings, &keys, &run_name).await,
-        async |kube, console| {
-            let other = connect_other(other_options.as_ref()).await?;
-            Ok(across::run(kube, &request, &settings, &keys, other.as_ref(), console).await?)
-        },
-    )?;
+    let ran = plan_or_run_across(&args.kube, &args.output, &request, &settings, || {
+        let namespace = args.kube.offline_namespace();
+        Ok(flow::offline_source(
+            &args.request(),
+            &namespace,
+            args.source_volume_mode.name(),
+        )?)
+    })?;
     let Some((kube, report)) = ran else {
         return Ok(ExitCode::SUCCESS);
     };

@@ -4,11 +4,10 @@ use std::process::ExitCode;
 
 use cluster::objects::claim::Role;
 use cluster::workflow;
-use cluster::workflow::across;
 use cluster::workflow::clone::{self as flow, CloneRequest, Method};
 use serde_json::json;
 
-use super::across::{AcrossFlags, connect_other, fresh_keys, other_options, plan_objects};
+use super::across::{AcrossFlags, plan_or_run_across};
 use super::backup::{VolumeMode, describe};
 use super::{KubeArgs, MoverFlags, OutputArgs, plan_or_run};
 
@@ -227,32 +226,9 @@ fn across(args: CloneArgs) -> anyhow::Result<ExitCode> {
     request.storage_class = args.storage_class.clone();
     request.size = args.size.clone();
     request.scale_down = args.scale_down;
-    let other_options = other_options(&request);
-    let keys = fresh_keys()?;
-    let run_name = workflow::job_name(&format!("{}-clone", request.claim));
-    let ran = plan_or_run(
-        &args.kube,
-        &args.output,
-        || {
-            let source = args.offline_source()?;
-            let plan = across::plan(
-                &request,
-                &settings,
-                &source,
-                None,
-                &keys,
-                &run_name,
-                Default::default(),
-                Default::default(),
-            )?;
-            Ok(plan.objects()?)
-        },
-        async |kube| plan_objects(kube, &request, &settings, &keys, &run_name).await,
-        async |kube, console| {
-            let other = connect_other(other_options.as_ref()).await?;
-            Ok(across::run(kube, &request, &settings, &keys, other.as_ref(), console).await?)
-        },
-    )?;
+    let ran = plan_or_run_across(&args.kube, &args.output, &request, &settings, || {
+        args.offline_source()
+    })?;
     let Some((kube, report)) = ran else {
         return Ok(ExitCode::SUCCESS);
     };
