@@ -135,39 +135,40 @@ fn a_rich_tree_received_is_what_sync_makes_and_a_second_run_sends_nothing() {
 }
 
 /// A source of more files than one batch of the listing (`wire::send::BATCH_FILES`, 65,536)
-/// is listed in pauses, each followed by the content of its own files: the target is still
-/// exactly the source, hard links whose names fall in different batches are joined, and a
-/// re-run sends only the files that changed, wherever they are.
+/// is listed with a pause, each batch followed by the content of its own files: the target is
+/// still exactly the source, hard links whose names fall in different batches are joined, and
+/// a re-run sends only the files that changed, wherever they are.
 #[test]
 fn more_files_than_one_batch_arrive_whole_with_hard_links_across_batches() {
     let (dir, k) = setup();
     let src = Tree::new(dir.path().join("src"));
-    // 40 folders of 4,000 files: 160,000 files, about two and a half batches (hard links below
-    // fall in the first, second and third).
+    // 20 folders of 3,500 files: 70,000 files, a batch and a part of the next; the folders
+    // from d19 on are in the second batch, d18 straddles the pause.
     assert!(
-        (2 * wire::send::BATCH_FILES..3 * wire::send::BATCH_FILES).contains(&160_000),
-        "the batch size changed: make this tree span three batches again"
+        (wire::send::BATCH_FILES + 3_500..2 * wire::send::BATCH_FILES).contains(&70_000)
+            && 19 * 3_500 > wire::send::BATCH_FILES,
+        "the batch size changed: make this tree span two batches again, d19 in the second"
     );
-    for d in 0..40 {
-        for f in 0..4000 {
+    for d in 0..20 {
+        for f in 0..3500 {
             let rel = format!("d{d:02}/f{f:04}");
             src.file(rel.as_bytes(), format!("{d} {f}\n").as_bytes());
         }
     }
-    // Hard links: first names in the first batch, extra names in the second and the third; and
-    // a group wholly within the last batch.
+    // Hard links: a first name in the first batch with extra names in the first and the
+    // second; and a group wholly within the second batch.
     src.file(b"d00/linked", b"one content, three names");
-    src.hardlink(b"d00/linked", b"d20/linked-too");
-    src.hardlink(b"d00/linked", b"d39/linked-last");
-    src.file(b"d39/pair", b"two names");
-    src.hardlink(b"d39/pair", b"d39/pair-too");
+    src.hardlink(b"d00/linked", b"d10/linked-too");
+    src.hardlink(b"d00/linked", b"d19/linked-last");
+    src.file(b"d19/pair", b"two names");
+    src.hardlink(b"d19/pair", b"d19/pair-too");
     // A file large enough to be sent against its older version on the re-run.
-    src.file(b"d30/large.bin", &noise(6 << 20));
+    src.file(b"d15/large.bin", &noise(6 << 20));
     let dst = dir.path().join("dst");
 
     let (sc, rc, j) = transfer(&src.root, &dst, &k);
     assert_eq!((sc, rc), (0, 0), "{j}");
-    assert_eq!(sent_files(&j), 160_003, "{j}");
+    assert_eq!(sent_files(&j), 70_003, "{j}");
     assert_eq!(j["summary"]["entries"]["linked"], 3, "{j}");
     assert_mirror(&src.root, &dst, &[]);
 
@@ -178,16 +179,15 @@ fn more_files_than_one_batch_arrive_whole_with_hard_links_across_batches() {
 
     // One change in each batch, one file gone, one name more for the first group.
     src.file(b"d00/f0007", b"changed in the first batch");
-    src.file(b"d19/f0500", b"changed in the second batch");
-    src.file(b"d38/f0999", b"changed in the third batch");
-    src.remove(b"d25/f0001");
-    src.hardlink(b"d00/linked", b"d33/linked-new");
+    src.file(b"d19/f2500", b"changed in the second batch");
+    src.remove(b"d12/f0001");
+    src.hardlink(b"d00/linked", b"d19/linked-new");
     let mut large = noise(6 << 20);
     large[2 << 20] ^= 0xff;
-    src.file(b"d30/large.bin", &large);
+    src.file(b"d15/large.bin", &large);
     let (sc, rc, j) = transfer(&src.root, &dst, &k);
     assert_eq!((sc, rc), (0, 0), "{j}");
-    assert_eq!(sent_files(&j), 4, "{j}");
+    assert_eq!(sent_files(&j), 3, "{j}");
     assert!(j["sent"]["bytes"].as_u64().unwrap() < 2 << 20, "{j}");
     assert_eq!(j["summary"]["entries"]["deleted"], 1, "{j}");
     assert_eq!(j["summary"]["entries"]["linked"], 1, "{j}");
