@@ -114,7 +114,9 @@ stage "the workspace's tests"
 tdir="${CARGO_TARGET_DIR:-target}"
 case "$tdir" in /*) ;; *) tdir="$(pwd)/$tdir" ;; esac
 bin="$tdir/debug/pvc-backup"
-cargo build --locked -q -p pvc-backup
+# The workspace's tests above built it (their CLI tests run it); `cargo build -p pvc-backup`
+# would build it again, as the package alone resolves its dependencies' features differently.
+[ -x "$bin" ] || cargo build --locked -q -p pvc-backup
 # --baseline with the same build: the comparison of two builds runs too.
 PVC_BACKUP_BIN="$bin" bench/compare.sh --small --baseline "$bin" >/dev/null
 PVC_BACKUP_BIN="$bin" bench/backup.sh --small >/dev/null
