@@ -429,18 +429,25 @@ impl Session<'_> {
         relpath::join(&self.dirs[dir].rel, name)
     }
 
+    /// The directories from the root's child down to `d` (none for the root itself).
+    fn below_root(&self, d: usize) -> Vec<usize> {
+        let mut chain = Vec::new();
+        let mut cur = Some(d);
+        while let Some(i) = cur {
+            chain.push(i);
+            cur = self.dirs[i].parent;
+        }
+        chain.pop();
+        chain.reverse();
+        chain
+    }
+
     /// Opens target directory `d` again, from the root, one component at a time without
     /// following symlinks (the last one opened is kept for the next call).
     fn open_dir(&mut self, d: usize) -> io::Result<BorrowedFd<'_>> {
         if self.cache.as_ref().is_none_or(|(c, _)| *c != d) {
-            let mut chain = Vec::new();
-            let mut cur = Some(d);
-            while let Some(i) = cur {
-                chain.push(i);
-                cur = self.dirs[i].parent;
-            }
             let mut fd = self.root.try_clone_to_owned()?;
-            for &i in chain.iter().rev().skip(1) {
+            for i in self.below_root(d) {
                 fd = self
                     .owners
                     .open_in(fd.as_fd(), &self.dirs[i].name, DIR_FLAGS)?;
@@ -454,14 +461,8 @@ impl Session<'_> {
     /// that directory (the last one opened is kept for the next call).
     fn open_ref_dir(&mut self, d: usize) -> Option<BorrowedFd<'_>> {
         if self.ref_cache.as_ref().is_none_or(|(c, _)| *c != d) {
-            let mut chain = Vec::new();
-            let mut cur = Some(d);
-            while let Some(i) = cur {
-                chain.push(i);
-                cur = self.dirs[i].parent;
-            }
             let mut fd = self.reference.and_then(|r| r.try_clone_to_owned().ok());
-            for &i in chain.iter().rev().skip(1) {
+            for i in self.below_root(d) {
                 fd = fd.and_then(|f| {
                     self.owners
                         .open_in(f.as_fd(), &self.dirs[i].name, DIR_FLAGS)
