@@ -1102,6 +1102,48 @@ fn a_snapshot_cut_mid_file_is_taken_up_by_the_next_run() {
     assert_mirror(&src.root, &snap, &[]);
 }
 
+/// A partial snapshot left by a run that broke off may hold files linked from the previous
+/// snapshot. When the source's attributes of such a file change before the next run, that run
+/// must not change them in place: the inode is the previous snapshot's too.
+#[test]
+fn a_taken_up_partial_snapshot_never_changes_the_previous_snapshots_files() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (dir, k) = setup();
+    let src = Tree::new(dir.path().join("src"));
+    // Hard-linked in the source too: a target file with other names is then not rewritten
+    // apart for that reason alone.
+    src.file(b"kept", b"same content").file(b"other", b"x");
+    src.hardlink(b"kept", b"kept-too");
+    src.mode(b"kept", 0o644);
+    let store = dir.path().join("store");
+    let (sc, rc, j, r1) = snapshot_transfer(&src.root, &store, &k, &[]);
+    assert_eq!((sc, rc), (0, 0), "{j}\n{r1}");
+    let first = store
+        .join("snapshots")
+        .join(r1["snapshot"].as_str().unwrap());
+    // What a run that broke off after linking `kept` from the first snapshot leaves.
+    let partial = store.join("snapshots/.partial-2000-01-01T00-00-00Z");
+    std::fs::create_dir(&partial).unwrap();
+    std::fs::hard_link(first.join("kept"), partial.join("kept")).unwrap();
+    // Only the mode changes: same size, mtime and content.
+    src.mode(b"kept", 0o600);
+    let (sc, rc, j, r2) = snapshot_transfer(&src.root, &store, &k, &[]);
+    assert_eq!((sc, rc), (0, 0), "{j}\n{r2}");
+    let second = store
+        .join("snapshots")
+        .join(r2["snapshot"].as_str().unwrap());
+    assert_mirror(&src.root, &second, &[]);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(
+        mode(&first.join("kept")),
+        0o644,
+        "the first snapshot's file changed"
+    );
+    assert_eq!(mode(&second.join("kept")), 0o600);
+    assert_ne!(ino(&first.join("kept")), ino(&second.join("kept")));
+    assert_eq!(partial_snapshot(&store), None);
+}
+
 /// The sender killed in the middle of the large file, then the receiver killed in the middle of
 /// the next attempt: each rerun goes on from the chunks the partly received file holds.
 #[test]
