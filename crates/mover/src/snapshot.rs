@@ -138,18 +138,9 @@ impl Backup {
         };
 
         // Partial snapshots of runs that died (the lock says none is running now).
-        let mut cleaned = Vec::new();
         let listing = Listing::read(&snaps).map_err(io("cannot read"))?;
-        for i in 0..listing.len() {
-            let name = listing.name(i);
-            if layout::is_partial(name.to_bytes()) {
-                let removed = sync.owners().retry_target(&[], &[snaps.as_fd()], || {
-                    crate::remove::remove(snaps.as_fd(), name)
-                });
-                removed.map_err(io("cannot remove a partial snapshot in"))?;
-                cleaned.push(relpath::display(name.to_bytes()));
-            }
-        }
+        let (cleaned, _) = remove_partials(sync.owners(), snaps.as_fd(), &listing, false)
+            .map_err(io("cannot remove a partial snapshot in"))?;
 
         let existing = complete_snapshots(snaps.as_fd()).map_err(io("cannot read"))?;
         let previous = existing.first().map(|(id, _)| id.clone());
@@ -185,17 +176,8 @@ impl Backup {
         } else {
             None
         };
-        let reference = match &previous {
-            Some(p) => {
-                let c = CString::new(p.as_str()).expect("no NUL");
-                Some(
-                    sync.owners()
-                        .open_in(snaps.as_fd(), &c, DIR_FLAGS)
-                        .map_err(io("cannot open"))?,
-                )
-            }
-            None => None,
-        };
+        let reference = open_previous(sync.owners(), snaps.as_fd(), previous.as_deref())
+            .map_err(io("cannot open"))?;
         let state = sync
             .state_fd()
             .try_clone_to_owned()
@@ -273,6 +255,45 @@ impl Backup {
     }
 }
 
+/// Removes the partial snapshots that runs which died left in `snaps` (listed in `listing`; the
+/// lock says none is being made now), all of them or all but the newest (`keep_newest`).
+/// Returns the names removed and the one kept.
+fn remove_partials(
+    owners: &crate::owner::Owners,
+    snaps: BorrowedFd<'_>,
+    listing: &Listing,
+    keep_newest: bool,
+) -> std::io::Result<(Vec<String>, Option<Vec<u8>>)> {
+    let mut partials: Vec<Vec<u8>> = (0..listing.len())
+        .map(|i| listing.name_bytes(i).to_vec())
+        .filter(|n| layout::is_partial(n))
+        .collect();
+    // Partial names hold their run's time: the newest sorts last.
+    partials.sort();
+    let kept = if keep_newest { partials.pop() } else { None };
+    let mut removed = Vec::new();
+    for name in partials {
+        let c = CString::new(name.clone()).expect("a listed name has no NUL");
+        owners.retry_target(&[], &[snaps], || crate::remove::remove(snaps, &c))?;
+        removed.push(relpath::display(&name));
+    }
+    Ok((removed, kept))
+}
+
+/// The previous complete snapshot `id` in `snaps`, opened: the reference whose unchanged
+/// entries the new snapshot links.
+fn open_previous(
+    owners: &crate::owner::Owners,
+    snaps: BorrowedFd<'_>,
+    id: Option<&str>,
+) -> std::io::Result<Option<OwnedFd>> {
+    id.map(|p| {
+        let c = CString::new(p).expect("no NUL");
+        owners.open_in(snaps, &c, DIR_FLAGS)
+    })
+    .transpose()
+}
+
 /// The name of a new snapshot: the time now, one second later when a snapshot has that name
 /// (names stay times).
 fn new_id(existing: &[(String, SnapshotId)]) -> SnapshotId {
@@ -338,23 +359,8 @@ impl Incoming {
             .map_err(io("cannot record the snapshot in"))?;
         remove_dead_manifests(runs.as_fd());
         let listing = Listing::read(&snaps).map_err(io("cannot read"))?;
-        let mut partials: Vec<Vec<u8>> = (0..listing.len())
-            .map(|i| listing.name_bytes(i).to_vec())
-            .filter(|n| layout::is_partial(n))
-            .collect();
-        // Partial names hold their run's time: the newest sorts last.
-        partials.sort();
-        let newest = partials.pop();
-        let mut cleaned = Vec::new();
-        for name in partials {
-            let c = CString::new(name.clone()).expect("a listed name has no NUL");
-            owners
-                .retry_target(&[], &[snaps.as_fd()], || {
-                    crate::remove::remove(snaps.as_fd(), &c)
-                })
-                .map_err(io("cannot remove a partial snapshot in"))?;
-            cleaned.push(relpath::display(&name));
-        }
+        let (cleaned, newest) = remove_partials(owners, snaps.as_fd(), &listing, true)
+            .map_err(io("cannot remove a partial snapshot in"))?;
         let existing = complete_snapshots(snaps.as_fd()).map_err(io("cannot read"))?;
         let previous = existing.first().map(|(id, _)| id.clone());
         let new_id = new_id(&existing);
@@ -374,17 +380,8 @@ impl Incoming {
         };
         let target_path = snaps_path.join(partial.to_str().expect("ASCII"));
         let target = open_or_make(owners, snaps.as_fd(), &partial, &target_path)?;
-        let reference = match &previous {
-            Some(p) => {
-                let c = CString::new(p.as_str()).expect("no NUL");
-                Some(
-                    owners
-                        .open_in(snaps.as_fd(), &c, DIR_FLAGS)
-                        .map_err(io("cannot open"))?,
-                )
-            }
-            None => None,
-        };
+        let reference =
+            open_previous(owners, snaps.as_fd(), previous.as_deref()).map_err(io("cannot open"))?;
         Ok(Incoming {
             root: root
                 .try_clone_to_owned()
