@@ -127,14 +127,17 @@ impl Session<'_> {
             (Some(chunk), Some((dfd, tmp, _))) => {
                 let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 let from = if resumed { &tmp.0 } else { &name };
-                let older_dir = match self.basis_in_reference.contains(&n) {
-                    true => self
-                        .open_ref_dir(d)
-                        .and_then(|r| r.try_clone_to_owned().ok()),
-                    false => dfd.try_clone().ok(),
+                // Its folder: this one, or the same folder of the previous snapshot.
+                let in_reference = self.basis_in_reference.contains(&n);
+                let ref_dir = in_reference
+                    .then(|| self.open_ref_dir(d)?.try_clone_to_owned().ok())
+                    .flatten();
+                let older_dir = match in_reference {
+                    true => ref_dir.as_ref().map(|r| r.as_fd()),
+                    false => Some(dfd.as_fd()),
                 };
                 older_dir
-                    .and_then(|o| self.owners.open_in(o.as_fd(), from, flags).ok())
+                    .and_then(|o| self.owners.open_in(o, from, flags).ok())
                     .and_then(|fd| Some((stat_fd(&fd).ok()?.size, fd, chunk)))
             }
             _ => None,

@@ -491,9 +491,18 @@ impl Session<'_> {
                 return self.update_in_place(dfd, name, meta, want_x, Some(h));
             }
         }
+        // In a new snapshot: the previous snapshot's file of this name, looked at once.
         let reference = self.stack.last().and_then(|t| t.reference.clone());
-        if let Some(r) = &reference
-            && self.link_reference(dfd, r.as_fd(), name, meta, want_x, hash, n)?
+        let previous = reference.as_ref().and_then(|r| {
+            let rfd = r.as_fd();
+            self.owners
+                .retry_target(&[], &[rfd], || stat_at(rfd, name))
+                .ok()
+                .filter(|m| m.kind == Kind::File)
+                .map(|m| (rfd, m))
+        });
+        if let Some((rfd, old)) = previous
+            && self.link_reference(dfd, rfd, &old, name, meta, want_x, hash, n)?
         {
             return Ok(());
         }
@@ -546,17 +555,9 @@ impl Session<'_> {
             }
         }
         // No older version here: the previous snapshot's, when receiving a new snapshot.
-        let (older, in_reference) = match (have.filter(|h| h.kind == Kind::File), &reference) {
+        let (older, in_reference) = match (have.filter(|h| h.kind == Kind::File), previous) {
             (Some(h), _) => (Some((*h, dfd)), false),
-            (None, Some(r)) => {
-                let rfd = r.as_fd();
-                let m = self
-                    .owners
-                    .retry_target(&[], &[rfd], || stat_at(rfd, name))
-                    .ok()
-                    .filter(|m| m.kind == Kind::File);
-                (m.map(|m| (m, r.as_fd())), true)
-            }
+            (None, Some((rfd, m))) => (Some((m, rfd)), true),
             (None, None) => (None, false),
         };
         if let Some((h, older_dir)) =
@@ -583,7 +584,8 @@ impl Session<'_> {
     }
 
     /// When receiving a new snapshot: hard-links the file from the previous snapshot `reference`
-    /// when it is unchanged there (type, size, mtime, owner, mode and extended attributes; with
+    /// (where it is the regular file `old`) when it is unchanged there (size, mtime, owner, mode
+    /// and extended attributes; with
     /// `--checksum`, content too), as `mover backup` does. Returns whether it was linked; a
     /// link that cannot be made (too many links, say) leaves the file to be sent.
     #[allow(clippy::too_many_arguments)]
@@ -591,19 +593,14 @@ impl Session<'_> {
         &mut self,
         dfd: BorrowedFd<'_>,
         reference: BorrowedFd<'_>,
+        old: &Meta,
         name: &CStr,
         meta: &Meta,
         want_x: &Xattrs,
         hash: Option<[u8; 32]>,
         n: u64,
     ) -> std::result::Result<bool, Failure> {
-        let Ok(old) = self
-            .owners
-            .retry_target(&[], &[reference], || stat_at(reference, name))
-        else {
-            return Ok(false);
-        };
-        if old.kind != Kind::File || old.size != meta.size || !attrs::same_basic(meta, &old) {
+        if old.size != meta.size || !attrs::same_basic(meta, old) {
             return Ok(false);
         }
         let same_x = self
