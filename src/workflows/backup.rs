@@ -268,9 +268,6 @@ fn backup_across(args: BackupArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let target = format!("{}/{}", report.namespace, report.target);
-    let jobs: Vec<&String> = std::iter::once(&report.receiver.job)
-        .chain(report.sender.as_ref().map(|s| &s.job))
-        .collect();
     let value = json!({
         "source": request.claim,
         "sourceNamespace": kube.namespace,
@@ -278,7 +275,7 @@ fn backup_across(args: BackupArgs) -> anyhow::Result<ExitCode> {
         "namespace": report.namespace,
         "address": report.address,
         "createdClaim": report.created,
-        "jobs": jobs,
+        "jobs": report.jobs(),
         "exitCode": report.exit_code(),
         "summary": report.receiver.summaries.last(),
     });

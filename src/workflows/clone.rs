@@ -250,9 +250,6 @@ fn across(args: CloneArgs) -> anyhow::Result<ExitCode> {
         .then_some(&report.target)
         .into_iter()
         .collect();
-    let jobs: Vec<&String> = std::iter::once(&report.receiver.job)
-        .chain(report.sender.as_ref().map(|s| &s.job))
-        .collect();
     let value = json!({
         "source": request.claim,
         "sourceNamespace": kube.namespace,
@@ -262,7 +259,7 @@ fn across(args: CloneArgs) -> anyhow::Result<ExitCode> {
         "method": "copy",
         "createdClaims": created,
         "scaled": report.scaled,
-        "jobs": jobs,
+        "jobs": report.jobs(),
         "exitCode": report.exit_code(),
         "summaries": report.receiver.summaries,
     });

@@ -578,6 +578,14 @@ pub struct AcrossReport {
 }
 
 impl AcrossReport {
+    /// The names of the run's Jobs: the receiving mover's, and the sending mover's when it
+    /// ended.
+    pub fn jobs(&self) -> Vec<&str> {
+        std::iter::once(self.receiver.job.as_str())
+            .chain(self.sender.as_ref().map(|s| s.job.as_str()))
+            .collect()
+    }
+
     /// The result of the copy: the receiver's exit code, or the sender's when only it failed.
     pub fn exit_code(&self) -> i32 {
         match &self.sender {
